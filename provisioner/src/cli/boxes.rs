@@ -1,0 +1,191 @@
+//! create, list, status, start, stop, destroy.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use serde::Serialize;
+
+use super::output::{self, Output};
+use super::Global;
+use crate::known_hosts;
+use crate::lifecycle::read_public_key;
+use crate::name::BoxName;
+use crate::provider::{BoxInfo, LaunchSpec};
+use crate::ssh_config::host_alias;
+
+/// Launch your box (or finish making it), pin its host key, check SSH.
+///
+/// Idempotent: running it again on an existing box starts it if stopped and
+/// completes any step a previous run did not finish. Two creates of one
+/// name at the same time still give one box.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Box name: a DNS label (a-z, 0-9, '-'), unique per owner.
+    #[arg(long, default_value_t = BoxName::default())]
+    name: BoxName,
+}
+
+/// List your boxes (all owners' with --all).
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Show every owner's boxes (platform team).
+    #[arg(long)]
+    all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct NameArg {
+    /// Box name.
+    #[arg(default_value_t = BoxName::default())]
+    name: BoxName,
+}
+
+/// Destroy a box and its disk (asks first).
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    /// Box name.
+    #[arg(default_value_t = BoxName::default())]
+    name: BoxName,
+    /// Do not ask for confirmation.
+    #[arg(long, short)]
+    yes: bool,
+}
+
+pub async fn create(global: &Global, args: CreateArgs) -> Result<ExitCode> {
+    let manifest = global.load_manifest()?;
+    let ctx = global.context(Some(&manifest)).await?;
+    let public_key = read_public_key(&settings_public_key(&ctx.identity))?;
+    let spec = LaunchSpec { owner: &ctx.owner, name: &args.name, manifest: &manifest, public_key: &public_key };
+    let progress = output::spinner(global.output);
+    let report = ctx.create(&spec, progress.as_ref()).await;
+    if let Some(p) = progress {
+        p.finish_and_clear();
+    }
+    let report = report?;
+    match global.output {
+        Output::Json => output::json(&report)?,
+        Output::Text => {
+            let b = &report.info;
+            for dup in &report.terminated_duplicates {
+                eprintln!("note: terminated duplicate instance {dup} of box {} (a concurrent create launched it)", b.name);
+            }
+            let verb = match (report.created, report.started) {
+                (true, _) => "created",
+                (false, true) => "started",
+                (false, false) => "already exists",
+            };
+            println!(
+                "box {} ({}) {verb}: {} at {}",
+                b.name,
+                b.id,
+                b.state.as_str(),
+                b.address.map(|a| a.to_string()).unwrap_or_else(|| "-".into())
+            );
+            println!("host key {} pinned{}", report.host_key_fingerprint, if report.host_key_newly_pinned { "" } else { " (unchanged)" });
+            println!("connect: workstation ssh {}   or   ssh {}", b.name, host_alias(&b.name));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn list(global: &Global, args: ListArgs) -> Result<ExitCode> {
+    let manifest = global.optional_manifest()?;
+    let ctx = global.context(manifest.as_ref()).await?;
+    let boxes = ctx.provider.list(if args.all { None } else { Some(&ctx.owner) }).await?;
+    match global.output {
+        Output::Json => output::json(&boxes)?,
+        Output::Text if boxes.is_empty() => eprintln!("no boxes; `workstation create` makes one"),
+        Output::Text => println!("{}", output::boxes_table(&boxes, args.all)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Serialize)]
+struct Status<'a> {
+    #[serde(flatten)]
+    info: &'a BoxInfo,
+    host_key_pinned: bool,
+    manifest_current: Option<bool>,
+}
+
+pub async fn status(global: &Global, args: NameArg) -> Result<ExitCode> {
+    let manifest = global.optional_manifest()?;
+    let ctx = global.context(manifest.as_ref()).await?;
+    let info = ctx.find(&args.name).await?;
+    let pinned = ctx.known_hosts.get(&known_hosts::alias(&info.id))?.is_some();
+    let status = Status {
+        info: &info,
+        host_key_pinned: pinned,
+        manifest_current: manifest.as_ref().zip(info.manifest_hash.as_ref()).map(|(m, h)| &m.hash == h),
+    };
+    match global.output {
+        Output::Json => output::json(&status)?,
+        Output::Text => {
+            println!("{}", output::boxes_table(std::slice::from_ref(&info), false));
+            println!("\nhost key: {}", if pinned { "pinned" } else { "not pinned (run `workstation pin`)" });
+            match status.manifest_current {
+                Some(true) => println!("manifest: matches {}", manifest.as_ref().map(|m| m.path.display().to_string()).unwrap_or_default()),
+                Some(false) => println!("manifest: changed since the box was created"),
+                None => {}
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn start(global: &Global, args: NameArg) -> Result<ExitCode> {
+    let ctx = global.context(global.optional_manifest()?.as_ref()).await?;
+    let progress = output::spinner(global.output);
+    let info = ctx.start(&args.name, progress.as_ref()).await;
+    progress.inspect(|p| p.finish_and_clear());
+    report(global, "started", &info?)
+}
+
+pub async fn stop(global: &Global, args: NameArg) -> Result<ExitCode> {
+    let ctx = global.context(global.optional_manifest()?.as_ref()).await?;
+    let progress = output::spinner(global.output);
+    let info = ctx.stop(&args.name, progress.as_ref()).await;
+    progress.inspect(|p| p.finish_and_clear());
+    report(global, "stopped (disk kept)", &info?)
+}
+
+pub async fn destroy(global: &Global, args: DestroyArgs) -> Result<ExitCode> {
+    let ctx = global.context(global.optional_manifest()?.as_ref()).await?;
+    let info = ctx.find(&args.name).await?;
+    if !args.yes && !confirm(&info)? {
+        eprintln!("not destroyed");
+        return Ok(ExitCode::FAILURE);
+    }
+    let progress = output::spinner(global.output);
+    let info = ctx.destroy(&args.name, progress.as_ref()).await;
+    progress.inspect(|p| p.finish_and_clear());
+    report(global, "destroyed", &info?)
+}
+
+fn report(global: &Global, what: &str, info: &BoxInfo) -> Result<ExitCode> {
+    match global.output {
+        Output::Json => output::json(info)?,
+        Output::Text => println!("box {} ({}) {what}", info.name, info.id),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Asks for the box name to be typed, as deleting a disk cannot be undone.
+fn confirm(info: &BoxInfo) -> Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        bail!("refusing to destroy box {} without confirmation: stdin is not a terminal; pass --yes", info.name);
+    }
+    eprint!("Destroy box {} ({})? Its disk and everything on it are deleted.\nType the box name to confirm: ", info.name, info.id);
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(answer.trim() == info.name)
+}
+
+fn settings_public_key(identity: &std::path::Path) -> std::path::PathBuf {
+    let mut p = identity.as_os_str().to_owned();
+    p.push(".pub");
+    p.into()
+}

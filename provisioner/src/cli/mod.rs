@@ -1,0 +1,197 @@
+//! The `workstation` command line: parse, build the context once, call the
+//! library, print. One file per verb group.
+
+mod boxes;
+mod boxside;
+mod output;
+mod ssh;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result};
+use aws_config::retry::RetryConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use clap::{Parser, Subcommand};
+
+use crate::config::{LoadedManifest, Manifest};
+use crate::known_hosts::KnownHosts;
+use crate::lifecycle::Context;
+use crate::paths::Paths;
+use crate::provider::aws::AwsProvider;
+use crate::provider::local::LocalProvider;
+use crate::provider::Provider;
+use crate::settings::{ProviderKind, Settings};
+
+pub use output::Output;
+
+/// Exit code for bugs and environment failures, as opposed to 1 (the
+/// request failed: bad input, unknown box) and 2 (usage).
+pub const EXIT_INTERNAL: u8 = 3;
+
+/// SDK attempts per API call. The SDK retries throttling
+/// (RequestLimitExceeded) and transient errors with jittered exponential
+/// backoff; five attempts ride out a burst of throttling during a fleet-wide
+/// `reap` without hiding a real outage for long.
+const AWS_MAX_ATTEMPTS: u32 = 5;
+
+/// Remote development boxes built from one manifest: create yours, SSH in
+/// with a pinned host key, stop it when idle.
+///
+/// Settings live in ~/.config/workstation/config.toml; the box is declared
+/// in workstation.toml (found in the current directory or a parent).
+#[derive(Debug, Parser)]
+#[command(name = "workstation", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// The manifest (default: workstation.toml here or in a parent directory).
+    #[arg(long, global = true, env = "WORKSTATION_MANIFEST", value_name = "PATH")]
+    pub manifest: Option<PathBuf>,
+
+    /// Where boxes live (default: `provider` in your settings, else aws).
+    #[arg(long, global = true, value_enum)]
+    pub provider: Option<ProviderKind>,
+
+    /// Output format for results on stdout; progress always goes to stderr.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+
+    /// More detail on stderr (-v: debug, -vv: trace, including the SDK).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    Create(boxes::CreateArgs),
+    List(boxes::ListArgs),
+    Status(boxes::NameArg),
+    Start(boxes::NameArg),
+    Stop(boxes::NameArg),
+    Destroy(boxes::DestroyArgs),
+    Ssh(ssh::SshArgs),
+    SshConfig(ssh::SshConfigArgs),
+    Pin(ssh::PinArgs),
+    /// Commands that run on the box itself (first boot, timers).
+    #[command(subcommand, name = "box")]
+    BoxSide(boxside::BoxCommand),
+}
+
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    let global = Global { manifest: cli.manifest, provider: cli.provider, output: cli.output };
+    match cli.command {
+        Command::Create(args) => boxes::create(&global, args).await,
+        Command::List(args) => boxes::list(&global, args).await,
+        Command::Status(args) => boxes::status(&global, args).await,
+        Command::Start(args) => boxes::start(&global, args).await,
+        Command::Stop(args) => boxes::stop(&global, args).await,
+        Command::Destroy(args) => boxes::destroy(&global, args).await,
+        Command::Ssh(args) => ssh::ssh(&global, args).await,
+        Command::SshConfig(args) => ssh::ssh_config(&global, args).await,
+        Command::Pin(args) => ssh::pin(&global, args).await,
+        Command::BoxSide(cmd) => boxside::run(cmd).await,
+    }
+}
+
+/// Options every verb shares.
+pub struct Global {
+    manifest: Option<PathBuf>,
+    provider: Option<ProviderKind>,
+    output: Output,
+}
+
+impl Global {
+    fn manifest_path(&self) -> Result<PathBuf> {
+        match &self.manifest {
+            Some(p) => Ok(p.clone()),
+            None => Ok(Manifest::find(&std::env::current_dir().context("cannot read the current directory")?)?),
+        }
+    }
+
+    /// The manifest, required (create).
+    fn load_manifest(&self) -> Result<LoadedManifest> {
+        Ok(Manifest::load(&self.manifest_path()?)?)
+    }
+
+    /// The manifest if there is one: other verbs only take the region from it.
+    fn optional_manifest(&self) -> Result<Option<LoadedManifest>> {
+        match self.manifest_path() {
+            Ok(p) => Ok(Some(Manifest::load(&p)?)),
+            Err(_) if self.manifest.is_none() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Settings, provider and pinned keys: everything a verb needs.
+    async fn context(&self, manifest: Option<&LoadedManifest>) -> Result<Context> {
+        let paths = Paths::from_env()?;
+        let mut settings = Settings::load(&paths, &|k| std::env::var(k).ok())?;
+        if let Some(kind) = self.provider {
+            settings.provider = kind;
+        }
+        let provider: Box<dyn Provider> = match settings.provider {
+            ProviderKind::Aws => {
+                let region = settings
+                    .aws
+                    .region
+                    .clone()
+                    .or_else(|| manifest.and_then(|m| m.manifest.machine.region.clone()));
+                let sdk = sdk_config(settings.aws.profile.as_deref(), region).await;
+                Box::new(AwsProvider::new(aws_sdk_ec2::Client::new(&sdk), settings.aws.address))
+            }
+            ProviderKind::Local => Box::new(LocalProvider::new(paths.local_boxes(), settings.local.clone())?),
+        };
+        let ssh_user = settings.ssh_user.clone().unwrap_or_else(|| match settings.provider {
+            ProviderKind::Aws => settings.owner.to_string(),
+            // Local boxes share this machine's accounts, and need root.
+            ProviderKind::Local => "root".into(),
+        });
+        Ok(Context {
+            provider,
+            owner: settings.owner.clone(),
+            known_hosts: KnownHosts::new(paths.known_hosts()),
+            identity: settings.ssh_key.clone(),
+            ssh_user,
+            paths,
+        })
+    }
+}
+
+/// The one place an `SdkConfig` is built: the credential chain, profiles,
+/// SSO and `AWS_ENDPOINT_URL` (moto in tests) all come from aws-config.
+pub async fn sdk_config(profile: Option<&str>, region: Option<String>) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(RetryConfig::standard().with_max_attempts(AWS_MAX_ATTEMPTS));
+    if let Some(p) = profile {
+        loader = loader.profile_name(p);
+    }
+    if let Some(r) = region {
+        loader = loader.region(Region::new(r));
+    }
+    loader.load().await
+}
+
+pub fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "workstation=info",
+        1 => "workstation=debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WORKSTATION_LOG").unwrap_or_else(|_| default.into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .init();
+}
+
+/// Prints the error and its causes once, one per line.
+pub fn print_error(e: &anyhow::Error) {
+    eprintln!("error: {e}");
+    for cause in e.chain().skip(1) {
+        eprintln!("  caused by: {cause}");
+    }
+}

@@ -1,0 +1,15 @@
+//! workstation: provision Nix-reproducible remote development boxes.
+//!
+//! The library does the work; `src/cli/` only parses, calls it and prints.
+
+pub mod boxside;
+pub mod cli;
+pub mod config;
+pub mod known_hosts;
+pub mod lifecycle;
+pub mod name;
+pub mod paths;
+pub mod provider;
+pub mod remote;
+pub mod settings;
+pub mod ssh_config;

@@ -1,0 +1,293 @@
+//! `create` and friends: the steps that turn "a name" into "a box I can SSH
+//! into with a pinned key", each idempotent, so re-running `create` on a
+//! half-made box finishes it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use indicatif::ProgressBar;
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::known_hosts::{self, KnownHosts, PinError, Pinned};
+use crate::name::{BoxName, Owner};
+use crate::paths::Paths;
+use crate::provider::{BoxInfo, BoxState, LaunchSpec, Provider, ProviderError};
+use crate::remote::{self, RemoteError, Target};
+use crate::ssh_config::{self, HostEntry, SshConfigError};
+
+/// EC2 usually has an instance running within a minute; large or
+/// capacity-constrained types can take several.
+const RUNNING_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// The image publishes its host key early in first boot, 1-3 minutes on
+/// EC2; generous so a slow boot is not reported as a failure.
+const HOST_KEY_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// sshd may start a little after the key is published.
+const SSH_READY_TIMEOUT: Duration = Duration::from_secs(3 * 60);
+/// Polling starts fast (local boxes and moto answer in milliseconds) and
+/// backs off to stay far below EC2's API rate limits.
+const POLL_FIRST: Duration = Duration::from_millis(50);
+const POLL_MAX: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    #[error(transparent)]
+    Pin(#[from] PinError),
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+    #[error(transparent)]
+    SshConfig(#[from] SshConfigError),
+    #[error("no box named {name} for owner {owner}; `workstation list` shows your boxes, `workstation create --name {name}` makes one")]
+    UnknownBox { owner: String, name: String },
+    #[error("box {name} ({id}) was not {what} after {waited:?} (state: {state}); check it in the EC2 console or run `workstation status {name}`")]
+    Timeout { name: String, id: String, what: &'static str, waited: Duration, state: &'static str },
+    #[error("box {name} ({id}) has no address to connect to")]
+    NoAddress { name: String, id: String },
+    #[error("box {name} ({id}) disappeared while {what} (state: {state})")]
+    Gone { name: String, id: String, what: &'static str, state: &'static str },
+    #[error("cannot read your SSH public key {path}; create a key with `ssh-keygen -t ed25519` or set ssh_key in ~/.config/workstation/config.toml")]
+    PublicKey {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Everything the lifecycle needs, built once by the CLI.
+pub struct Context {
+    pub provider: Box<dyn Provider>,
+    pub owner: Owner,
+    pub paths: Paths,
+    pub known_hosts: KnownHosts,
+    pub ssh_user: String,
+    pub identity: PathBuf,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CreateReport {
+    #[serde(rename = "box")]
+    pub info: BoxInfo,
+    /// False when the box already existed (create resumed or did nothing).
+    pub created: bool,
+    /// True when an existing stopped box was started.
+    pub started: bool,
+    pub terminated_duplicates: Vec<String>,
+    pub host_key_fingerprint: String,
+    pub host_key_newly_pinned: bool,
+}
+
+impl Context {
+    pub async fn find(&self, name: &BoxName) -> Result<BoxInfo, LifecycleError> {
+        self.provider
+            .find(&self.owner, name)
+            .await?
+            .ok_or_else(|| LifecycleError::UnknownBox { owner: self.owner.to_string(), name: name.to_string() })
+    }
+
+    pub async fn create(&self, spec: &LaunchSpec<'_>, progress: Option<&ProgressBar>) -> Result<CreateReport, LifecycleError> {
+        step(progress, format!("launching {}", spec.name));
+        let launched = self.provider.launch(spec).await?;
+        let mut info = launched.info;
+
+        let mut started = false;
+        if matches!(info.state, BoxState::Stopping | BoxState::Stopped) {
+            step(progress, format!("starting stopped box {}", info.id));
+            info = self.wait(&info, "stopped", RUNNING_TIMEOUT, progress, |i| i.state == BoxState::Stopped).await?;
+            self.provider.start(&info.id).await?;
+            started = true;
+        }
+
+        step(progress, format!("waiting for {} to run", info.id));
+        info = self.wait(&info, "running", RUNNING_TIMEOUT, progress, |i| i.state == BoxState::Running).await?;
+
+        step(progress, format!("waiting for {} to publish its SSH host key", info.id));
+        info = self.wait(&info, "publishing its host key", HOST_KEY_TIMEOUT, progress, |i| i.host_key.is_some()).await?;
+
+        let key = known_hosts::parse_key(info.host_key.as_deref().unwrap_or_default())?;
+        let pinned = self.known_hosts.pin(&known_hosts::alias(&info.id), &info.name, &key, false)?;
+
+        step(progress, format!("connecting to {} over SSH", info.id));
+        self.wait_ssh(&info).await?;
+        self.write_ssh_config(true).await?;
+
+        Ok(CreateReport {
+            host_key_fingerprint: known_hosts::fingerprint(&key),
+            host_key_newly_pinned: pinned == Pinned::New,
+            info,
+            created: launched.created,
+            started,
+            terminated_duplicates: launched.terminated_duplicates,
+        })
+    }
+
+    /// Starts a stopped box and waits until SSH answers with its pinned key.
+    pub async fn start(&self, name: &BoxName, progress: Option<&ProgressBar>) -> Result<BoxInfo, LifecycleError> {
+        let mut info = self.find(name).await?;
+        if info.state != BoxState::Running {
+            info = self.wait(&info, "stopped", RUNNING_TIMEOUT, progress, |i| matches!(i.state, BoxState::Stopped | BoxState::Running)).await?;
+            step(progress, format!("starting {}", info.id));
+            self.provider.start(&info.id).await?;
+            info = self.wait(&info, "running", RUNNING_TIMEOUT, progress, |i| i.state == BoxState::Running).await?;
+        }
+        step(progress, format!("connecting to {} over SSH", info.id));
+        self.wait_ssh(&info).await?;
+        self.write_ssh_config(false).await?;
+        Ok(info)
+    }
+
+    pub async fn stop(&self, name: &BoxName, progress: Option<&ProgressBar>) -> Result<BoxInfo, LifecycleError> {
+        let info = self.find(name).await?;
+        if info.state != BoxState::Stopped {
+            step(progress, format!("stopping {}", info.id));
+            self.provider.stop(&info.id).await?;
+        }
+        self.wait(&info, "stopped", RUNNING_TIMEOUT, progress, |i| i.state == BoxState::Stopped).await
+    }
+
+    pub async fn destroy(&self, name: &BoxName, progress: Option<&ProgressBar>) -> Result<BoxInfo, LifecycleError> {
+        let info = self.find(name).await?;
+        step(progress, format!("destroying {}", info.id));
+        self.provider.destroy(&info.id).await?;
+        self.known_hosts.forget(&known_hosts::alias(&info.id))?;
+        self.write_ssh_config(false).await?;
+        Ok(info)
+    }
+
+    /// Pins the key the box published. With `replace`, a different pinned
+    /// key is overwritten (after a deliberate rebuild).
+    pub async fn pin(&self, name: &BoxName, replace: bool) -> Result<(BoxInfo, Pinned, String), LifecycleError> {
+        let info = self.find(name).await?;
+        let published = info.host_key.as_deref().ok_or_else(|| LifecycleError::Timeout {
+            name: info.name.clone(),
+            id: info.id.clone(),
+            what: "publishing its host key",
+            waited: Duration::ZERO,
+            state: info.state.as_str(),
+        })?;
+        let key = known_hosts::parse_key(published)?;
+        let outcome = self.known_hosts.pin(&known_hosts::alias(&info.id), &info.name, &key, replace)?;
+        Ok((info, outcome, known_hosts::fingerprint(&key)))
+    }
+
+    pub fn target(&self, info: &BoxInfo) -> Result<Target, LifecycleError> {
+        let ip = info.address.ok_or_else(|| LifecycleError::NoAddress { name: info.name.clone(), id: info.id.clone() })?;
+        Ok(Target {
+            name: info.name.clone(),
+            address: SocketAddr::new(ip, 22),
+            user: self.ssh_user.clone(),
+            alias: known_hosts::alias(&info.id),
+            identity: self.identity.clone(),
+        })
+    }
+
+    pub async fn connect(&self, info: &BoxInfo) -> Result<remote::Session, LifecycleError> {
+        Ok(remote::connect(&self.target(info)?, &self.known_hosts).await?)
+    }
+
+    /// Regenerates the OpenSSH config for this owner's boxes; with
+    /// `include`, also makes sure `~/.ssh/config` includes it.
+    pub async fn write_ssh_config(&self, include: bool) -> Result<PathBuf, LifecycleError> {
+        let boxes = self.provider.list(Some(&self.owner)).await?;
+        let entries: Vec<HostEntry> = boxes
+            .iter()
+            .filter_map(|b| {
+                Some(HostEntry { name: b.name.clone(), id: b.id.clone(), address: b.address?.to_string(), user: self.ssh_user.clone() })
+            })
+            .collect();
+        let generated = self.paths.ssh_config();
+        ssh_config::write_generated(&generated, &ssh_config::render(&entries, &self.identity, self.known_hosts.path()))?;
+        if include {
+            ssh_config::ensure_include(&self.paths.home.join(".ssh/config"), &generated)?;
+        }
+        Ok(generated)
+    }
+
+    async fn wait_ssh(&self, info: &BoxInfo) -> Result<(), LifecycleError> {
+        let deadline = Instant::now() + SSH_READY_TIMEOUT;
+        let mut pause = POLL_FIRST;
+        loop {
+            match self.connect(info).await {
+                Ok(session) => {
+                    session.close().await;
+                    return Ok(());
+                }
+                Err(LifecycleError::Remote(e)) if e.is_transient() && Instant::now() < deadline => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(POLL_MAX);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Polls the box until `done`. If the box is terminated meanwhile
+    /// because a concurrent `create` kept another instance of this name,
+    /// follows that one.
+    async fn wait(
+        &self,
+        info: &BoxInfo,
+        what: &'static str,
+        timeout: Duration,
+        progress: Option<&ProgressBar>,
+        done: impl Fn(&BoxInfo) -> bool,
+    ) -> Result<BoxInfo, LifecycleError> {
+        let started = Instant::now();
+        let mut current = info.clone();
+        let mut pause = POLL_FIRST;
+        loop {
+            if done(&current) {
+                return Ok(current);
+            }
+            if !current.state.is_live() {
+                let name: BoxName = current.name.parse().map_err(|_| LifecycleError::Gone {
+                    name: current.name.clone(),
+                    id: current.id.clone(),
+                    what,
+                    state: current.state.as_str(),
+                })?;
+                match self.provider.find(&self.owner, &name).await? {
+                    Some(other) if other.id != current.id => {
+                        current = other;
+                        continue;
+                    }
+                    _ => {
+                        return Err(LifecycleError::Gone { name: current.name, id: current.id, what, state: current.state.as_str() })
+                    }
+                }
+            }
+            if started.elapsed() >= timeout {
+                return Err(LifecycleError::Timeout {
+                    name: current.name.clone(),
+                    id: current.id.clone(),
+                    what,
+                    waited: timeout,
+                    state: current.state.as_str(),
+                });
+            }
+            if let Some(p) = progress {
+                p.tick();
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(POLL_MAX);
+            current = self.provider.describe(&current.id).await?;
+        }
+    }
+}
+
+/// Reads the user's SSH public key for import and authorized_keys.
+pub fn read_public_key(path: &std::path::Path) -> Result<String, LifecycleError> {
+    std::fs::read_to_string(path)
+        .map(|k| k.trim().to_string())
+        .map_err(|source| LifecycleError::PublicKey { path: path.to_owned(), source })
+}
+
+fn step(progress: Option<&ProgressBar>, message: String) {
+    if let Some(p) = progress {
+        p.set_message(message);
+    } else {
+        tracing::info!("{message}");
+    }
+}

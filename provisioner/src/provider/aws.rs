@@ -1,0 +1,326 @@
+//! The aws provider: boxes are EC2 instances, identified by tags.
+//!
+//! Takes a ready `aws_sdk_ec2::Client` (built once in the CLI from the
+//! credential chain, profile, region and `AWS_ENDPOINT_URL`), so tests point
+//! it at moto without any code path of their own.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::primitives::Blob;
+use aws_sdk_ec2::types::{
+    BlockDeviceMapping, EbsBlockDevice, Filter, HttpTokensState, Instance, InstanceMetadataEndpointState,
+    InstanceMetadataOptionsRequest, InstanceStateName, InstanceType, ResourceType, Tag, TagSpecification,
+    VolumeType,
+};
+use aws_sdk_ec2::Client;
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+
+use super::{tags, BoxInfo, BoxState, LaunchSpec, Launched, Provider, ProviderError, Result};
+use crate::name::{BoxName, Owner};
+use crate::settings::{AddressKind, ProviderKind};
+
+/// States in which an instance is "the box" (not on its way out).
+const LIVE_STATES: [&str; 4] = ["pending", "running", "stopping", "stopped"];
+
+/// A ClientToken stays bound to its instance after termination, so a
+/// re-create of a destroyed name gets the old, terminated instance back.
+/// We then salt the token with that instance's id; two rounds cover a name
+/// destroyed and re-created several times in a row.
+const TOKEN_ROUNDS: usize = 4;
+
+pub struct AwsProvider {
+    client: Client,
+    address: AddressKind,
+}
+
+impl AwsProvider {
+    pub fn new(client: Client, address: AddressKind) -> Self {
+        Self { client, address }
+    }
+
+    async fn live_instances(&self, owner: Option<&Owner>, name: Option<&BoxName>) -> Result<Vec<Instance>> {
+        let mut filters = vec![
+            Filter::builder().name("tag-key").values(tags::NAME).build(),
+            Filter::builder().name("instance-state-name").set_values(Some(LIVE_STATES.map(String::from).to_vec())).build(),
+        ];
+        if let Some(o) = owner {
+            filters.push(Filter::builder().name(format!("tag:{}", tags::OWNER)).values(o.as_str()).build());
+        }
+        if let Some(n) = name {
+            filters.push(Filter::builder().name(format!("tag:{}", tags::NAME)).values(n.as_str()).build());
+        }
+        let mut pages = self.client.describe_instances().set_filters(Some(filters)).into_paginator().send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(api("DescribeInstances"))?;
+            out.extend(page.reservations().iter().flat_map(|r| r.instances().iter().cloned()));
+        }
+        // Oldest first, id as tie-break: every concurrent `create` picks
+        // the same survivor.
+        out.sort_by_key(|i| (i.launch_time().map(|t| (t.secs(), t.subsec_nanos())), i.instance_id().map(String::from)));
+        Ok(out)
+    }
+
+    /// The image to launch and its root device name.
+    async fn resolve_image(&self, spec: &LaunchSpec<'_>) -> Result<(String, String)> {
+        let machine = &spec.manifest.manifest.machine;
+        let req = self.client.describe_images();
+        let (req, shown) = match (&machine.image_id, &machine.image_name) {
+            (Some(id), _) => (req.image_ids(id), id.clone()),
+            (None, Some(name)) => (req.filters(Filter::builder().name("name").values(name).build()), name.clone()),
+            (None, None) => unreachable!("manifest validation requires an image"),
+        };
+        let images = req.send().await.map_err(api("DescribeImages"))?;
+        let newest = images
+            .images()
+            .iter()
+            .max_by(|a, b| a.creation_date().cmp(&b.creation_date()))
+            .ok_or(ProviderError::NoImage { name: shown })?;
+        Ok((
+            newest.image_id().unwrap_or_default().to_string(),
+            newest.root_device_name().unwrap_or("/dev/xvda").to_string(),
+        ))
+    }
+
+    /// Imports the user's public key once. The name carries the key's
+    /// fingerprint, so an existing pair with this name holds this key.
+    async fn ensure_key_pair(&self, owner: &Owner, public_key: &str) -> Result<String> {
+        let blob = public_key.split_whitespace().nth(1).unwrap_or(public_key);
+        let name = format!("workstation-{owner}-{}", &hex::encode(Sha256::digest(blob))[..12]);
+        let found = self.client.describe_key_pairs().key_names(&name).send().await;
+        match found {
+            Ok(_) => return Ok(name),
+            Err(e) if code(&e) == Some("InvalidKeyPair.NotFound") => {}
+            Err(e) => return Err(api("DescribeKeyPairs")(e)),
+        }
+        let imported = self
+            .client
+            .import_key_pair()
+            .key_name(&name)
+            .public_key_material(Blob::new(public_key.trim().as_bytes()))
+            .tag_specifications(
+                TagSpecification::builder()
+                    .resource_type(ResourceType::KeyPair)
+                    .tags(tag(tags::OWNER, owner.as_str()))
+                    .build(),
+            )
+            .send()
+            .await;
+        match imported {
+            Ok(_) => Ok(name),
+            // A concurrent create imported it first.
+            Err(e) if code(&e) == Some("InvalidKeyPair.Duplicate") => Ok(name),
+            Err(e) => Err(api("ImportKeyPair")(e)),
+        }
+    }
+
+    async fn run_instance(&self, spec: &LaunchSpec<'_>, image: &str, root_device: &str, key_name: &str) -> Result<Instance> {
+        let machine = &spec.manifest.manifest.machine;
+        let tag_spec = |kind: ResourceType| {
+            let is_instance = kind == ResourceType::Instance;
+            let b = TagSpecification::builder()
+                .resource_type(kind)
+                .tags(tag(tags::OWNER, spec.owner.as_str()))
+                .tags(tag(tags::NAME, spec.name.as_str()))
+                .tags(tag("Name", &format!("workstation {}/{}", spec.owner, spec.name)));
+            if is_instance {
+                b.tags(tag(tags::MANIFEST_HASH, &spec.manifest.hash)).build()
+            } else {
+                b.build()
+            }
+        };
+        let mut salt = String::new();
+        for _ in 0..TOKEN_ROUNDS {
+            let out = self
+                .client
+                .run_instances()
+                .client_token(client_token(spec.owner, spec.name, &salt))
+                .image_id(image)
+                .instance_type(InstanceType::from(machine.instance_type.as_str()))
+                .min_count(1)
+                .max_count(1)
+                .key_name(key_name)
+                .set_subnet_id(machine.subnet.clone())
+                .set_security_group_ids((!machine.security_groups.is_empty()).then(|| machine.security_groups.clone()))
+                .metadata_options(
+                    InstanceMetadataOptionsRequest::builder()
+                        .http_tokens(HttpTokensState::Required)
+                        .http_endpoint(InstanceMetadataEndpointState::Enabled)
+                        .build(),
+                )
+                .block_device_mappings(
+                    BlockDeviceMapping::builder()
+                        .device_name(root_device)
+                        .ebs(
+                            EbsBlockDevice::builder()
+                                .volume_size(machine.disk_gib as i32)
+                                .volume_type(VolumeType::Gp3)
+                                .encrypted(true)
+                                .delete_on_termination(true)
+                                .build(),
+                        )
+                        .build(),
+                )
+                .tag_specifications(tag_spec(ResourceType::Instance))
+                .tag_specifications(tag_spec(ResourceType::Volume))
+                .send()
+                .await
+                .map_err(api("RunInstances"))?;
+            let inst = out.instances().first().cloned().ok_or_else(|| ProviderError::Api {
+                operation: "RunInstances",
+                message: "returned no instance".into(),
+            })?;
+            match state(&inst) {
+                BoxState::ShuttingDown | BoxState::Terminated => {
+                    salt = inst.instance_id().unwrap_or_default().to_string();
+                }
+                _ => return Ok(inst),
+            }
+        }
+        Err(ProviderError::Api {
+            operation: "RunInstances",
+            message: format!("kept returning terminated instances for {}/{}; try again in a minute", spec.owner, spec.name),
+        })
+    }
+
+    fn info(&self, i: &Instance) -> BoxInfo {
+        let tags: HashMap<&str, &str> = i.tags().iter().filter_map(|t| Some((t.key()?, t.value()?))).collect();
+        let private = i.private_ip_address().and_then(|a| a.parse::<IpAddr>().ok());
+        let public = i.public_ip_address().and_then(|a| a.parse::<IpAddr>().ok());
+        BoxInfo {
+            id: i.instance_id().unwrap_or_default().to_string(),
+            name: tags.get(tags::NAME).unwrap_or(&"").to_string(),
+            owner: tags.get(tags::OWNER).unwrap_or(&"").to_string(),
+            state: state(i),
+            address: match self.address {
+                AddressKind::Public => public.or(private),
+                AddressKind::Private => private,
+            },
+            host_key: tags.get(tags::HOST_KEY).map(|k| k.to_string()),
+            manifest_hash: tags.get(tags::MANIFEST_HASH).map(|k| k.to_string()),
+            launched_at: i.launch_time().and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos())),
+            instance_type: i.instance_type().map(|t| t.as_str().to_string()),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Provider for AwsProvider {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Aws
+    }
+
+    async fn launch(&self, spec: &LaunchSpec<'_>) -> Result<Launched> {
+        if let Some(info) = self.find(spec.owner, spec.name).await? {
+            return Ok(Launched { info, created: false, terminated_duplicates: vec![] });
+        }
+        let (image, root_device) = self.resolve_image(spec).await?;
+        let key_name = self.ensure_key_pair(spec.owner, spec.public_key).await?;
+        let launched = self.run_instance(spec, &image, &root_device, &key_name).await?;
+
+        // EC2 deduplicates the ClientToken; APIs that don't (moto) can leave
+        // several live boxes for one name. Keep the oldest, end the others.
+        let live = self.live_instances(Some(spec.owner), Some(spec.name)).await?;
+        let keeper = live.first().cloned().unwrap_or(launched);
+        let duplicates: Vec<String> = live.iter().skip(1).filter_map(|i| i.instance_id().map(String::from)).collect();
+        if !duplicates.is_empty() {
+            self.client
+                .terminate_instances()
+                .set_instance_ids(Some(duplicates.clone()))
+                .send()
+                .await
+                .map_err(api("TerminateInstances"))?;
+        }
+        Ok(Launched { info: self.info(&keeper), created: true, terminated_duplicates: duplicates })
+    }
+
+    async fn find(&self, owner: &Owner, name: &BoxName) -> Result<Option<BoxInfo>> {
+        Ok(self.live_instances(Some(owner), Some(name)).await?.first().map(|i| self.info(i)))
+    }
+
+    async fn list(&self, owner: Option<&Owner>) -> Result<Vec<BoxInfo>> {
+        Ok(self.live_instances(owner, None).await?.iter().map(|i| self.info(i)).collect())
+    }
+
+    async fn describe(&self, id: &str) -> Result<BoxInfo> {
+        let out = self.client.describe_instances().instance_ids(id).send().await;
+        let out = match out {
+            Err(e) if code(&e) == Some("InvalidInstanceID.NotFound") => return Err(ProviderError::NotFound { id: id.into() }),
+            other => other.map_err(api("DescribeInstances"))?,
+        };
+        out.reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .next()
+            .map(|i| self.info(i))
+            .ok_or_else(|| ProviderError::NotFound { id: id.into() })
+    }
+
+    async fn start(&self, id: &str) -> Result<()> {
+        self.client.start_instances().instance_ids(id).send().await.map_err(api("StartInstances"))?;
+        Ok(())
+    }
+
+    async fn stop(&self, id: &str) -> Result<()> {
+        self.client.stop_instances().instance_ids(id).send().await.map_err(api("StopInstances"))?;
+        Ok(())
+    }
+
+    async fn destroy(&self, id: &str) -> Result<()> {
+        self.client.terminate_instances().instance_ids(id).send().await.map_err(api("TerminateInstances"))?;
+        Ok(())
+    }
+}
+
+/// At most 64 ASCII characters (EC2's limit); the same for every create of
+/// this owner+name+salt, so EC2 returns one instance however often it is
+/// retried.
+fn client_token(owner: &Owner, name: &BoxName, salt: &str) -> String {
+    let digest = Sha256::digest(format!("{owner}\0{name}\0{salt}"));
+    format!("workstation-{}", &hex::encode(digest)[..40])
+}
+
+fn tag(key: &str, value: &str) -> Tag {
+    Tag::builder().key(key).value(value).build()
+}
+
+fn state(i: &Instance) -> BoxState {
+    match i.state().and_then(|s| s.name()) {
+        Some(InstanceStateName::Running) => BoxState::Running,
+        Some(InstanceStateName::Stopping) => BoxState::Stopping,
+        Some(InstanceStateName::Stopped) => BoxState::Stopped,
+        Some(InstanceStateName::ShuttingDown) => BoxState::ShuttingDown,
+        Some(InstanceStateName::Terminated) => BoxState::Terminated,
+        _ => BoxState::Pending,
+    }
+}
+
+fn code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> Option<&str> {
+    e.as_service_error().and_then(|s| s.code())
+}
+
+fn api<E, R>(operation: &'static str) -> impl FnOnce(SdkError<E, R>) -> ProviderError
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    move |e| ProviderError::Api { operation, message: DisplayErrorContext(&e).to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_token_is_stable_short_and_salted() {
+        let (o, n): (Owner, BoxName) = ("alice".parse().unwrap(), "dev".parse().unwrap());
+        let t = client_token(&o, &n, "");
+        assert_eq!(t, client_token(&o, &n, ""));
+        assert!(t.len() <= 64 && t.is_ascii());
+        assert_ne!(t, client_token(&o, &n, "i-123"));
+        assert_ne!(t, client_token(&o, &"dev2".parse().unwrap(), ""));
+    }
+}

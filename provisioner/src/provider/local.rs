@@ -1,0 +1,256 @@
+//! The local provider: each box is a [`BoxHost`] (network namespace + sshd)
+//! on this machine, with a state directory that is its disk:
+//! `~/.local/state/workstation/local/<owner>--<name>/`.
+//!
+//! `box.json` there plays the part EC2 tags play for the aws provider; the
+//! box's first boot writes its host key into it, as the aws image publishes
+//! its key in a tag.
+
+use std::fs::File;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::netns::{gateway, BoxHost};
+use super::{BoxInfo, BoxState, LaunchSpec, Launched, Provider, ProviderError, Result};
+use crate::name::{BoxName, Owner};
+use crate::settings::{LocalNetwork, ProviderKind};
+
+pub struct LocalProvider {
+    root: PathBuf,
+    network: LocalNetwork,
+}
+
+/// What `box.json` records. `state` is what the user asked for; the box is
+/// only reported running if its namespace and sshd really are up.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Record {
+    id: String,
+    owner: String,
+    name: String,
+    address: Ipv4Addr,
+    state: Recorded,
+    launched_at: DateTime<Utc>,
+    manifest_hash: String,
+    host_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Recorded {
+    Running,
+    Stopped,
+}
+
+impl LocalProvider {
+    pub fn new(root: PathBuf, network: LocalNetwork) -> Result<Self> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err(ProviderError::NeedsRoot);
+        }
+        Ok(Self { root, network })
+    }
+
+    fn box_dir(&self, owner: &str, name: &str) -> PathBuf {
+        self.root.join(format!("{owner}--{name}"))
+    }
+
+    fn host(&self, r: &Record) -> BoxHost {
+        let suffix = r.id.trim_start_matches("lb-");
+        BoxHost {
+            ns: format!("ws-{suffix}"),
+            veth: format!("wv{suffix}"),
+            address: r.address,
+            network: self.network.clone(),
+            dir: self.box_dir(&r.owner, &r.name),
+            hostname: r.name.clone(),
+        }
+    }
+
+    fn records(&self) -> Result<Vec<Record>> {
+        let entries = match std::fs::read_dir(&self.root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(ProviderError::Io { context: format!("cannot list {}", self.root.display()), source }),
+        };
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let path = entry.path().join("box.json");
+            if path.exists() {
+                out.push(read_record(&path)?);
+            }
+        }
+        out.sort_by(|a, b| (&a.owner, &a.name).cmp(&(&b.owner, &b.name)));
+        Ok(out)
+    }
+
+    fn record(&self, id: &str) -> Result<Record> {
+        self.records()?
+            .into_iter()
+            .find(|r| r.id == id)
+            .ok_or_else(|| ProviderError::NotFound { id: id.into() })
+    }
+
+    fn save(&self, r: &Record) -> Result<()> {
+        let dir = self.box_dir(&r.owner, &r.name);
+        let json = serde_json::to_vec_pretty(r).expect("record serialises");
+        let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io(&dir))?;
+        std::io::Write::write_all(&mut tmp, &json).map_err(io(&dir))?;
+        tmp.as_file().sync_all().map_err(io(&dir))?;
+        tmp.persist(dir.join("box.json")).map_err(|e| io(&dir)(e.error))?;
+        Ok(())
+    }
+
+    fn info(&self, r: &Record) -> BoxInfo {
+        let state = match r.state {
+            Recorded::Running if self.host(r).is_up() => BoxState::Running,
+            // Recorded running but down: the machine rebooted or sshd died.
+            _ => BoxState::Stopped,
+        };
+        BoxInfo {
+            id: r.id.clone(),
+            name: r.name.clone(),
+            owner: r.owner.clone(),
+            state,
+            address: Some(IpAddr::V4(r.address)),
+            host_key: r.host_key.clone(),
+            manifest_hash: Some(r.manifest_hash.clone()),
+            launched_at: Some(r.launched_at),
+            instance_type: Some("netns".into()),
+        }
+    }
+
+    /// Lowest free address in the subnet. Called under the allocation lock.
+    fn allocate_address(&self) -> Result<Ipv4Addr> {
+        let used: Vec<Ipv4Addr> = self.records()?.iter().map(|r| r.address).collect();
+        let gw = gateway(&self.network.network);
+        self.network
+            .subnet
+            .hosts()
+            .find(|a| *a != gw && !used.contains(a))
+            .ok_or_else(|| ProviderError::Local(format!("no free address left in local.subnet {}", self.network.subnet)))
+    }
+
+    async fn boot(&self, mut r: Record) -> Result<Record> {
+        let host = self.host(&r);
+        let host = tokio::task::spawn_blocking(move || host.boot().map(|_| host))
+            .await
+            .expect("boot task panicked")?;
+        if r.host_key.is_none() {
+            // First boot: the box publishes its own host key.
+            let key = std::fs::read_to_string(host.host_key_pub()).map_err(io(&host.dir))?;
+            r.host_key = Some(key.split_whitespace().take(2).collect::<Vec<_>>().join(" "));
+        }
+        r.state = Recorded::Running;
+        self.save(&r)?;
+        Ok(r)
+    }
+
+    async fn halt(&self, r: &Record) -> Result<()> {
+        let host = self.host(r);
+        tokio::task::spawn_blocking(move || host.halt()).await.expect("halt task panicked")
+    }
+}
+
+#[async_trait::async_trait]
+impl Provider for LocalProvider {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Local
+    }
+
+    async fn launch(&self, spec: &LaunchSpec<'_>) -> Result<Launched> {
+        std::fs::create_dir_all(&self.root).map_err(io(&self.root))?;
+        // One box per owner+name, even with concurrent creates: the first
+        // takes the lock and makes it, the others find it.
+        let dir = self.box_dir(spec.owner.as_str(), spec.name.as_str());
+        let _name_lock = lock(&self.root.join(format!("{}--{}.lock", spec.owner, spec.name)))?;
+        if let Some(info) = self.find(spec.owner, spec.name).await? {
+            return Ok(Launched { info, created: false, terminated_duplicates: vec![] });
+        }
+        let record = {
+            let _alloc_lock = lock(&self.root.join("addresses.lock"))?;
+            let address = self.allocate_address()?;
+            std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+            std::fs::write(dir.join("authorized_keys"), format!("{}\n", spec.public_key.trim())).map_err(io(&dir))?;
+            let now = Utc::now();
+            let digest = Sha256::digest(format!("{}/{}/{}/{}", spec.owner, spec.name, now.timestamp_nanos_opt().unwrap_or_default(), std::process::id()));
+            let record = Record {
+                id: format!("lb-{}", &hex::encode(digest)[..10]),
+                owner: spec.owner.to_string(),
+                name: spec.name.to_string(),
+                address,
+                state: Recorded::Stopped,
+                launched_at: now,
+                manifest_hash: spec.manifest.hash.clone(),
+                host_key: None,
+            };
+            self.save(&record)?;
+            record
+        };
+        let record = self.boot(record).await?;
+        Ok(Launched { info: self.info(&record), created: true, terminated_duplicates: vec![] })
+    }
+
+    async fn find(&self, owner: &Owner, name: &BoxName) -> Result<Option<BoxInfo>> {
+        let path = self.box_dir(owner.as_str(), name.as_str()).join("box.json");
+        if !path.exists() {
+            return Ok(None);
+        }
+        Ok(Some(self.info(&read_record(&path)?)))
+    }
+
+    async fn list(&self, owner: Option<&Owner>) -> Result<Vec<BoxInfo>> {
+        Ok(self
+            .records()?
+            .iter()
+            .filter(|r| owner.is_none_or(|o| o.as_str() == r.owner))
+            .map(|r| self.info(r))
+            .collect())
+    }
+
+    async fn describe(&self, id: &str) -> Result<BoxInfo> {
+        Ok(self.info(&self.record(id)?))
+    }
+
+    async fn start(&self, id: &str) -> Result<()> {
+        let r = self.record(id)?;
+        if self.info(&r).state != BoxState::Running {
+            self.boot(r).await?;
+        }
+        Ok(())
+    }
+
+    async fn stop(&self, id: &str) -> Result<()> {
+        let mut r = self.record(id)?;
+        self.halt(&r).await?;
+        r.state = Recorded::Stopped;
+        self.save(&r)
+    }
+
+    async fn destroy(&self, id: &str) -> Result<()> {
+        let r = self.record(id)?;
+        self.halt(&r).await?;
+        let dir = self.box_dir(&r.owner, &r.name);
+        std::fs::remove_dir_all(&dir).map_err(io(&dir))
+    }
+}
+
+fn read_record(path: &Path) -> Result<Record> {
+    let bytes = std::fs::read(path).map_err(io(path))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ProviderError::Local(format!("{} is corrupt ({e}); remove the box directory to forget the box", path.display())))
+}
+
+/// An exclusive lock held until the returned file is dropped.
+fn lock(path: &Path) -> Result<File> {
+    let f = File::options().create(true).truncate(false).write(true).open(path).map_err(io(path))?;
+    f.lock().map_err(io(path))?;
+    Ok(f)
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ProviderError + '_ {
+    move |source| ProviderError::Io { context: format!("{}", path.display()), source }
+}

@@ -1,0 +1,135 @@
+//! Where boxes come from. `aws` launches EC2 instances; `local` makes boxes
+//! out of network namespaces on this machine. Everything above this module
+//! (create, pinning, SSH) is the same for both.
+
+pub mod aws;
+pub mod local;
+pub mod netns;
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::config::LoadedManifest;
+use crate::name::{BoxName, Owner};
+use crate::settings::ProviderKind;
+
+/// EC2 tag keys: the box's identity and metadata live on the instance.
+pub mod tags {
+    pub const OWNER: &str = "workstation:owner";
+    pub const NAME: &str = "workstation:name";
+    pub const MANIFEST_HASH: &str = "workstation:manifest-hash";
+    pub const HOST_KEY: &str = "workstation:host-key";
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BoxState {
+    Pending,
+    Running,
+    Stopping,
+    Stopped,
+    ShuttingDown,
+    Terminated,
+}
+
+impl BoxState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BoxState::Pending => "pending",
+            BoxState::Running => "running",
+            BoxState::Stopping => "stopping",
+            BoxState::Stopped => "stopped",
+            BoxState::ShuttingDown => "shutting-down",
+            BoxState::Terminated => "terminated",
+        }
+    }
+
+    /// Counts as "this box exists" (for idempotent create and duplicates).
+    pub fn is_live(self) -> bool {
+        !matches!(self, BoxState::ShuttingDown | BoxState::Terminated)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BoxInfo {
+    pub id: String,
+    pub name: String,
+    pub owner: String,
+    pub state: BoxState,
+    /// The address the laptop connects to (per the user's address setting).
+    pub address: Option<IpAddr>,
+    /// The SSH host public key the box published about itself at first
+    /// boot (OpenSSH format), if it has yet.
+    pub host_key: Option<String>,
+    pub manifest_hash: Option<String>,
+    pub launched_at: Option<DateTime<Utc>>,
+    pub instance_type: Option<String>,
+}
+
+pub struct LaunchSpec<'a> {
+    pub owner: &'a Owner,
+    pub name: &'a BoxName,
+    pub manifest: &'a LoadedManifest,
+    /// The user's SSH public key (OpenSSH line).
+    pub public_key: &'a str,
+}
+
+#[derive(Debug)]
+pub struct Launched {
+    pub info: BoxInfo,
+    /// False when a box with this owner and name already existed.
+    pub created: bool,
+    /// Duplicates of this owner+name found after launch and terminated
+    /// (concurrent creates against an API that did not deduplicate).
+    pub terminated_duplicates: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error("{operation} failed: {message}")]
+    Api { operation: &'static str, message: String },
+    #[error("box {id} not found (it may have been destroyed; `workstation list` shows what exists)")]
+    NotFound { id: String },
+    #[error("image {name:?} not found; check box.image_name in the manifest or publish the image first")]
+    NoImage { name: String },
+    #[error("the local provider needs root (it creates network namespaces); run with sudo, or use --provider aws")]
+    NeedsRoot,
+    #[error("{context}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{command}` failed: {stderr}")]
+    Command { command: String, stderr: String },
+    #[error("{0}")]
+    Local(String),
+}
+
+pub type Result<T, E = ProviderError> = std::result::Result<T, E>;
+
+#[async_trait::async_trait]
+pub trait Provider: Send + Sync {
+    fn kind(&self) -> ProviderKind;
+
+    /// Launches the box, or returns the live one with this owner and name.
+    async fn launch(&self, spec: &LaunchSpec<'_>) -> Result<Launched>;
+
+    /// The live box with this owner and name, if any.
+    async fn find(&self, owner: &Owner, name: &BoxName) -> Result<Option<BoxInfo>>;
+
+    /// Live boxes, of one owner or of everyone.
+    async fn list(&self, owner: Option<&Owner>) -> Result<Vec<BoxInfo>>;
+
+    async fn describe(&self, id: &str) -> Result<BoxInfo>;
+
+    async fn start(&self, id: &str) -> Result<()>;
+
+    /// Stops the box; its disk (state directory) is kept.
+    async fn stop(&self, id: &str) -> Result<()>;
+
+    /// Deletes the box and its disk.
+    async fn destroy(&self, id: &str) -> Result<()>;
+}

@@ -1,0 +1,258 @@
+//! A box made of a Linux network namespace: its own IP on a bridge that owns
+//! the whole local network (so no packet to those addresses leaves the
+//! machine), its own UTS namespace (its own hostname) and its own sshd with
+//! its own host key. The local provider and the test fleet both use it.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use ipnet::Ipv4Net;
+
+use super::{ProviderError, Result};
+use crate::settings::LocalNetwork;
+
+/// sshd normally accepts within tens of milliseconds; a loaded CI machine
+/// can take a few seconds.
+const SSHD_READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// Processes get this long to exit on SIGTERM before SIGKILL.
+const HALT_GRACE: Duration = Duration::from_secs(5);
+
+const SSHD: &str = "/usr/sbin/sshd";
+
+#[derive(Debug, Clone)]
+pub struct BoxHost {
+    /// Network namespace name (`ip netns`).
+    pub ns: String,
+    /// Host side of the veth pair (at most 15 bytes).
+    pub veth: String,
+    pub address: Ipv4Addr,
+    pub network: LocalNetwork,
+    /// The box's disk: host key, sshd config, authorized_keys.
+    pub dir: PathBuf,
+    pub hostname: String,
+}
+
+impl BoxHost {
+    pub fn host_key(&self) -> PathBuf {
+        self.dir.join("ssh_host_ed25519_key")
+    }
+
+    pub fn host_key_pub(&self) -> PathBuf {
+        self.dir.join("ssh_host_ed25519_key.pub")
+    }
+
+    pub fn authorized_keys(&self) -> PathBuf {
+        self.dir.join("authorized_keys")
+    }
+
+    /// Creates the bridge owning the network if it is missing. Safe to run
+    /// concurrently from several processes.
+    pub fn ensure_bridge(net: &LocalNetwork) -> Result<()> {
+        let gateway = gateway(&net.network);
+        if !link_exists(&net.bridge) {
+            run_ok_if_exists(&["ip", "link", "add", &net.bridge, "type", "bridge"])?;
+        }
+        run(&["ip", "addr", "replace", &format!("{gateway}/{}", net.network.prefix_len()), "dev", &net.bridge])?;
+        run(&["ip", "link", "set", &net.bridge, "up"])?;
+        Ok(())
+    }
+
+    /// Powers the box on: namespace, veth on the bridge, address, sshd.
+    /// First boot generates the host key. Returns once sshd accepts TCP
+    /// connections. Idempotent: leftovers of a crashed boot are removed.
+    pub fn boot(&self) -> Result<()> {
+        if self.address == gateway(&self.network.network) || !self.network.network.contains(&self.address) {
+            return Err(ProviderError::Local(format!(
+                "address {} is not a box address in {} (the bridge owns {})",
+                self.address,
+                self.network.network,
+                gateway(&self.network.network)
+            )));
+        }
+        std::fs::create_dir_all(&self.dir).map_err(io(format!("cannot create {}", self.dir.display())))?;
+        self.first_boot()?;
+        self.write_sshd_config()?;
+        Self::ensure_bridge(&self.network)?;
+        self.halt()?;
+
+        run(&["ip", "netns", "add", &self.ns])?;
+        run(&["ip", "link", "add", &self.veth, "type", "veth", "peer", "name", "eth0", "netns", &self.ns])?;
+        run(&["ip", "link", "set", &self.veth, "master", &self.network.bridge, "up"])?;
+        let cidr = format!("{}/{}", self.address, self.network.network.prefix_len());
+        run(&["ip", "-n", &self.ns, "addr", "add", &cidr, "dev", "eth0"])?;
+        run(&["ip", "-n", &self.ns, "link", "set", "lo", "up"])?;
+        run(&["ip", "-n", &self.ns, "link", "set", "eth0", "up"])?;
+
+        // sshd daemonises; the UTS namespace gives the box its own hostname
+        // and is inherited by every session sshd starts.
+        let config = self.dir.join("sshd_config");
+        run(&[
+            "ip", "netns", "exec", &self.ns, "unshare", "--uts", "--", "sh", "-c",
+            "hostname \"$1\" && mkdir -p /run/sshd && exec \"$2\" -f \"$3\"", "sh",
+            &self.hostname, SSHD, path_str(&config)?,
+        ])?;
+        self.wait_accepting(SSHD_READY_TIMEOUT)
+    }
+
+    /// Powers the box off: every process in the namespace is stopped, the
+    /// namespace and veth removed. The directory (disk) stays.
+    pub fn halt(&self) -> Result<()> {
+        if netns_exists(&self.ns) {
+            let pids = self.pids();
+            signal_all(&pids, libc::SIGTERM);
+            let deadline = Instant::now() + HALT_GRACE;
+            let mut alive = pids.clone();
+            while !alive.is_empty() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+                alive.retain(|p| pid_alive(*p));
+            }
+            signal_all(&alive, libc::SIGKILL);
+            run_ok_if_missing(&["ip", "netns", "del", &self.ns])?;
+        }
+        if link_exists(&self.veth) {
+            run_ok_if_missing(&["ip", "link", "del", &self.veth])?;
+        }
+        Ok(())
+    }
+
+    /// The namespace exists and its sshd is alive.
+    pub fn is_up(&self) -> bool {
+        netns_exists(&self.ns)
+            && std::fs::read_to_string(self.dir.join("sshd.pid"))
+                .ok()
+                .and_then(|p| p.trim().parse().ok())
+                .is_some_and(pid_alive)
+    }
+
+    fn pids(&self) -> Vec<i32> {
+        Command::new("ip")
+            .args(["netns", "pids", &self.ns])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().filter_map(|p| p.parse().ok()).collect())
+            .unwrap_or_default()
+    }
+
+    fn first_boot(&self) -> Result<()> {
+        if self.host_key().exists() && self.host_key_pub().exists() {
+            return Ok(());
+        }
+        let _ = std::fs::remove_file(self.host_key());
+        let _ = std::fs::remove_file(self.host_key_pub());
+        let comment = format!("root@{}", self.hostname);
+        run(&["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", &comment, "-f", path_str(&self.host_key())?])
+    }
+
+    fn write_sshd_config(&self) -> Result<()> {
+        let dir = &self.dir;
+        let q = |p: &Path| format!("\"{}\"", p.display());
+        let text = format!(
+            "# Written by workstation for box {hostname}; rewritten at every boot.\n\
+             ListenAddress {addr}:22\n\
+             HostKey {key}\n\
+             PidFile {pid}\n\
+             AuthorizedKeysFile {auth}\n\
+             PasswordAuthentication no\n\
+             KbdInteractiveAuthentication no\n\
+             PermitRootLogin prohibit-password\n\
+             UsePAM no\n\
+             PrintMotd no\n\
+             AcceptEnv LANG LC_*\n\
+             Subsystem sftp internal-sftp\n",
+            hostname = self.hostname,
+            addr = self.address,
+            key = q(&self.host_key()),
+            pid = q(&dir.join("sshd.pid")),
+            auth = q(&self.authorized_keys()),
+        );
+        std::fs::write(dir.join("sshd_config"), text).map_err(io(format!("cannot write {}/sshd_config", dir.display())))
+    }
+
+    fn wait_accepting(&self, timeout: Duration) -> Result<()> {
+        let addr = SocketAddr::from((self.address, 22));
+        let deadline = Instant::now() + timeout;
+        let mut pause = Duration::from_millis(2);
+        loop {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(ProviderError::Local(format!(
+                    "sshd of box {} did not accept connections on {addr} within {timeout:?}; see `ip netns exec {} ss -ltn`",
+                    self.hostname, self.ns
+                )));
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
+    }
+}
+
+/// The bridge's own address: the network's first host.
+pub fn gateway(net: &Ipv4Net) -> Ipv4Addr {
+    net.hosts().next().unwrap_or(net.network())
+}
+
+pub fn netns_exists(ns: &str) -> bool {
+    Path::new("/run/netns").join(ns).exists()
+}
+
+fn link_exists(name: &str) -> bool {
+    Path::new("/sys/class/net").join(name).exists()
+}
+
+fn pid_alive(pid: i32) -> bool {
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+fn signal_all(pids: &[i32], sig: i32) {
+    for &p in pids {
+        // SAFETY: plain kill(2); the pids come from `ip netns pids`.
+        unsafe { libc::kill(p, sig) };
+    }
+}
+
+fn path_str(p: &Path) -> Result<&str> {
+    p.to_str().ok_or_else(|| ProviderError::Local(format!("path {} is not UTF-8", p.display())))
+}
+
+fn io(context: String) -> impl FnOnce(std::io::Error) -> ProviderError {
+    move |source| ProviderError::Io { context, source }
+}
+
+pub(crate) fn run(args: &[&str]) -> Result<()> {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .map_err(io(format!("cannot run {}", args[0])))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(ProviderError::Command {
+            command: args.join(" "),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
+    }
+}
+
+/// Runs a creating command; another process winning the race is fine.
+fn run_ok_if_exists(args: &[&str]) -> Result<()> {
+    match run(args) {
+        Err(ProviderError::Command { stderr, .. }) if stderr.contains("File exists") => Ok(()),
+        other => other,
+    }
+}
+
+/// Runs a deleting command; the thing already being gone is fine.
+fn run_ok_if_missing(args: &[&str]) -> Result<()> {
+    match run(args) {
+        Err(ProviderError::Command { stderr, .. })
+            if stderr.contains("No such file") || stderr.contains("Cannot find device") =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
+}
