@@ -1,0 +1,281 @@
+//! End-to-end test harness: one [`TestEnv`] owns a temporary HOME, its own
+//! slice of the test network, and (for the aws provider) a moto EC2 server
+//! plus a [`fleet::Fleet`] that makes moto's instances real boxes.
+//!
+//! Every box is a network namespace on the bridge `wstest0`, which owns all
+//! of 10.78.0.0/16: no packet to a test address leaves this machine.
+
+pub mod fleet;
+pub mod moto;
+
+use std::fs::File;
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use workstation::provider::local::LocalProvider;
+use workstation::provider::Provider;
+use workstation::settings::LocalNetwork;
+
+pub const BRIDGE: &str = "wstest0";
+pub const NETWORK: &str = "10.78.0.0/16";
+pub const REGION: &str = "us-east-1";
+
+/// The `workstation` binary, built once per test run (a no-op when fresh).
+pub fn binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "-p", "workstation", "--bin", "workstation"])
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the workstation binary failed");
+        target_dir().join("debug/workstation")
+    })
+}
+
+/// `<target>/` from this test executable's path (`<target>/debug/deps/e2e-…`).
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    exe.ancestors().nth(3).expect("target dir").to_owned()
+}
+
+/// A slice of the test network, held through a lock file for as long as the
+/// environment lives, so parallel test processes never share addresses.
+struct Slice {
+    index: u8,
+    _lock: File,
+}
+
+fn take_slice() -> Slice {
+    let dir = Path::new("/run/workstation-tests");
+    std::fs::create_dir_all(dir).expect("create /run/workstation-tests");
+    for index in 1..=250u8 {
+        let f = File::options().create(true).truncate(false).write(true).open(dir.join(format!("slice-{index}.lock"))).unwrap();
+        if f.try_lock().is_ok() {
+            return Slice { index, _lock: f };
+        }
+    }
+    panic!("all 250 test network slices are in use");
+}
+
+pub struct TestEnv {
+    pub root: tempfile::TempDir,
+    pub home: PathBuf,
+    pub subnet: ipnet::Ipv4Net,
+    pub manifest: PathBuf,
+    pub moto: Option<moto::Moto>,
+    pub fleet: Option<fleet::Fleet>,
+    /// Extra environment for every command (AWS endpoint and credentials).
+    env: Vec<(String, String)>,
+    slice: Slice,
+}
+
+impl TestEnv {
+    fn base() -> TestEnv {
+        let tmp = target_dir().join("e2e-tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
+        // Not under /tmp: sshd's StrictModes rejects authorized_keys below a
+        // world-writable directory.
+        let root = tempfile::Builder::new().prefix("env-").tempdir_in(&tmp).unwrap();
+        let home = root.path().join("home");
+        std::fs::create_dir_all(home.join(".ssh")).unwrap();
+        let key = home.join(".ssh/id_ed25519");
+        run_ok(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", "tester@laptop", "-f"]).arg(&key));
+        let slice = take_slice();
+        let subnet: ipnet::Ipv4Net = format!("10.78.{}.0/24", slice.index).parse().unwrap();
+        clear_stale_boxes(&subnet);
+        TestEnv { manifest: root.path().join("workstation.toml"), root, home, subnet, moto: None, fleet: None, env: Vec::new(), slice }
+    }
+
+    /// Boxes are network namespaces created by the local provider.
+    pub fn local() -> TestEnv {
+        let env = TestEnv::base();
+        env.write_settings(&format!(
+            "owner = \"tester\"\nprovider = \"local\"\n[local]\nbridge = \"{BRIDGE}\"\nnetwork = \"{NETWORK}\"\nsubnet = \"{}\"\n",
+            env.subnet
+        ));
+        env.write_manifest(&manifest_text("image_id = \"ami-0123456789abcdef0\"", ""));
+        env
+    }
+
+    /// Boxes are EC2 instances in moto, materialised as namespaces at the
+    /// private addresses moto assigned.
+    pub fn aws() -> TestEnv {
+        let mut env = TestEnv::base();
+        let moto = moto::Moto::start();
+        env.env = moto.client_env();
+        let (subnet_id, image) = moto.prepare(env.subnet);
+        env.write_settings(
+            "owner = \"tester\"\nprovider = \"aws\"\nssh_user = \"root\"\n[aws]\nregion = \"us-east-1\"\naddress = \"private\"\n",
+        );
+        env.write_manifest(&manifest_text(&format!("image_name = \"{image}\""), &format!("subnet = \"{subnet_id}\"\n")));
+        let network = LocalNetwork { bridge: BRIDGE.into(), network: NETWORK.parse().unwrap(), subnet: env.subnet };
+        env.fleet = Some(fleet::Fleet::start(&moto, network, env.root.path().join("fleet"), env.public_key(), binary()));
+        env.moto = Some(moto);
+        env
+    }
+
+    pub fn public_key(&self) -> String {
+        std::fs::read_to_string(self.home.join(".ssh/id_ed25519.pub")).unwrap()
+    }
+
+    pub fn write_settings(&self, text: &str) {
+        let dir = self.home.join(".config/workstation");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("config.toml"), text).unwrap();
+    }
+
+    pub fn write_manifest(&self, text: &str) {
+        std::fs::write(&self.manifest, text).unwrap();
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.home.join(".local/state/workstation")
+    }
+
+    /// `workstation ARGS` with a clean environment: only this env's HOME,
+    /// PATH and AWS endpoint/credentials reach it.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(binary());
+        c.args(args)
+            .env_clear()
+            .env("HOME", &self.home)
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("WORKSTATION_MANIFEST", &self.manifest)
+            .current_dir(self.root.path());
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("workstation runs")
+    }
+
+    /// Runs and asserts success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "workstation {args:?} failed ({}):\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs and asserts failure; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(!out.status.success(), "workstation {args:?} should have failed:\n{}", String::from_utf8_lossy(&out.stdout));
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.extend(["--output", "json"]);
+        let text = self.ok(&all);
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?} printed invalid JSON ({e}):\n{text}"))
+    }
+
+    /// Points the AWS SDK somewhere else (a shim, a counting listener).
+    pub fn set_endpoint(&mut self, url: &str) {
+        self.env.retain(|(k, _)| k != "AWS_ENDPOINT_URL");
+        self.env.push(("AWS_ENDPOINT_URL".into(), url.into()));
+    }
+
+    pub fn local_provider(&self) -> LocalProvider {
+        let network = LocalNetwork { bridge: BRIDGE.into(), network: NETWORK.parse().unwrap(), subnet: self.subnet };
+        LocalProvider::new(self.state_dir().join("local"), network).unwrap()
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        self.fleet.take();
+        // Power off whatever local boxes the test left behind.
+        let provider = self.local_provider();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            for b in provider.list(None).await.unwrap_or_default() {
+                let _ = provider.destroy(&b.id).await;
+            }
+        });
+        clear_stale_boxes(&self.subnet);
+        let _ = self.slice.index;
+    }
+}
+
+/// Removes namespaces left by a killed earlier run in this slice.
+fn clear_stale_boxes(subnet: &ipnet::Ipv4Net) {
+    let Ok(entries) = std::fs::read_dir("/run/netns") else { return };
+    for e in entries.flatten() {
+        let ns = e.file_name().to_string_lossy().to_string();
+        if !(ns.starts_with("ws-") || ns.starts_with("wt-")) {
+            continue;
+        }
+        let out = Command::new("ip").args(["-n", &ns, "-4", "-o", "addr", "show", "dev", "eth0"]).output();
+        let in_slice = out.ok().is_some_and(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .filter_map(|w| w.split('/').next()?.parse::<Ipv4Addr>().ok())
+                .any(|a| subnet.contains(&a))
+        });
+        if in_slice {
+            let pids = Command::new("ip").args(["netns", "pids", &ns]).output().map(|o| o.stdout).unwrap_or_default();
+            for pid in String::from_utf8_lossy(&pids).split_whitespace() {
+                let _ = Command::new("kill").args(["-9", pid]).status();
+            }
+            let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+        }
+    }
+}
+
+pub fn manifest_text(image_line: &str, extra_box_lines: &str) -> String {
+    format!(
+        "hostnames = [\"api.dev.test\"]\n\n[box]\ninstance_type = \"t3.medium\"\ndisk_gib = 30\n{image_line}\n{extra_box_lines}\n\
+         [services.api]\ncommand = \"python3 -m http.server 8080\"\nports = [8080]\n"
+    )
+}
+
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A loopback listener that only counts connections: point the SDK at it
+/// to prove a command made no API call.
+pub struct CountingListener {
+    pub url: String,
+    count: Arc<AtomicUsize>,
+    _thread: JoinHandle<()>,
+}
+
+impl CountingListener {
+    pub fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let count = Arc::new(AtomicUsize::new(0));
+        let c = count.clone();
+        let thread = std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                c.fetch_add(1, Ordering::SeqCst);
+                drop(conn);
+            }
+        });
+        CountingListener { url, count, _thread: thread }
+    }
+
+    pub fn connections(&self) -> usize {
+        // Let an in-flight connect land before reading.
+        std::thread::sleep(Duration::from_millis(50));
+        self.count.load(Ordering::SeqCst)
+    }
+}

@@ -1,1 +1,310 @@
+//! End-to-end: the real `workstation` binary against real boxes (network
+//! namespaces with sshd) and, for the aws provider, moto's EC2 API.
 
+use std::path::Path;
+
+use workstation_tests::moto::block_on;
+use workstation_tests::{CountingListener, TestEnv};
+
+fn stdout_of(env: &TestEnv, args: &[&str]) -> String {
+    env.ok(args).trim().to_string()
+}
+
+// ---- local provider --------------------------------------------------------
+
+#[test]
+fn local_create_then_ssh_runs_on_the_box() {
+    let env = TestEnv::local();
+    let out = env.ok(&["create", "--name", "dev"]);
+    assert!(out.contains("box dev (lb-") && out.contains("created"), "{out}");
+    assert_eq!(stdout_of(&env, &["ssh", "dev", "--", "hostname"]), "dev");
+    // The command runs inside the box's own network namespace.
+    let ip = stdout_of(&env, &["ssh", "dev", "--", "ip", "-4", "-o", "addr", "show", "dev", "eth0"]);
+    assert!(ip.contains(&format!("10.78.{}.", env.subnet.network().octets()[2])), "{ip}");
+    // Exit status and arguments with spaces survive the trip.
+    let out = env.run(&["ssh", "dev", "--", "sh", "-c", "echo 'a  b'; exit 7"]);
+    assert_eq!(out.status.code(), Some(7));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "a  b\n");
+
+    let list = env.json(&["list"]);
+    let boxes = list.as_array().expect("list --output json is an array");
+    assert_eq!(boxes.len(), 1);
+    assert_eq!(boxes[0]["name"], "dev");
+    assert_eq!(boxes[0]["state"], "running");
+
+    // Idempotent: a second create finds the box and changes nothing.
+    let again = env.json(&["create", "--name", "dev"]);
+    assert_eq!(again["created"], false);
+    assert_eq!(again["box"]["id"], boxes[0]["id"]);
+}
+
+#[test]
+fn local_stop_start_keeps_the_disk_and_destroy_removes_it() {
+    let env = TestEnv::local();
+    let created = env.json(&["create", "--name", "dev"]);
+    let id = created["box"]["id"].as_str().unwrap().to_string();
+    let disk = env.state_dir().join("local/tester--dev");
+    std::fs::write(disk.join("work-in-progress"), "unsaved").unwrap();
+
+    env.ok(&["stop", "dev"]);
+    assert_eq!(env.json(&["status", "dev"])["state"], "stopped");
+    assert!(!Path::new(&format!("/run/netns/ws-{}", id.trim_start_matches("lb-"))).exists());
+    assert!(disk.join("work-in-progress").exists());
+    assert!(env.run(&["ssh", "dev", "--", "true"]).status.code() != Some(0));
+
+    env.ok(&["start", "dev"]);
+    // Same disk, same host key: the pinned key still matches.
+    assert_eq!(stdout_of(&env, &["ssh", "dev", "--", "cat", disk.join("work-in-progress").to_str().unwrap()]), "unsaved");
+
+    let err = env.fails(&["destroy", "dev"]);
+    assert!(err.contains("--yes"), "destroy without a terminal must ask for --yes: {err}");
+    assert!(disk.exists());
+    env.ok(&["destroy", "dev", "--yes"]);
+    assert!(!disk.exists());
+    assert_eq!(env.json(&["list"]).as_array().unwrap().len(), 0);
+    let known = std::fs::read_to_string(env.state_dir().join("known_hosts")).unwrap();
+    assert!(!known.contains(&id), "destroy forgets the pinned key: {known}");
+}
+
+#[test]
+fn changed_host_key_is_refused_with_a_way_out() {
+    let env = TestEnv::local();
+    env.ok(&["create", "--name", "dev"]);
+    // The box comes back with a different key than it published and we
+    // pinned: what an interception looks like from the laptop.
+    env.ok(&["stop", "dev"]);
+    let disk = env.state_dir().join("local/tester--dev");
+    std::fs::remove_file(disk.join("ssh_host_ed25519_key")).unwrap();
+    std::fs::remove_file(disk.join("ssh_host_ed25519_key.pub")).unwrap();
+    let err = env.fails(&["start", "dev"]);
+    assert!(err.contains("presented host key") && err.contains("is pinned"), "{err}");
+    assert!(err.contains("workstation pin dev --replace"), "{err}");
+    let err = env.fails(&["ssh", "dev", "--", "hostname"]);
+    assert!(err.contains("presented host key"), "{err}");
+}
+
+#[test]
+fn ssh_config_lets_plain_openssh_in_with_the_pinned_key() {
+    let env = TestEnv::local();
+    std::fs::write(env.home.join(".ssh/config"), "Host elsewhere\n  User me\n").unwrap();
+    env.ok(&["create", "--name", "dev"]);
+    env.ok(&["ssh-config"]);
+    env.ok(&["ssh-config"]);
+    let user_config = std::fs::read_to_string(env.home.join(".ssh/config")).unwrap();
+    assert_eq!(user_config.matches("Include").count(), 1, "{user_config}");
+    assert!(user_config.ends_with("Host elsewhere\n  User me\n"), "{user_config}");
+    let out = workstation_tests::run_ok(
+        std::process::Command::new("ssh")
+            .args(["-F"])
+            .arg(env.home.join(".ssh/config"))
+            .args(["-o", "BatchMode=yes", "ws-dev", "hostname"])
+            .env("HOME", &env.home),
+    );
+    assert_eq!(out.trim(), "dev");
+}
+
+// ---- input validation: nothing reaches the API -------------------------
+
+#[test]
+fn bad_names_are_rejected_before_any_api_call() {
+    let mut env = TestEnv::local();
+    env.write_settings("owner = \"tester\"\nprovider = \"aws\"\n");
+    let listener = CountingListener::start();
+    env.set_endpoint(&listener.url);
+    for bad in ["a;b", "a b", "a\nb", "Dev", "dеv", &"a".repeat(64), "-x", ""] {
+        let out = env.run(&["create", "--name", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("invalid box name"), "{bad:?}: {err}");
+        let out = env.run(&["status", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+    }
+    assert_eq!(listener.connections(), 0, "a rejected name must not reach the API");
+}
+
+#[test]
+fn bad_manifests_name_the_field() {
+    let mut env = TestEnv::local();
+    env.write_settings("owner = \"tester\"\nprovider = \"aws\"\n");
+    let listener = CountingListener::start();
+    env.set_endpoint(&listener.url);
+    let good = workstation_tests::manifest_text("image_id = \"ami-0123456789abcdef0\"", "");
+    let cases = [
+        (good.replace("disk_gib", "disk_gb"), "disk_gb"),
+        (good.replace("disk_gib = 30", "disk_gib = \"thirty\""), "disk_gib"),
+        (good.replace("image_id = \"ami-0123456789abcdef0\"", ""), "box.image_id: missing"),
+        (good.replace("disk_gib = 30", "disk_gib = 2"), "box.disk_gib: 2 is out of range"),
+        (good.replace("ports = [8080]", "ports = [8080]\nhealth = { tcp = 1, command = \"x\" }"), "services.api.health"),
+    ];
+    for (text, field) in cases {
+        env.write_manifest(&text);
+        let out = env.run(&["create"]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(field), "expected {field:?} in:\n{err}");
+        assert!(err.contains("workstation.toml"), "the error names the file: {err}");
+    }
+    assert_eq!(listener.connections(), 0);
+}
+
+// ---- aws provider against moto + real boxes -----------------------------
+
+#[test]
+fn aws_create_launches_a_pinned_box_and_ssh_works() {
+    let env = TestEnv::aws();
+    let report = env.json(&["create", "--name", "dev"]);
+    let id = report["box"]["id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("i-"), "{report}");
+    assert_eq!(report["created"], true);
+    env.fleet.as_ref().unwrap().assert_healthy();
+
+    let hostname = stdout_of(&env, &["ssh", "dev", "--", "hostname"]);
+    assert_eq!(hostname, format!("box-{}", id.trim_start_matches("i-")));
+
+    // What was asked of EC2: tags, IMDSv2, encrypted gp3 root of the size
+    // in the manifest, the user's key imported once.
+    let client = env.moto.as_ref().unwrap().client();
+    block_on(async {
+        let out = client.describe_instances().instance_ids(&id).send().await.unwrap();
+        let inst = &out.reservations()[0].instances()[0];
+        let tag = |k: &str| inst.tags().iter().find(|t| t.key() == Some(k)).and_then(|t| t.value()).map(String::from);
+        assert_eq!(tag("workstation:owner").as_deref(), Some("tester"));
+        assert_eq!(tag("workstation:name").as_deref(), Some("dev"));
+        assert_eq!(tag("workstation:manifest-hash").map(|h| h.len()), Some(64));
+        assert!(tag("workstation:host-key").unwrap().starts_with("ssh-ed25519 "));
+        assert_eq!(inst.metadata_options().and_then(|m| m.http_tokens()).map(|t| t.as_str()), Some("required"));
+        assert!(inst.key_name().unwrap().starts_with("workstation-tester-"));
+        let vol_id = inst.block_device_mappings()[0].ebs().unwrap().volume_id().unwrap();
+        let vols = client.describe_volumes().volume_ids(vol_id).send().await.unwrap();
+        let vol = &vols.volumes()[0];
+        assert_eq!(vol.size(), Some(30));
+        assert_eq!(vol.volume_type().map(|t| t.as_str()), Some("gp3"));
+        let keys = client.describe_key_pairs().send().await.unwrap();
+        assert_eq!(keys.key_pairs().len(), 1);
+    });
+
+    // Re-running create finishes or confirms; it never launches another.
+    let again = env.json(&["create", "--name", "dev"]);
+    assert_eq!((again["created"].as_bool(), again["box"]["id"].as_str()), (Some(false), Some(id.as_str())));
+    let listed = env.json(&["list"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["address"].as_str().map(|a| env.subnet.contains(&a.parse::<std::net::Ipv4Addr>().unwrap())), Some(true));
+}
+
+#[test]
+fn aws_concurrent_creates_of_one_name_give_one_box() {
+    let env = TestEnv::aws();
+    let children: Vec<_> = (0..3)
+        .map(|_| env.cmd(&["create", "--name", "dev", "--output", "json"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap())
+        .collect();
+    let ids: Vec<String> = children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            v["box"]["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert!(ids.iter().all(|i| *i == ids[0]), "all creates report one box: {ids:?}");
+    let client = env.moto.as_ref().unwrap().client();
+    let live = block_on(async {
+        let out = client.describe_instances().send().await.unwrap();
+        out.reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .filter(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str()) != Some("terminated"))
+            .map(|i| i.instance_id().unwrap().to_string())
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(live, vec![ids[0].clone()]);
+    assert_eq!(stdout_of(&env, &["ssh", "dev", "--", "echo", "one"]), "one");
+}
+
+#[test]
+fn aws_stop_start_destroy() {
+    let env = TestEnv::aws();
+    let id = env.json(&["create", "--name", "dev"])["box"]["id"].as_str().unwrap().to_string();
+    env.ok(&["ssh", "dev", "--", "touch", "/tmp/ws-e2e-marker"]);
+    assert_eq!(env.json(&["stop", "dev"])["state"], "stopped");
+    assert_eq!(env.json(&["status", "dev"])["state"], "stopped");
+    env.ok(&["start", "dev"]);
+    assert_eq!(env.json(&["status", "dev"])["host_key_pinned"], true);
+    env.ok(&["ssh", "dev", "--", "true"]);
+    env.ok(&["destroy", "dev", "--yes"]);
+    let err = env.fails(&["status", "dev"]);
+    assert!(err.contains("no box named dev"), "{err}");
+    let client = env.moto.as_ref().unwrap().client();
+    let state = block_on(async {
+        let out = client.describe_instances().instance_ids(&id).send().await.unwrap();
+        out.reservations()[0].instances()[0].state().unwrap().name().unwrap().as_str().to_string()
+    });
+    assert_eq!(state, "terminated");
+    // A new box of the same name is a new instance, not the terminated one
+    // its ClientToken was first bound to.
+    let again = env.json(&["create", "--name", "dev"]);
+    assert_ne!(again["box"]["id"].as_str(), Some(id.as_str()));
+    env.fleet.as_ref().unwrap().assert_healthy();
+}
+
+#[test]
+fn unknown_box_is_a_clear_error() {
+    let env = TestEnv::aws();
+    let out = env.run(&["status", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no box named nope for owner tester") && err.contains("workstation create --name nope"), "{err}");
+    let err = env.fails(&["ssh", "nope", "--", "true"]);
+    assert!(err.contains("no box named nope"), "{err}");
+}
+
+#[test]
+fn aws_throttling_is_retried_by_the_sdk() {
+    let mut env = TestEnv::aws();
+    let moto_url = env.moto.as_ref().unwrap().url.clone();
+    let shim = Shim::start(&moto_url, 2);
+    env.set_endpoint(&shim.url);
+    let listed = env.json(&["list"]);
+    assert_eq!(listed.as_array().unwrap().len(), 0);
+    let stats = shim.stats();
+    assert_eq!(stats["throttled"], 2, "{stats}");
+    assert!(stats["forwarded"].as_u64().unwrap() >= 1, "{stats}");
+}
+
+/// `tests/support/throttle_shim.py`: answers the first N calls with
+/// RequestLimitExceeded, forwards the rest to moto.
+struct Shim {
+    url: String,
+    child: std::process::Child,
+}
+
+impl Shim {
+    fn start(upstream: &str, throttle: u32) -> Shim {
+        use std::io::BufRead;
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/support/throttle_shim.py");
+        let mut child = std::process::Command::new("python3")
+            .args([script, upstream, &throttle.to_string()])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        Shim { url: format!("http://127.0.0.1:{}", line.trim()), child }
+    }
+
+    fn stats(&self) -> serde_json::Value {
+        let out = workstation_tests::run_ok(std::process::Command::new("python3").args([
+            "-c",
+            "import sys,urllib.request;print(urllib.request.urlopen(sys.argv[1]).read().decode())",
+            &format!("{}/__stats", self.url),
+        ]));
+        serde_json::from_str(&out).unwrap()
+    }
+}
+
+impl Drop for Shim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

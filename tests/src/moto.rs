@@ -1,0 +1,103 @@
+//! moto's EC2 server (PyPI `moto[server]`) on a free loopback port.
+
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_ec2::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_ec2::types::{BlockDeviceMapping, EbsBlockDevice};
+use aws_sdk_ec2::Client;
+
+use crate::{free_port, REGION};
+
+/// moto imports a lot of Python on start; a loaded CI machine needs seconds.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub struct Moto {
+    pub url: String,
+    child: Child,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let port = free_port();
+        let child = Command::new("python3")
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 -m moto.server starts (pip install 'moto[server]')");
+        let mut moto = Moto { url: format!("http://127.0.0.1:{port}"), child };
+        let deadline = Instant::now() + START_TIMEOUT;
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = moto.child.try_wait() {
+                panic!("moto exited with {status} before listening");
+            }
+            assert!(Instant::now() < deadline, "moto did not listen on port {port} within {START_TIMEOUT:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        moto
+    }
+
+    /// Environment that points the SDK (and so the CLI) at this moto.
+    pub fn client_env(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT_URL", self.url.as_str()),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_REGION", REGION),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    pub fn client(&self) -> Client {
+        let conf = aws_sdk_ec2::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .endpoint_url(&self.url)
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
+            .build();
+        Client::from_conf(conf)
+    }
+
+    /// A VPC owning the whole test network, this env's subnet in it, and a
+    /// registered image. Returns (subnet id, image name).
+    pub fn prepare(&self, subnet: ipnet::Ipv4Net) -> (String, String) {
+        let client = self.client();
+        block_on(async {
+            let vpc = client.create_vpc().cidr_block(crate::NETWORK).send().await.unwrap();
+            let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).unwrap().to_string();
+            let sub = client.create_subnet().vpc_id(&vpc_id).cidr_block(subnet.to_string()).send().await.unwrap();
+            let subnet_id = sub.subnet().and_then(|s| s.subnet_id()).unwrap().to_string();
+            let name = "workstation-nixos-test".to_string();
+            client
+                .register_image()
+                .name(&name)
+                .root_device_name("/dev/xvda")
+                .block_device_mappings(
+                    BlockDeviceMapping::builder()
+                        .device_name("/dev/xvda")
+                        .ebs(EbsBlockDevice::builder().snapshot_id("snap-12345678").volume_size(8).build())
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap();
+            (subnet_id, name)
+        })
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+}
