@@ -26,11 +26,14 @@ pub const NETWORK: &str = "10.78.0.0/16";
 pub const REGION: &str = "us-east-1";
 
 /// The `workstation` binary, built once per test run (a no-op when fresh).
+///
+/// `--workspace` on purpose: `-p workstation` alone resolves dependency
+/// features differently and would rebuild the whole SDK a second time.
 pub fn binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "-p", "workstation", "--bin", "workstation"])
+            .args(["build", "--quiet", "--workspace", "--bins"])
             .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
             .status()
             .expect("cargo runs");
