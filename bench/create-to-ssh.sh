@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# create-to-SSH-ready on the local provider versus what the box itself needs.
+#
+# native: the same work done by hand with the native tools: host key
+#         generation, namespace + veth on the bridge, sshd started in its own
+#         UTS namespace, polled until it accepts TCP on port 22.
+# workstation: `workstation create` end to end: all of the above plus
+#         state, address allocation, host-key publish + pin, and a full
+#         russh connection verifying the pinned key.
+# Prints medians, the ratio and the overhead (goal: under 1 s). Needs root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-7}
+bridge=wsbench0 net=10.79.0.0/16 gw=10.79.0.1
+
+cargo build --quiet --workspace --bins --locked
+bin="$PWD/../target/debug/workstation"
+work=$(mktemp -d "$PWD/../target/bench-XXXX")
+trap 'for n in $(ip netns list | awk "/^bn-/{print \$1}"); do ip netns pids $n | xargs -r kill -9; ip netns del $n; done; ip link del $bridge 2>/dev/null || true; rm -rf "$work"' EXIT
+
+ip link add $bridge type bridge 2>/dev/null || true
+ip addr replace $gw/16 dev $bridge && ip link set $bridge up
+mkdir -p /run/sshd
+
+now_ms() { date +%s%3N; }
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+native() {
+    local i=$1 ns=bn-$1 ip=10.79.2.$((10 + $1)) d=$work/native-$1
+    mkdir -p "$d"
+    ssh-keygen -q -t ed25519 -N "" -f "$d/key"
+    printf 'ListenAddress %s:22\nHostKey %s/key\nPidFile %s/pid\nUsePAM no\n' "$ip" "$d" "$d" > "$d/cfg"
+    ip netns add $ns
+    ip link add bv$i type veth peer name eth0 netns $ns
+    ip link set bv$i master $bridge up
+    ip -n $ns addr add $ip/16 dev eth0
+    ip -n $ns link set lo up && ip -n $ns link set eth0 up
+    ip netns exec $ns unshare --uts -- sh -c "hostname n$i && exec /usr/sbin/sshd -f $d/cfg"
+    until (exec 3<>/dev/tcp/$ip/22) 2>/dev/null; do sleep 0.002; done
+}
+
+export HOME=$work/home
+mkdir -p "$HOME/.ssh" "$HOME/.config/workstation"
+ssh-keygen -q -t ed25519 -N "" -f "$HOME/.ssh/id_ed25519"
+printf 'owner = "bench"\nprovider = "local"\n[local]\nbridge = "%s"\nnetwork = "%s"\nsubnet = "10.79.1.0/24"\n' $bridge $net \
+    > "$HOME/.config/workstation/config.toml"
+export WORKSTATION_MANIFEST=$PWD/examples/workstation.toml
+
+native_ms=() ws_ms=()
+for i in $(seq 1 "$RUNS"); do
+    t0=$(now_ms); native "$i"; t1=$(now_ms)
+    native_ms+=($((t1 - t0)))
+    t0=$(now_ms); "$bin" create --name "b$i" >/dev/null 2>&1; t1=$(now_ms)
+    ws_ms+=($((t1 - t0)))
+    "$bin" destroy "b$i" --yes >/dev/null 2>&1
+done
+
+n=$(printf '%s\n' "${native_ms[@]}" | median)
+w=$(printf '%s\n' "${ws_ms[@]}" | median)
+echo "runs:                 $RUNS"
+echo "native box ready:     ${n} ms (median; all: ${native_ms[*]})"
+echo "workstation create:   ${w} ms (median; all: ${ws_ms[*]})"
+awk -v n="$n" -v w="$w" 'BEGIN { printf "ratio:                %.2fx\noverhead:             %d ms (goal < 1000 ms)\n", w / n, w - n }'

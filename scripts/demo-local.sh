@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The whole story on one machine with the local provider: build, create a
+# box (a network namespace with its own sshd), pin its host key, list it and
+# run commands on it over SSH. Needs root (network namespaces).
+#
+#   bash scripts/demo-local.sh          run the demo
+#   bash scripts/demo-local.sh --clean  destroy the demo box
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+
+# The demo keeps its own HOME so your real settings and ~/.ssh stay untouched.
+demo_home="$repo/../target/demo-home"
+bin="$repo/../target/debug/workstation"
+ws() { HOME="$demo_home" WORKSTATION_MANIFEST="$repo/examples/workstation.toml" "$bin" "$@"; }
+
+if [ "${1:-}" = "--clean" ]; then
+    ws destroy demo --yes || true
+    exit 0
+fi
+
+say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+
+say "installing dependencies (Debian: openssh-server, iproute2; PyPI: moto[server])"
+bash scripts/install-deps.sh
+
+say "building workstation"
+cargo build --workspace --bins --locked
+
+say "preparing a demo HOME in $demo_home (key + settings: provider = local)"
+mkdir -p "$demo_home/.ssh" "$demo_home/.config/workstation"
+[ -f "$demo_home/.ssh/id_ed25519" ] || ssh-keygen -q -t ed25519 -N "" -C demo@laptop -f "$demo_home/.ssh/id_ed25519"
+cat > "$demo_home/.config/workstation/config.toml" <<'TOML'
+owner = "demo"
+provider = "local"
+TOML
+
+say "workstation create --name demo"
+ws create --name demo
+
+say "workstation list"
+ws list
+
+say "workstation ssh demo -- hostname; ip -4 -brief addr   (over SSH, pinned host key)"
+ws ssh demo -- sh -c 'echo "hostname: $(hostname)"; ip -4 -brief addr show dev eth0'
+
+say "plain OpenSSH works too, through the generated config and the pinned key"
+HOME="$demo_home" ssh -F "$demo_home/.ssh/config" -o BatchMode=yes ws-demo uptime
+
+say "done. Clean up with: bash scripts/demo-local.sh --clean"

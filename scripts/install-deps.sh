@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what builds and tests need beyond the Rust toolchain: Debian's
+# sshd/ssh/iproute2 (boxes are network namespaces running real sshd) and
+# moto's EC2 server from PyPI. Quick no-op when everything is present.
+set -euo pipefail
+
+DEBS=(openssh-server openssh-client iproute2 util-linux procps)
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: run as root (apt-get, and boxes need network namespaces)" >&2
+    exit 1
+fi
+
+missing=()
+for p in "${DEBS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "install-deps: apt-get install ${missing[*]}" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# sshd refuses to start without its privilege-separation directory.
+mkdir -p /run/sshd
+
+if ! python3 -c "import moto.server, flask, flask_cors" 2>/dev/null; then
+    echo "install-deps: pip install moto[server]" >&2
+    python3 -m pip install -q "moto[server]>=5,<6"
+fi
