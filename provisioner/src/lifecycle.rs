@@ -25,6 +25,9 @@ const RUNNING_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 const HOST_KEY_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 /// sshd may start a little after the key is published.
 const SSH_READY_TIMEOUT: Duration = Duration::from_secs(3 * 60);
+/// Rounds of "wait, pin, connect" when concurrent creates keep replacing
+/// the survivor; each round only repeats if another create won.
+const SETTLE_ROUNDS: usize = 3;
 /// Polling starts fast (local boxes and moto answer in milliseconds) and
 /// backs off to stay far below EC2's API rate limits.
 const POLL_FIRST: Duration = Duration::from_millis(50);
@@ -100,17 +103,31 @@ impl Context {
             started = true;
         }
 
-        step(progress, format!("waiting for {} to run", info.id));
-        info = self.wait(&info, "running", RUNNING_TIMEOUT, progress, |i| i.state == BoxState::Running).await?;
+        // Concurrent creates against an API that does not deduplicate may
+        // terminate this instance in favour of an older one after we
+        // started waiting: check at the end and follow the survivor.
+        let mut pinned_key;
+        let mut rounds = 0;
+        loop {
+            step(progress, format!("waiting for {} to run", info.id));
+            info = self.wait(&info, "running", RUNNING_TIMEOUT, progress, |i| i.state == BoxState::Running).await?;
 
-        step(progress, format!("waiting for {} to publish its SSH host key", info.id));
-        info = self.wait(&info, "publishing its host key", HOST_KEY_TIMEOUT, progress, |i| i.host_key.is_some()).await?;
+            step(progress, format!("waiting for {} to publish its SSH host key", info.id));
+            info = self.wait(&info, "publishing its host key", HOST_KEY_TIMEOUT, progress, |i| i.host_key.is_some()).await?;
 
-        let key = known_hosts::parse_key(info.host_key.as_deref().unwrap_or_default())?;
-        let pinned = self.known_hosts.pin(&known_hosts::alias(&info.id), &info.name, &key, false)?;
+            let key = known_hosts::parse_key(info.host_key.as_deref().unwrap_or_default())?;
+            let outcome = self.known_hosts.pin(&known_hosts::alias(&info.id), &info.name, &key, false)?;
+            pinned_key = (key, outcome);
 
-        step(progress, format!("connecting to {} over SSH", info.id));
-        self.wait_ssh(&info).await?;
+            step(progress, format!("connecting to {} over SSH", info.id));
+            self.wait_ssh(&info).await?;
+            rounds += 1;
+            match self.provider.find(spec.owner, spec.name).await? {
+                Some(survivor) if survivor.id != info.id && rounds < SETTLE_ROUNDS => info = survivor,
+                _ => break,
+            }
+        }
+        let (key, pinned) = pinned_key;
         self.write_ssh_config(true).await?;
 
         Ok(CreateReport {
