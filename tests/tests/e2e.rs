@@ -112,7 +112,7 @@ fn bad_names_are_rejected_before_any_api_call() {
     let listener = CountingListener::start();
     env.set_endpoint(&listener.url);
     for bad in ["a;b", "a b", "a\nb", "Dev", "dеv", &"a".repeat(64), "-x", ""] {
-        let out = env.run(&["create", "--name", bad]);
+        let out = env.run(&["create", &format!("--name={bad}")]);
         assert_eq!(out.status.code(), Some(2), "{bad:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("invalid box name"), "{bad:?}: {err}");
