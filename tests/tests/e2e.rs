@@ -64,6 +64,11 @@ fn local_stop_start_keeps_the_disk_and_destroy_removes_it() {
     assert_eq!(env.json(&["list"]).as_array().unwrap().len(), 0);
     let known = std::fs::read_to_string(env.state_dir().join("known_hosts")).unwrap();
     assert!(!known.contains(&id), "destroy forgets the pinned key: {known}");
+
+    // The freed address is reused at once by the next box, which must be
+    // reachable immediately (no stale neighbour entry for the old box).
+    env.ok(&["create", "--name", "dev"]);
+    assert_eq!(stdout_of(&env, &["ssh", "dev", "--", "hostname"]), "dev");
 }
 
 #[test]

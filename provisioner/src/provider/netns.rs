@@ -78,7 +78,12 @@ impl BoxHost {
         self.halt()?;
 
         run(&["ip", "netns", "add", &self.ns])?;
-        run(&["ip", "link", "add", &self.veth, "type", "veth", "peer", "name", "eth0", "netns", &self.ns])?;
+        // A MAC derived from the address: a box re-created at a reused
+        // address answers with the MAC the laptop's neighbour cache already
+        // holds, instead of being unreachable until that entry expires.
+        let [a, b, c, d] = self.address.octets();
+        let mac = format!("02:77:{a:02x}:{b:02x}:{c:02x}:{d:02x}");
+        run(&["ip", "link", "add", &self.veth, "type", "veth", "peer", "name", "eth0", "address", &mac, "netns", &self.ns])?;
         run(&["ip", "link", "set", &self.veth, "master", &self.network.bridge, "up"])?;
         let cidr = format!("{}/{}", self.address, self.network.network.prefix_len());
         run(&["ip", "-n", &self.ns, "addr", "add", &cidr, "dev", "eth0"])?;
