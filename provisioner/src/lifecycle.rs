@@ -39,8 +39,9 @@ pub enum LifecycleError {
     Provider(#[from] ProviderError),
     #[error(transparent)]
     Pin(#[from] PinError),
+    /// Boxed: russh's errors are large and every other variant is small.
     #[error(transparent)]
-    Remote(#[from] RemoteError),
+    Remote(Box<RemoteError>),
     #[error(transparent)]
     SshConfig(#[from] SshConfigError),
     #[error("no box named {name} for owner {owner}; `workstation list` shows your boxes, `workstation create --name {name}` makes one")]
@@ -57,6 +58,12 @@ pub enum LifecycleError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl From<RemoteError> for LifecycleError {
+    fn from(e: RemoteError) -> Self {
+        LifecycleError::Remote(Box::new(e))
+    }
 }
 
 /// Everything the lifecycle needs, built once by the CLI.
