@@ -35,13 +35,24 @@ pub const EXIT_INTERNAL: u8 = 3;
 /// `reap` without hiding a real outage for long.
 const AWS_MAX_ATTEMPTS: u32 = 5;
 
+const EXAMPLES: &str = "\
+Examples:
+  workstation create                       launch your box \"dev\" and pin its host key
+  workstation create --name api-test       a second box
+  workstation list --output json           your boxes, for scripts
+  workstation ssh dev -- make test         run a command on the box
+  workstation ssh-config && ssh ws-dev     plain OpenSSH / VS Code with the pinned key
+  workstation stop dev                     stop it; the disk is kept
+  workstation destroy dev --yes            delete it and its disk
+  WORKSTATION_PROVIDER=local workstation create   a box on this machine (root)";
+
 /// Remote development boxes built from one manifest: create yours, SSH in
 /// with a pinned host key, stop it when idle.
 ///
 /// Settings live in ~/.config/workstation/config.toml; the box is declared
 /// in workstation.toml (found in the current directory or a parent).
 #[derive(Debug, Parser)]
-#[command(name = "workstation", version, propagate_version = true, max_term_width = 100)]
+#[command(name = "workstation", version, propagate_version = true, max_term_width = 100, after_help = EXAMPLES)]
 pub struct Cli {
     /// The manifest (default: workstation.toml here or in a parent directory).
     #[arg(long, global = true, env = "WORKSTATION_MANIFEST", value_name = "PATH")]
@@ -67,8 +78,11 @@ pub struct Cli {
 pub enum Command {
     Create(boxes::CreateArgs),
     List(boxes::ListArgs),
+    /// Show one box: state, address, pinned host key, manifest drift.
     Status(boxes::NameArg),
+    /// Start a stopped box and wait until SSH answers with the pinned key.
     Start(boxes::NameArg),
+    /// Stop a box; its disk is kept (data stores survive).
     Stop(boxes::NameArg),
     Destroy(boxes::DestroyArgs),
     Ssh(ssh::SshArgs),
