@@ -48,6 +48,8 @@ pub enum LifecycleError {
     UnknownBox { owner: String, name: String },
     #[error("box {name} ({id}) was not {what} after {waited:?} (state: {state}); check it in the EC2 console or run `workstation status {name}`")]
     Timeout { name: String, id: String, what: &'static str, waited: Duration, state: &'static str },
+    #[error("box {name} ({id}) has not published its host key yet; it does so at first boot (`workstation create --name {name}` waits for it)")]
+    NoHostKey { name: String, id: String },
     #[error("box {name} ({id}) has no address to connect to")]
     NoAddress { name: String, id: String },
     #[error("box {name} ({id}) disappeared while {what} (state: {state})")]
@@ -184,13 +186,10 @@ impl Context {
     /// key is overwritten (after a deliberate rebuild).
     pub async fn pin(&self, name: &BoxName, replace: bool) -> Result<(BoxInfo, Pinned, String), LifecycleError> {
         let info = self.find(name).await?;
-        let published = info.host_key.as_deref().ok_or_else(|| LifecycleError::Timeout {
-            name: info.name.clone(),
-            id: info.id.clone(),
-            what: "publishing its host key",
-            waited: Duration::ZERO,
-            state: info.state.as_str(),
-        })?;
+        let published = info
+            .host_key
+            .as_deref()
+            .ok_or_else(|| LifecycleError::NoHostKey { name: info.name.clone(), id: info.id.clone() })?;
         let key = known_hosts::parse_key(published)?;
         let outcome = self.known_hosts.pin(&known_hosts::alias(&info.id), &info.name, &key, replace)?;
         Ok((info, outcome, known_hosts::fingerprint(&key)))

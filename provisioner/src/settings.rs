@@ -186,12 +186,6 @@ impl Settings {
             Err(source) => Err(SettingsError::Read { path: path.to_owned(), source }),
         }
     }
-
-    pub fn ssh_public_key(&self) -> PathBuf {
-        let mut p = self.ssh_key.clone().into_os_string();
-        p.push(".pub");
-        p.into()
-    }
 }
 
 fn check_local(l: &LocalNetwork) -> Result<(), SettingsError> {

@@ -76,7 +76,8 @@ pub struct TestEnv {
     pub fleet: Option<fleet::Fleet>,
     /// Extra environment for every command (AWS endpoint and credentials).
     env: Vec<(String, String)>,
-    slice: Slice,
+    /// Held for its lock: reserves this environment's addresses.
+    _slice: Slice,
 }
 
 impl TestEnv {
@@ -93,7 +94,7 @@ impl TestEnv {
         let slice = take_slice();
         let subnet: ipnet::Ipv4Net = format!("10.78.{}.0/24", slice.index).parse().unwrap();
         clear_stale_boxes(&subnet);
-        TestEnv { manifest: root.path().join("workstation.toml"), root, home, subnet, moto: None, fleet: None, env: Vec::new(), slice }
+        TestEnv { manifest: root.path().join("workstation.toml"), root, home, subnet, moto: None, fleet: None, env: Vec::new(), _slice: slice }
     }
 
     /// Boxes are network namespaces created by the local provider.
@@ -207,7 +208,6 @@ impl Drop for TestEnv {
             }
         });
         clear_stale_boxes(&self.subnet);
-        let _ = self.slice.index;
     }
 }
 
