@@ -5,7 +5,6 @@
 //! `UserKnownHostsFile` at it; russh connections check the same file.
 
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use russh::keys::{HashAlg, PublicKey};
@@ -131,18 +130,13 @@ impl KnownHosts {
 
     fn write(&self, entries: &[(String, PublicKey)]) -> Result<(), PinError> {
         let io = |source| PinError::Io { path: self.path.clone(), source };
-        let dir = self.path.parent().expect("known_hosts has a parent");
         let mut text = String::from("# Host keys pinned by workstation; each box published its own at first boot.\n");
         for (alias, key) in entries {
             let mut key = key.clone();
             key.set_comment("");
             text.push_str(&format!("{alias} {}\n", key.to_openssh().map_err(|e| io(std::io::Error::other(e)))?));
         }
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-        tmp.write_all(text.as_bytes()).map_err(io)?;
-        tmp.as_file().sync_all().map_err(io)?;
-        tmp.persist(&self.path).map_err(|e| io(e.error))?;
-        Ok(())
+        crate::atomic::write(&self.path, text.as_bytes(), 0o600).map_err(io)
     }
 
     fn lock(&self) -> Result<File, PinError> {

@@ -2,6 +2,7 @@
 //!
 //! The library does the work; `src/cli/` only parses, calls it and prints.
 
+pub mod atomic;
 pub mod boxside;
 pub mod cli;
 pub mod config;

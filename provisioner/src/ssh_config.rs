@@ -2,7 +2,6 @@
 //! block per box, and one `Include` line in `~/.ssh/config` pointing at it,
 //! so plain `ssh`, `scp`, `rsync` and VS Code Remote-SSH use the pinned keys.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::known_hosts::alias;
@@ -89,16 +88,7 @@ pub fn ensure_include(user_config: &Path, generated: &Path) -> Result<bool, SshC
 }
 
 fn atomic_write(path: &Path, bytes: &[u8], mode: u32) -> Result<(), SshConfigError> {
-    use std::os::unix::fs::PermissionsExt;
-    let err = |source| SshConfigError { path: path.to_owned(), source };
-    let dir = path.parent().expect("config file has a parent");
-    std::fs::create_dir_all(dir).map_err(err)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
-    tmp.write_all(bytes).map_err(err)?;
-    tmp.as_file().set_permissions(std::fs::Permissions::from_mode(mode)).map_err(err)?;
-    tmp.as_file().sync_all().map_err(err)?;
-    tmp.persist(path).map_err(|e| err(e.error))?;
-    Ok(())
+    crate::atomic::write(path, bytes, mode).map_err(|source| SshConfigError { path: path.to_owned(), source })
 }
 
 #[cfg(test)]

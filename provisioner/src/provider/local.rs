@@ -97,11 +97,7 @@ impl LocalProvider {
     fn save(&self, r: &Record) -> Result<()> {
         let dir = self.box_dir(&r.owner, &r.name);
         let json = serde_json::to_vec_pretty(r).expect("record serialises");
-        let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io(&dir))?;
-        std::io::Write::write_all(&mut tmp, &json).map_err(io(&dir))?;
-        tmp.as_file().sync_all().map_err(io(&dir))?;
-        tmp.persist(dir.join("box.json")).map_err(|e| io(&dir)(e.error))?;
-        Ok(())
+        crate::atomic::write(&dir.join("box.json"), &json, 0o600).map_err(io(&dir))
     }
 
     fn info(&self, r: &Record) -> BoxInfo {
