@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what builds and tests need beyond the Rust toolchain: Debian's
-# sshd/ssh/iproute2 (boxes are network namespaces running real sshd) and
-# moto's EC2 server from PyPI. Quick no-op when everything is present.
+# sshd/ssh/iproute2 (boxes are network namespaces running real sshd), the
+# box stack (supervisor, redis, postgresql, curl) and moto's EC2/S3 server
+# from PyPI. Quick no-op when everything is present.
 set -euo pipefail
 
-DEBS=(openssh-server openssh-client iproute2 util-linux procps)
+DEBS=(openssh-server openssh-client iproute2 util-linux procps supervisor redis-server redis-tools postgresql postgresql-client curl)
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "install-deps: run as root (apt-get, and boxes need network namespaces)" >&2
@@ -18,7 +19,11 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
     echo "install-deps: apt-get install ${missing[*]}" >&2
     apt-get update -qq
+    # policy-rc.d: the packages must not start their own servers on this
+    # machine; boxes run them under their own supervisord.
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    rm -f /usr/sbin/policy-rc.d
 fi
 # sshd refuses to start without its privilege-separation directory.
 mkdir -p /run/sshd

@@ -98,10 +98,38 @@ pub struct Service {
     #[serde(default)]
     pub ports: Vec<u16>,
     pub health: Option<HealthCheck>,
+    #[serde(default)]
+    pub logs: ServiceLogs,
 }
 
 fn yes() -> bool {
     true
+}
+
+/// Where a program's output goes: `<box root>/logs/<name>.log` (stdout and
+/// stderr merged, in order), rotated by supervisord.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceLogs {
+    /// Rotate when the log reaches this size.
+    #[serde(default = "default_log_max_mb")]
+    pub max_mb: u32,
+    /// Rotated files kept.
+    #[serde(default = "default_log_backups")]
+    pub backups: u32,
+}
+
+fn default_log_max_mb() -> u32 {
+    50
+}
+fn default_log_backups() -> u32 {
+    5
+}
+
+impl Default for ServiceLogs {
+    fn default() -> Self {
+        Self { max_mb: default_log_max_mb(), backups: default_log_backups() }
+    }
 }
 
 /// Exactly one of `http` (with `port`), `tcp` or `command`.
@@ -143,13 +171,119 @@ pub struct Store {
     pub kind: StoreKind,
     pub port: Option<u16>,
     pub database: Option<String>,
-    /// Snapshot to load once: a local path or an `s3://bucket/key` URI.
+    /// Snapshot to load once: a local path (relative to the manifest) or an
+    /// `s3://bucket/key` URI.
     pub seed: Option<String>,
+    /// The snapshot's format when its name does not tell (see [`SeedFormat`]).
+    pub format: Option<SeedFormat>,
 }
 
 impl Store {
     pub fn port(&self) -> u16 {
         self.port.unwrap_or(self.kind.default_port())
+    }
+
+    /// The database seeded (postgres, mongodb): `database`, else the store
+    /// name with '-' as '_' (a valid identifier everywhere).
+    pub fn database(&self, store_name: &str) -> String {
+        self.database.clone().unwrap_or_else(|| store_name.replace('-', "_"))
+    }
+
+    /// The seed's format: `format` if set, else from the file name.
+    pub fn seed_format(&self) -> Result<Option<SeedFormat>, String> {
+        let Some(seed) = &self.seed else { return Ok(None) };
+        let format = match self.format {
+            Some(f) => f,
+            None => SeedFormat::from_name(self.kind, seed).ok_or_else(|| {
+                format!(
+                    "cannot tell the format of {seed:?} from its name; set format = one of {}",
+                    SeedFormat::for_kind(self.kind).iter().map(|f| format!("\"{}\"", f.as_str())).collect::<Vec<_>>().join(", ")
+                )
+            })?,
+        };
+        if !SeedFormat::for_kind(self.kind).contains(&format) {
+            return Err(format!("format \"{}\" is not a {:?} snapshot format", format.as_str(), self.kind).to_lowercase());
+        }
+        if seed.starts_with("s3://") && !format.is_single_object() {
+            return Err(format!(
+                "\"{}\" snapshots are read on the laptop (converted or split while streaming); use a local path, or an S3 object in a native format",
+                format.as_str()
+            ));
+        }
+        Ok(Some(format))
+    }
+}
+
+/// Snapshot formats, each loaded with its store's native fast path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SeedFormat {
+    /// Redis protocol commands, for `redis-cli --pipe` (`.resp`).
+    Resp,
+    /// A Redis dump file (`.rdb`).
+    Rdb,
+    /// One JSON object per line: `{"key", "type", "value", "ttl"}` (`.jsonl`).
+    Jsonl,
+    /// `pg_dump -Fc` custom format, for `pg_restore -j` (`.dump`, `.pgdump`).
+    PgDump,
+    /// A directory: optional `schema.sql`, then one `[NN-]TABLE.csv` per
+    /// table with a header row, loaded in file-name order.
+    Csv,
+    /// `mongodump --archive` output, optionally gzipped (`.archive[.gz]`).
+    MongoArchive,
+    /// OpenSearch `_bulk` NDJSON (`.ndjson`).
+    Bulk,
+}
+
+impl SeedFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SeedFormat::Resp => "resp",
+            SeedFormat::Rdb => "rdb",
+            SeedFormat::Jsonl => "jsonl",
+            SeedFormat::PgDump => "pg-dump",
+            SeedFormat::Csv => "csv",
+            SeedFormat::MongoArchive => "mongo-archive",
+            SeedFormat::Bulk => "bulk",
+        }
+    }
+
+    pub fn for_kind(kind: StoreKind) -> &'static [SeedFormat] {
+        match kind {
+            StoreKind::Redis => &[SeedFormat::Resp, SeedFormat::Rdb, SeedFormat::Jsonl],
+            StoreKind::Postgres => &[SeedFormat::PgDump, SeedFormat::Csv],
+            StoreKind::Mongodb => &[SeedFormat::MongoArchive],
+            StoreKind::Opensearch => &[SeedFormat::Bulk],
+        }
+    }
+
+    fn from_name(kind: StoreKind, seed: &str) -> Option<SeedFormat> {
+        let name = seed.trim_end_matches('/').rsplit('/').next().unwrap_or(seed);
+        let ext = |e: &str| name.ends_with(e);
+        let guess = if ext(".resp") {
+            SeedFormat::Resp
+        } else if ext(".rdb") {
+            SeedFormat::Rdb
+        } else if ext(".jsonl") {
+            SeedFormat::Jsonl
+        } else if ext(".dump") || ext(".pgdump") {
+            SeedFormat::PgDump
+        } else if ext(".archive") || ext(".archive.gz") {
+            SeedFormat::MongoArchive
+        } else if ext(".ndjson") {
+            SeedFormat::Bulk
+        } else if kind == StoreKind::Postgres && !name.contains('.') {
+            // A directory of CSV files has no extension.
+            SeedFormat::Csv
+        } else {
+            return None;
+        };
+        Some(guess)
+    }
+
+    /// Loadable straight from one S3 object on the box.
+    pub fn is_single_object(self) -> bool {
+        !matches!(self, SeedFormat::Jsonl | SeedFormat::Csv)
     }
 }
 
@@ -351,6 +485,11 @@ impl Manifest {
                     problem(format!("{at}.environment"), format!("{key:?} is not a valid variable name; use A-Z, 0-9 and '_'"));
                 }
             }
+            if let Some(user) = &svc.user {
+                if !is_user_name(user) {
+                    problem(format!("{at}.user"), format!("{user:?} is not a user name; use a-z, 0-9, '_' and '-', starting with a letter or '_'"));
+                }
+            }
             for (i, p) in svc.ports.iter().enumerate() {
                 claim(*p, format!("{at}.ports[{i}]"), &mut problem);
             }
@@ -376,14 +515,31 @@ impl Manifest {
             if !is_program_name(name) {
                 problem(at.clone(), "store names use a-z, 0-9, '-' and '_'".into());
             }
+            if self.services.contains_key(name) {
+                problem(at.clone(), format!("services.{name} has the same name; stores and services share supervisord's program names, rename one"));
+            }
             claim(store.port(), format!("{at}.port"), &mut problem);
             if let Some(seed) = &store.seed {
-                if let Err(why) = SeedSource::from_str(seed) {
-                    problem(format!("{at}.seed"), why);
+                match SeedSource::from_str(seed) {
+                    Err(why) => problem(format!("{at}.seed"), why),
+                    Ok(_) => {
+                        if let Err(why) = store.seed_format() {
+                            problem(format!("{at}.format"), why);
+                        }
+                    }
                 }
+            } else if store.format.is_some() {
+                problem(format!("{at}.format"), "set only with a seed; remove it or add seed = \"...\"".into());
             }
-            if store.database.is_some() && store.kind == StoreKind::Redis {
-                problem(format!("{at}.database"), "redis has no named databases; remove the field".into());
+            match (&store.database, store.kind) {
+                (Some(_), StoreKind::Redis | StoreKind::Opensearch) => {
+                    problem(format!("{at}.database"), format!("{:?} has no named databases; remove the field", store.kind).to_lowercase())
+                }
+                (Some(db), _) if !is_identifier(db) => problem(
+                    format!("{at}.database"),
+                    format!("{db:?} is not a database name; use a-z, 0-9 and '_', starting with a letter (at most 50)"),
+                ),
+                _ => {}
             }
         }
 
@@ -453,6 +609,21 @@ fn is_program_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
         && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+fn is_user_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 32
+        && s.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+/// Safe unquoted in SQL, shell and mongo namespaces; short enough for a
+/// staging suffix within postgres' 63-byte limit.
+fn is_identifier(s: &str) -> bool {
+    s.len() <= 50
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 fn check_hostname(h: &str) -> Result<(), String> {

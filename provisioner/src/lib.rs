@@ -4,13 +4,20 @@
 
 pub mod atomic;
 pub mod boxside;
+pub mod bringup;
 pub mod cli;
 pub mod config;
 pub mod known_hosts;
+pub mod layout;
 pub mod lifecycle;
 pub mod name;
+pub mod onbox;
 pub mod paths;
 pub mod provider;
 pub mod remote;
+pub mod seed;
+pub mod services;
 pub mod settings;
 pub mod ssh_config;
+pub mod stores;
+pub mod supervisor;

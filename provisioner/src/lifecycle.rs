@@ -10,7 +10,11 @@ use indicatif::ProgressBar;
 use serde::Serialize;
 use tokio::time::Instant;
 
+use crate::bringup::{self, UpReport};
+use crate::config::LoadedManifest;
 use crate::known_hosts::{self, KnownHosts, PinError, Pinned};
+use crate::onbox::{OnBox, OnBoxError};
+use crate::seed::{SeedError, Snapshot};
 use crate::name::{BoxName, Owner};
 use crate::paths::Paths;
 use crate::provider::{BoxInfo, BoxState, LaunchSpec, Provider, ProviderError};
@@ -44,6 +48,10 @@ pub enum LifecycleError {
     Remote(Box<RemoteError>),
     #[error(transparent)]
     SshConfig(#[from] SshConfigError),
+    #[error(transparent)]
+    OnBox(#[from] OnBoxError),
+    #[error(transparent)]
+    Seed(#[from] SeedError),
     #[error("no box named {name} for owner {owner}; `workstation list` shows your boxes, `workstation create --name {name}` makes one")]
     UnknownBox { owner: String, name: String },
     #[error("box {name} ({id}) was not {what} after {waited:?} (state: {state}); check it in the EC2 console or run `workstation status {name}`")]
@@ -76,6 +84,8 @@ pub struct Context {
     pub known_hosts: KnownHosts,
     pub ssh_user: String,
     pub identity: PathBuf,
+    /// For seeds stored in S3 (only built when the manifest has one).
+    pub s3: Option<aws_sdk_s3::Client>,
 }
 
 #[derive(Debug, Serialize)]
@@ -89,6 +99,8 @@ pub struct CreateReport {
     pub terminated_duplicates: Vec<String>,
     pub host_key_fingerprint: String,
     pub host_key_newly_pinned: bool,
+    /// Services, seeds and health on the box.
+    pub up: UpReport,
 }
 
 impl Context {
@@ -99,7 +111,7 @@ impl Context {
             .ok_or_else(|| LifecycleError::UnknownBox { owner: self.owner.to_string(), name: name.to_string() })
     }
 
-    pub async fn create(&self, spec: &LaunchSpec<'_>, progress: Option<&ProgressBar>) -> Result<CreateReport, LifecycleError> {
+    pub async fn create(&self, spec: &LaunchSpec<'_>, health_timeout: Duration, progress: Option<&ProgressBar>) -> Result<CreateReport, LifecycleError> {
         step(progress, format!("launching {}", spec.name));
         let launched = self.provider.launch(spec).await?;
         let mut info = launched.info;
@@ -138,8 +150,10 @@ impl Context {
         }
         let (key, pinned) = pinned_key;
         self.write_ssh_config(true).await?;
+        let up = self.up(&info, spec.manifest, health_timeout, progress).await?;
 
         Ok(CreateReport {
+            up,
             host_key_fingerprint: known_hosts::fingerprint(&key),
             host_key_newly_pinned: pinned == Pinned::New,
             info,
@@ -147,6 +161,37 @@ impl Context {
             started,
             terminated_duplicates: launched.terminated_duplicates,
         })
+    }
+
+    /// Makes the box run the manifest's stack (see [`bringup`]).
+    pub async fn up(
+        &self,
+        info: &BoxInfo,
+        manifest: &LoadedManifest,
+        health_timeout: Duration,
+        progress: Option<&ProgressBar>,
+    ) -> Result<UpReport, LifecycleError> {
+        step(progress, "resolving seed snapshots".into());
+        let snapshots = self.snapshots(manifest).await?;
+        step(progress, format!("connecting to {} over SSH", info.id));
+        let session = self.connect(info).await?;
+        let result = async {
+            let onbox = OnBox::probe(&session, &info.name).await?;
+            Ok::<_, LifecycleError>(bringup::up(&onbox, &manifest.manifest, &snapshots, health_timeout, progress).await?)
+        }
+        .await;
+        session.close().await;
+        result
+    }
+
+    /// Every store's snapshot: hashed (local) or looked up and presigned (S3).
+    pub async fn snapshots(&self, manifest: &LoadedManifest) -> Result<std::collections::BTreeMap<String, Option<Snapshot>>, LifecycleError> {
+        let dir = manifest.path.parent().unwrap_or(std::path::Path::new("."));
+        let mut out = std::collections::BTreeMap::new();
+        for (name, store) in &manifest.manifest.stores {
+            out.insert(name.clone(), Snapshot::resolve(name, store, dir, self.s3.as_ref()).await?);
+        }
+        Ok(out)
     }
 
     /// Starts a stopped box and waits until SSH answers with its pinned key.

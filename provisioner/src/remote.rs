@@ -11,7 +11,7 @@ use std::time::Duration;
 use russh::client::{self, Handle};
 use russh::keys::{load_secret_key, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
 use russh::ChannelMsg;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::known_hosts::{fingerprint, KnownHosts, PinError};
 
@@ -52,6 +52,12 @@ pub enum RemoteError {
         name: String,
         #[source]
         source: russh::Error,
+    },
+    #[error("reading the input sent to box {name}")]
+    Input {
+        name: String,
+        #[source]
+        source: std::io::Error,
     },
     #[error("writing output of box {name}")]
     Output {
@@ -168,6 +174,80 @@ impl Session {
         stdout.flush().await.map_err(out_err)?;
         stderr.flush().await.map_err(out_err)?;
         Ok(status.unwrap_or(255))
+    }
+
+    /// Runs `command` with `input` streamed to its stdin (64 KiB at a time,
+    /// never all in memory) while its output streams back. EOF is sent only
+    /// after all of `input` was read; if reading fails the channel is closed
+    /// without EOF and the error returned.
+    pub async fn exec_input<I, O, E>(&self, command: &str, mut input: I, stdout: &mut O, stderr: &mut E) -> Result<u32, RemoteError>
+    where
+        I: AsyncRead + Unpin,
+        O: AsyncWrite + Unpin,
+        E: AsyncWrite + Unpin,
+    {
+        const CHUNK: usize = 64 * 1024;
+        let session_err = |source| RemoteError::Session { name: self.name.clone(), source };
+        let out_err = |source| RemoteError::Output { name: self.name.clone(), source };
+        let channel = self.handle.channel_open_session().await.map_err(session_err)?;
+        channel.exec(true, command).await.map_err(session_err)?;
+        let (mut reader, writer) = channel.split();
+
+        let send = async {
+            loop {
+                let mut buf = Vec::with_capacity(CHUNK);
+                let n = (&mut input).take(CHUNK as u64).read_to_end(&mut buf).await;
+                match n {
+                    Err(source) => {
+                        let _ = writer.close().await;
+                        return Err(RemoteError::Input { name: self.name.clone(), source });
+                    }
+                    Ok(0) => return writer.eof().await.map_err(session_err),
+                    Ok(_) => writer.data_bytes(buf).await.map_err(session_err)?,
+                }
+            }
+        };
+        let receive = async {
+            let mut status = None;
+            while let Some(msg) = reader.wait().await {
+                match msg {
+                    ChannelMsg::Data { data } => stdout.write_all(&data).await.map_err(out_err)?,
+                    ChannelMsg::ExtendedData { data, ext: 1 } => stderr.write_all(&data).await.map_err(out_err)?,
+                    ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
+                    _ => {}
+                }
+            }
+            stdout.flush().await.map_err(out_err)?;
+            stderr.flush().await.map_err(out_err)?;
+            Ok::<_, RemoteError>(status.unwrap_or(255))
+        };
+        tokio::pin!(send, receive);
+        // The command may exit before reading all its input (it failed):
+        // its status is the answer, not the write that found the channel
+        // closed.
+        let mut sending = true;
+        loop {
+            tokio::select! {
+                sent = &mut send, if sending => {
+                    sending = false;
+                    if let Err(e @ RemoteError::Input { .. }) = sent {
+                        return Err(e);
+                    }
+                }
+                status = &mut receive => return status,
+            }
+        }
+    }
+
+    /// Opens a TCP connection to `127.0.0.1:port` on the box, through SSH:
+    /// services listen on the box's loopback, unreachable otherwise.
+    pub async fn tcp(&self, port: u16) -> Result<russh::ChannelStream<client::Msg>, RemoteError> {
+        let channel = self
+            .handle
+            .channel_open_direct_tcpip("127.0.0.1", port.into(), "127.0.0.1", 0)
+            .await
+            .map_err(|source| RemoteError::Session { name: self.name.clone(), source })?;
+        Ok(channel.into_stream())
     }
 
     pub async fn output(&self, command: &str) -> Result<Output, RemoteError> {

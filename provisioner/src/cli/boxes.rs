@@ -25,6 +25,8 @@ pub struct CreateArgs {
     /// Box name: a DNS label (a-z, 0-9, '-'), unique per owner.
     #[arg(long, default_value_t = BoxName::default())]
     name: BoxName,
+    #[command(flatten)]
+    timeout: super::stack::HealthTimeout,
 }
 
 /// List your boxes (all owners' with --all).
@@ -59,7 +61,7 @@ pub async fn create(global: &Global, args: CreateArgs) -> Result<ExitCode> {
     let public_key = read_public_key(&settings_public_key(&ctx.identity))?;
     let spec = LaunchSpec { owner: &ctx.owner, name: &args.name, manifest: &manifest, public_key: &public_key };
     let progress = output::spinner(global.output);
-    let report = ctx.create(&spec, progress.as_ref()).await;
+    let report = ctx.create(&spec, args.timeout.value, progress.as_ref()).await;
     if let Some(p) = progress {
         p.finish_and_clear();
     }
@@ -84,10 +86,11 @@ pub async fn create(global: &Global, args: CreateArgs) -> Result<ExitCode> {
                 b.address.map(|a| a.to_string()).unwrap_or_else(|| "-".into())
             );
             println!("host key {} pinned{}", report.host_key_fingerprint, if report.host_key_newly_pinned { "" } else { " (unchanged)" });
+            output::print_up(&report.up);
             println!("connect: workstation ssh {}   or   ssh {}", b.name, host_alias(&b.name));
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if report.up.healthy { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 pub async fn list(global: &Global, args: ListArgs) -> Result<ExitCode> {
@@ -135,12 +138,43 @@ pub async fn status(global: &Global, args: NameArg) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn start(global: &Global, args: NameArg) -> Result<ExitCode> {
-    let ctx = global.context(global.optional_manifest()?.as_ref()).await?;
+/// Start a stopped box, wait until SSH answers with the pinned key, and
+/// bring its stack up (when a manifest is at hand).
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// Box name.
+    #[arg(default_value_t = BoxName::default())]
+    name: BoxName,
+    #[command(flatten)]
+    timeout: super::stack::HealthTimeout,
+}
+
+pub async fn start(global: &Global, args: StartArgs) -> Result<ExitCode> {
+    let manifest = global.optional_manifest()?;
+    let ctx = global.context(manifest.as_ref()).await?;
     let progress = output::spinner(global.output);
-    let info = ctx.start(&args.name, progress.as_ref()).await;
+    let started = async {
+        let info = ctx.start(&args.name, progress.as_ref()).await?;
+        let up = match &manifest {
+            Some(m) => Some(ctx.up(&info, m, args.timeout.value, progress.as_ref()).await?),
+            None => None,
+        };
+        Ok::<_, crate::lifecycle::LifecycleError>((info, up))
+    }
+    .await;
     progress.inspect(|p| p.finish_and_clear());
-    report(global, "started", &info?)
+    let (info, up) = started?;
+    let healthy = up.as_ref().is_none_or(|u| u.healthy);
+    match global.output {
+        Output::Json => output::json(&serde_json::json!({ "box": info, "up": up }))?,
+        Output::Text => {
+            println!("box {} ({}) started", info.name, info.id);
+            if let Some(up) = &up {
+                output::print_up(up);
+            }
+        }
+    }
+    Ok(if healthy { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 pub async fn stop(global: &Global, args: NameArg) -> Result<ExitCode> {

@@ -5,6 +5,7 @@ mod boxes;
 mod boxside;
 mod output;
 mod ssh;
+mod stack;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,6 +42,9 @@ Examples:
   workstation create --name api-test       a second box
   workstation list --output json           your boxes, for scripts
   workstation ssh dev -- make test         run a command on the box
+  workstation services                     state and health of every program
+  workstation logs api -f                  follow a service's log
+  workstation seed main --reset            reload a store from its snapshot
   workstation ssh-config && ssh ws-dev     plain OpenSSH / VS Code with the pinned key
   workstation stop dev                     stop it; the disk is kept
   workstation destroy dev --yes            delete it and its disk
@@ -80,11 +84,18 @@ pub enum Command {
     List(boxes::ListArgs),
     /// Show one box: state, address, pinned host key, manifest drift.
     Status(boxes::NameArg),
-    /// Start a stopped box and wait until SSH answers with the pinned key.
-    Start(boxes::NameArg),
+    Start(boxes::StartArgs),
     /// Stop a box; its disk is kept (data stores survive).
     Stop(boxes::NameArg),
     Destroy(boxes::DestroyArgs),
+    Up(stack::UpArgs),
+    Seed(stack::SeedArgs),
+    Services(stack::ServicesArgs),
+    Restart(stack::RestartArgs),
+    Logs(stack::LogsArgs),
+    /// Print or write configuration rendered from the manifest.
+    #[command(subcommand)]
+    Render(stack::RenderCommand),
     Ssh(ssh::SshArgs),
     SshConfig(ssh::SshConfigArgs),
     Pin(ssh::PinArgs),
@@ -102,6 +113,12 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Start(args) => boxes::start(&global, args).await,
         Command::Stop(args) => boxes::stop(&global, args).await,
         Command::Destroy(args) => boxes::destroy(&global, args).await,
+        Command::Up(args) => stack::up(&global, args).await,
+        Command::Seed(args) => stack::seed(&global, args).await,
+        Command::Services(args) => stack::services(&global, args).await,
+        Command::Restart(args) => stack::restart(&global, args).await,
+        Command::Logs(args) => stack::logs(&global, args).await,
+        Command::Render(cmd) => stack::render(&global, cmd).await,
         Command::Ssh(args) => ssh::ssh(&global, args).await,
         Command::SshConfig(args) => ssh::ssh_config(&global, args).await,
         Command::Pin(args) => ssh::pin(&global, args).await,
@@ -162,7 +179,15 @@ impl Global {
             // Local boxes share this machine's accounts, and need root.
             ProviderKind::Local => "root".into(),
         });
+        let s3 = match manifest {
+            Some(m) if m.manifest.stores.values().any(|s| s.seed.as_deref().is_some_and(|u| u.starts_with("s3://"))) => {
+                let region = settings.aws.region.clone().or_else(|| m.manifest.machine.region.clone());
+                Some(s3_client(&sdk_config(settings.aws.profile.as_deref(), region).await))
+            }
+            _ => None,
+        };
         Ok(Context {
+            s3,
             provider,
             owner: settings.owner.clone(),
             known_hosts: KnownHosts::new(paths.known_hosts()),
@@ -185,6 +210,13 @@ pub async fn sdk_config(profile: Option<&str>, region: Option<String>) -> SdkCon
         loader = loader.region(Region::new(r));
     }
     loader.load().await
+}
+
+/// Path-style addressing when the endpoint is overridden (a local S3 such
+/// as moto has no per-bucket host names).
+fn s3_client(sdk: &SdkConfig) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::config::Builder::from(sdk).force_path_style(sdk.endpoint_url().is_some()).build();
+    aws_sdk_s3::Client::from_conf(config)
 }
 
 pub fn init_tracing(verbose: u8) {

@@ -4,7 +4,10 @@ use comfy_table::presets::NOTHING;
 use comfy_table::Table;
 use serde::Serialize;
 
+use crate::bringup::UpReport;
 use crate::provider::BoxInfo;
+use crate::seed::SeedReport;
+use crate::services::ProgramStatus;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {
@@ -40,6 +43,56 @@ pub fn boxes_table(boxes: &[BoxInfo], with_owner: bool) -> String {
         t.add_row(row);
     }
     t.to_string()
+}
+
+fn table(header: Vec<&str>) -> Table {
+    let mut t = Table::new();
+    t.load_preset(NOTHING);
+    t.set_header(header);
+    t
+}
+
+pub fn programs_table(programs: &[ProgramStatus]) -> String {
+    let mut t = table(vec!["PROGRAM", "KIND", "STATE", "PID", "UPTIME", "EXITS", "HEALTH"]);
+    for p in programs {
+        t.add_row(vec![
+            p.name.clone(),
+            p.kind.into(),
+            p.state.clone(),
+            p.pid.map(|x| x.to_string()).unwrap_or_else(|| "-".into()),
+            p.uptime.clone().unwrap_or_else(|| "-".into()),
+            p.unexpected_exits.to_string(),
+            p.health.as_str(),
+        ]);
+    }
+    t.to_string()
+}
+
+pub fn seeds_table(seeds: &[SeedReport]) -> String {
+    let mut t = table(vec!["STORE", "SEED", "SIZE", "TIME", "SNAPSHOT"]);
+    for s in seeds {
+        let took = if s.seconds > 0.0 { format!("{:.1}s", s.seconds) } else { "-".into() };
+        let size = if s.bytes > 0 { format!("{:.1} MB", s.bytes as f64 / 1e6) } else { "-".into() };
+        t.add_row(vec![s.store.clone(), s.outcome.as_str().into(), size, took, s.snapshot.clone().unwrap_or_else(|| "-".into())]);
+    }
+    t.to_string()
+}
+
+/// The summary after `up`, `create` and `start`.
+pub fn print_up(up: &UpReport) {
+    println!("supervisord {} (configuration {}, root {})", up.supervisord, up.config, up.root);
+    if !up.seeds.is_empty() {
+        println!("{}", seeds_table(&up.seeds));
+        for s in up.seeds.iter().filter_map(|s| s.error.as_ref()) {
+            eprintln!("error: {s}");
+        }
+    }
+    if !up.programs.is_empty() {
+        println!("{}", programs_table(&up.programs));
+    }
+    if !up.healthy {
+        eprintln!("not everything is healthy: `workstation services` and `workstation logs PROGRAM` tell more; `workstation up` retries");
+    }
 }
 
 pub fn spinner(output: Output) -> Option<indicatif::ProgressBar> {

@@ -47,6 +47,13 @@ impl BoxHost {
         self.dir.join("authorized_keys")
     }
 
+    /// workstation's directory on the box (`/var/lib/workstation` on an
+    /// image-built box): boxes on one machine share its filesystem, so each
+    /// gets its own, handed to SSH sessions as `WORKSTATION_BOX_ROOT`.
+    pub fn root(&self) -> PathBuf {
+        self.dir.join("root")
+    }
+
     /// Creates the bridge owning the network if it is missing. Safe to run
     /// concurrently from several processes.
     pub fn ensure_bridge(net: &LocalNetwork) -> Result<()> {
@@ -164,12 +171,14 @@ impl BoxHost {
              UsePAM no\n\
              PrintMotd no\n\
              AcceptEnv LANG LC_*\n\
+             SetEnv WORKSTATION_BOX_ROOT={root}\n\
              Subsystem sftp internal-sftp\n",
             hostname = self.hostname,
             addr = self.address,
             key = q(&self.host_key()),
             pid = q(&dir.join("sshd.pid")),
             auth = q(&self.authorized_keys()),
+            root = self.root().display(),
         );
         std::fs::write(dir.join("sshd_config"), text).map_err(io(format!("cannot write {}/sshd_config", dir.display())))
     }

@@ -1,0 +1,250 @@
+//! up, seed, services, restart, logs, render: the stack on a box.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Args, Subcommand};
+
+use super::output::{self, Output};
+use super::Global;
+use crate::layout::{sh, Layout, DEFAULT_ROOT};
+use crate::name::BoxName;
+use crate::onbox::OnBox;
+use crate::seed::{self, SeedOutcome};
+use crate::services;
+use crate::supervisor;
+
+/// Bring the box's stack up: supervisord configuration, stores seeded,
+/// services started and healthy. `create` and `start` do this already;
+/// run it after changing workstation.toml, or to finish a half-made box.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Box name.
+    #[arg(default_value_t = BoxName::default())]
+    name: BoxName,
+    #[command(flatten)]
+    timeout: HealthTimeout,
+}
+
+#[derive(Debug, Clone, Copy, Args)]
+pub struct HealthTimeout {
+    /// How long to wait for services to become healthy.
+    #[arg(long = "health-timeout", value_name = "DURATION", default_value = "2m", value_parser = humantime::parse_duration)]
+    pub value: Duration,
+}
+
+/// Load stores from their snapshots (all stores, or STORE).
+///
+/// A store already holding its snapshot is left alone; --reset loads it
+/// again, replacing local changes. A failed or interrupted load leaves the
+/// store as it was (redis and postgres swap the new data in at the end).
+#[derive(Debug, Args)]
+pub struct SeedArgs {
+    /// Store name from the manifest (default: every store).
+    store: Option<String>,
+    /// Reload even if the snapshot is already loaded.
+    #[arg(long)]
+    reset: bool,
+    #[command(flatten)]
+    target: BoxFlag,
+}
+
+#[derive(Debug, Args)]
+pub struct BoxFlag {
+    /// Box name.
+    #[arg(long = "box", value_name = "NAME", default_value_t = BoxName::default())]
+    name: BoxName,
+}
+
+/// State, pid, uptime, unexpected exits and health of every program
+/// (services and stores), or of PROGRAM.
+#[derive(Debug, Args)]
+pub struct ServicesArgs {
+    program: Option<String>,
+    #[command(flatten)]
+    target: BoxFlag,
+}
+
+/// Restart a service or store under supervisord.
+#[derive(Debug, Args)]
+pub struct RestartArgs {
+    program: String,
+    #[command(flatten)]
+    target: BoxFlag,
+}
+
+/// Show a program's log (stdout and stderr); -f follows it.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    program: String,
+    /// Keep printing new lines until interrupted.
+    #[arg(short, long)]
+    follow: bool,
+    /// Lines of history to show.
+    #[arg(short = 'n', long, default_value_t = 100)]
+    lines: u32,
+    #[command(flatten)]
+    target: BoxFlag,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RenderCommand {
+    /// supervisord.conf and the program launchers, from the manifest.
+    ///
+    /// The Nix image calls this at build time, so the box and `workstation
+    /// up` run the same configuration.
+    Supervisord(RenderArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// The box's workstation directory.
+    #[arg(long, default_value = DEFAULT_ROOT)]
+    root: String,
+    /// PATH for the programs (default: supervisord's own).
+    #[arg(long = "path", value_name = "PATH")]
+    program_path: Option<String>,
+    /// Write the files into DIR instead of printing them.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+}
+
+pub async fn up(global: &Global, args: UpArgs) -> Result<ExitCode> {
+    let manifest = global.load_manifest()?;
+    let ctx = global.context(Some(&manifest)).await?;
+    let info = ctx.find(&args.name).await?;
+    let progress = output::spinner(global.output);
+    let report = ctx.up(&info, &manifest, args.timeout.value, progress.as_ref()).await;
+    progress.inspect(|p| p.finish_and_clear());
+    let report = report?;
+    match global.output {
+        Output::Json => output::json(&report)?,
+        Output::Text => output::print_up(&report),
+    }
+    Ok(if report.healthy { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+pub async fn seed(global: &Global, args: SeedArgs) -> Result<ExitCode> {
+    let manifest = global.load_manifest()?;
+    let m = &manifest.manifest;
+    if let Some(store) = &args.store {
+        if !m.stores.contains_key(store) {
+            bail!("no store {store:?} in {}; stores: {}", manifest.path.display(), m.stores.keys().cloned().collect::<Vec<_>>().join(", "));
+        }
+    }
+    let ctx = global.context(Some(&manifest)).await?;
+    let info = ctx.find(&args.target.name).await?;
+    let snapshots = ctx.snapshots(&manifest).await?;
+    let session = ctx.connect(&info).await?;
+    let onbox = OnBox::probe(&session, &info.name).await?;
+    let progress = output::spinner(global.output);
+    let mut reports = Vec::new();
+    let mut failed = None;
+    for (name, store) in m.stores.iter().filter(|(n, _)| args.store.as_ref().is_none_or(|s| s == *n)) {
+        if let Some(p) = &progress {
+            p.set_message(format!("seeding {name}"));
+        }
+        let snapshot = snapshots.get(name).and_then(Option::as_ref);
+        match seed::seed(&onbox, name, store, snapshot, args.reset).await {
+            Ok(r) => reports.push(r),
+            Err(e) => {
+                reports.push(seed::SeedReport::failed(name, snapshot, &e));
+                failed.get_or_insert(e);
+            }
+        }
+    }
+    progress.inspect(|p| p.finish_and_clear());
+    session.close().await;
+    match global.output {
+        Output::Json => output::json(&reports)?,
+        Output::Text => {
+            println!("{}", output::seeds_table(&reports));
+            if let Some(e) = &failed {
+                eprintln!("error: {e}");
+            }
+        }
+    }
+    Ok(if reports.iter().any(|r| r.outcome == SeedOutcome::Failed) { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+pub async fn services(global: &Global, args: ServicesArgs) -> Result<ExitCode> {
+    let manifest = global.load_manifest()?;
+    let m = &manifest.manifest;
+    if let Some(p) = &args.program {
+        check_program(m, p)?;
+    }
+    let ctx = global.context(Some(&manifest)).await?;
+    let info = ctx.find(&args.target.name).await?;
+    let session = ctx.connect(&info).await?;
+    let onbox = OnBox::probe(&session, &info.name).await?;
+    let programs = services::status(&onbox, m, args.program.as_deref()).await;
+    session.close().await;
+    let programs = programs?;
+    match global.output {
+        Output::Json => output::json(&programs)?,
+        Output::Text => println!("{}", output::programs_table(&programs)),
+    }
+    Ok(if programs.iter().all(services::ProgramStatus::is_up) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+pub async fn restart(global: &Global, args: RestartArgs) -> Result<ExitCode> {
+    let manifest = global.load_manifest()?;
+    check_program(&manifest.manifest, &args.program)?;
+    let ctx = global.context(Some(&manifest)).await?;
+    let info = ctx.find(&args.target.name).await?;
+    let session = ctx.connect(&info).await?;
+    let onbox = OnBox::probe(&session, &info.name).await?;
+    let out = onbox.run(&format!("restarting {}", args.program), &onbox.supervisorctl(&format!("restart {}", sh(&args.program)))).await;
+    session.close().await;
+    let out = out?;
+    match global.output {
+        Output::Json => output::json(&serde_json::json!({ "program": args.program, "restarted": true }))?,
+        Output::Text => print!("{out}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn logs(global: &Global, args: LogsArgs) -> Result<ExitCode> {
+    let manifest = global.load_manifest()?;
+    check_program(&manifest.manifest, &args.program)?;
+    let ctx = global.context(Some(&manifest)).await?;
+    let info = ctx.find(&args.target.name).await?;
+    let session = ctx.connect(&info).await?;
+    let onbox = OnBox::probe(&session, &info.name).await?;
+    let log = sh(&onbox.layout.log(&args.program));
+    let command = format!("tail -n {} {} {log}", args.lines, if args.follow { "-F" } else { "" });
+    let status = session.exec(&onbox.wrap(&command), &mut tokio::io::stdout(), &mut tokio::io::stderr()).await;
+    session.close().await;
+    Ok(ExitCode::from(u8::try_from(status?).unwrap_or(255)))
+}
+
+pub async fn render(global: &Global, command: RenderCommand) -> Result<ExitCode> {
+    let RenderCommand::Supervisord(args) = command;
+    let manifest = global.load_manifest()?;
+    let layout = Layout::new(&args.root, args.program_path)?;
+    let rendered = supervisor::render(&manifest.manifest, &layout);
+    match args.out {
+        None => print!("{}", rendered.to_text()),
+        Some(dir) => {
+            for (path, text) in &rendered.files {
+                let file = dir.join(path);
+                if let Some(parent) = file.parent() {
+                    std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+                }
+                std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
+            }
+            eprintln!("wrote {} files to {} (configuration {})", rendered.files.len(), dir.display(), rendered.hash());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check_program(m: &crate::config::Manifest, program: &str) -> Result<()> {
+    if !m.services.contains_key(program) && !m.stores.contains_key(program) {
+        let known: Vec<_> = m.stores.keys().chain(m.services.keys()).cloned().collect();
+        bail!("no service or store {program:?} in the manifest; programs: {}", known.join(", "));
+    }
+    Ok(())
+}

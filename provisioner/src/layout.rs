@@ -1,0 +1,112 @@
+//! Where workstation keeps its files on a box. One root directory:
+//! `/var/lib/workstation` on an image-built box; local boxes share this
+//! machine's filesystem, so each gets its own root (sshd hands it to
+//! sessions as `WORKSTATION_BOX_ROOT`).
+
+use std::fmt;
+
+/// The root on an image-built box.
+pub const DEFAULT_ROOT: &str = "/var/lib/workstation";
+
+/// The box's root and the `PATH` its programs run with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    root: String,
+    /// `PATH` for every program; `None` keeps supervisord's own.
+    pub path: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("box root {0:?} must be an absolute path of letters, digits and / . _ - + (it is written unquoted into supervisord.conf)")]
+pub struct BadRoot(String);
+
+impl Layout {
+    pub fn new(root: &str, path: Option<String>) -> Result<Self, BadRoot> {
+        let safe = root.starts_with('/')
+            && root.len() > 1
+            && root.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c))
+            && !root.split('/').any(|part| part == "..");
+        if !safe {
+            return Err(BadRoot(root.into()));
+        }
+        Ok(Self { root: root.trim_end_matches('/').into(), path })
+    }
+
+    pub fn root(&self) -> &str {
+        &self.root
+    }
+
+    /// Rendered configurations, one directory per content hash.
+    pub fn supervisor_dir(&self) -> String {
+        format!("{}/supervisor", self.root)
+    }
+
+    /// Symlink to the active rendered configuration.
+    pub fn current(&self) -> String {
+        format!("{}/current", self.supervisor_dir())
+    }
+
+    pub fn conf(&self) -> String {
+        format!("{}/supervisord.conf", self.current())
+    }
+
+    pub fn run_dir(&self) -> String {
+        format!("{}/run", self.root)
+    }
+
+    pub fn socket(&self) -> String {
+        format!("{}/supervisor.sock", self.run_dir())
+    }
+
+    pub fn logs(&self) -> String {
+        format!("{}/logs", self.root)
+    }
+
+    pub fn log(&self, program: &str) -> String {
+        format!("{}/{program}.log", self.logs())
+    }
+
+    pub fn store_dir(&self, store: &str) -> String {
+        format!("{}/stores/{store}", self.root)
+    }
+
+    /// Snapshots staged on the box and the markers of loaded ones.
+    pub fn seeds(&self) -> String {
+        format!("{}/seeds", self.root)
+    }
+
+    pub fn marker(&self, store: &str) -> String {
+        format!("{}/{store}.loaded", self.seeds())
+    }
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        Self { root: DEFAULT_ROOT.into(), path: None }
+    }
+}
+
+impl fmt::Display for Layout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.root)
+    }
+}
+
+/// Quotes for the box's POSIX shell.
+pub fn sh(s: &str) -> String {
+    // try_quote only fails on NUL, which TOML strings cannot contain.
+    shlex::try_quote(s).map(|q| q.into_owned()).unwrap_or_else(|_| "''".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roots_that_could_break_the_config_are_refused() {
+        for bad in ["", "relative", "/a b", "/a;b", "/a%b", "/a\nb", "/a/../b", "/"] {
+            assert!(Layout::new(bad, None).is_err(), "{bad:?}");
+        }
+        assert_eq!(Layout::new("/srv/ws/", None).unwrap().conf(), "/srv/ws/supervisor/current/supervisord.conf");
+    }
+}

@@ -1,0 +1,114 @@
+//! Running shell commands on a box over the pinned SSH session, as root
+//! (through `sudo -n` when the SSH user is not), with the box's [`Layout`].
+
+use tokio::io::AsyncRead;
+
+use crate::layout::{sh, BadRoot, Layout, DEFAULT_ROOT};
+use crate::remote::{RemoteError, Session};
+
+/// How much of a failed command's stderr an error quotes.
+const STDERR_TAIL: usize = 2000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OnBoxError {
+    #[error(transparent)]
+    Remote(Box<RemoteError>),
+    #[error("{what} failed on box {name} (exit {status}){}", stderr_suffix(.stderr))]
+    Failed { name: String, what: String, status: u32, stderr: String },
+    #[error("box {name} gave an unexpected answer to the layout probe: {output:?}")]
+    Probe { name: String, output: String },
+    #[error(transparent)]
+    Root(#[from] BadRoot),
+}
+
+fn stderr_suffix(stderr: &str) -> String {
+    let s = stderr.trim();
+    if s.is_empty() {
+        String::new()
+    } else {
+        let start = s.len().saturating_sub(STDERR_TAIL);
+        let start = (start..s.len()).find(|i| s.is_char_boundary(*i)).unwrap_or(0);
+        format!(":\n{}", &s[start..])
+    }
+}
+
+impl From<RemoteError> for OnBoxError {
+    fn from(e: RemoteError) -> Self {
+        OnBoxError::Remote(Box::new(e))
+    }
+}
+
+pub struct OnBox<'a> {
+    pub session: &'a Session,
+    pub layout: Layout,
+    pub name: String,
+    sudo: bool,
+}
+
+impl<'a> OnBox<'a> {
+    /// Asks the box for its root, its user and the `PATH` programs get
+    /// (plus Debian's versioned PostgreSQL directory, which is not on it).
+    pub async fn probe(session: &'a Session, name: &str) -> Result<OnBox<'a>, OnBoxError> {
+        let script = format!(
+            "printf 'uid=%s\\n' \"$(id -u)\"; printf 'root=%s\\n' \"${{WORKSTATION_BOX_ROOT:-{DEFAULT_ROOT}}}\"; \
+             pg=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1); printf 'path=%s\\n' \"${{pg:+$pg:}}$PATH\""
+        );
+        let out = session.output(&script).await?;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let field = |k: &str| text.lines().find_map(|l| l.strip_prefix(&format!("{k}="))).map(str::to_string);
+        let (Some(uid), Some(root), Some(path)) = (field("uid"), field("root"), field("path")) else {
+            return Err(OnBoxError::Probe { name: name.into(), output: text });
+        };
+        Ok(OnBox { session, layout: Layout::new(&root, Some(path))?, name: name.into(), sudo: uid != "0" })
+    }
+
+    /// `command` as it runs on the box: with the box's PATH, as root.
+    pub fn wrap(&self, command: &str) -> String {
+        let path = self.layout.path.as_deref().map(|p| format!("PATH={}; export PATH; ", sh(p))).unwrap_or_default();
+        let script = format!("{path}{command}");
+        if self.sudo {
+            format!("sudo -n sh -c {}", sh(&script))
+        } else {
+            script
+        }
+    }
+
+    /// Runs `command`; fails with its stderr unless it exits 0. `what` names
+    /// the step in errors.
+    pub async fn run(&self, what: &str, command: &str) -> Result<String, OnBoxError> {
+        let out = self.session.output(&self.wrap(command)).await?;
+        if out.status != 0 {
+            return Err(self.failed(what, out.status, &out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).to_string())
+    }
+
+    /// Runs `command`; returns its stdout whatever its exit status.
+    pub async fn output(&self, command: &str) -> Result<String, OnBoxError> {
+        Ok(String::from_utf8_lossy(&self.session.output(&self.wrap(command)).await?.stdout).to_string())
+    }
+
+    /// Runs `command` and reports only whether it exited 0.
+    pub async fn check(&self, command: &str) -> Result<bool, OnBoxError> {
+        Ok(self.session.output(&self.wrap(command)).await?.status == 0)
+    }
+
+    /// Runs `command` with `input` streamed to its stdin; returns stdout.
+    pub async fn run_input(&self, what: &str, command: &str, input: impl AsyncRead + Unpin) -> Result<String, OnBoxError> {
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        let status = self.session.exec_input(&self.wrap(command), input, &mut stdout, &mut stderr).await?;
+        if status != 0 {
+            return Err(self.failed(what, status, &stderr));
+        }
+        Ok(String::from_utf8_lossy(&stdout).to_string())
+    }
+
+    /// `supervisorctl` against this box's supervisord.
+    pub fn supervisorctl(&self, args: &str) -> String {
+        format!("supervisorctl -c {} {args}", sh(&self.layout.conf()))
+    }
+
+    pub fn failed(&self, what: &str, status: u32, stderr: &[u8]) -> OnBoxError {
+        OnBoxError::Failed { name: self.name.clone(), what: what.into(), status, stderr: String::from_utf8_lossy(stderr).to_string() }
+    }
+}
