@@ -102,12 +102,13 @@ async fn prepare(onbox: &OnBox<'_>, manifest: &Manifest) -> Result<(), OnBoxErro
         .run(
             "creating the box's directories",
             &format!(
-                "mkdir -p -m 0755 {root} {root}/stores {sup} {run} {logs} && chmod 0755 {root} && mkdir -p -m 0700 {seeds}",
+                "mkdir -p -m 0755 {root} {root}/stores {sup} {run} {logs} && chmod 0755 {root} && mkdir -p -m 0700 {seeds} \"$(dirname {socket})\"",
                 root = sh(l.root()),
                 sup = sh(&l.supervisor_dir()),
                 run = sh(&l.run_dir()),
                 logs = sh(&l.logs()),
                 seeds = sh(&l.seeds()),
+                socket = sh(&l.socket()),
             ),
         )
         .await?;

@@ -5,6 +5,8 @@
 
 use std::fmt;
 
+use sha2::Digest;
+
 /// The root on an image-built box.
 pub const DEFAULT_ROOT: &str = "/var/lib/workstation";
 
@@ -54,8 +56,16 @@ impl Layout {
         format!("{}/run", self.root)
     }
 
+    /// supervisord's control socket. Unix socket paths are limited to 108
+    /// bytes; a deep root (local boxes live under the user's state
+    /// directory) uses a short path under /run named by the root's hash.
     pub fn socket(&self) -> String {
-        format!("{}/supervisor.sock", self.run_dir())
+        let socket = format!("{}/supervisor.sock", self.run_dir());
+        if socket.len() <= 100 {
+            return socket;
+        }
+        let hash = hex::encode(&sha2::Sha256::digest(self.root.as_bytes())[..6]);
+        format!("/run/workstation/{hash}/supervisor.sock")
     }
 
     pub fn logs(&self) -> String {
@@ -108,5 +118,7 @@ mod tests {
             assert!(Layout::new(bad, None).is_err(), "{bad:?}");
         }
         assert_eq!(Layout::new("/srv/ws/", None).unwrap().conf(), "/srv/ws/supervisor/current/supervisord.conf");
+        let deep = Layout::new(&format!("/{}", "d/".repeat(60)), None).unwrap();
+        assert!(deep.socket().starts_with("/run/workstation/") && deep.socket().len() < 60, "{}", deep.socket());
     }
 }

@@ -365,9 +365,10 @@ impl Loader<'_> {
                     Ok::<u64, String>(n)
                 });
                 let out = self.onbox.run_input("loading the snapshot (redis-cli --pipe)", &pipe, reader).await;
-                let produced = producer.await.expect("producer does not panic");
-                let out = out?;
-                (out, Some(produced.map_err(|d| self.malformed(d))?))
+                // A snapshot problem explains redis' complaints about the
+                // partial command it was sent: report it first.
+                let sent = producer.await.expect("producer does not panic").map_err(|d| self.malformed(d))?;
+                (out?, Some(sent))
             }
             Location::S3 { url, .. } => {
                 let command = format!("{{ printf %s {}; cat; }} | {pipe}", sh(std::str::from_utf8(&select).expect("ascii")));

@@ -33,11 +33,13 @@ pub fn server_script(name: &str, store: &Store, layout: &Layout) -> String {
         ),
         // First start initialises the cluster. Trust on loopback only: the
         // box is single-user and the port is not reachable from outside.
+        // No Unix socket: its path must fit in 108 bytes, and clients all
+        // use 127.0.0.1.
         StoreKind::Postgres => format!(
             "if [ ! -f {dir}/data/PG_VERSION ]; then\n  \
                initdb --pgdata={dir}/data --username=postgres --auth-local=peer --auth-host=trust --encoding=UTF8 --no-sync >{dir}/initdb.log || exit 1\n\
              fi\n\
-             exec postgres -D {dir}/data -p {port} -k {dir} -c listen_addresses=127.0.0.1"
+             exec postgres -D {dir}/data -p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''"
         ),
         StoreKind::Mongodb => format!("exec mongod --bind_ip 127.0.0.1 --port {port} --dbpath {dir}"),
         StoreKind::Opensearch => format!(

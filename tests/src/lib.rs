@@ -87,6 +87,9 @@ impl TestEnv {
         // Not under /tmp: sshd's StrictModes rejects authorized_keys below a
         // world-writable directory.
         let root = tempfile::Builder::new().prefix("env-").tempdir_in(&tmp).unwrap();
+        // Store servers on the boxes run as their own users (redis,
+        // postgres), who must be able to reach the boxes' directories.
+        std::fs::set_permissions(root.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         let home = root.path().join("home");
         std::fs::create_dir_all(home.join(".ssh")).unwrap();
         let key = home.join(".ssh/id_ed25519");
@@ -241,6 +244,43 @@ pub fn manifest_text(image_line: &str, extra_box_lines: &str) -> String {
         "hostnames = [\"api.dev.test\"]\n\n[box]\ninstance_type = \"t3.medium\"\ndisk_gib = 30\n{image_line}\n{extra_box_lines}\n\
          [services.api]\ncommand = \"python3 -m http.server 8080\"\nports = [8080]\n"
     )
+}
+
+/// A Redis protocol snapshot of `n` keys `key:0..n` with values
+/// `<tag>-value-<i>`, for `redis-cli --pipe`.
+pub fn write_resp_snapshot(path: &Path, n: usize, tag: &str) {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(File::create(path).unwrap());
+    for i in 0..n {
+        let (k, v) = (format!("key:{i}"), format!("{tag}-value-{i}"));
+        write!(out, "*3\r\n$3\r\nSET\r\n${}\r\n{k}\r\n${}\r\n{v}\r\n", k.len(), v.len()).unwrap();
+    }
+    out.flush().unwrap();
+}
+
+/// A postgres CSV snapshot: users and orders (orders reference users).
+pub fn write_csv_snapshot(dir: &Path, users: usize, orders_per_user: usize) {
+    use std::io::Write;
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("schema.sql"),
+        "CREATE TABLE users (id integer PRIMARY KEY, email text NOT NULL UNIQUE);
+         CREATE TABLE orders (id integer PRIMARY KEY, user_id integer NOT NULL REFERENCES users(id), total numeric(10,2) NOT NULL, note text);
+",
+    )
+    .unwrap();
+    let mut u = std::io::BufWriter::new(File::create(dir.join("01-users.csv")).unwrap());
+    writeln!(u, "id,email").unwrap();
+    for i in 0..users {
+        writeln!(u, "{i},user{i}@example.test").unwrap();
+    }
+    u.flush().unwrap();
+    let mut o = std::io::BufWriter::new(File::create(dir.join("02-orders.csv")).unwrap());
+    writeln!(o, "id,user_id,total,note").unwrap();
+    for i in 0..users * orders_per_user {
+        writeln!(o, "{i},{},{}.{:02},\"note, with \"\"quotes\"\"\"", i % users, i % 500, i % 100).unwrap();
+    }
+    o.flush().unwrap();
 }
 
 pub fn run_ok(cmd: &mut Command) -> String {
