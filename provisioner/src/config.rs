@@ -702,10 +702,37 @@ image_id = "ami-0123456789abcdef0"
     }
 
     #[test]
-    fn example_manifest_is_valid() {
-        let text = include_str!("../../examples/workstation.toml");
-        let m = Manifest::parse(text).unwrap_or_else(|e| panic!("{e:?}"));
-        assert!(!m.services.is_empty() && !m.stores.is_empty() && !m.hostnames.is_empty());
+    fn example_manifests_are_valid() {
+        for text in [include_str!("../../examples/workstation.toml"), include_str!("../../examples/local/workstation.toml")] {
+            let m = Manifest::parse(text).unwrap_or_else(|e| panic!("{e:?}"));
+            assert!(!m.services.is_empty() && !m.stores.is_empty() && !m.hostnames.is_empty());
+        }
+    }
+
+    #[test]
+    fn seed_formats_come_from_names_or_the_format_field() {
+        let store = |extra: &str| -> Vec<String> {
+            problems_or_none(&format!("{MINIMAL}\n[stores.s]\n{extra}"))
+        };
+        assert!(store("kind = \"redis\"\nseed = \"a.rdb\"").is_empty());
+        assert!(store("kind = \"postgres\"\nseed = \"seeds/main\"").is_empty());
+        let p = store("kind = \"redis\"\nseed = \"a.bin\"");
+        assert!(p[0].starts_with("stores.s.format: cannot tell") && p[0].contains("\"resp\", \"rdb\", \"jsonl\""), "{p:?}");
+        assert!(store("kind = \"redis\"\nseed = \"a.bin\"\nformat = \"rdb\"").is_empty());
+        let p = store("kind = \"postgres\"\nseed = \"a.rdb\"");
+        assert!(p[0].contains("not a postgres snapshot format"), "{p:?}");
+        let p = store("kind = \"redis\"\nseed = \"s3://b/a.jsonl\"");
+        assert!(p[0].starts_with("stores.s.format:") && p[0].contains("use a local path"), "{p:?}");
+        let p = store("kind = \"postgres\"\ndatabase = \"drop table\"");
+        assert!(p[0].starts_with("stores.s.database:"), "{p:?}");
+    }
+
+    fn problems_or_none(text: &str) -> Vec<String> {
+        match Manifest::parse(text) {
+            Ok(_) => Vec::new(),
+            Err(ParseError::Invalid(p)) => p.iter().map(|p| p.to_string()).collect(),
+            Err(e) => panic!("{e:?}"),
+        }
     }
 
     #[test]

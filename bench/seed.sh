@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# `workstation seed` against the native loaders, on one local box with real
+# redis-server and PostgreSQL: 1M redis keys and a 1M-row postgres table.
+#
+# (b) snapshot streamed from the laptop over SSH:
+#       ours:   workstation seed --reset (local file: RESP checked while
+#               streaming; CSV through \copy FROM STDIN; staged, swapped in)
+#       native: OpenSSH piping the same file: ssh box redis-cli --pipe < file,
+#               ssh box psql -c '\copy ... FROM STDIN' < file        goal >= 1.0x
+# (a) snapshot fetched on the box (S3, served by moto on the bridge):
+#       ours:   workstation seed --reset (s3:// RESP and pg_dump -Fc objects:
+#               presigned, curl | redis-cli --pipe; pg_restore -j)
+#       native: the loader run on the box on a file already there:
+#               redis-cli --pipe < file, \copy FROM file, pg_restore -j  goal >= 0.8x
+# ratio = native time / our time (above 1: we are faster). Needs root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-3} KEYS=${KEYS:-1000000} ROWS=${ROWS:-1000000}
+bridge=wsbench0 gw=10.79.0.1
+
+bash scripts/install-deps.sh
+cargo build --quiet --workspace --bins --locked
+bin="$PWD/../target/debug/workstation"
+work=$(mktemp -d "$PWD/../target/bench-seed-XXXX")
+chmod 0755 "$work"
+moto_pid=
+cleanup() {
+    [ -n "$moto_pid" ] && kill "$moto_pid" 2>/dev/null
+    "$bin" destroy bench --yes >/dev/null 2>&1 || true
+    ip link del $bridge 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+export HOME=$work/home
+mkdir -p "$HOME/.ssh" "$HOME/.config/workstation" "$work/seeds/main"
+ssh-keygen -q -t ed25519 -N "" -f "$HOME/.ssh/id_ed25519"
+printf 'owner = "bench"\nprovider = "local"\n[local]\nbridge = "%s"\nnetwork = "10.79.0.0/16"\nsubnet = "10.79.1.0/24"\n' $bridge \
+    > "$HOME/.config/workstation/config.toml"
+
+echo "generating $KEYS redis keys and $ROWS rows" >&2
+python3 - "$work/seeds" "$KEYS" "$ROWS" <<'PY'
+import sys
+out, keys, rows = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+with open(f"{out}/cache.resp", "wb") as f:
+    for i in range(keys):
+        k, v = f"key:{i}".encode(), f"bench-value-{i}".encode()
+        f.write(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(k), k, len(v), v))
+with open(f"{out}/main/schema.sql", "w") as f:
+    f.write("CREATE TABLE items (id integer PRIMARY KEY, name text NOT NULL, price numeric(10,2) NOT NULL);\n")
+with open(f"{out}/main/01-items.csv", "w") as f:
+    f.write("id,name,price\n")
+    for i in range(rows):
+        f.write(f"{i},item number {i},{i % 1000}.{i % 100:02}\n")
+PY
+
+manifest() {
+    printf '[box]\ninstance_type = "t3.medium"\ndisk_gib = 30\nimage_id = "ami-0123456789abcdef0"\n'
+    printf '[stores.cache]\nkind = "redis"\nseed = "%s"\n' "$1"
+    printf '[stores.main]\nkind = "postgres"\ndatabase = "app"\nseed = "%s"\n' "$2"
+}
+export WORKSTATION_MANIFEST=$work/workstation.toml
+manifest "$work/seeds/cache.resp" "$work/seeds/main" > "$WORKSTATION_MANIFEST"
+
+echo "creating the box (first seed)" >&2
+"$bin" create --name bench >/dev/null
+box() { ssh -F "$HOME/.ssh/config" -o BatchMode=yes ws-bench "$@"; }
+psql_box="psql -X -q -h 127.0.0.1 -U postgres"
+fresh_db() { box "$psql_box -d postgres -c 'DROP DATABASE IF EXISTS $1' -c 'CREATE DATABASE $1' && $psql_box -d $1 -f $work/seeds/main/schema.sql"; }
+
+now() { date +%s.%N; }
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+declare -A T
+timed() { # name command...
+    local name=$1; shift
+    local t0 t1; t0=$(now); "$@" >/dev/null 2>"$work/err" || { echo "$name failed:" >&2; cat "$work/err" >&2; exit 1; }; t1=$(now)
+    T[$name]+="$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }') "
+}
+
+echo "(b) streamed from the laptop, $RUNS runs" >&2
+for _ in $(seq "$RUNS"); do
+    timed ours_redis_stream "$bin" seed cache --reset --box bench
+    box "redis-cli -h 127.0.0.1 -n 1 flushdb" >/dev/null
+    timed native_redis_stream sh -c "ssh -F '$HOME/.ssh/config' -o BatchMode=yes ws-bench 'redis-cli -h 127.0.0.1 -n 1 --pipe' < '$work/seeds/cache.resp'"
+    timed ours_pg_stream "$bin" seed main --reset --box bench
+    fresh_db native_stream >/dev/null
+    timed native_pg_stream sh -c "ssh -F '$HOME/.ssh/config' -o BatchMode=yes ws-bench \"$psql_box -d native_stream -c '\\\\copy items FROM STDIN WITH (FORMAT csv, HEADER true)'\" < '$work/seeds/main/01-items.csv'"
+done
+
+echo "(a) on the box: moto S3 on $gw, pg_dump of the loaded table" >&2
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+python3 -m moto.server -H $gw -p "$port" >"$work/moto.log" 2>&1 & moto_pid=$!
+export AWS_ENDPOINT_URL=http://$gw:$port AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1
+until curl -fs "$AWS_ENDPOINT_URL/moto-api/" >/dev/null; do sleep 0.1; done
+box "pg_dump -Fc -h 127.0.0.1 -U postgres -d app -f $work/seeds/main.dump"
+python3 - "$work/seeds" <<'PY'
+import sys, boto3
+s3 = boto3.client("s3")
+s3.create_bucket(Bucket="bench")
+for name in ("cache.resp", "main.dump"):
+    s3.upload_file(f"{sys.argv[1]}/{name}", "bench", name)
+PY
+manifest "s3://bench/cache.resp" "s3://bench/main.dump" > "$WORKSTATION_MANIFEST"
+for _ in $(seq "$RUNS"); do
+    timed ours_redis_box "$bin" seed cache --reset --box bench
+    box "redis-cli -h 127.0.0.1 -n 1 flushdb" >/dev/null
+    timed native_redis_box box "redis-cli -h 127.0.0.1 -n 1 --pipe < $work/seeds/cache.resp"
+    timed ours_pg_box "$bin" seed main --reset --box bench
+    fresh_db native_box >/dev/null
+    timed native_pg_copy_box box "$psql_box -d native_box -c \"\\copy items FROM '$work/seeds/main/01-items.csv' WITH (FORMAT csv, HEADER true)\""
+    box "$psql_box -d postgres -c 'DROP DATABASE IF EXISTS native_restore' -c 'CREATE DATABASE native_restore'"
+    timed native_pg_restore_box box "pg_restore -j \$(nproc) -h 127.0.0.1 -U postgres -d native_restore --no-owner --no-privileges $work/seeds/main.dump"
+done
+
+m() { printf '%s\n' ${T[$1]} | median; }
+row() { # label ours native
+    local o n; o=$(m "$2"); n=$(m "$3")
+    awk -v l="$1" -v o="$o" -v n="$n" 'BEGIN { printf "%-44s ours %6.2f s   native %6.2f s   ratio %.2fx\n", l, o, n, n / o }'
+}
+echo
+echo "runs: $RUNS (medians), $KEYS redis keys ($(du -h "$work/seeds/cache.resp" | cut -f1)), $ROWS postgres rows ($(du -h "$work/seeds/main/01-items.csv" | cut -f1) CSV)"
+row "(b) redis, streamed vs ssh | redis-cli --pipe" ours_redis_stream native_redis_stream
+row "(b) postgres, streamed vs ssh | psql \\copy" ours_pg_stream native_pg_stream
+row "(a) redis, S3 on box vs redis-cli --pipe" ours_redis_box native_redis_box
+row "(a) postgres, S3 dump vs \\copy on box" ours_pg_box native_pg_copy_box
+row "(a) postgres, S3 dump vs pg_restore -j on box" ours_pg_box native_pg_restore_box
