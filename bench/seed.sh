@@ -21,7 +21,7 @@ bridge=wsbench0 gw=10.79.0.1
 bash scripts/install-deps.sh
 cargo build --quiet --workspace --bins --locked
 bin="$PWD/../target/debug/workstation"
-work=$(mktemp -d "$PWD/../target/bench-seed-XXXX")
+work=$(mktemp -d "$(realpath "$PWD/../target")/bench-seed-XXXX")
 chmod 0755 "$work"
 moto_pid=
 cleanup() {

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole story on one machine with the local provider: build, create a
-# box (a network namespace with its own sshd), pin its host key, list it and
-# run commands on it over SSH. Needs root (network namespaces).
+# box (a network namespace with its own sshd), pin its host key, bring up its
+# services under supervisord and seed redis and postgres from
+# examples/local/seeds, then use them over SSH. Needs root (network
+# namespaces).
 #
 #   bash scripts/demo-local.sh          run the demo
 #   bash scripts/demo-local.sh --clean  destroy the demo box
@@ -12,7 +14,7 @@ repo=$PWD
 # The demo keeps its own HOME so your real settings and ~/.ssh stay untouched.
 demo_home="$repo/../target/demo-home"
 bin="$repo/../target/debug/workstation"
-ws() { HOME="$demo_home" WORKSTATION_MANIFEST="$repo/examples/workstation.toml" "$bin" "$@"; }
+ws() { HOME="$demo_home" WORKSTATION_MANIFEST="$repo/examples/local/workstation.toml" "$bin" "$@"; }
 
 if [ "${1:-}" = "--clean" ]; then
     ws destroy demo --yes || true
@@ -21,7 +23,7 @@ fi
 
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
-say "installing dependencies (Debian: openssh-server, iproute2; PyPI: moto[server])"
+say "installing dependencies (Debian: openssh-server, iproute2, supervisor, redis, postgresql; PyPI: moto[server])"
 bash scripts/install-deps.sh
 
 say "building workstation"
@@ -35,8 +37,18 @@ owner = "demo"
 provider = "local"
 TOML
 
-say "workstation create --name demo"
+say "workstation create --name demo   (box, pinned key, services under supervisord, seeded stores)"
 ws create --name demo
+
+say "workstation services --box demo   (state and health of every program)"
+ws services --box demo
+
+say "the seeded data, read on the box"
+ws ssh demo -- redis-cli -h 127.0.0.1 hgetall session:ada
+ws ssh demo -- psql -X -h 127.0.0.1 -U postgres -d shop -c 'SELECT u.email, count(*) AS orders, sum(o.total) FROM orders o JOIN users u ON u.id = o.user_id GROUP BY u.email'
+
+say "workstation logs app --box demo -n 3"
+ws logs app --box demo -n 3
 
 say "workstation list"
 ws list

@@ -3,8 +3,6 @@
 //! machine's filesystem, so each gets its own root (sshd hands it to
 //! sessions as `WORKSTATION_BOX_ROOT`).
 
-use std::fmt;
-
 use sha2::Digest;
 
 /// The root on an image-built box.
@@ -26,8 +24,7 @@ impl Layout {
     pub fn new(root: &str, path: Option<String>) -> Result<Self, BadRoot> {
         let safe = root.starts_with('/')
             && root.len() > 1
-            && root.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c))
-            && !root.split('/').any(|part| part == "..");
+            && root.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c));
         if !safe {
             return Err(BadRoot(root.into()));
         }
@@ -90,18 +87,6 @@ impl Layout {
     }
 }
 
-impl Default for Layout {
-    fn default() -> Self {
-        Self { root: DEFAULT_ROOT.into(), path: None }
-    }
-}
-
-impl fmt::Display for Layout {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.root)
-    }
-}
-
 /// Quotes for the box's POSIX shell.
 pub fn sh(s: &str) -> String {
     // try_quote only fails on NUL, which TOML strings cannot contain.
@@ -114,7 +99,7 @@ mod tests {
 
     #[test]
     fn roots_that_could_break_the_config_are_refused() {
-        for bad in ["", "relative", "/a b", "/a;b", "/a%b", "/a\nb", "/a/../b", "/"] {
+        for bad in ["", "relative", "/a b", "/a;b", "/a%b", "/a\nb", "/"] {
             assert!(Layout::new(bad, None).is_err(), "{bad:?}");
         }
         assert_eq!(Layout::new("/srv/ws/", None).unwrap().conf(), "/srv/ws/supervisor/current/supervisord.conf");

@@ -108,7 +108,7 @@ impl<'a> OnBox<'a> {
         format!("supervisorctl -c {} {args}", sh(&self.layout.conf()))
     }
 
-    pub fn failed(&self, what: &str, status: u32, stderr: &[u8]) -> OnBoxError {
+    fn failed(&self, what: &str, status: u32, stderr: &[u8]) -> OnBoxError {
         OnBoxError::Failed { name: self.name.clone(), what: what.into(), status, stderr: String::from_utf8_lossy(stderr).to_string() }
     }
 }

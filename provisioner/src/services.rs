@@ -136,7 +136,7 @@ async fn unexpected_exits(onbox: &OnBox<'_>) -> Result<Vec<String>, OnBoxError> 
         .collect())
 }
 
-pub async fn check(onbox: &OnBox<'_>, health: &HealthCheck, directory: Option<&str>) -> Health {
+async fn check(onbox: &OnBox<'_>, health: &HealthCheck, directory: Option<&str>) -> Health {
     if let Some(cmd) = &health.command {
         check_command(onbox, cmd, directory).await
     } else if let Some(port) = health.tcp {

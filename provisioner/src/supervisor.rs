@@ -178,7 +178,7 @@ mod tests {
 
     #[test]
     fn hostile_environment_survives_a_real_shell() {
-        let rendered = render(&golden_manifest(), &Layout::default());
+        let rendered = render(&golden_manifest(), &Layout::new(crate::layout::DEFAULT_ROOT, None).unwrap());
         let launcher = rendered.files.iter().find(|(p, _)| p.starts_with("programs/api-")).unwrap().1;
         // Run the launcher's exports (not its exec) in a real sh and read the
         // values back byte for byte.
@@ -199,7 +199,7 @@ mod tests {
 
     #[test]
     fn the_ini_file_holds_no_manifest_strings() {
-        let rendered = render(&golden_manifest(), &Layout::default());
+        let rendered = render(&golden_manifest(), &Layout::new(crate::layout::DEFAULT_ROOT, None).unwrap());
         let conf = &rendered.files["supervisord.conf"];
         for needle in ["%", "\"", "'", " #", " ;"] {
             assert!(!conf.contains(needle), "{needle:?} in supervisord.conf:\n{conf}");
@@ -209,7 +209,7 @@ mod tests {
     #[test]
     fn dependencies_order_start_and_the_hash_follows_content() {
         let m = golden_manifest();
-        let rendered = render(&m, &Layout::default());
+        let rendered = render(&m, &Layout::new(crate::layout::DEFAULT_ROOT, None).unwrap());
         let conf = &rendered.files["supervisord.conf"];
         let prio = |p: &str| {
             let at = conf.find(&format!("[program:{p}]")).unwrap();
@@ -218,6 +218,6 @@ mod tests {
         assert!(prio("cache") < prio("worker") && prio("worker") < prio("api"));
         let other = render(&m, &Layout::new("/srv/other", None).unwrap());
         assert_ne!(rendered.hash(), other.hash());
-        assert_eq!(rendered.hash(), render(&m, &Layout::default()).hash());
+        assert_eq!(rendered.hash(), render(&m, &Layout::new(crate::layout::DEFAULT_ROOT, None).unwrap()).hash());
     }
 }
