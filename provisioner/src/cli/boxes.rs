@@ -138,8 +138,10 @@ pub async fn status(global: &Global, args: NameArg) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Start a stopped box, wait until SSH answers with the pinned key, and
-/// bring its stack up (when a manifest is at hand).
+/// Start a stopped box and bring its stack up.
+///
+/// Waits until SSH answers with the pinned host key, then runs `up` when a
+/// manifest is at hand.
 #[derive(Debug, Args)]
 pub struct StartArgs {
     /// Box name.

@@ -16,9 +16,13 @@ use crate::seed::{self, SeedOutcome};
 use crate::services;
 use crate::supervisor;
 
-/// Bring the box's stack up: supervisord configuration, stores seeded,
-/// services started and healthy. `create` and `start` do this already;
-/// run it after changing workstation.toml, or to finish a half-made box.
+/// Bring the box's stack up: services running and healthy, stores seeded.
+///
+/// Renders and uploads supervisord's configuration, starts supervisord (or
+/// applies changes: only changed programs restart), seeds stores not yet
+/// seeded, then waits for health checks and prints a summary. `create` and
+/// `start` do this already; run it after changing workstation.toml, or to
+/// finish a half-made box. Exits 1 if something is not healthy.
 #[derive(Debug, Args)]
 pub struct UpArgs {
     /// Box name.
