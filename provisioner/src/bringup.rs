@@ -45,6 +45,20 @@ pub async fn up(
     health_timeout: Duration,
     progress: Option<&ProgressBar>,
 ) -> Result<UpReport, OnBoxError> {
+    step(progress, "waiting for the box's bring-up lock".into());
+    let lock = onbox.lock().await?;
+    let report = up_locked(onbox, manifest, snapshots, health_timeout, progress).await;
+    lock.release().await;
+    report
+}
+
+async fn up_locked(
+    onbox: &OnBox<'_>,
+    manifest: &Manifest,
+    snapshots: &BTreeMap<String, Option<Snapshot>>,
+    health_timeout: Duration,
+    progress: Option<&ProgressBar>,
+) -> Result<UpReport, OnBoxError> {
     let layout = &onbox.layout;
     step(progress, format!("preparing {}", layout.root()));
     prepare(onbox, manifest).await?;

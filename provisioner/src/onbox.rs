@@ -4,7 +4,7 @@
 use tokio::io::AsyncRead;
 
 use crate::layout::{sh, BadRoot, Layout, DEFAULT_ROOT};
-use crate::remote::{RemoteError, Session};
+use crate::remote::{Held, RemoteError, Session};
 
 /// How much of a failed command's stderr an error quotes.
 const STDERR_TAIL: usize = 2000;
@@ -101,6 +101,21 @@ impl<'a> OnBox<'a> {
             return Err(self.failed(what, status, &stderr));
         }
         Ok(String::from_utf8_lossy(&stdout).to_string())
+    }
+
+    /// Takes the box's bring-up lock (`flock` on `<root>/run/lock`), so
+    /// concurrent `create`, `up` and `seed` runs take turns instead of
+    /// racing to start supervisord or loading one staging area twice. The
+    /// lock goes with the SSH session if this process dies.
+    pub async fn lock(&self) -> Result<Held, OnBoxError> {
+        let run = sh(&self.layout.run_dir());
+        let command = self.wrap(&format!("mkdir -p {run} && exec flock {run}/lock sh -c 'echo locked; exec cat >/dev/null'"));
+        self.session.hold(&command).await?.ok_or_else(|| OnBoxError::Failed {
+            name: self.name.clone(),
+            what: format!("taking the bring-up lock {}/lock (flock)", self.layout.run_dir()),
+            status: 255,
+            stderr: String::new(),
+        })
     }
 
     /// `supervisorctl` against this box's supervisord.

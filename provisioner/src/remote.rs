@@ -106,6 +106,19 @@ pub struct Session {
     handle: Handle<PinnedKey>,
 }
 
+/// A command kept running on the box; see [`Session::hold`].
+pub struct Held {
+    channel: russh::Channel<client::Msg>,
+}
+
+impl Held {
+    pub async fn release(self) {
+        // Best effort: if the channel is gone, so is the command.
+        let _ = self.channel.eof().await;
+        let _ = self.channel.close().await;
+    }
+}
+
 pub struct Output {
     pub status: u32,
     pub stdout: Vec<u8>,
@@ -157,23 +170,7 @@ impl Session {
         O: AsyncWrite + Unpin,
         E: AsyncWrite + Unpin,
     {
-        let session_err = |source| RemoteError::Session { name: self.name.clone(), source };
-        let out_err = |source| RemoteError::Output { name: self.name.clone(), source };
-        let mut channel = self.handle.channel_open_session().await.map_err(session_err)?;
-        channel.exec(true, command).await.map_err(session_err)?;
-        channel.eof().await.map_err(session_err)?;
-        let mut status = None;
-        while let Some(msg) = channel.wait().await {
-            match msg {
-                ChannelMsg::Data { data } => stdout.write_all(&data).await.map_err(out_err)?,
-                ChannelMsg::ExtendedData { data, ext: 1 } => stderr.write_all(&data).await.map_err(out_err)?,
-                ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
-                _ => {}
-            }
-        }
-        stdout.flush().await.map_err(out_err)?;
-        stderr.flush().await.map_err(out_err)?;
-        Ok(status.unwrap_or(255))
+        self.exec_input(command, tokio::io::empty(), stdout, stderr).await
     }
 
     /// Runs `command` with `input` streamed to its stdin (64 KiB at a time,
@@ -235,6 +232,24 @@ impl Session {
                     }
                 }
                 status = &mut receive => return status,
+            }
+        }
+    }
+
+    /// Starts `command` and keeps it running while the returned [`Held`]
+    /// lives; returns once it printed its first output (e.g. "a lock is
+    /// taken"). `None` if it ended without printing. Its stdin closes when
+    /// the hold is released or the connection drops, so a lock held this way
+    /// can never outlive this session.
+    pub async fn hold(&self, command: &str) -> Result<Option<Held>, RemoteError> {
+        let session_err = |source| RemoteError::Session { name: self.name.clone(), source };
+        let mut channel = self.handle.channel_open_session().await.map_err(session_err)?;
+        channel.exec(true, command).await.map_err(session_err)?;
+        loop {
+            match channel.wait().await {
+                Some(ChannelMsg::Data { .. }) => return Ok(Some(Held { channel })),
+                Some(ChannelMsg::ExitStatus { .. } | ChannelMsg::Close | ChannelMsg::Eof) | None => return Ok(None),
+                Some(_) => {}
             }
         }
     }

@@ -144,6 +144,7 @@ pub async fn seed(global: &Global, args: SeedArgs) -> Result<ExitCode> {
     let session = ctx.connect(&info).await?;
     let onbox = OnBox::probe(&session, &info.name).await?;
     let progress = output::spinner(global.output);
+    let lock = onbox.lock().await?;
     let mut reports = Vec::new();
     let mut failed = None;
     for (name, store) in m.stores.iter().filter(|(n, _)| args.store.as_ref().is_none_or(|s| s == *n)) {
@@ -159,6 +160,7 @@ pub async fn seed(global: &Global, args: SeedArgs) -> Result<ExitCode> {
             }
         }
     }
+    lock.release().await;
     progress.inspect(|p| p.finish_and_clear());
     session.close().await;
     match global.output {
