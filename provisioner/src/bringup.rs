@@ -18,7 +18,9 @@ use serde::Serialize;
 
 use crate::config::Manifest;
 use crate::layout::sh;
+use crate::lifecycle::step;
 use crate::onbox::{OnBox, OnBoxError};
+use crate::remote::Held;
 use crate::seed::{self, SeedReport, Snapshot};
 use crate::services::{self, ProgramStatus};
 use crate::stores;
@@ -38,22 +40,11 @@ pub struct UpReport {
     pub healthy: bool,
 }
 
+/// Runs while the caller holds the box's bring-up lock ([`OnBox::lock`]),
+/// so concurrent runs take turns.
 pub async fn up(
     onbox: &OnBox<'_>,
-    manifest: &Manifest,
-    snapshots: &BTreeMap<String, Option<Snapshot>>,
-    health_timeout: Duration,
-    progress: Option<&ProgressBar>,
-) -> Result<UpReport, OnBoxError> {
-    step(progress, "waiting for the box's bring-up lock".into());
-    let lock = onbox.lock().await?;
-    let report = up_locked(onbox, manifest, snapshots, health_timeout, progress).await;
-    lock.release().await;
-    report
-}
-
-async fn up_locked(
-    onbox: &OnBox<'_>,
+    _locked: &Held,
     manifest: &Manifest,
     snapshots: &BTreeMap<String, Option<Snapshot>>,
     health_timeout: Duration,
@@ -136,7 +127,7 @@ async fn prepare(onbox: &OnBox<'_>, manifest: &Manifest) -> Result<(), OnBoxErro
                     "getent passwd {user} >/dev/null || {{ echo \"user {user} does not exist on the box; install the {kind} server package (the image has it)\" >&2; exit 1; }}\n\
                      install -d -o {user} -g \"$(id -gn {user})\" -m 0700 {dir}\n\
                      runuser -u {user} -- test -x {dir} || {{ echo \"user {user} cannot reach {dir}: a parent directory is not searchable by others (chmod o+x it)\" >&2; exit 1; }}",
-                    kind = format!("{:?}", store.kind).to_lowercase(),
+                    kind = store.kind.as_str(),
                 ),
             )
             .await?;
@@ -177,11 +168,4 @@ async fn install_config(onbox: &OnBox<'_>, rendered: &supervisor::Rendered, hash
         )
         .await?;
     Ok(true)
-}
-
-fn step(progress: Option<&ProgressBar>, message: String) {
-    match progress {
-        Some(p) => p.set_message(message),
-        None => tracing::info!("{message}"),
-    }
 }

@@ -155,6 +155,16 @@ pub enum StoreKind {
 }
 
 impl StoreKind {
+    /// The name used in the manifest.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreKind::Redis => "redis",
+            StoreKind::Postgres => "postgres",
+            StoreKind::Mongodb => "mongodb",
+            StoreKind::Opensearch => "opensearch",
+        }
+    }
+
     pub fn default_port(self) -> u16 {
         match self {
             StoreKind::Redis => 6379,
@@ -202,7 +212,7 @@ impl Store {
             })?,
         };
         if !SeedFormat::for_kind(self.kind).contains(&format) {
-            return Err(format!("format \"{}\" is not a {:?} snapshot format", format.as_str(), self.kind).to_lowercase());
+            return Err(format!("format \"{}\" is not a {} snapshot format", format.as_str(), self.kind.as_str()));
         }
         if seed.starts_with("s3://") && !format.is_single_object() {
             return Err(format!(
@@ -533,7 +543,7 @@ impl Manifest {
             }
             match (&store.database, store.kind) {
                 (Some(_), StoreKind::Redis | StoreKind::Opensearch) => {
-                    problem(format!("{at}.database"), format!("{:?} has no named databases; remove the field", store.kind).to_lowercase())
+                    problem(format!("{at}.database"), format!("{} has no named databases; remove the field", store.kind.as_str()))
                 }
                 (Some(db), _) if !is_identifier(db) => problem(
                     format!("{at}.database"),

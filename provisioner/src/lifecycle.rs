@@ -177,7 +177,11 @@ impl Context {
         let session = self.connect(info).await?;
         let result = async {
             let onbox = OnBox::probe(&session, &info.name).await?;
-            Ok::<_, LifecycleError>(bringup::up(&onbox, &manifest.manifest, &snapshots, health_timeout, progress).await?)
+            step(progress, "waiting for the box's bring-up lock".into());
+            let lock = onbox.lock().await?;
+            let report = bringup::up(&onbox, &lock, &manifest.manifest, &snapshots, health_timeout, progress).await;
+            lock.release().await;
+            Ok::<_, LifecycleError>(report?)
         }
         .await;
         session.close().await;
@@ -352,7 +356,8 @@ pub fn read_public_key(path: &std::path::Path) -> Result<String, LifecycleError>
         .map_err(|source| LifecycleError::PublicKey { path: path.to_owned(), source })
 }
 
-fn step(progress: Option<&ProgressBar>, message: String) {
+/// Shows a step on the spinner, or logs it when there is none.
+pub(crate) fn step(progress: Option<&ProgressBar>, message: String) {
     if let Some(p) = progress {
         p.set_message(message);
     } else {

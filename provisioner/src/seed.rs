@@ -294,7 +294,7 @@ pub async fn seed(onbox: &OnBox<'_>, name: &str, store: &Store, snapshot: Option
         (kind, format) => {
             return Err(SeedError::Rejected {
                 store: name.into(),
-                detail: format!("{kind:?} cannot load {} snapshots", format.as_str()).to_lowercase(),
+                detail: format!("{} cannot load {} snapshots", kind.as_str(), format.as_str()),
             })
         }
     }

@@ -53,7 +53,7 @@ pub fn render(manifest: &Manifest, layout: &Layout) -> Rendered {
     let mut conf = header(layout);
     for (name, store) in &manifest.stores {
         let script = stores::server_script(name, store, layout);
-        let text = launcher(&format!("store {name} ({:?})", store.kind).to_lowercase(), layout, &[], None, &script);
+        let text = launcher(&format!("store {name} ({})", store.kind.as_str()), layout, &[], None, &script);
         let path = launcher_path(name, &text);
         conf.push_str(&program(name, &path, layout, Some(stores::user(store.kind)), STORE_PRIORITY, true, &Default::default()));
         files.insert(path, text);

@@ -9,9 +9,11 @@ use clap::{Args, Subcommand};
 
 use super::output::{self, Output};
 use super::Global;
+use crate::config::LoadedManifest;
 use crate::layout::{sh, Layout, DEFAULT_ROOT};
 use crate::name::BoxName;
 use crate::onbox::OnBox;
+use crate::remote::Session;
 use crate::seed::{self, SeedOutcome};
 use crate::services;
 use crate::supervisor;
@@ -181,10 +183,8 @@ pub async fn services(global: &Global, args: ServicesArgs) -> Result<ExitCode> {
     if let Some(p) = &args.program {
         check_program(m, p)?;
     }
-    let ctx = global.context(Some(&manifest)).await?;
-    let info = ctx.find(&args.target.name).await?;
-    let session = ctx.connect(&info).await?;
-    let onbox = OnBox::probe(&session, &info.name).await?;
+    let (session, name) = connect(global, &manifest, &args.target.name).await?;
+    let onbox = OnBox::probe(&session, &name).await?;
     let programs = services::status(&onbox, m, args.program.as_deref()).await;
     session.close().await;
     let programs = programs?;
@@ -198,10 +198,8 @@ pub async fn services(global: &Global, args: ServicesArgs) -> Result<ExitCode> {
 pub async fn restart(global: &Global, args: RestartArgs) -> Result<ExitCode> {
     let manifest = global.load_manifest()?;
     check_program(&manifest.manifest, &args.program)?;
-    let ctx = global.context(Some(&manifest)).await?;
-    let info = ctx.find(&args.target.name).await?;
-    let session = ctx.connect(&info).await?;
-    let onbox = OnBox::probe(&session, &info.name).await?;
+    let (session, name) = connect(global, &manifest, &args.target.name).await?;
+    let onbox = OnBox::probe(&session, &name).await?;
     let out = onbox.run(&format!("restarting {}", args.program), &onbox.supervisorctl(&format!("restart {}", sh(&args.program)))).await;
     session.close().await;
     let out = out?;
@@ -215,10 +213,8 @@ pub async fn restart(global: &Global, args: RestartArgs) -> Result<ExitCode> {
 pub async fn logs(global: &Global, args: LogsArgs) -> Result<ExitCode> {
     let manifest = global.load_manifest()?;
     check_program(&manifest.manifest, &args.program)?;
-    let ctx = global.context(Some(&manifest)).await?;
-    let info = ctx.find(&args.target.name).await?;
-    let session = ctx.connect(&info).await?;
-    let onbox = OnBox::probe(&session, &info.name).await?;
+    let (session, name) = connect(global, &manifest, &args.target.name).await?;
+    let onbox = OnBox::probe(&session, &name).await?;
     let log = sh(&onbox.layout.log(&args.program));
     let command = format!("tail -n {} {} {log}", args.lines, if args.follow { "-F" } else { "" });
     let status = session.exec(&onbox.wrap(&command), &mut tokio::io::stdout(), &mut tokio::io::stderr()).await;
@@ -245,6 +241,13 @@ pub async fn render(global: &Global, command: RenderCommand) -> Result<ExitCode>
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Box `name` under the manifest's settings, over its pinned host key.
+async fn connect(global: &Global, manifest: &LoadedManifest, name: &BoxName) -> Result<(Session, String)> {
+    let ctx = global.context(Some(manifest)).await?;
+    let info = ctx.find(name).await?;
+    Ok((ctx.connect(&info).await?, info.name))
 }
 
 fn check_program(m: &crate::config::Manifest, program: &str) -> Result<()> {
