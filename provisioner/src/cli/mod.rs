@@ -45,6 +45,9 @@ Examples:
   workstation services                     state and health of every program
   workstation logs api -f                  follow a service's log
   workstation seed main --reset            reload a store from its snapshot
+  workstation up                           apply an edited workstation.toml to the box
+  workstation restart api                  restart one service under supervisord
+  workstation render supervisord --out DIR the configuration the box runs (Nix image)
   workstation ssh-config && ssh ws-dev     plain OpenSSH / VS Code with the pinned key
   workstation stop dev                     stop it; the disk is kept
   workstation destroy dev --yes            delete it and its disk
