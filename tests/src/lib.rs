@@ -24,6 +24,8 @@ use workstation::settings::LocalNetwork;
 pub const BRIDGE: &str = "wstest0";
 pub const NETWORK: &str = "10.78.0.0/16";
 pub const REGION: &str = "us-east-1";
+/// Test environments' temporary directories (root-owned, 0755 parents).
+const E2E_ROOT: &str = "/var/lib/workstation-tests";
 
 /// The `workstation` binary, built once per test run (a no-op when fresh).
 ///
@@ -82,14 +84,17 @@ pub struct TestEnv {
 
 impl TestEnv {
     fn base() -> TestEnv {
-        let tmp = target_dir().join("e2e-tmp");
-        std::fs::create_dir_all(&tmp).unwrap();
         // Not under /tmp: sshd's StrictModes rejects authorized_keys below a
-        // world-writable directory.
-        let root = tempfile::Builder::new().prefix("env-").tempdir_in(&tmp).unwrap();
-        // Store servers on the boxes run as their own users (redis,
-        // postgres), who must be able to reach the boxes' directories.
-        std::fs::set_permissions(root.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        // world-writable directory. Not under the checkout either: store
+        // servers on the boxes run as their own users (redis, postgres), who
+        // must be able to traverse every parent directory, and a checkout
+        // may sit below a private one (a CI clone in a 0700 temp directory).
+        let tmp = Path::new(E2E_ROOT);
+        std::fs::create_dir_all(tmp).unwrap();
+        let mode = |m| std::os::unix::fs::PermissionsExt::from_mode(m);
+        std::fs::set_permissions(tmp, mode(0o755)).unwrap();
+        let root = tempfile::Builder::new().prefix("env-").tempdir_in(tmp).unwrap();
+        std::fs::set_permissions(root.path(), mode(0o755)).unwrap();
         let home = root.path().join("home");
         std::fs::create_dir_all(home.join(".ssh")).unwrap();
         let key = home.join(".ssh/id_ed25519");
