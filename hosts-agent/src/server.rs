@@ -1,0 +1,217 @@
+//! The daemon: reconcile the hosts file with the saved state, then serve
+//! requests on the Unix socket and follow DNS targets as their answers
+//! change. Every request is checked twice: who is calling (peer
+//! credentials against `allowed_users`) and which names (the allowlist).
+
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+use crate::agent::{Agent, AgentError};
+use crate::config::Config;
+use crate::hostsfile::{HostsFile, WriteMode, Written};
+use crate::names;
+use crate::protocol::{self, Request, Response, Target, MAX_REQUEST, VERSION};
+use crate::resolve::Resolver;
+
+/// How long a caller has to send its request line.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often due DNS targets are looked for (the TTL is honoured to this).
+const DNS_TICK: Duration = Duration::from_millis(200);
+const MAX_DNS_RETRY: Duration = Duration::from_secs(60);
+
+struct Shared {
+    agent: Mutex<Agent>,
+    config: Config,
+    config_path: String,
+    resolver: Resolver,
+}
+
+impl Shared {
+    /// Runs a (blocking, file-writing) agent operation off the async threads.
+    async fn agent<T: Send + 'static>(self: &Arc<Self>, f: impl FnOnce(&mut Agent) -> T + Send + 'static) -> T {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || f(&mut this.agent.lock().unwrap_or_else(|p| p.into_inner())))
+            .await
+            .expect("agent operations do not panic")
+    }
+}
+
+pub async fn serve(config: Config, config_path: &Path) -> anyhow::Result<()> {
+    let allow = config.allowlist();
+    let mut agent = Agent::open(HostsFile::new(&config.hosts_file), Some(config.state_file()))?;
+    let dropped = agent.retain(|n| allow.allows(n))?;
+    if !dropped.is_empty() {
+        tracing::warn!("dropped names no longer on the allowlist: {}", dropped.join(", "));
+    }
+    let written = agent.reconcile()?;
+    tracing::info!("{} reconciled with the saved state ({:?})", config.hosts_file.display(), written.mode);
+    let resolver = Resolver::new(&config.nameservers).map_err(anyhow::Error::msg)?;
+    let listener = bind(&config.socket)?;
+    tracing::info!("listening on {}", config.socket.display());
+    let shared = Arc::new(Shared { agent: Mutex::new(agent), config_path: config_path.display().to_string(), config, resolver });
+
+    tokio::spawn(follow_dns(shared.clone()));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => { tokio::spawn(handle(shared.clone(), stream)); }
+                Err(e) => tracing::warn!("accept: {e}"),
+            },
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    let _ = std::fs::remove_file(&shared.config.socket);
+    Ok(())
+}
+
+/// Binds the socket: mode 0666, because who may talk is decided by peer
+/// credentials, not file permissions (a group would need managing).
+fn bind(socket: &Path) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+    }
+    if socket.exists() {
+        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+            bail!("another agent is already listening on {}", socket.display());
+        }
+        std::fs::remove_file(socket).with_context(|| format!("removing the stale socket {}", socket.display()))?;
+    }
+    let listener = UnixListener::bind(socket).with_context(|| format!("listening on {}", socket.display()))?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o666))?;
+    Ok(listener)
+}
+
+async fn handle(shared: Arc<Shared>, mut stream: UnixStream) {
+    let response = respond(&shared, &mut stream).await.unwrap_or_else(Response::error);
+    let mut line = serde_json::to_string(&response).expect("responses serialize");
+    line.push('\n');
+    let _ = stream.write_all(line.as_bytes()).await;
+}
+
+async fn respond(shared: &Arc<Shared>, stream: &mut UnixStream) -> Result<Response, String> {
+    let uid = stream.peer_cred().map_err(|e| format!("cannot identify the caller: {e}"))?.uid();
+    check_caller(shared, uid)?;
+    let mut line = String::new();
+    let mut reader = BufReader::new(&mut *stream).take(MAX_REQUEST);
+    match tokio::time::timeout(READ_TIMEOUT, reader.read_line(&mut line)).await {
+        Ok(Ok(_)) if line.ends_with('\n') => {}
+        Ok(Ok(_)) => return Err(format!("request must be one line of at most {MAX_REQUEST} bytes, ending in a newline")),
+        Ok(Err(e)) => return Err(format!("reading the request: {e}")),
+        Err(_) => return Err(format!("no request within {READ_TIMEOUT:?}")),
+    }
+    let request = protocol::parse_request(&line)?;
+    let allow = shared.config.allowlist();
+    let written = match request {
+        Request::Status => None,
+        Request::Point { names, to, label } => {
+            if names.is_empty() {
+                return Err("point: names is empty; list the hostnames to point".into());
+            }
+            let names = names.iter().map(|n| allow.check(n, &shared.config_path)).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
+            if let Some(label) = &label {
+                names::label(label)?;
+            }
+            let resolved = match &to {
+                Target::Dns(dns) => {
+                    names::hostname(dns).map_err(|e| format!("to.dns: {e}"))?;
+                    Some(shared.resolver.resolve(dns).await?)
+                }
+                Target::Address(a) if a.is_unspecified() || a.is_multicast() => {
+                    return Err(format!("to.address: {a} is not a host address"));
+                }
+                Target::Address(_) => None,
+            };
+            let to = match to {
+                Target::Dns(d) => Target::Dns(d.to_ascii_lowercase()),
+                other => other,
+            };
+            Some(shared.agent(move |a| a.point(&names, to, label, resolved)).await.map_err(|e| e.to_string())?)
+        }
+        Request::Clear { names } => {
+            let names = names
+                .map(|ns| ns.iter().map(|n| names::hostname(n)).collect::<Result<Vec<_>, _>>())
+                .transpose()
+                .map_err(|e| e.to_string())?;
+            Some(shared.agent(move |a| a.clear(names.as_deref())).await.map_err(|e| e.to_string())?)
+        }
+    };
+    Ok(finish(shared, written).await)
+}
+
+fn check_caller(shared: &Shared, uid: u32) -> Result<(), String> {
+    if uid == 0 {
+        return Ok(());
+    }
+    let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten().map(|u| u.name);
+    match user {
+        Some(name) if shared.config.allowed_users.iter().any(|u| *u == name) => Ok(()),
+        Some(name) => Err(format!(
+            "user {name} (uid {uid}) may not change this machine's hostnames: not in allowed_users of {}; an admin can allow it with `sudo workstation-hosts install --user {name}`",
+            shared.config_path
+        )),
+        None => Err(format!("uid {uid} has no user name and may not change this machine's hostnames")),
+    }
+}
+
+/// The response for a done request: status, and the caches flushed if the
+/// file changed.
+async fn finish(shared: &Arc<Shared>, written: Option<Written>) -> Response {
+    let changed = written.as_ref().is_some_and(|w| w.mode != WriteMode::Unchanged);
+    if let Some(copy) = written.as_ref().and_then(|w| w.conflict_copy.as_ref()) {
+        tracing::warn!("a concurrent edit was saved as {}", copy.display());
+    }
+    let flushed = if changed { crate::flush::flush().await } else { Vec::new() };
+    let status = shared.agent(|a| a.status()).await;
+    Response { v: VERSION, ok: true, error: None, changed, write: written.map(|w| w.mode), flushed, status: Some(status) }
+}
+
+/// Re-resolves DNS targets when their TTL runs out and rewrites the block
+/// when an address moved. A failing lookup keeps the last address and is
+/// retried with backoff.
+async fn follow_dns(shared: Arc<Shared>) {
+    let mut failures: HashMap<String, u32> = HashMap::new();
+    loop {
+        tokio::time::sleep(DNS_TICK).await;
+        let due = shared.agent(|a| a.due(Instant::now())).await;
+        for dns in due {
+            match shared.resolver.resolve(&dns).await {
+                Ok((address, valid_until)) => {
+                    failures.remove(&dns);
+                    let name = dns.clone();
+                    match shared.agent(move |a| a.resolved(&name, address, valid_until)).await {
+                        Ok(Some(w)) if w.mode != WriteMode::Unchanged => {
+                            tracing::info!("{dns} moved to {address}; hosts file updated");
+                            for f in crate::flush::flush().await {
+                                tracing::info!("flushed {}: {}", f.cache, f.outcome);
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => log_agent_error(&dns, &e),
+                    }
+                }
+                Err(e) => {
+                    let n = failures.entry(dns.clone()).or_insert(0);
+                    *n += 1;
+                    let retry = Duration::from_secs(1 << (*n).min(6)).min(MAX_DNS_RETRY);
+                    tracing::warn!("{e}; keeping the last address, retrying in {retry:?}");
+                    let name = dns.clone();
+                    shared.agent(move |a| a.resolve_failed(&name, retry)).await;
+                }
+            }
+        }
+    }
+}
+
+fn log_agent_error(dns: &str, e: &AgentError) {
+    tracing::error!("updating the hosts file for {dns}: {e}");
+}
