@@ -2,7 +2,7 @@
 //! status, install).
 
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context as _, Result};
@@ -11,7 +11,7 @@ use workstation_hosts::agent::Agent;
 use workstation_hosts::config::{Config, DEFAULT_CONFIG, DEFAULT_HOSTS};
 use workstation_hosts::hostsfile::HostsFile;
 use workstation_hosts::install::{self, Allow};
-use workstation_hosts::protocol::{self, Request, DEFAULT_SOCKET};
+use workstation_hosts::protocol::{self, Request, Response, Target, DEFAULT_SOCKET};
 use workstation_hosts::{block, names};
 
 const EXAMPLES: &str = "\
@@ -19,6 +19,9 @@ Examples:
   sudo workstation-hosts install --user $USER --suffix .dev.example.com
                                       allow yourself to point *.dev.example.com
   workstation-hosts status            what the block says and why
+  workstation-hosts point --to 10.0.0.5 --label me/dev api.dev.example.com
+  workstation-hosts point --to box1.internal.example.com api.dev.example.com
+                                      follow a DNS name (re-resolved when its TTL ends)
   sudo workstation-hosts apply --from-state /var/lib/workstation-hosts/state.json
                                       recovery: rewrite the block from the saved state
   sudo workstation-hosts apply --hosts-file /etc/hosts --set api.dev=10.0.0.5
@@ -61,6 +64,26 @@ enum Command {
         /// Print the response as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Ask the running daemon to point names at an address or a DNS name.
+    Point {
+        #[arg(long, env = "WORKSTATION_HOSTS_SOCKET", default_value = DEFAULT_SOCKET, value_name = "PATH")]
+        socket: PathBuf,
+        /// An IP address, or a DNS name the agent resolves and follows.
+        #[arg(long, value_name = "ADDRESS|DNS-NAME")]
+        to: String,
+        /// Whose box this is, shown by status ("alice/dev").
+        #[arg(long)]
+        label: Option<String>,
+        #[arg(required = true, value_name = "HOSTNAME")]
+        names: Vec<String>,
+    },
+    /// Ask the running daemon to stop pointing names (all without NAMES).
+    Clear {
+        #[arg(long, env = "WORKSTATION_HOSTS_SOCKET", default_value = DEFAULT_SOCKET, value_name = "PATH")]
+        socket: PathBuf,
+        #[arg(value_name = "HOSTNAME")]
+        names: Vec<String>,
     },
     /// Install (or extend) the config, a root-owned copy of this binary and
     /// the systemd unit / launchd plist, then start the service.
@@ -121,7 +144,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Status { socket, json } => {
-            let response = tokio::runtime::Runtime::new()?.block_on(protocol::call(&socket, &Request::Status))?;
+            let response = call(&socket, &Request::Status)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&response)?);
                 return Ok(());
@@ -137,6 +160,17 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Point { socket, to, label, names } => {
+            let to = match to.parse() {
+                Ok(address) => Target::Address(address),
+                Err(_) => Target::Dns(to),
+            };
+            report(call(&socket, &Request::Point { names, to, label })?)
+        }
+        Command::Clear { socket, names } => {
+            let names = if names.is_empty() { None } else { Some(names) };
+            report(call(&socket, &Request::Clear { names })?)
+        }
         Command::Install { users, names, suffixes, root, no_start } => {
             for line in install::install(&root, Allow { users, names, suffixes }, !no_start)? {
                 println!("{line}");
@@ -150,6 +184,18 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn call(socket: &Path, request: &Request) -> Result<Response> {
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(protocol::call(socket, request))?)
+}
+
+/// One line: whether the file changed, how, and which caches were flushed.
+fn report(response: Response) -> Result<()> {
+    let how = response.write.map_or(String::new(), |w| format!(" ({w:?})"));
+    let flushed: Vec<String> = response.flushed.iter().map(|f| format!("{}: {}", f.cache, f.outcome)).collect();
+    println!("{}{how}; resolver caches: {}", if response.changed { "hosts file updated" } else { "hosts file unchanged" }, if flushed.is_empty() { "none found".into() } else { flushed.join(", ") });
+    Ok(())
 }
 
 fn parse_sets(sets: &[String]) -> Result<Vec<(String, IpAddr)>> {

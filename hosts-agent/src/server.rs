@@ -154,7 +154,7 @@ fn check_caller(shared: &Shared, uid: u32) -> Result<(), String> {
     }
     let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten().map(|u| u.name);
     match user {
-        Some(name) if shared.config.allowed_users.iter().any(|u| *u == name) => Ok(()),
+        Some(name) if shared.config.allowed_users.contains(&name) => Ok(()),
         Some(name) => Err(format!(
             "user {name} (uid {uid}) may not change this machine's hostnames: not in allowed_users of {}; an admin can allow it with `sudo workstation-hosts install --user {name}`",
             shared.config_path

@@ -7,6 +7,7 @@ pub mod boxside;
 pub mod bringup;
 pub mod cli;
 pub mod config;
+pub mod hosts;
 pub mod known_hosts;
 pub mod layout;
 pub mod lifecycle;

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use crate::bringup::{self, UpReport};
 use crate::config::LoadedManifest;
+use crate::hosts::{self, HostsAgent, Pointed};
 use crate::known_hosts::{self, KnownHosts, PinError, Pinned};
 use crate::onbox::{OnBox, OnBoxError};
 use crate::seed::{SeedError, Snapshot};
@@ -58,6 +59,10 @@ pub enum LifecycleError {
     Timeout { name: String, id: String, what: &'static str, waited: Duration, state: &'static str },
     #[error("box {name} ({id}) has not published its host key yet; it does so at first boot (`workstation create --name {name}` waits for it)")]
     NoHostKey { name: String, id: String },
+    #[error("{owner}'s box {name} is {state}, not running; ask {owner} to run `workstation start {name}` (or pass --box for another of their boxes)")]
+    NotRunning { owner: String, name: String, state: &'static str },
+    #[error(transparent)]
+    Hosts(#[from] hosts::ClientError),
     #[error("box {name} ({id}) has no address to connect to")]
     NoAddress { name: String, id: String },
     #[error("box {name} ({id}) disappeared while {what} (state: {state})")]
@@ -86,6 +91,8 @@ pub struct Context {
     pub identity: PathBuf,
     /// For seeds stored in S3 (only built when the manifest has one).
     pub s3: Option<aws_sdk_s3::Client>,
+    /// The laptop's hosts agent, which points hostnames at boxes.
+    pub hosts: HostsAgent,
 }
 
 #[derive(Debug, Serialize)]
@@ -101,6 +108,8 @@ pub struct CreateReport {
     pub host_key_newly_pinned: bool,
     /// Services, seeds and health on the box.
     pub up: UpReport,
+    /// The manifest's hostnames, pointed at the box.
+    pub hostnames: Pointed,
 }
 
 impl Context {
@@ -151,9 +160,12 @@ impl Context {
         let (key, pinned) = pinned_key;
         self.write_ssh_config(true).await?;
         let up = self.up(&info, spec.manifest, health_timeout, progress).await?;
+        step(progress, "pointing hostnames at the box".into());
+        let hostnames = self.point_hostnames(&info, spec.manifest).await;
 
         Ok(CreateReport {
             up,
+            hostnames,
             host_key_fingerprint: known_hosts::fingerprint(&key),
             host_key_newly_pinned: pinned == Pinned::New,
             info,
@@ -228,6 +240,35 @@ impl Context {
         self.provider.destroy(&info.id).await?;
         self.known_hosts.forget(&known_hosts::alias(&info.id))?;
         self.write_ssh_config(false).await?;
+        // Names left pointing at a deleted box would only time out; an
+        // absent agent has nothing to clear.
+        if let Err(e) = self.hosts.unpoint(&hosts::label(self.owner.as_str(), &info.name)).await {
+            tracing::debug!("hostnames not cleared: {e}");
+        }
+        Ok(info)
+    }
+
+    /// Points the manifest's hostnames at one of your boxes (create, start,
+    /// `share --off`); reported, never fatal.
+    pub async fn point_hostnames(&self, info: &BoxInfo, manifest: &LoadedManifest) -> Pointed {
+        let label = hosts::label(self.owner.as_str(), &info.name);
+        self.hosts.point_best_effort(&manifest.manifest.hostnames, info.address, &label).await
+    }
+
+    /// Someone's running box, to share: a stopped one is an error that says
+    /// so (pointing at it would just time out).
+    pub async fn shared_box(&self, owner: &Owner, name: &BoxName) -> Result<BoxInfo, LifecycleError> {
+        let info = self
+            .provider
+            .find(owner, name)
+            .await?
+            .ok_or_else(|| LifecycleError::UnknownBox { owner: owner.to_string(), name: name.to_string() })?;
+        if info.state != BoxState::Running {
+            return Err(LifecycleError::NotRunning { owner: owner.to_string(), name: info.name, state: info.state.as_str() });
+        }
+        if info.address.is_none() {
+            return Err(LifecycleError::NoAddress { name: info.name, id: info.id });
+        }
         Ok(info)
     }
 

@@ -87,6 +87,7 @@ pub async fn create(global: &Global, args: CreateArgs) -> Result<ExitCode> {
             );
             println!("host key {} pinned{}", report.host_key_fingerprint, if report.host_key_newly_pinned { "" } else { " (unchanged)" });
             output::print_up(&report.up);
+            output::print_pointed(&report.hostnames);
             println!("connect: workstation ssh {}   or   ssh {}", b.name, host_alias(&b.name));
         }
     }
@@ -161,18 +162,26 @@ pub async fn start(global: &Global, args: StartArgs) -> Result<ExitCode> {
             Some(m) => Some(ctx.up(&info, m, args.timeout.value, progress.as_ref()).await?),
             None => None,
         };
-        Ok::<_, crate::lifecycle::LifecycleError>((info, up))
+        // A started box usually has a new address: point the names again.
+        let hostnames = match &manifest {
+            Some(m) => Some(ctx.point_hostnames(&info, m).await),
+            None => None,
+        };
+        Ok::<_, crate::lifecycle::LifecycleError>((info, up, hostnames))
     }
     .await;
     progress.inspect(|p| p.finish_and_clear());
-    let (info, up) = started?;
+    let (info, up, hostnames) = started?;
     let healthy = up.as_ref().is_none_or(|u| u.healthy);
     match global.output {
-        Output::Json => output::json(&serde_json::json!({ "box": info, "up": up }))?,
+        Output::Json => output::json(&serde_json::json!({ "box": info, "up": up, "hostnames": hostnames }))?,
         Output::Text => {
             println!("box {} ({}) started", info.name, info.id);
             if let Some(up) = &up {
                 output::print_up(up);
+            }
+            if let Some(h) = &hostnames {
+                output::print_pointed(h);
             }
         }
     }

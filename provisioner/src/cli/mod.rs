@@ -3,6 +3,7 @@
 
 mod boxes;
 mod boxside;
+mod hosts;
 mod output;
 mod ssh;
 mod stack;
@@ -49,6 +50,9 @@ Examples:
   workstation restart api                  restart one service under supervisord
   workstation render supervisord --out DIR the configuration the box runs (Nix image)
   workstation ssh-config && ssh ws-dev     plain OpenSSH / VS Code with the pinned key
+  workstation share alice                  point the hostnames at alice's box (demo)
+  workstation share --off                  and back at yours
+  workstation hosts                        where this laptop's hostnames point
   workstation stop dev                     stop it; the disk is kept
   workstation destroy dev --yes            delete it and its disk
   WORKSTATION_PROVIDER=local workstation create   a box on this machine (root)";
@@ -99,6 +103,8 @@ pub enum Command {
     /// Print or write configuration rendered from the manifest.
     #[command(subcommand)]
     Render(stack::RenderCommand),
+    Hosts(hosts::HostsArgs),
+    Share(hosts::ShareArgs),
     Ssh(ssh::SshArgs),
     SshConfig(ssh::SshConfigArgs),
     Pin(ssh::PinArgs),
@@ -122,6 +128,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Restart(args) => stack::restart(&global, args).await,
         Command::Logs(args) => stack::logs(&global, args).await,
         Command::Render(cmd) => stack::render(&global, cmd).await,
+        Command::Hosts(args) => hosts::hosts(&global, args).await,
+        Command::Share(args) => hosts::share(&global, args).await,
         Command::Ssh(args) => ssh::ssh(&global, args).await,
         Command::SshConfig(args) => ssh::ssh_config(&global, args).await,
         Command::Pin(args) => ssh::pin(&global, args).await,
@@ -191,6 +199,7 @@ impl Global {
         };
         Ok(Context {
             s3,
+            hosts: crate::hosts::HostsAgent::from_env(),
             provider,
             owner: settings.owner.clone(),
             known_hosts: KnownHosts::new(paths.known_hosts()),

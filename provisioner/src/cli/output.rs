@@ -5,6 +5,7 @@ use comfy_table::Table;
 use serde::Serialize;
 
 use crate::bringup::UpReport;
+use crate::hosts::{Pointed, Status};
 use crate::provider::BoxInfo;
 use crate::seed::SeedReport;
 use crate::services::ProgramStatus;
@@ -92,6 +93,30 @@ pub fn print_up(up: &UpReport) {
     }
     if !up.healthy {
         eprintln!("not everything is healthy: `workstation services` and `workstation logs PROGRAM` tell more; `workstation up` retries");
+    }
+}
+
+/// Where the laptop's hostnames point (`workstation hosts`, `share`).
+pub fn hosts_table(status: &Status) -> String {
+    let mut table = Table::new();
+    table.load_preset(NOTHING).set_header(["HOSTNAME", "ADDRESS", "BOX", "TARGET"]);
+    for n in &status.names {
+        let address = n.address.map_or_else(|| "(resolving)".into(), |a| a.to_string());
+        table.add_row([n.name.clone(), address, n.label.clone().unwrap_or_else(|| "-".into()), n.target.to_string()]);
+    }
+    format!("{table}\n(in {})", status.hosts_file.display())
+}
+
+/// One line after pointing hostnames (create, start, share).
+pub fn print_pointed(pointed: &Pointed) {
+    match pointed {
+        Pointed::Pointed { names, address, label, changed, flushed } => {
+            let caches: Vec<String> = flushed.iter().map(|f| format!("{} {}", f.cache, f.outcome)).collect();
+            let caches = if caches.is_empty() { String::new() } else { format!("; flushed {}", caches.join(", ")) };
+            println!("hostnames {} -> {label} at {address}{}{caches}", names.join(", "), if *changed { "" } else { " (unchanged)" });
+        }
+        Pointed::NoHostnames => {}
+        Pointed::Skipped { reason } => eprintln!("note: hostnames not pointed: {reason}"),
     }
 }
 
