@@ -136,24 +136,43 @@ pub fn entries(file: &[u8]) -> Result<Vec<Entry>, BlockError> {
 /// when there are none). The block stays where the first one was; a new
 /// block goes at the end. Bytes outside the block are copied unchanged.
 pub fn splice(file: &[u8], entries: &[Entry]) -> Result<Vec<u8>, BlockError> {
+    Ok(splice_with(file, entries, false)?.0)
+}
+
+/// Like [`splice`], for an in-place rewrite that must not shrink the file
+/// (a shrink needs a truncate, and between the write and the truncate a
+/// reader would see leftovers): the block is kept even when empty, and its
+/// BEGIN line is padded with spaces to make the result at least `len` bytes.
+pub fn splice_padded(file: &[u8], entries: &[Entry], len: usize) -> Result<Vec<u8>, BlockError> {
+    let (mut out, pad_at) = splice_with(file, entries, true)?;
+    if out.len() < len {
+        let pad_at = pad_at.expect("a forced block is rendered");
+        out.splice(pad_at..pad_at, std::iter::repeat_n(b' ', len - out.len()));
+    }
+    Ok(out)
+}
+
+/// The spliced file, and where spaces may pad the BEGIN line.
+fn splice_with(file: &[u8], entries: &[Entry], force_block: bool) -> Result<(Vec<u8>, Option<usize>), BlockError> {
     let layout = layout(file)?;
     let eol: &[u8] = if crlf(file) { b"\r\n" } else { b"\n" };
     let mut out = Vec::with_capacity(file.len() + 256);
     let mut at = 0;
-    let mut placed = entries.is_empty();
+    let mut pad_at = None;
+    let mut placed = entries.is_empty() && !force_block;
     for range in &layout.blocks {
         out.extend_from_slice(&file[at..range.start]);
         if !placed {
-            render(&mut out, entries, eol);
+            pad_at = Some(render(&mut out, entries, eol));
             placed = true;
         }
         at = range.end;
     }
     out.extend_from_slice(&file[at..]);
     if !placed {
-        render(&mut out, entries, eol);
+        pad_at = Some(render(&mut out, entries, eol));
     }
-    Ok(out)
+    Ok((out, pad_at))
 }
 
 /// Whether the file's lines end in CRLF (judged by its first line break).
@@ -161,8 +180,9 @@ fn crlf(file: &[u8]) -> bool {
     file.iter().position(|&b| b == b'\n').is_some_and(|i| i > 0 && file[i - 1] == b'\r')
 }
 
-/// Appends the block to `out` (whose end is where the block goes).
-fn render(out: &mut Vec<u8>, entries: &[Entry], eol: &[u8]) {
+/// Appends the block to `out` (whose end is where the block goes); returns
+/// the offset of the BEGIN line's end, where padding may go.
+fn render(out: &mut Vec<u8>, entries: &[Entry], eol: &[u8]) -> usize {
     let joined = !out.is_empty() && !out.ends_with(b"\n");
     if joined {
         out.extend_from_slice(eol);
@@ -172,6 +192,7 @@ fn render(out: &mut Vec<u8>, entries: &[Entry], eol: &[u8]) {
         out.extend_from_slice(JOINED.as_bytes());
     }
     out.extend_from_slice(NOTE.as_bytes());
+    let pad_at = out.len();
     out.extend_from_slice(eol);
     for entry in entries {
         for chunk in entry.names.chunks(NAMES_PER_LINE) {
@@ -181,6 +202,7 @@ fn render(out: &mut Vec<u8>, entries: &[Entry], eol: &[u8]) {
     }
     out.extend_from_slice(END.as_bytes());
     out.extend_from_slice(eol);
+    pad_at
 }
 
 /// Groups (name, address) pairs into entries, in first-seen address order.
@@ -274,6 +296,20 @@ mod tests {
         let out = splice(file, &entries_a()).unwrap();
         assert_eq!(outside(&out).unwrap(), b"mid\n");
         assert_eq!(entries(&out).unwrap(), entries_a());
+    }
+
+    #[test]
+    fn padded_splices_never_shrink_and_keep_the_outside() {
+        for file in CORPUS {
+            let big = splice(file, &entries_b()).unwrap();
+            for entries in [entries_a(), vec![]] {
+                let padded = splice_padded(&big, &entries, big.len()).unwrap();
+                assert_eq!(padded.len(), big.len());
+                assert_eq!(outside(&padded).unwrap(), *file);
+                assert_eq!(super::entries(&padded).unwrap(), entries);
+                assert_eq!(splice(&padded, &entries_a()).unwrap(), splice(file, &entries_a()).unwrap(), "padding does not stick");
+            }
+        }
     }
 
     #[test]

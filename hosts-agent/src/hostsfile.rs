@@ -9,9 +9,10 @@
 //! kill -9 at any moment, sees the old file or the new one.
 //!
 //! Where rename is impossible because the file is a bind mount (EBUSY, as in
-//! containers), the new bytes go over the old in one write; a shorter file
-//! is first padded with blank comment space to the old length and only then
-//! truncated, so no reader ever sees an empty or half-old file.
+//! containers), the new bytes go over the old in one write that never
+//! shrinks the file (a shorter block is padded with spaces on its BEGIN
+//! line), or in one truncate that cuts a trailing block off; so no reader
+//! ever sees an empty or half-old file.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
@@ -135,7 +136,7 @@ impl HostsFile {
                 let mode = if attempt == 1 { WriteMode::Unchanged } else { WriteMode::Renamed };
                 return Ok(Written { mode, attempts: attempt, conflict_copy });
             }
-            match self.replace(file.as_ref(), &current, &new)? {
+            match self.replace(file.as_ref(), &current, &new, entries)? {
                 None => continue, // changed under us: re-read and re-apply
                 Some((mode, late)) => match late {
                     Late::Nothing => return Ok(Written { mode, attempts: attempt, conflict_copy }),
@@ -163,50 +164,78 @@ impl HostsFile {
         }
     }
 
-    /// True when the file is no longer what we read through `file`.
-    fn changed(&self, file: Option<&File>, read: &[u8]) -> Result<bool> {
-        let Some(file) = file else { return Ok(self.path.exists()) };
-        let ours = file.metadata().map_err(io_err(format!("checking {}", self.display())))?;
-        match fs::metadata(&self.path) {
-            Ok(now) if now.ino() == ours.ino() && now.dev() == ours.dev() => {}
-            _ => return Ok(true), // replaced or removed by someone else
-        }
-        Ok(read_all_at(file).map_err(io_err(format!("re-reading {}", self.display())))? != read)
-    }
-
-    /// Swaps `new` in for `current`; None when the file changed meanwhile.
-    fn replace(&self, file: Option<&File>, current: &[u8], new: &[u8]) -> Result<Option<(WriteMode, Late)>> {
+    /// Swaps `new` in for `current`; None when the file changed meanwhile
+    /// in a way that needs a fresh splice.
+    fn replace(&self, file: Option<&File>, current: &[u8], new: &[u8], entries: &[Entry]) -> Result<Option<(WriteMode, Late)>> {
         let tmp = self.sibling(&format!("tmp.{}", std::process::id()));
         let staged = self.stage(file, &tmp, new);
         let result = match staged {
-            Ok(()) if self.changed(file, current)? => Ok(None),
-            Ok(()) => match fs::rename(&tmp, &self.path) {
+            Ok(()) => match self.catch_up(file, current, new, &tmp)? {
+                None => Ok(None),
+                Some(seen) => match fs::rename(&tmp, &self.path) {
                 Ok(()) => {
                     File::open(self.dir())
                         .and_then(|d| d.sync_all())
                         .map_err(io_err(format!("syncing the directory of {}", self.display())))?;
                     let late = match file {
-                        Some(f) => self.late(f, current)?,
+                        Some(f) => self.late(f, &seen)?,
                         None => Late::Nothing,
                     };
                     Ok(Some((WriteMode::Renamed, late)))
                 }
                 Err(e) if rename_impossible(&e) => {
                     let _ = fs::remove_file(&tmp);
-                    self.in_place(current, new)
+                    self.in_place(current, entries)
                 }
                 Err(e) => Err(io_err(format!("renaming {} over {}", tmp.display(), self.display()))(e)),
+                },
             },
             // Could not reproduce the file's metadata on a new inode
             // (labels we may not set): keep the inode, write in place.
             Err(_) if file.is_some() => {
                 let _ = fs::remove_file(&tmp);
-                self.in_place(current, new)
+                self.in_place(current, entries)
             }
             Err(e) => Err(e),
         };
         let _ = fs::remove_file(&tmp);
         result
+    }
+
+    /// Compare-and-swap check before the rename: the bytes `tmp` now
+    /// mirrors, or None when the file changed in a way that needs a fresh
+    /// splice. Lines other tools appended meanwhile (the common concurrent
+    /// edit) are appended to `tmp` too, so a steady appender cannot starve
+    /// us.
+    fn catch_up(&self, file: Option<&File>, current: &[u8], new: &[u8], tmp: &Path) -> Result<Option<Vec<u8>>> {
+        let Some(file) = file else { return Ok((!self.path.exists()).then(Vec::new)) };
+        let mut seen = current.to_vec();
+        for _ in 0..MAX_ATTEMPTS {
+            if self.replaced(file)? {
+                return Ok(None);
+            }
+            let now = read_all_at(file).map_err(io_err(format!("re-reading {}", self.display())))?;
+            if now == seen {
+                return Ok(Some(seen));
+            }
+            // Only appends can be carried over; and our file must end in a
+            // line break, or their first line would join our last.
+            if !now.starts_with(&seen) || !new.ends_with(b"\n") {
+                return Ok(None);
+            }
+            let ctx = || format!("appending concurrent lines to {}", tmp.display());
+            let mut t = OpenOptions::new().append(true).open(tmp).map_err(io_err(ctx()))?;
+            io::Write::write_all(&mut t, &now[seen.len()..]).map_err(io_err(ctx()))?;
+            t.sync_all().map_err(io_err(ctx()))?;
+            seen = now;
+        }
+        Ok(None)
+    }
+
+    /// True when the path no longer names the file we opened.
+    fn replaced(&self, file: &File) -> Result<bool> {
+        let ours = file.metadata().map_err(io_err(format!("checking {}", self.display())))?;
+        Ok(!matches!(fs::metadata(&self.path), Ok(now) if now.ino() == ours.ino() && now.dev() == ours.dev()))
     }
 
     /// Writes `new` to `tmp` with the metadata of the current file.
@@ -227,12 +256,12 @@ impl HostsFile {
     }
 
     /// What reached the replaced file after our last check.
-    fn late(&self, old: &File, current: &[u8]) -> Result<Late> {
+    fn late(&self, old: &File, seen: &[u8]) -> Result<Late> {
         let now = read_all_at(old).map_err(io_err(format!("re-reading the replaced {}", self.display())))?;
-        if now == current {
+        if now == seen {
             return Ok(Late::Nothing);
         }
-        if let Some(tail) = now.strip_prefix(current) {
+        if let Some(tail) = now.strip_prefix(seen) {
             return Ok(Late::Appended(tail.to_vec()));
         }
         let copy = self.dir().join(format!(
@@ -245,19 +274,23 @@ impl HostsFile {
         Ok(Late::Rewritten(copy))
     }
 
-    /// The bind-mount fallback: same inode, never empty or partial.
-    fn in_place(&self, current: &[u8], new: &[u8]) -> Result<Option<(WriteMode, Late)>> {
+    /// The bind-mount fallback: same inode, one write, never a shrink
+    /// (see [`block::splice_padded`]) except by a lone truncate that cuts a
+    /// trailing block off; so a reader or a kill sees the old file or the
+    /// new one.
+    fn in_place(&self, current: &[u8], entries: &[Entry]) -> Result<Option<(WriteMode, Late)>> {
         let ctx = || format!("writing {} in place", self.display());
+        let block_err = |source| HostsError::Block { path: self.display(), source };
         let f = OpenOptions::new().read(true).write(true).open(&self.path).map_err(io_err(ctx()))?;
         if read_all_at(&f).map_err(io_err(ctx()))? != current {
             return Ok(None);
         }
-        if new.len() >= current.len() {
-            f.write_all_at(new, 0).map_err(io_err(ctx()))?;
-        } else {
-            f.write_all_at(&padded(new, current.len()), 0).map_err(io_err(ctx()))?;
-            f.sync_data().map_err(io_err(ctx()))?;
+        let new = block::splice(current, entries).map_err(block_err)?;
+        if new.len() < current.len() && current.starts_with(&new) {
             f.set_len(new.len() as u64).map_err(io_err(ctx()))?;
+        } else {
+            let new = if new.len() < current.len() { block::splice_padded(current, entries, current.len()).map_err(block_err)? } else { new };
+            f.write_all_at(&new, 0).map_err(io_err(ctx()))?;
         }
         f.sync_all().map_err(io_err(ctx()))?;
         Ok(Some((WriteMode::InPlace, Late::Nothing)))
@@ -317,23 +350,6 @@ fn with_carried(current: &[u8], carried: &[u8]) -> Vec<u8> {
     out
 }
 
-/// `new` padded to `len` bytes with text a resolver ignores: a comment line
-/// of spaces, or trailing spaces when the last line has no line break.
-fn padded(new: &[u8], len: usize) -> Vec<u8> {
-    let mut out = new.to_vec();
-    let pad = len - new.len();
-    if new.is_empty() || new.ends_with(b"\n") {
-        if pad >= 2 {
-            out.push(b'#');
-            out.resize(len - 1, b' ');
-        }
-        out.resize(len, b'\n');
-    } else {
-        out.resize(len, b' ');
-    }
-    out
-}
-
 fn copy_xattrs(from: &Path, to: &Path) -> io::Result<()> {
     let names = match xattr::list(from) {
         Ok(names) => names,
@@ -381,16 +397,6 @@ mod tests {
         let hosts = HostsFile::new(dir.path().join("hosts"));
         hosts.write(&entry("::1", &["a.dev"])).unwrap();
         assert_eq!(hosts.entries().unwrap(), entry("::1", &["a.dev"]));
-    }
-
-    #[test]
-    fn padding_is_exact_and_harmless() {
-        for (new, len) in [(&b"a\n"[..], 3), (b"a\n", 9), (b"", 4), (b"a", 5)] {
-            let p = padded(new, len);
-            assert_eq!(p.len(), len);
-            assert!(p.starts_with(new));
-            assert_eq!(block::entries(&p).unwrap(), block::entries(new).unwrap());
-        }
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! of 10.78.0.0/16: no packet to a test address leaves this machine.
 
 pub mod fleet;
+pub mod hostsagent;
 pub mod moto;
+pub mod mountns;
 
 use std::fs::File;
 use std::net::{Ipv4Addr, TcpListener};
@@ -42,6 +44,20 @@ pub fn binary() -> &'static Path {
         assert!(status.success(), "building the workstation binary failed");
         target_dir().join("debug/workstation")
     })
+}
+
+/// The `workstation-hosts` agent binary, built with [`binary`].
+pub fn hosts_binary() -> PathBuf {
+    binary().with_file_name("workstation-hosts")
+}
+
+/// Root of the tests' temporary directories: 0755 so that other users
+/// (store servers, a refused caller) can traverse it.
+pub fn e2e_root() -> &'static Path {
+    let root = Path::new(E2E_ROOT);
+    std::fs::create_dir_all(root).unwrap();
+    std::fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    root
 }
 
 /// `<target>/` from this test executable's path (`<target>/debug/deps/e2e-…`).
@@ -89,10 +105,8 @@ impl TestEnv {
         // servers on the boxes run as their own users (redis, postgres), who
         // must be able to traverse every parent directory, and a checkout
         // may sit below a private one (a CI clone in a 0700 temp directory).
-        let tmp = Path::new(E2E_ROOT);
-        std::fs::create_dir_all(tmp).unwrap();
+        let tmp = e2e_root();
         let mode = |m| std::os::unix::fs::PermissionsExt::from_mode(m);
-        std::fs::set_permissions(tmp, mode(0o755)).unwrap();
         let root = tempfile::Builder::new().prefix("env-").tempdir_in(tmp).unwrap();
         std::fs::set_permissions(root.path(), mode(0o755)).unwrap();
         let home = root.path().join("home");
@@ -102,7 +116,10 @@ impl TestEnv {
         let slice = take_slice();
         let subnet: ipnet::Ipv4Net = format!("10.78.{}.0/24", slice.index).parse().unwrap();
         clear_stale_boxes(&subnet);
-        TestEnv { manifest: root.path().join("workstation.toml"), root, home, subnet, moto: None, fleet: None, env: Vec::new(), _slice: slice }
+        // Never the machine's own hosts agent: a test that wants one starts
+        // it on this socket.
+        let env = vec![("WORKSTATION_HOSTS_SOCKET".to_owned(), root.path().join("agent.sock").display().to_string())];
+        TestEnv { manifest: root.path().join("workstation.toml"), root, home, subnet, moto: None, fleet: None, env, _slice: slice }
     }
 
     /// Boxes are network namespaces created by the local provider.
@@ -145,6 +162,11 @@ impl TestEnv {
 
     pub fn write_manifest(&self, text: &str) {
         std::fs::write(&self.manifest, text).unwrap();
+    }
+
+    /// Where this environment's `workstation` looks for the hosts agent.
+    pub fn hosts_socket(&self) -> PathBuf {
+        self.root.path().join("agent.sock")
     }
 
     pub fn state_dir(&self) -> PathBuf {

@@ -1,0 +1,68 @@
+//! A private mount namespace whose /etc is a throwaway overlay of the real
+//! one: programs run inside see a real, writable /etc/hosts (getent, glibc,
+//! rename into /etc) while the machine's own file is never touched.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+pub struct MountNs {
+    holder: Child,
+    pub dir: tempfile::TempDir,
+}
+
+impl MountNs {
+    pub fn new() -> MountNs {
+        let dir = tempfile::Builder::new().prefix("mountns-").tempdir_in(crate::e2e_root()).unwrap();
+        let (upper, work) = (dir.path().join("upper"), dir.path().join("work"));
+        std::fs::create_dir_all(&upper).unwrap();
+        std::fs::create_dir_all(&work).unwrap();
+        let script = format!(
+            "mount -t overlay overlay -o lowerdir=/etc,upperdir={},workdir={} /etc && echo ready && exec sleep 3600",
+            upper.display(),
+            work.display()
+        );
+        let mut holder = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("unshare runs");
+        let mut line = String::new();
+        BufReader::new(holder.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ready", "the overlay on /etc could not be mounted");
+        MountNs { holder, dir }
+    }
+
+    /// A command run inside the namespace (nsenter execs it: same pid, so
+    /// killing the child kills the program itself).
+    pub fn cmd(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg("-t").arg(self.holder.id().to_string()).arg("-m").arg("--").arg(program);
+        c
+    }
+
+    /// /etc/hosts as the namespace sees it, reachable from outside.
+    pub fn hosts(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/root/etc/hosts", self.holder.id()))
+    }
+
+    /// `getent hosts NAME` inside: the first address, if any.
+    pub fn getent(&self, name: &str) -> Option<String> {
+        let out = self.cmd("getent").args(["hosts", name]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).split_whitespace().next().map(str::to_owned)
+    }
+
+    /// Replaces /etc/hosts inside by a bind mount of `file` (as container
+    /// runtimes do): rename over it then fails with EBUSY.
+    pub fn bind_hosts(&self, file: &std::path::Path) {
+        let out = self.cmd("mount").arg("--bind").arg(file).arg("/etc/hosts").output().unwrap();
+        assert!(out.status.success(), "bind mount: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+impl Drop for MountNs {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
