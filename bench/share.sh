@@ -21,10 +21,10 @@ work=$(mktemp -d /var/lib/workstation-bench-XXXX)
 chmod 755 "$work"
 holder= agent_pid=
 cleanup() {
-    [ -n "$agent_pid" ] && kill "$agent_pid" 2>/dev/null
+    [ -z "$agent_pid" ] || kill "$agent_pid" 2>/dev/null || true
     "$bin" destroy b1 --yes >/dev/null 2>&1 || true
     WORKSTATION_OWNER=alice "$bin" destroy b1 --yes >/dev/null 2>&1 || true
-    [ -n "$holder" ] && kill "$holder" 2>/dev/null
+    [ -z "$holder" ] || kill "$holder" 2>/dev/null || true
     ip link del $bridge 2>/dev/null || true
     rm -rf "$work"
 }
