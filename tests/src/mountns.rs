@@ -12,7 +12,7 @@ pub struct MountNs {
 }
 
 impl MountNs {
-    pub fn new() -> MountNs {
+    pub fn start() -> MountNs {
         let dir = tempfile::Builder::new().prefix("mountns-").tempdir_in(crate::e2e_root()).unwrap();
         let (upper, work) = (dir.path().join("upper"), dir.path().join("work"));
         std::fs::create_dir_all(&upper).unwrap();

@@ -46,7 +46,7 @@ fn entries(pairs: &[(&str, &str)]) -> Vec<Entry> {
 #[test]
 fn corpus_survives_byte_for_byte_and_resolves() {
     workstation_tests::binary();
-    let ns = MountNs::new();
+    let ns = MountNs::start();
     for (i, original) in CORPUS.iter().enumerate() {
         std::fs::write(ns.hosts(), original).unwrap();
         ok(apply(&ns, &["api.ws-test=10.78.250.1", "web.ws-test=10.78.250.1", "db.ws-test=2001:db8::77"]));
@@ -126,7 +126,7 @@ fn kill_loop(ns: &MountNs, rounds: usize, mut check: impl FnMut(usize)) -> usize
 #[test]
 fn kill_nine_at_any_moment_leaves_the_old_file_or_the_new_one() {
     workstation_tests::binary();
-    let ns = MountNs::new();
+    let ns = MountNs::start();
     let original = big_hosts();
     std::fs::write(ns.hosts(), &original).unwrap();
     let with = |set: &[&str]| {
@@ -167,7 +167,7 @@ fn kill_nine_at_any_moment_leaves_the_old_file_or_the_new_one() {
 #[test]
 fn bind_mounted_hosts_is_written_in_place_never_empty_or_mixed() {
     workstation_tests::binary();
-    let ns = MountNs::new();
+    let ns = MountNs::start();
     let original = big_hosts();
     let file = ns.dir.path().join("container-hosts");
     std::fs::write(&file, &original).unwrap();
@@ -191,7 +191,7 @@ fn bind_mounted_hosts_is_written_in_place_never_empty_or_mixed() {
 #[test]
 fn a_concurrent_appender_never_loses_a_line() {
     workstation_tests::binary();
-    let ns = MountNs::new();
+    let ns = MountNs::start();
     std::fs::write(ns.hosts(), "127.0.0.1 localhost\n").unwrap();
     const LINES: usize = 1000;
     let appender = {
@@ -222,7 +222,7 @@ fn a_concurrent_appender_never_loses_a_line() {
 #[test]
 fn callers_and_names_are_checked() {
     workstation_tests::binary();
-    let ns = MountNs::new();
+    let ns = MountNs::start();
     let dir = tempfile::tempdir_in(workstation_tests::e2e_root()).unwrap();
     let agent = HostsDaemon::start(&ns, &dir.path().join("agent"), &dir.path().join("agent/agent.sock"), &["api.ws-test"], "");
     let before = std::fs::read(ns.hosts()).unwrap();
@@ -271,7 +271,7 @@ fn callers_and_names_are_checked() {
 #[test]
 fn a_restarted_agent_restores_its_block() {
     workstation_tests::binary();
-    let ns = MountNs::new();
+    let ns = MountNs::start();
     let dir = tempfile::tempdir_in(workstation_tests::e2e_root()).unwrap();
     let mut agent = HostsDaemon::start(&ns, &dir.path().join("agent"), &dir.path().join("agent/agent.sock"), &["api.ws-test"], "");
     ok(agent.client(&["point", "--to", "10.78.253.1", "api.ws-test"]));
@@ -325,7 +325,7 @@ impl Drop for Dns {
 #[test]
 fn dns_targets_follow_a_changing_answer_when_the_ttl_ends() {
     workstation_tests::binary();
-    let ns = MountNs::new();
+    let ns = MountNs::start();
     let dir = tempfile::tempdir_in(workstation_tests::e2e_root()).unwrap();
     let dns = Dns::start(dir.path(), "10.78.254.1");
     // The agent must ask DNS, not the file it writes: this line is a decoy.
@@ -361,7 +361,7 @@ fn dns_targets_follow_a_changing_answer_when_the_ttl_ends() {
 #[test]
 fn share_points_at_a_colleagues_box_and_back() {
     let env = TestEnv::local();
-    let ns = MountNs::new();
+    let ns = MountNs::start();
     let _agent = HostsDaemon::start(&ns, &env.root.path().join("agent"), &env.hosts_socket(), &["api.dev.test"], "");
     let mine = env.json(&["create", "--name", "dev"]);
     let my_ip = mine["box"]["address"].as_str().unwrap().to_owned();
