@@ -8,6 +8,7 @@ pub mod bringup;
 pub mod cli;
 pub mod config;
 pub mod hosts;
+pub mod idle;
 pub mod known_hosts;
 pub mod layout;
 pub mod lifecycle;
