@@ -31,6 +31,13 @@ pub struct Seen {
     pub keep_until: Option<DateTime<Utc>>,
 }
 
+impl Seen {
+    /// What the box's tags (or local record) say.
+    pub fn of(info: &crate::provider::BoxInfo) -> Seen {
+        Seen { last_active: info.last_active, started_at: info.launched_at, keep_until: info.keep_until }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "verdict", rename_all = "kebab-case")]
 pub enum Verdict {

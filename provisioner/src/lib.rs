@@ -2,6 +2,7 @@
 //!
 //! The library does the work; `src/cli/` only parses, calls it and prints.
 
+pub mod activity;
 pub mod atomic;
 pub mod boxside;
 pub mod bringup;
@@ -16,6 +17,7 @@ pub mod name;
 pub mod onbox;
 pub mod paths;
 pub mod provider;
+pub mod reap;
 pub mod remote;
 pub mod seed;
 pub mod services;

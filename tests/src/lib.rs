@@ -138,7 +138,7 @@ impl TestEnv {
     pub fn aws() -> TestEnv {
         let mut env = TestEnv::base();
         let moto = moto::Moto::start();
-        env.env = moto.client_env();
+        env.env.extend(moto.client_env());
         let (subnet_id, image) = moto.prepare(env.subnet);
         env.write_settings(
             "owner = \"tester\"\nprovider = \"aws\"\nssh_user = \"root\"\n[aws]\nregion = \"us-east-1\"\naddress = \"private\"\n",
@@ -146,6 +146,18 @@ impl TestEnv {
         env.write_manifest(&manifest_text(&format!("image_name = \"{image}\""), &format!("subnet = \"{subnet_id}\"\n")));
         let network = LocalNetwork { bridge: BRIDGE.into(), network: NETWORK.parse().unwrap(), subnet: env.subnet };
         env.fleet = Some(fleet::Fleet::start(&moto, network, env.root.path().join("fleet"), env.public_key(), binary()));
+        env.moto = Some(moto);
+        env
+    }
+
+    /// moto's EC2 API only, no boxes behind it: for fleet-wide API work
+    /// (reap over thousands of instances).
+    pub fn aws_api_only() -> TestEnv {
+        let mut env = TestEnv::base();
+        let moto = moto::Moto::start();
+        env.env.extend(moto.client_env());
+        env.write_settings("owner = \"tester\"\nprovider = \"aws\"\n[aws]\nregion = \"us-east-1\"\naddress = \"private\"\n");
+        env.write_manifest(&manifest_text("image_id = \"ami-12c6146b\"", ""));
         env.moto = Some(moto);
         env
     }

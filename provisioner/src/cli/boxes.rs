@@ -112,6 +112,8 @@ struct Status<'a> {
     info: &'a BoxInfo,
     host_key_pinned: bool,
     manifest_current: Option<bool>,
+    /// When the idle policy would stop it, and why (running boxes).
+    idle: Option<crate::idle::Verdict>,
 }
 
 pub async fn status(global: &Global, args: NameArg) -> Result<ExitCode> {
@@ -119,10 +121,13 @@ pub async fn status(global: &Global, args: NameArg) -> Result<ExitCode> {
     let ctx = global.context(manifest.as_ref()).await?;
     let info = ctx.find(&args.name).await?;
     let pinned = ctx.known_hosts.get(&known_hosts::alias(&info.id))?.is_some();
+    let policy = manifest.as_ref().map(|m| m.manifest.idle.clone()).unwrap_or_default();
+    let idle = (info.state == crate::provider::BoxState::Running).then(|| crate::idle::decide(&policy, &crate::idle::Seen::of(&info), chrono::Utc::now()));
     let status = Status {
         info: &info,
         host_key_pinned: pinned,
         manifest_current: manifest.as_ref().zip(info.manifest_hash.as_ref()).map(|(m, h)| &m.hash == h),
+        idle: idle.clone(),
     };
     match global.output {
         Output::Json => output::json(&status)?,
@@ -133,6 +138,17 @@ pub async fn status(global: &Global, args: NameArg) -> Result<ExitCode> {
                 Some(true) => println!("manifest: matches {}", manifest.as_ref().map(|m| m.path.display().to_string()).unwrap_or_default()),
                 Some(false) => println!("manifest: changed since the box was created"),
                 None => {}
+            }
+            match &idle {
+                Some(crate::idle::Verdict::Keep { stop_at, reason } | crate::idle::Verdict::Warn { stop_at, reason }) => {
+                    let left = (*stop_at - chrono::Utc::now()).to_std().unwrap_or_default();
+                    println!("idle: stops in {} ({reason}); `workstation keep --for 2h` holds it", humantime::format_duration(std::time::Duration::from_secs(left.as_secs() / 60 * 60)));
+                }
+                Some(crate::idle::Verdict::Stop { reason }) => println!("idle: due to stop now ({reason})"),
+                None => {}
+            }
+            if let Some(by) = &info.stopped_by {
+                println!("last stopped by: {by}");
             }
         }
     }

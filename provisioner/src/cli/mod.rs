@@ -4,6 +4,7 @@
 mod boxes;
 mod boxside;
 mod hosts;
+mod idle;
 mod output;
 mod ssh;
 mod stack;
@@ -20,7 +21,7 @@ use crate::config::{LoadedManifest, Manifest};
 use crate::known_hosts::KnownHosts;
 use crate::lifecycle::Context;
 use crate::paths::Paths;
-use crate::provider::aws::AwsProvider;
+use crate::provider::aws::{ApiCalls, AwsProvider};
 use crate::provider::local::LocalProvider;
 use crate::provider::Provider;
 use crate::settings::{ProviderKind, Settings};
@@ -53,6 +54,8 @@ Examples:
   workstation share alice                  point the hostnames at alice's box (demo)
   workstation share --off                  and back at yours
   workstation hosts                        where this laptop's hostnames point
+  workstation keep --for 2h                do not stop my idle box for two hours
+  workstation reap --dry-run               which idle boxes the backstop would stop
   workstation stop dev                     stop it; the disk is kept
   workstation destroy dev --yes            delete it and its disk
   WORKSTATION_PROVIDER=local workstation create   a box on this machine (root)";
@@ -103,6 +106,8 @@ pub enum Command {
     /// Print or write configuration rendered from the manifest.
     #[command(subcommand)]
     Render(stack::RenderCommand),
+    Keep(idle::KeepArgs),
+    Reap(idle::ReapArgs),
     Hosts(hosts::HostsArgs),
     Share(hosts::ShareArgs),
     Ssh(ssh::SshArgs),
@@ -128,6 +133,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Restart(args) => stack::restart(&global, args).await,
         Command::Logs(args) => stack::logs(&global, args).await,
         Command::Render(cmd) => stack::render(&global, cmd).await,
+        Command::Keep(args) => idle::keep(&global, args).await,
+        Command::Reap(args) => idle::reap(&global, args).await,
         Command::Hosts(args) => hosts::hosts(&global, args).await,
         Command::Share(args) => hosts::share(&global, args).await,
         Command::Ssh(args) => ssh::ssh(&global, args).await,
@@ -175,12 +182,7 @@ impl Global {
         }
         let provider: Box<dyn Provider> = match settings.provider {
             ProviderKind::Aws => {
-                let region = settings
-                    .aws
-                    .region
-                    .clone()
-                    .or_else(|| manifest.and_then(|m| m.manifest.machine.region.clone()));
-                let sdk = sdk_config(settings.aws.profile.as_deref(), region).await;
+                let sdk = sdk_config(settings.aws.profile.as_deref(), aws_region(&settings, manifest)).await;
                 Box::new(AwsProvider::new(aws_sdk_ec2::Client::new(&sdk), settings.aws.address))
             }
             ProviderKind::Local => Box::new(LocalProvider::new(paths.local_boxes(), settings.local.clone())?),
@@ -208,6 +210,24 @@ impl Global {
             paths,
         })
     }
+}
+
+impl Global {
+    /// The aws provider itself, whatever the settings say (reap works on
+    /// every owner's instances), with its API calls counted.
+    async fn aws(&self, manifest: Option<&LoadedManifest>) -> Result<(AwsProvider, ApiCalls)> {
+        let paths = Paths::from_env()?;
+        let settings = Settings::load(&paths, &|k| std::env::var(k).ok())?;
+        let sdk = sdk_config(settings.aws.profile.as_deref(), aws_region(&settings, manifest)).await;
+        let calls = ApiCalls::default();
+        let config = aws_sdk_ec2::config::Builder::from(&sdk).interceptor(calls.clone()).build();
+        Ok((AwsProvider::new(aws_sdk_ec2::Client::from_conf(config), settings.aws.address), calls))
+    }
+}
+
+/// The settings' region, else the manifest's (else aws-config's chain).
+fn aws_region(settings: &Settings, manifest: Option<&LoadedManifest>) -> Option<String> {
+    settings.aws.region.clone().or_else(|| manifest.and_then(|m| m.manifest.machine.region.clone()))
 }
 
 /// The one place an `SdkConfig` is built: the credential chain, profiles,

@@ -203,6 +203,9 @@ impl AwsProvider {
             manifest_hash: tags.get(tags::MANIFEST_HASH).map(|k| k.to_string()),
             launched_at: i.launch_time().and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos())),
             instance_type: i.instance_type().map(|t| t.as_str().to_string()),
+            last_active: super::parse_time(tags.get(tags::LAST_ACTIVE).copied()),
+            keep_until: super::parse_time(tags.get(tags::KEEP_UNTIL).copied()),
+            stopped_by: tags.get(tags::STOPPED_BY).map(|k| k.to_string()),
         }
     }
 }
@@ -273,6 +276,77 @@ impl Provider for AwsProvider {
         self.client.terminate_instances().instance_ids(id).send().await.map_err(api("TerminateInstances"))?;
         Ok(())
     }
+
+    async fn keep_until(&self, id: &str, until: DateTime<Utc>) -> Result<()> {
+        let value = until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        self.client.create_tags().resources(id).tags(tag(tags::KEEP_UNTIL, &value)).send().await.map_err(api("CreateTags"))?;
+        Ok(())
+    }
+}
+
+/// How one StopInstances batch went, per instance.
+#[derive(Debug, Default)]
+pub struct Stopped {
+    pub stopped: Vec<String>,
+    /// Already stopping, stopped or terminated by the time we asked.
+    pub gone: Vec<String>,
+    pub failed: Vec<(String, String)>,
+}
+
+/// EC2 error codes that mean "this instance is no longer running".
+const GONE_CODES: [&str; 3] = ["IncorrectInstanceState", "InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"];
+
+impl AwsProvider {
+    /// Every owner's running boxes (the reaper's view), page by page.
+    pub async fn running(&self) -> Result<Vec<BoxInfo>> {
+        let filters = vec![
+            Filter::builder().name("tag-key").values(tags::OWNER).build(),
+            Filter::builder().name("instance-state-name").values("running").build(),
+        ];
+        let mut pages = self.client.describe_instances().set_filters(Some(filters)).max_results(1000).into_paginator().send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(api("DescribeInstances"))?;
+            out.extend(page.reservations().iter().flat_map(|r| r.instances()).map(|i| self.info(i)));
+        }
+        Ok(out)
+    }
+
+    /// Stops `ids` in one call and tags them with `reason`. An instance that
+    /// stopped or vanished meanwhile is not a failure: a batch the API
+    /// rejects is retried one instance at a time to tell which.
+    pub async fn stop_batch(&self, ids: &[String], reason: &str) -> Stopped {
+        let mut out = Stopped::default();
+        match self.client.stop_instances().set_instance_ids(Some(ids.to_vec())).send().await {
+            Ok(_) => out.stopped = ids.to_vec(),
+            Err(e) if ids.len() > 1 => {
+                tracing::debug!("batch stop failed ({}); retrying one by one", aws_sdk_ec2::error::DisplayErrorContext(&e));
+                for id in ids {
+                    let one = Box::pin(self.stop_batch(std::slice::from_ref(id), reason)).await;
+                    out.stopped.extend(one.stopped);
+                    out.gone.extend(one.gone);
+                    out.failed.extend(one.failed);
+                }
+                return out;
+            }
+            Err(e) => {
+                use aws_sdk_ec2::error::ProvideErrorMetadata;
+                if e.code().is_some_and(|c| GONE_CODES.contains(&c)) {
+                    out.gone = ids.to_vec();
+                } else {
+                    out.failed = vec![(ids[0].clone(), aws_sdk_ec2::error::DisplayErrorContext(&e).to_string())];
+                }
+                return out;
+            }
+        }
+        // The reason is worth a call: "why did my box stop?" is answered by
+        // `workstation status`. Tag values are limited to 256 characters.
+        let value: String = reason.chars().take(256).collect();
+        if let Err(e) = self.client.create_tags().set_resources(Some(out.stopped.clone())).tags(tag(tags::STOPPED_BY, &value)).send().await {
+            tracing::warn!("tagging stopped boxes with the reason failed: {}", aws_sdk_ec2::error::DisplayErrorContext(&e));
+        }
+        out
+    }
 }
 
 /// At most 64 ASCII characters (EC2's limit); the same for every create of
@@ -322,5 +396,33 @@ mod tests {
         assert!(t.len() <= 64 && t.is_ascii());
         assert_ne!(t, client_token(&o, &n, "i-123"));
         assert_ne!(t, client_token(&o, &"dev2".parse().unwrap(), ""));
+    }
+}
+
+/// Counts API requests by operation (every attempt, retries included):
+/// `reap` reports them, and its benchmark compares them with the minimum.
+#[derive(Debug, Clone, Default)]
+pub struct ApiCalls(std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>>);
+
+impl ApiCalls {
+    pub fn counts(&self) -> std::collections::BTreeMap<String, u64> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl aws_sdk_ec2::config::Intercept for ApiCalls {
+    fn name(&self) -> &'static str {
+        "ApiCalls"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &aws_sdk_ec2::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _components: &aws_sdk_ec2::config::RuntimeComponents,
+        cfg: &mut aws_sdk_ec2::config::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let operation = cfg.load::<aws_smithy_runtime_api::client::orchestrator::Metadata>().map_or("unknown", |m| m.name()).to_owned();
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()).entry(operation).or_default() += 1;
+        Ok(())
     }
 }

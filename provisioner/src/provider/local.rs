@@ -36,6 +36,10 @@ struct Record {
     launched_at: DateTime<Utc>,
     manifest_hash: String,
     host_key: Option<String>,
+    #[serde(default)]
+    last_active: Option<DateTime<Utc>>,
+    #[serde(default)]
+    keep_until: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,6 +120,9 @@ impl LocalProvider {
             manifest_hash: Some(r.manifest_hash.clone()),
             launched_at: Some(r.launched_at),
             instance_type: Some("netns".into()),
+            last_active: r.last_active,
+            keep_until: r.keep_until,
+            stopped_by: None,
         }
     }
 
@@ -182,6 +189,8 @@ impl Provider for LocalProvider {
                 launched_at: now,
                 manifest_hash: spec.manifest.hash.clone(),
                 host_key: None,
+                last_active: None,
+                keep_until: None,
             };
             self.save(&record)?;
             record
@@ -231,6 +240,12 @@ impl Provider for LocalProvider {
         self.halt(&r).await?;
         let dir = self.box_dir(&r.owner, &r.name);
         std::fs::remove_dir_all(&dir).map_err(io(&dir))
+    }
+
+    async fn keep_until(&self, id: &str, until: DateTime<Utc>) -> Result<()> {
+        let mut r = self.record(id)?;
+        r.keep_until = Some(until);
+        self.save(&r)
     }
 }
 

@@ -21,6 +21,12 @@ pub mod tags {
     pub const NAME: &str = "workstation:name";
     pub const MANIFEST_HASH: &str = "workstation:manifest-hash";
     pub const HOST_KEY: &str = "workstation:host-key";
+    /// RFC 3339; written by the box when it sees activity (rate-limited).
+    pub const LAST_ACTIVE: &str = "workstation:last-active";
+    /// RFC 3339; `workstation keep --for` (capped by idle.max_keep).
+    pub const KEEP_UNTIL: &str = "workstation:keep-until";
+    /// Who stopped the box and why (the box itself, or `reap`).
+    pub const STOPPED_BY: &str = "workstation:stopped-by";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -66,6 +72,14 @@ pub struct BoxInfo {
     pub manifest_hash: Option<String>,
     pub launched_at: Option<DateTime<Utc>>,
     pub instance_type: Option<String>,
+    pub last_active: Option<DateTime<Utc>>,
+    pub keep_until: Option<DateTime<Utc>>,
+    pub stopped_by: Option<String>,
+}
+
+/// An RFC 3339 tag value; a malformed one counts as absent.
+pub fn parse_time(value: Option<&str>) -> Option<DateTime<Utc>> {
+    value.and_then(|v| DateTime::parse_from_rfc3339(v).ok()).map(|t| t.with_timezone(&Utc))
 }
 
 pub struct LaunchSpec<'a> {
@@ -132,4 +146,7 @@ pub trait Provider: Send + Sync {
 
     /// Deletes the box and its disk.
     async fn destroy(&self, id: &str) -> Result<()>;
+
+    /// Records `workstation keep`: the idle policy keeps the box until then.
+    async fn keep_until(&self, id: &str, until: DateTime<Utc>) -> Result<()>;
 }

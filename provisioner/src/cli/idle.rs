@@ -1,0 +1,111 @@
+//! keep, reap: holding a box up for a while, and the central backstop that
+//! stops every owner's idle boxes.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use chrono::{DateTime, Utc};
+use clap::Args;
+use comfy_table::presets::NOTHING;
+use comfy_table::Table;
+
+use super::output::{self, Output};
+use super::Global;
+use crate::name::BoxName;
+use crate::reap::{self, ReapReport};
+
+/// Keep a box from stopping itself for a while (at most idle.max_keep).
+#[derive(Debug, Args)]
+pub struct KeepArgs {
+    /// Box name.
+    #[arg(default_value_t = BoxName::default())]
+    name: BoxName,
+    /// How long, e.g. 2h or 90m.
+    #[arg(long = "for", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    duration: Duration,
+}
+
+/// Stop every owner's idle boxes: the backstop cron runs (see examples/reap/).
+///
+/// Uses the manifest's [idle] policy for all boxes and their
+/// workstation:last-active and workstation:keep-until tags. Boxes stopped or
+/// terminated by someone else meanwhile are reported, not errors.
+#[derive(Debug, Args)]
+pub struct ReapArgs {
+    /// Print the plan; stop nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Decide as of this time (RFC 3339) instead of now, e.g. to see what
+    /// the 20:00 run will stop.
+    #[arg(long, value_name = "TIME")]
+    at: Option<DateTime<Utc>>,
+    /// StopInstances calls in flight at once.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    concurrency: usize,
+}
+
+pub async fn keep(global: &Global, args: KeepArgs) -> Result<ExitCode> {
+    let manifest = global.optional_manifest()?;
+    let max = manifest.as_ref().map(|m| m.manifest.idle.max_keep).unwrap_or_else(|| crate::config::IdlePolicy::default().max_keep);
+    if args.duration > max {
+        bail!(
+            "--for {} is longer than idle.max_keep ({}); ask for less, or raise idle.max_keep in workstation.toml",
+            humantime::format_duration(args.duration),
+            humantime::format_duration(max)
+        );
+    }
+    let ctx = global.context(manifest.as_ref()).await?;
+    let info = ctx.find(&args.name).await?;
+    let until = Utc::now() + chrono::Duration::from_std(args.duration)?;
+    ctx.provider.keep_until(&info.id, until).await?;
+    match global.output {
+        Output::Json => output::json(&serde_json::json!({ "box": info.name, "id": info.id, "keep_until": until }))?,
+        Output::Text => println!("box {} kept until {} (it may stop after that when idle)", info.name, until.format("%Y-%m-%d %H:%M UTC")),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn reap(global: &Global, args: ReapArgs) -> Result<ExitCode> {
+    let manifest = global.optional_manifest()?;
+    let policy = manifest.as_ref().map(|m| m.manifest.idle.clone()).unwrap_or_default();
+    let (provider, calls) = global.aws(manifest.as_ref()).await?;
+    let report = reap::reap(&provider, &policy, args.at.unwrap_or_else(Utc::now), args.dry_run, args.concurrency).await?;
+    let api_calls = calls.counts();
+    match global.output {
+        Output::Json => output::json(&serde_json::json!({ "report": report, "api_calls": api_calls }))?,
+        Output::Text => print(&report, &api_calls),
+    }
+    Ok(if report.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn print(report: &ReapReport, api_calls: &std::collections::BTreeMap<String, u64>) {
+    if !report.plan.is_empty() {
+        let mut table = Table::new();
+        table.load_preset(NOTHING).set_header(["ID", "OWNER", "NAME", "LAST ACTIVE", "WHY"]);
+        for p in &report.plan {
+            let reason = match &p.verdict {
+                crate::idle::Verdict::Stop { reason } => reason.clone(),
+                other => format!("{other:?}"),
+            };
+            table.add_row([p.id.clone(), p.owner.clone(), p.name.clone(), p.last_active.map_or("-".into(), |t| t.format("%m-%d %H:%M").to_string()), reason]);
+        }
+        println!("{table}");
+    }
+    let calls: Vec<String> = api_calls.iter().map(|(op, n)| format!("{op} {n}")).collect();
+    if report.dry_run {
+        println!("{} running boxes, {} would stop (dry run); API calls: {}", report.examined, report.plan.len(), calls.join(", "));
+    } else {
+        println!(
+            "{} running boxes: {} stopped, {} already stopped or gone, {} failed; API calls: {}",
+            report.examined,
+            report.stopped.len(),
+            report.gone.len(),
+            report.failed.len(),
+            calls.join(", ")
+        );
+    }
+    for f in &report.failed {
+        eprintln!("error: stopping {}: {}", f.id, f.error);
+    }
+}
