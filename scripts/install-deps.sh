@@ -2,11 +2,12 @@
 # Installs what builds and tests need beyond the Rust toolchain: Debian's
 # sshd/ssh/iproute2 (boxes are network namespaces running real sshd), the
 # box stack (supervisor, redis, postgresql, curl), dnsmasq (a real DNS server
-# on loopback for the hosts agent's re-resolution test) and moto's EC2/S3 server
+# on loopback for the hosts agent's re-resolution test), nftables (the idle
+# check counts connections to service ports) and moto's EC2/S3 server
 # from PyPI. Quick no-op when everything is present.
 set -euo pipefail
 
-DEBS=(openssh-server openssh-client iproute2 util-linux procps supervisor redis-server redis-tools postgresql postgresql-client curl dnsmasq-base)
+DEBS=(openssh-server openssh-client iproute2 util-linux procps supervisor redis-server redis-tools postgresql postgresql-client curl dnsmasq-base nftables)
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "install-deps: run as root (apt-get, and boxes need network namespaces)" >&2

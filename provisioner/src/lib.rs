@@ -4,6 +4,7 @@
 
 pub mod activity;
 pub mod atomic;
+pub mod boxidle;
 pub mod boxside;
 pub mod bringup;
 pub mod cli;

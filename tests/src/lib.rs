@@ -137,7 +137,9 @@ impl TestEnv {
     /// private addresses moto assigned.
     pub fn aws() -> TestEnv {
         let mut env = TestEnv::base();
-        let moto = moto::Moto::start();
+        let network = LocalNetwork { bridge: BRIDGE.into(), network: NETWORK.parse().unwrap(), subnet: env.subnet };
+        workstation::provider::netns::BoxHost::ensure_bridge(&network).expect("test bridge");
+        let moto = moto::Moto::start_on(&workstation::provider::netns::gateway(&network.network).to_string());
         env.env.extend(moto.client_env());
         let (subnet_id, image) = moto.prepare(env.subnet);
         env.write_settings(
@@ -201,6 +203,22 @@ impl TestEnv {
         c
     }
 
+    /// `workstation ARGS` inside the network namespace that has `address`
+    /// (a box), with this environment's variables: what a box's own timer
+    /// runs.
+    pub fn cmd_on_box(&self, address: &str, args: &[&str]) -> Command {
+        let ns = netns_with(address).unwrap_or_else(|| panic!("no network namespace has {address}"));
+        let plain = self.cmd(args);
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &ns]).arg(plain.get_program()).args(plain.get_args()).env_clear().current_dir(self.root.path());
+        for (k, v) in plain.get_envs() {
+            if let Some(v) = v {
+                c.env(k, v);
+            }
+        }
+        c
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
         self.cmd(args).output().expect("workstation runs")
     }
@@ -251,6 +269,15 @@ impl Drop for TestEnv {
         });
         clear_stale_boxes(&self.subnet);
     }
+}
+
+/// The network namespace one of whose addresses is `address`.
+pub fn netns_with(address: &str) -> Option<String> {
+    let entries = std::fs::read_dir("/run/netns").ok()?;
+    entries.flatten().map(|e| e.file_name().to_string_lossy().to_string()).find(|ns| {
+        let out = Command::new("ip").args(["-n", ns, "-4", "-o", "addr", "show"]).output();
+        out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().any(|w| w.split('/').next() == Some(address)))
+    })
 }
 
 /// Removes namespaces left by a killed earlier run in this slice.

@@ -19,17 +19,24 @@ pub struct Moto {
 }
 
 impl Moto {
+    /// moto on loopback.
     pub fn start() -> Moto {
+        Moto::start_on("127.0.0.1")
+    }
+
+    /// moto on `host`: the test bridge's gateway lets boxes (namespaces)
+    /// reach it too, as an EC2 box reaches the EC2 API.
+    pub fn start_on(host: &str) -> Moto {
         let port = free_port();
         let child = Command::new("python3")
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-m", "moto.server", "-H", host, "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("python3 -m moto.server starts (pip install 'moto[server]')");
-        let mut moto = Moto { url: format!("http://127.0.0.1:{port}"), child };
+        let mut moto = Moto { url: format!("http://{host}:{port}"), child };
         let deadline = Instant::now() + START_TIMEOUT;
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while TcpStream::connect((host, port)).is_err() {
             if let Ok(Some(status)) = moto.child.try_wait() {
                 panic!("moto exited with {status} before listening");
             }

@@ -11,6 +11,32 @@ use crate::boxside;
 #[derive(Debug, Subcommand)]
 pub enum BoxCommand {
     PublishHostKey(PublishArgs),
+    IdleCheck(IdleCheckArgs),
+}
+
+/// Measure activity, record it, warn and stop this box when idle.
+///
+/// Run every minute by the image's timer, with the manifest's [idle]
+/// policy. Activity: SSH sessions carrying more than keepalives, traffic to
+/// the services' ports, CPU above idle.cpu_percent, `workstation sync`.
+#[derive(Debug, Args)]
+pub struct IdleCheckArgs {
+    /// The box root (state in <root>/run/idle.json).
+    #[arg(long, env = "WORKSTATION_BOX_ROOT", default_value = crate::layout::DEFAULT_ROOT, value_name = "DIR")]
+    root: PathBuf,
+    /// This instance's id (default: from the instance metadata service).
+    #[arg(long)]
+    instance_id: Option<String>,
+    /// This instance's region (default: from the instance metadata service).
+    #[arg(long)]
+    region: Option<String>,
+    /// Decide and print; do not tag, warn or stop.
+    #[arg(long)]
+    dry_run: bool,
+    /// Decide as of this time (RFC 3339) instead of now (with --dry-run:
+    /// what happens at 20:00?).
+    #[arg(long, value_name = "TIME")]
+    at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Publish this box's SSH host key as the EC2 tag workstation:host-key.
@@ -30,17 +56,39 @@ pub struct PublishArgs {
     region: Option<String>,
 }
 
-pub async fn run(cmd: BoxCommand) -> Result<ExitCode> {
+/// The instance id and region: given, else from IMDSv2.
+async fn identity(id: Option<String>, region: Option<String>) -> Result<(String, String)> {
+    Ok(match (id, region) {
+        (Some(id), Some(region)) => (id, region),
+        (id, region) => {
+            let (imds_id, imds_region) = boxside::instance_identity(&aws_config::imds::Client::builder().build()).await?;
+            (id.unwrap_or(imds_id), region.unwrap_or(imds_region))
+        }
+    })
+}
+
+pub async fn run(global: &super::Global, cmd: BoxCommand) -> Result<ExitCode> {
     match cmd {
+        BoxCommand::IdleCheck(args) => {
+            let manifest = global.load_manifest()?;
+            let (id, region) = identity(args.instance_id, args.region).await?;
+            let sdk = super::sdk_config(None, Some(region)).await;
+            let api = crate::boxidle::SelfApi { client: aws_sdk_ec2::Client::new(&sdk), id };
+            let ports: Vec<u16> = manifest.manifest.services.values().flat_map(|s| s.ports.iter().copied()).collect();
+            let check = crate::boxidle::Check { policy: &manifest.manifest.idle, ports, root: args.root, api: &api, dry_run: args.dry_run };
+            let checked = check.run(args.at.unwrap_or_else(chrono::Utc::now)).await?;
+            match global.output {
+                super::Output::Json => super::output::json(&checked)?,
+                super::Output::Text => {
+                    let active = if checked.active.is_empty() { "idle".to_owned() } else { format!("active: {}", checked.active.join("; ")) };
+                    println!("{active}; {:?}{}", checked.verdict, if checked.stopped { "; stopping this instance" } else { "" });
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         BoxCommand::PublishHostKey(args) => {
             let key = boxside::read_host_key(&args.host_key_file)?;
-            let (id, region) = match (args.instance_id, args.region) {
-                (Some(id), Some(region)) => (id, region),
-                (id, region) => {
-                    let (imds_id, imds_region) = boxside::instance_identity(&aws_config::imds::Client::builder().build()).await?;
-                    (id.unwrap_or(imds_id), region.unwrap_or(imds_region))
-                }
-            };
+            let (id, region) = identity(args.instance_id, args.region).await?;
             let sdk = super::sdk_config(None, Some(region)).await;
             boxside::publish_host_key(&aws_sdk_ec2::Client::new(&sdk), &id, &key).await?;
             println!("published host key of {id}: {key}");

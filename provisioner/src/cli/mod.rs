@@ -140,7 +140,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Ssh(args) => ssh::ssh(&global, args).await,
         Command::SshConfig(args) => ssh::ssh_config(&global, args).await,
         Command::Pin(args) => ssh::pin(&global, args).await,
-        Command::BoxSide(cmd) => boxside::run(cmd).await,
+        Command::BoxSide(cmd) => boxside::run(&global, cmd).await,
     }
 }
 

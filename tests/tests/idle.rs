@@ -1,0 +1,114 @@
+//! The box's own idle check, end to end: a box from moto materialised as a
+//! network namespace, real SSH sessions and HTTP requests, the check run in
+//! the box's namespace (as its timer would) against moto's EC2 API. Time is
+//! simulated with `--at`; the traffic is real.
+
+use std::io::{Read, Write};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{SecondsFormat, Utc};
+use workstation_tests::TestEnv;
+
+#[test]
+fn ssh_typing_and_http_keep_a_box_silence_stops_it_with_a_warning() {
+    let env = TestEnv::aws();
+    let text = std::fs::read_to_string(&env.manifest).unwrap() + "\n[idle]\ntimeout = \"2m\"\nwarning = \"1m\"\n";
+    env.write_manifest(&text);
+    let created = env.json(&["create", "--name", "dev"]);
+    let id = created["box"]["id"].as_str().unwrap().to_owned();
+    let ip = created["box"]["address"].as_str().unwrap().to_owned();
+    env.ok(&["ssh-config"]);
+    let box_root = env.root.path().join("box-root");
+
+    let t0 = Utc::now();
+    let check = |seconds: i64| -> serde_json::Value {
+        let at = (t0 + chrono::Duration::seconds(seconds)).to_rfc3339_opts(SecondsFormat::Secs, true);
+        let out = env
+            .cmd_on_box(&ip, &["box", "idle-check", "--instance-id", &id, "--region", "us-east-1", "--at", &at, "--output", "json"])
+            .env("WORKSTATION_BOX_ROOT", &box_root)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "idle-check: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let verdict = |c: &serde_json::Value| c["verdict"]["verdict"].as_str().unwrap().to_owned();
+
+    let first = check(0);
+    assert_eq!(verdict(&first), "keep", "{first}");
+
+    // An interactive session (with a terminal, as people log in).
+    let mut ssh = std::process::Command::new("ssh")
+        .arg("-F")
+        .arg(env.home.join(".ssh/config"))
+        .args(["-tt", "-o", "BatchMode=yes", "ws-dev", "cat"])
+        .env("HOME", &env.home)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let screen = Arc::new(Mutex::new(String::new()));
+    let reader = {
+        let (screen, mut out) = (screen.clone(), ssh.stdout.take().unwrap());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                screen.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        })
+    };
+    let mut keys = ssh.stdin.take().unwrap();
+    let mut typed = |what: &str| {
+        for c in what.chars() {
+            keys.write_all(c.to_string().as_bytes()).unwrap();
+            keys.flush().unwrap();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    typed("echo hello\n");
+    std::thread::sleep(Duration::from_millis(500));
+    let typing = check(60);
+    assert!(typing["active"][0].as_str().unwrap().starts_with("SSH traffic"), "{typing}");
+    typed("more keystrokes\n");
+    std::thread::sleep(Duration::from_millis(300));
+    let still = check(120);
+    assert!(!still["active"].as_array().unwrap().is_empty(), "typing counts: {still}");
+
+    // The session stays open but carries nothing: idle, and warned.
+    let silent = check(180);
+    assert!(silent["active"].as_array().unwrap().is_empty(), "an open, silent session is not activity: {silent}");
+    assert_eq!(verdict(&silent), "warn", "{silent}");
+    assert_eq!(silent["warned_ttys"], 1, "{silent}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !screen.lock().unwrap().contains("this box stops in") {
+        assert!(std::time::Instant::now() < deadline, "the warning never reached the session: {:?}", screen.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // A colleague's browser: a short HTTP request to the service between
+    // two checks counts (nftables counter), though no connection is open.
+    let mut http = std::net::TcpStream::connect((ip.as_str(), 8080)).unwrap();
+    http.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    let mut page = String::new();
+    http.read_to_string(&mut page).unwrap();
+    assert!(page.starts_with("HTTP/1.0 200"), "{page}");
+    let viewed = check(210);
+    assert!(viewed["active"].as_array().unwrap().iter().any(|a| a.as_str().unwrap().starts_with("service traffic")), "{viewed}");
+    assert_eq!(verdict(&viewed), "keep");
+
+    // Then silence past the timeout: the box stops itself in moto.
+    let gone = check(360);
+    assert_eq!(verdict(&gone), "stop", "{gone}");
+    assert_eq!(gone["stopped"], true);
+    let status = env.json(&["status", "dev"]);
+    assert!(matches!(status["state"].as_str(), Some("stopping" | "stopped")), "{status}");
+    assert!(status["stopped_by"].as_str().unwrap().contains("box idle-check"), "{status}");
+    let _ = ssh.kill();
+    let _ = ssh.wait();
+    let _ = reader.join();
+}
