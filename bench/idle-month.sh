@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# A month of synthetic activity for 50 engineers through our idle policy and
+# through "stop after 30 minutes without an SSH connection": billed hours per
+# active hour, stops while the engineer was at the box, restarts.
+# (tests/tests/idle_month.rs; an ignored test so that it builds with the rest.)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo test --quiet --locked --test idle_month -- --ignored --nocapture 2>&1 | grep -E "engineers|billed"
