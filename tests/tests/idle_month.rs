@@ -46,9 +46,7 @@ fn trace(seed: u64) -> Vec<Minute> {
         if !weekday {
             if rng.chance(10) {
                 let start = base + 600 + rng.next(300) as usize;
-                for t in start..start + 60 {
-                    m[t] = Minute { active: true, present: true, connected: true };
-                }
+                m[start..start + 60].fill(Minute { active: true, present: true, connected: true });
             }
             continue;
         }
@@ -57,9 +55,7 @@ fn trace(seed: u64) -> Vec<Minute> {
         let lunch = base + 720 + rng.next(30) as usize;
         let lunch_end = lunch + 45 + rng.next(30) as usize;
         // Yesterday's forgotten session stays open until today's arrival.
-        for t in forgot_until.min(arrive)..arrive {
-            m[t].connected = true;
-        }
+        m[forgot_until.min(arrive)..arrive].iter_mut().for_each(|x| x.connected = true);
         let mut t = arrive;
         while t < leave {
             if (lunch..lunch_end).contains(&t) {
@@ -69,8 +65,7 @@ fn trace(seed: u64) -> Vec<Minute> {
             }
             let kind = rng.next(100);
             let len = 10 + rng.next(60) as usize;
-            for u in t..(t + len).min(leave) {
-                let x = &mut m[u];
+            for x in &mut m[t..(t + len).min(leave)] {
                 match kind {
                     0..=49 => *x = Minute { active: true, present: true, connected: true }, // typing
                     50..=64 => *x = Minute { active: false, present: true, connected: true }, // reading
@@ -83,9 +78,7 @@ fn trace(seed: u64) -> Vec<Minute> {
         }
         if rng.chance(30) {
             forgot_until = base + 1440 + 480;
-            for t in leave..(base + 1440) {
-                m[t].connected = true;
-            }
+            m[leave..base + 1440].iter_mut().for_each(|x| x.connected = true);
         }
     }
     m
