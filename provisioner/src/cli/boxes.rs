@@ -122,7 +122,10 @@ pub async fn status(global: &Global, args: NameArg) -> Result<ExitCode> {
     let info = ctx.find(&args.name).await?;
     let pinned = ctx.known_hosts.get(&known_hosts::alias(&info.id))?.is_some();
     let policy = manifest.as_ref().map(|m| m.manifest.idle.clone()).unwrap_or_default();
-    let idle = (info.state == crate::provider::BoxState::Running).then(|| crate::idle::decide(&policy, &crate::idle::Seen::of(&info), chrono::Utc::now()));
+    // Local boxes have no EC2 API to record activity in, so no idle check
+    // runs for them, and a verdict would be made up.
+    let tracked = info.state == crate::provider::BoxState::Running && ctx.provider.kind() == crate::settings::ProviderKind::Aws;
+    let idle = tracked.then(|| crate::idle::decide(&policy, &crate::idle::Seen::of(&info), chrono::Utc::now()));
     let status = Status {
         info: &info,
         host_key_pinned: pinned,
