@@ -7,7 +7,7 @@
 # from PyPI. Quick no-op when everything is present.
 set -euo pipefail
 
-DEBS=(openssh-server openssh-client iproute2 util-linux procps supervisor redis-server redis-tools postgresql postgresql-client curl dnsmasq-base nftables)
+DEBS=(openssh-server openssh-client iproute2 util-linux procps supervisor redis-server redis-tools postgresql postgresql-client curl rsync dnsmasq-base nftables)
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "install-deps: run as root (apt-get, and boxes need network namespaces)" >&2

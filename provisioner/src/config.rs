@@ -64,6 +64,21 @@ pub struct Manifest {
     pub stores: BTreeMap<String, Store>,
     #[serde(default)]
     pub idle: IdlePolicy,
+    #[serde(default)]
+    pub sync: SyncSpec,
+}
+
+/// `workstation sync`: the laptop's checkout mirrored onto the box.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncSpec {
+    /// Where on the box, relative to the box root (default: `src/<name of
+    /// the checkout directory>`).
+    pub path: Option<String>,
+    /// rsync patterns never synced, besides `.git/` and what `.gitignore`
+    /// files ignore.
+    #[serde(default)]
+    pub exclude: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -100,6 +115,15 @@ pub struct Service {
     pub health: Option<HealthCheck>,
     #[serde(default)]
     pub logs: ServiceLogs,
+    /// Run in the synced checkout on the box when a file matching
+    /// `install_on` changed (e.g. "npm ci"), then restart this service.
+    pub install: Option<String>,
+    /// Globs relative to the checkout, e.g. ["package-lock.json"].
+    #[serde(default)]
+    pub install_on: Vec<String>,
+    /// Globs whose changes restart this service, e.g. ["src/**"].
+    #[serde(default)]
+    pub restart_on: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -550,6 +574,24 @@ impl Manifest {
                     format!("{db:?} is not a database name; use a-z, 0-9 and '_', starting with a letter (at most 50)"),
                 ),
                 _ => {}
+            }
+        }
+
+        for (name, svc) in &self.services {
+            for (field, globs) in [("install_on", &svc.install_on), ("restart_on", &svc.restart_on)] {
+                for (i, g) in globs.iter().enumerate() {
+                    if let Err(e) = globset::Glob::new(g) {
+                        problem(format!("services.{name}.{field}[{i}]"), format!("{g:?} is not a glob ({e}); use e.g. \"src/**\""));
+                    }
+                }
+            }
+            if svc.install_on.is_empty() != svc.install.is_none() {
+                problem(format!("services.{name}.install"), "install and install_on go together: the command, and the files whose change runs it".into());
+            }
+        }
+        if let Some(path) = &self.sync.path {
+            if path.is_empty() || path.starts_with('/') || path.split('/').any(|c| c == ".." || c == ".") {
+                problem("sync.path".into(), format!("{path:?} must be a relative path below the box root without . or .., e.g. \"src/app\""));
             }
         }
 

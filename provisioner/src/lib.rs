@@ -26,3 +26,4 @@ pub mod settings;
 pub mod ssh_config;
 pub mod stores;
 pub mod supervisor;
+pub mod sync;

@@ -8,6 +8,7 @@ mod idle;
 mod output;
 mod ssh;
 mod stack;
+mod sync;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,6 +55,7 @@ Examples:
   workstation share alice                  point the hostnames at alice's box (demo)
   workstation share --off                  and back at yours
   workstation hosts                        where this laptop's hostnames point
+  workstation sync                         mirror this checkout onto the box, keep it mirrored
   workstation keep --for 2h                do not stop my idle box for two hours
   workstation reap --dry-run               which idle boxes the backstop would stop
   workstation stop dev                     stop it; the disk is kept
@@ -106,6 +108,7 @@ pub enum Command {
     /// Print or write configuration rendered from the manifest.
     #[command(subcommand)]
     Render(stack::RenderCommand),
+    Sync(sync::SyncArgs),
     Keep(idle::KeepArgs),
     Reap(idle::ReapArgs),
     Hosts(hosts::HostsArgs),
@@ -133,6 +136,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Restart(args) => stack::restart(&global, args).await,
         Command::Logs(args) => stack::logs(&global, args).await,
         Command::Render(cmd) => stack::render(&global, cmd).await,
+        Command::Sync(args) => sync::sync(&global, args).await,
         Command::Keep(args) => idle::keep(&global, args).await,
         Command::Reap(args) => idle::reap(&global, args).await,
         Command::Hosts(args) => hosts::hosts(&global, args).await,
