@@ -47,10 +47,23 @@ pub struct Target {
 }
 
 /// Where the shared SSH connection's socket goes: a private directory whose
-/// path leaves room for `%C` (40 characters) within a socket path's limit.
+/// path leaves room for `%C` (40 characters) within a socket path's limit
+/// (about 100 bytes): the runtime directory, the state directory, or a
+/// 0700 directory of ours in the temp directory.
 pub fn control_path(state_dir: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let fits = |d: &Path| d.as_os_str().len() + 45 < 100;
     let runtime = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
-    [runtime, Some(state_dir.to_owned())].into_iter().flatten().map(|d| d.join("ws-%C")).find(|p| p.as_os_str().len() + 40 < 100)
+    if let Some(d) = [runtime, Some(state_dir.to_owned())].into_iter().flatten().find(|d| fits(d)) {
+        return Some(d.join("ws-%C"));
+    }
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    let private = std::env::temp_dir().join(format!("workstation-{uid}"));
+    let _ = std::fs::DirBuilder::new().mode(0o700).create(&private);
+    // Someone else's directory there could watch or hijack the socket.
+    let ours = std::fs::symlink_metadata(&private).is_ok_and(|m| m.is_dir() && m.uid() == uid && m.mode() & 0o077 == 0);
+    (ours && fits(&private)).then(|| private.join("ws-%C"))
 }
 
 /// What one rsync run sent.
@@ -182,7 +195,14 @@ pub struct Actions {
 
 /// Per service, which changed files call for an install or a restart.
 pub struct Rules {
-    rules: Vec<(String, Option<(String, GlobSet)>, GlobSet)>,
+    rules: Vec<ServiceRule>,
+}
+
+struct ServiceRule {
+    service: String,
+    /// The install command and the globs that call for it.
+    install: Option<(String, GlobSet)>,
+    restart_on: GlobSet,
 }
 
 impl Rules {
@@ -200,22 +220,22 @@ impl Rules {
         let rules = manifest
             .services
             .iter()
-            .map(|(name, s)| (name.clone(), s.install.clone().map(|i| (i, set(&s.install_on))), set(&s.restart_on)))
+            .map(|(name, s)| ServiceRule { service: name.clone(), install: s.install.clone().map(|i| (i, set(&s.install_on))), restart_on: set(&s.restart_on) })
             .collect();
         Rules { rules }
     }
 
     pub fn actions(&self, changed: &[String]) -> Actions {
         let mut out = Actions::default();
-        for (name, install, restart_on) in &self.rules {
-            if let Some((command, on)) = install {
+        for rule in &self.rules {
+            if let Some((command, on)) = &rule.install {
                 if changed.iter().any(|c| on.is_match(c)) {
-                    out.installs.entry(command.clone()).or_default().push(name.clone());
+                    out.installs.entry(command.clone()).or_default().push(rule.service.clone());
                     continue;
                 }
             }
-            if changed.iter().any(|c| restart_on.is_match(c)) {
-                out.restarts.insert(name.clone());
+            if changed.iter().any(|c| rule.restart_on.is_match(c)) {
+                out.restarts.insert(rule.service.clone());
             }
         }
         out
@@ -284,6 +304,7 @@ pub mod session {
     const DEBOUNCE: Duration = Duration::from_millis(30);
     const MAX_BATCH_WAIT: Duration = Duration::from_millis(500);
     const MAX_BACKOFF: Duration = Duration::from_secs(30);
+    const MARK_EVERY: Duration = Duration::from_secs(30);
 
     #[derive(Debug, thiserror::Error)]
     pub enum SessionError {
@@ -328,6 +349,8 @@ pub mod session {
         pub manifest: &'a LoadedManifest,
         pub target: Target,
         rules: Rules,
+        /// When sync activity was last marked on the box.
+        marked: std::sync::Mutex<Option<std::time::Instant>>,
     }
 
     impl<'a> Sync<'a> {
@@ -348,7 +371,7 @@ pub mod session {
                 exclude: manifest.manifest.sync.exclude.clone(),
                 control_path: super::control_path(&ctx.paths.state_dir),
             };
-            Ok(Sync { ctx, info, manifest, rules: Rules::new(&manifest.manifest), target })
+            Ok(Sync { ctx, info, manifest, rules: Rules::new(&manifest.manifest), target, marked: Default::default() })
         }
 
         /// Pushes a batch, retrying with backoff while the box is
@@ -406,8 +429,14 @@ pub mod session {
             tracing::debug!("changed on the box: {:?}", sent.changed);
             if !sent.changed.is_empty() {
                 let actions = self.rules.actions(&sent.changed);
-                if let Err(e) = self.apply(&actions, report).await {
-                    report.line(&format!("after sync: {e}"));
+                // The idle check looks once a minute: marking every 30 s is
+                // enough, and an edit does not wait for an SSH session.
+                let mark = self.marked.lock().unwrap_or_else(|p| p.into_inner()).is_none_or(|t| t.elapsed() >= MARK_EVERY);
+                if mark || actions != Actions::default() {
+                    match self.apply(&actions, report).await {
+                        Ok(()) => *self.marked.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now()),
+                        Err(e) => report.line(&format!("after sync: {e}")),
+                    }
                 }
             }
             Ok(sent.changed.len())

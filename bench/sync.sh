@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# `workstation sync` on a local box: (1) single-file edit on the laptop until
+# it is visible on the box, median and p95 over 50 edits (goal < 300 ms);
+# (2) initial sync of a 10,000-file tree versus plain `rsync -a` over the
+# same SSH (pinned config): ratio. Needs root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bridge=wsbench0 net=10.79.0.0/16 gw=10.79.0.1
+cargo build --quiet --workspace --bins --locked
+bin="$PWD/../target/debug/workstation"
+work=$(mktemp -d /var/lib/workstation-bench-XXXX)
+chmod 755 "$work"
+sync_pid=
+cleanup() { [ -z "$sync_pid" ] || kill "$sync_pid" 2>/dev/null || true; "$bin" destroy b1 --yes >/dev/null 2>&1 || true; ip link del $bridge 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+ip link add $bridge type bridge 2>/dev/null || true
+ip addr replace $gw/16 dev $bridge && ip link set $bridge up
+mkdir -p /run/sshd
+export HOME=$work/home WORKSTATION_HOSTS_SOCKET=$work/none.sock
+mkdir -p "$HOME/.ssh" "$HOME/.config/workstation"
+ssh-keygen -q -t ed25519 -N "" -f "$HOME/.ssh/id_ed25519"
+printf 'owner = "bench"\nprovider = "local"\n[local]\nbridge = "%s"\nnetwork = "%s"\nsubnet = "10.79.1.0/24"\n' $bridge $net > "$HOME/.config/workstation/config.toml"
+export WORKSTATION_MANIFEST=$work/workstation.toml
+printf '[box]\ninstance_type = "t3.medium"\ndisk_gib = 30\nimage_id = "ami-0123456789abcdef0"\n[sync]\npath = "src/big"\n' > "$WORKSTATION_MANIFEST"
+"$bin" create --name b1 >/dev/null 2>&1
+
+big=$work/big
+python3 - "$big" <<'PY'
+import os, sys
+root = sys.argv[1]
+for i in range(10000):
+    d = os.path.join(root, f"d{i % 100}")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, f"f{i}.txt"), "w") as f:
+        f.write(f"file {i}\n" * 20)
+PY
+now_ms() { date +%s%3N; }
+t0=$(now_ms); "$bin" sync b1 --once --dir "$big" >/dev/null 2>"$work/sync.err"; t1=$(now_ms)
+ws=$((t1 - t0))
+remote=$(grep -o 'dev:[^ ]*\|b1:[^ ]*' "$work/sync.err" | head -1 | cut -d: -f2)
+"$bin" ssh-config >/dev/null
+t0=$(now_ms); rsync -a -e "ssh -F $HOME/.local/state/workstation/ssh_config -o BatchMode=yes" "$big/" "ws-b1:${remote}-plain/"; t1=$(now_ms)
+plain=$((t1 - t0))
+
+"$bin" sync b1 --dir "$big" 2>"$work/watch.err" &
+sync_pid=$!
+until grep -q watching "$work/watch.err"; do sleep 0.05; done
+lat=()
+for i in $(seq 1 50); do
+    f=d7/f7.txt
+    t0=$(now_ms); echo "edit $i" > "$big/$f"
+    until [ "$(cat "$remote/$f" 2>/dev/null)" = "edit $i" ]; do :; done
+    t1=$(now_ms); lat+=($((t1 - t0)))
+    sleep 0.1
+done
+printf '%s\n' "${lat[@]}" | sort -n | awk '{a[NR]=$1} END {printf "edit -> visible on the box: median %d ms, p95 %d ms (50 edits)\n", a[int((NR+1)/2)], a[int(NR*0.95+0.5)]}'
+echo "initial sync of 10,000 files: workstation sync ${ws} ms, rsync -a ${plain} ms, ratio $(python3 -c "print(f'{$ws/$plain:.2f}')")"
