@@ -194,19 +194,10 @@ fn load(path: &Path) -> Result<State, AgentError> {
     }
 }
 
-/// Atomic replace (temp, fsync, rename, fsync dir): a crash leaves the old
-/// state or the new one.
+/// A crash leaves the old state or the new one.
 fn save(path: &Path, state: &State) -> Result<(), AgentError> {
-    use std::io::Write;
-    let err = |source| AgentError::Save { path: path.display().to_string(), source };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(err)?;
-    let tmp = path.with_extension("json.tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(err)?;
-    f.write_all(&serde_json::to_vec_pretty(state).expect("state serializes")).map_err(err)?;
-    f.sync_all().map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)?;
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(err)
+    let json = serde_json::to_vec_pretty(state).expect("state serializes");
+    crate::atomic::write(path, &json, 0o644).map_err(|source| AgentError::Save { path: path.display().to_string(), source })
 }
 
 #[cfg(test)]

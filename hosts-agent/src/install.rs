@@ -7,7 +7,6 @@
 //! as root.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -42,12 +41,7 @@ fn unit_path() -> &'static str {
 }
 
 fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
-    let dir = path.parent().context("a path with a parent")?;
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = path.with_extension("workstation-tmp");
-    fs::write(&tmp, contents).with_context(|| format!("writing {}", tmp.display()))?;
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))?;
-    fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+    crate::atomic::write(path, contents, mode).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Installs (or updates: lists are merged, files rewritten) the agent.

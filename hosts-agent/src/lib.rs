@@ -5,6 +5,7 @@
 //! `agent` the desired state, `server` the socket and DNS following.
 
 pub mod agent;
+pub mod atomic;
 pub mod block;
 pub mod config;
 pub mod flush;

@@ -162,8 +162,6 @@ impl Check<'_> {
 
     fn save(&self, state: &State) -> Result<(), IdleError> {
         let path = self.state_file();
-        let dir = path.parent().expect("state file has a parent");
-        std::fs::create_dir_all(dir).map_err(|e| IdleError::Io(format!("creating {}: {e}", dir.display())))?;
         let json = serde_json::to_vec_pretty(state).expect("state serializes");
         crate::atomic::write(&path, &json, 0o600).map_err(|e| IdleError::Io(format!("writing {}: {e}", path.display())))
     }

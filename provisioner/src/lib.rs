@@ -3,7 +3,7 @@
 //! The library does the work; `src/cli/` only parses, calls it and prints.
 
 pub mod activity;
-pub mod atomic;
+pub use workstation_hosts::atomic;
 pub mod boxidle;
 pub mod boxside;
 pub mod bringup;
