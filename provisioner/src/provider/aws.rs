@@ -52,12 +52,7 @@ impl AwsProvider {
         if let Some(n) = name {
             filters.push(Filter::builder().name(format!("tag:{}", tags::NAME)).values(n.as_str()).build());
         }
-        let mut pages = self.client.describe_instances().set_filters(Some(filters)).into_paginator().send();
-        let mut out = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(api("DescribeInstances"))?;
-            out.extend(page.reservations().iter().flat_map(|r| r.instances().iter().cloned()));
-        }
+        let mut out = self.instances(filters).await?;
         // Oldest first, id as tie-break: every concurrent `create` picks
         // the same survivor.
         out.sort_by_key(|i| (i.launch_time().map(|t| (t.secs(), t.subsec_nanos())), i.instance_id().map(String::from)));
@@ -303,11 +298,16 @@ impl AwsProvider {
             Filter::builder().name("tag-key").values(tags::OWNER).build(),
             Filter::builder().name("instance-state-name").values("running").build(),
         ];
+        Ok(self.instances(filters).await?.iter().map(|i| self.info(i)).collect())
+    }
+
+    /// Every instance matching `filters`, in pages of 1,000 (EC2's largest).
+    async fn instances(&self, filters: Vec<Filter>) -> Result<Vec<Instance>> {
         let mut pages = self.client.describe_instances().set_filters(Some(filters)).max_results(1000).into_paginator().send();
         let mut out = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(api("DescribeInstances"))?;
-            out.extend(page.reservations().iter().flat_map(|r| r.instances()).map(|i| self.info(i)));
+            out.extend(page.reservations().iter().flat_map(|r| r.instances().iter().cloned()));
         }
         Ok(out)
     }
