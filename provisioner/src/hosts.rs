@@ -36,9 +36,10 @@ impl HostsAgent {
         HostsAgent { socket: std::env::var_os("WORKSTATION_HOSTS_SOCKET").map_or_else(|| DEFAULT_SOCKET.into(), PathBuf::from) }
     }
 
-    pub async fn point(&self, names: &[String], address: IpAddr, label: &str) -> Result<Response, ClientError> {
+    pub async fn point(&self, names: &[String], address: IpAddr, label: &str) -> Result<Pointed, ClientError> {
         let request = Request::Point { names: names.to_vec(), to: Target::Address(address), label: Some(label.to_owned()) };
-        protocol::call(&self.socket, &request).await
+        let r = protocol::call(&self.socket, &request).await?;
+        Ok(Pointed::Pointed { names: names.to_vec(), address, label: label.to_owned(), changed: r.changed, flushed: r.flushed })
     }
 
     pub async fn clear(&self, names: &[String]) -> Result<Response, ClientError> {
@@ -58,10 +59,7 @@ impl HostsAgent {
         if names.is_empty() {
             return Pointed::NoHostnames;
         }
-        match self.point(names, address, label).await {
-            Ok(r) => Pointed::Pointed { names: names.to_vec(), address, label: label.to_owned(), changed: r.changed, flushed: r.flushed },
-            Err(e) => Pointed::Skipped { reason: e.to_string() },
-        }
+        self.point(names, address, label).await.unwrap_or_else(|e| Pointed::Skipped { reason: e.to_string() })
     }
 
     /// Clears the names currently pointed at the box labelled `label`.

@@ -53,8 +53,7 @@ pub async fn share(global: &Global, args: ShareArgs) -> Result<ExitCode> {
             let info = ctx.shared_box(owner, &args.box_name).await?;
             let label = hosts::label(owner.as_str(), &info.name);
             let address = info.address.expect("shared_box checks the address");
-            let r = ctx.hosts.point(names, address, &label).await?;
-            Pointed::Pointed { names: names.clone(), address, label, changed: r.changed, flushed: r.flushed }
+            ctx.hosts.point(names, address, &label).await?
         }
         None => {
             let mine = ctx.find(&args.box_name).await;
