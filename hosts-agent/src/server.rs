@@ -13,7 +13,7 @@ use anyhow::{bail, Context as _};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
-use crate::agent::{Agent, AgentError};
+use crate::agent::Agent;
 use crate::config::Config;
 use crate::hostsfile::{HostsFile, WriteMode, Written};
 use crate::names;
@@ -196,7 +196,7 @@ async fn follow_dns(shared: Arc<Shared>) {
                             }
                         }
                         Ok(_) => {}
-                        Err(e) => log_agent_error(&dns, &e),
+                        Err(e) => tracing::error!("updating the hosts file for {dns}: {e}"),
                     }
                 }
                 Err(e) => {
@@ -210,8 +210,4 @@ async fn follow_dns(shared: Arc<Shared>) {
             }
         }
     }
-}
-
-fn log_agent_error(dns: &str, e: &AgentError) {
-    tracing::error!("updating the hosts file for {dns}: {e}");
 }

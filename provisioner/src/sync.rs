@@ -346,7 +346,6 @@ pub mod session {
     pub struct Sync<'a> {
         pub ctx: &'a Context,
         pub info: &'a BoxInfo,
-        pub manifest: &'a LoadedManifest,
         pub target: Target,
         rules: Rules,
         /// When sync activity was last marked on the box.
@@ -371,7 +370,7 @@ pub mod session {
                 exclude: manifest.manifest.sync.exclude.clone(),
                 control_path: super::control_path(&ctx.paths.state_dir),
             };
-            Ok(Sync { ctx, info, manifest, rules: Rules::new(&manifest.manifest), target, marked: Default::default() })
+            Ok(Sync { ctx, info, rules: Rules::new(&manifest.manifest), target, marked: Default::default() })
         }
 
         /// Pushes a batch, retrying with backoff while the box is
