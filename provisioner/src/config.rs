@@ -91,10 +91,33 @@ pub struct MachineSpec {
     pub subnet: Option<String>,
     #[serde(default)]
     pub security_groups: Vec<String>,
-    /// Exactly one of `image_id` and `image_name` (the newest image with that
-    /// name is used).
+    /// Exactly one of `image_id`, `image_name` and `image_tag`.
     pub image_id: Option<String>,
     pub image_name: Option<String>,
+    /// The newest AMI of this account tagged `workstation:image` = this
+    /// value (what `workstation image publish --image` tags) that runs on
+    /// the instance type's architecture.
+    pub image_tag: Option<String>,
+}
+
+/// How the manifest names the box's image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageRef<'a> {
+    Id(&'a str),
+    Name(&'a str),
+    Tag(&'a str),
+}
+
+impl MachineSpec {
+    /// The image, once [`Manifest::validate`] has checked exactly one is set.
+    pub fn image(&self) -> ImageRef<'_> {
+        match (&self.image_id, &self.image_name, &self.image_tag) {
+            (Some(id), _, _) => ImageRef::Id(id),
+            (None, Some(name), _) => ImageRef::Name(name),
+            (None, None, Some(tag)) => ImageRef::Tag(tag),
+            (None, None, None) => unreachable!("manifest validation requires an image"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -453,16 +476,17 @@ impl Manifest {
                 format!("{} is out of range; use {} to {} (GiB)", m.disk_gib, DISK_GIB.start(), DISK_GIB.end()),
             );
         }
-        match (&m.image_id, &m.image_name) {
-            (None, None) => problem(
+        let set = [m.image_id.is_some(), m.image_name.is_some(), m.image_tag.is_some()].iter().filter(|s| **s).count();
+        match (&m.image_id, set) {
+            (_, 0) => problem(
                 "box.image_id".into(),
-                "missing; set box.image_id = \"ami-...\" or box.image_name = \"workstation-...\"".into(),
+                "missing; set box.image_id = \"ami-...\", box.image_name = \"workstation-...\" or box.image_tag = \"workstation\" (what `workstation image publish` tags)".into(),
             ),
-            (Some(_), Some(_)) => problem(
+            (_, 2..) => problem(
                 "box.image_name".into(),
-                "set either box.image_id or box.image_name, not both".into(),
+                "set only one of box.image_id, box.image_name and box.image_tag".into(),
             ),
-            (Some(id), None) if !id.starts_with("ami-") => problem(
+            (Some(id), _) if !id.starts_with("ami-") => problem(
                 "box.image_id".into(),
                 format!("{id:?} is not an AMI id; it looks like \"ami-0123456789abcdef0\""),
             ),

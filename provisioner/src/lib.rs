@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod hosts;
 pub mod idle;
+pub mod image;
 pub mod known_hosts;
 pub mod layout;
 pub mod lifecycle;

@@ -5,6 +5,7 @@ mod boxes;
 mod boxside;
 mod hosts;
 mod idle;
+mod image;
 mod output;
 mod ssh;
 mod stack;
@@ -51,6 +52,7 @@ Examples:
   workstation up                           apply an edited workstation.toml to the box
   workstation restart api                  restart one service under supervisord
   workstation render supervisord --out DIR the configuration the box runs (Nix image)
+  workstation image build && workstation image publish   the box image, as an AMI
   workstation ssh-config && ssh ws-dev     plain OpenSSH / VS Code with the pinned key
   workstation share alice                  point the hostnames at alice's box (demo)
   workstation share --off                  and back at yours
@@ -116,6 +118,9 @@ pub enum Command {
     Ssh(ssh::SshArgs),
     SshConfig(ssh::SshConfigArgs),
     Pin(ssh::PinArgs),
+    /// Build the box image with the flake and publish it as an AMI.
+    #[command(subcommand)]
+    Image(image::ImageCommand),
     /// Commands that run on the box itself (first boot, timers).
     #[command(subcommand, name = "box")]
     BoxSide(boxside::BoxCommand),
@@ -144,6 +149,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Ssh(args) => ssh::ssh(&global, args).await,
         Command::SshConfig(args) => ssh::ssh_config(&global, args).await,
         Command::Pin(args) => ssh::pin(&global, args).await,
+        Command::Image(cmd) => image::run(&global, cmd).await,
         Command::BoxSide(cmd) => boxside::run(&global, cmd).await,
     }
 }

@@ -19,6 +19,7 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use super::{tags, BoxInfo, BoxState, LaunchSpec, Launched, Provider, ProviderError, Result};
+use crate::config::ImageRef;
 use crate::name::{BoxName, Owner};
 use crate::settings::{AddressKind, ProviderKind};
 
@@ -63,10 +64,18 @@ impl AwsProvider {
     async fn resolve_image(&self, spec: &LaunchSpec<'_>) -> Result<(String, String)> {
         let machine = &spec.manifest.manifest.machine;
         let req = self.client.describe_images();
-        let (req, shown) = match (&machine.image_id, &machine.image_name) {
-            (Some(id), _) => (req.image_ids(id), id.clone()),
-            (None, Some(name)) => (req.filters(Filter::builder().name("name").values(name).build()), name.clone()),
-            (None, None) => unreachable!("manifest validation requires an image"),
+        let (req, shown) = match machine.image() {
+            ImageRef::Id(id) => (req.image_ids(id), id.to_string()),
+            ImageRef::Name(name) => (req.filters(Filter::builder().name("name").values(name).build()), name.to_string()),
+            // Only this account's images carry our tags (tags of shared
+            // AMIs are not visible), and only those of the instance type's
+            // architecture can boot it.
+            ImageRef::Tag(tag) => (
+                req.owners("self")
+                    .filters(Filter::builder().name(format!("tag:{}", crate::image::tags::IMAGE)).values(tag).build())
+                    .filters(Filter::builder().name("architecture").set_values(Some(self.architectures(&machine.instance_type).await?)).build()),
+                format!("tagged {}={tag}", crate::image::tags::IMAGE),
+            ),
         };
         let images = req.send().await.map_err(api("DescribeImages"))?;
         let newest = images
@@ -78,6 +87,27 @@ impl AwsProvider {
             newest.image_id().unwrap_or_default().to_string(),
             newest.root_device_name().unwrap_or("/dev/xvda").to_string(),
         ))
+    }
+
+    /// The architectures an instance type runs ("x86_64", "arm64").
+    async fn architectures(&self, instance_type: &str) -> Result<Vec<String>> {
+        let out = self
+            .client
+            .describe_instance_types()
+            .instance_types(InstanceType::from(instance_type))
+            .send()
+            .await
+            .map_err(api("DescribeInstanceTypes"))?;
+        let archs: Vec<String> = out
+            .instance_types()
+            .iter()
+            .flat_map(|t| t.processor_info().map(|p| p.supported_architectures()).unwrap_or_default())
+            .map(|a| a.as_str().to_string())
+            .collect();
+        if archs.is_empty() {
+            return Err(ProviderError::NoImage { name: format!("for instance type {instance_type:?} (unknown to EC2; check box.instance_type)") });
+        }
+        Ok(archs)
     }
 
     /// Imports the user's public key once. The name carries the key's

@@ -106,7 +106,7 @@ pub enum ProviderError {
     Api { operation: &'static str, message: String },
     #[error("box {id} not found (it may have been destroyed; `workstation list` shows what exists)")]
     NotFound { id: String },
-    #[error("image {name:?} not found; check box.image_name in the manifest or publish the image first")]
+    #[error("no image {name} found; check box.image_id/image_name/image_tag in the manifest, or publish the image with `workstation image publish`")]
     NoImage { name: String },
     #[error("the local provider needs root (it creates network namespaces); run with sudo, or use --provider aws")]
     NeedsRoot,

@@ -1,0 +1,198 @@
+//! image build, image publish: the box image from the flake to an AMI.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Args, Subcommand};
+use serde::{Deserialize, Serialize};
+
+use super::output::{self, Output};
+use super::Global;
+use crate::image::{file_hash, Arch, Inputs, Publisher};
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    Build(BuildArgs),
+    Publish(PublishArgs),
+}
+
+/// Build the box's disk image with the flake (`nix build .#ami`).
+///
+/// Needs Nix 2.18 or newer with flakes enabled: Debian's nix-bin (2.8)
+/// cannot evaluate current nixpkgs. Building an aarch64 image on x86_64
+/// needs a remote builder or binfmt emulation.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The flake (default: the manifest's directory).
+    #[arg(long, value_name = "DIR")]
+    flake: Option<PathBuf>,
+    /// Target architecture (default: this machine's).
+    #[arg(long, value_enum)]
+    arch: Option<Arch>,
+    /// Where the result link goes.
+    #[arg(long, default_value = "result-ami", value_name = "PATH")]
+    out_link: PathBuf,
+}
+
+/// Upload a built disk image as an EBS snapshot and register it as an AMI.
+///
+/// Blocks go up through the EBS direct APIs, several at once; holes and
+/// all-zero blocks are skipped. The AMI is tagged with the manifest's and
+/// flake.lock's hashes and named after them: publishing the same inputs
+/// again finds the existing AMI and uploads nothing. Boxes then select it
+/// with `image_tag = "<image>"` in workstation.toml's [box].
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// The `image build` result (a directory with nix-support/image-info.json)
+    /// or a raw disk file.
+    #[arg(default_value = "result-ami", value_name = "PATH")]
+    disk: PathBuf,
+    /// The flake's lock file (default: flake.lock next to the manifest).
+    #[arg(long, value_name = "PATH")]
+    flake_lock: Option<PathBuf>,
+    /// Architecture of the disk (default: from image-info.json, else this machine's).
+    #[arg(long, value_enum)]
+    arch: Option<Arch>,
+    /// The image line, tagged workstation:image; boxes select it by `image_tag`.
+    #[arg(long, default_value = "workstation", value_name = "NAME")]
+    image: String,
+    /// Blocks uploaded at once.
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    concurrency: usize,
+    /// Region (default: the manifest's box.region, then the AWS config chain).
+    #[arg(long)]
+    region: Option<String>,
+}
+
+/// What nixpkgs' amazon image writes into `nix-support/image-info.json`.
+#[derive(Debug, Deserialize)]
+struct ImageInfo {
+    file: PathBuf,
+    system: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Built {
+    result: PathBuf,
+    disk: PathBuf,
+    system: String,
+    bytes: u64,
+}
+
+pub async fn run(global: &Global, cmd: ImageCommand) -> Result<ExitCode> {
+    match cmd {
+        ImageCommand::Build(args) => build(global, args),
+        ImageCommand::Publish(args) => publish(global, args).await,
+    }
+}
+
+fn build(global: &Global, args: BuildArgs) -> Result<ExitCode> {
+    let flake = match args.flake {
+        Some(f) => f,
+        None => global.load_manifest()?.path.parent().map(Path::to_path_buf).unwrap_or_default(),
+    };
+    if !flake.join("flake.nix").is_file() {
+        bail!("no flake.nix in {}; pass --flake DIR (the directory of flake.nix)", flake.display());
+    }
+    check_nix_version()?;
+    let arch = args.arch.or_else(Arch::of_this_machine).context("cannot tell this machine's architecture; pass --arch")?;
+    let installable = format!("{}#packages.{}.ami", flake.display(), arch.nix_system());
+    eprintln!("building {installable} (the first build downloads nixpkgs and can take a while)");
+    let status = std::process::Command::new("nix")
+        .args(["build", "--extra-experimental-features", "nix-command flakes", "--print-build-logs", "--out-link"])
+        .arg(&args.out_link)
+        .arg(&installable)
+        .status()
+        .context("cannot run nix; install Nix 2.18 or newer (https://nixos.org/download)")?;
+    if !status.success() {
+        bail!("nix build {installable} failed ({status}); its log is above");
+    }
+    let (disk, system) = disk_of(&args.out_link)?;
+    let bytes = std::fs::metadata(&disk).with_context(|| format!("cannot read {}", disk.display()))?.len();
+    let built = Built { result: args.out_link, disk, system, bytes };
+    match global.output {
+        Output::Json => output::json(&built)?,
+        Output::Text => println!(
+            "built {} ({}, {} MiB); publish it with `workstation image publish {}`",
+            built.disk.display(),
+            built.system,
+            built.bytes >> 20,
+            built.result.display()
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Flakes as the flake uses them need Nix 2.18 (`nix --version` prints
+/// "nix (Nix) 2.18.1").
+fn check_nix_version() -> Result<()> {
+    let out = std::process::Command::new("nix").arg("--version").output();
+    let text = match out {
+        Ok(o) => String::from_utf8_lossy(&o.stdout).to_string(),
+        Err(_) => bail!("nix is not installed; install Nix 2.18 or newer (https://nixos.org/download) or use `nix develop`'s shell"),
+    };
+    let version = text.split_whitespace().last().unwrap_or_default();
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if (major, minor) < (2, 18) {
+        bail!("{} is too old to evaluate current nixpkgs; install Nix 2.18 or newer (https://nixos.org/download)", text.trim());
+    }
+    Ok(())
+}
+
+/// The disk file and nix system of a build result, or a disk file as is.
+fn disk_of(path: &Path) -> Result<(PathBuf, String)> {
+    let info = path.join("nix-support/image-info.json");
+    if path.is_dir() {
+        let text = std::fs::read_to_string(&info)
+            .with_context(|| format!("{} is a directory without nix-support/image-info.json; pass the disk file itself", path.display()))?;
+        let info: ImageInfo = serde_json::from_str(&text).with_context(|| format!("cannot parse {}", info.display()))?;
+        return Ok((info.file, info.system));
+    }
+    Ok((path.to_path_buf(), String::new()))
+}
+
+async fn publish(global: &Global, args: PublishArgs) -> Result<ExitCode> {
+    let manifest = global.load_manifest()?;
+    let (disk, system) = disk_of(&args.disk)?;
+    let arch = match (args.arch, system.as_str()) {
+        (Some(a), _) => a,
+        (None, "x86_64-linux") => Arch::X86_64,
+        (None, "aarch64-linux") => Arch::Aarch64,
+        (None, _) => Arch::of_this_machine().context("cannot tell the disk's architecture; pass --arch")?,
+    };
+    let lock = match args.flake_lock {
+        Some(p) => p,
+        None => manifest.path.parent().map(|d| d.join("flake.lock")).unwrap_or_else(|| "flake.lock".into()),
+    };
+    let flake_lock_hash = file_hash(&lock)
+        .with_context(|| format!("cannot read {} (the flake's lock file); pass --flake-lock PATH", lock.display()))?;
+    let inputs = Inputs { image: args.image, manifest_hash: manifest.hash.clone(), flake_lock_hash, arch };
+
+    let region = args.region.or_else(|| manifest.manifest.machine.region.clone());
+    let settings = crate::settings::Settings::load(&crate::paths::Paths::from_env()?, &|k| std::env::var(k).ok())?;
+    let sdk = super::sdk_config(settings.aws.profile.as_deref(), region).await;
+    let (ec2, ebs) = (aws_sdk_ec2::Client::new(&sdk), aws_sdk_ebs::Client::new(&sdk));
+    let progress = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template("{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}").expect("valid template"),
+    );
+    let publisher = Publisher { ec2: &ec2, ebs: &ebs, concurrency: args.concurrency, progress: Some(&progress) };
+    let published = publisher.publish(&disk, &inputs).await?;
+    progress.finish_and_clear();
+    match global.output {
+        Output::Json => output::json(&published)?,
+        Output::Text => {
+            match &published.upload {
+                Some(u) => println!(
+                    "uploaded {} of {} blocks ({} zero blocks skipped) in {:.1} s, {:.0} MiB/s",
+                    u.uploaded, u.blocks, u.skipped_zero, u.seconds, u.mib_per_s
+                ),
+                None if published.existing => println!("already published with these inputs; nothing uploaded"),
+                None => println!("reused completed snapshot {}", published.snapshot_id),
+            }
+            println!("{} {} (snapshot {}); boxes use it with image_tag = {:?}", published.image_id, published.name, published.snapshot_id, published.inputs.image);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
