@@ -70,6 +70,19 @@ impl Moto {
         Client::from_conf(conf)
     }
 
+    /// The EBS direct APIs (snapshot blocks), from the same server.
+    pub fn ebs_client(&self) -> aws_sdk_ebs::Client {
+        let conf = aws_sdk_ebs::Config::builder()
+            .behavior_version(aws_sdk_ebs::config::BehaviorVersion::latest())
+            .region(aws_sdk_ebs::config::Region::new(REGION))
+            .endpoint_url(&self.url)
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
+            // moto answers a block never put with a server error: no retries.
+            .retry_config(aws_sdk_ebs::config::retry::RetryConfig::disabled())
+            .build();
+        aws_sdk_ebs::Client::from_conf(conf)
+    }
+
     /// A VPC owning the whole test network, this env's subnet in it, and a
     /// registered image. Returns (subnet id, image name).
     pub fn prepare(&self, subnet: ipnet::Ipv4Net) -> (String, String) {

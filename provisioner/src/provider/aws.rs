@@ -68,19 +68,26 @@ impl AwsProvider {
             ImageRef::Id(id) => (req.image_ids(id), id.to_string()),
             ImageRef::Name(name) => (req.filters(Filter::builder().name("name").values(name).build()), name.to_string()),
             // Only this account's images carry our tags (tags of shared
-            // AMIs are not visible), and only those of the instance type's
-            // architecture can boot it.
+            // AMIs are not visible).
             ImageRef::Tag(tag) => (
-                req.owners("self")
-                    .filters(Filter::builder().name(format!("tag:{}", crate::image::tags::IMAGE)).values(tag).build())
-                    .filters(Filter::builder().name("architecture").set_values(Some(self.architectures(&machine.instance_type).await?)).build()),
+                req.owners("self").filters(Filter::builder().name(format!("tag:{}", crate::image::tags::IMAGE)).values(tag).build()),
                 format!("tagged {}={tag}", crate::image::tags::IMAGE),
             ),
+        };
+        // A tag names an image line with one AMI per architecture: only
+        // the instance type's can boot it.
+        let archs = match machine.image() {
+            ImageRef::Tag(_) => Some(self.architectures(&machine.instance_type).await?),
+            _ => None,
         };
         let images = req.send().await.map_err(api("DescribeImages"))?;
         let newest = images
             .images()
             .iter()
+            .filter(|i| match (&archs, i.architecture()) {
+                (Some(archs), Some(a)) => archs.iter().any(|x| x == a.as_str()),
+                _ => true,
+            })
             .max_by(|a, b| a.creation_date().cmp(&b.creation_date()))
             .ok_or(ProviderError::NoImage { name: shown })?;
         Ok((

@@ -1,0 +1,159 @@
+//! `workstation image publish` against moto's EC2 and EBS direct APIs, and
+//! `create` selecting the published image by its tag.
+
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use aws_sdk_ec2::types::Filter;
+use workstation::image::BLOCK;
+use workstation_tests::moto::block_on;
+use workstation_tests::TestEnv;
+
+/// A sparse disk of `blocks` blocks: data in a few blocks (one of them
+/// partial at the end), one block of written zeros, the rest holes.
+/// Returns its path and the indices that hold data.
+fn disk(dir: &Path, blocks: u64) -> (PathBuf, Vec<u64>) {
+    let path = dir.join("disk.raw");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let data_blocks = vec![0, 1, 7, blocks / 2];
+    for &i in &data_blocks {
+        f.seek(SeekFrom::Start(i * BLOCK as u64)).unwrap();
+        let bytes: Vec<u8> = (0..BLOCK).map(|j| ((j as u64 * 31 + i * 7) % 251) as u8).collect();
+        f.write_all(&bytes).unwrap();
+    }
+    f.seek(SeekFrom::Start(9 * BLOCK as u64)).unwrap();
+    f.write_all(&vec![0u8; BLOCK]).unwrap();
+    // The last block is partial: the disk is not a whole number of blocks.
+    f.seek(SeekFrom::Start((blocks - 1) * BLOCK as u64)).unwrap();
+    f.write_all(b"the end").unwrap();
+    let mut all = data_blocks;
+    all.push(blocks - 1);
+    (path, all)
+}
+
+fn publish(env: &TestEnv, disk: &Path, lock: &Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["image", "publish", disk.to_str().unwrap(), "--flake-lock", lock.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    env.json(&args)
+}
+
+/// Reads the snapshot back through GetSnapshotBlock, block by block; a
+/// block never put reads as zeros. (moto's ListSnapshotBlocks returns block
+/// indices as strings, which the SDK rightly refuses, so every index is
+/// asked for; moto answers an absent one with an error.) Returns the image
+/// and how many blocks EBS holds.
+fn download(env: &TestEnv, snapshot: &str, blocks: u64) -> (Vec<u8>, usize) {
+    let ebs = env.moto.as_ref().unwrap().ebs_client();
+    block_on(async {
+        let mut image = vec![0u8; blocks as usize * BLOCK];
+        let mut stored = 0;
+        for index in 0..blocks as usize {
+            let got = ebs.get_snapshot_block().snapshot_id(snapshot).block_index(index as i32).block_token("any").send().await;
+            let Ok(got) = got else { continue };
+            let bytes = got.block_data.collect().await.unwrap().into_bytes();
+            assert_eq!(bytes.len(), BLOCK, "block {index} is a whole block");
+            image[index * BLOCK..(index + 1) * BLOCK].copy_from_slice(&bytes);
+            stored += 1;
+        }
+        (image, stored)
+    })
+}
+
+#[test]
+fn publish_uploads_only_data_blocks_and_is_idempotent_on_its_inputs() {
+    let env = TestEnv::aws_api_only();
+    let blocks = 130; // 65 MiB minus a bit: two GiB-rounding edge cases at once
+    let (disk, data) = disk(env.root.path(), blocks);
+    let lock = env.root.path().join("flake.lock");
+    std::fs::write(&lock, r#"{"nodes":{},"root":"root","version":7}"#).unwrap();
+
+    let first = publish(&env, &disk, &lock, &["--arch", "x86_64"]);
+    assert_eq!(first["existing"], false, "{first}");
+    let upload = &first["upload"];
+    assert_eq!(upload["blocks"], blocks, "{first}");
+    assert_eq!(upload["uploaded"], data.len() as u64, "only the blocks holding data: {first}");
+    assert_eq!(upload["skipped_zero"], blocks - data.len() as u64);
+    let snapshot = first["snapshot_id"].as_str().unwrap().to_string();
+    let image_id = first["image_id"].as_str().unwrap().to_string();
+
+    // What EBS holds is the disk, byte for byte (zero-padded to the block).
+    let (downloaded, stored) = download(&env, &snapshot, blocks);
+    assert_eq!(stored, data.len());
+    let mut expected = std::fs::read(&disk).unwrap();
+    expected.resize(blocks as usize * BLOCK, 0);
+    assert!(downloaded == expected, "snapshot content differs from the disk");
+
+    // The AMI carries the inputs as tags.
+    let client = env.moto.as_ref().unwrap().client();
+    let tags = block_on(async {
+        let out = client.describe_images().image_ids(&image_id).send().await.unwrap();
+        let image = &out.images()[0];
+        assert_eq!(image.name(), first["name"].as_str());
+        image.tags().iter().map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string())).collect::<std::collections::BTreeMap<_, _>>()
+    });
+    assert_eq!(tags["workstation:image"], "workstation");
+    assert_eq!(tags["workstation:manifest-hash"].len(), 64);
+    assert_eq!(tags["workstation:flake-lock-hash"], workstation::image::file_hash(&lock).unwrap());
+
+    // The same inputs again: the same AMI, nothing uploaded.
+    let second = publish(&env, &disk, &lock, &["--arch", "x86_64"]);
+    assert_eq!((second["existing"].clone(), second["image_id"].as_str()), (serde_json::json!(true), Some(image_id.as_str())), "{second}");
+    assert!(second["upload"].is_null());
+
+    // A new flake.lock is a new image.
+    std::fs::write(&lock, r#"{"nodes":{"nixpkgs":{}},"root":"root","version":7}"#).unwrap();
+    let third = publish(&env, &disk, &lock, &["--arch", "x86_64"]);
+    assert_eq!(third["existing"], false);
+    assert_ne!(third["image_id"].as_str(), Some(image_id.as_str()));
+    let count = block_on(async {
+        let out = client
+            .describe_images()
+            .owners("self")
+            .filters(Filter::builder().name("tag:workstation:image").values("workstation").build())
+            .send()
+            .await
+            .unwrap();
+        out.images().len()
+    });
+    assert_eq!(count, 2);
+}
+
+#[test]
+fn publish_explains_a_missing_lock_and_an_empty_disk() {
+    let env = TestEnv::aws_api_only();
+    let empty = env.root.path().join("empty.raw");
+    std::fs::write(&empty, b"").unwrap();
+    let err = env.fails(&["image", "publish", empty.to_str().unwrap(), "--arch", "x86_64", "--flake-lock", "/nonexistent/flake.lock"]);
+    assert!(err.contains("/nonexistent/flake.lock") && err.contains("--flake-lock"), "{err}");
+    let lock = env.root.path().join("flake.lock");
+    std::fs::write(&lock, "{}").unwrap();
+    let err = env.fails(&["image", "publish", empty.to_str().unwrap(), "--arch", "x86_64", "--flake-lock", lock.to_str().unwrap()]);
+    assert!(err.contains("is empty") && err.contains("image build"), "{err}");
+}
+
+#[test]
+fn create_launches_the_newest_image_of_its_tag() {
+    let env = TestEnv::aws();
+    let (disk, _) = disk(env.root.path(), 16);
+    let lock = env.root.path().join("flake.lock");
+    std::fs::write(&lock, "{}").unwrap();
+    let ours = publish(&env, &disk, &lock, &["--arch", "x86_64"]);
+    // Another image line published later must not be picked.
+    publish(&env, &disk, &lock, &["--arch", "x86_64", "--image", "experimental"]);
+
+    let manifest = std::fs::read_to_string(&env.manifest).unwrap();
+    let image_line = manifest.lines().find(|l| l.starts_with("image_")).unwrap().to_string();
+    env.write_manifest(&manifest.replace(&image_line, "image_tag = \"workstation\""));
+    let report = env.json(&["create", "--name", "dev"]);
+    let id = report["box"]["id"].as_str().unwrap().to_string();
+    let client = env.moto.as_ref().unwrap().client();
+    let launched = block_on(async {
+        let out = client.describe_instances().instance_ids(&id).send().await.unwrap();
+        out.reservations()[0].instances()[0].image_id().unwrap().to_string()
+    });
+    assert_eq!(Some(launched.as_str()), ours["image_id"].as_str());
+
+    env.write_manifest(&manifest.replace(&image_line, "image_tag = \"nothing-published\""));
+    let err = env.fails(&["create", "--name", "other"]);
+    assert!(err.contains("nothing-published") && err.contains("workstation image publish"), "{err}");
+}
