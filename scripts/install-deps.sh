@@ -3,11 +3,12 @@
 # sshd/ssh/iproute2 (boxes are network namespaces running real sshd), the
 # box stack (supervisor, redis, postgresql, curl), dnsmasq (a real DNS server
 # on loopback for the hosts agent's re-resolution test), nftables (the idle
-# check counts connections to service ports) and moto's EC2/S3 server
+# check counts connections to service ports), nix-bin (parses the .nix files
+# and evaluates images/lib.nix; too old for nixpkgs itself) and moto's EC2/S3 server
 # from PyPI. Quick no-op when everything is present.
 set -euo pipefail
 
-DEBS=(openssh-server openssh-client iproute2 util-linux procps supervisor redis-server redis-tools postgresql postgresql-client curl rsync dnsmasq-base nftables)
+DEBS=(openssh-server openssh-client iproute2 util-linux procps supervisor redis-server redis-tools postgresql postgresql-client curl rsync dnsmasq-base nftables nix-bin)
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "install-deps: run as root (apt-get, and boxes need network namespaces)" >&2

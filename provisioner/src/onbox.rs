@@ -38,6 +38,9 @@ impl From<RemoteError> for OnBoxError {
     }
 }
 
+/// Written by the image (images/workstation.nix, from images/lib.nix).
+pub const PROGRAM_PATH_FILE: &str = "/etc/workstation/program-path";
+
 pub struct OnBox<'a> {
     pub session: &'a Session,
     pub layout: Layout,
@@ -46,12 +49,16 @@ pub struct OnBox<'a> {
 }
 
 impl<'a> OnBox<'a> {
-    /// Asks the box for its root, its user and the `PATH` programs get
-    /// (plus Debian's versioned PostgreSQL directory, which is not on it).
+    /// Asks the box for its root, its user and the `PATH` programs get:
+    /// an image-built box states it in [`PROGRAM_PATH_FILE`] (the PATH its
+    /// build-time configuration was rendered with, so `up` renders the
+    /// same); elsewhere the session's, plus Debian's versioned PostgreSQL
+    /// directory, which is not on it.
     pub async fn probe(session: &'a Session, name: &str) -> Result<OnBox<'a>, OnBoxError> {
         let script = format!(
             "printf 'uid=%s\\n' \"$(id -u)\"; printf 'root=%s\\n' \"${{WORKSTATION_BOX_ROOT:-{DEFAULT_ROOT}}}\"; \
-             pg=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1); printf 'path=%s\\n' \"${{pg:+$pg:}}$PATH\""
+             if [ -r {PROGRAM_PATH_FILE} ]; then printf 'path=%s\\n' \"$(cat {PROGRAM_PATH_FILE})\"; else \
+             pg=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1); printf 'path=%s\\n' \"${{pg:+$pg:}}$PATH\"; fi"
         );
         let out = session.output(&script).await?;
         let text = String::from_utf8_lossy(&out.stdout).to_string();

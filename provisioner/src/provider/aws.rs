@@ -11,7 +11,7 @@ use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::primitives::Blob;
 use aws_sdk_ec2::types::{
     BlockDeviceMapping, EbsBlockDevice, Filter, HttpTokensState, Instance, InstanceMetadataEndpointState,
-    InstanceMetadataOptionsRequest, InstanceStateName, InstanceType, ResourceType, Tag, TagSpecification,
+    InstanceMetadataOptionsRequest, InstanceMetadataTagsState, InstanceStateName, InstanceType, ResourceType, Tag, TagSpecification,
     VolumeType,
 };
 use aws_sdk_ec2::Client;
@@ -181,6 +181,9 @@ impl AwsProvider {
                     InstanceMetadataOptionsRequest::builder()
                         .http_tokens(HttpTokensState::Required)
                         .http_endpoint(InstanceMetadataEndpointState::Enabled)
+                        // The image reads its owner from the instance's
+                        // tags (images/box.nix creates that user).
+                        .instance_metadata_tags(InstanceMetadataTagsState::Enabled)
                         .build(),
                 )
                 .block_device_mappings(

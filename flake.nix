@@ -1,0 +1,84 @@
+{
+  description = "workstation: Nix-reproducible remote development boxes";
+
+  # One pinned input (flake.lock). `nix flake update` moves the pin; the
+  # lock's hash is tagged on every published AMI.
+  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-unstable";
+
+  outputs = { self, nixpkgs }:
+    let
+      systems = [ "x86_64-linux" "aarch64-linux" ];
+      forAll = f: nixpkgs.lib.genAttrs systems (system: f system nixpkgs.legacyPackages.${system});
+      wslib = import ./images/lib.nix;
+
+      # Both binaries from one workspace build; the tests crate needs root,
+      # network namespaces and moto, so the Nix build skips `cargo test`.
+      crate = pkgs: pname: pkgs.rustPlatform.buildRustPackage {
+        inherit pname;
+        version = "0.1.0";
+        src = nixpkgs.lib.cleanSourceWith {
+          src = ./.;
+          filter = path: type:
+            let base = baseNameOf path; in
+            !(builtins.elem base [ "target" "result" "result-ami" ".git" ]);
+        };
+        cargoLock.lockFile = ./Cargo.lock;
+        cargoBuildFlags = [ "--package" pname ];
+        doCheck = false;
+        meta.mainProgram = pname;
+      };
+
+      # The box for one system, from the manifest `manifest`.
+      box = system: manifest: nixpkgs.lib.nixosSystem {
+        modules = [
+          self.nixosModules.workstation
+          ./images/box.nix
+          {
+            nixpkgs.hostPlatform = system;
+            workstation.manifest = manifest;
+            workstation.package = self.packages.${system}.workstation;
+          }
+        ];
+      };
+    in
+    {
+      packages = forAll (system: pkgs: {
+        workstation = crate pkgs "workstation";
+        hosts-agent = crate pkgs "workstation-hosts";
+        default = self.packages.${system}.workstation;
+        # The raw disk and nix-support/image-info.json:
+        # `workstation image build` builds this, `image publish` uploads it.
+        ami = (box system ./examples/workstation.toml).config.system.build.amazonImage;
+      });
+
+      nixosModules.workstation = ./images/workstation.nix;
+
+      # A company's flake sets its own manifest:
+      #   nixosConfigurations.box = workstation.lib.box "x86_64-linux" ./workstation.toml;
+      lib.box = box;
+      nixosConfigurations.workstation = box "x86_64-linux" ./examples/workstation.toml;
+
+      devShells = forAll (system: pkgs: {
+        default = pkgs.mkShell {
+          packages = [
+            pkgs.cargo pkgs.rustc pkgs.clippy pkgs.rustfmt
+            (pkgs.python3.withPackages (ps: [ ps.moto ] ++ ps.moto.optional-dependencies.server))
+            pkgs.redis pkgs.postgresql_16 pkgs.python3Packages.supervisor pkgs.openssh pkgs.rsync
+          ];
+        };
+      });
+
+      checks = forAll (system: pkgs: {
+        workstation = self.packages.${system}.workstation;
+        hosts-agent = self.packages.${system}.hosts-agent;
+        # The configuration the image bakes in is what `workstation render`
+        # prints for the same root and PATH (tests/tests/nix.rs checks the
+        # same with Nix 2.8).
+        render = pkgs.runCommand "workstation-render-check" { } ''
+          ${self.packages.${system}.workstation}/bin/workstation --manifest ${./examples/workstation.toml} \
+            ${nixpkgs.lib.escapeShellArgs wslib.renderArgs} > $out
+        '';
+        box = (box system ./examples/workstation.toml).config.system.build.toplevel;
+      });
+    };
+}

@@ -1,0 +1,41 @@
+# What the box image derives from workstation.toml, as pure functions of
+# the manifest: no nixpkgs, so CI's Nix 2.8 evaluates them too
+# (tests/tests/nix.rs compares them with the Rust side).
+rec {
+  # The box's workstation directory: provisioner/src/layout.rs DEFAULT_ROOT.
+  root = "/var/lib/workstation";
+
+  # PATH for every supervised program. The image writes it to
+  # /etc/workstation/program-path, where `workstation up` reads it back
+  # (onbox.rs), so the configuration rendered at build time and the one the
+  # laptop renders are the same bytes and `up` restarts nothing.
+  programPath = "/run/wrappers/bin:/run/current-system/sw/bin";
+
+  readManifest = path: builtins.fromTOML (builtins.readFile path);
+
+  # `workstation <renderArgs> --out $out` at build time.
+  renderArgs = [ "render" "supervisord" "--root" root "--path" programPath ];
+
+  attrValues = set: map (name: set.${name}) (builtins.attrNames set);
+
+  stores = manifest: attrValues (manifest.stores or { });
+  services = manifest: attrValues (manifest.services or { });
+
+  # Store kinds in use: their server packages go into the image.
+  storeKinds = manifest:
+    builtins.sort builtins.lessThan
+      (builtins.attrNames (builtins.listToAttrs (map (s: { name = s.kind; value = true; }) (stores manifest))));
+
+  # The services' ports, which the security group opens (terraform) and
+  # the idle check counts connections to.
+  servicePorts = manifest:
+    builtins.sort builtins.lessThan (builtins.concatLists (map (s: s.ports or [ ]) (services manifest)));
+
+  # The disk the image is built with: the manifest's, so a box's root
+  # volume (RunInstances asks for disk_gib) is never smaller than its
+  # snapshot. The raw file is sparse and publish skips zero blocks.
+  diskSizeMB = manifest: manifest.box.disk_gib * 1024;
+
+  # The idle check runs every minute (docs/idle.md).
+  idleCheckCalendar = "*-*-* *:*:00";
+}

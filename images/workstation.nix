@@ -1,0 +1,204 @@
+# nixosModules.workstation: everything a box runs, driven by workstation.toml.
+#
+# - supervisord (nixpkgs has no module for it) runs the configuration that
+#   `workstation render supervisord` produced at build time: services and
+#   data stores, exactly what `workstation up` would upload;
+# - the store servers' packages and users;
+# - first boot publishes the SSH host key as an EC2 tag (the laptop pins it);
+# - a timer runs `workstation box idle-check` every minute;
+# - the owner's account and key come from instance metadata.
+{ config, lib, pkgs, ... }:
+
+let
+  cfg = config.workstation;
+  wslib = import ./lib.nix;
+  manifest = wslib.readManifest cfg.manifest;
+  ws = "${cfg.package}/bin/workstation";
+
+  # The build-time configuration, named by its content hash like the ones
+  # `workstation up` uploads.
+  rendered = pkgs.runCommand "workstation-supervisord" { } ''
+    mkdir -p $out
+    WORKSTATION_MANIFEST=${cfg.manifest} ${ws} ${lib.escapeShellArgs wslib.renderArgs} --out $out 2> $TMPDIR/render.log
+    sed -n 's/.*(configuration \([0-9a-f]*\)).*/\1/p' $TMPDIR/render.log > $out/.hash
+    test -s $out/.hash
+  '';
+
+  storePackages = {
+    redis = [ pkgs.redis ];
+    postgres = [ cfg.postgresqlPackage ];
+    mongodb = [ pkgs.mongodb-ce pkgs.mongosh pkgs.mongodb-tools ];
+    opensearch = [ pkgs.opensearch ];
+  };
+  # The accounts stores run as (provisioner/src/stores.rs `user`).
+  storeUsers = {
+    redis = "redis";
+    postgres = "postgres";
+    mongodb = "mongodb";
+    opensearch = "opensearch";
+  };
+  kinds = wslib.storeKinds manifest;
+
+  imds = ''
+    token=$(curl -fsS -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' http://169.254.169.254/latest/api/token)
+    md() { curl -fsS -H "X-aws-ec2-metadata-token: $token" "http://169.254.169.254/latest/meta-data/$1"; }
+  '';
+in
+{
+  options.workstation = {
+    manifest = lib.mkOption {
+      type = lib.types.path;
+      description = "The workstation.toml the box is built from.";
+    };
+    package = lib.mkOption {
+      type = lib.types.package;
+      description = "The workstation CLI (renders supervisord's configuration, runs the box-side checks).";
+    };
+    postgresqlPackage = lib.mkOption {
+      type = lib.types.package;
+      default = pkgs.postgresql_16;
+      defaultText = lib.literalExpression "pkgs.postgresql_16";
+      description = "PostgreSQL for postgres stores.";
+    };
+  };
+
+  config = {
+    environment.systemPackages =
+      [ cfg.package pkgs.supervisor pkgs.rsync pkgs.curl pkgs.iproute2 pkgs.nftables pkgs.util-linux ]
+      ++ lib.concatMap (k: storePackages.${k}) kinds;
+
+    environment.etc."workstation/workstation.toml".source = cfg.manifest;
+    environment.etc."workstation/program-path".text = wslib.programPath;
+
+    users.groups = lib.genAttrs (map (k: storeUsers.${k}) kinds) (_: { });
+    users.users = lib.genAttrs (map (k: storeUsers.${k}) kinds) (name: {
+      isSystemUser = true;
+      group = name;
+      description = "workstation ${name} store";
+    });
+
+    systemd.tmpfiles.rules = [
+      "d ${wslib.root} 0755 root root -"
+      "d ${wslib.root}/supervisor 0755 root root -"
+      "d ${wslib.root}/run 0755 root root -"
+      "d ${wslib.root}/logs 0755 root root -"
+      "d ${wslib.root}/stores 0755 root root -"
+      "d ${wslib.root}/seeds 0700 root root -"
+    ] ++ map (name: "d ${wslib.root}/stores/${name} 0700 ${storeUsers.${manifest.stores.${name}.kind}} ${storeUsers.${manifest.stores.${name}.kind}} -")
+      (builtins.attrNames (manifest.stores or { }));
+
+    # supervisord in the foreground under systemd. The build-time
+    # configuration is installed the way `workstation up` installs one
+    # (supervisor/<hash>, `current` symlink), only when the box has none:
+    # a configuration applied later by `workstation up` survives reboots.
+    systemd.services.supervisord = {
+      description = "workstation services and data stores (supervisord)";
+      wantedBy = [ "multi-user.target" ];
+      after = [ "network.target" "systemd-tmpfiles-setup.service" ];
+      path = [ pkgs.coreutils ];
+      environment.PATH = lib.mkForce "${wslib.programPath}:${lib.makeBinPath [ pkgs.coreutils ]}";
+      preStart = ''
+        hash=$(cat ${rendered}/.hash)
+        dir=${wslib.root}/supervisor/$hash
+        if [ ! -e ${wslib.root}/supervisor/current ]; then
+          rm -rf "$dir.tmp" && cp -r ${rendered} "$dir.tmp" && chmod -R u+w "$dir.tmp" && touch "$dir.tmp/.complete"
+          mv -T "$dir.tmp" "$dir"
+          ln -sfn "$hash" ${wslib.root}/supervisor/current.new && mv -T ${wslib.root}/supervisor/current.new ${wslib.root}/supervisor/current
+        fi
+      '';
+      serviceConfig = {
+        ExecStart = "${pkgs.supervisor}/bin/supervisord -n -c ${wslib.root}/supervisor/current/supervisord.conf";
+        ExecReload = "${pkgs.supervisor}/bin/supervisorctl -c ${wslib.root}/supervisor/current/supervisord.conf update";
+        Restart = "always";
+        KillMode = "mixed";
+        TimeoutStopSec = 60;
+      };
+    };
+
+    # First boot: the host key as the tag workstation:host-key, which
+    # `workstation create` waits for and pins. The instance role may tag
+    # only its own instance (terraform/iam.tf).
+    systemd.services.workstation-publish-host-key = {
+      description = "Publish this box's SSH host key as an EC2 tag";
+      wantedBy = [ "multi-user.target" ];
+      after = [ "sshd.service" "network-online.target" ];
+      wants = [ "network-online.target" ];
+      unitConfig.ConditionPathExists = "!${wslib.root}/run/host-key-published";
+      serviceConfig = {
+        Type = "oneshot";
+        RemainAfterExit = true;
+        Restart = "on-failure";
+        RestartSec = 5;
+      };
+      script = ''
+        ${ws} box publish-host-key --host-key-file /etc/ssh/ssh_host_ed25519_key.pub
+        touch ${wslib.root}/run/host-key-published
+      '';
+    };
+
+    # The owner's account: name from the instance tag workstation:owner
+    # (instance metadata tags are enabled by `workstation create`), key from
+    # the key pair the instance was launched with.
+    systemd.services.workstation-owner = {
+      description = "Create the box owner's account from instance metadata";
+      wantedBy = [ "multi-user.target" ];
+      before = [ "sshd.service" ];
+      after = [ "network-online.target" ];
+      wants = [ "network-online.target" ];
+      path = [ pkgs.curl pkgs.shadow pkgs.coreutils ];
+      serviceConfig = {
+        Type = "oneshot";
+        RemainAfterExit = true;
+        Restart = "on-failure";
+        RestartSec = 2;
+      };
+      script = imds + ''
+        owner=$(md tags/instance/workstation:owner)
+        case "$owner" in
+          ""|*[!a-z0-9_-]*) echo "workstation:owner tag $owner is not a valid user name" >&2; exit 1 ;;
+        esac
+        id "$owner" >/dev/null 2>&1 || useradd --create-home --groups wheel "$owner"
+        install -d -m 0700 -o "$owner" -g users /home/"$owner"/.ssh
+        md public-keys/0/openssh-key > /home/"$owner"/.ssh/authorized_keys.new
+        chown "$owner":users /home/"$owner"/.ssh/authorized_keys.new
+        chmod 0600 /home/"$owner"/.ssh/authorized_keys.new
+        mv /home/"$owner"/.ssh/authorized_keys.new /home/"$owner"/.ssh/authorized_keys
+      '';
+    };
+    users.mutableUsers = true;
+    # workstation runs the box's setup through `sudo -n` (onbox.rs).
+    security.sudo.wheelNeedsPassword = false;
+
+    # Every minute: measure activity, warn, stop this instance when idle.
+    systemd.services.workstation-idle-check = {
+      description = "Stop this box when idle (workstation box idle-check)";
+      after = [ "network-online.target" ];
+      path = [ pkgs.iproute2 pkgs.nftables pkgs.procps pkgs.util-linux ];
+      environment.WORKSTATION_MANIFEST = "/etc/workstation/workstation.toml";
+      serviceConfig = {
+        Type = "oneshot";
+        ExecStart = "${ws} box idle-check";
+      };
+    };
+    systemd.timers.workstation-idle-check = {
+      wantedBy = [ "timers.target" ];
+      timerConfig = {
+        OnCalendar = wslib.idleCheckCalendar;
+        AccuracySec = "5s";
+        Persistent = false;
+      };
+    };
+
+    services.openssh = {
+      enable = true;
+      settings = {
+        PasswordAuthentication = false;
+        KbdInteractiveAuthentication = false;
+        PermitRootLogin = "no";
+      };
+    };
+    # The services' ports are reachable only through the security group
+    # (terraform), which allows the configured CIDRs.
+    networking.firewall.allowedTCPPorts = [ 22 ] ++ wslib.servicePorts manifest;
+  };
+}

@@ -1,0 +1,103 @@
+//! The Nix side, with Debian's Nix 2.8: it parses every .nix file but cannot
+//! evaluate current nixpkgs, so what the image derives from the manifest
+//! lives in images/lib.nix (no nixpkgs) and is evaluated here and compared
+//! with the Rust side. `nix flake check` (Nix >= 2.18) covers the rest.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use workstation::config::Manifest;
+use workstation::layout::{Layout, DEFAULT_ROOT};
+use workstation_tests::{binary, run_ok};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn nix_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if path.is_dir() && !name.starts_with('.') && name != "target" {
+            nix_files(&path, out);
+        } else if name.ends_with(".nix") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn every_nix_file_parses() {
+    let mut files = Vec::new();
+    nix_files(&repo(), &mut files);
+    assert!(files.len() >= 4, "flake.nix and images/*.nix: {files:?}");
+    for f in &files {
+        let out = Command::new("nix-instantiate").arg("--parse").arg(f).output().expect("nix-instantiate (Debian's nix-bin)");
+        assert!(out.status.success(), "{} does not parse:\n{}", f.display(), String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+/// images/lib.nix's view of `manifest`.
+fn facts(manifest: &Path) -> serde_json::Value {
+    let expr = format!(
+        "let l = import {lib}; m = l.readManifest {manifest}; in {{ inherit (l) root programPath renderArgs; \
+         kinds = l.storeKinds m; ports = l.servicePorts m; diskMB = l.diskSizeMB m; }}",
+        lib = repo().join("images/lib.nix").display(),
+        manifest = manifest.display(),
+    );
+    let out = run_ok(Command::new("nix-instantiate").args(["--eval", "--strict", "--json", "-E", &expr]));
+    serde_json::from_str(&out).unwrap()
+}
+
+fn files_under(dir: &Path, base: &Path, out: &mut BTreeMap<String, String>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files_under(&path, base, out);
+        } else {
+            out.insert(path.strip_prefix(base).unwrap().to_string_lossy().to_string(), std::fs::read_to_string(&path).unwrap());
+        }
+    }
+}
+
+#[test]
+fn the_image_renders_what_workstation_up_renders_on_it() {
+    let manifests =
+        ["examples/workstation.toml", "examples/local/workstation.toml", "provisioner/tests/golden/supervisord/workstation.toml"];
+    for rel in manifests {
+        let path = repo().join(rel);
+        let facts = facts(&path);
+        let manifest = Manifest::parse(&std::fs::read_to_string(&path).unwrap()).unwrap();
+
+        // The image's build step: `workstation <renderArgs> --out DIR`.
+        let dir = tempfile::tempdir().unwrap();
+        let args: Vec<String> = facts["renderArgs"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()).collect();
+        run_ok(Command::new(binary()).arg("--manifest").arg(&path).args(&args).arg("--out").arg(dir.path()));
+        let mut built = BTreeMap::new();
+        files_under(dir.path(), dir.path(), &mut built);
+
+        // `up` on that box: the default root, the PATH from the file the
+        // image writes (onbox.rs reads it).
+        assert_eq!(facts["root"], DEFAULT_ROOT, "{rel}");
+        let layout = Layout::new(DEFAULT_ROOT, Some(facts["programPath"].as_str().unwrap().into())).unwrap();
+        let up = workstation::supervisor::render(&manifest, &layout);
+        assert_eq!(built, up.files, "{rel}: the image's configuration differs from what `up` renders");
+
+        let mut ports: Vec<u16> = manifest.services.values().flat_map(|s| s.ports.iter().copied()).collect();
+        ports.sort();
+        assert_eq!(facts["ports"], serde_json::json!(ports), "{rel}");
+        let mut kinds: Vec<&str> = manifest.stores.values().map(|s| s.kind.as_str()).collect();
+        kinds.sort();
+        kinds.dedup();
+        assert_eq!(facts["kinds"], serde_json::json!(kinds), "{rel}");
+        assert_eq!(facts["diskMB"], manifest.machine.disk_gib * 1024, "{rel}");
+    }
+}
+
+#[test]
+fn the_image_writes_the_program_path_where_workstation_reads_it() {
+    let module = std::fs::read_to_string(repo().join("images/workstation.nix")).unwrap();
+    let etc = workstation::onbox::PROGRAM_PATH_FILE.strip_prefix("/etc/").unwrap();
+    assert!(module.contains(&format!("environment.etc.\"{etc}\".text = wslib.programPath")), "images/workstation.nix must write {etc}");
+}
