@@ -4,8 +4,8 @@
 # box stack (supervisor, redis, postgresql, curl), dnsmasq (a real DNS server
 # on loopback for the hosts agent's re-resolution test), nftables (the idle
 # check counts connections to service ports), nix-bin (parses the .nix files
-# and evaluates images/lib.nix; too old for nixpkgs itself) and moto's EC2/S3 server
-# from PyPI. Quick no-op when everything is present.
+# and evaluates images/lib.nix; too old for nixpkgs itself), moto's EC2/S3 server
+# from PyPI, and checkov and python-hcl2 for terraform/. Quick no-op when everything is present.
 set -euo pipefail
 
 DEBS=(openssh-server openssh-client iproute2 util-linux procps supervisor redis-server redis-tools postgresql postgresql-client curl rsync dnsmasq-base nftables nix-bin)
@@ -30,6 +30,19 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 # sshd refuses to start without its privilege-separation directory.
 mkdir -p /run/sshd
+
+# checkov and python-hcl2 (terraform checks) each get a virtualenv: checkov
+# pins library versions that moto's server does not accept.
+venv() {
+    local dir=/opt/workstation-ci/$1; shift
+    if [ ! -x "$dir/bin/python" ] || ! "$dir/bin/pip" show -q "${1%%=*}" >/dev/null 2>&1; then
+        echo "install-deps: $dir: pip install $*" >&2
+        python3 -m venv "$dir"
+        "$dir/bin/pip" install -q "$@"
+    fi
+}
+venv checkov "checkov==3.3.30"
+venv hcl2 "python-hcl2==8.1.4"
 
 if ! python3 -c "import moto.server, flask, flask_cors" 2>/dev/null; then
     echo "install-deps: pip install moto[server]" >&2

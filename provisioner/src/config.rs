@@ -91,6 +91,9 @@ pub struct MachineSpec {
     pub subnet: Option<String>,
     #[serde(default)]
     pub security_groups: Vec<String>,
+    /// The box's IAM instance profile (terraform's `instance_profile`
+    /// output): lets the box tag and stop only itself and read the seeds.
+    pub instance_profile: Option<String>,
     /// Exactly one of `image_id`, `image_name` and `image_tag`.
     pub image_id: Option<String>,
     pub image_name: Option<String>,

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::primitives::Blob;
 use aws_sdk_ec2::types::{
-    BlockDeviceMapping, EbsBlockDevice, Filter, HttpTokensState, Instance, InstanceMetadataEndpointState,
+    BlockDeviceMapping, EbsBlockDevice, Filter, HttpTokensState, IamInstanceProfileSpecification, Instance, InstanceMetadataEndpointState,
     InstanceMetadataOptionsRequest, InstanceMetadataTagsState, InstanceStateName, InstanceType, ResourceType, Tag, TagSpecification,
     VolumeType,
 };
@@ -177,6 +177,9 @@ impl AwsProvider {
                 .key_name(key_name)
                 .set_subnet_id(machine.subnet.clone())
                 .set_security_group_ids((!machine.security_groups.is_empty()).then(|| machine.security_groups.clone()))
+                .set_iam_instance_profile(
+                    machine.instance_profile.as_ref().map(|p| IamInstanceProfileSpecification::builder().name(p).build()),
+                )
                 .metadata_options(
                     InstanceMetadataOptionsRequest::builder()
                         .http_tokens(HttpTokensState::Required)

@@ -1,0 +1,36 @@
+# What `workstation` needs: put these into workstation.toml's [box].
+
+output "subnet_ids" {
+  description = "box.subnet: where boxes launch."
+  value       = local.subnet_ids
+}
+
+output "security_group_id" {
+  description = "box.security_groups: SSH and the service ports from allowed_cidrs."
+  value       = aws_security_group.boxes.id
+}
+
+output "instance_profile" {
+  description = "box.instance_profile: lets a box tag and stop only itself."
+  value       = aws_iam_instance_profile.box.name
+}
+
+output "seeds_bucket" {
+  description = "Bucket for s3:// seeds in the manifest."
+  value       = aws_s3_bucket.seeds.bucket
+}
+
+output "engineer_policy_arn" {
+  description = "Attach to engineers' roles (done for engineer_role_names)."
+  value       = aws_iam_policy.engineer.arn
+}
+
+output "publisher_policy_arn" {
+  description = "Attach to whoever runs `workstation image publish`."
+  value       = aws_iam_policy.publisher.arn
+}
+
+output "reaper_function" {
+  description = "The scheduled reaper; invoke it with {\"manifest\": ..., \"dry_run\": true} to see its plan."
+  value       = aws_lambda_function.reaper.function_name
+}

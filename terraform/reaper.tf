@@ -1,0 +1,178 @@
+# The backstop: `workstation reap` on a schedule, as a Lambda built from our
+# crate (`workstation-reaper`, lambda_runtime). EventBridge Scheduler passes
+# the manifest in the event, so the Lambda needs no file of its own.
+
+resource "aws_lambda_function" "reaper" {
+  #checkov:skip=CKV_AWS_117:the reaper calls only the EC2 API; a VPC would need a NAT or endpoints and adds nothing
+  #checkov:skip=CKV_AWS_272:the package is built by Nix from a pinned commit; code signing needs a signer profile this module does not run
+  function_name    = "${var.name}-reaper"
+  role             = aws_iam_role.reaper.arn
+  filename         = var.reaper_zip
+  source_code_hash = filebase64sha256(var.reaper_zip)
+  handler          = "bootstrap"
+  runtime          = "provided.al2023"
+  architectures    = ["arm64"]
+  memory_size      = 256
+  # Paging and stopping 10,000 boxes takes well under a minute.
+  timeout                        = 300
+  reserved_concurrent_executions = 1
+  kms_key_arn                    = aws_kms_key.workstation.arn
+
+  environment {
+    variables = {
+      WORKSTATION_LOG = "workstation=info"
+    }
+  }
+
+  tracing_config {
+    mode = "Active"
+  }
+
+  dead_letter_config {
+    target_arn = aws_sqs_queue.reaper_dlq.arn
+  }
+
+  depends_on = [aws_cloudwatch_log_group.reaper]
+}
+
+resource "aws_cloudwatch_log_group" "reaper" {
+  name              = "/aws/lambda/${var.name}-reaper"
+  retention_in_days = var.log_retention_days
+  kms_key_id        = aws_kms_key.workstation.arn
+}
+
+resource "aws_sqs_queue" "reaper_dlq" {
+  name                      = "${var.name}-reaper-dlq"
+  kms_master_key_id         = aws_kms_key.workstation.arn
+  message_retention_seconds = 1209600
+}
+
+data "aws_iam_policy_document" "lambda_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["lambda.amazonaws.com"]
+    }
+  }
+}
+
+data "aws_iam_policy_document" "reaper" {
+  statement {
+    sid       = "Read"
+    actions   = ["ec2:DescribeInstances"]
+    resources = ["*"]
+  }
+
+  statement {
+    sid       = "StopAndLabelBoxes"
+    actions   = ["ec2:StopInstances", "ec2:CreateTags"]
+    resources = [local.instances]
+    # Only workstation boxes: instances carrying an owner tag.
+    condition {
+      test     = "Null"
+      variable = "ec2:ResourceTag/${local.owner_tag}"
+      values   = ["false"]
+    }
+  }
+
+  statement {
+    sid       = "OnlyTheStoppedByTag"
+    effect    = "Deny"
+    actions   = ["ec2:CreateTags"]
+    resources = ["*"]
+    condition {
+      test     = "ForAnyValue:StringNotEquals"
+      variable = "aws:TagKeys"
+      values   = ["workstation:stopped-by"]
+    }
+  }
+
+  statement {
+    sid       = "Logs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.reaper.arn}:*"]
+  }
+
+  statement {
+    sid       = "DeadLetters"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.reaper_dlq.arn]
+  }
+
+  statement {
+    sid       = "Tracing"
+    actions   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
+    resources = ["*"]
+  }
+
+  statement {
+    sid       = "Encryption"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+    resources = [aws_kms_key.workstation.arn]
+  }
+}
+
+resource "aws_iam_role" "reaper" {
+  name               = "${var.name}-reaper"
+  assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
+}
+
+resource "aws_iam_role_policy" "reaper" {
+  name   = "${var.name}-reaper"
+  role   = aws_iam_role.reaper.id
+  policy = data.aws_iam_policy_document.reaper.json
+}
+
+# ---- the schedule ----
+
+data "aws_iam_policy_document" "scheduler_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["scheduler.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account]
+    }
+  }
+}
+
+resource "aws_iam_role" "scheduler" {
+  name               = "${var.name}-reaper-schedule"
+  assume_role_policy = data.aws_iam_policy_document.scheduler_assume.json
+}
+
+resource "aws_iam_role_policy" "scheduler" {
+  name = "${var.name}-reaper-schedule"
+  role = aws_iam_role.scheduler.id
+  policy = jsonencode({
+    Version   = "2012-10-17"
+    Statement = [{ Effect = "Allow", Action = "lambda:InvokeFunction", Resource = aws_lambda_function.reaper.arn }]
+  })
+}
+
+resource "aws_scheduler_schedule" "reaper" {
+  name                         = "${var.name}-reaper"
+  schedule_expression          = var.reaper_schedule
+  schedule_expression_timezone = var.reaper_timezone
+  kms_key_arn                  = aws_kms_key.workstation.arn
+
+  flexible_time_window {
+    mode = "OFF"
+  }
+
+  target {
+    arn      = aws_lambda_function.reaper.arn
+    role_arn = aws_iam_role.scheduler.arn
+    # The manifest's [idle] policy decides which boxes stop.
+    input = jsonencode({ manifest = local.manifest })
+
+    retry_policy {
+      maximum_retry_attempts = 2
+    }
+  }
+}

@@ -1,0 +1,90 @@
+variable "region" {
+  description = "AWS region of the boxes (the manifest's box.region)."
+  type        = string
+}
+
+variable "name" {
+  description = "Prefix of every resource's name."
+  type        = string
+  default     = "workstation"
+}
+
+variable "manifest_path" {
+  description = "The company's workstation.toml: the security group opens its services' ports."
+  type        = string
+}
+
+variable "vpc_id" {
+  description = "An existing VPC for the boxes; null creates one (vpc_cidr, availability_zones)."
+  type        = string
+  default     = null
+}
+
+variable "subnet_ids" {
+  description = "Existing subnets for the boxes (with vpc_id)."
+  type        = list(string)
+  default     = []
+}
+
+variable "vpc_cidr" {
+  description = "CIDR of the VPC created when vpc_id is null."
+  type        = string
+  default     = "10.60.0.0/16"
+}
+
+variable "availability_zones" {
+  description = "One subnet per zone when the VPC is created here."
+  type        = list(string)
+  default     = []
+}
+
+variable "allowed_cidrs" {
+  description = "Networks that may reach the boxes' SSH and service ports (office, VPN). Never 0.0.0.0/0."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.allowed_cidrs) > 0 && !contains(var.allowed_cidrs, "0.0.0.0/0")
+    error_message = "allowed_cidrs must list the office/VPN networks; 0.0.0.0/0 would expose every box."
+  }
+}
+
+variable "owner_principal_tag" {
+  description = "The principal tag (IAM user tag or SSO session tag) holding an engineer's workstation owner name."
+  type        = string
+  default     = "workstation-owner"
+}
+
+variable "engineer_role_names" {
+  description = "IAM roles engineers use (e.g. their SSO permission set roles); the engineers' policy is attached to each."
+  type        = list(string)
+  default     = []
+}
+
+variable "publisher_role_names" {
+  description = "IAM roles that run `workstation image publish` (CI, platform team)."
+  type        = list(string)
+  default     = []
+}
+
+variable "reaper_zip" {
+  description = "The reaper Lambda package: `nix build .#reaper-lambda` (a zip whose `bootstrap` is workstation-reaper)."
+  type        = string
+}
+
+variable "reaper_schedule" {
+  description = "When the reaper runs (EventBridge Scheduler expression)."
+  type        = string
+  default     = "rate(15 minutes)"
+}
+
+variable "reaper_timezone" {
+  description = "Time zone of reaper_schedule and of the manifest's stop schedules."
+  type        = string
+  default     = "UTC"
+}
+
+variable "log_retention_days" {
+  description = "Retention of the reaper's logs and the VPC flow logs."
+  type        = number
+  default     = 365
+}

@@ -1,0 +1,169 @@
+//! terraform/: every file parses as HCL (python-hcl2), checkov finds
+//! nothing, and each IAM policy allows exactly the AWS actions the code
+//! that runs under it calls, derived from the code's SDK calls.
+//!
+//! Both Python tools live in their own virtualenvs (scripts/install-deps.sh):
+//! checkov pins library versions that moto's server does not accept.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use workstation_tests::run_ok;
+
+const HCL2_PYTHON: &str = "/opt/workstation-ci/hcl2/bin/python";
+const CHECKOV: &str = "/opt/workstation-ci/checkov/bin/checkov";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn source(rel: &str) -> String {
+    let text = std::fs::read_to_string(repo().join("provisioner/src").join(rel)).unwrap();
+    // Unit tests build requests they never send.
+    match text.find("#[cfg(test)]") {
+        Some(at) => text[..at].to_string(),
+        None => text,
+    }
+}
+
+fn pascal(snake: &str) -> String {
+    snake.split('_').map(|w| w[..1].to_uppercase() + &w[1..]).collect()
+}
+
+/// The IAM actions of the SDK calls in `src`: `<client>.<operation>()`,
+/// where `client` is `ec2`, `ebs`, `s3`, or `client` (the file's own
+/// service, `default`).
+fn sdk_actions(src: &str, default: &str) -> BTreeSet<String> {
+    let squeezed: String = src.split_whitespace().collect();
+    let mut out = BTreeSet::new();
+    for (var, service) in [("client.", default), ("ec2.", "ec2"), ("ebs.", "ebs"), ("s3.", "s3")] {
+        let mut rest = squeezed.as_str();
+        while let Some(at) = rest.find(var) {
+            let before = squeezed.len() - rest.len() + at;
+            rest = &rest[at + var.len()..];
+            let boundary = squeezed[..before].chars().last().is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
+            let op: String = rest.chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect();
+            if boundary && !op.is_empty() && rest[op.len()..].starts_with("()") {
+                let op = pascal(&op);
+                // HeadObject is authorised by s3:GetObject.
+                let op = if service == "s3" && op == "HeadObject" { "GetObject".into() } else { op };
+                out.insert(format!("{service}:{op}"));
+            }
+        }
+    }
+    out
+}
+
+/// The functions of `src` by name, each with its body (up to the next fn).
+fn functions(src: &str) -> BTreeMap<String, String> {
+    let mut starts: Vec<(usize, String)> = Vec::new();
+    let mut offset = 0;
+    for line in src.split_inclusive('\n') {
+        let t = line.trim_start().trim_start_matches("pub ").trim_start_matches("async ");
+        if let Some(rest) = t.strip_prefix("fn ") {
+            starts.push((offset, rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect()));
+        }
+        offset += line.len();
+    }
+    let ends = starts.iter().skip(1).map(|(o, _)| *o).chain([src.len()]);
+    starts.iter().zip(ends).map(|((start, name), end)| (name.clone(), src[*start..end].to_string())).collect()
+}
+
+/// Actions of `entries` in `src` and of every `self.f(` they reach.
+fn reachable_actions(src: &str, entries: &BTreeSet<String>) -> BTreeSet<String> {
+    let fns = functions(src);
+    let mut seen = BTreeSet::new();
+    let mut todo: Vec<String> = entries.iter().cloned().collect();
+    let mut actions = BTreeSet::new();
+    while let Some(f) = todo.pop() {
+        let Some(body) = fns.get(&f) else { continue };
+        if !seen.insert(f.clone()) {
+            continue;
+        }
+        actions.extend(sdk_actions(body, "ec2"));
+        let squeezed: String = body.split_whitespace().collect();
+        for name in fns.keys() {
+            if squeezed.contains(&format!("self.{name}(")) {
+                todo.push(name.clone());
+            }
+        }
+    }
+    actions
+}
+
+/// `recv.f(` calls in `src`: the provider methods a module uses.
+fn calls_on(src: &str, recv: &str) -> BTreeSet<String> {
+    let squeezed: String = src.split_whitespace().collect();
+    squeezed
+        .split(&format!("{recv}."))
+        .skip(1)
+        .map(|r| r.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect::<String>())
+        .filter(|name| !name.is_empty())
+        .collect()
+}
+
+/// What each policy document in terraform/ allows, from python-hcl2.
+fn policies() -> BTreeMap<String, BTreeSet<String>> {
+    let out = run_ok(
+        Command::new(HCL2_PYTHON).arg(repo().join("tests/support/terraform_policies.py")).arg(repo().join("terraform")),
+    );
+    serde_json::from_str(&out).unwrap()
+}
+
+#[test]
+fn each_policy_allows_exactly_the_actions_its_code_calls() {
+    let aws = source("provider/aws.rs");
+    let mut engineer = sdk_actions(&aws, "ec2");
+    engineer.extend(sdk_actions(&source("seed.rs"), "s3"));
+    if aws.contains("iam_instance_profile(") {
+        engineer.insert("iam:PassRole".into());
+    }
+    let mut on_box = sdk_actions(&source("boxside.rs"), "ec2");
+    on_box.extend(sdk_actions(&source("boxidle.rs"), "ec2"));
+    let reaper = reachable_actions(&aws, &calls_on(&source("reap.rs"), "provider"));
+    let publisher = sdk_actions(&source("image.rs"), "ec2");
+
+    // Sanity: the scan sees the calls we know are there.
+    assert!(engineer.contains("ec2:RunInstances") && engineer.contains("s3:GetObject"), "{engineer:?}");
+    assert!(reaper.contains("ec2:StopInstances") && !reaper.contains("ec2:RunInstances"), "{reaper:?}");
+    assert!(publisher.contains("ebs:PutSnapshotBlock"), "{publisher:?}");
+
+    let policies = policies();
+    // kms, logs, sqs, xray and sts are the infrastructure's own (encryption,
+    // the Lambda's logs and dead letters); the code calls ec2, ebs, s3, iam.
+    let api = |name: &str| -> BTreeSet<String> {
+        policies[name].iter().filter(|a| ["ec2:", "ebs:", "s3:", "iam:"].iter().any(|p| a.starts_with(p))).cloned().collect()
+    };
+    for (name, derived) in [("engineer", &engineer), ("box", &on_box), ("reaper", &reaper), ("publisher", &publisher)] {
+        let allowed = api(name);
+        let missing: Vec<_> = derived.difference(&allowed).collect();
+        let unneeded: Vec<_> = allowed.difference(derived).collect();
+        assert!(missing.is_empty(), "terraform's {name} policy lacks {missing:?}, which the code calls");
+        assert!(unneeded.is_empty(), "terraform's {name} policy allows {unneeded:?}, which no code of it calls");
+    }
+}
+
+#[test]
+fn checkov_passes_and_every_skip_says_why() {
+    let out = Command::new(CHECKOV)
+        .args(["-d", "terraform", "--quiet", "--compact", "--skip-download", "-o", "json"])
+        .current_dir(repo())
+        .output()
+        .expect("checkov (scripts/install-deps.sh installs it)");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("checkov output: {e}\n{}", String::from_utf8_lossy(&out.stderr)));
+    let summary = &report["summary"];
+    assert_eq!(summary["failed"], 0, "checkov failed checks:\n{}", serde_json::to_string_pretty(&report["results"]["failed_checks"]).unwrap());
+    assert!(summary["passed"].as_u64().unwrap() > 100, "{summary}");
+
+    for entry in std::fs::read_dir(repo().join("terraform")).unwrap() {
+        let path = entry.unwrap().path();
+        for line in std::fs::read_to_string(&path).unwrap().lines() {
+            if let Some(skip) = line.trim().strip_prefix("#checkov:skip=") {
+                let reason = skip.split_once(':').map(|(_, r)| r.trim()).unwrap_or("");
+                assert!(reason.len() > 10, "{}: a skip without a reason: {line}", path.display());
+            }
+        }
+    }
+}
