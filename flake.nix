@@ -13,7 +13,7 @@
 
       # Both binaries from one workspace build; the tests crate needs root,
       # network namespaces and moto, so the Nix build skips `cargo test`.
-      crate = pkgs: pname: pkgs.rustPlatform.buildRustPackage {
+      crate = pkgs: pname: extra: pkgs.rustPlatform.buildRustPackage ({
         inherit pname;
         version = "0.1.0";
         src = nixpkgs.lib.cleanSourceWith {
@@ -26,6 +26,14 @@
         cargoBuildFlags = [ "--package" pname ];
         doCheck = false;
         meta.mainProgram = pname;
+      } // extra);
+
+      # The reaper Lambda's binary (feature `lambda`, lambda_runtime).
+      reaperBinary = pkgs: crate pkgs "workstation" {
+        pname = "workstation-reaper";
+        buildFeatures = [ "lambda" ];
+        cargoBuildFlags = [ "--package" "workstation" "--bin" "workstation-reaper" ];
+        meta.mainProgram = "workstation-reaper";
       };
 
       # The box for one system, from the manifest `manifest`.
@@ -43,9 +51,14 @@
     in
     {
       packages = forAll (system: pkgs: {
-        workstation = crate pkgs "workstation";
-        hosts-agent = crate pkgs "workstation-hosts";
+        workstation = crate pkgs "workstation" { };
+        hosts-agent = crate pkgs "workstation-hosts" { };
         default = self.packages.${system}.workstation;
+        # terraform's reaper_zip: the Lambda custom runtime wants `bootstrap`.
+        reaper-lambda = pkgs.runCommand "workstation-reaper-lambda.zip" { nativeBuildInputs = [ pkgs.zip ]; } ''
+          cp ${reaperBinary pkgs}/bin/workstation-reaper bootstrap
+          zip -X $out bootstrap
+        '';
         # The raw disk and nix-support/image-info.json:
         # `workstation image build` builds this, `image publish` uploads it.
         ami = (box system ./examples/workstation.toml).config.system.build.amazonImage;

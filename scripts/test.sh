@@ -8,4 +8,6 @@ cd "$(dirname "$0")/.."
 
 bash scripts/install-deps.sh
 cargo build --workspace --all-targets --locked
+# The reaper Lambda (terraform/reaper.tf) is behind a feature: compile it.
+cargo build --workspace --locked --features workstation/lambda --bin workstation-reaper
 cargo test --workspace --locked "$@"

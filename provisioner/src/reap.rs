@@ -6,9 +6,9 @@
 
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::config::IdlePolicy;
+use crate::config::{IdlePolicy, Manifest};
 use crate::idle::{self, Seen, Verdict};
 use crate::provider::aws::AwsProvider;
 use crate::provider::{BoxInfo, ProviderError};
@@ -74,6 +74,33 @@ pub async fn reap(provider: &AwsProvider, policy: &IdlePolicy, at: DateTime<Utc>
         report.failed.extend(done.failed.into_iter().map(|(id, error)| Failed { id, error }));
     }
     Ok(report)
+}
+
+/// What the scheduled reaper receives (terraform/reaper.tf): the
+/// manifest's text, so the Lambda carries no file of its own.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Request {
+    pub manifest: String,
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Decide as of this time instead of now.
+    pub at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("the request's manifest: {0}")]
+    Manifest(#[from] crate::config::ParseError),
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+}
+
+/// One scheduled run: the manifest's [idle] policy over every running box.
+pub async fn handle(provider: &AwsProvider, request: Request, concurrency: usize) -> Result<ReapReport, RequestError> {
+    let manifest = Manifest::parse(&request.manifest)?;
+    let at = request.at.unwrap_or_else(Utc::now);
+    Ok(reap(provider, &manifest.idle, at, request.dry_run, concurrency).await?)
 }
 
 #[cfg(test)]

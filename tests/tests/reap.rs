@@ -122,3 +122,32 @@ fn boxes_stopped_or_terminated_mid_reap_are_not_errors() {
     let tagged = block_on(provider.describe(&ids[20])).unwrap();
     assert_eq!(tagged.stopped_by.as_deref(), Some("test"));
 }
+
+/// The scheduled Lambda's request (terraform/reaper.tf): the policy comes
+/// from the manifest text in the event, not from a file.
+#[test]
+fn the_scheduled_reaper_takes_its_policy_from_the_event() {
+    let env = TestEnv::aws_api_only();
+    let client = env.moto.as_ref().unwrap().client();
+    let ids = launch(&client, 6);
+    let provider = AwsProvider::new(client.clone(), AddressKind::Private);
+    let at = Utc::now() + Duration::minutes(45);
+    let rfc = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
+    set_tag(&client, &ids[..2], "workstation:last-active", &rfc(at - Duration::minutes(5)));
+    let manifest = workstation_tests::manifest_text("image_id = \"ami-12c6146b\"", "") + "\n[idle]\ntimeout = \"30m\"\n";
+    let request = |manifest: &str, dry_run: bool| -> workstation::reap::Request {
+        serde_json::from_value(serde_json::json!({ "manifest": manifest, "dry_run": dry_run, "at": rfc(at) })).unwrap()
+    };
+
+    // 45 minutes after launch: idle under this manifest's 30m, not under
+    // the default 60m.
+    let report = block_on(workstation::reap::handle(&provider, request(&manifest, false), 4)).unwrap();
+    assert_eq!(report.stopped.len(), 4, "{report:?}");
+    assert_eq!(states(&client, "running"), ids[..2].iter().cloned().collect());
+
+    let bad = manifest.replace("timeout = \"30m\"", "timeout = \"soon\"");
+    let err = block_on(workstation::reap::handle(&provider, request(&bad, true), 4)).unwrap_err().to_string();
+    assert!(err.contains("manifest") && err.contains("timeout"), "{err}");
+    let unknown = serde_json::from_value::<workstation::reap::Request>(serde_json::json!({ "manifest": "", "dryrun": true }));
+    assert!(unknown.unwrap_err().to_string().contains("dryrun"));
+}
