@@ -170,9 +170,9 @@ async fn publish(global: &Global, args: PublishArgs) -> Result<ExitCode> {
         .with_context(|| format!("cannot read {} (the flake's lock file); pass --flake-lock PATH", lock.display()))?;
     let inputs = Inputs { image: args.image, manifest_hash: manifest.hash.clone(), flake_lock_hash, arch };
 
-    let region = args.region.or_else(|| manifest.manifest.machine.region.clone());
-    let settings = crate::settings::Settings::load(&crate::paths::Paths::from_env()?, &|k| std::env::var(k).ok())?;
-    let sdk = super::sdk_config(settings.aws.profile.as_deref(), region).await;
+    let aws = super::aws_settings()?;
+    let region = args.region.or_else(|| super::aws_region(&aws, Some(&manifest)));
+    let sdk = super::sdk_config(aws.profile.as_deref(), region).await;
     let (ec2, ebs) = (aws_sdk_ec2::Client::new(&sdk), aws_sdk_ebs::Client::new(&sdk));
     let progress = indicatif::ProgressBar::new(0).with_style(
         indicatif::ProgressStyle::with_template("{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}").expect("valid template"),

@@ -26,7 +26,7 @@ use crate::paths::Paths;
 use crate::provider::aws::{ApiCalls, AwsProvider};
 use crate::provider::local::LocalProvider;
 use crate::provider::Provider;
-use crate::settings::{ProviderKind, Settings};
+use crate::settings::{AwsSettings, ProviderKind, Settings};
 
 pub use output::Output;
 
@@ -192,7 +192,7 @@ impl Global {
         }
         let provider: Box<dyn Provider> = match settings.provider {
             ProviderKind::Aws => {
-                let sdk = sdk_config(settings.aws.profile.as_deref(), aws_region(&settings, manifest)).await;
+                let sdk = sdk_config(settings.aws.profile.as_deref(), aws_region(&settings.aws, manifest)).await;
                 Box::new(AwsProvider::new(aws_sdk_ec2::Client::new(&sdk), settings.aws.address))
             }
             ProviderKind::Local => Box::new(LocalProvider::new(paths.local_boxes(), settings.local.clone())?),
@@ -226,18 +226,23 @@ impl Global {
     /// The aws provider itself, whatever the settings say (reap works on
     /// every owner's instances), with its API calls counted.
     async fn aws(&self, manifest: Option<&LoadedManifest>) -> Result<(AwsProvider, ApiCalls)> {
-        let paths = Paths::from_env()?;
-        let settings = Settings::load(&paths, &|k| std::env::var(k).ok())?;
-        let sdk = sdk_config(settings.aws.profile.as_deref(), aws_region(&settings, manifest)).await;
+        let aws = aws_settings()?;
+        let sdk = sdk_config(aws.profile.as_deref(), aws_region(&aws, manifest)).await;
         let calls = ApiCalls::default();
         let config = aws_sdk_ec2::config::Builder::from(&sdk).interceptor(calls.clone()).build();
-        Ok((AwsProvider::new(aws_sdk_ec2::Client::from_conf(config), settings.aws.address), calls))
+        Ok((AwsProvider::new(aws_sdk_ec2::Client::from_conf(config), aws.address), calls))
     }
 }
 
+/// The `[aws]` settings alone: verbs that act for the platform (reap,
+/// image publish) need no owner of their own.
+fn aws_settings() -> Result<AwsSettings> {
+    Ok(Settings::read_file(&Paths::from_env()?.settings_file())?.aws)
+}
+
 /// The settings' region, else the manifest's (else aws-config's chain).
-fn aws_region(settings: &Settings, manifest: Option<&LoadedManifest>) -> Option<String> {
-    settings.aws.region.clone().or_else(|| manifest.and_then(|m| m.manifest.machine.region.clone()))
+fn aws_region(aws: &AwsSettings, manifest: Option<&LoadedManifest>) -> Option<String> {
+    aws.region.clone().or_else(|| manifest.and_then(|m| m.manifest.machine.region.clone()))
 }
 
 /// The one place an `SdkConfig` is built: the credential chain, profiles,
