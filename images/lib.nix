@@ -11,10 +11,15 @@ rec {
   # laptop renders are the same bytes and `up` restarts nothing.
   programPath = "/run/wrappers/bin:/run/current-system/sw/bin";
 
+  # Who runs the data stores: systemd, through nixpkgs' modules. The image
+  # writes it to /etc/workstation/stores, where `workstation up` reads it,
+  # so supervisord's configuration leaves the stores out on both sides.
+  storeRunner = "systemd";
+
   readManifest = path: builtins.fromTOML (builtins.readFile path);
 
   # `workstation <renderArgs> --out $out` at build time.
-  renderArgs = [ "render" "supervisord" "--root" root "--path" programPath ];
+  renderArgs = [ "render" "supervisord" "--root" root "--path" programPath "--stores" storeRunner ];
 
   attrValues = set: map (name: set.${name}) (builtins.attrNames set);
 
@@ -25,6 +30,27 @@ rec {
   storeKinds = manifest:
     builtins.sort builtins.lessThan
       (builtins.attrNames (builtins.listToAttrs (map (s: { name = s.kind; value = true; }) (stores manifest))));
+
+  # config.rs StoreKind::default_port.
+  defaultPorts = { redis = 6379; postgres = 5432; mongodb = 27017; opensearch = 9200; };
+  storePort = store: store.port or defaultPorts.${store.kind};
+
+  # The stores of one kind, by name.
+  storesOfKind = kind: manifest:
+    builtins.listToAttrs (builtins.concatMap
+      (name: let s = manifest.stores.${name}; in if s.kind == kind then [ { inherit name; value = s; } ] else [ ])
+      (builtins.attrNames (manifest.stores or { })));
+
+  # The systemd unit each store runs as (stores.rs `system_unit`): nixpkgs
+  # names redis servers after their attribute; the others are one per box.
+  storeUnits = manifest: builtins.mapAttrs
+    (name: s: if s.kind == "redis" then "redis-${name}.service"
+      else if s.kind == "postgres" then "postgresql.service"
+      else "${s.kind}.service")
+    (manifest.stores or { });
+
+  # The database a postgres store holds (config.rs `Store::database`).
+  database = name: store: store.database or (builtins.replaceStrings [ "-" ] [ "_" ] name);
 
   # The services' ports, which the security group opens (terraform) and
   # the idle check counts connections to.

@@ -1,9 +1,10 @@
 # nixosModules.workstation: everything a box runs, driven by workstation.toml.
 #
 # - supervisord (nixpkgs has no module for it) runs the configuration that
-#   `workstation render supervisord` produced at build time: services and
-#   data stores, exactly what `workstation up` would upload;
-# - the store servers' packages and users;
+#   `workstation render supervisord` produced at build time, exactly what
+#   `workstation up` would upload;
+# - the data stores run under nixpkgs' own modules (redis, postgresql,
+#   mongodb, opensearch) on loopback, at the manifest's ports;
 # - first boot publishes the SSH host key as an EC2 tag (the laptop pins it);
 # - a timer runs `workstation box idle-check` every minute;
 # - the owner's account and key come from instance metadata.
@@ -24,18 +25,16 @@ let
     test -s $out/.hash
   '';
 
-  storePackages = {
+  one = kind: wslib.storesOfKind kind manifest;
+  only = kind: builtins.head (builtins.attrValues (one kind));
+  has = kind: one kind != { };
+  # Client tools the seeders run on the box (seed.rs); the servers come
+  # with nixpkgs' modules below.
+  storeTools = {
     redis = [ pkgs.redis ];
     postgres = [ cfg.postgresqlPackage ];
-    mongodb = [ pkgs.mongodb-ce pkgs.mongosh pkgs.mongodb-tools ];
-    opensearch = [ pkgs.opensearch ];
-  };
-  # The accounts stores run as (provisioner/src/stores.rs `user`).
-  storeUsers = {
-    redis = "redis";
-    postgres = "postgres";
-    mongodb = "mongodb";
-    opensearch = "opensearch";
+    mongodb = [ pkgs.mongosh pkgs.mongodb-tools ];
+    opensearch = [ ];
   };
   kinds = wslib.storeKinds manifest;
 
@@ -65,36 +64,74 @@ in
   config = {
     environment.systemPackages =
       [ cfg.package pkgs.supervisor pkgs.rsync pkgs.curl pkgs.iproute2 pkgs.nftables pkgs.util-linux ]
-      ++ lib.concatMap (k: storePackages.${k}) kinds;
+      ++ lib.concatMap (k: storeTools.${k}) kinds;
 
     environment.etc."workstation/workstation.toml".source = cfg.manifest;
     environment.etc."workstation/program-path".text = wslib.programPath;
+    environment.etc."workstation/stores".text = wslib.storeRunner;
 
-    users.groups = lib.genAttrs (map (k: storeUsers.${k}) kinds) (_: { });
-    users.users = lib.genAttrs (map (k: storeUsers.${k}) kinds) (name: {
-      isSystemUser = true;
-      group = name;
-      description = "workstation ${name} store";
-    });
+    assertions = map (kind: {
+      assertion = builtins.length (builtins.attrNames (one kind)) <= 1;
+      message = "workstation.toml: nixpkgs runs one ${kind} per box; declare one ${kind} store (redis may have several)";
+    }) [ "postgres" "mongodb" "opensearch" ];
+
+    # Each redis store is its own server (unit redis-<store>), saving like
+    # the supervised one (stores.rs) so a stop/start keeps its data.
+    services.redis.servers = builtins.mapAttrs (name: s: {
+      enable = true;
+      port = wslib.storePort s;
+      bind = "127.0.0.1";
+      databases = 16;
+      save = [ [ 60 1000 ] ];
+      appendOnly = false;
+    }) (one "redis");
+
+    # Loopback only; the seeders connect as postgres over TCP (seed.rs),
+    # which loopback trusts: the box is single-user and the port is not
+    # reachable from outside.
+    services.postgresql = lib.mkIf (has "postgres") {
+      enable = true;
+      package = cfg.postgresqlPackage;
+      settings.port = wslib.storePort (only "postgres");
+      settings.listen_addresses = lib.mkForce "127.0.0.1";
+      authentication = lib.mkOverride 10 ''
+        local all all peer
+        host all all 127.0.0.1/32 trust
+      '';
+      ensureDatabases = lib.mapAttrsToList wslib.database (one "postgres");
+    };
+
+    services.mongodb = lib.mkIf (has "mongodb") {
+      enable = true;
+      package = pkgs.mongodb-ce;
+      bind_ip = "127.0.0.1";
+      extraConfig = "net.port: ${toString (wslib.storePort (only "mongodb"))}";
+    };
+
+    services.opensearch = lib.mkIf (has "opensearch") {
+      enable = true;
+      settings."http.port" = wslib.storePort (only "opensearch");
+      settings."network.host" = "127.0.0.1";
+    };
 
     systemd.tmpfiles.rules = [
       "d ${wslib.root} 0755 root root -"
       "d ${wslib.root}/supervisor 0755 root root -"
       "d ${wslib.root}/run 0755 root root -"
       "d ${wslib.root}/logs 0755 root root -"
-      "d ${wslib.root}/stores 0755 root root -"
       "d ${wslib.root}/seeds 0700 root root -"
-    ] ++ map (name: "d ${wslib.root}/stores/${name} 0700 ${storeUsers.${manifest.stores.${name}.kind}} ${storeUsers.${manifest.stores.${name}.kind}} -")
-      (builtins.attrNames (manifest.stores or { }));
+    ];
 
     # supervisord in the foreground under systemd. The build-time
     # configuration is installed the way `workstation up` installs one
     # (supervisor/<hash>, `current` symlink), only when the box has none:
     # a configuration applied later by `workstation up` survives reboots.
     systemd.services.supervisord = {
-      description = "workstation services and data stores (supervisord)";
+      description = "workstation services (supervisord)";
       wantedBy = [ "multi-user.target" ];
-      after = [ "network.target" "systemd-tmpfiles-setup.service" ];
+      # Services start after the stores they use.
+      after = [ "network.target" "systemd-tmpfiles-setup.service" ] ++ builtins.attrValues (wslib.storeUnits manifest);
+      wants = builtins.attrValues (wslib.storeUnits manifest);
       path = [ pkgs.coreutils ];
       environment.PATH = lib.mkForce "${wslib.programPath}:${lib.makeBinPath [ pkgs.coreutils ]}";
       preStart = ''

@@ -17,7 +17,7 @@ use indicatif::ProgressBar;
 use serde::Serialize;
 
 use crate::config::Manifest;
-use crate::layout::sh;
+use crate::layout::{sh, StoreRunner};
 use crate::lifecycle::step;
 use crate::onbox::{OnBox, OnBoxError};
 use crate::remote::Held;
@@ -117,7 +117,9 @@ async fn prepare(onbox: &OnBox<'_>, manifest: &Manifest) -> Result<(), OnBoxErro
             ),
         )
         .await?;
-    for (name, store) in &manifest.stores {
+    // Stores that systemd runs have the directories their modules made.
+    let supervised = manifest.stores.iter().filter(|_| l.stores == StoreRunner::Supervisord);
+    for (name, store) in supervised {
         let user = stores::user(store.kind);
         let dir = sh(&l.store_dir(name));
         onbox

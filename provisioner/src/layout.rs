@@ -8,12 +8,23 @@ use sha2::Digest;
 /// The root on an image-built box.
 pub const DEFAULT_ROOT: &str = "/var/lib/workstation";
 
-/// The box's root and the `PATH` its programs run with.
+/// Who runs the data stores. On an image-built box, systemd through
+/// nixpkgs' own modules (images/workstation.nix); on a local or
+/// bring-your-own box, supervisord beside the services.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum StoreRunner {
+    #[default]
+    Supervisord,
+    Systemd,
+}
+
+/// The box's root, the `PATH` its programs run with, who runs its stores.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
     root: String,
     /// `PATH` for every program; `None` keeps supervisord's own.
     pub path: Option<String>,
+    pub stores: StoreRunner,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -28,7 +39,11 @@ impl Layout {
         if !safe {
             return Err(BadRoot(root.into()));
         }
-        Ok(Self { root: root.trim_end_matches('/').into(), path })
+        Ok(Self { root: root.trim_end_matches('/').into(), path, stores: StoreRunner::Supervisord })
+    }
+
+    pub fn with_stores(self, stores: StoreRunner) -> Self {
+        Self { stores, ..self }
     }
 
     pub fn root(&self) -> &str {

@@ -3,7 +3,9 @@
 
 use tokio::io::AsyncRead;
 
-use crate::layout::{sh, BadRoot, Layout, DEFAULT_ROOT};
+use crate::config::Store;
+use crate::layout::{sh, BadRoot, Layout, StoreRunner, DEFAULT_ROOT};
+use crate::stores;
 use crate::remote::{Held, RemoteError, Session};
 
 /// How much of a failed command's stderr an error quotes.
@@ -40,6 +42,8 @@ impl From<RemoteError> for OnBoxError {
 
 /// Written by the image (images/workstation.nix, from images/lib.nix).
 pub const PROGRAM_PATH_FILE: &str = "/etc/workstation/program-path";
+/// Written by the image: "systemd" when nixpkgs' modules run the stores.
+pub const STORES_FILE: &str = "/etc/workstation/stores";
 
 pub struct OnBox<'a> {
     pub session: &'a Session,
@@ -58,7 +62,8 @@ impl<'a> OnBox<'a> {
         let script = format!(
             "printf 'uid=%s\\n' \"$(id -u)\"; printf 'root=%s\\n' \"${{WORKSTATION_BOX_ROOT:-{DEFAULT_ROOT}}}\"; \
              if [ -r {PROGRAM_PATH_FILE} ]; then printf 'path=%s\\n' \"$(cat {PROGRAM_PATH_FILE})\"; else \
-             pg=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1); printf 'path=%s\\n' \"${{pg:+$pg:}}$PATH\"; fi"
+             pg=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1); printf 'path=%s\\n' \"${{pg:+$pg:}}$PATH\"; fi; \
+             printf 'stores=%s\\n' \"$(cat {STORES_FILE} 2>/dev/null)\""
         );
         let out = session.output(&script).await?;
         let text = String::from_utf8_lossy(&out.stdout).to_string();
@@ -66,7 +71,11 @@ impl<'a> OnBox<'a> {
         let (Some(uid), Some(root), Some(path)) = (field("uid"), field("root"), field("path")) else {
             return Err(OnBoxError::Probe { name: name.into(), output: text });
         };
-        Ok(OnBox { session, layout: Layout::new(&root, Some(path))?, name: name.into(), sudo: uid != "0" })
+        let stores = match field("stores").as_deref() {
+            Some("systemd") => StoreRunner::Systemd,
+            _ => StoreRunner::Supervisord,
+        };
+        Ok(OnBox { session, layout: Layout::new(&root, Some(path))?.with_stores(stores), name: name.into(), sudo: uid != "0" })
     }
 
     /// `command` as it runs on the box: with the box's PATH, as root.
@@ -128,6 +137,27 @@ impl<'a> OnBox<'a> {
     /// `supervisorctl` against this box's supervisord.
     pub fn supervisorctl(&self, args: &str) -> String {
         format!("supervisorctl -c {} {args}", sh(&self.layout.conf()))
+    }
+
+    /// `verb` (start, stop, restart) for a program: supervisorctl, or
+    /// systemctl for a store that systemd runs.
+    pub fn control(&self, verb: &str, program: &str, store: Option<&Store>) -> String {
+        match (store, self.layout.stores) {
+            (Some(store), StoreRunner::Systemd) => format!("systemctl {verb} {}", sh(&stores::system_unit(program, store.kind))),
+            _ => self.supervisorctl(&format!("{verb} {}", sh(program))),
+        }
+    }
+
+    /// The last `lines` lines of a program's output, following with `-f`.
+    pub fn log_command(&self, program: &str, store: Option<&Store>, lines: u32, follow: bool) -> String {
+        match (store, self.layout.stores) {
+            (Some(store), StoreRunner::Systemd) => format!(
+                "journalctl --no-pager -n {lines} {} -u {}",
+                if follow { "-f" } else { "" },
+                sh(&stores::system_unit(program, store.kind))
+            ),
+            _ => format!("tail -n {lines} {} {}", if follow { "-F" } else { "" }, sh(&self.layout.log(program))),
+        }
     }
 
     fn failed(&self, what: &str, status: u32, stderr: &[u8]) -> OnBoxError {

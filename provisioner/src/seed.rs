@@ -405,9 +405,9 @@ impl Loader<'_> {
             let _ = self.onbox.run("removing the rejected snapshot", &format!("rm -f {}", sh(&staged))).await;
             return Err(self.malformed("redis-check-rdb rejects it".into()));
         }
-        let dir = self.onbox.layout.store_dir(self.name);
-        let user = stores::user(StoreKind::Redis);
-        let ctl = |verb: &str| self.onbox.supervisorctl(&format!("{verb} {}", self.name));
+        let dir = stores::redis_dir(self.name, &self.onbox.layout);
+        let user = stores::runner_user(self.name, StoreKind::Redis, self.onbox.layout.stores);
+        let ctl = |verb: &str| self.onbox.control(verb, self.name, Some(self.store));
         self.onbox
             .run(
                 "replacing redis' dump",

@@ -8,7 +8,7 @@ use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::config::{HealthCheck, Manifest};
-use crate::layout::sh;
+use crate::layout::{sh, StoreRunner};
 use crate::onbox::{OnBox, OnBoxError};
 use crate::stores;
 
@@ -88,8 +88,20 @@ pub fn parse_status(out: &str) -> Vec<StatusLine> {
 pub async fn status(onbox: &OnBox<'_>, manifest: &Manifest, only: Option<&str>) -> Result<Vec<ProgramStatus>, OnBoxError> {
     // supervisorctl exits non-zero when any program is not running; its
     // output is still the answer.
-    let lines = parse_status(&onbox.output(&format!("{} 2>&1", onbox.supervisorctl("status"))).await?);
-    let exits = unexpected_exits(onbox).await?;
+    let mut lines = parse_status(&onbox.output(&format!("{} 2>&1", onbox.supervisorctl("status"))).await?);
+    let mut exits = unexpected_exits(onbox).await?;
+    if onbox.layout.stores == StoreRunner::Systemd && !manifest.stores.is_empty() {
+        let units: Vec<(String, String)> =
+            manifest.stores.iter().map(|(name, store)| (name.clone(), stores::system_unit(name, store.kind))).collect();
+        let list: Vec<String> = units.iter().map(|(_, u)| sh(u)).collect();
+        let show = format!("systemctl show --property=Id,ActiveState,MainPID,NRestarts {}", list.join(" "));
+        for (unit, line, restarts) in parse_systemctl_show(&onbox.output(&show).await?) {
+            if let Some((name, _)) = units.iter().find(|(_, u)| *u == unit) {
+                lines.push(StatusLine { name: name.clone(), ..line });
+                exits.extend(std::iter::repeat_n(name.clone(), restarts as usize));
+            }
+        }
+    }
 
     let names: Vec<(&String, &'static str)> = manifest
         .stores
@@ -123,6 +135,27 @@ pub async fn status(onbox: &OnBox<'_>, manifest: &Manifest, only: Option<&str>) 
         }
     });
     Ok(futures::future::join_all(checks).await)
+}
+
+/// Parses `systemctl show --property=Id,ActiveState,MainPID,NRestarts`
+/// (one block per unit, blank-line separated) into supervisord's terms:
+/// (unit, status line, restarts).
+pub fn parse_systemctl_show(out: &str) -> Vec<(String, StatusLine, u32)> {
+    out.split("\n\n")
+        .filter_map(|block| {
+            let field = |k: &str| block.lines().find_map(|l| l.strip_prefix(&format!("{k}="))).map(str::trim);
+            let unit = field("Id")?.to_string();
+            let state = match field("ActiveState")? {
+                "active" => "RUNNING",
+                "activating" | "reloading" => "STARTING",
+                "failed" => "FATAL",
+                _ => "STOPPED",
+            };
+            let pid = field("MainPID").and_then(|p| p.parse().ok()).filter(|p: &u32| *p != 0);
+            let restarts = field("NRestarts").and_then(|n| n.parse().ok()).unwrap_or(0);
+            Some((unit.clone(), StatusLine { name: unit, state: state.into(), pid, uptime: None }, restarts))
+        })
+        .collect()
 }
 
 /// Program names from supervisord's log lines "exited: NAME (...; not
@@ -193,6 +226,16 @@ async fn http_status(onbox: &OnBox<'_>, port: u16, path: &str) -> Result<u16, St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn systemd_units_read_as_supervisord_states() {
+        let out = "Id=redis-cache.service\nActiveState=active\nMainPID=812\nNRestarts=2\n\n\
+                   Id=postgresql.service\nActiveState=failed\nMainPID=0\nNRestarts=0\n";
+        let got = parse_systemctl_show(out);
+        assert_eq!(got.len(), 2);
+        assert_eq!((got[0].0.as_str(), got[0].1.state.as_str(), got[0].1.pid, got[0].2), ("redis-cache.service", "RUNNING", Some(812), 2));
+        assert_eq!((got[1].1.state.as_str(), got[1].1.pid), ("FATAL", None));
+    }
 
     #[test]
     fn supervisorctl_status_lines() {

@@ -6,7 +6,7 @@
 //! and the laptop through SSH.
 
 use crate::config::{Store, StoreKind};
-use crate::layout::{sh, Layout};
+use crate::layout::{sh, Layout, StoreRunner};
 
 /// The unprivileged account a store's server runs as (the names Debian and
 /// NixOS packages create). PostgreSQL and OpenSearch refuse to run as root.
@@ -16,6 +16,35 @@ pub fn user(kind: StoreKind) -> &'static str {
         StoreKind::Postgres => "postgres",
         StoreKind::Mongodb => "mongodb",
         StoreKind::Opensearch => "opensearch",
+    }
+}
+
+/// The systemd unit nixpkgs' module runs a store as (images/lib.nix
+/// `storeUnits` names the same): redis servers are per store, the others
+/// one per box.
+pub fn system_unit(name: &str, kind: StoreKind) -> String {
+    match kind {
+        StoreKind::Redis => format!("redis-{name}.service"),
+        StoreKind::Postgres => "postgresql.service".into(),
+        StoreKind::Mongodb => "mongodb.service".into(),
+        StoreKind::Opensearch => "opensearch.service".into(),
+    }
+}
+
+/// The account a store runs as under `runner` (nixpkgs gives each redis
+/// server its own).
+pub fn runner_user(name: &str, kind: StoreKind, runner: StoreRunner) -> String {
+    match (runner, kind) {
+        (StoreRunner::Systemd, StoreKind::Redis) => format!("redis-{name}"),
+        _ => user(kind).into(),
+    }
+}
+
+/// Where redis keeps `dump.rdb`.
+pub fn redis_dir(name: &str, layout: &Layout) -> String {
+    match layout.stores {
+        StoreRunner::Supervisord => layout.store_dir(name),
+        StoreRunner::Systemd => format!("/var/lib/redis-{name}"),
     }
 }
 

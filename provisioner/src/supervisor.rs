@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use sha2::{Digest, Sha256};
 
 use crate::config::{Manifest, Service};
-use crate::layout::{sh, Layout};
+use crate::layout::{sh, Layout, StoreRunner};
 use crate::stores;
 
 /// Stores start before every service.
@@ -51,7 +51,8 @@ impl Rendered {
 pub fn render(manifest: &Manifest, layout: &Layout) -> Rendered {
     let mut files = BTreeMap::new();
     let mut conf = header(layout);
-    for (name, store) in &manifest.stores {
+    let supervised_stores = manifest.stores.iter().filter(|_| layout.stores == StoreRunner::Supervisord);
+    for (name, store) in supervised_stores {
         let script = stores::server_script(name, store, layout);
         let text = launcher(&format!("store {name} ({})", store.kind.as_str()), layout, &[], None, &script);
         let path = launcher_path(name, &text);
@@ -195,6 +196,15 @@ mod tests {
         assert_eq!(values[1], env["QUOTES"].as_bytes());
         assert_eq!(values[2], env["MULTILINE"].as_bytes());
         assert_eq!(values[3], env["COMMENTS"].as_bytes());
+    }
+
+    #[test]
+    fn stores_that_systemd_runs_are_left_out() {
+        let layout = Layout::new(crate::layout::DEFAULT_ROOT, None).unwrap().with_stores(StoreRunner::Systemd);
+        let rendered = render(&golden_manifest(), &layout);
+        let conf = &rendered.files["supervisord.conf"];
+        assert!(!conf.contains("[program:cache]") && conf.contains("[program:api]"), "{conf}");
+        assert!(rendered.files.keys().all(|p| !p.starts_with("programs/cache-")));
     }
 
     #[test]

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use workstation::config::Manifest;
-use workstation::layout::{Layout, DEFAULT_ROOT};
+use workstation::layout::{Layout, StoreRunner, DEFAULT_ROOT};
+use workstation::stores;
 use workstation_tests::{binary, run_ok};
 
 fn repo() -> PathBuf {
@@ -41,8 +42,10 @@ fn every_nix_file_parses() {
 /// images/lib.nix's view of `manifest`.
 fn facts(manifest: &Path) -> serde_json::Value {
     let expr = format!(
-        "let l = import {lib}; m = l.readManifest {manifest}; in {{ inherit (l) root programPath renderArgs; \
-         kinds = l.storeKinds m; ports = l.servicePorts m; diskMB = l.diskSizeMB m; }}",
+        "let l = import {lib}; m = l.readManifest {manifest}; in {{ inherit (l) root programPath renderArgs storeRunner; \
+         kinds = l.storeKinds m; ports = l.servicePorts m; diskMB = l.diskSizeMB m; units = l.storeUnits m; \
+         storePorts = builtins.mapAttrs (n: s: l.storePort s) (m.stores or {{}}); \
+         databases = builtins.mapAttrs l.database (m.stores or {{}}); }}",
         lib = repo().join("images/lib.nix").display(),
         manifest = manifest.display(),
     );
@@ -77,10 +80,12 @@ fn the_image_renders_what_workstation_up_renders_on_it() {
         let mut built = BTreeMap::new();
         files_under(dir.path(), dir.path(), &mut built);
 
-        // `up` on that box: the default root, the PATH from the file the
-        // image writes (onbox.rs reads it).
+        // `up` on that box: the default root, the PATH and store runner
+        // from the files the image writes (onbox.rs reads them).
         assert_eq!(facts["root"], DEFAULT_ROOT, "{rel}");
-        let layout = Layout::new(DEFAULT_ROOT, Some(facts["programPath"].as_str().unwrap().into())).unwrap();
+        assert_eq!(facts["storeRunner"], "systemd");
+        let layout =
+            Layout::new(DEFAULT_ROOT, Some(facts["programPath"].as_str().unwrap().into())).unwrap().with_stores(StoreRunner::Systemd);
         let up = workstation::supervisor::render(&manifest, &layout);
         assert_eq!(built, up.files, "{rel}: the image's configuration differs from what `up` renders");
 
@@ -92,12 +97,22 @@ fn the_image_renders_what_workstation_up_renders_on_it() {
         kinds.dedup();
         assert_eq!(facts["kinds"], serde_json::json!(kinds), "{rel}");
         assert_eq!(facts["diskMB"], manifest.machine.disk_gib * 1024, "{rel}");
+
+        // Each store under nixpkgs' module: the unit workstation controls
+        // and reads, its port, its database.
+        for (name, store) in &manifest.stores {
+            assert_eq!(facts["units"][name], stores::system_unit(name, store.kind), "{rel}: {name}");
+            assert_eq!(facts["storePorts"][name], store.port(), "{rel}: {name}");
+            assert_eq!(facts["databases"][name], store.database(name), "{rel}: {name}");
+        }
     }
 }
 
 #[test]
-fn the_image_writes_the_program_path_where_workstation_reads_it() {
+fn the_image_writes_its_layout_where_workstation_reads_it() {
     let module = std::fs::read_to_string(repo().join("images/workstation.nix")).unwrap();
-    let etc = workstation::onbox::PROGRAM_PATH_FILE.strip_prefix("/etc/").unwrap();
-    assert!(module.contains(&format!("environment.etc.\"{etc}\".text = wslib.programPath")), "images/workstation.nix must write {etc}");
+    for (file, value) in [(workstation::onbox::PROGRAM_PATH_FILE, "programPath"), (workstation::onbox::STORES_FILE, "storeRunner")] {
+        let etc = file.strip_prefix("/etc/").unwrap();
+        assert!(module.contains(&format!("environment.etc.\"{etc}\".text = wslib.{value}")), "images/workstation.nix must write {file}");
+    }
 }

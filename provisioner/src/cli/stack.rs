@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use super::output::{self, Output};
 use super::Global;
 use crate::config::LoadedManifest;
-use crate::layout::{sh, Layout, DEFAULT_ROOT};
+use crate::layout::{Layout, StoreRunner, DEFAULT_ROOT};
 use crate::name::BoxName;
 use crate::onbox::OnBox;
 use crate::remote::Session;
@@ -115,6 +115,10 @@ pub struct RenderArgs {
     /// Write the files into DIR instead of printing them.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// Who runs the data stores: supervisord with the services, or systemd
+    /// (the image's nixpkgs modules; they are then left out here).
+    #[arg(long, value_enum, default_value_t = StoreRunner::Supervisord)]
+    stores: StoreRunner,
 }
 
 pub async fn up(global: &Global, args: UpArgs) -> Result<ExitCode> {
@@ -200,7 +204,8 @@ pub async fn restart(global: &Global, args: RestartArgs) -> Result<ExitCode> {
     check_program(&manifest.manifest, &args.program)?;
     let (session, name) = connect(global, &manifest, &args.target.name).await?;
     let onbox = OnBox::probe(&session, &name).await?;
-    let out = onbox.run(&format!("restarting {}", args.program), &onbox.supervisorctl(&format!("restart {}", sh(&args.program)))).await;
+    let store = manifest.manifest.stores.get(&args.program);
+    let out = onbox.run(&format!("restarting {}", args.program), &onbox.control("restart", &args.program, store)).await;
     session.close().await;
     let out = out?;
     match global.output {
@@ -215,8 +220,7 @@ pub async fn logs(global: &Global, args: LogsArgs) -> Result<ExitCode> {
     check_program(&manifest.manifest, &args.program)?;
     let (session, name) = connect(global, &manifest, &args.target.name).await?;
     let onbox = OnBox::probe(&session, &name).await?;
-    let log = sh(&onbox.layout.log(&args.program));
-    let command = format!("tail -n {} {} {log}", args.lines, if args.follow { "-F" } else { "" });
+    let command = onbox.log_command(&args.program, manifest.manifest.stores.get(&args.program), args.lines, args.follow);
     let status = session.exec(&onbox.wrap(&command), &mut tokio::io::stdout(), &mut tokio::io::stderr()).await;
     session.close().await;
     Ok(ExitCode::from(u8::try_from(status?).unwrap_or(255)))
@@ -225,7 +229,7 @@ pub async fn logs(global: &Global, args: LogsArgs) -> Result<ExitCode> {
 pub async fn render(global: &Global, command: RenderCommand) -> Result<ExitCode> {
     let RenderCommand::Supervisord(args) = command;
     let manifest = global.load_manifest()?;
-    let layout = Layout::new(&args.root, args.program_path)?;
+    let layout = Layout::new(&args.root, args.program_path)?.with_stores(args.stores);
     let rendered = supervisor::render(&manifest.manifest, &layout);
     match args.out {
         None => print!("{}", rendered.to_text()),
