@@ -30,10 +30,13 @@ pub fn label(owner: &str, name: &str) -> String {
     format!("{owner}/{name}")
 }
 
+/// Names another agent's socket (tests, a second agent).
+pub const SOCKET_ENV: &str = "WORKSTATION_HOSTS_SOCKET";
+
 impl HostsAgent {
     /// `WORKSTATION_HOSTS_SOCKET`, else the agent's default socket.
     pub fn from_env() -> Self {
-        HostsAgent { socket: std::env::var_os("WORKSTATION_HOSTS_SOCKET").map_or_else(|| DEFAULT_SOCKET.into(), PathBuf::from) }
+        HostsAgent { socket: std::env::var_os(SOCKET_ENV).map_or_else(|| DEFAULT_SOCKET.into(), PathBuf::from) }
     }
 
     pub async fn point(&self, names: &[String], address: IpAddr, label: &str) -> Result<Pointed, ClientError> {

@@ -9,6 +9,7 @@ pub mod boxside;
 pub mod bringup;
 pub mod cli;
 pub mod config;
+pub mod doctor;
 pub mod hosts;
 pub mod idle;
 pub mod image;

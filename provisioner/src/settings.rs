@@ -188,6 +188,31 @@ impl Settings {
     }
 }
 
+/// Sets what `workstation init` decides (owner, provider, AWS profile and
+/// region) in the settings file, keeping every other key. The owner is
+/// checked first. Returns whether the file changed: an unchanged file is
+/// not rewritten.
+pub fn write_init(path: &Path, owner: &str, provider: ProviderKind, profile: Option<&str>, region: Option<&str>) -> Result<bool, SettingsError> {
+    owner.parse::<Owner>().map_err(|source| SettingsError::Name { field: "owner", origin: "init".into(), source })?;
+    let mut file = Settings::read_file(path)?;
+    let before = toml::to_string(&file).expect("settings serialize");
+    file.owner = Some(owner.into());
+    file.provider = Some(provider);
+    if profile.is_some() {
+        file.aws.profile = profile.map(String::from);
+    }
+    if region.is_some() {
+        file.aws.region = region.map(String::from);
+    }
+    let after = toml::to_string(&file).expect("settings serialize");
+    if after == before && path.exists() {
+        return Ok(false);
+    }
+    let text = format!("# workstation settings (written by `workstation init`; edit freely)\n{after}");
+    crate::atomic::write(path, text.as_bytes(), 0o644).map_err(|source| SettingsError::Read { path: path.to_owned(), source })?;
+    Ok(true)
+}
+
 fn check_local(l: &LocalNetwork) -> Result<(), SettingsError> {
     if l.bridge.is_empty() || l.bridge.len() > IFNAME_MAX || !l.bridge.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
         return Err(SettingsError::Local {

@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::output::{self, Output};
 use super::Global;
 use crate::known_hosts;
-use crate::lifecycle::read_public_key;
+use crate::lifecycle::{read_public_key, CreateReport};
 use crate::name::BoxName;
 use crate::provider::{BoxInfo, LaunchSpec};
 use crate::ssh_config::host_alias;
@@ -24,9 +24,9 @@ use crate::ssh_config::host_alias;
 pub struct CreateArgs {
     /// Box name: a DNS label (a-z, 0-9, '-'), unique per owner.
     #[arg(long, default_value_t = BoxName::default())]
-    name: BoxName,
+    pub(super) name: BoxName,
     #[command(flatten)]
-    timeout: super::stack::HealthTimeout,
+    pub(super) timeout: super::stack::HealthTimeout,
 }
 
 /// List your boxes (all owners' with --all).
@@ -56,6 +56,16 @@ pub struct DestroyArgs {
 }
 
 pub async fn create(global: &Global, args: CreateArgs) -> Result<ExitCode> {
+    let report = launch(global, &args).await?;
+    match global.output {
+        Output::Json => output::json(&report)?,
+        Output::Text => print_created(&report),
+    }
+    Ok(if report.up.healthy { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// `create` without printing (init reports it with its own steps).
+pub(super) async fn launch(global: &Global, args: &CreateArgs) -> Result<CreateReport> {
     let manifest = global.load_manifest()?;
     let ctx = global.context(Some(&manifest)).await?;
     let public_key = read_public_key(&settings_public_key(&ctx.identity))?;
@@ -65,33 +75,24 @@ pub async fn create(global: &Global, args: CreateArgs) -> Result<ExitCode> {
     if let Some(p) = progress {
         p.finish_and_clear();
     }
-    let report = report?;
-    match global.output {
-        Output::Json => output::json(&report)?,
-        Output::Text => {
-            let b = &report.info;
-            for dup in &report.terminated_duplicates {
-                eprintln!("note: terminated duplicate instance {dup} of box {} (a concurrent create launched it)", b.name);
-            }
-            let verb = match (report.created, report.started) {
-                (true, _) => "created",
-                (false, true) => "started",
-                (false, false) => "already exists",
-            };
-            println!(
-                "box {} ({}) {verb}: {} at {}",
-                b.name,
-                b.id,
-                b.state.as_str(),
-                b.address.map(|a| a.to_string()).unwrap_or_else(|| "-".into())
-            );
-            println!("host key {} pinned{}", report.host_key_fingerprint, if report.host_key_newly_pinned { "" } else { " (unchanged)" });
-            output::print_up(&report.up);
-            output::print_pointed(&report.hostnames);
-            println!("connect: workstation ssh {}   or   ssh {}", b.name, host_alias(&b.name));
-        }
+    Ok(report?)
+}
+
+pub(super) fn print_created(report: &CreateReport) {
+    let b = &report.info;
+    for dup in &report.terminated_duplicates {
+        eprintln!("note: terminated duplicate instance {dup} of box {} (a concurrent create launched it)", b.name);
     }
-    Ok(if report.up.healthy { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    let verb = match (report.created, report.started) {
+        (true, _) => "created",
+        (false, true) => "started",
+        (false, false) => "already exists",
+    };
+    println!("box {} ({}) {verb}: {} at {}", b.name, b.id, b.state.as_str(), b.address.map(|a| a.to_string()).unwrap_or_else(|| "-".into()));
+    println!("host key {} pinned{}", report.host_key_fingerprint, if report.host_key_newly_pinned { "" } else { " (unchanged)" });
+    output::print_up(&report.up);
+    output::print_pointed(&report.hostnames);
+    println!("connect: workstation ssh {}   or   ssh {}", b.name, host_alias(&b.name));
 }
 
 pub async fn list(global: &Global, args: ListArgs) -> Result<ExitCode> {
@@ -248,7 +249,7 @@ fn confirm(info: &BoxInfo) -> Result<bool> {
     Ok(answer.trim() == info.name)
 }
 
-fn settings_public_key(identity: &std::path::Path) -> std::path::PathBuf {
+pub(super) fn settings_public_key(identity: &std::path::Path) -> std::path::PathBuf {
     let mut p = identity.as_os_str().to_owned();
     p.push(".pub");
     p.into()

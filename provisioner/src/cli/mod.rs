@@ -7,6 +7,7 @@ mod hosts;
 mod idle;
 mod image;
 mod output;
+mod setup;
 mod ssh;
 mod stack;
 mod sync;
@@ -42,6 +43,8 @@ const AWS_MAX_ATTEMPTS: u32 = 5;
 
 const EXAMPLES: &str = "\
 Examples:
+  workstation init                         set up this laptop and create your box (resumable)
+  workstation doctor                       check every piece; each failure with its fix
   workstation create                       launch your box \"dev\" and pin its host key
   workstation create --name api-test       a second box
   workstation list --output json           your boxes, for scripts
@@ -94,6 +97,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    Init(setup::InitArgs),
+    Doctor(setup::DoctorArgs),
+    Completions(setup::CompletionsArgs),
     Create(boxes::CreateArgs),
     List(boxes::ListArgs),
     /// Show one box: state, address, pinned host key, manifest drift.
@@ -129,6 +135,9 @@ pub enum Command {
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     let global = Global { manifest: cli.manifest, provider: cli.provider, output: cli.output };
     match cli.command {
+        Command::Init(args) => setup::init(&global, args).await,
+        Command::Doctor(args) => setup::doctor(&global, args).await,
+        Command::Completions(args) => setup::completions(args),
         Command::Create(args) => boxes::create(&global, args).await,
         Command::List(args) => boxes::list(&global, args).await,
         Command::Status(args) => boxes::status(&global, args).await,
@@ -155,6 +164,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 /// Options every verb shares.
+#[derive(Clone)]
 pub struct Global {
     manifest: Option<PathBuf>,
     provider: Option<ProviderKind>,

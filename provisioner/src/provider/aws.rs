@@ -119,7 +119,7 @@ impl AwsProvider {
 
     /// Imports the user's public key once. The name carries the key's
     /// fingerprint, so an existing pair with this name holds this key.
-    async fn ensure_key_pair(&self, owner: &Owner, public_key: &str) -> Result<String> {
+    pub async fn ensure_key_pair(&self, owner: &Owner, public_key: &str) -> Result<String> {
         let blob = public_key.split_whitespace().nth(1).unwrap_or(public_key);
         let name = format!("workstation-{owner}-{}", &hex::encode(Sha256::digest(blob))[..12]);
         let found = self.client.describe_key_pairs().key_names(&name).send().await;
