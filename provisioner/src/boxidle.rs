@@ -25,7 +25,8 @@ use serde::{Deserialize, Serialize};
 use crate::activity::{self, Conn, Sample};
 use crate::config::IdlePolicy;
 use crate::idle::{self, Seen, Verdict};
-use crate::provider::tags;
+use crate::provider::local::LocalProvider;
+use crate::provider::{tags, Provider};
 
 /// `last-active` is written at most this often (CreateTags is throttled per
 /// account; a fleet writing every minute would use the budget up).
@@ -59,36 +60,55 @@ pub struct Checked {
     pub stopped: bool,
 }
 
-/// This instance's own EC2 API: tag itself, read its keep-until, stop
-/// itself (the instance role allows exactly that, see terraform/).
-pub struct SelfApi {
-    pub client: aws_sdk_ec2::Client,
-    pub id: String,
+/// How the box acts on itself: an EC2 instance through its own API (the
+/// instance role allows exactly that, see terraform/), a local box through
+/// its record on this machine.
+pub enum SelfApi {
+    Ec2 { client: aws_sdk_ec2::Client, id: String },
+    Local { provider: LocalProvider, id: String },
 }
 
 impl SelfApi {
     async fn tag(&self, key: &str, value: &str) -> Result<(), IdleError> {
-        let tag = Tag::builder().key(key).value(value).build();
-        self.client.create_tags().resources(&self.id).tags(tag).send().await.map_err(api("CreateTags"))?;
+        match self {
+            SelfApi::Ec2 { client, id } => {
+                let tag = Tag::builder().key(key).value(value).build();
+                client.create_tags().resources(id).tags(tag).send().await.map_err(api("CreateTags"))?;
+            }
+            SelfApi::Local { provider, id } => provider.record_tag(id, key, value).map_err(local)?,
+        }
         Ok(())
     }
 
     async fn keep_until(&self) -> Result<Option<DateTime<Utc>>, IdleError> {
-        let out = self
-            .client
-            .describe_tags()
-            .filters(Filter::builder().name("resource-id").values(&self.id).build())
-            .filters(Filter::builder().name("key").values(tags::KEEP_UNTIL).build())
-            .send()
-            .await
-            .map_err(api("DescribeTags"))?;
-        Ok(crate::provider::parse_time(out.tags().first().and_then(|t| t.value())))
+        match self {
+            SelfApi::Ec2 { client, id } => {
+                let out = client
+                    .describe_tags()
+                    .filters(Filter::builder().name("resource-id").values(id).build())
+                    .filters(Filter::builder().name("key").values(tags::KEEP_UNTIL).build())
+                    .send()
+                    .await
+                    .map_err(api("DescribeTags"))?;
+                Ok(crate::provider::parse_time(out.tags().first().and_then(|t| t.value())))
+            }
+            SelfApi::Local { provider, id } => Ok(provider.describe(id).await.map_err(local)?.keep_until),
+        }
     }
 
     async fn stop(&self) -> Result<(), IdleError> {
-        self.client.stop_instances().instance_ids(&self.id).send().await.map_err(api("StopInstances"))?;
+        match self {
+            SelfApi::Ec2 { client, id } => {
+                client.stop_instances().instance_ids(id).send().await.map_err(api("StopInstances"))?;
+            }
+            SelfApi::Local { provider, id } => provider.stop(id).await.map_err(local)?,
+        }
         Ok(())
     }
+}
+
+fn local(e: crate::provider::ProviderError) -> IdleError {
+    IdleError::Io(e.to_string())
 }
 
 fn api<E: std::error::Error + 'static>(operation: &'static str) -> impl Fn(E) -> IdleError {

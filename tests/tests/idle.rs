@@ -112,3 +112,39 @@ fn ssh_typing_and_http_keep_a_box_silence_stops_it_with_a_warning() {
     let _ = ssh.wait();
     let _ = reader.join();
 }
+
+/// A local box stops itself too: its check acts on its record on this
+/// machine. `keep` holds it past its idle timeout, then it stops.
+#[test]
+fn a_local_box_kept_for_a_while_then_stops_itself() {
+    let env = TestEnv::local();
+    let text = std::fs::read_to_string(&env.manifest).unwrap() + "\n[idle]\ntimeout = \"5m\"\nwarning = \"1m\"\n";
+    env.write_manifest(&text);
+    let created = env.json(&["create", "--name", "dev"]);
+    let ip = created["box"]["address"].as_str().unwrap().to_owned();
+    let root = env.state_dir().join("local/tester--dev/root");
+    assert!(root.is_dir(), "{}", root.display());
+    env.ok(&["keep", "dev", "--for", "10m"]);
+
+    let t0 = Utc::now();
+    let check = |minutes: i64| -> serde_json::Value {
+        let at = (t0 + chrono::Duration::minutes(minutes)).to_rfc3339_opts(SecondsFormat::Secs, true);
+        let out = env.cmd_on_box(&ip, &["box", "idle-check", "--root", root.to_str().unwrap(), "--at", &at, "--output", "json"]).output().unwrap();
+        assert!(out.status.success(), "idle-check: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    check(0);
+    // Idle past its 5m timeout, but kept for 10m.
+    let kept = check(7);
+    assert_eq!(kept["verdict"]["verdict"], "keep", "{kept}");
+    assert_eq!(kept["stopped"], false);
+    let stopped = check(16);
+    assert_eq!(stopped["verdict"]["verdict"], "stop", "{stopped}");
+    assert_eq!(stopped["stopped"], true);
+    let status = env.json(&["status", "dev"]);
+    assert_eq!(status["state"], "stopped", "{status}");
+    assert!(status["stopped_by"].as_str().unwrap().contains("box idle-check"), "{status}");
+    // And starts again as usual.
+    env.ok(&["start", "dev"]);
+    assert_eq!(env.json(&["status", "dev"])["state"], "running");
+}

@@ -56,6 +56,18 @@ pub struct PublishArgs {
     region: Option<String>,
 }
 
+/// A local box (its root is a directory of this machine's local provider)
+/// acts on its own record; an EC2 box has no such directory.
+fn local_box(root: &std::path::Path) -> Result<Option<crate::boxidle::SelfApi>> {
+    if !root.parent().is_some_and(|d| d.join("box.json").is_file()) {
+        return Ok(None);
+    }
+    let paths = crate::paths::Paths::from_env()?;
+    let settings = crate::settings::Settings::load(&paths, &|k| std::env::var(k).ok())?;
+    let provider = crate::provider::local::LocalProvider::new(paths.local_boxes(), settings.local)?;
+    Ok(provider.box_at(root)?.map(|id| crate::boxidle::SelfApi::Local { provider, id }))
+}
+
 /// The instance id and region: given, else from IMDSv2.
 async fn identity(id: Option<String>, region: Option<String>) -> Result<(String, String)> {
     Ok(match (id, region) {
@@ -71,9 +83,14 @@ pub async fn run(global: &super::Global, cmd: BoxCommand) -> Result<ExitCode> {
     match cmd {
         BoxCommand::IdleCheck(args) => {
             let manifest = global.load_manifest()?;
-            let (id, region) = identity(args.instance_id, args.region).await?;
-            let sdk = super::sdk_config(None, Some(region)).await;
-            let api = crate::boxidle::SelfApi { client: aws_sdk_ec2::Client::new(&sdk), id };
+            let api = match local_box(&args.root)? {
+                Some(api) => api,
+                None => {
+                    let (id, region) = identity(args.instance_id, args.region).await?;
+                    let sdk = super::sdk_config(None, Some(region)).await;
+                    crate::boxidle::SelfApi::Ec2 { client: aws_sdk_ec2::Client::new(&sdk), id }
+                }
+            };
             let ports: Vec<u16> = manifest.manifest.services.values().flat_map(|s| s.ports.iter().copied()).collect();
             let check = crate::boxidle::Check { policy: &manifest.manifest.idle, ports, root: args.root, api: &api, dry_run: args.dry_run };
             let checked = check.run(args.at.unwrap_or_else(chrono::Utc::now)).await?;

@@ -40,6 +40,9 @@ struct Record {
     last_active: Option<DateTime<Utc>>,
     #[serde(default)]
     keep_until: Option<DateTime<Utc>>,
+    /// Why the box's idle check stopped it (the EC2 tag's counterpart).
+    #[serde(default)]
+    stopped_by: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,8 +125,26 @@ impl LocalProvider {
             instance_type: Some("netns".into()),
             last_active: r.last_active,
             keep_until: r.keep_until,
-            stopped_by: None,
+            stopped_by: r.stopped_by.clone(),
         }
+    }
+
+    /// The box whose root directory is `root` (what its idle check is
+    /// given), if it is one of ours.
+    pub fn box_at(&self, root: &Path) -> Result<Option<String>> {
+        Ok(self.records()?.into_iter().find(|r| self.host(r).root() == root).map(|r| r.id))
+    }
+
+    /// Records what the box's idle check reports about itself: the local
+    /// counterpart of its EC2 tags `last-active` and `stopped-by`.
+    pub fn record_tag(&self, id: &str, key: &str, value: &str) -> Result<()> {
+        let mut r = self.record(id)?;
+        match key {
+            super::tags::LAST_ACTIVE => r.last_active = super::parse_time(Some(value)),
+            super::tags::STOPPED_BY => r.stopped_by = Some(value.into()),
+            other => return Err(ProviderError::Local(format!("local boxes record no {other} tag"))),
+        }
+        self.save(&r)
     }
 
     /// Lowest free address in the subnet. Called under the allocation lock.
@@ -191,6 +212,7 @@ impl Provider for LocalProvider {
                 host_key: None,
                 last_active: None,
                 keep_until: None,
+                stopped_by: None,
             };
             self.save(&record)?;
             record

@@ -112,7 +112,9 @@ impl BoxHost {
     /// namespace and veth removed. The directory (disk) stays.
     pub fn halt(&self) -> Result<()> {
         if netns_exists(&self.ns) {
-            let pids = self.pids();
+            // Not this process: a box's idle check stops its own box.
+            let me = std::process::id() as i32;
+            let pids: Vec<i32> = self.pids().into_iter().filter(|p| *p != me).collect();
             signal_all(&pids, libc::SIGTERM);
             let deadline = Instant::now() + HALT_GRACE;
             let mut alive = pids.clone();
