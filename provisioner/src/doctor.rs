@@ -247,7 +247,7 @@ async fn box_checks(onbox: &OnBox<'_>, manifest: &LoadedManifest, name: &BoxName
     // Image boxes run the idle check from a systemd timer; local boxes
     // share this machine and have none.
     if kind == ProviderKind::Local || onbox.layout.stores == StoreRunner::Supervisord {
-        out.push(skip("idle timer", "not an image-built box (local boxes do not stop themselves)"));
+        out.push(skip("idle timer", "not an image-built box: a local box's check runs when you schedule it (docs/idle.md)"));
     } else {
         match onbox.check(&format!("systemctl is-active --quiet {IDLE_TIMER}")).await {
             Ok(true) => out.push(ok("idle timer", format!("{IDLE_TIMER} active"))),

@@ -54,6 +54,17 @@ impl Verdict {
     }
 }
 
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let at = |t: &DateTime<Utc>| t.format("%Y-%m-%d %H:%M UTC");
+        match self {
+            Verdict::Keep { stop_at, reason } => write!(f, "keep until {} ({reason})", at(stop_at)),
+            Verdict::Warn { stop_at, reason } => write!(f, "warn: stops at {} ({reason})", at(stop_at)),
+            Verdict::Stop { reason } => write!(f, "stop ({reason})"),
+        }
+    }
+}
+
 /// Longest chain of windows a stop is pushed through (keep windows that
 /// touch each other); past it the policy keeps the box, which is safe.
 const MAX_DEFERRALS: usize = 64;

@@ -98,7 +98,7 @@ pub async fn run(global: &super::Global, cmd: BoxCommand) -> Result<ExitCode> {
                 super::Output::Json => super::output::json(&checked)?,
                 super::Output::Text => {
                     let active = if checked.active.is_empty() { "idle".to_owned() } else { format!("active: {}", checked.active.join("; ")) };
-                    println!("{active}; {:?}{}", checked.verdict, if checked.stopped { "; stopping this instance" } else { "" });
+                    println!("{active}; {}{}", checked.verdict, if checked.stopped { "; stopped this box" } else { "" });
                 }
             }
             Ok(ExitCode::SUCCESS)
