@@ -157,3 +157,15 @@ fn create_launches_the_newest_image_of_its_tag() {
     let err = env.fails(&["create", "--name", "other"]);
     assert!(err.contains("nothing-published") && err.contains("workstation image publish"), "{err}");
 }
+
+/// Debian's Nix (2.8, what CI has) cannot evaluate current nixpkgs: `image
+/// build` says so, and what to install, instead of a nixpkgs stack trace.
+#[test]
+fn image_build_explains_an_old_nix() {
+    let env = TestEnv::aws_api_only();
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let err = env.fails(&["image", "build", "--flake", repo.to_str().unwrap()]);
+    assert!(err.contains("2.8") && err.contains("Nix 2.18 or newer"), "{err}");
+    let err = env.fails(&["image", "build", "--flake", env.root.path().to_str().unwrap()]);
+    assert!(err.contains("no flake.nix") && err.contains("--flake"), "{err}");
+}
