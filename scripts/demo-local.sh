@@ -63,8 +63,8 @@ unshare --mount --propagation slave sh -c 'mount --bind "$1" /etc/hosts && exec 
 echo $! > "$agent_dir/agent.pid"
 for _ in $(seq 100); do [ -S "$agent_dir/agent.sock" ] && break; sleep 0.1; done
 
-say "workstation init --yes --owner demo --use local   (what a new hire runs)"
-ws init --yes --owner demo --use local
+say "workstation init --yes --owner demo --provider local   (what a new hire runs)"
+ws init --yes --owner demo --provider local
 
 say "workstation services   (state and health of every program)"
 ws services

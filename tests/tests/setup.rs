@@ -59,14 +59,14 @@ fn init_on_a_fresh_home_then_doctor_names_each_breakage_and_its_fix() {
     // Resumable: each step alone, in order, then the rest.
     let steps = ["prerequisites", "settings", "ssh-key", "aws", "ssh-config", "hosts-agent", "completions"];
     for step in steps {
-        let out = in_ns(&env, &ns, &["init", "--yes", "--owner", "tester", "--use", "local", "--until", step, "--output", "json"]).output().unwrap();
+        let out = in_ns(&env, &ns, &["init", "--yes", "--owner", "tester", "--provider", "local", "--until", step, "--output", "json"]).output().unwrap();
         assert!(out.status.success(), "init --until {step}: {}", String::from_utf8_lossy(&out.stderr));
         let done = json_of(&out)["steps"].as_array().unwrap().clone();
         assert_eq!(done.last().unwrap()["step"], step, "{done:?}");
     }
     assert!(env.home.join(".ssh/id_ed25519").exists());
     assert!(env.home.join(".local/share/bash-completion/completions/workstation").exists());
-    let out = in_ns(&env, &ns, &["init", "--yes", "--owner", "tester", "--use", "local", "--output", "json"]).output().unwrap();
+    let out = in_ns(&env, &ns, &["init", "--yes", "--owner", "tester", "--provider", "local", "--output", "json"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let first = json_of(&out);
     assert_eq!(first["create"]["up"]["healthy"], true, "{first}");
@@ -74,7 +74,7 @@ fn init_on_a_fresh_home_then_doctor_names_each_breakage_and_its_fix() {
     assert_eq!(ns.getent("api.dev.test").as_deref(), Some(ip.as_str()));
 
     // A second run changes nothing.
-    let out = in_ns(&env, &ns, &["init", "--yes", "--owner", "tester", "--use", "local", "--output", "json"]).output().unwrap();
+    let out = in_ns(&env, &ns, &["init", "--yes", "--owner", "tester", "--provider", "local", "--output", "json"]).output().unwrap();
     let second = json_of(&out);
     let changed: Vec<&serde_json::Value> = second["steps"].as_array().unwrap().iter().filter(|s| s["changed"] == true).collect();
     assert!(changed.is_empty(), "second init changed {changed:?}");
@@ -134,7 +134,7 @@ fn init_stopped_by_broken_credentials_resumes_when_they_work() {
     let endpoint = good.iter().find(|(k, _)| k == "AWS_ENDPOINT_URL").unwrap().1.clone();
     let closed = format!("http://127.0.0.1:{}", workstation_tests::free_port());
 
-    let out = env.cmd(&["init", "--yes", "--owner", "tester", "--use", "aws"]).env("AWS_ENDPOINT_URL", &closed).output().unwrap();
+    let out = env.cmd(&["init", "--yes", "--owner", "tester", "--provider", "aws"]).env("AWS_ENDPOINT_URL", &closed).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("AWS credentials do not work"), "{err}");
     // What came before the failure is done and stays done.
@@ -142,7 +142,7 @@ fn init_stopped_by_broken_credentials_resumes_when_they_work() {
     let settings = std::fs::read_to_string(env.home.join(".config/workstation/config.toml")).unwrap();
     assert!(settings.contains("owner = \"tester\"") && settings.contains("provider = \"aws\""), "{settings}");
 
-    let out = env.cmd(&["init", "--yes", "--owner", "tester", "--use", "aws", "--output", "json"]).env("AWS_ENDPOINT_URL", &endpoint).output().unwrap();
+    let out = env.cmd(&["init", "--yes", "--owner", "tester", "--provider", "aws", "--output", "json"]).env("AWS_ENDPOINT_URL", &endpoint).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let done = json_of(&out);
     let aws = done["steps"].as_array().unwrap().iter().find(|s| s["step"] == "aws").unwrap().clone();

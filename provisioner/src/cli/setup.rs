@@ -22,7 +22,7 @@ use crate::settings::{self, ProviderKind};
 ///
 /// Steps: prerequisites, settings, SSH key, AWS identity and key pair (aws),
 /// SSH config Include, hosts agent (sudo, once), shell completions, create.
-/// Interactive unless --yes.
+/// Interactive unless --yes; --provider local makes boxes on this machine.
 #[derive(Debug, Args)]
 pub struct InitArgs {
     /// Answer every question with its default or the flags; never prompt.
@@ -31,9 +31,6 @@ pub struct InitArgs {
     /// Your owner name (tags your boxes; default: $USER).
     #[arg(long)]
     owner: Option<String>,
-    /// Where boxes live (default: aws).
-    #[arg(long = "use", value_enum, value_name = "PROVIDER")]
-    use_provider: Option<ProviderKind>,
     /// AWS profile (SSO or credentials) to use.
     #[arg(long)]
     profile: Option<String>,
@@ -121,7 +118,7 @@ pub async fn init(global: &Global, args: InitArgs) -> Result<ExitCode> {
     let paths = Paths::from_env()?;
     let interactive = !args.yes;
     if interactive && !std::io::stdin().is_terminal() {
-        bail!("init asks questions and stdin is not a terminal; pass --yes (with --owner, --use, --profile, --region as needed) to run unattended");
+        bail!("init asks questions and stdin is not a terminal; pass --yes (with --owner, --provider, --profile, --region as needed) to run unattended");
     }
     let mut steps = Steps { done: Vec::new(), until: args.until.unwrap_or(Step::Create), output: global.output };
 
@@ -141,7 +138,7 @@ pub async fn init(global: &Global, args: InitArgs) -> Result<ExitCode> {
     let existing = settings::Settings::read_file(&paths.settings_file())?;
     let default_owner = args.owner.clone().or(existing.owner.clone()).or_else(|| std::env::var("USER").ok()).unwrap_or_default();
     let owner = if interactive { ask("owner name (tags your boxes)", &default_owner)? } else { default_owner };
-    let provider = args.use_provider.or(global.provider).or(existing.provider).unwrap_or(ProviderKind::Aws);
+    let provider = global.provider.or(existing.provider).unwrap_or(ProviderKind::Aws);
     let (mut profile, mut region) = (args.profile.clone().or(existing.aws.profile.clone()), args.region.clone().or(existing.aws.region.clone()));
     if interactive && provider == ProviderKind::Aws {
         profile = Some(ask("AWS profile (empty: the default credential chain)", profile.as_deref().unwrap_or(""))?).filter(|p| !p.is_empty());
