@@ -101,6 +101,10 @@ in
       ensureDatabases = lib.mapAttrsToList wslib.database (one "postgres");
     };
 
+    # MongoDB's community server is SSPL-licensed, which nixpkgs counts as
+    # unfree: allow that one package, nothing else.
+    nixpkgs.config.allowUnfreePredicate = lib.mkIf (has "mongodb") (pkg: builtins.elem (lib.getName pkg) [ "mongodb-ce" ]);
+
     services.mongodb = lib.mkIf (has "mongodb") {
       enable = true;
       package = pkgs.mongodb-ce;
