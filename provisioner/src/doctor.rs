@@ -9,7 +9,8 @@ use serde::Serialize;
 use crate::config::LoadedManifest;
 use crate::hosts;
 use crate::layout::{sh, StoreRunner};
-use crate::lifecycle::Context;
+use crate::lifecycle::{Context, LifecycleError};
+use crate::remote::RemoteError;
 use crate::name::BoxName;
 use crate::onbox::OnBox;
 use crate::provider::{BoxInfo, BoxState};
@@ -103,7 +104,7 @@ pub async fn run(ctx: &Context, manifest: &LoadedManifest, name: &BoxName) -> Ve
             s
         }
         Err(e) => {
-            checks.push(fail("ssh", e.to_string(), format!("check the network path to the box (VPN, security group); after a rebuild, `workstation pin {name} --replace`")));
+            checks.push(fail("ssh", e.to_string(), ssh_fix(&e, name)));
             for c in ["services", "seeds", "idle timer"] {
                 checks.push(skip(c, "no SSH session"));
             }
@@ -121,6 +122,21 @@ pub async fn run(ctx: &Context, manifest: &LoadedManifest, name: &BoxName) -> Ve
     checks.extend(box_checks(&onbox, manifest, name, kind).await);
     session.close().await;
     checks
+}
+
+/// The fix for a failed SSH connection, by what failed.
+fn ssh_fix(e: &LifecycleError, name: &BoxName) -> String {
+    match e {
+        LifecycleError::Remote(r) => match r.as_ref() {
+            RemoteError::HostKeyMismatch { .. } => {
+                format!("only if box {name} was rebuilt on purpose: `workstation pin {name} --replace`; otherwise do not connect and tell the platform team")
+            }
+            RemoteError::NotPinned { .. } => format!("workstation pin {name}"),
+            RemoteError::AuthFailed { .. } | RemoteError::Identity { .. } => "check ssh_key and ssh_user in ~/.config/workstation/config.toml".into(),
+            _ => "check the network path to the box (VPN, security group allowing your address on port 22)".into(),
+        },
+        _ => format!("workstation status {name}"),
+    }
 }
 
 fn include_check(ctx: &Context) -> Check {

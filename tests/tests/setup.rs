@@ -114,6 +114,28 @@ fn init_on_a_fresh_home_then_doctor_names_each_breakage_and_its_fix() {
     assert!(include["outcome"] == "fail" && include["fix"] == "workstation ssh-config", "{include}");
     std::fs::write(&user_config, saved).unwrap();
 
+    // Another host key pinned: doctor does not connect, and says when
+    // re-pinning is right.
+    let known_hosts = env.state_dir().join("known_hosts");
+    let pinned = std::fs::read_to_string(&known_hosts).unwrap();
+    let other = env.root.path().join("other-host-key");
+    workstation_tests::run_ok(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&other));
+    let other_key: Vec<String> = std::fs::read_to_string(other.with_extension("pub")).unwrap().split_whitespace().take(2).map(String::from).collect();
+    let swapped: String = pinned
+        .lines()
+        .map(|l| match l.split_whitespace().next() {
+            Some(alias) if !l.starts_with('#') => format!("{alias} {}\n", other_key.join(" ")),
+            _ => format!("{l}\n"),
+        })
+        .collect();
+    std::fs::write(&known_hosts, swapped).unwrap();
+    let (_, checks) = doctor(&env, &ns);
+    let ssh = check(&checks, "ssh");
+    assert_eq!(ssh["outcome"], "fail", "{ssh}");
+    assert!(ssh["fix"].as_str().unwrap().contains("--replace") && ssh["fix"].as_str().unwrap().contains("rebuilt on purpose"), "{ssh}");
+    assert_eq!(check(&checks, "services")["outcome"], "skip");
+    std::fs::write(&known_hosts, pinned).unwrap();
+
     // A stopped agent (doctor runs while it is down).
     let mut seen = None;
     agent.crash_and_restart(&ns, || seen = Some(doctor(&env, &ns)));
