@@ -169,8 +169,13 @@ fn init_stopped_by_broken_credentials_resumes_when_they_work() {
     let done = json_of(&out);
     let aws = done["steps"].as_array().unwrap().iter().find(|s| s["step"] == "aws").unwrap().clone();
     assert!(aws["detail"].as_str().unwrap().contains("arn:aws:") && aws["detail"].as_str().unwrap().contains("workstation-tester-"), "{aws}");
+    assert_eq!(aws["changed"], true, "the first run imports the key pair: {aws}");
     assert_eq!(done["create"]["up"]["healthy"], true, "{done}");
     env.fleet.as_ref().unwrap().assert_healthy();
+    // Again: nothing to import, nothing created.
+    let again = json_of(&env.cmd(&["init", "--yes", "--owner", "tester", "--provider", "aws", "--output", "json"]).env("AWS_ENDPOINT_URL", &endpoint).output().unwrap());
+    let changed: Vec<&serde_json::Value> = again["steps"].as_array().unwrap().iter().filter(|s| s["changed"] == true).collect();
+    assert!(changed.is_empty(), "second init changed {changed:?}");
 }
 
 #[test]

@@ -188,8 +188,8 @@ pub async fn init(global: &Global, args: InitArgs) -> Result<ExitCode> {
         })?;
         let aws = crate::provider::aws::AwsProvider::new(aws_sdk_ec2::Client::new(&sdk), settings.aws.address);
         let public_key = crate::lifecycle::read_public_key(&boxes::settings_public_key(&key))?;
-        let pair = aws.ensure_key_pair(&settings.owner, &public_key).await?;
-        if steps.record(Step::Aws, false, format!("you are {}; key pair {pair}", who.arn().unwrap_or("?"))) {
+        let (pair, imported) = aws.ensure_key_pair(&settings.owner, &public_key).await?;
+        if steps.record(Step::Aws, imported, format!("you are {}; key pair {pair}", who.arn().unwrap_or("?"))) {
             return steps.finish();
         }
     } else if steps.record(Step::Aws, false, "skipped: the local provider needs no AWS".into()) {
@@ -297,6 +297,7 @@ fn install_agent(names: &[String], interactive: bool) -> Result<(bool, String)> 
             return Ok((false, format!("skipped; later: {shown}")));
         }
     }
+    // SAFETY: geteuid has no preconditions.
     let is_root = unsafe { libc::geteuid() } == 0;
     let mut run = if is_root { Process::new(&cmd[0]) } else { Process::new("sudo") };
     if is_root {

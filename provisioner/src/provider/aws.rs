@@ -119,12 +119,13 @@ impl AwsProvider {
 
     /// Imports the user's public key once. The name carries the key's
     /// fingerprint, so an existing pair with this name holds this key.
-    pub async fn ensure_key_pair(&self, owner: &Owner, public_key: &str) -> Result<String> {
+    /// Returns the name and whether this call imported it.
+    pub async fn ensure_key_pair(&self, owner: &Owner, public_key: &str) -> Result<(String, bool)> {
         let blob = public_key.split_whitespace().nth(1).unwrap_or(public_key);
         let name = format!("workstation-{owner}-{}", &hex::encode(Sha256::digest(blob))[..12]);
         let found = self.client.describe_key_pairs().key_names(&name).send().await;
         match found {
-            Ok(_) => return Ok(name),
+            Ok(_) => return Ok((name, false)),
             Err(e) if code(&e) == Some("InvalidKeyPair.NotFound") => {}
             Err(e) => return Err(api("DescribeKeyPairs")(e)),
         }
@@ -142,9 +143,9 @@ impl AwsProvider {
             .send()
             .await;
         match imported {
-            Ok(_) => Ok(name),
+            Ok(_) => Ok((name, true)),
             // A concurrent create imported it first.
-            Err(e) if code(&e) == Some("InvalidKeyPair.Duplicate") => Ok(name),
+            Err(e) if code(&e) == Some("InvalidKeyPair.Duplicate") => Ok((name, false)),
             Err(e) => Err(api("ImportKeyPair")(e)),
         }
     }
@@ -259,7 +260,7 @@ impl Provider for AwsProvider {
             return Ok(Launched { info, created: false, terminated_duplicates: vec![] });
         }
         let (image, root_device) = self.resolve_image(spec).await?;
-        let key_name = self.ensure_key_pair(spec.owner, spec.public_key).await?;
+        let (key_name, _) = self.ensure_key_pair(spec.owner, spec.public_key).await?;
         let launched = self.run_instance(spec, &image, &root_device, &key_name).await?;
 
         // EC2 deduplicates the ClientToken; APIs that don't (moto) can leave
