@@ -269,12 +269,15 @@ impl Provider for AwsProvider {
         let keeper = live.first().cloned().unwrap_or(launched);
         let duplicates: Vec<String> = live.iter().skip(1).filter_map(|i| i.instance_id().map(String::from)).collect();
         if !duplicates.is_empty() {
-            self.client
-                .terminate_instances()
-                .set_instance_ids(Some(duplicates.clone()))
-                .send()
-                .await
-                .map_err(api("TerminateInstances"))?;
+            let ended = self.client.terminate_instances().set_instance_ids(Some(duplicates.clone())).send().await;
+            match ended {
+                Ok(_) => {}
+                // Concurrent creates reconcile the same duplicates, and the
+                // other one may have ended them first: EC2 accepts that,
+                // moto answers that the volume is already detached.
+                Err(e) if code(&e) == Some("InvalidAttachment.NotFound") => {}
+                Err(e) => return Err(api("TerminateInstances")(e)),
+            }
         }
         Ok(Launched { info: self.info(&keeper), created: true, terminated_duplicates: duplicates })
     }
