@@ -142,8 +142,7 @@ fn ssh_fix(e: &LifecycleError, name: &BoxName) -> String {
 fn include_check(ctx: &Context) -> Check {
     let user_config = ctx.paths.home.join(".ssh/config");
     let line = ssh_config::include_line(&ctx.paths.ssh_config());
-    let text = std::fs::read_to_string(&user_config).unwrap_or_default();
-    if text.lines().any(|l| l.trim() == line.trim()) {
+    if ssh_config::has_include(&user_config, &ctx.paths.ssh_config()) {
         ok("ssh config", format!("{} includes workstation's hosts", user_config.display()))
     } else {
         fail("ssh config", format!("{} lacks `{}`", user_config.display(), line.trim()), "workstation ssh-config")

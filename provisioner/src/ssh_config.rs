@@ -74,7 +74,7 @@ pub fn ensure_include(user_config: &Path, generated: &Path) -> Result<bool, SshC
         Err(e) => return Err(err(e)),
     };
     let line = include_line(generated);
-    if String::from_utf8_lossy(&existing).lines().any(|l| l.trim() == line) {
+    if includes(&String::from_utf8_lossy(&existing), &line) {
         return Ok(false);
     }
     let mode = std::fs::metadata(&target).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777).unwrap_or(0o600);
@@ -85,6 +85,16 @@ pub fn ensure_include(user_config: &Path, generated: &Path) -> Result<bool, SshC
     }
     atomic_write(&target, &text, mode)?;
     Ok(true)
+}
+
+/// Whether the user's SSH config (where it points, if a symlink) has the
+/// `Include` line for `generated`: what `ensure_include` would leave alone.
+pub fn has_include(user_config: &Path, generated: &Path) -> bool {
+    std::fs::read_to_string(user_config).is_ok_and(|text| includes(&text, &include_line(generated)))
+}
+
+fn includes(text: &str, line: &str) -> bool {
+    text.lines().any(|l| l.trim() == line)
 }
 
 fn atomic_write(path: &Path, bytes: &[u8], mode: u32) -> Result<(), SshConfigError> {

@@ -208,15 +208,23 @@ impl TestEnv {
     /// runs.
     pub fn cmd_on_box(&self, address: &str, args: &[&str]) -> Command {
         let ns = netns_with(address).unwrap_or_else(|| panic!("no network namespace has {address}"));
+        let mut enter = Command::new("ip");
+        enter.args(["netns", "exec", &ns]);
+        self.cmd_via(enter, args)
+    }
+
+    /// `workstation ARGS` run by `wrapper` (a command that takes the program
+    /// to run as its last arguments, such as `ip netns exec NS`), with this
+    /// environment's variables.
+    pub fn cmd_via(&self, mut wrapper: Command, args: &[&str]) -> Command {
         let plain = self.cmd(args);
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &ns]).arg(plain.get_program()).args(plain.get_args()).env_clear().current_dir(self.root.path());
+        wrapper.arg(plain.get_program()).args(plain.get_args()).env_clear().current_dir(self.root.path());
         for (k, v) in plain.get_envs() {
             if let Some(v) = v {
-                c.env(k, v);
+                wrapper.env(k, v);
             }
         }
-        c
+        wrapper
     }
 
     pub fn run(&self, args: &[&str]) -> Output {

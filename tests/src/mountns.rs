@@ -36,8 +36,15 @@ impl MountNs {
     /// A command run inside the namespace (nsenter execs it: same pid, so
     /// killing the child kills the program itself).
     pub fn cmd(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = self.enter();
+        c.arg(program);
+        c
+    }
+
+    /// `nsenter` into the namespace, waiting for the program to run.
+    pub fn enter(&self) -> Command {
         let mut c = Command::new("nsenter");
-        c.arg("-t").arg(self.holder.id().to_string()).arg("-m").arg("--").arg(program);
+        c.arg("-t").arg(self.holder.id().to_string()).arg("-m").arg("--");
         c
     }
 

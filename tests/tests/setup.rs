@@ -23,15 +23,7 @@ fn fresh_home(env: &TestEnv, key: bool) {
 
 /// `workstation ARGS` with this env, run inside `ns` (its /etc/hosts).
 fn in_ns(env: &TestEnv, ns: &MountNs, args: &[&str]) -> Command {
-    let plain = env.cmd(args);
-    let mut c = ns.cmd(plain.get_program());
-    c.args(plain.get_args()).env_clear().current_dir(env.root.path());
-    for (k, v) in plain.get_envs() {
-        if let Some(v) = v {
-            c.env(k, v);
-        }
-    }
-    c
+    env.cmd_via(ns.enter(), args)
 }
 
 fn json_of(out: &Output) -> serde_json::Value {

@@ -10,7 +10,8 @@ use serde::Serialize;
 use super::output::{self, Output};
 use super::Global;
 use crate::known_hosts;
-use crate::lifecycle::{read_public_key, CreateReport};
+use crate::config::LoadedManifest;
+use crate::lifecycle::{read_public_key, Context, CreateReport};
 use crate::name::BoxName;
 use crate::provider::{BoxInfo, LaunchSpec};
 use crate::ssh_config::host_alias;
@@ -56,7 +57,9 @@ pub struct DestroyArgs {
 }
 
 pub async fn create(global: &Global, args: CreateArgs) -> Result<ExitCode> {
-    let report = launch(global, &args).await?;
+    let manifest = global.load_manifest()?;
+    let ctx = global.context(Some(&manifest)).await?;
+    let report = launch(&ctx, &manifest, &args, global.output).await?;
     match global.output {
         Output::Json => output::json(&report)?,
         Output::Text => print_created(&report),
@@ -65,12 +68,10 @@ pub async fn create(global: &Global, args: CreateArgs) -> Result<ExitCode> {
 }
 
 /// `create` without printing (init reports it with its own steps).
-pub(super) async fn launch(global: &Global, args: &CreateArgs) -> Result<CreateReport> {
-    let manifest = global.load_manifest()?;
-    let ctx = global.context(Some(&manifest)).await?;
+pub(super) async fn launch(ctx: &Context, manifest: &LoadedManifest, args: &CreateArgs, out: Output) -> Result<CreateReport> {
     let public_key = read_public_key(&settings_public_key(&ctx.identity))?;
-    let spec = LaunchSpec { owner: &ctx.owner, name: &args.name, manifest: &manifest, public_key: &public_key };
-    let progress = output::spinner(global.output);
+    let spec = LaunchSpec { owner: &ctx.owner, name: &args.name, manifest, public_key: &public_key };
+    let progress = output::spinner(out);
     let report = ctx.create(&spec, args.timeout.value, progress.as_ref()).await;
     if let Some(p) = progress {
         p.finish_and_clear();

@@ -45,6 +45,7 @@ const EXAMPLES: &str = "\
 Examples:
   workstation init                         set up this laptop and create your box (resumable)
   workstation doctor                       check every piece; each failure with its fix
+  workstation completions zsh > _workstation   shell completions (init installs them)
   workstation create                       launch your box \"dev\" and pin its host key
   workstation create --name api-test       a second box
   workstation list --output json           your boxes, for scripts

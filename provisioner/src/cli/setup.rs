@@ -199,7 +199,7 @@ pub async fn init(global: &Global, args: InitArgs) -> Result<ExitCode> {
     // 5. Plain ssh, scp, rsync and editors reach boxes as `ws-NAME`.
     let ctx = global.context(Some(&manifest)).await?;
     let user_config = paths.home.join(".ssh/config");
-    let had_include = std::fs::read_to_string(&user_config).unwrap_or_default().contains(crate::ssh_config::include_line(&paths.ssh_config()).trim());
+    let had_include = crate::ssh_config::has_include(&user_config, &paths.ssh_config());
     ctx.write_ssh_config(true).await?;
     if steps.record(Step::SshConfig, !had_include, format!("{} includes {}", user_config.display(), paths.ssh_config().display())) {
         return steps.finish();
@@ -227,7 +227,7 @@ pub async fn init(global: &Global, args: InitArgs) -> Result<ExitCode> {
     }
 
     // 8. The box.
-    let report = boxes::launch(&global, &boxes::CreateArgs { name: args.name.clone(), timeout: args.timeout }).await?;
+    let report = boxes::launch(&ctx, &manifest, &boxes::CreateArgs { name: args.name.clone(), timeout: args.timeout }, global.output).await?;
     let changed = report.created || report.started;
     steps.record(Step::Create, changed, format!("box {} ({})", report.info.name, report.info.id));
     match global.output {
