@@ -28,13 +28,9 @@
         meta.mainProgram = pname;
       } // extra);
 
-      # The reaper Lambda's binary (feature `lambda`, lambda_runtime).
-      reaperBinary = pkgs: crate pkgs "workstation" {
-        pname = "workstation-reaper";
-        buildFeatures = [ "lambda" ];
-        cargoBuildFlags = [ "--package" "workstation" "--bin" "workstation-reaper" ];
-        meta.mainProgram = "workstation-reaper";
-      };
+      # The reaper Lambda's binary: its own workspace crate
+      # (provisioner/reaper-lambda, lambda_runtime).
+      reaperBinary = pkgs: crate pkgs "workstation-reaper" { };
 
       # The box for one system, from the manifest `manifest`.
       box = system: manifest: nixpkgs.lib.nixosSystem {

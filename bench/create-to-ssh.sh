@@ -12,19 +12,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-7}
-bridge=wsbench0 net=10.79.0.0/16 gw=10.79.0.1
-
-cargo build --quiet --workspace --bins --locked
-bin="$PWD/../target/debug/workstation"
-work=$(mktemp -d "$PWD/../target/bench-XXXX")
+source bench/common.sh
+work=$(mktemp -d)
 trap 'for n in $(ip netns list | awk "/^bn-/{print \$1}"); do ip netns pids $n | xargs -r kill -9; ip netns del $n; done; ip link del $bridge 2>/dev/null || true; rm -rf "$work"' EXIT
 
-ip link add $bridge type bridge 2>/dev/null || true
-ip addr replace $gw/16 dev $bridge && ip link set $bridge up
-mkdir -p /run/sshd
-
-now_ms() { date +%s%3N; }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+bench_bridge
 
 native() {
     local i=$1 ns=bn-$1 ip=10.79.2.$((10 + $1)) d=$work/native-$1
@@ -40,11 +32,7 @@ native() {
     until (exec 3<>/dev/tcp/$ip/22) 2>/dev/null; do sleep 0.002; done
 }
 
-export HOME=$work/home
-mkdir -p "$HOME/.ssh" "$HOME/.config/workstation"
-ssh-keygen -q -t ed25519 -N "" -f "$HOME/.ssh/id_ed25519"
-printf 'owner = "bench"\nprovider = "local"\n[local]\nbridge = "%s"\nnetwork = "%s"\nsubnet = "10.79.1.0/24"\n' $bridge $net \
-    > "$HOME/.config/workstation/config.toml"
+bench_home "$work/home"
 # A manifest with no services or stores: this measures the box and SSH
 # (bench/seed.sh measures seeding).
 export WORKSTATION_MANIFEST=$work/workstation.toml

@@ -1,8 +1,7 @@
 # Sourced by the benchmarks that talk to moto: builds the binaries, starts
 # moto's server on a free loopback port for this shell, points the SDK at it
 # and gives a scratch HOME ($work), all removed on exit. Sets $bin.
-cargo build --quiet --workspace --bins --locked
-bin="$PWD/../target/debug/workstation"
+source bench/common.sh
 work=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 python3 -m moto.server -H 127.0.0.1 -p "$port" >/dev/null 2>&1 &

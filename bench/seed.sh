@@ -16,12 +16,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3} KEYS=${KEYS:-1000000} ROWS=${ROWS:-1000000}
-bridge=wsbench0 gw=10.79.0.1
-
 bash scripts/install-deps.sh
-cargo build --quiet --workspace --bins --locked
-bin="$PWD/../target/debug/workstation"
-work=$(mktemp -d "$(realpath "$PWD/../target")/bench-seed-XXXX")
+source bench/common.sh
+work=$(mktemp -d /var/lib/workstation-bench-XXXX)
 chmod 0755 "$work"
 moto_pid=
 cleanup() {
@@ -32,11 +29,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-export HOME=$work/home
-mkdir -p "$HOME/.ssh" "$HOME/.config/workstation" "$work/seeds/main"
-ssh-keygen -q -t ed25519 -N "" -f "$HOME/.ssh/id_ed25519"
-printf 'owner = "bench"\nprovider = "local"\n[local]\nbridge = "%s"\nnetwork = "10.79.0.0/16"\nsubnet = "10.79.1.0/24"\n' $bridge \
-    > "$HOME/.config/workstation/config.toml"
+bench_home "$work/home"
+mkdir -p "$work/seeds/main"
 
 echo "generating $KEYS redis keys and $ROWS rows" >&2
 python3 - "$work/seeds" "$KEYS" "$ROWS" <<'PY'

@@ -13,10 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-100}
-bridge=wsbench0 net=10.79.0.0/16 gw=10.79.0.1
-
-cargo build --quiet --workspace --bins --locked
-bin="$PWD/../target/debug/workstation" agent="$PWD/../target/debug/workstation-hosts"
+source bench/common.sh
 work=$(mktemp -d /var/lib/workstation-bench-XXXX)
 chmod 755 "$work"
 holder= agent_pid=
@@ -30,9 +27,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ip link add $bridge type bridge 2>/dev/null || true
-ip addr replace $gw/16 dev $bridge && ip link set $bridge up
-mkdir -p /run/sshd "$work/upper" "$work/ovl"
+bench_bridge
+mkdir -p "$work/upper" "$work/ovl"
 
 # The mount namespace: /etc is an overlay, so the real /etc/hosts is untouched.
 unshare --mount --propagation private sh -c "mount -t overlay overlay -o lowerdir=/etc,upperdir=$work/upper,workdir=$work/ovl /etc && exec sleep 3600" &
@@ -40,11 +36,8 @@ holder=$!
 until [ "$(readlink /proc/$holder/ns/mnt)" != "$(readlink /proc/self/ns/mnt)" ] && grep -q " /etc overlay" /proc/$holder/mounts; do sleep 0.01; done
 inns() { nsenter -t "$holder" -m -- "$@"; }
 
-export HOME=$work/home WORKSTATION_HOSTS_SOCKET=$work/agent.sock
-mkdir -p "$HOME/.ssh" "$HOME/.config/workstation"
-ssh-keygen -q -t ed25519 -N "" -f "$HOME/.ssh/id_ed25519"
-printf 'owner = "bench"\nprovider = "local"\n[local]\nbridge = "%s"\nnetwork = "%s"\nsubnet = "10.79.1.0/24"\n' $bridge $net \
-    > "$HOME/.config/workstation/config.toml"
+export WORKSTATION_HOSTS_SOCKET=$work/agent.sock
+bench_home "$work/home"
 export WORKSTATION_MANIFEST=$work/workstation.toml
 printf 'hostnames = ["api.bench.test", "web.bench.test"]\n[box]\ninstance_type = "t3.medium"\ndisk_gib = 30\nimage_id = "ami-0123456789abcdef0"\n' > "$WORKSTATION_MANIFEST"
 printf 'allowed_names = ["api.bench.test", "web.bench.test"]\nsocket = "%s"\nstate_dir = "%s/state"\n' "$WORKSTATION_HOSTS_SOCKET" "$work" > "$work/agent.toml"

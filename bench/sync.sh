@@ -5,21 +5,15 @@
 # same SSH (pinned config): ratio. Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bridge=wsbench0 net=10.79.0.0/16 gw=10.79.0.1
-cargo build --quiet --workspace --bins --locked
-bin="$PWD/../target/debug/workstation"
+source bench/common.sh
 work=$(mktemp -d /var/lib/workstation-bench-XXXX)
 chmod 755 "$work"
 sync_pid=
 cleanup() { [ -z "$sync_pid" ] || kill "$sync_pid" 2>/dev/null || true; "$bin" destroy b1 --yes >/dev/null 2>&1 || true; ip link del $bridge 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
-ip link add $bridge type bridge 2>/dev/null || true
-ip addr replace $gw/16 dev $bridge && ip link set $bridge up
-mkdir -p /run/sshd
-export HOME=$work/home WORKSTATION_HOSTS_SOCKET=$work/none.sock
-mkdir -p "$HOME/.ssh" "$HOME/.config/workstation"
-ssh-keygen -q -t ed25519 -N "" -f "$HOME/.ssh/id_ed25519"
-printf 'owner = "bench"\nprovider = "local"\n[local]\nbridge = "%s"\nnetwork = "%s"\nsubnet = "10.79.1.0/24"\n' $bridge $net > "$HOME/.config/workstation/config.toml"
+bench_bridge
+export WORKSTATION_HOSTS_SOCKET=$work/none.sock
+bench_home "$work/home"
 export WORKSTATION_MANIFEST=$work/workstation.toml
 printf '[box]\ninstance_type = "t3.medium"\ndisk_gib = 30\nimage_id = "ami-0123456789abcdef0"\n[sync]\npath = "src/big"\n' > "$WORKSTATION_MANIFEST"
 "$bin" create --name b1 >/dev/null 2>&1
@@ -34,7 +28,6 @@ for i in range(10000):
     with open(os.path.join(d, f"f{i}.txt"), "w") as f:
         f.write(f"file {i}\n" * 20)
 PY
-now_ms() { date +%s%3N; }
 t0=$(now_ms); "$bin" sync b1 --once --dir "$big" >/dev/null 2>"$work/sync.err"; t1=$(now_ms)
 ws=$((t1 - t0))
 remote=$(grep -o 'dev:[^ ]*\|b1:[^ ]*' "$work/sync.err" | head -1 | cut -d: -f2)

@@ -13,11 +13,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
+source scripts/lib.sh
+target=$(target_dir)
 
-demo_home="$repo/../target/demo-home"
+demo_home="$target/demo-home"
 agent_dir="$demo_home/agent"
-bin="$repo/../target/debug/workstation"
-hosts_bin="$repo/../target/debug/workstation-hosts"
+bin="$target/debug/workstation"
+hosts_bin="$target/debug/workstation-hosts"
 manifest="$repo/examples/local/workstation.toml"
 ws() { HOME="$demo_home" WORKSTATION_MANIFEST="$manifest" WORKSTATION_HOSTS_SOCKET="$agent_dir/agent.sock" "$bin" "$@"; }
 # Inside the agent's mount namespace: its /etc/hosts, the OS resolver.

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::block::{self, Entry};
 use crate::hostsfile::{HostsError, HostsFile, Written};
-use crate::protocol::{NameStatus, Status, Target};
+use workstation_hosts_protocol::{BlockLine, NameStatus, Status, Target};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pointing {
@@ -144,7 +144,15 @@ impl Agent {
                 NameStatus { name: name.clone(), target: p.target.clone(), label: p.label.clone(), address, resolves_in }
             })
             .collect();
-        Status { hosts_file: self.hosts.path().to_owned(), names }
+        // Read now, not remembered: the file is the truth a resolver sees.
+        let block = std::fs::read(self.hosts.path())
+            .ok()
+            .and_then(|file| crate::block::entries(&file).ok())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| BlockLine { address: e.address, names: e.names })
+            .collect();
+        Status { hosts_file: self.hosts.path().to_owned(), names, block }
     }
 
     fn commit(&mut self, mut next: State) -> Result<Written, AgentError> {
@@ -197,7 +205,7 @@ fn load(path: &Path) -> Result<State, AgentError> {
 /// A crash leaves the old state or the new one.
 fn save(path: &Path, state: &State) -> Result<(), AgentError> {
     let json = serde_json::to_vec_pretty(state).expect("state serializes");
-    crate::atomic::write(path, &json, 0o644).map_err(|source| AgentError::Save { path: path.display().to_string(), source })
+    workstation_hosts_protocol::atomic::write(path, &json, 0o644).map_err(|source| AgentError::Save { path: path.display().to_string(), source })
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::names::{self, Allowlist};
-use crate::protocol::DEFAULT_SOCKET;
+use workstation_hosts_protocol::DEFAULT_SOCKET;
 
 pub const DEFAULT_CONFIG: &str = "/etc/workstation/hosts-agent.toml";
 pub const DEFAULT_HOSTS: &str = "/etc/hosts";

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::process::Command;
 
-use crate::protocol::Flushed;
+use workstation_hosts_protocol::Flushed;
 
 const TIMEOUT: Duration = Duration::from_secs(3);
 

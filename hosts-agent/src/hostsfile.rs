@@ -19,7 +19,7 @@ use std::io::{self, Read};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use workstation_hosts_protocol::WriteMode;
 
 use crate::block::{self, BlockError, Entry};
 
@@ -46,18 +46,6 @@ type Result<T, E = HostsError> = std::result::Result<T, E>;
 fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> HostsError {
     let context = context.into();
     move |source| HostsError::Io { context, source }
-}
-
-/// How a write reached the file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum WriteMode {
-    /// The file already said this.
-    Unchanged,
-    /// Temp file + rename.
-    Renamed,
-    /// Bind-mounted file: padded in-place write.
-    InPlace,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

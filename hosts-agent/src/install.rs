@@ -10,10 +10,31 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context as _, Result};
+use crate::config::{Config, ConfigError, DEFAULT_CONFIG};
+use crate::hostsfile::{HostsError, HostsFile};
 
-use crate::config::{Config, DEFAULT_CONFIG};
-use crate::hostsfile::HostsFile;
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Hosts(#[from] HostsError),
+    #[error("writing the config: {0}")]
+    Serialize(#[from] toml::ser::Error),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+type Result<T> = std::result::Result<T, InstallError>;
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> InstallError {
+    let context = context.into();
+    move |source| InstallError::Io { context, source }
+}
 
 const BINARY: &str = "/usr/local/libexec/workstation-hosts";
 const SYSTEMD_UNIT: &str = "/etc/systemd/system/workstation-hosts.service";
@@ -41,7 +62,7 @@ fn unit_path() -> &'static str {
 }
 
 fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
-    crate::atomic::write(path, contents, mode).with_context(|| format!("writing {}", path.display()))
+    workstation_hosts_protocol::atomic::write(path, contents, mode).map_err(io_err(format!("writing {}", path.display())))
 }
 
 /// Installs (or updates: lists are merged, files rewritten) the agent.
@@ -58,10 +79,10 @@ pub fn install(root: &Path, allow: Allow, start: bool) -> Result<Vec<String>> {
     write_file(&config_path, format!("# workstation-hosts: who may point which hostnames. Root-owned; see `workstation-hosts --help`.\n{text}").as_bytes(), 0o644)?;
     done.push(format!("wrote {} (users: {}; names: {}; suffixes: {})", config_path.display(), list(&config.allowed_users), list(&config.allowed_names), list(&config.allowed_suffixes)));
 
-    let exe = std::env::current_exe().context("finding this binary")?;
+    let exe = std::env::current_exe().map_err(io_err("finding this binary"))?;
     let binary = under(root, BINARY);
     if exe != binary {
-        let bytes = fs::read(&exe).with_context(|| format!("reading {}", exe.display()))?;
+        let bytes = fs::read(&exe).map_err(io_err(format!("reading {}", exe.display())))?;
         write_file(&binary, &bytes, 0o755)?;
         done.push(format!("installed {}", binary.display()));
     }
@@ -93,17 +114,17 @@ pub fn uninstall(root: &Path, purge: bool) -> Result<Vec<String>> {
     }
     for path in [under(root, unit_path()), under(root, BINARY), under(root, &config.socket.to_string_lossy())] {
         if path.exists() {
-            fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+            fs::remove_file(&path).map_err(io_err(format!("removing {}", path.display())))?;
             done.push(format!("removed {}", path.display()));
         }
     }
     let state = under(root, &config.state_dir.to_string_lossy());
     if state.exists() {
-        fs::remove_dir_all(&state).with_context(|| format!("removing {}", state.display()))?;
+        fs::remove_dir_all(&state).map_err(io_err(format!("removing {}", state.display())))?;
         done.push(format!("removed {}", state.display()));
     }
     if purge && config_path.exists() {
-        fs::remove_file(&config_path)?;
+        fs::remove_file(&config_path).map_err(io_err(format!("removing {}", config_path.display())))?;
         done.push(format!("removed {}", config_path.display()));
     } else if config_path.exists() {
         done.push(format!("kept {} (--purge removes it)", config_path.display()));

@@ -11,8 +11,8 @@ use workstation_hosts::agent::Agent;
 use workstation_hosts::config::{Config, DEFAULT_CONFIG, DEFAULT_HOSTS};
 use workstation_hosts::hostsfile::HostsFile;
 use workstation_hosts::install::{self, Allow};
-use workstation_hosts::protocol::{self, Request, Response, Target, DEFAULT_SOCKET};
-use workstation_hosts::{block, names};
+use workstation_hosts_protocol::{self as protocol, Request, Response, Target, DEFAULT_SOCKET};
+use workstation_hosts::{block, names, server};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -129,7 +129,10 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run { config } => {
             let loaded = Config::load(&config)?;
-            tokio::runtime::Runtime::new()?.block_on(workstation_hosts::server::serve(loaded, &config))
+            Ok(tokio::runtime::Runtime::new()?.block_on(async {
+                let listener = server::bind(&loaded.socket)?;
+                server::serve(loaded, &config, listener).await
+            })?)
         }
         Command::Apply { hosts_file, set, from_state } => {
             let hosts = HostsFile::new(&hosts_file);

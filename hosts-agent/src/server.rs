@@ -9,15 +9,14 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context as _};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
-use crate::agent::Agent;
+use crate::agent::{Agent, AgentError};
 use crate::config::Config;
-use crate::hostsfile::{HostsFile, WriteMode, Written};
+use crate::hostsfile::{HostsFile, Written};
 use crate::names;
-use crate::protocol::{self, Request, Response, Target, MAX_REQUEST, VERSION};
+use workstation_hosts_protocol::{self as protocol, Request, Response, Target, WriteMode, MAX_REQUEST, VERSION};
 use crate::resolve::Resolver;
 
 /// How long a caller has to send its request line.
@@ -25,6 +24,27 @@ const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often due DNS targets are looked for (the TTL is honoured to this).
 const DNS_TICK: Duration = Duration::from_millis(200);
 const MAX_DNS_RETRY: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+    #[error("the DNS resolver: {0}")]
+    Resolver(String),
+    #[error("another agent is already listening on {0}; stop it first (`systemctl stop workstation-hosts`)")]
+    AlreadyRunning(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServeError {
+    let context = context.into();
+    move |source| ServeError::Io { context, source }
+}
 
 struct Shared {
     agent: Mutex<Agent>,
@@ -43,7 +63,9 @@ impl Shared {
     }
 }
 
-pub async fn serve(config: Config, config_path: &Path) -> anyhow::Result<()> {
+/// Serves on `listener` (see [`bind`]; tests bind their own) until SIGTERM
+/// or Ctrl-C, after making the hosts file agree with the saved state.
+pub async fn serve(config: Config, config_path: &Path, listener: UnixListener) -> Result<(), ServeError> {
     let allow = config.allowlist();
     let mut agent = Agent::open(HostsFile::new(&config.hosts_file), Some(config.state_file()))?;
     let dropped = agent.retain(|n| allow.allows(n))?;
@@ -52,13 +74,12 @@ pub async fn serve(config: Config, config_path: &Path) -> anyhow::Result<()> {
     }
     let written = agent.reconcile()?;
     tracing::info!("{} reconciled with the saved state ({:?})", config.hosts_file.display(), written.mode);
-    let resolver = Resolver::new(&config.nameservers).map_err(anyhow::Error::msg)?;
-    let listener = bind(&config.socket)?;
+    let resolver = Resolver::new(&config.nameservers).map_err(ServeError::Resolver)?;
     tracing::info!("listening on {}", config.socket.display());
     let shared = Arc::new(Shared { agent: Mutex::new(agent), config_path: config_path.display().to_string(), config, resolver });
 
     tokio::spawn(follow_dns(shared.clone()));
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(io_err("handling SIGTERM"))?;
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -75,19 +96,20 @@ pub async fn serve(config: Config, config_path: &Path) -> anyhow::Result<()> {
 
 /// Binds the socket: mode 0666, because who may talk is decided by peer
 /// credentials, not file permissions (a group would need managing).
-fn bind(socket: &Path) -> anyhow::Result<UnixListener> {
+/// Must run inside the tokio runtime that serves it.
+pub fn bind(socket: &Path) -> Result<UnixListener, ServeError> {
     if let Some(dir) = socket.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+        std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).map_err(io_err(format!("setting the mode of {}", dir.display())))?;
     }
     if socket.exists() {
         if std::os::unix::net::UnixStream::connect(socket).is_ok() {
-            bail!("another agent is already listening on {}", socket.display());
+            return Err(ServeError::AlreadyRunning(socket.display().to_string()));
         }
-        std::fs::remove_file(socket).with_context(|| format!("removing the stale socket {}", socket.display()))?;
+        std::fs::remove_file(socket).map_err(io_err(format!("removing the stale socket {}", socket.display())))?;
     }
-    let listener = UnixListener::bind(socket).with_context(|| format!("listening on {}", socket.display()))?;
-    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o666))?;
+    let listener = UnixListener::bind(socket).map_err(io_err(format!("listening on {}", socket.display())))?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o666)).map_err(io_err(format!("setting the mode of {}", socket.display())))?;
     Ok(listener)
 }
 

@@ -1,22 +1,14 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use workstation::cli::error::{self, Bug};
 
 fn main() -> ExitCode {
+    // Usage errors end here, with clap's message and exit code 2.
     let cli = workstation::cli::Cli::parse();
-    workstation::cli::init_tracing(cli.verbose);
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(workstation::cli::EXIT_INTERNAL);
-        }
-    };
-    match runtime.block_on(workstation::cli::run(cli)) {
-        Ok(code) => code,
-        Err(e) => {
-            workstation::cli::print_error(&e);
-            ExitCode::FAILURE
-        }
-    }
+    workstation::logging::init(cli.verbose);
+    error::run_guarded(|| {
+        let runtime = tokio::runtime::Runtime::new().map_err(|e| Bug(format!("cannot start the async runtime: {e}")))?;
+        runtime.block_on(workstation::cli::run(cli))
+    })
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use aws_sdk_ec2::types::InstanceStateName;
 use workstation::provider::netns::BoxHost;
 use workstation::provider::tags;
-use workstation::settings::LocalNetwork;
+use workstation::laptop::settings::LocalNetwork;
 
 use crate::moto::{block_on, Moto};
 

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::mountns::MountNs;
 
@@ -91,11 +91,9 @@ fn spawn(ns: &MountNs, config: &Path, socket: &Path, log: &Path) -> Child {
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !socket.exists() {
-        assert!(Instant::now() < deadline, "the agent did not listen on {}: {}", socket.display(), std::fs::read_to_string(log).unwrap_or_default());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    crate::wait_until(Duration::from_secs(20), || socket.exists(), || {
+        format!("the agent did not listen on {}: {}", socket.display(), std::fs::read_to_string(log).unwrap_or_default())
+    });
     child
 }
 

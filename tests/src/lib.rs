@@ -21,13 +21,28 @@ use std::time::Duration;
 
 use workstation::provider::local::LocalProvider;
 use workstation::provider::Provider;
-use workstation::settings::LocalNetwork;
+use workstation::laptop::settings::LocalNetwork;
 
 pub const BRIDGE: &str = "wstest0";
 pub const NETWORK: &str = "10.78.0.0/16";
 pub const REGION: &str = "us-east-1";
 /// Test environments' temporary directories (root-owned, 0755 parents).
 const E2E_ROOT: &str = "/var/lib/workstation-tests";
+
+/// The repository's root (the test crate's parent).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+/// Polls `ok` (every 20 ms) until it holds; after `timeout` the test fails
+/// with `why()`, which can show logs gathered at that moment.
+pub fn wait_until(timeout: Duration, mut ok: impl FnMut() -> bool, why: impl FnOnce() -> String) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !ok() {
+        assert!(std::time::Instant::now() < deadline, "timed out after {timeout:?}: {}", why());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
 
 /// The `workstation` binary, built once per test run (a no-op when fresh).
 ///

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{SecondsFormat, Utc};
-use workstation_tests::TestEnv;
+use workstation_tests::{wait_until, TestEnv};
 
 #[test]
 fn ssh_typing_and_http_keep_a_box_silence_stops_it_with_a_warning() {
@@ -84,11 +84,9 @@ fn ssh_typing_and_http_keep_a_box_silence_stops_it_with_a_warning() {
     assert!(silent["active"].as_array().unwrap().is_empty(), "an open, silent session is not activity: {silent}");
     assert_eq!(verdict(&silent), "warn", "{silent}");
     assert_eq!(silent["warned_ttys"], 1, "{silent}");
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !screen.lock().unwrap().contains("this box stops in") {
-        assert!(std::time::Instant::now() < deadline, "the warning never reached the session: {:?}", screen.lock().unwrap());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(Duration::from_secs(5), || screen.lock().unwrap().contains("this box stops in"), || {
+        format!("the warning never reached the session: {:?}", screen.lock().unwrap())
+    });
 
     // A colleague's browser: a short HTTP request to the service between
     // two checks counts (nftables counter), though no connection is open.

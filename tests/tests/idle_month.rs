@@ -5,8 +5,8 @@
 //! restarts.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use workstation::config::IdlePolicy;
-use workstation::idle::{decide, Seen, Verdict};
+use workstation::manifest::IdlePolicy;
+use workstation::idle::policy::{decide, Seen, Verdict};
 
 const ENGINEERS: u64 = 50;
 const DAYS: i64 = 30;

@@ -7,14 +7,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use workstation::config::Manifest;
-use workstation::layout::{Layout, StoreRunner, DEFAULT_ROOT};
-use workstation::stores;
-use workstation_tests::{binary, run_ok};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
+use workstation::manifest::Manifest;
+use workstation::stack::layout::{Layout, StoreRunner, DEFAULT_ROOT};
+use workstation::stack::stores;
+use workstation_tests::{binary, repo_root, run_ok};
 
 fn nix_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {
@@ -31,7 +27,7 @@ fn nix_files(dir: &Path, out: &mut Vec<PathBuf>) {
 #[test]
 fn every_nix_file_parses() {
     let mut files = Vec::new();
-    nix_files(&repo(), &mut files);
+    nix_files(&repo_root(), &mut files);
     assert!(files.len() >= 4, "flake.nix and images/*.nix: {files:?}");
     for f in &files {
         let out = Command::new("nix-instantiate").arg("--parse").arg(f).output().expect("nix-instantiate (Debian's nix-bin)");
@@ -46,7 +42,7 @@ fn facts(manifest: &Path) -> serde_json::Value {
          kinds = l.storeKinds m; ports = l.servicePorts m; diskMB = l.diskSizeMB m; units = l.storeUnits m; \
          storePorts = builtins.mapAttrs (n: s: l.storePort s) (m.stores or {{}}); \
          databases = builtins.mapAttrs l.database (m.stores or {{}}); }}",
-        lib = repo().join("images/lib.nix").display(),
+        lib = repo_root().join("images/lib.nix").display(),
         manifest = manifest.display(),
     );
     let out = run_ok(Command::new("nix-instantiate").args(["--eval", "--strict", "--json", "-E", &expr]));
@@ -69,7 +65,7 @@ fn the_image_renders_what_workstation_up_renders_on_it() {
     let manifests =
         ["examples/workstation.toml", "examples/local/workstation.toml", "provisioner/tests/golden/supervisord/workstation.toml"];
     for rel in manifests {
-        let path = repo().join(rel);
+        let path = repo_root().join(rel);
         let facts = facts(&path);
         let manifest = Manifest::parse(&std::fs::read_to_string(&path).unwrap()).unwrap();
 
@@ -86,7 +82,7 @@ fn the_image_renders_what_workstation_up_renders_on_it() {
         assert_eq!(facts["storeRunner"], "systemd");
         let layout =
             Layout::new(DEFAULT_ROOT, Some(facts["programPath"].as_str().unwrap().into())).unwrap().with_stores(StoreRunner::Systemd);
-        let up = workstation::supervisor::render(&manifest, &layout);
+        let up = workstation::stack::supervisor::render(&manifest, &layout);
         assert_eq!(built, up.files, "{rel}: the image's configuration differs from what `up` renders");
 
         let mut ports: Vec<u16> = manifest.services.values().flat_map(|s| s.ports.iter().copied()).collect();
@@ -110,8 +106,8 @@ fn the_image_renders_what_workstation_up_renders_on_it() {
 
 #[test]
 fn the_image_writes_its_layout_where_workstation_reads_it() {
-    let module = std::fs::read_to_string(repo().join("images/workstation.nix")).unwrap();
-    for (file, value) in [(workstation::onbox::PROGRAM_PATH_FILE, "programPath"), (workstation::onbox::STORES_FILE, "storeRunner")] {
+    let module = std::fs::read_to_string(repo_root().join("images/workstation.nix")).unwrap();
+    for (file, value) in [(workstation::stack::shell::PROGRAM_PATH_FILE, "programPath"), (workstation::stack::shell::STORES_FILE, "storeRunner")] {
         let etc = file.strip_prefix("/etc/").unwrap();
         assert!(module.contains(&format!("environment.etc.\"{etc}\".text = wslib.{value}")), "images/workstation.nix must write {file}");
     }

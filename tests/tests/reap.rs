@@ -2,10 +2,10 @@
 
 use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 use chrono::{Duration, SecondsFormat, Utc};
-use workstation::config::IdlePolicy;
+use workstation::manifest::IdlePolicy;
 use workstation::provider::aws::AwsProvider;
 use workstation::provider::Provider;
-use workstation::settings::AddressKind;
+use workstation::laptop::settings::AddressKind;
 use workstation_tests::moto::block_on;
 use workstation_tests::TestEnv;
 
@@ -106,7 +106,7 @@ fn boxes_stopped_or_terminated_mid_reap_are_not_errors() {
     let at = Utc::now() + Duration::hours(3);
     // The plan is made...
     let running = block_on(provider.running()).unwrap();
-    let plan = workstation::reap::plan(&IdlePolicy::default(), &running, at);
+    let plan = workstation::idle::reap::plan(&IdlePolicy::default(), &running, at);
     assert_eq!(plan.len(), 30);
     // ...then someone terminates some and stops others before the stop.
     block_on(async {
@@ -135,19 +135,19 @@ fn the_scheduled_reaper_takes_its_policy_from_the_event() {
     let rfc = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
     set_tag(&client, &ids[..2], "workstation:last-active", &rfc(at - Duration::minutes(5)));
     let manifest = workstation_tests::manifest_text("image_id = \"ami-12c6146b\"", "") + "\n[idle]\ntimeout = \"30m\"\n";
-    let request = |manifest: &str, dry_run: bool| -> workstation::reap::Request {
+    let request = |manifest: &str, dry_run: bool| -> workstation::idle::reap::Request {
         serde_json::from_value(serde_json::json!({ "manifest": manifest, "dry_run": dry_run, "at": rfc(at) })).unwrap()
     };
 
     // 45 minutes after launch: idle under this manifest's 30m, not under
     // the default 60m.
-    let report = block_on(workstation::reap::handle(&provider, request(&manifest, false), 4)).unwrap();
+    let report = block_on(workstation::idle::reap::handle(&provider, request(&manifest, false), 4)).unwrap();
     assert_eq!(report.stopped.len(), 4, "{report:?}");
     assert_eq!(states(&client, "running"), ids[..2].iter().cloned().collect());
 
     let bad = manifest.replace("timeout = \"30m\"", "timeout = \"soon\"");
-    let err = block_on(workstation::reap::handle(&provider, request(&bad, true), 4)).unwrap_err().to_string();
+    let err = block_on(workstation::idle::reap::handle(&provider, request(&bad, true), 4)).unwrap_err().to_string();
     assert!(err.contains("manifest") && err.contains("timeout"), "{err}");
-    let unknown = serde_json::from_value::<workstation::reap::Request>(serde_json::json!({ "manifest": "", "dryrun": true }));
+    let unknown = serde_json::from_value::<workstation::idle::reap::Request>(serde_json::json!({ "manifest": "", "dryrun": true }));
     assert!(unknown.unwrap_err().to_string().contains("dryrun"));
 }

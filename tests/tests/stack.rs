@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use workstation_tests::{write_csv_snapshot, write_resp_snapshot, TestEnv};
+use workstation_tests::{wait_until, write_csv_snapshot, write_resp_snapshot, TestEnv};
 
 const BOX: &str = "[box]\ninstance_type = \"t3.medium\"\ndisk_gib = 30\nimage_id = \"ami-0123456789abcdef0\"\n";
 
@@ -210,15 +210,7 @@ fn bad_or_interrupted_seeds_leave_the_store_as_it_was() {
 /// Waits (bounded) until keys arrive in redis' staging database: the load
 /// is under way.
 fn wait_for_staging(env: &TestEnv) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        let n: u64 = redis(env, "-n 15 dbsize").parse().unwrap_or(0);
-        if n > 1000 {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("the seed never started loading");
+    wait_until(Duration::from_secs(30), || redis(env, "-n 15 dbsize").parse::<u64>().unwrap_or(0) > 1000, || "the seed never started loading".into());
 }
 
 #[test]

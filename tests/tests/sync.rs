@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use workstation_tests::TestEnv;
+use workstation_tests::{wait_until, TestEnv};
 
 const MANIFEST: &str = r#"
 [box]
@@ -34,12 +34,8 @@ fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
 }
 
-fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn wait_for(what: &str, ok: impl FnMut() -> bool) {
+    wait_until(Duration::from_secs(60), ok, || format!("waiting for {what}"));
 }
 
 fn setup() -> (TestEnv, PathBuf, PathBuf) {
@@ -70,7 +66,7 @@ fn pid(env: &TestEnv, program: &str) -> Option<u64> {
 
 fn running_pid(env: &TestEnv, program: &str) -> u64 {
     let mut found = None;
-    wait_until(&format!("{program} running"), || {
+    wait_for(&format!("{program} running"), || {
         found = pid(env, program);
         found.is_some()
     });
@@ -143,34 +139,32 @@ fn watch_mirrors_edits_runs_installs_restarts_and_catches_up_after_a_stop() {
     assert!(err.contains("already syncing"), "{err}");
 
     write(&checkout.join("a.txt"), "a2");
-    wait_until("an edit", || read("a.txt").as_deref() == Some("a2"));
+    wait_for("an edit", || read("a.txt").as_deref() == Some("a2"));
     write(&checkout.join("new/deeper/c.txt"), "c1");
-    wait_until("a new directory tree", || read("new/deeper/c.txt").as_deref() == Some("c1"));
+    wait_for("a new directory tree", || read("new/deeper/c.txt").as_deref() == Some("c1"));
     std::fs::remove_file(checkout.join("dir/b.txt")).unwrap();
-    wait_until("a delete", || !remote.join("dir/b.txt").exists());
+    wait_for("a delete", || !remote.join("dir/b.txt").exists());
     std::fs::rename(checkout.join("a.txt"), checkout.join("z.txt")).unwrap();
-    wait_until("a file rename", || read("z.txt").is_some() && read("a.txt").is_none());
+    wait_for("a file rename", || read("z.txt").is_some() && read("a.txt").is_none());
     std::fs::rename(checkout.join("new"), checkout.join("renamed")).unwrap();
-    wait_until("a directory rename", || read("renamed/deeper/c.txt").is_some() && !remote.join("new").exists());
+    wait_for("a directory rename", || read("renamed/deeper/c.txt").is_some() && !remote.join("new").exists());
     write(&checkout.join("ignored.txt"), "still no");
     write(&checkout.join("visible.txt"), "yes");
-    wait_until("a file after an ignored one", || read("visible.txt").is_some());
+    wait_for("a file after an ignored one", || read("visible.txt").is_some());
     assert!(read("ignored.txt").is_none());
 
     // The lockfile: install once, restart web only.
     let (web, api) = (running_pid(&env, "web"), running_pid(&env, "api"));
     write(&checkout.join("package-lock.json"), "{}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !read("install.log").is_some_and(|l| l.contains("installed")) {
-        assert!(Instant::now() < deadline, "the install never ran; sync said:\n{}", log.lock().unwrap());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    wait_until("web's restart", || pid(&env, "web").is_some_and(|p| p != web));
+    wait_until(Duration::from_secs(60), || read("install.log").is_some_and(|l| l.contains("installed")), || {
+        format!("the install never ran; sync said:\n{}", log.lock().unwrap())
+    });
+    wait_for("web's restart", || pid(&env, "web").is_some_and(|p| p != web));
     assert_eq!(read("install.log").unwrap(), "installed\n", "the install ran once");
     assert_eq!(running_pid(&env, "api"), api, "api does not depend on the lockfile");
     let web = running_pid(&env, "web");
     write(&checkout.join("api/handler.py"), "print(1)");
-    wait_until("api's restart", || pid(&env, "api").is_some_and(|p| p != api));
+    wait_for("api's restart", || pid(&env, "api").is_some_and(|p| p != api));
     assert_eq!(running_pid(&env, "web"), web);
 
     // The box goes away and comes back: edits made meanwhile arrive, and
@@ -181,7 +175,7 @@ fn watch_mirrors_edits_runs_installs_restarts_and_catches_up_after_a_stop() {
     write(&checkout.join("offline.txt"), "made while the box was down");
     std::thread::sleep(Duration::from_secs(2));
     env.ok(&["start", "dev"]);
-    wait_until("the re-sync after reconnecting", || read("offline.txt").is_some());
+    wait_for("the re-sync after reconnecting", || read("offline.txt").is_some());
     write(&checkout.join("after.txt"), "after the restart");
-    wait_until("an edit after the restart", || read("after.txt").is_some());
+    wait_for("an edit after the restart", || read("after.txt").is_some());
 }

@@ -6,25 +6,34 @@
 //! checkov pins library versions that moto's server does not accept.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use workstation_tests::run_ok;
+use workstation_tests::{repo_root, run_ok};
 
 const HCL2_PYTHON: &str = "/opt/workstation-ci/hcl2/bin/python";
 const CHECKOV: &str = "/opt/workstation-ci/checkov/bin/checkov";
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
+/// The code of `rel` under provisioner/src: a file, or every file of a
+/// folder (a module split into files), without unit tests.
 fn source(rel: &str) -> String {
-    let text = std::fs::read_to_string(repo().join("provisioner/src").join(rel)).unwrap();
-    // Unit tests build requests they never send.
-    match text.find("#[cfg(test)]") {
-        Some(at) => text[..at].to_string(),
-        None => text,
+    let path = repo_root().join("provisioner/src").join(rel);
+    let mut files = vec![];
+    if path.is_dir() {
+        files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "rs")));
+        files.sort();
+    } else {
+        files.push(path);
     }
+    let mut out = String::new();
+    for file in files {
+        let text = std::fs::read_to_string(file).unwrap();
+        // Unit tests build requests they never send.
+        out += match text.find("#[cfg(test)]") {
+            Some(at) => &text[..at],
+            None => &text,
+        };
+    }
+    out
 }
 
 fn pascal(snake: &str) -> String {
@@ -60,7 +69,7 @@ fn functions(src: &str) -> BTreeMap<String, String> {
     let mut starts: Vec<(usize, String)> = Vec::new();
     let mut offset = 0;
     for line in src.split_inclusive('\n') {
-        let t = line.trim_start().trim_start_matches("pub ").trim_start_matches("async ");
+        let t = line.trim_start().trim_start_matches("pub(super) ").trim_start_matches("pub ").trim_start_matches("async ");
         if let Some(rest) = t.strip_prefix("fn ") {
             starts.push((offset, rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect()));
         }
@@ -106,23 +115,22 @@ fn calls_on(src: &str, recv: &str) -> BTreeSet<String> {
 /// What each policy document in terraform/ allows, from python-hcl2.
 fn policies() -> BTreeMap<String, BTreeSet<String>> {
     let out = run_ok(
-        Command::new(HCL2_PYTHON).arg(repo().join("tests/support/terraform_policies.py")).arg(repo().join("terraform")),
+        Command::new(HCL2_PYTHON).arg(repo_root().join("tests/support/terraform_policies.py")).arg(repo_root().join("terraform")),
     );
     serde_json::from_str(&out).unwrap()
 }
 
 #[test]
 fn each_policy_allows_exactly_the_actions_its_code_calls() {
-    let aws = source("provider/aws.rs");
+    let aws = source("provider/aws");
     let mut engineer = sdk_actions(&aws, "ec2");
-    engineer.extend(sdk_actions(&source("seed.rs"), "s3"));
+    engineer.extend(sdk_actions(&source("stack/seed"), "s3"));
     if aws.contains("iam_instance_profile(") {
         engineer.insert("iam:PassRole".into());
     }
-    let mut on_box = sdk_actions(&source("boxside.rs"), "ec2");
-    on_box.extend(sdk_actions(&source("boxidle.rs"), "ec2"));
-    let reaper = reachable_actions(&aws, &calls_on(&source("reap.rs"), "provider"));
-    let publisher = sdk_actions(&source("image.rs"), "ec2");
+    let on_box = sdk_actions(&source("boxside"), "ec2");
+    let reaper = reachable_actions(&aws, &calls_on(&source("idle/reap.rs"), "provider"));
+    let publisher = sdk_actions(&source("image"), "ec2");
 
     // Sanity: the scan sees the calls we know are there.
     assert!(engineer.contains("ec2:RunInstances") && engineer.contains("s3:GetObject"), "{engineer:?}");
@@ -148,7 +156,7 @@ fn each_policy_allows_exactly_the_actions_its_code_calls() {
 fn checkov_passes_and_every_skip_says_why() {
     let out = Command::new(CHECKOV)
         .args(["-d", "terraform", "--quiet", "--compact", "--skip-download", "-o", "json"])
-        .current_dir(repo())
+        .current_dir(repo_root())
         .output()
         .expect("checkov (scripts/install-deps.sh installs it)");
     let report: serde_json::Value = serde_json::from_slice(&out.stdout)
@@ -157,7 +165,7 @@ fn checkov_passes_and_every_skip_says_why() {
     assert_eq!(summary["failed"], 0, "checkov failed checks:\n{}", serde_json::to_string_pretty(&report["results"]["failed_checks"]).unwrap());
     assert!(summary["passed"].as_u64().unwrap() > 100, "{summary}");
 
-    for entry in std::fs::read_dir(repo().join("terraform")).unwrap() {
+    for entry in std::fs::read_dir(repo_root().join("terraform")).unwrap() {
         let path = entry.unwrap().path();
         for line in std::fs::read_to_string(&path).unwrap().lines() {
             if let Some(skip) = line.trim().strip_prefix("#checkov:skip=") {

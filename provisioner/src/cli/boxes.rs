@@ -5,16 +5,14 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 use clap::Args;
-use serde::Serialize;
 
 use super::output::{self, Output};
 use super::Global;
-use crate::known_hosts;
-use crate::config::LoadedManifest;
-use crate::lifecycle::{read_public_key, Context, CreateReport};
-use crate::name::BoxName;
-use crate::provider::{BoxInfo, LaunchSpec};
-use crate::ssh_config::host_alias;
+use crate::manifest::LoadedManifest;
+use crate::boxes::lifecycle::{Context, CreateReport};
+use crate::manifest::name::BoxName;
+use crate::provider::BoxInfo;
+use crate::ssh::ssh_config::host_alias;
 
 /// Launch your box (or finish making it), pin its host key, check SSH.
 ///
@@ -25,9 +23,9 @@ use crate::ssh_config::host_alias;
 pub struct CreateArgs {
     /// Box name: a DNS label (a-z, 0-9, '-'), unique per owner.
     #[arg(long, default_value_t = BoxName::default())]
-    pub(super) name: BoxName,
+    name: BoxName,
     #[command(flatten)]
-    pub(super) timeout: super::stack::HealthTimeout,
+    timeout: super::stack::HealthTimeout,
 }
 
 /// List your boxes (all owners' with --all).
@@ -67,15 +65,11 @@ pub async fn create(global: &Global, args: CreateArgs) -> Result<ExitCode> {
     Ok(if report.up.healthy { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-/// `create` without printing (init reports it with its own steps).
-pub(super) async fn launch(ctx: &Context, manifest: &LoadedManifest, args: &CreateArgs, out: Output) -> Result<CreateReport> {
-    let public_key = read_public_key(&settings_public_key(&ctx.identity))?;
-    let spec = LaunchSpec { owner: &ctx.owner, name: &args.name, manifest, public_key: &public_key };
+/// `create` with a spinner, without printing the result.
+async fn launch(ctx: &Context, manifest: &LoadedManifest, args: &CreateArgs, out: Output) -> Result<CreateReport> {
     let progress = output::spinner(out);
-    let report = ctx.create(&spec, args.timeout.value, progress.as_ref()).await;
-    if let Some(p) = progress {
-        p.finish_and_clear();
-    }
+    let report = ctx.create_box(&args.name, manifest, args.timeout.value, progress.as_ref()).await;
+    progress.inspect(|p| p.finish_and_clear());
     Ok(report?)
 }
 
@@ -108,48 +102,27 @@ pub async fn list(global: &Global, args: ListArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-#[derive(Serialize)]
-struct Status<'a> {
-    #[serde(flatten)]
-    info: &'a BoxInfo,
-    host_key_pinned: bool,
-    manifest_current: Option<bool>,
-    /// When the idle policy would stop it, and why (running boxes).
-    idle: Option<crate::idle::Verdict>,
-}
-
 pub async fn status(global: &Global, args: NameArg) -> Result<ExitCode> {
     let manifest = global.optional_manifest()?;
     let ctx = global.context(manifest.as_ref()).await?;
-    let info = ctx.find(&args.name).await?;
-    let pinned = ctx.known_hosts.get(&known_hosts::alias(&info.id))?.is_some();
-    let policy = manifest.as_ref().map(|m| m.manifest.idle.clone()).unwrap_or_default();
-    // Local boxes have no EC2 API to record activity in, so no idle check
-    // runs for them, and a verdict would be made up.
-    let tracked = info.state == crate::provider::BoxState::Running && ctx.provider.kind() == crate::settings::ProviderKind::Aws;
-    let idle = tracked.then(|| crate::idle::decide(&policy, &crate::idle::Seen::of(&info), chrono::Utc::now()));
-    let status = Status {
-        info: &info,
-        host_key_pinned: pinned,
-        manifest_current: manifest.as_ref().zip(info.manifest_hash.as_ref()).map(|(m, h)| &m.hash == h),
-        idle: idle.clone(),
-    };
+    let status = ctx.status(&args.name, manifest.as_ref()).await?;
+    let info = &status.info;
     match global.output {
         Output::Json => output::json(&status)?,
         Output::Text => {
-            println!("{}", output::boxes_table(std::slice::from_ref(&info), false));
-            println!("\nhost key: {}", if pinned { "pinned" } else { "not pinned (run `workstation pin`)" });
+            println!("{}", output::boxes_table(std::slice::from_ref(info), false));
+            println!("\nhost key: {}", if status.host_key_pinned { "pinned" } else { "not pinned (run `workstation pin`)" });
             match status.manifest_current {
                 Some(true) => println!("manifest: matches {}", manifest.as_ref().map(|m| m.path.display().to_string()).unwrap_or_default()),
                 Some(false) => println!("manifest: changed since the box was created"),
                 None => {}
             }
-            match &idle {
-                Some(crate::idle::Verdict::Keep { stop_at, reason } | crate::idle::Verdict::Warn { stop_at, reason }) => {
+            match &status.idle {
+                Some(crate::idle::policy::Verdict::Keep { stop_at, reason } | crate::idle::policy::Verdict::Warn { stop_at, reason }) => {
                     let left = (*stop_at - chrono::Utc::now()).to_std().unwrap_or_default();
                     println!("idle: stops in {} ({reason}); `workstation keep --for 2h` holds it", humantime::format_duration(std::time::Duration::from_secs(left.as_secs() / 60 * 60)));
                 }
-                Some(crate::idle::Verdict::Stop { reason }) => println!("idle: due to stop now ({reason})"),
+                Some(crate::idle::policy::Verdict::Stop { reason }) => println!("idle: due to stop now ({reason})"),
                 None => {}
             }
             if let Some(by) = &info.stopped_by {
@@ -185,10 +158,10 @@ pub async fn start(global: &Global, args: StartArgs) -> Result<ExitCode> {
         };
         // A started box usually has a new address: point the names again.
         let hostnames = match &manifest {
-            Some(m) => Some(ctx.point_hostnames(&info, m).await),
+            Some(m) => Some(ctx.point_hostnames(&info, &m.manifest.hostnames).await),
             None => None,
         };
-        Ok::<_, crate::lifecycle::LifecycleError>((info, up, hostnames))
+        Ok::<_, crate::boxes::lifecycle::LifecycleError>((info, up, hostnames))
     }
     .await;
     progress.inspect(|p| p.finish_and_clear());
@@ -248,10 +221,4 @@ fn confirm(info: &BoxInfo) -> Result<bool> {
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;
     Ok(answer.trim() == info.name)
-}
-
-pub(super) fn settings_public_key(identity: &std::path::Path) -> std::path::PathBuf {
-    let mut p = identity.as_os_str().to_owned();
-    p.push(".pub");
-    p.into()
 }

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Args, Subcommand};
 
-use crate::boxside;
+use crate::boxside::host_key;
+use crate::boxside::self_api::SelfApi;
 
 #[derive(Debug, Subcommand)]
 pub enum BoxCommand {
@@ -22,7 +23,7 @@ pub enum BoxCommand {
 #[derive(Debug, Args)]
 pub struct IdleCheckArgs {
     /// The box root (state in <root>/run/idle.json).
-    #[arg(long, env = "WORKSTATION_BOX_ROOT", default_value = crate::layout::DEFAULT_ROOT, value_name = "DIR")]
+    #[arg(long, env = "WORKSTATION_BOX_ROOT", default_value = crate::stack::layout::DEFAULT_ROOT, value_name = "DIR")]
     root: PathBuf,
     /// This instance's id (default: from the instance metadata service).
     #[arg(long)]
@@ -56,43 +57,13 @@ pub struct PublishArgs {
     region: Option<String>,
 }
 
-/// A local box (its root is a directory of this machine's local provider)
-/// acts on its own record; an EC2 box has no such directory.
-fn local_box(root: &std::path::Path) -> Result<Option<crate::boxidle::SelfApi>> {
-    if !root.parent().is_some_and(|d| d.join("box.json").is_file()) {
-        return Ok(None);
-    }
-    let paths = crate::paths::Paths::from_env()?;
-    let settings = crate::settings::Settings::load(&paths, &|k| std::env::var(k).ok())?;
-    let provider = crate::provider::local::LocalProvider::new(paths.local_boxes(), settings.local)?;
-    Ok(provider.box_at(root)?.map(|id| crate::boxidle::SelfApi::Local { provider, id }))
-}
-
-/// The instance id and region: given, else from IMDSv2.
-async fn identity(id: Option<String>, region: Option<String>) -> Result<(String, String)> {
-    Ok(match (id, region) {
-        (Some(id), Some(region)) => (id, region),
-        (id, region) => {
-            let (imds_id, imds_region) = boxside::instance_identity(&aws_config::imds::Client::builder().build()).await?;
-            (id.unwrap_or(imds_id), region.unwrap_or(imds_region))
-        }
-    })
-}
-
 pub async fn run(global: &super::Global, cmd: BoxCommand) -> Result<ExitCode> {
     match cmd {
         BoxCommand::IdleCheck(args) => {
             let manifest = global.load_manifest()?;
-            let api = match local_box(&args.root)? {
-                Some(api) => api,
-                None => {
-                    let (id, region) = identity(args.instance_id, args.region).await?;
-                    let sdk = super::sdk_config(None, Some(region)).await;
-                    crate::boxidle::SelfApi::Ec2 { client: aws_sdk_ec2::Client::new(&sdk), id }
-                }
-            };
+            let api = SelfApi::for_root(&args.root, args.instance_id, args.region).await?;
             let ports: Vec<u16> = manifest.manifest.services.values().flat_map(|s| s.ports.iter().copied()).collect();
-            let check = crate::boxidle::Check { policy: &manifest.manifest.idle, ports, root: args.root, api: &api, dry_run: args.dry_run };
+            let check = crate::boxside::idle_check::Check { policy: &manifest.manifest.idle, ports, root: args.root, api: &api, dry_run: args.dry_run };
             let checked = check.run(args.at.unwrap_or_else(chrono::Utc::now)).await?;
             match global.output {
                 super::Output::Json => super::output::json(&checked)?,
@@ -104,11 +75,10 @@ pub async fn run(global: &super::Global, cmd: BoxCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         BoxCommand::PublishHostKey(args) => {
-            let key = boxside::read_host_key(&args.host_key_file)?;
-            let (id, region) = identity(args.instance_id, args.region).await?;
-            let sdk = super::sdk_config(None, Some(region)).await;
-            boxside::publish_host_key(&aws_sdk_ec2::Client::new(&sdk), &id, &key).await?;
-            println!("published host key of {id}: {key}");
+            let key = host_key::read_host_key(&args.host_key_file)?;
+            let api = SelfApi::ec2(args.instance_id, args.region).await?;
+            host_key::publish(&api, &key).await?;
+            println!("published host key of {}: {key}", api.id());
             Ok(ExitCode::SUCCESS)
         }
     }

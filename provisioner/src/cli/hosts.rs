@@ -3,13 +3,14 @@
 
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Args;
 
 use super::output::{self, Output};
 use super::Global;
-use crate::hosts::{self, Pointed, Status};
-use crate::name::{BoxName, Owner};
+use crate::boxes::share;
+use crate::laptop::hosts::{HostsAgent, Status};
+use crate::manifest::name::{BoxName, Owner};
 
 /// Show which box this laptop's hostnames point at (through the hosts agent).
 #[derive(Debug, Args)]
@@ -34,7 +35,7 @@ pub struct ShareArgs {
 }
 
 pub async fn hosts(global: &Global, _args: HostsArgs) -> Result<ExitCode> {
-    let status = crate::hosts::HostsAgent::from_env().status().await?;
+    let status = HostsAgent::from_env().status().await?;
     print_status(global.output, &status)
 }
 
@@ -44,32 +45,9 @@ pub async fn share(global: &Global, args: ShareArgs) -> Result<ExitCode> {
     if args.owner.is_none() && !args.off {
         return print_status(global.output, &ctx.hosts.status().await?);
     }
-    let Some(manifest) = manifest.filter(|m| !m.manifest.hostnames.is_empty()) else {
-        bail!("the manifest lists no hostnames to share; add hostnames = [\"api.dev.example.com\"] to workstation.toml");
-    };
-    let names = &manifest.manifest.hostnames;
     let pointed = match &args.owner {
-        Some(owner) => {
-            let info = ctx.shared_box(owner, &args.box_name).await?;
-            let label = hosts::label(owner.as_str(), &info.name);
-            let address = info.address.expect("shared_box checks the address");
-            ctx.hosts.point(names, address, &label).await?
-        }
-        None => {
-            let mine = ctx.find(&args.box_name).await;
-            match mine {
-                Ok(info) if info.state == crate::provider::BoxState::Running => match ctx.point_hostnames(&info, &manifest).await {
-                    Pointed::Skipped { reason } => bail!(reason),
-                    p => p,
-                },
-                // No box of yours to return to: clear, rather than leave
-                // the names on a colleague's box.
-                _ => {
-                    ctx.hosts.clear(names).await?;
-                    Pointed::Skipped { reason: format!("your box {} is not running; the hostnames were cleared", args.box_name) }
-                }
-            }
-        }
+        Some(owner) => share::share(&ctx, manifest.as_ref(), owner, &args.box_name).await?,
+        None => share::share_off(&ctx, manifest.as_ref(), &args.box_name).await?,
     };
     match global.output {
         Output::Json => output::json(&pointed)?,

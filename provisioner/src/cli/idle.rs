@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use chrono::{DateTime, Utc};
 use clap::Args;
 use comfy_table::presets::NOTHING;
@@ -12,8 +12,8 @@ use comfy_table::Table;
 
 use super::output::{self, Output};
 use super::Global;
-use crate::name::BoxName;
-use crate::reap::{self, ReapReport};
+use crate::manifest::name::BoxName;
+use crate::idle::reap::{self, ReapReport};
 
 /// Keep a box from stopping itself for a while (at most idle.max_keep).
 #[derive(Debug, Args)]
@@ -47,18 +47,9 @@ pub struct ReapArgs {
 
 pub async fn keep(global: &Global, args: KeepArgs) -> Result<ExitCode> {
     let manifest = global.optional_manifest()?;
-    let max = manifest.as_ref().map(|m| m.manifest.idle.max_keep).unwrap_or_else(|| crate::config::IdlePolicy::default().max_keep);
-    if args.duration > max {
-        bail!(
-            "--for {} is longer than idle.max_keep ({}); ask for less, or raise idle.max_keep in workstation.toml",
-            humantime::format_duration(args.duration),
-            humantime::format_duration(max)
-        );
-    }
+    let policy = manifest.as_ref().map(|m| m.manifest.idle.clone()).unwrap_or_default();
     let ctx = global.context(manifest.as_ref()).await?;
-    let info = ctx.find(&args.name).await?;
-    let until = Utc::now() + chrono::Duration::from_std(args.duration)?;
-    ctx.provider.keep_until(&info.id, until).await?;
+    let (info, until) = ctx.keep(&args.name, args.duration, &policy).await?;
     match global.output {
         Output::Json => output::json(&serde_json::json!({ "box": info.name, "id": info.id, "keep_until": until }))?,
         Output::Text => println!("box {} kept until {} (it may stop after that when idle)", info.name, until.format("%Y-%m-%d %H:%M UTC")),
@@ -85,7 +76,7 @@ fn print(report: &ReapReport, api_calls: &std::collections::BTreeMap<String, u64
         table.load_preset(NOTHING).set_header(["ID", "OWNER", "NAME", "LAST ACTIVE", "WHY"]);
         for p in &report.plan {
             let reason = match &p.verdict {
-                crate::idle::Verdict::Stop { reason } => reason.clone(),
+                crate::idle::policy::Verdict::Stop { reason } => reason.clone(),
                 other => format!("{other:?}"),
             };
             table.add_row([p.id.clone(), p.owner.clone(), p.name.clone(), p.last_active.map_or("-".into(), |t| t.format("%m-%d %H:%M").to_string()), reason]);

@@ -3,13 +3,12 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result};
 use clap::{Args, Subcommand};
-use serde::{Deserialize, Serialize};
 
 use super::output::{self, Output};
 use super::Global;
-use crate::image::{file_hash, Arch, Inputs, Publisher};
+use crate::image::{self, file_hash, Arch, Inputs, Publisher};
 
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
@@ -65,21 +64,6 @@ pub struct PublishArgs {
     region: Option<String>,
 }
 
-/// What nixpkgs' amazon image writes into `nix-support/image-info.json`.
-#[derive(Debug, Deserialize)]
-struct ImageInfo {
-    file: PathBuf,
-    system: String,
-}
-
-#[derive(Debug, Serialize)]
-struct Built {
-    result: PathBuf,
-    disk: PathBuf,
-    system: String,
-    bytes: u64,
-}
-
 pub async fn run(global: &Global, cmd: ImageCommand) -> Result<ExitCode> {
     match cmd {
         ImageCommand::Build(args) => build(global, args),
@@ -92,25 +76,8 @@ fn build(global: &Global, args: BuildArgs) -> Result<ExitCode> {
         Some(f) => f,
         None => global.load_manifest()?.path.parent().map(Path::to_path_buf).unwrap_or_default(),
     };
-    if !flake.join("flake.nix").is_file() {
-        bail!("no flake.nix in {}; pass --flake DIR (the directory of flake.nix)", flake.display());
-    }
-    check_nix_version()?;
     let arch = args.arch.or_else(Arch::of_this_machine).context("cannot tell this machine's architecture; pass --arch")?;
-    let installable = format!("{}#packages.{}.ami", flake.display(), arch.nix_system());
-    eprintln!("building {installable} (the first build downloads nixpkgs and can take a while)");
-    let status = std::process::Command::new("nix")
-        .args(["build", "--extra-experimental-features", "nix-command flakes", "--print-build-logs", "--out-link"])
-        .arg(&args.out_link)
-        .arg(&installable)
-        .status()
-        .context("cannot run nix; install Nix 2.18 or newer (https://nixos.org/download)")?;
-    if !status.success() {
-        bail!("nix build {installable} failed ({status}); its log is above");
-    }
-    let (disk, system) = disk_of(&args.out_link)?;
-    let bytes = std::fs::metadata(&disk).with_context(|| format!("cannot read {}", disk.display()))?.len();
-    let built = Built { result: args.out_link, disk, system, bytes };
+    let built = image::build(&flake, arch, &args.out_link)?;
     match global.output {
         Output::Json => output::json(&built)?,
         Output::Text => println!(
@@ -124,38 +91,9 @@ fn build(global: &Global, args: BuildArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Flakes as the flake uses them need Nix 2.18 (`nix --version` prints
-/// "nix (Nix) 2.18.1").
-fn check_nix_version() -> Result<()> {
-    let out = std::process::Command::new("nix").arg("--version").output();
-    let text = match out {
-        Ok(o) => String::from_utf8_lossy(&o.stdout).to_string(),
-        Err(_) => bail!("nix is not installed; install Nix 2.18 or newer (https://nixos.org/download) or use `nix develop`'s shell"),
-    };
-    let version = text.split_whitespace().last().unwrap_or_default();
-    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    if (major, minor) < (2, 18) {
-        bail!("{} is too old to evaluate current nixpkgs; install Nix 2.18 or newer (https://nixos.org/download)", text.trim());
-    }
-    Ok(())
-}
-
-/// The disk file and nix system of a build result, or a disk file as is.
-fn disk_of(path: &Path) -> Result<(PathBuf, String)> {
-    let info = path.join("nix-support/image-info.json");
-    if path.is_dir() {
-        let text = std::fs::read_to_string(&info)
-            .with_context(|| format!("{} is a directory without nix-support/image-info.json; pass the disk file itself", path.display()))?;
-        let info: ImageInfo = serde_json::from_str(&text).with_context(|| format!("cannot parse {}", info.display()))?;
-        return Ok((info.file, info.system));
-    }
-    Ok((path.to_path_buf(), String::new()))
-}
-
 async fn publish(global: &Global, args: PublishArgs) -> Result<ExitCode> {
     let manifest = global.load_manifest()?;
-    let (disk, system) = disk_of(&args.disk)?;
+    let (disk, system) = image::disk_of(&args.disk)?;
     let arch = match (args.arch, system.as_str()) {
         (Some(a), _) => a,
         (None, "x86_64-linux") => Arch::X86_64,
@@ -170,9 +108,9 @@ async fn publish(global: &Global, args: PublishArgs) -> Result<ExitCode> {
         .with_context(|| format!("cannot read {} (the flake's lock file); pass --flake-lock PATH", lock.display()))?;
     let inputs = Inputs { image: args.image, manifest_hash: manifest.hash.clone(), flake_lock_hash, arch };
 
-    let aws = super::aws_settings()?;
-    let region = args.region.or_else(|| super::aws_region(&aws, Some(&manifest)));
-    let sdk = super::sdk_config(aws.profile.as_deref(), region).await;
+    let aws = super::context::aws_settings()?;
+    let region = args.region.or_else(|| super::context::aws_region(&aws, Some(&manifest)));
+    let sdk = crate::provider::aws::sdk::config(aws.profile.as_deref(), region).await;
     let (ec2, ebs) = (aws_sdk_ec2::Client::new(&sdk), aws_sdk_ebs::Client::new(&sdk));
     let progress = indicatif::ProgressBar::new(0).with_style(
         indicatif::ProgressStyle::with_template("{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}").expect("valid template"),

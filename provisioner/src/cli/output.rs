@@ -4,11 +4,11 @@ use comfy_table::presets::NOTHING;
 use comfy_table::Table;
 use serde::Serialize;
 
-use crate::bringup::UpReport;
-use crate::hosts::{Pointed, Status};
+use crate::stack::up::UpReport;
+use crate::laptop::hosts::{Pointed, Status};
 use crate::provider::BoxInfo;
-use crate::seed::SeedReport;
-use crate::services::ProgramStatus;
+use crate::stack::seed::SeedReport;
+use crate::stack::services::ProgramStatus;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {

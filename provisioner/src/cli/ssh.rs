@@ -8,9 +8,9 @@ use clap::Args;
 
 use super::output::{self, Output};
 use super::Global;
-use crate::known_hosts::Pinned;
-use crate::name::BoxName;
-use crate::ssh_config::host_alias;
+use crate::ssh::known_hosts::Pinned;
+use crate::manifest::name::BoxName;
+use crate::ssh::ssh_config::host_alias;
 
 /// Open a shell on a box, or run a command: `workstation ssh dev -- make test`.
 ///

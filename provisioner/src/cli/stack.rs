@@ -4,19 +4,16 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result};
 use clap::{Args, Subcommand};
 
 use super::output::{self, Output};
 use super::Global;
-use crate::config::LoadedManifest;
-use crate::layout::{Layout, StoreRunner, DEFAULT_ROOT};
-use crate::name::BoxName;
-use crate::onbox::OnBox;
-use crate::remote::Session;
-use crate::seed::{self, SeedOutcome};
-use crate::services;
-use crate::supervisor;
+use crate::stack::layout::{Layout, StoreRunner, DEFAULT_ROOT};
+use crate::manifest::name::BoxName;
+use crate::stack::seed::SeedOutcome;
+use crate::stack::services;
+use crate::stack::supervisor;
 
 /// Bring the box's stack up: services running and healthy, stores seeded.
 ///
@@ -138,42 +135,23 @@ pub async fn up(global: &Global, args: UpArgs) -> Result<ExitCode> {
 
 pub async fn seed(global: &Global, args: SeedArgs) -> Result<ExitCode> {
     let manifest = global.load_manifest()?;
-    let m = &manifest.manifest;
     if let Some(store) = &args.store {
-        if !m.stores.contains_key(store) {
-            bail!("no store {store:?} in {}; stores: {}", manifest.path.display(), m.stores.keys().cloned().collect::<Vec<_>>().join(", "));
-        }
+        manifest.manifest.check_store(store)?;
     }
     let ctx = global.context(Some(&manifest)).await?;
     let info = ctx.find(&args.target.name).await?;
-    let snapshots = ctx.snapshots(&manifest).await?;
-    let session = ctx.connect(&info).await?;
-    let onbox = OnBox::probe(&session, &info.name).await?;
     let progress = output::spinner(global.output);
-    let lock = onbox.lock().await?;
-    let mut reports = Vec::new();
-    let mut failed = None;
-    for (name, store) in m.stores.iter().filter(|(n, _)| args.store.as_ref().is_none_or(|s| s == *n)) {
-        if let Some(p) = &progress {
-            p.set_message(format!("seeding {name}"));
-        }
-        let snapshot = snapshots.get(name).and_then(Option::as_ref);
-        match seed::seed(&onbox, name, store, snapshot, args.reset).await {
-            Ok(r) => reports.push(r),
-            Err(e) => {
-                reports.push(seed::SeedReport::failed(name, snapshot, &e));
-                failed.get_or_insert(e);
-            }
-        }
+    if let Some(p) = &progress {
+        p.set_message("seeding");
     }
-    lock.release().await;
+    let reports = ctx.seed(&info, &manifest, args.store.as_deref(), args.reset).await;
     progress.inspect(|p| p.finish_and_clear());
-    session.close().await;
+    let reports = reports?;
     match global.output {
         Output::Json => output::json(&reports)?,
         Output::Text => {
             println!("{}", output::seeds_table(&reports));
-            if let Some(e) = &failed {
+            for e in reports.iter().filter_map(|r| r.error.as_ref()) {
                 eprintln!("error: {e}");
             }
         }
@@ -185,13 +163,10 @@ pub async fn services(global: &Global, args: ServicesArgs) -> Result<ExitCode> {
     let manifest = global.load_manifest()?;
     let m = &manifest.manifest;
     if let Some(p) = &args.program {
-        check_program(m, p)?;
+        m.check_program(p)?;
     }
-    let (session, name) = connect(global, &manifest, &args.target.name).await?;
-    let onbox = OnBox::probe(&session, &name).await?;
-    let programs = services::status(&onbox, m, args.program.as_deref()).await;
-    session.close().await;
-    let programs = programs?;
+    let (ctx, info) = global.find(&manifest, &args.target.name).await?;
+    let programs = ctx.on_box(&info, async |shell| Ok::<_, anyhow::Error>(services::status(shell, m, args.program.as_deref()).await?)).await?;
     match global.output {
         Output::Json => output::json(&programs)?,
         Output::Text => println!("{}", output::programs_table(&programs)),
@@ -201,13 +176,9 @@ pub async fn services(global: &Global, args: ServicesArgs) -> Result<ExitCode> {
 
 pub async fn restart(global: &Global, args: RestartArgs) -> Result<ExitCode> {
     let manifest = global.load_manifest()?;
-    check_program(&manifest.manifest, &args.program)?;
-    let (session, name) = connect(global, &manifest, &args.target.name).await?;
-    let onbox = OnBox::probe(&session, &name).await?;
-    let store = manifest.manifest.stores.get(&args.program);
-    let out = onbox.run(&format!("restarting {}", args.program), &onbox.control("restart", &args.program, store)).await;
-    session.close().await;
-    let out = out?;
+    manifest.manifest.check_program(&args.program)?;
+    let (ctx, info) = global.find(&manifest, &args.target.name).await?;
+    let out = ctx.on_box(&info, async |shell| Ok::<_, anyhow::Error>(services::restart(shell, &manifest.manifest, &args.program).await?)).await?;
     match global.output {
         Output::Json => output::json(&serde_json::json!({ "program": args.program, "restarted": true }))?,
         Output::Text => print!("{out}"),
@@ -217,13 +188,12 @@ pub async fn restart(global: &Global, args: RestartArgs) -> Result<ExitCode> {
 
 pub async fn logs(global: &Global, args: LogsArgs) -> Result<ExitCode> {
     let manifest = global.load_manifest()?;
-    check_program(&manifest.manifest, &args.program)?;
-    let (session, name) = connect(global, &manifest, &args.target.name).await?;
-    let onbox = OnBox::probe(&session, &name).await?;
-    let command = onbox.log_command(&args.program, manifest.manifest.stores.get(&args.program), args.lines, args.follow);
-    let status = session.exec(&onbox.wrap(&command), &mut tokio::io::stdout(), &mut tokio::io::stderr()).await;
-    session.close().await;
-    Ok(ExitCode::from(u8::try_from(status?).unwrap_or(255)))
+    manifest.manifest.check_program(&args.program)?;
+    let (ctx, info) = global.find(&manifest, &args.target.name).await?;
+    let status = ctx
+        .on_box(&info, async |shell| Ok::<_, anyhow::Error>(services::logs(shell, &manifest.manifest, &args.program, args.lines, args.follow).await?))
+        .await?;
+    Ok(ExitCode::from(u8::try_from(status).unwrap_or(255)))
 }
 
 pub async fn render(global: &Global, command: RenderCommand) -> Result<ExitCode> {
@@ -245,19 +215,4 @@ pub async fn render(global: &Global, command: RenderCommand) -> Result<ExitCode>
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Box `name` under the manifest's settings, over its pinned host key.
-async fn connect(global: &Global, manifest: &LoadedManifest, name: &BoxName) -> Result<(Session, String)> {
-    let ctx = global.context(Some(manifest)).await?;
-    let info = ctx.find(name).await?;
-    Ok((ctx.connect(&info).await?, info.name))
-}
-
-fn check_program(m: &crate::config::Manifest, program: &str) -> Result<()> {
-    if !m.services.contains_key(program) && !m.stores.contains_key(program) {
-        let known: Vec<_> = m.stores.keys().chain(m.services.keys()).cloned().collect();
-        bail!("no service or store {program:?} in the manifest; programs: {}", known.join(", "));
-    }
-    Ok(())
 }

@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::output::Output;
 use super::Global;
-use crate::name::BoxName;
+use crate::manifest::name::BoxName;
 use crate::sync::session::{self, Report, Sync};
 
 /// Mirror this checkout onto the box, then keep it mirrored (work locally,

@@ -16,8 +16,8 @@ use sha2::{Digest, Sha256};
 
 use super::netns::{gateway, BoxHost};
 use super::{BoxInfo, BoxState, LaunchSpec, Launched, Provider, ProviderError, Result};
-use crate::name::{BoxName, Owner};
-use crate::settings::{LocalNetwork, ProviderKind};
+use crate::manifest::name::{BoxName, Owner};
+use crate::laptop::settings::{LocalNetwork, ProviderKind};
 
 pub struct LocalProvider {
     root: PathBuf,
@@ -104,7 +104,7 @@ impl LocalProvider {
     fn save(&self, r: &Record) -> Result<()> {
         let dir = self.box_dir(&r.owner, &r.name);
         let json = serde_json::to_vec_pretty(r).expect("record serialises");
-        crate::atomic::write(&dir.join("box.json"), &json, 0o600).map_err(io(&dir))
+        workstation_hosts_protocol::atomic::write(&dir.join("box.json"), &json, 0o600).map_err(io(&dir))
     }
 
     fn info(&self, r: &Record) -> BoxInfo {

@@ -5,29 +5,16 @@
 pub mod aws;
 pub mod local;
 pub mod netns;
+pub mod tags;
 
 use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::config::LoadedManifest;
-use crate::name::{BoxName, Owner};
-use crate::settings::ProviderKind;
-
-/// EC2 tag keys: the box's identity and metadata live on the instance.
-pub mod tags {
-    pub const OWNER: &str = "workstation:owner";
-    pub const NAME: &str = "workstation:name";
-    pub const MANIFEST_HASH: &str = "workstation:manifest-hash";
-    pub const HOST_KEY: &str = "workstation:host-key";
-    /// RFC 3339; written by the box when it sees activity (rate-limited).
-    pub const LAST_ACTIVE: &str = "workstation:last-active";
-    /// RFC 3339; `workstation keep --for` (capped by idle.max_keep).
-    pub const KEEP_UNTIL: &str = "workstation:keep-until";
-    /// Who stopped the box and why (the box itself, or `reap`).
-    pub const STOPPED_BY: &str = "workstation:stopped-by";
-}
+use crate::manifest::LoadedManifest;
+use crate::manifest::name::{BoxName, Owner};
+use crate::laptop::settings::ProviderKind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use ipnet::Ipv4Net;
 
 use super::{ProviderError, Result};
-use crate::settings::LocalNetwork;
+use crate::laptop::settings::LocalNetwork;
 
 /// sshd normally accepts within tens of milliseconds; a loaded CI machine
 /// can take a few seconds.

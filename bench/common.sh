@@ -1,0 +1,35 @@
+# Sourced by every benchmark, from the repository root: builds the binaries
+# and sets $bin and $agent (in $PROFILE, debug unless set), and offers the
+# setup most benchmarks share. Each benchmark keeps its own cleanup trap.
+source scripts/lib.sh
+PROFILE=${PROFILE:-debug}
+bridge=wsbench0 net=10.79.0.0/16 gw=10.79.0.1
+
+if [ "$PROFILE" = release ]; then
+    cargo build --quiet --workspace --bins --locked --release
+else
+    cargo build --quiet --workspace --bins --locked
+fi
+bin=$(target_dir)/$PROFILE/workstation
+agent=$(target_dir)/$PROFILE/workstation-hosts
+
+# The bench network: a bridge that owns all of 10.79.0.0/16, so no packet
+# to a box leaves this machine; sshd's privilege-separation directory.
+bench_bridge() {
+    ip link add $bridge type bridge 2>/dev/null || true
+    ip addr replace $gw/16 dev $bridge && ip link set $bridge up
+    mkdir -p /run/sshd
+}
+
+# bench_home DIR: HOME=DIR with an SSH key and settings for local boxes on
+# the bench network, owned by "bench".
+bench_home() {
+    export HOME=$1
+    mkdir -p "$HOME/.ssh" "$HOME/.config/workstation"
+    ssh-keygen -q -t ed25519 -N "" -f "$HOME/.ssh/id_ed25519"
+    printf 'owner = "bench"\nprovider = "local"\n[local]\nbridge = "%s"\nnetwork = "%s"\nsubnet = "10.79.1.0/24"\n' $bridge $net \
+        > "$HOME/.config/workstation/config.toml"
+}
+
+now_ms() { date +%s%3N; }
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }

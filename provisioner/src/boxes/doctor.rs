@@ -1,0 +1,271 @@
+//! `workstation doctor`: checks every piece between this laptop and the box
+//! and says how to fix each one that fails. Checks that depend on a failed
+//! one are skipped with the reason, so the first failure is the one to fix.
+
+use std::net::{IpAddr, ToSocketAddrs};
+
+use serde::Serialize;
+
+use crate::manifest::LoadedManifest;
+use crate::laptop::hosts;
+use crate::stack::layout::{sh, StoreRunner};
+use crate::boxes::lifecycle::{Context, LifecycleError};
+use crate::ssh::remote::RemoteError;
+use crate::manifest::name::BoxName;
+use crate::stack::shell::BoxShell;
+use crate::provider::{BoxInfo, BoxState};
+use crate::laptop::settings::ProviderKind;
+use crate::stack::services;
+use crate::ssh::ssh_config;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Ok,
+    Fail,
+    /// Not checked: something it needs failed, or it does not apply.
+    Skip,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub check: String,
+    pub outcome: Outcome,
+    pub detail: String,
+    /// What to run or change, for a failure.
+    pub fix: Option<String>,
+}
+
+fn ok(check: &str, detail: impl Into<String>) -> Check {
+    Check { check: check.into(), outcome: Outcome::Ok, detail: detail.into(), fix: None }
+}
+
+fn fail(check: &str, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+    Check { check: check.into(), outcome: Outcome::Fail, detail: detail.into(), fix: Some(fix.into()) }
+}
+
+fn skip(check: &str, detail: impl Into<String>) -> Check {
+    Check { check: check.into(), outcome: Outcome::Skip, detail: detail.into(), fix: None }
+}
+
+/// The systemd timer of the image's idle check (images/workstation.nix).
+pub const IDLE_TIMER: &str = "workstation-idle-check.timer";
+
+pub async fn run(ctx: &Context, manifest: &LoadedManifest, name: &BoxName) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let kind = ctx.provider.kind();
+
+    // The provider answers: credentials for aws, the local registry else.
+    let info = match ctx.provider.find(&ctx.owner, name).await {
+        Ok(found) => {
+            let what = match kind {
+                ProviderKind::Aws => "the EC2 API answers",
+                ProviderKind::Local => "the local provider answers",
+            };
+            checks.push(ok("credentials", format!("{what}; owner {}", ctx.owner)));
+            found
+        }
+        Err(e) => {
+            let fix = match kind {
+                ProviderKind::Aws => "sign in (`aws sso login --profile P`) or set [aws] profile in ~/.config/workstation/config.toml",
+                ProviderKind::Local => "run as root (local boxes are network namespaces)",
+            };
+            checks.push(fail("credentials", e.to_string(), fix));
+            None
+        }
+    };
+    let running = match &info {
+        Some(b) if b.state == BoxState::Running => {
+            checks.push(ok("box", format!("{} ({}) is running at {}", b.name, b.id, b.address.map_or("-".into(), |a| a.to_string()))));
+            Some(b)
+        }
+        Some(b) => {
+            checks.push(fail("box", format!("{} ({}) is {}", b.name, b.id, b.state.as_str()), format!("workstation start {name}")));
+            None
+        }
+        None => {
+            checks.push(fail("box", format!("no box named {name}"), format!("workstation create --name {name}")));
+            None
+        }
+    };
+
+    checks.push(include_check(ctx));
+    checks.extend(hosts_checks(ctx, manifest, running).await);
+
+    let Some(info) = running else {
+        for c in ["ssh", "services", "seeds", "idle timer"] {
+            checks.push(skip(c, "the box is not running"));
+        }
+        return checks;
+    };
+    let shell = match ctx.shell(info).await {
+        Ok(s) => {
+            checks.push(ok("ssh", format!("{}@{} with the pinned host key", ctx.ssh_user, info.address.map_or("-".into(), |a| a.to_string()))));
+            s
+        }
+        // Connected, but the box did not answer the layout probe.
+        Err(LifecycleError::Shell(e)) => {
+            checks.push(ok("ssh", format!("{}@{} with the pinned host key", ctx.ssh_user, info.address.map_or("-".into(), |a| a.to_string()))));
+            checks.push(fail("services", e.to_string(), format!("workstation ssh {name}")));
+            return checks;
+        }
+        Err(e) => {
+            checks.push(fail("ssh", e.to_string(), ssh_fix(&e, name)));
+            for c in ["services", "seeds", "idle timer"] {
+                checks.push(skip(c, "no SSH session"));
+            }
+            return checks;
+        }
+    };
+    checks.extend(box_checks(&shell, manifest, name, kind).await);
+    shell.close().await;
+    checks
+}
+
+/// The fix for a failed SSH connection, by what failed.
+fn ssh_fix(e: &LifecycleError, name: &BoxName) -> String {
+    match e {
+        LifecycleError::Remote(r) => match r.as_ref() {
+            RemoteError::HostKeyMismatch { .. } => {
+                format!("only if box {name} was rebuilt on purpose: `workstation pin {name} --replace`; otherwise do not connect and tell the platform team")
+            }
+            RemoteError::NotPinned { .. } => format!("workstation pin {name}"),
+            RemoteError::AuthFailed { .. } | RemoteError::Identity { .. } => "check ssh_key and ssh_user in ~/.config/workstation/config.toml".into(),
+            _ => "check the network path to the box (VPN, security group allowing your address on port 22)".into(),
+        },
+        _ => format!("workstation status {name}"),
+    }
+}
+
+fn include_check(ctx: &Context) -> Check {
+    let user_config = ctx.paths.home.join(".ssh/config");
+    let line = ssh_config::include_line(&ctx.paths.ssh_config());
+    if ssh_config::has_include(&user_config, &ctx.paths.ssh_config()) {
+        ok("ssh config", format!("{} includes workstation's hosts", user_config.display()))
+    } else {
+        fail("ssh config", format!("{} lacks `{}`", user_config.display(), line.trim()), "workstation ssh-config")
+    }
+}
+
+/// The agent answers, and the OS resolver (not the file) sends each
+/// hostname to the box the agent says it points at.
+async fn hosts_checks(ctx: &Context, manifest: &LoadedManifest, running: Option<&BoxInfo>) -> Vec<Check> {
+    let names = &manifest.manifest.hostnames;
+    if names.is_empty() {
+        return vec![skip("hosts agent", "the manifest has no hostnames")];
+    }
+    let status = match ctx.hosts.status().await {
+        Ok(s) => s,
+        Err(e) => {
+            return vec![
+                fail("hosts agent", e.to_string(), format!("sudo workstation-hosts install --user $USER {}", names.iter().map(|n| format!("--name {n}")).collect::<Vec<_>>().join(" "))),
+                skip("hostnames", "the hosts agent is not reachable"),
+            ];
+        }
+    };
+    let mut out = vec![ok("hosts agent", format!("reachable, {} names pointed", status.names.len()))];
+    let Some(info) = running else {
+        out.push(skip("hostnames", "the box is not running"));
+        return out;
+    };
+    let mine = hosts::label(ctx.owner.as_str(), &info.name);
+    // What the agent's block in the hosts file says now (someone may have
+    // edited it since the agent wrote it).
+    let in_block = |name: &str| status.block.iter().find(|e| e.names.iter().any(|n| n == name)).map(|e| e.address);
+    let mut wrong = Vec::new();
+    for name in names {
+        let entry = status.names.iter().find(|e| &e.name == name);
+        // Shared with a colleague on purpose: where the agent says.
+        let expected: Option<IpAddr> = match entry {
+            Some(e) if e.label.as_deref() != Some(mine.as_str()) => e.address,
+            _ => info.address,
+        };
+        let resolved: Vec<IpAddr> = (name.as_str(), 0).to_socket_addrs().map(|a| a.map(|s| s.ip()).collect()).unwrap_or_default();
+        // Clients connect to the first answer (with `multi on`, glibc
+        // returns every matching line of /etc/hosts, in file order).
+        if expected.is_none() || resolved.first() != expected.as_ref() {
+            wrong.push(Wrong {
+                name: name.clone(),
+                text: format!("{name} → {} (expected {})", fmt_ips(&resolved), expected.map_or("-".into(), |a| a.to_string())),
+                agent_agrees: expected.is_some() && in_block(name) == expected,
+            });
+        }
+    }
+    if wrong.is_empty() {
+        out.push(ok("hostnames", format!("{} resolve to the box", names.join(", "))));
+    } else if wrong.iter().any(|w| w.agent_agrees) {
+        let first = wrong.iter().find(|w| w.agent_agrees).map_or("", |w| w.name.as_str());
+        out.push(fail(
+            "hostnames",
+            wrong.iter().map(|w| w.text.as_str()).collect::<Vec<_>>().join("; "),
+            format!("the agent's block is right but something answers first for {first}: an earlier line in {} or the resolver; remove it", status.hosts_file.display()),
+        ));
+    } else {
+        out.push(fail("hostnames", wrong.iter().map(|w| w.text.as_str()).collect::<Vec<_>>().join("; "), "workstation share --off   (points them at your box again)"));
+    }
+    out
+}
+
+/// A hostname that does not resolve where it should.
+struct Wrong {
+    name: String,
+    text: String,
+    /// The block in the hosts file says the right address: something else
+    /// answers first.
+    agent_agrees: bool,
+}
+
+fn fmt_ips(ips: &[IpAddr]) -> String {
+    if ips.is_empty() {
+        "nothing".into()
+    } else {
+        ips.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+    }
+}
+
+async fn box_checks(onbox: &BoxShell, manifest: &LoadedManifest, name: &BoxName, kind: ProviderKind) -> Vec<Check> {
+    let mut out = Vec::new();
+    let m = &manifest.manifest;
+    match services::status(onbox, m, None).await {
+        Ok(programs) => {
+            let down: Vec<_> = programs.iter().filter(|p| !p.is_up()).collect();
+            match down.first() {
+                None => out.push(ok("services", format!("{} programs running and healthy", programs.len()))),
+                Some(first) => out.push(fail(
+                    "services",
+                    down.iter().map(|p| format!("{} {} ({})", p.name, p.state.to_lowercase(), p.health.as_str())).collect::<Vec<_>>().join("; "),
+                    format!("workstation logs {} --box {name}, then workstation restart {} --box {name}", first.name, first.name),
+                )),
+            }
+        }
+        Err(e) => out.push(fail("services", e.to_string(), format!("workstation up --name {name}"))),
+    }
+
+    let seeded: Vec<&String> = m.stores.iter().filter(|(_, s)| s.seed.is_some()).map(|(n, _)| n).collect();
+    if seeded.is_empty() {
+        out.push(skip("seeds", "no store has a seed"));
+    } else {
+        let markers: Vec<String> = seeded.iter().map(|n| format!("test -s {} || echo {}", sh(&onbox.layout.marker(n)), sh(n))).collect();
+        match onbox.output(&markers.join("; ")).await {
+            Ok(missing) if missing.trim().is_empty() => out.push(ok("seeds", format!("{} loaded", seeded.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")))),
+            Ok(missing) => {
+                let missing: Vec<&str> = missing.split_whitespace().collect();
+                out.push(fail("seeds", format!("not loaded: {}", missing.join(", ")), format!("workstation seed {} --box {name}", missing[0])))
+            }
+            Err(e) => out.push(fail("seeds", e.to_string(), format!("workstation seed --box {name}"))),
+        }
+    }
+
+    // Image boxes run the idle check from a systemd timer; local boxes
+    // share this machine and have none.
+    if kind == ProviderKind::Local || onbox.layout.stores == StoreRunner::Supervisord {
+        out.push(skip("idle timer", "not an image-built box: a local box's check runs when you schedule it (docs/idle.md)"));
+    } else {
+        match onbox.check(&format!("systemctl is-active --quiet {IDLE_TIMER}")).await {
+            Ok(true) => out.push(ok("idle timer", format!("{IDLE_TIMER} active"))),
+            Ok(false) => out.push(fail("idle timer", format!("{IDLE_TIMER} is not active: the box will not stop itself"), format!("workstation ssh {name} -- sudo systemctl start {IDLE_TIMER}"))),
+            Err(e) => out.push(fail("idle timer", e.to_string(), format!("workstation ssh {name}"))),
+        }
+    }
+    out
+}

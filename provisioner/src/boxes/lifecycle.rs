@@ -1,0 +1,481 @@
+//! `create` and friends: the steps that turn "a name" into "a box I can SSH
+//! into with a pinned key", each idempotent, so re-running `create` on a
+//! half-made box finishes it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use indicatif::ProgressBar;
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::idle::policy::{self, Seen, Verdict};
+use crate::laptop::settings::ProviderKind;
+use crate::progress::step;
+use crate::stack::up::{self, UpReport};
+use crate::manifest::{IdlePolicy, LoadedManifest};
+use crate::laptop::hosts::{self, HostsAgent, Pointed};
+use crate::ssh::known_hosts::{self, KnownHosts, PinError, Pinned};
+use crate::stack::shell::{BoxShell, ShellError};
+use crate::stack::seed::{self, SeedError, SeedReport, Snapshot};
+use crate::manifest::name::{BoxName, Owner};
+use crate::laptop::paths::Paths;
+use crate::provider::{BoxInfo, BoxState, LaunchSpec, Provider, ProviderError};
+use crate::ssh::remote::{self, RemoteError, Target};
+use crate::ssh::ssh_config::{self, HostEntry, SshConfigError};
+
+/// EC2 usually has an instance running within a minute; large or
+/// capacity-constrained types can take several.
+const RUNNING_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// The image publishes its host key early in first boot, 1-3 minutes on
+/// EC2; generous so a slow boot is not reported as a failure.
+const HOST_KEY_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// sshd may start a little after the key is published.
+const SSH_READY_TIMEOUT: Duration = Duration::from_secs(3 * 60);
+/// Rounds of "wait, pin, connect" when concurrent creates keep replacing
+/// the survivor; each round only repeats if another create won.
+const SETTLE_ROUNDS: usize = 3;
+/// Polling starts fast (local boxes and moto answer in milliseconds) and
+/// backs off to stay far below EC2's API rate limits.
+const POLL_FIRST: Duration = Duration::from_millis(50);
+const POLL_MAX: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    #[error(transparent)]
+    Pin(#[from] PinError),
+    /// Boxed: russh's errors are large and every other variant is small.
+    #[error(transparent)]
+    Remote(Box<RemoteError>),
+    #[error(transparent)]
+    SshConfig(#[from] SshConfigError),
+    #[error(transparent)]
+    Shell(#[from] ShellError),
+    #[error(transparent)]
+    Seed(#[from] SeedError),
+    #[error("no box named {name} for owner {owner}; `workstation list` shows your boxes, `workstation create --name {name}` makes one")]
+    UnknownBox { owner: String, name: String },
+    #[error("box {name} ({id}) was not {what} after {waited:?} (state: {state}); check it in the EC2 console or run `workstation status {name}`")]
+    Timeout { name: String, id: String, what: &'static str, waited: Duration, state: &'static str },
+    #[error("box {name} ({id}) has not published its host key yet; it does so at first boot (`workstation create --name {name}` waits for it)")]
+    NoHostKey { name: String, id: String },
+    #[error("{owner}'s box {name} is {state}, not running; ask {owner} to run `workstation start {name}` (or pass --box for another of their boxes)")]
+    NotRunning { owner: String, name: String, state: &'static str },
+    #[error(transparent)]
+    Hosts(#[from] hosts::ClientError),
+    #[error("box {name} ({id}) has no address to connect to")]
+    NoAddress { name: String, id: String },
+    #[error("box {name} ({id}) disappeared while {what} (state: {state})")]
+    Gone { name: String, id: String, what: &'static str, state: &'static str },
+    #[error("--for {} is longer than idle.max_keep ({}); ask for less, or raise idle.max_keep in workstation.toml", humantime::format_duration(*.asked), humantime::format_duration(*.max))]
+    KeepTooLong { asked: Duration, max: Duration },
+    #[error("cannot read your SSH public key {path}; create a key with `ssh-keygen -t ed25519` or set ssh_key in ~/.config/workstation/config.toml")]
+    PublicKey {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl From<RemoteError> for LifecycleError {
+    fn from(e: RemoteError) -> Self {
+        LifecycleError::Remote(Box::new(e))
+    }
+}
+
+/// Everything the lifecycle needs, built once by the CLI.
+pub struct Context {
+    pub provider: Box<dyn Provider>,
+    pub owner: Owner,
+    pub paths: Paths,
+    pub known_hosts: KnownHosts,
+    pub ssh_user: String,
+    pub identity: PathBuf,
+    /// For seeds stored in S3 (only built when the manifest has one).
+    pub s3: Option<aws_sdk_s3::Client>,
+    /// The laptop's hosts agent, which points hostnames at boxes.
+    pub hosts: HostsAgent,
+}
+
+/// `workstation status`: the box and what the laptop knows about it.
+#[derive(Debug, Serialize)]
+pub struct BoxStatus {
+    #[serde(flatten)]
+    pub info: BoxInfo,
+    pub host_key_pinned: bool,
+    /// Whether the box was created from this manifest (None: unknown).
+    pub manifest_current: Option<bool>,
+    /// When the idle policy would stop it, and why (running aws boxes).
+    pub idle: Option<Verdict>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CreateReport {
+    #[serde(rename = "box")]
+    pub info: BoxInfo,
+    /// False when the box already existed (create resumed or did nothing).
+    pub created: bool,
+    /// True when an existing stopped box was started.
+    pub started: bool,
+    pub terminated_duplicates: Vec<String>,
+    pub host_key_fingerprint: String,
+    pub host_key_newly_pinned: bool,
+    /// Services, seeds and health on the box.
+    pub up: UpReport,
+    /// The manifest's hostnames, pointed at the box.
+    pub hostnames: Pointed,
+}
+
+impl Context {
+    pub async fn find(&self, name: &BoxName) -> Result<BoxInfo, LifecycleError> {
+        self.provider
+            .find(&self.owner, name)
+            .await?
+            .ok_or_else(|| LifecycleError::UnknownBox { owner: self.owner.to_string(), name: name.to_string() })
+    }
+
+    /// The box `name`, whether its key is pinned, whether it runs this
+    /// manifest, and when the idle policy would stop it.
+    pub async fn status(&self, name: &BoxName, manifest: Option<&LoadedManifest>) -> Result<BoxStatus, LifecycleError> {
+        let info = self.find(name).await?;
+        let host_key_pinned = self.known_hosts.get(&known_hosts::alias(&info.id))?.is_some();
+        let policy = manifest.map(|m| m.manifest.idle.clone()).unwrap_or_default();
+        // Local boxes have no EC2 API to record activity in, so no idle
+        // check runs for them, and a verdict would be made up.
+        let tracked = info.state == BoxState::Running && self.provider.kind() == ProviderKind::Aws;
+        let idle = tracked.then(|| policy::decide(&policy, &Seen::of(&info), Utc::now()));
+        let manifest_current = manifest.zip(info.manifest_hash.as_ref()).map(|(m, h)| &m.hash == h);
+        Ok(BoxStatus { info, host_key_pinned, manifest_current, idle })
+    }
+
+    /// Creates (or finishes) the owner's box `name` with the user's key.
+    pub async fn create_box(
+        &self,
+        name: &BoxName,
+        manifest: &LoadedManifest,
+        health_timeout: Duration,
+        progress: Option<&ProgressBar>,
+    ) -> Result<CreateReport, LifecycleError> {
+        let public_key = read_public_key(&public_key_path(&self.identity))?;
+        let spec = LaunchSpec { owner: &self.owner, name, manifest, public_key: &public_key };
+        self.create(&spec, health_timeout, progress).await
+    }
+
+    pub async fn create(&self, spec: &LaunchSpec<'_>, health_timeout: Duration, progress: Option<&ProgressBar>) -> Result<CreateReport, LifecycleError> {
+        step(progress, format!("launching {}", spec.name));
+        let launched = self.provider.launch(spec).await?;
+        let mut info = launched.info;
+
+        let mut started = false;
+        if matches!(info.state, BoxState::Stopping | BoxState::Stopped) {
+            step(progress, format!("starting stopped box {}", info.id));
+            info = self.wait(&info, "stopped", RUNNING_TIMEOUT, progress, |i| i.state == BoxState::Stopped).await?;
+            self.provider.start(&info.id).await?;
+            started = true;
+        }
+
+        // Concurrent creates against an API that does not deduplicate may
+        // terminate this instance in favour of an older one after we
+        // started waiting: check at the end and follow the survivor.
+        let mut pinned_key;
+        let mut rounds = 0;
+        loop {
+            step(progress, format!("waiting for {} to run", info.id));
+            info = self.wait(&info, "running", RUNNING_TIMEOUT, progress, |i| i.state == BoxState::Running).await?;
+
+            step(progress, format!("waiting for {} to publish its SSH host key", info.id));
+            info = self.wait(&info, "publishing its host key", HOST_KEY_TIMEOUT, progress, |i| i.host_key.is_some()).await?;
+
+            let key = known_hosts::parse_key(info.host_key.as_deref().unwrap_or_default())?;
+            let outcome = self.known_hosts.pin(&known_hosts::alias(&info.id), &info.name, &key, false)?;
+            pinned_key = (key, outcome);
+
+            step(progress, format!("connecting to {} over SSH", info.id));
+            self.wait_ssh(&info).await?;
+            rounds += 1;
+            match self.provider.find(spec.owner, spec.name).await? {
+                Some(survivor) if survivor.id != info.id && rounds < SETTLE_ROUNDS => info = survivor,
+                _ => break,
+            }
+        }
+        let (key, pinned) = pinned_key;
+        self.write_ssh_config(true).await?;
+        let up = self.up(&info, spec.manifest, health_timeout, progress).await?;
+        step(progress, "pointing hostnames at the box".into());
+        let hostnames = self.point_hostnames(&info, &spec.manifest.manifest.hostnames).await;
+
+        Ok(CreateReport {
+            up,
+            hostnames,
+            host_key_fingerprint: known_hosts::fingerprint(&key),
+            host_key_newly_pinned: pinned == Pinned::New,
+            info,
+            created: launched.created,
+            started,
+            terminated_duplicates: launched.terminated_duplicates,
+        })
+    }
+
+    /// Makes the box run the manifest's stack (see [`bringup`]).
+    pub async fn up(
+        &self,
+        info: &BoxInfo,
+        manifest: &LoadedManifest,
+        health_timeout: Duration,
+        progress: Option<&ProgressBar>,
+    ) -> Result<UpReport, LifecycleError> {
+        step(progress, "resolving seed snapshots".into());
+        let snapshots = self.snapshots(manifest).await?;
+        step(progress, format!("connecting to {} over SSH", info.id));
+        self.on_box(info, async |shell| {
+            step(progress, "waiting for the box's bring-up lock".into());
+            let report = shell.locked(async |lock| up::up(shell, lock, &manifest.manifest, &snapshots, health_timeout, progress).await).await?;
+            Ok(report)
+        })
+        .await
+    }
+
+    /// Loads the manifest's stores (or `only` that one) from their
+    /// snapshots under the bring-up lock; `reset` loads loaded ones again.
+    pub async fn seed(&self, info: &BoxInfo, manifest: &LoadedManifest, only: Option<&str>, reset: bool) -> Result<Vec<SeedReport>, LifecycleError> {
+        let snapshots = self.snapshots(manifest).await?;
+        self.on_box(info, async |shell| {
+            let reports = shell.locked(async |lock| Ok::<_, ShellError>(seed::seed_all(shell, lock, &manifest.manifest.stores, only, &snapshots, reset).await)).await?;
+            Ok(reports)
+        })
+        .await
+    }
+
+    /// Connects over the pinned host key and asks the box for its layout.
+    pub async fn shell(&self, info: &BoxInfo) -> Result<BoxShell, LifecycleError> {
+        Ok(BoxShell::probe(self.connect(info).await?, &info.name).await?)
+    }
+
+    /// Connect, probe, run `work` on the box's shell, close the session
+    /// whatever the outcome: the one way the laptop works on a box.
+    pub async fn on_box<T, E: From<LifecycleError>>(&self, info: &BoxInfo, work: impl AsyncFnOnce(&BoxShell) -> Result<T, E>) -> Result<T, E> {
+        let shell = self.shell(info).await?;
+        let result = work(&shell).await;
+        shell.close().await;
+        result
+    }
+
+    /// Every store's snapshot: hashed (local) or looked up and presigned (S3).
+    pub async fn snapshots(&self, manifest: &LoadedManifest) -> Result<std::collections::BTreeMap<String, Option<Snapshot>>, LifecycleError> {
+        let dir = manifest.path.parent().unwrap_or(std::path::Path::new("."));
+        let mut out = std::collections::BTreeMap::new();
+        for (name, store) in &manifest.manifest.stores {
+            out.insert(name.clone(), Snapshot::resolve(name, store, dir, self.s3.as_ref()).await?);
+        }
+        Ok(out)
+    }
+
+    /// Starts a stopped box and waits until SSH answers with its pinned key.
+    pub async fn start(&self, name: &BoxName, progress: Option<&ProgressBar>) -> Result<BoxInfo, LifecycleError> {
+        let mut info = self.find(name).await?;
+        if info.state != BoxState::Running {
+            info = self.wait(&info, "stopped", RUNNING_TIMEOUT, progress, |i| matches!(i.state, BoxState::Stopped | BoxState::Running)).await?;
+            step(progress, format!("starting {}", info.id));
+            self.provider.start(&info.id).await?;
+            info = self.wait(&info, "running", RUNNING_TIMEOUT, progress, |i| i.state == BoxState::Running).await?;
+        }
+        step(progress, format!("connecting to {} over SSH", info.id));
+        self.wait_ssh(&info).await?;
+        self.write_ssh_config(false).await?;
+        Ok(info)
+    }
+
+    pub async fn stop(&self, name: &BoxName, progress: Option<&ProgressBar>) -> Result<BoxInfo, LifecycleError> {
+        let info = self.find(name).await?;
+        if info.state != BoxState::Stopped {
+            step(progress, format!("stopping {}", info.id));
+            self.provider.stop(&info.id).await?;
+        }
+        self.wait(&info, "stopped", RUNNING_TIMEOUT, progress, |i| i.state == BoxState::Stopped).await
+    }
+
+    pub async fn destroy(&self, name: &BoxName, progress: Option<&ProgressBar>) -> Result<BoxInfo, LifecycleError> {
+        let info = self.find(name).await?;
+        step(progress, format!("destroying {}", info.id));
+        self.provider.destroy(&info.id).await?;
+        self.known_hosts.forget(&known_hosts::alias(&info.id))?;
+        self.write_ssh_config(false).await?;
+        // Names left pointing at a deleted box would only time out; an
+        // absent agent has nothing to clear.
+        if let Err(e) = self.hosts.unpoint(&hosts::label(self.owner.as_str(), &info.name)).await {
+            tracing::debug!("hostnames not cleared: {e}");
+        }
+        Ok(info)
+    }
+
+    /// Points the manifest's hostnames at one of your boxes (create, start,
+    /// `share --off`); reported, never fatal.
+    pub async fn point_hostnames(&self, info: &BoxInfo, names: &[String]) -> Pointed {
+        let label = hosts::label(self.owner.as_str(), &info.name);
+        self.hosts.point_best_effort(names, info.address, &label).await
+    }
+
+    /// Holds box `name` up for `duration` (at most the policy's
+    /// `max_keep`): the idle check and `reap` leave it running until then.
+    pub async fn keep(&self, name: &BoxName, duration: Duration, policy: &IdlePolicy) -> Result<(BoxInfo, DateTime<Utc>), LifecycleError> {
+        if duration > policy.max_keep {
+            return Err(LifecycleError::KeepTooLong { asked: duration, max: policy.max_keep });
+        }
+        let info = self.find(name).await?;
+        let until = Utc::now() + chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX);
+        self.provider.keep_until(&info.id, until).await?;
+        Ok((info, until))
+    }
+
+    /// Someone's running box, to share: a stopped one is an error that says
+    /// so (pointing at it would just time out).
+    pub async fn shared_box(&self, owner: &Owner, name: &BoxName) -> Result<BoxInfo, LifecycleError> {
+        let info = self
+            .provider
+            .find(owner, name)
+            .await?
+            .ok_or_else(|| LifecycleError::UnknownBox { owner: owner.to_string(), name: name.to_string() })?;
+        if info.state != BoxState::Running {
+            return Err(LifecycleError::NotRunning { owner: owner.to_string(), name: info.name, state: info.state.as_str() });
+        }
+        if info.address.is_none() {
+            return Err(LifecycleError::NoAddress { name: info.name, id: info.id });
+        }
+        Ok(info)
+    }
+
+    /// Pins the key the box published. With `replace`, a different pinned
+    /// key is overwritten (after a deliberate rebuild).
+    pub async fn pin(&self, name: &BoxName, replace: bool) -> Result<(BoxInfo, Pinned, String), LifecycleError> {
+        let info = self.find(name).await?;
+        let published = info
+            .host_key
+            .as_deref()
+            .ok_or_else(|| LifecycleError::NoHostKey { name: info.name.clone(), id: info.id.clone() })?;
+        let key = known_hosts::parse_key(published)?;
+        let outcome = self.known_hosts.pin(&known_hosts::alias(&info.id), &info.name, &key, replace)?;
+        Ok((info, outcome, known_hosts::fingerprint(&key)))
+    }
+
+    pub fn target(&self, info: &BoxInfo) -> Result<Target, LifecycleError> {
+        let ip = info.address.ok_or_else(|| LifecycleError::NoAddress { name: info.name.clone(), id: info.id.clone() })?;
+        Ok(Target {
+            name: info.name.clone(),
+            address: SocketAddr::new(ip, 22),
+            user: self.ssh_user.clone(),
+            alias: known_hosts::alias(&info.id),
+            identity: self.identity.clone(),
+        })
+    }
+
+    pub async fn connect(&self, info: &BoxInfo) -> Result<remote::Session, LifecycleError> {
+        Ok(remote::connect(&self.target(info)?, &self.known_hosts).await?)
+    }
+
+    /// Regenerates the OpenSSH config for this owner's boxes; with
+    /// `include`, also makes sure `~/.ssh/config` includes it.
+    pub async fn write_ssh_config(&self, include: bool) -> Result<PathBuf, LifecycleError> {
+        let boxes = self.provider.list(Some(&self.owner)).await?;
+        let entries: Vec<HostEntry> = boxes
+            .iter()
+            .filter_map(|b| {
+                Some(HostEntry { name: b.name.clone(), id: b.id.clone(), address: b.address?.to_string(), user: self.ssh_user.clone() })
+            })
+            .collect();
+        let generated = self.paths.ssh_config();
+        ssh_config::write_generated(&generated, &ssh_config::render(&entries, &self.identity, self.known_hosts.path()))?;
+        if include {
+            ssh_config::ensure_include(&self.paths.home.join(".ssh/config"), &generated)?;
+        }
+        Ok(generated)
+    }
+
+    async fn wait_ssh(&self, info: &BoxInfo) -> Result<(), LifecycleError> {
+        let deadline = Instant::now() + SSH_READY_TIMEOUT;
+        let mut pause = POLL_FIRST;
+        loop {
+            match self.connect(info).await {
+                Ok(session) => {
+                    session.close().await;
+                    return Ok(());
+                }
+                Err(LifecycleError::Remote(e)) if e.is_transient() && Instant::now() < deadline => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(POLL_MAX);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Polls the box until `done`. If the box is terminated meanwhile
+    /// because a concurrent `create` kept another instance of this name,
+    /// follows that one.
+    async fn wait(
+        &self,
+        info: &BoxInfo,
+        what: &'static str,
+        timeout: Duration,
+        progress: Option<&ProgressBar>,
+        done: impl Fn(&BoxInfo) -> bool,
+    ) -> Result<BoxInfo, LifecycleError> {
+        let started = Instant::now();
+        let mut current = info.clone();
+        let mut pause = POLL_FIRST;
+        loop {
+            if done(&current) {
+                return Ok(current);
+            }
+            if !current.state.is_live() {
+                let name: BoxName = current.name.parse().map_err(|_| LifecycleError::Gone {
+                    name: current.name.clone(),
+                    id: current.id.clone(),
+                    what,
+                    state: current.state.as_str(),
+                })?;
+                match self.provider.find(&self.owner, &name).await? {
+                    Some(other) if other.id != current.id => {
+                        current = other;
+                        continue;
+                    }
+                    _ => {
+                        return Err(LifecycleError::Gone { name: current.name, id: current.id, what, state: current.state.as_str() })
+                    }
+                }
+            }
+            if started.elapsed() >= timeout {
+                return Err(LifecycleError::Timeout {
+                    name: current.name.clone(),
+                    id: current.id.clone(),
+                    what,
+                    waited: timeout,
+                    state: current.state.as_str(),
+                });
+            }
+            if let Some(p) = progress {
+                p.tick();
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(POLL_MAX);
+            current = self.provider.describe(&current.id).await?;
+        }
+    }
+}
+
+/// The public half of the SSH key `identity` (OpenSSH's naming).
+pub fn public_key_path(identity: &std::path::Path) -> PathBuf {
+    let mut p = identity.as_os_str().to_owned();
+    p.push(".pub");
+    p.into()
+}
+
+/// Reads the user's SSH public key for import and authorized_keys.
+pub fn read_public_key(path: &std::path::Path) -> Result<String, LifecycleError> {
+    std::fs::read_to_string(path)
+        .map(|k| k.trim().to_string())
+        .map_err(|source| LifecycleError::PublicKey { path: path.to_owned(), source })
+}

@@ -1,0 +1,27 @@
+//! What the `workstation` binary does when it runs on the box itself:
+//! publish the host key at first boot, and the per-minute idle check with
+//! the activity signals it reads. Both act on the box through one client,
+//! [`self_api::SelfApi`].
+
+pub mod activity;
+pub mod host_key;
+pub mod idle_check;
+pub mod self_api;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BoxSideError {
+    #[error("cannot read host key {path}; is sshd's key generated yet?")]
+    ReadKey {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not an OpenSSH public key")]
+    BadKey { path: std::path::PathBuf },
+    #[error("cannot ask the instance metadata service for {what} (IMDSv2): {message}")]
+    Metadata { what: &'static str, message: String },
+    #[error("EC2 {operation} for this instance failed: {message}")]
+    Api { operation: &'static str, message: String },
+    #[error("{0}")]
+    Io(String),
+}

@@ -1,0 +1,121 @@
+//! The box acting on itself, through one client: an EC2 instance through
+//! its own API (identity from IMDSv2; the instance role allows tagging and
+//! stopping only itself, see terraform/), a local-provider box through its
+//! record on this machine.
+
+use std::path::Path;
+
+use aws_config::imds;
+use aws_sdk_ec2::error::DisplayErrorContext;
+use aws_sdk_ec2::types::{Filter, Tag};
+use chrono::{DateTime, Utc};
+
+use super::BoxSideError;
+use crate::laptop::paths::Paths;
+use crate::laptop::settings::Settings;
+use crate::provider::local::LocalProvider;
+use crate::provider::{tags, Provider};
+
+pub enum SelfApi {
+    Ec2 { client: aws_sdk_ec2::Client, id: String },
+    Local { provider: LocalProvider, id: String },
+}
+
+impl SelfApi {
+    /// The box whose root is `root`: a local box when the local provider
+    /// has one there (its root sits beside its record), else this EC2
+    /// instance (id and region as given, else from IMDSv2).
+    pub async fn for_root(root: &Path, id: Option<String>, region: Option<String>) -> Result<SelfApi, BoxSideError> {
+        match Self::local_at(root)? {
+            Some(api) => Ok(api),
+            None => Self::ec2(id, region).await,
+        }
+    }
+
+    /// This EC2 instance: id and region as given, else from IMDSv2.
+    pub async fn ec2(id: Option<String>, region: Option<String>) -> Result<SelfApi, BoxSideError> {
+        let (id, region) = match (id, region) {
+            (Some(id), Some(region)) => (id, region),
+            (id, region) => {
+                let (imds_id, imds_region) = instance_identity(&imds::Client::builder().build()).await?;
+                (id.unwrap_or(imds_id), region.unwrap_or(imds_region))
+            }
+        };
+        let sdk = crate::provider::aws::sdk::config(None, Some(region)).await;
+        Ok(SelfApi::Ec2 { client: aws_sdk_ec2::Client::new(&sdk), id })
+    }
+
+    fn local_at(root: &Path) -> Result<Option<SelfApi>, BoxSideError> {
+        if !root.parent().is_some_and(|d| d.join("box.json").is_file()) {
+            return Ok(None);
+        }
+        let local = |e: &dyn std::fmt::Display| BoxSideError::Io(format!("reading the local box record of {}: {e}", root.display()));
+        let paths = Paths::from_env().map_err(|e| local(&e))?;
+        let settings = Settings::load(&paths, &|k| std::env::var(k).ok()).map_err(|e| local(&e))?;
+        let provider = LocalProvider::new(paths.local_boxes(), settings.local).map_err(|e| local(&e))?;
+        Ok(provider.box_at(root).map_err(|e| local(&e))?.map(|id| SelfApi::Local { provider, id }))
+    }
+
+    pub fn id(&self) -> &str {
+        match self {
+            SelfApi::Ec2 { id, .. } | SelfApi::Local { id, .. } => id,
+        }
+    }
+
+    pub async fn tag(&self, key: &str, value: &str) -> Result<(), BoxSideError> {
+        match self {
+            SelfApi::Ec2 { client, id } => {
+                let tag = Tag::builder().key(key).value(value).build();
+                client.create_tags().resources(id).tags(tag).send().await.map_err(api("CreateTags"))?;
+            }
+            SelfApi::Local { provider, id } => provider.record_tag(id, key, value).map_err(local)?,
+        }
+        Ok(())
+    }
+
+    pub async fn keep_until(&self) -> Result<Option<DateTime<Utc>>, BoxSideError> {
+        match self {
+            SelfApi::Ec2 { client, id } => {
+                let out = client
+                    .describe_tags()
+                    .filters(Filter::builder().name("resource-id").values(id).build())
+                    .filters(Filter::builder().name("key").values(tags::KEEP_UNTIL).build())
+                    .send()
+                    .await
+                    .map_err(api("DescribeTags"))?;
+                Ok(crate::provider::parse_time(out.tags().first().and_then(|t| t.value())))
+            }
+            SelfApi::Local { provider, id } => Ok(provider.describe(id).await.map_err(local)?.keep_until),
+        }
+    }
+
+    pub async fn stop(&self) -> Result<(), BoxSideError> {
+        match self {
+            SelfApi::Ec2 { client, id } => {
+                client.stop_instances().instance_ids(id).send().await.map_err(api("StopInstances"))?;
+            }
+            SelfApi::Local { provider, id } => provider.stop(id).await.map_err(local)?,
+        }
+        Ok(())
+    }
+}
+
+/// This instance's id and region, from IMDSv2 (session token first).
+pub async fn instance_identity(client: &imds::Client) -> Result<(String, String), BoxSideError> {
+    let get = |what: &'static str, path: &'static str| async move {
+        client
+            .get(path)
+            .await
+            .map(|v| v.as_ref().trim().to_string())
+            .map_err(|e| BoxSideError::Metadata { what, message: DisplayErrorContext(&e).to_string() })
+    };
+    Ok((get("instance id", "/latest/meta-data/instance-id").await?, get("region", "/latest/meta-data/placement/region").await?))
+}
+
+fn local(e: crate::provider::ProviderError) -> BoxSideError {
+    BoxSideError::Io(e.to_string())
+}
+
+fn api<E: std::error::Error + 'static>(operation: &'static str) -> impl Fn(E) -> BoxSideError {
+    move |e| BoxSideError::Api { operation, message: DisplayErrorContext(&e).to_string() }
+}

@@ -1,0 +1,116 @@
+//! What every verb builds first: the manifest (found or given), the
+//! settings, and the library's [`Context`] with its provider.
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+
+use super::Output;
+use crate::boxes::lifecycle::Context;
+use crate::laptop::paths::Paths;
+use crate::laptop::settings::{AwsSettings, ProviderKind, Settings};
+use crate::manifest::name::BoxName;
+use crate::manifest::{LoadedManifest, Manifest};
+use crate::provider::aws::{sdk, ApiCalls, AwsProvider};
+use crate::provider::local::LocalProvider;
+use crate::provider::{BoxInfo, Provider};
+use crate::ssh::known_hosts::KnownHosts;
+
+/// Options every verb shares.
+#[derive(Clone)]
+pub struct Global {
+    pub manifest: Option<PathBuf>,
+    pub provider: Option<ProviderKind>,
+    pub output: Output,
+}
+
+impl Global {
+    pub fn manifest_path(&self) -> Result<PathBuf> {
+        match &self.manifest {
+            Some(p) => Ok(p.clone()),
+            None => Ok(Manifest::find(&std::env::current_dir().context("cannot read the current directory")?)?),
+        }
+    }
+
+    /// The manifest, required (create).
+    pub fn load_manifest(&self) -> Result<LoadedManifest> {
+        Ok(Manifest::load(&self.manifest_path()?)?)
+    }
+
+    /// The manifest if there is one: other verbs only take the region from it.
+    pub fn optional_manifest(&self) -> Result<Option<LoadedManifest>> {
+        match self.manifest_path() {
+            Ok(p) => Ok(Some(Manifest::load(&p)?)),
+            Err(_) if self.manifest.is_none() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The context and the box `name` of its owner.
+    pub async fn find(&self, manifest: &LoadedManifest, name: &BoxName) -> Result<(Context, BoxInfo)> {
+        let ctx = self.context(Some(manifest)).await?;
+        let info = ctx.find(name).await?;
+        Ok((ctx, info))
+    }
+
+    /// Settings, provider and pinned keys: everything a verb needs.
+    pub async fn context(&self, manifest: Option<&LoadedManifest>) -> Result<Context> {
+        let paths = Paths::from_env()?;
+        let mut settings = Settings::load(&paths, &|k| std::env::var(k).ok())?;
+        if let Some(kind) = self.provider {
+            settings.provider = kind;
+        }
+        let provider: Box<dyn Provider> = match settings.provider {
+            ProviderKind::Aws => {
+                let sdk = sdk::config(settings.aws.profile.as_deref(), aws_region(&settings.aws, manifest)).await;
+                Box::new(AwsProvider::new(aws_sdk_ec2::Client::new(&sdk), settings.aws.address))
+            }
+            ProviderKind::Local => Box::new(LocalProvider::new(paths.local_boxes(), settings.local.clone())?),
+        };
+        let ssh_user = settings.ssh_user.clone().unwrap_or_else(|| match settings.provider {
+            ProviderKind::Aws => settings.owner.to_string(),
+            // Local boxes share this machine's accounts, and need root.
+            ProviderKind::Local => "root".into(),
+        });
+        let s3 = match manifest {
+            Some(m) if m.manifest.stores.values().any(|s| s.seed.as_deref().is_some_and(|u| u.starts_with("s3://"))) => {
+                let region = settings.aws.region.clone().or_else(|| m.manifest.machine.region.clone());
+                Some(sdk::s3_client(&sdk::config(settings.aws.profile.as_deref(), region).await))
+            }
+            _ => None,
+        };
+        Ok(Context {
+            s3,
+            hosts: crate::laptop::hosts::HostsAgent::from_env(),
+            provider,
+            owner: settings.owner.clone(),
+            known_hosts: KnownHosts::new(paths.known_hosts()),
+            identity: settings.ssh_key.clone(),
+            ssh_user,
+            paths,
+        })
+    }
+}
+
+impl Global {
+    /// The aws provider itself, whatever the settings say (reap works on
+    /// every owner's instances), with its API calls counted.
+    pub async fn aws(&self, manifest: Option<&LoadedManifest>) -> Result<(AwsProvider, ApiCalls)> {
+        let aws = aws_settings()?;
+        let sdk = sdk::config(aws.profile.as_deref(), aws_region(&aws, manifest)).await;
+        let calls = ApiCalls::default();
+        let config = aws_sdk_ec2::config::Builder::from(&sdk).interceptor(calls.clone()).build();
+        Ok((AwsProvider::new(aws_sdk_ec2::Client::from_conf(config), aws.address), calls))
+    }
+}
+
+/// The `[aws]` settings alone: verbs that act for the platform (reap,
+/// image publish) need no owner of their own.
+pub fn aws_settings() -> Result<AwsSettings> {
+    Ok(Settings::read_file(&Paths::from_env()?.settings_file())?.aws)
+}
+
+/// The settings' region, else the manifest's (else aws-config's chain).
+pub fn aws_region(aws: &AwsSettings, manifest: Option<&LoadedManifest>) -> Option<String> {
+    aws.region.clone().or_else(|| manifest.and_then(|m| m.manifest.machine.region.clone()))
+}

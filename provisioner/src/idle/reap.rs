@@ -1,0 +1,138 @@
+//! `workstation reap`: the central backstop for boxes that did not stop
+//! themselves (a wedged timer, a box without the image's timer). Run from
+//! cron; pages through every owner's running boxes, asks the same idle
+//! policy the boxes use ([`crate::idle::policy`]), and stops the idle ones in
+//! batches with bounded concurrency.
+
+use chrono::{DateTime, Utc};
+use futures::stream::{self, StreamExt};
+use serde::{Deserialize, Serialize};
+
+use crate::manifest::{IdlePolicy, Manifest};
+use crate::idle::policy::{self, Seen, Verdict};
+use crate::provider::aws::AwsProvider;
+use crate::provider::{BoxInfo, ProviderError};
+
+/// Instance ids per StopInstances call (the API takes more, but a smaller
+/// batch keeps a throttled or failing call cheap to retry one by one).
+pub const BATCH: usize = 100;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Planned {
+    pub id: String,
+    pub owner: String,
+    pub name: String,
+    pub last_active: Option<DateTime<Utc>>,
+    #[serde(flatten)]
+    pub verdict: Verdict,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Failed {
+    pub id: String,
+    pub error: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct ReapReport {
+    pub at: DateTime<Utc>,
+    pub dry_run: bool,
+    /// Running boxes looked at.
+    pub examined: usize,
+    /// The boxes to stop, and why.
+    pub plan: Vec<Planned>,
+    pub stopped: Vec<String>,
+    /// Stopped or terminated by someone else while we worked: not an error.
+    pub gone: Vec<String>,
+    pub failed: Vec<Failed>,
+}
+
+/// What the policy says of each running box at `at`: the ones to stop.
+pub fn plan(policy: &IdlePolicy, boxes: &[BoxInfo], at: DateTime<Utc>) -> Vec<Planned> {
+    boxes
+        .iter()
+        .filter_map(|b| {
+            let verdict = policy::decide(policy, &Seen::of(b), at);
+            verdict.is_stop().then(|| Planned { id: b.id.clone(), owner: b.owner.clone(), name: b.name.clone(), last_active: b.last_active, verdict })
+        })
+        .collect()
+}
+
+pub async fn reap(provider: &AwsProvider, policy: &IdlePolicy, at: DateTime<Utc>, dry_run: bool, concurrency: usize) -> Result<ReapReport, ProviderError> {
+    let boxes = provider.running().await?;
+    let plan = plan(policy, &boxes, at);
+    let mut report = ReapReport { at, dry_run, examined: boxes.len(), plan, ..Default::default() };
+    if dry_run {
+        return Ok(report);
+    }
+    let reason = format!("reap at {}: idle per policy", at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    let ids: Vec<String> = report.plan.iter().map(|p| p.id.clone()).collect();
+    let mut batches = stream::iter(ids.chunks(BATCH)).map(|chunk| provider.stop_batch(chunk, &reason)).buffer_unordered(concurrency.max(1));
+    while let Some(done) = batches.next().await {
+        report.stopped.extend(done.stopped);
+        report.gone.extend(done.gone);
+        report.failed.extend(done.failed.into_iter().map(|(id, error)| Failed { id, error }));
+    }
+    Ok(report)
+}
+
+/// What the scheduled reaper receives (terraform/reaper.tf): the
+/// manifest's text, so the Lambda carries no file of its own.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Request {
+    pub manifest: String,
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Decide as of this time instead of now.
+    pub at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("the request's manifest: {0}")]
+    Manifest(#[from] crate::manifest::ParseError),
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+}
+
+/// One scheduled run: the manifest's [idle] policy over every running box.
+pub async fn handle(provider: &AwsProvider, request: Request, concurrency: usize) -> Result<ReapReport, RequestError> {
+    let manifest = Manifest::parse(&request.manifest)?;
+    let at = request.at.unwrap_or_else(Utc::now);
+    Ok(reap(provider, &manifest.idle, at, request.dry_run, concurrency).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::BoxState;
+    use chrono::Duration;
+
+    fn boxed(id: &str, idle_for: Option<i64>, now: DateTime<Utc>) -> BoxInfo {
+        BoxInfo {
+            id: id.into(),
+            name: "dev".into(),
+            owner: "o".into(),
+            state: BoxState::Running,
+            address: None,
+            host_key: None,
+            manifest_hash: None,
+            launched_at: Some(now - Duration::days(1)),
+            instance_type: None,
+            last_active: idle_for.map(|m| now - Duration::minutes(m)),
+            keep_until: None,
+            stopped_by: None,
+        }
+    }
+
+    #[test]
+    fn plans_exactly_the_idle_boxes() {
+        let now = Utc::now();
+        let policy = IdlePolicy::default(); // 60m timeout
+        let boxes = [boxed("fresh", Some(5), now), boxed("stale", Some(61), now), boxed("never-reported", None, now)];
+        let ids: Vec<String> = plan(&policy, &boxes, now).into_iter().map(|p| p.id).collect();
+        // No tag at all: launched a day ago and never active since.
+        assert_eq!(ids, vec!["stale", "never-reported"]);
+    }
+}

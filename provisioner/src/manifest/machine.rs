@@ -1,0 +1,45 @@
+//! `[box]`: the instance, its disk, network and image.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MachineSpec {
+    pub instance_type: String,
+    pub disk_gib: u32,
+    /// Falls back to the user's settings, then the AWS config chain.
+    pub region: Option<String>,
+    pub subnet: Option<String>,
+    #[serde(default)]
+    pub security_groups: Vec<String>,
+    /// The box's IAM instance profile (terraform's `instance_profile`
+    /// output): lets the box tag and stop only itself and read the seeds.
+    pub instance_profile: Option<String>,
+    /// Exactly one of `image_id`, `image_name` and `image_tag`.
+    pub image_id: Option<String>,
+    pub image_name: Option<String>,
+    /// The newest AMI of this account tagged `workstation:image` = this
+    /// value (what `workstation image publish --image` tags) that runs on
+    /// the instance type's architecture.
+    pub image_tag: Option<String>,
+}
+
+/// How the manifest names the box's image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageRef<'a> {
+    Id(&'a str),
+    Name(&'a str),
+    Tag(&'a str),
+}
+
+impl MachineSpec {
+    /// The image, once [`Manifest::validate`] has checked exactly one is set.
+    pub fn image(&self) -> ImageRef<'_> {
+        match (&self.image_id, &self.image_name, &self.image_tag) {
+            (Some(id), _, _) => ImageRef::Id(id),
+            (None, Some(name), _) => ImageRef::Name(name),
+            (None, None, Some(tag)) => ImageRef::Tag(tag),
+            (None, None, None) => unreachable!("manifest validation requires an image"),
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! `[stores.NAME]`: data stores, their snapshots and seed formats.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    Redis,
+    Postgres,
+    Mongodb,
+    Opensearch,
+}
+
+impl StoreKind {
+    /// The name used in the manifest.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreKind::Redis => "redis",
+            StoreKind::Postgres => "postgres",
+            StoreKind::Mongodb => "mongodb",
+            StoreKind::Opensearch => "opensearch",
+        }
+    }
+
+    pub fn default_port(self) -> u16 {
+        match self {
+            StoreKind::Redis => 6379,
+            StoreKind::Postgres => 5432,
+            StoreKind::Mongodb => 27017,
+            StoreKind::Opensearch => 9200,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Store {
+    pub kind: StoreKind,
+    pub port: Option<u16>,
+    pub database: Option<String>,
+    /// Snapshot to load once: a local path (relative to the manifest) or an
+    /// `s3://bucket/key` URI.
+    pub seed: Option<String>,
+    /// The snapshot's format when its name does not tell (see [`SeedFormat`]).
+    pub format: Option<SeedFormat>,
+}
+
+impl Store {
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or(self.kind.default_port())
+    }
+
+    /// The database seeded (postgres, mongodb): `database`, else the store
+    /// name with '-' as '_' (a valid identifier everywhere).
+    pub fn database(&self, store_name: &str) -> String {
+        self.database.clone().unwrap_or_else(|| store_name.replace('-', "_"))
+    }
+
+    /// The seed's format: `format` if set, else from the file name.
+    pub fn seed_format(&self) -> Result<Option<SeedFormat>, String> {
+        let Some(seed) = &self.seed else { return Ok(None) };
+        let format = match self.format {
+            Some(f) => f,
+            None => SeedFormat::from_name(self.kind, seed).ok_or_else(|| {
+                format!(
+                    "cannot tell the format of {seed:?} from its name; set format = one of {}",
+                    SeedFormat::for_kind(self.kind).iter().map(|f| format!("\"{}\"", f.as_str())).collect::<Vec<_>>().join(", ")
+                )
+            })?,
+        };
+        if !SeedFormat::for_kind(self.kind).contains(&format) {
+            return Err(format!("format \"{}\" is not a {} snapshot format", format.as_str(), self.kind.as_str()));
+        }
+        if seed.starts_with("s3://") && !format.is_single_object() {
+            return Err(format!(
+                "\"{}\" snapshots are read on the laptop (converted or split while streaming); use a local path, or an S3 object in a native format",
+                format.as_str()
+            ));
+        }
+        Ok(Some(format))
+    }
+}
+
+/// Snapshot formats, each loaded with its store's native fast path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SeedFormat {
+    /// Redis protocol commands, for `redis-cli --pipe` (`.resp`).
+    Resp,
+    /// A Redis dump file (`.rdb`).
+    Rdb,
+    /// One JSON object per line: `{"key", "type", "value", "ttl"}` (`.jsonl`).
+    Jsonl,
+    /// `pg_dump -Fc` custom format, for `pg_restore -j` (`.dump`, `.pgdump`).
+    PgDump,
+    /// A directory: optional `schema.sql`, then one `[NN-]TABLE.csv` per
+    /// table with a header row, loaded in file-name order.
+    Csv,
+    /// `mongodump --archive` output, optionally gzipped (`.archive[.gz]`).
+    MongoArchive,
+    /// OpenSearch `_bulk` NDJSON (`.ndjson`).
+    Bulk,
+}
+
+impl SeedFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SeedFormat::Resp => "resp",
+            SeedFormat::Rdb => "rdb",
+            SeedFormat::Jsonl => "jsonl",
+            SeedFormat::PgDump => "pg-dump",
+            SeedFormat::Csv => "csv",
+            SeedFormat::MongoArchive => "mongo-archive",
+            SeedFormat::Bulk => "bulk",
+        }
+    }
+
+    pub fn for_kind(kind: StoreKind) -> &'static [SeedFormat] {
+        match kind {
+            StoreKind::Redis => &[SeedFormat::Resp, SeedFormat::Rdb, SeedFormat::Jsonl],
+            StoreKind::Postgres => &[SeedFormat::PgDump, SeedFormat::Csv],
+            StoreKind::Mongodb => &[SeedFormat::MongoArchive],
+            StoreKind::Opensearch => &[SeedFormat::Bulk],
+        }
+    }
+
+    fn from_name(kind: StoreKind, seed: &str) -> Option<SeedFormat> {
+        let name = seed.trim_end_matches('/').rsplit('/').next().unwrap_or(seed);
+        let ext = |e: &str| name.ends_with(e);
+        let guess = if ext(".resp") {
+            SeedFormat::Resp
+        } else if ext(".rdb") {
+            SeedFormat::Rdb
+        } else if ext(".jsonl") {
+            SeedFormat::Jsonl
+        } else if ext(".dump") || ext(".pgdump") {
+            SeedFormat::PgDump
+        } else if ext(".archive") || ext(".archive.gz") {
+            SeedFormat::MongoArchive
+        } else if ext(".ndjson") {
+            SeedFormat::Bulk
+        } else if kind == StoreKind::Postgres && !name.contains('.') {
+            // A directory of CSV files has no extension.
+            SeedFormat::Csv
+        } else {
+            return None;
+        };
+        Some(guess)
+    }
+
+    /// Loadable straight from one S3 object on the box.
+    pub fn is_single_object(self) -> bool {
+        !matches!(self, SeedFormat::Jsonl | SeedFormat::Csv)
+    }
+}
+
+/// Where a store's snapshot comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SeedSource {
+    File(PathBuf),
+    S3 { bucket: String, key: String },
+}
+
+impl FromStr for SeedSource {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(rest) = s.strip_prefix("s3://") {
+            match rest.split_once('/') {
+                Some((bucket, key)) if !bucket.is_empty() && !key.is_empty() => Ok(SeedSource::S3 {
+                    bucket: bucket.into(),
+                    key: key.into(),
+                }),
+                _ => Err(format!("{s:?} is not an S3 object URI; use s3://BUCKET/KEY")),
+            }
+        } else if s.contains("://") {
+            Err(format!("{s:?} uses an unsupported scheme; use a file path or s3://BUCKET/KEY"))
+        } else if s.is_empty() {
+            Err("is empty; use a file path or s3://BUCKET/KEY".into())
+        } else {
+            Ok(SeedSource::File(PathBuf::from(s)))
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! What types cannot check: every problem of a manifest, in file order,
+//! naming the field and the fix.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use super::{Manifest, Problem, ScheduleAction, SeedSource, Service, StoreKind};
+
+/// gp3 volumes range from 1 GiB to 16 TiB; below 8 GiB no NixOS image boots.
+const DISK_GIB: std::ops::RangeInclusive<u32> = 8..=16384;
+
+impl Manifest {
+    /// Everything wrong with the manifest, in file order.
+    pub fn validate(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        let mut problem = |field: String, message: String| out.push(Problem { field, message });
+
+        let m = &self.machine;
+        if m.instance_type.trim().is_empty() {
+            problem("box.instance_type".into(), "is empty; set an EC2 instance type such as \"m7i.xlarge\"".into());
+        }
+        if !DISK_GIB.contains(&m.disk_gib) {
+            problem(
+                "box.disk_gib".into(),
+                format!("{} is out of range; use {} to {} (GiB)", m.disk_gib, DISK_GIB.start(), DISK_GIB.end()),
+            );
+        }
+        let set = [m.image_id.is_some(), m.image_name.is_some(), m.image_tag.is_some()].iter().filter(|s| **s).count();
+        match (&m.image_id, set) {
+            (_, 0) => problem(
+                "box.image_id".into(),
+                "missing; set box.image_id = \"ami-...\", box.image_name = \"workstation-...\" or box.image_tag = \"workstation\" (what `workstation image publish` tags)".into(),
+            ),
+            (_, 2..) => problem(
+                "box.image_name".into(),
+                "set only one of box.image_id, box.image_name and box.image_tag".into(),
+            ),
+            (Some(id), _) if !id.starts_with("ami-") => problem(
+                "box.image_id".into(),
+                format!("{id:?} is not an AMI id; it looks like \"ami-0123456789abcdef0\""),
+            ),
+            _ => {}
+        }
+        if let Some(subnet) = &m.subnet {
+            if !subnet.starts_with("subnet-") {
+                problem("box.subnet".into(), format!("{subnet:?} is not a subnet id; it looks like \"subnet-0123abcd\""));
+            }
+        }
+        for (i, sg) in m.security_groups.iter().enumerate() {
+            if !sg.starts_with("sg-") {
+                problem(format!("box.security_groups[{i}]"), format!("{sg:?} is not a security group id; it looks like \"sg-0123abcd\""));
+            }
+        }
+
+        for (i, h) in self.hostnames.iter().enumerate() {
+            if let Err(why) = check_hostname(h) {
+                problem(format!("hostnames[{i}]"), why);
+            }
+        }
+        let dup: BTreeSet<_> = self.hostnames.iter().filter(|h| self.hostnames.iter().filter(|o| o == h).count() > 1).collect();
+        for h in dup {
+            problem("hostnames".into(), format!("{h:?} is listed more than once"));
+        }
+
+        // Ports must be unique across services and stores: they share the box.
+        let mut ports: BTreeMap<u16, String> = BTreeMap::new();
+        let mut claim = |port: u16, field: String, problem: &mut dyn FnMut(String, String)| {
+            if port == 0 {
+                problem(field, "port 0 is not a port; use 1-65535".into());
+            } else if let Some(prev) = ports.insert(port, field.clone()) {
+                problem(field, format!("port {port} is already used by {prev}"));
+            }
+        };
+
+        for (name, svc) in &self.services {
+            let at = format!("services.{name}");
+            if !is_program_name(name) {
+                problem(at.clone(), "service names use a-z, 0-9, '-' and '_' (they become supervisord program names)".into());
+            }
+            if svc.command.trim().is_empty() {
+                problem(format!("{at}.command"), "is empty; set the command that runs the service".into());
+            }
+            for dep in &svc.depends_on {
+                if !self.services.contains_key(dep) {
+                    problem(format!("{at}.depends_on"), format!("{dep:?} is not a service in this manifest"));
+                } else if dep == name {
+                    problem(format!("{at}.depends_on"), "a service cannot depend on itself".into());
+                }
+            }
+            for key in svc.environment.keys() {
+                if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || key.starts_with(|c: char| c.is_ascii_digit()) {
+                    problem(format!("{at}.environment"), format!("{key:?} is not a valid variable name; use A-Z, 0-9 and '_'"));
+                }
+            }
+            if let Some(user) = &svc.user {
+                if !is_user_name(user) {
+                    problem(format!("{at}.user"), format!("{user:?} is not a user name; use a-z, 0-9, '_' and '-', starting with a letter or '_'"));
+                }
+            }
+            for (i, p) in svc.ports.iter().enumerate() {
+                claim(*p, format!("{at}.ports[{i}]"), &mut problem);
+            }
+            if let Some(h) = &svc.health {
+                let kinds = [h.http.is_some(), h.tcp.is_some(), h.command.is_some()].iter().filter(|k| **k).count();
+                if kinds != 1 {
+                    problem(format!("{at}.health"), "set exactly one of http = \"/path\" (with port), tcp = PORT or command = \"...\"".into());
+                } else if h.http.is_some() && h.port.is_none() {
+                    problem(format!("{at}.health.port"), "missing; an http health check needs the port to call".into());
+                } else if let Some(path) = &h.http {
+                    if !path.starts_with('/') {
+                        problem(format!("{at}.health.http"), format!("{path:?} must be a path starting with '/'"));
+                    }
+                }
+            }
+        }
+        if let Some(cycle) = dependency_cycle(&self.services) {
+            problem("services".into(), format!("depends_on forms a cycle: {}", cycle.join(" -> ")));
+        }
+
+        for (name, store) in &self.stores {
+            let at = format!("stores.{name}");
+            if !is_program_name(name) {
+                problem(at.clone(), "store names use a-z, 0-9, '-' and '_'".into());
+            }
+            if self.services.contains_key(name) {
+                problem(at.clone(), format!("services.{name} has the same name; stores and services share supervisord's program names, rename one"));
+            }
+            claim(store.port(), format!("{at}.port"), &mut problem);
+            if let Some(seed) = &store.seed {
+                match SeedSource::from_str(seed) {
+                    Err(why) => problem(format!("{at}.seed"), why),
+                    Ok(_) => {
+                        if let Err(why) = store.seed_format() {
+                            problem(format!("{at}.format"), why);
+                        }
+                    }
+                }
+            } else if store.format.is_some() {
+                problem(format!("{at}.format"), "set only with a seed; remove it or add seed = \"...\"".into());
+            }
+            match (&store.database, store.kind) {
+                (Some(_), StoreKind::Redis | StoreKind::Opensearch) => {
+                    problem(format!("{at}.database"), format!("{} has no named databases; remove the field", store.kind.as_str()))
+                }
+                (Some(db), _) if !is_identifier(db) => problem(
+                    format!("{at}.database"),
+                    format!("{db:?} is not a database name; use a-z, 0-9 and '_', starting with a letter (at most 50)"),
+                ),
+                _ => {}
+            }
+        }
+
+        for (name, svc) in &self.services {
+            for (field, globs) in [("install_on", &svc.install_on), ("restart_on", &svc.restart_on)] {
+                for (i, g) in globs.iter().enumerate() {
+                    if let Err(e) = globset::Glob::new(g) {
+                        problem(format!("services.{name}.{field}[{i}]"), format!("{g:?} is not a glob ({e}); use e.g. \"src/**\""));
+                    }
+                }
+            }
+            if svc.install_on.is_empty() != svc.install.is_none() {
+                problem(format!("services.{name}.install"), "install and install_on go together: the command, and the files whose change runs it".into());
+            }
+        }
+        if let Some(path) = &self.sync.path {
+            if path.is_empty() || path.starts_with('/') || path.split('/').any(|c| c == ".." || c == ".") {
+                problem("sync.path".into(), format!("{path:?} must be a relative path below the box root without . or .., e.g. \"src/app\""));
+            }
+        }
+
+        let idle = &self.idle;
+        if idle.timeout < Duration::from_secs(60) {
+            problem("idle.timeout".into(), "must be at least 1m (the idle check runs once a minute)".into());
+        }
+        if idle.warning >= idle.timeout {
+            problem("idle.warning".into(), "must be shorter than idle.timeout".into());
+        }
+        if !(0.0..=100.0 * 1024.0).contains(&idle.cpu_percent) {
+            problem("idle.cpu_percent".into(), "must be a percentage of one core, e.g. 25".into());
+        }
+        for (i, s) in idle.schedules.iter().enumerate() {
+            let at = format!("idle.schedules[{i}]");
+            if let Err(e) = cron::Schedule::from_str(&s.cron) {
+                problem(format!("{at}.cron"), format!("{:?} is not a cron expression ({e}); use seconds-first form, e.g. \"0 0 20 * * Mon-Fri\"", s.cron));
+            }
+            if s.timezone.parse::<chrono_tz::Tz>().is_err() {
+                problem(format!("{at}.timezone"), format!("{:?} is not an IANA time zone; use e.g. \"Europe/Paris\" or \"UTC\"", s.timezone));
+            }
+            match (s.action, s.duration) {
+                (ScheduleAction::Keep, None) => problem(format!("{at}.duration"), "missing; a keep window needs a duration such as \"3h\"".into()),
+                (ScheduleAction::Stop, Some(_)) => problem(format!("{at}.duration"), "only keep windows have a duration; remove it".into()),
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+fn is_program_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+fn is_user_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 32
+        && s.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+/// Safe unquoted in SQL, shell and mongo namespaces; short enough for a
+/// staging suffix within postgres' 63-byte limit.
+fn is_identifier(s: &str) -> bool {
+    s.len() <= 50
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+fn check_hostname(h: &str) -> Result<(), String> {
+    if h.is_empty() || h.len() > 253 {
+        return Err(format!("{h:?} must be 1-253 characters"));
+    }
+    for label in h.split('.') {
+        let ok = !label.is_empty()
+            && label.len() <= 63
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !label.starts_with('-')
+            && !label.ends_with('-');
+        if !ok {
+            return Err(format!("{h:?} is not a hostname; use dot-separated labels of a-z, 0-9 and '-'"));
+        }
+    }
+    if h.eq_ignore_ascii_case("localhost") {
+        return Err("localhost cannot be pointed at a box".into());
+    }
+    Ok(())
+}
+
+fn dependency_cycle(services: &BTreeMap<String, Service>) -> Option<Vec<String>> {
+    fn visit<'a>(
+        name: &'a str,
+        services: &'a BTreeMap<String, Service>,
+        stack: &mut Vec<&'a str>,
+        done: &mut BTreeSet<&'a str>,
+    ) -> Option<Vec<String>> {
+        if let Some(pos) = stack.iter().position(|s| *s == name) {
+            let mut cycle: Vec<String> = stack[pos..].iter().map(|s| s.to_string()).collect();
+            cycle.push(name.into());
+            return Some(cycle);
+        }
+        if !done.insert(name) {
+            return None;
+        }
+        stack.push(name);
+        for dep in services.get(name).map(|s| s.depends_on.as_slice()).unwrap_or_default() {
+            if let Some(c) = visit(dep, services, stack, done) {
+                return Some(c);
+            }
+        }
+        stack.pop();
+        None
+    }
+    let mut done = BTreeSet::new();
+    services
+        .keys()
+        .find_map(|name| visit(name, services, &mut Vec::new(), &mut done))
+}

@@ -1,0 +1,211 @@
+//! RunInstances and what it needs first: the image (by id, name or tag,
+//! for the instance type's architecture) and the owner's key pair.
+
+use aws_sdk_ec2::primitives::Blob;
+use aws_sdk_ec2::types::{
+    BlockDeviceMapping, EbsBlockDevice, Filter, HttpTokensState, IamInstanceProfileSpecification, Instance, InstanceMetadataEndpointState,
+    InstanceMetadataOptionsRequest, InstanceMetadataTagsState, InstanceType, ResourceType, TagSpecification, VolumeType,
+};
+use sha2::{Digest, Sha256};
+
+use super::{api, code, state, tag, AwsProvider};
+use crate::manifest::name::{BoxName, Owner};
+use crate::manifest::ImageRef;
+use crate::provider::{tags, BoxState, LaunchSpec, ProviderError, Result};
+
+/// A ClientToken stays bound to its instance after termination, so a
+/// re-create of a destroyed name gets the old, terminated instance back.
+/// We then salt the token with that instance's id; two rounds cover a name
+/// destroyed and re-created several times in a row.
+const TOKEN_ROUNDS: usize = 4;
+
+impl AwsProvider {
+    /// The image to launch and its root device name.
+    pub(super) async fn resolve_image(&self, spec: &LaunchSpec<'_>) -> Result<(String, String)> {
+        let machine = &spec.manifest.manifest.machine;
+        let req = self.client.describe_images();
+        let (req, shown) = match machine.image() {
+            ImageRef::Id(id) => (req.image_ids(id), id.to_string()),
+            ImageRef::Name(name) => (req.filters(Filter::builder().name("name").values(name).build()), name.to_string()),
+            // Only this account's images carry our tags (tags of shared
+            // AMIs are not visible).
+            ImageRef::Tag(tag) => (
+                req.owners("self").filters(Filter::builder().name(format!("tag:{}", tags::IMAGE)).values(tag).build()),
+                format!("tagged {}={tag}", tags::IMAGE),
+            ),
+        };
+        // A tag names an image line with one AMI per architecture: only
+        // the instance type's can boot it.
+        let archs = match machine.image() {
+            ImageRef::Tag(_) => Some(self.architectures(&machine.instance_type).await?),
+            _ => None,
+        };
+        let images = req.send().await.map_err(api("DescribeImages"))?;
+        let newest = images
+            .images()
+            .iter()
+            .filter(|i| match (&archs, i.architecture()) {
+                (Some(archs), Some(a)) => archs.iter().any(|x| x == a.as_str()),
+                _ => true,
+            })
+            .max_by(|a, b| a.creation_date().cmp(&b.creation_date()))
+            .ok_or(ProviderError::NoImage { name: shown })?;
+        Ok((
+            newest.image_id().unwrap_or_default().to_string(),
+            newest.root_device_name().unwrap_or("/dev/xvda").to_string(),
+        ))
+    }
+
+    /// The architectures an instance type runs ("x86_64", "arm64").
+    async fn architectures(&self, instance_type: &str) -> Result<Vec<String>> {
+        let out = self
+            .client
+            .describe_instance_types()
+            .instance_types(InstanceType::from(instance_type))
+            .send()
+            .await
+            .map_err(api("DescribeInstanceTypes"))?;
+        let archs: Vec<String> = out
+            .instance_types()
+            .iter()
+            .flat_map(|t| t.processor_info().map(|p| p.supported_architectures()).unwrap_or_default())
+            .map(|a| a.as_str().to_string())
+            .collect();
+        if archs.is_empty() {
+            return Err(ProviderError::NoImage { name: format!("for instance type {instance_type:?} (unknown to EC2; check box.instance_type)") });
+        }
+        Ok(archs)
+    }
+
+    /// Imports the user's public key once. The name carries the key's
+    /// fingerprint, so an existing pair with this name holds this key.
+    /// Returns the name and whether this call imported it.
+    pub async fn ensure_key_pair(&self, owner: &Owner, public_key: &str) -> Result<(String, bool)> {
+        let blob = public_key.split_whitespace().nth(1).unwrap_or(public_key);
+        let name = format!("workstation-{owner}-{}", &hex::encode(Sha256::digest(blob))[..12]);
+        let found = self.client.describe_key_pairs().key_names(&name).send().await;
+        match found {
+            Ok(_) => return Ok((name, false)),
+            Err(e) if code(&e) == Some("InvalidKeyPair.NotFound") => {}
+            Err(e) => return Err(api("DescribeKeyPairs")(e)),
+        }
+        let imported = self
+            .client
+            .import_key_pair()
+            .key_name(&name)
+            .public_key_material(Blob::new(public_key.trim().as_bytes()))
+            .tag_specifications(
+                TagSpecification::builder()
+                    .resource_type(ResourceType::KeyPair)
+                    .tags(tag(tags::OWNER, owner.as_str()))
+                    .build(),
+            )
+            .send()
+            .await;
+        match imported {
+            Ok(_) => Ok((name, true)),
+            // A concurrent create imported it first.
+            Err(e) if code(&e) == Some("InvalidKeyPair.Duplicate") => Ok((name, false)),
+            Err(e) => Err(api("ImportKeyPair")(e)),
+        }
+    }
+
+    pub(super) async fn run_instance(&self, spec: &LaunchSpec<'_>, image: &str, root_device: &str, key_name: &str) -> Result<Instance> {
+        let machine = &spec.manifest.manifest.machine;
+        let tag_spec = |kind: ResourceType| {
+            let is_instance = kind == ResourceType::Instance;
+            let b = TagSpecification::builder()
+                .resource_type(kind)
+                .tags(tag(tags::OWNER, spec.owner.as_str()))
+                .tags(tag(tags::NAME, spec.name.as_str()))
+                .tags(tag("Name", &format!("workstation {}/{}", spec.owner, spec.name)));
+            if is_instance {
+                b.tags(tag(tags::MANIFEST_HASH, &spec.manifest.hash)).build()
+            } else {
+                b.build()
+            }
+        };
+        let mut salt = String::new();
+        for _ in 0..TOKEN_ROUNDS {
+            let out = self
+                .client
+                .run_instances()
+                .client_token(client_token(spec.owner, spec.name, &salt))
+                .image_id(image)
+                .instance_type(InstanceType::from(machine.instance_type.as_str()))
+                .min_count(1)
+                .max_count(1)
+                .key_name(key_name)
+                .set_subnet_id(machine.subnet.clone())
+                .set_security_group_ids((!machine.security_groups.is_empty()).then(|| machine.security_groups.clone()))
+                .set_iam_instance_profile(
+                    machine.instance_profile.as_ref().map(|p| IamInstanceProfileSpecification::builder().name(p).build()),
+                )
+                .metadata_options(
+                    InstanceMetadataOptionsRequest::builder()
+                        .http_tokens(HttpTokensState::Required)
+                        .http_endpoint(InstanceMetadataEndpointState::Enabled)
+                        // The image reads its owner from the instance's
+                        // tags (images/box.nix creates that user).
+                        .instance_metadata_tags(InstanceMetadataTagsState::Enabled)
+                        .build(),
+                )
+                .block_device_mappings(
+                    BlockDeviceMapping::builder()
+                        .device_name(root_device)
+                        .ebs(
+                            EbsBlockDevice::builder()
+                                .volume_size(machine.disk_gib as i32)
+                                .volume_type(VolumeType::Gp3)
+                                .encrypted(true)
+                                .delete_on_termination(true)
+                                .build(),
+                        )
+                        .build(),
+                )
+                .tag_specifications(tag_spec(ResourceType::Instance))
+                .tag_specifications(tag_spec(ResourceType::Volume))
+                .send()
+                .await
+                .map_err(api("RunInstances"))?;
+            let inst = out.instances().first().cloned().ok_or_else(|| ProviderError::Api {
+                operation: "RunInstances",
+                message: "returned no instance".into(),
+            })?;
+            match state(&inst) {
+                BoxState::ShuttingDown | BoxState::Terminated => {
+                    salt = inst.instance_id().unwrap_or_default().to_string();
+                }
+                _ => return Ok(inst),
+            }
+        }
+        Err(ProviderError::Api {
+            operation: "RunInstances",
+            message: format!("kept returning terminated instances for {}/{}; try again in a minute", spec.owner, spec.name),
+        })
+    }
+}
+
+/// At most 64 ASCII characters (EC2's limit); the same for every create of
+/// this owner+name+salt, so EC2 returns one instance however often it is
+/// retried.
+fn client_token(owner: &Owner, name: &BoxName, salt: &str) -> String {
+    let digest = Sha256::digest(format!("{owner}\0{name}\0{salt}"));
+    format!("workstation-{}", &hex::encode(digest)[..40])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_token_is_stable_short_and_salted() {
+        let (o, n): (Owner, BoxName) = ("alice".parse().unwrap(), "dev".parse().unwrap());
+        let t = client_token(&o, &n, "");
+        assert_eq!(t, client_token(&o, &n, ""));
+        assert!(t.len() <= 64 && t.is_ascii());
+        assert_ne!(t, client_token(&o, &n, "i-123"));
+        assert_ne!(t, client_token(&o, &"dev2".parse().unwrap(), ""));
+    }
+}
+

@@ -1,0 +1,60 @@
+//! The one place SDK clients are configured: aws-config's credential
+//! chain, profiles, SSO and `AWS_ENDPOINT_URL` (moto in tests), retries,
+//! and the counter of API calls that `reap` reports.
+
+use aws_config::retry::RetryConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+
+/// SDK attempts per API call. The SDK retries throttling
+/// (RequestLimitExceeded) and transient errors with jittered exponential
+/// backoff; five attempts ride out a burst of throttling during a fleet-wide
+/// `reap` without hiding a real outage for long.
+const MAX_ATTEMPTS: u32 = 5;
+
+/// The SDK configuration for `profile` (else the default chain) and
+/// `region` (else aws-config's own lookup).
+pub async fn config(profile: Option<&str>, region: Option<String>) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS));
+    if let Some(p) = profile {
+        loader = loader.profile_name(p);
+    }
+    if let Some(r) = region {
+        loader = loader.region(Region::new(r));
+    }
+    loader.load().await
+}
+
+/// Path-style addressing when the endpoint is overridden (a local S3 such
+/// as moto has no per-bucket host names).
+pub fn s3_client(sdk: &SdkConfig) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::config::Builder::from(sdk).force_path_style(sdk.endpoint_url().is_some()).build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+/// Counts API requests by operation (every attempt, retries included):
+/// `reap` reports them, and its benchmark compares them with the minimum.
+#[derive(Debug, Clone, Default)]
+pub struct ApiCalls(std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>>);
+
+impl ApiCalls {
+    pub fn counts(&self) -> std::collections::BTreeMap<String, u64> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl aws_sdk_ec2::config::Intercept for ApiCalls {
+    fn name(&self) -> &'static str {
+        "ApiCalls"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &aws_sdk_ec2::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _components: &aws_sdk_ec2::config::RuntimeComponents,
+        cfg: &mut aws_sdk_ec2::config::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let operation = cfg.load::<aws_smithy_runtime_api::client::orchestrator::Metadata>().map_or("unknown", |m| m.name()).to_owned();
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()).entry(operation).or_default() += 1;
+        Ok(())
+    }
+}

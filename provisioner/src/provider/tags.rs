@@ -1,0 +1,24 @@
+//! Every EC2 tag key workstation reads or writes. A box's identity and
+//! metadata live on its instance (the local provider keeps the same keys in
+//! its records); published images carry theirs on the AMI.
+//!
+//! A tag that a box or an engineer can write is a claim, not a fact: the
+//! readers (idle policy, host key pinning, image lookup) check values.
+
+pub const OWNER: &str = "workstation:owner";
+pub const NAME: &str = "workstation:name";
+pub const MANIFEST_HASH: &str = "workstation:manifest-hash";
+pub const HOST_KEY: &str = "workstation:host-key";
+/// RFC 3339; written by the box when it sees activity (rate-limited).
+pub const LAST_ACTIVE: &str = "workstation:last-active";
+/// RFC 3339; `workstation keep --for` (capped by idle.max_keep).
+pub const KEEP_UNTIL: &str = "workstation:keep-until";
+/// Who stopped the box and why (the box itself, or `reap`).
+pub const STOPPED_BY: &str = "workstation:stopped-by";
+
+/// On AMIs: which image line an AMI belongs to; `box.image_tag` selects by it.
+pub const IMAGE: &str = "workstation:image";
+/// On AMIs, beside [`MANIFEST_HASH`]: the flake.lock it was built from.
+pub const FLAKE_LOCK_HASH: &str = "workstation:flake-lock-hash";
+/// On AMIs: hash of all inputs; also in the AMI's name.
+pub const IMAGE_INPUTS: &str = "workstation:image-inputs";

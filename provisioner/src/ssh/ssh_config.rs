@@ -1,0 +1,147 @@
+//! The OpenSSH side of pinning: a generated config file with one `Host`
+//! block per box, and one `Include` line in `~/.ssh/config` pointing at it,
+//! so plain `ssh`, `scp`, `rsync` and VS Code Remote-SSH use the pinned keys.
+
+use std::path::{Path, PathBuf};
+
+use crate::ssh::known_hosts::alias;
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write {path}")]
+pub struct SshConfigError {
+    path: PathBuf,
+    #[source]
+    source: std::io::Error,
+}
+
+/// One box as OpenSSH should see it.
+pub struct HostEntry {
+    pub name: String,
+    pub id: String,
+    pub address: String,
+    pub user: String,
+}
+
+/// The `Host` alias for a box: short to type, prefixed so it never shadows
+/// a real host name.
+pub fn host_alias(name: &str) -> String {
+    format!("ws-{name}")
+}
+
+pub fn render(entries: &[HostEntry], identity: &Path, known_hosts: &Path) -> String {
+    let mut out = String::from("# Written by `workstation ssh-config`; regenerated on create, start and destroy. Edits are lost.\n");
+    for e in entries {
+        out.push_str(&format!(
+            "\nHost {host}\n    HostName {addr}\n    User {user}\n    IdentityFile {id}\n    IdentitiesOnly yes\n    \
+             HostKeyAlias {alias}\n    UserKnownHostsFile {kh}\n    StrictHostKeyChecking yes\n    CheckHostIP no\n",
+            host = host_alias(&e.name),
+            addr = e.address,
+            user = e.user,
+            id = quote(identity),
+            alias = alias(&e.id),
+            kh = quote(known_hosts),
+        ));
+    }
+    out
+}
+
+fn quote(p: &Path) -> String {
+    format!("\"{}\"", p.display())
+}
+
+/// The line added to `~/.ssh/config`.
+pub fn include_line(generated: &Path) -> String {
+    format!("Include {}", quote(generated))
+}
+
+/// Writes the generated file atomically.
+pub fn write_generated(path: &Path, text: &str) -> Result<(), SshConfigError> {
+    atomic_write(path, text.as_bytes(), 0o600)
+}
+
+/// Adds the `Include` line to the user's SSH config unless it is there.
+/// Returns whether the file changed.
+///
+/// The line goes at the top: an `Include` after a `Host` block would only
+/// apply inside that block. Every other byte of the file is kept, and a
+/// symlinked config (dotfile managers) is updated where it points.
+pub fn ensure_include(user_config: &Path, generated: &Path) -> Result<bool, SshConfigError> {
+    let target = std::fs::canonicalize(user_config).unwrap_or_else(|_| user_config.to_owned());
+    let err = |source| SshConfigError { path: target.clone(), source };
+    let existing = match std::fs::read(&target) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(err(e)),
+    };
+    let line = include_line(generated);
+    if includes(&String::from_utf8_lossy(&existing), &line) {
+        return Ok(false);
+    }
+    let mode = std::fs::metadata(&target).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777).unwrap_or(0o600);
+    let mut text = format!("# Added by workstation: SSH access to your boxes with pinned host keys.\n{line}\n\n").into_bytes();
+    text.extend_from_slice(&existing);
+    if let Some(dir) = target.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    atomic_write(&target, &text, mode)?;
+    Ok(true)
+}
+
+/// Whether the user's SSH config (where it points, if a symlink) has the
+/// `Include` line for `generated`: what `ensure_include` would leave alone.
+pub fn has_include(user_config: &Path, generated: &Path) -> bool {
+    std::fs::read_to_string(user_config).is_ok_and(|text| includes(&text, &include_line(generated)))
+}
+
+fn includes(text: &str, line: &str) -> bool {
+    text.lines().any(|l| l.trim() == line)
+}
+
+fn atomic_write(path: &Path, bytes: &[u8], mode: u32) -> Result<(), SshConfigError> {
+    workstation_hosts_protocol::atomic::write(path, bytes, mode).map_err(|source| SshConfigError { path: path.to_owned(), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn include_is_prepended_once_and_keeps_every_other_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("config");
+        let original = b"Host *\r\n\tForwardAgent no\nHost work\n  User me"; // CRLF, tabs, no final newline
+        std::fs::write(&cfg, original).unwrap();
+        let generated = dir.path().join("ws config");
+        assert!(ensure_include(&cfg, &generated).unwrap());
+        assert!(!ensure_include(&cfg, &generated).unwrap());
+        let after = std::fs::read(&cfg).unwrap();
+        let text = String::from_utf8_lossy(&after);
+        assert!(text.starts_with("# Added by workstation"), "{text}");
+        assert!(text.contains(&format!("Include \"{}\"\n", generated.display())));
+        assert!(after.ends_with(original));
+    }
+
+    #[test]
+    fn symlinked_config_is_updated_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("dotfiles-ssh-config");
+        std::fs::write(&real, "Host a\n").unwrap();
+        let link = dir.path().join("config");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        ensure_include(&link, Path::new("/x")).unwrap();
+        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        assert!(std::fs::read_to_string(&real).unwrap().contains("Include \"/x\""));
+    }
+
+    #[test]
+    fn render_pins_through_alias() {
+        let text = render(
+            &[HostEntry { name: "dev".into(), id: "i-1".into(), address: "10.0.0.5".into(), user: "alice".into() }],
+            Path::new("/h/.ssh/id_ed25519"),
+            Path::new("/h/kh"),
+        );
+        for want in ["Host ws-dev\n", "HostName 10.0.0.5", "HostKeyAlias i-1.workstation", "UserKnownHostsFile \"/h/kh\"", "StrictHostKeyChecking yes"] {
+            assert!(text.contains(want), "{want} in {text}");
+        }
+    }
+}

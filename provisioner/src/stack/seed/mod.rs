@@ -1,0 +1,265 @@
+//! Seeding data stores from snapshots with each store's native fast path,
+//! streaming: a snapshot is never held in memory, on the laptop or the box.
+//!
+//! Every load is staged and then committed in a separate step that the
+//! laptop only issues once the whole snapshot was delivered and loaded, so
+//! a dropped connection, a truncated file or a malformed snapshot leaves the
+//! store as it was and writes no marker:
+//! - redis: load into database 15, then `SWAPDB 0 15` (atomic);
+//! - postgres: load into `<db>__ws_load`, then swap names;
+//! - redis RDB and postgres dumps are first copied whole to the box and
+//!   checked (`redis-check-rdb`, `pg_restore --list`).
+//!
+//! MongoDB (`mongorestore --drop`) and OpenSearch (`_bulk`) have no cheap
+//! swap: they load in place. The marker (`<root>/seeds/<store>.loaded`)
+//! records the snapshot's identity (sha256 of a local snapshot, the ETag of
+//! an S3 object) after success; `--reset` loads again.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::manifest::{SeedFormat, Store, StoreKind};
+use crate::stack::layout::sh;
+use crate::ssh::remote::Held;
+use crate::stack::shell::{BoxShell, ShellError};
+use crate::stack::stores;
+
+mod documents;
+mod postgres;
+mod redis;
+mod snapshot;
+
+use snapshot::Location;
+
+pub use documents::{bulk_command, mongorestore_command};
+pub use redis::{json_entry_to_resp, resp_command, RespCheck};
+pub use snapshot::Snapshot;
+
+/// Redis database that receives a load before it is swapped with 0.
+const REDIS_STAGING_DB: u32 = 15;
+/// A store just started by supervisord may take a while (postgres' first
+/// start runs initdb).
+const READY_TIMEOUT: Duration = Duration::from_secs(90);
+/// Presigned S3 URLs only need to outlive one download.
+const PRESIGN_FOR: Duration = Duration::from_secs(60 * 60);
+/// Between the laptop's reader and the SSH channel.
+const PIPE_BUFFER: usize = 256 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SeedError {
+    #[error("cannot read snapshot {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("snapshot {path} for store {store} is not valid {format}: {detail}; the store was left as it was")]
+    Malformed { store: String, path: String, format: &'static str, detail: String },
+    #[error(
+        "store {store} holds snapshot {loaded}, but the manifest names {wanted}; \
+         run `workstation seed {store} --reset` to replace its data with the new snapshot"
+    )]
+    Stale { store: String, loaded: String, wanted: String },
+    #[error("store {store} did not answer within {waited:?} (checked with `{check}`); see `workstation logs {store}`")]
+    NotReady { store: String, waited: Duration, check: String },
+    #[error("store {store}: the box received {got} of {expected} bytes of the snapshot; run the command again")]
+    Incomplete { store: String, expected: u64, got: u64 },
+    #[error("store {store}: {detail}; the store was left as it was")]
+    Rejected { store: String, detail: String },
+    #[error("store {store} is seeded from S3 ({uri}): {detail}")]
+    S3 { store: String, uri: String, detail: String },
+    #[error(transparent)]
+    Shell(#[from] ShellError),
+}
+#[derive(Debug, Clone, Serialize)]
+pub struct SeedReport {
+    pub store: String,
+    pub outcome: SeedOutcome,
+    pub snapshot: Option<String>,
+    pub bytes: u64,
+    pub seconds: f64,
+    /// Why it failed (`outcome` = failed).
+    pub error: Option<String>,
+}
+
+impl SeedReport {
+    pub fn failed(store: &str, snapshot: Option<&Snapshot>, error: &SeedError) -> Self {
+        SeedReport {
+            store: store.into(),
+            outcome: SeedOutcome::Failed,
+            snapshot: snapshot.map(|s| s.identity.clone()),
+            bytes: 0,
+            seconds: 0.0,
+            error: Some(error.to_string()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SeedOutcome {
+    Loaded,
+    AlreadyLoaded,
+    NoSeed,
+    Failed,
+}
+
+impl SeedOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SeedOutcome::Loaded => "loaded",
+            SeedOutcome::AlreadyLoaded => "already loaded",
+            SeedOutcome::NoSeed => "no seed",
+            SeedOutcome::Failed => "failed",
+        }
+    }
+}
+
+/// Waits until the store answers; supervisord has just started it.
+pub async fn wait_ready(onbox: &BoxShell, name: &str, store: &Store) -> Result<(), SeedError> {
+    let check = stores::ready_command(store);
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(50);
+    while !onbox.check(&check).await? {
+        if started.elapsed() > READY_TIMEOUT {
+            return Err(SeedError::NotReady { store: name.into(), waited: READY_TIMEOUT, check });
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
+    }
+    Ok(())
+}
+
+/// Loads `snapshot` into the store unless its marker says it already holds
+/// it. A marker naming another snapshot is an error unless `reset`.
+pub async fn seed(onbox: &BoxShell, name: &str, store: &Store, snapshot: Option<&Snapshot>, reset: bool) -> Result<SeedReport, SeedError> {
+    let report = |outcome, bytes, seconds| SeedReport {
+        store: name.into(),
+        outcome,
+        snapshot: snapshot.map(|s| s.identity.clone()),
+        bytes,
+        seconds,
+        error: None,
+    };
+    let Some(snap) = snapshot else { return Ok(report(SeedOutcome::NoSeed, 0, 0.0)) };
+    let layout = &onbox.layout;
+    let marker = sh(&layout.marker(name));
+    let loaded = onbox.run("reading the seed marker", &format!("cat {marker} 2>/dev/null || true")).await?;
+    let loaded = loaded.trim();
+    if !reset && loaded == snap.identity {
+        return Ok(report(SeedOutcome::AlreadyLoaded, 0, 0.0));
+    }
+    if !reset && !loaded.is_empty() {
+        return Err(SeedError::Stale { store: name.into(), loaded: loaded.into(), wanted: snap.identity.clone() });
+    }
+    wait_ready(onbox, name, store).await?;
+    onbox.run("preparing the seeds directory", &format!("mkdir -p -m 0700 {}", sh(&layout.seeds()))).await?;
+
+    let started = Instant::now();
+    let loader = Loader { onbox, name, store, snap };
+    match (store.kind, snap.format) {
+        (StoreKind::Redis, SeedFormat::Resp | SeedFormat::Jsonl) => loader.redis_pipe().await?,
+        (StoreKind::Redis, SeedFormat::Rdb) => loader.redis_rdb().await?,
+        (StoreKind::Postgres, SeedFormat::PgDump) => loader.postgres_dump().await?,
+        (StoreKind::Postgres, SeedFormat::Csv) => loader.postgres_csv().await?,
+        (StoreKind::Mongodb, SeedFormat::MongoArchive) => drop(loader.stream(&mongorestore_command(name, store, snap)).await?),
+        (StoreKind::Opensearch, SeedFormat::Bulk) => drop(loader.stream(&bulk_command(store)).await?),
+        (kind, format) => {
+            return Err(SeedError::Rejected {
+                store: name.into(),
+                detail: format!("{} cannot load {} snapshots", kind.as_str(), format.as_str()),
+            })
+        }
+    }
+    onbox
+        .run("writing the seed marker", &format!("printf '%s\\n' {id} > {marker}.part && mv {marker}.part {marker}", id = sh(&snap.identity)))
+        .await?;
+    Ok(report(SeedOutcome::Loaded, snap.size, started.elapsed().as_secs_f64()))
+}
+
+/// Seeds every store of `stores` (or only `only`) at once, each reported
+/// on its own: one store's failure neither stops nor undoes the others.
+/// Runs under the box's bring-up lock (`up` and `seed` share it).
+pub async fn seed_all(
+    onbox: &BoxShell,
+    _locked: &Held,
+    stores: &BTreeMap<String, Store>,
+    only: Option<&str>,
+    snapshots: &BTreeMap<String, Option<Snapshot>>,
+    reset: bool,
+) -> Vec<SeedReport> {
+    let chosen = stores.iter().filter(|(name, _)| only.is_none_or(|o| o == name.as_str()));
+    futures::future::join_all(chosen.map(|(name, store)| async move {
+        let snapshot = snapshots.get(name).and_then(Option::as_ref);
+        match seed(onbox, name, store, snapshot, reset).await {
+            Ok(report) => report,
+            Err(e) => SeedReport::failed(name, snapshot, &e),
+        }
+    }))
+    .await
+}
+
+struct Loader<'a> {
+    onbox: &'a BoxShell,
+    name: &'a str,
+    store: &'a Store,
+    snap: &'a Snapshot,
+}
+
+impl Loader<'_> {
+    fn malformed(&self, detail: String) -> SeedError {
+        SeedError::Malformed { store: self.name.into(), path: self.snap.describe(), format: self.snap.format.as_str(), detail }
+    }
+
+    async fn open(&self, path: &Path) -> Result<tokio::fs::File, SeedError> {
+        tokio::fs::File::open(path).await.map_err(|source| SeedError::Read { path: path.into(), source })
+    }
+
+    /// Streams the snapshot into `command`: from the laptop over the SSH
+    /// channel, or downloaded on the box.
+    async fn stream(&self, command: &str) -> Result<String, SeedError> {
+        match &self.snap.location {
+            Location::Local(path) => Ok(self.onbox.run_input("loading the snapshot", command, self.open(path).await?).await?),
+            Location::S3 { url, .. } => Ok(self.onbox.run("loading the snapshot from S3", &download_into(url, command)).await?),
+        }
+    }
+
+    /// Copies the snapshot whole to `dest` on the box and checks its size.
+    async fn stage(&self, dest: &str) -> Result<(), SeedError> {
+        let part = sh(&format!("{dest}.part"));
+        self.stream(&format!("cat > {part}")).await?;
+        let got: u64 = self.onbox.run("checking the staged snapshot", &format!("stat -c %s {part}")).await?.trim().parse().unwrap_or(0);
+        if got != self.snap.size {
+            return Err(SeedError::Incomplete { store: self.name.into(), expected: self.snap.size, got });
+        }
+        self.onbox.run("staging the snapshot", &format!("mv {part} {}", sh(dest))).await?;
+        Ok(())
+    }
+
+    fn staged_path(&self) -> String {
+        format!("{}/{}.incoming", self.onbox.layout.seeds(), self.name)
+    }
+}
+
+/// On the box: download `url` and pipe it into `command`, failing if either
+/// fails (bash for pipefail).
+fn download_into(url: &str, command: &str) -> String {
+    let pipeline = format!("curl -fsS --retry 3 {} | {command}", sh(url));
+    format!("bash -o pipefail -c {}", sh(&pipeline))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn download_fails_with_either_side_of_the_pipe() {
+        assert_eq!(
+            download_into("https://b.s3/k?X-Amz-Signature=a&b=c", "redis-cli --pipe"),
+            "bash -o pipefail -c \"curl -fsS --retry 3 'https://b.s3/k?X-Amz-Signature=a&b=c' | redis-cli --pipe\""
+        );
+    }
+}

@@ -1,0 +1,155 @@
+//! Snapshots as the laptop resolves them: a local file (hashed) or an S3
+//! object (looked up and presigned), and its format.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use aws_sdk_s3::presigning::PresigningConfig;
+use sha2::{Digest, Sha256};
+
+use super::{SeedError, PRESIGN_FOR};
+use crate::manifest::{SeedFormat, SeedSource, Store};
+
+/// A snapshot, resolved on the laptop: where it is, what it is, and the
+/// identity the marker records.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub format: SeedFormat,
+    pub identity: String,
+    pub size: u64,
+    pub(super) location: Location,
+}
+
+#[derive(Debug, Clone)]
+pub(super) enum Location {
+    Local(PathBuf),
+    /// A presigned GET URL the box downloads from, and the object URI.
+    S3 { url: String, uri: String },
+}
+
+impl Snapshot {
+    /// `None` when the store has no seed. Local paths are relative to the
+    /// manifest's directory.
+    pub async fn resolve(
+        name: &str,
+        store: &Store,
+        manifest_dir: &Path,
+        s3: Option<&aws_sdk_s3::Client>,
+    ) -> Result<Option<Snapshot>, SeedError> {
+        let (Some(seed), Ok(Some(format))) = (&store.seed, store.seed_format()) else { return Ok(None) };
+        match SeedSource::from_str(seed) {
+            Ok(SeedSource::File(path)) => {
+                let path = manifest_dir.join(path);
+                let p = path.clone();
+                let (identity, size) = tokio::task::spawn_blocking(move || fingerprint(&p))
+                    .await
+                    .expect("hashing does not panic")
+                    .map_err(|source| SeedError::Read { path: path.clone(), source })?;
+                Ok(Some(Snapshot { format, identity, size, location: Location::Local(path) }))
+            }
+            Ok(SeedSource::S3 { bucket, key }) => {
+                let s3_err = |detail: String| SeedError::S3 { store: name.into(), uri: seed.clone(), detail };
+                let client = s3.ok_or_else(|| s3_err("no AWS configuration to reach S3 with".into()))?;
+                let head = client
+                    .head_object()
+                    .bucket(&bucket)
+                    .key(&key)
+                    .send()
+                    .await
+                    .map_err(|e| s3_err(format!("cannot read the object: {}", aws_sdk_s3::error::DisplayErrorContext(e))))?;
+                let etag = head.e_tag().unwrap_or_default().trim_matches('"').to_string();
+                let size = head.content_length().unwrap_or_default().max(0) as u64;
+                let config = PresigningConfig::expires_in(PRESIGN_FOR).map_err(|e| s3_err(e.to_string()))?;
+                let presigned = client
+                    .get_object()
+                    .bucket(&bucket)
+                    .key(&key)
+                    .presigned(config)
+                    .await
+                    .map_err(|e| s3_err(format!("cannot presign a download: {}", aws_sdk_s3::error::DisplayErrorContext(e))))?;
+                Ok(Some(Snapshot {
+                    format,
+                    identity: format!("s3:{bucket}/{key}@{etag}"),
+                    size,
+                    location: Location::S3 { url: presigned.uri().to_string(), uri: seed.clone() },
+                }))
+            }
+            Err(_) => Ok(None), // validation reports it
+        }
+    }
+
+    pub(super) fn describe(&self) -> String {
+        match &self.location {
+            Location::Local(p) => p.display().to_string(),
+            Location::S3 { uri, .. } => uri.clone(),
+        }
+    }
+}
+
+/// sha256 of a file, or of a directory's snapshot files (name and content,
+/// in name order), and the total size.
+fn fingerprint(path: &Path) -> std::io::Result<(String, u64)> {
+    fn hash_file(path: &Path, h: &mut Sha256) -> std::io::Result<u64> {
+        let mut f = std::fs::File::open(path)?;
+        let mut buf = vec![0; 1 << 20];
+        let mut total = 0;
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                return Ok(total);
+            }
+            h.update(&buf[..n]);
+            total += n as u64;
+        }
+    }
+    let mut h = Sha256::new();
+    let size = if path.is_dir() {
+        let mut total = 0;
+        for file in csv_files(path)? {
+            h.update(file.file_name().unwrap_or_default().as_encoded_bytes());
+            h.update([0]);
+            total += hash_file(&file, &mut h)?;
+        }
+        total
+    } else {
+        hash_file(path, &mut h)?
+    };
+    Ok((format!("sha256:{}", hex::encode(h.finalize())), size))
+}
+
+/// A CSV snapshot's files in load order: `schema.sql` first, then the CSV
+/// files by name (prefix them `01-`, `02-` to load referenced tables first).
+pub(super) fn csv_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut csv: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "csv"))
+        .collect();
+    csv.sort();
+    let schema = dir.join("schema.sql");
+    Ok(schema.is_file().then_some(schema).into_iter().chain(csv).collect())
+}
+
+/// The table a CSV file loads into: its name without `NN-` and `.csv`.
+pub(super) fn csv_table(file: &Path) -> Option<String> {
+    let stem = file.file_stem()?.to_str()?;
+    let table = match stem.split_once('-') {
+        Some((n, rest)) if n.chars().all(|c| c.is_ascii_digit()) => rest,
+        _ => stem,
+    };
+    let ok = table.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && table.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    ok.then(|| table.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_tables_come_from_file_names() {
+        assert_eq!(csv_table(Path::new("/s/01-users.csv")).as_deref(), Some("users"));
+        assert_eq!(csv_table(Path::new("/s/order_items.csv")).as_deref(), Some("order_items"));
+        assert_eq!(csv_table(Path::new("/s/Bad Name.csv")), None);
+    }
+}

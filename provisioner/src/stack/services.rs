@@ -1,0 +1,264 @@
+//! What runs on a box: supervisord's view of every program (state, pid,
+//! uptime, unexpected exits) and each one's health check, run in parallel
+//! over one SSH connection.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::manifest::{HealthCheck, Manifest};
+use crate::stack::layout::{sh, StoreRunner};
+use crate::stack::shell::{BoxShell, ShellError};
+use crate::stack::stores;
+
+/// One health check's budget: a service slower than this is not healthy.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProgramStatus {
+    pub name: String,
+    /// "service" or "store".
+    pub kind: &'static str,
+    /// supervisord's state: RUNNING, STARTING, BACKOFF, FATAL, STOPPED, ...
+    pub state: String,
+    pub pid: Option<u32>,
+    pub uptime: Option<String>,
+    /// Times the program exited when it was not expected to (supervisord
+    /// restarts it; a count that grows means a crash loop).
+    pub unexpected_exits: u32,
+    pub health: Health,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", content = "detail", rename_all = "kebab-case")]
+pub enum Health {
+    Healthy,
+    Unhealthy(String),
+    NoCheck,
+}
+
+impl Health {
+    pub fn as_str(&self) -> String {
+        match self {
+            Health::Healthy => "healthy".into(),
+            Health::Unhealthy(why) => format!("unhealthy: {why}"),
+            Health::NoCheck => "-".into(),
+        }
+    }
+}
+
+impl ProgramStatus {
+    /// Running and passing its check (or having none).
+    pub fn is_up(&self) -> bool {
+        self.state == "RUNNING" && !matches!(self.health, Health::Unhealthy(_))
+    }
+
+    /// supervisord gave up on it: waiting longer will not help.
+    pub fn has_failed(&self) -> bool {
+        matches!(self.state.as_str(), "FATAL" | "EXITED" | "STOPPED" | "UNKNOWN" | "MISSING")
+    }
+}
+
+/// One line of `supervisorctl status`: name, state, and the rest.
+#[derive(Debug, PartialEq, Eq)]
+pub struct StatusLine {
+    pub name: String,
+    pub state: String,
+    pub pid: Option<u32>,
+    pub uptime: Option<String>,
+}
+
+/// Parses `supervisorctl status` ("api  RUNNING   pid 12, uptime 0:01:02").
+pub fn parse_status(out: &str) -> Vec<StatusLine> {
+    out.lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let name = words.next()?.to_string();
+            let state = words.next()?.to_string();
+            let rest = line.split_once(&state).map(|(_, r)| r.trim()).unwrap_or("");
+            let pid = rest.strip_prefix("pid ").and_then(|r| r.split(',').next()).and_then(|p| p.trim().parse().ok());
+            let uptime = rest.split_once("uptime ").map(|(_, u)| u.trim().to_string());
+            Some(StatusLine { name, state, pid, uptime })
+        })
+        .collect()
+}
+
+/// Restarts a service (supervisorctl) or store (supervisorctl, or systemctl
+/// for a store systemd runs); returns what the tool printed.
+pub async fn restart(onbox: &BoxShell, manifest: &Manifest, program: &str) -> Result<String, ShellError> {
+    onbox.run(&format!("restarting {program}"), &onbox.control("restart", program, manifest.stores.get(program))).await
+}
+
+/// Streams the last `lines` lines of a program's output to this process's
+/// stdout and stderr (and new ones, with `follow`); returns the exit status.
+pub async fn logs(onbox: &BoxShell, manifest: &Manifest, program: &str, lines: u32, follow: bool) -> Result<u32, ShellError> {
+    let command = onbox.log_command(program, manifest.stores.get(program), lines, follow);
+    Ok(onbox.session.exec(&onbox.wrap(&command), &mut tokio::io::stdout(), &mut tokio::io::stderr()).await?)
+}
+
+/// Every program in the manifest (or only `only`), with health.
+pub async fn status(onbox: &BoxShell, manifest: &Manifest, only: Option<&str>) -> Result<Vec<ProgramStatus>, ShellError> {
+    // supervisorctl exits non-zero when any program is not running; its
+    // output is still the answer.
+    let mut lines = parse_status(&onbox.output(&format!("{} 2>&1", onbox.supervisorctl("status"))).await?);
+    let mut exits = unexpected_exits(onbox).await?;
+    if onbox.layout.stores == StoreRunner::Systemd && !manifest.stores.is_empty() {
+        let units: Vec<(String, String)> =
+            manifest.stores.iter().map(|(name, store)| (name.clone(), stores::system_unit(name, store.kind))).collect();
+        let list: Vec<String> = units.iter().map(|(_, u)| sh(u)).collect();
+        let show = format!("systemctl show --property=Id,ActiveState,MainPID,NRestarts {}", list.join(" "));
+        for (unit, line, restarts) in parse_systemctl_show(&onbox.output(&show).await?) {
+            if let Some((name, _)) = units.iter().find(|(_, u)| *u == unit) {
+                lines.push(StatusLine { name: name.clone(), ..line });
+                exits.extend(std::iter::repeat_n(name.clone(), restarts as usize));
+            }
+        }
+    }
+
+    let names: Vec<(&String, &'static str)> = manifest
+        .stores
+        .keys()
+        .map(|n| (n, "store"))
+        .chain(manifest.services.keys().map(|n| (n, "service")))
+        .filter(|(n, _)| only.is_none_or(|o| o == n.as_str()))
+        .collect();
+    let (lines, exits) = (&lines, &exits);
+    let checks = names.iter().map(|(name, kind)| async move {
+        let line = lines.iter().find(|l| &l.name == *name);
+        let state = line.map(|l| l.state.clone()).unwrap_or_else(|| "MISSING".into());
+        let health = if state != "RUNNING" {
+            Health::Unhealthy(format!("not running ({})", state.to_lowercase()))
+        } else if *kind == "store" {
+            check_command(onbox, &stores::ready_command(&manifest.stores[*name]), None).await
+        } else {
+            match &manifest.services[*name].health {
+                None => Health::NoCheck,
+                Some(h) => check(onbox, h, manifest.services[*name].directory.as_deref()).await,
+            }
+        };
+        ProgramStatus {
+            name: name.to_string(),
+            kind,
+            state,
+            pid: line.and_then(|l| l.pid),
+            uptime: line.and_then(|l| l.uptime.clone()),
+            unexpected_exits: exits.iter().filter(|e| e == name).count() as u32,
+            health,
+        }
+    });
+    Ok(futures::future::join_all(checks).await)
+}
+
+/// Parses `systemctl show --property=Id,ActiveState,MainPID,NRestarts`
+/// (one block per unit, blank-line separated) into supervisord's terms:
+/// (unit, status line, restarts).
+pub fn parse_systemctl_show(out: &str) -> Vec<(String, StatusLine, u32)> {
+    out.split("\n\n")
+        .filter_map(|block| {
+            let field = |k: &str| block.lines().find_map(|l| l.strip_prefix(&format!("{k}="))).map(str::trim);
+            let unit = field("Id")?.to_string();
+            let state = match field("ActiveState")? {
+                "active" => "RUNNING",
+                "activating" | "reloading" => "STARTING",
+                "failed" => "FATAL",
+                _ => "STOPPED",
+            };
+            let pid = field("MainPID").and_then(|p| p.parse().ok()).filter(|p: &u32| *p != 0);
+            let restarts = field("NRestarts").and_then(|n| n.parse().ok()).unwrap_or(0);
+            Some((unit.clone(), StatusLine { name: unit, state: state.into(), pid, uptime: None }, restarts))
+        })
+        .collect()
+}
+
+/// Program names from supervisord's log lines "exited: NAME (...; not
+/// expected)", once per unexpected exit.
+async fn unexpected_exits(onbox: &BoxShell) -> Result<Vec<String>, ShellError> {
+    let log = format!("{}/supervisord.log", onbox.layout.logs());
+    let out = onbox.run("reading supervisord's log", &format!("grep -h 'not expected)' {} 2>/dev/null || true", sh(&log))).await?;
+    Ok(out
+        .lines()
+        .filter_map(|l| l.split_once("exited: ")?.1.split_whitespace().next().map(str::to_string))
+        .collect())
+}
+
+async fn check(onbox: &BoxShell, health: &HealthCheck, directory: Option<&str>) -> Health {
+    if let Some(cmd) = &health.command {
+        check_command(onbox, cmd, directory).await
+    } else if let Some(port) = health.tcp {
+        match tokio::time::timeout(CHECK_TIMEOUT, onbox.session.tcp(port)).await {
+            Ok(Ok(_)) => Health::Healthy,
+            Ok(Err(_)) => Health::Unhealthy(format!("nothing accepts connections on port {port}")),
+            Err(_) => Health::Unhealthy(format!("port {port} did not answer within {CHECK_TIMEOUT:?}")),
+        }
+    } else if let (Some(path), Some(port)) = (&health.http, health.port) {
+        match tokio::time::timeout(CHECK_TIMEOUT, http_status(onbox, port, path)).await {
+            Ok(Ok(code)) if (200..300).contains(&code) => Health::Healthy,
+            Ok(Ok(code)) => Health::Unhealthy(format!("GET {path} on port {port} answered {code}")),
+            Ok(Err(why)) => Health::Unhealthy(format!("GET {path} on port {port}: {why}")),
+            Err(_) => Health::Unhealthy(format!("GET {path} on port {port} did not answer within {CHECK_TIMEOUT:?}")),
+        }
+    } else {
+        Health::NoCheck
+    }
+}
+
+async fn check_command(onbox: &BoxShell, command: &str, directory: Option<&str>) -> Health {
+    let cd = directory.map(|d| format!("cd {} && ", sh(d))).unwrap_or_default();
+    let secs = CHECK_TIMEOUT.as_secs();
+    match onbox.check(&format!("{cd}timeout {secs} sh -c {} >/dev/null 2>&1", sh(command))).await {
+        Ok(true) => Health::Healthy,
+        Ok(false) => Health::Unhealthy(format!("`{command}` failed")),
+        Err(e) => Health::Unhealthy(e.to_string()),
+    }
+}
+
+/// The status code of `GET path` on the box's loopback, through SSH.
+async fn http_status(onbox: &BoxShell, port: u16, path: &str) -> Result<u16, String> {
+    let mut stream = onbox.session.tcp(port).await.map_err(|_| "connection refused".to_string())?;
+    let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\nUser-Agent: workstation-health\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 512];
+    while !head.contains(&b'\n') && head.len() < 4096 {
+        let n = stream.read(&mut buf).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let line = String::from_utf8_lossy(&head);
+    let line = line.lines().next().unwrap_or_default();
+    line.split_whitespace()
+        .nth(1)
+        .filter(|_| line.starts_with("HTTP/"))
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| if line.is_empty() { "connection closed without an answer".into() } else { format!("not an HTTP answer: {line:?}") })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn systemd_units_read_as_supervisord_states() {
+        let out = "Id=redis-cache.service\nActiveState=active\nMainPID=812\nNRestarts=2\n\n\
+                   Id=postgresql.service\nActiveState=failed\nMainPID=0\nNRestarts=0\n";
+        let got = parse_systemctl_show(out);
+        assert_eq!(got.len(), 2);
+        assert_eq!((got[0].0.as_str(), got[0].1.state.as_str(), got[0].1.pid, got[0].2), ("redis-cache.service", "RUNNING", Some(812), 2));
+        assert_eq!((got[1].1.state.as_str(), got[1].1.pid), ("FATAL", None));
+    }
+
+    #[test]
+    fn supervisorctl_status_lines() {
+        let out = "api                              RUNNING   pid 4242, uptime 0:01:02\n\
+                   worker                           FATAL     Exited too quickly (process log may have details)\n\
+                   cache                            STARTING  \n";
+        let lines = parse_status(out);
+        assert_eq!(lines[0], StatusLine { name: "api".into(), state: "RUNNING".into(), pid: Some(4242), uptime: Some("0:01:02".into()) });
+        assert_eq!(lines[1].state, "FATAL");
+        assert_eq!(lines[1].pid, None);
+        assert_eq!(lines[2].state, "STARTING");
+    }
+}

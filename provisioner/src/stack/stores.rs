@@ -1,0 +1,126 @@
+//! How each kind of data store runs on a box: its user, its server command
+//! line and how to tell that it is ready. The supervisord renderer and the
+//! seeder both build on these, so a store is described in one place.
+//!
+//! Every store listens on the box's loopback only; services reach it there
+//! and the laptop through SSH.
+
+use crate::manifest::{Store, StoreKind};
+use crate::stack::layout::{sh, Layout, StoreRunner};
+
+/// The unprivileged account a store's server runs as (the names Debian and
+/// NixOS packages create). PostgreSQL and OpenSearch refuse to run as root.
+pub fn user(kind: StoreKind) -> &'static str {
+    match kind {
+        StoreKind::Redis => "redis",
+        StoreKind::Postgres => "postgres",
+        StoreKind::Mongodb => "mongodb",
+        StoreKind::Opensearch => "opensearch",
+    }
+}
+
+/// The systemd unit nixpkgs' module runs a store as (images/lib.nix
+/// `storeUnits` names the same): redis servers are per store, the others
+/// one per box.
+pub fn system_unit(name: &str, kind: StoreKind) -> String {
+    match kind {
+        StoreKind::Redis => format!("redis-{name}.service"),
+        StoreKind::Postgres => "postgresql.service".into(),
+        StoreKind::Mongodb => "mongodb.service".into(),
+        StoreKind::Opensearch => "opensearch.service".into(),
+    }
+}
+
+/// The account a store runs as under `runner` (nixpkgs gives each redis
+/// server its own).
+pub fn runner_user(name: &str, kind: StoreKind, runner: StoreRunner) -> String {
+    match (runner, kind) {
+        (StoreRunner::Systemd, StoreKind::Redis) => format!("redis-{name}"),
+        _ => user(kind).into(),
+    }
+}
+
+/// Where redis keeps `dump.rdb`.
+pub fn redis_dir(name: &str, layout: &Layout) -> String {
+    match layout.stores {
+        StoreRunner::Supervisord => layout.store_dir(name),
+        StoreRunner::Systemd => format!("/var/lib/redis-{name}"),
+    }
+}
+
+/// The shell lines that start the server in the foreground (supervisord
+/// supervises it), run as [`user`] in the store's own directory.
+pub fn server_script(name: &str, store: &Store, layout: &Layout) -> String {
+    let dir = sh(&layout.store_dir(name));
+    let port = store.port();
+    match store.kind {
+        // `save` keeps a stop/start of the box from losing data; the staging
+        // database used by seeding is one of the 16.
+        StoreKind::Redis => format!(
+            "exec redis-server --bind 127.0.0.1 --port {port} --dir {dir} --dbfilename dump.rdb \
+             --save '60 1000' --appendonly no --databases 16 --daemonize no --protected-mode yes"
+        ),
+        // First start initialises the cluster. Trust on loopback only: the
+        // box is single-user and the port is not reachable from outside.
+        // No Unix socket: its path must fit in 108 bytes, and clients all
+        // use 127.0.0.1.
+        StoreKind::Postgres => format!(
+            "if [ ! -f {dir}/data/PG_VERSION ]; then\n  \
+               initdb --pgdata={dir}/data --username=postgres --auth-local=peer --auth-host=trust --encoding=UTF8 --no-sync >{dir}/initdb.log || exit 1\n\
+             fi\n\
+             exec postgres -D {dir}/data -p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''"
+        ),
+        StoreKind::Mongodb => format!("exec mongod --bind_ip 127.0.0.1 --port {port} --dbpath {dir}"),
+        StoreKind::Opensearch => format!(
+            "exec opensearch -Ehttp.port={port} -Enetwork.host=127.0.0.1 -Ediscovery.type=single-node \
+             -Epath.data={dir}/data -Epath.logs={dir}/logs -Eplugins.security.disabled=true"
+        ),
+    }
+}
+
+/// A command on the box that exits 0 once the store answers queries.
+pub fn ready_command(store: &Store) -> String {
+    let port = store.port();
+    match store.kind {
+        StoreKind::Redis => format!("[ \"$(redis-cli -h 127.0.0.1 -p {port} ping 2>/dev/null)\" = PONG ]"),
+        StoreKind::Postgres => format!("pg_isready -q -h 127.0.0.1 -p {port} -U postgres"),
+        StoreKind::Mongodb => {
+            format!("mongosh --quiet --host 127.0.0.1 --port {port} --eval 'quit(db.adminCommand({{ping: 1}}).ok ? 0 : 1)'")
+        }
+        StoreKind::Opensearch => {
+            format!("curl -fsS -o /dev/null 'http://127.0.0.1:{port}/_cluster/health?wait_for_status=yellow&timeout=1s'")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(kind: &str) -> Store {
+        toml::from_str(&format!("kind = \"{kind}\"")).unwrap()
+    }
+
+    // MongoDB and OpenSearch are not installable on the test machines: these
+    // pin their command lines; redis and postgres run for real end to end.
+    #[test]
+    fn mongodb_and_opensearch_command_lines() {
+        let layout = Layout::new("/var/lib/workstation", None).unwrap();
+        assert_eq!(
+            server_script("docs", &store("mongodb"), &layout),
+            "exec mongod --bind_ip 127.0.0.1 --port 27017 --dbpath /var/lib/workstation/stores/docs"
+        );
+        assert_eq!(
+            ready_command(&store("mongodb")),
+            "mongosh --quiet --host 127.0.0.1 --port 27017 --eval 'quit(db.adminCommand({ping: 1}).ok ? 0 : 1)'"
+        );
+        let os = server_script("search", &store("opensearch"), &layout);
+        assert!(os.starts_with("exec opensearch -Ehttp.port=9200 -Enetwork.host=127.0.0.1 -Ediscovery.type=single-node"), "{os}");
+        assert!(os.contains("-Epath.data=/var/lib/workstation/stores/search/data"), "{os}");
+        assert_eq!(
+            ready_command(&store("opensearch")),
+            "curl -fsS -o /dev/null 'http://127.0.0.1:9200/_cluster/health?wait_for_status=yellow&timeout=1s'"
+        );
+        assert_eq!(user(StoreKind::Opensearch), "opensearch");
+    }
+}

@@ -1,0 +1,233 @@
+//! Renders supervisord's configuration from the manifest: a pure function,
+//! called by `workstation up` and, at image build time, by the Nix module
+//! (`workstation render supervisord`), so the two cannot drift.
+//!
+//! Manifest values never go into supervisord.conf itself: its ini parser
+//! expands `%`, cuts values at ` ;` and ` #`, joins indented lines and has
+//! no quoting that survives both quote kinds (environment values are split
+//! with a non-POSIX shlex). Each program instead gets a launcher script,
+//! `programs/<name>-<hash>.sh`, where everything is quoted for the shell, and the
+//! ini file holds only validated names, numbers and the box's paths.
+
+use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
+
+use crate::manifest::{Manifest, Service};
+use crate::stack::layout::{sh, Layout, StoreRunner};
+use crate::stack::stores;
+
+/// Stores start before every service.
+const STORE_PRIORITY: u32 = 100;
+const SERVICE_PRIORITY: u32 = 200;
+
+/// The files of one configuration, by path relative to its directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub files: BTreeMap<String, String>,
+}
+
+impl Rendered {
+    /// Names the configuration's directory on the box, so an upload is
+    /// idempotent and switching to it is one atomic symlink swap.
+    pub fn hash(&self) -> String {
+        let mut h = Sha256::new();
+        for (path, text) in &self.files {
+            h.update(path.as_bytes());
+            h.update([0]);
+            h.update(text.as_bytes());
+            h.update([0]);
+        }
+        hex::encode(&h.finalize()[..8])
+    }
+
+    /// Every file, each under a `==> path <==` header (like `tail`), for
+    /// printing.
+    pub fn to_text(&self) -> String {
+        self.files.iter().map(|(path, text)| format!("==> {path} <==\n{text}")).collect::<Vec<_>>().join("\n")
+    }
+}
+
+pub fn render(manifest: &Manifest, layout: &Layout) -> Rendered {
+    let mut files = BTreeMap::new();
+    let mut conf = header(layout);
+    let supervised_stores = manifest.stores.iter().filter(|_| layout.stores == StoreRunner::Supervisord);
+    for (name, store) in supervised_stores {
+        let script = stores::server_script(name, store, layout);
+        let text = launcher(&format!("store {name} ({})", store.kind.as_str()), layout, &[], None, &script);
+        let path = launcher_path(name, &text);
+        conf.push_str(&program(name, &path, layout, Some(stores::user(store.kind)), STORE_PRIORITY, true, &Default::default()));
+        files.insert(path, text);
+    }
+    for (name, svc) in &manifest.services {
+        let script = format!("exec /bin/sh -c {}", sh(&svc.command));
+        let env: Vec<_> = svc.environment.iter().collect();
+        let text = launcher(&format!("service {name}"), layout, &env, svc.directory.as_deref(), &script);
+        let path = launcher_path(name, &text);
+        let priority = SERVICE_PRIORITY + 10 * depth(manifest, name);
+        conf.push_str(&program(name, &path, layout, svc.user.as_deref(), priority, svc.autorestart, &svc.logs));
+        files.insert(path, text);
+    }
+    files.insert("supervisord.conf".into(), conf);
+    Rendered { files }
+}
+
+/// The launcher's name carries a hash of its content: when only a launcher
+/// changes (an environment value, say), the program's `command=` line
+/// changes too, so `supervisorctl update` restarts exactly that program.
+fn launcher_path(program: &str, text: &str) -> String {
+    format!("programs/{program}-{}.sh", &hex::encode(Sha256::digest(text.as_bytes()))[..8])
+}
+
+fn header(layout: &Layout) -> String {
+    let run = layout.run_dir();
+    let logs = layout.logs();
+    format!(
+        "; Rendered from workstation.toml by `workstation render supervisord`; do not edit.\n\
+         ; The command, directory and environment of each program are in programs/*.sh.\n\
+         \n\
+         [unix_http_server]\n\
+         file={sock}\n\
+         chmod=0700\n\
+         \n\
+         [supervisord]\n\
+         logfile={logs}/supervisord.log\n\
+         pidfile={run}/supervisord.pid\n\
+         childlogdir={logs}\n\
+         \n\
+         [rpcinterface:supervisor]\n\
+         supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n\
+         \n\
+         [supervisorctl]\n\
+         serverurl=unix://{sock}\n",
+        sock = layout.socket(),
+    )
+}
+
+fn program(name: &str, launcher: &str, layout: &Layout, user: Option<&str>, priority: u32, autorestart: bool, logs: &crate::manifest::ServiceLogs) -> String {
+    let mut s = format!(
+        "\n[program:{name}]\n\
+         command=/bin/sh {current}/{launcher}\n\
+         priority={priority}\n\
+         autostart=true\n\
+         autorestart={autorestart}\n\
+         startsecs=1\n\
+         startretries=5\n\
+         stopasgroup=true\n\
+         killasgroup=true\n\
+         redirect_stderr=true\n\
+         stdout_logfile={log}\n\
+         stdout_logfile_maxbytes={max}MB\n\
+         stdout_logfile_backups={backups}\n",
+        current = layout.current(),
+        log = layout.log(name),
+        max = logs.max_mb,
+        backups = logs.backups,
+    );
+    if let Some(user) = user {
+        s.push_str(&format!("user={user}\n"));
+    }
+    s
+}
+
+fn launcher(what: &str, layout: &Layout, env: &[(&String, &String)], directory: Option<&str>, script: &str) -> String {
+    let mut s = format!("#!/bin/sh\n# {what}: rendered from workstation.toml; do not edit.\n");
+    if let Some(path) = &layout.path {
+        s.push_str(&format!("PATH={}\nexport PATH\n", sh(path)));
+    }
+    for (k, v) in env {
+        s.push_str(&format!("export {k}={}\n", sh(v)));
+    }
+    if let Some(dir) = directory {
+        s.push_str(&format!("cd {} || exit 1\n", sh(dir)));
+    }
+    s.push_str(script);
+    s.push('\n');
+    s
+}
+
+/// Length of the longest `depends_on` chain below a service: services start
+/// in that order (supervisord's priority; validation rejects cycles).
+fn depth(manifest: &Manifest, name: &str) -> u32 {
+    let deps = manifest.services.get(name).map(|s: &Service| s.depends_on.as_slice()).unwrap_or_default();
+    deps.iter().map(|d| 1 + depth(manifest, d)).max().unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOLDEN_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/supervisord");
+
+    fn golden_manifest() -> Manifest {
+        Manifest::parse(include_str!("../../tests/golden/supervisord/workstation.toml")).unwrap()
+    }
+
+    /// Compares with the files under tests/golden/supervisord; run with
+    /// UPDATE_GOLDEN=1 to rewrite them after a deliberate change.
+    #[test]
+    fn golden_output() {
+        let layout = Layout::new("/var/lib/workstation", Some("/run/current-system/sw/bin".into())).unwrap();
+        let rendered = render(&golden_manifest(), &layout);
+        let expected_path = format!("{GOLDEN_DIR}/expected.txt");
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(&expected_path, rendered.to_text()).unwrap();
+        }
+        let expected = std::fs::read_to_string(&expected_path).unwrap();
+        assert_eq!(rendered.to_text(), expected, "rendered config changed; if on purpose, rerun with UPDATE_GOLDEN=1");
+    }
+
+    #[test]
+    fn hostile_environment_survives_a_real_shell() {
+        let rendered = render(&golden_manifest(), &Layout::new(crate::stack::layout::DEFAULT_ROOT, None).unwrap());
+        let launcher = rendered.files.iter().find(|(p, _)| p.starts_with("programs/api-")).unwrap().1;
+        // Run the launcher's exports (not its exec) in a real sh and read the
+        // values back byte for byte.
+        let exports = launcher[launcher.find("export ").unwrap()..launcher.find("cd ").unwrap()].to_string();
+        assert!(!exports.is_empty());
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("{exports}\nprintf '%s\\0' \"$PERCENT\" \"$QUOTES\" \"$MULTILINE\" \"$COMMENTS\""))
+            .output()
+            .unwrap();
+        let values: Vec<&[u8]> = out.stdout.split(|b| *b == 0).collect();
+        let env = &golden_manifest().services["api"].environment;
+        assert_eq!(values[0], env["PERCENT"].as_bytes());
+        assert_eq!(values[1], env["QUOTES"].as_bytes());
+        assert_eq!(values[2], env["MULTILINE"].as_bytes());
+        assert_eq!(values[3], env["COMMENTS"].as_bytes());
+    }
+
+    #[test]
+    fn stores_that_systemd_runs_are_left_out() {
+        let layout = Layout::new(crate::stack::layout::DEFAULT_ROOT, None).unwrap().with_stores(StoreRunner::Systemd);
+        let rendered = render(&golden_manifest(), &layout);
+        let conf = &rendered.files["supervisord.conf"];
+        assert!(!conf.contains("[program:cache]") && conf.contains("[program:api]"), "{conf}");
+        assert!(rendered.files.keys().all(|p| !p.starts_with("programs/cache-")));
+    }
+
+    #[test]
+    fn the_ini_file_holds_no_manifest_strings() {
+        let rendered = render(&golden_manifest(), &Layout::new(crate::stack::layout::DEFAULT_ROOT, None).unwrap());
+        let conf = &rendered.files["supervisord.conf"];
+        for needle in ["%", "\"", "'", " #", " ;"] {
+            assert!(!conf.contains(needle), "{needle:?} in supervisord.conf:\n{conf}");
+        }
+    }
+
+    #[test]
+    fn dependencies_order_start_and_the_hash_follows_content() {
+        let m = golden_manifest();
+        let rendered = render(&m, &Layout::new(crate::stack::layout::DEFAULT_ROOT, None).unwrap());
+        let conf = &rendered.files["supervisord.conf"];
+        let prio = |p: &str| {
+            let at = conf.find(&format!("[program:{p}]")).unwrap();
+            conf[at..].lines().find_map(|l| l.strip_prefix("priority=")).unwrap().parse::<u32>().unwrap()
+        };
+        assert!(prio("cache") < prio("worker") && prio("worker") < prio("api"));
+        let other = render(&m, &Layout::new("/srv/other", None).unwrap());
+        assert_ne!(rendered.hash(), other.hash());
+        assert_eq!(rendered.hash(), render(&m, &Layout::new(crate::stack::layout::DEFAULT_ROOT, None).unwrap()).hash());
+    }
+}

@@ -1,0 +1,14 @@
+//! The end-to-end suite, one binary: `cargo test --test e2e [FILTER]`
+//! (e.g. `cargo test --test e2e stack::`). Each module is one area.
+
+mod e2e;
+mod hosts;
+mod idle;
+mod idle_month;
+mod image;
+mod nix;
+mod reap;
+mod setup;
+mod stack;
+mod sync;
+mod terraform;
