@@ -11,7 +11,8 @@ use anyhow::{bail, Context as _, Result};
 use clap_complete::Shell;
 use serde::Serialize;
 
-use crate::boxes::lifecycle::{public_key_path, read_public_key, Context, CreateReport};
+use crate::boxes::access::{public_key_path, read_public_key};
+use crate::boxes::lifecycle::{Context, CreateReport};
 use crate::laptop::hosts::SOCKET_ENV;
 use crate::laptop::paths::Paths;
 use crate::laptop::settings::{self, ProviderKind, Settings};

@@ -2,7 +2,6 @@
 //! into with a pinned key", each idempotent, so re-running `create` on a
 //! half-made box finishes it.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -11,20 +10,21 @@ use indicatif::ProgressBar;
 use serde::Serialize;
 use tokio::time::Instant;
 
+use super::access::{public_key_path, read_public_key};
 use crate::idle::policy::{self, Seen, Verdict};
-use crate::laptop::settings::ProviderKind;
-use crate::progress::step;
-use crate::stack::up::{self, UpReport};
-use crate::manifest::{IdlePolicy, LoadedManifest};
 use crate::laptop::hosts::{self, HostsAgent, Pointed};
-use crate::ssh::known_hosts::{self, KnownHosts, PinError, Pinned};
-use crate::stack::shell::{BoxShell, ShellError};
-use crate::stack::seed::{self, SeedError, SeedReport, Snapshot};
-use crate::manifest::name::{BoxName, Owner};
 use crate::laptop::paths::Paths;
+use crate::laptop::settings::ProviderKind;
+use crate::manifest::name::{BoxName, Owner};
+use crate::manifest::{IdlePolicy, LoadedManifest};
+use crate::progress::step;
 use crate::provider::{BoxInfo, BoxState, LaunchSpec, Provider, ProviderError};
-use crate::ssh::remote::{self, RemoteError, Target};
-use crate::ssh::ssh_config::{self, HostEntry, SshConfigError};
+use crate::ssh::known_hosts::{self, KnownHosts, PinError, Pinned};
+use crate::ssh::remote::RemoteError;
+use crate::ssh::ssh_config::SshConfigError;
+use crate::stack::seed::{self, SeedError, SeedReport, Snapshot};
+use crate::stack::shell::ShellError;
+use crate::stack::up::{self, UpReport};
 
 /// EC2 usually has an instance running within a minute; large or
 /// capacity-constrained types can take several.
@@ -33,14 +33,14 @@ const RUNNING_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 /// EC2; generous so a slow boot is not reported as a failure.
 const HOST_KEY_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 /// sshd may start a little after the key is published.
-const SSH_READY_TIMEOUT: Duration = Duration::from_secs(3 * 60);
+pub(super) const SSH_READY_TIMEOUT: Duration = Duration::from_secs(3 * 60);
 /// Rounds of "wait, pin, connect" when concurrent creates keep replacing
 /// the survivor; each round only repeats if another create won.
 const SETTLE_ROUNDS: usize = 3;
 /// Polling starts fast (local boxes and moto answer in milliseconds) and
 /// backs off to stay far below EC2's API rate limits.
-const POLL_FIRST: Duration = Duration::from_millis(50);
-const POLL_MAX: Duration = Duration::from_secs(5);
+pub(super) const POLL_FIRST: Duration = Duration::from_millis(50);
+pub(super) const POLL_MAX: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum LifecycleError {
@@ -250,20 +250,6 @@ impl Context {
         .await
     }
 
-    /// Connects over the pinned host key and asks the box for its layout.
-    pub async fn shell(&self, info: &BoxInfo) -> Result<BoxShell, LifecycleError> {
-        Ok(BoxShell::probe(self.connect(info).await?, &info.name).await?)
-    }
-
-    /// Connect, probe, run `work` on the box's shell, close the session
-    /// whatever the outcome: the one way the laptop works on a box.
-    pub async fn on_box<T, E: From<LifecycleError>>(&self, info: &BoxInfo, work: impl AsyncFnOnce(&BoxShell) -> Result<T, E>) -> Result<T, E> {
-        let shell = self.shell(info).await?;
-        let result = work(&shell).await;
-        shell.close().await;
-        result
-    }
-
     /// Every store's snapshot: hashed (local) or looked up and presigned (S3).
     pub async fn snapshots(&self, manifest: &LoadedManifest) -> Result<std::collections::BTreeMap<String, Option<Snapshot>>, LifecycleError> {
         let dir = manifest.path.parent().unwrap_or(std::path::Path::new("."));
@@ -348,70 +334,6 @@ impl Context {
         Ok(info)
     }
 
-    /// Pins the key the box published. With `replace`, a different pinned
-    /// key is overwritten (after a deliberate rebuild).
-    pub async fn pin(&self, name: &BoxName, replace: bool) -> Result<(BoxInfo, Pinned, String), LifecycleError> {
-        let info = self.find(name).await?;
-        let published = info
-            .host_key
-            .as_deref()
-            .ok_or_else(|| LifecycleError::NoHostKey { name: info.name.clone(), id: info.id.clone() })?;
-        let key = known_hosts::parse_key(published)?;
-        let outcome = self.known_hosts.pin(&known_hosts::alias(&info.id), &info.name, &key, replace)?;
-        Ok((info, outcome, known_hosts::fingerprint(&key)))
-    }
-
-    pub fn target(&self, info: &BoxInfo) -> Result<Target, LifecycleError> {
-        let ip = info.address.ok_or_else(|| LifecycleError::NoAddress { name: info.name.clone(), id: info.id.clone() })?;
-        Ok(Target {
-            name: info.name.clone(),
-            address: SocketAddr::new(ip, 22),
-            user: self.ssh_user.clone(),
-            alias: known_hosts::alias(&info.id),
-            identity: self.identity.clone(),
-        })
-    }
-
-    pub async fn connect(&self, info: &BoxInfo) -> Result<remote::Session, LifecycleError> {
-        Ok(remote::connect(&self.target(info)?, &self.known_hosts).await?)
-    }
-
-    /// Regenerates the OpenSSH config for this owner's boxes; with
-    /// `include`, also makes sure `~/.ssh/config` includes it.
-    pub async fn write_ssh_config(&self, include: bool) -> Result<PathBuf, LifecycleError> {
-        let boxes = self.provider.list(Some(&self.owner)).await?;
-        let entries: Vec<HostEntry> = boxes
-            .iter()
-            .filter_map(|b| {
-                Some(HostEntry { name: b.name.clone(), id: b.id.clone(), address: b.address?.to_string(), user: self.ssh_user.clone() })
-            })
-            .collect();
-        let generated = self.paths.ssh_config();
-        ssh_config::write_generated(&generated, &ssh_config::render(&entries, &self.identity, self.known_hosts.path()))?;
-        if include {
-            ssh_config::ensure_include(&self.paths.home.join(".ssh/config"), &generated)?;
-        }
-        Ok(generated)
-    }
-
-    async fn wait_ssh(&self, info: &BoxInfo) -> Result<(), LifecycleError> {
-        let deadline = Instant::now() + SSH_READY_TIMEOUT;
-        let mut pause = POLL_FIRST;
-        loop {
-            match self.connect(info).await {
-                Ok(session) => {
-                    session.close().await;
-                    return Ok(());
-                }
-                Err(LifecycleError::Remote(e)) if e.is_transient() && Instant::now() < deadline => {
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(POLL_MAX);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
     /// Polls the box until `done`. If the box is terminated meanwhile
     /// because a concurrent `create` kept another instance of this name,
     /// follows that one.
@@ -464,18 +386,4 @@ impl Context {
             current = self.provider.describe(&current.id).await?;
         }
     }
-}
-
-/// The public half of the SSH key `identity` (OpenSSH's naming).
-pub fn public_key_path(identity: &std::path::Path) -> PathBuf {
-    let mut p = identity.as_os_str().to_owned();
-    p.push(".pub");
-    p.into()
-}
-
-/// Reads the user's SSH public key for import and authorized_keys.
-pub fn read_public_key(path: &std::path::Path) -> Result<String, LifecycleError> {
-    std::fs::read_to_string(path)
-        .map(|k| k.trim().to_string())
-        .map_err(|source| LifecycleError::PublicKey { path: path.to_owned(), source })
 }

@@ -1,0 +1,110 @@
+//! Reaching a box from the laptop: its SSH target, the session with the
+//! pinned key, the box's shell, pinning the key it published, and the
+//! OpenSSH configuration that lets plain `ssh` use the same pins.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use tokio::time::Instant;
+
+use super::lifecycle::{Context, LifecycleError, POLL_FIRST, POLL_MAX, SSH_READY_TIMEOUT};
+use crate::manifest::name::BoxName;
+use crate::provider::BoxInfo;
+use crate::ssh::known_hosts::{self, Pinned};
+use crate::ssh::remote::{self, Target};
+use crate::ssh::ssh_config::{self, HostEntry};
+use crate::stack::shell::BoxShell;
+
+impl Context {
+    /// Connects over the pinned host key and asks the box for its layout.
+    pub async fn shell(&self, info: &BoxInfo) -> Result<BoxShell, LifecycleError> {
+        Ok(BoxShell::probe(self.connect(info).await?, &info.name).await?)
+    }
+
+    /// Connect, probe, run `work` on the box's shell, close the session
+    /// whatever the outcome: the one way the laptop works on a box.
+    pub async fn on_box<T, E: From<LifecycleError>>(&self, info: &BoxInfo, work: impl AsyncFnOnce(&BoxShell) -> Result<T, E>) -> Result<T, E> {
+        let shell = self.shell(info).await?;
+        let result = work(&shell).await;
+        shell.close().await;
+        result
+    }
+
+    /// Pins the key the box published. With `replace`, a different pinned
+    /// key is overwritten (after a deliberate rebuild).
+    pub async fn pin(&self, name: &BoxName, replace: bool) -> Result<(BoxInfo, Pinned, String), LifecycleError> {
+        let info = self.find(name).await?;
+        let published = info
+            .host_key
+            .as_deref()
+            .ok_or_else(|| LifecycleError::NoHostKey { name: info.name.clone(), id: info.id.clone() })?;
+        let key = known_hosts::parse_key(published)?;
+        let outcome = self.known_hosts.pin(&known_hosts::alias(&info.id), &info.name, &key, replace)?;
+        Ok((info, outcome, known_hosts::fingerprint(&key)))
+    }
+
+    pub fn target(&self, info: &BoxInfo) -> Result<Target, LifecycleError> {
+        let ip = info.address.ok_or_else(|| LifecycleError::NoAddress { name: info.name.clone(), id: info.id.clone() })?;
+        Ok(Target {
+            name: info.name.clone(),
+            address: SocketAddr::new(ip, 22),
+            user: self.ssh_user.clone(),
+            alias: known_hosts::alias(&info.id),
+            identity: self.identity.clone(),
+        })
+    }
+
+    pub async fn connect(&self, info: &BoxInfo) -> Result<remote::Session, LifecycleError> {
+        Ok(remote::connect(&self.target(info)?, &self.known_hosts).await?)
+    }
+
+    /// Regenerates the OpenSSH config for this owner's boxes; with
+    /// `include`, also makes sure `~/.ssh/config` includes it.
+    pub async fn write_ssh_config(&self, include: bool) -> Result<PathBuf, LifecycleError> {
+        let boxes = self.provider.list(Some(&self.owner)).await?;
+        let entries: Vec<HostEntry> = boxes
+            .iter()
+            .filter_map(|b| {
+                Some(HostEntry { name: b.name.clone(), id: b.id.clone(), address: b.address?.to_string(), user: self.ssh_user.clone() })
+            })
+            .collect();
+        let generated = self.paths.ssh_config();
+        ssh_config::write_generated(&generated, &ssh_config::render(&entries, &self.identity, self.known_hosts.path()))?;
+        if include {
+            ssh_config::ensure_include(&self.paths.home.join(".ssh/config"), &generated)?;
+        }
+        Ok(generated)
+    }
+
+    pub(super) async fn wait_ssh(&self, info: &BoxInfo) -> Result<(), LifecycleError> {
+        let deadline = Instant::now() + SSH_READY_TIMEOUT;
+        let mut pause = POLL_FIRST;
+        loop {
+            match self.connect(info).await {
+                Ok(session) => {
+                    session.close().await;
+                    return Ok(());
+                }
+                Err(LifecycleError::Remote(e)) if e.is_transient() && Instant::now() < deadline => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(POLL_MAX);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// The public half of the SSH key `identity` (OpenSSH's naming).
+pub fn public_key_path(identity: &Path) -> PathBuf {
+    let mut p = identity.as_os_str().to_owned();
+    p.push(".pub");
+    p.into()
+}
+
+/// Reads the user's SSH public key for import and authorized_keys.
+pub fn read_public_key(path: &Path) -> Result<String, LifecycleError> {
+    std::fs::read_to_string(path)
+        .map(|k| k.trim().to_string())
+        .map_err(|source| LifecycleError::PublicKey { path: path.to_owned(), source })
+}
