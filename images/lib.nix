@@ -2,12 +2,12 @@
 # the manifest: no nixpkgs, so CI's Nix 2.8 evaluates them too
 # (tests/tests/nix.rs compares them with the Rust side).
 rec {
-  # The box's workstation directory: provisioner/src/layout.rs DEFAULT_ROOT.
+  # The box's workstation directory: provisioner/src/stack/layout.rs DEFAULT_ROOT.
   root = "/var/lib/workstation";
 
   # PATH for every supervised program. The image writes it to
   # /etc/workstation/program-path, where `workstation up` reads it back
-  # (onbox.rs), so the configuration rendered at build time and the one the
+  # (stack/shell.rs), so the configuration rendered at build time and the one the
   # laptop renders are the same bytes and `up` restarts nothing.
   programPath = "/run/wrappers/bin:/run/current-system/sw/bin";
 
@@ -31,7 +31,7 @@ rec {
     builtins.sort builtins.lessThan
       (builtins.attrNames (builtins.listToAttrs (map (s: { name = s.kind; value = true; }) (stores manifest))));
 
-  # config.rs StoreKind::default_port.
+  # manifest/store.rs StoreKind::default_port.
   defaultPorts = { redis = 6379; postgres = 5432; mongodb = 27017; opensearch = 9200; };
   storePort = store: store.port or defaultPorts.${store.kind};
 
@@ -41,7 +41,7 @@ rec {
       (name: let s = manifest.stores.${name}; in if s.kind == kind then [ { inherit name; value = s; } ] else [ ])
       (builtins.attrNames (manifest.stores or { })));
 
-  # The systemd unit each store runs as (stores.rs `system_unit`): nixpkgs
+  # The systemd unit each store runs as (stack/stores.rs `system_unit`): nixpkgs
   # names redis servers after their attribute; the others are one per box.
   storeUnits = manifest: builtins.mapAttrs
     (name: s: if s.kind == "redis" then "redis-${name}.service"
@@ -49,7 +49,7 @@ rec {
       else "${s.kind}.service")
     (manifest.stores or { });
 
-  # The database a postgres store holds (config.rs `Store::database`).
+  # The database a postgres store holds (manifest/store.rs `Store::database`).
   database = name: store: store.database or (builtins.replaceStrings [ "-" ] [ "_" ] name);
 
   # The services' ports, which the security group opens (terraform) and

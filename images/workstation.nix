@@ -28,7 +28,7 @@ let
   one = kind: wslib.storesOfKind kind manifest;
   only = kind: builtins.head (builtins.attrValues (one kind));
   has = kind: one kind != { };
-  # Client tools the seeders run on the box (seed.rs); the servers come
+  # Client tools the seeders run on the box (stack/seed/); the servers come
   # with nixpkgs' modules below.
   storeTools = {
     redis = [ pkgs.redis ];
@@ -76,7 +76,7 @@ in
     }) [ "postgres" "mongodb" "opensearch" ];
 
     # Each redis store is its own server (unit redis-<store>), saving like
-    # the supervised one (stores.rs) so a stop/start keeps its data.
+    # the supervised one (stack/stores.rs) so a stop/start keeps its data.
     services.redis.servers = builtins.mapAttrs (name: s: {
       enable = true;
       port = wslib.storePort s;
@@ -86,7 +86,7 @@ in
       appendOnly = false;
     }) (one "redis");
 
-    # Loopback only; the seeders connect as postgres over TCP (seed.rs),
+    # Loopback only; the seeders connect as postgres over TCP (stack/seed/),
     # which loopback trusts: the box is single-user and the port is not
     # reachable from outside.
     services.postgresql = lib.mkIf (has "postgres") {
@@ -207,7 +207,7 @@ in
       '';
     };
     users.mutableUsers = true;
-    # workstation runs the box's setup through `sudo -n` (onbox.rs).
+    # workstation runs the box's setup through `sudo -n` (stack/shell.rs).
     security.sudo.wheelNeedsPassword = false;
 
     # Every minute: measure activity, warn, stop this instance when idle.

@@ -133,7 +133,7 @@ resource "aws_iam_role_policy_attachment" "engineer" {
 
 # ---- the box: tag and stop only itself ----
 # It needs no S3 access: seeding hands the box presigned URLs signed with
-# the engineer's credentials (provisioner/src/seed.rs).
+# the engineer's credentials (provisioner/src/stack/seed/).
 
 data "aws_iam_policy_document" "box_assume" {
   statement {

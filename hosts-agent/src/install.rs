@@ -19,9 +19,9 @@ pub enum InstallError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Hosts(#[from] HostsError),
-    #[error("writing the config: {0}")]
+    #[error("writing the config")]
     Serialize(#[from] toml::ser::Error),
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         context: String,
         #[source]

@@ -33,7 +33,7 @@ pub enum ServeError {
     Resolver(String),
     #[error("another agent is already listening on {0}; stop it first (`systemctl stop workstation-hosts`)")]
     AlreadyRunning(String),
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         context: String,
         #[source]
@@ -231,5 +231,48 @@ async fn follow_dns(shared: Arc<Shared>) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use workstation_hosts_protocol::BlockLine;
+
+    use super::*;
+
+    /// The daemon on a listener the test bound itself, with a hosts file
+    /// of its own: point, status (with what the file's block says), and a
+    /// name off the allowlist refused.
+    #[tokio::test]
+    async fn serves_a_listener_it_is_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let hosts = dir.path().join("hosts");
+        std::fs::write(&hosts, "127.0.0.1 localhost\n").unwrap();
+        let me = nix::unistd::User::from_uid(nix::unistd::getuid()).unwrap().map(|u| u.name).unwrap_or_default();
+        let config = Config {
+            allowed_users: vec![me],
+            allowed_names: vec!["api.dev.test".into()],
+            allowed_suffixes: vec![],
+            hosts_file: hosts.clone(),
+            socket: dir.path().join("agent.sock"),
+            state_dir: dir.path().join("state"),
+            // Never asked: no DNS target here.
+            nameservers: vec!["127.0.0.1:53".parse().unwrap()],
+        };
+        let socket = config.socket.clone();
+        let listener = UnixListener::bind(&socket).unwrap();
+        let server = tokio::spawn(async move { serve(config, Path::new("agent.toml"), listener).await });
+
+        let address: IpAddr = "10.78.9.9".parse().unwrap();
+        let point = |name: &str| Request::Point { names: vec![name.into()], to: Target::Address(address), label: Some("me/dev".into()) };
+        assert!(protocol::call(&socket, &point("api.dev.test")).await.unwrap().changed);
+        let status = protocol::call(&socket, &Request::Status).await.unwrap().status.unwrap();
+        assert_eq!(status.block, vec![BlockLine { address, names: vec!["api.dev.test".into()] }]);
+        assert!(std::fs::read_to_string(&hosts).unwrap().starts_with("127.0.0.1 localhost\n"), "bytes outside the block are kept");
+        let refused = protocol::call(&socket, &point("other.test")).await.unwrap_err();
+        assert!(refused.to_string().contains("other.test"), "{refused}");
+        server.abort();
     }
 }

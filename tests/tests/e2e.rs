@@ -148,8 +148,24 @@ fn bad_manifests_name_the_field() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(field), "expected {field:?} in:\n{err}");
         assert!(err.contains("workstation.toml"), "the error names the file: {err}");
+        assert!(err.contains("hint: fix the fields named above"), "a bad manifest comes with a hint: {err}");
     }
     assert_eq!(listener.connections(), 0);
+}
+
+#[test]
+fn exit_codes_tell_usage_from_a_failed_request() {
+    let env = TestEnv::local();
+    // Usage (2): clap refuses before anything runs.
+    for args in [&["create", "--no-such-flag"][..], &["--output", "yaml", "list"], &["frobnicate"]] {
+        assert_eq!(env.run(args).status.code(), Some(2), "{args:?}");
+    }
+    // A failed request (1): no manifest where one is needed.
+    let out = env.cmd(&["create"]).env("WORKSTATION_MANIFEST", env.home.join("missing.toml")).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    // A bug is 3 (cli::error's unit tests panic on purpose); --help says so.
+    let help = env.ok(&["--help"]);
+    assert!(help.contains("Exit codes:") && help.contains("3  a bug in workstation"), "{help}");
 }
 
 // ---- aws provider against moto + real boxes -----------------------------

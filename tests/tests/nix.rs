@@ -77,7 +77,7 @@ fn the_image_renders_what_workstation_up_renders_on_it() {
         files_under(dir.path(), dir.path(), &mut built);
 
         // `up` on that box: the default root, the PATH and store runner
-        // from the files the image writes (onbox.rs reads them).
+        // from the files the image writes (stack/shell.rs reads them).
         assert_eq!(facts["root"], DEFAULT_ROOT, "{rel}");
         assert_eq!(facts["storeRunner"], "systemd");
         let layout =

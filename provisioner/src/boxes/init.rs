@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use clap_complete::Shell;
+use indicatif::ProgressBar;
 use serde::Serialize;
 
 use crate::boxes::access::{public_key_path, read_public_key};
@@ -48,6 +49,8 @@ pub trait Ui {
     fn ask(&self, question: &str, default: &str) -> Result<String>;
     /// A step finished.
     fn done(&self, done: &Done);
+    /// A spinner for the long create step (None: log lines instead).
+    fn spinner(&self) -> Option<ProgressBar>;
 }
 
 pub struct Options {
@@ -169,7 +172,10 @@ pub async fn run(paths: &Paths, opts: &Options, env: &impl Env, ui: &dyn Ui) -> 
     }
 
     // 8. The box.
-    let report = ctx.create_box(&opts.name, &manifest, opts.health_timeout, None).await?;
+    let progress = ui.spinner();
+    let report = ctx.create_box(&opts.name, &manifest, opts.health_timeout, progress.as_ref()).await;
+    progress.inspect(|p| p.finish_and_clear());
+    let report = report?;
     steps.record(Step::Create, report.created || report.started, format!("box {} ({})", report.info.name, report.info.id));
     Ok(steps.finish(Some(report)))
 }

@@ -101,6 +101,22 @@ pub struct Context {
     pub hosts: HostsAgent,
 }
 
+/// What `start` did.
+#[derive(Debug, Serialize)]
+pub struct Started {
+    #[serde(rename = "box")]
+    pub info: BoxInfo,
+    /// The stack, when a manifest was at hand.
+    pub up: Option<UpReport>,
+    pub hostnames: Option<Pointed>,
+}
+
+impl Started {
+    pub fn healthy(&self) -> bool {
+        self.up.as_ref().is_none_or(|u| u.healthy)
+    }
+}
+
 /// `workstation status`: the box and what the laptop knows about it.
 #[derive(Debug, Serialize)]
 pub struct BoxStatus {
@@ -220,7 +236,7 @@ impl Context {
         })
     }
 
-    /// Makes the box run the manifest's stack (see [`bringup`]).
+    /// Makes the box run the manifest's stack (see [`up::up`]).
     pub async fn up(
         &self,
         info: &BoxInfo,
@@ -273,6 +289,24 @@ impl Context {
         self.wait_ssh(&info).await?;
         self.write_ssh_config(false).await?;
         Ok(info)
+    }
+
+    /// `start` with the stack: the box running and answering SSH, then,
+    /// with a manifest, its stack brought up and the hostnames pointed at
+    /// it again (a started box usually has a new address).
+    pub async fn start_with_stack(
+        &self,
+        name: &BoxName,
+        manifest: Option<&LoadedManifest>,
+        health_timeout: Duration,
+        progress: Option<&ProgressBar>,
+    ) -> Result<Started, LifecycleError> {
+        let info = self.start(name, progress).await?;
+        let (up, hostnames) = match manifest {
+            Some(m) => (Some(self.up(&info, m, health_timeout, progress).await?), Some(self.point_hostnames(&info, &m.manifest.hostnames).await)),
+            None => (None, None),
+        };
+        Ok(Started { info, up, hostnames })
     }
 
     pub async fn stop(&self, name: &BoxName, progress: Option<&ProgressBar>) -> Result<BoxInfo, LifecycleError> {

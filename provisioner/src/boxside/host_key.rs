@@ -21,5 +21,8 @@ pub fn read_host_key(path: &Path) -> Result<String, BoxSideError> {
 
 /// Tags the box's own instance with its SSH host key.
 pub async fn publish(api: &SelfApi, key: &str) -> Result<(), BoxSideError> {
-    api.tag(tags::HOST_KEY, key).await
+    api.tag(tags::HOST_KEY, key).await.map_err(|e| match e {
+        BoxSideError::Api { message, .. } => BoxSideError::Tag { id: api.id().into(), message },
+        other => other,
+    })
 }

@@ -20,6 +20,8 @@ pub enum BoxSideError {
     BadKey { path: std::path::PathBuf },
     #[error("cannot ask the instance metadata service for {what} (IMDSv2): {message}")]
     Metadata { what: &'static str, message: String },
+    #[error("tagging instance {id} with its host key failed: {message}")]
+    Tag { id: String, message: String },
     #[error("EC2 {operation} for this instance failed: {message}")]
     Api { operation: &'static str, message: String },
     #[error("{0}")]

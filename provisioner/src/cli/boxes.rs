@@ -150,36 +150,22 @@ pub async fn start(global: &Global, args: StartArgs) -> Result<ExitCode> {
     let manifest = global.optional_manifest()?;
     let ctx = global.context(manifest.as_ref()).await?;
     let progress = output::spinner(global.output);
-    let started = async {
-        let info = ctx.start(&args.name, progress.as_ref()).await?;
-        let up = match &manifest {
-            Some(m) => Some(ctx.up(&info, m, args.timeout.value, progress.as_ref()).await?),
-            None => None,
-        };
-        // A started box usually has a new address: point the names again.
-        let hostnames = match &manifest {
-            Some(m) => Some(ctx.point_hostnames(&info, &m.manifest.hostnames).await),
-            None => None,
-        };
-        Ok::<_, crate::boxes::lifecycle::LifecycleError>((info, up, hostnames))
-    }
-    .await;
+    let started = ctx.start_with_stack(&args.name, manifest.as_ref(), args.timeout.value, progress.as_ref()).await;
     progress.inspect(|p| p.finish_and_clear());
-    let (info, up, hostnames) = started?;
-    let healthy = up.as_ref().is_none_or(|u| u.healthy);
+    let started = started?;
     match global.output {
-        Output::Json => output::json(&serde_json::json!({ "box": info, "up": up, "hostnames": hostnames }))?,
+        Output::Json => output::json(&started)?,
         Output::Text => {
-            println!("box {} ({}) started", info.name, info.id);
-            if let Some(up) = &up {
+            println!("box {} ({}) started", started.info.name, started.info.id);
+            if let Some(up) = &started.up {
                 output::print_up(up);
             }
-            if let Some(h) = &hostnames {
+            if let Some(h) = &started.hostnames {
                 output::print_pointed(h);
             }
         }
     }
-    Ok(if healthy { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if started.healthy() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 pub async fn stop(global: &Global, args: NameArg) -> Result<ExitCode> {

@@ -62,7 +62,7 @@ pub async fn run(global: &super::Global, cmd: BoxCommand) -> Result<ExitCode> {
         BoxCommand::IdleCheck(args) => {
             let manifest = global.load_manifest()?;
             let api = SelfApi::for_root(&args.root, args.instance_id, args.region).await?;
-            let ports: Vec<u16> = manifest.manifest.services.values().flat_map(|s| s.ports.iter().copied()).collect();
+            let ports = manifest.manifest.service_ports();
             let check = crate::boxside::idle_check::Check { policy: &manifest.manifest.idle, ports, root: args.root, api: &api, dry_run: args.dry_run };
             let checked = check.run(args.at.unwrap_or_else(chrono::Utc::now)).await?;
             match global.output {

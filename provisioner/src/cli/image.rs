@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 
 use super::output::{self, Output};
 use super::Global;
-use crate::image::{self, file_hash, Arch, Inputs, Publisher};
+use crate::image::{self, Arch, Inputs, Publisher};
 
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
@@ -94,19 +94,7 @@ fn build(global: &Global, args: BuildArgs) -> Result<ExitCode> {
 async fn publish(global: &Global, args: PublishArgs) -> Result<ExitCode> {
     let manifest = global.load_manifest()?;
     let (disk, system) = image::disk_of(&args.disk)?;
-    let arch = match (args.arch, system.as_str()) {
-        (Some(a), _) => a,
-        (None, "x86_64-linux") => Arch::X86_64,
-        (None, "aarch64-linux") => Arch::Aarch64,
-        (None, _) => Arch::of_this_machine().context("cannot tell the disk's architecture; pass --arch")?,
-    };
-    let lock = match args.flake_lock {
-        Some(p) => p,
-        None => manifest.path.parent().map(|d| d.join("flake.lock")).unwrap_or_else(|| "flake.lock".into()),
-    };
-    let flake_lock_hash = file_hash(&lock)
-        .with_context(|| format!("cannot read {} (the flake's lock file); pass --flake-lock PATH", lock.display()))?;
-    let inputs = Inputs { image: args.image, manifest_hash: manifest.hash.clone(), flake_lock_hash, arch };
+    let inputs = Inputs::of(args.image, &manifest, &system, args.arch, args.flake_lock)?;
 
     let aws = super::context::aws_settings()?;
     let region = args.region.or_else(|| super::context::aws_region(&aws, Some(&manifest)));

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 use clap::{Args, CommandFactory, ValueEnum};
 use clap_complete::Shell;
+use indicatif::ProgressBar;
 
 use super::output::{self, Output};
 use super::{boxes, Cli, Global};
@@ -157,6 +158,10 @@ impl init::Ui for Terminal {
         std::io::stdin().lock().read_line(&mut line)?;
         let line = line.trim();
         Ok(if line.is_empty() { default.to_string() } else { line.to_string() })
+    }
+
+    fn spinner(&self) -> Option<ProgressBar> {
+        output::spinner(self.0)
     }
 
     fn done(&self, done: &Done) {

@@ -22,13 +22,13 @@ pub enum BuildError {
     Failed { installable: String, status: std::process::ExitStatus },
     #[error("{0} is a directory without nix-support/image-info.json; pass the disk file itself")]
     NoImageInfo(PathBuf),
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot parse {path}: {source}")]
+    #[error("cannot parse {path}")]
     Parse {
         path: PathBuf,
         #[source]

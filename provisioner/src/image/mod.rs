@@ -12,12 +12,13 @@
 //! AMI instead of making a second one; a snapshot completed by a run that
 //! died before RegisterImage is reused the same way.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use aws_sdk_ec2::types::{ArchitectureValues, BootModeValues};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::manifest::LoadedManifest;
 use crate::provider::tags;
 
 mod build;
@@ -116,10 +117,35 @@ pub enum ImageError {
     Api { op: &'static str, message: String },
     #[error("snapshot {id} did not complete within {minutes} minutes (state {state}); run publish again to resume")]
     SnapshotTimeout { id: String, minutes: u64, state: String },
+    #[error("cannot tell the disk's architecture; pass --arch")]
+    UnknownArch,
+    #[error("cannot read {path} (the flake's lock file); pass --flake-lock PATH")]
+    FlakeLock {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 fn api<E: std::error::Error>(op: &'static str) -> impl FnOnce(E) -> ImageError {
     move |e| ImageError::Api { op, message: aws_sdk_ec2::error::DisplayErrorContext(&e).to_string() }
+}
+
+impl Inputs {
+    /// The inputs of a built disk: its architecture (given, else the nix
+    /// system of the build, else this machine's), the manifest, and the
+    /// flake's lock file (given, else flake.lock beside the manifest).
+    pub fn of(image: String, manifest: &LoadedManifest, system: &str, arch: Option<Arch>, flake_lock: Option<PathBuf>) -> Result<Inputs, ImageError> {
+        let arch = match (arch, system) {
+            (Some(a), _) => a,
+            (None, "x86_64-linux") => Arch::X86_64,
+            (None, "aarch64-linux") => Arch::Aarch64,
+            (None, _) => Arch::of_this_machine().ok_or(ImageError::UnknownArch)?,
+        };
+        let lock = flake_lock.unwrap_or_else(|| manifest.path.parent().map(|d| d.join("flake.lock")).unwrap_or_else(|| "flake.lock".into()));
+        let flake_lock_hash = file_hash(&lock).map_err(|source| ImageError::FlakeLock { path: lock.display().to_string(), source })?;
+        Ok(Inputs { image, manifest_hash: manifest.hash.clone(), flake_lock_hash, arch })
+    }
 }
 
 /// sha256 of a file's bytes, hex: the flake.lock hash.

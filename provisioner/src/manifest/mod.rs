@@ -134,6 +134,11 @@ pub struct UnknownName {
 }
 
 impl Manifest {
+    /// Every port the services declare (their traffic is activity).
+    pub fn service_ports(&self) -> Vec<u16> {
+        self.services.values().flat_map(|s| s.ports.iter().copied()).collect()
+    }
+
     /// Checks that `name` is one of the manifest's stores.
     pub fn check_store(&self, name: &str) -> Result<(), UnknownName> {
         if self.stores.contains_key(name) {
