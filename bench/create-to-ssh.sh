@@ -53,3 +53,4 @@ echo "runs:                 $RUNS"
 echo "native box ready:     ${n} ms (median; all: ${native_ms[*]})"
 echo "workstation create:   ${w} ms (median; all: ${ws_ms[*]})"
 awk -v n="$n" -v w="$w" 'BEGIN { printf "ratio:                %.2fx\noverhead:             %d ms (goal < 1000 ms)\n", w / n, w - n }'
+awk -v n="$n" -v w="$w" 'BEGIN { printf "create-to-ssh: native_ms=%d workstation_ms=%d native_over_ours=%.2f overhead_ms=%d\n", n, w, n / w, w - n }'

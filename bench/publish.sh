@@ -43,4 +43,7 @@ for disk in ("sparse", "dense"):
     b = json.load(open(f"{w}/{disk}-1.json"))["upload"]
     print(f"{disk:8} {a['blocks']:7} {a['uploaded']:6} {a['skipped_zero'] / a['blocks']:12.1%} "
           f"{a['mib_per_s']:11.0f} {b['mib_per_s']:10.0f} {a['mib_per_s'] / b['mib_per_s']:8.2f}x")
+r = {d: (json.load(open(f"{w}/{d}-32.json"))["upload"], json.load(open(f"{w}/{d}-1.json"))["upload"]) for d in ("sparse", "dense")}
+print(f"publish: sparse_mib_s={r['sparse'][0]['mib_per_s']:.0f} dense_mib_s={r['dense'][0]['mib_per_s']:.0f} "
+      f"dense_speedup={r['dense'][0]['mib_per_s'] / r['dense'][1]['mib_per_s']:.2f}")
 PY

@@ -47,4 +47,5 @@ for op in sorted(set(calls) | set(minimum)):
     print(f"  {op:<18} {calls.get(op, 0):>4} calls (minimum {minimum.get(op, 0)})")
 print(f"API calls: {total} vs minimum {least} (EC2 paging; moto returns one page): ratio {total / least:.2f}")
 print(f"wall time: {ms / 1000:.1f} s ({ms / max(n, 1):.2f} ms per instance, moto included)")
+print(f"reap: instances={n} api_calls={total} minimum={least} calls_over_minimum={total / least:.2f} wall_s={ms / 1000:.1f}")
 PY

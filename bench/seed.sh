@@ -122,3 +122,7 @@ row "(a) redis, S3 on box vs redis-cli --pipe" ours_redis_box native_redis_box
 printf '%-44s %6.2f s (moto, a Python server, serving the RESP object: part of "ours" above)\n' "    S3 download alone" "$(m moto_download)"
 row "(a) postgres, S3 dump vs \\copy on box" ours_pg_box native_pg_copy_box
 row "(a) postgres, S3 dump vs pg_restore -j on box" ours_pg_box native_pg_restore_box
+ratio() { awk -v o="$(m "$1")" -v n="$(m "$2")" 'BEGIN { printf "%.2f", n / o }'; }
+echo "seed: redis_stream=$(ratio ours_redis_stream native_redis_stream) pg_stream=$(ratio ours_pg_stream native_pg_stream)" \
+    "redis_box=$(ratio ours_redis_box native_redis_box) pg_box_copy=$(ratio ours_pg_box native_pg_copy_box)" \
+    "pg_box_restore=$(ratio ours_pg_box native_pg_restore_box)"

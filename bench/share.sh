@@ -76,3 +76,5 @@ echo "switches: $RUNS each, alternating alice ($alice) and ours ($mine)"
 echo "share  (workstation share, incl. local box lookup): $s"
 echo "agent  (workstation-hosts point):                   $a"
 echo "native (sed -i /etc/hosts, unsafe):                 $n"
+med() { echo "$1" | awk '{print $2}'; }
+awk -v s="$(med "$s")" -v a="$(med "$a")" -v n="$(med "$n")" 'BEGIN { printf "share: share_ms=%s agent_ms=%s native_ms=%s native_over_ours=%.2f\n", s, a, n, n / s }'

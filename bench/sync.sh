@@ -48,3 +48,4 @@ for i in $(seq 1 50); do
 done
 printf '%s\n' "${lat[@]}" | sort -n | awk '{a[NR]=$1} END {printf "edit -> visible on the box: median %d ms, p95 %d ms (50 edits)\n", a[int((NR+1)/2)], a[int(NR*0.95+0.5)]}'
 echo "initial sync of 10,000 files: workstation sync ${ws} ms, rsync -a ${plain} ms, ratio $(python3 -c "print(f'{$ws/$plain:.2f}')")"
+printf '%s\n' "${lat[@]}" | sort -n | awk -v ws="$ws" -v plain="$plain" '{a[NR]=$1} END {printf "sync: edit_median_ms=%d edit_p95_ms=%d initial_ms=%d rsync_ms=%d native_over_ours=%.2f\n", a[int((NR+1)/2)], a[int(NR*0.95+0.5)], ws, plain, plain / ws}'

@@ -174,4 +174,12 @@ fn month_of_activity_ours_versus_naive() {
             o.restarts
         );
     }
+    println!(
+        "idle-month: billed_per_active={:.2} stops_at_box={} restarts={} naive_billed_per_active={:.2} naive_stops_at_box={}",
+        ours.billed as f64 / ours.active as f64,
+        ours.stops_while_present,
+        ours.restarts,
+        naive.billed as f64 / naive.active as f64,
+        naive.stops_while_present
+    );
 }
