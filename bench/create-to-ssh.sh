@@ -13,7 +13,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-7}
 source bench/common.sh
-work=$(mktemp -d)
+# Not under /tmp: sshd (StrictModes) refuses keys below a world-writable directory.
+work=$(mktemp -d /var/lib/workstation-bench-XXXX)
+chmod 755 "$work"
 trap 'for n in $(ip netns list | awk "/^bn-/{print \$1}"); do ip netns pids $n | xargs -r kill -9; ip netns del $n; done; ip link del $bridge 2>/dev/null || true; rm -rf "$work"' EXIT
 
 bench_bridge
