@@ -11,7 +11,9 @@ locals {
   me         = "$${aws:PrincipalTag/${var.owner_principal_tag}}"
   instances  = "arn:${local.partition}:ec2:${var.region}:${local.account}:instance/*"
   volumes    = "arn:${local.partition}:ec2:${var.region}:${local.account}:volume/*"
-  key_pairs  = "arn:${local.partition}:ec2:${var.region}:${local.account}:key-pair/*"
+  # An engineer's own key pairs: `workstation.<owner>.<fingerprint>`
+  # (provider/aws/launch.rs key_pair_name); owner names cannot contain '.'.
+  own_key_pairs = "arn:${local.partition}:ec2:${var.region}:${local.account}:key-pair/workstation.${local.me}.*"
   # Tags the box writes about itself (provisioner/src/provider/mod.rs tags).
   box_tags = ["workstation:host-key", "workstation:last-active", "workstation:stopped-by"]
 }
@@ -45,16 +47,28 @@ data "aws_iam_policy_document" "engineer" {
       [
         aws_security_group.boxes.arn,
         "arn:${local.partition}:ec2:${var.region}:${local.account}:network-interface/*",
-        "arn:${local.partition}:ec2:${var.region}::image/*",
-        local.key_pairs,
+        local.own_key_pairs,
       ],
     )
+  }
+
+  # Images of this account, or of owners the platform trusts: a name is
+  # not an identity (anyone can publish a public AMI under any name).
+  statement {
+    sid       = "LaunchTrustedImages"
+    actions   = ["ec2:RunInstances"]
+    resources = ["arn:${local.partition}:ec2:${var.region}::image/*"]
+    condition {
+      test     = "StringEquals"
+      variable = "ec2:Owner"
+      values   = concat([local.account], var.trusted_image_owners)
+    }
   }
 
   statement {
     sid       = "TagAtLaunch"
     actions   = ["ec2:CreateTags"]
-    resources = [local.instances, local.volumes, local.key_pairs]
+    resources = [local.instances, local.volumes, local.own_key_pairs]
     condition {
       test     = "StringEquals"
       variable = "ec2:CreateAction"
@@ -71,18 +85,20 @@ data "aws_iam_policy_document" "engineer" {
       variable = "ec2:ResourceTag/${local.owner_tag}"
       values   = [local.me]
     }
-    # Nobody re-labels a box as someone else's.
+    # Nobody re-labels a box as someone else's, and only the box itself
+    # records activity: a forged last-active would keep it up (the reaper
+    # also ignores one in the future).
     condition {
       test     = "ForAllValues:StringNotEquals"
       variable = "aws:TagKeys"
-      values   = [local.owner_tag]
+      values   = [local.owner_tag, "workstation:last-active"]
     }
   }
 
   statement {
     sid       = "ImportOwnKey"
     actions   = ["ec2:ImportKeyPair"]
-    resources = [local.key_pairs]
+    resources = [local.own_key_pairs]
     condition {
       test     = "StringEquals"
       variable = "aws:RequestTag/${local.owner_tag}"

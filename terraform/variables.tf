@@ -88,3 +88,9 @@ variable "log_retention_days" {
   type        = number
   default     = 365
 }
+
+variable "trusted_image_owners" {
+  description = "AWS accounts (or \"amazon\") besides this one whose AMIs engineers may launch; the manifest's box.image_owners must be among them."
+  type        = list(string)
+  default     = []
+}

@@ -194,7 +194,7 @@ fn aws_create_launches_a_pinned_box_and_ssh_works() {
         assert_eq!(tag("workstation:manifest-hash").map(|h| h.len()), Some(64));
         assert!(tag("workstation:host-key").unwrap().starts_with("ssh-ed25519 "));
         assert_eq!(inst.metadata_options().and_then(|m| m.http_tokens()).map(|t| t.as_str()), Some("required"));
-        assert!(inst.key_name().unwrap().starts_with("workstation-tester-"));
+        assert!(inst.key_name().unwrap().starts_with("workstation.tester."));
         let vol_id = inst.block_device_mappings()[0].ebs().unwrap().volume_id().unwrap();
         let vols = client.describe_volumes().volume_ids(vol_id).send().await.unwrap();
         let vol = &vols.volumes()[0];
@@ -266,6 +266,27 @@ fn aws_stop_start_destroy() {
     let again = env.json(&["create", "--name", "dev"]);
     assert_ne!(again["box"]["id"].as_str(), Some(id.as_str()));
     env.fleet.as_ref().unwrap().assert_healthy();
+}
+
+/// Bob imports a key pair under Alice's name (her public key is public)
+/// before her first create: the box would trust Bob. create refuses it.
+#[test]
+fn aws_create_refuses_a_key_pair_squatted_under_our_name() {
+    let env = TestEnv::aws_api_only();
+    let client = env.moto.as_ref().unwrap().client();
+    let bob_key = env.root.path().join("bob");
+    workstation_tests::run_ok(std::process::Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&bob_key));
+    let bob_public = std::fs::read_to_string(bob_key.with_extension("pub")).unwrap();
+    let name = workstation::provider::aws::key_pair_name(&"tester".parse().unwrap(), &env.public_key());
+    let owner = aws_sdk_ec2::types::Tag::builder().key("workstation:owner").value("tester").build();
+    let tags = aws_sdk_ec2::types::TagSpecification::builder().resource_type(aws_sdk_ec2::types::ResourceType::KeyPair).tags(owner).build();
+    let material = aws_sdk_ec2::primitives::Blob::new(bob_public.trim().as_bytes());
+    block_on(client.import_key_pair().key_name(&name).public_key_material(material).tag_specifications(tags).send()).unwrap();
+
+    let err = env.fails(&["create", "--name", "dev"]);
+    assert!(err.contains(&name) && err.contains("a different public key") && err.contains("Nothing was launched"), "{err}");
+    let launched = block_on(client.describe_instances().send()).unwrap();
+    assert_eq!(launched.reservations().len(), 0, "nothing is launched");
 }
 
 #[test]

@@ -131,6 +131,25 @@ fn publish_explains_a_missing_lock_and_an_empty_disk() {
     assert!(err.contains("is empty") && err.contains("image build"), "{err}");
 }
 
+/// A name is not an identity: moto's public AMIs belong to another account,
+/// so `image_name` must not pick one unless the manifest trusts its owner.
+#[test]
+fn image_names_resolve_only_to_this_accounts_images() {
+    let env = TestEnv::aws_api_only();
+    let client = env.moto.as_ref().unwrap().client();
+    let foreign = block_on(client.describe_images().filters(Filter::builder().name("name").values("amzn*").build()).send()).unwrap();
+    let image = foreign.images().first().expect("moto ships public AMIs").clone();
+    let name = image.name().unwrap();
+    env.write_manifest(&workstation_tests::manifest_text(&format!("image_name = \"{name}\""), ""));
+    let err = env.fails(&["create", "--name", "dev"]);
+    assert!(err.contains(name) && err.contains("owned by this account"), "{err}");
+    let launched = block_on(client.describe_instances().send()).unwrap();
+    assert_eq!(launched.reservations().len(), 0, "nothing is launched");
+    // A bad owner is a manifest error naming the field.
+    env.write_manifest(&workstation_tests::manifest_text(&format!("image_name = \"{name}\""), "image_owners = [\"someone\"]\n"));
+    assert!(env.fails(&["create", "--name", "dev"]).contains("box.image_owners[0]"));
+}
+
 #[test]
 fn create_launches_the_newest_image_of_its_tag() {
     let env = TestEnv::aws();

@@ -70,6 +70,10 @@ fn reap_over_2000_instances_stops_exactly_the_idle_ones() {
     let (kept, active) = rest.split_at(100);
     set_tag(&client, active, "workstation:last-active", &rfc(at - Duration::minutes(10)));
     set_tag(&client, kept, "workstation:keep-until", &rfc(at + Duration::hours(1)));
+    // Claims a box or an engineer could forge: "active in 2099" and "keep
+    // until 2099" (beyond max_keep). Both are idle by their launch time.
+    set_tag(&client, &idle[..50], "workstation:last-active", "2099-01-01T00:00:00Z");
+    set_tag(&client, &idle[50..100], "workstation:keep-until", "2099-01-01T00:00:00Z");
     let at_arg = rfc(at);
 
     let plan = env.json(&["reap", "--dry-run", "--at", &at_arg]);

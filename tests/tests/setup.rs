@@ -160,7 +160,7 @@ fn init_stopped_by_broken_credentials_resumes_when_they_work() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let done = json_of(&out);
     let aws = done["steps"].as_array().unwrap().iter().find(|s| s["step"] == "aws").unwrap().clone();
-    assert!(aws["detail"].as_str().unwrap().contains("arn:aws:") && aws["detail"].as_str().unwrap().contains("workstation-tester-"), "{aws}");
+    assert!(aws["detail"].as_str().unwrap().contains("arn:aws:") && aws["detail"].as_str().unwrap().contains("workstation.tester."), "{aws}");
     assert_eq!(aws["changed"], true, "the first run imports the key pair: {aws}");
     assert_eq!(done["create"]["up"]["healthy"], true, "{done}");
     env.fleet.as_ref().unwrap().assert_healthy();

@@ -12,6 +12,9 @@
 //! - Nothing stops a box inside a `keep` window or before its keep-until
 //!   (`workstation keep --for`); a stop that falls there moves to the end.
 //! - Logged-in users are warned `warning` before the stop.
+//! - Tags are claims a box or an engineer can write, not facts: a
+//!   last-active time in the future (beyond a small clock skew) is not
+//!   activity, and a keep-until beyond now + `max_keep` is ignored.
 
 use std::str::FromStr;
 
@@ -65,13 +68,23 @@ impl std::fmt::Display for Verdict {
     }
 }
 
+/// How far ahead of the deciding clock a box's clock may run: a last-active
+/// time further in the future than this is not believed.
+const CLOCK_SKEW: Duration = Duration::minutes(5);
+
 /// Longest chain of windows a stop is pushed through (keep windows that
 /// touch each other); past it the policy keeps the box, which is safe.
 const MAX_DEFERRALS: usize = 64;
 
 pub fn decide(policy: &IdlePolicy, seen: &Seen, now: DateTime<Utc>) -> Verdict {
     let warning = dur(policy.warning);
-    let last = seen.last_active.max(seen.started_at).unwrap_or(now);
+    let believed = |t: &DateTime<Utc>| *t <= now + CLOCK_SKEW;
+    let last_active = seen.last_active.filter(believed);
+    let started_at = seen.started_at.filter(believed);
+    // `keep --for` caps itself, but anyone who may tag the box could write
+    // a keep-until years away.
+    let keep_until = seen.keep_until.filter(|k| *k <= now + dur(policy.max_keep));
+    let last = last_active.max(started_at).unwrap_or(now);
     let idle_stop = last + dur(policy.timeout);
     let (mut stop_at, mut why) = (idle_stop, format!("idle since {} (timeout {})", hm(last), humantime::format_duration(policy.timeout)));
     if let Some(tick) = policy.schedules.iter().filter(|s| s.action == ScheduleAction::Stop).filter_map(|s| next_tick(s, last + warning)).min() {
@@ -82,7 +95,7 @@ pub fn decide(policy: &IdlePolicy, seen: &Seen, now: DateTime<Utc>) -> Verdict {
     for _ in 0..MAX_DEFERRALS {
         if let Some(end) = policy.schedules.iter().filter(|s| s.action == ScheduleAction::Keep).filter_map(|s| window_containing(s, stop_at)).max() {
             (stop_at, why) = (end, format!("{why}; kept through a keep window until {}", hm(end)));
-        } else if let Some(keep) = seen.keep_until.filter(|k| *k > stop_at) {
+        } else if let Some(keep) = keep_until.filter(|k| *k > stop_at) {
             (stop_at, why) = (keep, format!("{why}; kept until {} by `workstation keep`", hm(keep)));
         } else {
             return if now >= stop_at {
@@ -153,6 +166,24 @@ mod tests {
             }
         }
         (None, warnings)
+    }
+
+    #[test]
+    fn tags_in_the_future_are_claims_not_activity() {
+        let p = policy("");
+        let launched = at(2026, 3, 2, 9, 0);
+        let now = at(2026, 3, 2, 10, 0);
+        let year_2099 = Some(at(2099, 1, 1, 0, 0));
+        // Active "in 2099": idle since its launch, so stopped an hour later.
+        let forged = Seen { last_active: year_2099, started_at: Some(launched), keep_until: None };
+        assert!(decide(&p, &forged, now).is_stop(), "{:?}", decide(&p, &forged, now));
+        // A minute ahead is clock skew, and counts.
+        let skewed = Seen { last_active: Some(now + Duration::minutes(1)), ..forged };
+        assert!(!decide(&p, &skewed, now).is_stop());
+        // Kept "until 2099": beyond max_keep, ignored; within it, honoured.
+        let kept = |until| Seen { last_active: None, started_at: Some(launched), keep_until: Some(until) };
+        assert!(decide(&p, &kept(at(2099, 1, 1, 0, 0)), now).is_stop());
+        assert!(!decide(&p, &kept(now + Duration::hours(1)), now).is_stop());
     }
 
     #[test]

@@ -22,6 +22,11 @@ pub struct MachineSpec {
     /// value (what `workstation image publish --image` tags) that runs on
     /// the instance type's architecture.
     pub image_tag: Option<String>,
+    /// Accounts besides this one whose AMIs `image_name` may select
+    /// ("amazon", or 12-digit account ids). A name is not unique across
+    /// accounts: anyone can publish a public AMI with a matching one.
+    #[serde(default)]
+    pub image_owners: Vec<String>,
 }
 
 /// How the manifest names the box's image.

@@ -43,6 +43,12 @@ impl Manifest {
             ),
             _ => {}
         }
+        for (i, owner) in m.image_owners.iter().enumerate() {
+            let account = owner.len() == 12 && owner.bytes().all(|b| b.is_ascii_digit());
+            if !(account || owner == "amazon") {
+                problem(format!("box.image_owners[{i}]"), format!("{owner:?} is not an image owner; use a 12-digit AWS account id or \"amazon\""));
+            }
+        }
         if let Some(subnet) = &m.subnet {
             if !subnet.starts_with("subnet-") {
                 problem("box.subnet".into(), format!("{subnet:?} is not a subnet id; it looks like \"subnet-0123abcd\""));

@@ -26,7 +26,13 @@ impl AwsProvider {
         let req = self.client.describe_images();
         let (req, shown) = match machine.image() {
             ImageRef::Id(id) => (req.image_ids(id), id.to_string()),
-            ImageRef::Name(name) => (req.filters(Filter::builder().name("name").values(name).build()), name.to_string()),
+            // This account's images, or those of owners the manifest trusts:
+            // anyone can publish a public AMI under any name.
+            ImageRef::Name(name) => (
+                req.set_owners(Some([vec!["self".to_string()], machine.image_owners.clone()].concat()))
+                    .filters(Filter::builder().name("name").values(name).build()),
+                format!("{name} owned by this account{}", if machine.image_owners.is_empty() { String::new() } else { format!(" or {}", machine.image_owners.join(", ")) }),
+            ),
             // Only this account's images carry our tags (tags of shared
             // AMIs are not visible).
             ImageRef::Tag(tag) => (
@@ -77,17 +83,15 @@ impl AwsProvider {
         Ok(archs)
     }
 
-    /// Imports the user's public key once. The name carries the key's
-    /// fingerprint, so an existing pair with this name holds this key.
-    /// Returns the name and whether this call imported it.
+    /// Imports the user's public key once, or checks the pair already
+    /// there: a name is only a claim (someone else could have imported a
+    /// pair under it first), so an existing pair must hold this very key
+    /// and be tagged with this owner. Returns the name and whether this
+    /// call imported it.
     pub async fn ensure_key_pair(&self, owner: &Owner, public_key: &str) -> Result<(String, bool)> {
-        let blob = public_key.split_whitespace().nth(1).unwrap_or(public_key);
-        let name = format!("workstation-{owner}-{}", &hex::encode(Sha256::digest(blob))[..12]);
-        let found = self.client.describe_key_pairs().key_names(&name).send().await;
-        match found {
-            Ok(_) => return Ok((name, false)),
-            Err(e) if code(&e) == Some("InvalidKeyPair.NotFound") => {}
-            Err(e) => return Err(api("DescribeKeyPairs")(e)),
+        let name = key_pair_name(owner, public_key);
+        if self.verify_key_pair(&name, owner, public_key).await? {
+            return Ok((name, false));
         }
         let imported = self
             .client
@@ -104,10 +108,34 @@ impl AwsProvider {
             .await;
         match imported {
             Ok(_) => Ok((name, true)),
-            // A concurrent create imported it first.
-            Err(e) if code(&e) == Some("InvalidKeyPair.Duplicate") => Ok((name, false)),
+            // A concurrent create imported it first; check what it imported.
+            Err(e) if code(&e) == Some("InvalidKeyPair.Duplicate") => {
+                self.verify_key_pair(&name, owner, public_key).await?;
+                Ok((name, false))
+            }
             Err(e) => Err(api("ImportKeyPair")(e)),
         }
+    }
+
+    /// Whether the pair `name` exists; an error if it holds another key or
+    /// belongs to another owner.
+    async fn verify_key_pair(&self, name: &str, owner: &Owner, public_key: &str) -> Result<bool> {
+        let found = self.client.describe_key_pairs().key_names(name).include_public_key(true).send().await;
+        let out = match found {
+            Ok(out) => out,
+            Err(e) if code(&e) == Some("InvalidKeyPair.NotFound") => return Ok(false),
+            Err(e) => return Err(api("DescribeKeyPairs")(e)),
+        };
+        let Some(pair) = out.key_pairs().first() else { return Ok(false) };
+        let tagged = pair.tags().iter().find(|t| t.key() == Some(tags::OWNER)).and_then(|t| t.value());
+        let reason = if pair.public_key().map(key_material) != Some(key_material(public_key)) {
+            "a different public key"
+        } else if tagged != Some(owner.as_str()) {
+            "another owner's tag"
+        } else {
+            return Ok(true);
+        };
+        Err(ProviderError::KeyPairMismatch { name: name.into(), reason })
     }
 
     pub(super) async fn run_instance(&self, spec: &LaunchSpec<'_>, image: &str, root_device: &str, key_name: &str) -> Result<Instance> {
@@ -184,6 +212,19 @@ impl AwsProvider {
             message: format!("kept returning terminated instances for {}/{}; try again in a minute", spec.owner, spec.name),
         })
     }
+}
+
+/// The owner's key pair for this key: `workstation.<owner>.<fingerprint>`.
+/// Owner names cannot contain '.', so the IAM policy can allow each
+/// engineer exactly the names `workstation.<their owner>.*`.
+pub fn key_pair_name(owner: &Owner, public_key: &str) -> String {
+    format!("workstation.{owner}.{}", &hex::encode(Sha256::digest(key_material(public_key).1))[..12])
+}
+
+/// An OpenSSH public key's type and base64 blob, without its comment.
+fn key_material(key: &str) -> (&str, &str) {
+    let mut fields = key.split_whitespace();
+    (fields.next().unwrap_or_default(), fields.next().unwrap_or_default())
 }
 
 /// At most 64 ASCII characters (EC2's limit); the same for every create of

@@ -13,6 +13,7 @@ use aws_sdk_ec2::Client;
 use chrono::{DateTime, Utc};
 
 mod launch;
+pub use launch::key_pair_name;
 mod reap;
 pub mod sdk;
 
