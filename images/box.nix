@@ -14,9 +14,12 @@ in
 
   # Raw, so `workstation image publish` uploads it block by block (EBS
   # direct APIs) without a conversion step; the file is sparse.
+  # (maintainers/scripts/ec2/amazon-image.nix: format is an enum of raw,
+  # qcow2 and vpc; amazonImage.sizeMB and .name were renamed to
+  # virtualisation.diskSize, in MiB, and image.baseName.)
   amazonImage.format = "raw";
-  amazonImage.sizeMB = wslib.diskSizeMB manifest;
-  amazonImage.name = "workstation-box";
+  virtualisation.diskSize = wslib.diskSizeMB manifest;
+  image.baseName = "workstation-box";
   # Graviton has no BIOS; image publish registers aarch64 as uefi.
   ec2.efi = config.nixpkgs.hostPlatform.isAarch64;
 

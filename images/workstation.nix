@@ -63,7 +63,7 @@ in
 
   config = {
     environment.systemPackages =
-      [ cfg.package pkgs.supervisor pkgs.rsync pkgs.curl pkgs.iproute2 pkgs.nftables pkgs.util-linux ]
+      [ cfg.package pkgs.python3Packages.supervisor pkgs.rsync pkgs.curl pkgs.iproute2 pkgs.nftables pkgs.util-linux ]
       ++ lib.concatMap (k: storeTools.${k}) kinds;
 
     environment.etc."workstation/workstation.toml".source = cfg.manifest;
@@ -102,8 +102,10 @@ in
     };
 
     # MongoDB's community server is SSPL-licensed, which nixpkgs counts as
-    # unfree: allow that one package, nothing else.
-    nixpkgs.config.allowUnfreePredicate = lib.mkIf (has "mongodb") (pkg: builtins.elem (lib.getName pkg) [ "mongodb-ce" ]);
+    # unfree: allow that one package, nothing else. A plain function, not
+    # `lib.mkIf`: nixpkgs.config has its own merge (nixos/modules/misc/nixpkgs.nix,
+    # configType) that does not resolve a mkIf nested inside it.
+    nixpkgs.config.allowUnfreePredicate = pkg: has "mongodb" && builtins.elem (lib.getName pkg) [ "mongodb-ce" ];
 
     services.mongodb = lib.mkIf (has "mongodb") {
       enable = true;
@@ -148,8 +150,8 @@ in
         fi
       '';
       serviceConfig = {
-        ExecStart = "${pkgs.supervisor}/bin/supervisord -n -c ${wslib.root}/supervisor/current/supervisord.conf";
-        ExecReload = "${pkgs.supervisor}/bin/supervisorctl -c ${wslib.root}/supervisor/current/supervisord.conf update";
+        ExecStart = "${pkgs.python3Packages.supervisor}/bin/supervisord -n -c ${wslib.root}/supervisor/current/supervisord.conf";
+        ExecReload = "${pkgs.python3Packages.supervisor}/bin/supervisorctl -c ${wslib.root}/supervisor/current/supervisord.conf update";
         Restart = "always";
         KillMode = "mixed";
         TimeoutStopSec = 60;
@@ -235,7 +237,10 @@ in
       settings = {
         PasswordAuthentication = false;
         KbdInteractiveAuthentication = false;
-        PermitRootLogin = "no";
+        # amazon-image.nix sets "prohibit-password" as a plain definition,
+        # and the option is an enum (services/networking/ssh/sshd.nix):
+        # two plain values would not evaluate.
+        PermitRootLogin = lib.mkForce "no";
       };
     };
     # The services' ports are reachable only through the security group

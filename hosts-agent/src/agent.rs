@@ -130,6 +130,11 @@ impl Agent {
         self.due.insert(dns.to_owned(), Instant::now() + retry);
     }
 
+    /// The names pointed now.
+    pub fn pointed(&self) -> std::collections::BTreeSet<String> {
+        self.state.names.keys().cloned().collect()
+    }
+
     pub fn status(&self) -> Status {
         let now = Instant::now();
         let names = self

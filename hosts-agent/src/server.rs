@@ -24,6 +24,12 @@ const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often due DNS targets are looked for (the TTL is honoured to this).
 const DNS_TICK: Duration = Duration::from_millis(200);
 const MAX_DNS_RETRY: Duration = Duration::from_secs(60);
+/// Names one request may point, and names pointed at once: an allowed
+/// suffix would otherwise let a caller grow the hosts file without bound.
+const MAX_NAMES_PER_REQUEST: usize = 64;
+const MAX_NAMES: usize = 512;
+/// Connections served at once; more are told the agent is busy.
+const MAX_CONNECTIONS: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -80,10 +86,20 @@ pub async fn serve(config: Config, config_path: &Path, listener: UnixListener) -
 
     tokio::spawn(follow_dns(shared.clone()));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(io_err("handling SIGTERM"))?;
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => { tokio::spawn(handle(shared.clone(), stream)); }
+                Ok((stream, _)) => match slots.clone().try_acquire_owned() {
+                    Ok(slot) => {
+                        let shared = shared.clone();
+                        tokio::spawn(async move {
+                            handle(shared, stream).await;
+                            drop(slot);
+                        });
+                    }
+                    Err(_) => { tokio::spawn(reply(stream, Response::error(format!("busy: {MAX_CONNECTIONS} requests in progress; try again")))); }
+                },
                 Err(e) => tracing::warn!("accept: {e}"),
             },
             _ = term.recv() => break,
@@ -115,6 +131,10 @@ pub fn bind(socket: &Path) -> Result<UnixListener, ServeError> {
 
 async fn handle(shared: Arc<Shared>, mut stream: UnixStream) {
     let response = respond(&shared, &mut stream).await.unwrap_or_else(Response::error);
+    reply(stream, response).await;
+}
+
+async fn reply(mut stream: UnixStream, response: Response) {
     let mut line = serde_json::to_string(&response).expect("responses serialize");
     line.push('\n');
     let _ = stream.write_all(line.as_bytes()).await;
@@ -139,7 +159,14 @@ async fn respond(shared: &Arc<Shared>, stream: &mut UnixStream) -> Result<Respon
             if names.is_empty() {
                 return Err("point: names is empty; list the hostnames to point".into());
             }
+            if names.len() > MAX_NAMES_PER_REQUEST {
+                return Err(format!("point: {} names in one request; at most {MAX_NAMES_PER_REQUEST}", names.len()));
+            }
             let names = names.iter().map(|n| allow.check(n, &shared.config_path)).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
+            let pointed = shared.agent(|a| a.pointed()).await;
+            if pointed.len() + names.iter().filter(|n| !pointed.contains(*n)).count() > MAX_NAMES {
+                return Err(format!("point: the agent already points {} names, and holds at most {MAX_NAMES}; clear some first", pointed.len()));
+            }
             if let Some(label) = &label {
                 names::label(label)?;
             }

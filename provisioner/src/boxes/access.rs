@@ -65,6 +65,12 @@ impl Context {
         let entries: Vec<HostEntry> = boxes
             .iter()
             .filter_map(|b| {
+                // The name is a tag anyone who may tag the instance can
+                // write: only a valid box name goes into an OpenSSH config.
+                if let Err(e) = b.name.parse::<BoxName>() {
+                    tracing::warn!("box {} left out of the SSH config: its name tag is not a box name ({e})", b.id);
+                    return None;
+                }
                 Some(HostEntry { name: b.name.clone(), id: b.id.clone(), address: b.address?.to_string(), user: self.ssh_user.clone() })
             })
             .collect();

@@ -315,7 +315,11 @@ impl Context {
             step(progress, format!("stopping {}", info.id));
             self.provider.stop(&info.id).await?;
         }
-        self.wait(&info, "stopped", RUNNING_TIMEOUT, progress, |i| i.state == BoxState::Stopped).await
+        let stopped = self.wait(&info, "stopped", RUNNING_TIMEOUT, progress, |i| i.state == BoxState::Stopped).await?;
+        // A stopped box gives up its public address, which someone else's
+        // instance may get next: the laptop must not keep sending there.
+        self.unpoint_hostnames(&stopped).await;
+        Ok(stopped)
     }
 
     pub async fn destroy(&self, name: &BoxName, progress: Option<&ProgressBar>) -> Result<BoxInfo, LifecycleError> {
@@ -324,12 +328,16 @@ impl Context {
         self.provider.destroy(&info.id).await?;
         self.known_hosts.forget(&known_hosts::alias(&info.id))?;
         self.write_ssh_config(false).await?;
-        // Names left pointing at a deleted box would only time out; an
-        // absent agent has nothing to clear.
+        self.unpoint_hostnames(&info).await;
+        Ok(info)
+    }
+
+    /// Clears the hostnames pointed at this box of yours; an absent agent
+    /// has nothing to clear.
+    async fn unpoint_hostnames(&self, info: &BoxInfo) {
         if let Err(e) = self.hosts.unpoint(&hosts::label(self.owner.as_str(), &info.name)).await {
             tracing::debug!("hostnames not cleared: {e}");
         }
-        Ok(info)
     }
 
     /// Points the manifest's hostnames at one of your boxes (create, start,

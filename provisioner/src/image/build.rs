@@ -54,11 +54,8 @@ pub struct Built {
 /// Builds the AMI disk of `flake` for `arch`, with its result link at
 /// `out_link`; nix's log streams to stderr.
 pub fn build(flake: &Path, arch: Arch, out_link: &Path) -> Result<Built, BuildError> {
-    if !flake.join("flake.nix").is_file() {
-        return Err(BuildError::NoFlake(flake.to_owned()));
-    }
+    let installable = installable(flake, arch)?;
     check_nix_version()?;
-    let installable = format!("{}#packages.{}.ami", flake.display(), arch.nix_system());
     eprintln!("building {installable} (the first build downloads nixpkgs and can take a while)");
     let status = std::process::Command::new("nix")
         .args(["build", "--extra-experimental-features", "nix-command flakes", "--print-build-logs", "--out-link"])
@@ -72,6 +69,19 @@ pub fn build(flake: &Path, arch: Arch, out_link: &Path) -> Result<Built, BuildEr
     let (disk, system) = disk_of(out_link)?;
     let bytes = std::fs::metadata(&disk).map_err(|source| BuildError::Read { path: disk.clone(), source })?.len();
     Ok(Built { result: out_link.to_owned(), disk, system, bytes })
+}
+
+/// The flake's AMI for `arch`, with the flake named by its absolute path:
+/// a relative one is a registry lookup to Nix (`sub#…` means `flake:sub`),
+/// and an empty one (the manifest's directory when it is the current one)
+/// no flake at all. In a git repository Nix then sees only tracked files.
+fn installable(flake: &Path, arch: Arch) -> Result<String, BuildError> {
+    let dir = if flake.as_os_str().is_empty() { Path::new(".") } else { flake };
+    let dir = std::fs::canonicalize(dir).map_err(|_| BuildError::NoFlake(flake.to_owned()))?;
+    if !dir.join("flake.nix").is_file() {
+        return Err(BuildError::NoFlake(dir));
+    }
+    Ok(format!("{}#packages.{}.ami", dir.display(), arch.nix_system()))
 }
 
 /// `nix --version` prints "nix (Nix) 2.18.1".
@@ -95,4 +105,31 @@ pub fn disk_of(path: &Path) -> Result<(PathBuf, String), BuildError> {
         return Ok((parsed.file, parsed.system));
     }
     Ok((path.to_path_buf(), String::new()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_flake_is_named_by_its_absolute_path() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/flake.nix"), "{}").unwrap();
+        let cwd = std::env::current_dir().unwrap();
+        let real = std::fs::canonicalize(dir.path()).unwrap();
+        // Relative paths are resolved against the current directory.
+        let relative = pathdiff(&real.join("sub"), &cwd);
+        assert_eq!(installable(&relative, Arch::X86_64).unwrap(), format!("{}/sub#packages.x86_64-linux.ami", real.display()));
+        assert!(matches!(installable(&real, Arch::X86_64), Err(BuildError::NoFlake(_))), "no flake.nix there");
+        assert!(matches!(installable(Path::new("/nonexistent"), Arch::Aarch64), Err(BuildError::NoFlake(_))));
+    }
+
+    /// `to` relative to `from`, through `..` (both absolute).
+    fn pathdiff(to: &Path, from: &Path) -> PathBuf {
+        let ups = from.components().count() - 1;
+        let mut out: PathBuf = std::iter::repeat("..").take(ups).collect();
+        out.push(to.strip_prefix("/").unwrap());
+        out
+    }
 }

@@ -223,7 +223,7 @@ impl Loader<'_> {
     async fn stream(&self, command: &str) -> Result<String, SeedError> {
         match &self.snap.location {
             Location::Local(path) => Ok(self.onbox.run_input("loading the snapshot", command, self.open(path).await?).await?),
-            Location::S3 { url, .. } => Ok(self.onbox.run("loading the snapshot from S3", &download_into(url, command)).await?),
+            Location::S3 { url, .. } => Ok(self.download("loading the snapshot from S3", url, command).await?),
         }
     }
 
@@ -244,11 +244,25 @@ impl Loader<'_> {
     }
 }
 
-/// On the box: download `url` and pipe it into `command`, failing if either
-/// fails (bash for pipefail).
-fn download_into(url: &str, command: &str) -> String {
-    let pipeline = format!("curl -fsS --retry 3 {} | {command}", sh(url));
+impl Loader<'_> {
+    /// On the box: downloads `url` into `command`, failing if either fails.
+    /// The presigned URL is a credential: it reaches curl on stdin, never a
+    /// command line that any process on the box can read.
+    async fn download(&self, what: &str, url: &str, command: &str) -> Result<String, ShellError> {
+        self.onbox.run_input(what, &download_into(command), curl_config(url).as_bytes()).await
+    }
+}
+
+/// curl reading its URL from a config on stdin (`-K -`), piped into
+/// `command` (bash for pipefail).
+fn download_into(command: &str) -> String {
+    let pipeline = format!("curl -fsS --retry 3 -K - | {command}");
     format!("bash -o pipefail -c {}", sh(&pipeline))
+}
+
+/// A curl config naming `url` (quoted as curl's config syntax wants).
+fn curl_config(url: &str) -> String {
+    format!("url = \"{}\"\n", url.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
 #[cfg(test)]
@@ -256,10 +270,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn download_fails_with_either_side_of_the_pipe() {
-        assert_eq!(
-            download_into("https://b.s3/k?X-Amz-Signature=a&b=c", "redis-cli --pipe"),
-            "bash -o pipefail -c \"curl -fsS --retry 3 'https://b.s3/k?X-Amz-Signature=a&b=c' | redis-cli --pipe\""
-        );
+    fn download_fails_with_either_side_of_the_pipe_and_keeps_the_url_off_the_command_line() {
+        assert_eq!(download_into("redis-cli --pipe"), "bash -o pipefail -c 'curl -fsS --retry 3 -K - | redis-cli --pipe'");
+        assert_eq!(curl_config("https://b.s3/k?X-Amz-Signature=a&b=c"), "url = \"https://b.s3/k?X-Amz-Signature=a&b=c\"\n");
+        assert_eq!(curl_config(r#"a"b\c"#), "url = \"a\\\"b\\\\c\"\n");
     }
 }

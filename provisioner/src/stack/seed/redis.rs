@@ -5,7 +5,7 @@
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
 use super::snapshot::Location;
-use super::{download_into, wait_ready, Loader, SeedError, PIPE_BUFFER, REDIS_STAGING_DB};
+use super::{wait_ready, Loader, SeedError, PIPE_BUFFER, REDIS_STAGING_DB};
 use crate::manifest::{SeedFormat, StoreKind};
 use crate::stack::layout::sh;
 use crate::stack::stores;
@@ -38,7 +38,7 @@ impl Loader<'_> {
             }
             Location::S3 { url, .. } => {
                 let command = format!("{{ printf %s {}; cat; }} | {pipe}", sh(std::str::from_utf8(&select).expect("ascii")));
-                (self.onbox.run("loading the snapshot from S3 (redis-cli --pipe)", &download_into(url, &command)).await?, None)
+                (self.download("loading the snapshot from S3 (redis-cli --pipe)", url, &command).await?, None)
             }
         };
         let (errors, replies) = pipe_summary(&out).ok_or_else(|| SeedError::Rejected {
