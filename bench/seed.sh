@@ -88,16 +88,20 @@ python3 -m moto.server -H $gw -p "$port" >"$work/moto.log" 2>&1 & moto_pid=$!
 export AWS_ENDPOINT_URL=http://$gw:$port AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1
 until curl -fs "$AWS_ENDPOINT_URL/moto-api/" >/dev/null; do sleep 0.1; done
 box "pg_dump -Fc -h 127.0.0.1 -U postgres -d app -f $work/seeds/main.dump"
-python3 - "$work/seeds" <<'PY'
+# Prints a presigned URL of the RESP object, as `seed` fetches it (moto
+# refuses anonymous reads).
+cache_url=$(python3 - "$work/seeds" <<'PY'
 import sys, boto3
 s3 = boto3.client("s3")
 s3.create_bucket(Bucket="bench")
 for name in ("cache.resp", "main.dump"):
     s3.upload_file(f"{sys.argv[1]}/{name}", "bench", name)
+print(s3.generate_presigned_url("get_object", Params={"Bucket": "bench", "Key": "cache.resp"}, ExpiresIn=3600))
 PY
+)
 manifest "s3://bench/cache.resp" "s3://bench/main.dump" > "$WORKSTATION_MANIFEST"
 for _ in $(seq "$RUNS"); do
-    timed moto_download box "curl -fsS -o /dev/null $AWS_ENDPOINT_URL/bench/cache.resp"
+    timed moto_download box "curl -fsS -o /dev/null '$cache_url'"
     timed ours_redis_box "$bin" seed cache --reset --box bench
     box "redis-cli -h 127.0.0.1 -n 1 flushdb" >/dev/null
     timed native_redis_box box "redis-cli -h 127.0.0.1 -n 1 --pipe < $work/seeds/cache.resp"
