@@ -29,8 +29,12 @@
       } // extra);
 
       # The reaper Lambda's binary: its own workspace crate
-      # (provisioner/reaper-lambda, lambda_runtime).
-      reaperBinary = pkgs: crate pkgs "workstation-reaper" { };
+      # (provisioner/reaper-lambda, lambda_runtime). Lambda's provided.al2023
+      # runtime has no /nix/store, so it is linked statically (musl), and it
+      # is built for arm64, terraform/reaper.tf's architecture, on any
+      # build system. (nixpkgs: lib/systems/examples.nix
+      # aarch64-multiplatform-musl; pkgs/top-level/stage.nix pkgsStatic.)
+      reaperBinary = pkgs: crate pkgs.pkgsCross.aarch64-multiplatform-musl.pkgsStatic "workstation-reaper" { };
 
       # The box for one system, from the manifest `manifest`.
       box = system: manifest: nixpkgs.lib.nixosSystem {
@@ -50,9 +54,11 @@
         workstation = crate pkgs "workstation" { };
         hosts-agent = crate pkgs "workstation-hosts" { };
         default = self.packages.${system}.workstation;
-        # terraform's reaper_zip: the Lambda custom runtime wants `bootstrap`.
-        reaper-lambda = pkgs.runCommand "workstation-reaper-lambda.zip" { nativeBuildInputs = [ pkgs.zip ]; } ''
+        # terraform's reaper_zip: the Lambda custom runtime wants `bootstrap`,
+        # a static arm64 executable (checked here, so a dynamic one never ships).
+        reaper-lambda-arm64 = pkgs.runCommand "workstation-reaper-lambda-arm64.zip" { nativeBuildInputs = [ pkgs.zip pkgs.file ]; } ''
           cp ${reaperBinary pkgs}/bin/workstation-reaper bootstrap
+          file -L bootstrap | grep -Eq "ARM aarch64.*(statically|static-pie) linked" || { file -L bootstrap; echo "bootstrap must be a static arm64 executable" >&2; exit 1; }
           zip -X $out bootstrap
         '';
         # The raw disk and nix-support/image-info.json:
@@ -81,11 +87,13 @@
         workstation = self.packages.${system}.workstation;
         hosts-agent = self.packages.${system}.hosts-agent;
         # The configuration the image bakes in is what `workstation render`
-        # prints for the same root and PATH (tests/tests/nix.rs checks the
-        # same with Nix 2.8).
+        # writes for the same manifest, root and PATH (tests/tests/nix.rs
+        # checks the inputs with Nix 2.8).
         render = pkgs.runCommand "workstation-render-check" { } ''
           ${self.packages.${system}.workstation}/bin/workstation --manifest ${./examples/workstation.toml} \
-            ${nixpkgs.lib.escapeShellArgs wslib.renderArgs} > $out
+            ${nixpkgs.lib.escapeShellArgs wslib.renderArgs} --out rendered
+          diff -r --exclude=.hash ${(box system ./examples/workstation.toml).config.system.build.workstationSupervisord} rendered
+          touch $out
         '';
         box = (box system ./examples/workstation.toml).config.system.build.toplevel;
       });

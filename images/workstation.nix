@@ -62,6 +62,10 @@ in
   };
 
   config = {
+    # For the flake's check that the image bakes what `workstation render`
+    # prints (system.build takes any attribute; nixos/modules/system/activation/top-level.nix).
+    system.build.workstationSupervisord = rendered;
+
     environment.systemPackages =
       [ cfg.package pkgs.python3Packages.supervisor pkgs.rsync pkgs.curl pkgs.iproute2 pkgs.nftables pkgs.util-linux ]
       ++ lib.concatMap (k: storeTools.${k}) kinds;

@@ -67,7 +67,7 @@ variable "publisher_role_names" {
 }
 
 variable "reaper_zip" {
-  description = "The reaper Lambda package: `nix build .#reaper-lambda` (a zip whose `bootstrap` is workstation-reaper)."
+  description = "The reaper Lambda package: `nix build .#reaper-lambda-arm64` (a zip whose `bootstrap` is workstation-reaper, static, arm64)."
   type        = string
 }
 
