@@ -281,7 +281,7 @@ mod tests {
         let config = Config {
             allowed_users: vec![me],
             allowed_names: vec!["api.dev.test".into()],
-            allowed_suffixes: vec![],
+            allowed_suffixes: vec![".many.test".into()],
             hosts_file: hosts.clone(),
             socket: dir.path().join("agent.sock"),
             state_dir: dir.path().join("state"),
@@ -300,6 +300,10 @@ mod tests {
         assert!(std::fs::read_to_string(&hosts).unwrap().starts_with("127.0.0.1 localhost\n"), "bytes outside the block are kept");
         let refused = protocol::call(&socket, &point("other.test")).await.unwrap_err();
         assert!(refused.to_string().contains("other.test"), "{refused}");
+        // An allowed suffix does not let one caller grow the file without bound.
+        let many = Request::Point { names: (0..65).map(|i| format!("n{i}.many.test")).collect(), to: Target::Address(address), label: None };
+        let refused = protocol::call(&socket, &many).await.unwrap_err();
+        assert!(refused.to_string().contains("at most 64"), "{refused}");
         server.abort();
     }
 }
