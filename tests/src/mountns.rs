@@ -69,6 +69,38 @@ impl MountNs {
 
 impl Drop for MountNs {
     fn drop(&mut self) {
+        // A box created inside (`ip netns add` run there) has its namespace
+        // mounted only inside: outside, /run/netns/NAME is a plain file, so
+        // the env's teardown finds no processes to stop, and they would
+        // outlive the test. Stop them from inside.
+        use std::os::unix::fs::MetadataExt;
+        let inside = PathBuf::from(format!("/proc/{}/root/run/netns", self.holder.id()));
+        let nsfs = std::fs::metadata("/proc/self/ns/net").map(|m| m.dev()).unwrap_or_default();
+        let only_inside: Vec<String> = std::fs::read_dir(&inside)
+            .map(|d| d.flatten().collect::<Vec<_>>())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| {
+                // A namespace mounted here (nsfs) and not the same one outside;
+                // a plain file here is someone else's box, mounted outside.
+                let id = |p: &std::path::Path| std::fs::metadata(p).ok().filter(|m| m.dev() == nsfs).map(|m| m.ino());
+                let here = id(&e.path());
+                here.is_some() && here != id(&PathBuf::from("/run/netns").join(e.file_name()))
+            })
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        for ns in only_inside {
+            // Until empty: supervisord may start a program while others stop.
+            for _ in 0..5 {
+                let pids = self.cmd("ip").args(["netns", "pids", &ns]).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+                if pids.trim().is_empty() {
+                    break;
+                }
+                let _ = Command::new("kill").arg("-9").args(pids.split_whitespace()).status();
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            let _ = self.cmd("ip").args(["netns", "del", &ns]).status();
+        }
         let _ = self.holder.kill();
         let _ = self.holder.wait();
     }

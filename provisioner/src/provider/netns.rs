@@ -18,6 +18,9 @@ use crate::laptop::settings::LocalNetwork;
 const SSHD_READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// Processes get this long to exit on SIGTERM before SIGKILL.
 const HALT_GRACE: Duration = Duration::from_secs(5);
+/// Rounds of "list, stop" in a halt; more than one only when processes
+/// start while the box stops.
+const HALT_ROUNDS: usize = 5;
 
 const SSHD: &str = "/usr/sbin/sshd";
 
@@ -114,15 +117,23 @@ impl BoxHost {
         if netns_exists(&self.ns) {
             // Not this process: a box's idle check stops its own box.
             let me = std::process::id() as i32;
-            let pids: Vec<i32> = self.pids().into_iter().filter(|p| *p != me).collect();
-            signal_all(&pids, libc::SIGTERM);
-            let deadline = Instant::now() + HALT_GRACE;
-            let mut alive = pids.clone();
-            while !alive.is_empty() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
-                alive.retain(|p| pid_alive(*p));
+            // A process can start while the listed ones stop (supervisord
+            // starting a program as the box halts): list again until the
+            // namespace is empty, or a process would outlive its box.
+            for _ in 0..HALT_ROUNDS {
+                let pids: Vec<i32> = self.pids().into_iter().filter(|p| *p != me).collect();
+                if pids.is_empty() {
+                    break;
+                }
+                signal_all(&pids, libc::SIGTERM);
+                let deadline = Instant::now() + HALT_GRACE;
+                let mut alive = pids;
+                while !alive.is_empty() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(10));
+                    alive.retain(|p| pid_alive(*p));
+                }
+                signal_all(&alive, libc::SIGKILL);
             }
-            signal_all(&alive, libc::SIGKILL);
             run_ok_if_missing(&["ip", "netns", "del", &self.ns])?;
         }
         if link_exists(&self.veth) {
