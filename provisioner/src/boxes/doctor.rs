@@ -98,14 +98,15 @@ pub async fn run(ctx: &Context, manifest: &LoadedManifest, name: &BoxName) -> Ve
         }
         return checks;
     };
+    let connected = || ok("ssh", format!("{}@{} with the pinned host key", ctx.ssh_user, info.address.map_or("-".into(), |a| a.to_string())));
     let shell = match ctx.shell(info).await {
         Ok(s) => {
-            checks.push(ok("ssh", format!("{}@{} with the pinned host key", ctx.ssh_user, info.address.map_or("-".into(), |a| a.to_string()))));
+            checks.push(connected());
             s
         }
         // Connected, but the box did not answer the layout probe.
         Err(LifecycleError::Shell(e)) => {
-            checks.push(ok("ssh", format!("{}@{} with the pinned host key", ctx.ssh_user, info.address.map_or("-".into(), |a| a.to_string()))));
+            checks.push(connected());
             checks.push(fail("services", e.to_string(), format!("workstation ssh {name}")));
             return checks;
         }

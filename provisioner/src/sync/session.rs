@@ -74,9 +74,7 @@ impl<'a> Sync<'a> {
     /// its root) and writes the SSH config rsync uses.
     pub async fn prepare(ctx: &'a Context, info: &'a BoxInfo, manifest: &'a LoadedManifest, local: PathBuf) -> Result<Sync<'a>, SessionError> {
         let ssh_config = ctx.write_ssh_config(false).await?;
-        let shell = ctx.shell(info).await?;
-        let root = shell.layout.root().to_owned();
-        shell.close().await;
+        let root = ctx.on_box(info, async |shell| Ok::<_, LifecycleError>(shell.layout.root().to_owned())).await?;
         let name = local.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "checkout".into());
         let rel = manifest.manifest.sync.path.clone().unwrap_or_else(|| format!("src/{name}"));
         let target = Target {
