@@ -16,7 +16,9 @@ repo=$PWD
 source scripts/lib.sh
 target=$(target_dir)
 
-demo_home="$target/demo-home"
+# Not below the checkout: a clone in /tmp would put the boxes' keys below a
+# world-writable directory, which sshd refuses.
+demo_home=/var/lib/workstation-demo
 agent_dir="$demo_home/agent"
 bin="$target/debug/workstation"
 hosts_bin="$target/debug/workstation-hosts"
