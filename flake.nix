@@ -36,6 +36,26 @@
       # aarch64-multiplatform-musl; pkgs/top-level/stage.nix pkgsStatic.)
       reaperBinary = pkgs: crate pkgs.pkgsCross.aarch64-multiplatform-musl.pkgsStatic "workstation-reaper" { };
 
+      # The AMI disk, with what it bakes in beside nixpkgs' image-info.json:
+      # `image publish` names the AMI after this result's store path (which
+      # changes with anything the image is built from) and tags it with the
+      # manifest's hash (sha256 of its bytes, as the CLI hashes it) and the
+      # nixpkgs revision, so the tags say what the image holds.
+      ami = system: manifest:
+        let
+          pkgs = nixpkgs.legacyPackages.${system};
+          image = (box system manifest).config.system.build.amazonImage;
+          baked = pkgs.writeText "workstation-image.json" (builtins.toJSON {
+            manifest_hash = builtins.hashFile "sha256" manifest;
+            nixpkgs = nixpkgs.rev or "unknown";
+          });
+        in
+        pkgs.runCommand "workstation-ami-${system}" { } ''
+          mkdir -p $out/nix-support
+          cp ${image}/nix-support/image-info.json ${baked} $out/nix-support/
+          ln -s ${image} $out/image
+        '';
+
       # The box for one system, from the manifest `manifest`.
       box = system: manifest: nixpkgs.lib.nixosSystem {
         modules = [
@@ -61,16 +81,19 @@
           file -L bootstrap | grep -Eq "ARM aarch64.*(statically|static-pie) linked" || { file -L bootstrap; echo "bootstrap must be a static arm64 executable" >&2; exit 1; }
           zip -X $out bootstrap
         '';
-        # The raw disk and nix-support/image-info.json:
-        # `workstation image build` builds this, `image publish` uploads it.
-        ami = (box system ./examples/workstation.toml).config.system.build.amazonImage;
+        # nix-support/image-info.json (the raw disk's path) and
+        # workstation-image.json: `workstation image build` builds this,
+        # `image publish` uploads it.
+        ami = ami system ./examples/workstation.toml;
       });
 
       nixosModules.workstation = ./images/workstation.nix;
 
       # A company's flake sets its own manifest:
       #   nixosConfigurations.box = workstation.lib.box "x86_64-linux" ./workstation.toml;
+      #   packages.x86_64-linux.ami = workstation.lib.ami "x86_64-linux" ./workstation.toml;
       lib.box = box;
+      lib.ami = ami;
       nixosConfigurations.workstation = box "x86_64-linux" ./examples/workstation.toml;
 
       devShells = forAll (system: pkgs: {

@@ -44,7 +44,7 @@ native_ms=() ws_ms=()
 for i in $(seq 1 "$RUNS"); do
     t0=$(now_ms); native "$i"; t1=$(now_ms)
     native_ms+=($((t1 - t0)))
-    t0=$(now_ms); "$bin" create --name "b$i" >/dev/null 2>"$work/create.err" || { cat "$work/create.err" >&2; exit 1; }; t1=$(now_ms)
+    t0=$(now_ms); "$bin" create "b$i" >/dev/null 2>"$work/create.err" || { cat "$work/create.err" >&2; exit 1; }; t1=$(now_ms)
     ws_ms+=($((t1 - t0)))
     "$bin" destroy "b$i" --yes >/dev/null 2>&1
 done

@@ -11,7 +11,6 @@ source bench/moto-env.sh
 
 printf '[box]\ninstance_type = "t3.medium"\ndisk_gib = 30\nimage_tag = "bench"\n' > "$work/workstation.toml"
 export WORKSTATION_MANIFEST=$work/workstation.toml
-echo '{}' > "$work/flake.lock"
 
 # Sparse: every tenth 512 KiB block written, the rest holes.
 python3 - "$work/sparse.raw" <<'PY'
@@ -26,7 +25,7 @@ PY
 head -c 1G /dev/urandom > "$work/dense.raw"
 
 run() { # disk, concurrency, image line
-    "$bin" image publish "$work/$1.raw" --arch x86_64 --flake-lock "$work/flake.lock" --image "$3" \
+    "$bin" image publish "$work/$1.raw" --arch x86_64 --image "$3" \
         --concurrency "$2" --output json > "$work/$1-$2.json"
 }
 for disk in sparse dense; do

@@ -54,10 +54,10 @@ manifest() {
     printf '[stores.main]\nkind = "postgres"\ndatabase = "app"\nseed = "%s"\n' "$2"
 }
 export WORKSTATION_MANIFEST=$work/workstation.toml
-manifest "$work/seeds/cache.resp" "$work/seeds/main" > "$WORKSTATION_MANIFEST"
+manifest "seeds/cache.resp" "seeds/main" > "$WORKSTATION_MANIFEST"
 
 echo "creating the box (first seed)" >&2
-"$bin" create --name bench >/dev/null
+"$bin" create bench >/dev/null
 box() { ssh -F "$HOME/.ssh/config" -o BatchMode=yes ws-bench "$@"; }
 psql_box="psql -X -q -h 127.0.0.1 -U postgres"
 fresh_db() { box "$psql_box -d postgres -c 'DROP DATABASE IF EXISTS $1' -c 'CREATE DATABASE $1' && $psql_box -d $1 -f $work/seeds/main/schema.sql"; }

@@ -45,8 +45,8 @@ inns "$agent" run --config "$work/agent.toml" >/dev/null 2>"$work/agent.log" &
 agent_pid=$!
 until [ -S "$WORKSTATION_HOSTS_SOCKET" ]; do sleep 0.01; done
 
-"$bin" create --name b1 >/dev/null 2>&1
-WORKSTATION_OWNER=alice "$bin" create --name b1 >/dev/null 2>&1
+"$bin" create b1 >/dev/null 2>&1
+WORKSTATION_OWNER=alice "$bin" create b1 >/dev/null 2>&1
 mine=$("$bin" list --output json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["address"])')
 alice=$("$bin" list --all --output json | python3 -c 'import json,sys; print([b for b in json.load(sys.stdin) if b["owner"]=="alice"][0]["address"])')
 

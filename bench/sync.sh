@@ -16,7 +16,7 @@ export WORKSTATION_HOSTS_SOCKET=$work/none.sock
 bench_home "$work/home"
 export WORKSTATION_MANIFEST=$work/workstation.toml
 printf '[box]\ninstance_type = "t3.medium"\ndisk_gib = 30\nimage_id = "ami-0123456789abcdef0"\n[sync]\npath = "src/big"\n' > "$WORKSTATION_MANIFEST"
-"$bin" create --name b1 >/dev/null 2>&1
+"$bin" create b1 >/dev/null 2>&1
 
 big=$work/big
 python3 - "$big" <<'PY'

@@ -83,7 +83,7 @@ laptop getent hosts app.demo.test api.demo.test
 laptop curl -s -o /dev/null -w 'GET http://api.demo.test:8081/ → %{http_code}\n' http://api.demo.test:8081/
 
 say "alice creates her box (a second owner on this machine)"
-WORKSTATION_OWNER=alice ws create --name dev > /dev/null
+WORKSTATION_OWNER=alice ws create dev > /dev/null
 ws share --off > /dev/null   # her create pointed this shared laptop at her box
 ws list --all
 

@@ -161,13 +161,9 @@ data "aws_iam_policy_document" "box_assume" {
   }
 }
 
+# It reads its own tags from instance metadata (the launch turns
+# InstanceMetadataTags on): no region-wide DescribeTags.
 data "aws_iam_policy_document" "box" {
-  statement {
-    sid       = "ReadOwnTags"
-    actions   = ["ec2:DescribeTags"]
-    resources = ["*"]
-  }
-
   statement {
     sid       = "TagAndStopItself"
     actions   = ["ec2:CreateTags", "ec2:StopInstances"]

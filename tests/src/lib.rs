@@ -7,6 +7,7 @@
 
 pub mod fleet;
 pub mod hostsagent;
+pub mod imds;
 pub mod moto;
 pub mod mountns;
 
@@ -107,6 +108,8 @@ pub struct TestEnv {
     pub manifest: PathBuf,
     pub moto: Option<moto::Moto>,
     pub fleet: Option<fleet::Fleet>,
+    /// Instance metadata for the aws boxes (moto has none).
+    pub imds: Option<imds::Imds>,
     /// Extra environment for every command (AWS endpoint and credentials).
     env: Vec<(String, String)>,
     /// Held for its lock: reserves this environment's addresses.
@@ -134,7 +137,7 @@ impl TestEnv {
         // Never the machine's own hosts agent: a test that wants one starts
         // it on this socket.
         let env = vec![("WORKSTATION_HOSTS_SOCKET".to_owned(), root.path().join("agent.sock").display().to_string())];
-        TestEnv { manifest: root.path().join("workstation.toml"), root, home, subnet, moto: None, fleet: None, env, _slice: slice }
+        TestEnv { manifest: root.path().join("workstation.toml"), root, home, subnet, moto: None, fleet: None, imds: None, env, _slice: slice }
     }
 
     /// Boxes are network namespaces created by the local provider.
@@ -154,8 +157,12 @@ impl TestEnv {
         let mut env = TestEnv::base();
         let network = LocalNetwork { bridge: BRIDGE.into(), network: NETWORK.parse().unwrap(), subnet: env.subnet };
         workstation::provider::netns::BoxHost::ensure_bridge(&network).expect("test bridge");
-        let moto = moto::Moto::start_on(&workstation::provider::netns::gateway(&network.network).to_string());
+        let gateway = workstation::provider::netns::gateway(&network.network).to_string();
+        let moto = moto::Moto::start_on(&gateway);
         env.env.extend(moto.client_env());
+        let imds = imds::Imds::start_on(&gateway, &moto);
+        env.env.push(("AWS_EC2_METADATA_SERVICE_ENDPOINT".into(), imds.url.clone()));
+        env.imds = Some(imds);
         let (subnet_id, image) = moto.prepare(env.subnet);
         env.write_settings(
             "owner = \"tester\"\nprovider = \"aws\"\nssh_user = \"root\"\n[aws]\nregion = \"us-east-1\"\naddress = \"private\"\n",

@@ -21,10 +21,11 @@ fn local_create_then_ssh_runs_on_the_box() {
     // The command runs inside the box's own network namespace.
     let ip = stdout_of(&env, &["ssh", "dev", "--", "ip", "-4", "-o", "addr", "show", "dev", "eth0"]);
     assert!(ip.contains(&format!("10.78.{}.", env.subnet.network().octets()[2])), "{ip}");
-    // Exit status and arguments with spaces survive the trip.
-    let out = env.run(&["ssh", "dev", "--", "sh", "-c", "echo 'a  b'; exit 7"]);
-    assert_eq!(out.status.code(), Some(7));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "a  b\n");
+    // As with ssh: the words after -- are one remote command line (a
+    // quoted shell line runs as a shell line), its exit status is ours.
+    let out = env.run(&["ssh", "dev", "--", "X=1; echo \"a  b $X\"; exit 7"]);
+    assert_eq!(out.status.code(), Some(7), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "a  b 1\n");
 
     let list = env.json(&["list"]);
     let boxes = list.as_array().expect("list --output json is an array");
@@ -295,7 +296,7 @@ fn unknown_box_is_a_clear_error() {
     let out = env.run(&["status", "nope"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("no box named nope for owner tester") && err.contains("workstation create --name nope"), "{err}");
+    assert!(err.contains("no box named nope for owner tester") && err.contains("workstation list"), "{err}");
     let err = env.fails(&["ssh", "nope", "--", "true"]);
     assert!(err.contains("no box named nope"), "{err}");
 }

@@ -99,8 +99,15 @@ fn ssh_typing_and_http_keep_a_box_silence_stops_it_with_a_warning() {
     assert!(viewed["active"].as_array().unwrap().iter().any(|a| a.as_str().unwrap().starts_with("service traffic")), "{viewed}");
     assert_eq!(verdict(&viewed), "keep");
 
-    // Then silence past the timeout: the box stops itself in moto.
-    let gone = check(360);
+    // `keep` from the laptop: the box reads its own tag from instance
+    // metadata (its role may not describe tags).
+    env.ok(&["keep", "dev", "--for", "10m"]);
+    let kept = check(360);
+    assert_eq!(verdict(&kept), "keep", "{kept}");
+    assert!(kept["verdict"]["reason"].as_str().unwrap().contains("workstation keep"), "{kept}");
+
+    // Then silence past the keep: the box stops itself in moto.
+    let gone = check(12 * 60);
     assert_eq!(verdict(&gone), "stop", "{gone}");
     assert_eq!(gone["stopped"], true);
     let status = env.json(&["status", "dev"]);

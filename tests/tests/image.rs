@@ -31,8 +31,8 @@ fn disk(dir: &Path, blocks: u64) -> (PathBuf, Vec<u64>) {
     (path, all)
 }
 
-fn publish(env: &TestEnv, disk: &Path, lock: &Path, extra: &[&str]) -> serde_json::Value {
-    let mut args = vec!["image", "publish", disk.to_str().unwrap(), "--flake-lock", lock.to_str().unwrap()];
+fn publish(env: &TestEnv, disk: &Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["image", "publish", disk.to_str().unwrap()];
     args.extend_from_slice(extra);
     env.json(&args)
 }
@@ -60,14 +60,12 @@ fn download(env: &TestEnv, snapshot: &str, blocks: u64) -> (Vec<u8>, usize) {
 }
 
 #[test]
-fn publish_uploads_only_data_blocks_and_is_idempotent_on_its_inputs() {
+fn publish_uploads_only_data_blocks_and_is_idempotent_on_what_was_built() {
     let env = TestEnv::aws_api_only();
     let blocks = 130; // 65 MiB minus a bit: two GiB-rounding edge cases at once
     let (disk, data) = disk(env.root.path(), blocks);
-    let lock = env.root.path().join("flake.lock");
-    std::fs::write(&lock, r#"{"nodes":{},"root":"root","version":7}"#).unwrap();
 
-    let first = publish(&env, &disk, &lock, &["--arch", "x86_64"]);
+    let first = publish(&env, &disk, &["--arch", "x86_64"]);
     assert_eq!(first["existing"], false, "{first}");
     let upload = &first["upload"];
     assert_eq!(upload["blocks"], blocks, "{first}");
@@ -83,26 +81,25 @@ fn publish_uploads_only_data_blocks_and_is_idempotent_on_its_inputs() {
     expected.resize(blocks as usize * BLOCK, 0);
     assert!(downloaded == expected, "snapshot content differs from the disk");
 
-    // The AMI carries the inputs as tags.
+    // The AMI says what it is; a bare disk says nothing about a manifest
+    // (the one on the command line is not what was baked in).
     let client = env.moto.as_ref().unwrap().client();
-    let tags = block_on(async {
-        let out = client.describe_images().image_ids(&image_id).send().await.unwrap();
-        let image = &out.images()[0];
-        assert_eq!(image.name(), first["name"].as_str());
-        image.tags().iter().map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string())).collect::<std::collections::BTreeMap<_, _>>()
-    });
+    let tags = image_tags(&env, &image_id);
     assert_eq!(tags["workstation:image"], "workstation");
-    assert_eq!(tags["workstation:manifest-hash"].len(), 64);
-    assert_eq!(tags["workstation:flake-lock-hash"], workstation::image::file_hash(&lock).unwrap());
+    assert_eq!(tags["workstation:image-content"], workstation::image::data_digest(&disk).unwrap());
+    assert!(!tags.contains_key("workstation:manifest-hash"), "{tags:?}");
 
-    // The same inputs again: the same AMI, nothing uploaded.
-    let second = publish(&env, &disk, &lock, &["--arch", "x86_64"]);
+    // The same image again: the same AMI, nothing uploaded.
+    let second = publish(&env, &disk, &["--arch", "x86_64"]);
     assert_eq!((second["existing"].clone(), second["image_id"].as_str()), (serde_json::json!(true), Some(image_id.as_str())), "{second}");
     assert!(second["upload"].is_null());
 
-    // A new flake.lock is a new image.
-    std::fs::write(&lock, r#"{"nodes":{"nixpkgs":{}},"root":"root","version":7}"#).unwrap();
-    let third = publish(&env, &disk, &lock, &["--arch", "x86_64"]);
+    // One changed byte is a new image.
+    let mut f = std::fs::OpenOptions::new().write(true).open(&disk).unwrap();
+    f.seek(SeekFrom::Start(3 * BLOCK as u64)).unwrap();
+    f.write_all(b"changed").unwrap();
+    drop(f);
+    let third = publish(&env, &disk, &["--arch", "x86_64"]);
     assert_eq!(third["existing"], false);
     assert_ne!(third["image_id"].as_str(), Some(image_id.as_str()));
     let count = block_on(async {
@@ -118,16 +115,46 @@ fn publish_uploads_only_data_blocks_and_is_idempotent_on_its_inputs() {
     assert_eq!(count, 2);
 }
 
+fn image_tags(env: &TestEnv, image_id: &str) -> std::collections::BTreeMap<String, String> {
+    let client = env.moto.as_ref().unwrap().client();
+    block_on(async {
+        let out = client.describe_images().image_ids(image_id).send().await.unwrap();
+        let image = &out.images()[0];
+        image.tags().iter().map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string())).collect()
+    })
+}
+
+/// A build result says what it baked in (our flake's `ami` writes
+/// nix-support/workstation-image.json): those are the AMI's tags, checked.
 #[test]
-fn publish_explains_a_missing_lock_and_an_empty_disk() {
+fn a_build_result_tags_what_it_baked_in() {
+    let env = TestEnv::aws_api_only();
+    let (disk, _) = disk(env.root.path(), 8);
+    let result = env.root.path().join("result-ami");
+    std::fs::create_dir_all(result.join("nix-support")).unwrap();
+    let info = serde_json::json!({"file": disk, "system": "aarch64-linux", "label": "26.05"});
+    std::fs::write(result.join("nix-support/image-info.json"), info.to_string()).unwrap();
+    let baked = result.join("nix-support/workstation-image.json");
+    let manifest_hash = "ab".repeat(32);
+    std::fs::write(&baked, serde_json::json!({"manifest_hash": manifest_hash, "nixpkgs": "9fbb54b3"}).to_string()).unwrap();
+
+    let published = publish(&env, &result, &[]);
+    assert!(published["name"].as_str().unwrap().starts_with("workstation-aarch64-linux-"), "the build's system: {published}");
+    let tags = image_tags(&env, published["image_id"].as_str().unwrap());
+    assert_eq!((tags["workstation:manifest-hash"].as_str(), tags["workstation:nixpkgs"].as_str()), (manifest_hash.as_str(), "9fbb54b3"));
+
+    // A tag value is read by others: what the file says is checked.
+    std::fs::write(&baked, r#"{"manifest_hash": "not a hash"}"#).unwrap();
+    let err = env.fails(&["image", "publish", result.to_str().unwrap()]);
+    assert!(err.contains("manifest_hash") && err.contains("image build"), "{err}");
+}
+
+#[test]
+fn publish_explains_an_empty_disk() {
     let env = TestEnv::aws_api_only();
     let empty = env.root.path().join("empty.raw");
     std::fs::write(&empty, b"").unwrap();
-    let err = env.fails(&["image", "publish", empty.to_str().unwrap(), "--arch", "x86_64", "--flake-lock", "/nonexistent/flake.lock"]);
-    assert!(err.contains("/nonexistent/flake.lock") && err.contains("--flake-lock"), "{err}");
-    let lock = env.root.path().join("flake.lock");
-    std::fs::write(&lock, "{}").unwrap();
-    let err = env.fails(&["image", "publish", empty.to_str().unwrap(), "--arch", "x86_64", "--flake-lock", lock.to_str().unwrap()]);
+    let err = env.fails(&["image", "publish", empty.to_str().unwrap(), "--arch", "x86_64"]);
     assert!(err.contains("is empty") && err.contains("image build"), "{err}");
 }
 
@@ -154,11 +181,9 @@ fn image_names_resolve_only_to_this_accounts_images() {
 fn create_launches_the_newest_image_of_its_tag() {
     let env = TestEnv::aws();
     let (disk, _) = disk(env.root.path(), 16);
-    let lock = env.root.path().join("flake.lock");
-    std::fs::write(&lock, "{}").unwrap();
-    let ours = publish(&env, &disk, &lock, &["--arch", "x86_64"]);
+    let ours = publish(&env, &disk, &["--arch", "x86_64"]);
     // Another image line published later must not be picked.
-    publish(&env, &disk, &lock, &["--arch", "x86_64", "--image", "experimental"]);
+    publish(&env, &disk, &["--arch", "x86_64", "--image", "experimental"]);
 
     let manifest = std::fs::read_to_string(&env.manifest).unwrap();
     let image_line = manifest.lines().find(|l| l.starts_with("image_")).unwrap().to_string();

@@ -112,3 +112,19 @@ fn the_image_writes_its_layout_where_workstation_reads_it() {
         assert!(module.contains(&format!("environment.etc.\"{etc}\".text = wslib.{value}")), "images/workstation.nix must write {file}");
     }
 }
+
+/// The flake's `ami` tags the image with `builtins.hashFile "sha256"` of
+/// its manifest; the CLI names a manifest by its own hash. They must agree,
+/// or `image publish`'s manifest tag would never match a box's.
+#[test]
+fn nix_hashes_a_manifest_as_the_cli_does() {
+    let flake = std::fs::read_to_string(repo_root().join("flake.nix")).unwrap();
+    assert!(flake.contains(r#"manifest_hash = builtins.hashFile "sha256" manifest;"#), "flake.nix's ami writes the manifest hash");
+    for rel in ["examples/workstation.toml", "examples/local/workstation.toml"] {
+        let path = repo_root().join(rel);
+        let expr = format!("builtins.hashFile \"sha256\" {}", path.display());
+        let out = run_ok(Command::new("nix-instantiate").args(["--eval", "--json", "-E", &expr]));
+        let nix: String = serde_json::from_str(&out).unwrap();
+        assert_eq!(nix, Manifest::load(&path).unwrap().hash, "{rel}");
+    }
+}

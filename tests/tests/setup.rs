@@ -77,7 +77,7 @@ fn init_on_a_fresh_home_then_doctor_names_each_breakage_and_its_fix() {
     assert_eq!(check(&checks, "hostnames")["outcome"], "ok");
 
     // A stopped service.
-    env.ok(&["ssh", "dev", "--", "sh", "-c", "supervisorctl -c \"$WORKSTATION_BOX_ROOT/supervisor/current/supervisord.conf\" stop api"]);
+    env.ok(&["ssh", "dev", "--", "supervisorctl -c \"$WORKSTATION_BOX_ROOT/supervisor/current/supervisord.conf\" stop api"]);
     let (healthy, checks) = doctor(&env, &ns);
     let services = check(&checks, "services");
     assert!(!healthy && services["outcome"] == "fail", "{checks:#?}");

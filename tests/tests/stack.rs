@@ -10,7 +10,8 @@ use workstation_tests::{wait_until, write_csv_snapshot, write_resp_snapshot, Tes
 const BOX: &str = "[box]\ninstance_type = \"t3.medium\"\ndisk_gib = 30\nimage_id = \"ami-0123456789abcdef0\"\n";
 
 fn ssh(env: &TestEnv, script: &str) -> String {
-    env.ok(&["ssh", "dev", "--", "sh", "-c", script]).trim().to_string()
+    // One remote command line, as with ssh.
+    env.ok(&["ssh", "dev", "--", script]).trim().to_string()
 }
 
 fn redis(env: &TestEnv, args: &str) -> String {

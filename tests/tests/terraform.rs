@@ -1,6 +1,8 @@
 //! terraform/: every file parses as HCL (python-hcl2), checkov finds
-//! nothing, and each IAM policy allows exactly the AWS actions the code
-//! that runs under it calls, derived from the code's SDK calls.
+//! nothing, each IAM policy allows exactly the AWS actions the code that
+//! runs under it calls (derived from the code's SDK calls), and the
+//! policies' resource and condition rules decide who may touch which box
+//! (tests/support/iam_eval.py: moto's access control ignores both).
 //!
 //! Both Python tools live in their own virtualenvs (scripts/install-deps.sh):
 //! checkov pins library versions that moto's server does not accept.
@@ -150,6 +152,89 @@ fn each_policy_allows_exactly_the_actions_its_code_calls() {
         assert!(missing.is_empty(), "terraform's {name} policy lacks {missing:?}, which the code calls");
         assert!(unneeded.is_empty(), "terraform's {name} policy allows {unneeded:?}, which no code of it calls");
     }
+}
+
+const ACCOUNT: &str = "111122223333";
+
+fn arn(kind: &str, id: &str) -> String {
+    match kind {
+        "image" => format!("arn:aws:ec2:us-east-1::image/{id}"),
+        _ => format!("arn:aws:ec2:us-east-1:{ACCOUNT}:{kind}/{id}"),
+    }
+}
+
+/// What terraform/'s policies decide for each request, by
+/// tests/support/iam_eval.py.
+fn decide(requests: &[serde_json::Value]) -> Vec<String> {
+    let input = serde_json::json!({
+        "bindings": {"var.region": "us-east-1", "local.subnet_ids": ["subnet-1"]},
+        "requests": requests,
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("requests.json");
+    std::fs::write(&file, input.to_string()).unwrap();
+    let out = run_ok(
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("{HCL2_PYTHON} {} {} < {}", repo_root().join("tests/support/iam_eval.py").display(), repo_root().join("terraform").display(), file.display())),
+    );
+    serde_json::from_str(&out).unwrap()
+}
+
+/// An engineer's request: `who` acting on a resource with `context`.
+fn engineer(who: &str, action: &str, resource: String, context: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({"policy": "engineer", "principal_tags": {"workstation-owner": who}, "action": action, "resource": resource, "context": context})
+}
+
+/// The ABAC rules end to end, on the policy documents themselves: moto
+/// evaluates neither resources nor conditions, so it cannot test them.
+#[test]
+fn nobody_can_touch_another_engineers_box_or_key() {
+    let alices_box = arn("instance", "i-alice");
+    let owned_by = |o: &str| serde_json::json!({"ec2:ResourceTag/workstation:owner": o});
+    let launch_tag = |o: &str| serde_json::json!({"aws:RequestTag/workstation:owner": o});
+    let tags_on = |o: &str, keys: &[&str]| serde_json::json!({"ec2:ResourceTag/workstation:owner": o, "aws:TagKeys": keys});
+    let this_box = serde_json::json!({"aws:ARN": alices_box, "ec2:SourceInstanceARN": alices_box});
+    let box_tags = |keys: &[&str], on: &str| {
+        serde_json::json!({"aws:ARN": on, "ec2:SourceInstanceARN": alices_box, "aws:TagKeys": keys})
+    };
+    let on_box = |action: &str, resource: &str, context: serde_json::Value| {
+        serde_json::json!({"policy": "box", "action": action, "resource": resource, "context": context})
+    };
+    let reaper = |action: &str, context: serde_json::Value| {
+        serde_json::json!({"policy": "reaper", "action": action, "resource": alices_box, "context": context})
+    };
+    let cases: Vec<(&str, &str, serde_json::Value)> = vec![
+        ("allow", "alice stops her box", engineer("alice", "ec2:StopInstances", alices_box.clone(), owned_by("alice"))),
+        ("deny", "bob stops alice's box", engineer("bob", "ec2:StopInstances", alices_box.clone(), owned_by("alice"))),
+        ("deny", "bob starts alice's box", engineer("bob", "ec2:StartInstances", alices_box.clone(), owned_by("alice"))),
+        ("deny", "bob terminates alice's box", engineer("bob", "ec2:TerminateInstances", alices_box.clone(), owned_by("alice"))),
+        ("allow", "alice keeps her box", engineer("alice", "ec2:CreateTags", alices_box.clone(), tags_on("alice", &["workstation:keep-until"]))),
+        ("deny", "bob tags alice's box", engineer("bob", "ec2:CreateTags", alices_box.clone(), tags_on("alice", &["workstation:keep-until"]))),
+        ("deny", "alice forges activity", engineer("alice", "ec2:CreateTags", alices_box.clone(), tags_on("alice", &["workstation:last-active"]))),
+        ("deny", "alice gives her box to bob", engineer("alice", "ec2:CreateTags", alices_box.clone(), tags_on("alice", &["workstation:owner"]))),
+        ("allow", "bob launches his own box", engineer("bob", "ec2:RunInstances", arn("instance", "*"), launch_tag("bob"))),
+        ("deny", "bob launches a box as alice's", engineer("bob", "ec2:RunInstances", arn("instance", "*"), launch_tag("alice"))),
+        ("deny", "bob launches with alice's key pair", engineer("bob", "ec2:RunInstances", arn("key-pair", "workstation.alice.ab12"), launch_tag("bob"))),
+        ("allow", "bob launches with his key pair", engineer("bob", "ec2:RunInstances", arn("key-pair", "workstation.bob.ab12"), launch_tag("bob"))),
+        ("allow", "a launch from this account's image", engineer("bob", "ec2:RunInstances", arn("image", "ami-1"), serde_json::json!({"ec2:Owner": ACCOUNT}))),
+        ("deny", "a launch from a stranger's image", engineer("bob", "ec2:RunInstances", arn("image", "ami-2"), serde_json::json!({"ec2:Owner": "999988887777"}))),
+        ("allow", "alice imports her key", engineer("alice", "ec2:ImportKeyPair", arn("key-pair", "workstation.alice.ab12"), launch_tag("alice"))),
+        ("deny", "bob squats alice's key-pair name", engineer("bob", "ec2:ImportKeyPair", arn("key-pair", "workstation.alice.ab12"), launch_tag("bob"))),
+        ("deny", "bob imports a pair tagged as alice's", engineer("bob", "ec2:ImportKeyPair", arn("key-pair", "workstation.bob.ab12"), launch_tag("alice"))),
+        ("allow", "a box publishes its host key", on_box("ec2:CreateTags", &alices_box, box_tags(&["workstation:host-key"], &alices_box))),
+        ("allow", "a box stops itself", on_box("ec2:StopInstances", &alices_box, this_box.clone())),
+        ("deny", "a box stops another", on_box("ec2:StopInstances", &arn("instance", "i-other"), box_tags(&[], &arn("instance", "i-other")))),
+        ("deny", "a box re-labels its owner", on_box("ec2:CreateTags", &alices_box, box_tags(&["workstation:owner"], &alices_box))),
+        ("deny", "a box reads the region's tags", on_box("ec2:DescribeTags", "*", this_box.clone())),
+        ("allow", "the reaper stops a box", reaper("ec2:StopInstances", owned_by("alice"))),
+        ("deny", "the reaper stops a stranger's instance", reaper("ec2:StopInstances", serde_json::json!({}))),
+        ("deny", "the reaper extends a keep", reaper("ec2:CreateTags", tags_on("alice", &["workstation:keep-until"]))),
+    ];
+    let decided = decide(&cases.iter().map(|(_, _, r)| r.clone()).collect::<Vec<_>>());
+    let wrong: Vec<String> =
+        cases.iter().zip(&decided).filter(|((want, ..), got)| want != got).map(|((want, what, _), got)| format!("{what}: {got}, not {want}")).collect();
+    assert!(wrong.is_empty(), "{wrong:#?}");
 }
 
 #[test]

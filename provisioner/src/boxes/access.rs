@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use super::lifecycle::{Context, LifecycleError, POLL_FIRST, POLL_MAX, SSH_READY_TIMEOUT};
 use crate::manifest::name::BoxName;
-use crate::provider::BoxInfo;
+use crate::provider::{BoxInfo, BoxState};
 use crate::ssh::known_hosts::{self, Pinned};
 use crate::ssh::remote::{self, Target};
 use crate::ssh::ssh_config::{self, HostEntry};
@@ -43,7 +43,12 @@ impl Context {
         Ok((info, outcome, known_hosts::fingerprint(&key)))
     }
 
+    /// Where to reach a running box; a box in any other state is an error
+    /// that says how to start it (instead of a connection timing out).
     pub fn target(&self, info: &BoxInfo) -> Result<Target, LifecycleError> {
+        if info.state != BoxState::Running {
+            return Err(LifecycleError::Stopped { name: info.name.clone(), state: info.state.as_str() });
+        }
         let ip = info.address.ok_or_else(|| LifecycleError::NoAddress { name: info.name.clone(), id: info.id.clone() })?;
         Ok(Target {
             name: info.name.clone(),

@@ -84,7 +84,7 @@ pub async fn run(ctx: &Context, manifest: &LoadedManifest, name: &BoxName) -> Ve
             None
         }
         None => {
-            checks.push(fail("box", format!("no box named {name}"), format!("workstation create --name {name}")));
+            checks.push(fail("box", format!("no box named {name}"), format!("workstation create {name}")));
             None
         }
     };
@@ -239,7 +239,7 @@ async fn box_checks(onbox: &BoxShell, manifest: &LoadedManifest, name: &BoxName,
                 )),
             }
         }
-        Err(e) => out.push(fail("services", e.to_string(), format!("workstation up --name {name}"))),
+        Err(e) => out.push(fail("services", e.to_string(), format!("workstation up {name}"))),
     }
 
     let seeded: Vec<&String> = m.stores.iter().filter(|(_, s)| s.seed.is_some()).map(|(n, _)| n).collect();

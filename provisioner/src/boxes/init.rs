@@ -208,7 +208,7 @@ fn ensure_ssh_key(key: &Path, owner: &str, interactive: bool) -> Result<bool> {
         return Ok(false);
     }
     if let Some(dir) = key.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        crate::ssh::create_private_dir(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let mut keygen = Command::new("ssh-keygen");
     keygen.args(["-q", "-t", "ed25519", "-C", &format!("{owner}@workstation"), "-f"]).arg(key);

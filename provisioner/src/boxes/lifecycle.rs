@@ -14,7 +14,6 @@ use super::access::{public_key_path, read_public_key};
 use crate::idle::policy::{self, Seen, Verdict};
 use crate::laptop::hosts::{self, HostsAgent, Pointed};
 use crate::laptop::paths::Paths;
-use crate::laptop::settings::ProviderKind;
 use crate::manifest::name::{BoxName, Owner};
 use crate::manifest::{IdlePolicy, LoadedManifest};
 use crate::progress::step;
@@ -42,6 +41,9 @@ const SETTLE_ROUNDS: usize = 3;
 pub(super) const POLL_FIRST: Duration = Duration::from_millis(50);
 pub(super) const POLL_MAX: Duration = Duration::from_secs(5);
 
+/// Each store's snapshot, by store name (None: the store has no seed).
+pub type Snapshots = std::collections::BTreeMap<String, Option<Snapshot>>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum LifecycleError {
     #[error(transparent)]
@@ -57,14 +59,16 @@ pub enum LifecycleError {
     Shell(#[from] ShellError),
     #[error(transparent)]
     Seed(#[from] SeedError),
-    #[error("no box named {name} for owner {owner}; `workstation list` shows your boxes, `workstation create --name {name}` makes one")]
+    #[error("no box named {name} for owner {owner}; `workstation list` shows your boxes")]
     UnknownBox { owner: String, name: String },
     #[error("box {name} ({id}) was not {what} after {waited:?} (state: {state}); check it in the EC2 console or run `workstation status {name}`")]
     Timeout { name: String, id: String, what: &'static str, waited: Duration, state: &'static str },
-    #[error("box {name} ({id}) has not published its host key yet; it does so at first boot (`workstation create --name {name}` waits for it)")]
+    #[error("box {name} ({id}) has not published its host key yet; it does so at first boot (`workstation create {name}` waits for it)")]
     NoHostKey { name: String, id: String },
     #[error("{owner}'s box {name} is {state}, not running; ask {owner} to run `workstation start {name}` (or pass --box for another of their boxes)")]
     NotRunning { owner: String, name: String, state: &'static str },
+    #[error("box {name} is {state}; start it with `workstation start {name}`")]
+    Stopped { name: String, state: &'static str },
     #[error(transparent)]
     Hosts(#[from] hosts::ClientError),
     #[error("box {name} ({id}) has no address to connect to")]
@@ -97,6 +101,10 @@ pub struct Context {
     pub identity: PathBuf,
     /// For seeds stored in S3 (only built when the manifest has one).
     pub s3: Option<aws_sdk_s3::Client>,
+    /// Local seeds may be read from outside the manifest's directory
+    /// (`--allow-outside`); by default a manifest from a repository cannot
+    /// send the laptop's other files to a box.
+    pub seeds_outside: bool,
     /// The laptop's hosts agent, which points hostnames at boxes.
     pub hosts: HostsAgent,
 }
@@ -160,10 +168,9 @@ impl Context {
         let info = self.find(name).await?;
         let host_key_pinned = self.known_hosts.get(&known_hosts::alias(&info.id))?.is_some();
         let policy = manifest.map(|m| m.manifest.idle.clone()).unwrap_or_default();
-        // Local boxes have no EC2 API to record activity in, so no idle
-        // check runs for them, and a verdict would be made up.
-        let tracked = info.state == BoxState::Running && self.provider.kind() == ProviderKind::Aws;
-        let idle = tracked.then(|| policy::decide(&policy, &Seen::of(&info), Utc::now()));
+        // Both providers record activity and keeps where the box's own
+        // idle check reads them (EC2 tags, a local box's record).
+        let idle = (info.state == BoxState::Running).then(|| policy::decide(&policy, &Seen::of(&info), Utc::now()));
         let manifest_current = manifest.zip(info.manifest_hash.as_ref()).map(|(m, h)| &m.hash == h);
         Ok(BoxStatus { info, host_key_pinned, manifest_current, idle })
     }
@@ -182,6 +189,9 @@ impl Context {
     }
 
     pub async fn create(&self, spec: &LaunchSpec<'_>, health_timeout: Duration, progress: Option<&ProgressBar>) -> Result<CreateReport, LifecycleError> {
+        // Everything that can fail here fails before a box is billed.
+        step(progress, "checking the seed snapshots".into());
+        let snapshots = self.snapshots(spec.manifest).await?;
         step(progress, format!("launching {}", spec.name));
         let launched = self.provider.launch(spec).await?;
         let mut info = launched.info;
@@ -220,7 +230,7 @@ impl Context {
         }
         let (key, pinned) = pinned_key;
         self.write_ssh_config(true).await?;
-        let up = self.up(&info, spec.manifest, health_timeout, progress).await?;
+        let up = self.up_with(&info, spec.manifest, &snapshots, health_timeout, progress).await?;
         step(progress, "pointing hostnames at the box".into());
         let hostnames = self.point_hostnames(&info, &spec.manifest.manifest.hostnames).await;
 
@@ -246,10 +256,21 @@ impl Context {
     ) -> Result<UpReport, LifecycleError> {
         step(progress, "resolving seed snapshots".into());
         let snapshots = self.snapshots(manifest).await?;
+        self.up_with(info, manifest, &snapshots, health_timeout, progress).await
+    }
+
+    async fn up_with(
+        &self,
+        info: &BoxInfo,
+        manifest: &LoadedManifest,
+        snapshots: &Snapshots,
+        health_timeout: Duration,
+        progress: Option<&ProgressBar>,
+    ) -> Result<UpReport, LifecycleError> {
         step(progress, format!("connecting to {} over SSH", info.id));
         self.on_box(info, async |shell| {
             step(progress, "waiting for the box's bring-up lock".into());
-            let report = shell.locked(async |lock| up::up(shell, lock, &manifest.manifest, &snapshots, health_timeout, progress).await).await?;
+            let report = shell.locked(async |lock| up::up(shell, lock, &manifest.manifest, snapshots, health_timeout, progress).await).await?;
             Ok(report)
         })
         .await
@@ -266,12 +287,13 @@ impl Context {
         .await
     }
 
-    /// Every store's snapshot: hashed (local) or looked up and presigned (S3).
-    pub async fn snapshots(&self, manifest: &LoadedManifest) -> Result<std::collections::BTreeMap<String, Option<Snapshot>>, LifecycleError> {
+    /// Every store's snapshot: checked and hashed (local) or looked up and
+    /// presigned (S3).
+    pub async fn snapshots(&self, manifest: &LoadedManifest) -> Result<Snapshots, LifecycleError> {
         let dir = manifest.path.parent().unwrap_or(std::path::Path::new("."));
         let mut out = std::collections::BTreeMap::new();
         for (name, store) in &manifest.manifest.stores {
-            out.insert(name.clone(), Snapshot::resolve(name, store, dir, self.s3.as_ref()).await?);
+            out.insert(name.clone(), Snapshot::resolve(name, store, dir, self.seeds_outside, self.s3.as_ref()).await?);
         }
         Ok(out)
     }
@@ -301,10 +323,18 @@ impl Context {
         health_timeout: Duration,
         progress: Option<&ProgressBar>,
     ) -> Result<Started, LifecycleError> {
+        // A missing seed fails before the box starts billing.
+        let snapshots = match manifest {
+            Some(m) => Some(self.snapshots(m).await?),
+            None => None,
+        };
         let info = self.start(name, progress).await?;
-        let (up, hostnames) = match manifest {
-            Some(m) => (Some(self.up(&info, m, health_timeout, progress).await?), Some(self.point_hostnames(&info, &m.manifest.hostnames).await)),
-            None => (None, None),
+        let (up, hostnames) = match (manifest, &snapshots) {
+            (Some(m), Some(s)) => (
+                Some(self.up_with(&info, m, s, health_timeout, progress).await?),
+                Some(self.point_hostnames(&info, &m.manifest.hostnames).await),
+            ),
+            _ => (None, None),
         };
         Ok(Started { info, up, hostnames })
     }

@@ -1,13 +1,13 @@
 //! The box acting on itself, through one client: an EC2 instance through
-//! its own API (identity from IMDSv2; the instance role allows tagging and
-//! stopping only itself, see terraform/), a local-provider box through its
-//! record on this machine.
+//! its own API (identity and its own tags from IMDSv2; the instance role
+//! allows tagging and stopping only itself and reading nothing, see
+//! terraform/), a local-provider box through its record on this machine.
 
 use std::path::Path;
 
 use aws_config::imds;
 use aws_sdk_ec2::error::DisplayErrorContext;
-use aws_sdk_ec2::types::{Filter, Tag};
+use aws_sdk_ec2::types::Tag;
 use chrono::{DateTime, Utc};
 
 use super::BoxSideError;
@@ -17,7 +17,7 @@ use crate::provider::local::LocalProvider;
 use crate::provider::{tags, Provider};
 
 pub enum SelfApi {
-    Ec2 { client: aws_sdk_ec2::Client, id: String },
+    Ec2 { client: aws_sdk_ec2::Client, imds: imds::Client, id: String },
     Local { provider: LocalProvider, id: String },
 }
 
@@ -34,15 +34,16 @@ impl SelfApi {
 
     /// This EC2 instance: id and region as given, else from IMDSv2.
     pub async fn ec2(id: Option<String>, region: Option<String>) -> Result<SelfApi, BoxSideError> {
+        let imds = imds::Client::builder().build();
         let (id, region) = match (id, region) {
             (Some(id), Some(region)) => (id, region),
             (id, region) => {
-                let (imds_id, imds_region) = instance_identity(&imds::Client::builder().build()).await?;
+                let (imds_id, imds_region) = instance_identity(&imds).await?;
                 (id.unwrap_or(imds_id), region.unwrap_or(imds_region))
             }
         };
         let sdk = crate::provider::aws::sdk::config(None, Some(region)).await;
-        Ok(SelfApi::Ec2 { client: aws_sdk_ec2::Client::new(&sdk), id })
+        Ok(SelfApi::Ec2 { client: aws_sdk_ec2::Client::new(&sdk), imds, id })
     }
 
     fn local_at(root: &Path) -> Result<Option<SelfApi>, BoxSideError> {
@@ -64,7 +65,7 @@ impl SelfApi {
 
     pub async fn tag(&self, key: &str, value: &str) -> Result<(), BoxSideError> {
         match self {
-            SelfApi::Ec2 { client, id } => {
+            SelfApi::Ec2 { client, id, .. } => {
                 let tag = Tag::builder().key(key).value(value).build();
                 client.create_tags().resources(id).tags(tag).send().await.map_err(api("CreateTags"))?;
             }
@@ -75,23 +76,21 @@ impl SelfApi {
 
     pub async fn keep_until(&self) -> Result<Option<DateTime<Utc>>, BoxSideError> {
         match self {
-            SelfApi::Ec2 { client, id } => {
-                let out = client
-                    .describe_tags()
-                    .filters(Filter::builder().name("resource-id").values(id).build())
-                    .filters(Filter::builder().name("key").values(tags::KEEP_UNTIL).build())
-                    .send()
-                    .await
-                    .map_err(api("DescribeTags"))?;
-                Ok(crate::provider::parse_time(out.tags().first().and_then(|t| t.value())))
-            }
+            // Instance metadata has the instance's own tags (the launch
+            // turns InstanceMetadataTags on), so the role needs no
+            // region-wide DescribeTags.
+            SelfApi::Ec2 { imds, .. } => match imds.get(&format!("/latest/meta-data/tags/instance/{}", tags::KEEP_UNTIL)).await {
+                Ok(value) => Ok(crate::provider::parse_time(Some(value.as_ref().trim()))),
+                Err(imds::client::error::ImdsError::ErrorResponse(r)) if r.response().status().as_u16() == 404 => Ok(None),
+                Err(e) => Err(BoxSideError::Metadata { what: "the keep-until tag", message: DisplayErrorContext(&e).to_string() }),
+            },
             SelfApi::Local { provider, id } => Ok(provider.describe(id).await.map_err(local)?.keep_until),
         }
     }
 
     pub async fn stop(&self) -> Result<(), BoxSideError> {
         match self {
-            SelfApi::Ec2 { client, id } => {
+            SelfApi::Ec2 { client, id, .. } => {
                 client.stop_instances().instance_ids(id).send().await.map_err(api("StopInstances"))?;
             }
             SelfApi::Local { provider, id } => provider.stop(id).await.map_err(local)?,

@@ -6,11 +6,11 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 use clap::Args;
 
+use super::box_arg::BoxArg;
 use super::output::{self, Output};
 use super::Global;
 use crate::manifest::LoadedManifest;
 use crate::boxes::lifecycle::{Context, CreateReport};
-use crate::manifest::name::BoxName;
 use crate::provider::BoxInfo;
 use crate::ssh::ssh_config::host_alias;
 
@@ -19,16 +19,24 @@ use crate::ssh::ssh_config::host_alias;
 /// Idempotent: running it again on an existing box starts it if stopped and
 /// completes any step a previous run did not finish. Two creates of one
 /// name at the same time still give one box.
+///
+/// Examples:
+///   workstation create              your box "dev"
+///   workstation create api-test     a second box
+///   workstation create -o json      the report, for scripts
 #[derive(Debug, Args)]
 pub struct CreateArgs {
-    /// Box name: a DNS label (a-z, 0-9, '-'), unique per owner.
-    #[arg(long, default_value_t = BoxName::default())]
-    name: BoxName,
+    #[command(flatten)]
+    target: BoxArg,
     #[command(flatten)]
     timeout: super::stack::HealthTimeout,
 }
 
 /// List your boxes (all owners' with --all).
+///
+/// Examples:
+///   workstation list
+///   workstation list --all -o json
 #[derive(Debug, Args)]
 pub struct ListArgs {
     /// Show every owner's boxes (platform team).
@@ -38,17 +46,19 @@ pub struct ListArgs {
 
 #[derive(Debug, Args)]
 pub struct NameArg {
-    /// Box name.
-    #[arg(default_value_t = BoxName::default())]
-    name: BoxName,
+    #[command(flatten)]
+    target: BoxArg,
 }
 
 /// Destroy a box and its disk (asks first).
+///
+/// Examples:
+///   workstation destroy dev
+///   workstation destroy api-test --yes
 #[derive(Debug, Args)]
 pub struct DestroyArgs {
-    /// Box name.
-    #[arg(default_value_t = BoxName::default())]
-    name: BoxName,
+    #[command(flatten)]
+    target: BoxArg,
     /// Do not ask for confirmation.
     #[arg(long, short)]
     yes: bool,
@@ -68,7 +78,7 @@ pub async fn create(global: &Global, args: CreateArgs) -> Result<ExitCode> {
 /// `create` with a spinner, without printing the result.
 async fn launch(ctx: &Context, manifest: &LoadedManifest, args: &CreateArgs, out: Output) -> Result<CreateReport> {
     let progress = output::spinner(out);
-    let report = ctx.create_box(&args.name, manifest, args.timeout.value, progress.as_ref()).await;
+    let report = ctx.create_box(&args.target.get(), manifest, args.timeout.value, progress.as_ref()).await;
     progress.inspect(|p| p.finish_and_clear());
     Ok(report?)
 }
@@ -91,7 +101,7 @@ pub(super) fn print_created(report: &CreateReport) {
 }
 
 pub async fn list(global: &Global, args: ListArgs) -> Result<ExitCode> {
-    let manifest = global.optional_manifest()?;
+    let manifest = global.manifest_for_lookup();
     let ctx = global.context(manifest.as_ref()).await?;
     let boxes = ctx.provider.list(if args.all { None } else { Some(&ctx.owner) }).await?;
     match global.output {
@@ -103,9 +113,9 @@ pub async fn list(global: &Global, args: ListArgs) -> Result<ExitCode> {
 }
 
 pub async fn status(global: &Global, args: NameArg) -> Result<ExitCode> {
-    let manifest = global.optional_manifest()?;
+    let manifest = global.manifest_for_lookup();
     let ctx = global.context(manifest.as_ref()).await?;
-    let status = ctx.status(&args.name, manifest.as_ref()).await?;
+    let status = ctx.status(&args.target.get(), manifest.as_ref()).await?;
     let info = &status.info;
     match global.output {
         Output::Json => output::json(&status)?,
@@ -137,11 +147,14 @@ pub async fn status(global: &Global, args: NameArg) -> Result<ExitCode> {
 ///
 /// Waits until SSH answers with the pinned host key, then runs `up` when a
 /// manifest is at hand.
+///
+/// Examples:
+///   workstation start
+///   workstation start api-test
 #[derive(Debug, Args)]
 pub struct StartArgs {
-    /// Box name.
-    #[arg(default_value_t = BoxName::default())]
-    name: BoxName,
+    #[command(flatten)]
+    target: BoxArg,
     #[command(flatten)]
     timeout: super::stack::HealthTimeout,
 }
@@ -150,7 +163,7 @@ pub async fn start(global: &Global, args: StartArgs) -> Result<ExitCode> {
     let manifest = global.optional_manifest()?;
     let ctx = global.context(manifest.as_ref()).await?;
     let progress = output::spinner(global.output);
-    let started = ctx.start_with_stack(&args.name, manifest.as_ref(), args.timeout.value, progress.as_ref()).await;
+    let started = ctx.start_with_stack(&args.target.get(), manifest.as_ref(), args.timeout.value, progress.as_ref()).await;
     progress.inspect(|p| p.finish_and_clear());
     let started = started?;
     match global.output {
@@ -169,22 +182,22 @@ pub async fn start(global: &Global, args: StartArgs) -> Result<ExitCode> {
 }
 
 pub async fn stop(global: &Global, args: NameArg) -> Result<ExitCode> {
-    let ctx = global.context(global.optional_manifest()?.as_ref()).await?;
+    let ctx = global.context(global.manifest_for_lookup().as_ref()).await?;
     let progress = output::spinner(global.output);
-    let info = ctx.stop(&args.name, progress.as_ref()).await;
+    let info = ctx.stop(&args.target.get(), progress.as_ref()).await;
     progress.inspect(|p| p.finish_and_clear());
     report(global, "stopped (disk kept)", &info?)
 }
 
 pub async fn destroy(global: &Global, args: DestroyArgs) -> Result<ExitCode> {
-    let ctx = global.context(global.optional_manifest()?.as_ref()).await?;
-    let info = ctx.find(&args.name).await?;
+    let ctx = global.context(global.manifest_for_lookup().as_ref()).await?;
+    let info = ctx.find(&args.target.get()).await?;
     if !args.yes && !confirm(&info)? {
         eprintln!("not destroyed");
         return Ok(ExitCode::FAILURE);
     }
     let progress = output::spinner(global.output);
-    let info = ctx.destroy(&args.name, progress.as_ref()).await;
+    let info = ctx.destroy(&args.target.get(), progress.as_ref()).await;
     progress.inspect(|p| p.finish_and_clear());
     report(global, "destroyed", &info?)
 }

@@ -22,6 +22,11 @@ pub struct Global {
     pub manifest: Option<PathBuf>,
     pub provider: Option<ProviderKind>,
     pub output: Output,
+    /// Seed paths may leave the manifest's directory.
+    pub allow_outside: bool,
+    /// `--profile` and `--region`: over the settings' `[aws]`.
+    pub profile: Option<String>,
+    pub region: Option<String>,
 }
 
 impl Global {
@@ -35,6 +40,16 @@ impl Global {
     /// The manifest, required (create).
     pub fn load_manifest(&self) -> Result<LoadedManifest> {
         Ok(Manifest::load(&self.manifest_path()?)?)
+    }
+
+    /// The manifest for verbs that need none of it but the region (list,
+    /// status, ssh, stop, destroy): a broken one is set aside with a
+    /// warning instead of failing a verb it does not concern.
+    pub fn manifest_for_lookup(&self) -> Option<LoadedManifest> {
+        self.optional_manifest().unwrap_or_else(|e| {
+            tracing::warn!("ignoring the manifest ({e:#}); fix it before create, up or seed");
+            None
+        })
     }
 
     /// The manifest if there is one: other verbs only take the region from it.
@@ -60,6 +75,7 @@ impl Global {
         if let Some(kind) = self.provider {
             settings.provider = kind;
         }
+        self.override_aws(&mut settings.aws);
         let provider: Box<dyn Provider> = match settings.provider {
             ProviderKind::Aws => {
                 let sdk = sdk::config(settings.aws.profile.as_deref(), aws_region(&settings.aws, manifest)).await;
@@ -81,6 +97,7 @@ impl Global {
         };
         Ok(Context {
             s3,
+            seeds_outside: self.allow_outside,
             hosts: crate::laptop::hosts::HostsAgent::from_env(),
             provider,
             owner: settings.owner.clone(),
@@ -96,7 +113,7 @@ impl Global {
     /// The aws provider itself, whatever the settings say (reap works on
     /// every owner's instances), with its API calls counted.
     pub async fn aws(&self, manifest: Option<&LoadedManifest>) -> Result<(AwsProvider, ApiCalls)> {
-        let aws = aws_settings()?;
+        let aws = self.aws_settings()?;
         let sdk = sdk::config(aws.profile.as_deref(), aws_region(&aws, manifest)).await;
         let calls = ApiCalls::default();
         let config = aws_sdk_ec2::config::Builder::from(&sdk).interceptor(calls.clone()).build();
@@ -104,10 +121,23 @@ impl Global {
     }
 }
 
-/// The `[aws]` settings alone: verbs that act for the platform (reap,
-/// image publish) need no owner of their own.
-pub fn aws_settings() -> Result<AwsSettings> {
-    Ok(Settings::read_file(&Paths::from_env()?.settings_file())?.aws)
+impl Global {
+    /// The `[aws]` settings alone, with `--profile`/`--region`: verbs that
+    /// act for the platform (reap, image publish) need no owner of their own.
+    pub fn aws_settings(&self) -> Result<AwsSettings> {
+        let mut aws = Settings::read_file(&Paths::from_env()?.settings_file())?.aws;
+        self.override_aws(&mut aws);
+        Ok(aws)
+    }
+
+    fn override_aws(&self, aws: &mut AwsSettings) {
+        if let Some(p) = &self.profile {
+            aws.profile = Some(p.clone());
+        }
+        if let Some(r) = &self.region {
+            aws.region = Some(r.clone());
+        }
+    }
 }
 
 /// The settings' region, else the manifest's (else aws-config's chain).

@@ -7,6 +7,9 @@
 use std::process::ExitCode;
 
 use crate::manifest::ConfigError;
+use crate::provider::aws::failure::AwsFailure;
+use crate::ssh::remote::RemoteError;
+use crate::stack::seed::SeedError;
 
 pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
@@ -53,28 +56,89 @@ pub fn classify(e: &anyhow::Error) -> (Kind, Option<String>) {
 
 const BUG_HINT: &str = "this is a bug in workstation; please report it with the output of the same command with -v";
 
-/// Prints the error, its causes (one per line) and its hint; returns the
-/// exit code of its kind.
-pub fn report(e: &anyhow::Error) -> ExitCode {
+/// A stable name for what failed, for scripts (`error.kind` in JSON).
+pub fn kind_name(e: &anyhow::Error) -> &'static str {
+    use crate::boxes::lifecycle::LifecycleError;
+    for cause in e.chain() {
+        if cause.is::<Bug>() || cause.is::<tokio::task::JoinError>() {
+            return "bug";
+        }
+        if cause.is::<ConfigError>() {
+            return "manifest";
+        }
+        if let Some(f) = aws_failure(cause) {
+            return f.kind.as_str();
+        }
+        if cause.is::<SeedError>() {
+            return "seed";
+        }
+        if cause.is::<RemoteError>() {
+            return "ssh";
+        }
+        match cause.downcast_ref::<LifecycleError>() {
+            Some(LifecycleError::UnknownBox { .. }) => return "unknown-box",
+            Some(LifecycleError::Stopped { .. } | LifecycleError::NotRunning { .. }) => return "box-not-running",
+            _ => {}
+        }
+    }
+    "failed"
+}
+
+/// The AWS failure in `cause`: the errors that carry one transparently
+/// (so its line is printed once) hide it from the source chain.
+fn aws_failure<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a AwsFailure> {
+    use crate::boxes::lifecycle::LifecycleError;
+    use crate::image::ImageError;
+    use crate::provider::ProviderError;
+    let provider = |p: &'a ProviderError| match p {
+        ProviderError::Aws(f) => Some(f),
+        _ => None,
+    };
+    if let Some(f) = cause.downcast_ref::<AwsFailure>() {
+        return Some(f);
+    }
+    if let Some(p) = cause.downcast_ref::<ProviderError>() {
+        return provider(p);
+    }
+    if let Some(LifecycleError::Provider(p)) = cause.downcast_ref::<LifecycleError>() {
+        return provider(p);
+    }
+    match cause.downcast_ref::<ImageError>() {
+        Some(ImageError::Aws(f)) => Some(f),
+        _ => None,
+    }
+}
+
+/// Prints the error, its causes (one per line) and its hint on stderr (and,
+/// with `json`, as one object on stdout); returns the exit code of its kind.
+pub fn report(e: &anyhow::Error, json: bool) -> ExitCode {
     let (kind, hint) = classify(e);
     eprintln!("error: {e}");
     for cause in e.chain().skip(1) {
         eprintln!("  caused by: {cause}");
     }
-    if let Some(hint) = hint {
+    if let Some(hint) = &hint {
         eprintln!("hint: {hint}");
+    }
+    if json {
+        let causes: Vec<String> = e.chain().skip(1).map(|c| c.to_string()).collect();
+        let body = serde_json::json!({ "error": { "kind": kind_name(e), "message": e.to_string(), "causes": causes, "hint": hint, "exit_code": kind.code() } });
+        println!("{body}");
     }
     ExitCode::from(kind.code())
 }
 
 /// Runs the command; a panic is a bug (exit 3), not a crash with 101.
-pub fn run_guarded(command: impl FnOnce() -> anyhow::Result<ExitCode> + std::panic::UnwindSafe) -> ExitCode {
+pub fn run_guarded(json: bool, command: impl FnOnce() -> anyhow::Result<ExitCode> + std::panic::UnwindSafe) -> ExitCode {
     match std::panic::catch_unwind(command) {
         Ok(Ok(code)) => code,
-        Ok(Err(e)) => report(&e),
+        Ok(Err(e)) => report(&e, json),
         Err(_) => {
             // The panic hook has printed where it happened.
             eprintln!("error: workstation stopped on an internal error\nhint: {BUG_HINT}");
+            if json {
+                println!("{}", serde_json::json!({ "error": { "kind": "bug", "message": "internal error", "causes": [], "hint": BUG_HINT, "exit_code": EXIT_BUG } }));
+            }
             ExitCode::from(EXIT_BUG)
         }
     }
@@ -102,8 +166,10 @@ mod tests {
     fn bugs_exit_3_and_other_failures_1() {
         assert_eq!(classify(&anyhow::Error::from(Bug("no address after the check".into()))).0.code(), 3);
         assert_eq!(classify(&anyhow::anyhow!("box dev is not running")).0, Kind::Failed);
-        assert_eq!(run_guarded(|| Ok(ExitCode::SUCCESS)), ExitCode::SUCCESS);
-        assert_eq!(run_guarded(|| Err(anyhow::anyhow!("no such box"))), ExitCode::from(1));
-        assert_eq!(run_guarded(|| panic!("invariant broken")), ExitCode::from(3));
+        assert_eq!(run_guarded(false, || Ok(ExitCode::SUCCESS)), ExitCode::SUCCESS);
+        assert_eq!(run_guarded(false, || Err(anyhow::anyhow!("no such box"))), ExitCode::from(1));
+        assert_eq!(run_guarded(true, || panic!("invariant broken")), ExitCode::from(3));
+        assert_eq!(kind_name(&anyhow::Error::from(Bug("x".into()))), "bug");
+        assert_eq!(kind_name(&anyhow::anyhow!("other")), "failed");
     }
 }

@@ -6,13 +6,18 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 
+use super::box_arg::BoxFlag;
 use super::output::{self, Output};
 use super::Global;
 use crate::boxes::share;
 use crate::laptop::hosts::{HostsAgent, Status};
-use crate::manifest::name::{BoxName, Owner};
+use crate::manifest::name::Owner;
 
 /// Show which box this laptop's hostnames point at (through the hosts agent).
+///
+/// Examples:
+///   workstation hosts
+///   workstation hosts -o json
 #[derive(Debug, Args)]
 pub struct HostsArgs {}
 
@@ -21,14 +26,19 @@ pub struct HostsArgs {}
 ///
 /// Your browser and tools then reach the colleague's services directly, so
 /// their box sees the traffic and does not stop itself as idle.
+///
+/// Examples:
+///   workstation share alice            point the hostnames at alice's dev box
+///   workstation share alice --box demo
+///   workstation share --off             back at yours
 #[derive(Debug, Args)]
 pub struct ShareArgs {
     /// The colleague (box owner) whose box to use.
     #[arg(conflicts_with = "off")]
     owner: Option<Owner>,
     /// Which of their boxes (or of yours, with --off).
-    #[arg(long = "box", default_value_t = BoxName::default(), value_name = "NAME")]
-    box_name: BoxName,
+    #[command(flatten)]
+    target: BoxFlag,
     /// Point the hostnames back at your own box.
     #[arg(long)]
     off: bool,
@@ -46,8 +56,8 @@ pub async fn share(global: &Global, args: ShareArgs) -> Result<ExitCode> {
         return print_status(global.output, &ctx.hosts.status().await?);
     }
     let pointed = match &args.owner {
-        Some(owner) => share::share(&ctx, manifest.as_ref(), owner, &args.box_name).await?,
-        None => share::share_off(&ctx, manifest.as_ref(), &args.box_name).await?,
+        Some(owner) => share::share(&ctx, manifest.as_ref(), owner, &args.target.get()).await?,
+        None => share::share_off(&ctx, manifest.as_ref(), &args.target.get()).await?,
     };
     match global.output {
         Output::Json => output::json(&pointed)?,

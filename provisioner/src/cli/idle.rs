@@ -10,17 +10,20 @@ use clap::Args;
 use comfy_table::presets::NOTHING;
 use comfy_table::Table;
 
+use super::box_arg::BoxArg;
 use super::output::{self, Output};
 use super::Global;
-use crate::manifest::name::BoxName;
 use crate::idle::reap::{self, ReapReport};
 
 /// Keep a box from stopping itself for a while (at most idle.max_keep).
+///
+/// Examples:
+///   workstation keep --for 2h
+///   workstation keep api-test --for 30m
 #[derive(Debug, Args)]
 pub struct KeepArgs {
-    /// Box name.
-    #[arg(default_value_t = BoxName::default())]
-    name: BoxName,
+    #[command(flatten)]
+    target: BoxArg,
     /// How long, e.g. 2h or 90m.
     #[arg(long = "for", value_name = "DURATION", value_parser = humantime::parse_duration)]
     duration: Duration,
@@ -31,6 +34,10 @@ pub struct KeepArgs {
 /// Uses the manifest's [idle] policy for all boxes and their
 /// workstation:last-active and workstation:keep-until tags. Boxes stopped or
 /// terminated by someone else meanwhile are reported, not errors.
+///
+/// Examples:
+///   workstation reap --dry-run
+///   workstation reap -o json
 #[derive(Debug, Args)]
 pub struct ReapArgs {
     /// Print the plan; stop nothing.
@@ -49,7 +56,7 @@ pub async fn keep(global: &Global, args: KeepArgs) -> Result<ExitCode> {
     let manifest = global.optional_manifest()?;
     let policy = manifest.as_ref().map(|m| m.manifest.idle.clone()).unwrap_or_default();
     let ctx = global.context(manifest.as_ref()).await?;
-    let (info, until) = ctx.keep(&args.name, args.duration, &policy).await?;
+    let (info, until) = ctx.keep(&args.target.get(), args.duration, &policy).await?;
     match global.output {
         Output::Json => output::json(&serde_json::json!({ "box": info.name, "id": info.id, "keep_until": until }))?,
         Output::Text => println!("box {} kept until {} (it may stop after that when idle)", info.name, until.format("%Y-%m-%d %H:%M UTC")),

@@ -37,19 +37,22 @@ pub struct BuildArgs {
 /// Upload a built disk image as an EBS snapshot and register it as an AMI.
 ///
 /// Blocks go up through the EBS direct APIs, several at once; holes and
-/// all-zero blocks are skipped. The AMI is tagged with the manifest's and
-/// flake.lock's hashes and named after them: publishing the same inputs
-/// again finds the existing AMI and uploads nothing. Boxes then select it
-/// with `image_tag = "<image>"` in workstation.toml's [box].
+/// all-zero blocks are skipped. The AMI is named after what was built (the
+/// build result's Nix store path, which changes with any input, or a bare
+/// disk file's data) and tagged with the manifest and nixpkgs revision the
+/// build baked in: publishing the same image again finds the existing AMI
+/// and uploads nothing. Boxes then select it with `image_tag = "<image>"`
+/// in workstation.toml's [box].
+///
+/// Examples:
+///   workstation image build && workstation image publish
+///   workstation image publish ./disk.raw --arch aarch64 --image experimental
 #[derive(Debug, Args)]
 pub struct PublishArgs {
     /// The `image build` result (a directory with nix-support/image-info.json)
     /// or a raw disk file.
     #[arg(default_value = "result-ami", value_name = "PATH")]
     disk: PathBuf,
-    /// The flake's lock file (default: flake.lock next to the manifest).
-    #[arg(long, value_name = "PATH")]
-    flake_lock: Option<PathBuf>,
     /// Architecture of the disk (default: from image-info.json, else this machine's).
     #[arg(long, value_enum)]
     arch: Option<Arch>,
@@ -59,9 +62,6 @@ pub struct PublishArgs {
     /// Blocks uploaded at once.
     #[arg(long, default_value_t = 32, value_name = "N")]
     concurrency: usize,
-    /// Region (default: the manifest's box.region, then the AWS config chain).
-    #[arg(long)]
-    region: Option<String>,
 }
 
 pub async fn run(global: &Global, cmd: ImageCommand) -> Result<ExitCode> {
@@ -92,19 +92,21 @@ fn build(global: &Global, args: BuildArgs) -> Result<ExitCode> {
 }
 
 async fn publish(global: &Global, args: PublishArgs) -> Result<ExitCode> {
-    let manifest = global.load_manifest()?;
-    let (disk, system) = image::disk_of(&args.disk)?;
-    let inputs = Inputs::of(args.image, &manifest, &system, args.arch, args.flake_lock)?;
+    let manifest = global.manifest_for_lookup();
+    let disk = image::disk_of(&args.disk)?;
+    // A bare disk is read once here for its identity: a blocking pass.
+    let (image, arch) = (args.image, args.arch);
+    let (disk, inputs) = tokio::task::spawn_blocking(move || Inputs::of(image, &disk, arch).map(|i| (disk, i))).await??;
 
-    let aws = super::context::aws_settings()?;
-    let region = args.region.or_else(|| super::context::aws_region(&aws, Some(&manifest)));
+    let aws = global.aws_settings()?;
+    let region = super::context::aws_region(&aws, manifest.as_ref());
     let sdk = crate::provider::aws::sdk::config(aws.profile.as_deref(), region).await;
     let (ec2, ebs) = (aws_sdk_ec2::Client::new(&sdk), aws_sdk_ebs::Client::new(&sdk));
     let progress = indicatif::ProgressBar::new(0).with_style(
         indicatif::ProgressStyle::with_template("{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}").expect("valid template"),
     );
     let publisher = Publisher { ec2: &ec2, ebs: &ebs, concurrency: args.concurrency, progress: Some(&progress) };
-    let published = publisher.publish(&disk, &inputs).await?;
+    let published = publisher.publish(&disk.file, &inputs).await?;
     progress.finish_and_clear();
     match global.output {
         Output::Json => output::json(&published)?,
@@ -114,7 +116,7 @@ async fn publish(global: &Global, args: PublishArgs) -> Result<ExitCode> {
                     "uploaded {} of {} blocks ({} zero blocks skipped) in {:.1} s, {:.0} MiB/s",
                     u.uploaded, u.blocks, u.skipped_zero, u.seconds, u.mib_per_s
                 ),
-                None if published.existing => println!("already published with these inputs; nothing uploaded"),
+                None if published.existing => println!("already published (the same image); nothing uploaded"),
                 None => println!("reused completed snapshot {}", published.snapshot_id),
             }
             println!("{} {} (snapshot {}); boxes use it with image_tag = {:?}", published.image_id, published.name, published.snapshot_id, published.inputs.image);

@@ -1,6 +1,7 @@
 //! The `workstation` command line: parse, build the context once, call the
 //! library, print. One file per verb group.
 
+mod box_arg;
 mod boxes;
 mod boxside;
 mod context;
@@ -31,7 +32,7 @@ Examples:
   workstation doctor                       check every piece; each failure with its fix
   workstation completions zsh > _workstation   shell completions (init installs them)
   workstation create                       launch your box \"dev\" and pin its host key
-  workstation create --name api-test       a second box
+  workstation create api-test              a second box
   workstation list --output json           your boxes, for scripts
   workstation ssh dev -- make test         run a command on the box
   workstation services                     state and health of every program
@@ -42,6 +43,8 @@ Examples:
   workstation render supervisord --out DIR the configuration the box runs (Nix image)
   workstation image build && workstation image publish   the box image, as an AMI
   workstation ssh-config && ssh ws-dev     plain OpenSSH / VS Code with the pinned key
+  workstation port-forward dev 5432        the box's postgres at 127.0.0.1:5432 here
+  workstation code dev                     VS Code (Remote-SSH) on the box
   workstation share alice                  point the hostnames at alice's box (demo)
   workstation share --off                  and back at yours
   workstation hosts                        where this laptop's hostnames point
@@ -75,8 +78,24 @@ pub struct Cli {
     pub provider: Option<ProviderKind>,
 
     /// Output format for results on stdout; progress always goes to stderr.
-    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    /// With json, a failure is also a JSON object on stdout.
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Text)]
     pub output: Output,
+
+    /// AWS profile (default: `[aws] profile` in your settings, then AWS_PROFILE).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub profile: Option<String>,
+
+    /// AWS region (default: `[aws] region` in your settings, then the
+    /// manifest's box.region, then AWS_REGION).
+    #[arg(long, global = true, value_name = "REGION")]
+    pub region: Option<String>,
+
+    /// Let the manifest's local seed paths leave its directory (absolute
+    /// paths, `..`, symlinks out): only for a manifest you trust, since
+    /// seeding copies those files to the box.
+    #[arg(long, global = true)]
+    pub allow_outside: bool,
 
     /// More detail on stderr (-v: debug, -vv: trace, including the SDK).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -94,9 +113,17 @@ pub enum Command {
     Create(boxes::CreateArgs),
     List(boxes::ListArgs),
     /// Show one box: state, address, pinned host key, manifest drift.
+    ///
+    /// Examples:
+    ///   workstation status
+    ///   workstation status api-test -o json
     Status(boxes::NameArg),
     Start(boxes::StartArgs),
     /// Stop a box; its disk is kept (data stores survive).
+    ///
+    /// Examples:
+    ///   workstation stop
+    ///   workstation stop api-test
     Stop(boxes::NameArg),
     Destroy(boxes::DestroyArgs),
     Up(stack::UpArgs),
@@ -113,18 +140,27 @@ pub enum Command {
     Hosts(hosts::HostsArgs),
     Share(hosts::ShareArgs),
     Ssh(ssh::SshArgs),
+    PortForward(ssh::PortForwardArgs),
+    Code(ssh::CodeArgs),
     SshConfig(ssh::SshConfigArgs),
     Pin(ssh::PinArgs),
     /// Build the box image with the flake and publish it as an AMI.
     #[command(subcommand)]
     Image(image::ImageCommand),
     /// Commands that run on the box itself (first boot, timers).
-    #[command(subcommand, name = "box")]
+    #[command(subcommand, name = "box", hide = true)]
     BoxSide(boxside::BoxCommand),
 }
 
 pub async fn run(cli: Cli) -> Result<ExitCode> {
-    let global = Global { manifest: cli.manifest, provider: cli.provider, output: cli.output };
+    let global = Global {
+        manifest: cli.manifest,
+        provider: cli.provider,
+        output: cli.output,
+        allow_outside: cli.allow_outside,
+        profile: cli.profile,
+        region: cli.region,
+    };
     match cli.command {
         Command::Init(args) => setup::init(&global, args).await,
         Command::Doctor(args) => setup::doctor(&global, args).await,
@@ -147,6 +183,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Hosts(args) => hosts::hosts(&global, args).await,
         Command::Share(args) => hosts::share(&global, args).await,
         Command::Ssh(args) => ssh::ssh(&global, args).await,
+        Command::PortForward(args) => ssh::port_forward(&global, args).await,
+        Command::Code(args) => ssh::code(&global, args).await,
         Command::SshConfig(args) => ssh::ssh_config(&global, args).await,
         Command::Pin(args) => ssh::pin(&global, args).await,
         Command::Image(cmd) => image::run(&global, cmd).await,

@@ -9,6 +9,7 @@ use clap::{Args, CommandFactory, ValueEnum};
 use clap_complete::Shell;
 use indicatif::ProgressBar;
 
+use super::box_arg::BoxArg;
 use super::output::{self, Output};
 use super::{boxes, Cli, Global};
 use crate::boxes::doctor::{self, Outcome};
@@ -16,7 +17,6 @@ use crate::boxes::init::{self, Done, Step};
 use crate::boxes::lifecycle::Context;
 use crate::laptop::paths::Paths;
 use crate::laptop::settings::ProviderKind;
-use crate::manifest::name::BoxName;
 use crate::manifest::LoadedManifest;
 
 /// Set this laptop up and create your box: every step is checked first and
@@ -25,6 +25,11 @@ use crate::manifest::LoadedManifest;
 /// Steps: prerequisites, settings, SSH key, AWS identity and key pair (aws),
 /// SSH config Include, hosts agent (sudo, once), shell completions, create.
 /// Interactive unless --yes; --provider local makes boxes on this machine.
+///
+/// Examples:
+///   workstation init
+///   workstation init --yes --owner alice --profile dev-sso --region eu-west-1
+///   workstation init --provider local --until completions
 #[derive(Debug, Args)]
 pub struct InitArgs {
     /// Answer every question with its default or the flags; never prompt.
@@ -33,15 +38,9 @@ pub struct InitArgs {
     /// Your owner name (tags your boxes; default: $USER).
     #[arg(long)]
     owner: Option<String>,
-    /// AWS profile (SSO or credentials) to use.
-    #[arg(long)]
-    profile: Option<String>,
-    /// AWS region of your box.
-    #[arg(long)]
-    region: Option<String>,
     /// The box to create.
-    #[arg(long, default_value_t = BoxName::default())]
-    name: BoxName,
+    #[command(flatten)]
+    target: BoxArg,
     /// Stop after this step (e.g. `--until completions` sets up without a box).
     #[arg(long, value_enum, value_name = "STEP")]
     until: Option<Step>,
@@ -53,14 +52,20 @@ pub struct InitArgs {
 /// services, seeds, the idle timer, the hosts agent and where the
 /// hostnames really resolve (through the OS resolver). Exits 1 when a check
 /// fails; each failure comes with its fix.
+///
+/// Examples:
+///   workstation doctor
+///   workstation doctor api-test -o json
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
-    /// Box name.
-    #[arg(default_value_t = BoxName::default())]
-    name: BoxName,
+    #[command(flatten)]
+    target: BoxArg,
 }
 
 /// Print the shell completion script (init installs them).
+///
+/// Examples:
+///   workstation completions zsh > ~/.zfunc/_workstation
 #[derive(Debug, Args)]
 pub struct CompletionsArgs {
     shell: Shell,
@@ -74,7 +79,7 @@ pub fn completions(args: CompletionsArgs) -> Result<ExitCode> {
 pub async fn doctor(global: &Global, args: DoctorArgs) -> Result<ExitCode> {
     let manifest = global.load_manifest()?;
     let ctx = global.context(Some(&manifest)).await?;
-    let checks = doctor::run(&ctx, &manifest, &args.name).await;
+    let checks = doctor::run(&ctx, &manifest, &args.target.get()).await;
     let failed = checks.iter().any(|c| c.outcome == Outcome::Fail);
     match global.output {
         Output::Json => output::json(&checks)?,
@@ -105,9 +110,9 @@ pub async fn init(global: &Global, args: InitArgs) -> Result<ExitCode> {
         interactive,
         owner: args.owner,
         provider: global.provider,
-        profile: args.profile,
-        region: args.region,
-        name: args.name,
+        profile: global.profile.clone(),
+        region: global.region.clone(),
+        name: args.target.get(),
         until: args.until.unwrap_or(Step::Create),
         health_timeout: args.timeout.value,
     };

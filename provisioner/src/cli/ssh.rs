@@ -1,28 +1,45 @@
 //! ssh, ssh-config, pin.
 
+use std::io::IsTerminal;
 use std::os::unix::process::CommandExt;
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
 use clap::Args;
 
+use super::box_arg::BoxArg;
 use super::output::{self, Output};
 use super::Global;
 use crate::ssh::known_hosts::Pinned;
 use crate::manifest::name::BoxName;
 use crate::ssh::ssh_config::host_alias;
 
-/// Open a shell on a box, or run a command: `workstation ssh dev -- make test`.
+/// Open a shell on a box, or run a command on it, as `ssh` does.
 ///
-/// Only ever connects with the host key the box published and workstation
-/// pinned. A command runs over workstation's own SSH client and exits with
-/// the command's status; a shell uses OpenSSH with the pinned key (full
-/// terminal support).
+/// This is OpenSSH through the generated config (`ssh ws-NAME`), so it
+/// only ever connects with the host key the box published and workstation
+/// pinned, and behaves exactly like ssh: stdin, stdout and stderr are
+/// forwarded (with EOF), the exit status is the command's (255 when the
+/// connection fails), and the words after `--` are joined with spaces into
+/// one remote command line, so a quoted shell line runs as a shell line.
+///
+/// Examples:
+///   workstation ssh dev
+///   workstation ssh dev -- make test
+///   workstation ssh dev -- 'cd /src && git status; exit 3'
+///   cat dump.sql | workstation ssh dev -- psql app
+///   tar c . | workstation ssh dev -- tar x -C /src
 #[derive(Debug, Args)]
 pub struct SshArgs {
-    /// Box name.
-    #[arg(default_value_t = BoxName::default())]
-    name: BoxName,
+    #[command(flatten)]
+    target: BoxArg,
+    /// Allocate a terminal for the command (default: when stdin and stdout
+    /// are terminals).
+    #[arg(short = 't', conflicts_with = "no_tty")]
+    tty: bool,
+    /// Never allocate a terminal.
+    #[arg(short = 'T')]
+    no_tty: bool,
     /// Command to run instead of a shell (after `--`).
     #[arg(last = true)]
     command: Vec<String>,
@@ -30,6 +47,10 @@ pub struct SshArgs {
 
 /// Write the OpenSSH config for your boxes and include it from ~/.ssh/config,
 /// so `ssh ws-NAME`, scp, rsync and VS Code Remote-SSH use the pinned keys.
+///
+/// Examples:
+///   workstation ssh-config && ssh ws-dev
+///   workstation ssh-config --no-include
 #[derive(Debug, Args)]
 pub struct SshConfigArgs {
     /// Only write workstation's file; leave ~/.ssh/config alone.
@@ -38,34 +59,62 @@ pub struct SshConfigArgs {
 }
 
 /// Pin the host key a box published (after a deliberate rebuild, --replace).
+///
+/// Examples:
+///   workstation pin dev
+///   workstation pin dev --replace     after a deliberate rebuild
 #[derive(Debug, Args)]
 pub struct PinArgs {
-    /// Box name.
-    #[arg(default_value_t = BoxName::default())]
-    name: BoxName,
+    #[command(flatten)]
+    target: BoxArg,
     /// Replace a different key already pinned for this box.
     #[arg(long)]
     replace: bool,
 }
 
 pub async fn ssh(global: &Global, args: SshArgs) -> Result<ExitCode> {
-    let ctx = global.context(global.optional_manifest()?.as_ref()).await?;
-    let info = ctx.find(&args.name).await?;
-    if args.command.is_empty() {
-        let config = ctx.write_ssh_config(false).await?;
-        // Replaces this process: the terminal belongs to ssh from here on.
-        let err = std::process::Command::new("ssh").arg("-F").arg(&config).arg(host_alias(&info.name)).exec();
-        return Err(err).context("cannot run ssh (OpenSSH client) for an interactive shell; install openssh-client");
+    let ctx = global.context(global.manifest_for_lookup().as_ref()).await?;
+    let info = ctx.find(&args.target.get()).await?;
+    // A stopped box says so (and how to start it), not "no route to host".
+    ctx.target(&info)?;
+    let config = ctx.write_ssh_config(false).await?;
+    let mut ssh = tokio::process::Command::new("ssh");
+    ssh.arg("-F").arg(&config);
+    let terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    let tty = match (args.command.is_empty(), args.tty, args.no_tty) {
+        (_, _, true) => Some("-T"),
+        (_, true, _) => Some("-t"),
+        (true, ..) => None,
+        (false, ..) => Some(if terminal { "-t" } else { "-T" }),
+    };
+    ssh.args(tty).arg(host_alias(&info.name));
+    if !args.command.is_empty() {
+        ssh.arg("--").args(&args.command);
     }
-    let command = shlex::try_join(args.command.iter().map(String::as_str)).context("command contains a NUL byte")?;
-    let session = ctx.connect(&info).await?;
-    let status = session.exec(&command, &mut tokio::io::stdout(), &mut tokio::io::stderr()).await;
-    session.close().await;
-    Ok(ExitCode::from(u8::try_from(status?).unwrap_or(255)))
+    // ssh owns the terminal and stdio (inherited, not copied: its speed);
+    // Ctrl-C reaches it through the process group, and here only wakes
+    // this handler instead of ending workstation before ssh.
+    let _interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let status = ssh.status().await.context("cannot run ssh (the OpenSSH client); install openssh-client")?;
+    if status.code() == Some(255) {
+        // ssh's own failure (or the command's 255): connect with
+        // workstation's client to say why in our words (a changed host key,
+        // a refused key), after ssh's message.
+        ctx.connect(&info).await?.close().await;
+    }
+    Ok(exit_code(status))
+}
+
+/// A child's status as this process's: its code, or 128 + the signal that
+/// ended it, as shells report it.
+fn exit_code(status: std::process::ExitStatus) -> ExitCode {
+    use std::os::unix::process::ExitStatusExt;
+    let code = status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(1);
+    ExitCode::from(u8::try_from(code).unwrap_or(255))
 }
 
 pub async fn ssh_config(global: &Global, args: SshConfigArgs) -> Result<ExitCode> {
-    let ctx = global.context(global.optional_manifest()?.as_ref()).await?;
+    let ctx = global.context(global.manifest_for_lookup().as_ref()).await?;
     let path = ctx.write_ssh_config(!args.no_include).await?;
     match global.output {
         Output::Json => output::json(&serde_json::json!({ "config": path, "included": !args.no_include }))?,
@@ -75,8 +124,8 @@ pub async fn ssh_config(global: &Global, args: SshConfigArgs) -> Result<ExitCode
 }
 
 pub async fn pin(global: &Global, args: PinArgs) -> Result<ExitCode> {
-    let ctx = global.context(global.optional_manifest()?.as_ref()).await?;
-    let (info, outcome, fingerprint) = ctx.pin(&args.name, args.replace).await?;
+    let ctx = global.context(global.manifest_for_lookup().as_ref()).await?;
+    let (info, outcome, fingerprint) = ctx.pin(&args.target.get(), args.replace).await?;
     let what = match outcome {
         Pinned::New => "pinned",
         Pinned::Unchanged => "already pinned",
@@ -87,4 +136,124 @@ pub async fn pin(global: &Global, args: PinArgs) -> Result<ExitCode> {
         Output::Text => println!("box {} ({}): host key {fingerprint} {what}", info.name, info.id),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Forward ports of the box to this laptop, over SSH with the pinned key.
+///
+/// Each REMOTE port on the box's loopback (stores, services bound to
+/// 127.0.0.1) is reachable at 127.0.0.1:LOCAL here (LOCAL defaults to
+/// REMOTE) until Ctrl-C. This is OpenSSH's `-L` through the generated
+/// config; it fails at once if a local port is taken.
+///
+/// Examples:
+///   workstation port-forward dev 5432            psql -h 127.0.0.1 reaches the box's postgres
+///   workstation port-forward dev 16379:6379 8080
+#[derive(Debug, Args)]
+pub struct PortForwardArgs {
+    /// Box name.
+    name: BoxName,
+    /// Ports: REMOTE, or LOCAL:REMOTE.
+    #[arg(required = true, value_name = "[LOCAL:]REMOTE")]
+    ports: Vec<Forward>,
+}
+
+/// One `[LOCAL:]REMOTE` port pair.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Forward {
+    local: u16,
+    remote: u16,
+}
+
+impl std::str::FromStr for Forward {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Forward, String> {
+        let port = |p: &str| match p.parse::<u16>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!("{p:?} is not a port (1-65535); write REMOTE or LOCAL:REMOTE, e.g. 5432 or 15432:5432")),
+        };
+        match s.split_once(':') {
+            Some((l, r)) => Ok(Forward { local: port(l)?, remote: port(r)? }),
+            None => port(s).map(|p| Forward { local: p, remote: p }),
+        }
+    }
+}
+
+/// Open VS Code on the box (Remote-SSH through the generated config).
+///
+/// Runs `code --remote ssh-remote+ws-NAME [PATH]`, after making sure
+/// ~/.ssh/config includes workstation's config, so VS Code connects with
+/// the pinned host key. Needs VS Code's `code` command and its Remote-SSH
+/// extension.
+///
+/// Examples:
+///   workstation code dev
+///   workstation code dev /var/lib/workstation/src
+#[derive(Debug, Args)]
+pub struct CodeArgs {
+    /// Box name.
+    name: BoxName,
+    /// Folder on the box to open (absolute).
+    path: Option<String>,
+}
+
+pub async fn port_forward(global: &Global, args: PortForwardArgs) -> Result<ExitCode> {
+    let ctx = global.context(global.manifest_for_lookup().as_ref()).await?;
+    let info = ctx.find(&args.name).await?;
+    ctx.target(&info)?;
+    let config = ctx.write_ssh_config(false).await?;
+    let mut ssh = std::process::Command::new("ssh");
+    ssh.arg("-F").arg(&config).args(["-N", "-T", "-o", "ExitOnForwardFailure=yes"]);
+    for f in &args.ports {
+        ssh.arg("-L").arg(format!("127.0.0.1:{}:127.0.0.1:{}", f.local, f.remote));
+    }
+    ssh.arg(host_alias(&info.name));
+    match global.output {
+        Output::Json => output::json(&serde_json::json!({ "box": info.name, "forwards": args.ports }))?,
+        Output::Text => {
+            for f in &args.ports {
+                eprintln!("forwarding 127.0.0.1:{} -> {}:{}", f.local, info.name, f.remote);
+            }
+            eprintln!("press Ctrl-C to stop");
+        }
+    }
+    let err = ssh.exec();
+    Err(err).context("cannot run ssh (the OpenSSH client); install openssh-client")
+}
+
+pub async fn code(global: &Global, args: CodeArgs) -> Result<ExitCode> {
+    let ctx = global.context(global.manifest_for_lookup().as_ref()).await?;
+    let info = ctx.find(&args.name).await?;
+    ctx.target(&info)?;
+    // VS Code reads ~/.ssh/config: the Include line must be there.
+    ctx.write_ssh_config(true).await?;
+    let mut code = std::process::Command::new("code");
+    code.arg("--remote").arg(format!("ssh-remote+{}", host_alias(&info.name)));
+    if let Some(path) = &args.path {
+        code.arg(path);
+    }
+    let status = match code.status() {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
+            "VS Code's `code` command is not on PATH; in VS Code run \"Shell Command: Install 'code' command in PATH\", and install the Remote - SSH extension"
+        ),
+        Err(e) => return Err(e).context("cannot run code"),
+    };
+    Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Forward;
+
+    #[test]
+    fn forwards_are_remote_or_local_colon_remote() {
+        let f: Forward = "5432".parse().unwrap();
+        assert_eq!((f.local, f.remote), (5432, 5432));
+        let f: Forward = "15432:5432".parse().unwrap();
+        assert_eq!((f.local, f.remote), (15432, 5432));
+        for bad in ["0", "x", "70000", "1:2:3", ":80"] {
+            assert!(bad.parse::<Forward>().unwrap_err().contains("LOCAL:REMOTE"), "{bad}");
+        }
+    }
 }

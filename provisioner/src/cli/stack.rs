@@ -7,10 +7,10 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use clap::{Args, Subcommand};
 
+use super::box_arg::{BoxArg, BoxFlag};
 use super::output::{self, Output};
 use super::Global;
 use crate::stack::layout::{Layout, StoreRunner, DEFAULT_ROOT};
-use crate::manifest::name::BoxName;
 use crate::stack::seed::SeedOutcome;
 use crate::stack::services;
 use crate::stack::supervisor;
@@ -22,11 +22,14 @@ use crate::stack::supervisor;
 /// seeded, then waits for health checks and prints a summary. `create` and
 /// `start` do this already; run it after changing workstation.toml, or to
 /// finish a half-made box. Exits 1 if something is not healthy.
+///
+/// Examples:
+///   workstation up
+///   workstation up api-test --health-timeout 5m
 #[derive(Debug, Args)]
 pub struct UpArgs {
-    /// Box name.
-    #[arg(default_value_t = BoxName::default())]
-    name: BoxName,
+    #[command(flatten)]
+    target: BoxArg,
     #[command(flatten)]
     timeout: HealthTimeout,
 }
@@ -43,6 +46,11 @@ pub struct HealthTimeout {
 /// A store already holding its snapshot is left alone; --reset loads it
 /// again, replacing local changes. A failed or interrupted load leaves the
 /// store as it was (redis and postgres swap the new data in at the end).
+///
+/// Examples:
+///   workstation seed                 every store not yet seeded
+///   workstation seed main --reset    reload one store
+///   workstation seed cache --box api-test
 #[derive(Debug, Args)]
 pub struct SeedArgs {
     /// Store name from the manifest (default: every store).
@@ -54,15 +62,12 @@ pub struct SeedArgs {
     target: BoxFlag,
 }
 
-#[derive(Debug, Args)]
-pub struct BoxFlag {
-    /// Box name.
-    #[arg(long = "box", value_name = "NAME", default_value_t = BoxName::default())]
-    name: BoxName,
-}
-
 /// State, pid, uptime, unexpected exits and health of every program
 /// (services and stores), or of PROGRAM.
+///
+/// Examples:
+///   workstation services
+///   workstation services api --box api-test -o json
 #[derive(Debug, Args)]
 pub struct ServicesArgs {
     program: Option<String>,
@@ -71,6 +76,10 @@ pub struct ServicesArgs {
 }
 
 /// Restart a service or store under supervisord.
+///
+/// Examples:
+///   workstation restart api
+///   workstation restart worker --box api-test
 #[derive(Debug, Args)]
 pub struct RestartArgs {
     program: String,
@@ -79,6 +88,10 @@ pub struct RestartArgs {
 }
 
 /// Show a program's log (stdout and stderr); -f follows it.
+///
+/// Examples:
+///   workstation logs api -f
+///   workstation logs main -n 500 --box api-test
 #[derive(Debug, Args)]
 pub struct LogsArgs {
     program: String,
@@ -121,7 +134,7 @@ pub struct RenderArgs {
 pub async fn up(global: &Global, args: UpArgs) -> Result<ExitCode> {
     let manifest = global.load_manifest()?;
     let ctx = global.context(Some(&manifest)).await?;
-    let info = ctx.find(&args.name).await?;
+    let info = ctx.find(&args.target.get()).await?;
     let progress = output::spinner(global.output);
     let report = ctx.up(&info, &manifest, args.timeout.value, progress.as_ref()).await;
     progress.inspect(|p| p.finish_and_clear());
@@ -139,7 +152,7 @@ pub async fn seed(global: &Global, args: SeedArgs) -> Result<ExitCode> {
         manifest.manifest.check_store(store)?;
     }
     let ctx = global.context(Some(&manifest)).await?;
-    let info = ctx.find(&args.target.name).await?;
+    let info = ctx.find(&args.target.get()).await?;
     let progress = output::spinner(global.output);
     if let Some(p) = &progress {
         p.set_message("seeding");
@@ -165,7 +178,7 @@ pub async fn services(global: &Global, args: ServicesArgs) -> Result<ExitCode> {
     if let Some(p) = &args.program {
         m.check_program(p)?;
     }
-    let (ctx, info) = global.find(&manifest, &args.target.name).await?;
+    let (ctx, info) = global.find(&manifest, &args.target.get()).await?;
     let programs = ctx.on_box(&info, async |shell| Ok::<_, anyhow::Error>(services::status(shell, m, args.program.as_deref()).await?)).await?;
     match global.output {
         Output::Json => output::json(&programs)?,
@@ -177,7 +190,7 @@ pub async fn services(global: &Global, args: ServicesArgs) -> Result<ExitCode> {
 pub async fn restart(global: &Global, args: RestartArgs) -> Result<ExitCode> {
     let manifest = global.load_manifest()?;
     manifest.manifest.check_program(&args.program)?;
-    let (ctx, info) = global.find(&manifest, &args.target.name).await?;
+    let (ctx, info) = global.find(&manifest, &args.target.get()).await?;
     let out = ctx.on_box(&info, async |shell| Ok::<_, anyhow::Error>(services::restart(shell, &manifest.manifest, &args.program).await?)).await?;
     match global.output {
         Output::Json => output::json(&serde_json::json!({ "program": args.program, "restarted": true }))?,
@@ -189,7 +202,7 @@ pub async fn restart(global: &Global, args: RestartArgs) -> Result<ExitCode> {
 pub async fn logs(global: &Global, args: LogsArgs) -> Result<ExitCode> {
     let manifest = global.load_manifest()?;
     manifest.manifest.check_program(&args.program)?;
-    let (ctx, info) = global.find(&manifest, &args.target.name).await?;
+    let (ctx, info) = global.find(&manifest, &args.target.get()).await?;
     let status = ctx
         .on_box(&info, async |shell| Ok::<_, anyhow::Error>(services::logs(shell, &manifest.manifest, &args.program, args.lines, args.follow).await?))
         .await?;

@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result};
 use clap::Args;
 
+use super::box_arg::BoxArg;
 use super::output::Output;
 use super::Global;
-use crate::manifest::name::BoxName;
 use crate::sync::session::{self, Report, Sync};
 
 /// Mirror this checkout onto the box, then keep it mirrored (work locally,
@@ -19,11 +19,14 @@ use crate::sync::session::{self, Report, Sync};
 /// only. A changed lockfile runs the service's `install` on the box; files
 /// matching `restart_on` restart their services. A dropped connection is
 /// retried with backoff and then fully re-synced.
+///
+/// Examples:
+///   workstation sync                   mirror and keep mirroring
+///   workstation sync --once           one pass, then exit
 #[derive(Debug, Args)]
 pub struct SyncArgs {
-    /// Box name.
-    #[arg(default_value_t = BoxName::default())]
-    name: BoxName,
+    #[command(flatten)]
+    target: BoxArg,
     /// One full sync, then exit.
     #[arg(long)]
     once: bool,
@@ -52,7 +55,7 @@ pub async fn sync(global: &Global, args: SyncArgs) -> Result<ExitCode> {
     let dir = std::fs::canonicalize(&dir).with_context(|| format!("the checkout {} does not exist", dir.display()))?;
     let ctx = global.context(Some(&manifest)).await?;
     let _lock = session::lock(&ctx.paths.state_dir, &dir)?;
-    let info = ctx.find(&args.name).await?;
+    let info = ctx.find(&args.target.get()).await?;
     let sync = Sync::prepare(&ctx, &info, &manifest, dir).await?;
     let report = Lines(global.output);
     let started = std::time::Instant::now();

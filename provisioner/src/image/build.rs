@@ -43,6 +43,29 @@ struct ImageInfo {
     system: String,
 }
 
+/// What the flake's `ami` writes into `nix-support/workstation-image.json`:
+/// what was baked into the image, for its tags.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Baked {
+    /// sha256 of the workstation.toml baked in (hex, as the CLI hashes it).
+    pub manifest_hash: Option<String>,
+    /// The nixpkgs revision of flake.lock.
+    pub nixpkgs: Option<String>,
+}
+
+/// A disk to publish: a build result or a bare raw file.
+#[derive(Debug)]
+pub struct Disk {
+    pub file: PathBuf,
+    /// The nix system of the build ("" for a bare file).
+    pub system: String,
+    /// The build result's store path: immutable, and different whenever
+    /// anything the image is built from changes (flake.nix, images/*.nix,
+    /// the program's source, the manifest, flake.lock).
+    pub store_path: Option<PathBuf>,
+    pub baked: Baked,
+}
+
 #[derive(Debug, Serialize)]
 pub struct Built {
     pub result: PathBuf,
@@ -66,9 +89,9 @@ pub fn build(flake: &Path, arch: Arch, out_link: &Path) -> Result<Built, BuildEr
     if !status.success() {
         return Err(BuildError::Failed { installable, status });
     }
-    let (disk, system) = disk_of(out_link)?;
-    let bytes = std::fs::metadata(&disk).map_err(|source| BuildError::Read { path: disk.clone(), source })?.len();
-    Ok(Built { result: out_link.to_owned(), disk, system, bytes })
+    let disk = disk_of(out_link)?;
+    let bytes = std::fs::metadata(&disk.file).map_err(|source| BuildError::Read { path: disk.file.clone(), source })?.len();
+    Ok(Built { result: out_link.to_owned(), disk: disk.file, system: disk.system, bytes })
 }
 
 /// The flake's AMI for `arch`, with the flake named by its absolute path:
@@ -96,15 +119,36 @@ fn check_nix_version() -> Result<(), BuildError> {
     Ok(())
 }
 
-/// The disk file and nix system of a build result, or a disk file as is.
-pub fn disk_of(path: &Path) -> Result<(PathBuf, String), BuildError> {
-    if path.is_dir() {
-        let info = path.join("nix-support/image-info.json");
-        let text = std::fs::read_to_string(&info).map_err(|_| BuildError::NoImageInfo(path.to_owned()))?;
-        let parsed: ImageInfo = serde_json::from_str(&text).map_err(|source| BuildError::Parse { path: info, source })?;
-        return Ok((parsed.file, parsed.system));
+/// The disk of a build result (its image-info.json and, from our flake,
+/// workstation-image.json), or a disk file as is.
+pub fn disk_of(path: &Path) -> Result<Disk, BuildError> {
+    if !path.is_dir() {
+        return Ok(Disk { file: path.to_path_buf(), system: String::new(), store_path: None, baked: Baked::default() });
     }
-    Ok((path.to_path_buf(), String::new()))
+    let info: ImageInfo = read_json(&path.join("nix-support/image-info.json")).map_err(|e| match e {
+        BuildError::Read { .. } => BuildError::NoImageInfo(path.to_owned()),
+        e => e,
+    })?;
+    let baked_path = path.join("nix-support/workstation-image.json");
+    let baked = if baked_path.exists() { read_json(&baked_path)? } else { Baked::default() };
+    let real = std::fs::canonicalize(path).map_err(|source| BuildError::Read { path: path.to_owned(), source })?;
+    Ok(Disk { file: info.file, system: info.system, store_path: store_path(&real), baked })
+}
+
+/// `path` if it is an entry of the Nix store (`/nix/store/<hash>-<name>`):
+/// only there is a path an identity.
+fn store_path(path: &Path) -> Option<PathBuf> {
+    let rest = path.strip_prefix("/nix/store").ok()?;
+    let mut parts = rest.components();
+    let entry = parts.next()?.as_os_str().to_str()?;
+    let (hash, name) = entry.split_once('-')?;
+    let is_hash = hash.len() == 32 && hash.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase());
+    (is_hash && !name.is_empty() && parts.next().is_none()).then(|| path.to_owned())
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, BuildError> {
+    let text = std::fs::read_to_string(path).map_err(|source| BuildError::Read { path: path.to_owned(), source })?;
+    serde_json::from_str(&text).map_err(|source| BuildError::Parse { path: path.to_owned(), source })
 }
 
 #[cfg(test)]
@@ -123,6 +167,36 @@ mod tests {
         assert_eq!(installable(&relative, Arch::X86_64).unwrap(), format!("{}/sub#packages.x86_64-linux.ami", real.display()));
         assert!(matches!(installable(&real, Arch::X86_64), Err(BuildError::NoFlake(_))), "no flake.nix there");
         assert!(matches!(installable(Path::new("/nonexistent"), Arch::Aarch64), Err(BuildError::NoFlake(_))));
+    }
+
+    #[test]
+    fn only_store_entries_are_identities() {
+        let entry = "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-workstation-ami-x86_64-linux";
+        assert_eq!(store_path(Path::new(entry)).as_deref(), Some(Path::new(entry)));
+        for not in [
+            "/home/me/result-ami",
+            "/nix/store/short-name",
+            "/nix/store/0123456789abcdfghijklmnpqrsvwxyz",
+            &format!("{entry}/nix-support"),
+            "/nix/store/0123456789ABCDFGHIJKLMNPQRSVWXYZ-upper",
+        ] {
+            assert_eq!(store_path(Path::new(not)), None, "{not}");
+        }
+    }
+
+    #[test]
+    fn a_build_result_says_what_was_baked() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("nix-support")).unwrap();
+        std::fs::write(dir.path().join("nix-support/image-info.json"), r#"{"file":"/nix/store/x-disk/box.raw","system":"aarch64-linux","label":"26.05"}"#).unwrap();
+        let disk = disk_of(dir.path()).unwrap();
+        assert_eq!((disk.file.to_str(), disk.system.as_str(), disk.baked.manifest_hash.as_deref()), (Some("/nix/store/x-disk/box.raw"), "aarch64-linux", None));
+        assert_eq!(disk.store_path, None, "a copy outside the store is not an identity");
+        std::fs::write(dir.path().join("nix-support/workstation-image.json"), r#"{"manifest_hash":"ab12","nixpkgs":"9fbb54b3"}"#).unwrap();
+        let disk = disk_of(dir.path()).unwrap();
+        assert_eq!((disk.baked.manifest_hash.as_deref(), disk.baked.nixpkgs.as_deref()), (Some("ab12"), Some("9fbb54b3")));
+        std::fs::remove_file(dir.path().join("nix-support/image-info.json")).unwrap();
+        assert!(matches!(disk_of(dir.path()), Err(BuildError::NoImageInfo(_))));
     }
 
     /// `to` relative to `from`, through `..` (both absolute).

@@ -7,25 +7,24 @@
 //! The raw disk goes up as an EBS snapshot through the EBS direct APIs:
 //! 512 KiB blocks, several in flight, blocks that are holes or all zeros
 //! never sent (a fresh NixOS disk is mostly empty). RegisterImage then makes
-//! the AMI. Its name is derived from the inputs (manifest hash, flake.lock
-//! hash, architecture), so publishing the same inputs twice finds the first
-//! AMI instead of making a second one; a snapshot completed by a run that
-//! died before RegisterImage is reused the same way.
-
-use std::path::{Path, PathBuf};
+//! the AMI. Its name is derived from what was built (the build result's
+//! store path, or a bare disk's data) and the architecture, so publishing
+//! the same image twice finds the first AMI instead of making a second one,
+//! and a changed image is always a new AMI; a snapshot completed by a run
+//! that died before RegisterImage is reused the same way.
 
 use aws_sdk_ec2::types::{ArchitectureValues, BootModeValues};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::manifest::LoadedManifest;
+use crate::provider::aws::failure::AwsFailure;
 use crate::provider::tags;
 
 mod build;
 mod publish;
 
-pub use build::{build, disk_of, BuildError, Built};
-pub use publish::{register_request, Published, Publisher, Upload};
+pub use build::{build, disk_of, Baked, BuildError, Built, Disk};
+pub use publish::{data_digest, register_request, Published, Publisher, Upload};
 
 /// The EBS direct APIs' block size.
 pub const BLOCK: usize = 512 * 1024;
@@ -75,19 +74,23 @@ impl Arch {
     }
 }
 
-/// What an image is built from; equal inputs make an equal image.
+/// What an AMI is: an image line, an architecture, and the image built.
 #[derive(Debug, Clone, Serialize)]
 pub struct Inputs {
     /// The image line (`workstation:image` tag), e.g. "workstation".
     pub image: String,
-    pub manifest_hash: String,
-    pub flake_lock_hash: String,
     pub arch: Arch,
+    /// What was built: the build result's store path, or `sha256:` of a
+    /// bare disk file's data ([`data_digest`]).
+    pub content: String,
+    /// What the build baked in, when it says (our flake's `ami` does).
+    pub manifest_hash: Option<String>,
+    pub nixpkgs: Option<String>,
 }
 
 impl Inputs {
     pub fn key(&self) -> String {
-        let text = format!("{}\n{}\n{}\n{}", self.image, self.manifest_hash, self.flake_lock_hash, self.arch.nix_system());
+        let text = format!("{}\n{}\n{}", self.image, self.content, self.arch.nix_system());
         hex::encode(&Sha256::digest(text.as_bytes())[..8])
     }
 
@@ -97,13 +100,13 @@ impl Inputs {
         format!("{}-{}-{}", self.image, self.arch.nix_system(), self.key())
     }
 
+    /// Only what is known: a bare disk has no manifest tag rather than the
+    /// hash of whichever manifest is on the command line.
     fn tags(&self) -> Vec<(&'static str, String)> {
-        vec![
-            (tags::IMAGE, self.image.clone()),
-            (tags::MANIFEST_HASH, self.manifest_hash.clone()),
-            (tags::FLAKE_LOCK_HASH, self.flake_lock_hash.clone()),
-            (tags::IMAGE_INPUTS, self.key()),
-        ]
+        let mut tags = vec![(tags::IMAGE, self.image.clone()), (tags::IMAGE_INPUTS, self.key()), (tags::IMAGE_CONTENT, self.content.clone())];
+        tags.extend(self.manifest_hash.clone().map(|h| (tags::MANIFEST_HASH, h)));
+        tags.extend(self.nixpkgs.clone().map(|r| (tags::NIXPKGS_REV, r)));
+        tags
     }
 }
 
@@ -115,40 +118,50 @@ pub enum ImageError {
     EmptyDisk { path: String },
     #[error("{op} failed: {message}")]
     Api { op: &'static str, message: String },
+    #[error(transparent)]
+    Aws(#[from] AwsFailure),
     #[error("snapshot {id} did not complete within {minutes} minutes (state {state}); run publish again to resume")]
     SnapshotTimeout { id: String, minutes: u64, state: String },
     #[error("cannot tell the disk's architecture; pass --arch")]
     UnknownArch,
-    #[error("cannot read {path} (the flake's lock file); pass --flake-lock PATH")]
-    FlakeLock {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("the build's nix-support/workstation-image.json has an invalid {field} ({value:?}); rebuild with `workstation image build`")]
+    Baked { field: &'static str, value: String },
 }
 
-fn api<E: std::error::Error>(op: &'static str) -> impl FnOnce(E) -> ImageError {
-    move |e| ImageError::Api { op, message: aws_sdk_ec2::error::DisplayErrorContext(&e).to_string() }
+fn api<E, R>(op: &'static str) -> impl FnOnce(aws_sdk_ec2::error::SdkError<E, R>) -> ImageError
+where
+    E: aws_sdk_ec2::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    move |e| ImageError::Aws(AwsFailure::of(op, &e))
 }
 
 impl Inputs {
-    /// The inputs of a built disk: its architecture (given, else the nix
-    /// system of the build, else this machine's), the manifest, and the
-    /// flake's lock file (given, else flake.lock beside the manifest).
-    pub fn of(image: String, manifest: &LoadedManifest, system: &str, arch: Option<Arch>, flake_lock: Option<PathBuf>) -> Result<Inputs, ImageError> {
-        let arch = match (arch, system) {
+    /// The identity of `disk`: its architecture (given, else the nix system
+    /// of the build, else this machine's) and content (its store path, else
+    /// a pass over its data). What it says was baked in becomes tags once
+    /// checked: a build result is local, but tag values are read by others.
+    pub fn of(image: String, disk: &Disk, arch: Option<Arch>) -> Result<Inputs, ImageError> {
+        let arch = match (arch, disk.system.as_str()) {
             (Some(a), _) => a,
             (None, "x86_64-linux") => Arch::X86_64,
             (None, "aarch64-linux") => Arch::Aarch64,
             (None, _) => Arch::of_this_machine().ok_or(ImageError::UnknownArch)?,
         };
-        let lock = flake_lock.unwrap_or_else(|| manifest.path.parent().map(|d| d.join("flake.lock")).unwrap_or_else(|| "flake.lock".into()));
-        let flake_lock_hash = file_hash(&lock).map_err(|source| ImageError::FlakeLock { path: lock.display().to_string(), source })?;
-        Ok(Inputs { image, manifest_hash: manifest.hash.clone(), flake_lock_hash, arch })
+        let content = match &disk.store_path {
+            Some(p) => p.display().to_string(),
+            None => data_digest(&disk.file).map_err(|source| ImageError::Disk { path: disk.file.display().to_string(), source })?,
+        };
+        let baked = |field: &'static str, value: &Option<String>, ok: fn(&str) -> bool| match value {
+            Some(v) if !ok(v) => Err(ImageError::Baked { field, value: v.clone() }),
+            v => Ok(v.clone()),
+        };
+        Ok(Inputs {
+            image,
+            arch,
+            content,
+            manifest_hash: baked("manifest_hash", &disk.baked.manifest_hash, |v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))?,
+            nixpkgs: baked("nixpkgs", &disk.baked.nixpkgs, |v| (1..=64).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))?,
+        })
     }
-}
-
-/// sha256 of a file's bytes, hex: the flake.lock hash.
-pub fn file_hash(path: &Path) -> std::io::Result<String> {
-    Ok(hex::encode(Sha256::digest(std::fs::read(path)?)))
 }

@@ -209,32 +209,71 @@ impl Publisher<'_> {
     }
 }
 
-/// Sends every block that holds data, as (index, 512 KiB); the last block
-/// is padded with zeros. Holes are skipped with SEEK_DATA without reading
-/// them, zero blocks after reading. Stops early when the receiver is gone.
-fn read_blocks(mut file: File, size: u64, tx: &tokio::sync::mpsc::Sender<(u64, Vec<u8>)>) -> std::io::Result<()> {
-    use std::io::{Seek, SeekFrom};
-    let mut pos = 0u64;
-    while pos < size {
-        let data = match next_data(&file, pos)? {
-            Some(d) => d,
-            None => break,
-        };
-        let index = data / BLOCK as u64;
-        pos = index * BLOCK as u64;
-        file.seek(SeekFrom::Start(pos))?;
-        let mut buf = vec![0u8; BLOCK];
-        let want = (size - pos).min(BLOCK as u64) as usize;
-        file.read_exact(&mut buf[..want])?;
-        pos += BLOCK as u64;
-        if buf.iter().all(|b| *b == 0) {
-            continue;
-        }
-        if tx.blocking_send((index, buf)).is_err() {
+/// Sends the disk's blocks that hold data, in order, to the uploads.
+fn read_blocks(file: File, size: u64, tx: &tokio::sync::mpsc::Sender<(u64, Vec<u8>)>) -> std::io::Result<()> {
+    for block in DataBlocks::new(file, size) {
+        if tx.blocking_send(block?).is_err() {
             break;
         }
     }
     Ok(())
+}
+
+/// `sha256:` of a disk's data blocks and their indices: what a bare disk
+/// file is, for its AMI's identity (holes and zero blocks read as zeros,
+/// so a file and its sparse copy are the same disk).
+pub fn data_digest(path: &Path) -> std::io::Result<String> {
+    let file = File::open(path)?;
+    let size = file.metadata()?.len();
+    let mut hash = Sha256::new();
+    hash.update(size.to_le_bytes());
+    for block in DataBlocks::new(file, size) {
+        let (index, data) = block?;
+        hash.update(index.to_le_bytes());
+        hash.update(&data);
+    }
+    Ok(format!("sha256:{}", hex::encode(hash.finalize())))
+}
+
+/// The disk's blocks that hold data, as (index, whole block zero-padded at
+/// the end): holes are skipped with SEEK_DATA, all-zero blocks after a read.
+struct DataBlocks {
+    file: File,
+    size: u64,
+    pos: u64,
+}
+
+impl DataBlocks {
+    fn new(file: File, size: u64) -> DataBlocks {
+        DataBlocks { file, size, pos: 0 }
+    }
+
+    fn next_block(&mut self) -> std::io::Result<Option<(u64, Vec<u8>)>> {
+        use std::io::{Seek, SeekFrom};
+        while self.pos < self.size {
+            let Some(data) = next_data(&self.file, self.pos)? else { break };
+            let index = data / BLOCK as u64;
+            let at = index * BLOCK as u64;
+            self.file.seek(SeekFrom::Start(at))?;
+            let mut buf = vec![0u8; BLOCK];
+            let want = (self.size - at).min(BLOCK as u64) as usize;
+            self.file.read_exact(&mut buf[..want])?;
+            self.pos = at + BLOCK as u64;
+            if buf.iter().any(|b| *b != 0) {
+                return Ok(Some((index, buf)));
+            }
+        }
+        self.pos = self.size;
+        Ok(None)
+    }
+}
+
+impl Iterator for DataBlocks {
+    type Item = std::io::Result<(u64, Vec<u8>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_block().transpose()
+    }
 }
 
 /// The next offset at or after `pos` that holds data, or None past the last
@@ -294,7 +333,7 @@ mod tests {
     use std::io::{Seek, SeekFrom, Write};
 
     fn inputs(arch: Arch) -> Inputs {
-        Inputs { image: "workstation".into(), manifest_hash: "m".into(), flake_lock_hash: "f".into(), arch }
+        Inputs { image: "workstation".into(), arch, content: "sha256:00".into(), manifest_hash: None, nixpkgs: None }
     }
 
     #[test]
@@ -323,7 +362,32 @@ mod tests {
         let a = inputs(Arch::X86_64);
         assert_eq!(a.ami_name(), format!("workstation-x86_64-linux-{}", a.key()));
         assert_ne!(a.key(), inputs(Arch::Aarch64).key());
-        assert_ne!(a.key(), Inputs { flake_lock_hash: "g".into(), ..a.clone() }.key());
+        assert_ne!(a.key(), Inputs { content: "sha256:01".into(), ..a.clone() }.key());
+        assert_ne!(a.key(), Inputs { image: "other".into(), ..a.clone() }.key());
+        // What the build says it baked in is a tag, not the identity.
+        assert_eq!(a.key(), Inputs { manifest_hash: Some("m".into()), ..a.clone() }.key());
+    }
+
+    #[test]
+    fn a_bare_disk_is_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let (dense, sparse) = (dir.path().join("dense"), dir.path().join("sparse"));
+        let mut bytes = vec![0u8; 3 * BLOCK];
+        bytes[BLOCK + 7] = 1;
+        std::fs::write(&dense, &bytes).unwrap();
+        let mut f = std::fs::File::create(&sparse).unwrap();
+        f.seek(SeekFrom::Start(BLOCK as u64 + 7)).unwrap();
+        f.write_all(&[1]).unwrap();
+        f.set_len(3 * BLOCK as u64).unwrap();
+        assert_eq!(data_digest(&dense).unwrap(), data_digest(&sparse).unwrap(), "holes read as zeros");
+        bytes[2 * BLOCK] = 1;
+        std::fs::write(&dense, &bytes).unwrap();
+        assert_ne!(data_digest(&dense).unwrap(), data_digest(&sparse).unwrap());
+        bytes.push(0);
+        std::fs::write(&sparse, &bytes[..]).unwrap();
+        bytes.pop();
+        std::fs::write(&dense, &bytes).unwrap();
+        assert_ne!(data_digest(&dense).unwrap(), data_digest(&sparse).unwrap(), "a longer disk differs");
     }
 
     #[test]

@@ -91,6 +91,8 @@ pub struct Launched {
 pub enum ProviderError {
     #[error("{operation} failed: {message}")]
     Api { operation: &'static str, message: String },
+    #[error(transparent)]
+    Aws(#[from] aws::failure::AwsFailure),
     #[error("box {id} not found (it may have been destroyed; `workstation list` shows what exists)")]
     NotFound { id: String },
     #[error("no image {name} found; check box.image_id/image_name/image_tag in the manifest, or publish the image with `workstation image publish`")]

@@ -18,7 +18,10 @@ pub const STOPPED_BY: &str = "workstation:stopped-by";
 
 /// On AMIs: which image line an AMI belongs to; `box.image_tag` selects by it.
 pub const IMAGE: &str = "workstation:image";
-/// On AMIs, beside [`MANIFEST_HASH`]: the flake.lock it was built from.
-pub const FLAKE_LOCK_HASH: &str = "workstation:flake-lock-hash";
-/// On AMIs: hash of all inputs; also in the AMI's name.
+/// On AMIs: what was built (the build's store path, or `sha256:` of a bare
+/// disk's data). [`MANIFEST_HASH`] on an AMI is the manifest baked in.
+pub const IMAGE_CONTENT: &str = "workstation:image-content";
+/// On AMIs: the nixpkgs revision the image was built from.
+pub const NIXPKGS_REV: &str = "workstation:nixpkgs";
+/// On AMIs: hash of the image line, content and architecture; also in the AMI's name.
 pub const IMAGE_INPUTS: &str = "workstation:image-inputs";

@@ -20,7 +20,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteError {
-    #[error("no host key pinned for box {name}; run `workstation create --name {name}` (it pins the key the box publishes) or `workstation pin {name}`")]
+    #[error("no host key pinned for box {name}; run `workstation create {name}` (it pins the key the box publishes) or `workstation pin {name}`")]
     NotPinned { name: String },
     #[error(
         "box {name} at {address} presented host key {presented}, but {pinned} is pinned.\n\

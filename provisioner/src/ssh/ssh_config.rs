@@ -81,7 +81,7 @@ pub fn ensure_include(user_config: &Path, generated: &Path) -> Result<bool, SshC
     let mut text = format!("# Added by workstation: SSH access to your boxes with pinned host keys.\n{line}\n\n").into_bytes();
     text.extend_from_slice(&existing);
     if let Some(dir) = target.parent() {
-        std::fs::create_dir_all(dir).map_err(err)?;
+        super::create_private_dir(dir).map_err(err)?;
     }
     atomic_write(&target, &text, mode)?;
     Ok(true)

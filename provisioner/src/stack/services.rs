@@ -172,14 +172,24 @@ pub fn parse_systemctl_show(out: &str) -> Vec<(String, StatusLine, u32)> {
 }
 
 /// Program names from supervisord's log lines "exited: NAME (...; not
-/// expected)", once per unexpected exit.
+/// expected)", once per unexpected exit since supervisord last started: a
+/// box that was stopped (its processes killed) starts from zero.
 async fn unexpected_exits(onbox: &BoxShell) -> Result<Vec<String>, ShellError> {
     let log = format!("{}/supervisord.log", onbox.layout.logs());
-    let out = onbox.run("reading supervisord's log", &format!("grep -h 'not expected)' {} 2>/dev/null || true", sh(&log))).await?;
-    Ok(out
-        .lines()
-        .filter_map(|l| l.split_once("exited: ")?.1.split_whitespace().next().map(str::to_string))
-        .collect())
+    let grep = format!("grep -h -e 'not expected)' -e 'supervisord started with pid' {} 2>/dev/null || true", sh(&log));
+    Ok(exits_since_start(&onbox.run("reading supervisord's log", &grep).await?))
+}
+
+fn exits_since_start(log: &str) -> Vec<String> {
+    let mut exits = Vec::new();
+    for line in log.lines() {
+        if line.contains("supervisord started with pid") {
+            exits.clear();
+        } else if let Some(name) = line.split_once("exited: ").and_then(|(_, r)| r.split_whitespace().next()) {
+            exits.push(name.to_string());
+        }
+    }
+    exits
 }
 
 async fn check(onbox: &BoxShell, health: &HealthCheck, directory: Option<&str>) -> Health {
@@ -239,6 +249,15 @@ async fn http_status(onbox: &BoxShell, port: u16, path: &str) -> Result<u16, Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exits_count_from_the_last_start() {
+        let log = "2026-12-02 10:00:00,000 INFO supervisord started with pid 10\n\
+                   2026-12-02 10:01:00,000 WARN exited: api (terminated by SIGTERM; not expected)\n\
+                   2026-12-02 11:00:00,000 INFO supervisord started with pid 99\n\
+                   2026-12-02 11:05:00,000 WARN exited: worker (exit status 1; not expected)\n";
+        assert_eq!(exits_since_start(log), ["worker"]);
+    }
 
     #[test]
     fn systemd_units_read_as_supervisord_states() {

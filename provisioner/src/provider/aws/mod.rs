@@ -7,11 +7,12 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::{Filter, Instance, InstanceStateName, Tag};
 use aws_sdk_ec2::Client;
 use chrono::{DateTime, Utc};
 
+pub mod failure;
 mod launch;
 pub use launch::key_pair_name;
 mod reap;
@@ -188,8 +189,8 @@ fn code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> Option<&str> {
 
 fn api<E, R>(operation: &'static str) -> impl FnOnce(SdkError<E, R>) -> ProviderError
 where
-    E: std::error::Error + 'static,
-    R: std::fmt::Debug,
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
 {
-    move |e| ProviderError::Api { operation, message: DisplayErrorContext(&e).to_string() }
+    move |e| ProviderError::Aws(failure::AwsFailure::of(operation, &e))
 }

@@ -11,10 +11,20 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 /// `reap` without hiding a real outage for long.
 const MAX_ATTEMPTS: u32 = 5;
 
+/// The profile the SDK was configured with (settings, `--profile`, else
+/// AWS_PROFILE): failures name it in the command that fixes them.
+static PROFILE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
+pub fn profile_in_use() -> Option<String> {
+    PROFILE.get().cloned().flatten().or_else(|| std::env::var("AWS_PROFILE").ok())
+}
+
 /// The SDK configuration for `profile` (else the default chain) and
 /// `region` (else aws-config's own lookup).
 pub async fn config(profile: Option<&str>, region: Option<String>) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS));
+    // One process works with one profile; the first configuration names it.
+    let _ = PROFILE.set(profile.map(String::from));
     if let Some(p) = profile {
         loader = loader.profile_name(p);
     }

@@ -69,6 +69,13 @@ pub enum SeedError {
     Incomplete { store: String, expected: u64, got: u64 },
     #[error("store {store}: {detail}; the store was left as it was")]
     Rejected { store: String, detail: String },
+    #[error("stores.{store}.seed: {path} does not look like {format} ({detail}); check the file, or set stores.{store}.format")]
+    NotFormat { store: String, path: PathBuf, format: &'static str, detail: String },
+    #[error(
+        "stores.{store}.seed: {path} is outside the manifest's directory {dir}; move the snapshot under it, \
+         or pass --allow-outside if you trust this manifest (seeding copies the file to the box)"
+    )]
+    Outside { store: String, path: PathBuf, dir: PathBuf },
     #[error("store {store} is seeded from S3 ({uri}): {detail}")]
     S3 { store: String, uri: String, detail: String },
     #[error(transparent)]

@@ -30,22 +30,32 @@ pub(super) enum Location {
 
 impl Snapshot {
     /// `None` when the store has no seed. Local paths are relative to the
-    /// manifest's directory.
+    /// manifest's directory and stay in it unless `outside` is allowed.
     pub async fn resolve(
         name: &str,
         store: &Store,
         manifest_dir: &Path,
+        outside: bool,
         s3: Option<&aws_sdk_s3::Client>,
     ) -> Result<Option<Snapshot>, SeedError> {
         let (Some(seed), Ok(Some(format))) = (&store.seed, store.seed_format()) else { return Ok(None) };
         match SeedSource::from_str(seed) {
             Ok(SeedSource::File(path)) => {
+                if !outside {
+                    inside(name, &path, manifest_dir)?;
+                }
                 let path = manifest_dir.join(path);
                 let p = path.clone();
                 let (identity, size) = tokio::task::spawn_blocking(move || fingerprint(&p))
                     .await
                     .expect("hashing does not panic")
                     .map_err(|source| SeedError::Read { path: path.clone(), source })?;
+                sniff(format, &path).map_err(|detail| SeedError::NotFormat {
+                    store: name.into(),
+                    path: path.clone(),
+                    format: format.as_str(),
+                    detail,
+                })?;
                 Ok(Some(Snapshot { format, identity, size, location: Location::Local(path) }))
             }
             Ok(SeedSource::S3 { bucket, key }) => {
@@ -85,6 +95,51 @@ impl Snapshot {
             Location::S3 { uri, .. } => uri.clone(),
         }
     }
+}
+
+/// Refuses a seed path (`seed`, as the manifest writes it) that leaves
+/// `dir`: absolute, through `..`, or, once symlinks are followed, somewhere
+/// else. A missing file is left to the read that follows, which names it.
+fn inside(store: &str, seed: &Path, dir: &Path) -> Result<(), SeedError> {
+    use std::path::Component;
+    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    let plain = seed.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+    let stays = plain
+        && match (std::fs::canonicalize(dir.join(seed)), std::fs::canonicalize(dir)) {
+            (Ok(real), Ok(real_dir)) => real.starts_with(real_dir),
+            _ => true,
+        };
+    if stays {
+        return Ok(());
+    }
+    Err(SeedError::Outside { store: store.into(), path: seed.to_owned(), dir: dir.to_owned() })
+}
+
+/// Whether the first bytes of a local snapshot look like `format`: a
+/// wrong file fails before a box is launched, not halfway through a load.
+fn sniff(format: SeedFormat, path: &Path) -> Result<(), String> {
+    if format == SeedFormat::Csv {
+        let files = csv_files(path).map_err(|e| format!("cannot list the directory: {e}"))?;
+        return if files.is_empty() { Err("the directory has neither schema.sql nor .csv files".into()) } else { Ok(()) };
+    }
+    let mut head = [0u8; 512];
+    let n = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)).map_err(|e| e.to_string())?;
+    let head = &head[..n];
+    let first_line = head.split(|b| *b == b'\n').map(|l| l.trim_ascii()).find(|l| !l.is_empty()).unwrap_or_default();
+    let (ok, expected) = match format {
+        SeedFormat::Rdb => (head.starts_with(b"REDIS"), "a redis dump starts with REDIS"),
+        SeedFormat::PgDump => (head.starts_with(b"PGDMP"), "a pg_dump -Fc file starts with PGDMP"),
+        SeedFormat::Resp => (head.starts_with(b"*"), "redis protocol starts with *"),
+        SeedFormat::Jsonl | SeedFormat::Bulk => (first_line.starts_with(b"{"), "each line is a JSON object"),
+        // mongodump's archive has a binary header, gzipped or not.
+        SeedFormat::MongoArchive => (n > 0, "a mongodump archive is not empty"),
+        SeedFormat::Csv => unreachable!("handled above"),
+    };
+    // An empty text snapshot is an empty store, not a mistake.
+    if ok || (n == 0 && matches!(format, SeedFormat::Resp | SeedFormat::Jsonl | SeedFormat::Bulk)) {
+        return Ok(());
+    }
+    Err(expected.into())
 }
 
 /// sha256 of a file, or of a directory's snapshot files (name and content,
@@ -144,6 +199,43 @@ pub(super) fn csv_table(file: &Path) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_snapshot_that_is_not_its_format_is_caught_by_its_first_bytes() {
+        use crate::manifest::SeedFormat;
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, bytes: &[u8]| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, bytes).unwrap();
+            p
+        };
+        assert!(super::sniff(SeedFormat::Rdb, &file("a.rdb", b"REDIS0011\xfa")).is_ok());
+        assert!(super::sniff(SeedFormat::Rdb, &file("b.rdb", b"<html>")).unwrap_err().contains("REDIS"));
+        assert!(super::sniff(SeedFormat::PgDump, &file("a.dump", b"PGDMP\x01")).is_ok());
+        assert!(super::sniff(SeedFormat::PgDump, &file("b.dump", b"-- plain SQL")).is_err());
+        assert!(super::sniff(SeedFormat::Resp, &file("a.resp", b"*3\r\n$3\r\nSET")).is_ok());
+        assert!(super::sniff(SeedFormat::Jsonl, &file("a.jsonl", b"\n{\"key\":\"k\"}\n")).is_ok());
+        assert!(super::sniff(SeedFormat::Jsonl, &file("b.jsonl", b"key,value\n")).is_err());
+        assert!(super::sniff(SeedFormat::Jsonl, &file("empty.jsonl", b"")).is_ok());
+        assert!(super::sniff(SeedFormat::Csv, dir.path()).is_err(), "no schema.sql or csv there");
+    }
+
+    #[test]
+    fn seeds_stay_in_the_manifest_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir(d.join("seeds")).unwrap();
+        std::fs::write(d.join("seeds/app.sql"), "x").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", d.join("seeds/out.sql")).unwrap();
+        std::os::unix::fs::symlink("app.sql", d.join("seeds/alias.sql")).unwrap();
+        for ok in ["seeds/app.sql", "./seeds/app.sql", "seeds/alias.sql", "seeds/missing.sql"] {
+            assert!(super::inside("db", std::path::Path::new(ok), d).is_ok(), "{ok}");
+        }
+        for bad in ["/etc/passwd", "../x.sql", "seeds/../../x.sql", "seeds/out.sql"] {
+            let err = super::inside("db", std::path::Path::new(bad), d).unwrap_err().to_string();
+            assert!(err.contains("stores.db.seed") && err.contains("--allow-outside"), "{bad}: {err}");
+        }
+    }
+
     use super::*;
 
     #[test]

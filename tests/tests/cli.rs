@@ -1,0 +1,201 @@
+//! The command line as a newcomer meets it, through the real binary:
+//! `ssh` that behaves like ssh, AWS failures in one line with their fix,
+//! one way to name a box, checks before launch, a stopped box that says
+//! so, port forwarding, VS Code, JSON errors.
+
+use std::io::{Read, Write};
+use std::process::Stdio;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use workstation_tests::moto::block_on;
+use workstation_tests::{free_port, manifest_text, wait_until, TestEnv};
+
+#[test]
+fn ssh_forwards_stdin_and_the_exit_status_like_ssh() {
+    let env = TestEnv::local();
+    env.ok(&["create", "dev"]);
+
+    // stdin reaches the command, with its EOF; 8 MiB arrive intact.
+    let payload: Vec<u8> = (0..8u32 << 20).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let mut child = env.cmd(&["ssh", "dev", "--", "sha256sum"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(&payload).map(|_| payload));
+    let out = child.wait_with_output().unwrap();
+    let payload = writer.join().unwrap().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).split_whitespace().next(), Some(hex(&Sha256::digest(&payload)).as_str()));
+
+    // `tar c . | workstation ssh dev -- tar x -C DIR` works as with ssh.
+    let src = env.root.path().join("src");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::write(src.join("sub/file.txt"), "from the laptop").unwrap();
+    let dest = env.root.path().join("unpacked");
+    let tar = std::process::Command::new("tar").arg("c").arg("-C").arg(&src).arg(".").stdout(Stdio::piped()).spawn().unwrap();
+    let out = env.cmd(&["ssh", "dev", "--", "mkdir", "-p", dest.to_str().unwrap(), "&&", "tar", "x", "-C", dest.to_str().unwrap()])
+        .stdin(tar.stdout.unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read_to_string(dest.join("sub/file.txt")).unwrap(), "from the laptop");
+
+    // stderr is stderr; the status is the command's.
+    let out = env.run(&["ssh", "dev", "--", "echo out; echo err >&2; exit 42"]);
+    assert_eq!(out.status.code(), Some(42));
+    assert_eq!((String::from_utf8_lossy(&out.stdout).as_ref(), String::from_utf8_lossy(&out.stderr).trim()), ("out\n", "err"));
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Each AWS configuration mistake is one `error:` line naming the cause and
+/// its fix (no SDK dump), exit 1; the raw chain is there with -v.
+#[test]
+fn aws_failures_are_one_line_with_their_fix() {
+    let env = TestEnv::aws_api_only();
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let cases: [(&str, Vec<(&str, &str)>, &[&str], &str); 4] = [
+        ("no credentials", vec![("AWS_ENDPOINT_URL", closed.as_str())], &["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"], "aws configure"),
+        ("an unknown profile", vec![("AWS_PROFILE", "nope")], &["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"], "\"nope\" is not in ~/.aws/config"),
+        ("no region", vec![], &["AWS_REGION"], "[aws] region"),
+        ("an unreachable endpoint", vec![("AWS_ENDPOINT_URL", closed.as_str())], &[], "check AWS_ENDPOINT_URL"),
+    ];
+    // The settings name no region, so the environment's is the only one.
+    env.write_settings("owner = \"tester\"\nprovider = \"aws\"\n");
+    for (what, set, unset, fix) in cases {
+        let mut cmd = env.cmd(&["list"]);
+        cmd.envs(set.iter().copied());
+        for k in unset {
+            cmd.env_remove(k);
+        }
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{what}: {err}");
+        assert_eq!(err.lines().count(), 1, "{what}: one line: {err}");
+        assert!(err.starts_with("error: DescribeInstances: ") && err.contains(fix), "{what}: {err}");
+        assert!(!err.contains("DispatchFailure"), "{what}: {err}");
+    }
+    // -v keeps the SDK's own chain for whoever debugs it.
+    let out = env.cmd(&["-v", "list"]).env("AWS_ENDPOINT_URL", &closed).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("DispatchFailure"));
+    // -o json: the failure is also an object on stdout, with a stable kind.
+    let out = env.cmd(&["list", "-o", "json"]).env("AWS_ENDPOINT_URL", &closed).output().unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON error on stdout");
+    assert_eq!(body["error"]["kind"], "aws-unreachable", "{body}");
+    assert_eq!(body["error"]["exit_code"], 1);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains('\x1b'), "no escape codes when stderr is not a terminal");
+}
+
+#[test]
+fn one_way_to_name_a_box() {
+    let env = TestEnv::local();
+    env.ok(&["create", "dev2"]);
+    assert_eq!(env.json(&["status", "dev2"])["name"], "dev2");
+    // The old flag still works, hidden; a name given twice is refused.
+    assert_eq!(env.json(&["status", "--name", "dev2"])["name"], "dev2");
+    let out = env.run(&["status", "dev2", "--name", "other"]);
+    assert_eq!(out.status.code(), Some(2), "usage error");
+    // Where the positional is something else, --box names the box.
+    let services = env.json(&["services", "api", "--box", "dev2"]);
+    assert_eq!(services[0]["name"], "api", "{services}");
+    // Internal verbs stay out of the main help; verbs teach by example.
+    let help = env.ok(&["--help"]);
+    assert!(!help.lines().any(|l| l.trim_start().starts_with("box ")), "{help}");
+    assert!(help.contains("port-forward") && help.contains("code"), "{help}");
+    for verb in ["create", "ssh", "stop", "logs", "seed", "port-forward"] {
+        let text = env.ok(&[verb, "--help"]);
+        assert!(text.contains("Examples:"), "{verb} --help has examples:\n{text}");
+    }
+    env.ok(&["destroy", "dev2", "--yes"]);
+}
+
+/// A missing seed is found before any box is launched (and billed).
+#[test]
+fn create_checks_seeds_before_launching() {
+    let env = TestEnv::aws_api_only();
+    let text = manifest_text("image_id = \"ami-12c6146b\"", "") + "\n[stores.cache]\nkind = \"redis\"\nseed = \"seeds/missing.rdb\"\n";
+    env.write_manifest(&text);
+    let err = env.fails(&["create", "dev"]);
+    assert!(err.contains("seeds/missing.rdb"), "{err}");
+    std::fs::create_dir_all(env.root.path().join("seeds")).unwrap();
+    std::fs::write(env.root.path().join("seeds/missing.rdb"), "<html>not a dump</html>").unwrap();
+    let err = env.fails(&["create", "dev"]);
+    assert!(err.contains("stores.cache.seed") && err.contains("REDIS"), "{err}");
+    // A seed outside the manifest's directory needs --allow-outside.
+    env.write_manifest(&text.replace("seeds/missing.rdb", "/etc/dump.rdb"));
+    let err = env.fails(&["create", "dev"]);
+    assert!(err.contains("outside the manifest's directory") && err.contains("--allow-outside"), "{err}");
+    let client = env.moto.as_ref().unwrap().client();
+    let launched = block_on(client.describe_instances().send()).unwrap();
+    assert_eq!(launched.reservations().len(), 0, "nothing was launched");
+}
+
+#[test]
+fn a_stopped_box_says_so_and_how_to_start_it() {
+    let env = TestEnv::local();
+    env.ok(&["create", "dev"]);
+    env.ok(&["stop", "dev"]);
+    for verb in [&["ssh", "dev", "--", "true"][..], &["services", "--box", "dev"], &["up", "dev"], &["port-forward", "dev", "8080"]] {
+        let err = env.fails(verb);
+        assert!(err.contains("box dev is stopped") && err.contains("workstation start dev"), "{verb:?}: {err}");
+    }
+    // A broken manifest does not stop the verbs that need none of it.
+    env.write_manifest("this is not toml [");
+    assert_eq!(env.json(&["status", "dev"])["state"], "stopped");
+    assert_eq!(env.json(&["list"]).as_array().unwrap().len(), 1);
+}
+
+/// A port only the box's loopback listens on, reached from here.
+#[test]
+fn port_forward_reaches_a_loopback_only_port_on_the_box() {
+    let env = TestEnv::local();
+    let text = std::fs::read_to_string(&env.manifest).unwrap()
+        + "\n[services.internal]\ncommand = \"python3 -m http.server 8090 --bind 127.0.0.1\"\nports = [8090]\n";
+    env.write_manifest(&text);
+    let created = env.json(&["create", "dev"]);
+    let ip = created["box"]["address"].as_str().unwrap().to_string();
+    assert!(std::net::TcpStream::connect((ip.as_str(), 8090)).is_err(), "8090 is not reachable from outside the box");
+
+    let local = free_port();
+    let mut forward = env.cmd(&["port-forward", "dev", &format!("{local}:8090")]).stderr(Stdio::piped()).spawn().unwrap();
+    let page = std::cell::RefCell::new(String::new());
+    wait_until(
+        Duration::from_secs(20),
+        || {
+            let mut page = page.borrow_mut();
+            page.clear();
+            std::net::TcpStream::connect(("127.0.0.1", local))
+                .and_then(|mut s| {
+                    s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+                    s.read_to_string(&mut page)
+                })
+                .is_ok()
+                && page.starts_with("HTTP/1.0 200")
+        },
+        || format!("no answer through the forward: {:?}", page.borrow()),
+    );
+    let _ = forward.kill();
+    let _ = forward.wait();
+}
+
+/// `code` runs VS Code's command with the box's Remote-SSH host, after the
+/// Include line that lets VS Code find it.
+#[test]
+fn code_opens_vs_code_on_the_box() {
+    let env = TestEnv::local();
+    env.ok(&["create", "dev"]);
+    let bin = env.root.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let record = env.root.path().join("code-args");
+    std::fs::write(bin.join("code"), format!("#!/bin/sh\necho \"$@\" > {}\n", record.display())).unwrap();
+    std::fs::set_permissions(bin.join("code"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let out = env.cmd(&["code", "dev", "/srv/app"]).env("PATH", path).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read_to_string(&record).unwrap().trim(), "--remote ssh-remote+ws-dev /srv/app");
+    assert!(std::fs::read_to_string(env.home.join(".ssh/config")).unwrap().contains("Include"));
+    // Without VS Code: what to install.
+    let out = env.cmd(&["code", "dev"]).env("PATH", "/usr/bin:/bin").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Install 'code' command in PATH"));
+}
