@@ -16,8 +16,7 @@ repo=$PWD
 source scripts/lib.sh
 target=$(target_dir)
 
-# Not below the checkout: a clone in /tmp would put the boxes' keys below a
-# world-writable directory, which sshd refuses.
+# The demo's HOME: one directory outside the checkout, which --clean removes.
 demo_home=/var/lib/workstation-demo
 agent_dir="$demo_home/agent"
 bin="$target/debug/workstation"

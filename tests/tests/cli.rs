@@ -85,6 +85,15 @@ fn aws_failures_are_one_line_with_their_fix() {
     assert_eq!(body["error"]["kind"], "aws-unreachable", "{body}");
     assert_eq!(body["error"]["exit_code"], 1);
     assert!(!String::from_utf8_lossy(&out.stderr).contains('\x1b'), "no escape codes when stderr is not a terminal");
+
+    // doctor: the failed check carries the actual fix; what it could not
+    // check is skipped, not failed.
+    let out = env.cmd(&["doctor", "-o", "json"]).env("AWS_ENDPOINT_URL", &closed).output().unwrap();
+    let checks: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let check = |name: &str| checks.as_array().unwrap().iter().find(|c| c["check"] == name).cloned().unwrap();
+    assert_eq!(check("credentials")["outcome"], "fail", "{checks}");
+    assert!(check("credentials")["fix"].as_str().unwrap().contains("AWS_ENDPOINT_URL"), "{checks}");
+    assert_eq!(check("box")["outcome"], "skip", "{checks}");
 }
 
 #[test]
@@ -198,4 +207,58 @@ fn code_opens_vs_code_on_the_box() {
     // Without VS Code: what to install.
     let out = env.cmd(&["code", "dev"]).env("PATH", "/usr/bin:/bin").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("Install 'code' command in PATH"));
+}
+
+/// The command lines of the processes in the network namespace with inode
+/// `ns_inode` (every process of a
+/// local box lives in its namespace), found through /proc.
+fn processes_in(ns_inode: u64) -> Vec<String> {
+    let want = format!("net:[{ns_inode}]");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().chars().all(|c| c.is_ascii_digit()))
+        .filter(|e| std::fs::read_link(e.path().join("ns/net")).is_ok_and(|l| l.to_string_lossy() == want))
+        .map(|e| std::fs::read_to_string(e.path().join("cmdline")).unwrap_or_default().replace('\0', " "))
+        .collect()
+}
+
+fn namespace_inode(env: &TestEnv) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let id = env.json(&["status", "dev"])["id"].as_str().unwrap().to_string();
+    std::fs::metadata(format!("/run/netns/ws-{}", id.trim_start_matches("lb-"))).unwrap().ino()
+}
+
+/// After `stop` and after `destroy`, nothing of the box runs anywhere: no
+/// service, supervisord or sshd survives in its (deleted) namespace.
+#[test]
+fn a_local_box_ends_with_all_its_processes() {
+    let env = TestEnv::local();
+    env.ok(&["create", "dev"]);
+    let ns = namespace_inode(&env);
+    assert!(processes_in(ns).iter().any(|p| p.contains("http.server")), "the service runs in the box: {:?}", processes_in(ns));
+    env.ok(&["stop", "dev"]);
+    assert_eq!(processes_in(ns), Vec::<String>::new(), "after stop");
+    env.ok(&["start", "dev"]);
+    let ns = namespace_inode(&env);
+    assert!(!processes_in(ns).is_empty());
+    env.ok(&["destroy", "dev", "--yes"]);
+    assert_eq!(processes_in(ns), Vec::<String>::new(), "after destroy");
+}
+
+/// A HOME (and so the box's directory) below a directory everyone may
+/// write, as a checkout under /tmp: the box's sshd still takes the key.
+#[test]
+fn a_local_box_works_with_home_under_a_world_writable_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut env = TestEnv::local();
+    let shared = env.root.path().join("tmp");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let home = shared.join("home");
+    workstation_tests::run_ok(std::process::Command::new("cp").arg("-a").arg(&env.home).arg(&home));
+    env.home = home;
+    env.ok(&["create", "dev"]);
+    assert_eq!(env.ok(&["ssh", "dev", "--", "hostname"]).trim(), "dev");
+    env.ok(&["destroy", "dev", "--yes"]);
 }

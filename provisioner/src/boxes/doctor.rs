@@ -13,7 +13,7 @@ use crate::boxes::lifecycle::{Context, LifecycleError};
 use crate::ssh::remote::RemoteError;
 use crate::manifest::name::BoxName;
 use crate::stack::shell::BoxShell;
-use crate::provider::{BoxInfo, BoxState};
+use crate::provider::{BoxInfo, BoxState, ProviderError};
 use crate::laptop::settings::ProviderKind;
 use crate::stack::services;
 use crate::ssh::ssh_config;
@@ -56,34 +56,42 @@ pub async fn run(ctx: &Context, manifest: &LoadedManifest, name: &BoxName) -> Ve
     let kind = ctx.provider.kind();
 
     // The provider answers: credentials for aws, the local registry else.
-    let info = match ctx.provider.find(&ctx.owner, name).await {
+    let found = match ctx.provider.find(&ctx.owner, name).await {
         Ok(found) => {
             let what = match kind {
                 ProviderKind::Aws => "the EC2 API answers",
                 ProviderKind::Local => "the local provider answers",
             };
             checks.push(ok("credentials", format!("{what}; owner {}", ctx.owner)));
-            found
+            Ok(found)
         }
         Err(e) => {
-            let fix = match kind {
-                ProviderKind::Aws => "sign in (`aws sso login --profile P`) or set [aws] profile in ~/.config/workstation/config.toml",
-                ProviderKind::Local => "run as root (local boxes are network namespaces)",
+            // The fix of the actual failure (an expired session, no region,
+            // an unreachable endpoint), not a generic "sign in".
+            let fix = match (&e, kind) {
+                (ProviderError::Aws(f), _) => f.fix.clone(),
+                (_, ProviderKind::Aws) => "run again with -v for the full error".into(),
+                (_, ProviderKind::Local) => "run as root (local boxes are network namespaces)".into(),
             };
             checks.push(fail("credentials", e.to_string(), fix));
-            None
+            Err(())
         }
     };
-    let running = match &info {
-        Some(b) if b.state == BoxState::Running => {
+    let running = match &found {
+        // Not known: that is not a missing box.
+        Err(()) => {
+            checks.push(skip("box", "the provider did not answer"));
+            None
+        }
+        Ok(Some(b)) if b.state == BoxState::Running => {
             checks.push(ok("box", format!("{} ({}) is running at {}", b.name, b.id, b.address.map_or("-".into(), |a| a.to_string()))));
             Some(b)
         }
-        Some(b) => {
+        Ok(Some(b)) => {
             checks.push(fail("box", format!("{} ({}) is {}", b.name, b.id, b.state.as_str()), format!("workstation start {name}")));
             None
         }
-        None => {
+        Ok(None) => {
             checks.push(fail("box", format!("no box named {name}"), format!("workstation create {name}")));
             None
         }

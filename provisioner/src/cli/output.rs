@@ -126,6 +126,8 @@ pub fn spinner(output: Output) -> Option<indicatif::ProgressBar> {
         return None;
     }
     let bar = indicatif::ProgressBar::new_spinner();
+    // The step and how long it has taken so far (progress::step resets it).
+    bar.set_style(indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("valid template"));
     bar.enable_steady_tick(std::time::Duration::from_millis(100));
     Some(bar)
 }

@@ -187,7 +187,6 @@ impl Provider for LocalProvider {
 
     async fn launch(&self, spec: &LaunchSpec<'_>) -> Result<Launched> {
         std::fs::create_dir_all(&self.root).map_err(io(&self.root))?;
-        check_not_writable_by_others(&self.root)?;
         // One box per owner+name, even with concurrent creates: the first
         // takes the lock and makes it, the others find it.
         let dir = self.box_dir(spec.owner.as_str(), spec.name.as_str());
@@ -287,39 +286,4 @@ fn lock(path: &Path) -> Result<File> {
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ProviderError + '_ {
     move |source| ProviderError::Io { context: format!("{}", path.display()), source }
-}
-
-/// The box's sshd (StrictModes) refuses an authorized_keys file below a
-/// directory others may write, such as /tmp: a box made there would lock
-/// its owner out, with a refusal that does not say why. Say it first.
-fn check_not_writable_by_others(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    for d in dir.ancestors() {
-        // Not made yet: what matters is the first directory that exists.
-        let Ok(meta) = std::fs::metadata(d) else { continue };
-        let mode = meta.mode();
-        if mode & 0o022 != 0 {
-            return Err(ProviderError::Local(format!(
-                "local boxes live in {}, below {} (mode {:o}), which others may write: the box's sshd would refuse your key there; set HOME to a directory outside it (e.g. under /var/lib or /root)",
-                dir.display(),
-                d.display(),
-                mode & 0o7777
-            )));
-        }
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn boxes_below_a_directory_others_may_write_are_refused_with_the_reason() {
-        assert!(check_not_writable_by_others(Path::new("/usr/share")).is_ok());
-        let shared = tempfile::Builder::new().tempdir().unwrap();
-        std::fs::set_permissions(shared.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
-        let err = check_not_writable_by_others(&shared.path().join("home/.local")).unwrap_err().to_string();
-        assert!(err.contains(&shared.path().display().to_string()) && err.contains("777") && err.contains("HOME"), "{err}");
-    }
 }

@@ -23,6 +23,8 @@ const HALT_GRACE: Duration = Duration::from_secs(5);
 const HALT_ROUNDS: usize = 5;
 
 const SSHD: &str = "/usr/sbin/sshd";
+/// Root-owned (0755) parent of each running local box's authorized keys.
+const SSHD_KEYS_ROOT: &str = "/run/workstation-local";
 
 #[derive(Debug, Clone)]
 pub struct BoxHost {
@@ -46,8 +48,18 @@ impl BoxHost {
         self.dir.join("ssh_host_ed25519_key.pub")
     }
 
+    /// The owner's key, as the box was created with it.
     pub fn authorized_keys(&self) -> PathBuf {
         self.dir.join("authorized_keys")
+    }
+
+    /// Where the running box's sshd reads that key: sshd's StrictModes
+    /// refuses a key file below a directory others may write (a HOME or
+    /// checkout under /tmp), so the copy it reads lives in a root-owned
+    /// directory whatever the box's own directory is. Written at boot,
+    /// removed at halt.
+    fn sshd_keys_dir(&self) -> PathBuf {
+        Path::new(SSHD_KEYS_ROOT).join(&self.ns)
     }
 
     /// workstation's directory on the box (`/var/lib/workstation` on an
@@ -86,6 +98,7 @@ impl BoxHost {
         self.write_sshd_config()?;
         Self::ensure_bridge(&self.network)?;
         self.halt()?;
+        self.install_authorized_keys()?;
 
         run(&["ip", "netns", "add", &self.ns])?;
         // A MAC derived from the address: a box re-created at a reused
@@ -139,7 +152,10 @@ impl BoxHost {
         if link_exists(&self.veth) {
             run_ok_if_missing(&["ip", "link", "del", &self.veth])?;
         }
-        Ok(())
+        match std::fs::remove_dir_all(self.sshd_keys_dir()) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(format!("cannot remove {}", self.sshd_keys_dir().display()))(e)),
+            _ => Ok(()),
+        }
     }
 
     /// The namespace exists and its sshd is alive.
@@ -169,6 +185,18 @@ impl BoxHost {
         run(&["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", &comment, "-f", path_str(&self.host_key())?])
     }
 
+    fn install_authorized_keys(&self) -> Result<()> {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        let keys = std::fs::read(self.authorized_keys()).map_err(io(format!("cannot read {}", self.authorized_keys().display())))?;
+        let dir = self.sshd_keys_dir();
+        let err = |what: &str| io(format!("cannot {what} {}", dir.display()));
+        std::fs::DirBuilder::new().mode(0o755).recursive(true).create(SSHD_KEYS_ROOT).map_err(err("create"))?;
+        std::fs::DirBuilder::new().mode(0o700).recursive(true).create(&dir).map_err(err("create"))?;
+        let path = dir.join("authorized_keys");
+        let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path).map_err(err("write"))?;
+        std::io::Write::write_all(&mut file, &keys).map_err(err("write"))
+    }
+
     fn write_sshd_config(&self) -> Result<()> {
         let dir = &self.dir;
         let q = |p: &Path| format!("\"{}\"", p.display());
@@ -190,7 +218,7 @@ impl BoxHost {
             addr = self.address,
             key = q(&self.host_key()),
             pid = q(&dir.join("sshd.pid")),
-            auth = q(&self.authorized_keys()),
+            auth = q(&self.sshd_keys_dir().join("authorized_keys")),
             root = self.root().display(),
         );
         std::fs::write(dir.join("sshd_config"), text).map_err(io(format!("cannot write {}/sshd_config", dir.display())))
