@@ -87,15 +87,14 @@ impl Context {
         Ok(generated)
     }
 
-    pub(super) async fn wait_ssh(&self, info: &BoxInfo) -> Result<(), LifecycleError> {
+    /// Connects once SSH answers with the pinned key; the session is the
+    /// caller's to use (one connection for a whole `create`).
+    pub(super) async fn wait_ssh(&self, info: &BoxInfo) -> Result<remote::Session, LifecycleError> {
         let deadline = Instant::now() + SSH_READY_TIMEOUT;
         let mut pause = POLL_FIRST;
         loop {
             match self.connect(info).await {
-                Ok(session) => {
-                    session.close().await;
-                    return Ok(());
-                }
+                Ok(session) => return Ok(session),
                 Err(LifecycleError::Remote(e)) if e.is_transient() && Instant::now() < deadline => {
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(POLL_MAX);

@@ -22,7 +22,7 @@ use crate::ssh::known_hosts::{self, KnownHosts, PinError, Pinned};
 use crate::ssh::remote::RemoteError;
 use crate::ssh::ssh_config::SshConfigError;
 use crate::stack::seed::{self, SeedError, SeedReport, Snapshot};
-use crate::stack::shell::ShellError;
+use crate::stack::shell::{BoxShell, ShellError};
 use crate::stack::up::{self, UpReport};
 
 /// EC2 usually has an instance running within a minute; large or
@@ -208,6 +208,7 @@ impl Context {
         // terminate this instance in favour of an older one after we
         // started waiting: check at the end and follow the survivor.
         let mut pinned_key;
+        let mut session;
         let mut rounds = 0;
         loop {
             step(progress, format!("waiting for {} to run", info.id));
@@ -221,16 +222,23 @@ impl Context {
             pinned_key = (key, outcome);
 
             step(progress, format!("connecting to {} over SSH", info.id));
-            self.wait_ssh(&info).await?;
+            session = self.wait_ssh(&info).await?;
             rounds += 1;
             match self.provider.find(spec.owner, spec.name).await? {
-                Some(survivor) if survivor.id != info.id && rounds < SETTLE_ROUNDS => info = survivor,
+                Some(survivor) if survivor.id != info.id && rounds < SETTLE_ROUNDS => {
+                    session.close().await;
+                    info = survivor;
+                }
                 _ => break,
             }
         }
         let (key, pinned) = pinned_key;
         self.write_ssh_config(true).await?;
-        let up = self.up_with(&info, spec.manifest, &snapshots, health_timeout, progress).await?;
+        // The session that found SSH ready does the bring-up too.
+        let shell = BoxShell::probe(session, &info.name).await?;
+        let up = self.up_on(&shell, spec.manifest, &snapshots, health_timeout, progress).await;
+        shell.close().await;
+        let up = up?;
         step(progress, "pointing hostnames at the box".into());
         let hostnames = self.point_hostnames(&info, &spec.manifest.manifest.hostnames).await;
 
@@ -268,12 +276,19 @@ impl Context {
         progress: Option<&ProgressBar>,
     ) -> Result<UpReport, LifecycleError> {
         step(progress, format!("connecting to {} over SSH", info.id));
-        self.on_box(info, async |shell| {
-            step(progress, "waiting for the box's bring-up lock".into());
-            let report = shell.locked(async |lock| up::up(shell, lock, &manifest.manifest, snapshots, health_timeout, progress).await).await?;
-            Ok(report)
-        })
-        .await
+        self.on_box(info, async |shell| self.up_on(shell, manifest, snapshots, health_timeout, progress).await).await
+    }
+
+    async fn up_on(
+        &self,
+        shell: &BoxShell,
+        manifest: &LoadedManifest,
+        snapshots: &Snapshots,
+        health_timeout: Duration,
+        progress: Option<&ProgressBar>,
+    ) -> Result<UpReport, LifecycleError> {
+        step(progress, "waiting for the box's bring-up lock".into());
+        Ok(shell.locked(async |lock| up::up(shell, lock, &manifest.manifest, snapshots, health_timeout, progress).await).await?)
     }
 
     /// Loads the manifest's stores (or `only` that one) from their
@@ -308,7 +323,7 @@ impl Context {
             info = self.wait(&info, "running", RUNNING_TIMEOUT, progress, |i| i.state == BoxState::Running).await?;
         }
         step(progress, format!("connecting to {} over SSH", info.id));
-        self.wait_ssh(&info).await?;
+        self.wait_ssh(&info).await?.close().await;
         self.write_ssh_config(false).await?;
         Ok(info)
     }

@@ -17,7 +17,7 @@ use indicatif::ProgressBar;
 use serde::Serialize;
 
 use crate::manifest::Manifest;
-use crate::stack::layout::{sh, StoreRunner};
+use crate::stack::layout::{sh, Layout, StoreRunner};
 use crate::progress::step;
 use crate::stack::shell::{BoxShell, ShellError};
 use crate::ssh::remote::Held;
@@ -51,26 +51,16 @@ pub async fn up(
     progress: Option<&ProgressBar>,
 ) -> Result<UpReport, ShellError> {
     let layout = &onbox.layout;
-    step(progress, format!("preparing {}", layout.root()));
-    prepare(onbox, manifest).await?;
-
     let rendered = supervisor::render(manifest, layout);
     let hash = rendered.hash();
-    step(progress, format!("uploading supervisord configuration {hash}"));
-    let changed = install_config(onbox, &rendered, &hash).await?;
-
-    step(progress, "starting supervisord".into());
-    let running = onbox.check(&format!("{} >/dev/null 2>&1", onbox.supervisorctl("pid"))).await?;
-    let supervisord = match (running, changed) {
-        (false, _) => {
-            onbox.run("starting supervisord", &format!("supervisord -c {}", sh(&layout.conf()))).await?;
-            "started"
-        }
-        (true, true) => {
-            onbox.run("applying the new configuration (supervisorctl update)", &onbox.supervisorctl("update")).await?;
-            "updated"
-        }
-        (true, false) => "unchanged",
+    // Directories, the configuration and supervisord in one round trip:
+    // each exec is a round trip to the box, which on EC2 is what costs.
+    step(progress, format!("preparing {} and supervisord configuration {hash}", layout.root()));
+    let out = onbox.run("preparing the box and starting supervisord", &bring_up_script(layout, manifest, &rendered, &hash)).await?;
+    let supervisord = match out.lines().last() {
+        Some("started") => "started",
+        Some("updated") => "updated",
+        _ => "unchanged",
     };
 
     step(progress, "seeding data stores".into());
@@ -78,8 +68,14 @@ pub async fn up(
 
     step(progress, "waiting for health checks".into());
     let started = Instant::now();
-    let mut pause = Duration::from_millis(100);
+    // From a few milliseconds up: a stack that is quick to start is not
+    // made to wait for a long first pause.
+    let mut pause = Duration::from_millis(10);
+    let nothing_to_check = manifest.services.is_empty() && manifest.stores.is_empty();
     let programs = loop {
+        if nothing_to_check {
+            break Vec::new();
+        }
         let programs = services::status(onbox, manifest, None).await?;
         let all_up = programs.iter().all(ProgramStatus::is_up);
         if all_up || programs.iter().any(ProgramStatus::has_failed) || started.elapsed() >= health_timeout {
@@ -92,75 +88,107 @@ pub async fn up(
     Ok(UpReport { root: layout.root().into(), config: hash, supervisord, seeds, programs, healthy })
 }
 
-/// The root and its directories; each store's directory owned by the
-/// store's user, who must be able to reach it.
-async fn prepare(onbox: &BoxShell, manifest: &Manifest) -> Result<(), ShellError> {
-    let l = &onbox.layout;
-    onbox
-        .run(
-            "creating the box's directories",
-            &format!(
-                "mkdir -p -m 0755 {root} {root}/stores {sup} {run} {logs} && chmod 0755 {root} && mkdir -p -m 0700 {seeds} \"$(dirname {socket})\"",
-                root = sh(l.root()),
-                sup = sh(&l.supervisor_dir()),
-                run = sh(&l.run_dir()),
-                logs = sh(&l.logs()),
-                seeds = sh(&l.seeds()),
-                socket = sh(&l.socket()),
-            ),
-        )
-        .await?;
+/// One shell script for the whole configuration step; every part checks
+/// before it acts, so a second run changes nothing:
+/// 1. the root and its directories; each store's directory owned by the
+///    store's user, who must be able to reach it;
+/// 2. the rendered configuration in `supervisor/<hash>/` unless complete
+///    (files base64-encoded, so no byte of them is shell syntax), then
+///    `current` pointed at it with an atomic rename, keeping the one being
+///    replaced (its programs may still read their launchers);
+/// 3. supervisord started, or told to apply a changed configuration (only
+///    changed programs restart). Its last line says which.
+fn bring_up_script(l: &Layout, manifest: &Manifest, rendered: &supervisor::Rendered, hash: &str) -> String {
+    use base64::Engine;
+    let mut script = format!(
+        "set -e\nmkdir -p -m 0755 {root} {root}/stores {sup} {run} {logs} && chmod 0755 {root} && mkdir -p -m 0700 {seeds} \"$(dirname {socket})\"\n",
+        root = sh(l.root()),
+        sup = sh(&l.supervisor_dir()),
+        run = sh(&l.run_dir()),
+        logs = sh(&l.logs()),
+        seeds = sh(&l.seeds()),
+        socket = sh(&l.socket()),
+    );
     // Stores that systemd runs have the directories their modules made.
     let supervised = manifest.stores.iter().filter(|_| l.stores == StoreRunner::Supervisord);
     for (name, store) in supervised {
         let user = stores::user(store.kind);
         let dir = sh(&l.store_dir(name));
-        onbox
-            .run(
-                &format!("preparing store {name}"),
-                &format!(
-                    "getent passwd {user} >/dev/null || {{ echo \"user {user} does not exist on the box; install the {kind} server package (the image has it)\" >&2; exit 1; }}\n\
-                     install -d -o {user} -g \"$(id -gn {user})\" -m 0700 {dir}\n\
-                     runuser -u {user} -- test -x {dir} || {{ echo \"user {user} cannot reach {dir}: a parent directory is not searchable by others (chmod o+x it)\" >&2; exit 1; }}",
-                    kind = store.kind.as_str(),
-                ),
-            )
-            .await?;
+        script += &format!(
+            "getent passwd {user} >/dev/null || {{ echo \"user {user} does not exist on the box; install the {kind} server package (the image has it)\" >&2; exit 1; }}\n\
+             install -d -o {user} -g \"$(id -gn {user})\" -m 0700 {dir}\n\
+             runuser -u {user} -- test -x {dir} || {{ echo \"user {user} cannot reach {dir} (store {name}): a parent directory is not searchable by others (chmod o+x it)\" >&2; exit 1; }}\n",
+            kind = store.kind.as_str(),
+        );
     }
-    Ok(())
+    let dir = format!("{}/{hash}", l.supervisor_dir());
+    script += &format!("if [ ! -f {complete} ]; then\n", complete = sh(&format!("{dir}/.complete")));
+    for (path, text) in &rendered.files {
+        let file = sh(&format!("{dir}/{path}"));
+        let encoded = base64::engine::general_purpose::STANDARD.encode(text);
+        script += &format!("mkdir -p \"$(dirname {file})\" && printf %s '{encoded}' | base64 -d > {file} && chmod 0644 {file}\n");
+    }
+    script += &format!(
+        "touch {complete}\nfi\n\
+         prev=$(readlink {current} || true)\nchanged=0\n\
+         if [ \"$prev\" != {hash} ]; then\n\
+         (cd {sup} && ln -sfn {hash} current.new && mv -T current.new current && \
+         find . -mindepth 1 -maxdepth 1 -type d ! -name {hash} ! -name \"${{prev:-{hash}}}\" -exec rm -rf {{}} +)\n\
+         changed=1\nfi\n\
+         pid=$(cat {pidfile} 2>/dev/null || true)\n\
+         if [ -n \"$pid\" ] && grep -qs supervisord /proc/\"$pid\"/cmdline; then\n\
+         if [ $changed = 1 ]; then {ctl} >/dev/null; echo updated; else echo unchanged; fi\n\
+         else supervisord -c {conf}; echo started; fi\n",
+        complete = sh(&format!("{dir}/.complete")),
+        current = sh(&l.current()),
+        sup = sh(&l.supervisor_dir()),
+        pidfile = sh(&format!("{}/supervisord.pid", l.run_dir())),
+        ctl = format!("supervisorctl -c {} update", sh(&l.conf())),
+        conf = sh(&l.conf()),
+    );
+    script
 }
 
-/// Uploads the configuration into `supervisor/<hash>/` unless complete,
-/// then points `current` at it. Returns whether `current` changed.
-async fn install_config(onbox: &BoxShell, rendered: &supervisor::Rendered, hash: &str) -> Result<bool, ShellError> {
-    let base = onbox.layout.supervisor_dir();
-    let dir = format!("{base}/{hash}");
-    if !onbox.check(&format!("test -f {}", sh(&format!("{dir}/.complete")))).await? {
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The script run by `sh` in a scratch root, with a stand-in
+    /// supervisord: the files arrive byte for byte (a last line without a
+    /// newline, quotes, `$`), `current` points at them, and a second run
+    /// changes nothing.
+    #[test]
+    fn the_bring_up_script_installs_the_configuration_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let layout = Layout::new(root.to_str().unwrap(), None).unwrap();
+        let manifest = Manifest::parse("[box]\ninstance_type = \"t3.medium\"\ndisk_gib = 30\nimage_id = \"ami-0123456789abcdef0\"\n").unwrap();
+        let mut rendered = supervisor::render(&manifest, &layout);
+        rendered.files.insert("programs/odd.sh".into(), "echo \"$HOME\" 'it''s' `x` \\n no newline".into());
+        let hash = rendered.hash();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        std::fs::write(bin.join("supervisord"), format!("#!/bin/sh\necho \"$@\" >> {}/started\n", dir.path().display())).unwrap();
+        std::fs::set_permissions(bin.join("supervisord"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let run = || {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(bring_up_script(&layout, &manifest, &rendered, &hash))
+                .env("PATH", format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()))
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8(out.stdout).unwrap()
+        };
+        assert_eq!(run().lines().last(), Some("started"));
         for (path, text) in &rendered.files {
-            let file = sh(&format!("{dir}/{path}"));
-            onbox
-                .run_input(&format!("uploading {path}"), &format!("mkdir -p \"$(dirname {file})\" && cat > {file} && chmod 0644 {file}"), text.as_bytes())
-                .await?;
+            assert_eq!(&std::fs::read_to_string(root.join("supervisor").join(&hash).join(path)).unwrap(), text, "{path}");
         }
-        onbox.run("finishing the upload", &format!("touch {}", sh(&format!("{dir}/.complete")))).await?;
+        assert_eq!(std::fs::read_link(root.join("supervisor/current")).unwrap().to_str(), Some(hash.as_str()));
+        let complete = root.join("supervisor").join(&hash).join(".complete");
+        let before = std::fs::metadata(&complete).unwrap().modified().unwrap();
+        run();
+        assert_eq!(std::fs::metadata(&complete).unwrap().modified().unwrap(), before, "a complete upload is not redone");
+        assert!(std::fs::read_to_string(dir.path().join("started")).unwrap().contains(&layout.conf()));
     }
-    let previous = onbox.output(&format!("readlink {} || true", sh(&onbox.layout.current()))).await?;
-    let previous = previous.trim();
-    if previous == hash {
-        return Ok(false);
-    }
-    // Keep the configuration being replaced (its programs may still be
-    // reading their launchers); remove older ones.
-    onbox
-        .run(
-            "switching to the new configuration",
-            &format!(
-                "cd {base} && ln -sfn {hash} current.new && mv -T current.new current && \
-                 find . -mindepth 1 -maxdepth 1 -type d ! -name {hash} ! -name {keep} -exec rm -rf {{}} +",
-                base = sh(&base),
-                keep = sh(if previous.is_empty() { hash } else { previous }),
-            ),
-        )
-        .await?;
-    Ok(true)
 }
