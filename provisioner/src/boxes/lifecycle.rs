@@ -21,6 +21,7 @@ use crate::provider::{BoxInfo, BoxState, LaunchSpec, Provider, ProviderError};
 use crate::ssh::known_hosts::{self, KnownHosts, PinError, Pinned};
 use crate::ssh::remote::RemoteError;
 use crate::ssh::ssh_config::SshConfigError;
+use crate::stack::seed::hash_cache::HashCache;
 use crate::stack::seed::{self, SeedError, SeedReport, Snapshot};
 use crate::stack::shell::{BoxShell, ShellError};
 use crate::stack::up::{self, UpReport};
@@ -306,10 +307,12 @@ impl Context {
     /// presigned (S3).
     pub async fn snapshots(&self, manifest: &LoadedManifest) -> Result<Snapshots, LifecycleError> {
         let dir = manifest.path.parent().unwrap_or(std::path::Path::new("."));
+        let mut hashes = HashCache::load(self.paths.state_dir.join("seed-hashes.json"));
         let mut out = std::collections::BTreeMap::new();
         for (name, store) in &manifest.manifest.stores {
-            out.insert(name.clone(), Snapshot::resolve(name, store, dir, self.seeds_outside, self.s3.as_ref()).await?);
+            out.insert(name.clone(), Snapshot::resolve(name, store, dir, self.seeds_outside, self.s3.as_ref(), &mut hashes).await?);
         }
+        hashes.save();
         Ok(out)
     }
 

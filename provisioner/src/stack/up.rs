@@ -121,6 +121,13 @@ fn bring_up_script(l: &Layout, manifest: &Manifest, rendered: &supervisor::Rende
             kind = store.kind.as_str(),
         );
     }
+    // supervisord takes a Python start-up to daemonise; when it runs
+    // nothing yet, nobody waits for that.
+    let supervised_programs = !manifest.services.is_empty() || (l.stores == StoreRunner::Supervisord && !manifest.stores.is_empty());
+    let start = match supervised_programs {
+        true => format!("supervisord -c {}", sh(&l.conf())),
+        false => format!("(setsid supervisord -c {} </dev/null >/dev/null 2>&1 &)", sh(&l.conf())),
+    };
     let dir = format!("{}/{hash}", l.supervisor_dir());
     script += &format!("if [ ! -f {complete} ]; then\n", complete = sh(&format!("{dir}/.complete")));
     for (path, text) in &rendered.files {
@@ -138,13 +145,13 @@ fn bring_up_script(l: &Layout, manifest: &Manifest, rendered: &supervisor::Rende
          pid=$(cat {pidfile} 2>/dev/null || true)\n\
          if [ -n \"$pid\" ] && grep -qs supervisord /proc/\"$pid\"/cmdline; then\n\
          if [ $changed = 1 ]; then {ctl} >/dev/null; echo updated; else echo unchanged; fi\n\
-         else supervisord -c {conf}; echo started; fi\n",
+         else {start}; echo started; fi\n",
         complete = sh(&format!("{dir}/.complete")),
         current = sh(&l.current()),
         sup = sh(&l.supervisor_dir()),
         pidfile = sh(&format!("{}/supervisord.pid", l.run_dir())),
         ctl = format!("supervisorctl -c {} update", sh(&l.conf())),
-        conf = sh(&l.conf()),
+        start = start,
     );
     script
 }
@@ -152,6 +159,14 @@ fn bring_up_script(l: &Layout, manifest: &Manifest, rendered: &supervisor::Rende
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn wait_for(mut ok: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !ok() {
+            assert!(Instant::now() < deadline, "timed out");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 
     /// The script run by `sh` in a scratch root, with a stand-in
     /// supervisord: the files arrive byte for byte (a last line without a
@@ -189,6 +204,8 @@ mod tests {
         let before = std::fs::metadata(&complete).unwrap().modified().unwrap();
         run();
         assert_eq!(std::fs::metadata(&complete).unwrap().modified().unwrap(), before, "a complete upload is not redone");
+        // Nothing to supervise yet: supervisord starts in the background.
+        wait_for(|| dir.path().join("started").exists());
         assert!(std::fs::read_to_string(dir.path().join("started")).unwrap().contains(&layout.conf()));
     }
 }

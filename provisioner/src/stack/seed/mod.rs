@@ -28,6 +28,7 @@ use crate::stack::shell::{BoxShell, ShellError};
 use crate::stack::stores;
 
 mod documents;
+pub mod hash_cache;
 mod postgres;
 mod redis;
 mod snapshot;

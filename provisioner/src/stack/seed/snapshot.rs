@@ -8,6 +8,7 @@ use std::str::FromStr;
 use aws_sdk_s3::presigning::PresigningConfig;
 use sha2::{Digest, Sha256};
 
+use super::hash_cache::{self, HashCache};
 use super::{SeedError, PRESIGN_FOR};
 use crate::manifest::{SeedFormat, SeedSource, Store};
 
@@ -37,6 +38,7 @@ impl Snapshot {
         manifest_dir: &Path,
         outside: bool,
         s3: Option<&aws_sdk_s3::Client>,
+        hashes: &mut HashCache,
     ) -> Result<Option<Snapshot>, SeedError> {
         let (Some(seed), Ok(Some(format))) = (&store.seed, store.seed_format()) else { return Ok(None) };
         match SeedSource::from_str(seed) {
@@ -45,11 +47,19 @@ impl Snapshot {
                     inside(name, &path, manifest_dir)?;
                 }
                 let path = manifest_dir.join(path);
-                let p = path.clone();
-                let (identity, size) = tokio::task::spawn_blocking(move || fingerprint(&p))
-                    .await
-                    .expect("hashing does not panic")
-                    .map_err(|source| SeedError::Read { path: path.clone(), source })?;
+                let read = |source| SeedError::Read { path: path.clone(), source };
+                let files = if path.is_dir() { csv_files(&path).map_err(read)? } else { vec![path.clone()] };
+                let signature = hash_cache::signature(&files).map_err(read)?;
+                let (identity, size) = match hashes.get(&path, &signature) {
+                    Some(known) => known,
+                    None => {
+                        let p = path.clone();
+                        let (identity, size) =
+                            tokio::task::spawn_blocking(move || fingerprint(&p)).await.expect("hashing does not panic").map_err(read)?;
+                        hashes.put(&path, signature, identity.clone(), size);
+                        (identity, size)
+                    }
+                };
                 sniff(format, &path).map_err(|detail| SeedError::NotFormat {
                     store: name.into(),
                     path: path.clone(),
