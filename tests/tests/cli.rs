@@ -260,5 +260,12 @@ fn a_local_box_works_with_home_under_a_world_writable_directory() {
     env.home = home;
     env.ok(&["create", "dev"]);
     assert_eq!(env.ok(&["ssh", "dev", "--", "hostname"]).trim(), "dev");
+
+    // When sshd does refuse the key, its own reason is in the error.
+    let id = env.json(&["status", "dev"])["id"].as_str().unwrap().to_string();
+    let keys = format!("/run/workstation-local/ws-{}/authorized_keys", id.trim_start_matches("lb-"));
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let err = env.fails(&["ssh", "dev", "--", "true"]);
+    assert!(err.contains("the box's sshd says: Authentication refused: bad ownership or modes"), "{err}");
     env.ok(&["destroy", "dev", "--yes"]);
 }

@@ -60,7 +60,14 @@ impl Context {
     }
 
     pub async fn connect(&self, info: &BoxInfo) -> Result<remote::Session, LifecycleError> {
-        Ok(remote::connect(&self.target(info)?, &self.known_hosts).await?)
+        match remote::connect(&self.target(info)?, &self.known_hosts).await {
+            // sshd's reason beats our guess (a wrong user name).
+            Err(e @ remote::RemoteError::AuthFailed { .. }) => match self.provider.sshd_refusal(&info.id) {
+                Some(why) => Err(LifecycleError::KeyRefused { refused: Box::new(e), why }),
+                None => Err(e.into()),
+            },
+            result => Ok(result?),
+        }
     }
 
     /// Regenerates the OpenSSH config for this owner's boxes; with

@@ -68,6 +68,8 @@ pub enum LifecycleError {
     NoHostKey { name: String, id: String },
     #[error("{owner}'s box {name} is {state}, not running; ask {owner} to run `workstation start {name}` (or pass --box for another of their boxes)")]
     NotRunning { owner: String, name: String, state: &'static str },
+    #[error("{refused}; the box's sshd says: {why}")]
+    KeyRefused { refused: Box<RemoteError>, why: String },
     #[error("box {name} is {state}; start it with `workstation start {name}`")]
     Stopped { name: String, state: &'static str },
     #[error(transparent)]

@@ -185,6 +185,10 @@ impl Provider for LocalProvider {
         ProviderKind::Local
     }
 
+    fn sshd_refusal(&self, id: &str) -> Option<String> {
+        self.host(&self.record(id).ok()?).refusal()
+    }
+
     async fn launch(&self, spec: &LaunchSpec<'_>) -> Result<Launched> {
         std::fs::create_dir_all(&self.root).map_err(io(&self.root))?;
         // One box per owner+name, even with concurrent creates: the first

@@ -119,6 +119,12 @@ pub type Result<T, E = ProviderError> = std::result::Result<T, E>;
 pub trait Provider: Send + Sync {
     fn kind(&self) -> ProviderKind;
 
+    /// Why the box's sshd refused a key, when the provider can read its
+    /// log (a local box can; an EC2 box's log is on the box).
+    fn sshd_refusal(&self, _id: &str) -> Option<String> {
+        None
+    }
+
     /// Launches the box, or returns the live one with this owner and name.
     async fn launch(&self, spec: &LaunchSpec<'_>) -> Result<Launched>;
 

@@ -48,6 +48,17 @@ impl BoxHost {
         self.dir.join("ssh_host_ed25519_key.pub")
     }
 
+    /// sshd's own log (`-E`): why it refused a key, when it did.
+    pub fn sshd_log(&self) -> PathBuf {
+        self.dir.join("sshd.log")
+    }
+
+    /// The last reason sshd logged for refusing a login, if any.
+    pub fn refusal(&self) -> Option<String> {
+        let log = std::fs::read_to_string(self.sshd_log()).ok()?;
+        refusal_in(&log)
+    }
+
     /// The owner's key, as the box was created with it.
     pub fn authorized_keys(&self) -> PathBuf {
         self.dir.join("authorized_keys")
@@ -118,8 +129,8 @@ impl BoxHost {
         let config = self.dir.join("sshd_config");
         run(&[
             "ip", "netns", "exec", &self.ns, "unshare", "--uts", "--", "sh", "-c",
-            "hostname \"$1\" && mkdir -p /run/sshd && exec \"$2\" -f \"$3\"", "sh",
-            &self.hostname, SSHD, path_str(&config)?,
+            "hostname \"$1\" && mkdir -p /run/sshd && exec \"$2\" -f \"$3\" -E \"$4\"", "sh",
+            &self.hostname, SSHD, path_str(&config)?, path_str(&self.sshd_log())?,
         ])?;
         self.wait_accepting(SSHD_READY_TIMEOUT)
     }
@@ -249,6 +260,13 @@ pub fn gateway(net: &Ipv4Net) -> Ipv4Addr {
     net.hosts().next().unwrap_or(net.network())
 }
 
+/// sshd's last line about a refused key: bad permissions on the way to
+/// the key file, a key not listed, a user not allowed.
+fn refusal_in(log: &str) -> Option<String> {
+    const REASONS: [&str; 4] = ["Authentication refused", "bad ownership or modes", "not allowed because", "Could not open"];
+    log.lines().rev().find(|l| REASONS.iter().any(|r| l.contains(r))).map(|l| l.trim().to_string())
+}
+
 pub fn netns_exists(ns: &str) -> bool {
     Path::new("/run/netns").join(ns).exists()
 }
@@ -309,5 +327,17 @@ fn run_ok_if_missing(args: &[&str]) -> Result<()> {
             Ok(())
         }
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sshd_says_why_it_refused_a_key() {
+        let log = "Server listening on 10.78.1.2 port 22.\n\
+                   Authentication refused: bad ownership or modes for directory /tmp\n\
+                   Connection closed by authenticating user root 10.78.0.1 port 40000 [preauth]\n";
+        assert_eq!(super::refusal_in(log).as_deref(), Some("Authentication refused: bad ownership or modes for directory /tmp"));
+        assert_eq!(super::refusal_in("Server listening on 10.78.1.2 port 22.\n"), None);
     }
 }
