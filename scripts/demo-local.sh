@@ -74,7 +74,8 @@ ws services
 
 say "the seeded data, read on the box"
 ws ssh dev -- redis-cli -h 127.0.0.1 hgetall session:ada
-ws ssh dev -- psql -X -h 127.0.0.1 -U postgres -d shop -c 'SELECT u.email, count(*) AS orders, sum(o.total) FROM orders o JOIN users u ON u.id = o.user_id GROUP BY u.email'
+# As with ssh, the words after -- are one command line for the box's shell.
+ws ssh dev -- "psql -X -h 127.0.0.1 -U postgres -d shop -c 'SELECT u.email, count(*) AS orders, sum(o.total) FROM orders o JOIN users u ON u.id = o.user_id GROUP BY u.email'"
 
 mine=$(ws status dev --output json | python3 -c 'import json,sys; print(json.load(sys.stdin)["address"])')
 say "the laptop's hostnames resolve to the box ($mine), through the OS resolver"
