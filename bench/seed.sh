@@ -16,6 +16,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3} KEYS=${KEYS:-1000000} ROWS=${ROWS:-1000000}
+# What users run: the release build.
+PROFILE=${PROFILE:-release}
 bash scripts/install-deps.sh
 source bench/common.sh
 work=$(mktemp -d /var/lib/workstation-bench-XXXX)
@@ -67,17 +69,17 @@ median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 declare -A T
 timed() { # name command...
     local name=$1; shift
-    local t0 t1; t0=$(now); "$@" >/dev/null 2>"$work/err" || { echo "$name failed:" >&2; cat "$work/err" >&2; exit 1; }; t1=$(now)
+    local t0 t1; t0=$(now); "$@" >"$work/$name.out" 2>"$work/err" || { echo "$name failed:" >&2; cat "$work/err" >&2; exit 1; }; t1=$(now)
     T[$name]+="$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }') "
 }
 
 echo "(b) streamed from the laptop, $RUNS runs" >&2
 for _ in $(seq "$RUNS"); do
-    timed ours_redis_stream "$bin" seed cache --reset --box bench
+    timed ours_redis_stream "$bin" -o json seed cache --reset --box bench
     box "redis-cli -h 127.0.0.1 -n 1 flushdb" >/dev/null
     timed native_redis_stream sh -c "ssh -F '$HOME/.ssh/config' -o BatchMode=yes ws-bench 'redis-cli -h 127.0.0.1 -n 1 --pipe' < '$work/seeds/cache.resp'"
     timed ours_noop "$bin" seed cache --box bench
-    timed ours_pg_stream "$bin" seed main --reset --box bench
+    timed ours_pg_stream "$bin" -o json seed main --reset --box bench
     fresh_db native_stream >/dev/null
     timed native_pg_stream sh -c "ssh -F '$HOME/.ssh/config' -o BatchMode=yes ws-bench \"$psql_box -d native_stream -c '\\\\copy items FROM STDIN WITH (FORMAT csv, HEADER true)'\" < '$work/seeds/main/01-items.csv'"
 done
@@ -102,10 +104,10 @@ PY
 manifest "s3://bench/cache.resp" "s3://bench/main.dump" > "$WORKSTATION_MANIFEST"
 for _ in $(seq "$RUNS"); do
     timed moto_download box "curl -fsS -o /dev/null '$cache_url'"
-    timed ours_redis_box "$bin" seed cache --reset --box bench
+    timed ours_redis_box "$bin" -o json seed cache --reset --box bench
     box "redis-cli -h 127.0.0.1 -n 1 flushdb" >/dev/null
     timed native_redis_box box "redis-cli -h 127.0.0.1 -n 1 --pipe < $work/seeds/cache.resp"
-    timed ours_pg_box "$bin" seed main --reset --box bench
+    timed ours_pg_box "$bin" -o json seed main --reset --box bench
     fresh_db native_box >/dev/null
     timed native_pg_copy_box box "$psql_box -d native_box -c \"\\copy items FROM '$work/seeds/main/01-items.csv' WITH (FORMAT csv, HEADER true)\""
     box "$psql_box -d postgres -c 'DROP DATABASE IF EXISTS native_restore' -c 'CREATE DATABASE native_restore'"
@@ -126,6 +128,15 @@ row "(a) redis, S3 on box vs redis-cli --pipe" ours_redis_box native_redis_box
 printf '%-44s %6.2f s (moto, a Python server, serving the RESP object: part of "ours" above)\n' "    S3 download alone" "$(m moto_download)"
 row "(a) postgres, S3 dump vs \\copy on box" ours_pg_box native_pg_copy_box
 row "(a) postgres, S3 dump vs pg_restore -j on box" ours_pg_box native_pg_restore_box
+# Where our time goes: the steps of each load (last run), from the JSON report.
+for name in ours_redis_stream ours_pg_stream ours_redis_box ours_pg_box; do
+    python3 - "$work/$name.out" "$name" <<'PY'
+import json, sys
+report = json.load(open(sys.argv[1]))[0]
+steps = ", ".join(f"{p['step']} {p['seconds']:.2f}" for p in report["phases"])
+print(f"    {sys.argv[2]:<20} {report['seconds']:.2f} s on the box: {steps}")
+PY
+done
 ratio() { awk -v o="$(m "$1")" -v n="$(m "$2")" 'BEGIN { printf "%.2f", n / o }'; }
 echo "seed: redis_stream=$(ratio ours_redis_stream native_redis_stream) pg_stream=$(ratio ours_pg_stream native_pg_stream)" \
     "redis_box=$(ratio ours_redis_box native_redis_box) pg_box_copy=$(ratio ours_pg_box native_pg_copy_box)" \

@@ -89,6 +89,8 @@ pub struct SeedReport {
     pub snapshot: Option<String>,
     pub bytes: u64,
     pub seconds: f64,
+    /// The steps of the load on the box, in order, timed.
+    pub phases: Vec<Phase>,
     /// Why it failed (`outcome` = failed).
     pub error: Option<String>,
 }
@@ -101,6 +103,7 @@ impl SeedReport {
             snapshot: snapshot.map(|s| s.identity.clone()),
             bytes: 0,
             seconds: 0.0,
+            phases: Vec::new(),
             error: Some(error.to_string()),
         }
     }
@@ -144,30 +147,31 @@ pub async fn wait_ready(onbox: &BoxShell, name: &str, store: &Store) -> Result<(
 /// Loads `snapshot` into the store unless its marker says it already holds
 /// it. A marker naming another snapshot is an error unless `reset`.
 pub async fn seed(onbox: &BoxShell, name: &str, store: &Store, snapshot: Option<&Snapshot>, reset: bool) -> Result<SeedReport, SeedError> {
-    let report = |outcome, bytes, seconds| SeedReport {
+    let report = |outcome, bytes, seconds, phases| SeedReport {
         store: name.into(),
         outcome,
         snapshot: snapshot.map(|s| s.identity.clone()),
         bytes,
         seconds,
+        phases,
         error: None,
     };
-    let Some(snap) = snapshot else { return Ok(report(SeedOutcome::NoSeed, 0, 0.0)) };
+    let Some(snap) = snapshot else { return Ok(report(SeedOutcome::NoSeed, 0, 0.0, Vec::new())) };
     let layout = &onbox.layout;
     let marker = sh(&layout.marker(name));
     let loaded = onbox.run("reading the seed marker", &format!("cat {marker} 2>/dev/null || true")).await?;
     let loaded = loaded.trim();
     if !reset && loaded == snap.identity {
-        return Ok(report(SeedOutcome::AlreadyLoaded, 0, 0.0));
+        return Ok(report(SeedOutcome::AlreadyLoaded, 0, 0.0, Vec::new()));
     }
     if !reset && !loaded.is_empty() {
         return Err(SeedError::Stale { store: name.into(), loaded: loaded.into(), wanted: snap.identity.clone() });
     }
-    wait_ready(onbox, name, store).await?;
-    onbox.run("preparing the seeds directory", &format!("mkdir -p -m 0700 {}", sh(&layout.seeds()))).await?;
-
     let started = Instant::now();
-    let loader = Loader { onbox, name, store, snap };
+    let loader = Loader { onbox, name, store, snap, phases: Default::default() };
+    loader.timed("waiting for the store", wait_ready(onbox, name, store)).await?;
+    loader.run("preparing the seeds directory", &format!("mkdir -p -m 0700 {}", sh(&layout.seeds()))).await?;
+
     match (store.kind, snap.format) {
         (StoreKind::Redis, SeedFormat::Resp | SeedFormat::Jsonl) => loader.redis_pipe().await?,
         (StoreKind::Redis, SeedFormat::Rdb) => loader.redis_rdb().await?,
@@ -182,10 +186,11 @@ pub async fn seed(onbox: &BoxShell, name: &str, store: &Store, snapshot: Option<
             })
         }
     }
-    onbox
+    loader
         .run("writing the seed marker", &format!("printf '%s\\n' {id} > {marker}.part && mv {marker}.part {marker}", id = sh(&snap.identity)))
         .await?;
-    Ok(report(SeedOutcome::Loaded, snap.size, started.elapsed().as_secs_f64()))
+    let phases = loader.phases.into_inner().unwrap_or_else(|p| p.into_inner());
+    Ok(report(SeedOutcome::Loaded, snap.size, started.elapsed().as_secs_f64(), phases))
 }
 
 /// Seeds every store of `stores` (or only `only`) at once, each reported
@@ -215,9 +220,38 @@ struct Loader<'a> {
     name: &'a str,
     store: &'a Store,
     snap: &'a Snapshot,
+    /// Each step on the box and how long it took, for the report.
+    phases: std::sync::Mutex<Vec<Phase>>,
+}
+
+/// One step of a load, timed: what the seed report and bench/seed.sh show.
+#[derive(Debug, Clone, Serialize)]
+pub struct Phase {
+    pub step: String,
+    pub seconds: f64,
 }
 
 impl Loader<'_> {
+    async fn timed<T>(&self, step: &str, work: impl std::future::Future<Output = T>) -> T {
+        let started = Instant::now();
+        let out = work.await;
+        let seconds = started.elapsed().as_secs_f64();
+        self.phases.lock().unwrap_or_else(|p| p.into_inner()).push(Phase { step: step.into(), seconds });
+        out
+    }
+
+    async fn run(&self, what: &str, command: &str) -> Result<String, ShellError> {
+        self.timed(what, self.onbox.run(what, command)).await
+    }
+
+    async fn run_input(&self, what: &str, command: &str, input: impl tokio::io::AsyncRead + Unpin) -> Result<String, ShellError> {
+        self.timed(what, self.onbox.run_input(what, command, input)).await
+    }
+
+    async fn check(&self, command: &str) -> Result<bool, ShellError> {
+        self.timed("checking", self.onbox.check(command)).await
+    }
+
     fn malformed(&self, detail: String) -> SeedError {
         SeedError::Malformed { store: self.name.into(), path: self.snap.describe(), format: self.snap.format.as_str(), detail }
     }
@@ -230,7 +264,7 @@ impl Loader<'_> {
     /// channel, or downloaded on the box.
     async fn stream(&self, command: &str) -> Result<String, SeedError> {
         match &self.snap.location {
-            Location::Local(path) => Ok(self.onbox.run_input("loading the snapshot", command, self.open(path).await?).await?),
+            Location::Local(path) => Ok(self.run_input("loading the snapshot", command, self.open(path).await?).await?),
             Location::S3 { url, .. } => Ok(self.download("loading the snapshot from S3", url, command).await?),
         }
     }
@@ -239,11 +273,11 @@ impl Loader<'_> {
     async fn stage(&self, dest: &str) -> Result<(), SeedError> {
         let part = sh(&format!("{dest}.part"));
         self.stream(&format!("cat > {part}")).await?;
-        let got: u64 = self.onbox.run("checking the staged snapshot", &format!("stat -c %s {part}")).await?.trim().parse().unwrap_or(0);
+        let got: u64 = self.run("checking the staged snapshot", &format!("stat -c %s {part}")).await?.trim().parse().unwrap_or(0);
         if got != self.snap.size {
             return Err(SeedError::Incomplete { store: self.name.into(), expected: self.snap.size, got });
         }
-        self.onbox.run("staging the snapshot", &format!("mv {part} {}", sh(dest))).await?;
+        self.run("staging the snapshot", &format!("mv {part} {}", sh(dest))).await?;
         Ok(())
     }
 
@@ -257,7 +291,7 @@ impl Loader<'_> {
     /// The presigned URL is a credential: it reaches curl on stdin, never a
     /// command line that any process on the box can read.
     async fn download(&self, what: &str, url: &str, command: &str) -> Result<String, ShellError> {
-        self.onbox.run_input(what, &download_into(command), curl_config(url).as_bytes()).await
+        self.run_input(what, &download_into(command), curl_config(url).as_bytes()).await
     }
 }
 

@@ -34,8 +34,8 @@ impl Loader<'_> {
     pub(super) async fn postgres_dump(&self) -> Result<(), SeedError> {
         let staged = self.staged_path();
         self.stage(&staged).await?;
-        if !self.onbox.check(&format!("pg_restore --list {} >/dev/null 2>&1", sh(&staged))).await? {
-            let _ = self.onbox.run("removing the rejected snapshot", &format!("rm -f {}", sh(&staged))).await;
+        if !self.check(&format!("pg_restore --list {} >/dev/null 2>&1", sh(&staged))).await? {
+            let _ = self.run("removing the rejected snapshot", &format!("rm -f {}", sh(&staged))).await;
             return Err(self.malformed("pg_restore cannot read its table of contents (not a pg_dump -Fc file, or truncated)".into()));
         }
         self.postgres_fresh_staging().await?;
@@ -45,8 +45,8 @@ impl Loader<'_> {
             self.store.port(),
             sh(&staged)
         );
-        let restored = self.onbox.run("restoring the dump (pg_restore)", &restore).await;
-        let _ = self.onbox.run("removing the staged dump", &format!("rm -f {}", sh(&staged))).await;
+        let restored = self.run("restoring the dump (pg_restore)", &restore).await;
+        let _ = self.run("removing the staged dump", &format!("rm -f {}", sh(&staged))).await;
         if let Err(ShellError::Failed { stderr, .. }) = &restored {
             return Err(self.malformed(format!("pg_restore failed: {}", stderr.trim())));
         }
@@ -71,7 +71,7 @@ impl Loader<'_> {
                     .ok_or_else(|| self.malformed(format!("{file_name}: name the file [NN-]TABLE.csv with a lowercase table name")))?;
                 format!("{} -c {}", self.psql(&load), sh(&format!("\\copy {table} FROM STDIN WITH (FORMAT csv, HEADER true)")))
             };
-            let loaded = self.onbox.run_input(&format!("loading {file_name}"), &command, self.open(&file).await?).await;
+            let loaded = self.run_input(&format!("loading {file_name}"), &command, self.open(&file).await?).await;
             if let Err(ShellError::Failed { stderr, .. }) = &loaded {
                 return Err(self.malformed(format!("{file_name}: {}", stderr.trim())));
             }
@@ -96,7 +96,7 @@ impl Loader<'_> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.onbox.run_input("swapping the loaded database in", &format!("{} -f - >/dev/null", self.psql("postgres")), sql.as_bytes()).await {
+            match self.run_input("swapping the loaded database in", &format!("{} -f - >/dev/null", self.psql("postgres")), sql.as_bytes()).await {
                 Err(ShellError::Failed { stderr, .. }) if attempt < 3 && stderr.contains("being accessed by other users") => {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }

@@ -15,7 +15,7 @@ impl Loader<'_> {
     /// streaming) into `redis-cli --pipe`, aimed at the staging database.
     pub(super) async fn redis_pipe(&self) -> Result<(), SeedError> {
         let cli = format!("redis-cli -h 127.0.0.1 -p {}", self.store.port());
-        self.onbox.run("clearing the staging database", &format!("{cli} -n {REDIS_STAGING_DB} FLUSHDB >/dev/null")).await?;
+        self.run("clearing the staging database", &format!("{cli} -n {REDIS_STAGING_DB} FLUSHDB >/dev/null")).await?;
         let select = resp_command(&[b"SELECT", REDIS_STAGING_DB.to_string().as_bytes()]);
         let pipe = format!("{cli} --pipe");
         let (out, sent) = match &self.snap.location {
@@ -30,7 +30,7 @@ impl Loader<'_> {
                     writer.shutdown().await.map_err(|e| e.to_string())?;
                     Ok::<u64, String>(n)
                 });
-                let out = self.onbox.run_input("loading the snapshot (redis-cli --pipe)", &pipe, reader).await;
+                let out = self.run_input("loading the snapshot (redis-cli --pipe)", &pipe, reader).await;
                 // A snapshot problem explains redis' complaints about the
                 // partial command it was sent: report it first.
                 let sent = producer.await.expect("producer does not panic").map_err(|d| self.malformed(d))?;
@@ -66,9 +66,9 @@ impl Loader<'_> {
     pub(super) async fn redis_rdb(&self) -> Result<(), SeedError> {
         let staged = self.staged_path();
         self.stage(&staged).await?;
-        let check = self.onbox.check(&format!("redis-check-rdb {} >/dev/null 2>&1", sh(&staged))).await?;
+        let check = self.check(&format!("redis-check-rdb {} >/dev/null 2>&1", sh(&staged))).await?;
         if !check {
-            let _ = self.onbox.run("removing the rejected snapshot", &format!("rm -f {}", sh(&staged))).await;
+            let _ = self.run("removing the rejected snapshot", &format!("rm -f {}", sh(&staged))).await;
             return Err(self.malformed("redis-check-rdb rejects it".into()));
         }
         let dir = stores::redis_dir(self.name, &self.onbox.layout);
