@@ -102,6 +102,11 @@ fn answer(client: &aws_sdk_ec2::Client, caller: &str, path: &str) -> Option<Stri
         "placement/region" => Some(REGION.to_string()),
         tag => {
             let key = tag.strip_prefix("tags/instance/")?;
+            // As on EC2: tags are there only if the launch allowed them.
+            let allowed = instance.metadata_options().and_then(|m| m.instance_metadata_tags()).map(|t| t.as_str()) == Some("enabled");
+            if !allowed {
+                return None;
+            }
             instance.tags().iter().find(|t| t.key() == Some(key)).and_then(|t| t.value()).map(String::from)
         }
     }

@@ -172,7 +172,13 @@ class Terraform:
         raise Unsupported(f"cannot evaluate {e!r}")
 
     def statements(self, policy):
+        known = {"sid", "effect", "actions", "resources", "condition", "principals", "__is_block__", "__comments__"}
         for st in self.policies[policy]:
+            unknown = set(st) - known
+            if unknown:
+                # not_actions, not_resources...: a rule this evaluator would
+                # silently get wrong.
+                raise Unsupported(f"statement keys {sorted(unknown)} in policy {policy}")
             yield {
                 "effect": unquote(st.get("effect", '"Allow"')),
                 "actions": self.value(st.get("actions", [])),

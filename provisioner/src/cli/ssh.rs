@@ -100,7 +100,11 @@ pub async fn ssh(global: &Global, args: SshArgs) -> Result<ExitCode> {
         // ssh's own failure (or the command's 255): connect with
         // workstation's client to say why in our words (a changed host key,
         // a refused key), after ssh's message.
-        ctx.connect(&info).await?.close().await;
+        // The exit status stays ssh's (255), as scripts expect of ssh.
+        match ctx.connect(&info).await {
+            Ok(session) => session.close().await,
+            Err(e) => eprintln!("error: {e}"),
+        }
     }
     Ok(exit_code(status))
 }

@@ -4,6 +4,7 @@
 //! its own host key. The local provider and the test fleet both use it.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -51,6 +52,14 @@ impl BoxHost {
     /// sshd's own log (`-E`): why it refused a key, when it did.
     pub fn sshd_log(&self) -> PathBuf {
         self.dir.join("sshd.log")
+    }
+
+    /// HOME of the box's sessions: a box starts with a home of its own, as
+    /// a fresh box would, not the dotfiles of this machine's account (the
+    /// box shares its users). Here root's .bashrc, which bash reads for
+    /// every SSH command, ran `pyenv init` and cost 100 ms per command.
+    pub fn home(&self) -> PathBuf {
+        self.dir.join("home")
     }
 
     /// The last reason sshd logged for refusing a login, if any.
@@ -105,8 +114,17 @@ impl BoxHost {
             )));
         }
         std::fs::create_dir_all(&self.dir).map_err(io(format!("cannot create {}", self.dir.display())))?;
+        // Root's sshd trusts the key, config and host key found here.
+        trusted_path(&self.dir)?;
         self.first_boot()?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(self.home())
+            .map_err(io(format!("cannot create {}", self.home().display())))?;
         self.write_sshd_config()?;
+        // This boot's log only: an old refusal must not explain a new one.
+        std::fs::write(self.sshd_log(), b"").map_err(io(format!("cannot write {}", self.sshd_log().display())))?;
         Self::ensure_bridge(&self.network)?;
         self.halt()?;
         self.install_authorized_keys()?;
@@ -223,7 +241,7 @@ impl BoxHost {
              UsePAM no\n\
              PrintMotd no\n\
              AcceptEnv LANG LC_*\n\
-             SetEnv WORKSTATION_BOX_ROOT={root}\n\
+             SetEnv WORKSTATION_BOX_ROOT={root} HOME={home}\n\
              Subsystem sftp internal-sftp\n",
             hostname = self.hostname,
             addr = self.address,
@@ -231,6 +249,7 @@ impl BoxHost {
             pid = q(&dir.join("sshd.pid")),
             auth = q(&self.sshd_keys_dir().join("authorized_keys")),
             root = self.root().display(),
+            home = self.home().display(),
         );
         std::fs::write(dir.join("sshd_config"), text).map_err(io(format!("cannot write {}/sshd_config", dir.display())))
     }
@@ -258,6 +277,35 @@ impl BoxHost {
 /// The bridge's own address: the network's first host.
 pub fn gateway(net: &Ipv4Net) -> Ipv4Addr {
     net.hosts().next().unwrap_or(net.network())
+}
+
+/// Refuses a box directory that someone else could change: root's sshd
+/// takes the login key and its configuration from it. Like OpenSSH's own
+/// check, every directory on the way must be writable only by its owner
+/// (or sticky, as /tmp is: others cannot replace what they do not own),
+/// and owned by root, this user or the user who ran sudo.
+fn trusted_path(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    let sudo_user = std::env::var("SUDO_UID").ok().and_then(|u| u.parse::<u32>().ok());
+    for d in dir.ancestors() {
+        let meta = std::fs::metadata(d).map_err(io(format!("cannot read {}", d.display())))?;
+        let mode = meta.mode();
+        let shared = mode & 0o022 != 0 && mode & 0o1000 == 0;
+        let owner_ok = meta.uid() == 0 || meta.uid() == me || Some(meta.uid()) == sudo_user;
+        if shared || !owner_ok {
+            return Err(ProviderError::Local(format!(
+                "the local box directory {} is below {} (mode {:o}, owner uid {}), which another user could change, and root's sshd takes the box's login key from it; \
+                 set HOME (or XDG_STATE_HOME) to a directory only you can write",
+                dir.display(),
+                d.display(),
+                mode & 0o7777,
+                meta.uid()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// sshd's last line about a refused key: bad permissions on the way to
@@ -332,6 +380,21 @@ fn run_ok_if_missing(args: &[&str]) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_box_directory_others_could_change_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = tempfile::tempdir().unwrap();
+        let sticky = base.path().join("tmp");
+        std::fs::create_dir_all(sticky.join("home")).unwrap();
+        std::fs::set_permissions(&sticky, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        assert!(super::trusted_path(&sticky.join("home")).is_ok(), "a sticky directory like /tmp is fine");
+        let open = base.path().join("open");
+        std::fs::create_dir_all(open.join("home")).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = super::trusted_path(&open.join("home")).unwrap_err().to_string();
+        assert!(err.contains(&open.display().to_string()) && err.contains("777"), "{err}");
+    }
+
     #[test]
     fn sshd_says_why_it_refused_a_key() {
         let log = "Server listening on 10.78.1.2 port 22.\n\

@@ -56,7 +56,9 @@ pub async fn up(
     // Directories, the configuration and supervisord in one round trip:
     // each exec is a round trip to the box, which on EC2 is what costs.
     step(progress, format!("preparing {} and supervisord configuration {hash}", layout.root()));
-    let out = onbox.run("preparing the box and starting supervisord", &bring_up_script(layout, manifest, &rendered, &hash)).await?;
+    // On stdin: the launchers (base64) may be larger than one command line.
+    let script = bring_up_script(layout, manifest, &rendered, &hash);
+    let out = onbox.run_input("preparing the box and starting supervisord", "sh -s", script.as_bytes()).await?;
     let supervisord = match out.lines().last() {
         Some("started") => "started",
         Some("updated") => "updated",
@@ -143,7 +145,7 @@ fn bring_up_script(l: &Layout, manifest: &Manifest, rendered: &supervisor::Rende
          find . -mindepth 1 -maxdepth 1 -type d ! -name {hash} ! -name \"${{prev:-{hash}}}\" -exec rm -rf {{}} +)\n\
          changed=1\nfi\n\
          pid=$(cat {pidfile} 2>/dev/null || true)\n\
-         if [ -n \"$pid\" ] && grep -qs supervisord /proc/\"$pid\"/cmdline; then\n\
+         if [ -n \"$pid\" ] && grep -qsF {conf} /proc/\"$pid\"/cmdline; then\n\
          if [ $changed = 1 ]; then {ctl} >/dev/null; echo updated; else echo unchanged; fi\n\
          else {start}; echo started; fi\n",
         complete = sh(&format!("{dir}/.complete")),
@@ -152,6 +154,9 @@ fn bring_up_script(l: &Layout, manifest: &Manifest, rendered: &supervisor::Rende
         pidfile = sh(&format!("{}/supervisord.pid", l.run_dir())),
         ctl = format!("supervisorctl -c {} update", sh(&l.conf())),
         start = start,
+        // This box's supervisord: local boxes share one PID space, and a
+        // stale pidfile's PID may be another box's supervisord by now.
+        conf = sh(&l.conf()),
     );
     script
 }
@@ -160,52 +165,66 @@ fn bring_up_script(l: &Layout, manifest: &Manifest, rendered: &supervisor::Rende
 mod tests {
     use super::*;
 
-    fn wait_for(mut ok: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !ok() {
-            assert!(Instant::now() < deadline, "timed out");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
 
-    /// The script run by `sh` in a scratch root, with a stand-in
-    /// supervisord: the files arrive byte for byte (a last line without a
-    /// newline, quotes, `$`), `current` points at them, and a second run
-    /// changes nothing.
+    /// The script run by `sh` (from stdin, as on the box) in a scratch
+    /// root, with stand-ins for supervisord (a process whose command line
+    /// names the configuration, its PID in the pidfile) and supervisorctl:
+    /// the files arrive byte for byte (a last line without a newline,
+    /// quotes, `$`), `current` points at them, a second run changes nothing,
+    /// and a changed configuration is applied with `update`.
     #[test]
     fn the_bring_up_script_installs_the_configuration_exactly() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("root");
         let layout = Layout::new(root.to_str().unwrap(), None).unwrap();
-        let manifest = Manifest::parse("[box]\ninstance_type = \"t3.medium\"\ndisk_gib = 30\nimage_id = \"ami-0123456789abcdef0\"\n").unwrap();
+        let manifest = Manifest::parse(
+            "[box]\ninstance_type = \"t3.medium\"\ndisk_gib = 30\nimage_id = \"ami-0123456789abcdef0\"\n[services.api]\ncommand = \"true\"\n",
+        )
+        .unwrap();
         let mut rendered = supervisor::render(&manifest, &layout);
         rendered.files.insert("programs/odd.sh".into(), "echo \"$HOME\" 'it''s' `x` \\n no newline".into());
-        let hash = rendered.hash();
         let bin = dir.path().join("bin");
         std::fs::create_dir(&bin).unwrap();
-        std::fs::write(bin.join("supervisord"), format!("#!/bin/sh\necho \"$@\" >> {}/started\n", dir.path().display())).unwrap();
-        std::fs::set_permissions(bin.join("supervisord"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-        let run = || {
-            let out = std::process::Command::new("sh")
-                .arg("-c")
-                .arg(bring_up_script(&layout, &manifest, &rendered, &hash))
-                .env("PATH", format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()))
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-            String::from_utf8(out.stdout).unwrap()
+        let log = dir.path().join("calls");
+        let stub = |name: &str, body: &str| {
+            std::fs::write(bin.join(name), format!("#!/bin/sh\necho {name} \"$@\" >> {}\n{body}", log.display())).unwrap();
+            std::fs::set_permissions(bin.join(name), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         };
-        assert_eq!(run().lines().last(), Some("started"));
+        // supervisord: a long-lived process naming the configuration.
+        stub("supervisord", &format!("tail -f \"$2\" >/dev/null 2>&1 &\necho $! > {}/supervisord.pid\n", layout.run_dir()));
+        stub("supervisorctl", "");
+        let run = |rendered: &supervisor::Rendered| {
+            let mut child = std::process::Command::new("sh")
+                .arg("-s")
+                .env("PATH", format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()))
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let script = bring_up_script(&layout, &manifest, rendered, &rendered.hash());
+            std::io::Write::write_all(child.stdin.as_mut().unwrap(), script.as_bytes()).unwrap();
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8(out.stdout).unwrap().lines().last().unwrap_or_default().to_string()
+        };
+        assert_eq!(run(&rendered), "started");
+        let hash = rendered.hash();
         for (path, text) in &rendered.files {
             assert_eq!(&std::fs::read_to_string(root.join("supervisor").join(&hash).join(path)).unwrap(), text, "{path}");
         }
         assert_eq!(std::fs::read_link(root.join("supervisor/current")).unwrap().to_str(), Some(hash.as_str()));
         let complete = root.join("supervisor").join(&hash).join(".complete");
         let before = std::fs::metadata(&complete).unwrap().modified().unwrap();
-        run();
+        assert_eq!(run(&rendered), "unchanged", "supervisord runs and nothing changed");
         assert_eq!(std::fs::metadata(&complete).unwrap().modified().unwrap(), before, "a complete upload is not redone");
-        // Nothing to supervise yet: supervisord starts in the background.
-        wait_for(|| dir.path().join("started").exists());
-        assert!(std::fs::read_to_string(dir.path().join("started")).unwrap().contains(&layout.conf()));
-    }
-}
+
+        rendered.files.insert("programs/new.sh".into(), "exec true\n".into());
+        assert_eq!(run(&rendered), "updated");
+        assert_eq!(std::fs::read_link(root.join("supervisor/current")).unwrap().to_str(), Some(rendered.hash().as_str()));
+        let calls = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(calls.matches("supervisord -c").count(), 1, "{calls}");
+        assert!(calls.contains(&format!("supervisorctl -c {} update", layout.conf())), "{calls}");
+        let pid = std::fs::read_to_string(root.join("run/supervisord.pid")).unwrap();
+        let _ = std::process::Command::new("kill").arg(pid.trim()).status();
+    }}

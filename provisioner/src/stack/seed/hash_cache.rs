@@ -1,9 +1,11 @@
 //! The sha256 of local snapshots, remembered by what `stat` says about
-//! them (path, size, mtime, inode, of each file a snapshot is made of), so
-//! an `up` or `create` with unchanged snapshots does not read them again.
-//! A snapshot whose files changed in any of those is hashed afresh; the
-//! cache is a hint, never trusted over the file (a wrong entry only costs
-//! a reload, which the box's marker check would then do).
+//! them (path, size, mtime, ctime, inode, of each file a snapshot is made
+//! of), so an `up` or `create` with unchanged snapshots does not read them
+//! again. A snapshot whose files changed in any of those is hashed afresh.
+//! A wrong entry would be harmful (the box's marker would match it and the
+//! new data be skipped), so, as git does for its index, a file changed in
+//! the last seconds is never remembered: a rewrite of the same size within
+//! one timestamp tick cannot hide behind an unchanged signature.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
@@ -14,12 +16,16 @@ use sha2::{Digest, Sha256};
 
 /// Entries kept: enough for every snapshot of a few manifests.
 const MAX_ENTRIES: usize = 256;
+/// Files changed this recently are hashed every time (timestamp racing).
+const SETTLE_SECONDS: i64 = 3;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Entry {
     signature: String,
     identity: String,
     size: u64,
+    /// When it was remembered (Unix seconds): the oldest go first.
+    at: i64,
 }
 
 #[derive(Debug)]
@@ -42,10 +48,17 @@ impl HashCache {
         (e.signature == signature).then(|| (e.identity.clone(), e.size))
     }
 
-    pub fn put(&mut self, snapshot: &Path, signature: String, identity: String, size: u64) {
-        self.entries.insert(key(snapshot), Entry { signature, identity, size });
+    /// Remembers a hash, unless one of `files` changed too recently for
+    /// its timestamps to tell the next change apart.
+    pub fn put(&mut self, snapshot: &Path, files: &[PathBuf], signature: String, identity: String, size: u64) {
+        let now = chrono::Utc::now().timestamp();
+        let settled = files.iter().all(|f| std::fs::metadata(f).is_ok_and(|m| now - m.mtime().max(m.ctime()) >= SETTLE_SECONDS));
+        if !settled {
+            return;
+        }
+        self.entries.insert(key(snapshot), Entry { signature, identity, size, at: now });
         while self.entries.len() > MAX_ENTRIES {
-            let oldest = self.entries.keys().next().cloned().expect("not empty");
+            let oldest = self.entries.iter().min_by_key(|(_, e)| e.at).map(|(k, _)| k.clone()).expect("not empty");
             self.entries.remove(&oldest);
         }
     }
@@ -95,7 +108,15 @@ mod tests {
 
         let mut cache = HashCache::load(cache_file.clone());
         assert_eq!(cache.get(&snapshot, &sig), None);
-        cache.put(&snapshot, sig.clone(), "sha256:abc".into(), 14);
+        // Just written: not remembered (a same-size rewrite within the
+        // timestamp's tick would look unchanged).
+        cache.put(&snapshot, std::slice::from_ref(&snapshot), sig.clone(), "sha256:abc".into(), 14);
+        assert_eq!(cache.get(&snapshot, &sig), None);
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        std::fs::File::options().write(true).open(&snapshot).unwrap().set_modified(old).unwrap();
+        let sig = signature(std::slice::from_ref(&snapshot)).unwrap();
+        // ctime moved with the utime call: settle it by hand in the check.
+        cache.entries.insert(key(&snapshot), Entry { signature: sig.clone(), identity: "sha256:abc".into(), size: 14, at: 0 });
         cache.save();
         let cache = HashCache::load(cache_file.clone());
         assert_eq!(cache.get(&snapshot, &sig), Some(("sha256:abc".into(), 14)));

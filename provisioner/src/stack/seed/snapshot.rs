@@ -49,6 +49,13 @@ impl Snapshot {
                 let path = manifest_dir.join(path);
                 let read = |source| SeedError::Read { path: path.clone(), source };
                 let files = if path.is_dir() { csv_files(&path).map_err(read)? } else { vec![path.clone()] };
+                if !outside {
+                    // A CSV directory's files too: a link in it could point out.
+                    for file in &files {
+                        let relative = file.strip_prefix(manifest_dir).unwrap_or(file);
+                        inside(name, relative, manifest_dir)?;
+                    }
+                }
                 let signature = hash_cache::signature(&files).map_err(read)?;
                 let (identity, size) = match hashes.get(&path, &signature) {
                     Some(known) => known,
@@ -56,7 +63,7 @@ impl Snapshot {
                         let p = path.clone();
                         let (identity, size) =
                             tokio::task::spawn_blocking(move || fingerprint(&p)).await.expect("hashing does not panic").map_err(read)?;
-                        hashes.put(&path, signature, identity.clone(), size);
+                        hashes.put(&path, &files, signature, identity.clone(), size);
                         (identity, size)
                     }
                 };
@@ -237,10 +244,12 @@ mod tests {
         std::fs::write(d.join("seeds/app.sql"), "x").unwrap();
         std::os::unix::fs::symlink("/etc/passwd", d.join("seeds/out.sql")).unwrap();
         std::os::unix::fs::symlink("app.sql", d.join("seeds/alias.sql")).unwrap();
+        std::fs::create_dir(d.join("seeds/db")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", d.join("seeds/db/schema.sql")).unwrap();
         for ok in ["seeds/app.sql", "./seeds/app.sql", "seeds/alias.sql", "seeds/missing.sql"] {
             assert!(super::inside("db", std::path::Path::new(ok), d).is_ok(), "{ok}");
         }
-        for bad in ["/etc/passwd", "../x.sql", "seeds/../../x.sql", "seeds/out.sql"] {
+        for bad in ["/etc/passwd", "../x.sql", "seeds/../../x.sql", "seeds/out.sql", "seeds/db/schema.sql"] {
             let err = super::inside("db", std::path::Path::new(bad), d).unwrap_err().to_string();
             assert!(err.contains("stores.db.seed") && err.contains("--allow-outside"), "{bad}: {err}");
         }
