@@ -3,6 +3,8 @@
 //! `stop dev`), `--box NAME` where the positional is something else
 //! (`logs api --box dev`, `seed main --box dev`). `--name`, the older
 //! spelling, is a hidden alias of both so existing scripts keep working.
+//! `port-forward NAME PORT...` and `code NAME [PATH]` require the NAME:
+//! with a default, their other words would be taken for it.
 
 use clap::Args;
 
