@@ -82,6 +82,9 @@ impl Loader<'_> {
 
     /// Renames the loaded database into place. Sessions on the old one are
     /// ended first (services reconnect); retried if one sneaks back in.
+    /// The replaced database is dropped in the background: the new data is
+    /// in place, and nobody should wait for the old one's files to go (a
+    /// drop left unfinished is redone by the next swap, first thing).
     pub(super) async fn postgres_swap(&self) -> Result<(), SeedError> {
         let (load, old, db) = self.databases();
         let sql = format!(
@@ -90,9 +93,15 @@ impl Loader<'_> {
              DO $$ BEGIN\n  \
                IF EXISTS (SELECT FROM pg_database WHERE datname = '{db}') THEN ALTER DATABASE {db} RENAME TO {old}; END IF;\n  \
                ALTER DATABASE {load} RENAME TO {db};\n\
-             END $$;\n\
-             DROP DATABASE IF EXISTS {old};\n"
+             END $$;\n"
         );
+        self.swap_databases(&sql).await?;
+        let drop = format!("{} -c {}", self.psql("postgres"), sh(&format!("DROP DATABASE IF EXISTS {old}")));
+        self.run("dropping the replaced database (in the background)", &format!("(setsid {drop} </dev/null >/dev/null 2>&1 &)")).await?;
+        Ok(())
+    }
+
+    async fn swap_databases(&self, sql: &str) -> Result<(), SeedError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
