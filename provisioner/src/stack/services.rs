@@ -50,8 +50,16 @@ impl Health {
 
 impl ProgramStatus {
     /// Running and passing its check (or having none).
+    /// Running, or starting and already passing its health check:
+    /// supervisord calls a program RUNNING only `startsecs` (1 s) after its
+    /// start, but a program that answers its check is serving, and waiting
+    /// out that second would make every bring-up a second slower.
     pub fn is_up(&self) -> bool {
-        self.state == "RUNNING" && !matches!(self.health, Health::Unhealthy(_))
+        match (&self.health, self.state.as_str()) {
+            (Health::Healthy, "RUNNING" | "STARTING") => true,
+            (Health::NoCheck, "RUNNING") => true,
+            _ => false,
+        }
     }
 
     /// supervisord gave up on it: waiting longer will not help.
@@ -127,7 +135,9 @@ pub async fn status(onbox: &BoxShell, manifest: &Manifest, only: Option<&str>) -
     let checks = names.iter().map(|(name, kind)| async move {
         let line = lines.iter().find(|l| &l.name == *name);
         let state = line.map(|l| l.state.clone()).unwrap_or_else(|| "MISSING".into());
-        let health = if state != "RUNNING" {
+        // A starting program is checked too: answering its check is what
+        // makes it up (see ProgramStatus::is_up).
+        let health = if state != "RUNNING" && state != "STARTING" {
             Health::Unhealthy(format!("not running ({})", state.to_lowercase()))
         } else if *kind == "store" {
             check_command(onbox, &stores::ready_command(&manifest.stores[*name]), None).await
