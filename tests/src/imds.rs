@@ -35,8 +35,13 @@ impl Imds {
                     break;
                 }
                 if let Ok(conn) = conn {
-                    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
-                    let _ = serve(conn, &client);
+                    // One thread per caller: a slow answer from moto must
+                    // not hold up another box's request.
+                    let client = client.clone();
+                    std::thread::spawn(move || {
+                        let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+                        let _ = serve(conn, &client);
+                    });
                 }
             }
         });

@@ -16,6 +16,9 @@ use crate::laptop::settings::Settings;
 use crate::provider::local::LocalProvider;
 use crate::provider::{tags, Provider};
 
+/// Instance metadata is local to the box; waiting this long means it is busy.
+const IMDS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub enum SelfApi {
     Ec2 { client: aws_sdk_ec2::Client, imds: imds::Client, id: String },
     Local { provider: LocalProvider, id: String },
@@ -34,7 +37,10 @@ impl SelfApi {
 
     /// This EC2 instance: id and region as given, else from IMDSv2.
     pub async fn ec2(id: Option<String>, region: Option<String>) -> Result<SelfApi, BoxSideError> {
-        let imds = imds::Client::builder().build();
+        // The SDK's 1 s connect timeout is for probing whether this is EC2
+        // at all; here it is, and a busy box (a build at full CPU) must not
+        // turn a slow answer into a failed idle check.
+        let imds = imds::Client::builder().connect_timeout(IMDS_TIMEOUT).read_timeout(IMDS_TIMEOUT).max_attempts(4).build();
         let (id, region) = match (id, region) {
             (Some(id), Some(region)) => (id, region),
             (id, region) => {
