@@ -31,5 +31,16 @@ bench_home() {
         > "$HOME/.config/workstation/config.toml"
 }
 
+# bench_one_box DIR: the bench network, a HOME in DIR and a manifest with
+# an empty stack, and the local box b1 created from it.
+bench_one_box() {
+    bench_bridge
+    export WORKSTATION_HOSTS_SOCKET=$1/none.sock
+    bench_home "$1/home"
+    export WORKSTATION_MANIFEST=$1/workstation.toml
+    printf '[box]\ninstance_type = "t3.medium"\ndisk_gib = 30\nimage_id = "ami-0123456789abcdef0"\n' > "$WORKSTATION_MANIFEST"
+    "$bin" create b1 >/dev/null 2>&1
+}
+
 now_ms() { date +%s%3N; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }

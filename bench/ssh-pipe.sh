@@ -13,12 +13,7 @@ work=$(mktemp -d /var/lib/workstation-bench-XXXX)
 chmod 755 "$work"
 cleanup() { "$bin" destroy b1 --yes >/dev/null 2>&1 || true; ip link del $bridge 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
-bench_bridge
-export WORKSTATION_HOSTS_SOCKET=$work/none.sock
-bench_home "$work/home"
-export WORKSTATION_MANIFEST=$work/workstation.toml
-printf '[box]\ninstance_type = "t3.medium"\ndisk_gib = 30\nimage_id = "ami-0123456789abcdef0"\n' > "$WORKSTATION_MANIFEST"
-"$bin" create b1 >/dev/null 2>&1
+bench_one_box "$work"
 "$bin" ssh-config --no-include >/dev/null
 config=$HOME/.local/state/workstation/ssh_config
 

@@ -12,12 +12,7 @@ chmod 755 "$work"
 sync_pid=
 cleanup() { [ -z "$sync_pid" ] || kill "$sync_pid" 2>/dev/null || true; "$bin" destroy b1 --yes >/dev/null 2>&1 || true; ip link del $bridge 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
-bench_bridge
-export WORKSTATION_HOSTS_SOCKET=$work/none.sock
-bench_home "$work/home"
-export WORKSTATION_MANIFEST=$work/workstation.toml
-printf '[box]\ninstance_type = "t3.medium"\ndisk_gib = 30\nimage_id = "ami-0123456789abcdef0"\n' > "$WORKSTATION_MANIFEST"
-"$bin" create b1 >/dev/null 2>&1
+bench_one_box "$work"
 
 big=$work/big
 python3 - "$big" <<'PY'

@@ -10,6 +10,8 @@ use clap::Args;
 use super::box_arg::BoxArg;
 use super::output::{self, Output};
 use super::Global;
+use crate::boxes::lifecycle::Context;
+use crate::provider::BoxInfo;
 use crate::ssh::known_hosts::Pinned;
 use crate::manifest::name::BoxName;
 use crate::ssh::ssh_config::host_alias;
@@ -73,10 +75,7 @@ pub struct PinArgs {
 }
 
 pub async fn ssh(global: &Global, args: SshArgs) -> Result<ExitCode> {
-    let ctx = global.context(global.manifest_for_lookup().as_ref()).await?;
-    let info = ctx.find(&args.target.get()).await?;
-    // A stopped box says so (and how to start it), not "no route to host".
-    ctx.target(&info)?;
+    let (ctx, info) = running_box(global, &args.target.get()).await?;
     let config = ctx.write_ssh_config(false).await?;
     let mut ssh = tokio::process::Command::new("ssh");
     ssh.arg("-F").arg(&config);
@@ -107,6 +106,15 @@ pub async fn ssh(global: &Global, args: SshArgs) -> Result<ExitCode> {
         }
     }
     Ok(exit_code(status))
+}
+
+/// The running box `name`, for a verb that hands it to OpenSSH: a stopped
+/// box says so, and how to start it, instead of "no route to host".
+async fn running_box(global: &Global, name: &BoxName) -> Result<(Context, BoxInfo)> {
+    let ctx = global.context(global.manifest_for_lookup().as_ref()).await?;
+    let info = ctx.find(name).await?;
+    ctx.target(&info)?;
+    Ok((ctx, info))
 }
 
 /// A child's status as this process's: its code, or 128 + the signal that
@@ -202,9 +210,7 @@ pub struct CodeArgs {
 }
 
 pub async fn port_forward(global: &Global, args: PortForwardArgs) -> Result<ExitCode> {
-    let ctx = global.context(global.manifest_for_lookup().as_ref()).await?;
-    let info = ctx.find(&args.name).await?;
-    ctx.target(&info)?;
+    let (ctx, info) = running_box(global, &args.name).await?;
     let config = ctx.write_ssh_config(false).await?;
     let mut ssh = std::process::Command::new("ssh");
     ssh.arg("-F").arg(&config).args(["-N", "-T", "-o", "ExitOnForwardFailure=yes"]);
@@ -226,9 +232,7 @@ pub async fn port_forward(global: &Global, args: PortForwardArgs) -> Result<Exit
 }
 
 pub async fn code(global: &Global, args: CodeArgs) -> Result<ExitCode> {
-    let ctx = global.context(global.manifest_for_lookup().as_ref()).await?;
-    let info = ctx.find(&args.name).await?;
-    ctx.target(&info)?;
+    let (ctx, info) = running_box(global, &args.name).await?;
     // VS Code reads ~/.ssh/config: the Include line must be there.
     ctx.write_ssh_config(true).await?;
     let mut code = std::process::Command::new("code");

@@ -117,11 +117,7 @@ impl BoxHost {
         // Root's sshd trusts the key, config and host key found here.
         trusted_path(&self.dir)?;
         self.first_boot()?;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(self.home())
-            .map_err(io(format!("cannot create {}", self.home().display())))?;
+        crate::ssh::create_private_dir(&self.home()).map_err(io(format!("cannot create {}", self.home().display())))?;
         self.write_sshd_config()?;
         // This boot's log only: an old refusal must not explain a new one.
         std::fs::write(self.sshd_log(), b"").map_err(io(format!("cannot write {}", self.sshd_log().display())))?;
@@ -215,15 +211,12 @@ impl BoxHost {
     }
 
     fn install_authorized_keys(&self) -> Result<()> {
-        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
         let keys = std::fs::read(self.authorized_keys()).map_err(io(format!("cannot read {}", self.authorized_keys().display())))?;
         let dir = self.sshd_keys_dir();
         let err = |what: &str| io(format!("cannot {what} {}", dir.display()));
         std::fs::DirBuilder::new().mode(0o755).recursive(true).create(SSHD_KEYS_ROOT).map_err(err("create"))?;
-        std::fs::DirBuilder::new().mode(0o700).recursive(true).create(&dir).map_err(err("create"))?;
-        let path = dir.join("authorized_keys");
-        let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path).map_err(err("write"))?;
-        std::io::Write::write_all(&mut file, &keys).map_err(err("write"))
+        crate::ssh::create_private_dir(&dir).map_err(err("create"))?;
+        workstation_hosts_protocol::atomic::write(&dir.join("authorized_keys"), &keys, 0o600).map_err(err("write"))
     }
 
     fn write_sshd_config(&self) -> Result<()> {
