@@ -114,7 +114,7 @@ fn one_way_to_name_a_box() {
     assert!(help.contains("port-forward") && help.contains("code"), "{help}");
     for verb in ["create", "ssh", "stop", "logs", "seed", "port-forward"] {
         let text = env.ok(&[verb, "--help"]);
-        assert!(text.contains("Examples:"), "{verb} --help has examples:\n{text}");
+        assert!(text.contains("Examples:\n  workstation "), "{verb} --help has examples, one per line:\n{text}");
     }
     env.ok(&["destroy", "dev2", "--yes"]);
 }

@@ -25,6 +25,7 @@ use crate::ssh::ssh_config::host_alias;
 ///   workstation create api-test     a second box
 ///   workstation create -o json      the report, for scripts
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub struct CreateArgs {
     #[command(flatten)]
     target: BoxArg,
@@ -38,6 +39,7 @@ pub struct CreateArgs {
 ///   workstation list
 ///   workstation list --all -o json
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub struct ListArgs {
     /// Show every owner's boxes (platform team).
     #[arg(long)]
@@ -56,6 +58,7 @@ pub struct NameArg {
 ///   workstation destroy dev
 ///   workstation destroy api-test --yes
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub struct DestroyArgs {
     #[command(flatten)]
     target: BoxArg,
@@ -152,6 +155,7 @@ pub async fn status(global: &Global, args: NameArg) -> Result<ExitCode> {
 ///   workstation start
 ///   workstation start api-test
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub struct StartArgs {
     #[command(flatten)]
     target: BoxArg,

@@ -19,6 +19,7 @@ use crate::manifest::name::Owner;
 ///   workstation hosts
 ///   workstation hosts -o json
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub struct HostsArgs {}
 
 /// Point the manifest's hostnames at a colleague's box for a demo, or back
@@ -32,6 +33,7 @@ pub struct HostsArgs {}
 ///   workstation share alice --box demo
 ///   workstation share --off             back at yours
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub struct ShareArgs {
     /// The colleague (box owner) whose box to use.
     #[arg(conflicts_with = "off")]

@@ -21,6 +21,7 @@ use crate::idle::reap::{self, ReapReport};
 ///   workstation keep --for 2h
 ///   workstation keep api-test --for 30m
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub struct KeepArgs {
     #[command(flatten)]
     target: BoxArg,
@@ -39,6 +40,7 @@ pub struct KeepArgs {
 ///   workstation reap --dry-run
 ///   workstation reap -o json
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub struct ReapArgs {
     /// Print the plan; stop nothing.
     #[arg(long)]

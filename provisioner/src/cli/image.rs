@@ -48,6 +48,7 @@ pub struct BuildArgs {
 ///   workstation image build && workstation image publish
 ///   workstation image publish ./disk.raw --arch aarch64 --image experimental
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub struct PublishArgs {
     /// The `image build` result (a directory with nix-support/image-info.json)
     /// or a raw disk file.

@@ -117,6 +117,7 @@ pub enum Command {
     /// Examples:
     ///   workstation status
     ///   workstation status api-test -o json
+    #[command(verbatim_doc_comment)]
     Status(boxes::NameArg),
     Start(boxes::StartArgs),
     /// Stop a box; its disk is kept (data stores survive).
@@ -124,6 +125,7 @@ pub enum Command {
     /// Examples:
     ///   workstation stop
     ///   workstation stop api-test
+    #[command(verbatim_doc_comment)]
     Stop(boxes::NameArg),
     Destroy(boxes::DestroyArgs),
     Up(stack::UpArgs),

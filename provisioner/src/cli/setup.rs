@@ -31,6 +31,7 @@ use crate::manifest::LoadedManifest;
 ///   workstation init --yes --owner alice --profile dev-sso --region eu-west-1
 ///   workstation init --provider local --until completions
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub struct InitArgs {
     /// Answer every question with its default or the flags; never prompt.
     #[arg(long, short)]
@@ -57,6 +58,7 @@ pub struct InitArgs {
 ///   workstation doctor
 ///   workstation doctor api-test -o json
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub struct DoctorArgs {
     #[command(flatten)]
     target: BoxArg,
@@ -67,6 +69,7 @@ pub struct DoctorArgs {
 /// Examples:
 ///   workstation completions zsh > ~/.zfunc/_workstation
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub struct CompletionsArgs {
     shell: Shell,
 }

@@ -32,6 +32,7 @@ use crate::ssh::ssh_config::host_alias;
 ///   cat dump.sql | workstation ssh dev -- psql app
 ///   tar c . | workstation ssh dev -- tar x -C /src
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub struct SshArgs {
     #[command(flatten)]
     target: BoxArg,
@@ -54,6 +55,7 @@ pub struct SshArgs {
 ///   workstation ssh-config && ssh ws-dev
 ///   workstation ssh-config --no-include
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub struct SshConfigArgs {
     /// Only write workstation's file; leave ~/.ssh/config alone.
     #[arg(long)]
@@ -66,6 +68,7 @@ pub struct SshConfigArgs {
 ///   workstation pin dev
 ///   workstation pin dev --replace     after a deliberate rebuild
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub struct PinArgs {
     #[command(flatten)]
     target: BoxArg,
@@ -161,6 +164,7 @@ pub async fn pin(global: &Global, args: PinArgs) -> Result<ExitCode> {
 ///   workstation port-forward dev 5432            psql -h 127.0.0.1 reaches the box's postgres
 ///   workstation port-forward dev 16379:6379 8080
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub struct PortForwardArgs {
     /// Box name.
     name: BoxName,
@@ -202,6 +206,7 @@ impl std::str::FromStr for Forward {
 ///   workstation code dev
 ///   workstation code dev /var/lib/workstation/src
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub struct CodeArgs {
     /// Box name.
     name: BoxName,

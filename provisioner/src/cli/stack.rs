@@ -27,6 +27,7 @@ use crate::stack::supervisor;
 ///   workstation up
 ///   workstation up api-test --health-timeout 5m
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub struct UpArgs {
     #[command(flatten)]
     target: BoxArg,
@@ -52,6 +53,7 @@ pub struct HealthTimeout {
 ///   workstation seed main --reset    reload one store
 ///   workstation seed cache --box api-test
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub struct SeedArgs {
     /// Store name from the manifest (default: every store).
     store: Option<String>,
@@ -69,6 +71,7 @@ pub struct SeedArgs {
 ///   workstation services
 ///   workstation services api --box api-test -o json
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub struct ServicesArgs {
     program: Option<String>,
     #[command(flatten)]
@@ -81,6 +84,7 @@ pub struct ServicesArgs {
 ///   workstation restart api
 ///   workstation restart worker --box api-test
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub struct RestartArgs {
     program: String,
     #[command(flatten)]
@@ -93,6 +97,7 @@ pub struct RestartArgs {
 ///   workstation logs api -f
 ///   workstation logs main -n 500 --box api-test
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub struct LogsArgs {
     program: String,
     /// Keep printing new lines until interrupted.

@@ -24,6 +24,7 @@ use crate::sync::session::{self, Report, Sync};
 ///   workstation sync                   mirror and keep mirroring
 ///   workstation sync --once           one pass, then exit
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub struct SyncArgs {
     #[command(flatten)]
     target: BoxArg,
