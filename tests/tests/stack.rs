@@ -145,6 +145,10 @@ fn stores_are_seeded_and_reset_restores_the_snapshot() {
     assert_eq!(redis(&env, "get key:99999"), "v1-value-99999");
     assert_eq!(psql(&env, "SELECT count(*) FROM orders"), "5000");
     assert_eq!(psql(&env, "SELECT count(*) FROM orders o JOIN users u ON u.id = o.user_id"), "5000");
+    // The keys set aside for the load are back: two primary keys, the
+    // unique email and the foreign key.
+    assert_eq!(psql(&env, "SELECT string_agg(conname, ' ' ORDER BY conname) FROM pg_constraint WHERE conrelid IN ('users'::regclass, 'orders'::regclass)"),
+        "orders_pkey orders_user_id_fkey users_email_key users_pkey");
     assert!(marker(&env, "cache").starts_with("sha256:"));
 
     // Seeding again is a no-op.
@@ -192,6 +196,11 @@ fn bad_or_interrupted_seeds_leave_the_store_as_it_was() {
     std::fs::write(main.join("02-orders.csv"), "id,user_id,total,note\n1,0,1.00,ok\n2,99999,2.00,orphan\n").unwrap();
     let err = env.fails(&["seed", "main", "--reset", "--box", "dev"]);
     assert!(err.contains("02-orders.csv") && err.contains("foreign key"), "{err}");
+    assert_eq!(psql(&env, "SELECT count(*) FROM orders"), "5000");
+    // A duplicate key, found when the keys are built after the data.
+    std::fs::write(main.join("02-orders.csv"), "id,user_id,total,note\n1,0,1.00,ok\n1,1,2.00,twice\n").unwrap();
+    let err = env.fails(&["seed", "main", "--reset", "--box", "dev"]);
+    assert!(err.contains("02-orders.csv") && err.contains("duplicate") && err.contains("left as it was"), "{err}");
     assert_eq!(psql(&env, "SELECT count(*) FROM orders"), "5000");
 
     // Killing the connection mid-seed: no marker for the new snapshot, the

@@ -305,16 +305,15 @@ impl Context {
         .await
     }
 
-    /// Every store's snapshot: checked and hashed (local) or looked up and
-    /// presigned (S3).
+    /// Every store's snapshot: checked (local; hashed while it loads unless
+    /// its hash is remembered) or looked up and presigned (S3).
     pub async fn snapshots(&self, manifest: &LoadedManifest) -> Result<Snapshots, LifecycleError> {
         let dir = manifest.path.parent().unwrap_or(std::path::Path::new("."));
-        let mut hashes = HashCache::load(self.paths.state_dir.join("seed-hashes.json"));
+        let hashes = std::sync::Arc::new(std::sync::Mutex::new(HashCache::load(self.paths.state_dir.join("seed-hashes.json"))));
         let mut out = std::collections::BTreeMap::new();
         for (name, store) in &manifest.manifest.stores {
-            out.insert(name.clone(), Snapshot::resolve(name, store, dir, self.seeds_outside, self.s3.as_ref(), &mut hashes).await?);
+            out.insert(name.clone(), Snapshot::resolve(name, store, dir, self.seeds_outside, self.s3.as_ref(), &hashes).await?);
         }
-        hashes.save();
         Ok(out)
     }
 

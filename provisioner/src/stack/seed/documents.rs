@@ -31,7 +31,7 @@ pub fn bulk_command(store: &Store) -> String {
 mod tests {
     use super::*;
     use crate::manifest::SeedFormat;
-    use crate::stack::seed::snapshot::Location;
+    use crate::stack::seed::snapshot::{Identity, Location};
 
     // Not installable here: pin the command lines (see docs/services.md).
     #[test]
@@ -39,7 +39,7 @@ mod tests {
         let mongo: Store = toml::from_str("kind = \"mongodb\"\nseed = \"s.archive.gz\"").unwrap();
         let snap = Snapshot {
             format: SeedFormat::MongoArchive,
-            identity: "sha256:x".into(),
+            identity: Identity::Known("sha256:x".into()),
             size: 1,
             location: Location::Local("seeds/s.archive.gz".into()),
         };

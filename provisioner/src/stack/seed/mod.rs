@@ -33,7 +33,7 @@ mod postgres;
 mod redis;
 mod snapshot;
 
-use snapshot::Location;
+use snapshot::{HashingReader, Identity, Location, StreamHash};
 
 pub use documents::{bulk_command, mongorestore_command};
 pub use redis::{json_entry_to_resp, resp_command, RespCheck};
@@ -100,7 +100,7 @@ impl SeedReport {
         SeedReport {
             store: store.into(),
             outcome: SeedOutcome::Failed,
-            snapshot: snapshot.map(|s| s.identity.clone()),
+            snapshot: snapshot.and_then(|s| s.identity().map(String::from)),
             bytes: 0,
             seconds: 0.0,
             phases: Vec::new(),
@@ -147,28 +147,35 @@ pub async fn wait_ready(onbox: &BoxShell, name: &str, store: &Store) -> Result<(
 /// Loads `snapshot` into the store unless its marker says it already holds
 /// it. A marker naming another snapshot is an error unless `reset`.
 pub async fn seed(onbox: &BoxShell, name: &str, store: &Store, snapshot: Option<&Snapshot>, reset: bool) -> Result<SeedReport, SeedError> {
-    let report = |outcome, bytes, seconds, phases| SeedReport {
+    let report = |outcome, identity: Option<String>, bytes, seconds, phases| SeedReport {
         store: name.into(),
         outcome,
-        snapshot: snapshot.map(|s| s.identity.clone()),
+        snapshot: identity,
         bytes,
         seconds,
         phases,
         error: None,
     };
-    let Some(snap) = snapshot else { return Ok(report(SeedOutcome::NoSeed, 0, 0.0, Vec::new())) };
+    let Some(snap) = snapshot else { return Ok(report(SeedOutcome::NoSeed, None, 0, 0.0, Vec::new())) };
     let layout = &onbox.layout;
     let marker = sh(&layout.marker(name));
     let loaded = onbox.run("reading the seed marker", &format!("cat {marker} 2>/dev/null || true")).await?;
     let loaded = loaded.trim();
-    if !reset && loaded == snap.identity {
-        return Ok(report(SeedOutcome::AlreadyLoaded, 0, 0.0, Vec::new()));
-    }
     if !reset && !loaded.is_empty() {
-        return Err(SeedError::Stale { store: name.into(), loaded: loaded.into(), wanted: snap.identity.clone() });
+        // The marker must be compared first: a changed local file is
+        // hashed on its own here, not while streaming.
+        let wanted = match snap.identity() {
+            Some(id) => id.to_string(),
+            None => snap.hash().await?,
+        };
+        if loaded == wanted {
+            return Ok(report(SeedOutcome::AlreadyLoaded, Some(wanted), 0, 0.0, Vec::new()));
+        }
+        return Err(SeedError::Stale { store: name.into(), loaded: loaded.into(), wanted });
     }
     let started = Instant::now();
-    let loader = Loader { onbox, name, store, snap, phases: Default::default() };
+    let hash = matches!(snap.identity, Identity::Unhashed { .. }).then(StreamHash::default);
+    let loader = Loader { onbox, name, store, snap, hash, phases: Default::default() };
     loader.timed("waiting for the store", wait_ready(onbox, name, store)).await?;
     loader.run("preparing the seeds directory", &format!("mkdir -p -m 0700 {}", sh(&layout.seeds()))).await?;
 
@@ -186,11 +193,13 @@ pub async fn seed(onbox: &BoxShell, name: &str, store: &Store, snapshot: Option<
             })
         }
     }
+    let identity = loader.identity()?;
     loader
-        .run("writing the seed marker", &format!("printf '%s\\n' {id} > {marker}.part && mv {marker}.part {marker}", id = sh(&snap.identity)))
+        .run("writing the seed marker", &format!("printf '%s\\n' {id} > {marker}.part && mv {marker}.part {marker}", id = sh(&identity)))
         .await?;
+    snap.remember(&identity);
     let phases = loader.phases.into_inner().unwrap_or_else(|p| p.into_inner());
-    Ok(report(SeedOutcome::Loaded, snap.size, started.elapsed().as_secs_f64(), phases))
+    Ok(report(SeedOutcome::Loaded, Some(identity), snap.size, started.elapsed().as_secs_f64(), phases))
 }
 
 /// Seeds every store of `stores` (or only `only`) at once, each reported
@@ -220,6 +229,9 @@ struct Loader<'a> {
     name: &'a str,
     store: &'a Store,
     snap: &'a Snapshot,
+    /// Hashes the local snapshot as it is read, when its identity is not
+    /// known yet.
+    hash: Option<StreamHash>,
     /// Each step on the box and how long it took, for the report.
     phases: std::sync::Mutex<Vec<Phase>>,
 }
@@ -256,8 +268,31 @@ impl Loader<'_> {
         SeedError::Malformed { store: self.name.into(), path: self.snap.describe(), format: self.snap.format.as_str(), detail }
     }
 
-    async fn open(&self, path: &Path) -> Result<tokio::fs::File, SeedError> {
-        tokio::fs::File::open(path).await.map_err(|source| SeedError::Read { path: path.into(), source })
+    /// Opens a local snapshot file (or a file of a snapshot directory) for
+    /// loading, hashing it on the way when its identity is not known yet.
+    async fn open(&self, path: &Path) -> Result<HashingReader<tokio::fs::File>, SeedError> {
+        let inner = tokio::fs::File::open(path).await.map_err(|source| SeedError::Read { path: path.into(), source })?;
+        Ok(match &self.hash {
+            Some(hash) => hash.reader(path, inner),
+            None => HashingReader { inner, hash: None },
+        })
+    }
+
+    /// The identity to record: known before, or hashed while loading, in
+    /// which case every byte must have gone through (a snapshot that
+    /// changed under the load is not recorded as loaded).
+    fn identity(&self) -> Result<String, SeedError> {
+        let (Some(hash), Location::Local(snapshot)) = (&self.hash, &self.snap.location) else {
+            return Ok(self.snap.identity().unwrap_or_default().to_string());
+        };
+        let (identity, read) = hash.finish(snapshot);
+        if read != self.snap.size {
+            return Err(SeedError::Rejected {
+                store: self.name.into(),
+                detail: format!("{} changed while it was loaded ({read} bytes read, {} expected); run the command again", self.snap.describe(), self.snap.size),
+            });
+        }
+        Ok(identity)
     }
 
     /// Streams the snapshot into `command`: from the laptop over the SSH

@@ -56,6 +56,7 @@ impl Loader<'_> {
                 });
             }
         }
+        self.identity()?; // a snapshot changed under the load stays out
         self.onbox
             .run("swapping the loaded data in", &format!("{cli} SWAPDB 0 {REDIS_STAGING_DB} >/dev/null && {cli} -n {REDIS_STAGING_DB} FLUSHDB ASYNC >/dev/null"))
             .await?;

@@ -3,10 +3,14 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 use aws_sdk_s3::presigning::PresigningConfig;
 use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, ReadBuf};
 
 use super::hash_cache::{self, HashCache};
 use super::{SeedError, PRESIGN_FOR};
@@ -17,9 +21,20 @@ use crate::manifest::{SeedFormat, SeedSource, Store};
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub format: SeedFormat,
-    pub identity: String,
     pub size: u64,
+    pub(super) identity: Identity,
     pub(super) location: Location,
+}
+
+/// What the box's marker records of a snapshot.
+#[derive(Debug, Clone)]
+pub(super) enum Identity {
+    /// The S3 object's ETag, or a local snapshot's remembered sha256.
+    Known(String),
+    /// A local snapshot not hashed since it changed: hashed as it streams
+    /// to the box (one pass over its bytes), then remembered under the
+    /// `stat` signature its files had when resolved.
+    Unhashed { files: Vec<PathBuf>, signature: String, cache: Arc<Mutex<HashCache>> },
 }
 
 #[derive(Debug, Clone)]
@@ -38,7 +53,7 @@ impl Snapshot {
         manifest_dir: &Path,
         outside: bool,
         s3: Option<&aws_sdk_s3::Client>,
-        hashes: &mut HashCache,
+        hashes: &Arc<Mutex<HashCache>>,
     ) -> Result<Option<Snapshot>, SeedError> {
         let (Some(seed), Ok(Some(format))) = (&store.seed, store.seed_format()) else { return Ok(None) };
         match SeedSource::from_str(seed) {
@@ -57,14 +72,12 @@ impl Snapshot {
                     }
                 }
                 let signature = hash_cache::signature(&files).map_err(read)?;
-                let (identity, size) = match hashes.get(&path, &signature) {
-                    Some(known) => known,
+                let remembered = hashes.lock().unwrap_or_else(|p| p.into_inner()).get(&path, &signature);
+                let (identity, size) = match remembered {
+                    Some((identity, size)) => (Identity::Known(identity), size),
                     None => {
-                        let p = path.clone();
-                        let (identity, size) =
-                            tokio::task::spawn_blocking(move || fingerprint(&p)).await.expect("hashing does not panic").map_err(read)?;
-                        hashes.put(&path, &files, signature, identity.clone(), size);
-                        (identity, size)
+                        let size = files.iter().map(|f| std::fs::metadata(f).map(|m| m.len())).sum::<std::io::Result<u64>>().map_err(read)?;
+                        (Identity::Unhashed { files, signature, cache: hashes.clone() }, size)
                     }
                 };
                 sniff(format, &path).map_err(|detail| SeedError::NotFormat {
@@ -97,12 +110,47 @@ impl Snapshot {
                     .map_err(|e| s3_err(format!("cannot presign a download: {}", aws_sdk_s3::error::DisplayErrorContext(e))))?;
                 Ok(Some(Snapshot {
                     format,
-                    identity: format!("s3:{bucket}/{key}@{etag}"),
+                    identity: Identity::Known(format!("s3:{bucket}/{key}@{etag}")),
                     size,
                     location: Location::S3 { url: presigned.uri().to_string(), uri: seed.clone() },
                 }))
             }
             Err(_) => Ok(None), // validation reports it
+        }
+    }
+
+    /// The identity, if known before loading (not a changed local file).
+    pub fn identity(&self) -> Option<&str> {
+        match &self.identity {
+            Identity::Known(id) => Some(id),
+            Identity::Unhashed { .. } => None,
+        }
+    }
+
+    /// Hashes a local snapshot in a pass of its own: only when the box's
+    /// marker must be compared with it before anything is sent.
+    pub(super) async fn hash(&self) -> Result<String, SeedError> {
+        let (Identity::Unhashed { .. }, Location::Local(path)) = (&self.identity, &self.location) else {
+            return Ok(self.identity().unwrap_or_default().to_string());
+        };
+        let p = path.clone();
+        let (identity, _) = tokio::task::spawn_blocking(move || fingerprint(&p))
+            .await
+            .expect("hashing does not panic")
+            .map_err(|source| SeedError::Read { path: path.clone(), source })?;
+        self.remember(&identity);
+        Ok(identity)
+    }
+
+    /// Remembers the sha256 of a local snapshot, unless its files changed
+    /// since it was resolved (then the bytes hashed may be newer than the
+    /// signature: the next run hashes again).
+    pub(super) fn remember(&self, identity: &str) {
+        let (Identity::Unhashed { files, signature, cache }, Location::Local(path)) = (&self.identity, &self.location) else { return };
+        if hash_cache::signature(files).is_ok_and(|now| &now == signature) {
+            let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+            cache.put(path, files, signature.clone(), identity.to_string(), self.size);
+            cache.save();
         }
     }
 
@@ -159,35 +207,103 @@ fn sniff(format: SeedFormat, path: &Path) -> Result<(), String> {
     Err(expected.into())
 }
 
-/// sha256 of a file, or of a directory's snapshot files (name and content,
-/// in name order), and the total size.
+/// A snapshot's identity taken as its files are read for loading, in any
+/// order and at once: each file is hashed on its own and the files are
+/// combined as [`fingerprint`] does.
+#[derive(Debug, Default)]
+pub(super) struct StreamHash(Mutex<Vec<(PathBuf, FileHash)>>);
+
+type FileHash = Arc<Mutex<(Sha256, u64)>>;
+
+impl StreamHash {
+    /// `inner` (the content of `file`), read through the returned reader,
+    /// counts toward the hash.
+    pub(super) fn reader<R>(&self, file: &Path, inner: R) -> HashingReader<R> {
+        let hash = FileHash::default();
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push((file.to_owned(), hash.clone()));
+        HashingReader { inner, hash: Some(hash) }
+    }
+
+    /// The identity of what was read (as `snapshot`, a file or a
+    /// directory), and how many bytes that was.
+    pub(super) fn finish(&self, snapshot: &Path) -> (String, u64) {
+        let mut files = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        files.sort_by_key(|(path, _)| load_order(path));
+        let digests = files.iter().map(|(path, h)| {
+            let h = h.lock().unwrap_or_else(|p| p.into_inner());
+            (path.clone(), h.0.clone().finalize().into(), h.1)
+        });
+        combine(snapshot, digests.collect())
+    }
+}
+
+/// A reader whose bytes also go to a file's hash, if it has one.
+pub(super) struct HashingReader<R> {
+    pub(super) inner: R,
+    pub(super) hash: Option<FileHash>,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for HashingReader<R> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Some(hash) = &self.hash {
+            let new = &buf.filled()[before..];
+            if !new.is_empty() {
+                let mut h = hash.lock().unwrap_or_else(|p| p.into_inner());
+                h.0.update(new);
+                h.1 += new.len() as u64;
+            }
+        }
+        polled
+    }
+}
+
+/// The identity of a snapshot from its files' sha256 (in load order): a
+/// file's own sha256, or, for a directory, the sha256 of one line per file
+/// (name, NUL, hex digest), so that files loaded at once hash at once.
+fn combine(snapshot: &Path, files: Vec<(PathBuf, [u8; 32], u64)>) -> (String, u64) {
+    let size = files.iter().map(|f| f.2).sum();
+    let digest = match files.as_slice() {
+        [(path, digest, _)] if path == snapshot => hex::encode(digest),
+        _ => {
+            let mut h = Sha256::new();
+            for (path, digest, _) in &files {
+                h.update(path.file_name().unwrap_or_default().as_encoded_bytes());
+                h.update([0]);
+                h.update(hex::encode(digest));
+                h.update(b"\n");
+            }
+            hex::encode(h.finalize())
+        }
+    };
+    (format!("sha256:{digest}"), size)
+}
+
+/// sha256 of a file, or of a directory's snapshot files (see [`combine`]),
+/// and the total size: in a pass of its own.
 fn fingerprint(path: &Path) -> std::io::Result<(String, u64)> {
-    fn hash_file(path: &Path, h: &mut Sha256) -> std::io::Result<u64> {
+    fn hash_file(path: &Path) -> std::io::Result<(PathBuf, [u8; 32], u64)> {
         let mut f = std::fs::File::open(path)?;
+        let mut h = Sha256::new();
         let mut buf = vec![0; 1 << 20];
         let mut total = 0;
         loop {
             let n = f.read(&mut buf)?;
             if n == 0 {
-                return Ok(total);
+                return Ok((path.to_owned(), h.finalize().into(), total));
             }
             h.update(&buf[..n]);
             total += n as u64;
         }
     }
-    let mut h = Sha256::new();
-    let size = if path.is_dir() {
-        let mut total = 0;
-        for file in csv_files(path)? {
-            h.update(file.file_name().unwrap_or_default().as_encoded_bytes());
-            h.update([0]);
-            total += hash_file(&file, &mut h)?;
-        }
-        total
-    } else {
-        hash_file(path, &mut h)?
-    };
-    Ok((format!("sha256:{}", hex::encode(h.finalize())), size))
+    let files = if path.is_dir() { csv_files(path)? } else { vec![path.to_owned()] };
+    Ok(combine(path, files.iter().map(|f| hash_file(f)).collect::<std::io::Result<_>>()?))
+}
+
+/// Sorts a CSV snapshot's files as [`csv_files`] lists them.
+fn load_order(file: &Path) -> (bool, PathBuf) {
+    (file.file_name().is_none_or(|n| n != "schema.sql"), file.to_owned())
 }
 
 /// A CSV snapshot's files in load order: `schema.sql` first, then the CSV
@@ -197,7 +313,7 @@ pub(super) fn csv_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "csv"))
         .collect();
-    csv.sort();
+    csv.sort_by_key(|f| load_order(f));
     let schema = dir.join("schema.sql");
     Ok(schema.is_file().then_some(schema).into_iter().chain(csv).collect())
 }
@@ -256,6 +372,28 @@ mod tests {
     }
 
     use super::*;
+
+    #[tokio::test]
+    async fn hashing_while_streaming_gives_the_identity_of_a_separate_pass() {
+        use tokio::io::AsyncReadExt;
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("db");
+        std::fs::create_dir(&db).unwrap();
+        std::fs::write(db.join("schema.sql"), "CREATE TABLE t (a int);").unwrap();
+        std::fs::write(db.join("01-t.csv"), "a\n1\n2\n".repeat(50_000)).unwrap();
+        let single = dir.path().join("cache.resp");
+        std::fs::write(&single, b"*1\r\n$4\r\nPING\r\n".repeat(100_000)).unwrap();
+        for (snapshot, files) in [(db.clone(), csv_files(&db).unwrap()), (single.clone(), vec![single.clone()])] {
+            let hash = StreamHash::default();
+            // Read backwards: files loaded at once finish in any order.
+            for file in files.iter().rev() {
+                let mut reader = hash.reader(file, tokio::fs::File::open(file).await.unwrap());
+                let mut sink = Vec::new();
+                reader.read_to_end(&mut sink).await.unwrap();
+            }
+            assert_eq!(hash.finish(&snapshot), fingerprint(&snapshot).unwrap(), "{}", snapshot.display());
+        }
+    }
 
     #[test]
     fn csv_tables_come_from_file_names() {
