@@ -60,21 +60,40 @@ pub fn server_script(name: &str, store: &Store, layout: &Layout) -> String {
             "exec redis-server --bind 127.0.0.1 --port {port} --dir {dir} --dbfilename dump.rdb \
              --save '60 1000' --appendonly no --databases 16 --daemonize no --protected-mode yes"
         ),
-        // First start initialises the cluster. Trust on loopback only: the
-        // box is single-user and the port is not reachable from outside.
-        // No Unix socket: its path must fit in 108 bytes, and clients all
-        // use 127.0.0.1.
+        // The cluster is made by `init_script` first. No Unix socket: its
+        // path must fit in 108 bytes, and clients all use 127.0.0.1.
         StoreKind::Postgres => format!(
-            "if [ ! -f {dir}/data/PG_VERSION ]; then\n  \
-               initdb --pgdata={dir}/data --username=postgres --auth-local=peer --auth-host=trust --encoding=UTF8 --no-sync >{dir}/initdb.log || exit 1\n\
-             fi\n\
-             exec postgres -D {dir}/data -p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''"
+            "exec postgres -D {dir}/data -p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''"
         ),
         StoreKind::Mongodb => format!("exec mongod --bind_ip 127.0.0.1 --port {port} --dbpath {dir}"),
         StoreKind::Opensearch => format!(
             "exec opensearch -Ehttp.port={port} -Enetwork.host=127.0.0.1 -Ediscovery.type=single-node \
              -Epath.data={dir}/data -Epath.logs={dir}/logs -Eplugins.security.disabled=true"
         ),
+    }
+}
+
+/// The store's one-time initialisation, if it has one (postgres' initdb),
+/// run as [`user`] before the server. The bring-up starts it in the
+/// background before supervisord, so the two start-ups overlap, and the
+/// launcher runs it again: a lock makes the second wait for the first, the
+/// cluster is made aside and renamed into place (a killed initdb leaves no
+/// half cluster), and `mv -T` refuses to replace a directory that is there.
+/// Trust on loopback only: the box is single-user and the port is not
+/// reachable from outside.
+pub fn init_script(name: &str, store: &Store, layout: &Layout) -> Option<String> {
+    let dir = sh(&layout.store_dir(name));
+    match store.kind {
+        StoreKind::Postgres => Some(format!(
+            "[ -f {dir}/data/PG_VERSION ] && exit 0\n\
+             exec 9>{dir}/initdb.lock && flock 9 || exit 1\n\
+             [ -f {dir}/data/PG_VERSION ] && exit 0\n\
+             rm -rf {dir}/data.new\n\
+             initdb --pgdata={dir}/data.new --username=postgres --auth-local=peer --auth-host=trust --encoding=UTF8 --no-sync >{dir}/initdb.log 2>&1 \\\n  \
+             || {{ cat {dir}/initdb.log >&2; exit 1; }}\n\
+             exec mv -T {dir}/data.new {dir}/data"
+        )),
+        StoreKind::Redis | StoreKind::Mongodb | StoreKind::Opensearch => None,
     }
 }
 

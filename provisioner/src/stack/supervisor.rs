@@ -25,6 +25,9 @@ const SERVICE_PRIORITY: u32 = 200;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rendered {
     pub files: BTreeMap<String, String>,
+    /// Stores' one-time initialisations (user, path of the script in
+    /// `files`), which the bring-up starts before supervisord.
+    pub inits: Vec<(&'static str, String)>,
 }
 
 impl Rendered {
@@ -50,10 +53,18 @@ impl Rendered {
 
 pub fn render(manifest: &Manifest, layout: &Layout) -> Rendered {
     let mut files = BTreeMap::new();
+    let mut inits = Vec::new();
     let mut conf = header(layout);
     let supervised_stores = manifest.stores.iter().filter(|_| layout.stores == StoreRunner::Supervisord);
     for (name, store) in supervised_stores {
-        let script = stores::server_script(name, store, layout);
+        let mut script = stores::server_script(name, store, layout);
+        if let Some(init) = stores::init_script(name, store, layout) {
+            let text = launcher(&format!("first start of store {name} ({})", store.kind.as_str()), layout, &[], None, &init);
+            let path = launcher_path(&format!("{name}-init"), &text);
+            script = format!("/bin/sh {}/{path} || exit 1\n{script}", layout.current());
+            inits.push((stores::user(store.kind), path.clone()));
+            files.insert(path, text);
+        }
         let text = launcher(&format!("store {name} ({})", store.kind.as_str()), layout, &[], None, &script);
         let path = launcher_path(name, &text);
         conf.push_str(&program(name, &path, layout, Some(stores::user(store.kind)), STORE_PRIORITY, true, &Default::default()));
@@ -69,7 +80,7 @@ pub fn render(manifest: &Manifest, layout: &Layout) -> Rendered {
         files.insert(path, text);
     }
     files.insert("supervisord.conf".into(), conf);
-    Rendered { files }
+    Rendered { files, inits }
 }
 
 /// The launcher's name carries a hash of its content: when only a launcher

@@ -71,7 +71,9 @@ pub async fn up(
     step(progress, "waiting for health checks".into());
     let started = Instant::now();
     // From a few milliseconds up: a stack that is quick to start is not
-    // made to wait for a long first pause.
+    // made to wait for a long first pause; at most 100 ms apart, because a
+    // poll costs a few milliseconds over the open connection, while a long
+    // pause is paid in full by a stack that got healthy just after a poll.
     let mut pause = Duration::from_millis(10);
     let nothing_to_check = manifest.services.is_empty() && manifest.stores.is_empty();
     let programs = loop {
@@ -84,7 +86,7 @@ pub async fn up(
             break programs;
         }
         tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(1));
+        pause = (pause * 2).min(Duration::from_millis(100));
     };
     let healthy = programs.iter().all(ProgramStatus::is_up) && seeds.iter().all(|s| s.error.is_none());
     Ok(UpReport { root: layout.root().into(), config: hash, supervisord, seeds, programs, healthy })
@@ -137,8 +139,14 @@ fn bring_up_script(l: &Layout, manifest: &Manifest, rendered: &supervisor::Rende
         let encoded = base64::engine::general_purpose::STANDARD.encode(text);
         script += &format!("mkdir -p \"$(dirname {file})\" && printf %s '{encoded}' | base64 -d > {file} && chmod 0644 {file}\n");
     }
+    script += &format!("touch {complete}\nfi\n", complete = sh(&format!("{dir}/.complete")));
+    // Stores' first-start steps (initdb) overlap supervisord's own start-up
+    // (a Python import of ~0.4 s); the launcher waits for them.
+    for (user, path) in &rendered.inits {
+        script += &format!("runuser -u {user} -- /bin/sh {} </dev/null >/dev/null 2>&1 &\n", sh(&format!("{dir}/{path}")));
+    }
     script += &format!(
-        "touch {complete}\nfi\n\
+        "\
          prev=$(readlink {current} || true)\nchanged=0\n\
          if [ \"$prev\" != {hash} ]; then\n\
          (cd {sup} && ln -sfn {hash} current.new && mv -T current.new current && \
@@ -148,7 +156,6 @@ fn bring_up_script(l: &Layout, manifest: &Manifest, rendered: &supervisor::Rende
          if [ -n \"$pid\" ] && grep -qsF {conf} /proc/\"$pid\"/cmdline; then\n\
          if [ $changed = 1 ]; then {ctl} >/dev/null; echo updated; else echo unchanged; fi\n\
          else {start}; echo started; fi\n",
-        complete = sh(&format!("{dir}/.complete")),
         current = sh(&l.current()),
         sup = sh(&l.supervisor_dir()),
         pidfile = sh(&format!("{}/supervisord.pid", l.run_dir())),
