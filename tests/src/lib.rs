@@ -282,7 +282,7 @@ impl TestEnv {
 
     pub fn local_provider(&self) -> LocalProvider {
         let network = LocalNetwork { bridge: BRIDGE.into(), network: NETWORK.parse().unwrap(), subnet: self.subnet };
-        LocalProvider::new(self.state_dir().join("local"), network).unwrap()
+        LocalProvider::new(self.state_dir().join("local"), network, std::time::Duration::from_secs(60)).unwrap()
     }
 }
 

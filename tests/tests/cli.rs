@@ -1,7 +1,7 @@
 //! The command line as a newcomer meets it, through the real binary:
 //! `ssh` that behaves like ssh, AWS failures in one line with their fix,
-//! one way to name a box, checks before launch, a stopped box that says
-//! so, port forwarding, VS Code, JSON errors.
+//! one way to name a box, checks before launch, a stopped box woken by
+//! connecting to it, port forwarding, VS Code, JSON errors.
 
 use std::io::{Read, Write};
 use std::process::Stdio;
@@ -140,19 +140,97 @@ fn create_checks_seeds_before_launching() {
     assert_eq!(launched.reservations().len(), 0, "nothing was launched");
 }
 
+/// Wake on connect: the verbs that connect start a stopped box (progress on
+/// stderr) and its stack comes back with it; plain OpenSSH through the
+/// generated config does the same; two wakes at once boot it once; a
+/// destroyed box is an error naming `create`.
 #[test]
-fn a_stopped_box_says_so_and_how_to_start_it() {
+fn connecting_to_a_stopped_box_starts_it() {
     let env = TestEnv::local();
     env.ok(&["create", "dev"]);
     env.ok(&["stop", "dev"]);
-    for verb in [&["ssh", "dev", "--", "true"][..], &["services", "--box", "dev"], &["up", "dev"], &["port-forward", "dev", "8080"]] {
-        let err = env.fails(verb);
-        assert!(err.contains("box dev is stopped") && err.contains("workstation start dev"), "{verb:?}: {err}");
+    let out = env.run(&["ssh", "dev", "--", "hostname"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "dev\n");
+    assert!(stderr.contains("box dev is stopped: starting it"), "{stderr}");
+    // supervisord came back at boot, with the service.
+    wait_until(Duration::from_secs(20), || env.run(&["services", "--box", "dev"]).status.success(), || env.fails(&["services", "--box", "dev"]));
+
+    // `services` reports the woken stack (starting, not missing); `up`
+    // brings it to healthy.
+    env.ok(&["stop", "dev"]);
+    let out = env.run(&["services", "--box", "dev"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("api") && (table.contains("STARTING") || table.contains("RUNNING")), "{table}{}", String::from_utf8_lossy(&out.stderr));
+    env.ok(&["stop", "dev"]);
+    env.ok(&["up", "dev"]);
+
+    // Plain ssh through the generated config: its ProxyCommand wakes it.
+    env.ok(&["stop", "dev"]);
+    let config = env.state_dir().join("ssh_config");
+    let plain = || {
+        std::process::Command::new("ssh")
+            .arg("-F")
+            .arg(&config)
+            .args(["-o", "BatchMode=yes", "ws-dev", "hostname"])
+            .env_clear()
+            .env("HOME", &env.home)
+            .env("PATH", std::env::var("PATH").unwrap())
+            .env("WORKSTATION_MANIFEST", &env.manifest)
+            .output()
+            .unwrap()
+    };
+    let out = plain();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "dev\n");
+    assert_eq!(env.json(&["status", "dev"])["state"], "running");
+
+    // Two wakes at once: one boot, both answered (a second boot would have
+    // halted the first one's sshd and session).
+    env.ok(&["stop", "dev"]);
+    let both: Vec<_> = (0..2).map(|_| env.cmd(&["ssh", "dev", "--", "sleep 1; hostname"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()).collect();
+    let outs: Vec<_> = both.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+    for out in &outs {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "dev\n");
     }
+    let boots = outs.iter().map(|o| String::from_utf8_lossy(&o.stderr).matches("booting local box").count()).sum::<usize>();
+    assert_eq!(boots, 1, "{:?}", outs.iter().map(|o| String::from_utf8_lossy(&o.stderr).into_owned()).collect::<Vec<_>>());
+
+    // Destroyed: the error says how to make it again.
+    env.ok(&["destroy", "dev", "--yes"]);
+    let err = env.fails(&["ssh", "dev", "--", "true"]);
+    assert!(err.contains("workstation create dev"), "{err}");
     // A broken manifest does not stop the verbs that need none of it.
     env.write_manifest("this is not toml [");
-    assert_eq!(env.json(&["status", "dev"])["state"], "stopped");
-    assert_eq!(env.json(&["list"]).as_array().unwrap().len(), 1);
+    assert_eq!(env.json(&["list"]).as_array().unwrap().len(), 0);
+}
+
+/// A local box runs its own idle check inside the box, every
+/// `local.idle_check_every`, without anyone scheduling it: an idle box
+/// stops itself once the timeout has passed, and the check goes away with
+/// the box and comes back when it is woken.
+#[test]
+fn a_local_box_stops_itself_when_idle() {
+    let env = TestEnv::local();
+    let settings = std::fs::read_to_string(env.home.join(".config/workstation/config.toml")).unwrap();
+    env.write_settings(&format!("{settings}idle_check_every = \"1s\"\n"));
+    let manifest = std::fs::read_to_string(&env.manifest).unwrap();
+    env.write_manifest(&format!("{manifest}\n[idle]\ntimeout = \"1m\"\nwarning = \"10s\"\n"));
+    env.ok(&["create", "dev"]);
+    let ns = namespace_inode(&env);
+    assert!(processes_in(ns).iter().any(|p| p.contains("box idle-check") || p.contains("while sleep")), "{:?}", processes_in(ns));
+    wait_until(Duration::from_secs(120), || env.json(&["status", "dev"])["state"] == "stopped", || format!("{}", env.json(&["status", "dev"])));
+    let status = env.json(&["status", "dev"]);
+    assert!(status["stopped_by"].as_str().is_some_and(|r| r.contains("idle")), "{status}");
+    // The check that stopped the box ends last (the stop spares it).
+    wait_until(Duration::from_secs(20), || processes_in(ns).is_empty(), || format!("nothing of the box outlives it: {:?}", processes_in(ns)));
+    // Woken, it counts as active from its start again.
+    env.ok(&["ssh", "dev", "--", "true"]);
+    let status = env.json(&["status", "dev"]);
+    assert_eq!(status["state"], "running", "{status}");
+    assert!(processes_in(namespace_inode(&env)).iter().any(|p| p.contains("while sleep")));
 }
 
 /// A port only the box's loopback listens on, reached from here.

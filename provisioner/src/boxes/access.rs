@@ -87,7 +87,7 @@ impl Context {
             })
             .collect();
         let generated = self.paths.ssh_config();
-        ssh_config::write_generated(&generated, &ssh_config::render(&entries, &self.identity, self.known_hosts.path()))?;
+        ssh_config::write_generated(&generated, &ssh_config::render(&entries, &self.identity, self.known_hosts.path(), &self.proxy))?;
         if include {
             ssh_config::ensure_include(&self.paths.home.join(".ssh/config"), &generated)?;
         }

@@ -60,7 +60,7 @@ pub enum LifecycleError {
     Shell(#[from] ShellError),
     #[error(transparent)]
     Seed(#[from] SeedError),
-    #[error("no box named {name} for owner {owner}; `workstation list` shows your boxes")]
+    #[error("no box named {name} for owner {owner} (destroyed, or never created); create it with `workstation create {name}`, or see your boxes with `workstation list`")]
     UnknownBox { owner: String, name: String },
     #[error("box {name} ({id}) was not {what} after {waited:?} (state: {state}); check it in the EC2 console or run `workstation status {name}`")]
     Timeout { name: String, id: String, what: &'static str, waited: Duration, state: &'static str },
@@ -110,6 +110,9 @@ pub struct Context {
     pub seeds_outside: bool,
     /// The laptop's hosts agent, which points hostnames at boxes.
     pub hosts: HostsAgent,
+    /// This binary and the flags that select this provider: the generated
+    /// SSH config's ProxyCommand runs `<proxy...> proxy NAME`.
+    pub proxy: Vec<String>,
 }
 
 /// What `start` did.
@@ -319,7 +322,26 @@ impl Context {
 
     /// Starts a stopped box and waits until SSH answers with its pinned key.
     pub async fn start(&self, name: &BoxName, progress: Option<&ProgressBar>) -> Result<BoxInfo, LifecycleError> {
-        let mut info = self.find(name).await?;
+        let info = self.find(name).await?;
+        self.start_found(info, progress).await
+    }
+
+    /// Wake on connect: the box `name`, running. A stopped one (by its idle
+    /// check, `reap` or `stop`) is started first and waited for until SSH
+    /// answers with the pinned key, as `start` would; its stack comes back
+    /// with it (supervisord starts at boot; a hibernated box resumes).
+    /// Concurrent wakes start it once: EC2's StartInstances is idempotent,
+    /// a local box boots under its lock.
+    pub async fn wake(&self, name: &BoxName, progress: Option<&ProgressBar>) -> Result<BoxInfo, LifecycleError> {
+        let info = self.find(name).await?;
+        if info.state == BoxState::Running {
+            return Ok(info);
+        }
+        step(progress, format!("box {name} is {}: starting it", info.state.as_str()));
+        self.start_found(info, progress).await
+    }
+
+    async fn start_found(&self, mut info: BoxInfo, progress: Option<&ProgressBar>) -> Result<BoxInfo, LifecycleError> {
         if info.state != BoxState::Running {
             info = self.wait(&info, "stopped", RUNNING_TIMEOUT, progress, |i| matches!(i.state, BoxState::Stopped | BoxState::Running)).await?;
             step(progress, format!("starting {}", info.id));

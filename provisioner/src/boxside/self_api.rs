@@ -59,7 +59,7 @@ impl SelfApi {
         let local = |e: &dyn std::fmt::Display| BoxSideError::Io(format!("reading the local box record of {}: {e}", root.display()));
         let paths = Paths::from_env().map_err(|e| local(&e))?;
         let settings = Settings::load(&paths, &|k| std::env::var(k).ok()).map_err(|e| local(&e))?;
-        let provider = LocalProvider::new(paths.local_boxes(), settings.local).map_err(|e| local(&e))?;
+        let provider = LocalProvider::new(paths.local_boxes(), settings.local, settings.local_idle_check_every).map_err(|e| local(&e))?;
         Ok(provider.box_at(root).map_err(|e| local(&e))?.map(|id| SelfApi::Local { provider, id }))
     }
 

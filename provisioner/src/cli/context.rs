@@ -61,11 +61,15 @@ impl Global {
         }
     }
 
-    /// The context and the box `name` of its owner.
-    pub async fn find(&self, manifest: &LoadedManifest, name: &BoxName) -> Result<(Context, BoxInfo)> {
-        let ctx = self.context(Some(manifest)).await?;
-        let info = ctx.find(name).await?;
-        Ok((ctx, info))
+    /// The context and the owner's box `name`, running: a verb that
+    /// connects to a stopped box starts it first (wake on connect), with
+    /// progress on stderr.
+    pub async fn wake(&self, manifest: Option<&LoadedManifest>, name: &BoxName) -> Result<(Context, BoxInfo)> {
+        let ctx = self.context(manifest).await?;
+        let progress = super::output::spinner(self.output);
+        let info = ctx.wake(name, progress.as_ref()).await;
+        progress.inspect(|p| p.finish_and_clear());
+        Ok((ctx, info?))
     }
 
     /// Settings, provider and pinned keys: everything a verb needs.
@@ -76,12 +80,22 @@ impl Global {
             settings.provider = kind;
         }
         self.override_aws(&mut settings.aws);
+        // `ssh ws-NAME` wakes the box through this same provider, from any
+        // directory (without the manifest that may have named the region).
+        let mut proxy = vec![std::env::current_exe().context("cannot find the workstation binary")?.display().to_string()];
         let provider: Box<dyn Provider> = match settings.provider {
             ProviderKind::Aws => {
-                let sdk = sdk::config(settings.aws.profile.as_deref(), aws_region(&settings.aws, manifest)).await;
+                let region = aws_region(&settings.aws, manifest);
+                proxy.extend(["--provider".into(), "aws".into()]);
+                proxy.extend(region.iter().flat_map(|r| ["--region".into(), r.clone()]));
+                proxy.extend(settings.aws.profile.iter().flat_map(|p| ["--profile".into(), p.clone()]));
+                let sdk = sdk::config(settings.aws.profile.as_deref(), region).await;
                 Box::new(AwsProvider::new(aws_sdk_ec2::Client::new(&sdk), settings.aws.address))
             }
-            ProviderKind::Local => Box::new(LocalProvider::new(paths.local_boxes(), settings.local.clone())?),
+            ProviderKind::Local => {
+                proxy.extend(["--provider".into(), "local".into()]);
+                Box::new(LocalProvider::new(paths.local_boxes(), settings.local.clone(), settings.local_idle_check_every)?)
+            }
         };
         let ssh_user = settings.ssh_user.clone().unwrap_or_else(|| match settings.provider {
             ProviderKind::Aws => settings.owner.to_string(),
@@ -105,6 +119,7 @@ impl Global {
             identity: settings.ssh_key.clone(),
             ssh_user,
             paths,
+            proxy,
         })
     }
 }

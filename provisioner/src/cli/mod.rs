@@ -146,6 +146,8 @@ pub enum Command {
     Code(ssh::CodeArgs),
     SshConfig(ssh::SshConfigArgs),
     Pin(ssh::PinArgs),
+    #[command(hide = true)]
+    Proxy(ssh::ProxyArgs),
     /// Build the box image with the flake and publish it as an AMI.
     #[command(subcommand)]
     Image(image::ImageCommand),
@@ -189,6 +191,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Code(args) => ssh::code(&global, args).await,
         Command::SshConfig(args) => ssh::ssh_config(&global, args).await,
         Command::Pin(args) => ssh::pin(&global, args).await,
+        Command::Proxy(args) => ssh::proxy(&global, args).await,
         Command::Image(cmd) => image::run(&global, cmd).await,
         Command::BoxSide(cmd) => boxside::run(&global, cmd).await,
     }

@@ -62,6 +62,27 @@ pub struct SshConfigArgs {
     no_include: bool,
 }
 
+/// Connect OpenSSH to a box, starting it if it is stopped (wake on connect).
+///
+/// The generated SSH config runs this as each box's ProxyCommand, so plain
+/// `ssh ws-NAME`, scp, rsync and VS Code Remote-SSH wake a stopped box
+/// too: it starts the box (progress on stderr), waits until SSH answers
+/// with the pinned key, connects to the box's current address and hands
+/// the connected socket to ssh (ProxyUseFdpass), which then checks the
+/// pinned host key itself. Not for use by hand.
+///
+/// Examples (in ~/.local/state/workstation/ssh_config):
+///   ProxyCommand /usr/bin/workstation --provider aws proxy dev --port %p
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct ProxyArgs {
+    /// Box name.
+    name: BoxName,
+    /// The box's SSH port (ssh's %p).
+    #[arg(long, default_value_t = 22)]
+    port: u16,
+}
+
 /// Pin the host key a box published (after a deliberate rebuild, --replace).
 ///
 /// Examples:
@@ -81,7 +102,9 @@ pub async fn ssh(global: &Global, args: SshArgs) -> Result<ExitCode> {
     let (ctx, info) = running_box(global, &args.target.get()).await?;
     let config = ctx.write_ssh_config(false).await?;
     let mut ssh = tokio::process::Command::new("ssh");
-    ssh.arg("-F").arg(&config);
+    // The box is awake and the config was just written with its address:
+    // no need for the config's ProxyCommand to look it up again.
+    ssh.arg("-F").arg(&config).args(["-o", "ProxyCommand=none"]);
     let terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let tty = match (args.command.is_empty(), args.tty, args.no_tty) {
         (_, _, true) => Some("-T"),
@@ -112,12 +135,33 @@ pub async fn ssh(global: &Global, args: SshArgs) -> Result<ExitCode> {
 }
 
 /// The running box `name`, for a verb that hands it to OpenSSH: a stopped
-/// box says so, and how to start it, instead of "no route to host".
+/// box is started first (wake on connect).
 async fn running_box(global: &Global, name: &BoxName) -> Result<(Context, BoxInfo)> {
-    let ctx = global.context(global.manifest_for_lookup().as_ref()).await?;
-    let info = ctx.find(name).await?;
+    let (ctx, info) = global.wake(global.manifest_for_lookup().as_ref(), name).await?;
     ctx.target(&info)?;
     Ok((ctx, info))
+}
+
+pub async fn proxy(global: &Global, args: ProxyArgs) -> Result<ExitCode> {
+    let (ctx, info) = running_box(global, &args.name).await?;
+    let address = std::net::SocketAddr::new(ctx.target(&info)?.address.ip(), args.port);
+    let stream = std::net::TcpStream::connect(address).with_context(|| format!("cannot connect to box {} at {address}", info.name))?;
+    pass_to_ssh(&stream).context("cannot hand the connection to ssh: `workstation proxy` is a ProxyCommand for OpenSSH with ProxyUseFdpass yes")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Sends the connected socket to ssh over stdout, a Unix socket when ssh
+/// runs us with ProxyUseFdpass: one byte carrying it as SCM_RIGHTS (what
+/// OpenSSH's mm_receive_fd reads).
+fn pass_to_ssh(stream: &std::net::TcpStream) -> std::io::Result<()> {
+    use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+    use std::os::fd::AsFd;
+    let fds = [stream.as_fd()];
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    control.push(SendAncillaryMessage::ScmRights(&fds));
+    sendmsg(std::io::stdout().as_fd(), &[std::io::IoSlice::new(&[0])], &mut control, SendFlags::empty())?;
+    Ok(())
 }
 
 /// A child's status as this process's: its code, or 128 + the signal that
@@ -218,7 +262,7 @@ pub async fn port_forward(global: &Global, args: PortForwardArgs) -> Result<Exit
     let (ctx, info) = running_box(global, &args.name).await?;
     let config = ctx.write_ssh_config(false).await?;
     let mut ssh = std::process::Command::new("ssh");
-    ssh.arg("-F").arg(&config).args(["-N", "-T", "-o", "ExitOnForwardFailure=yes"]);
+    ssh.arg("-F").arg(&config).args(["-N", "-T", "-o", "ExitOnForwardFailure=yes", "-o", "ProxyCommand=none"]);
     for f in &args.ports {
         ssh.arg("-L").arg(format!("127.0.0.1:{}:127.0.0.1:{}", f.local, f.remote));
     }

@@ -138,8 +138,7 @@ pub struct RenderArgs {
 
 pub async fn up(global: &Global, args: UpArgs) -> Result<ExitCode> {
     let manifest = global.load_manifest()?;
-    let ctx = global.context(Some(&manifest)).await?;
-    let info = ctx.find(&args.target.get()).await?;
+    let (ctx, info) = global.wake(Some(&manifest), &args.target.get()).await?;
     let progress = output::spinner(global.output);
     let report = ctx.up(&info, &manifest, args.timeout.value, progress.as_ref()).await;
     progress.inspect(|p| p.finish_and_clear());
@@ -156,8 +155,7 @@ pub async fn seed(global: &Global, args: SeedArgs) -> Result<ExitCode> {
     if let Some(store) = &args.store {
         manifest.manifest.check_store(store)?;
     }
-    let ctx = global.context(Some(&manifest)).await?;
-    let info = ctx.find(&args.target.get()).await?;
+    let (ctx, info) = global.wake(Some(&manifest), &args.target.get()).await?;
     let progress = output::spinner(global.output);
     if let Some(p) = &progress {
         p.set_message("seeding");
@@ -183,7 +181,7 @@ pub async fn services(global: &Global, args: ServicesArgs) -> Result<ExitCode> {
     if let Some(p) = &args.program {
         m.check_program(p)?;
     }
-    let (ctx, info) = global.find(&manifest, &args.target.get()).await?;
+    let (ctx, info) = global.wake(Some(&manifest), &args.target.get()).await?;
     let programs = ctx.on_box(&info, async |shell| Ok::<_, anyhow::Error>(services::status(shell, m, args.program.as_deref()).await?)).await?;
     match global.output {
         Output::Json => output::json(&programs)?,
@@ -195,7 +193,7 @@ pub async fn services(global: &Global, args: ServicesArgs) -> Result<ExitCode> {
 pub async fn restart(global: &Global, args: RestartArgs) -> Result<ExitCode> {
     let manifest = global.load_manifest()?;
     manifest.manifest.check_program(&args.program)?;
-    let (ctx, info) = global.find(&manifest, &args.target.get()).await?;
+    let (ctx, info) = global.wake(Some(&manifest), &args.target.get()).await?;
     let out = ctx.on_box(&info, async |shell| Ok::<_, anyhow::Error>(services::restart(shell, &manifest.manifest, &args.program).await?)).await?;
     match global.output {
         Output::Json => output::json(&serde_json::json!({ "program": args.program, "restarted": true }))?,
@@ -207,7 +205,7 @@ pub async fn restart(global: &Global, args: RestartArgs) -> Result<ExitCode> {
 pub async fn logs(global: &Global, args: LogsArgs) -> Result<ExitCode> {
     let manifest = global.load_manifest()?;
     manifest.manifest.check_program(&args.program)?;
-    let (ctx, info) = global.find(&manifest, &args.target.get()).await?;
+    let (ctx, info) = global.wake(Some(&manifest), &args.target.get()).await?;
     let status = ctx
         .on_box(&info, async |shell| Ok::<_, anyhow::Error>(services::logs(shell, &manifest.manifest, &args.program, args.lines, args.follow).await?))
         .await?;

@@ -54,9 +54,8 @@ pub async fn sync(global: &Global, args: SyncArgs) -> Result<ExitCode> {
         None => manifest.path.parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")),
     };
     let dir = std::fs::canonicalize(&dir).with_context(|| format!("the checkout {} does not exist", dir.display()))?;
-    let ctx = global.context(Some(&manifest)).await?;
+    let (ctx, info) = global.wake(Some(&manifest), &args.target.get()).await?;
     let _lock = session::lock(&ctx.paths.state_dir, &dir)?;
-    let info = ctx.find(&args.target.get()).await?;
     let sync = Sync::prepare(&ctx, &info, &manifest, dir).await?;
     let report = Lines(global.output);
     let started = std::time::Instant::now();

@@ -88,6 +88,10 @@ pub struct LocalFile {
     pub bridge: Option<String>,
     pub network: Option<Ipv4Net>,
     pub subnet: Option<Ipv4Net>,
+    /// How often each local box runs its idle check (default 1m, as the
+    /// image's timer).
+    #[serde(default, with = "humantime_serde")]
+    pub idle_check_every: Option<std::time::Duration>,
 }
 
 /// The local provider's network: one bridge that owns `network`, so no
@@ -120,6 +124,7 @@ pub struct Settings {
     pub ssh_user: Option<String>,
     pub aws: AwsSettings,
     pub local: LocalNetwork,
+    pub local_idle_check_every: std::time::Duration,
 }
 
 /// Linux interface names are at most 15 bytes (IFNAMSIZ - 1).
@@ -164,6 +169,14 @@ impl Settings {
             network,
         };
         check_local(&local)?;
+        let local_idle_check_every = file.local.idle_check_every.unwrap_or(std::time::Duration::from_secs(60));
+        if local_idle_check_every < std::time::Duration::from_secs(1) {
+            return Err(SettingsError::Local {
+                field: "idle_check_every",
+                value: humantime::format_duration(local_idle_check_every).to_string(),
+                message: "must be at least 1s, e.g. \"1m\"".into(),
+            });
+        }
 
         Ok(Settings {
             path,
@@ -173,6 +186,7 @@ impl Settings {
             ssh_user: file.ssh_user,
             aws: file.aws,
             local,
+            local_idle_check_every,
         })
     }
 

@@ -22,6 +22,8 @@ use crate::laptop::settings::{LocalNetwork, ProviderKind};
 pub struct LocalProvider {
     root: PathBuf,
     network: LocalNetwork,
+    /// How often each box runs its idle check (`local.idle_check_every`).
+    idle_check_every: std::time::Duration,
 }
 
 /// What `box.json` records. `state` is what the user asked for; the box is
@@ -43,6 +45,10 @@ struct Record {
     /// Why the box's idle check stopped it (the EC2 tag's counterpart).
     #[serde(default)]
     stopped_by: Option<String>,
+    /// The manifest the box was created from: its idle check reads the
+    /// policy and the service ports there (an image has it baked in).
+    #[serde(default)]
+    manifest: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,12 +59,12 @@ enum Recorded {
 }
 
 impl LocalProvider {
-    pub fn new(root: PathBuf, network: LocalNetwork) -> Result<Self> {
+    pub fn new(root: PathBuf, network: LocalNetwork, idle_check_every: std::time::Duration) -> Result<Self> {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             return Err(ProviderError::NeedsRoot);
         }
-        Ok(Self { root, network })
+        Ok(Self { root, network, idle_check_every })
     }
 
     fn box_dir(&self, owner: &str, name: &str) -> PathBuf {
@@ -107,6 +113,19 @@ impl LocalProvider {
         workstation_hosts_protocol::atomic::write(&dir.join("box.json"), &json, 0o600).map_err(io(&dir))
     }
 
+    /// Changes the record under its lock, re-read first: the box's idle
+    /// check (every minute, from inside the box) and the CLI both write it,
+    /// and neither may lose the other's change.
+    fn update(&self, id: &str, change: impl FnOnce(&mut Record)) -> Result<Record> {
+        let r = self.record(id)?;
+        let dir = self.box_dir(&r.owner, &r.name);
+        let _lock = lock(&dir.join("box.json.lock"))?;
+        let mut r = self.record(id)?;
+        change(&mut r);
+        self.save(&r)?;
+        Ok(r)
+    }
+
     fn info(&self, r: &Record) -> BoxInfo {
         let state = match r.state {
             Recorded::Running if self.host(r).is_up() => BoxState::Running,
@@ -138,13 +157,12 @@ impl LocalProvider {
     /// Records what the box's idle check reports about itself: the local
     /// counterpart of its EC2 tags `last-active` and `stopped-by`.
     pub fn record_tag(&self, id: &str, key: &str, value: &str) -> Result<()> {
-        let mut r = self.record(id)?;
-        match key {
-            super::tags::LAST_ACTIVE => r.last_active = super::parse_time(Some(value)),
-            super::tags::STOPPED_BY => r.stopped_by = Some(value.into()),
+        let change: Box<dyn FnOnce(&mut Record)> = match key {
+            super::tags::LAST_ACTIVE => Box::new(|r| r.last_active = super::parse_time(Some(value))),
+            super::tags::STOPPED_BY => Box::new(|r| r.stopped_by = Some(value.into())),
             other => return Err(ProviderError::Local(format!("local boxes record no {other} tag"))),
-        }
-        self.save(&r)
+        };
+        self.update(id, change).map(drop)
     }
 
     /// Lowest free address in the subnet. Called under the allocation lock.
@@ -158,19 +176,54 @@ impl LocalProvider {
             .ok_or_else(|| ProviderError::Local(format!("no free address left in local.subnet {}", self.network.subnet)))
     }
 
-    async fn boot(&self, mut r: Record) -> Result<Record> {
+    async fn boot(&self, r: Record) -> Result<Record> {
         let host = self.host(&r);
         let host = tokio::task::spawn_blocking(move || host.boot().map(|_| host))
             .await
             .expect("boot task panicked")?;
-        if r.host_key.is_none() {
-            // First boot: the box publishes its own host key.
-            let key = std::fs::read_to_string(host.host_key_pub()).map_err(io(&host.dir))?;
-            r.host_key = Some(key.split_whitespace().take(2).collect::<Vec<_>>().join(" "));
-        }
-        r.state = Recorded::Running;
-        self.save(&r)?;
+        // First boot: the box publishes its own host key.
+        let published = match &r.host_key {
+            Some(_) => None,
+            None => Some(std::fs::read_to_string(host.host_key_pub()).map_err(io(&host.dir))?),
+        };
+        let r = self.update(&r.id, |r| {
+            if let Some(key) = published {
+                r.host_key = Some(key.split_whitespace().take(2).collect::<Vec<_>>().join(" "));
+            }
+            r.state = Recorded::Running;
+            // As EC2's LaunchTime: the last start, from which a box counts
+            // as active (a woken box is not stopped by its idle check at once).
+            r.launched_at = Utc::now();
+        })?;
+        start_stack(&host)?;
+        self.start_idle_check(&host, &r)?;
         Ok(r)
+    }
+
+    /// The box's own idle check, every `idle_check_every`, inside the box:
+    /// what the image's systemd timer is on EC2. It outlives the CLI that
+    /// booted the box and goes away with the box (`halt` stops everything
+    /// in its namespace). Its last run's output is in `idle-check.log`.
+    fn start_idle_check(&self, host: &BoxHost, r: &Record) -> Result<()> {
+        let Some(manifest) = &r.manifest else {
+            return Ok(());
+        };
+        let exe = std::env::current_exe().map_err(io(&host.dir))?;
+        let every = self.idle_check_every.as_secs().max(1).to_string();
+        let log = host.dir.join("idle-check.log");
+        let mut env: Vec<(&str, String)> = vec![("WORKSTATION_MANIFEST", manifest.display().to_string())];
+        // The check finds this box's record as this CLI does.
+        for var in ["HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME"] {
+            if let Some(v) = std::env::var_os(var) {
+                env.push((var, v.to_string_lossy().into_owned()));
+            }
+        }
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        host.spawn(
+            r#"while sleep "$1"; do "$2" box idle-check --root "$3" >"$4" 2>&1; done"#,
+            &[&every, path(&exe)?, path(&host.root())?, path(&log)?],
+            &env,
+        )
     }
 
     async fn halt(&self, r: &Record) -> Result<()> {
@@ -217,6 +270,7 @@ impl Provider for LocalProvider {
                 last_active: None,
                 keep_until: None,
                 stopped_by: None,
+                manifest: Some(std::fs::canonicalize(&spec.manifest.path).unwrap_or_else(|_| spec.manifest.path.clone())),
             };
             self.save(&record)?;
             record
@@ -248,17 +302,21 @@ impl Provider for LocalProvider {
 
     async fn start(&self, id: &str) -> Result<()> {
         let r = self.record(id)?;
+        // Concurrent starts (two wakes on connect) boot it once: a second
+        // boot would halt the first one's sshd and sessions.
+        let _lock = lock(&self.root.join(format!("{}--{}.lock", r.owner, r.name)))?;
+        let r = self.record(id)?;
         if self.info(&r).state != BoxState::Running {
+            tracing::info!("booting local box {id}");
             self.boot(r).await?;
         }
         Ok(())
     }
 
     async fn stop(&self, id: &str) -> Result<()> {
-        let mut r = self.record(id)?;
+        let r = self.record(id)?;
         self.halt(&r).await?;
-        r.state = Recorded::Stopped;
-        self.save(&r)
+        self.update(id, |r| r.state = Recorded::Stopped).map(drop)
     }
 
     async fn destroy(&self, id: &str) -> Result<()> {
@@ -269,9 +327,7 @@ impl Provider for LocalProvider {
     }
 
     async fn keep_until(&self, id: &str, until: DateTime<Utc>) -> Result<()> {
-        let mut r = self.record(id)?;
-        r.keep_until = Some(until);
-        self.save(&r)
+        self.update(id, |r| r.keep_until = Some(until)).map(drop)
     }
 }
 
@@ -281,11 +337,34 @@ fn read_record(path: &Path) -> Result<Record> {
         .map_err(|e| ProviderError::Local(format!("{} is corrupt ({e}); remove the box directory to forget the box", path.display())))
 }
 
+/// The box's stack, as the image's systemd unit starts it at boot:
+/// supervisord with the configuration `up` last installed, if any, in the
+/// box's hostname and with the environment its SSH sessions have. Waited
+/// for (0.3-0.5 s: supervisord daemonises once its socket listens), so
+/// the verb that woke the box finds the stack starting, not missing.
+fn start_stack(host: &BoxHost) -> Result<()> {
+    let layout = crate::stack::layout::Layout::new(path(&host.root())?, None).map_err(|e| ProviderError::Local(e.to_string()))?;
+    if !Path::new(&layout.conf()).exists() {
+        return Ok(());
+    }
+    let root = path(&host.root())?.to_owned();
+    let home = path(&host.home())?.to_owned();
+    host.run_in(
+        r#"exec unshare --uts -- sh -c 'hostname "$1" && exec supervisord -c "$2"' sh "$1" "$2""#,
+        &[&host.hostname, &layout.conf()],
+        &[("HOME", &home), ("WORKSTATION_BOX_ROOT", &root), ("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")],
+    )
+}
+
 /// An exclusive lock held until the returned file is dropped.
 fn lock(path: &Path) -> Result<File> {
     let f = File::options().create(true).truncate(false).write(true).open(path).map_err(io(path))?;
     f.lock().map_err(io(path))?;
     Ok(f)
+}
+
+fn path(p: &Path) -> Result<&str> {
+    p.to_str().ok_or_else(|| ProviderError::Local(format!("{} is not UTF-8", p.display())))
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ProviderError + '_ {

@@ -149,6 +149,42 @@ impl BoxHost {
         self.wait_accepting(SSHD_READY_TIMEOUT)
     }
 
+    /// Starts `sh -c script args...` inside the box, detached (its own
+    /// session, stdio on /dev/null): a program that runs as long as the
+    /// box, as a unit started at boot would, and that `halt` stops with
+    /// every other process in the namespace.
+    pub fn spawn(&self, script: &str, args: &[&str], env: &[(&str, &str)]) -> Result<()> {
+        self.command(script, args, env).spawn().map(drop).map_err(io(format!("cannot start a program in box {}", self.hostname)))
+    }
+
+    /// Runs `sh -c script args...` inside the box, as `spawn` does, and
+    /// waits for it (a daemon that forks once it is ready).
+    pub fn run_in(&self, script: &str, args: &[&str], env: &[(&str, &str)]) -> Result<()> {
+        let status = self.command(script, args, env).status().map_err(io(format!("cannot run a program in box {}", self.hostname)))?;
+        match status.success() {
+            true => Ok(()),
+            false => Err(ProviderError::Command { command: format!("{script} {}", args.join(" ")), stderr: format!("exited with {status}") }),
+        }
+    }
+
+    /// `sh -c script args...` in the namespace, with exactly `env` (and a
+    /// PATH), in a session of its own.
+    fn command(&self, script: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns, "sh", "-c", script, "sh"]).args(args);
+        cmd.env_clear().env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into())).envs(env.iter().copied());
+        cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        // SAFETY: setsid is async-signal-safe; nothing else runs in the child.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        cmd
+    }
+
     /// Powers the box off: every process in the namespace is stopped, the
     /// namespace and veth removed. The directory (disk) stays.
     pub fn halt(&self) -> Result<()> {

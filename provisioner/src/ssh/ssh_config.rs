@@ -28,12 +28,23 @@ pub fn host_alias(name: &str) -> String {
     format!("ws-{name}")
 }
 
-pub fn render(entries: &[HostEntry], identity: &Path, known_hosts: &Path) -> String {
+/// One `Host` block per box. The connection goes through
+/// `<proxy...> proxy NAME --port %p` (`workstation proxy`): it starts a
+/// stopped box, waits for SSH, connects to the box's current address and
+/// hands the connected socket to ssh (`ProxyUseFdpass`), so nothing relays
+/// the bytes afterwards. `HostName` is only what the box's address was
+/// when this file was written.
+pub fn render(entries: &[HostEntry], identity: &Path, known_hosts: &Path, proxy: &[String]) -> String {
     let mut out = String::from("# Written by `workstation ssh-config`; regenerated on create, start and destroy. Edits are lost.\n");
+    // ssh runs ProxyCommand with the shell, after expanding %-tokens.
+    let proxy: Vec<String> = proxy.iter().map(|w| shell_word(&w.replace('%', "%%"))).collect();
     for e in entries {
         out.push_str(&format!(
             "\nHost {host}\n    HostName {addr}\n    User {user}\n    IdentityFile {id}\n    IdentitiesOnly yes\n    \
-             HostKeyAlias {alias}\n    UserKnownHostsFile {kh}\n    StrictHostKeyChecking yes\n    CheckHostIP no\n",
+             HostKeyAlias {alias}\n    UserKnownHostsFile {kh}\n    StrictHostKeyChecking yes\n    CheckHostIP no\n    \
+             ProxyCommand {proxy} proxy {name} --port %p\n    ProxyUseFdpass yes\n",
+            proxy = proxy.join(" "),
+            name = e.name,
             host = host_alias(&e.name),
             addr = e.address,
             user = e.user,
@@ -43,6 +54,15 @@ pub fn render(entries: &[HostEntry], identity: &Path, known_hosts: &Path) -> Str
         ));
     }
     out
+}
+
+/// A word for `sh`, single-quoted unless it is plain.
+fn shell_word(w: &str) -> String {
+    if !w.is_empty() && w.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-+=:,@%".contains(&b)) {
+        w.to_string()
+    } else {
+        format!("'{}'", w.replace('\'', "'\\''"))
+    }
 }
 
 fn quote(p: &Path) -> String {
@@ -139,8 +159,17 @@ mod tests {
             &[HostEntry { name: "dev".into(), id: "i-1".into(), address: "10.0.0.5".into(), user: "alice".into() }],
             Path::new("/h/.ssh/id_ed25519"),
             Path::new("/h/kh"),
+            &["/opt/my tools/workstation".into(), "--provider".into(), "aws".into(), "--profile".into(), "it's%".into()],
         );
-        for want in ["Host ws-dev\n", "HostName 10.0.0.5", "HostKeyAlias i-1.workstation", "UserKnownHostsFile \"/h/kh\"", "StrictHostKeyChecking yes"] {
+        for want in [
+            "Host ws-dev\n",
+            "HostName 10.0.0.5",
+            "HostKeyAlias i-1.workstation",
+            "UserKnownHostsFile \"/h/kh\"",
+            "StrictHostKeyChecking yes",
+            "ProxyCommand '/opt/my tools/workstation' --provider aws --profile 'it'\\''s%%' proxy dev --port %p\n",
+            "ProxyUseFdpass yes\n",
+        ] {
             assert!(text.contains(want), "{want} in {text}");
         }
     }
