@@ -2,8 +2,10 @@
 
 Answers the first N requests with EC2's RequestLimitExceeded (HTTP 503),
 then forwards everything to the upstream. Proves the SDK's retry
-configuration handles throttling. Prints its port on stdout once listening;
-GET /__stats returns {"throttled": n, "forwarded": m}.
+configuration handles throttling. Listens on the upstream's host (a box
+reaches it as it reaches moto); prints its port on stdout once listening.
+GET /__stats returns {"throttled": n, "forwarded": m}; GET /__requests the
+forwarded requests' parameters, in order (what the API was asked).
 
 Usage: throttle_shim.py UPSTREAM_URL THROTTLE_COUNT
 """
@@ -18,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 UPSTREAM = urllib.parse.urlparse(sys.argv[1])
 LIMIT = int(sys.argv[2])
 STATE = {"throttled": 0, "forwarded": 0}
+REQUESTS = []
 LOCK = threading.Lock()
 
 THROTTLED = (
@@ -42,9 +45,9 @@ class Shim(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self):
-        if self.path == "/__stats":
+        if self.path in ("/__stats", "/__requests"):
             with LOCK:
-                body = json.dumps(STATE).encode()
+                body = json.dumps(STATE if self.path == "/__stats" else REQUESTS).encode()
             return self.reply(200, body, [("Content-Type", "application/json")])
         self.forward()
 
@@ -56,6 +59,8 @@ class Shim(BaseHTTPRequestHandler):
         with LOCK:
             throttle = STATE["throttled"] < LIMIT
             STATE["throttled" if throttle else "forwarded"] += 1
+            if not throttle:
+                REQUESTS.append(dict(urllib.parse.parse_qsl(body.decode("utf-8", "replace"))))
         if throttle:
             return self.reply(503, THROTTLED, [("Content-Type", "text/xml")])
         conn = http.client.HTTPConnection(UPSTREAM.hostname, UPSTREAM.port, timeout=30)
@@ -69,6 +74,6 @@ class Shim(BaseHTTPRequestHandler):
         self.reply(resp.status, data, passthrough)
 
 
-server = ThreadingHTTPServer(("127.0.0.1", 0), Shim)
+server = ThreadingHTTPServer((UPSTREAM.hostname, 0), Shim)
 print(server.server_address[1], flush=True)
 server.serve_forever()

@@ -314,6 +314,53 @@ fn aws_throttling_is_retried_by_the_sdk() {
     assert!(stats["forwarded"].as_u64().unwrap() >= 1, "{stats}");
 }
 
+/// `box.hibernate`: the launch enables hibernation (HibernationOptions)
+/// once DescribeInstanceTypes says the type can and the disk holds the RAM,
+/// and `stop`, the box's idle check and `reap` hibernate (Hibernate=true):
+/// the requests as moto received them.
+#[test]
+fn hibernation_is_asked_for_at_launch_and_at_every_stop() {
+    let mut env = TestEnv::aws();
+    let moto_url = env.moto.as_ref().unwrap().url.clone();
+    let shim = Shim::start(&moto_url, 0);
+    env.set_endpoint(&shim.url);
+    let text = std::fs::read_to_string(&env.manifest).unwrap();
+    env.write_manifest(&text.replace("[box]\n", "[box]\nhibernate = true\n").replace("disk_gib = 30", "disk_gib = 8"));
+    let err = env.fails(&["create", "dev"]);
+    assert!(err.contains("box.hibernate") && err.contains("box.disk_gib = 8") && err.contains("at least 20"), "{err}");
+    assert!(shim.requests("RunInstances").is_empty(), "nothing launched");
+
+    env.write_manifest(&text.replace("[box]\n", "[box]\nhibernate = true\n"));
+    let created = env.json(&["create", "dev"]);
+    let run = &shim.requests("RunInstances")[0];
+    assert_eq!(run["HibernationOptions.Configured"], "true", "{run}");
+    assert_eq!(run["BlockDeviceMapping.1.Ebs.Encrypted"], "true", "{run}");
+
+    env.ok(&["stop", "dev"]);
+    assert_eq!(shim.requests("StopInstances").last().unwrap()["Hibernate"], "true");
+
+    // The box's own idle check, an hour past its timeout.
+    env.ok(&["start", "dev"]);
+    let (id, ip) = (created["box"]["id"].as_str().unwrap(), env.json(&["status", "dev"])["address"].as_str().unwrap().to_owned());
+    let at = (chrono::Utc::now() + chrono::Duration::hours(3)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let out = env
+        .cmd_on_box(&ip, &["box", "idle-check", "--instance-id", id, "--region", "us-east-1", "--at", &at, "--output", "json"])
+        .env("WORKSTATION_BOX_ROOT", env.root.path().join("box-root"))
+        .output()
+        .unwrap();
+    // Its exit status is not asserted: the box it stops may end it first,
+    // as on EC2. The request is what counts.
+    let stops = shim.requests("StopInstances");
+    assert_eq!(stops.len(), 2, "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!((stops[1]["InstanceId.1"].as_str(), stops[1]["Hibernate"].as_str()), (Some(id), Some("true")), "{stops:?}");
+
+    // reap: its batch of hibernating boxes hibernates.
+    env.ok(&["start", "dev"]);
+    env.ok(&["reap", "--at", &at]);
+    let stops = shim.requests("StopInstances");
+    assert_eq!(stops.last().unwrap()["Hibernate"], "true", "{stops:?}");
+}
+
 /// `tests/support/throttle_shim.py`: answers the first N calls with
 /// RequestLimitExceeded, forwards the rest to moto.
 struct Shim {
@@ -332,16 +379,26 @@ impl Shim {
             .unwrap();
         let mut line = String::new();
         std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        Shim { url: format!("http://127.0.0.1:{}", line.trim()), child }
+        let host = upstream.split("://").nth(1).and_then(|h| h.split(':').next()).unwrap();
+        Shim { url: format!("http://{host}:{}", line.trim()), child }
     }
 
-    fn stats(&self) -> serde_json::Value {
+    fn get(&self, path: &str) -> serde_json::Value {
         let out = workstation_tests::run_ok(std::process::Command::new("python3").args([
             "-c",
             "import sys,urllib.request;print(urllib.request.urlopen(sys.argv[1]).read().decode())",
-            &format!("{}/__stats", self.url),
+            &format!("{}{path}", self.url),
         ]));
         serde_json::from_str(&out).unwrap()
+    }
+
+    fn stats(&self) -> serde_json::Value {
+        self.get("/__stats")
+    }
+
+    /// The parameters of each forwarded call to `action`.
+    fn requests(&self, action: &str) -> Vec<serde_json::Value> {
+        self.get("/__requests").as_array().unwrap().iter().filter(|r| r["Action"] == action).cloned().collect()
     }
 }
 

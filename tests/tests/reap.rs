@@ -118,7 +118,7 @@ fn boxes_stopped_or_terminated_mid_reap_are_not_errors() {
         client.stop_instances().set_instance_ids(Some(ids[5..10].to_vec())).send().await.unwrap();
     });
     let plan_ids: Vec<String> = plan.iter().map(|p| p.id.clone()).collect();
-    let done = block_on(provider.stop_batch(&plan_ids, "test"));
+    let done = block_on(provider.stop_batch(&plan_ids, "test", false));
     assert!(done.failed.is_empty(), "{:?}", done.failed);
     assert_eq!(done.stopped.len() + done.gone.len(), 30);
     assert!(ids[..5].iter().all(|id| done.gone.contains(id) || done.stopped.contains(id)));

@@ -384,7 +384,7 @@ impl Context {
         let info = self.find(name).await?;
         if info.state != BoxState::Stopped {
             step(progress, format!("stopping {}", info.id));
-            self.provider.stop(&info.id).await?;
+            self.provider.stop(&info.id, info.hibernate).await?;
         }
         let stopped = self.wait(&info, "stopped", RUNNING_TIMEOUT, progress, |i| i.state == BoxState::Stopped).await?;
         // A stopped box gives up its public address, which someone else's

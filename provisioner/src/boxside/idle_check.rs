@@ -57,6 +57,8 @@ pub struct Check<'a> {
     /// The box root (`<root>/run/idle.json`, the sync marker).
     pub root: PathBuf,
     pub api: &'a SelfApi,
+    /// Hibernate rather than stop (the manifest's box.hibernate).
+    pub hibernate: bool,
     /// Decide and report, but do not tag, warn or stop.
     pub dry_run: bool,
 }
@@ -105,7 +107,7 @@ impl Check<'_> {
                     // old samples as fresh.
                     state.sample = None;
                     self.save(&state)?;
-                    self.api.stop().await?;
+                    self.api.stop(self.hibernate).await?;
                     checked.stopped = true;
                     return Ok(checked);
                 }

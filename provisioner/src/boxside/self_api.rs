@@ -94,12 +94,14 @@ impl SelfApi {
         }
     }
 
-    pub async fn stop(&self) -> Result<(), BoxSideError> {
+    /// Stops this box; `hibernate` (the manifest's box.hibernate) keeps
+    /// its memory on an instance launched with hibernation.
+    pub async fn stop(&self, hibernate: bool) -> Result<(), BoxSideError> {
         match self {
             SelfApi::Ec2 { client, id, .. } => {
-                client.stop_instances().instance_ids(id).send().await.map_err(api("StopInstances"))?;
+                crate::provider::aws::stop_instances(client, std::slice::from_ref(id), hibernate).await.map_err(api("StopInstances"))?;
             }
-            SelfApi::Local { provider, id } => provider.stop(id).await.map_err(local)?,
+            SelfApi::Local { provider, id } => provider.stop(id, false).await.map_err(local)?,
         }
         Ok(())
     }

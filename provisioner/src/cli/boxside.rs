@@ -63,7 +63,14 @@ pub async fn run(global: &super::Global, cmd: BoxCommand) -> Result<ExitCode> {
             let manifest = global.load_manifest()?;
             let api = SelfApi::for_root(&args.root, args.instance_id, args.region).await?;
             let ports = manifest.manifest.service_ports();
-            let check = crate::boxside::idle_check::Check { policy: &manifest.manifest.idle, ports, root: args.root, api: &api, dry_run: args.dry_run };
+            let check = crate::boxside::idle_check::Check {
+                policy: &manifest.manifest.idle,
+                ports,
+                root: args.root,
+                api: &api,
+                hibernate: manifest.manifest.machine.hibernate,
+                dry_run: args.dry_run,
+            };
             let checked = check.run(args.at.unwrap_or_else(chrono::Utc::now)).await?;
             match global.output {
                 super::Output::Json => super::output::json(&checked)?,

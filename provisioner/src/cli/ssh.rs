@@ -11,6 +11,7 @@ use super::box_arg::BoxArg;
 use super::output::{self, Output};
 use super::Global;
 use crate::boxes::lifecycle::Context;
+use crate::laptop::settings::ProviderKind;
 use crate::provider::BoxInfo;
 use crate::ssh::known_hosts::Pinned;
 use crate::manifest::name::BoxName;
@@ -72,12 +73,16 @@ pub struct SshConfigArgs {
 /// pinned host key itself. Not for use by hand.
 ///
 /// Examples (in ~/.local/state/workstation/ssh_config):
-///   ProxyCommand /usr/bin/workstation --provider aws proxy dev --port %p
+///   ProxyCommand /usr/bin/workstation --provider aws proxy dev --host %h --port %p
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct ProxyArgs {
     /// Box name.
     name: BoxName,
+    /// The address the config last knew (ssh's %h): an EC2 box running
+    /// there is connected to without an API call.
+    #[arg(long)]
+    host: Option<std::net::IpAddr>,
     /// The box's SSH port (ssh's %p).
     #[arg(long, default_value_t = 22)]
     port: u16,
@@ -142,13 +147,33 @@ async fn running_box(global: &Global, name: &BoxName) -> Result<(Context, BoxInf
     Ok((ctx, info))
 }
 
+/// How long a connect to the last known address may take before the box
+/// is looked up (a stopped instance's address drops packets).
+const PROXY_FAST_CONNECT: std::time::Duration = std::time::Duration::from_millis(1500);
+
 pub async fn proxy(global: &Global, args: ProxyArgs) -> Result<ExitCode> {
-    let (ctx, info) = running_box(global, &args.name).await?;
+    let ctx = global.context(global.manifest_for_lookup().as_ref()).await?;
+    // A running EC2 box answers at its address: no DescribeInstances per
+    // ssh connection. (Were the address someone else's by now, ssh would
+    // refuse its host key.) A local box is looked up, which costs nothing,
+    // while a stopped one's address would take seconds to fail.
+    if let (ProviderKind::Aws, Some(host)) = (ctx.provider.kind(), args.host) {
+        if let Ok(stream) = std::net::TcpStream::connect_timeout(&std::net::SocketAddr::new(host, args.port), PROXY_FAST_CONNECT) {
+            pass_to_ssh(&stream).context(FDPASS)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    let progress = output::spinner(global.output);
+    let info = ctx.wake(&args.name, progress.as_ref()).await;
+    progress.inspect(|p| p.finish_and_clear());
+    let info = info?;
     let address = std::net::SocketAddr::new(ctx.target(&info)?.address.ip(), args.port);
     let stream = std::net::TcpStream::connect(address).with_context(|| format!("cannot connect to box {} at {address}", info.name))?;
-    pass_to_ssh(&stream).context("cannot hand the connection to ssh: `workstation proxy` is a ProxyCommand for OpenSSH with ProxyUseFdpass yes")?;
+    pass_to_ssh(&stream).context(FDPASS)?;
     Ok(ExitCode::SUCCESS)
 }
+
+const FDPASS: &str = "cannot hand the connection to ssh: `workstation proxy` is a ProxyCommand for OpenSSH with ProxyUseFdpass yes";
 
 /// Sends the connected socket to ssh over stdout, a Unix socket when ssh
 /// runs us with ProxyUseFdpass: one byte carrying it as SCM_RIGHTS (what

@@ -23,6 +23,8 @@ pub struct Planned {
     pub owner: String,
     pub name: String,
     pub last_active: Option<DateTime<Utc>>,
+    /// Hibernated rather than stopped (launched with hibernation).
+    pub hibernate: bool,
     #[serde(flatten)]
     pub verdict: Verdict,
 }
@@ -53,7 +55,7 @@ pub fn plan(policy: &IdlePolicy, boxes: &[BoxInfo], at: DateTime<Utc>) -> Vec<Pl
         .iter()
         .filter_map(|b| {
             let verdict = policy::decide(policy, &Seen::of(b), at);
-            verdict.is_stop().then(|| Planned { id: b.id.clone(), owner: b.owner.clone(), name: b.name.clone(), last_active: b.last_active, verdict })
+            verdict.is_stop().then(|| Planned { id: b.id.clone(), owner: b.owner.clone(), name: b.name.clone(), last_active: b.last_active, hibernate: b.hibernate, verdict })
         })
         .collect()
 }
@@ -66,8 +68,11 @@ pub async fn reap(provider: &AwsProvider, policy: &IdlePolicy, at: DateTime<Utc>
         return Ok(report);
     }
     let reason = format!("reap at {}: idle per policy", at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-    let ids: Vec<String> = report.plan.iter().map(|p| p.id.clone()).collect();
-    let mut batches = stream::iter(ids.chunks(BATCH)).map(|chunk| provider.stop_batch(chunk, &reason)).buffer_unordered(concurrency.max(1));
+    // One StopInstances call hibernates all its instances or none.
+    let ids = |hibernate: bool| report.plan.iter().filter(|p| p.hibernate == hibernate).map(|p| p.id.clone()).collect::<Vec<_>>();
+    let (plain, hibernating) = (ids(false), ids(true));
+    let chunks = plain.chunks(BATCH).map(|c| (c, false)).chain(hibernating.chunks(BATCH).map(|c| (c, true)));
+    let mut batches = stream::iter(chunks).map(|(chunk, hibernate)| provider.stop_batch(chunk, &reason, hibernate)).buffer_unordered(concurrency.max(1));
     while let Some(done) = batches.next().await {
         report.stopped.extend(done.stopped);
         report.gone.extend(done.gone);
@@ -123,6 +128,7 @@ mod tests {
             last_active: idle_for.map(|m| now - Duration::minutes(m)),
             keep_until: None,
             stopped_by: None,
+            hibernate: false,
         }
     }
 

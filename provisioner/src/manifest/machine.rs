@@ -27,6 +27,12 @@ pub struct MachineSpec {
     /// accounts: anyone can publish a public AMI with a matching one.
     #[serde(default)]
     pub image_owners: Vec<String>,
+    /// Hibernate instead of stopping (idle check, `reap`, `stop`): a woken
+    /// box resumes with its processes and caches. The launch enables it
+    /// (HibernationOptions) after checking that the instance type supports
+    /// it and that the encrypted root volume holds the RAM.
+    #[serde(default)]
+    pub hibernate: bool,
 }
 
 /// How the manifest names the box's image.

@@ -145,6 +145,8 @@ impl LocalProvider {
             last_active: r.last_active,
             keep_until: r.keep_until,
             stopped_by: r.stopped_by.clone(),
+            // A namespace has no memory image to keep.
+            hibernate: false,
         }
     }
 
@@ -313,7 +315,7 @@ impl Provider for LocalProvider {
         Ok(())
     }
 
-    async fn stop(&self, id: &str) -> Result<()> {
+    async fn stop(&self, id: &str, _hibernate: bool) -> Result<()> {
         let r = self.record(id)?;
         self.halt(&r).await?;
         self.update(id, |r| r.state = Recorded::Stopped).map(drop)

@@ -62,6 +62,8 @@ pub struct BoxInfo {
     pub last_active: Option<DateTime<Utc>>,
     pub keep_until: Option<DateTime<Utc>>,
     pub stopped_by: Option<String>,
+    /// Launched with hibernation enabled: stops hibernate it.
+    pub hibernate: bool,
 }
 
 /// An RFC 3339 tag value; a malformed one counts as absent.
@@ -111,6 +113,8 @@ pub enum ProviderError {
     Command { command: String, stderr: String },
     #[error("{0}")]
     Local(String),
+    #[error("box.hibernate: {0}")]
+    Hibernation(String),
 }
 
 pub type Result<T, E = ProviderError> = std::result::Result<T, E>;
@@ -138,8 +142,10 @@ pub trait Provider: Send + Sync {
 
     async fn start(&self, id: &str) -> Result<()>;
 
-    /// Stops the box; its disk (state directory) is kept.
-    async fn stop(&self, id: &str) -> Result<()>;
+    /// Stops the box; its disk (state directory) is kept. With
+    /// `hibernate`, its memory too (EC2 hibernation; a box launched with
+    /// it enabled).
+    async fn stop(&self, id: &str, hibernate: bool) -> Result<()>;
 
     /// Deletes the box and its disk.
     async fn destroy(&self, id: &str) -> Result<()>;

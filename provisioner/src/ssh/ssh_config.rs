@@ -29,7 +29,7 @@ pub fn host_alias(name: &str) -> String {
 }
 
 /// One `Host` block per box. The connection goes through
-/// `<proxy...> proxy NAME --port %p` (`workstation proxy`): it starts a
+/// `<proxy...> proxy NAME --host %h --port %p` (`workstation proxy`): it starts a
 /// stopped box, waits for SSH, connects to the box's current address and
 /// hands the connected socket to ssh (`ProxyUseFdpass`), so nothing relays
 /// the bytes afterwards. `HostName` is only what the box's address was
@@ -42,7 +42,7 @@ pub fn render(entries: &[HostEntry], identity: &Path, known_hosts: &Path, proxy:
         out.push_str(&format!(
             "\nHost {host}\n    HostName {addr}\n    User {user}\n    IdentityFile {id}\n    IdentitiesOnly yes\n    \
              HostKeyAlias {alias}\n    UserKnownHostsFile {kh}\n    StrictHostKeyChecking yes\n    CheckHostIP no\n    \
-             ProxyCommand {proxy} proxy {name} --port %p\n    ProxyUseFdpass yes\n",
+             ProxyCommand {proxy} proxy {name} --host %h --port %p\n    ProxyUseFdpass yes\n",
             proxy = proxy.join(" "),
             name = e.name,
             host = host_alias(&e.name),
@@ -167,7 +167,7 @@ mod tests {
             "HostKeyAlias i-1.workstation",
             "UserKnownHostsFile \"/h/kh\"",
             "StrictHostKeyChecking yes",
-            "ProxyCommand '/opt/my tools/workstation' --provider aws --profile 'it'\\''s%%' proxy dev --port %p\n",
+            "ProxyCommand '/opt/my tools/workstation' --provider aws --profile 'it'\\''s%%' proxy dev --host %h --port %p\n",
             "ProxyUseFdpass yes\n",
         ] {
             assert!(text.contains(want), "{want} in {text}");

@@ -3,7 +3,8 @@
 
 use aws_sdk_ec2::primitives::Blob;
 use aws_sdk_ec2::types::{
-    BlockDeviceMapping, EbsBlockDevice, Filter, HttpTokensState, IamInstanceProfileSpecification, Instance, InstanceMetadataEndpointState,
+    BlockDeviceMapping, EbsBlockDevice, Filter, HibernationOptionsRequest, HttpTokensState, IamInstanceProfileSpecification, Instance,
+    InstanceMetadataEndpointState,
     InstanceMetadataOptionsRequest, InstanceMetadataTagsState, InstanceType, ResourceType, TagSpecification, VolumeType,
 };
 use sha2::{Digest, Sha256};
@@ -138,6 +139,31 @@ impl AwsProvider {
         Err(ProviderError::KeyPairMismatch { name: name.into(), reason })
     }
 
+    /// With `box.hibernate`: the instance type must support hibernation
+    /// and the root volume must hold the RAM besides the system (AWS's
+    /// prerequisites: supported family, at most 150 GiB of RAM, an
+    /// encrypted EBS root large enough for the memory image). Read from
+    /// DescribeInstanceTypes, before anything is launched.
+    pub(super) async fn check_hibernation(&self, spec: &LaunchSpec<'_>) -> Result<()> {
+        let machine = &spec.manifest.manifest.machine;
+        if !machine.hibernate {
+            return Ok(());
+        }
+        let out = self
+            .client
+            .describe_instance_types()
+            .instance_types(InstanceType::from(machine.instance_type.as_str()))
+            .send()
+            .await
+            .map_err(api("DescribeInstanceTypes"))?;
+        let Some(info) = out.instance_types().first() else {
+            return Err(ProviderError::Hibernation(format!("instance type {} is not offered in this region", machine.instance_type)));
+        };
+        let ram_gib = info.memory_info().and_then(|m| m.size_in_mib()).unwrap_or_default() as f64 / 1024.0;
+        hibernation_allows(&machine.instance_type, info.hibernation_supported().unwrap_or(false), ram_gib, machine.disk_gib)
+            .map_err(ProviderError::Hibernation)
+    }
+
     pub(super) async fn run_instance(&self, spec: &LaunchSpec<'_>, image: &str, root_device: &str, key_name: &str) -> Result<Instance> {
         let machine = &spec.manifest.manifest.machine;
         let tag_spec = |kind: ResourceType| {
@@ -191,6 +217,9 @@ impl AwsProvider {
                         )
                         .build(),
                 )
+                // The root volume is encrypted in any case, as hibernation
+                // requires.
+                .set_hibernation_options(machine.hibernate.then(|| HibernationOptionsRequest::builder().configured(true).build()))
                 .tag_specifications(tag_spec(ResourceType::Instance))
                 .tag_specifications(tag_spec(ResourceType::Volume))
                 .send()
@@ -212,6 +241,28 @@ impl AwsProvider {
             message: format!("kept returning terminated instances for {}/{}; try again in a minute", spec.owner, spec.name),
         })
     }
+}
+
+/// Room the system and the box's data need on the root volume besides the
+/// memory image, in GiB (the image is about 10).
+const HIBERNATION_HEADROOM_GIB: f64 = 16.0;
+/// AWS hibernates instances with at most this much RAM.
+const HIBERNATION_MAX_RAM_GIB: f64 = 150.0;
+
+/// Why `box.hibernate` cannot work with this instance type and disk, if so.
+fn hibernation_allows(instance_type: &str, supported: bool, ram_gib: f64, disk_gib: u32) -> std::result::Result<(), String> {
+    if !supported || ram_gib > HIBERNATION_MAX_RAM_GIB {
+        return Err(format!(
+            "instance type {instance_type} ({ram_gib:.0} GiB RAM) cannot hibernate; pick a type that can (e.g. t3, m5, m6i, c6i, r6i with at most 150 GiB RAM), or set box.hibernate = false"
+        ));
+    }
+    let needed = (ram_gib + HIBERNATION_HEADROOM_GIB).ceil() as u32;
+    if disk_gib < needed {
+        return Err(format!(
+            "hibernation writes the box's {ram_gib:.0} GiB of RAM to its root volume: box.disk_gib = {disk_gib} leaves too little room; set box.disk_gib to at least {needed}"
+        ));
+    }
+    Ok(())
 }
 
 /// The owner's key pair for this key: `workstation.<owner>.<fingerprint>`.
@@ -238,6 +289,16 @@ fn client_token(owner: &Owner, name: &BoxName, salt: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hibernation_needs_a_type_that_can_and_room_for_the_ram() {
+        assert!(hibernation_allows("t3.medium", true, 4.0, 30).is_ok());
+        let err = hibernation_allows("t3.medium", true, 4.0, 8).unwrap_err();
+        assert!(err.contains("box.disk_gib = 8") && err.contains("at least 20"), "{err}");
+        let err = hibernation_allows("i3.metal", false, 512.0, 1000).unwrap_err();
+        assert!(err.contains("i3.metal") && err.contains("box.hibernate = false"), "{err}");
+        assert!(hibernation_allows("x1.32xlarge", true, 1952.0, 3000).is_err(), "more than 150 GiB of RAM");
+    }
 
     #[test]
     fn client_token_is_stable_short_and_salted() {

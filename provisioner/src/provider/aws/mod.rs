@@ -87,6 +87,7 @@ impl AwsProvider {
             last_active: super::parse_time(tags.get(tags::LAST_ACTIVE).copied()),
             keep_until: super::parse_time(tags.get(tags::KEEP_UNTIL).copied()),
             stopped_by: tags.get(tags::STOPPED_BY).map(|k| k.to_string()),
+            hibernate: i.hibernation_options().and_then(|h| h.configured()).unwrap_or(false),
         }
     }
 }
@@ -101,6 +102,7 @@ impl Provider for AwsProvider {
         if let Some(info) = self.find(spec.owner, spec.name).await? {
             return Ok(Launched { info, created: false, terminated_duplicates: vec![] });
         }
+        self.check_hibernation(spec).await?;
         let (image, root_device) = self.resolve_image(spec).await?;
         let (key_name, _) = self.ensure_key_pair(spec.owner, spec.public_key).await?;
         let launched = self.run_instance(spec, &image, &root_device, &key_name).await?;
@@ -151,8 +153,8 @@ impl Provider for AwsProvider {
         Ok(())
     }
 
-    async fn stop(&self, id: &str) -> Result<()> {
-        self.client.stop_instances().instance_ids(id).send().await.map_err(api("StopInstances"))?;
+    async fn stop(&self, id: &str, hibernate: bool) -> Result<()> {
+        stop_instances(&self.client, &[id.to_string()], hibernate).await.map_err(api("StopInstances"))?;
         Ok(())
     }
 
@@ -193,4 +195,23 @@ where
     R: std::fmt::Debug + 'static,
 {
     move |e| ProviderError::Aws(failure::AwsFailure::of(operation, &e))
+}
+
+/// StopInstances, hibernating when asked. EC2 refuses to hibernate an
+/// instance whose hibernation is not ready yet (the first minutes after
+/// launch, or a box launched before `box.hibernate` was set): that one is
+/// stopped plainly rather than left running.
+pub async fn stop_instances(
+    client: &aws_sdk_ec2::Client,
+    ids: &[String],
+    hibernate: bool,
+) -> std::result::Result<(), aws_sdk_ec2::error::SdkError<aws_sdk_ec2::operation::stop_instances::StopInstancesError>> {
+    let stop = |hibernate: bool| client.stop_instances().set_instance_ids(Some(ids.to_vec())).set_hibernate(hibernate.then_some(true)).send();
+    match stop(hibernate).await {
+        Err(e) if hibernate && aws_sdk_ec2::error::ProvideErrorMetadata::code(&e).is_some_and(|c| c.contains("Hibernation")) => {
+            tracing::warn!("hibernation refused ({}); stopping instead", aws_sdk_ec2::error::DisplayErrorContext(&e));
+            stop(false).await.map(drop)
+        }
+        result => result.map(drop),
+    }
 }

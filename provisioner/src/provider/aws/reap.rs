@@ -31,14 +31,14 @@ impl AwsProvider {
     /// Stops `ids` in one call and tags them with `reason`. An instance that
     /// stopped or vanished meanwhile is not a failure: a batch the API
     /// rejects is retried one instance at a time to tell which.
-    pub async fn stop_batch(&self, ids: &[String], reason: &str) -> Stopped {
+    pub async fn stop_batch(&self, ids: &[String], reason: &str, hibernate: bool) -> Stopped {
         let mut out = Stopped::default();
-        match self.client.stop_instances().set_instance_ids(Some(ids.to_vec())).send().await {
+        match super::stop_instances(&self.client, ids, hibernate).await {
             Ok(_) => out.stopped = ids.to_vec(),
             Err(e) if ids.len() > 1 => {
                 tracing::debug!("batch stop failed ({}); retrying one by one", aws_sdk_ec2::error::DisplayErrorContext(&e));
                 for id in ids {
-                    let one = Box::pin(self.stop_batch(std::slice::from_ref(id), reason)).await;
+                    let one = Box::pin(self.stop_batch(std::slice::from_ref(id), reason, hibernate)).await;
                     out.stopped.extend(one.stopped);
                     out.gone.extend(one.gone);
                     out.failed.extend(one.failed);
