@@ -62,7 +62,7 @@ fn reap_over_2000_instances_stops_exactly_the_idle_ones() {
     let ids = launch(&client, 2000);
     assert_eq!(ids.len(), 2000);
     // Decide three hours from now (moto launches "now"): with the default
-    // 60m timeout, a box active ten minutes before that is in use; one whose
+    // 45m timeout, a box active ten minutes before that is in use; one whose
     // last activity is its launch is idle; a keep-alive past `at` holds one.
     let at = Utc::now() + Duration::hours(3);
     let rfc = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
@@ -143,8 +143,7 @@ fn the_scheduled_reaper_takes_its_policy_from_the_event() {
         serde_json::from_value(serde_json::json!({ "manifest": manifest, "dry_run": dry_run, "at": rfc(at) })).unwrap()
     };
 
-    // 45 minutes after launch: idle under this manifest's 30m, not under
-    // the default 60m.
+    // 45 minutes after launch: idle under this manifest's 30m.
     let report = block_on(workstation::idle::reap::handle(&provider, request(&manifest, false), 4)).unwrap();
     assert_eq!(report.stopped.len(), 4, "{report:?}");
     assert_eq!(states(&client, "running"), ids[..2].iter().cloned().collect());

@@ -135,7 +135,7 @@ mod tests {
     #[test]
     fn plans_exactly_the_idle_boxes() {
         let now = Utc::now();
-        let policy = IdlePolicy::default(); // 60m timeout
+        let policy = IdlePolicy::default(); // 45m timeout
         let boxes = [boxed("fresh", Some(5), now), boxed("stale", Some(61), now), boxed("never-reported", None, now)];
         let ids: Vec<String> = plan(&policy, &boxes, now).into_iter().map(|p| p.id).collect();
         // No tag at all: launched a day ago and never active since.

@@ -23,8 +23,10 @@ pub struct IdlePolicy {
     pub schedules: Vec<Schedule>,
 }
 
+/// 45 minutes: the shortest timeout that keeps wakes under two a day in
+/// bench/idle-month.sh's month (docs/idle.md has the table).
 fn default_idle_timeout() -> Duration {
-    Duration::from_secs(60 * 60)
+    Duration::from_secs(45 * 60)
 }
 fn default_warning() -> Duration {
     Duration::from_secs(5 * 60)

@@ -187,7 +187,7 @@ image_id = "ami-0123456789abcdef0"
     #[test]
     fn minimal_manifest_gets_defaults() {
         let m = Manifest::parse(MINIMAL).unwrap();
-        assert_eq!(m.idle.timeout, Duration::from_secs(3600));
+        assert_eq!(m.idle.timeout, Duration::from_secs(45 * 60));
         assert!(m.services.is_empty());
     }
 
