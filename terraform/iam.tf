@@ -95,6 +95,20 @@ data "aws_iam_policy_document" "engineer" {
     }
   }
 
+  # `workstation share alice --start`: a colleague's stopped box, only if
+  # she tagged it shareable (`share --allow-start`). Starting is all: the
+  # box's data, keys and tags stay hers.
+  statement {
+    sid       = "StartSharedBoxes"
+    actions   = ["ec2:StartInstances"]
+    resources = [local.instances]
+    condition {
+      test     = "StringEquals"
+      variable = "ec2:ResourceTag/workstation:shareable"
+      values   = ["true"]
+    }
+  }
+
   statement {
     sid       = "ImportOwnKey"
     actions   = ["ec2:ImportKeyPair"]

@@ -387,10 +387,23 @@ fn share_points_at_a_colleagues_box_and_back() {
 
     env.ok(&["share", "--off"]);
     assert_eq!(ns.getent("api.dev.test").as_deref(), Some(my_ip.as_str()));
-    // A stopped box is a clear error, and nothing changes.
+    // A stopped box is a clear error, and nothing changes; --start needs
+    // alice's consent, which she gives with --allow-start.
     ok(as_alice(&["stop", "dev"]));
     let err = env.fails(&["share", "alice"]);
-    assert!(err.contains("alice's box dev is stopped") && err.contains("workstation start dev"), "{err}");
+    assert!(err.contains("alice's box dev is stopped") && err.contains("--start") && err.contains("workstation start dev"), "{err}");
+    let err = env.fails(&["share", "alice", "--start"]);
+    assert!(err.contains("alice has not let colleagues start box dev") && err.contains("--allow-start"), "{err}");
+    assert_eq!(env.json(&["list", "--all"]).as_array().unwrap().iter().find(|b| b["owner"] == "alice").unwrap()["state"], "stopped");
+    ok(as_alice(&["share", "--allow-start"]));
+    let out = env.ok(&["share", "alice", "--start"]);
+    assert!(out.contains("alice/dev"), "{out}");
+    let alice_ip = env.json(&["list", "--all"]).as_array().unwrap().iter().find(|b| b["owner"] == "alice").unwrap()["address"].as_str().unwrap().to_owned();
+    assert_eq!(ns.getent("api.dev.test").as_deref(), Some(alice_ip.as_str()));
+    env.ok(&["share", "--off"]);
+    ok(as_alice(&["share", "--forbid-start"]));
+    ok(as_alice(&["stop", "dev"]));
+    assert!(env.fails(&["share", "alice", "--start"]).contains("has not let colleagues"));
     let err = env.fails(&["share", "bob"]);
     assert!(err.contains("no box named dev for owner bob"), "{err}");
     assert_eq!(ns.getent("api.dev.test").as_deref(), Some(my_ip.as_str()));

@@ -66,8 +66,10 @@ pub enum LifecycleError {
     Timeout { name: String, id: String, what: &'static str, waited: Duration, state: &'static str },
     #[error("box {name} ({id}) has not published its host key yet; it does so at first boot (`workstation create {name}` waits for it)")]
     NoHostKey { name: String, id: String },
-    #[error("{owner}'s box {name} is {state}, not running; ask {owner} to run `workstation start {name}` (or pass --box for another of their boxes)")]
+    #[error("{owner}'s box {name} is {state}, not running; pass --start to start it (if {owner} lets colleagues start it: `workstation share --allow-start`), or ask {owner} to run `workstation start {name}`")]
     NotRunning { owner: String, name: String, state: &'static str },
+    #[error("{owner} has not let colleagues start box {name}; ask {owner} to run `workstation share --allow-start --box {name}` (or to start it), or ask the platform team")]
+    NotShareable { owner: String, name: String },
     #[error("{refused}; the box's sshd says: {why}")]
     KeyRefused { refused: Box<RemoteError>, why: String },
     #[error("box {name} is {state}; start it with `workstation start {name}`")]
@@ -430,14 +432,27 @@ impl Context {
         Ok((info, until))
     }
 
-    /// Someone's running box, to share: a stopped one is an error that says
-    /// so (pointing at it would just time out).
-    pub async fn shared_box(&self, owner: &Owner, name: &BoxName) -> Result<BoxInfo, LifecycleError> {
-        let info = self
+    /// Someone's running box, to share. A stopped one is an error that says
+    /// so (pointing at it would just time out); with `start`, it is started,
+    /// if its owner lets colleagues start it (the `workstation:shareable`
+    /// tag, which the engineers' IAM policy checks too).
+    pub async fn shared_box(&self, owner: &Owner, name: &BoxName, start: bool, progress: Option<&ProgressBar>) -> Result<BoxInfo, LifecycleError> {
+        let mut info = self
             .provider
             .find(owner, name)
             .await?
             .ok_or_else(|| LifecycleError::UnknownBox { owner: owner.to_string(), name: name.to_string() })?;
+        if info.state != BoxState::Running && start {
+            if !info.shareable && owner != &self.owner {
+                return Err(LifecycleError::NotShareable { owner: owner.to_string(), name: info.name });
+            }
+            info = self.wait(&info, "stopped", RUNNING_TIMEOUT, progress, |i| matches!(i.state, BoxState::Stopped | BoxState::Running)).await?;
+            step(progress, format!("starting {owner}'s box {name} ({})", info.id));
+            self.provider.start(&info.id).await?;
+            // Running is enough: the hostnames go to its address, and its
+            // host key is not ours to pin.
+            info = self.wait(&info, "running", RUNNING_TIMEOUT, progress, |i| i.state == BoxState::Running).await?;
+        }
         if info.state != BoxState::Running {
             return Err(LifecycleError::NotRunning { owner: owner.to_string(), name: info.name, state: info.state.as_str() });
         }

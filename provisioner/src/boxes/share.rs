@@ -26,10 +26,18 @@ fn hostnames(manifest: Option<&LoadedManifest>) -> Result<&[String], ShareError>
     }
 }
 
-/// Points the hostnames at `owner`'s running box `name`.
-pub async fn share(ctx: &Context, manifest: Option<&LoadedManifest>, owner: &Owner, name: &BoxName) -> Result<Pointed, ShareError> {
+/// Points the hostnames at `owner`'s running box `name`; with `start`, a
+/// stopped one is started first if its owner allows it.
+pub async fn share(
+    ctx: &Context,
+    manifest: Option<&LoadedManifest>,
+    owner: &Owner,
+    name: &BoxName,
+    start: bool,
+    progress: Option<&indicatif::ProgressBar>,
+) -> Result<Pointed, ShareError> {
     let names = hostnames(manifest)?;
-    let info = ctx.shared_box(owner, name).await?;
+    let info = ctx.shared_box(owner, name, start, progress).await?;
     let address = info.address.ok_or_else(|| LifecycleError::NoAddress { name: info.name.clone(), id: info.id.clone() })?;
     Ok(ctx.hosts.point(names, address, &hosts::label(owner.as_str(), &info.name)).await?)
 }
@@ -48,4 +56,12 @@ pub async fn share_off(ctx: &Context, manifest: Option<&LoadedManifest>, name: &
             Ok(Pointed::Skipped { reason: format!("your box {name} is not running; the hostnames were cleared") })
         }
     }
+}
+
+/// Lets colleagues start your box `name` with `share --start` (or stops
+/// letting them).
+pub async fn allow_start(ctx: &Context, name: &BoxName, allow: bool) -> Result<crate::provider::BoxInfo, ShareError> {
+    let info = ctx.find(name).await?;
+    ctx.provider.set_shareable(&info.id, allow).await.map_err(LifecycleError::from)?;
+    Ok(info)
 }

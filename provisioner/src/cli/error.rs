@@ -78,6 +78,7 @@ pub fn kind_name(e: &anyhow::Error) -> &'static str {
         match cause.downcast_ref::<LifecycleError>() {
             Some(LifecycleError::UnknownBox { .. }) => return "unknown-box",
             Some(LifecycleError::Stopped { .. } | LifecycleError::NotRunning { .. }) => return "box-not-running",
+            Some(LifecycleError::NotShareable { .. }) => return "not-shareable",
             _ => {}
         }
     }

@@ -31,7 +31,9 @@ pub struct HostsArgs {}
 /// Examples:
 ///   workstation share alice            point the hostnames at alice's dev box
 ///   workstation share alice --box demo
+///   workstation share alice --start    start it first if it is stopped (with alice's consent)
 ///   workstation share --off             back at yours
+///   workstation share --allow-start     let colleagues start your box for a demo
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct ShareArgs {
@@ -44,6 +46,18 @@ pub struct ShareArgs {
     /// Point the hostnames back at your own box.
     #[arg(long)]
     off: bool,
+    /// Start the colleague's box if it is stopped: allowed when they let
+    /// colleagues start it (`--allow-start`); otherwise only the platform
+    /// team can.
+    #[arg(long, requires = "owner")]
+    start: bool,
+    /// Let colleagues start your box with `share NAME --start` (tags it
+    /// workstation:shareable=true).
+    #[arg(long, conflicts_with_all = ["owner", "off", "forbid_start"])]
+    allow_start: bool,
+    /// Stop letting colleagues start your box.
+    #[arg(long, conflicts_with_all = ["owner", "off"])]
+    forbid_start: bool,
 }
 
 pub async fn hosts(global: &Global, _args: HostsArgs) -> Result<ExitCode> {
@@ -54,11 +68,25 @@ pub async fn hosts(global: &Global, _args: HostsArgs) -> Result<ExitCode> {
 pub async fn share(global: &Global, args: ShareArgs) -> Result<ExitCode> {
     let manifest = global.optional_manifest()?;
     let ctx = global.context(manifest.as_ref()).await?;
+    if args.allow_start || args.forbid_start {
+        let info = share::allow_start(&ctx, &args.target.get(), args.allow_start).await?;
+        match global.output {
+            Output::Json => output::json(&serde_json::json!({ "box": info.name, "id": info.id, "colleagues_may_start": args.allow_start }))?,
+            Output::Text if args.allow_start => println!("colleagues may now start box {} with `workstation share {} --start`", info.name, ctx.owner),
+            Output::Text => println!("only you can start box {} now", info.name),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     if args.owner.is_none() && !args.off {
         return print_status(global.output, &ctx.hosts.status().await?);
     }
     let pointed = match &args.owner {
-        Some(owner) => share::share(&ctx, manifest.as_ref(), owner, &args.target.get()).await?,
+        Some(owner) => {
+            let progress = output::spinner(global.output);
+            let pointed = share::share(&ctx, manifest.as_ref(), owner, &args.target.get(), args.start, progress.as_ref()).await;
+            progress.inspect(|p| p.finish_and_clear());
+            pointed?
+        }
         None => share::share_off(&ctx, manifest.as_ref(), &args.target.get()).await?,
     };
     match global.output {

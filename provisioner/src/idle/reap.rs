@@ -129,6 +129,7 @@ mod tests {
             keep_until: None,
             stopped_by: None,
             hibernate: false,
+            shareable: false,
         }
     }
 

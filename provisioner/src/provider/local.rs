@@ -49,6 +49,9 @@ struct Record {
     /// policy and the service ports there (an image has it baked in).
     #[serde(default)]
     manifest: Option<PathBuf>,
+    /// The `workstation:shareable` tag's counterpart.
+    #[serde(default)]
+    shareable: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,6 +150,7 @@ impl LocalProvider {
             stopped_by: r.stopped_by.clone(),
             // A namespace has no memory image to keep.
             hibernate: false,
+            shareable: r.shareable,
         }
     }
 
@@ -272,6 +276,7 @@ impl Provider for LocalProvider {
                 last_active: None,
                 keep_until: None,
                 stopped_by: None,
+                shareable: false,
                 manifest: Some(std::fs::canonicalize(&spec.manifest.path).unwrap_or_else(|_| spec.manifest.path.clone())),
             };
             self.save(&record)?;
@@ -330,6 +335,10 @@ impl Provider for LocalProvider {
 
     async fn keep_until(&self, id: &str, until: DateTime<Utc>) -> Result<()> {
         self.update(id, |r| r.keep_until = Some(until)).map(drop)
+    }
+
+    async fn set_shareable(&self, id: &str, shareable: bool) -> Result<()> {
+        self.update(id, |r| r.shareable = shareable).map(drop)
     }
 }
 

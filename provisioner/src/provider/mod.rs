@@ -64,6 +64,8 @@ pub struct BoxInfo {
     pub stopped_by: Option<String>,
     /// Launched with hibernation enabled: stops hibernate it.
     pub hibernate: bool,
+    /// The owner lets colleagues start it (`share --start`).
+    pub shareable: bool,
 }
 
 /// An RFC 3339 tag value; a malformed one counts as absent.
@@ -152,4 +154,7 @@ pub trait Provider: Send + Sync {
 
     /// Records `workstation keep`: the idle policy keeps the box until then.
     async fn keep_until(&self, id: &str, until: DateTime<Utc>) -> Result<()>;
+
+    /// Records whether the owner lets colleagues start the box.
+    async fn set_shareable(&self, id: &str, shareable: bool) -> Result<()>;
 }

@@ -15,6 +15,9 @@ pub const LAST_ACTIVE: &str = "workstation:last-active";
 pub const KEEP_UNTIL: &str = "workstation:keep-until";
 /// Who stopped the box and why (the box itself, or `reap`).
 pub const STOPPED_BY: &str = "workstation:stopped-by";
+/// "true": the owner lets colleagues start the box (`share --start`);
+/// written by the owner with `share --allow-start`.
+pub const SHAREABLE: &str = "workstation:shareable";
 
 /// On AMIs: which image line an AMI belongs to; `box.image_tag` selects by it.
 pub const IMAGE: &str = "workstation:image";

@@ -88,6 +88,7 @@ impl AwsProvider {
             keep_until: super::parse_time(tags.get(tags::KEEP_UNTIL).copied()),
             stopped_by: tags.get(tags::STOPPED_BY).map(|k| k.to_string()),
             hibernate: i.hibernation_options().and_then(|h| h.configured()).unwrap_or(false),
+            shareable: tags.get(tags::SHAREABLE) == Some(&"true"),
         }
     }
 }
@@ -166,6 +167,12 @@ impl Provider for AwsProvider {
     async fn keep_until(&self, id: &str, until: DateTime<Utc>) -> Result<()> {
         let value = until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         self.client.create_tags().resources(id).tags(tag(tags::KEEP_UNTIL, &value)).send().await.map_err(api("CreateTags"))?;
+        Ok(())
+    }
+
+    async fn set_shareable(&self, id: &str, shareable: bool) -> Result<()> {
+        let value = if shareable { "true" } else { "false" };
+        self.client.create_tags().resources(id).tags(tag(tags::SHAREABLE, value)).send().await.map_err(api("CreateTags"))?;
         Ok(())
     }
 }
