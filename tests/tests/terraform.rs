@@ -208,6 +208,17 @@ fn nobody_can_touch_another_engineers_box_or_key() {
         ("allow", "alice stops her box", engineer("alice", "ec2:StopInstances", alices_box.clone(), owned_by("alice"))),
         ("deny", "bob stops alice's box", engineer("bob", "ec2:StopInstances", alices_box.clone(), owned_by("alice"))),
         ("deny", "bob starts alice's box", engineer("bob", "ec2:StartInstances", alices_box.clone(), owned_by("alice"))),
+        (
+            "allow",
+            "bob starts alice's box she made shareable",
+            engineer("bob", "ec2:StartInstances", alices_box.clone(), serde_json::json!({"ec2:ResourceTag/workstation:owner": "alice", "ec2:ResourceTag/workstation:shareable": "true"})),
+        ),
+        (
+            "deny",
+            "bob stops alice's shareable box",
+            engineer("bob", "ec2:StopInstances", alices_box.clone(), serde_json::json!({"ec2:ResourceTag/workstation:owner": "alice", "ec2:ResourceTag/workstation:shareable": "true"})),
+        ),
+        ("deny", "bob makes alice's box shareable", engineer("bob", "ec2:CreateTags", alices_box.clone(), tags_on("alice", &["workstation:shareable"]))),
         ("deny", "bob terminates alice's box", engineer("bob", "ec2:TerminateInstances", alices_box.clone(), owned_by("alice"))),
         ("allow", "alice keeps her box", engineer("alice", "ec2:CreateTags", alices_box.clone(), tags_on("alice", &["workstation:keep-until"]))),
         ("deny", "bob tags alice's box", engineer("bob", "ec2:CreateTags", alices_box.clone(), tags_on("alice", &["workstation:keep-until"]))),

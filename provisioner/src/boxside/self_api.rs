@@ -99,7 +99,12 @@ impl SelfApi {
     pub async fn stop(&self, hibernate: bool) -> Result<(), BoxSideError> {
         match self {
             SelfApi::Ec2 { client, id, .. } => {
-                crate::provider::aws::stop_instances(client, std::slice::from_ref(id), hibernate).await.map_err(api("StopInstances"))?;
+                let stop = |hibernate: bool| client.stop_instances().instance_ids(id).set_hibernate(hibernate.then_some(true)).send();
+                match stop(hibernate).await {
+                    Err(e) if hibernate && crate::provider::aws::hibernation_refused(&e) => stop(false).await.map(drop),
+                    result => result.map(drop),
+                }
+                .map_err(api("StopInstances"))?;
             }
             SelfApi::Local { provider, id } => provider.stop(id, false).await.map_err(local)?,
         }

@@ -155,7 +155,7 @@ impl Provider for AwsProvider {
     }
 
     async fn stop(&self, id: &str, hibernate: bool) -> Result<()> {
-        stop_instances(&self.client, &[id.to_string()], hibernate).await.map_err(api("StopInstances"))?;
+        self.stop_instances(&[id.to_string()], hibernate).await.map_err(api("StopInstances"))?;
         Ok(())
     }
 
@@ -204,21 +204,27 @@ where
     move |e| ProviderError::Aws(failure::AwsFailure::of(operation, &e))
 }
 
-/// StopInstances, hibernating when asked. EC2 refuses to hibernate an
-/// instance whose hibernation is not ready yet (the first minutes after
-/// launch, or a box launched before `box.hibernate` was set): that one is
-/// stopped plainly rather than left running.
-pub async fn stop_instances(
-    client: &aws_sdk_ec2::Client,
-    ids: &[String],
-    hibernate: bool,
-) -> std::result::Result<(), aws_sdk_ec2::error::SdkError<aws_sdk_ec2::operation::stop_instances::StopInstancesError>> {
-    let stop = |hibernate: bool| client.stop_instances().set_instance_ids(Some(ids.to_vec())).set_hibernate(hibernate.then_some(true)).send();
-    match stop(hibernate).await {
-        Err(e) if hibernate && aws_sdk_ec2::error::ProvideErrorMetadata::code(&e).is_some_and(|c| c.contains("Hibernation")) => {
-            tracing::warn!("hibernation refused ({}); stopping instead", aws_sdk_ec2::error::DisplayErrorContext(&e));
-            stop(false).await.map(drop)
+type StopResult = std::result::Result<(), aws_sdk_ec2::error::SdkError<aws_sdk_ec2::operation::stop_instances::StopInstancesError>>;
+
+impl AwsProvider {
+    /// StopInstances, hibernating when asked (see [`hibernation_refused`]).
+    pub(super) async fn stop_instances(&self, ids: &[String], hibernate: bool) -> StopResult {
+        let stop = |hibernate: bool| self.client.stop_instances().set_instance_ids(Some(ids.to_vec())).set_hibernate(hibernate.then_some(true)).send();
+        match stop(hibernate).await {
+            Err(e) if hibernate && hibernation_refused(&e) => stop(false).await.map(drop),
+            result => result.map(drop),
         }
-        result => result.map(drop),
     }
+}
+
+/// EC2 refuses to hibernate an instance whose hibernation is not ready yet
+/// (the first minutes after launch) or not enabled (a box launched before
+/// `box.hibernate` was set): such a box is stopped plainly rather than
+/// left running.
+pub fn hibernation_refused<E: aws_sdk_ec2::error::ProvideErrorMetadata>(e: &E) -> bool {
+    let refused = e.code().is_some_and(|c| c.contains("Hibernation"));
+    if refused {
+        tracing::warn!("hibernation refused ({}); stopping instead", e.message().unwrap_or_default());
+    }
+    refused
 }

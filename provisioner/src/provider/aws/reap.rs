@@ -33,7 +33,7 @@ impl AwsProvider {
     /// rejects is retried one instance at a time to tell which.
     pub async fn stop_batch(&self, ids: &[String], reason: &str, hibernate: bool) -> Stopped {
         let mut out = Stopped::default();
-        match super::stop_instances(&self.client, ids, hibernate).await {
+        match self.stop_instances(ids, hibernate).await {
             Ok(_) => out.stopped = ids.to_vec(),
             Err(e) if ids.len() > 1 => {
                 tracing::debug!("batch stop failed ({}); retrying one by one", aws_sdk_ec2::error::DisplayErrorContext(&e));
