@@ -265,10 +265,10 @@ async fn box_checks(onbox: &BoxShell, manifest: &LoadedManifest, name: &BoxName,
         }
     }
 
-    // Image boxes run the idle check from a systemd timer; local boxes
-    // share this machine and have none.
+    // Image boxes run the idle check from a systemd timer; a local box
+    // from a loop its boot starts.
     if kind == ProviderKind::Local || onbox.layout.stores == StoreRunner::Supervisord {
-        out.push(skip("idle timer", "not an image-built box: a local box's check runs when you schedule it (docs/idle.md)"));
+        out.push(skip("idle timer", "not an image-built box: a local box runs its check every local.idle_check_every, its last output in idle-check.log beside its root (docs/idle.md)"));
     } else {
         match onbox.check(&format!("systemctl is-active --quiet {IDLE_TIMER}")).await {
             Ok(true) => out.push(ok("idle timer", format!("{IDLE_TIMER} active"))),
