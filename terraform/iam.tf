@@ -107,6 +107,12 @@ data "aws_iam_policy_document" "engineer" {
       variable = "ec2:ResourceTag/workstation:shareable"
       values   = ["true"]
     }
+    # Only workstation boxes: the account's other instances stay out.
+    condition {
+      test     = "Null"
+      variable = "ec2:ResourceTag/${local.owner_tag}"
+      values   = ["false"]
+    }
   }
 
   statement {

@@ -452,6 +452,11 @@ impl Context {
             // Running is enough: the hostnames go to its address, and its
             // host key is not ours to pin.
             info = self.wait(&info, "running", RUNNING_TIMEOUT, progress, |i| i.state == BoxState::Running).await?;
+            // `wait` follows a replaced box among *your* boxes: never point
+            // a colleague's label at one of them.
+            if info.owner != owner.as_str() {
+                return Err(LifecycleError::Gone { name: name.to_string(), id: info.id, what: "starting", state: "terminated" });
+            }
         }
         if info.state != BoxState::Running {
             return Err(LifecycleError::NotRunning { owner: owner.to_string(), name: info.name, state: info.state.as_str() });

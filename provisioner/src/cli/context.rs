@@ -86,6 +86,10 @@ impl Global {
         let provider: Box<dyn Provider> = match settings.provider {
             ProviderKind::Aws => {
                 let region = aws_region(&settings.aws, manifest);
+                // It goes into the generated SSH config's ProxyCommand.
+                if let Some(r) = region.as_deref().filter(|r| !r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')) {
+                    anyhow::bail!("region {r:?} is not an AWS region name (letters, digits and '-', e.g. eu-west-1); fix box.region in the manifest, [aws] region in your settings, or --region");
+                }
                 proxy.extend(["--provider".into(), "aws".into()]);
                 proxy.extend(region.iter().flat_map(|r| ["--region".into(), r.clone()]));
                 proxy.extend(settings.aws.profile.iter().flat_map(|p| ["--profile".into(), p.clone()]));

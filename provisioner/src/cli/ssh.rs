@@ -153,11 +153,14 @@ const PROXY_FAST_CONNECT: std::time::Duration = std::time::Duration::from_millis
 
 pub async fn proxy(global: &Global, args: ProxyArgs) -> Result<ExitCode> {
     let ctx = global.context(global.manifest_for_lookup().as_ref()).await?;
-    // A running EC2 box answers at its address: no DescribeInstances per
-    // ssh connection. (Were the address someone else's by now, ssh would
-    // refuse its host key.) A local box is looked up, which costs nothing,
-    // while a stopped one's address would take seconds to fail.
-    if let (ProviderKind::Aws, Some(host)) = (ctx.provider.kind(), args.host) {
+    // A running EC2 box answers at its private address: no
+    // DescribeInstances per ssh connection. Only a private one: a stopped
+    // instance keeps it, while its public address may be someone else's
+    // by now (ssh would refuse that host's key, but the box would never be
+    // woken). A local box is looked up, which costs nothing, while a
+    // stopped one's address would take seconds to fail.
+    let private = |ip: &std::net::IpAddr| matches!(ip, std::net::IpAddr::V4(v4) if v4.is_private());
+    if let (ProviderKind::Aws, Some(host)) = (ctx.provider.kind(), args.host.filter(private)) {
         if let Ok(stream) = std::net::TcpStream::connect_timeout(&std::net::SocketAddr::new(host, args.port), PROXY_FAST_CONNECT) {
             pass_to_ssh(&stream).context(FDPASS)?;
             return Ok(ExitCode::SUCCESS);
@@ -168,9 +171,26 @@ pub async fn proxy(global: &Global, args: ProxyArgs) -> Result<ExitCode> {
     progress.inspect(|p| p.finish_and_clear());
     let info = info?;
     let address = std::net::SocketAddr::new(ctx.target(&info)?.address.ip(), args.port);
-    let stream = std::net::TcpStream::connect(address).with_context(|| format!("cannot connect to box {} at {address}", info.name))?;
+    let stream = connect_when_up(address).await.with_context(|| format!("cannot connect to box {} at {address}", info.name))?;
     pass_to_ssh(&stream).context(FDPASS)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A box found running (woken by another connection a moment ago) may not
+/// answer SSH yet: retry, backing off, for as long as a boot may take.
+async fn connect_when_up(address: std::net::SocketAddr) -> std::io::Result<std::net::TcpStream> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    let mut pause = std::time::Duration::from_millis(50);
+    loop {
+        match std::net::TcpStream::connect_timeout(&address, std::time::Duration::from_secs(5)) {
+            Ok(stream) => return Ok(stream),
+            Err(e) if std::time::Instant::now() >= deadline => return Err(e),
+            Err(_) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(2));
+            }
+        }
+    }
 }
 
 const FDPASS: &str = "cannot hand the connection to ssh: `workstation proxy` is a ProxyCommand for OpenSSH with ProxyUseFdpass yes";

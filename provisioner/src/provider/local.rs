@@ -86,6 +86,11 @@ impl LocalProvider {
         }
     }
 
+    /// The box's lock: launch, start, stop and destroy one at a time.
+    fn name_lock(&self, r: &Record) -> Result<File> {
+        lock(&self.root.join(format!("{}--{}.lock", r.owner, r.name)))
+    }
+
     fn records(&self) -> Result<Vec<Record>> {
         let entries = match std::fs::read_dir(&self.root) {
             Ok(e) => e,
@@ -201,8 +206,12 @@ impl LocalProvider {
             // as active (a woken box is not stopped by its idle check at once).
             r.launched_at = Utc::now();
         })?;
-        start_stack(&host)?;
+        // The idle check first: a box that runs must be able to stop itself,
+        // whatever becomes of its stack.
         self.start_idle_check(&host, &r)?;
+        if let Err(e) = start_stack(&host) {
+            tracing::warn!("box {}: supervisord did not start at boot ({e}); `workstation up {}` starts it", r.name, r.name);
+        }
         Ok(r)
     }
 
@@ -311,7 +320,7 @@ impl Provider for LocalProvider {
         let r = self.record(id)?;
         // Concurrent starts (two wakes on connect) boot it once: a second
         // boot would halt the first one's sshd and sessions.
-        let _lock = lock(&self.root.join(format!("{}--{}.lock", r.owner, r.name)))?;
+        let _lock = self.name_lock(&r)?;
         let r = self.record(id)?;
         if self.info(&r).state != BoxState::Running {
             tracing::info!("booting local box {id}");
@@ -322,12 +331,16 @@ impl Provider for LocalProvider {
 
     async fn stop(&self, id: &str, _hibernate: bool) -> Result<()> {
         let r = self.record(id)?;
+        // Not while a start boots it: the halt would remove the new
+        // namespace and strand what runs in it.
+        let _lock = self.name_lock(&r)?;
         self.halt(&r).await?;
         self.update(id, |r| r.state = Recorded::Stopped).map(drop)
     }
 
     async fn destroy(&self, id: &str) -> Result<()> {
         let r = self.record(id)?;
+        let _lock = self.name_lock(&r)?;
         self.halt(&r).await?;
         let dir = self.box_dir(&r.owner, &r.name);
         std::fs::remove_dir_all(&dir).map_err(io(&dir))

@@ -78,7 +78,7 @@ pub fn server_script(name: &str, store: &Store, layout: &Layout) -> String {
 /// background before supervisord, so the two start-ups overlap, and the
 /// launcher runs it again: a lock makes the second wait for the first, the
 /// cluster is made aside and renamed into place (a killed initdb leaves no
-/// half cluster), and `mv -T` refuses to replace a directory that is there.
+/// half cluster; the re-check under the lock keeps a finished one).
 /// Trust on loopback only: the box is single-user and the port is not
 /// reachable from outside.
 pub fn init_script(name: &str, store: &Store, layout: &Layout) -> Option<String> {

@@ -126,7 +126,8 @@ fn bring_up_script(l: &Layout, manifest: &Manifest, rendered: &supervisor::Rende
         );
     }
     // The image's unit starts supervisord at boot too: one started
-    // meanwhile makes ours fail to bind the socket, and runs.
+    // meanwhile makes ours fail to bind the socket, and runs (told to
+    // apply the new configuration, which it may have missed).
     // supervisord takes a Python start-up to daemonise; when it runs
     // nothing yet, nobody waits for that.
     let supervised_programs = !manifest.services.is_empty() || (l.stores == StoreRunner::Supervisord && !manifest.stores.is_empty());
@@ -157,7 +158,8 @@ fn bring_up_script(l: &Layout, manifest: &Manifest, rendered: &supervisor::Rende
          pid=$(cat {pidfile} 2>/dev/null || true)\n\
          if [ -n \"$pid\" ] && grep -qsF {conf} /proc/\"$pid\"/cmdline; then\n\
          if [ $changed = 1 ]; then {ctl} >/dev/null; echo updated; else echo unchanged; fi\n\
-         else {start} || {{ sleep 1; pid=$(cat {pidfile} 2>/dev/null || true); [ -n \"$pid\" ] && grep -qsF {conf} /proc/\"$pid\"/cmdline; }}; echo started; fi\n",
+         else {start} || {{ sleep 1; pid=$(cat {pidfile} 2>/dev/null || true); [ -n \"$pid\" ] && grep -qsF {conf} /proc/\"$pid\"/cmdline && \
+         {{ [ $changed = 0 ] || {ctl} >/dev/null; }}; }}; echo started; fi\n",
         current = sh(&l.current()),
         sup = sh(&l.supervisor_dir()),
         pidfile = sh(&format!("{}/supervisord.pid", l.run_dir())),

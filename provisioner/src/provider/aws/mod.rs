@@ -211,7 +211,9 @@ impl AwsProvider {
     pub(super) async fn stop_instances(&self, ids: &[String], hibernate: bool) -> StopResult {
         let stop = |hibernate: bool| self.client.stop_instances().set_instance_ids(Some(ids.to_vec())).set_hibernate(hibernate.then_some(true)).send();
         match stop(hibernate).await {
-            Err(e) if hibernate && hibernation_refused(&e) => stop(false).await.map(drop),
+            // One instance at a time: in a batch, the others can hibernate
+            // (reap retries a rejected batch one by one).
+            Err(e) if hibernate && ids.len() == 1 && hibernation_refused(&e) => stop(false).await.map(drop),
             result => result.map(drop),
         }
     }
