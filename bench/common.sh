@@ -43,4 +43,15 @@ bench_one_box() {
 }
 
 now_ms() { date +%s%3N; }
+# ms_of CMD...: how long CMD takes, in ms (its output dropped; its stderr
+# shown, and the caller failed, if it fails).
+ms_of() {
+    local t0 t1 err
+    err=$(mktemp)
+    t0=$(now_ms)
+    "$@" >/dev/null 2>"$err" || { cat "$err" >&2; rm -f "$err"; return 1; }
+    t1=$(now_ms)
+    rm -f "$err"
+    echo $((t1 - t0))
+}
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }

@@ -50,12 +50,10 @@ bench_home "$work/home"
 export WORKSTATION_MANIFEST=$work/workstation.toml
 printf '[box]\ninstance_type = "t3.medium"\ndisk_gib = 30\nimage_id = "ami-0123456789abcdef0"\n' > "$WORKSTATION_MANIFEST"
 
-# ms_of CMD...: how long CMD takes (its output dropped).
-ms_of() { local t0 t1; t0=$(now_ms); "$@" >/dev/null; t1=$(now_ms); echo $((t1 - t0)); }
 # create_ms NAME: `workstation create NAME` timed, then destroyed.
 create_ms() {
     local ms
-    ms=$(ms_of "$bin" create "$1" 2>"$work/create.err") || { cat "$work/create.err" >&2; exit 1; }
+    ms=$(ms_of "$bin" create "$1")
     "$bin" destroy "$1" --yes >/dev/null 2>&1
     echo "$ms"
 }

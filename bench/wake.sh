@@ -20,7 +20,6 @@ trap '"$bin" destroy b1 --yes >/dev/null 2>&1; ip link del $bridge 2>/dev/null |
 bench_one_box "$work"
 config=$HOME/.local/state/workstation/ssh_config
 
-ms_of() { local t0 t1; t0=$(now_ms); "$@" >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }; t1=$(now_ms); echo $((t1 - t0)); }
 wake() { ssh -F "$config" -o BatchMode=yes ws-b1 true; }
 by_hand() { "$bin" start b1 && "$bin" ssh b1 -- true; }
 

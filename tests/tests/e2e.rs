@@ -303,9 +303,7 @@ fn unknown_box_is_a_clear_error() {
 #[test]
 fn aws_throttling_is_retried_by_the_sdk() {
     let mut env = TestEnv::aws();
-    let moto_url = env.moto.as_ref().unwrap().url.clone();
-    let shim = Shim::start(&moto_url, 2);
-    env.set_endpoint(&shim.url);
+    let shim = Shim::in_front_of(&mut env, 2);
     let listed = env.json(&["list"]);
     assert_eq!(listed.as_array().unwrap().len(), 0);
     let stats = shim.stats();
@@ -320,9 +318,7 @@ fn aws_throttling_is_retried_by_the_sdk() {
 #[test]
 fn hibernation_is_asked_for_at_launch_and_at_every_stop() {
     let mut env = TestEnv::aws();
-    let moto_url = env.moto.as_ref().unwrap().url.clone();
-    let shim = Shim::start(&moto_url, 0);
-    env.set_endpoint(&shim.url);
+    let shim = Shim::in_front_of(&mut env, 0);
     let text = std::fs::read_to_string(&env.manifest).unwrap();
     env.write_manifest(&text.replace("[box]\n", "[box]\nhibernate = true\n").replace("disk_gib = 30", "disk_gib = 8"));
     let err = env.fails(&["create", "dev"]);
@@ -380,6 +376,13 @@ impl Shim {
         std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let host = upstream.split("://").nth(1).and_then(|h| h.split(':').next()).unwrap();
         Shim { url: format!("http://{host}:{}", line.trim()), child }
+    }
+
+    /// A shim in front of `env`'s moto, which `env`'s commands then call.
+    fn in_front_of(env: &mut TestEnv, throttle: u32) -> Shim {
+        let shim = Shim::start(&env.moto.as_ref().unwrap().url.clone(), throttle);
+        env.set_endpoint(&shim.url);
+        shim
     }
 
     fn get(&self, path: &str) -> serde_json::Value {

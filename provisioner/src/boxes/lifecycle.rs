@@ -343,13 +343,8 @@ impl Context {
         self.start_found(info, progress).await
     }
 
-    async fn start_found(&self, mut info: BoxInfo, progress: Option<&ProgressBar>) -> Result<BoxInfo, LifecycleError> {
-        if info.state != BoxState::Running {
-            info = self.wait(&info, "stopped", RUNNING_TIMEOUT, progress, |i| matches!(i.state, BoxState::Stopped | BoxState::Running)).await?;
-            step(progress, format!("starting {}", info.id));
-            self.provider.start(&info.id).await?;
-            info = self.wait(&info, "running", RUNNING_TIMEOUT, progress, |i| i.state == BoxState::Running).await?;
-        }
+    async fn start_found(&self, info: BoxInfo, progress: Option<&ProgressBar>) -> Result<BoxInfo, LifecycleError> {
+        let info = self.power_on(info, progress).await?;
         step(progress, format!("connecting to {} over SSH", info.id));
         self.wait_ssh(&info).await?.close().await;
         self.write_ssh_config(false).await?;
@@ -380,6 +375,21 @@ impl Context {
             _ => (None, None),
         };
         Ok(Started { info, up, hostnames })
+    }
+
+    /// The box running: a stopped (or stopping) one started once it has
+    /// stopped, then waited for until it runs.
+    async fn power_on(&self, mut info: BoxInfo, progress: Option<&ProgressBar>) -> Result<BoxInfo, LifecycleError> {
+        if info.state != BoxState::Running {
+            info = self.wait(&info, "stopped", RUNNING_TIMEOUT, progress, |i| matches!(i.state, BoxState::Stopped | BoxState::Running)).await?;
+            match info.owner == self.owner.as_str() {
+                true => step(progress, format!("starting {}", info.id)),
+                false => step(progress, format!("starting {}'s box {} ({})", info.owner, info.name, info.id)),
+            }
+            self.provider.start(&info.id).await?;
+            info = self.wait(&info, "running", RUNNING_TIMEOUT, progress, |i| i.state == BoxState::Running).await?;
+        }
+        Ok(info)
     }
 
     pub async fn stop(&self, name: &BoxName, progress: Option<&ProgressBar>) -> Result<BoxInfo, LifecycleError> {
@@ -446,12 +456,9 @@ impl Context {
             if !info.shareable && owner != &self.owner {
                 return Err(LifecycleError::NotShareable { owner: owner.to_string(), name: info.name });
             }
-            info = self.wait(&info, "stopped", RUNNING_TIMEOUT, progress, |i| matches!(i.state, BoxState::Stopped | BoxState::Running)).await?;
-            step(progress, format!("starting {owner}'s box {name} ({})", info.id));
-            self.provider.start(&info.id).await?;
             // Running is enough: the hostnames go to its address, and its
             // host key is not ours to pin.
-            info = self.wait(&info, "running", RUNNING_TIMEOUT, progress, |i| i.state == BoxState::Running).await?;
+            info = self.power_on(info, progress).await?;
             // `wait` follows a replaced box among *your* boxes: never point
             // a colleague's label at one of them.
             if info.owner != owner.as_str() {

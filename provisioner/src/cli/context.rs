@@ -66,10 +66,16 @@ impl Global {
     /// progress on stderr.
     pub async fn wake(&self, manifest: Option<&LoadedManifest>, name: &BoxName) -> Result<(Context, BoxInfo)> {
         let ctx = self.context(manifest).await?;
+        let info = self.wake_in(&ctx, name).await?;
+        Ok((ctx, info))
+    }
+
+    /// [`Global::wake`] in a context already made.
+    pub async fn wake_in(&self, ctx: &Context, name: &BoxName) -> Result<BoxInfo> {
         let progress = super::output::spinner(self.output);
         let info = ctx.wake(name, progress.as_ref()).await;
         progress.inspect(|p| p.finish_and_clear());
-        Ok((ctx, info?))
+        Ok(info?)
     }
 
     /// Settings, provider and pinned keys: everything a verb needs.

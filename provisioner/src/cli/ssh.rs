@@ -166,10 +166,7 @@ pub async fn proxy(global: &Global, args: ProxyArgs) -> Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
     }
-    let progress = output::spinner(global.output);
-    let info = ctx.wake(&args.name, progress.as_ref()).await;
-    progress.inspect(|p| p.finish_and_clear());
-    let info = info?;
+    let info = global.wake_in(&ctx, &args.name).await?;
     let address = std::net::SocketAddr::new(ctx.target(&info)?.address.ip(), args.port);
     let stream = connect_when_up(address).await.with_context(|| format!("cannot connect to box {} at {address}", info.name))?;
     pass_to_ssh(&stream).context(FDPASS)?;

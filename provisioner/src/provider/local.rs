@@ -86,9 +86,10 @@ impl LocalProvider {
         }
     }
 
-    /// The box's lock: launch, start, stop and destroy one at a time.
-    fn name_lock(&self, r: &Record) -> Result<File> {
-        lock(&self.root.join(format!("{}--{}.lock", r.owner, r.name)))
+    /// The lock of box `owner`/`name`: launch, start, stop and destroy
+    /// one at a time.
+    fn name_lock(&self, owner: &str, name: &str) -> Result<File> {
+        lock(&self.root.join(format!("{owner}--{name}.lock")))
     }
 
     fn records(&self) -> Result<Vec<Record>> {
@@ -262,7 +263,7 @@ impl Provider for LocalProvider {
         // One box per owner+name, even with concurrent creates: the first
         // takes the lock and makes it, the others find it.
         let dir = self.box_dir(spec.owner.as_str(), spec.name.as_str());
-        let _name_lock = lock(&self.root.join(format!("{}--{}.lock", spec.owner, spec.name)))?;
+        let _name_lock = self.name_lock(spec.owner.as_str(), spec.name.as_str())?;
         if let Some(info) = self.find(spec.owner, spec.name).await? {
             return Ok(Launched { info, created: false, terminated_duplicates: vec![] });
         }
@@ -320,7 +321,7 @@ impl Provider for LocalProvider {
         let r = self.record(id)?;
         // Concurrent starts (two wakes on connect) boot it once: a second
         // boot would halt the first one's sshd and sessions.
-        let _lock = self.name_lock(&r)?;
+        let _lock = self.name_lock(&r.owner, &r.name)?;
         let r = self.record(id)?;
         if self.info(&r).state != BoxState::Running {
             tracing::info!("booting local box {id}");
@@ -333,14 +334,14 @@ impl Provider for LocalProvider {
         let r = self.record(id)?;
         // Not while a start boots it: the halt would remove the new
         // namespace and strand what runs in it.
-        let _lock = self.name_lock(&r)?;
+        let _lock = self.name_lock(&r.owner, &r.name)?;
         self.halt(&r).await?;
         self.update(id, |r| r.state = Recorded::Stopped).map(drop)
     }
 
     async fn destroy(&self, id: &str) -> Result<()> {
         let r = self.record(id)?;
-        let _lock = self.name_lock(&r)?;
+        let _lock = self.name_lock(&r.owner, &r.name)?;
         self.halt(&r).await?;
         let dir = self.box_dir(&r.owner, &r.name);
         std::fs::remove_dir_all(&dir).map_err(io(&dir))
