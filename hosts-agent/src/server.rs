@@ -142,10 +142,14 @@ async fn reply(mut stream: UnixStream, response: Response) {
 
 async fn respond(shared: &Arc<Shared>, stream: &mut UnixStream) -> Result<Response, String> {
     let uid = stream.peer_cred().map_err(|e| format!("cannot identify the caller: {e}"))?.uid();
-    check_caller(shared, uid)?;
+    // The request is read (bounded, with a timeout) before a refused caller
+    // is answered: answering and closing first would break the pipe under
+    // the caller's write, and it would see "Broken pipe" instead of why.
     let mut line = String::new();
     let mut reader = BufReader::new(&mut *stream).take(MAX_REQUEST);
-    match tokio::time::timeout(READ_TIMEOUT, reader.read_line(&mut line)).await {
+    let read = tokio::time::timeout(READ_TIMEOUT, reader.read_line(&mut line)).await;
+    check_caller(shared, uid)?;
+    match read {
         Ok(Ok(_)) if line.ends_with('\n') => {}
         Ok(Ok(_)) => return Err(format!("request must be one line of at most {MAX_REQUEST} bytes, ending in a newline")),
         Ok(Err(e)) => return Err(format!("reading the request: {e}")),
