@@ -10,6 +10,7 @@ pub mod hostsagent;
 pub mod imds;
 pub mod moto;
 pub mod mountns;
+pub mod shim;
 
 use std::fs::File;
 use std::net::{Ipv4Addr, TcpListener};

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use workstation_tests::moto::block_on;
+use workstation_tests::shim::Shim;
 use workstation_tests::{CountingListener, TestEnv};
 
 fn stdout_of(env: &TestEnv, args: &[&str]) -> String {
@@ -356,57 +357,3 @@ fn hibernation_is_asked_for_at_launch_and_at_every_stop() {
     assert_eq!(stops.last().unwrap()["Hibernate"], "true", "{stops:?}");
 }
 
-/// `tests/support/throttle_shim.py`: answers the first N calls with
-/// RequestLimitExceeded, forwards the rest to moto.
-struct Shim {
-    url: String,
-    child: std::process::Child,
-}
-
-impl Shim {
-    fn start(upstream: &str, throttle: u32) -> Shim {
-        use std::io::BufRead;
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/support/throttle_shim.py");
-        let mut child = std::process::Command::new("python3")
-            .args([script, upstream, &throttle.to_string()])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let host = upstream.split("://").nth(1).and_then(|h| h.split(':').next()).unwrap();
-        Shim { url: format!("http://{host}:{}", line.trim()), child }
-    }
-
-    /// A shim in front of `env`'s moto, which `env`'s commands then call.
-    fn in_front_of(env: &mut TestEnv, throttle: u32) -> Shim {
-        let shim = Shim::start(&env.moto.as_ref().unwrap().url.clone(), throttle);
-        env.set_endpoint(&shim.url);
-        shim
-    }
-
-    fn get(&self, path: &str) -> serde_json::Value {
-        let out = workstation_tests::run_ok(std::process::Command::new("python3").args([
-            "-c",
-            "import sys,urllib.request;print(urllib.request.urlopen(sys.argv[1]).read().decode())",
-            &format!("{}{path}", self.url),
-        ]));
-        serde_json::from_str(&out).unwrap()
-    }
-
-    fn stats(&self) -> serde_json::Value {
-        self.get("/__stats")
-    }
-
-    /// The parameters of each forwarded call to `action`.
-    fn requests(&self, action: &str) -> Vec<serde_json::Value> {
-        self.get("/__requests").as_array().unwrap().iter().filter(|r| r["Action"] == action).cloned().collect()
-    }
-}
-
-impl Drop for Shim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}

@@ -1,6 +1,7 @@
 //! The end-to-end suite, one binary: `cargo test --test e2e [FILTER]`
 //! (e.g. `cargo test --test e2e stack::`). Each module is one area.
 
+mod activity;
 mod cli;
 mod e2e;
 mod hosts;

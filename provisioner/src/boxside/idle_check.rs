@@ -1,6 +1,7 @@
 //! `workstation box idle-check`, run on the box every minute by a timer:
-//! measure what is the box's own, decide with [`crate::idle::policy`], record
-//! `workstation:last-active`, warn logged-in users, stop the instance.
+//! measure what is the box's own, decide with [`crate::idle::policy`], report
+//! `workstation:last-active` when reap needs it ([`crate::idle::report`]),
+//! warn logged-in users, stop the instance.
 //!
 //! Everything is measured through the box's network namespace, so one
 //! implementation serves an EC2 box (where the namespace is the machine's)
@@ -17,19 +18,17 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::boxside::activity::{self, Conn, Sample};
 use crate::manifest::IdlePolicy;
 use crate::idle::policy::{self, Seen, Verdict};
+use crate::idle::report;
 use crate::boxside::self_api::SelfApi;
 use crate::boxside::BoxSideError;
 use crate::provider::tags;
 
-/// `last-active` is written at most this often (CreateTags is throttled per
-/// account; a fleet writing every minute would use the budget up).
-const TAG_EVERY: i64 = 5;
 const NFT_TABLE: &str = "workstation";
 
 /// What the check remembers between runs (`<root>/run/idle.json`).
@@ -37,7 +36,8 @@ const NFT_TABLE: &str = "workstation";
 pub struct State {
     pub sample: Option<Sample>,
     pub last_active: Option<DateTime<Utc>>,
-    pub tagged_at: Option<DateTime<Utc>>,
+    /// The last-active time last written to the tag (what reap sees).
+    pub reported: Option<DateTime<Utc>>,
     /// The stop time users were last warned about (warn once per stop).
     pub warned_for: Option<DateTime<Utc>>,
 }
@@ -47,6 +47,11 @@ pub struct Checked {
     pub at: DateTime<Utc>,
     pub active: Vec<String>,
     pub verdict: Verdict,
+    /// Whether this check reported activity (the last-active tag), and why
+    /// it could not.
+    pub reported: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report_failed: Option<String>,
     pub warned_ttys: usize,
     pub stopped: bool,
 }
@@ -83,13 +88,19 @@ impl Check<'_> {
         let keep_until = self.api.keep_until().await?;
         let seen = Seen { last_active: state.last_active, started_at, keep_until };
         let verdict = policy::decide(self.policy, &seen, now);
-        let mut checked = Checked { at: now, active, verdict: verdict.clone(), warned_ttys: 0, stopped: false };
+        let mut checked = Checked { at: now, active, verdict: verdict.clone(), reported: false, report_failed: None, warned_ttys: 0, stopped: false };
         if !self.dry_run {
-            let due_tag = state.tagged_at.is_none_or(|t| now - t >= Duration::minutes(TAG_EVERY));
-            if let (Some(last), true) = (state.last_active, due_tag) {
-                if state.tagged_at.is_none_or(|t| t < last) {
-                    self.api.tag(tags::LAST_ACTIVE, &rfc3339(last)).await?;
-                    state.tagged_at = Some(now);
+            let as_reported = Seen { last_active: state.reported, ..seen };
+            let jitter = report::jitter(self.api.id(), state.reported);
+            if let Some(last) = state.last_active.filter(|_| report::due(self.policy, &as_reported, state.last_active, now, jitter)) {
+                // A failed report is not the check's failure: it decides
+                // from its own data, and the next minute tries again.
+                match self.api.tag(tags::LAST_ACTIVE, &rfc3339(last)).await {
+                    Ok(()) => (state.reported, checked.reported) = (Some(last), true),
+                    Err(e) => {
+                        tracing::warn!("reporting activity (tag {}): {e}; the next check tries again", tags::LAST_ACTIVE);
+                        checked.report_failed = Some(e.to_string());
+                    }
                 }
             }
             match &verdict {
@@ -101,7 +112,7 @@ impl Check<'_> {
                     checked.warned_ttys = warn_ttys(&message);
                     state.warned_for = Some(*stop_at);
                 }
-                Verdict::Stop { reason } => {
+                Verdict::Stop { reason, .. } => {
                     self.api.tag(tags::STOPPED_BY, &format!("box idle-check at {}: {reason}", rfc3339(now)).chars().take(256).collect::<String>()).await?;
                     // Saved first: a box that starts again must not see the
                     // old samples as fresh.

@@ -135,7 +135,14 @@ pub async fn status(global: &Global, args: NameArg) -> Result<ExitCode> {
                     let left = (*stop_at - chrono::Utc::now()).to_std().unwrap_or_default();
                     println!("idle: stops in {} ({reason}); `workstation keep --for 2h` holds it", humantime::format_duration(std::time::Duration::from_secs(left.as_secs() / 60 * 60)));
                 }
-                Some(crate::idle::policy::Verdict::Stop { reason }) => println!("idle: due to stop now ({reason})"),
+                // A box in use reports activity only when reap needs it
+                // (idle/report.rs): from here, past its stop time means only
+                // that it has not reported since.
+                Some(crate::idle::policy::Verdict::Stop { since, reason }) => println!(
+                    "idle: by its last report, due to stop since {} ({reason}); the box stops itself when idle, and if in use reports before reap acts at {}",
+                    since.format("%H:%M UTC"),
+                    (*since + crate::idle::reap::GRACE).format("%H:%M UTC")
+                ),
                 None => {}
             }
             if let Some(by) = &info.stopped_by {

@@ -85,7 +85,7 @@ fn print(report: &ReapReport, api_calls: &std::collections::BTreeMap<String, u64
         table.load_preset(NOTHING).set_header(["ID", "OWNER", "NAME", "LAST ACTIVE", "WHY"]);
         for p in &report.plan {
             let reason = match &p.verdict {
-                crate::idle::policy::Verdict::Stop { reason } => reason.clone(),
+                crate::idle::policy::Verdict::Stop { reason, .. } => reason.clone(),
                 other => format!("{other:?}"),
             };
             table.add_row([p.id.clone(), p.owner.clone(), p.name.clone(), p.last_active.map_or("-".into(), |t| t.format("%m-%d %H:%M").to_string()), reason]);

@@ -48,12 +48,21 @@ pub enum Verdict {
     Keep { stop_at: DateTime<Utc>, reason: String },
     /// Warn logged-in users: it stops at `stop_at`.
     Warn { stop_at: DateTime<Utc>, reason: String },
-    Stop { reason: String },
+    /// Stop: it should have stopped at `since`.
+    Stop { since: DateTime<Utc>, reason: String },
 }
 
 impl Verdict {
     pub fn is_stop(&self) -> bool {
         matches!(self, Verdict::Stop { .. })
+    }
+
+    /// When the box stops (or should have stopped) if nothing new is seen.
+    pub fn stop_at(&self) -> DateTime<Utc> {
+        match self {
+            Verdict::Keep { stop_at, .. } | Verdict::Warn { stop_at, .. } => *stop_at,
+            Verdict::Stop { since, .. } => *since,
+        }
     }
 }
 
@@ -63,7 +72,7 @@ impl std::fmt::Display for Verdict {
         match self {
             Verdict::Keep { stop_at, reason } => write!(f, "keep until {} ({reason})", at(stop_at)),
             Verdict::Warn { stop_at, reason } => write!(f, "warn: stops at {} ({reason})", at(stop_at)),
-            Verdict::Stop { reason } => write!(f, "stop ({reason})"),
+            Verdict::Stop { reason, .. } => write!(f, "stop ({reason})"),
         }
     }
 }
@@ -99,7 +108,7 @@ pub fn decide(policy: &IdlePolicy, seen: &Seen, now: DateTime<Utc>) -> Verdict {
             (stop_at, why) = (keep, format!("{why}; kept until {} by `workstation keep`", hm(keep)));
         } else {
             return if now >= stop_at {
-                Verdict::Stop { reason: why }
+                Verdict::Stop { since: stop_at, reason: why }
             } else if now >= stop_at - warning {
                 Verdict::Warn { stop_at, reason: why }
             } else {

@@ -1,10 +1,11 @@
 //! `workstation reap`: the central backstop for boxes that did not stop
 //! themselves (a wedged timer, a box without the image's timer). Run from
 //! cron; pages through every owner's running boxes, asks the same idle
-//! policy the boxes use ([`crate::idle::policy`]), and stops the idle ones in
-//! batches with bounded concurrency.
+//! policy the boxes use ([`crate::idle::policy`]) of their tags, and stops
+//! the ones that should have stopped at least [`GRACE`] ago, in batches with
+//! bounded concurrency.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use futures::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +17,13 @@ use crate::provider::{BoxInfo, ProviderError};
 /// Instance ids per StopInstances call (the API takes more, but a smaller
 /// batch keeps a throttled or failing call cheap to retry one by one).
 pub const BATCH: usize = 100;
+
+/// How long after its tags say a box should have stopped reap stops it. A
+/// box whose check runs stops itself on time from fresh data and reports
+/// activity only before this runs out ([`crate::idle::report`]), which keeps
+/// a fleet's CreateTags far inside EC2's throttling; a box whose check does
+/// not run is billed this much longer than its policy.
+pub const GRACE: Duration = Duration::hours(2);
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Planned {
@@ -54,10 +62,16 @@ pub fn plan(policy: &IdlePolicy, boxes: &[BoxInfo], at: DateTime<Utc>) -> Vec<Pl
     boxes
         .iter()
         .filter_map(|b| {
-            let verdict = policy::decide(policy, &Seen::of(b), at);
-            verdict.is_stop().then(|| Planned { id: b.id.clone(), owner: b.owner.clone(), name: b.name.clone(), last_active: b.last_active, hibernate: b.hibernate, verdict })
+            acts_on(policy, &Seen::of(b), at).map(|verdict| Planned { id: b.id.clone(), owner: b.owner.clone(), name: b.name.clone(), last_active: b.last_active, hibernate: b.hibernate, verdict })
         })
         .collect()
+}
+
+/// Whether reap stops a box it sees so at `at`: when the box should have
+/// stopped at least [`GRACE`] ago.
+pub fn acts_on(policy: &IdlePolicy, seen: &Seen, at: DateTime<Utc>) -> Option<Verdict> {
+    let verdict = policy::decide(policy, seen, at);
+    (verdict.is_stop() && at - verdict.stop_at() >= GRACE).then_some(verdict)
 }
 
 pub async fn reap(provider: &AwsProvider, policy: &IdlePolicy, at: DateTime<Utc>, dry_run: bool, concurrency: usize) -> Result<ReapReport, ProviderError> {
@@ -112,7 +126,6 @@ pub async fn handle(provider: &AwsProvider, request: Request, concurrency: usize
 mod tests {
     use super::*;
     use crate::provider::BoxState;
-    use chrono::Duration;
 
     fn boxed(id: &str, idle_for: Option<i64>, now: DateTime<Utc>) -> BoxInfo {
         BoxInfo {
@@ -137,9 +150,15 @@ mod tests {
     fn plans_exactly_the_idle_boxes() {
         let now = Utc::now();
         let policy = IdlePolicy::default(); // 45m timeout
-        let boxes = [boxed("fresh", Some(5), now), boxed("stale", Some(61), now), boxed("never-reported", None, now)];
+        let boxes = [
+            boxed("fresh", Some(5), now),
+            boxed("in-grace", Some(45 + 119), now),
+            boxed("stale", Some(45 + 121), now),
+            boxed("never-reported", None, now),
+        ];
         let ids: Vec<String> = plan(&policy, &boxes, now).into_iter().map(|p| p.id).collect();
-        // No tag at all: launched a day ago and never active since.
+        // No tag at all: launched a day ago and never active since. One
+        // that should have stopped less than GRACE ago may still report.
         assert_eq!(ids, vec!["stale", "never-reported"]);
     }
 }

@@ -1,0 +1,77 @@
+//! `tests/support/throttle_shim.py` in front of moto: throttles like EC2
+//! (the first N calls, or token buckets per action on a real or simulated
+//! clock), records what moto was asked.
+
+use std::io::{BufRead, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+
+use crate::TestEnv;
+
+pub struct Shim {
+    pub url: String,
+    child: Child,
+}
+
+/// One action's token bucket: capacity, tokens refilled a second.
+pub struct Bucket<'a> {
+    pub action: &'a str,
+    pub capacity: f64,
+    pub refill: f64,
+}
+
+impl Shim {
+    /// Answers the first `throttle` calls with RequestLimitExceeded, then
+    /// throttles each action in `buckets` by its bucket.
+    pub fn start(upstream: &str, throttle: u32, buckets: &[Bucket]) -> Shim {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/support/throttle_shim.py");
+        let mut args = vec![script.to_string(), upstream.to_string(), throttle.to_string()];
+        args.extend(buckets.iter().map(|b| format!("{}={}/{}", b.action, b.capacity, b.refill)));
+        let mut child = Command::new("python3").args(&args).stdout(Stdio::piped()).spawn().unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let host = upstream.split("://").nth(1).and_then(|h| h.split(':').next()).unwrap();
+        Shim { url: format!("http://{host}:{}", line.trim()), child }
+    }
+
+    /// A shim in front of `env`'s moto, which `env`'s commands then call.
+    pub fn in_front_of(env: &mut TestEnv, throttle: u32) -> Shim {
+        let shim = Shim::start(&env.moto.as_ref().unwrap().url.clone(), throttle, &[]);
+        env.set_endpoint(&shim.url);
+        shim
+    }
+
+    /// Buckets refill by this clock (epoch seconds) from now on.
+    pub fn set_clock(&self, epoch_seconds: f64) {
+        self.http("POST", "/__clock", &epoch_seconds.to_string());
+    }
+
+    pub fn stats(&self) -> serde_json::Value {
+        serde_json::from_str(&self.http("GET", "/__stats", "")).unwrap()
+    }
+
+    /// The parameters of each forwarded call to `action` (first-N mode).
+    pub fn requests(&self, action: &str) -> Vec<serde_json::Value> {
+        let all: serde_json::Value = serde_json::from_str(&self.http("GET", "/__requests", "")).unwrap();
+        all.as_array().unwrap().iter().filter(|r| r["Action"] == action).cloned().collect()
+    }
+
+    /// One HTTP/1.1 exchange with the shim's control endpoints; the body.
+    fn http(&self, method: &str, path: &str, body: &str) -> String {
+        let addr = self.url.trim_start_matches("http://");
+        let mut stream = TcpStream::connect(addr).unwrap();
+        write!(stream, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        assert!(head.starts_with("HTTP/1.1 2"), "{method} {path}: {head}");
+        body.to_string()
+    }
+}
+
+impl Drop for Shim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
