@@ -8,6 +8,7 @@ pub mod boxside;
 pub mod cli;
 pub mod idle;
 pub mod image;
+pub mod intercept;
 pub mod laptop;
 pub mod logging;
 pub mod manifest;

@@ -9,6 +9,7 @@ pub mod error;
 mod hosts;
 mod idle;
 mod image;
+mod intercept;
 mod output;
 mod setup;
 mod ssh;
@@ -133,6 +134,7 @@ pub enum Command {
     Services(stack::ServicesArgs),
     Restart(stack::RestartArgs),
     Logs(stack::LogsArgs),
+    Intercept(intercept::InterceptArgs),
     /// Print or write configuration rendered from the manifest.
     #[command(subcommand)]
     Render(stack::RenderCommand),
@@ -180,6 +182,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Services(args) => stack::services(&global, args).await,
         Command::Restart(args) => stack::restart(&global, args).await,
         Command::Logs(args) => stack::logs(&global, args).await,
+        Command::Intercept(args) => intercept::intercept(&global, args).await,
         Command::Render(cmd) => stack::render(&global, cmd).await,
         Command::Sync(args) => sync::sync(&global, args).await,
         Command::Keep(args) => idle::keep(&global, args).await,

@@ -141,7 +141,7 @@ pub async fn ssh(global: &Global, args: SshArgs) -> Result<ExitCode> {
 
 /// The running box `name`, for a verb that hands it to OpenSSH: a stopped
 /// box is started first (wake on connect).
-async fn running_box(global: &Global, name: &BoxName) -> Result<(Context, BoxInfo)> {
+pub(super) async fn running_box(global: &Global, name: &BoxName) -> Result<(Context, BoxInfo)> {
     let (ctx, info) = global.wake(global.manifest_for_lookup().as_ref(), name).await?;
     ctx.target(&info)?;
     Ok((ctx, info))

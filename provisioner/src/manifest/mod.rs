@@ -147,6 +147,14 @@ impl Manifest {
         Err(UnknownName { what: "store", name: name.into(), known: self.stores.keys().cloned().collect() })
     }
 
+    /// Checks that `name` is one of the manifest's services.
+    pub fn check_service(&self, name: &str) -> Result<(), UnknownName> {
+        if self.services.contains_key(name) {
+            return Ok(());
+        }
+        Err(UnknownName { what: "service", name: name.into(), known: self.services.keys().cloned().collect() })
+    }
+
     /// Checks that `name` is one of the manifest's services or stores.
     pub fn check_program(&self, name: &str) -> Result<(), UnknownName> {
         if self.services.contains_key(name) || self.stores.contains_key(name) {

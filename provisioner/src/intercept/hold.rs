@@ -1,0 +1,176 @@
+//! The box's side of an intercept: one bash script, run as root as the
+//! remote command of the intercept's SSH connection. It takes the service
+//! (a lock per service: a second intercept is refused with the holder),
+//! stops it under supervisord, records who holds it, says `held`, then
+//! waits on its stdin: the laptop writes a line every
+//! [`HEARTBEAT`]; end of input (the laptop ended the intercept, or died)
+//! or [`LEASE`] without a line (the laptop slept or lost the network) ends
+//! it. Ending closes the SSH connection the forwards live in (its sshd
+//! process), waits for the service's ports to be free, and starts the
+//! service again. Nothing on the box depends on the laptop coming back.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::stack::layout::{sh, Layout};
+
+/// How often the laptop renews the lease.
+pub const HEARTBEAT: Duration = Duration::from_secs(2);
+/// How long the box waits for a renewal before it takes the service back.
+pub const LEASE: Duration = Duration::from_secs(10);
+/// The exit status of a script that found the service held.
+pub const HELD_BY_OTHER: u32 = 3;
+
+/// Who holds an intercepted service (`<root>/run/intercepts/<service>.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holder {
+    pub service: String,
+    pub by: String,
+    pub since: DateTime<Utc>,
+    pub ports: Vec<u16>,
+}
+
+/// What the script's first line says.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Answer {
+    Held,
+    /// Someone else holds it (the record, if it could be read).
+    HeldBy(Option<Holder>),
+}
+
+fn dir(layout: &Layout) -> String {
+    format!("{}/intercepts", layout.run_dir())
+}
+
+/// The script for `service`, stopped and started with `stop` and `start`
+/// (supervisorctl commands), held by `by` (checked by [`valid_holder`]).
+/// With `close_connection`, ending the hold closes the SSH connection it
+/// runs under (its first sshd ancestor); without, a test can run it under
+/// any shell.
+pub fn script(layout: &Layout, service: &str, by: &str, ports: &[u16], stop: &str, start: &str, close_connection: bool) -> String {
+    let lock = sh(&format!("{}/{service}.lock", dir(layout)));
+    let record = sh(&format!("{}/{service}.json", dir(layout)));
+    let dir = sh(&dir(layout));
+    let find_connection = if close_connection {
+        "conn=; p=$$\nwhile [ \"${p:-0}\" -gt 1 ]; do\n  case \"$(cat /proc/$p/comm 2>/dev/null)\" in sshd|sshd-session) conn=$p; break ;; esac\n  p=$(sed -n 's/^PPid:[[:space:]]*//p' /proc/$p/status 2>/dev/null)\ndone"
+    } else {
+        "conn="
+    };
+    let ports_json = ports.iter().map(u16::to_string).collect::<Vec<_>>().join(",");
+    let ports_words = ports.iter().map(u16::to_string).collect::<Vec<_>>().join(" ");
+    let lease = LEASE.as_secs();
+    let (service_json, by_json) = (serde_json::to_string(service).expect("a string"), serde_json::to_string(by).expect("a string"));
+    format!(
+        r#"set -u
+mkdir -p {dir}
+exec 9>{lock}
+if ! flock -n 9; then printf 'held-by %s\n' "$(cat {record} 2>/dev/null | head -c 4096 | tr -d '\n')"; exit {HELD_BY_OTHER}; fi
+# The sshd process of this connection (the forwards live in it): the
+# first ancestor named sshd or sshd-session.
+{find_connection}
+trap '' HUP TERM PIPE
+if ! out=$({stop} 2>&1); then printf 'error stopping {service_text}: %s\n' "$out"; exit 4; fi
+printf '{{"service":%s,"by":%s,"since":"%s","ports":[{ports_json}]}}\n' '{service_sq}' '{by_sq}' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > {record}.new && mv {record}.new {record}
+echo held
+while IFS= read -r -t {lease} line; do :; done
+exec >/dev/null 2>&1 </dev/null
+rm -f {record}
+[ -n "$conn" ] && kill "$conn"
+for i in $(seq 100); do
+  busy=
+  for port in {ports_words}; do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && busy=1; done
+  [ -z "$busy" ] && break
+  sleep 0.1
+done
+{start}
+"#,
+        service_text = service,
+        service_sq = service_json.replace('\'', ""),
+        by_sq = by_json.replace('\'', ""),
+    )
+}
+
+/// A shell line printing one JSON record per service held now (a record
+/// whose lock is free is left over from a holder that is gone).
+pub fn list_command(layout: &Layout) -> String {
+    let dir = dir(layout);
+    format!(
+        "for f in {d}/*.json; do [ -e \"$f\" ] || continue; flock -n \"${{f%.json}}.lock\" true && continue; head -c 4096 \"$f\" | tr -d '\\n'; echo; done",
+        d = sh(&dir)
+    )
+}
+
+/// The records [`list_command`] printed; a line that is not a record
+/// (the box writes these, so they are checked) is skipped.
+pub fn parse_list(text: &str) -> Vec<Holder> {
+    text.lines().filter_map(|l| serde_json::from_str::<Holder>(l).ok()).filter(|h| valid_holder(&h.by) && !h.service.is_empty()).collect()
+}
+
+/// The script's first line.
+pub fn parse_answer(line: &str) -> Option<Answer> {
+    let line = line.trim_end();
+    if line == "held" {
+        return Some(Answer::Held);
+    }
+    line.strip_prefix("held-by").map(|rest| Answer::HeldBy(serde_json::from_str(rest.trim()).ok()))
+}
+
+/// A holder name safe to put in a record and a script: letters, digits and
+/// `@._-`, at most 100.
+pub fn valid_holder(by: &str) -> bool {
+    !by.is_empty() && by.len() <= 100 && by.chars().all(|c| c.is_ascii_alphanumeric() || "@._-".contains(c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_and_records_are_parsed_and_checked() {
+        assert_eq!(parse_answer("held\n"), Some(Answer::Held));
+        let rec = r#"{"service":"api","by":"alice@mac","since":"2026-12-03T10:02:00Z","ports":[8080]}"#;
+        let Some(Answer::HeldBy(Some(h))) = parse_answer(&format!("held-by {rec}")) else { panic!() };
+        assert_eq!((h.by.as_str(), h.ports.as_slice()), ("alice@mac", &[8080u16][..]));
+        assert_eq!(parse_answer("held-by "), Some(Answer::HeldBy(None)));
+        assert_eq!(parse_answer("Permission denied"), None);
+        let forged = r#"{"service":"api","by":"$(rm -rf /)","since":"2026-12-03T10:02:00Z","ports":[]}"#;
+        assert_eq!(parse_list(&format!("{rec}\n{forged}\nnot json\n")).len(), 1);
+        assert!(!valid_holder("a b") && !valid_holder("") && valid_holder("bob@laptop-1.local"));
+    }
+
+    /// The script under a real bash: the lock refuses a second holder,
+    /// the record is written, and end of input starts the service again.
+    #[test]
+    fn the_script_holds_refuses_and_restores() {
+        use std::io::{BufRead, BufReader, Write};
+        use std::process::{Command, Stdio};
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_str().unwrap();
+        let layout = Layout::new(root, None).unwrap();
+        let log = tmp.path().join("ctl.log");
+        let ctl = |verb: &str| format!("echo {verb} >> {}", sh(log.to_str().unwrap()));
+        let script = script(&layout, "api", "alice@mac", &[1], &ctl("stop"), &ctl("start"), false);
+        let spawn = || Command::new("bash").args(["-c", &script]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+        let mut first = spawn();
+        let mut out = BufReader::new(first.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(parse_answer(&line), Some(Answer::Held));
+        first.stdin.as_mut().unwrap().write_all(b"\n").unwrap();
+
+        let second = spawn().wait_with_output().unwrap();
+        assert_eq!(second.status.code(), Some(HELD_BY_OTHER as i32));
+        let Some(Answer::HeldBy(Some(holder))) = parse_answer(&String::from_utf8_lossy(&second.stdout)) else { panic!("{second:?}") };
+        assert_eq!((holder.service.as_str(), holder.by.as_str(), holder.ports.as_slice()), ("api", "alice@mac", &[1u16][..]));
+        let listed = Command::new("bash").args(["-c", &list_command(&layout)]).output().unwrap();
+        assert_eq!(parse_list(&String::from_utf8_lossy(&listed.stdout)), vec![holder]);
+
+        drop(first.stdin.take());
+        assert!(first.wait().unwrap().success());
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "stop\nstart\n");
+        let listed = Command::new("bash").args(["-c", &list_command(&layout)]).output().unwrap();
+        assert!(listed.stdout.is_empty(), "released: no holder listed");
+    }
+}

@@ -1,0 +1,9 @@
+//! `workstation intercept`: one service runs on the laptop inside the box's
+//! stack. The box stops the service and holds it for as long as the laptop
+//! renews a lease ([`hold`]); the service's ports on the box reach the
+//! laptop and the box's other ports reach the laptop's process ([`plan`]),
+//! all over one OpenSSH connection with the pinned host key ([`session`]).
+
+pub mod hold;
+pub mod plan;
+pub mod session;

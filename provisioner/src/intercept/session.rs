@@ -1,0 +1,264 @@
+//! The laptop's side of an intercept, over one OpenSSH connection (the
+//! generated config: the pinned host key; OpenSSH's own forwarding, so the
+//! intercept is as fast as `ssh -R`):
+//! 1. a control master whose remote command is the box's hold script
+//!    ([`super::hold`]) and whose local forwards are the outgoing ones;
+//! 2. once the script says `held` (the service is stopped, so its ports
+//!    are free), the incoming remote forwards are added to that connection
+//!    (`ssh -O forward -R`), bound on all the box's addresses so a
+//!    colleague sharing the box reaches the laptop too;
+//! 3. the command runs here with the service's environment, while a line a
+//!    [`super::hold::HEARTBEAT`] renews the lease;
+//! 4. when the command ends (or Ctrl-C), end of input tells the box to end
+//!    the hold; if the connection drops, the command is stopped and the
+//!    box ends the hold by itself once the lease runs out.
+//!
+//! The master runs in its own process group, so Ctrl-C reaches the command
+//! and not the connection; if this process is killed, the master's input
+//! closes and the box restores the service at once.
+
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+
+use super::hold::{self, Answer, Holder};
+use super::plan::Plan;
+use crate::manifest::Manifest;
+use crate::stack::layout::sh;
+use crate::stack::services;
+use crate::stack::shell::{BoxShell, ShellError};
+
+/// How long the box may take to stop the service and answer.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a command gets to exit after SIGTERM before SIGKILL.
+const TERM_GRACE: Duration = Duration::from_secs(5);
+/// How long the service may take to be up again after the hold ends.
+const RESTORE_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum InterceptError {
+    #[error("{service} is already intercepted{}; wait until that intercept ends", held_text(.holder))]
+    HeldBy { service: String, holder: Option<Holder> },
+    #[error("could not take {service} on box {name}: {detail}")]
+    Hold { service: String, name: String, detail: String },
+    #[error("could not forward box port(s) {ports} to this laptop (ssh -O forward exited {status}); is something else listening on them on the box?")]
+    Forward { ports: String, status: String },
+    #[error("cannot run {what}: {source}")]
+    Spawn { what: String, source: std::io::Error },
+    #[error(transparent)]
+    Shell(#[from] ShellError),
+}
+
+fn held_text(holder: &Option<Holder>) -> String {
+    holder.as_ref().map_or(String::new(), |h| {
+        let ports: Vec<String> = h.ports.iter().map(u16::to_string).collect();
+        format!(" by {} since {} (ports {})", h.by, h.since.format("%Y-%m-%d %H:%M UTC"), ports.join(", "))
+    })
+}
+
+/// How an intercept ended.
+#[derive(Debug)]
+pub enum Ended {
+    /// The command exited (its status).
+    Command(ExitStatus),
+    /// The SSH connection ended under the command, which was stopped.
+    ConnectionLost,
+}
+
+/// What an intercept needs of the box and the laptop.
+pub struct Intercept<'a> {
+    /// The generated OpenSSH config and the box's alias in it.
+    pub ssh_config: &'a Path,
+    pub alias: &'a str,
+    /// A session on the box (its layout; the last look at the service).
+    pub onbox: &'a BoxShell,
+    pub manifest: &'a Manifest,
+    pub plan: &'a Plan,
+    /// Who holds the service (checked by [`hold::valid_holder`]).
+    pub by: &'a str,
+}
+
+impl Intercept<'_> {
+    /// Runs `command` intercepting the service; returns how it ended and,
+    /// unless the connection was lost, whether the service is up again on
+    /// the box.
+    pub async fn run(&self, command: &[String]) -> Result<(Ended, Option<bool>), InterceptError> {
+        let service = &self.plan.service;
+        let socket_dir = tempfile::Builder::new().prefix("ws-ic-").tempdir().map_err(|e| InterceptError::Spawn { what: "a temporary directory".into(), source: e })?;
+        let socket = socket_dir.path().join("c");
+        let mut master = self.master(&socket)?;
+        let mut stdout = BufReader::new(master.stdout.take().expect("piped"));
+        let mut line = String::new();
+        let answer = tokio::time::timeout(ANSWER_TIMEOUT, stdout.read_line(&mut line)).await;
+        match hold::parse_answer(&line) {
+            Some(Answer::Held) => {}
+            other => {
+                drop(master.stdin.take());
+                let status = wait_or_kill(&mut master, Duration::from_secs(10)).await;
+                return Err(match other {
+                    Some(Answer::HeldBy(holder)) => InterceptError::HeldBy { service: service.clone(), holder },
+                    _ => InterceptError::Hold {
+                        service: service.clone(),
+                        name: self.onbox.name.clone(),
+                        detail: match (answer, line.trim()) {
+                            (Err(_), _) => format!("no answer within {ANSWER_TIMEOUT:?}"),
+                            (_, "") => format!("the SSH connection ended ({}; its message is above)", describe(status)),
+                            (_, said) => said.chars().take(2000).collect(),
+                        },
+                    },
+                });
+            }
+        }
+        // Nothing more comes on stdout; keep reading so the pipe never fills.
+        tokio::spawn(async move { tokio::io::copy(&mut stdout, &mut tokio::io::sink()).await });
+        let stdin = master.stdin.take().expect("piped");
+        let heartbeat = tokio::spawn(heartbeat(stdin));
+
+        if let Err(e) = self.forward_incoming(&socket).await {
+            heartbeat.abort();
+            wait_or_kill(&mut master, Duration::from_secs(15)).await;
+            return Err(e);
+        }
+
+        let ended = self.run_command(command, &mut master).await;
+        heartbeat.abort();
+        let _ = heartbeat.await;
+        let ended = match ended {
+            Ok(ended) => ended,
+            Err(e) => {
+                wait_or_kill(&mut master, Duration::from_secs(15)).await;
+                return Err(e);
+            }
+        };
+        wait_or_kill(&mut master, Duration::from_secs(15)).await;
+        let restored = match ended {
+            Ended::ConnectionLost => None,
+            Ended::Command(_) => Some(self.wait_restored().await?),
+        };
+        Ok((ended, restored))
+    }
+
+    fn ssh(&self) -> Command {
+        let mut ssh = Command::new("ssh");
+        // The box was woken and the config written just now.
+        ssh.arg("-F").arg(self.ssh_config).args(["-o", "ProxyCommand=none"]);
+        ssh
+    }
+
+    fn master(&self, socket: &Path) -> Result<Child, InterceptError> {
+        let layout = &self.onbox.layout;
+        let service = &self.plan.service;
+        let ports: Vec<u16> = self.plan.incoming.iter().map(|i| i.box_port).collect();
+        let store = self.manifest.stores.get(service);
+        let script = hold::script(layout, service, self.by, &ports, &self.onbox.control("stop", service, store), &self.onbox.control("start", service, store), true);
+        let remote = self.onbox.wrap(&format!("bash -c {}", sh(&script)));
+        let mut ssh = self.ssh();
+        ssh.args(["-T", "-M", "-S"]).arg(socket);
+        let alive = hold::HEARTBEAT.as_secs().to_string();
+        ssh.args(["-o", "ControlPersist=no", "-o", "ExitOnForwardFailure=yes", "-o", &format!("ServerAliveInterval={alive}"), "-o", "ServerAliveCountMax=4"]);
+        for o in &self.plan.outgoing {
+            ssh.arg("-L").arg(format!("127.0.0.1:{}:127.0.0.1:{}", o.local_port, o.box_port));
+        }
+        ssh.arg(self.alias).arg("--").arg(remote);
+        ssh.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).process_group(0);
+        ssh.spawn().map_err(|e| InterceptError::Spawn { what: "ssh (the OpenSSH client; install openssh-client)".into(), source: e })
+    }
+
+    async fn forward_incoming(&self, socket: &Path) -> Result<(), InterceptError> {
+        let mut ssh = self.ssh();
+        ssh.arg("-S").arg(socket).args(["-O", "forward"]);
+        for i in &self.plan.incoming {
+            ssh.arg("-R").arg(format!("0.0.0.0:{}:127.0.0.1:{}", i.box_port, i.local_port));
+        }
+        let out = ssh.arg(self.alias).stdin(Stdio::null()).output().await.map_err(|e| InterceptError::Spawn { what: "ssh -O forward".into(), source: e })?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let ports: Vec<String> = self.plan.incoming.iter().map(|i| i.box_port.to_string()).collect();
+        let said = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        Err(InterceptError::Forward { ports: ports.join(", "), status: format!("{}{}", describe(out.status), if said.is_empty() { String::new() } else { format!(": {said}") }) })
+    }
+
+    /// Runs the command until it exits or the connection ends.
+    async fn run_command(&self, command: &[String], master: &mut Child) -> Result<Ended, InterceptError> {
+        use tokio::signal::unix::{signal, SignalKind};
+        // Ctrl-C goes to the command (the terminal's process group) and
+        // ends it; here it only must not end workstation first.
+        let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| InterceptError::Spawn { what: "a signal handler".into(), source: e })?;
+        let mut terminate = signal(SignalKind::terminate()).map_err(|e| InterceptError::Spawn { what: "a signal handler".into(), source: e })?;
+        let (program, args) = command.split_first().expect("clap requires a command");
+        let mut child = Command::new(program).args(args).envs(&self.plan.environment).spawn().map_err(|e| InterceptError::Spawn { what: program.clone(), source: e })?;
+        loop {
+            tokio::select! {
+                status = child.wait() => return Ok(Ended::Command(status.map_err(|e| InterceptError::Spawn { what: program.clone(), source: e })?)),
+                _ = master.wait() => {
+                    stop(&mut child).await;
+                    return Ok(Ended::ConnectionLost);
+                }
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {
+                    let status = stop(&mut child).await;
+                    return Ok(Ended::Command(status));
+                }
+            }
+        }
+    }
+
+    /// Waits until supervisord runs the service again and it passes its
+    /// check (the box starts it once the forwards are gone).
+    async fn wait_restored(&self) -> Result<bool, InterceptError> {
+        let deadline = tokio::time::Instant::now() + RESTORE_TIMEOUT;
+        loop {
+            let status = services::status(self.onbox, self.manifest, Some(&self.plan.service)).await?;
+            if status.iter().all(services::ProgramStatus::is_up) {
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// Renews the lease until aborted; dropping `stdin` then is the box's
+/// signal to end the hold.
+async fn heartbeat(mut stdin: tokio::process::ChildStdin) {
+    loop {
+        if stdin.write_all(b"\n").await.is_err() {
+            return;
+        }
+        tokio::time::sleep(hold::HEARTBEAT).await;
+    }
+}
+
+/// SIGTERM, then SIGKILL after [`TERM_GRACE`].
+async fn stop(child: &mut Child) -> ExitStatus {
+    if let Some(pid) = child.id() {
+        // SAFETY: kill has no memory preconditions; the pid is our child's.
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    }
+    wait_or_kill(child, TERM_GRACE).await
+}
+
+async fn wait_or_kill(child: &mut Child, grace: Duration) -> ExitStatus {
+    match tokio::time::timeout(grace, child.wait()).await {
+        Ok(Ok(status)) => status,
+        _ => {
+            let _ = child.kill().await;
+            child.wait().await.unwrap_or_default()
+        }
+    }
+}
+
+fn describe(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit {code}"),
+        (None, Some(sig)) => format!("signal {sig}"),
+        _ => "ended".into(),
+    }
+}
