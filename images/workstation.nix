@@ -245,6 +245,12 @@ in
         # and the option is an enum (services/networking/ssh/sshd.nix):
         # two plain values would not evaluate.
         PermitRootLogin = lib.mkForce "no";
+        # `workstation intercept` binds the service's ports on all the
+        # box's addresses (ssh -R 0.0.0.0:PORT), so the security group's
+        # CIDRs (a colleague's `share`) reach the laptop's process too.
+        # (services/networking/ssh/sshd.nix: settings.GatewayPorts, a
+        # nullOr str defaulting to "no".)
+        GatewayPorts = "clientspecified";
       };
     };
     # The services' ports are reachable only through the security group

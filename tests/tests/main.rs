@@ -8,6 +8,7 @@ mod hosts;
 mod idle;
 mod idle_month;
 mod image;
+mod intercept;
 mod nix;
 mod reap;
 mod setup;

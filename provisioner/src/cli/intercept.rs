@@ -78,7 +78,8 @@ pub async fn intercept(global: &Global, args: InterceptArgs) -> Result<ExitCode>
     let alias = host_alias(&info.name);
     let intercept = Intercept { ssh_config: &config, alias: &alias, onbox: &onbox, manifest: &manifest.manifest, plan: &plan, by: &by };
     let result = intercept.run(&args.command).await;
-    onbox.close().await;
+    // After a lost connection, saying goodbye may never be answered.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), onbox.close()).await;
     let (ended, restored) = result?;
     match restored {
         Some(true) => eprintln!("intercept ended: {} runs on box {} again", plan.service, info.name),

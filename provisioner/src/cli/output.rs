@@ -63,7 +63,13 @@ pub fn programs_table(programs: &[ProgramStatus]) -> String {
             p.pid.map(|x| x.to_string()).unwrap_or_else(|| "-".into()),
             p.uptime.clone().unwrap_or_else(|| "-".into()),
             p.unexpected_exits.to_string(),
-            p.health.as_str(),
+            match &p.intercepted {
+                Some(h) => {
+                    let ports: Vec<String> = h.ports.iter().map(u16::to_string).collect();
+                    format!("on {}'s laptop since {} (ports {})", h.by, h.since.format("%Y-%m-%d %H:%M UTC"), ports.join(", "))
+                }
+                None => p.health.as_str(),
+            },
         ]);
     }
     t.to_string()

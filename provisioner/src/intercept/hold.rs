@@ -66,7 +66,11 @@ pub fn script(layout: &Layout, service: &str, by: &str, ports: &[u16], stop: &st
         r#"set -u
 mkdir -p {dir}
 exec 9>{lock}
-if ! flock -n 9; then printf 'held-by %s\n' "$(cat {record} 2>/dev/null | head -c 4096 | tr -d '\n')"; exit {HELD_BY_OTHER}; fi
+# Held: refused, naming the holder. Locked without a record: the last
+# holder is giving the service back (starting it); wait for that.
+if ! flock -n 9 && {{ [ -e {record} ] || ! flock -w 15 9; }}; then
+  printf 'held-by %s\n' "$(cat {record} 2>/dev/null | head -c 4096 | tr -d '\n')"; exit {HELD_BY_OTHER}
+fi
 # The sshd process of this connection (the forwards live in it): the
 # first ancestor named sshd or sshd-session.
 {find_connection}

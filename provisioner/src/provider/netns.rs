@@ -270,6 +270,7 @@ impl BoxHost {
              UsePAM no\n\
              PrintMotd no\n\
              AcceptEnv LANG LC_*\n\
+             GatewayPorts clientspecified\n\
              SetEnv WORKSTATION_BOX_ROOT={root} HOME={home}\n\
              Subsystem sftp internal-sftp\n",
             hostname = self.hostname,

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::intercept::hold::{self, Holder};
 use crate::manifest::{HealthCheck, Manifest};
 use crate::stack::layout::{sh, StoreRunner};
 use crate::stack::shell::{BoxShell, ShellError};
@@ -28,6 +29,9 @@ pub struct ProgramStatus {
     /// restarts it; a count that grows means a crash loop).
     pub unexpected_exits: u32,
     pub health: Health,
+    /// Held by `workstation intercept`: it runs on someone's laptop.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intercepted: Option<Holder>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -56,6 +60,7 @@ impl ProgramStatus {
     /// out that second would make every bring-up a second slower.
     pub fn is_up(&self) -> bool {
         match (&self.health, self.state.as_str()) {
+            (_, INTERCEPTED) => true,
             (Health::Healthy, "RUNNING" | "STARTING") => true,
             (Health::NoCheck, "RUNNING") => true,
             _ => false,
@@ -67,6 +72,9 @@ impl ProgramStatus {
         matches!(self.state.as_str(), "FATAL" | "EXITED" | "STOPPED" | "UNKNOWN" | "MISSING")
     }
 }
+
+/// The state shown for a service `workstation intercept` holds.
+pub const INTERCEPTED: &str = "INTERCEPTED";
 
 /// One line of `supervisorctl status`: name, state, and the rest.
 #[derive(Debug, PartialEq, Eq)]
@@ -170,13 +178,21 @@ pub async fn status(onbox: &BoxShell, manifest: &Manifest, only: Option<&str>) -
         .chain(manifest.services.keys().map(|n| (n, "service")))
         .filter(|(n, _)| only.is_none_or(|o| o == n.as_str()))
         .collect();
-    let (lines, exits) = (&lines, &exits);
+    let holders = hold::parse_list(&onbox.output(&hold::list_command(&onbox.layout)).await?);
+    let (lines, exits, holders) = (&lines, &exits, &holders);
     let checks = names.iter().map(|(name, kind)| async move {
         let line = lines.iter().find(|l| &l.name == *name);
-        let state = line.map(|l| l.state.clone()).unwrap_or_else(|| "MISSING".into());
+        let intercepted = holders.iter().find(|h| &h.service == *name && *kind == "service").cloned();
+        let state = match (&intercepted, line) {
+            (Some(_), _) => INTERCEPTED.to_string(),
+            (None, Some(l)) => l.state.clone(),
+            (None, None) => "MISSING".into(),
+        };
         // A starting program is checked too: answering its check is what
         // makes it up (see ProgramStatus::is_up).
-        let health = if state != "RUNNING" && state != "STARTING" {
+        let health = if intercepted.is_some() {
+            Health::NoCheck
+        } else if state != "RUNNING" && state != "STARTING" {
             Health::Unhealthy(format!("not running ({})", state.to_lowercase()))
         } else if *kind == "store" {
             check_command(onbox, &stores::ready_command(&manifest.stores[*name]), None).await
@@ -194,6 +210,7 @@ pub async fn status(onbox: &BoxShell, manifest: &Manifest, only: Option<&str>) -
             uptime: line.and_then(|l| l.uptime.clone()),
             unexpected_exits: exits.iter().filter(|e| e == name).count() as u32,
             health,
+            intercepted,
         }
     });
     Ok(futures::future::join_all(checks).await)
