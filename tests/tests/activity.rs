@@ -6,9 +6,9 @@
 //! (`SelfApi`), to moto behind the throttling shim holding EC2's default
 //! buckets on a simulated clock. At each check, reap's rule
 //! (`reap::acts_on`) is asked of what the box has reported; every
-//! hour of simulated time `reap`'s plan over the tags moto holds is
-//! compared with the truth (moto's DescribeInstances over 10,000 instances
-//! takes seconds, so it is asked hourly).
+//! [`REAP_EVERY`] of simulated time `reap`'s plan over the tags moto holds
+//! is compared with the truth; at the end each box's tag in moto must be
+//! what it reported.
 //!
 //! The buckets (capacity, refill a second) are AWS's "Request throttling for
 //! the Amazon EC2 API" (docs.aws.amazon.com/ec2/latest/devguide/ec2-api-throttling.html):
@@ -37,6 +37,10 @@ use workstation_tests::shim::{Bucket, Shim};
 use workstation_tests::REGION;
 
 const FULL_FLEET: f64 = 10_000.0;
+/// How often (simulated minutes) reap's own plan is asked of moto's tags:
+/// over 10,000 instances moto's DescribeInstances takes minutes, and reap's
+/// rule is asked of every box's report at every check anyway.
+const REAP_EVERY: i64 = 4 * 60;
 const CREATE_TAGS: (f64, f64) = (100.0, 10.0);
 const STOP_INSTANCES: (f64, f64) = (50.0, 5.0);
 
@@ -177,7 +181,9 @@ fn simulate(n: usize) -> Outcome {
         Bucket { action: "StopInstances", capacity: STOP_INSTANCES.0 * scale, refill: STOP_INSTANCES.1 * scale },
     ];
     let shim = Shim::start(&moto.url, 0, &buckets);
+    let started = std::time::Instant::now();
     let ids = launch(&moto.client(), n);
+    eprintln!("launched {n} instances in moto in {:.1?}", started.elapsed());
     let index: std::collections::HashMap<String, usize> = ids.iter().enumerate().map(|(i, id)| (id.clone(), i)).collect();
     let via_shim = client(&shim.url);
     let apis: Vec<SelfApi> = ids.iter().map(|id| SelfApi::Ec2 { client: via_shim.clone(), imds: imds::Client::builder().build(), id: id.clone() }).collect();
@@ -200,7 +206,8 @@ fn simulate(n: usize) -> Outcome {
         let mut minute = 0i64;
         while !boxes.iter().all(done) {
             let at_minute = t0 + Duration::minutes(minute);
-            if minute % 60 == 0 {
+            if minute % REAP_EVERY == 0 {
+                let asked = std::time::Instant::now();
                 let mut running = reaper.running().await.unwrap();
                 running.retain_mut(|info| {
                     let i = index[&info.id];
@@ -217,6 +224,7 @@ fn simulate(n: usize) -> Outcome {
                         eprintln!("stale stop at {at_minute}: box {i} ({:?}), reported {:?}, last active {:?}", planned.verdict, boxes[i].reported, boxes[i].last_active);
                     }
                 }
+                eprintln!("{}: reap over moto's tags in {:.1?}", at_minute.format("%H:%M"), asked.elapsed());
             }
             for (second, indices) in &by_second {
                 let now = at_minute + Duration::seconds(*second as i64);
@@ -238,7 +246,7 @@ fn simulate(n: usize) -> Outcome {
                     let verdict = policy::decide(&policy, &truth, now);
                     let as_reported = Seen { last_active: b.reported, ..truth };
                     // Reap, at this moment, from what the box reported (what
-                    // moto holds: checked hourly above and at the end).
+                    // moto holds: checked above and at the end).
                     if !verdict.is_stop() && reap::acts_on(&policy, &as_reported, now).is_some() {
                         out.stale_stops += 1;
                         eprintln!("reap would stop box {i} at {now} from its report {:?}; last active {:?}", b.reported, b.last_active);

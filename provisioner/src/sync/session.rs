@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Actions, Batch, Rules, Sent, SyncError, Target};
 use crate::manifest::LoadedManifest;
+use crate::intercept::hold;
 use crate::stack::layout::sh;
 use crate::boxes::lifecycle::{Context, LifecycleError};
 use crate::stack::shell::BoxShell;
@@ -126,6 +127,14 @@ impl<'a> Sync<'a> {
             } else {
                 let tail: Vec<&str> = text.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect();
                 report.line(&format!("`{command}` failed (exit {}); not restarting {}:\n{}", out.status, services.join(", "), tail.join("\n")));
+            }
+        }
+        if !restart.is_empty() {
+            // An intercepted service runs on someone's laptop, and its
+            // ports on the box are theirs until the intercept ends.
+            let held = hold::parse_list(&onbox.output(&hold::list_command(&onbox.layout)).await.map_err(LifecycleError::from)?);
+            for h in held.iter().filter(|h| restart.remove(&h.service)) {
+                report.line(&format!("not restarting {}: intercepted by {} (it runs on their laptop)", h.service, h.by));
             }
         }
         if !restart.is_empty() {
