@@ -191,19 +191,20 @@ impl Intercept<'_> {
         let mut terminate = signal(SignalKind::terminate()).map_err(|e| InterceptError::Spawn { what: "a signal handler".into(), source: e })?;
         let (program, args) = command.split_first().expect("clap requires a command");
         let mut child = Command::new(program).args(args).envs(&self.plan.environment).spawn().map_err(|e| InterceptError::Spawn { what: program.clone(), source: e })?;
-        loop {
-            tokio::select! {
-                status = child.wait() => return Ok(Ended::Command(status.map_err(|e| InterceptError::Spawn { what: program.clone(), source: e })?)),
-                _ = master.wait() => {
-                    stop(&mut child).await;
-                    return Ok(Ended::ConnectionLost);
-                }
-                _ = interrupt.recv() => {}
-                _ = terminate.recv() => {
-                    let status = stop(&mut child).await;
-                    return Ok(Ended::Command(status));
-                }
+        let exited = |status: std::io::Result<ExitStatus>| status.map(Ended::Command).map_err(|e| InterceptError::Spawn { what: program.clone(), source: e });
+        tokio::select! {
+            status = child.wait() => exited(status),
+            _ = master.wait() => {
+                stop(&mut child).await;
+                Ok(Ended::ConnectionLost)
             }
+            // From a terminal the command got it too; sent to us alone
+            // (kill -INT), it did not: give it a moment, then end it.
+            _ = interrupt.recv() => match tokio::time::timeout(TERM_GRACE, child.wait()).await {
+                Ok(status) => exited(status),
+                Err(_) => Ok(Ended::Command(stop(&mut child).await)),
+            },
+            _ = terminate.recv() => Ok(Ended::Command(stop(&mut child).await)),
         }
     }
 
