@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # workstation intercept against a plain OpenSSH `ssh -R` forward to the same
 # local server, on one local box (release build), same run:
-#   ours:    `workstation intercept api --port P:L -- sleep`: the box's api
+#   ours:    `workstation intercept api --box b1 --port P:L -- sleep`: the box's api
 #            port P reaches the laptop's server on L;
 #   ssh -R:  `ssh -N -R Q:127.0.0.1:L ws-b1` (Q: another box port, since api
 #            holds P while it is not intercepted).
@@ -90,8 +90,8 @@ for _ in $(seq "$ROUNDS"); do
     read -r p50 p99 <<< "$(latency $Q)"; ssh_p50+=("$p50"); ssh_p99+=("$p99")
     kill $sshr; wait $sshr 2>/dev/null || true
 
-    "$bin" intercept api --port "$P:$L" -- sleep 600 2>/dev/null & ours=$!
-    wait_laptop $P
+    "$bin" intercept api --box b1 --port "$P:$L" -- sleep 600 2>"$work/intercept.err" & ours=$!
+    wait_laptop $P || { cat "$work/intercept.err" >&2; exit 1; }
     ours_rps+=("$(rps $P)")
     read -r p50 p99 <<< "$(latency $P)"; ours_p50+=("$p50"); ours_p99+=("$p99")
     kill $ours; wait $ours 2>/dev/null || true

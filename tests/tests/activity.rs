@@ -5,10 +5,9 @@
 //! and tag + stop itself when idle, all through the box's real client
 //! (`SelfApi`), to moto behind the throttling shim holding EC2's default
 //! buckets on a simulated clock. At each check, reap's rule
-//! (`reap::acts_on`) is asked of what the box has reported; every
-//! [`REAP_EVERY`] of simulated time `reap`'s plan over the tags moto holds
-//! is compared with the truth; at the end each box's tag in moto must be
-//! what it reported.
+//! (`reap::acts_on`) is asked of what the box has reported; at [`REAP_AT`]
+//! `reap`'s own plan over the tags moto holds is compared with the truth;
+//! at the end each box's tag in moto must be what it reported.
 //!
 //! The buckets (capacity, refill a second) are AWS's "Request throttling for
 //! the Amazon EC2 API" (docs.aws.amazon.com/ec2/latest/devguide/ec2-api-throttling.html):
@@ -37,10 +36,11 @@ use workstation_tests::shim::{Bucket, Shim};
 use workstation_tests::REGION;
 
 const FULL_FLEET: f64 = 10_000.0;
-/// How often (simulated minutes) reap's own plan is asked of moto's tags:
-/// over 10,000 instances moto's DescribeInstances takes minutes, and reap's
-/// rule is asked of every box's report at every check anyway.
-const REAP_EVERY: i64 = 4 * 60;
+/// When (simulated minutes from 08:00) reap's own plan is asked of moto's
+/// tags: at 12:00, when most boxes run. Once, because over 10,000
+/// instances moto's DescribeInstances takes five minutes; reap's rule is
+/// asked of every box's report at every check anyway.
+const REAP_AT: i64 = 4 * 60;
 const CREATE_TAGS: (f64, f64) = (100.0, 10.0);
 const STOP_INSTANCES: (f64, f64) = (50.0, 5.0);
 
@@ -124,7 +124,10 @@ struct Outcome {
     dead: u64,
     /// Boxes whose tag at the end differs from what they reported.
     lost: u64,
-    peak_reports_per_minute: u64,
+    /// CreateTags a box sends when it stops itself (the reason).
+    stop_tags: u64,
+    /// All CreateTags (reports and stop reasons) in the busiest minute.
+    peak_tags_per_minute: u64,
     busiest_minute: String,
     old_rule_tags: u64,
     old_rule_peak_per_minute: u64,
@@ -206,7 +209,7 @@ fn simulate(n: usize) -> Outcome {
         let mut minute = 0i64;
         while !boxes.iter().all(done) {
             let at_minute = t0 + Duration::minutes(minute);
-            if minute % REAP_EVERY == 0 {
+            if minute == REAP_AT {
                 let asked = std::time::Instant::now();
                 let mut running = reaper.running().await.unwrap();
                 running.retain_mut(|info| {
@@ -225,6 +228,19 @@ fn simulate(n: usize) -> Outcome {
                     }
                 }
                 eprintln!("{}: reap over moto's tags in {:.1?}", at_minute.format("%H:%M"), asked.elapsed());
+            }
+            // Reap's rule, every minute, for boxes whose check died (no
+            // check asks it for them): what a reap run then would stop.
+            for (i, day) in days.iter().enumerate() {
+                let b = &mut boxes[i];
+                if b.reaped || !day.dead_at.is_some_and(|d| d <= at_minute) {
+                    continue;
+                }
+                let as_reported = Seen { last_active: b.reported, started_at: Some(day.start), keep_until: None };
+                if reap::acts_on(&policy, &as_reported, at_minute).is_some() {
+                    b.reaped = true;
+                    out.reaped_dead += 1;
+                }
             }
             for (second, indices) in &by_second {
                 let now = at_minute + Duration::seconds(*second as i64);
@@ -263,7 +279,13 @@ fn simulate(n: usize) -> Outcome {
                     if let Verdict::Stop { reason, .. } = verdict {
                         // As the check does: the reason, then the stop; a
                         // failure is retried by the next minute's check.
-                        if api.tag(tags::STOPPED_BY, &reason.chars().take(256).collect::<String>()).await.is_ok() && api.stop(false).await.is_ok() {
+                        let tagged = api.tag(tags::STOPPED_BY, &reason.chars().take(256).collect::<String>()).await.is_ok();
+                        if tagged {
+                            out.stop_tags += 1;
+                            *per_minute.entry(minute).or_default() += 1;
+                            *old_per_minute.entry(minute).or_default() += 1;
+                        }
+                        if tagged && api.stop(false).await.is_ok() {
                             b.stopped = true;
                             out.stops += 1;
                         }
@@ -293,7 +315,7 @@ fn simulate(n: usize) -> Outcome {
         out.lost = boxes.iter().enumerate().filter(|(i, b)| tagged.get(&ids[*i]).copied().flatten() != b.reported).count() as u64;
     });
     let (peak_minute, peak) = per_minute.iter().max_by_key(|(_, c)| **c).map(|(m, c)| (*m, *c)).unwrap_or_default();
-    out.peak_reports_per_minute = peak;
+    out.peak_tags_per_minute = peak;
     out.busiest_minute = (t0 + Duration::minutes(peak_minute)).format("%H:%M").to_string();
     out.old_rule_peak_per_minute = old_per_minute.values().copied().max().unwrap_or_default();
     out.stats = shim.stats();
@@ -310,18 +332,19 @@ fn check(out: &Outcome) {
 
 fn print(out: &Outcome) {
     let per_s = |count: u64| count as f64 / (out.simulated_hours * 3600.0);
-    let ours_peak = out.peak_reports_per_minute as f64 / 60.0;
+    let ours_peak = out.peak_tags_per_minute as f64 / 60.0;
+    let ours_mean = per_s(out.reports + out.stop_tags);
     let old_peak = out.old_rule_peak_per_minute as f64 / 60.0;
     let throttled = out.stats["actions"]["CreateTags"]["throttled"].as_u64().unwrap_or(0);
     println!(
-        "{} boxes, {:.1} simulated hours: {} activity reports ({:.2}/s mean, {:.2}/s in the busiest minute {}), {} failed and retried, longest wait {} checks; {} self-stops, {} dead checks reaped, {} stale stops, {} lost",
-        out.boxes, out.simulated_hours, out.reports, per_s(out.reports), ours_peak, out.busiest_minute, out.reports_failed, out.longest_wait_checks, out.stops, out.reaped_dead, out.stale_stops, out.lost
+        "{} boxes, {:.1} simulated hours: {} activity reports and {} stop reasons tagged ({:.2} CreateTags/s mean, {:.2}/s in the busiest minute {}), {} failed and retried, longest wait {} checks; {} self-stops, {} dead checks reaped, {} stale stops, {} lost",
+        out.boxes, out.simulated_hours, out.reports, out.stop_tags, ours_mean, ours_peak, out.busiest_minute, out.reports_failed, out.longest_wait_checks, out.stops, out.reaped_dead, out.stale_stops, out.lost
     );
-    println!("old rule (every 5 minutes in use): {} tags, {:.2}/s mean, {:.2}/s peak minute", out.old_rule_tags, per_s(out.old_rule_tags), old_peak);
+    println!("old rule (a tag every 5 minutes in use): {} tags, {:.2}/s mean, {:.2}/s in its busiest minute", out.old_rule_tags + out.stop_tags, per_s(out.old_rule_tags + out.stop_tags), old_peak);
     println!("shim: {}", out.stats["actions"]);
     println!(
-        "activity: boxes={} reports_per_s_peak={:.2} reports_per_s_mean={:.3} bucket_refill_per_s={} old_rule_per_s_peak={:.2} throttled={} lost={} stale_stops={}",
-        out.boxes, ours_peak, per_s(out.reports), CREATE_TAGS.1 * out.boxes as f64 / FULL_FLEET, old_peak, throttled, out.lost, out.stale_stops
+        "activity: boxes={} createtags_per_s_peak={:.2} createtags_per_s_mean={:.3} bucket_refill_per_s={} old_rule_per_s_peak={:.2} throttled={} lost={} stale_stops={}",
+        out.boxes, ours_peak, ours_mean, CREATE_TAGS.1 * out.boxes as f64 / FULL_FLEET, old_peak, throttled, out.lost, out.stale_stops
     );
 }
 

@@ -144,6 +144,11 @@ fn a_service_runs_on_the_laptop_and_comes_back_to_the_box() {
     f.wait_intercepted(&mut child);
     // The laptop's process used the box's redis through its environment.
     assert_eq!(f.env.ok(&["ssh", "dev", "--", &format!("redis-cli -p {} get intercept", f.redis)]).trim(), "from-api");
+    // A colleague who `share`s the box reaches it at the box's address
+    // (here, from this machine across the bridge): that reaches the laptop.
+    let address = f.env.json(&["list"])[0]["address"].as_str().unwrap().to_string();
+    let out = Command::new("curl").args(["-s", "--max-time", "5"]).arg(format!("http://{address}:{}/", f.port)).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "laptop");
     // `services` says who holds it.
     let services = f.env.json(&["services", "api"]);
     assert_eq!(services[0]["state"], "INTERCEPTED", "{services:#}");
