@@ -73,8 +73,9 @@ struct Box {
     old_tagged: Option<DateTime<Utc>>,
 }
 
-/// A small deterministic generator (splitmix64): the fleet is the same
-/// every run.
+/// A small deterministic generator (splitmix64): the fleet's days are the
+/// same every run (the report jitter, from moto's random instance ids, is
+/// not).
 struct Rng(u64);
 
 impl Rng {
@@ -267,7 +268,7 @@ fn simulate(n: usize) -> Outcome {
                         out.stale_stops += 1;
                         eprintln!("reap would stop box {i} at {now} from its report {:?}; last active {:?}", b.reported, b.last_active);
                     }
-                    let due = report::due(&policy, &as_reported, b.last_active, now, report::jitter(&ids[i], b.reported));
+                    let due = report::due(b.reported, Some(day.start), b.last_active, now, report::jitter(&ids[i], b.reported));
                     if !verdict.is_stop() && !due {
                         continue;
                     }

@@ -79,30 +79,45 @@ impl Check<'_> {
         let (sample, started_at) = collect(&self.ports, &self.root.join("run/sync-activity"), now);
         let active = match &state.sample {
             Some(prev) if prev.at < now => activity::reasons(self.policy, prev, &sample),
-            _ => Vec::new(),
+            // No earlier sample: the box just booted, or resumed from
+            // hibernation (a stop clears it), with processes older than
+            // the resume: in use, as a start is.
+            None => vec!["started or resumed".to_string()],
+            Some(_) => Vec::new(),
         };
         if !active.is_empty() {
             state.last_active = Some(now);
         }
         state.sample = Some(sample);
-        let keep_until = self.api.keep_until().await?;
-        let seen = Seen { last_active: state.last_active, started_at, keep_until };
-        let verdict = policy::decide(self.policy, &seen, now);
-        let mut checked = Checked { at: now, active, verdict: verdict.clone(), reported: false, report_failed: None, warned_ttys: 0, stopped: false };
-        if !self.dry_run {
-            let as_reported = Seen { last_active: state.reported, ..seen };
-            let jitter = report::jitter(self.api.id(), state.reported);
-            if let Some(last) = state.last_active.filter(|_| report::due(self.policy, &as_reported, state.last_active, now, jitter)) {
-                // A failed report is not the check's failure: it decides
-                // from its own data, and the next minute tries again.
-                match self.api.tag(tags::LAST_ACTIVE, &rfc3339(last)).await {
-                    Ok(()) => (state.reported, checked.reported) = (Some(last), true),
-                    Err(e) => {
-                        tracing::warn!("reporting activity (tag {}): {e}; the next check tries again", tags::LAST_ACTIVE);
-                        checked.report_failed = Some(e.to_string());
-                    }
+        // Reported first: it needs neither the policy nor instance
+        // metadata, so a slow IMDS does not hold reap's view back.
+        let (mut reported, mut report_failed) = (false, None);
+        let jitter = report::jitter(self.api.id(), state.reported);
+        if let Some(last) = state.last_active.filter(|_| !self.dry_run && report::due(state.reported, started_at, state.last_active, now, jitter)) {
+            // A failed report is not the check's failure: it decides from
+            // its own data, and the next minute tries again.
+            match self.api.tag(tags::LAST_ACTIVE, &rfc3339(last)).await {
+                Ok(()) => (state.reported, reported) = (Some(last), true),
+                Err(e) => {
+                    tracing::warn!("reporting activity (tag {}): {e}; the next check tries again", tags::LAST_ACTIVE);
+                    report_failed = Some(e.to_string());
                 }
             }
+        }
+        let keep_until = match self.api.keep_until().await {
+            Ok(k) => k,
+            Err(e) => {
+                // Saved, so the report is not sent again.
+                if !self.dry_run {
+                    self.save(&state)?;
+                }
+                return Err(e);
+            }
+        };
+        let seen = Seen { last_active: state.last_active, started_at, keep_until };
+        let verdict = policy::decide(self.policy, &seen, now);
+        let mut checked = Checked { at: now, active, verdict: verdict.clone(), reported, report_failed, warned_ttys: 0, stopped: false };
+        if !self.dry_run {
             match &verdict {
                 Verdict::Warn { stop_at, reason } if state.warned_for != Some(*stop_at) => {
                     let minutes = (*stop_at - now).num_minutes().max(1);

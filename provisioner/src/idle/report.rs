@@ -1,48 +1,51 @@
 //! When a box reports its activity (the `workstation:last-active` tag):
-//! only when what `reap` would decide from the tags could otherwise change.
+//! only when reap could otherwise act on an old report.
 //!
 //! The box decides its own stop on fresh data every minute; the tag exists
 //! for `reap`, the backstop for boxes whose check does not run, which stops a
 //! box [`crate::idle::reap::GRACE`] after the tags say it should have
-//! stopped. So a box in use must renew the tag before that moment, and need
-//! not before: it reports when it is within [`LEAD`] of it, earlier by a
-//! jitter of up to [`SPREAD`] so that a fleet started together does not
-//! report together. A box in use reports about every `timeout + GRACE -
-//! LEAD - SPREAD / 2` (2 h 25 min at the default 45m timeout); one running
-//! for less than that never reports. At 10,000 boxes all in use that is
-//! about 1.15 CreateTags a second, against the 10 a second that refill
-//! CreateTags' own bucket of 100 (EC2's request throttling, cited in
-//! docs/idle.md); reporting every 5 minutes was 33 a second.
+//! stopped. Whatever the policy (reap's copy of the manifest may differ
+//! from the box's), a box never should have stopped before its last
+//! report, so reap never acts on a box sooner than `GRACE` after it: a box
+//! in use renews its report [`LEAD`] before that, earlier by a jitter of up
+//! to [`SPREAD`] so that a fleet started together does not report together.
+//! It also reports at its first activity after each boot: reap counts the
+//! start from EC2's LaunchTime, which a reboot does not move, and which the
+//! box cannot read.
+//!
+//! A box in use reports about every `GRACE - LEAD - SPREAD / 2` (90 min),
+//! plus once a boot. At 10,000 boxes all in use that is about 1.9
+//! CreateTags a second, against the 10 a second that refill CreateTags'
+//! own bucket of 100 (EC2's request throttling, cited in docs/idle.md);
+//! reporting every 5 minutes was 33 a second.
 
 use std::hash::{Hash, Hasher};
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::idle::policy::{self, Seen};
-use crate::idle::reap;
-use crate::manifest::IdlePolicy;
+use crate::idle::reap::GRACE;
 
-/// The latest a report is sent before reap would act on the old one: five
-/// checks, so a report that fails (throttled, the API unreachable) is
-/// retried four times, and a box whose clock or boot time differs from
-/// EC2's LaunchTime by a minute is still early.
-pub const LEAD: Duration = Duration::minutes(5);
+/// The latest a report is sent before reap could act on the old one: 15
+/// checks, so a report that fails (throttled, the API unreachable, a busy
+/// box) is retried 14 times.
+pub const LEAD: Duration = Duration::minutes(15);
 
 /// How much earlier than that a report may go, chosen per box and report.
 pub const SPREAD: Duration = Duration::minutes(30);
 
 /// Whether a box whose last activity is `last_active` (its own, fresh)
-/// must report it now, given what it reported before (`reported`: the
-/// tagged last-active, its start and keep-until, as reap sees them).
-/// `jitter` is in [0, 1): see [`jitter`].
-pub fn due(policy: &IdlePolicy, reported: &Seen, last_active: Option<DateTime<Utc>>, now: DateTime<Utc>, jitter: f64) -> bool {
+/// must report it now, given the last-active it last reported and when
+/// this boot began. `jitter` is in [0, 1): see [`jitter`].
+pub fn due(reported: Option<DateTime<Utc>>, booted: Option<DateTime<Utc>>, last_active: Option<DateTime<Utc>>, now: DateTime<Utc>, jitter: f64) -> bool {
     let Some(last) = last_active else { return false };
-    // Nothing new to say: reap already counts the box as active since then.
-    if reported.last_active.max(reported.started_at).is_some_and(|r| r >= last) {
-        return false;
+    match reported {
+        // Nothing newer to say.
+        Some(r) if r >= last => false,
+        // Not since this boot: reap's idea of the start may be older.
+        None => true,
+        Some(r) if booted.is_some_and(|b| r < b) => true,
+        Some(r) => now >= r + GRACE - LEAD - Duration::seconds((SPREAD.num_seconds() as f64 * jitter.clamp(0.0, 1.0)) as i64),
     }
-    let reap_acts_at = policy::decide(policy, reported, now).stop_at() + reap::GRACE;
-    now >= reap_acts_at - LEAD - Duration::seconds((SPREAD.num_seconds() as f64 * jitter.clamp(0.0, 1.0)) as i64)
 }
 
 /// A fraction in [0, 1) fixed for one box and one reported value, so each
@@ -57,52 +60,68 @@ pub fn jitter(box_id: &str, reported: Option<DateTime<Utc>>) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::idle::policy::{self, Seen};
+    use crate::idle::reap;
+    use crate::manifest::IdlePolicy;
     use chrono::TimeZone;
 
     fn at(h: u32, m: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 6, 3, h, m, 0).unwrap()
     }
 
-    /// A box in use from 09:00 for `hours`, checked every minute: the
-    /// minutes it reports, and whether reap (from those reports) would ever
-    /// have stopped it while it was in use.
-    fn run(policy: &IdlePolicy, hours: i64, jitter: f64) -> (Vec<DateTime<Utc>>, bool) {
-        let start = at(9, 0);
-        let mut reported = Seen { started_at: Some(start), ..Default::default() };
-        let (mut reports, mut reaped) = (Vec::new(), false);
+    /// A box in use from 09:00 for `hours` (launched at `launched`, booted
+    /// at 09:00), checked every minute: the minutes it reports, and whether
+    /// reap (from those reports and the launch time) would ever have
+    /// stopped it while in use.
+    fn run(policy: &IdlePolicy, launched: DateTime<Utc>, hours: i64, jitter: f64) -> (Vec<DateTime<Utc>>, bool) {
+        let boot = at(9, 0);
+        let (mut reported, mut reports, mut reaped) = (None, Vec::new(), false);
         for m in 0..hours * 60 {
-            let now = start + Duration::minutes(m);
-            if due(policy, &reported, Some(now), now, jitter) {
-                reported.last_active = Some(now);
+            let now = boot + Duration::minutes(m);
+            if due(reported, Some(boot), Some(now), now, jitter) {
+                reported = Some(now);
                 reports.push(now);
             }
-            let verdict = policy::decide(policy, &reported, now);
-            reaped |= verdict.is_stop() && now - verdict.stop_at() >= reap::GRACE;
+            reaped |= reap::acts_on(policy, &Seen { last_active: reported, started_at: Some(launched), keep_until: None }, now).is_some();
         }
         (reports, reaped)
     }
 
     #[test]
-    fn a_box_in_use_reports_only_before_reap_would_act() {
-        let policy = IdlePolicy::default(); // 45m timeout
-        let (reports, reaped) = run(&policy, 10, 0.0);
+    fn a_box_in_use_reports_once_a_boot_then_before_reap_could_act() {
+        let policy = IdlePolicy::default();
+        let (reports, reaped) = run(&policy, at(9, 0), 10, 0.0);
         assert!(!reaped);
-        // Started at 09:00: reap would act at 09:45 + 2h = 11:45.
-        assert_eq!(reports.first(), Some(&at(11, 40)));
-        // Then every 45m + 2h - 5m: 14:20, 17:00.
-        assert_eq!(reports, [at(11, 40), at(14, 20), at(17, 0)]);
-        let (early, reaped) = run(&policy, 10, 0.999);
+        // At its first activity, then every 2h - 15m.
+        assert_eq!(reports, [at(9, 0), at(10, 45), at(12, 30), at(14, 15), at(16, 0), at(17, 45)]);
+        let (early, reaped) = run(&policy, at(9, 0), 10, 0.999);
         assert!(!reaped);
-        assert_eq!(early.first(), Some(&at(11, 11)), "up to SPREAD earlier");
+        assert_eq!(early[1], at(10, 16), "up to SPREAD earlier (the first check after 10:15:02)");
+    }
+
+    #[test]
+    fn any_policy_and_a_reboot_are_safe() {
+        // Reap's copy of the policy may differ from the box's: a short
+        // timeout and a schedule stop every hour, and a box rebooted at
+        // 09:00 whose launch time (what reap sees) is from 06:00.
+        let text = "timeout = \"10m\"\nwarning = \"2m\"\n[[schedules]]\naction = \"stop\"\ncron = \"0 0 * * * *\"\ntimezone = \"UTC\"\n";
+        let strict: IdlePolicy = toml::from_str(text).unwrap();
+        for jitter in [0.0, 0.5, 0.999] {
+            assert!(!run(&strict, at(6, 0), 12, jitter).1, "jitter {jitter}");
+        }
+        // What reap then sees is a stop no earlier than the report.
+        let seen = Seen { last_active: Some(at(9, 0)), started_at: Some(at(6, 0)), keep_until: None };
+        assert!(policy::decide(&strict, &seen, at(9, 0)).stop_at() > at(9, 0));
     }
 
     #[test]
     fn nothing_new_nothing_reported() {
-        let policy = IdlePolicy::default();
-        let reported = Seen { started_at: Some(at(9, 0)), last_active: Some(at(10, 0)), keep_until: None };
-        assert!(!due(&policy, &reported, Some(at(10, 0)), at(13, 0), 0.0));
-        assert!(!due(&policy, &reported, None, at(13, 0), 0.0));
-        assert!(due(&policy, &reported, Some(at(10, 1)), at(13, 0), 0.0));
+        let boot = Some(at(9, 0));
+        assert!(!due(Some(at(10, 0)), boot, Some(at(10, 0)), at(13, 0), 0.0));
+        assert!(!due(None, boot, None, at(13, 0), 0.0));
+        assert!(due(None, boot, Some(at(9, 1)), at(9, 1), 0.0), "first activity of a boot");
+        assert!(due(Some(at(8, 0)), boot, Some(at(9, 1)), at(9, 1), 0.0), "reported before this boot");
+        assert!(!due(Some(at(10, 0)), boot, Some(at(10, 1)), at(10, 1), 0.0));
     }
 
     #[test]
