@@ -154,6 +154,9 @@ fn a_service_runs_on_the_laptop_and_comes_back_to_the_box() {
     assert_eq!(services[0]["state"], "INTERCEPTED", "{services:#}");
     assert!(services[0]["intercepted"]["by"].as_str().unwrap().starts_with("tester@"), "{services:#}");
     assert_eq!(services[0]["intercepted"]["ports"][0], f.port);
+    // Restarting it on the box would find its ports taken: refused.
+    let err = f.env.fails(&["restart", "api"]);
+    assert!(err.contains("api is intercepted by tester@"), "{err}");
     // A second intercept is refused, naming the holder.
     let out = f.env.run(&["intercept", "api", "--", "true"]);
     assert_eq!(out.status.code(), Some(1));
@@ -185,7 +188,8 @@ fn the_box_takes_its_service_back_when_the_laptop_vanishes() {
     child.kill().unwrap();
     let killed = Instant::now();
     child.wait().unwrap();
-    f.wait_for("box", Duration::from_secs(15));
+    // End of input reaches the box at once: well before the lease (10 s).
+    f.wait_for("box", Duration::from_secs(5));
     eprintln!("api back {:?} after kill -9", killed.elapsed());
     kill_laptop_servers(f.port);
 
@@ -205,6 +209,12 @@ fn the_box_takes_its_service_back_when_the_laptop_vanishes() {
     eprintln!("api back {:?} after the network went down", down.elapsed());
     std::thread::sleep(Duration::from_secs(20).saturating_sub(down.elapsed()));
     link("up");
+    let mut child = child;
+    let ended = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(ended.elapsed() < Duration::from_secs(30), "the intercept still runs 30 s after the network came back");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let (code, err) = stderr_of(child);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("connection to box dev was lost"), "{err}");

@@ -9,7 +9,7 @@ use super::box_arg::BoxFlag;
 use super::Global;
 use crate::intercept::hold;
 use crate::intercept::plan::{self, Plan};
-use crate::intercept::session::{Ended, Intercept};
+use crate::intercept::session::{self, Ended, Intercept};
 use crate::ssh::ssh_config::host_alias;
 
 /// Run one service on this laptop inside the box's stack (with your
@@ -78,13 +78,18 @@ pub async fn intercept(global: &Global, args: InterceptArgs) -> Result<ExitCode>
     let alias = host_alias(&info.name);
     let intercept = Intercept { ssh_config: &config, alias: &alias, onbox: &onbox, manifest: &manifest.manifest, plan: &plan, by: &by };
     let result = intercept.run(&args.command).await;
-    // After a lost connection, saying goodbye may never be answered.
+    // That session idled through the intercept; a lost connection may
+    // never answer its goodbye.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), onbox.close()).await;
-    let (ended, restored) = result?;
-    match restored {
-        Some(true) => eprintln!("intercept ended: {} runs on box {} again", plan.service, info.name),
-        Some(false) => eprintln!("intercept ended, but {} is not up on box {} yet: see `workstation services {}` and `workstation logs {}`", plan.service, info.name, plan.service, plan.service),
-        None => {}
+    let ended = result?;
+    if let Ended::Command(_) = ended {
+        let service = &plan.service;
+        let look = async { ctx.on_box(&info, async |shell| Ok::<_, anyhow::Error>(session::wait_restored(shell, &manifest.manifest, service).await?)).await };
+        match tokio::time::timeout(std::time::Duration::from_secs(45), look).await {
+            Ok(Ok(true)) => eprintln!("intercept ended: {service} runs on box {} again", info.name),
+            Ok(Ok(false)) | Err(_) => eprintln!("intercept ended, but {service} is not up on box {} yet: see `workstation services {service}` and `workstation logs {service}`", info.name),
+            Ok(Err(e)) => eprintln!("intercept ended; could not look at {service} on box {}: {e:#}", info.name),
+        }
     }
     Ok(match ended {
         Ended::Command(status) => {

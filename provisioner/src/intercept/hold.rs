@@ -54,7 +54,9 @@ pub fn script(layout: &Layout, service: &str, by: &str, ports: &[u16], stop: &st
     let record = sh(&format!("{}/{service}.json", dir(layout)));
     let dir = sh(&dir(layout));
     let find_connection = if close_connection {
-        "conn=; p=$$\nwhile [ \"${p:-0}\" -gt 1 ]; do\n  case \"$(cat /proc/$p/comm 2>/dev/null)\" in sshd|sshd-session) conn=$p; break ;; esac\n  p=$(sed -n 's/^PPid:[[:space:]]*//p' /proc/$p/status 2>/dev/null)\ndone"
+        "conn=; p=$$\nwhile [ \"${p:-0}\" -gt 1 ]; do\n  case \"$(cat /proc/$p/comm 2>/dev/null)\" in sshd|sshd-session) conn=$p; break ;; esac\n  p=$(sed -n 's/^PPid:[[:space:]]*//p' /proc/$p/status 2>/dev/null)\ndone\n\
+         # Without it the forwards would outlive the hold and keep the ports.\n\
+         [ -n \"$conn\" ] || { echo 'error: cannot find the sshd process of this connection'; exit 4; }"
     } else {
         "conn="
     };
@@ -75,7 +77,7 @@ fi
 # first ancestor named sshd or sshd-session.
 {find_connection}
 trap '' HUP TERM PIPE
-if ! out=$({stop} 2>&1); then printf 'error stopping {service_text}: %s\n' "$out"; exit 4; fi
+if ! out=$({stop} 2>&1); then printf 'error stopping %s: %s\n' {service_word} "$out"; exit 4; fi
 printf '{{"service":%s,"by":%s,"since":"%s","ports":[{ports_json}]}}\n' '{service_sq}' '{by_sq}' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > {record}.new && mv {record}.new {record}
 echo held
 while IFS= read -r -t {lease} line; do :; done
@@ -90,7 +92,7 @@ for i in $(seq 100); do
 done
 {start}
 "#,
-        service_text = service,
+        service_word = sh(service),
         service_sq = service_json.replace('\'', ""),
         by_sq = by_json.replace('\'', ""),
     )

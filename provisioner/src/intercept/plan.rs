@@ -5,7 +5,8 @@
 //!   reachable on the laptop's loopback through a local forward, at the
 //!   same port when it is free there, else at a free one, and then the
 //!   service's environment is rewritten to match (`127.0.0.1:6379` and
-//!   `localhost:6379` become `127.0.0.1:<local>`). Forwards, rather than
+//!   `localhost:6379` become `127.0.0.1:<local>`, and a value that is just
+//!   `6379` becomes `<local>`). Forwards, rather than
 //!   rewriting every address to the box's, because the box's stores listen
 //!   on its loopback only: nothing else can reach them.
 
@@ -100,6 +101,10 @@ pub fn plan(
 /// `value` with each loopback address of a box port that moved locally
 /// pointing at its local port.
 fn rewrite(value: &str, outgoing: &[Outgoing]) -> String {
+    // A value that is only the port (`REDIS_PORT = "6379"`).
+    if let Some(o) = outgoing.iter().find(|o| o.local_port != o.box_port && value == o.box_port.to_string()) {
+        return o.local_port.to_string();
+    }
     let mut out = value.to_string();
     for o in outgoing.iter().filter(|o| o.local_port != o.box_port) {
         for host in ["127.0.0.1", "localhost"] {
@@ -153,7 +158,7 @@ kind = "postgres"
 [services.api]
 command = "./api"
 ports = [8080, 8081]
-environment = { REDIS_URL = "redis://127.0.0.1:6379/0", DATABASE_URL = "postgres://postgres@localhost:5432/app", OTHER = "127.0.0.1:63790", WEB = "http://127.0.0.1:3000" }
+environment = { REDIS_URL = "redis://127.0.0.1:6379/0", DATABASE_URL = "postgres://postgres@localhost:5432/app", OTHER = "127.0.0.1:63790", WEB = "http://127.0.0.1:3000", REDIS_PORT = "6379", WORKERS = "8" }
 [services.web]
 command = "./web"
 ports = [3000]
@@ -178,6 +183,7 @@ ports = [3000]
         assert_eq!(plan.environment["REDIS_URL"], "redis://127.0.0.1:40001/0");
         assert_eq!(plan.environment["DATABASE_URL"], "postgres://postgres@localhost:5432/app", "unmoved: unchanged");
         assert_eq!(plan.environment["OTHER"], "127.0.0.1:63790", "another port");
+        assert_eq!((plan.environment["REDIS_PORT"].as_str(), plan.environment["WORKERS"].as_str()), ("40001", "8"));
         assert_eq!(plan.environment["WORKSTATION_INTERCEPT"], "api");
     }
 

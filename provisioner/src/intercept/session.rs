@@ -44,7 +44,7 @@ pub enum InterceptError {
     HeldBy { service: String, holder: Option<Holder> },
     #[error("could not take {service} on box {name}: {detail}")]
     Hold { service: String, name: String, detail: String },
-    #[error("could not forward box port(s) {ports} to this laptop (ssh -O forward exited {status}); is something else listening on them on the box?")]
+    #[error("could not forward box port(s) {ports} to this laptop (ssh -O forward exited {status}); is something else listening on them on the box? (ports below 1024 need the box's SSH user to be root)")]
     Forward { ports: String, status: String },
     #[error("cannot run {what}: {source}")]
     Spawn { what: String, source: std::io::Error },
@@ -73,7 +73,7 @@ pub struct Intercept<'a> {
     /// The generated OpenSSH config and the box's alias in it.
     pub ssh_config: &'a Path,
     pub alias: &'a str,
-    /// A session on the box (its layout; the last look at the service).
+    /// A session on the box (its layout, how it runs commands as root).
     pub onbox: &'a BoxShell,
     pub manifest: &'a Manifest,
     pub plan: &'a Plan,
@@ -82,10 +82,9 @@ pub struct Intercept<'a> {
 }
 
 impl Intercept<'_> {
-    /// Runs `command` intercepting the service; returns how it ended and,
-    /// unless the connection was lost, whether the service is up again on
-    /// the box.
-    pub async fn run(&self, command: &[String]) -> Result<(Ended, Option<bool>), InterceptError> {
+    /// Runs `command` intercepting the service; returns how it ended (the
+    /// box then starts the service again: [`wait_restored`]).
+    pub async fn run(&self, command: &[String]) -> Result<Ended, InterceptError> {
         let service = &self.plan.service;
         let socket_dir = tempfile::Builder::new().prefix("ws-ic-").tempdir().map_err(|e| InterceptError::Spawn { what: "a temporary directory".into(), source: e })?;
         let socket = socket_dir.path().join("c");
@@ -134,11 +133,7 @@ impl Intercept<'_> {
             }
         };
         wait_or_kill(&mut master, Duration::from_secs(15)).await;
-        let restored = match ended {
-            Ended::ConnectionLost => None,
-            Ended::Command(_) => Some(self.wait_restored().await?),
-        };
-        Ok((ended, restored))
+        Ok(ended)
     }
 
     fn ssh(&self) -> Command {
@@ -192,35 +187,23 @@ impl Intercept<'_> {
         let (program, args) = command.split_first().expect("clap requires a command");
         let mut child = Command::new(program).args(args).envs(&self.plan.environment).spawn().map_err(|e| InterceptError::Spawn { what: program.clone(), source: e })?;
         let exited = |status: std::io::Result<ExitStatus>| status.map(Ended::Command).map_err(|e| InterceptError::Spawn { what: program.clone(), source: e });
-        tokio::select! {
-            status = child.wait() => exited(status),
-            _ = master.wait() => {
-                stop(&mut child).await;
-                Ok(Ended::ConnectionLost)
-            }
-            // From a terminal the command got it too; sent to us alone
-            // (kill -INT), it did not: give it a moment, then end it.
-            _ = interrupt.recv() => match tokio::time::timeout(TERM_GRACE, child.wait()).await {
-                Ok(status) => exited(status),
-                Err(_) => Ok(Ended::Command(stop(&mut child).await)),
-            },
-            _ = terminate.recv() => Ok(Ended::Command(stop(&mut child).await)),
-        }
-    }
-
-    /// Waits until supervisord runs the service again and it passes its
-    /// check (the box starts it once the forwards are gone).
-    async fn wait_restored(&self) -> Result<bool, InterceptError> {
-        let deadline = tokio::time::Instant::now() + RESTORE_TIMEOUT;
         loop {
-            let status = services::status(self.onbox, self.manifest, Some(&self.plan.service)).await?;
-            if status.iter().all(services::ProgramStatus::is_up) {
-                return Ok(true);
+            tokio::select! {
+                status = child.wait() => return exited(status),
+                _ = master.wait() => {
+                    stop(&mut child).await;
+                    return Ok(Ended::ConnectionLost);
+                }
+                // Ctrl-C at the terminal reached the command too, which
+                // decides (a debugger keeps running); sent to us alone
+                // (kill -INT), it is passed on.
+                _ = interrupt.recv() => {
+                    if !terminal_sent_it() {
+                        signal_child(&child, libc::SIGINT);
+                    }
+                }
+                _ = terminate.recv() => return Ok(Ended::Command(stop(&mut child).await)),
             }
-            if tokio::time::Instant::now() >= deadline {
-                return Ok(false);
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 }
@@ -236,13 +219,41 @@ async fn heartbeat(mut stdin: tokio::process::ChildStdin) {
     }
 }
 
-/// SIGTERM, then SIGKILL after [`TERM_GRACE`].
-async fn stop(child: &mut Child) -> ExitStatus {
+/// Whether this process is in its terminal's foreground process group
+/// (so a Ctrl-C there went to the command as well).
+fn terminal_sent_it() -> bool {
+    // SAFETY: both calls only read the process's and the terminal's state.
+    unsafe { libc::isatty(0) == 1 && libc::tcgetpgrp(0) == libc::getpgrp() }
+}
+
+fn signal_child(child: &Child, signal: i32) {
     if let Some(pid) = child.id() {
         // SAFETY: kill has no memory preconditions; the pid is our child's.
-        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        unsafe { libc::kill(pid as i32, signal) };
     }
+}
+
+/// SIGTERM, then SIGKILL after [`TERM_GRACE`].
+async fn stop(child: &mut Child) -> ExitStatus {
+    signal_child(child, libc::SIGTERM);
     wait_or_kill(child, TERM_GRACE).await
+}
+
+/// Waits until supervisord runs `service` again on the box and it passes
+/// its check (the box starts it once the forwards are gone), on a new
+/// session (the first one may have idled through the whole intercept).
+pub async fn wait_restored(onbox: &BoxShell, manifest: &Manifest, service: &str) -> Result<bool, ShellError> {
+    let deadline = tokio::time::Instant::now() + RESTORE_TIMEOUT;
+    loop {
+        let status = services::status(onbox, manifest, Some(service)).await?;
+        if status.iter().all(services::ProgramStatus::is_up) {
+            return Ok(true);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 async fn wait_or_kill(child: &mut Child, grace: Duration) -> ExitStatus {

@@ -142,6 +142,9 @@ pub fn parse_process_info(xml: &str) -> Vec<StatusLine> {
 /// Restarts a service (supervisorctl) or store (supervisorctl, or systemctl
 /// for a store systemd runs); returns what the tool printed.
 pub async fn restart(onbox: &BoxShell, manifest: &Manifest, program: &str) -> Result<String, ShellError> {
+    if let Some(h) = hold::parse_list(&onbox.output(&hold::list_command(&onbox.layout)).await?).into_iter().find(|h| h.service == program) {
+        return Err(ShellError::Intercepted { service: h.service, by: h.by });
+    }
     onbox.run(&format!("restarting {program}"), &onbox.control("restart", program, manifest.stores.get(program))).await
 }
 

@@ -23,6 +23,8 @@ pub enum ShellError {
     Probe { name: String, output: String },
     #[error(transparent)]
     Root(#[from] BadRoot),
+    #[error("{service} is intercepted by {by} (it runs on their laptop until that intercept ends); on the box it would find its ports taken")]
+    Intercepted { service: String, by: String },
 }
 
 fn stderr_suffix(stderr: &str) -> String {
