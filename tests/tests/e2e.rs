@@ -338,20 +338,27 @@ fn hibernation_is_asked_for_at_launch_and_at_every_stop() {
     // The box's own idle check, an hour past its timeout.
     env.ok(&["start", "dev"]);
     let (id, ip) = (created["box"]["id"].as_str().unwrap(), env.json(&["status", "dev"])["address"].as_str().unwrap().to_owned());
-    let at = (chrono::Utc::now() + chrono::Duration::hours(3)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let out = env
-        .cmd_on_box(&ip, &["box", "idle-check", "--instance-id", id, "--region", "us-east-1", "--at", &at, "--output", "json"])
-        .env("WORKSTATION_BOX_ROOT", env.root.path().join("box-root"))
-        .output()
-        .unwrap();
+    let check = |hours: i64| {
+        let at = (chrono::Utc::now() + chrono::Duration::hours(hours)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        env.cmd_on_box(&ip, &["box", "idle-check", "--instance-id", id, "--region", "us-east-1", "--at", &at, "--output", "json"])
+            .env("WORKSTATION_BOX_ROOT", env.root.path().join("box-root"))
+            .output()
+            .unwrap()
+    };
+    // The first check after a start counts as activity; two hours of
+    // nothing after it, the box stops.
+    assert!(check(1).status.success());
+    let out = check(3);
     // Its exit status is not asserted: the box it stops may end it first,
     // as on EC2. The request is what counts.
     let stops = shim.requests("StopInstances");
     assert_eq!(stops.len(), 2, "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert_eq!((stops[1]["InstanceId.1"].as_str(), stops[1]["Hibernate"].as_str()), (Some(id), Some("true")), "{stops:?}");
 
-    // reap: its batch of hibernating boxes hibernates.
+    // reap: its batch of hibernating boxes hibernates (past the last
+    // report, at hour 1, by the timeout and reap's grace).
     env.ok(&["start", "dev"]);
+    let at = (chrono::Utc::now() + chrono::Duration::hours(6)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     env.ok(&["reap", "--at", &at]);
     let stops = shim.requests("StopInstances");
     assert_eq!(stops.last().unwrap()["Hibernate"], "true", "{stops:?}");

@@ -135,7 +135,8 @@ fn the_scheduled_reaper_takes_its_policy_from_the_event() {
     let client = env.moto.as_ref().unwrap().client();
     let ids = launch(&client, 6);
     let provider = AwsProvider::new(client.clone(), AddressKind::Private);
-    let at = Utc::now() + Duration::minutes(45);
+    // 45 minutes after launch and reap's grace on top.
+    let at = Utc::now() + Duration::minutes(45) + workstation::idle::reap::GRACE;
     let rfc = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
     set_tag(&client, &ids[..2], "workstation:last-active", &rfc(at - Duration::minutes(5)));
     let manifest = workstation_tests::manifest_text("image_id = \"ami-12c6146b\"", "") + "\n[idle]\ntimeout = \"30m\"\n";
@@ -143,7 +144,8 @@ fn the_scheduled_reaper_takes_its_policy_from_the_event() {
         serde_json::from_value(serde_json::json!({ "manifest": manifest, "dry_run": dry_run, "at": rfc(at) })).unwrap()
     };
 
-    // 45 minutes after launch: idle under this manifest's 30m.
+    // Idle under this manifest's 30m (not under the default 45m + grace
+    // if reap used its own file).
     let report = block_on(workstation::idle::reap::handle(&provider, request(&manifest, false), 4)).unwrap();
     assert_eq!(report.stopped.len(), 4, "{report:?}");
     assert_eq!(states(&client, "running"), ids[..2].iter().cloned().collect());
