@@ -48,8 +48,6 @@ pub enum InterceptError {
     Forward { ports: String, status: String },
     #[error("cannot run {what}: {source}")]
     Spawn { what: String, source: std::io::Error },
-    #[error(transparent)]
-    Shell(#[from] ShellError),
 }
 
 fn held_text(holder: &Option<Holder>) -> String {
