@@ -6,7 +6,8 @@
 # Prints the report rate against the bucket's refill and the old rule's
 # (a tag every 5 minutes in use), reports lost, and stops reap would have
 # decided on stale tags (tests/tests/activity.rs; an ignored test so that it
-# builds with the rest). Takes about ten minutes, mostly moto.
+# builds with the rest). Takes 45 minutes here, mostly moto (launching
+# 10,000 instances, one DescribeInstances over them, 63,000 calls).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --quiet --locked --test e2e activity::ten_thousand_boxes -- --ignored --nocapture 2>&1 | grep -E "boxes,|old rule|shim:|^activity:"
