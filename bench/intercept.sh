@@ -6,15 +6,17 @@
 #   ssh -R:  `ssh -N -R Q:127.0.0.1:L ws-b1` (Q: another box port, since api
 #            holds P while it is not intercepted).
 # On the box: requests per second with 8 concurrent clients for 10 s
-# (ab, a new connection per request), and single requests' latency (300
-# sequential connect-request-answer rounds, p50/p99). Rounds alternate.
+# (ab, a new connection per request: TIME_WAIT piles up over rounds, which
+# drift), and single requests' latency (300
+# sequential connect-request-answer rounds, p50/p99). Rounds alternate
+# which goes first; medians over rounds.
 # Goal: rps_ratio = ours / ssh -R >= 1.0 and p50 within 0.5 ms. Last line:
 # intercept: rps_ratio=R p50_ours_ms=A p50_ssh_ms=B. Needs root and ab
 # (Debian: apache2-utils).
 set -euo pipefail
 shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
-ROUNDS=${ROUNDS:-2}
+ROUNDS=${ROUNDS:-4}
 SECONDS_EACH=${SECONDS_EACH:-10}
 PROFILE=${PROFILE:-release}
 command -v ab >/dev/null || { echo "bench/intercept.sh needs ab: apt-get install apache2-utils" >&2; exit 1; }
@@ -83,19 +85,25 @@ latency() { on_box "python3 $work/latency.py $1 300"; }
 wait_laptop() { for _ in $(seq 200); do answers_laptop "$1" && return 0; sleep 0.1; done; echo "port $1 on the box never answered laptop" >&2; return 1; }
 
 ours_rps=() ssh_rps=() ours_p50=() ssh_p50=() ours_p99=() ssh_p99=()
-for _ in $(seq "$ROUNDS"); do
+with_ssh_r() {
     ssh -F "$config" -o ProxyCommand=none -N -o ExitOnForwardFailure=yes -R "0.0.0.0:$Q:127.0.0.1:$L" ws-b1 & sshr=$!
     wait_laptop $Q
     ssh_rps+=("$(rps $Q)")
     read -r p50 p99 <<< "$(latency $Q)"; ssh_p50+=("$p50"); ssh_p99+=("$p99")
     kill $sshr; wait $sshr 2>/dev/null || true
-
+}
+with_intercept() {
     "$bin" intercept api --box b1 --port "$P:$L" -- sleep 600 2>"$work/intercept.err" & ours=$!
     wait_laptop $P || { cat "$work/intercept.err" >&2; exit 1; }
     ours_rps+=("$(rps $P)")
     read -r p50 p99 <<< "$(latency $P)"; ours_p50+=("$p50"); ours_p99+=("$p99")
     kill $ours; wait $ours 2>/dev/null || true
     pkill -f "sleep 600" 2>/dev/null || true
+}
+# Alternating which goes first: a round's second half runs after the
+# first half's connections (TIME_WAIT, warm caches).
+for round in $(seq "$ROUNDS"); do
+    if [ $((round % 2)) = 1 ]; then with_ssh_r; with_intercept; else with_intercept; with_ssh_r; fi
 done
 
 med() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
