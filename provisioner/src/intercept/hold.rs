@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::stack::layout::{sh, Layout};
+use crate::stack::shell::{BoxShell, ShellError};
 
 /// How often the laptop renews the lease.
 pub const HEARTBEAT: Duration = Duration::from_secs(2);
@@ -112,6 +113,11 @@ pub fn list_command(layout: &Layout) -> String {
 /// (the box writes these, so they are checked) is skipped.
 pub fn parse_list(text: &str) -> Vec<Holder> {
     text.lines().filter_map(|l| serde_json::from_str::<Holder>(l).ok()).filter(|h| valid_holder(&h.by) && !h.service.is_empty()).collect()
+}
+
+/// The services held on the box now.
+pub async fn holders(onbox: &BoxShell) -> Result<Vec<Holder>, ShellError> {
+    Ok(parse_list(&onbox.output(&list_command(&onbox.layout)).await?))
 }
 
 /// The script's first line.

@@ -132,7 +132,7 @@ impl<'a> Sync<'a> {
         if !restart.is_empty() {
             // An intercepted service runs on someone's laptop, and its
             // ports on the box are theirs until the intercept ends.
-            let held = hold::parse_list(&onbox.output(&hold::list_command(&onbox.layout)).await.map_err(LifecycleError::from)?);
+            let held = hold::holders(onbox).await.map_err(LifecycleError::from)?;
             for h in held.iter().filter(|h| restart.remove(&h.service)) {
                 report.line(&format!("not restarting {}: intercepted by {} (it runs on their laptop)", h.service, h.by));
             }
