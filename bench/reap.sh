@@ -40,7 +40,8 @@ r = json.load(open(sys.argv[1])); n = int(sys.argv[2]); ms = int(sys.argv[3])
 rep, calls = r["report"], r["api_calls"]
 stopped = len(rep["stopped"])
 batches = math.ceil(stopped / 100)
-minimum = {"DescribeInstances": math.ceil(n / 1000), "StopInstances": batches, "CreateTags": batches}
+# One more DescribeInstances for preview boxes (any state) to expire.
+minimum = {"DescribeInstances": math.ceil(n / 1000) + 1, "StopInstances": batches, "CreateTags": batches}
 total, least = sum(calls.values()), sum(minimum.values())
 print(f"instances: {rep['examined']} running examined, {stopped} stopped, {len(rep['gone'])} gone, {len(rep['failed'])} failed")
 for op in sorted(set(calls) | set(minimum)):

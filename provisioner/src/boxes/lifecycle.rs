@@ -162,6 +162,18 @@ pub struct CreateReport {
     pub hostnames: Pointed,
 }
 
+/// A box `create` launched and can reach (see [`Context::launch_ready`]).
+pub struct Ready {
+    pub info: BoxInfo,
+    /// The SSH session that found the box ready (it does the bring-up too).
+    pub shell: BoxShell,
+    pub host_key_fingerprint: String,
+    pub host_key_newly_pinned: bool,
+    pub created: bool,
+    pub started: bool,
+    pub terminated_duplicates: Vec<String>,
+}
+
 impl Context {
     pub async fn find(&self, name: &BoxName) -> Result<BoxInfo, LifecycleError> {
         self.provider
@@ -192,7 +204,7 @@ impl Context {
         progress: Option<&ProgressBar>,
     ) -> Result<CreateReport, LifecycleError> {
         let public_key = read_public_key(&public_key_path(&self.identity))?;
-        let spec = LaunchSpec { owner: &self.owner, name, manifest, public_key: &public_key };
+        let spec = LaunchSpec { owner: &self.owner, name, manifest, public_key: &public_key, preview: None };
         self.create(&spec, health_timeout, progress).await
     }
 
@@ -200,6 +212,15 @@ impl Context {
         // Everything that can fail here fails before a box is billed.
         step(progress, "checking the seed snapshots".into());
         let snapshots = self.snapshots(spec.manifest).await?;
+        let ready = self.launch_ready(spec, progress).await?;
+        self.finish_create(ready, spec.manifest, &snapshots, health_timeout, progress).await
+    }
+
+    /// The first half of `create`: the box launched (or found, and started
+    /// if stopped), running, its host key pinned, SSH answering, and the
+    /// SSH config written. `preview up` puts the tree on it before the
+    /// second half ([`Context::finish_create`]) brings the stack up.
+    pub async fn launch_ready(&self, spec: &LaunchSpec<'_>, progress: Option<&ProgressBar>) -> Result<Ready, LifecycleError> {
         step(progress, format!("launching {}", spec.name));
         let launched = self.provider.launch(spec).await?;
         let mut info = launched.info;
@@ -242,23 +263,43 @@ impl Context {
         }
         let (key, pinned) = pinned_key;
         self.write_ssh_config(true).await?;
-        // The session that found SSH ready does the bring-up too.
         let shell = BoxShell::probe(session, &info.name).await?;
-        let up = self.up_on(&shell, spec.manifest, &snapshots, health_timeout, progress).await;
-        shell.close().await;
+        Ok(Ready {
+            info,
+            shell,
+            host_key_fingerprint: known_hosts::fingerprint(&key),
+            host_key_newly_pinned: pinned == Pinned::New,
+            created: launched.created,
+            started,
+            terminated_duplicates: launched.terminated_duplicates,
+        })
+    }
+
+    /// The second half of `create`: the manifest's stack up on the ready
+    /// box, and its hostnames pointed at it.
+    pub async fn finish_create(
+        &self,
+        ready: Ready,
+        manifest: &LoadedManifest,
+        snapshots: &Snapshots,
+        health_timeout: Duration,
+        progress: Option<&ProgressBar>,
+    ) -> Result<CreateReport, LifecycleError> {
+        let up = self.up_on(&ready.shell, manifest, snapshots, health_timeout, progress).await;
+        ready.shell.close().await;
         let up = up?;
         step(progress, "pointing hostnames at the box".into());
-        let hostnames = self.point_hostnames(&info, &spec.manifest.manifest.hostnames).await;
+        let hostnames = self.point_hostnames(&ready.info, &manifest.manifest.hostnames).await;
 
         Ok(CreateReport {
             up,
             hostnames,
-            host_key_fingerprint: known_hosts::fingerprint(&key),
-            host_key_newly_pinned: pinned == Pinned::New,
-            info,
-            created: launched.created,
-            started,
-            terminated_duplicates: launched.terminated_duplicates,
+            host_key_fingerprint: ready.host_key_fingerprint,
+            host_key_newly_pinned: ready.host_key_newly_pinned,
+            info: ready.info,
+            created: ready.created,
+            started: ready.started,
+            terminated_duplicates: ready.terminated_duplicates,
         })
     }
 
@@ -287,7 +328,7 @@ impl Context {
         self.on_box(info, async |shell| self.up_on(shell, manifest, snapshots, health_timeout, progress).await).await
     }
 
-    async fn up_on(
+    pub async fn up_on(
         &self,
         shell: &BoxShell,
         manifest: &LoadedManifest,

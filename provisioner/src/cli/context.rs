@@ -22,6 +22,8 @@ pub struct Global {
     pub manifest: Option<PathBuf>,
     pub provider: Option<ProviderKind>,
     pub output: Output,
+    /// `--output markdown` (preview up and list; `output` is Text then).
+    pub markdown: bool,
     /// Seed paths may leave the manifest's directory.
     pub allow_outside: bool,
     /// `--profile` and `--region`: over the settings' `[aws]`.

@@ -10,6 +10,7 @@ use super::box_arg::BoxFlag;
 use super::output::{self, Output};
 use super::Global;
 use crate::boxes::share;
+use crate::preview;
 use crate::laptop::hosts::{HostsAgent, Status};
 use crate::manifest::name::Owner;
 
@@ -34,6 +35,8 @@ pub struct HostsArgs {}
 ///   workstation share alice --start    start it first if it is stopped (with alice's consent)
 ///   workstation share --off             back at yours
 ///   workstation share --allow-start     let colleagues start your box for a demo
+///   workstation share --preview 12      point the preview hostnames (api.pr-12...) at pull request 12's box
+///   workstation share --preview 12 --off   take them off this laptop
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct ShareArgs {
@@ -58,6 +61,11 @@ pub struct ShareArgs {
     /// Stop letting colleagues start your box.
     #[arg(long, conflicts_with_all = ["owner", "off"])]
     forbid_start: bool,
+    /// Point pull request N's preview hostnames (the manifest's with
+    /// `pr-N` as a label) at its preview box; with OWNER, that owner's.
+    /// With --off, take them off this laptop.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), conflicts_with_all = ["start", "allow_start", "forbid_start"])]
+    preview: Option<u32>,
 }
 
 pub async fn hosts(global: &Global, _args: HostsArgs) -> Result<ExitCode> {
@@ -74,6 +82,23 @@ pub async fn share(global: &Global, args: ShareArgs) -> Result<ExitCode> {
             Output::Json => output::json(&serde_json::json!({ "box": info.name, "id": info.id, "colleagues_may_start": args.allow_start }))?,
             Output::Text if args.allow_start => println!("colleagues may now start box {} with `workstation share {} --start`", info.name, ctx.owner),
             Output::Text => println!("only you can start box {} now", info.name),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(number) = args.preview {
+        let manifest = manifest.ok_or(share::ShareError::NoHostnames)?;
+        if args.off {
+            let names = preview::unshare(&ctx, &manifest, number).await?;
+            match global.output {
+                Output::Json => output::json(&serde_json::json!({ "cleared": names }))?,
+                Output::Text => println!("cleared {}", names.join(", ")),
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        let pointed = preview::share(&ctx, &manifest, number, args.owner.as_ref().map(Owner::as_str)).await?;
+        match global.output {
+            Output::Json => output::json(&pointed)?,
+            Output::Text => output::print_pointed(&pointed),
         }
         return Ok(ExitCode::SUCCESS);
     }

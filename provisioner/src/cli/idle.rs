@@ -30,11 +30,14 @@ pub struct KeepArgs {
     duration: Duration,
 }
 
-/// Stop every owner's idle boxes: the backstop cron runs (see examples/reap/).
+/// Stop every owner's idle boxes and end expired previews: the backstop
+/// cron runs (see examples/reap/).
 ///
 /// Uses the manifest's [idle] policy for all boxes and their
-/// workstation:last-active and workstation:keep-until tags. Boxes stopped or
-/// terminated by someone else meanwhile are reported, not errors.
+/// workstation:last-active and workstation:keep-until tags. Preview boxes
+/// past their workstation:expires tag are terminated, running or stopped.
+/// Boxes stopped or terminated by someone else meanwhile are reported, not
+/// errors.
 ///
 /// Examples:
 ///   workstation reap --dry-run
@@ -42,7 +45,7 @@ pub struct KeepArgs {
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct ReapArgs {
-    /// Print the plan; stop nothing.
+    /// Print the plan; stop or terminate nothing.
     #[arg(long)]
     dry_run: bool,
     /// Decide as of this time (RFC 3339) instead of now, e.g. to see what
@@ -92,20 +95,35 @@ fn print(report: &ReapReport, api_calls: &std::collections::BTreeMap<String, u64
         }
         println!("{table}");
     }
+    if !report.expired.is_empty() {
+        let mut table = Table::new();
+        table.load_preset(NOTHING).set_header(["ID", "OWNER", "PREVIEW", "EXPIRED"]);
+        for e in &report.expired {
+            table.add_row([e.id.clone(), e.owner.clone(), format!("#{} ({})", e.preview, e.name), e.expires.format("%m-%d %H:%M").to_string()]);
+        }
+        println!("{table}");
+    }
     let calls: Vec<String> = api_calls.iter().map(|(op, n)| format!("{op} {n}")).collect();
     if report.dry_run {
-        println!("{} running boxes, {} would stop (dry run); API calls: {}", report.examined, report.plan.len(), calls.join(", "));
+        println!(
+            "{} boxes, {} would stop, {} expired previews would be terminated (dry run); API calls: {}",
+            report.examined,
+            report.plan.len(),
+            report.expired.len(),
+            calls.join(", ")
+        );
     } else {
         println!(
-            "{} running boxes: {} stopped, {} already stopped or gone, {} failed; API calls: {}",
+            "{} boxes: {} stopped, {} expired previews terminated, {} already stopped or gone, {} failed; API calls: {}",
             report.examined,
             report.stopped.len(),
+            report.terminated.len(),
             report.gone.len(),
             report.failed.len(),
             calls.join(", ")
         );
     }
     for f in &report.failed {
-        eprintln!("error: stopping {}: {}", f.id, f.error);
+        eprintln!("error: stopping or terminating {}: {}", f.id, f.error);
     }
 }

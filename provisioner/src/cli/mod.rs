@@ -11,6 +11,7 @@ mod idle;
 mod image;
 mod intercept;
 mod output;
+mod preview;
 mod setup;
 mod ssh;
 mod stack;
@@ -50,6 +51,8 @@ Examples:
   workstation share --off                  and back at yours
   workstation hosts                        where this laptop's hostnames point
   workstation sync                         mirror this checkout onto the box, keep it mirrored
+  workstation preview up --pr 12 --ref HEAD   a box for pull request 12 (CI)
+  workstation share --preview 12           point the preview's hostnames at it
   workstation keep --for 2h                do not stop my idle box for two hours
   workstation reap --dry-run               which idle boxes the backstop would stop
   workstation stop dev                     stop it; the disk is kept
@@ -79,9 +82,10 @@ pub struct Cli {
     pub provider: Option<ProviderKind>,
 
     /// Output format for results on stdout; progress always goes to stderr.
-    /// With json, a failure is also a JSON object on stdout.
-    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Output::Text)]
-    pub output: Output,
+    /// With json, a failure is also a JSON object on stdout. markdown: only
+    /// `preview up` and `preview list` (a pull request comment).
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Format::Text)]
+    pub output: Format,
 
     /// AWS profile (default: `[aws] profile` in your settings, then AWS_PROFILE).
     #[arg(long, global = true, value_name = "NAME")]
@@ -139,6 +143,8 @@ pub enum Command {
     #[command(subcommand)]
     Render(stack::RenderCommand),
     Sync(sync::SyncArgs),
+    #[command(subcommand)]
+    Preview(preview::PreviewCommand),
     Keep(idle::KeepArgs),
     Reap(idle::ReapArgs),
     Hosts(hosts::HostsArgs),
@@ -158,11 +164,26 @@ pub enum Command {
     BoxSide(boxside::BoxCommand),
 }
 
+/// `--output`: [`Output`] for every verb, and markdown for the two that
+/// write pull request comments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+    Markdown,
+}
+
 pub async fn run(cli: Cli) -> Result<ExitCode> {
+    let markdown = cli.output == Format::Markdown;
+    if markdown && !matches!(cli.command, Command::Preview(preview::PreviewCommand::Up(_) | preview::PreviewCommand::List)) {
+        use clap::CommandFactory;
+        Cli::command().error(clap::error::ErrorKind::InvalidValue, "--output markdown is only for `preview up` and `preview list`; use text or json").exit();
+    }
     let global = Global {
         manifest: cli.manifest,
         provider: cli.provider,
-        output: cli.output,
+        output: if cli.output == Format::Json { Output::Json } else { Output::Text },
+        markdown,
         allow_outside: cli.allow_outside,
         profile: cli.profile,
         region: cli.region,
@@ -185,6 +206,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Intercept(args) => intercept::intercept(&global, args).await,
         Command::Render(cmd) => stack::render(&global, cmd).await,
         Command::Sync(args) => sync::sync(&global, args).await,
+        Command::Preview(cmd) => preview::run(&global, cmd).await,
         Command::Keep(args) => idle::keep(&global, args).await,
         Command::Reap(args) => idle::reap(&global, args).await,
         Command::Hosts(args) => hosts::hosts(&global, args).await,

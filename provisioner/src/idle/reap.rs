@@ -3,7 +3,9 @@
 //! cron; pages through every owner's running boxes, asks the same idle
 //! policy the boxes use ([`crate::idle::policy`]) of their tags, and stops
 //! the ones that should have stopped at least [`GRACE`] ago, in batches with
-//! bounded concurrency.
+//! bounded concurrency. Preview boxes past their `workstation:expires` tag
+//! are terminated instead, running or stopped: a preview is disposable, and
+//! a stopped one still pays for its disk.
 
 use chrono::{DateTime, Duration, Utc};
 use futures::stream::{self, StreamExt};
@@ -37,6 +39,16 @@ pub struct Planned {
     pub verdict: Verdict,
 }
 
+/// A preview box past its expiry.
+#[derive(Debug, Clone, Serialize)]
+pub struct Expired {
+    pub id: String,
+    pub owner: String,
+    pub name: String,
+    pub preview: u32,
+    pub expires: DateTime<Utc>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Failed {
     pub id: String,
@@ -51,7 +63,10 @@ pub struct ReapReport {
     pub examined: usize,
     /// The boxes to stop, and why.
     pub plan: Vec<Planned>,
+    /// Preview boxes past their expiry, to terminate.
+    pub expired: Vec<Expired>,
     pub stopped: Vec<String>,
+    pub terminated: Vec<String>,
     /// Stopped or terminated by someone else while we worked: not an error.
     pub gone: Vec<String>,
     pub failed: Vec<Failed>,
@@ -67,6 +82,18 @@ pub fn plan(policy: &IdlePolicy, boxes: &[BoxInfo], at: DateTime<Utc>) -> Vec<Pl
         .collect()
 }
 
+/// The preview boxes whose expiry is at or before `at`.
+pub fn expired(previews: &[BoxInfo], at: DateTime<Utc>) -> Vec<Expired> {
+    previews
+        .iter()
+        .filter_map(|b| {
+            let p = b.preview.as_ref()?;
+            let expires = p.expires.filter(|e| *e <= at)?;
+            Some(Expired { id: b.id.clone(), owner: b.owner.clone(), name: b.name.clone(), preview: p.number, expires })
+        })
+        .collect()
+}
+
 /// Whether reap stops a box it sees so at `at`: when the box should have
 /// stopped at least [`GRACE`] ago.
 pub fn acts_on(policy: &IdlePolicy, seen: &Seen, at: DateTime<Utc>) -> Option<Verdict> {
@@ -75,18 +102,27 @@ pub fn acts_on(policy: &IdlePolicy, seen: &Seen, at: DateTime<Utc>) -> Option<Ve
 }
 
 pub async fn reap(provider: &AwsProvider, policy: &IdlePolicy, at: DateTime<Utc>, dry_run: bool, concurrency: usize) -> Result<ReapReport, ProviderError> {
-    let boxes = provider.running().await?;
+    let expired = expired(&provider.previews().await?, at);
+    let boxes: Vec<BoxInfo> = provider.running().await?.into_iter().filter(|b| !expired.iter().any(|e| e.id == b.id)).collect();
     let plan = plan(policy, &boxes, at);
-    let mut report = ReapReport { at, dry_run, examined: boxes.len(), plan, ..Default::default() };
+    let mut report = ReapReport { at, dry_run, examined: boxes.len() + expired.len(), plan, expired, ..Default::default() };
     if dry_run {
         return Ok(report);
+    }
+    let concurrency = concurrency.max(1);
+    let expired: Vec<String> = report.expired.iter().map(|e| e.id.clone()).collect();
+    let mut ends = stream::iter(expired.chunks(BATCH)).map(|chunk| provider.terminate_batch(chunk)).buffer_unordered(concurrency);
+    while let Some(done) = ends.next().await {
+        report.terminated.extend(done.stopped);
+        report.gone.extend(done.gone);
+        report.failed.extend(done.failed.into_iter().map(|(id, error)| Failed { id, error }));
     }
     let reason = format!("reap at {}: idle per policy", at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
     // One StopInstances call hibernates all its instances or none.
     let ids = |hibernate: bool| report.plan.iter().filter(|p| p.hibernate == hibernate).map(|p| p.id.clone()).collect::<Vec<_>>();
     let (plain, hibernating) = (ids(false), ids(true));
     let chunks = plain.chunks(BATCH).map(|c| (c, false)).chain(hibernating.chunks(BATCH).map(|c| (c, true)));
-    let mut batches = stream::iter(chunks).map(|(chunk, hibernate)| provider.stop_batch(chunk, &reason, hibernate)).buffer_unordered(concurrency.max(1));
+    let mut batches = stream::iter(chunks).map(|(chunk, hibernate)| provider.stop_batch(chunk, &reason, hibernate)).buffer_unordered(concurrency);
     while let Some(done) = batches.next().await {
         report.stopped.extend(done.stopped);
         report.gone.extend(done.gone);
@@ -143,6 +179,7 @@ mod tests {
             stopped_by: None,
             hibernate: false,
             shareable: false,
+            preview: None,
         }
     }
 
@@ -160,5 +197,22 @@ mod tests {
         // No tag at all: launched a day ago and never active since. One
         // that should have stopped less than GRACE ago may still report.
         assert_eq!(ids, vec!["stale", "never-reported"]);
+    }
+
+    #[test]
+    fn previews_expire_by_their_tag_and_an_unreadable_one_never_does() {
+        let now = Utc::now();
+        let preview = |id: &str, expires: Option<DateTime<Utc>>| BoxInfo {
+            preview: Some(crate::provider::Preview { number: 7, commit: None, expires }),
+            ..boxed(id, Some(5), now)
+        };
+        let boxes = [
+            preview("past", Some(now - Duration::minutes(1))),
+            preview("future", Some(now + Duration::hours(1))),
+            preview("unreadable", None),
+            boxed("engineer", None, now),
+        ];
+        let ids: Vec<String> = expired(&boxes, now).into_iter().map(|e| e.id).collect();
+        assert_eq!(ids, vec!["past"]);
     }
 }

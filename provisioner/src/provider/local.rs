@@ -52,6 +52,9 @@ struct Record {
     /// The `workstation:shareable` tag's counterpart.
     #[serde(default)]
     shareable: bool,
+    /// The preview tags' counterpart.
+    #[serde(default)]
+    preview: Option<super::Preview>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,6 +160,7 @@ impl LocalProvider {
             // A namespace has no memory image to keep.
             hibernate: false,
             shareable: r.shareable,
+            preview: r.preview.clone(),
         }
     }
 
@@ -287,6 +291,7 @@ impl Provider for LocalProvider {
                 keep_until: None,
                 stopped_by: None,
                 shareable: false,
+                preview: spec.preview.cloned(),
                 manifest: Some(std::fs::canonicalize(&spec.manifest.path).unwrap_or_else(|_| spec.manifest.path.clone())),
             };
             self.save(&record)?;
@@ -353,6 +358,10 @@ impl Provider for LocalProvider {
 
     async fn set_shareable(&self, id: &str, shareable: bool) -> Result<()> {
         self.update(id, |r| r.shareable = shareable).map(drop)
+    }
+
+    async fn set_preview(&self, id: &str, preview: &super::Preview) -> Result<()> {
+        self.update(id, |r| r.preview = Some(preview.clone())).map(drop)
     }
 }
 

@@ -66,6 +66,34 @@ pub struct BoxInfo {
     pub hibernate: bool,
     /// The owner lets colleagues start it (`share --start`).
     pub shareable: bool,
+    /// A pull request's preview box (`workstation preview`).
+    pub preview: Option<Preview>,
+}
+
+/// What a preview box's tags say: which pull request, which commit it
+/// runs, and when `reap` terminates it. Read from tags, so checked there:
+/// a tag that does not parse is absent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Preview {
+    pub number: u32,
+    /// The full commit id the box's tree is at (None: unknown, so the next
+    /// `preview up` uploads the whole tree).
+    pub commit: Option<String>,
+    /// None: no readable expiry, so reap never terminates it (it still
+    /// stops it when idle).
+    pub expires: Option<DateTime<Utc>>,
+}
+
+impl Preview {
+    pub fn from_tags(number: Option<&str>, commit: Option<&str>, expires: Option<&str>) -> Option<Preview> {
+        let number = number?.parse::<u32>().ok().filter(|n| *n > 0)?;
+        Some(Preview { number, commit: commit.filter(|c| is_commit_id(c)).map(str::to_owned), expires: parse_time(expires) })
+    }
+}
+
+/// A full SHA-1 or SHA-256 commit id, lowercase hex.
+pub fn is_commit_id(s: &str) -> bool {
+    matches!(s.len(), 40 | 64) && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// An RFC 3339 tag value; a malformed one counts as absent.
@@ -79,6 +107,8 @@ pub struct LaunchSpec<'a> {
     pub manifest: &'a LoadedManifest,
     /// The user's SSH public key (OpenSSH line).
     pub public_key: &'a str,
+    /// Tags a preview box at launch (`workstation preview up`).
+    pub preview: Option<&'a Preview>,
 }
 
 #[derive(Debug)]
@@ -157,4 +187,7 @@ pub trait Provider: Send + Sync {
 
     /// Records whether the owner lets colleagues start the box.
     async fn set_shareable(&self, id: &str, shareable: bool) -> Result<()>;
+
+    /// Records a preview box's commit and expiry (after an upload).
+    async fn set_preview(&self, id: &str, preview: &Preview) -> Result<()>;
 }

@@ -19,6 +19,13 @@ pub const STOPPED_BY: &str = "workstation:stopped-by";
 /// written by the owner with `share --allow-start`.
 pub const SHAREABLE: &str = "workstation:shareable";
 
+/// A preview box's pull request number (`workstation preview`).
+pub const PREVIEW: &str = "workstation:preview";
+/// The full commit id a preview box's tree is at.
+pub const REF: &str = "workstation:ref";
+/// RFC 3339: when `reap` terminates the preview box.
+pub const EXPIRES: &str = "workstation:expires";
+
 /// On AMIs: which image line an AMI belongs to; `box.image_tag` selects by it.
 pub const IMAGE: &str = "workstation:image";
 /// On AMIs: what was built (the build's store path, or `sha256:` of a bare

@@ -8,10 +8,12 @@
 //! very large batches (a branch switch) and reconnections get a full sync.
 //! `--delete` only ever applies below the synced directory on the box.
 
+mod apply;
 mod rsync;
 mod rules;
 pub mod session;
 
+pub use apply::{apply, apply_with, Applied};
 pub use rsync::{control_path, parse_itemized, Batch, Sent, Target};
 pub use rules::{Actions, Rules};
 

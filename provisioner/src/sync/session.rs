@@ -11,10 +11,8 @@ use sha2::{Digest, Sha256};
 
 use super::{Actions, Batch, Rules, Sent, SyncError, Target};
 use crate::manifest::LoadedManifest;
-use crate::intercept::hold;
 use crate::stack::layout::sh;
 use crate::boxes::lifecycle::{Context, LifecycleError};
-use crate::stack::shell::BoxShell;
 use crate::provider::BoxInfo;
 
 /// Quiet time that ends a batch of file events, and the longest a
@@ -111,40 +109,13 @@ impl<'a> Sync<'a> {
 
     /// Marks sync activity on the box, runs installs, restarts.
     async fn apply(&self, actions: &Actions, report: &dyn Report) -> Result<(), SessionError> {
-        self.ctx.on_box(self.info, async |shell| self.apply_on(shell, actions, report).await).await
-    }
-
-    async fn apply_on(&self, onbox: &BoxShell, actions: &Actions, report: &dyn Report) -> Result<(), SessionError> {
-        let marker = format!("{}/sync-activity", onbox.layout.run_dir());
-        let _ = onbox.check(&format!("mkdir -p {} && touch {}", sh(&onbox.layout.run_dir()), sh(&marker))).await;
-        let mut restart: BTreeSet<String> = actions.restarts.clone();
-        for (command, services) in &actions.installs {
-            report.line(&format!("running `{command}` on the box (for {})", services.join(", ")));
-            let out = onbox.session.output(&onbox.wrap(&format!("cd {} && sh -c {} 2>&1", sh(&self.target.remote), sh(command)))).await.map_err(LifecycleError::from)?;
-            let text = String::from_utf8_lossy(&out.stdout);
-            if out.status == 0 {
-                restart.extend(services.iter().cloned());
-            } else {
-                let tail: Vec<&str> = text.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect();
-                report.line(&format!("`{command}` failed (exit {}); not restarting {}:\n{}", out.status, services.join(", "), tail.join("\n")));
-            }
-        }
-        if !restart.is_empty() {
-            // An intercepted service runs on someone's laptop, and its
-            // ports on the box are theirs until the intercept ends.
-            let held = hold::holders(onbox).await.map_err(LifecycleError::from)?;
-            for h in held.iter().filter(|h| restart.remove(&h.service)) {
-                report.line(&format!("not restarting {}: intercepted by {} (it runs on their laptop)", h.service, h.by));
-            }
-        }
-        if !restart.is_empty() {
-            let names: Vec<String> = restart.iter().map(|s| sh(s)).collect();
-            match onbox.run("restarting services", &onbox.supervisorctl(&format!("restart {}", names.join(" ")))).await {
-                Ok(_) => report.line(&format!("restarted {}", restart.iter().cloned().collect::<Vec<_>>().join(", "))),
-                Err(e) => report.line(&format!("restart failed: {e}")),
-            }
-        }
-        Ok(())
+        self.ctx
+            .on_box(self.info, async |shell| {
+                let marker = format!("{}/sync-activity", shell.layout.run_dir());
+                let _ = shell.check(&format!("mkdir -p {} && touch {}", sh(&shell.layout.run_dir()), sh(&marker))).await;
+                super::apply(shell, &self.target.remote, actions, report).await.map(drop).map_err(SessionError::from)
+            })
+            .await
     }
 
     async fn round(&self, batch: Batch, report: &dyn Report) -> Result<usize, SessionError> {

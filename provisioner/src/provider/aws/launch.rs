@@ -167,17 +167,18 @@ impl AwsProvider {
     pub(super) async fn run_instance(&self, spec: &LaunchSpec<'_>, image: &str, root_device: &str, key_name: &str) -> Result<Instance> {
         let machine = &spec.manifest.manifest.machine;
         let tag_spec = |kind: ResourceType| {
-            let is_instance = kind == ResourceType::Instance;
-            let b = TagSpecification::builder()
-                .resource_type(kind)
+            let mut b = TagSpecification::builder()
+                .resource_type(kind.clone())
                 .tags(tag(tags::OWNER, spec.owner.as_str()))
                 .tags(tag(tags::NAME, spec.name.as_str()))
                 .tags(tag("Name", &format!("workstation {}/{}", spec.owner, spec.name)));
-            if is_instance {
-                b.tags(tag(tags::MANIFEST_HASH, &spec.manifest.hash)).build()
-            } else {
-                b.build()
+            if kind == ResourceType::Instance {
+                b = b.tags(tag(tags::MANIFEST_HASH, &spec.manifest.hash));
+                for t in spec.preview.map(super::preview_tags).unwrap_or_default() {
+                    b = b.tags(t);
+                }
             }
+            b.build()
         };
         let mut salt = String::new();
         for _ in 0..TOKEN_ROUNDS {

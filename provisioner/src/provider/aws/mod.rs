@@ -89,6 +89,7 @@ impl AwsProvider {
             stopped_by: tags.get(tags::STOPPED_BY).map(|k| k.to_string()),
             hibernate: i.hibernation_options().and_then(|h| h.configured()).unwrap_or(false),
             shareable: tags.get(tags::SHAREABLE) == Some(&"true"),
+            preview: super::Preview::from_tags(tags.get(tags::PREVIEW).copied(), tags.get(tags::REF).copied(), tags.get(tags::EXPIRES).copied()),
         }
     }
 }
@@ -175,6 +176,20 @@ impl Provider for AwsProvider {
         self.client.create_tags().resources(id).tags(tag(tags::SHAREABLE, value)).send().await.map_err(api("CreateTags"))?;
         Ok(())
     }
+
+    async fn set_preview(&self, id: &str, preview: &super::Preview) -> Result<()> {
+        let tags = preview_tags(preview).into_iter().filter(|t| t.key() != Some(tags::PREVIEW)).collect();
+        self.client.create_tags().resources(id).set_tags(Some(tags)).send().await.map_err(api("CreateTags"))?;
+        Ok(())
+    }
+}
+
+/// A preview box's tags: its number, commit and expiry.
+fn preview_tags(p: &super::Preview) -> Vec<Tag> {
+    let mut out = vec![tag(tags::PREVIEW, &p.number.to_string())];
+    out.extend(p.commit.as_deref().map(|c| tag(tags::REF, c)));
+    out.extend(p.expires.map(|t| tag(tags::EXPIRES, &t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))));
+    out
 }
 
 fn tag(key: &str, value: &str) -> Tag {

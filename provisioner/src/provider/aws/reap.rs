@@ -6,7 +6,7 @@ use aws_sdk_ec2::types::Filter;
 use super::{tag, AwsProvider};
 use crate::provider::{tags, BoxInfo, Result};
 
-/// How one StopInstances batch went, per instance.
+/// How one StopInstances (or TerminateInstances) batch went, per instance.
 #[derive(Debug, Default)]
 pub struct Stopped {
     pub stopped: Vec<String>,
@@ -26,6 +26,43 @@ impl AwsProvider {
             Filter::builder().name("instance-state-name").values("running").build(),
         ];
         Ok(self.instances(filters).await?.iter().map(|i| self.info(i)).collect())
+    }
+
+    /// Every owner's preview boxes that are not terminated, whatever their
+    /// state: an expired preview is terminated even when stopped.
+    pub async fn previews(&self) -> Result<Vec<BoxInfo>> {
+        let filters = vec![
+            Filter::builder().name("tag-key").values(tags::PREVIEW).build(),
+            Filter::builder().name("instance-state-name").values("pending").values("running").values("stopping").values("stopped").build(),
+        ];
+        Ok(self.instances(filters).await?.iter().map(|i| self.info(i)).filter(|b| b.preview.is_some()).collect())
+    }
+
+    /// Terminates `ids` in one call; as [`AwsProvider::stop_batch`], a
+    /// rejected batch is retried one instance at a time.
+    pub async fn terminate_batch(&self, ids: &[String]) -> Stopped {
+        let mut out = Stopped::default();
+        match self.client.terminate_instances().set_instance_ids(Some(ids.to_vec())).send().await {
+            Ok(_) => out.stopped = ids.to_vec(),
+            Err(e) if ids.len() > 1 => {
+                tracing::debug!("batch terminate failed ({}); retrying one by one", aws_sdk_ec2::error::DisplayErrorContext(&e));
+                for id in ids {
+                    let one = Box::pin(self.terminate_batch(std::slice::from_ref(id))).await;
+                    out.stopped.extend(one.stopped);
+                    out.gone.extend(one.gone);
+                    out.failed.extend(one.failed);
+                }
+            }
+            Err(e) => {
+                use aws_sdk_ec2::error::ProvideErrorMetadata;
+                if e.code().is_some_and(|c| GONE_CODES.contains(&c)) {
+                    out.gone = ids.to_vec();
+                } else {
+                    out.failed = vec![(ids[0].clone(), aws_sdk_ec2::error::DisplayErrorContext(&e).to_string())];
+                }
+            }
+        }
+        out
     }
 
     /// Stops `ids` in one call and tags them with `reason`. An instance that

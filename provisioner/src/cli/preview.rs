@@ -1,0 +1,193 @@
+//! preview: a box per pull request, driven from CI (see
+//! examples/github/preview.yml and docs/preview.md).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use clap::{Args, Subcommand};
+use comfy_table::presets::NOTHING;
+use comfy_table::Table;
+
+use super::output::{self, Output};
+use super::Global;
+use crate::preview::{self, dns, summary, Repo, UpRequest};
+use crate::sync::session::Report;
+
+/// Preview boxes for pull requests: one box per pull request with the tree
+/// of one commit, its stack up and seeded, hostnames like
+/// api.pr-12.dev.example.com. CI runs `up` on every push and `down` when
+/// the pull request closes; `reap` terminates previews past their expiry.
+///
+/// CI runs these with its own owner (e.g. WORKSTATION_OWNER=preview) and
+/// credentials (terraform's preview role), which reach only its own boxes.
+#[derive(Debug, Subcommand)]
+pub enum PreviewCommand {
+    Up(UpArgs),
+    /// List every owner's previews: pull request, commit, expiry, address.
+    ///
+    /// Examples:
+    ///   workstation preview list
+    ///   workstation preview list -o json
+    #[command(verbatim_doc_comment)]
+    List,
+    Down(DownArgs),
+}
+
+/// Create or update the preview of pull request N at REF.
+///
+/// The first run launches box pr-N and uploads the tree at REF (`git
+/// archive`: only committed files, never a working tree); later runs upload
+/// only the files that changed since the box's commit, run the manifest's
+/// install and restart rules (as `sync` does), and keep the data. Every
+/// service gets WORKSTATION_PREVIEW=N and WORKSTATION_PREVIEW_URL. Each run
+/// moves the expiry to now + --ttl. Exits 1 if the stack is not healthy.
+///
+/// Examples:
+///   workstation preview up --pr 12 --ref HEAD
+///   workstation preview up --pr 12 --ref origin/feature --ttl 7d -o markdown
+///   workstation preview up --pr 12 --ref $GITHUB_SHA --zone-id Z0123456789ABCDEFGHIJ
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct UpArgs {
+    /// The pull request number.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pr: u32,
+    /// The commit to run: a commit id, branch or tag of the repository.
+    #[arg(long = "ref", value_name = "REF")]
+    git_ref: String,
+    /// How long the preview lives after this run before `reap` terminates it.
+    #[arg(long, value_name = "DURATION", default_value = "3d", value_parser = humantime::parse_duration)]
+    ttl: Duration,
+    /// The repository (default: the one the manifest is in).
+    #[arg(long, value_name = "DIR")]
+    repo: Option<PathBuf>,
+    /// Route 53 hosted zone for the preview's hostnames (terraform output
+    /// preview_zone_id); without it, only this machine's hosts agent is told.
+    #[arg(long, value_name = "ID", env = "WORKSTATION_PREVIEW_ZONE")]
+    zone_id: Option<String>,
+    /// How long to wait for services to become healthy.
+    #[arg(long = "health-timeout", value_name = "DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
+    health_timeout: Duration,
+}
+
+/// Terminate the preview of pull request N; its data goes with it.
+///
+/// Examples:
+///   workstation preview down 12
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct DownArgs {
+    /// The pull request number.
+    #[arg(value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pr: u32,
+    /// Route 53 hosted zone to remove the preview's records from.
+    #[arg(long, value_name = "ID", env = "WORKSTATION_PREVIEW_ZONE")]
+    zone_id: Option<String>,
+}
+
+struct Lines;
+
+impl Report for Lines {
+    fn line(&self, text: &str) {
+        eprintln!("{text}");
+    }
+}
+
+pub async fn run(global: &Global, cmd: PreviewCommand) -> Result<ExitCode> {
+    match cmd {
+        PreviewCommand::Up(args) => up(global, args).await,
+        PreviewCommand::List => list(global).await,
+        PreviewCommand::Down(args) => down(global, args).await,
+    }
+}
+
+async fn zone(global: &Global, manifest: Option<&crate::manifest::LoadedManifest>, id: Option<&str>) -> Result<Option<dns::Zone>> {
+    let Some(id) = id else { return Ok(None) };
+    let aws = global.aws_settings()?;
+    let sdk = crate::provider::aws::sdk::config(aws.profile.as_deref(), super::context::aws_region(&aws, manifest)).await;
+    Ok(Some(dns::Zone::new(aws_sdk_route53::Client::new(&sdk), id)?))
+}
+
+async fn up(global: &Global, args: UpArgs) -> Result<ExitCode> {
+    let manifest = global.load_manifest()?;
+    let dir = args.repo.clone().unwrap_or_else(|| manifest.path.parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")));
+    let dir = std::fs::canonicalize(&dir).with_context(|| format!("--repo {} does not exist", dir.display()))?;
+    let repo = Repo::open(&dir)?;
+    let zone = zone(global, Some(&manifest), args.zone_id.as_deref()).await?;
+    let ctx = global.context(Some(&manifest)).await?;
+    let request = UpRequest { repo: &repo, git_ref: &args.git_ref, number: args.pr, ttl: args.ttl, zone: zone.as_ref(), health_timeout: args.health_timeout };
+    let progress = output::spinner(global.output);
+    let report = preview::up(&ctx, &manifest, &request, progress.as_ref(), &Lines).await;
+    progress.inspect(|p| p.finish_and_clear());
+    let report = report?;
+    match (global.output, global.markdown) {
+        (_, true) => print!("{}", summary::markdown(&report)),
+        (Output::Json, _) => output::json(&report)?,
+        (Output::Text, _) => {
+            println!(
+                "preview #{} at {} on box {} ({}): {}",
+                report.number,
+                &report.commit[..12],
+                report.info.name,
+                report.info.address.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
+                report.url.as_deref().unwrap_or("no hostnames")
+            );
+            println!("{}", output::programs_table(&report.programs));
+            output::print_pointed(&report.pointed);
+            println!("expires {}", report.expires.format("%Y-%m-%d %H:%M UTC"));
+        }
+    }
+    Ok(if report.healthy { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+async fn list(global: &Global) -> Result<ExitCode> {
+    let manifest = global.manifest_for_lookup();
+    let ctx = global.context(manifest.as_ref()).await?;
+    let previews = preview::list(&ctx).await?;
+    let url = |b: &crate::provider::BoxInfo, n: u32| {
+        let names = manifest.as_ref().map(|m| preview::hostnames(&m.manifest.hostnames, n)).unwrap_or_default();
+        preview::url(&names, b.address)
+    };
+    match (global.output, global.markdown) {
+        (Output::Json, false) => output::json(&previews)?,
+        (_, markdown) => {
+            if previews.is_empty() && !markdown {
+                println!("no previews");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut table = Table::new();
+            table.load_preset(if markdown { comfy_table::presets::ASCII_MARKDOWN } else { NOTHING });
+            table.set_header(["PR", "OWNER", "STATE", "COMMIT", "EXPIRES", "URL"]);
+            for b in &previews {
+                let p = b.preview.as_ref().expect("listed previews have tags");
+                table.add_row([
+                    format!("#{}", p.number),
+                    b.owner.clone(),
+                    b.state.as_str().into(),
+                    p.commit.as_deref().map(|c| c[..12].to_owned()).unwrap_or_else(|| "-".into()),
+                    p.expires.map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string()).unwrap_or_else(|| "-".into()),
+                    url(b, p.number).unwrap_or_else(|| "-".into()),
+                ]);
+            }
+            println!("{table}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn down(global: &Global, args: DownArgs) -> Result<ExitCode> {
+    let manifest = global.manifest_for_lookup();
+    let zone = zone(global, manifest.as_ref(), args.zone_id.as_deref()).await?;
+    let ctx = global.context(manifest.as_ref()).await?;
+    let progress = output::spinner(global.output);
+    let info = preview::down(&ctx, manifest.as_ref(), args.pr, zone.as_ref(), progress.as_ref()).await;
+    progress.inspect(|p| p.finish_and_clear());
+    let info = info?;
+    match global.output {
+        Output::Json => output::json(&info)?,
+        Output::Text => println!("preview #{} (box {}, {}) terminated", args.pr, info.name, info.id),
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,159 @@
+//! The repository side of a preview: which commit a ref names, which files
+//! a commit holds, what changed between two commits, and the tar stream of
+//! a commit's files (`git archive`), never a working tree: files that are
+//! not in the commit never reach the box.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use super::PreviewError;
+use crate::provider::is_commit_id;
+
+pub struct Repo {
+    pub root: PathBuf,
+}
+
+/// What changed between two commits, as paths relative to the repository.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Diff {
+    /// Added, modified or changed in type.
+    pub changed: Vec<String>,
+    pub deleted: Vec<String>,
+}
+
+impl Repo {
+    /// The repository `dir` is in.
+    pub fn open(dir: &Path) -> Result<Repo, PreviewError> {
+        let top = git(dir, &["rev-parse", "--show-toplevel"])?;
+        Ok(Repo { root: PathBuf::from(top.trim_end_matches('\n')) })
+    }
+
+    /// The full commit id `name` (a branch, tag, or commit) names.
+    pub fn resolve(&self, name: &str) -> Result<String, PreviewError> {
+        if name.starts_with('-') || name.is_empty() {
+            return Err(PreviewError::Ref { name: name.into(), why: "not a ref name".into() });
+        }
+        let out = git(&self.root, &["rev-parse", "--verify", "--quiet", "--end-of-options", &format!("{name}^{{commit}}")])
+            .map_err(|_| PreviewError::Ref { name: name.into(), why: "no such commit in this repository (fetch it first)".into() })?;
+        let id = out.trim().to_owned();
+        match is_commit_id(&id) {
+            true => Ok(id),
+            false => Err(PreviewError::Ref { name: name.into(), why: format!("git answered {id:?}") }),
+        }
+    }
+
+    /// Whether this clone has `commit` (a shallow CI clone may not have the
+    /// one a box was at).
+    pub fn has(&self, commit: &str) -> bool {
+        git(&self.root, &["cat-file", "-e", &format!("{commit}^{{commit}}")]).is_ok()
+    }
+
+    /// Every file of `commit`.
+    pub fn files(&self, commit: &str) -> Result<Vec<String>, PreviewError> {
+        let out = git(&self.root, &["ls-tree", "-r", "-z", "--name-only", commit])?;
+        paths(out.split('\0').filter(|p| !p.is_empty()))
+    }
+
+    /// What changed from `old` to `new` (renames as a delete and an add).
+    pub fn diff(&self, old: &str, new: &str) -> Result<Diff, PreviewError> {
+        let out = git(&self.root, &["diff", "--name-status", "-z", "--no-renames", "--no-ext-diff", old, new])?;
+        let mut diff = Diff::default();
+        let mut fields = out.split('\0').filter(|f| !f.is_empty());
+        while let (Some(status), Some(path)) = (fields.next(), fields.next()) {
+            match status {
+                "D" => diff.deleted.push(path.to_owned()),
+                _ => diff.changed.push(path.to_owned()),
+            }
+        }
+        diff.changed = paths(diff.changed.iter().map(String::as_str))?;
+        diff.deleted = paths(diff.deleted.iter().map(String::as_str))?;
+        Ok(diff)
+    }
+
+    /// `git archive` of `commit` (only `only`'s files, when given) as a tar
+    /// stream on the child's stdout.
+    pub fn archive(&self, commit: &str, only: Option<&[String]>) -> Result<tokio::process::Child, PreviewError> {
+        let mut cmd = tokio::process::Command::new("git");
+        // Literal: a file named `*.js` is that file, not a pattern.
+        cmd.arg("--literal-pathspecs").arg("-C").arg(&self.root).args(["archive", "--format=tar", commit]);
+        if let Some(paths) = only {
+            cmd.arg("--").args(paths);
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+        cmd.spawn().map_err(|e| PreviewError::Git { command: "git archive".into(), stderr: e.to_string() })
+    }
+}
+
+/// Paths from git, checked: relative, without `..` (a crafted tree could
+/// otherwise name files outside the preview's directory on the box).
+fn paths<'a>(names: impl Iterator<Item = &'a str>) -> Result<Vec<String>, PreviewError> {
+    names
+        .map(|p| {
+            let bad = p.starts_with('/') || p.split('/').any(|c| c == ".." || c.is_empty());
+            match bad {
+                true => Err(PreviewError::Git { command: "git ls-tree".into(), stderr: format!("refusing the path {p:?} (absolute or with '..')") }),
+                false => Ok(p.to_owned()),
+            }
+        })
+        .collect()
+}
+
+fn git(dir: &Path, args: &[&str]) -> Result<String, PreviewError> {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| PreviewError::Git { command: format!("git {}", args.join(" ")), stderr: format!("{e}; install git") })?;
+    if !out.status.success() {
+        return Err(PreviewError::Git { command: format!("git {}", args.join(" ")), stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned() });
+    }
+    String::from_utf8(out.stdout).map_err(|_| PreviewError::Git { command: format!("git {}", args.join(" ")), stderr: "output is not UTF-8 (a file name?)".into() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(dir: &Path, args: &[&str]) {
+        let ok = std::process::Command::new("git").arg("-C").arg(dir).args(args).env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z").output().unwrap();
+        assert!(ok.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&ok.stderr));
+    }
+
+    #[test]
+    fn resolves_lists_and_diffs_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        run(d, &["init", "-q", "-b", "main"]);
+        run(d, &["config", "user.email", "t@example.com"]);
+        run(d, &["config", "user.name", "t"]);
+        std::fs::write(d.join("a.txt"), "a").unwrap();
+        std::fs::write(d.join("gone.txt"), "g").unwrap();
+        run(d, &["add", "."]);
+        run(d, &["commit", "-qm", "one"]);
+        let repo = Repo::open(d).unwrap();
+        let one = repo.resolve("main").unwrap();
+        std::fs::write(d.join("a.txt"), "a2").unwrap();
+        std::fs::create_dir(d.join("sub")).unwrap();
+        std::fs::write(d.join("sub/*.js"), "star").unwrap();
+        run(d, &["rm", "-q", "gone.txt"]);
+        run(d, &["add", "."]);
+        run(d, &["commit", "-qm", "two"]);
+        let two = repo.resolve("HEAD").unwrap();
+        assert!(is_commit_id(&one) && one != two && repo.has(&one));
+        assert_eq!(repo.files(&one).unwrap(), ["a.txt", "gone.txt"]);
+        assert_eq!(repo.diff(&one, &two).unwrap(), Diff { changed: vec!["a.txt".into(), "sub/*.js".into()], deleted: vec!["gone.txt".into()] });
+        assert!(matches!(repo.resolve("--upload-pack=x"), Err(PreviewError::Ref { .. })));
+        assert!(matches!(repo.resolve("no-such-branch"), Err(PreviewError::Ref { .. })));
+        assert!(!repo.has(&"0".repeat(40)));
+    }
+
+    #[test]
+    fn paths_outside_the_tree_are_refused() {
+        assert!(paths(["a/b", "c"].into_iter()).is_ok());
+        for bad in ["../x", "/etc/passwd", "a/../../b", "a//b"] {
+            assert!(paths([bad].into_iter()).is_err(), "{bad}");
+        }
+    }
+}

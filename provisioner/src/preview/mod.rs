@@ -1,0 +1,282 @@
+//! `workstation preview`: a box per pull request, run by CI. `up` creates
+//! (or finds) the box `pr-N`, puts the tree of one commit on it (the whole
+//! `git archive` once, then only what changed), runs the manifest's install
+//! and restart rules as `sync` does, and brings the stack up with its seeds
+//! kept. Its tags (`workstation:preview`, `:ref`, `:expires`) say which
+//! pull request, which commit, and when `reap` terminates it.
+//!
+//! A preview's hostnames are the manifest's with `pr-N` as a label
+//! (`api.dev.example.com` -> `api.pr-12.dev.example.com`), so previews and
+//! engineers' boxes never claim the same name.
+
+pub mod dns;
+mod git;
+pub mod summary;
+mod upload;
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use indicatif::ProgressBar;
+use serde::Serialize;
+
+pub use git::Repo;
+pub use upload::{Mode, Uploaded};
+
+use crate::boxes::access::{public_key_path, read_public_key};
+use crate::boxes::lifecycle::{Context, LifecycleError};
+use crate::laptop::hosts::{self, Pointed};
+use crate::manifest::name::BoxName;
+use crate::manifest::LoadedManifest;
+use crate::progress::step;
+use crate::provider::{BoxInfo, LaunchSpec, Preview, ProviderError};
+use crate::stack::services::ProgramStatus;
+use crate::stack::shell::ShellError;
+use crate::sync::session::Report;
+use crate::sync::{Applied, Rules};
+
+/// The variables every service of a preview gets.
+pub const PREVIEW_ENV: &str = "WORKSTATION_PREVIEW";
+pub const PREVIEW_URL_ENV: &str = "WORKSTATION_PREVIEW_URL";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PreviewError {
+    #[error("--ref {name}: {why}")]
+    Ref { name: String, why: String },
+    #[error("`{command}` failed: {stderr}")]
+    Git { command: String, stderr: String },
+    #[error("{what} on the box failed (exit {status}): {stderr}")]
+    Upload { what: String, status: u32, stderr: String },
+    #[error("{0}")]
+    Zone(String),
+    #[error("no preview #{number} (taken down, expired, or never made); `workstation preview list` shows the previews")]
+    NotFound { number: u32 },
+    #[error("preview #{number} exists for several owners ({owners}); pass --owner to say whose")]
+    Ambiguous { number: u32, owners: String },
+    #[error(transparent)]
+    Lifecycle(#[from] LifecycleError),
+    #[error(transparent)]
+    Shell(#[from] ShellError),
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+}
+
+/// The box of pull request `number`.
+pub fn box_name(number: u32) -> BoxName {
+    format!("pr-{number}").parse().expect("pr-N is a box name")
+}
+
+/// The manifest's hostnames for preview `number`: `pr-N` after the first
+/// label (a one-label name gets it as a suffix: `api` -> `api.pr-N`).
+pub fn hostnames(names: &[String], number: u32) -> Vec<String> {
+    names
+        .iter()
+        .map(|n| match n.split_once('.') {
+            Some((first, rest)) => format!("{first}.pr-{number}.{rest}"),
+            None => format!("{n}.pr-{number}"),
+        })
+        .collect()
+}
+
+/// Where reviewers open the preview: its first hostname, else its address.
+pub fn url(hostnames: &[String], address: Option<IpAddr>) -> Option<String> {
+    hostnames.first().map(|h| format!("http://{h}")).or_else(|| address.map(|a| format!("http://{a}")))
+}
+
+/// The manifest as preview `number` runs it: its hostnames, and the
+/// preview variables in every service's environment.
+pub fn manifest_for(manifest: &LoadedManifest, number: u32, url: Option<&str>) -> LoadedManifest {
+    let mut m = manifest.clone();
+    m.manifest.hostnames = hostnames(&manifest.manifest.hostnames, number);
+    for service in m.manifest.services.values_mut() {
+        service.environment.insert(PREVIEW_ENV.into(), number.to_string());
+        service.environment.insert(PREVIEW_URL_ENV.into(), url.unwrap_or_default().into());
+    }
+    m
+}
+
+/// Where the tree goes on the box, relative to its root: `sync.path`, else
+/// `src/<repository directory name>` (where `sync` puts a checkout).
+pub fn checkout_path(manifest: &LoadedManifest, repo: &Repo) -> String {
+    let name = repo.root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "checkout".into());
+    manifest.manifest.sync.path.clone().unwrap_or_else(|| format!("src/{name}"))
+}
+
+pub struct UpRequest<'a> {
+    pub repo: &'a Repo,
+    pub git_ref: &'a str,
+    pub number: u32,
+    /// From now: each `up` (a push) extends the preview's life.
+    pub ttl: Duration,
+    pub zone: Option<&'a dns::Zone>,
+    pub health_timeout: Duration,
+}
+
+/// What `preview up` did, for the pull request's comment.
+#[derive(Debug, Serialize)]
+pub struct PreviewReport {
+    pub number: u32,
+    #[serde(rename = "box")]
+    pub info: BoxInfo,
+    pub commit: String,
+    pub url: Option<String>,
+    pub hostnames: Vec<String>,
+    pub expires: DateTime<Utc>,
+    /// False when the box existed (an update).
+    pub created: bool,
+    pub upload: Uploaded,
+    pub applied: Applied,
+    pub programs: Vec<ProgramStatus>,
+    pub healthy: bool,
+    /// The hosts agent on this machine, if any (CI has none).
+    pub pointed: Pointed,
+    /// Records written in the Route 53 zone.
+    pub dns: bool,
+}
+
+/// Creates or updates preview `req.number` at `req.git_ref`.
+pub async fn up(ctx: &Context, manifest: &LoadedManifest, req: &UpRequest<'_>, progress: Option<&ProgressBar>, report: &dyn Report) -> Result<PreviewReport, PreviewError> {
+    let commit = req.repo.resolve(req.git_ref)?;
+    let name = box_name(req.number);
+    // Everything that can fail here fails before a box is billed.
+    let public_key = read_public_key(&public_key_path(&ctx.identity))?;
+    step(progress, "checking the seed snapshots".into());
+    let snapshots = ctx.snapshots(manifest).await?;
+    let expires = Utc::now() + chrono::Duration::from_std(req.ttl).unwrap_or(chrono::Duration::MAX);
+    // The commit is tagged once its tree is on the box.
+    let launch_tags = Preview { number: req.number, commit: None, expires: Some(expires) };
+    let spec = LaunchSpec { owner: &ctx.owner, name: &name, manifest, public_key: &public_key, preview: Some(&launch_tags) };
+    let ready = ctx.launch_ready(&spec, progress).await?;
+
+    let from = ready.info.preview.as_ref().and_then(|p| p.commit.clone());
+    let dir = format!("{}/{}", ready.shell.layout.root(), checkout_path(manifest, req.repo));
+    step(progress, format!("uploading {} to {}", &commit[..12], ready.info.name));
+    let uploaded = match upload::upload(&ready.shell, req.repo, from.as_deref(), &commit, &dir).await {
+        Ok(u) => u,
+        Err(e) => {
+            ready.shell.close().await;
+            return Err(e);
+        }
+    };
+    let tags = Preview { number: req.number, commit: Some(commit.clone()), expires: Some(expires) };
+    ctx.provider.set_preview(&ready.info.id, &tags).await?;
+
+    let names = hostnames(&manifest.manifest.hostnames, req.number);
+    let url = url(&names, ready.info.address);
+    let effective = manifest_for(manifest, req.number, url.as_deref());
+    let actions = Rules::new(&effective.manifest).actions(&uploaded.changed);
+    // A new tree's installs run before its services first start; after an
+    // update, the rules' restarts run, then `up` waits for health (and
+    // applies a changed manifest).
+    let first = uploaded.mode == Mode::Full;
+    let applied = crate::sync::apply_with(&ready.shell, &dir, &actions, !first, report).await?;
+    let info = ready.info.clone();
+    let created = ctx.finish_create(ready, &effective, &snapshots, req.health_timeout, progress).await?;
+    let mut dns = false;
+    if let (Some(zone), Some(address)) = (req.zone, info.address) {
+        step(progress, format!("writing {} in Route 53", names.join(", ")));
+        zone.upsert(&names, address).await?;
+        dns = true;
+    }
+    Ok(PreviewReport {
+        number: req.number,
+        commit,
+        url,
+        hostnames: names,
+        expires,
+        created: created.created,
+        upload: uploaded,
+        applied,
+        healthy: created.up.healthy,
+        programs: created.up.programs,
+        pointed: created.hostnames,
+        dns,
+        info: created.info,
+    })
+}
+
+/// Every owner's previews, by number.
+pub async fn list(ctx: &Context) -> Result<Vec<BoxInfo>, PreviewError> {
+    let mut previews: Vec<BoxInfo> = ctx.provider.list(None).await?.into_iter().filter(|b| b.preview.is_some()).collect();
+    previews.sort_by_key(|b| (b.preview.as_ref().map(|p| p.number), b.owner.clone()));
+    Ok(previews)
+}
+
+/// Preview `number`: of `owner` when given, else of whoever has one.
+pub async fn find(ctx: &Context, number: u32, owner: Option<&str>) -> Result<BoxInfo, PreviewError> {
+    let mut found: Vec<BoxInfo> =
+        list(ctx).await?.into_iter().filter(|b| b.preview.as_ref().is_some_and(|p| p.number == number) && owner.is_none_or(|o| b.owner == o)).collect();
+    match found.len() {
+        0 => Err(PreviewError::NotFound { number }),
+        1 => Ok(found.remove(0)),
+        _ => Err(PreviewError::Ambiguous { number, owners: found.iter().map(|b| b.owner.clone()).collect::<Vec<_>>().join(", ") }),
+    }
+}
+
+/// Terminates your preview `number` (its data goes with it), and removes
+/// its hostnames from this machine's agent and the zone.
+pub async fn down(ctx: &Context, manifest: Option<&LoadedManifest>, number: u32, zone: Option<&dns::Zone>, progress: Option<&ProgressBar>) -> Result<BoxInfo, PreviewError> {
+    let info = find(ctx, number, Some(ctx.owner.as_str())).await?;
+    let name: BoxName = info.name.parse().map_err(|_| PreviewError::NotFound { number })?;
+    let info = ctx.destroy(&name, progress).await?;
+    if let (Some(zone), Some(m), Some(address)) = (zone, manifest, info.address) {
+        step(progress, "removing the Route 53 records".into());
+        zone.delete(&hostnames(&m.manifest.hostnames, number), address).await?;
+    }
+    Ok(info)
+}
+
+/// Points this laptop's preview hostnames for `number` at that preview
+/// (`share --preview N`), through the hosts agent.
+pub async fn share(ctx: &Context, manifest: &LoadedManifest, number: u32, owner: Option<&str>) -> Result<Pointed, PreviewError> {
+    let info = find(ctx, number, owner).await?;
+    let owner: crate::manifest::name::Owner = info.owner.parse().map_err(|_| PreviewError::NotFound { number })?;
+    let name: BoxName = info.name.parse().map_err(|_| PreviewError::NotFound { number })?;
+    // Running, with an address: the same checks as sharing a colleague's box.
+    let info = ctx.shared_box(&owner, &name, false, None).await?;
+    let address = info.address.ok_or_else(|| LifecycleError::NoAddress { name: info.name.clone(), id: info.id.clone() })?;
+    let names = hostnames(&manifest.manifest.hostnames, number);
+    if names.is_empty() {
+        return Ok(Pointed::NoHostnames);
+    }
+    Ok(ctx.hosts.point(&names, address, &hosts::label(owner.as_str(), &info.name)).await.map_err(LifecycleError::from)?)
+}
+
+/// Takes preview `number`'s hostnames off this laptop (`share --preview N --off`).
+pub async fn unshare(ctx: &Context, manifest: &LoadedManifest, number: u32) -> Result<Vec<String>, PreviewError> {
+    let names = hostnames(&manifest.manifest.hostnames, number);
+    ctx.hosts.clear(&names).await.map_err(LifecycleError::from)?;
+    Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preview_hostnames_take_the_pull_request_as_a_label() {
+        let names = vec!["api.dev.example.com".to_owned(), "web.dev.example.com".to_owned(), "api".to_owned()];
+        assert_eq!(hostnames(&names, 123), ["api.pr-123.dev.example.com", "web.pr-123.dev.example.com", "api.pr-123"]);
+        assert_eq!(url(&hostnames(&names, 7), None).as_deref(), Some("http://api.pr-7.dev.example.com"));
+        assert_eq!(url(&[], Some("10.0.0.5".parse().unwrap())).as_deref(), Some("http://10.0.0.5"));
+        assert_eq!(box_name(42).as_str(), "pr-42");
+    }
+
+    #[test]
+    fn every_service_gets_the_preview_variables() {
+        let m = crate::manifest::Manifest::parse(
+            "hostnames = [\"api.dev.example.com\"]\n[box]\ninstance_type = \"t3.micro\"\ndisk_gib = 8\nimage_id = \"ami-1\"\n\
+             [services.api]\ncommand = \"x\"\nenvironment = { KEEP = \"1\" }\n[services.web]\ncommand = \"y\"\n",
+        )
+        .unwrap();
+        let loaded = LoadedManifest { path: "workstation.toml".into(), manifest: m, hash: "h".into() };
+        let p = manifest_for(&loaded, 9, Some("http://api.pr-9.dev.example.com"));
+        assert_eq!(p.manifest.hostnames, ["api.pr-9.dev.example.com"]);
+        for s in p.manifest.services.values() {
+            assert_eq!(s.environment[PREVIEW_ENV], "9");
+            assert_eq!(s.environment[PREVIEW_URL_ENV], "http://api.pr-9.dev.example.com");
+        }
+        assert_eq!(p.manifest.services["api"].environment["KEEP"], "1");
+    }
+}
