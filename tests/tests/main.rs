@@ -10,6 +10,7 @@ mod idle_month;
 mod image;
 mod intercept;
 mod nix;
+mod preview;
 mod reap;
 mod setup;
 mod stack;

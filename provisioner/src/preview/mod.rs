@@ -120,6 +120,8 @@ pub struct PreviewReport {
     #[serde(rename = "box")]
     pub info: BoxInfo,
     pub commit: String,
+    /// Where the tree is on the box.
+    pub path: String,
     pub url: Option<String>,
     pub hostnames: Vec<String>,
     pub expires: DateTime<Utc>,
@@ -182,6 +184,7 @@ pub async fn up(ctx: &Context, manifest: &LoadedManifest, req: &UpRequest<'_>, p
     Ok(PreviewReport {
         number: req.number,
         commit,
+        path: dir,
         url,
         hostnames: names,
         expires,

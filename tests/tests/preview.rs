@@ -1,0 +1,156 @@
+//! `workstation preview` on local boxes (real sshd, supervisord), from a git
+//! repository fixture: a commit's tree and nothing else reaches the box, a
+//! later push uploads only what changed and runs the install rule once, two
+//! previews run side by side under their own hostnames (checked with
+//! getent through the real hosts agent), and `down` removes box and names.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use workstation_tests::hostsagent::HostsDaemon;
+use workstation_tests::mountns::MountNs;
+use workstation_tests::{run_ok, TestEnv};
+
+/// The service records its preview variables and each start; the install
+/// rule appends a line per run.
+const MANIFEST: &str = r#"
+hostnames = ["api.box.ws-test"]
+
+[box]
+instance_type = "t3.medium"
+disk_gib = 30
+image_id = "ami-0123456789abcdef0"
+
+[sync]
+path = "src/app"
+
+[services.api]
+command = "sh -c 'cd \"$WORKSTATION_BOX_ROOT/src/app\" && env | grep ^WORKSTATION_PREVIEW | sort > preview.env && echo start >> starts.log && exec sleep 100000'"
+install = "echo installed >> install.log"
+install_on = ["package-lock.json"]
+restart_on = ["api/**"]
+"#;
+
+fn git(repo: &Path, args: &[&str]) -> String {
+    run_ok(Command::new("git").arg("-C").arg(repo).args(args).env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z").env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")).trim().to_owned()
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+fn read(path: PathBuf) -> String {
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Commits `paths` (added, changed or deleted).
+fn commit(repo: &Path, paths: &[&str], message: &str) -> String {
+    git(repo, &[&["add", "-A", "--"], paths].concat());
+    git(repo, &["commit", "-qm", message]);
+    git(repo, &["rev-parse", "HEAD"])
+}
+
+#[test]
+fn previews_upload_a_commit_then_only_its_changes_side_by_side_under_their_own_names() {
+    let env = TestEnv::local();
+    env.write_manifest(MANIFEST);
+    let ns = MountNs::start();
+    let _agent = HostsDaemon::start(&ns, &env.root.path().join("agent"), &env.hosts_socket(), &[], "");
+    let repo = env.root.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["config", "user.email", "ci@example.com"]);
+    git(&repo, &["config", "user.name", "ci"]);
+    write(&repo.join("version.txt"), "v1\n");
+    write(&repo.join("api/main.txt"), "api v1\n");
+    write(&repo.join("package-lock.json"), "{\"lock\": 1}\n");
+    write(&repo.join("old.txt"), "to be deleted\n");
+    write(&repo.join("README"), "committed\n");
+    let c1 = commit(&repo, &["."], "one");
+    write(&repo.join("later.txt"), "from a later commit\n");
+    let c1b = commit(&repo, &["later.txt"], "later");
+    // Not committed: never on the box.
+    write(&repo.join("uncommitted.txt"), "local only\n");
+    write(&repo.join("README"), "edited, not committed\n");
+    let repo_arg = repo.to_str().unwrap();
+
+    let up = env.json(&["preview", "up", "--pr", "1", "--ref", &c1, "--repo", repo_arg]);
+    assert_eq!(up["box"]["name"], "pr-1", "{up}");
+    assert_eq!(up["upload"]["mode"], "full", "{up}");
+    assert_eq!(up["commit"], c1.as_str());
+    assert_eq!(up["healthy"], true, "{up}");
+    let tree = PathBuf::from(up["path"].as_str().unwrap());
+    assert!(tree.ends_with("src/app"), "{}", tree.display());
+    assert_eq!(read(tree.join("README")), "committed\n");
+    assert!(!tree.join("uncommitted.txt").exists(), "an uncommitted file reached the box");
+    assert!(!tree.join("later.txt").exists(), "a file of a later commit reached the box");
+    assert_eq!(read(tree.join("install.log")), "installed\n", "the lockfile's install runs once for a new tree");
+    let wait_env = || {
+        workstation_tests::wait_until(std::time::Duration::from_secs(30), || tree.join("preview.env").exists(), || "the service's environment file".into());
+        read(tree.join("preview.env"))
+    };
+    assert_eq!(wait_env(), "WORKSTATION_PREVIEW=1\nWORKSTATION_PREVIEW_URL=http://api.pr-1.box.ws-test\n");
+    assert_eq!(up["hostnames"][0], "api.pr-1.box.ws-test");
+    let pr1_ip = up["box"]["address"].as_str().unwrap().to_owned();
+    assert_eq!(ns.getent("api.pr-1.box.ws-test").as_deref(), Some(pr1_ip.as_str()));
+    let listed = env.json(&["list"]);
+    let tags = &listed.as_array().unwrap().iter().find(|b| b["name"] == "pr-1").unwrap()["preview"];
+    assert_eq!((tags["number"].as_u64(), tags["commit"].as_str()), (Some(1), Some(c1.as_str())), "{tags}");
+
+    // A push: one changed source file, a lockfile change, a delete.
+    let unchanged_inode = std::fs::metadata(tree.join("version.txt")).unwrap().ino();
+    write(&repo.join("api/main.txt"), "api v2\n");
+    write(&repo.join("package-lock.json"), "{\"lock\": 2}\n");
+    std::fs::remove_file(repo.join("old.txt")).unwrap();
+    let c2 = commit(&repo, &["api", "package-lock.json", "old.txt"], "two");
+    assert!(!c2.is_empty() && c2 != c1b);
+    let again = env.json(&["preview", "up", "--pr", "1", "--ref", "main", "--repo", repo_arg]);
+    assert_eq!(again["created"], false);
+    assert_eq!(again["upload"]["mode"], "changes", "{again}");
+    assert_eq!(again["upload"]["from"], c1.as_str());
+    // later.txt, api/main.txt and package-lock.json; old.txt deleted.
+    assert_eq!((again["upload"]["written"].as_u64(), again["upload"]["deleted"].as_u64()), (Some(3), Some(1)), "{again}");
+    assert_eq!(again["applied"]["installed"].as_array().unwrap().len(), 1, "{again}");
+    assert_eq!(read(tree.join("install.log")), "installed\ninstalled\n", "the install rule runs once per push that changes the lockfile");
+    assert_eq!(read(tree.join("api/main.txt")), "api v2\n");
+    assert_eq!(read(tree.join("later.txt")), "from a later commit\n");
+    assert!(!tree.join("old.txt").exists(), "a deleted file stays deleted on the box");
+    assert!(!tree.join("uncommitted.txt").exists());
+    assert_eq!(std::fs::metadata(tree.join("version.txt")).unwrap().ino(), unchanged_inode, "an unchanged file was uploaded again");
+    assert_eq!(read(tree.join("starts.log")), "start\nstart\n", "api restarted once (its install ran)");
+    assert_eq!(again["healthy"], true, "{again}");
+
+    // A second preview beside it, under its own names; markdown for the PR.
+    let out = env.cmd(&["preview", "up", "--pr", "2", "--ref", &c1, "--repo", repo_arg, "--output", "markdown"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let comment = String::from_utf8(out.stdout).unwrap();
+    assert!(comment.starts_with("### Preview #2 is up") && comment.contains("**http://api.pr-2.box.ws-test**") && comment.contains("| api | RUNNING |"), "{comment}");
+    assert!(comment.contains(&format!("Commit `{}`", &c1[..12])), "{comment}");
+    let previews = env.json(&["preview", "list"]);
+    let numbers: Vec<u64> = previews.as_array().unwrap().iter().map(|b| b["preview"]["number"].as_u64().unwrap()).collect();
+    assert_eq!(numbers, [1, 2]);
+    let pr2_ip = previews[1]["address"].as_str().unwrap().to_owned();
+    assert_ne!(pr1_ip, pr2_ip);
+    assert_eq!(ns.getent("api.pr-1.box.ws-test").as_deref(), Some(pr1_ip.as_str()));
+    assert_eq!(ns.getent("api.pr-2.box.ws-test").as_deref(), Some(pr2_ip.as_str()));
+
+    // A reviewer's laptop: off, then on through share --preview.
+    env.ok(&["share", "--preview", "1", "--off"]);
+    assert_eq!(ns.getent("api.pr-1.box.ws-test"), None);
+    let shared = env.ok(&["share", "--preview", "1"]);
+    assert!(shared.contains("api.pr-1.box.ws-test") && shared.contains("tester/pr-1"), "{shared}");
+    assert_eq!(ns.getent("api.pr-1.box.ws-test").as_deref(), Some(pr1_ip.as_str()));
+    let err = env.fails(&["share", "--preview", "9"]);
+    assert!(err.contains("no preview #9"), "{err}");
+
+    env.ok(&["preview", "down", "1"]);
+    assert_eq!(ns.getent("api.pr-1.box.ws-test"), None, "down removes the preview's hostnames");
+    assert!(!tree.exists(), "down removes the box's disk");
+    let left: Vec<u64> = env.json(&["preview", "list"]).as_array().unwrap().iter().map(|b| b["preview"]["number"].as_u64().unwrap()).collect();
+    assert_eq!(left, [2]);
+    assert_eq!(ns.getent("api.pr-2.box.ws-test").as_deref(), Some(pr2_ip.as_str()));
+    let err = env.fails(&["preview", "down", "1"]);
+    assert!(err.contains("no preview #1"), "{err}");
+}
