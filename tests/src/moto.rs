@@ -83,6 +83,17 @@ impl Moto {
         aws_sdk_ebs::Client::from_conf(conf)
     }
 
+    /// Route 53 (preview hostnames), from the same server.
+    pub fn route53_client(&self) -> aws_sdk_route53::Client {
+        let conf = aws_sdk_route53::Config::builder()
+            .behavior_version(aws_sdk_route53::config::BehaviorVersion::latest())
+            .region(aws_sdk_route53::config::Region::new(REGION))
+            .endpoint_url(&self.url)
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
+            .build();
+        aws_sdk_route53::Client::from_conf(conf)
+    }
+
     /// A VPC owning the whole test network, this env's subnet in it, and a
     /// registered image. Returns (subnet id, image name).
     pub fn prepare(&self, subnet: ipnet::Ipv4Net) -> (String, String) {

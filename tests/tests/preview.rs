@@ -154,3 +154,83 @@ fn previews_upload_a_commit_then_only_its_changes_side_by_side_under_their_own_n
     let err = env.fails(&["preview", "down", "1"]);
     assert!(err.contains("no preview #1"), "{err}");
 }
+
+/// The aws provider against moto: a preview's tags, its hostnames in a
+/// Route 53 zone (written by `up`, removed by `down`), and `reap`
+/// terminating a preview past its expiry (not before; a dry run ends
+/// nothing) while an engineer's box in use keeps running.
+#[test]
+fn aws_previews_are_tagged_named_in_route53_and_ended_by_reap_when_expired() {
+    use workstation_tests::moto::block_on;
+    let env = TestEnv::aws();
+    let moto = env.moto.as_ref().unwrap();
+    let (ec2, route53) = (moto.client(), moto.route53_client());
+    let zone = block_on(route53.create_hosted_zone().name("dev.test").caller_reference("preview-test").send()).unwrap();
+    let zone_id = zone.hosted_zone().unwrap().id().trim_start_matches("/hostedzone/").to_owned();
+    let records = || -> Vec<(String, String)> {
+        let out = block_on(route53.list_resource_record_sets().hosted_zone_id(&zone_id).send()).unwrap();
+        out.resource_record_sets()
+            .iter()
+            .filter(|r| r.r#type().as_str() == "A")
+            .map(|r| (r.name().trim_end_matches('.').to_owned(), r.resource_records()[0].value().to_owned()))
+            .collect()
+    };
+    let repo = env.root.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["config", "user.email", "ci@example.com"]);
+    git(&repo, &["config", "user.name", "ci"]);
+    write(&repo.join("index.html"), "preview\n");
+    let c1 = commit(&repo, &["."], "one");
+    let repo_arg = repo.to_str().unwrap();
+
+    let up = |pr: &str, ttl: &str| env.json(&["preview", "up", "--pr", pr, "--ref", "main", "--repo", repo_arg, "--ttl", ttl, "--zone-id", &zone_id]);
+    let five = up("5", "1h");
+    let six = up("6", "5h");
+    assert_eq!((five["healthy"].as_bool(), five["dns"].as_bool()), (Some(true), Some(true)), "{five}");
+    let id = five["box"]["id"].as_str().unwrap().to_owned();
+    let tags = block_on(ec2.describe_instances().instance_ids(&id).send()).unwrap().reservations()[0].instances()[0].tags().to_vec();
+    let tag = |k: &str| tags.iter().find(|t| t.key() == Some(k)).and_then(|t| t.value()).map(String::from);
+    assert_eq!(tag("workstation:owner").as_deref(), Some("tester"));
+    assert_eq!(tag("workstation:name").as_deref(), Some("pr-5"));
+    assert_eq!(tag("workstation:preview").as_deref(), Some("5"));
+    assert_eq!(tag("workstation:ref").as_deref(), Some(c1.as_str()));
+    let expires = chrono::DateTime::parse_from_rfc3339(&tag("workstation:expires").unwrap()).unwrap();
+    let in_an_hour = (expires.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_minutes();
+    assert!((55..=60).contains(&in_an_hour), "expires in {in_an_hour} min");
+    let (five_ip, six_ip) = (five["box"]["address"].as_str().unwrap(), six["box"]["address"].as_str().unwrap());
+    let mut want = vec![("api.pr-5.dev.test".to_owned(), five_ip.to_owned()), ("api.pr-6.dev.test".to_owned(), six_ip.to_owned())];
+    want.sort();
+    assert_eq!(records(), want);
+
+    env.ok(&["preview", "down", "6", "--zone-id", &zone_id]);
+    assert_eq!(records(), want[..1], "down removes the preview's records");
+
+    // An engineer's box in use beside the preview.
+    let engineer = env.json(&["create", "--name", "dev"]);
+    let engineer_id = engineer["box"]["id"].as_str().unwrap().to_owned();
+    let state = |id: &str| {
+        let out = block_on(ec2.describe_instances().instance_ids(id).send()).unwrap();
+        out.reservations()[0].instances()[0].state().and_then(|s| s.name()).map(|n| n.as_str().to_owned()).unwrap()
+    };
+    let at = |hours: i64| (chrono::Utc::now() + chrono::Duration::hours(hours)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let now_active = chrono::Utc::now() + chrono::Duration::hours(2);
+    block_on(
+        ec2.create_tags()
+            .resources(&engineer_id)
+            .tags(aws_sdk_ec2::types::Tag::builder().key("workstation:last-active").value(now_active.to_rfc3339()).build())
+            .send(),
+    )
+    .unwrap();
+
+    let early = env.json(&["reap", "--at", &at(0)]);
+    assert!(early["report"]["expired"].as_array().unwrap().is_empty(), "{early}");
+    let dry = env.json(&["reap", "--dry-run", "--at", &at(2)]);
+    let expired: Vec<&str> = dry["report"]["expired"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(expired, [id.as_str()], "{dry}");
+    assert_eq!(state(&id), "running", "a dry run terminates nothing");
+    let done = env.json(&["reap", "--at", &at(2)]);
+    assert_eq!(done["report"]["terminated"].as_array().unwrap().len(), 1, "{done}");
+    assert!(matches!(state(&id).as_str(), "shutting-down" | "terminated"), "{}", state(&id));
+    assert_eq!(state(&engineer_id), "running", "an engineer's box in use is left alone");
+}
