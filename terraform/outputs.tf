@@ -34,3 +34,13 @@ output "reaper_function" {
   description = "The scheduled reaper; invoke it with {\"manifest\": ..., \"dry_run\": true} to see its plan."
   value       = aws_lambda_function.reaper.function_name
 }
+
+output "preview_role_arn" {
+  description = "The role preview workflows assume (aws-actions/configure-aws-credentials role-to-assume); null without github_repository."
+  value       = local.previews ? aws_iam_role.preview[0].arn : null
+}
+
+output "preview_zone_id" {
+  description = "`workstation preview up --zone-id` (WORKSTATION_PREVIEW_ZONE); null without preview_domain."
+  value       = local.preview_zone ? aws_route53_zone.preview[0].zone_id : null
+}

@@ -76,6 +76,24 @@ data "aws_iam_policy_document" "reaper" {
     }
   }
 
+  # Expired previews are terminated, not stopped: only boxes of the
+  # preview owner that are previews.
+  statement {
+    sid       = "TerminateExpiredPreviews"
+    actions   = ["ec2:TerminateInstances"]
+    resources = [local.instances]
+    condition {
+      test     = "StringEquals"
+      variable = "ec2:ResourceTag/${local.owner_tag}"
+      values   = [var.preview_owner]
+    }
+    condition {
+      test     = "Null"
+      variable = "ec2:ResourceTag/workstation:preview"
+      values   = ["false"]
+    }
+  }
+
   statement {
     sid       = "OnlyTheStoppedByTag"
     effect    = "Deny"

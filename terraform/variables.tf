@@ -94,3 +94,21 @@ variable "trusted_image_owners" {
   type        = list(string)
   default     = []
 }
+
+variable "preview_owner" {
+  description = "The owner name preview boxes run under (`workstation preview`): CI's role carries it as its owner principal tag, so it reaches only those boxes."
+  type        = string
+  default     = "preview"
+}
+
+variable "github_repository" {
+  description = "\"org/repo\" whose GitHub Actions may run previews (an OIDC role, examples/github/preview.yml); null: no preview role."
+  type        = string
+  default     = null
+}
+
+variable "preview_domain" {
+  description = "The manifest hostnames' domain (e.g. dev.example.com): a private Route 53 zone for it in the boxes' VPC holds the previews' names (api.pr-12.dev.example.com); null: none."
+  type        = string
+  default     = null
+}

@@ -10,7 +10,8 @@ It covers the IAM this repository writes, and fails on anything else:
 - IAM: Allow/Deny, `*`/`?` in actions and resources, policy variables
   (`${aws:PrincipalTag/K}`, `${ec2:SourceInstanceARN}`), and the condition
   operators StringEquals, StringLike, Null, ForAllValues:StringNotEquals,
-  ForAnyValue:StringNotEquals. An explicit Deny wins; nothing allowed is
+  ForAnyValue:StringNotEquals, ForAllValues:StringEquals,
+  ForAllValues:StringLike. An explicit Deny wins; nothing allowed is
   denied.
 
 Input (stdin, JSON): {"bindings": {"local.subnet_ids": [...], ...},
@@ -87,6 +88,7 @@ class Terraform:
                 for kind, named in block.items():
                     if unquote(kind) == "aws_iam_policy_document":
                         for name, body in named.items():
+                            # `count` makes a document optional, not different.
                             self.policies[unquote(name)] = body.get("statement", [])
 
     def value(self, raw, scope=None):
@@ -166,7 +168,7 @@ class Terraform:
             if v is None:
                 raise Unsupported(f"{e} has no default: bind it")
             return self.value(v, scope) if isinstance(v, (list, str)) else v
-        m = re.fullmatch(r"(aws_\w+)\.(\w+)\.(arn|id|name)", e)
+        m = re.fullmatch(r"(aws_\w+)\.(\w+)(?:\[0\])?\.(arn|id|name|zone_id)", e)
         if m:
             return f"arn:aws:test:::{m.group(1)}/{m.group(2)}"
         raise Unsupported(f"cannot evaluate {e!r}")
@@ -215,6 +217,10 @@ def condition_holds(test, variable, values, request):
         return all(a not in values for a in actual)
     if test == "ForAnyValue:StringNotEquals":
         return any(a not in values for a in actual)
+    if test == "ForAllValues:StringEquals":
+        return all(a in values for a in actual)
+    if test == "ForAllValues:StringLike":
+        return all(any(fnmatch.fnmatchcase(a, v) for v in values) for a in actual)
     raise Unsupported(f"condition operator {test}")
 
 

@@ -48,7 +48,7 @@ fn pascal(snake: &str) -> String {
 fn sdk_actions(src: &str, default: &str) -> BTreeSet<String> {
     let squeezed: String = src.split_whitespace().collect();
     let mut out = BTreeSet::new();
-    for (var, service) in [("client.", default), ("ec2.", "ec2"), ("ebs.", "ebs"), ("s3.", "s3")] {
+    for (var, service) in [("client.", default), ("ec2.", "ec2"), ("ebs.", "ebs"), ("s3.", "s3"), ("route53.", "route53")] {
         let mut rest = squeezed.as_str();
         while let Some(at) = rest.find(var) {
             let before = squeezed.len() - rest.len() + at;
@@ -133,19 +133,26 @@ fn each_policy_allows_exactly_the_actions_its_code_calls() {
     let on_box = sdk_actions(&source("boxside"), "ec2");
     let reaper = reachable_actions(&aws, &calls_on(&source("idle/reap.rs"), "provider"));
     let publisher = sdk_actions(&source("image"), "ec2");
+    // The preview role has the engineers' policy (as the owner `preview`)
+    // and its own for the zone's records.
+    let preview_dns = sdk_actions(&source("preview"), "route53");
 
     // Sanity: the scan sees the calls we know are there.
     assert!(engineer.contains("ec2:RunInstances") && engineer.contains("s3:GetObject"), "{engineer:?}");
     assert!(reaper.contains("ec2:StopInstances") && !reaper.contains("ec2:RunInstances"), "{reaper:?}");
     assert!(publisher.contains("ebs:PutSnapshotBlock"), "{publisher:?}");
+    assert!(reaper.contains("ec2:TerminateInstances"), "reap terminates expired previews: {reaper:?}");
+    assert_eq!(preview_dns, ["route53:ChangeResourceRecordSets".to_owned()].into());
 
     let policies = policies();
     // kms, logs, sqs, xray and sts are the infrastructure's own (encryption,
     // the Lambda's logs and dead letters); the code calls ec2, ebs, s3, iam.
     let api = |name: &str| -> BTreeSet<String> {
-        policies[name].iter().filter(|a| ["ec2:", "ebs:", "s3:", "iam:"].iter().any(|p| a.starts_with(p))).cloned().collect()
+        policies[name].iter().filter(|a| ["ec2:", "ebs:", "s3:", "iam:", "route53:"].iter().any(|p| a.starts_with(p))).cloned().collect()
     };
-    for (name, derived) in [("engineer", &engineer), ("box", &on_box), ("reaper", &reaper), ("publisher", &publisher)] {
+    let preview_role = std::fs::read_to_string(repo_root().join("terraform/preview.tf")).unwrap().split_whitespace().collect::<String>();
+    assert!(preview_role.contains("policy_arn=aws_iam_policy.engineer.arn"), "the preview role has the engineers' policy");
+    for (name, derived) in [("engineer", &engineer), ("box", &on_box), ("reaper", &reaper), ("publisher", &publisher), ("preview_dns", &preview_dns)] {
         let allowed = api(name);
         let missing: Vec<_> = derived.difference(&allowed).collect();
         let unneeded: Vec<_> = allowed.difference(derived).collect();
@@ -167,7 +174,7 @@ fn arn(kind: &str, id: &str) -> String {
 /// tests/support/iam_eval.py.
 fn decide(requests: &[serde_json::Value]) -> Vec<String> {
     let input = serde_json::json!({
-        "bindings": {"var.region": "us-east-1", "local.subnet_ids": ["subnet-1"]},
+        "bindings": {"var.region": "us-east-1", "local.subnet_ids": ["subnet-1"], "var.preview_domain": "dev.example.com"},
         "requests": requests,
     });
     let dir = tempfile::tempdir().unwrap();
@@ -200,6 +207,11 @@ fn nobody_can_touch_another_engineers_box_or_key() {
     };
     let on_box = |action: &str, resource: &str, context: serde_json::Value| {
         serde_json::json!({"policy": "box", "action": action, "resource": resource, "context": context})
+    };
+    let dns = |names: &[&str], types: &[&str]| {
+        let zone = "arn:aws:route53:::hostedzone/arn:aws:test:::aws_route53_zone/preview";
+        let context = serde_json::json!({"route53:ChangeResourceRecordSetsNormalizedRecordNames": names, "route53:ChangeResourceRecordSetsRecordTypes": types});
+        serde_json::json!({"policy": "preview_dns", "action": "route53:ChangeResourceRecordSets", "resource": zone, "context": context})
     };
     let reaper = |action: &str, context: serde_json::Value| {
         serde_json::json!({"policy": "reaper", "action": action, "resource": alices_box, "context": context})
@@ -241,6 +253,28 @@ fn nobody_can_touch_another_engineers_box_or_key() {
         ("allow", "the reaper stops a box", reaper("ec2:StopInstances", owned_by("alice"))),
         ("deny", "the reaper stops a stranger's instance", reaper("ec2:StopInstances", serde_json::json!({}))),
         ("deny", "the reaper extends a keep", reaper("ec2:CreateTags", tags_on("alice", &["workstation:keep-until"]))),
+        // Previews: CI's role is the owner `preview` under the engineers' policy.
+        ("allow", "CI launches a preview", engineer("preview", "ec2:RunInstances", arn("instance", "*"), launch_tag("preview"))),
+        ("allow", "CI records a preview's commit", engineer("preview", "ec2:CreateTags", arn("instance", "i-pr"), tags_on("preview", &["workstation:ref", "workstation:expires"]))),
+        ("allow", "CI takes a preview down", engineer("preview", "ec2:TerminateInstances", arn("instance", "i-pr"), owned_by("preview"))),
+        ("deny", "CI terminates alice's box", engineer("preview", "ec2:TerminateInstances", alices_box.clone(), owned_by("alice"))),
+        ("deny", "CI stops alice's box", engineer("preview", "ec2:StopInstances", alices_box.clone(), owned_by("alice"))),
+        ("deny", "CI tags alice's box as an expired preview", engineer("preview", "ec2:CreateTags", alices_box.clone(), tags_on("alice", &["workstation:expires"]))),
+        ("deny", "CI launches a box as alice's", engineer("preview", "ec2:RunInstances", arn("instance", "*"), launch_tag("alice"))),
+        ("allow", "CI names a preview in the zone", dns(&["api.pr-12.dev.example.com"], &["A"])),
+        ("deny", "CI takes over an engineer's hostname", dns(&["api.pr-12.dev.example.com", "api.dev.example.com"], &["A"])),
+        ("deny", "CI writes another record type", dns(&["api.pr-12.dev.example.com"], &["TXT"])),
+        (
+            "allow",
+            "the reaper terminates an expired preview",
+            reaper("ec2:TerminateInstances", serde_json::json!({"ec2:ResourceTag/workstation:owner": "preview", "ec2:ResourceTag/workstation:preview": "12"})),
+        ),
+        (
+            "deny",
+            "the reaper terminates alice's box tagged as a preview",
+            reaper("ec2:TerminateInstances", serde_json::json!({"ec2:ResourceTag/workstation:owner": "alice", "ec2:ResourceTag/workstation:preview": "12"})),
+        ),
+        ("deny", "the reaper terminates the preview owner's other box", reaper("ec2:TerminateInstances", owned_by("preview"))),
     ];
     let decided = decide(&cases.iter().map(|(_, _, r)| r.clone()).collect::<Vec<_>>());
     let wrong: Vec<String> =
