@@ -1,5 +1,5 @@
 //! preview: a box per pull request, driven from CI (see
-//! examples/github/preview.yml and docs/preview.md).
+//! .github/workflows/preview.yml and docs/preview.md).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
