@@ -43,7 +43,7 @@ batches = math.ceil(stopped / 100)
 # One more DescribeInstances for preview boxes (any state) to expire.
 minimum = {"DescribeInstances": math.ceil(n / 1000) + 1, "StopInstances": batches, "CreateTags": batches}
 total, least = sum(calls.values()), sum(minimum.values())
-print(f"instances: {rep['examined']} running examined, {stopped} stopped, {len(rep['gone'])} gone, {len(rep['failed'])} failed")
+print(f"instances: {rep['examined']} examined, {stopped} stopped, {len(rep['gone'])} gone, {len(rep['failed'])} failed")
 for op in sorted(set(calls) | set(minimum)):
     print(f"  {op:<18} {calls.get(op, 0):>4} calls (minimum {minimum.get(op, 0)})")
 print(f"API calls: {total} vs minimum {least} (EC2 paging; moto returns one page): ratio {total / least:.2f}")

@@ -6,10 +6,12 @@
 locals {
   previews     = var.github_repository != null
   preview_zone = var.preview_domain != null
+  # An account has one provider per URL: use the one it has, if any.
+  github_oidc = var.github_oidc_provider_arn != null ? var.github_oidc_provider_arn : one(aws_iam_openid_connect_provider.github[*].arn)
 }
 
 resource "aws_iam_openid_connect_provider" "github" {
-  count          = local.previews ? 1 : 0
+  count          = local.previews && var.github_oidc_provider_arn == null ? 1 : 0
   url            = "https://token.actions.githubusercontent.com"
   client_id_list = ["sts.amazonaws.com"]
 }
@@ -20,18 +22,19 @@ data "aws_iam_policy_document" "preview_assume" {
     actions = ["sts:AssumeRoleWithWebIdentity"]
     principals {
       type        = "Federated"
-      identifiers = [aws_iam_openid_connect_provider.github[0].arn]
+      identifiers = [local.github_oidc]
     }
     condition {
       test     = "StringEquals"
       variable = "token.actions.githubusercontent.com:aud"
       values   = ["sts.amazonaws.com"]
     }
-    # Workflows of this repository only (any branch: a pull request's).
+    # This repository's pull_request workflows only: not another branch's
+    # or environment's workflow, which the role's reach would serve too.
     condition {
-      test     = "StringLike"
+      test     = "StringEquals"
       variable = "token.actions.githubusercontent.com:sub"
-      values   = ["repo:${var.github_repository}:*"]
+      values   = ["repo:${var.github_repository}:pull_request"]
     }
   }
 }
@@ -80,6 +83,13 @@ data "aws_iam_policy_document" "preview_dns" {
       variable = "route53:ChangeResourceRecordSetsRecordTypes"
       values   = ["A", "AAAA"]
     }
+  }
+
+  # `preview down` reads a preview's records to delete them exactly.
+  statement {
+    sid       = "ReadRecords"
+    actions   = ["route53:ListResourceRecordSets"]
+    resources = ["arn:${local.partition}:route53:::hostedzone/${aws_route53_zone.preview[0].zone_id}"]
   }
 }
 

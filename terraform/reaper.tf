@@ -187,7 +187,7 @@ resource "aws_scheduler_schedule" "reaper" {
     arn      = aws_lambda_function.reaper.arn
     role_arn = aws_iam_role.scheduler.arn
     # The manifest's [idle] policy decides which boxes stop.
-    input = jsonencode({ manifest = local.manifest })
+    input = jsonencode({ manifest = local.manifest, preview_owner = var.preview_owner })
 
     retry_policy {
       maximum_retry_attempts = 2

@@ -102,13 +102,19 @@ variable "preview_owner" {
 }
 
 variable "github_repository" {
-  description = "\"org/repo\" whose GitHub Actions may run previews (an OIDC role, examples/github/preview.yml); null: no preview role."
+  description = "\"org/repo\" whose GitHub Actions may run previews (an OIDC role for .github/workflows/preview.yml); null: no preview role."
   type        = string
   default     = null
 }
 
 variable "preview_domain" {
   description = "The manifest hostnames' domain (e.g. dev.example.com): a private Route 53 zone for it in the boxes' VPC holds the previews' names (api.pr-12.dev.example.com); null: none."
+  type        = string
+  default     = null
+}
+
+variable "github_oidc_provider_arn" {
+  description = "The account's existing GitHub Actions OIDC provider (token.actions.githubusercontent.com), if it has one; null creates it (with github_repository)."
   type        = string
   default     = null
 }

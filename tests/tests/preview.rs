@@ -122,6 +122,28 @@ fn previews_upload_a_commit_then_only_its_changes_side_by_side_under_their_own_n
     assert_eq!(read(tree.join("starts.log")), "start\nstart\n", "api restarted once (its install ran)");
     assert_eq!(again["healthy"], true, "{again}");
 
+    // A force-push: the box's commit is gone from the clone, so the whole
+    // tree goes up again, and every service restarts on it.
+    git(&repo, &["reset", "-q", "--hard", &c1b]);
+    git(&repo, &["reflog", "expire", "--expire=now", "--all"]);
+    git(&repo, &["gc", "-q", "--prune=now"]);
+    write(&repo.join("api/main.txt"), "api v3\n");
+    let c3 = commit(&repo, &["api"], "three");
+    let forced = env.json(&["preview", "up", "--pr", "1", "--ref", &c3, "--repo", repo_arg]);
+    assert_eq!(forced["upload"]["mode"], "full", "{forced}");
+    assert_eq!(read(tree.join("api/main.txt")), "api v3\n");
+    assert_eq!(read(tree.join("install.log")), "installed\n", "a whole new tree: installed again, the old tree's files gone");
+    assert_eq!(read(tree.join("starts.log")), "start\n", "api restarted on the new tree");
+    assert_eq!(forced["applied"]["restarted"], serde_json::json!(["api"]), "{forced}");
+
+    // A box of that name that is not a preview is left alone.
+    // (Its stack is unhealthy: api's directory is a preview's.)
+    env.run(&["create", "--name", "pr-3"]);
+    assert!(env.json(&["list"]).as_array().unwrap().iter().any(|b| b["name"] == "pr-3"));
+    let err = env.fails(&["preview", "up", "--pr", "3", "--ref", &c3, "--repo", repo_arg]);
+    assert!(err.contains("box pr-3 exists and is not a preview"), "{err}");
+    env.ok(&["destroy", "pr-3", "--yes"]);
+
     // A second preview beside it, under its own names; markdown for the PR.
     let out = env.cmd(&["preview", "up", "--pr", "2", "--ref", &c1, "--repo", repo_arg, "--output", "markdown"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -185,28 +207,26 @@ fn aws_previews_are_tagged_named_in_route53_and_ended_by_reap_when_expired() {
     let repo_arg = repo.to_str().unwrap();
 
     let up = |pr: &str, ttl: &str| env.json(&["preview", "up", "--pr", pr, "--ref", "main", "--repo", repo_arg, "--ttl", ttl, "--zone-id", &zone_id]);
-    let five = up("5", "1h");
+    // Five expires a second after its `up` began, six in five hours.
+    let five = up("5", "1s");
     let six = up("6", "5h");
     assert_eq!((five["healthy"].as_bool(), five["dns"].as_bool()), (Some(true), Some(true)), "{five}");
     let id = five["box"]["id"].as_str().unwrap().to_owned();
-    let tags = block_on(ec2.describe_instances().instance_ids(&id).send()).unwrap().reservations()[0].instances()[0].tags().to_vec();
+    let six_id = six["box"]["id"].as_str().unwrap().to_owned();
+    let tags = block_on(ec2.describe_instances().instance_ids(&six_id).send()).unwrap().reservations()[0].instances()[0].tags().to_vec();
     let tag = |k: &str| tags.iter().find(|t| t.key() == Some(k)).and_then(|t| t.value()).map(String::from);
     assert_eq!(tag("workstation:owner").as_deref(), Some("tester"));
-    assert_eq!(tag("workstation:name").as_deref(), Some("pr-5"));
-    assert_eq!(tag("workstation:preview").as_deref(), Some("5"));
+    assert_eq!(tag("workstation:name").as_deref(), Some("pr-6"));
+    assert_eq!(tag("workstation:preview").as_deref(), Some("6"));
     assert_eq!(tag("workstation:ref").as_deref(), Some(c1.as_str()));
     let expires = chrono::DateTime::parse_from_rfc3339(&tag("workstation:expires").unwrap()).unwrap();
-    let in_an_hour = (expires.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_minutes();
-    assert!((55..=60).contains(&in_an_hour), "expires in {in_an_hour} min");
+    let left = (expires.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_minutes();
+    assert!((295..=300).contains(&left), "expires in {left} min");
     let (five_ip, six_ip) = (five["box"]["address"].as_str().unwrap(), six["box"]["address"].as_str().unwrap());
-    let mut want = vec![("api.pr-5.dev.test".to_owned(), five_ip.to_owned()), ("api.pr-6.dev.test".to_owned(), six_ip.to_owned())];
-    want.sort();
+    let want = vec![("api.pr-5.dev.test".to_owned(), five_ip.to_owned()), ("api.pr-6.dev.test".to_owned(), six_ip.to_owned())];
     assert_eq!(records(), want);
 
-    env.ok(&["preview", "down", "6", "--zone-id", &zone_id]);
-    assert_eq!(records(), want[..1], "down removes the preview's records");
-
-    // An engineer's box in use beside the preview.
+    // An engineer's box beside the previews; it and six are in use.
     let engineer = env.json(&["create", "--name", "dev"]);
     let engineer_id = engineer["box"]["id"].as_str().unwrap().to_owned();
     let state = |id: &str| {
@@ -214,23 +234,30 @@ fn aws_previews_are_tagged_named_in_route53_and_ended_by_reap_when_expired() {
         out.reservations()[0].instances()[0].state().and_then(|s| s.name()).map(|n| n.as_str().to_owned()).unwrap()
     };
     let at = |hours: i64| (chrono::Utc::now() + chrono::Duration::hours(hours)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let now_active = chrono::Utc::now() + chrono::Duration::hours(2);
-    block_on(
-        ec2.create_tags()
-            .resources(&engineer_id)
-            .tags(aws_sdk_ec2::types::Tag::builder().key("workstation:last-active").value(now_active.to_rfc3339()).build())
-            .send(),
-    )
-    .unwrap();
+    // Active shortly before the runs below decide (as of six hours on).
+    let active = (chrono::Utc::now() + chrono::Duration::minutes(6 * 60 - 10)).to_rfc3339();
+    block_on(ec2.create_tags().resources(&engineer_id).resources(&six_id).tags(aws_sdk_ec2::types::Tag::builder().key("workstation:last-active").value(active).build()).send()).unwrap();
 
-    let early = env.json(&["reap", "--at", &at(0)]);
-    assert!(early["report"]["expired"].as_array().unwrap().is_empty(), "{early}");
-    let dry = env.json(&["reap", "--dry-run", "--at", &at(2)]);
-    let expired: Vec<&str> = dry["report"]["expired"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
-    assert_eq!(expired, [id.as_str()], "{dry}");
-    assert_eq!(state(&id), "running", "a dry run terminates nothing");
-    let done = env.json(&["reap", "--at", &at(2)]);
-    assert_eq!(done["report"]["terminated"].as_array().unwrap().len(), 1, "{done}");
+    // Only the preview owner's previews expire (the reaper's IAM allows no other).
+    let theirs = env.json(&["reap"]);
+    assert!(theirs["report"]["expired"].as_array().unwrap().is_empty(), "{theirs}");
+    let reap = |args: &[&str]| env.json(&[&["reap", "--preview-owner", "tester"], args].concat());
+    let dry = reap(&["--dry-run", "--at", &at(6)]);
+    let mut planned: Vec<&str> = dry["report"]["expired"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
+    planned.sort();
+    let mut both = vec![id.as_str(), six_id.as_str()];
+    both.sort();
+    assert_eq!(planned, both, "a dry run plans as of --at: {dry}");
+    assert_eq!((state(&id), state(&six_id)), ("running".into(), "running".into()), "a dry run terminates nothing");
+    // A run that acts ends only what has expired by now, whatever --at says.
+    let done = reap(&["--at", &at(6)]);
+    assert_eq!(done["report"]["terminated"], serde_json::json!([id]), "{done}");
     assert!(matches!(state(&id).as_str(), "shutting-down" | "terminated"), "{}", state(&id));
+    assert_eq!(state(&six_id), "running", "six has not expired yet: {done}");
     assert_eq!(state(&engineer_id), "running", "an engineer's box in use is left alone");
+
+    // down removes the records first (read back from the zone), then the box.
+    env.ok(&["preview", "down", "6", "--zone-id", &zone_id]);
+    assert_eq!(records(), want[..1], "down removes its preview's records only");
+    assert!(matches!(state(&six_id).as_str(), "shutting-down" | "terminated"));
 }

@@ -142,7 +142,7 @@ fn each_policy_allows_exactly_the_actions_its_code_calls() {
     assert!(reaper.contains("ec2:StopInstances") && !reaper.contains("ec2:RunInstances"), "{reaper:?}");
     assert!(publisher.contains("ebs:PutSnapshotBlock"), "{publisher:?}");
     assert!(reaper.contains("ec2:TerminateInstances"), "reap terminates expired previews: {reaper:?}");
-    assert_eq!(preview_dns, ["route53:ChangeResourceRecordSets".to_owned()].into());
+    assert_eq!(preview_dns, ["route53:ChangeResourceRecordSets".to_owned(), "route53:ListResourceRecordSets".to_owned()].into());
 
     let policies = policies();
     // kms, logs, sqs, xray and sts are the infrastructure's own (encryption,

@@ -328,7 +328,7 @@ impl Context {
         self.on_box(info, async |shell| self.up_on(shell, manifest, snapshots, health_timeout, progress).await).await
     }
 
-    pub async fn up_on(
+    async fn up_on(
         &self,
         shell: &BoxShell,
         manifest: &LoadedManifest,

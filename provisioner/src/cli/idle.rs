@@ -31,7 +31,9 @@ pub struct KeepArgs {
 }
 
 /// Stop every owner's idle boxes and end expired previews: the backstop
-/// cron runs (see examples/reap/).
+/// cron runs (see examples/reap/). Previews are terminated only once
+/// expired by now (a later --at plans, with --dry-run, but ends nothing
+/// early).
 ///
 /// Uses the manifest's [idle] policy for all boxes and their
 /// workstation:last-active and workstation:keep-until tags. Preview boxes
@@ -52,9 +54,13 @@ pub struct ReapArgs {
     /// the 20:00 run will stop.
     #[arg(long, value_name = "TIME")]
     at: Option<DateTime<Utc>>,
-    /// StopInstances calls in flight at once.
+    /// StopInstances (and TerminateInstances) calls in flight at once.
     #[arg(long, default_value_t = 4, value_name = "N")]
     concurrency: usize,
+    /// Whose preview boxes expire (terraform's preview_owner): the reaper's
+    /// IAM policy lets it terminate only that owner's previews.
+    #[arg(long, default_value = reap::PREVIEW_OWNER, value_name = "OWNER")]
+    preview_owner: String,
 }
 
 pub async fn keep(global: &Global, args: KeepArgs) -> Result<ExitCode> {
@@ -73,7 +79,8 @@ pub async fn reap(global: &Global, args: ReapArgs) -> Result<ExitCode> {
     let manifest = global.optional_manifest()?;
     let policy = manifest.as_ref().map(|m| m.manifest.idle.clone()).unwrap_or_default();
     let (provider, calls) = global.aws(manifest.as_ref()).await?;
-    let report = reap::reap(&provider, &policy, args.at.unwrap_or_else(Utc::now), args.dry_run, args.concurrency).await?;
+    let run = reap::Run { policy: &policy, at: args.at.unwrap_or_else(Utc::now), dry_run: args.dry_run, concurrency: args.concurrency, preview_owner: &args.preview_owner };
+    let report = reap::reap(&provider, &run).await?;
     let api_calls = calls.counts();
     match global.output {
         Output::Json => output::json(&serde_json::json!({ "report": report, "api_calls": api_calls }))?,

@@ -57,7 +57,8 @@ pub struct UpArgs {
     /// The commit to run: a commit id, branch or tag of the repository.
     #[arg(long = "ref", value_name = "REF")]
     git_ref: String,
-    /// How long the preview lives after this run before `reap` terminates it.
+    /// How long the preview lives after this run before `reap` terminates
+    /// it (at most 90d).
     #[arg(long, value_name = "DURATION", default_value = "3d", value_parser = humantime::parse_duration)]
     ttl: Duration,
     /// The repository (default: the one the manifest is in).
@@ -72,7 +73,8 @@ pub struct UpArgs {
     health_timeout: Duration,
 }
 
-/// Terminate the preview of pull request N; its data goes with it.
+/// Terminate the preview of pull request N; its data goes with it. With a
+/// zone, its records (every A/AAAA record with a pr-N label) go first.
 ///
 /// Examples:
 ///   workstation preview down 12
@@ -104,7 +106,8 @@ pub async fn run(global: &Global, cmd: PreviewCommand) -> Result<ExitCode> {
 }
 
 async fn zone(global: &Global, manifest: Option<&crate::manifest::LoadedManifest>, id: Option<&str>) -> Result<Option<dns::Zone>> {
-    let Some(id) = id else { return Ok(None) };
+    // An empty WORKSTATION_PREVIEW_ZONE (a CI variable left unset) is none.
+    let Some(id) = id.filter(|i| !i.trim().is_empty()) else { return Ok(None) };
     let aws = global.aws_settings()?;
     let sdk = crate::provider::aws::sdk::config(aws.profile.as_deref(), super::context::aws_region(&aws, manifest)).await;
     Ok(Some(dns::Zone::new(aws_sdk_route53::Client::new(&sdk), id)?))
@@ -182,7 +185,7 @@ async fn down(global: &Global, args: DownArgs) -> Result<ExitCode> {
     let zone = zone(global, manifest.as_ref(), args.zone_id.as_deref()).await?;
     let ctx = global.context(manifest.as_ref()).await?;
     let progress = output::spinner(global.output);
-    let info = preview::down(&ctx, manifest.as_ref(), args.pr, zone.as_ref(), progress.as_ref()).await;
+    let info = preview::down(&ctx, args.pr, zone.as_ref(), progress.as_ref()).await;
     progress.inspect(|p| p.finish_and_clear());
     let info = info?;
     match global.output {

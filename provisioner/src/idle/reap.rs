@@ -3,9 +3,9 @@
 //! cron; pages through every owner's running boxes, asks the same idle
 //! policy the boxes use ([`crate::idle::policy`]) of their tags, and stops
 //! the ones that should have stopped at least [`GRACE`] ago, in batches with
-//! bounded concurrency. Preview boxes past their `workstation:expires` tag
-//! are terminated instead, running or stopped: a preview is disposable, and
-//! a stopped one still pays for its disk.
+//! bounded concurrency. Preview boxes (of the preview owner) past their
+//! `workstation:expires` tag are terminated instead, running or stopped: a
+//! preview is disposable, and a stopped one still pays for its disk.
 
 use chrono::{DateTime, Duration, Utc};
 use futures::stream::{self, StreamExt};
@@ -101,8 +101,30 @@ pub fn acts_on(policy: &IdlePolicy, seen: &Seen, at: DateTime<Utc>) -> Option<Ve
     (verdict.is_stop() && at - verdict.stop_at() >= GRACE).then_some(verdict)
 }
 
-pub async fn reap(provider: &AwsProvider, policy: &IdlePolicy, at: DateTime<Utc>, dry_run: bool, concurrency: usize) -> Result<ReapReport, ProviderError> {
-    let expired = expired(&provider.previews().await?, at);
+/// One run of reap.
+pub struct Run<'a> {
+    pub policy: &'a IdlePolicy,
+    /// Decide as of this time (a plan for later, or a simulation).
+    pub at: DateTime<Utc>,
+    pub dry_run: bool,
+    /// API calls in flight at once.
+    pub concurrency: usize,
+    /// Whose previews expire: the owner CI's previews run under, the only
+    /// one whose boxes the reaper's IAM policy lets it terminate.
+    pub preview_owner: &'a str,
+}
+
+/// The owner previews run under unless told otherwise (terraform's
+/// `preview_owner`).
+pub const PREVIEW_OWNER: &str = "preview";
+
+pub async fn reap(provider: &AwsProvider, run: &Run<'_>) -> Result<ReapReport, ProviderError> {
+    let Run { policy, at, dry_run, concurrency, preview_owner } = *run;
+    // Terminating cannot be undone: a run that acts ends only previews
+    // expired by now, whatever --at says.
+    let expiry_at = if dry_run { at } else { at.min(Utc::now()) };
+    let previews: Vec<BoxInfo> = provider.previews().await?.into_iter().filter(|b| b.owner == preview_owner).collect();
+    let expired = expired(&previews, expiry_at);
     let boxes: Vec<BoxInfo> = provider.running().await?.into_iter().filter(|b| !expired.iter().any(|e| e.id == b.id)).collect();
     let plan = plan(policy, &boxes, at);
     let mut report = ReapReport { at, dry_run, examined: boxes.len() + expired.len(), plan, expired, ..Default::default() };
@@ -141,6 +163,8 @@ pub struct Request {
     pub dry_run: bool,
     /// Decide as of this time instead of now.
     pub at: Option<DateTime<Utc>>,
+    /// Whose previews expire (default [`PREVIEW_OWNER`]).
+    pub preview_owner: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -155,7 +179,8 @@ pub enum RequestError {
 pub async fn handle(provider: &AwsProvider, request: Request, concurrency: usize) -> Result<ReapReport, RequestError> {
     let manifest = Manifest::parse(&request.manifest)?;
     let at = request.at.unwrap_or_else(Utc::now);
-    Ok(reap(provider, &manifest.idle, at, request.dry_run, concurrency).await?)
+    let preview_owner = request.preview_owner.as_deref().unwrap_or(PREVIEW_OWNER);
+    Ok(reap(provider, &Run { policy: &manifest.idle, at, dry_run: request.dry_run, concurrency, preview_owner }).await?)
 }
 
 #[cfg(test)]
@@ -170,6 +195,7 @@ mod tests {
             owner: "o".into(),
             state: BoxState::Running,
             address: None,
+            private_address: None,
             host_key: None,
             manifest_hash: None,
             launched_at: Some(now - Duration::days(1)),

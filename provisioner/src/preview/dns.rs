@@ -1,7 +1,7 @@
 //! A preview's hostnames in a Route 53 private hosted zone (terraform's
 //! optional `preview_zone`), so reviewers on the VPN resolve them without
-//! the hosts agent. A box's private address stays the same across stops,
-//! which is why records point there.
+//! the hosts agent. Records name a box's private address, which an EC2
+//! instance keeps across stops (its public one changes).
 
 use std::net::IpAddr;
 
@@ -29,21 +29,6 @@ impl Zone {
 
     /// Points `names` at `address` (creates or replaces the records).
     pub async fn upsert(&self, names: &[String], address: IpAddr) -> Result<(), PreviewError> {
-        self.change(ChangeAction::Upsert, names, address).await
-    }
-
-    /// Removes the records `upsert` made; records already gone are fine.
-    pub async fn delete(&self, names: &[String], address: IpAddr) -> Result<(), PreviewError> {
-        for name in names {
-            match self.change(ChangeAction::Delete, std::slice::from_ref(name), address).await {
-                Err(PreviewError::Zone(e)) if e.contains("not found") => tracing::debug!("record {name} already gone"),
-                other => other?,
-            }
-        }
-        Ok(())
-    }
-
-    async fn change(&self, action: ChangeAction, names: &[String], address: IpAddr) -> Result<(), PreviewError> {
         if names.is_empty() {
             return Ok(());
         }
@@ -53,7 +38,7 @@ impl Zone {
         for name in names {
             let record = ResourceRecord::builder().value(address.to_string()).build().map_err(invalid)?;
             let set = ResourceRecordSet::builder().name(name).r#type(kind.clone()).ttl(TTL_SECONDS).resource_records(record).build().map_err(invalid)?;
-            batch = batch.changes(Change::builder().action(action.clone()).resource_record_set(set).build().map_err(invalid)?);
+            batch = batch.changes(Change::builder().action(ChangeAction::Upsert).resource_record_set(set).build().map_err(invalid)?);
         }
         self.client
             .change_resource_record_sets()
@@ -61,7 +46,54 @@ impl Zone {
             .change_batch(batch.build().map_err(invalid)?)
             .send()
             .await
-            .map_err(|e| PreviewError::Zone(format!("Route 53 ChangeResourceRecordSets on zone {}: {}", self.id, aws_sdk_route53::error::DisplayErrorContext(&e))))?;
+            .map_err(|e| self.failed("ChangeResourceRecordSets", e))?;
         Ok(())
+    }
+
+    /// Removes preview `number`'s records: every A or AAAA record with a
+    /// `pr-N` label, as the zone holds them (a DELETE must repeat a
+    /// record's values exactly, and the box's address may be gone).
+    pub async fn delete_preview(&self, number: u32) -> Result<Vec<String>, PreviewError> {
+        let label = format!("pr-{number}");
+        let mut doomed = Vec::new();
+        let mut start: Option<(String, RrType)> = None;
+        loop {
+            let mut req = self.client.list_resource_record_sets().hosted_zone_id(&self.id);
+            if let Some((name, kind)) = start.take() {
+                req = req.start_record_name(name).start_record_type(kind);
+            }
+            let page = req.send().await.map_err(|e| self.failed("ListResourceRecordSets", e))?;
+            for set in page.resource_record_sets() {
+                let ours = matches!(set.r#type(), RrType::A | RrType::Aaaa) && set.name().trim_end_matches('.').split('.').skip(1).any(|l| l.eq_ignore_ascii_case(&label));
+                if ours {
+                    doomed.push(set.clone());
+                }
+            }
+            match (page.is_truncated(), page.next_record_name(), page.next_record_type()) {
+                (true, Some(name), Some(kind)) => start = Some((name.to_owned(), kind.clone())),
+                _ => break,
+            }
+        }
+        let names = doomed.iter().map(|s| s.name().trim_end_matches('.').to_owned()).collect();
+        if doomed.is_empty() {
+            return Ok(names);
+        }
+        let invalid = |e: aws_sdk_route53::error::BuildError| PreviewError::Zone(e.to_string());
+        let mut batch = ChangeBatch::builder().comment("workstation preview down");
+        for set in doomed {
+            batch = batch.changes(Change::builder().action(ChangeAction::Delete).resource_record_set(set).build().map_err(invalid)?);
+        }
+        self.client
+            .change_resource_record_sets()
+            .hosted_zone_id(&self.id)
+            .change_batch(batch.build().map_err(invalid)?)
+            .send()
+            .await
+            .map_err(|e| self.failed("ChangeResourceRecordSets", e))?;
+        Ok(names)
+    }
+
+    fn failed<E: std::error::Error + 'static, R: std::fmt::Debug>(&self, operation: &str, e: aws_sdk_route53::error::SdkError<E, R>) -> PreviewError {
+        PreviewError::Zone(format!("Route 53 {operation} on zone {}: {}", self.id, aws_sdk_route53::error::DisplayErrorContext(&e)))
     }
 }

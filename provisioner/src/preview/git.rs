@@ -33,12 +33,39 @@ impl Repo {
         if name.starts_with('-') || name.is_empty() {
             return Err(PreviewError::Ref { name: name.into(), why: "not a ref name".into() });
         }
-        let out = git(&self.root, &["rev-parse", "--verify", "--quiet", "--end-of-options", &format!("{name}^{{commit}}")])
-            .map_err(|_| PreviewError::Ref { name: name.into(), why: "no such commit in this repository (fetch it first)".into() })?;
+        let out = git(&self.root, &["rev-parse", "--verify", "--quiet", "--end-of-options", &format!("{name}^{{commit}}")]).map_err(|e| match e {
+            PreviewError::Git { stderr, .. } if !stderr.contains("install git") => {
+                PreviewError::Ref { name: name.into(), why: "no such commit in this repository (fetch it first)".into() }
+            }
+            other => other,
+        })?;
         let id = out.trim().to_owned();
         match is_commit_id(&id) {
             true => Ok(id),
             false => Err(PreviewError::Ref { name: name.into(), why: format!("git answered {id:?}") }),
+        }
+    }
+
+    /// A manifest inside the repository must be the one of `commit`: its
+    /// commands and rules run against that tree. (Outside, it is the
+    /// platform's own.)
+    pub fn check_manifest(&self, manifest: &Path, commit: &str) -> Result<(), PreviewError> {
+        let path = std::fs::canonicalize(manifest).unwrap_or_else(|_| manifest.to_owned());
+        let root = std::fs::canonicalize(&self.root).unwrap_or_else(|_| self.root.clone());
+        let Ok(rel) = path.strip_prefix(&root) else { return Ok(()) };
+        let differs = || PreviewError::ManifestDiffers { path: manifest.display().to_string(), commit: commit[..12].to_owned() };
+        let at_commit = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&self.root)
+            .args(["cat-file", "blob", &format!("{commit}:{}", rel.to_string_lossy())])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .map_err(|e| PreviewError::Git { command: "git cat-file".into(), stderr: e.to_string() })?;
+        let here = std::fs::read(manifest).map_err(|_| differs())?;
+        match at_commit.status.success() && at_commit.stdout == here {
+            true => Ok(()),
+            false => Err(differs()),
         }
     }
 
@@ -51,7 +78,7 @@ impl Repo {
     /// Every file of `commit`.
     pub fn files(&self, commit: &str) -> Result<Vec<String>, PreviewError> {
         let out = git(&self.root, &["ls-tree", "-r", "-z", "--name-only", commit])?;
-        paths(out.split('\0').filter(|p| !p.is_empty()))
+        paths("git ls-tree", out.split('\0').filter(|p| !p.is_empty()))
     }
 
     /// What changed from `old` to `new` (renames as a delete and an add).
@@ -65,8 +92,8 @@ impl Repo {
                 _ => diff.changed.push(path.to_owned()),
             }
         }
-        diff.changed = paths(diff.changed.iter().map(String::as_str))?;
-        diff.deleted = paths(diff.deleted.iter().map(String::as_str))?;
+        diff.changed = paths("git diff", diff.changed.iter().map(String::as_str))?;
+        diff.deleted = paths("git diff", diff.deleted.iter().map(String::as_str))?;
         Ok(diff)
     }
 
@@ -86,12 +113,12 @@ impl Repo {
 
 /// Paths from git, checked: relative, without `..` (a crafted tree could
 /// otherwise name files outside the preview's directory on the box).
-fn paths<'a>(names: impl Iterator<Item = &'a str>) -> Result<Vec<String>, PreviewError> {
+fn paths<'a>(command: &str, names: impl Iterator<Item = &'a str>) -> Result<Vec<String>, PreviewError> {
     names
         .map(|p| {
             let bad = p.starts_with('/') || p.split('/').any(|c| c == ".." || c.is_empty());
             match bad {
-                true => Err(PreviewError::Git { command: "git ls-tree".into(), stderr: format!("refusing the path {p:?} (absolute or with '..')") }),
+                true => Err(PreviewError::Git { command: command.into(), stderr: format!("refusing the path {p:?} (absolute or with '..'): a commit with it cannot be previewed") }),
                 false => Ok(p.to_owned()),
             }
         })
@@ -109,7 +136,10 @@ fn git(dir: &Path, args: &[&str]) -> Result<String, PreviewError> {
     if !out.status.success() {
         return Err(PreviewError::Git { command: format!("git {}", args.join(" ")), stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned() });
     }
-    String::from_utf8(out.stdout).map_err(|_| PreviewError::Git { command: format!("git {}", args.join(" ")), stderr: "output is not UTF-8 (a file name?)".into() })
+    String::from_utf8(out.stdout).map_err(|_| PreviewError::Git {
+        command: format!("git {}", args.join(" ")),
+        stderr: "a file name is not UTF-8; rename it in the repository to preview it".into(),
+    })
 }
 
 #[cfg(test)]
@@ -147,13 +177,23 @@ mod tests {
         assert!(matches!(repo.resolve("--upload-pack=x"), Err(PreviewError::Ref { .. })));
         assert!(matches!(repo.resolve("no-such-branch"), Err(PreviewError::Ref { .. })));
         assert!(!repo.has(&"0".repeat(40)));
+        std::fs::write(d.join("workstation.toml"), "x = 1\n").unwrap();
+        run(d, &["add", "workstation.toml"]);
+        run(d, &["commit", "-qm", "manifest"]);
+        let three = repo.resolve("HEAD").unwrap();
+        assert!(repo.check_manifest(&d.join("workstation.toml"), &three).is_ok());
+        assert!(matches!(repo.check_manifest(&d.join("workstation.toml"), &two), Err(PreviewError::ManifestDiffers { .. })), "absent at that commit");
+        std::fs::write(d.join("workstation.toml"), "x = 2\n").unwrap();
+        assert!(matches!(repo.check_manifest(&d.join("workstation.toml"), &three), Err(PreviewError::ManifestDiffers { .. })), "edited");
+        let outside = tempfile::NamedTempFile::new().unwrap();
+        assert!(repo.check_manifest(outside.path(), &three).is_ok(), "a manifest outside the repository is the platform's");
     }
 
     #[test]
     fn paths_outside_the_tree_are_refused() {
-        assert!(paths(["a/b", "c"].into_iter()).is_ok());
+        assert!(paths("t", ["a/b", "c"].into_iter()).is_ok());
         for bad in ["../x", "/etc/passwd", "a/../../b", "a//b"] {
-            assert!(paths([bad].into_iter()).is_err(), "{bad}");
+            assert!(paths("t", [bad].into_iter()).is_err(), "{bad}");
         }
     }
 }

@@ -52,7 +52,13 @@ pub enum PreviewError {
     Zone(String),
     #[error("no preview #{number} (taken down, expired, or never made); `workstation preview list` shows the previews")]
     NotFound { number: u32 },
-    #[error("preview #{number} exists for several owners ({owners}); pass --owner to say whose")]
+    #[error("--ttl is longer than 90 days; a preview lives at most that long after its last push")]
+    Ttl,
+    #[error("{owner}'s box {name} exists and is not a preview; preview up replaces a preview's files only: destroy that box or use another pull request number")]
+    NotAPreview { name: String, owner: String },
+    #[error("the manifest {path} differs from its copy at {commit}: a preview runs the manifest of its commit; check that commit out (CI does), or commit the manifest")]
+    ManifestDiffers { path: String, commit: String },
+    #[error("preview #{number} exists for several owners ({owners}); name the owner (`workstation share OWNER --preview N`)")]
     Ambiguous { number: u32, owners: String },
     #[error(transparent)]
     Lifecycle(#[from] LifecycleError),
@@ -137,22 +143,42 @@ pub struct PreviewReport {
     pub dns: bool,
 }
 
+/// The longest `--ttl`: a forgotten preview still ends.
+pub const MAX_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
+
 /// Creates or updates preview `req.number` at `req.git_ref`.
 pub async fn up(ctx: &Context, manifest: &LoadedManifest, req: &UpRequest<'_>, progress: Option<&ProgressBar>, report: &dyn Report) -> Result<PreviewReport, PreviewError> {
+    if req.ttl > MAX_TTL {
+        return Err(PreviewError::Ttl);
+    }
     let commit = req.repo.resolve(req.git_ref)?;
+    req.repo.check_manifest(&manifest.path, &commit)?;
     let name = box_name(req.number);
     // Everything that can fail here fails before a box is billed.
     let public_key = read_public_key(&public_key_path(&ctx.identity))?;
     step(progress, "checking the seed snapshots".into());
     let snapshots = ctx.snapshots(manifest).await?;
-    let expires = Utc::now() + chrono::Duration::from_std(req.ttl).unwrap_or(chrono::Duration::MAX);
-    // The commit is tagged once its tree is on the box.
-    let launch_tags = Preview { number: req.number, commit: None, expires: Some(expires) };
-    let spec = LaunchSpec { owner: &ctx.owner, name: &name, manifest, public_key: &public_key, preview: Some(&launch_tags) };
+    let expires = Utc::now() + chrono::Duration::from_std(req.ttl).unwrap_or_default();
+    let pending = Preview { number: req.number, commit: None, expires: Some(expires) };
+    let spec = LaunchSpec { owner: &ctx.owner, name: &name, manifest, public_key: &public_key, preview: Some(&pending) };
     let ready = ctx.launch_ready(&spec, progress).await?;
+    // A box of this name that is not this preview is someone's own: its
+    // files are not ours to replace.
+    let from = match &ready.info.preview {
+        Some(p) if p.number == req.number => p.commit.clone(),
+        _ if ready.created => None,
+        _ => {
+            ready.shell.close().await;
+            return Err(PreviewError::NotAPreview { name: name.to_string(), owner: ctx.owner.to_string() });
+        }
+    };
 
-    let from = ready.info.preview.as_ref().and_then(|p| p.commit.clone());
     let dir = format!("{}/{}", ready.shell.layout.root(), checkout_path(manifest, req.repo));
+    if from.as_deref() != Some(commit.as_str()) {
+        // Until this run is through, the box's tree is at no known commit:
+        // a run that fails halfway leaves the next one a whole upload.
+        ctx.provider.set_preview(&ready.info.id, &pending).await?;
+    }
     step(progress, format!("uploading {} to {}", &commit[..12], ready.info.name));
     let uploaded = match upload::upload(&ready.shell, req.repo, from.as_deref(), &commit, &dir).await {
         Ok(u) => u,
@@ -161,22 +187,26 @@ pub async fn up(ctx: &Context, manifest: &LoadedManifest, req: &UpRequest<'_>, p
             return Err(e);
         }
     };
-    let tags = Preview { number: req.number, commit: Some(commit.clone()), expires: Some(expires) };
-    ctx.provider.set_preview(&ready.info.id, &tags).await?;
 
     let names = hostnames(&manifest.manifest.hostnames, req.number);
     let url = url(&names, ready.info.address);
     let effective = manifest_for(manifest, req.number, url.as_deref());
-    let actions = Rules::new(&effective.manifest).actions(&uploaded.changed);
-    // A new tree's installs run before its services first start; after an
-    // update, the rules' restarts run, then `up` waits for health (and
-    // applies a changed manifest).
-    let first = uploaded.mode == Mode::Full;
-    let applied = crate::sync::apply_with(&ready.shell, &dir, &actions, !first, report).await?;
+    let mut actions = Rules::new(&effective.manifest).actions(&uploaded.changed);
+    // A new box's services first start after the installs (in `up`); a
+    // whole new tree under running services restarts them all.
+    let fresh = ready.created && uploaded.mode == Mode::Full;
+    if uploaded.mode == Mode::Full && !ready.created {
+        actions.restarts.extend(effective.manifest.services.keys().cloned());
+    }
+    let applied = crate::sync::apply_with(&ready.shell, &dir, &actions, !fresh, report).await?;
     let info = ready.info.clone();
     let created = ctx.finish_create(ready, &effective, &snapshots, req.health_timeout, progress).await?;
+    if applied.install_failed.is_empty() {
+        let done = Preview { commit: Some(commit.clone()), ..pending };
+        ctx.provider.set_preview(&info.id, &done).await?;
+    }
     let mut dns = false;
-    if let (Some(zone), Some(address)) = (req.zone, info.address) {
+    if let (Some(zone), Some(address)) = (req.zone, info.private_address) {
         step(progress, format!("writing {} in Route 53", names.join(", ")));
         zone.upsert(&names, address).await?;
         dns = true;
@@ -218,16 +248,16 @@ pub async fn find(ctx: &Context, number: u32, owner: Option<&str>) -> Result<Box
 }
 
 /// Terminates your preview `number` (its data goes with it), and removes
-/// its hostnames from this machine's agent and the zone.
-pub async fn down(ctx: &Context, manifest: Option<&LoadedManifest>, number: u32, zone: Option<&dns::Zone>, progress: Option<&ProgressBar>) -> Result<BoxInfo, PreviewError> {
+/// its hostnames from the zone (first: a failure leaves the box to retry
+/// with) and from this machine's agent.
+pub async fn down(ctx: &Context, number: u32, zone: Option<&dns::Zone>, progress: Option<&ProgressBar>) -> Result<BoxInfo, PreviewError> {
     let info = find(ctx, number, Some(ctx.owner.as_str())).await?;
     let name: BoxName = info.name.parse().map_err(|_| PreviewError::NotFound { number })?;
-    let info = ctx.destroy(&name, progress).await?;
-    if let (Some(zone), Some(m), Some(address)) = (zone, manifest, info.address) {
+    if let Some(zone) = zone {
         step(progress, "removing the Route 53 records".into());
-        zone.delete(&hostnames(&m.manifest.hostnames, number), address).await?;
+        zone.delete_preview(number).await?;
     }
-    Ok(info)
+    Ok(ctx.destroy(&name, progress).await?)
 }
 
 /// Points this laptop's preview hostnames for `number` at that preview

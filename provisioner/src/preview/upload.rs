@@ -47,7 +47,7 @@ pub async fn upload(onbox: &BoxShell, repo: &Repo, from: Option<&str>, commit: &
         Some(old) => changes(onbox, repo, old, commit, dir).await,
         None => {
             if let Some(old) = from {
-                tracing::info!("the box is at {old}, which this clone lacks (fetch with history, e.g. fetch-depth: 0); uploading the whole tree");
+                tracing::info!("the box is at {old}, which this clone lacks (a shallow clone, or a force-push dropped it); uploading the whole tree");
             }
             full(onbox, repo, from, commit, dir).await
         }
@@ -60,7 +60,9 @@ async fn full(onbox: &BoxShell, repo: &Repo, from: Option<&str>, commit: &str, d
     let staging = sh(&format!("{dir}.preview-new"));
     // Unpacked beside the old tree and swapped in: the box runs a whole
     // commit or the previous one, never half of each.
-    let script = format!("set -e; rm -rf {staging}; mkdir -p {staging}; tar -x -f - -C {staging}; rm -rf {d}; mv {staging} {d}");
+    // -m: files get the upload's time, so make-style incremental builds
+    // see them as new.
+    let script = format!("set -e; rm -rf {staging}; mkdir -p {staging}; tar -x -m -f - -C {staging}; rm -rf {d}; mv {staging} {d}");
     untar(onbox, repo, commit, None, &script).await?;
     Ok(Uploaded { mode: Mode::Full, from: from.map(str::to_owned), written: files.len(), deleted: 0, changed: files })
 }
@@ -69,13 +71,14 @@ async fn changes(onbox: &BoxShell, repo: &Repo, old: &str, commit: &str, dir: &s
     let diff = repo.diff(old, commit)?;
     let d = sh(dir);
     if !diff.deleted.is_empty() {
-        // NUL-separated on stdin: any file name is safe.
+        // NUL-separated on stdin: any file name is safe. -r: a removed
+        // submodule is a directory on the box.
         let list: Vec<u8> = diff.deleted.iter().flat_map(|p| p.bytes().chain([0])).collect();
-        let script = format!("cd {d} && xargs -0 rm -f --");
+        let script = format!("cd {d} && xargs -0 rm -rf --");
         run_input(onbox, "deleting files", &script, std::io::Cursor::new(list)).await?;
     }
     for chunk in diff.changed.chunks(PATHS_PER_ARCHIVE) {
-        untar(onbox, repo, commit, Some(chunk), &format!("set -e; mkdir -p {d}; tar -x -f - -C {d}")).await?;
+        untar(onbox, repo, commit, Some(chunk), &format!("set -e; mkdir -p {d}; tar -x -m -f - -C {d}")).await?;
     }
     let mut changed = diff.changed.clone();
     changed.extend(diff.deleted.iter().cloned());
@@ -87,11 +90,14 @@ async fn untar(onbox: &BoxShell, repo: &Repo, commit: &str, only: Option<&[Strin
     let mut archive = repo.archive(commit, only)?;
     let stdout = archive.stdout.take().expect("piped");
     let sent = run_input(onbox, "unpacking the tree", script, stdout).await;
-    let out = archive.wait_with_output().await.map_err(|e| PreviewError::Git { command: "git archive".into(), stderr: e.to_string() })?;
+    let out = archive.wait_with_output().await.map_err(|e| PreviewError::Git { command: "git archive".into(), stderr: e.to_string() });
+    // The box's failure first: git then only saw its pipe close.
+    sent?;
+    let out = out?;
     if !out.status.success() {
         return Err(PreviewError::Git { command: "git archive".into(), stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned() });
     }
-    sent
+    Ok(())
 }
 
 async fn run_input(onbox: &BoxShell, what: &str, script: &str, input: impl tokio::io::AsyncRead + Unpin) -> Result<(), PreviewError> {

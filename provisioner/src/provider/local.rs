@@ -150,6 +150,7 @@ impl LocalProvider {
             owner: r.owner.clone(),
             state,
             address: Some(IpAddr::V4(r.address)),
+            private_address: Some(IpAddr::V4(r.address)),
             host_key: r.host_key.clone(),
             manifest_hash: Some(r.manifest_hash.clone()),
             launched_at: Some(r.launched_at),

@@ -53,6 +53,9 @@ pub struct BoxInfo {
     pub state: BoxState,
     /// The address the laptop connects to (per the user's address setting).
     pub address: Option<IpAddr>,
+    /// Its address inside its network (an EC2 private address, which an
+    /// instance keeps across stops): what a preview's DNS records name.
+    pub private_address: Option<IpAddr>,
     /// The SSH host public key the box published about itself at first
     /// boot (OpenSSH format), if it has yet.
     pub host_key: Option<String>,

@@ -24,12 +24,13 @@ pub struct Applied {
 
 /// Runs `actions` in `dir` on the box: each install once (its services
 /// restart only if it succeeded), then the restarts, except intercepted
-/// services. `restart` false: installs only (the stack is not up yet).
+/// services.
 pub async fn apply(onbox: &BoxShell, dir: &str, actions: &Actions, report: &dyn Report) -> Result<Applied, LifecycleError> {
     apply_with(onbox, dir, actions, true, report).await
 }
 
-/// [`apply`] with restarts optional.
+/// [`apply`], or with `restart` false the installs only (a new box's stack
+/// is not up yet).
 pub async fn apply_with(onbox: &BoxShell, dir: &str, actions: &Actions, restart: bool, report: &dyn Report) -> Result<Applied, LifecycleError> {
     let mut applied = Applied::default();
     let mut to_restart: BTreeSet<String> = actions.restarts.clone();

@@ -80,6 +80,7 @@ impl AwsProvider {
                 AddressKind::Public => public.or(private),
                 AddressKind::Private => private,
             },
+            private_address: private,
             host_key: tags.get(tags::HOST_KEY).map(|k| k.to_string()),
             manifest_hash: tags.get(tags::MANIFEST_HASH).map(|k| k.to_string()),
             launched_at: i.launch_time().and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos())),
@@ -187,7 +188,9 @@ impl Provider for AwsProvider {
 /// A preview box's tags: its number, commit and expiry.
 fn preview_tags(p: &super::Preview) -> Vec<Tag> {
     let mut out = vec![tag(tags::PREVIEW, &p.number.to_string())];
-    out.extend(p.commit.as_deref().map(|c| tag(tags::REF, c)));
+    // Empty while an upload is under way: the box's tree is then at no
+    // known commit, and the next `preview up` uploads all of it.
+    out.push(tag(tags::REF, p.commit.as_deref().unwrap_or_default()));
     out.extend(p.expires.map(|t| tag(tags::EXPIRES, &t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))));
     out
 }
