@@ -185,12 +185,20 @@ async fn down(global: &Global, args: DownArgs) -> Result<ExitCode> {
     let zone = zone(global, manifest.as_ref(), args.zone_id.as_deref()).await?;
     let ctx = global.context(manifest.as_ref()).await?;
     let progress = output::spinner(global.output);
-    let info = preview::down(&ctx, args.pr, zone.as_ref(), progress.as_ref()).await;
+    let down = preview::down(&ctx, args.pr, zone.as_ref(), progress.as_ref()).await;
     progress.inspect(|p| p.finish_and_clear());
-    let info = info?;
+    let down = down?;
     match global.output {
-        Output::Json => output::json(&info)?,
-        Output::Text => println!("preview #{} (box {}, {}) terminated", args.pr, info.name, info.id),
+        Output::Json => output::json(&down)?,
+        Output::Text => {
+            match &down.info {
+                Some(info) => println!("preview #{} (box {}, {}) terminated", args.pr, info.name, info.id),
+                None => println!("preview #{}'s box was gone already", args.pr),
+            }
+            if !down.records.is_empty() {
+                println!("removed {} from Route 53", down.records.join(", "));
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

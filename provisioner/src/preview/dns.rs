@@ -51,26 +51,29 @@ impl Zone {
     }
 
     /// Removes preview `number`'s records: every A or AAAA record with a
-    /// `pr-N` label, as the zone holds them (a DELETE must repeat a
-    /// record's values exactly, and the box's address may be gone).
-    pub async fn delete_preview(&self, number: u32) -> Result<Vec<String>, PreviewError> {
+    /// `pr-N` label (naming `address` only, when given), as the zone holds
+    /// them: a DELETE must repeat a record's values exactly.
+    pub async fn delete_preview(&self, number: u32, address: Option<IpAddr>) -> Result<Vec<String>, PreviewError> {
         let label = format!("pr-{number}");
         let mut doomed = Vec::new();
-        let mut start: Option<(String, RrType)> = None;
+        let names_address = |set: &ResourceRecordSet| address.is_none_or(|a| set.resource_records().iter().any(|r| r.value() == a.to_string()));
+        let mut start: Option<(String, RrType, Option<String>)> = None;
         loop {
             let mut req = self.client.list_resource_record_sets().hosted_zone_id(&self.id);
-            if let Some((name, kind)) = start.take() {
-                req = req.start_record_name(name).start_record_type(kind);
+            if let Some((name, kind, identifier)) = start.take() {
+                req = req.start_record_name(name).start_record_type(kind).set_start_record_identifier(identifier);
             }
             let page = req.send().await.map_err(|e| self.failed("ListResourceRecordSets", e))?;
             for set in page.resource_record_sets() {
-                let ours = matches!(set.r#type(), RrType::A | RrType::Aaaa) && set.name().trim_end_matches('.').split('.').skip(1).any(|l| l.eq_ignore_ascii_case(&label));
+                let ours = matches!(set.r#type(), RrType::A | RrType::Aaaa)
+                    && set.name().trim_end_matches('.').split('.').skip(1).any(|l| l.eq_ignore_ascii_case(&label))
+                    && names_address(set);
                 if ours {
                     doomed.push(set.clone());
                 }
             }
             match (page.is_truncated(), page.next_record_name(), page.next_record_type()) {
-                (true, Some(name), Some(kind)) => start = Some((name.to_owned(), kind.clone())),
+                (true, Some(name), Some(kind)) => start = Some((name.to_owned(), kind.clone(), page.next_record_identifier().map(str::to_owned))),
                 _ => break,
             }
         }

@@ -57,7 +57,9 @@ impl Repo {
         let at_commit = std::process::Command::new("git")
             .arg("-C")
             .arg(&self.root)
-            .args(["cat-file", "blob", &format!("{commit}:{}", rel.to_string_lossy())])
+            // --filters: as a checkout would write it (line endings,
+            // smudge filters), to compare with the file.
+            .args(["cat-file", "--filters", &format!("{commit}:{}", rel.to_string_lossy())])
             .stdin(Stdio::null())
             .stderr(Stdio::null())
             .output()

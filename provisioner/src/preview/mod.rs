@@ -25,7 +25,7 @@ pub use git::Repo;
 pub use upload::{Mode, Uploaded};
 
 use crate::boxes::access::{public_key_path, read_public_key};
-use crate::boxes::lifecycle::{Context, LifecycleError};
+use crate::boxes::lifecycle::{Context, LifecycleError, Ready};
 use crate::laptop::hosts::{self, Pointed};
 use crate::manifest::name::BoxName;
 use crate::manifest::LoadedManifest;
@@ -160,45 +160,26 @@ pub async fn up(ctx: &Context, manifest: &LoadedManifest, req: &UpRequest<'_>, p
     let snapshots = ctx.snapshots(manifest).await?;
     let expires = Utc::now() + chrono::Duration::from_std(req.ttl).unwrap_or_default();
     let pending = Preview { number: req.number, commit: None, expires: Some(expires) };
-    let spec = LaunchSpec { owner: &ctx.owner, name: &name, manifest, public_key: &public_key, preview: Some(&pending) };
-    let ready = ctx.launch_ready(&spec, progress).await?;
     // A box of this name that is not this preview is someone's own: its
-    // files are not ours to replace.
-    let from = match &ready.info.preview {
-        Some(p) if p.number == req.number => p.commit.clone(),
-        _ if ready.created => None,
-        _ => {
-            ready.shell.close().await;
+    // files are not ours to replace, nor is it ours to start.
+    if let Some(found) = ctx.provider.find(&ctx.owner, &name).await? {
+        if found.preview.as_ref().is_none_or(|p| p.number != req.number) {
             return Err(PreviewError::NotAPreview { name: name.to_string(), owner: ctx.owner.to_string() });
         }
-    };
-
-    let dir = format!("{}/{}", ready.shell.layout.root(), checkout_path(manifest, req.repo));
-    if from.as_deref() != Some(commit.as_str()) {
-        // Until this run is through, the box's tree is at no known commit:
-        // a run that fails halfway leaves the next one a whole upload.
-        ctx.provider.set_preview(&ready.info.id, &pending).await?;
     }
-    step(progress, format!("uploading {} to {}", &commit[..12], ready.info.name));
-    let uploaded = match upload::upload(&ready.shell, req.repo, from.as_deref(), &commit, &dir).await {
-        Ok(u) => u,
+    let spec = LaunchSpec { owner: &ctx.owner, name: &name, manifest, public_key: &public_key, preview: Some(&pending) };
+    let ready = ctx.launch_ready(&spec, progress).await?;
+    let names = hostnames(&manifest.manifest.hostnames, req.number);
+    let url = url(&names, ready.info.address);
+    let effective = manifest_for(manifest, req.number, url.as_deref());
+    let prepared = match prepare(ctx, &ready, &effective, req, &commit, &pending, progress, report).await {
+        Ok(p) => p,
         Err(e) => {
             ready.shell.close().await;
             return Err(e);
         }
     };
-
-    let names = hostnames(&manifest.manifest.hostnames, req.number);
-    let url = url(&names, ready.info.address);
-    let effective = manifest_for(manifest, req.number, url.as_deref());
-    let mut actions = Rules::new(&effective.manifest).actions(&uploaded.changed);
-    // A new box's services first start after the installs (in `up`); a
-    // whole new tree under running services restarts them all.
-    let fresh = ready.created && uploaded.mode == Mode::Full;
-    if uploaded.mode == Mode::Full && !ready.created {
-        actions.restarts.extend(effective.manifest.services.keys().cloned());
-    }
-    let applied = crate::sync::apply_with(&ready.shell, &dir, &actions, !fresh, report).await?;
+    let (dir, uploaded, applied) = prepared;
     let info = ready.info.clone();
     let created = ctx.finish_create(ready, &effective, &snapshots, req.health_timeout, progress).await?;
     if applied.install_failed.is_empty() {
@@ -229,6 +210,44 @@ pub async fn up(ctx: &Context, manifest: &LoadedManifest, req: &UpRequest<'_>, p
     })
 }
 
+/// The part of `up` between launch and bring-up, on the ready box: the
+/// tree uploaded (the box tagged as at no known commit meanwhile), then the
+/// manifest's installs and restarts for what changed. Returns where the
+/// tree is, what was uploaded and what ran.
+#[allow(clippy::too_many_arguments)]
+async fn prepare(
+    ctx: &Context,
+    ready: &Ready,
+    effective: &LoadedManifest,
+    req: &UpRequest<'_>,
+    commit: &str,
+    pending: &Preview,
+    progress: Option<&ProgressBar>,
+    report: &dyn Report,
+) -> Result<(String, Uploaded, Applied), PreviewError> {
+    let from = ready.info.preview.as_ref().filter(|p| p.number == req.number).and_then(|p| p.commit.clone());
+    let dir = format!("{}/{}", ready.shell.layout.root(), checkout_path(effective, req.repo));
+    if from.as_deref() != Some(commit) {
+        // Until this run is through, the box's tree is at no known commit:
+        // a run that fails halfway leaves the next one a whole upload.
+        ctx.provider.set_preview(&ready.info.id, pending).await?;
+    }
+    step(progress, format!("uploading {} to {}", &commit[..12], ready.info.name));
+    let uploaded = upload::upload(&ready.shell, req.repo, from.as_deref(), commit, &dir).await?;
+    let mut actions = Rules::new(&effective.manifest).actions(&uploaded.changed);
+    // A new box's services first start after the installs (in `up`); a
+    // whole new tree under running services restarts them all, but for
+    // those an install holds back (they restart if it succeeds).
+    let fresh = ready.created && uploaded.mode == Mode::Full;
+    if uploaded.mode == Mode::Full && !ready.created {
+        let installing: std::collections::BTreeSet<&String> = actions.installs.values().flatten().collect();
+        let all: Vec<String> = effective.manifest.services.keys().filter(|s| !installing.contains(s)).cloned().collect();
+        actions.restarts.extend(all);
+    }
+    let applied = crate::sync::apply_with(&ready.shell, &dir, &actions, !fresh, report).await?;
+    Ok((dir, uploaded, applied))
+}
+
 /// Every owner's previews, by number.
 pub async fn list(ctx: &Context) -> Result<Vec<BoxInfo>, PreviewError> {
     let mut previews: Vec<BoxInfo> = ctx.provider.list(None).await?.into_iter().filter(|b| b.preview.is_some()).collect();
@@ -247,17 +266,48 @@ pub async fn find(ctx: &Context, number: u32, owner: Option<&str>) -> Result<Box
     }
 }
 
-/// Terminates your preview `number` (its data goes with it), and removes
-/// its hostnames from the zone (first: a failure leaves the box to retry
-/// with) and from this machine's agent.
-pub async fn down(ctx: &Context, number: u32, zone: Option<&dns::Zone>, progress: Option<&ProgressBar>) -> Result<BoxInfo, PreviewError> {
-    let info = find(ctx, number, Some(ctx.owner.as_str())).await?;
-    let name: BoxName = info.name.parse().map_err(|_| PreviewError::NotFound { number })?;
-    if let Some(zone) = zone {
-        step(progress, "removing the Route 53 records".into());
-        zone.delete_preview(number).await?;
+/// What `preview down` removed.
+#[derive(Debug, Serialize)]
+pub struct Down {
+    /// The box terminated (None: it was gone already, e.g. expired and
+    /// reaped).
+    #[serde(rename = "box")]
+    pub info: Option<BoxInfo>,
+    /// Route 53 records deleted.
+    pub records: Vec<String>,
+}
+
+/// Terminates your preview `number` (its data goes with it) and removes its
+/// hostnames from the zone and this machine's agent. The records go even
+/// when the box is gone already (reap terminated it), and a failure to
+/// remove them still takes the box down.
+pub async fn down(ctx: &Context, number: u32, zone: Option<&dns::Zone>, progress: Option<&ProgressBar>) -> Result<Down, PreviewError> {
+    let found = match find(ctx, number, Some(ctx.owner.as_str())).await {
+        Ok(b) => Some(b),
+        Err(PreviewError::NotFound { .. }) if zone.is_some() => None,
+        Err(e) => return Err(e),
+    };
+    let records = match zone {
+        Some(zone) => {
+            step(progress, "removing the Route 53 records".into());
+            // Only the records naming this box, while it exists: another
+            // owner's preview of the same number keeps its own.
+            zone.delete_preview(number, found.as_ref().and_then(|b| b.private_address)).await
+        }
+        None => Ok(Vec::new()),
+    };
+    let info = match &found {
+        Some(b) => {
+            let name: BoxName = b.name.parse().map_err(|_| PreviewError::NotFound { number })?;
+            Some(ctx.destroy(&name, progress).await?)
+        }
+        None => None,
+    };
+    let records = records?;
+    if info.is_none() && records.is_empty() {
+        return Err(PreviewError::NotFound { number });
     }
-    Ok(ctx.destroy(&name, progress).await?)
+    Ok(Down { info, records })
 }
 
 /// Points this laptop's preview hostnames for `number` at that preview
