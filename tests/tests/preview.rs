@@ -260,4 +260,9 @@ fn aws_previews_are_tagged_named_in_route53_and_ended_by_reap_when_expired() {
     env.ok(&["preview", "down", "6", "--zone-id", &zone_id]);
     assert_eq!(records(), want[..1], "down removes its preview's records only");
     assert!(matches!(state(&six_id).as_str(), "shutting-down" | "terminated"));
+    // Five was reaped: down still removes its records.
+    let gone = env.json(&["preview", "down", "5", "--zone-id", &zone_id]);
+    assert_eq!((gone["box"].is_null(), gone["records"].clone()), (true, serde_json::json!(["api.pr-5.dev.test"])), "{gone}");
+    assert!(records().is_empty());
+    assert!(env.fails(&["preview", "down", "5", "--zone-id", &zone_id]).contains("no preview #5"));
 }
