@@ -42,6 +42,19 @@ bench_one_box() {
     "$bin" create b1 >/dev/null 2>&1
 }
 
+# bench_tree DIR: 10,000 small files in 100 directories (sync, preview).
+bench_tree() {
+    python3 - "$1" <<'PY'
+import os, sys
+root = sys.argv[1]
+for i in range(10000):
+    d = os.path.join(root, f"d{i % 100}")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, f"f{i}.txt"), "w") as f:
+        f.write(f"file {i}\n" * 20)
+PY
+}
+
 now_ms() { date +%s%3N; }
 # ms_of CMD...: how long CMD takes, in ms (its output dropped; its stderr
 # shown, and the caller failed, if it fails).

@@ -55,15 +55,7 @@ mkdir -p "$repo"
 git -C "$repo" init -q -b main
 git -C "$repo" config user.email bench@example.com
 git -C "$repo" config user.name bench
-python3 - "$repo" <<'PY'
-import os, sys
-root = sys.argv[1]
-for i in range(10000):
-    d = os.path.join(root, f"d{i % 100}")
-    os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, f"f{i}.txt"), "w") as f:
-        f.write(f"file {i}\n" * 20)
-PY
+bench_tree "$repo"
 git -C "$repo" add -A && git -C "$repo" commit -qm one
 c1=$(git -C "$repo" rev-parse HEAD)
 cfg=$HOME/.local/state/workstation/ssh_config

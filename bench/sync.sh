@@ -15,15 +15,7 @@ trap cleanup EXIT
 bench_one_box "$work"
 
 big=$work/big
-python3 - "$big" <<'PY'
-import os, sys
-root = sys.argv[1]
-for i in range(10000):
-    d = os.path.join(root, f"d{i % 100}")
-    os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, f"f{i}.txt"), "w") as f:
-        f.write(f"file {i}\n" * 20)
-PY
+bench_tree "$big"
 # Initial syncs into fresh directories, alternating ours and plain rsync
 # ($RUNS rounds, medians): on this machine one copy of 10,000 small files
 # takes from 0.4 s to 2 s depending on the filesystem's writeback of the

@@ -33,21 +33,12 @@ impl Zone {
             return Ok(());
         }
         let kind = if address.is_ipv4() { RrType::A } else { RrType::Aaaa };
-        let invalid = |e: aws_sdk_route53::error::BuildError| PreviewError::Zone(e.to_string());
-        let mut batch = ChangeBatch::builder().comment("workstation preview");
+        let mut sets = Vec::new();
         for name in names {
             let record = ResourceRecord::builder().value(address.to_string()).build().map_err(invalid)?;
-            let set = ResourceRecordSet::builder().name(name).r#type(kind.clone()).ttl(TTL_SECONDS).resource_records(record).build().map_err(invalid)?;
-            batch = batch.changes(Change::builder().action(ChangeAction::Upsert).resource_record_set(set).build().map_err(invalid)?);
+            sets.push(ResourceRecordSet::builder().name(name).r#type(kind.clone()).ttl(TTL_SECONDS).resource_records(record).build().map_err(invalid)?);
         }
-        self.client
-            .change_resource_record_sets()
-            .hosted_zone_id(&self.id)
-            .change_batch(batch.build().map_err(invalid)?)
-            .send()
-            .await
-            .map_err(|e| self.failed("ChangeResourceRecordSets", e))?;
-        Ok(())
+        self.submit(ChangeAction::Upsert, sets).await
     }
 
     /// Removes preview `number`'s records: every A or AAAA record with a
@@ -81,10 +72,15 @@ impl Zone {
         if doomed.is_empty() {
             return Ok(names);
         }
-        let invalid = |e: aws_sdk_route53::error::BuildError| PreviewError::Zone(e.to_string());
-        let mut batch = ChangeBatch::builder().comment("workstation preview down");
-        for set in doomed {
-            batch = batch.changes(Change::builder().action(ChangeAction::Delete).resource_record_set(set).build().map_err(invalid)?);
+        self.submit(ChangeAction::Delete, doomed).await?;
+        Ok(names)
+    }
+
+    /// One ChangeResourceRecordSets call: `action` on every set, all or none.
+    async fn submit(&self, action: ChangeAction, sets: Vec<ResourceRecordSet>) -> Result<(), PreviewError> {
+        let mut batch = ChangeBatch::builder().comment("workstation preview");
+        for set in sets {
+            batch = batch.changes(Change::builder().action(action.clone()).resource_record_set(set).build().map_err(invalid)?);
         }
         self.client
             .change_resource_record_sets()
@@ -93,10 +89,14 @@ impl Zone {
             .send()
             .await
             .map_err(|e| self.failed("ChangeResourceRecordSets", e))?;
-        Ok(names)
+        Ok(())
     }
 
     fn failed<E: std::error::Error + 'static, R: std::fmt::Debug>(&self, operation: &str, e: aws_sdk_route53::error::SdkError<E, R>) -> PreviewError {
         PreviewError::Zone(format!("Route 53 {operation} on zone {}: {}", self.id, aws_sdk_route53::error::DisplayErrorContext(&e)))
     }
+}
+
+fn invalid(e: aws_sdk_route53::error::BuildError) -> PreviewError {
+    PreviewError::Zone(e.to_string())
 }
