@@ -2,7 +2,13 @@
 # and sets $bin and $agent (in $PROFILE, debug unless set), and offers the
 # setup most benchmarks share. Each benchmark keeps its own cleanup trap.
 source scripts/lib.sh
+# A failing command inside $(...) fails the benchmark: a side that failed
+# must never be timed and printed as a ratio.
+shopt -s inherit_errexit
 PROFILE=${PROFILE:-debug}
+# Every tool a benchmark runs (the tests' set plus --bench's: ab), so a
+# fresh machine runs any of them; a quick no-op once installed.
+bash scripts/install-deps.sh --bench
 bridge=wsbench0 net=10.79.0.0/16 gw=10.79.0.1
 
 if [ "$PROFILE" = release ]; then

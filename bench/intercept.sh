@@ -19,7 +19,6 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-4}
 SECONDS_EACH=${SECONDS_EACH:-10}
 PROFILE=${PROFILE:-release}
-command -v ab >/dev/null || { echo "bench/intercept.sh needs ab: apt-get install apache2-utils" >&2; exit 1; }
 source bench/common.sh
 work=$(mktemp -d /var/lib/workstation-bench-XXXX)
 chmod 755 "$work"

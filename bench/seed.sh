@@ -15,10 +15,9 @@
 # ratio = native time / our time (above 1: we are faster). Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RUNS=${RUNS:-3} KEYS=${KEYS:-1000000} ROWS=${ROWS:-1000000}
+RUNS=${RUNS:-6} KEYS=${KEYS:-1000000} ROWS=${ROWS:-1000000}
 # What users run: the release build.
 PROFILE=${PROFILE:-release}
-bash scripts/install-deps.sh
 source bench/common.sh
 work=$(mktemp -d /var/lib/workstation-bench-XXXX)
 chmod 0755 "$work"
@@ -73,15 +72,26 @@ timed() { # name command...
     T[$name]+="$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }') "
 }
 
-echo "(b) streamed from the laptop, $RUNS runs" >&2
-for _ in $(seq "$RUNS"); do
-    timed ours_redis_stream "$bin" -o json seed cache --reset --box bench
+# Each pair's two sides alternate which goes first, round by round, so a
+# machine that gets slower (or faster) during the run weighs on both alike.
+both() { # round ours_fn native_fn
+    if [ $(($1 % 2)) = 0 ]; then "$2"; "$3"; else "$3"; "$2"; fi
+}
+ours_redis_stream() { timed ours_redis_stream "$bin" -o json seed cache --reset --box bench; }
+native_redis_stream() {
     box "redis-cli -h 127.0.0.1 -n 1 flushdb" >/dev/null
     timed native_redis_stream sh -c "ssh -F '$HOME/.ssh/config' -o BatchMode=yes ws-bench 'redis-cli -h 127.0.0.1 -n 1 --pipe' < '$work/seeds/cache.resp'"
-    timed ours_noop "$bin" seed cache --box bench
-    timed ours_pg_stream "$bin" -o json seed main --reset --box bench
+}
+ours_pg_stream() { timed ours_pg_stream "$bin" -o json seed main --reset --box bench; }
+native_pg_stream() {
     fresh_db native_stream >/dev/null
     timed native_pg_stream sh -c "ssh -F '$HOME/.ssh/config' -o BatchMode=yes ws-bench \"$psql_box -d native_stream -c '\\\\copy items FROM STDIN WITH (FORMAT csv, HEADER true)'\" < '$work/seeds/main/01-items.csv'"
+}
+echo "(b) streamed from the laptop, $RUNS rounds" >&2
+for round in $(seq "$RUNS"); do
+    both "$round" ours_redis_stream native_redis_stream
+    timed ours_noop "$bin" seed cache --box bench
+    both "$round" ours_pg_stream native_pg_stream
 done
 
 echo "(a) on the box: moto S3 on $gw, pg_dump of the loaded table" >&2
@@ -102,16 +112,22 @@ print(s3.generate_presigned_url("get_object", Params={"Bucket": "bench", "Key": 
 PY
 )
 manifest "s3://bench/cache.resp" "s3://bench/main.dump" > "$WORKSTATION_MANIFEST"
-for _ in $(seq "$RUNS"); do
-    timed moto_download box "curl -fsS -o /dev/null '$cache_url'"
-    timed ours_redis_box "$bin" -o json seed cache --reset --box bench
+ours_redis_box() { timed ours_redis_box "$bin" -o json seed cache --reset --box bench; }
+native_redis_box() {
     box "redis-cli -h 127.0.0.1 -n 1 flushdb" >/dev/null
     timed native_redis_box box "redis-cli -h 127.0.0.1 -n 1 --pipe < $work/seeds/cache.resp"
-    timed ours_pg_box "$bin" -o json seed main --reset --box bench
+}
+ours_pg_box() { timed ours_pg_box "$bin" -o json seed main --reset --box bench; }
+native_pg_box() {
     fresh_db native_box >/dev/null
     timed native_pg_copy_box box "$psql_box -d native_box -c \"\\copy items FROM '$work/seeds/main/01-items.csv' WITH (FORMAT csv, HEADER true)\""
     box "$psql_box -d postgres -c 'DROP DATABASE IF EXISTS native_restore' -c 'CREATE DATABASE native_restore'"
     timed native_pg_restore_box box "pg_restore -j \$(nproc) -h 127.0.0.1 -U postgres -d native_restore --no-owner --no-privileges $work/seeds/main.dump"
+}
+for round in $(seq "$RUNS"); do
+    timed moto_download box "curl -fsS -o /dev/null '$cache_url'"
+    both "$round" ours_redis_box native_redis_box
+    both "$round" ours_pg_box native_pg_box
 done
 
 m() { printf '%s\n' ${T[$1]} | median; }
@@ -138,6 +154,17 @@ print(f"    {sys.argv[2]:<20} {report['seconds']:.2f} s on the box: {steps}")
 PY
 done
 ratio() { awk -v o="$(m "$1")" -v n="$(m "$2")" 'BEGIN { printf "%.2f", n / o }'; }
-echo "seed: redis_stream=$(ratio ours_redis_stream native_redis_stream) pg_stream=$(ratio ours_pg_stream native_pg_stream)" \
-    "redis_box=$(ratio ours_redis_box native_redis_box) pg_box_copy=$(ratio ours_pg_box native_pg_copy_box)" \
-    "pg_box_restore=$(ratio ours_pg_box native_pg_restore_box)"
+# The spread: the lowest and highest of the rounds' own ratios (native /
+# ours of the same round), so a change can be told from noise.
+spread() { # key ours native
+    paste <(printf '%s\n' ${T[$2]}) <(printf '%s\n' ${T[$3]}) |
+        awk -v k="$1" '{ r = $2 / $1; if (NR == 1 || r < lo) lo = r; if (NR == 1 || r > hi) hi = r } END { printf "%s_min=%.2f %s_max=%.2f", k, lo, k, hi }'
+}
+pairs=(redis_stream:ours_redis_stream:native_redis_stream pg_stream:ours_pg_stream:native_pg_stream
+    redis_box:ours_redis_box:native_redis_box pg_box_copy:ours_pg_box:native_pg_copy_box pg_box_restore:ours_pg_box:native_pg_restore_box)
+line="seed: rounds=$RUNS"
+for p in "${pairs[@]}"; do
+    IFS=: read -r key ours native <<<"$p"
+    line+=" $key=$(ratio "$ours" "$native") $(spread "$key" "$ours" "$native")"
+done
+echo "$line"

@@ -9,6 +9,11 @@
 set -euo pipefail
 
 DEBS=(openssh-server openssh-client iproute2 util-linux procps supervisor redis-server redis-tools postgresql postgresql-client curl rsync dnsmasq-base nftables nix-bin)
+# `--bench`: what the benchmarks (bench/) use beyond the tests' set: ab
+# (apache2-utils) loads services in bench/intercept.sh.
+if [ "${1:-}" = --bench ]; then
+    DEBS+=(apache2-utils)
+fi
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "install-deps: run as root (apt-get, and boxes need network namespaces)" >&2

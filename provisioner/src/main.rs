@@ -1,11 +1,12 @@
 use std::process::ExitCode;
 
-use clap::Parser;
 use workstation::cli::error::{self, Bug};
 
 fn main() -> ExitCode {
-    // Usage errors end here, with clap's message and exit code 2.
-    let cli = workstation::cli::Cli::parse();
+    error::quiet_on_closed_pipe();
+    // Usage errors end here: clap's message (or, with -o json, a JSON
+    // error on stdout) and exit code 2.
+    let cli = error::parse_or_exit();
     workstation::logging::init(cli.verbose);
     let json = cli.output == workstation::cli::Format::Json;
     error::run_guarded(json, || {

@@ -110,6 +110,7 @@ fn reconcile(
                     address,
                     network: network.clone(),
                     dir: dir.join(&inst.id),
+                    root: dir.join(&inst.id).join("root"),
                     hostname: format!("box-{hex}"),
                 }
             });

@@ -9,6 +9,7 @@ mod idle;
 mod idle_month;
 mod image;
 mod intercept;
+mod new_user;
 mod nix;
 mod preview;
 mod reap;

@@ -101,7 +101,7 @@ pub async fn run(ctx: &Context, manifest: &LoadedManifest, name: &BoxName) -> Ve
     checks.extend(hosts_checks(ctx, manifest, running).await);
 
     let Some(info) = running else {
-        for c in ["ssh", "services", "seeds", "idle timer"] {
+        for c in ["ssh", "bring-up", "services", "seeds", "idle timer"] {
             checks.push(skip(c, "the box is not running"));
         }
         return checks;
@@ -120,7 +120,7 @@ pub async fn run(ctx: &Context, manifest: &LoadedManifest, name: &BoxName) -> Ve
         }
         Err(e) => {
             checks.push(fail("ssh", e.to_string(), ssh_fix(&e, name)));
-            for c in ["services", "seeds", "idle timer"] {
+            for c in ["bring-up", "services", "seeds", "idle timer"] {
                 checks.push(skip(c, "no SSH session"));
             }
             return checks;
@@ -235,6 +235,11 @@ fn fmt_ips(ips: &[IpAddr]) -> String {
 async fn box_checks(onbox: &BoxShell, manifest: &LoadedManifest, name: &BoxName, kind: ProviderKind) -> Vec<Check> {
     let mut out = Vec::new();
     let m = &manifest.manifest;
+    match crate::stack::up::unfinished(onbox).await {
+        Ok(false) => out.push(ok("bring-up", "the last bring-up finished healthy")),
+        Ok(true) => out.push(fail("bring-up", "the last bring-up (create, start or up) did not finish healthy", format!("workstation up {name}"))),
+        Err(e) => out.push(fail("bring-up", e.to_string(), format!("workstation ssh {name}"))),
+    }
     match services::status(onbox, m, None).await {
         Ok(programs) => {
             let down: Vec<_> = programs.iter().filter(|p| !p.is_up()).collect();

@@ -23,6 +23,7 @@ use crate::ssh::remote::RemoteError;
 use crate::ssh::ssh_config::SshConfigError;
 use crate::stack::seed::hash_cache::HashCache;
 use crate::stack::seed::{self, SeedError, SeedReport, Snapshot};
+use crate::stack::services;
 use crate::stack::shell::{BoxShell, ShellError};
 use crate::stack::up::{self, UpReport};
 
@@ -34,6 +35,14 @@ const RUNNING_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 const HOST_KEY_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 /// sshd may start a little after the key is published.
 pub(super) const SSH_READY_TIMEOUT: Duration = Duration::from_secs(3 * 60);
+/// How long a wake waits for the stack to become healthy before it runs
+/// the command anyway (saying which programs are not): as `start`'s
+/// default `--health-timeout`.
+const WAKE_HEALTH_TIMEOUT: Duration = Duration::from_secs(2 * 60);
+/// `status` asks a running box whether its bring-up finished; a box it
+/// cannot reach that quickly (no VPN) is left "unknown" rather than making
+/// `status` wait for SSH's own timeout.
+const STATUS_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Rounds of "wait, pin, connect" when concurrent creates keep replacing
 /// the survivor; each round only repeats if another create won.
 const SETTLE_ROUNDS: usize = 3;
@@ -62,6 +71,8 @@ pub enum LifecycleError {
     Seed(#[from] SeedError),
     #[error("no box named {name} for owner {owner} (destroyed, or never created); create it with `workstation create {name}`, or see your boxes with `workstation list`")]
     UnknownBox { owner: String, name: String },
+    #[error("{owner} has no box named {name}; `workstation list --all` shows every owner's boxes, and `--box NAME` picks one of {owner}'s")]
+    UnknownShared { owner: String, name: String },
     #[error("box {name} ({id}) was not {what} after {waited:?} (state: {state}); check it in the EC2 console or run `workstation status {name}`")]
     Timeout { name: String, id: String, what: &'static str, waited: Duration, state: &'static str },
     #[error("box {name} ({id}) has not published its host key yet; it does so at first boot (`workstation create {name}` waits for it)")]
@@ -125,12 +136,24 @@ pub struct Started {
     /// The stack, when a manifest was at hand.
     pub up: Option<UpReport>,
     pub hostnames: Option<Pointed>,
+    /// Without a manifest: programs supervisord was still starting when
+    /// the wait ended.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub starting: Vec<String>,
 }
 
 impl Started {
     pub fn healthy(&self) -> bool {
-        self.up.as_ref().is_none_or(|u| u.healthy)
+        self.up.as_ref().is_none_or(|u| u.healthy) && self.starting.is_empty()
     }
+}
+
+/// What a wake found or did.
+#[derive(Debug)]
+pub struct Woken {
+    pub info: BoxInfo,
+    /// Set when the box was stopped and this wake started it.
+    pub started: Option<Started>,
 }
 
 /// `workstation status`: the box and what the laptop knows about it.
@@ -143,6 +166,9 @@ pub struct BoxStatus {
     pub manifest_current: Option<bool>,
     /// When the idle policy would stop it, and why (running aws boxes).
     pub idle: Option<Verdict>,
+    /// Whether the last bring-up did not finish healthy (None: not
+    /// running, not pinned, or not reachable within a moment).
+    pub bring_up_unfinished: Option<bool>,
 }
 
 #[derive(Debug, Serialize)]
@@ -192,7 +218,14 @@ impl Context {
         // idle check reads them (EC2 tags, a local box's record).
         let idle = (info.state == BoxState::Running).then(|| policy::decide(&policy, &Seen::of(&info), Utc::now()));
         let manifest_current = manifest.zip(info.manifest_hash.as_ref()).map(|(m, h)| &m.hash == h);
-        Ok(BoxStatus { info, host_key_pinned, manifest_current, idle })
+        let bring_up_unfinished = match info.state == BoxState::Running && host_key_pinned {
+            true => {
+                let ask = self.on_box(&info, async |shell| Ok::<_, LifecycleError>(up::unfinished(shell).await?));
+                tokio::time::timeout(STATUS_PROBE_TIMEOUT, ask).await.ok().and_then(Result::ok)
+            }
+            false => None,
+        };
+        Ok(BoxStatus { info, host_key_pinned, manifest_current, idle, bring_up_unfinished })
     }
 
     /// Creates (or finishes) the owner's box `name` with the user's key.
@@ -369,19 +402,37 @@ impl Context {
         self.start_found(info, progress).await
     }
 
-    /// Wake on connect: the box `name`, running. A stopped one (by its idle
-    /// check, `reap` or `stop`) is started first and waited for until SSH
-    /// answers with the pinned key, as `start` would; its stack comes back
-    /// with it (supervisord starts at boot; a hibernated box resumes).
-    /// Concurrent wakes start it once: EC2's StartInstances is idempotent,
-    /// a local box boots under its lock.
-    pub async fn wake(&self, name: &BoxName, progress: Option<&ProgressBar>) -> Result<BoxInfo, LifecycleError> {
+    /// Wake on connect: the box `name`, running, as `start` leaves it. A
+    /// stopped one (by its idle check, `reap` or `stop`) is started and
+    /// waited for until SSH answers with the pinned key; then, with a
+    /// manifest, its stack is brought up and waited for until healthy and
+    /// the hostnames pointed at it again, so the command that woke it finds
+    /// its services answering. Without one (plain `ssh` from another
+    /// directory), supervisord's programs are waited for until none is
+    /// still starting. Concurrent wakes start it once: EC2's StartInstances
+    /// is idempotent, a local box boots under its lock, and bring-up runs
+    /// under the box's bring-up lock.
+    pub async fn wake(&self, name: &BoxName, manifest: Option<&LoadedManifest>, progress: Option<&ProgressBar>) -> Result<Woken, LifecycleError> {
         let info = self.find(name).await?;
         if info.state == BoxState::Running {
-            return Ok(info);
+            return Ok(Woken { info, started: None });
         }
         step(progress, format!("box {name} is {}: starting it", info.state.as_str()));
-        self.start_found(info, progress).await
+        // A missing seed fails before the box starts billing.
+        let snapshots = match manifest {
+            Some(m) => Some(self.snapshots(m).await?),
+            None => None,
+        };
+        let info = self.start_found(info, progress).await?;
+        let started = match (manifest, snapshots) {
+            (Some(m), Some(s)) => self.stack_back(info, m, &s, WAKE_HEALTH_TIMEOUT, progress).await?,
+            _ => {
+                step(progress, "waiting for supervisord's programs to start".into());
+                let starting = self.on_box(&info, async |shell| Ok::<_, LifecycleError>(services::settle(shell, WAKE_HEALTH_TIMEOUT).await?)).await?;
+                Started { info, up: None, hostnames: None, starting }
+            }
+        };
+        Ok(Woken { info: started.info.clone(), started: Some(started) })
     }
 
     async fn start_found(&self, info: BoxInfo, progress: Option<&ProgressBar>) -> Result<BoxInfo, LifecycleError> {
@@ -408,14 +459,27 @@ impl Context {
             None => None,
         };
         let info = self.start(name, progress).await?;
-        let (up, hostnames) = match (manifest, &snapshots) {
-            (Some(m), Some(s)) => (
-                Some(self.up_with(&info, m, s, health_timeout, progress).await?),
-                Some(self.point_hostnames(&info, &m.manifest.hostnames).await),
-            ),
-            _ => (None, None),
-        };
-        Ok(Started { info, up, hostnames })
+        match (manifest, &snapshots) {
+            (Some(m), Some(s)) => self.stack_back(info, m, s, health_timeout, progress).await,
+            _ => Ok(Started { info, up: None, hostnames: None, starting: Vec::new() }),
+        }
+    }
+
+    /// A started box's stack brought up (waited for until healthy) and the
+    /// hostnames pointed at it again (a started box usually has a new
+    /// address).
+    async fn stack_back(
+        &self,
+        info: BoxInfo,
+        manifest: &LoadedManifest,
+        snapshots: &Snapshots,
+        health_timeout: Duration,
+        progress: Option<&ProgressBar>,
+    ) -> Result<Started, LifecycleError> {
+        let up = self.up_with(&info, manifest, snapshots, health_timeout, progress).await?;
+        step(progress, "pointing hostnames at the box".into());
+        let hostnames = self.point_hostnames(&info, &manifest.manifest.hostnames).await;
+        Ok(Started { info, up: Some(up), hostnames: Some(hostnames), starting: Vec::new() })
     }
 
     /// The box running: a stopped (or stopping) one started once it has
@@ -433,7 +497,9 @@ impl Context {
         Ok(info)
     }
 
-    pub async fn stop(&self, name: &BoxName, progress: Option<&ProgressBar>) -> Result<BoxInfo, LifecycleError> {
+    /// Stops box `name`; the hostnames pointed at it move to another box of
+    /// yours that runs, or are cleared (see [`Context::move_hostnames_off`]).
+    pub async fn stop(&self, name: &BoxName, progress: Option<&ProgressBar>) -> Result<(BoxInfo, Option<Pointed>), LifecycleError> {
         let info = self.find(name).await?;
         if info.state != BoxState::Stopped {
             step(progress, format!("stopping {}", info.id));
@@ -442,26 +508,42 @@ impl Context {
         let stopped = self.wait(&info, "stopped", RUNNING_TIMEOUT, progress, |i| i.state == BoxState::Stopped).await?;
         // A stopped box gives up its public address, which someone else's
         // instance may get next: the laptop must not keep sending there.
-        self.unpoint_hostnames(&stopped).await;
-        Ok(stopped)
+        let moved = self.move_hostnames_off(&stopped).await;
+        Ok((stopped, moved))
     }
 
-    pub async fn destroy(&self, name: &BoxName, progress: Option<&ProgressBar>) -> Result<BoxInfo, LifecycleError> {
+    pub async fn destroy(&self, name: &BoxName, progress: Option<&ProgressBar>) -> Result<(BoxInfo, Option<Pointed>), LifecycleError> {
         let info = self.find(name).await?;
         step(progress, format!("destroying {}", info.id));
         self.provider.destroy(&info.id).await?;
         self.known_hosts.forget(&known_hosts::alias(&info.id))?;
         self.write_ssh_config(false).await?;
-        self.unpoint_hostnames(&info).await;
-        Ok(info)
+        let moved = self.move_hostnames_off(&info).await;
+        Ok((info, moved))
     }
 
-    /// Clears the hostnames pointed at this box of yours; an absent agent
-    /// has nothing to clear.
-    async fn unpoint_hostnames(&self, info: &BoxInfo) {
-        if let Err(e) = self.hosts.unpoint(&hosts::label(self.owner.as_str(), &info.name)).await {
-            tracing::debug!("hostnames not cleared: {e}");
-        }
+    /// Clears the hostnames pointed at this box of yours (an absent agent
+    /// has nothing to clear) and, when another box of yours runs, points
+    /// them at it (your default box first): the laptop is not left with
+    /// no target while a box is up. None: nothing was pointed at this box.
+    async fn move_hostnames_off(&self, info: &BoxInfo) -> Option<Pointed> {
+        let names = match self.hosts.unpoint(&hosts::label(self.owner.as_str(), &info.name)).await {
+            Ok(names) if !names.is_empty() => names,
+            Ok(_) => return None,
+            Err(e) => {
+                tracing::debug!("hostnames not cleared: {e}");
+                return None;
+            }
+        };
+        let mut others: Vec<BoxInfo> = match self.provider.list(Some(&self.owner)).await {
+            Ok(boxes) => boxes.into_iter().filter(|b| b.id != info.id && b.state == BoxState::Running && b.preview.is_none()).collect(),
+            Err(_) => Vec::new(),
+        };
+        others.sort_by_key(|b| (b.name != BoxName::default().as_str(), b.name.clone()));
+        Some(match others.first() {
+            Some(next) => self.point_hostnames(next, &names).await,
+            None => Pointed::Skipped { reason: format!("{} no longer point anywhere: none of your other boxes runs", names.join(", ")) },
+        })
     }
 
     /// Points the manifest's hostnames at one of your boxes (create, start,
@@ -478,6 +560,11 @@ impl Context {
             return Err(LifecycleError::KeepTooLong { asked: duration, max: policy.max_keep });
         }
         let info = self.find(name).await?;
+        // A stopped box does not stop itself: a keep would only hold it
+        // up after a later start, which is not what was asked.
+        if info.state != BoxState::Running {
+            return Err(LifecycleError::Stopped { name: info.name.clone(), state: info.state.as_str() });
+        }
         let until = Utc::now() + chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX);
         self.provider.keep_until(&info.id, until).await?;
         Ok((info, until))
@@ -492,7 +579,10 @@ impl Context {
             .provider
             .find(owner, name)
             .await?
-            .ok_or_else(|| LifecycleError::UnknownBox { owner: owner.to_string(), name: name.to_string() })?;
+            .ok_or_else(|| match owner == &self.owner {
+                true => LifecycleError::UnknownBox { owner: owner.to_string(), name: name.to_string() },
+                false => LifecycleError::UnknownShared { owner: owner.to_string(), name: name.to_string() },
+            })?;
         if info.state != BoxState::Running && start {
             if !info.shareable && owner != &self.owner {
                 return Err(LifecycleError::NotShareable { owner: owner.to_string(), name: info.name });

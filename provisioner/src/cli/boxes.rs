@@ -9,6 +9,7 @@ use clap::Args;
 use super::box_arg::BoxArg;
 use super::output::{self, Output};
 use super::Global;
+use crate::laptop::hosts::Pointed;
 use crate::manifest::LoadedManifest;
 use crate::boxes::lifecycle::{Context, CreateReport};
 use crate::provider::BoxInfo;
@@ -148,6 +149,9 @@ pub async fn status(global: &Global, args: NameArg) -> Result<ExitCode> {
             if let Some(by) = &info.stopped_by {
                 println!("last stopped by: {by}");
             }
+            if status.bring_up_unfinished == Some(true) {
+                println!("stack: the last bring-up did not finish healthy; run `workstation up {}`", info.name);
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -195,9 +199,10 @@ pub async fn start(global: &Global, args: StartArgs) -> Result<ExitCode> {
 pub async fn stop(global: &Global, args: NameArg) -> Result<ExitCode> {
     let ctx = global.context(global.manifest_for_lookup().as_ref()).await?;
     let progress = output::spinner(global.output);
-    let info = ctx.stop(&args.target.get(), progress.as_ref()).await;
+    let stopped = ctx.stop(&args.target.get(), progress.as_ref()).await;
     progress.inspect(|p| p.finish_and_clear());
-    report(global, "stopped (disk kept)", &info?)
+    let (info, moved) = stopped?;
+    report(global, "stopped (disk kept)", &info, moved.as_ref())
 }
 
 pub async fn destroy(global: &Global, args: DestroyArgs) -> Result<ExitCode> {
@@ -208,15 +213,22 @@ pub async fn destroy(global: &Global, args: DestroyArgs) -> Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     let progress = output::spinner(global.output);
-    let info = ctx.destroy(&args.target.get(), progress.as_ref()).await;
+    let destroyed = ctx.destroy(&args.target.get(), progress.as_ref()).await;
     progress.inspect(|p| p.finish_and_clear());
-    report(global, "destroyed", &info?)
+    let (info, moved) = destroyed?;
+    report(global, "destroyed", &info, moved.as_ref())
 }
 
-fn report(global: &Global, what: &str, info: &BoxInfo) -> Result<ExitCode> {
+/// The box, and where the hostnames that pointed at it went.
+fn report(global: &Global, what: &str, info: &BoxInfo, moved: Option<&Pointed>) -> Result<ExitCode> {
     match global.output {
         Output::Json => output::json(info)?,
         Output::Text => println!("box {} ({}) {what}", info.name, info.id),
+    }
+    match moved {
+        Some(Pointed::Pointed { names, address, label, .. }) => eprintln!("hostnames {} now point at {label} ({address})", names.join(", ")),
+        Some(Pointed::Skipped { reason }) => eprintln!("note: hostnames {reason}; `workstation start` or `workstation share` points them again"),
+        _ => {}
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -64,20 +64,36 @@ impl Global {
     }
 
     /// The context and the owner's box `name`, running: a verb that
-    /// connects to a stopped box starts it first (wake on connect), with
-    /// progress on stderr.
+    /// connects to a stopped box starts it first (wake on connect), as
+    /// `start` would, with progress on stderr.
     pub async fn wake(&self, manifest: Option<&LoadedManifest>, name: &BoxName) -> Result<(Context, BoxInfo)> {
         let ctx = self.context(manifest).await?;
-        let info = self.wake_in(&ctx, name).await?;
+        let info = self.wake_in(&ctx, manifest, name).await?;
         Ok((ctx, info))
     }
 
-    /// [`Global::wake`] in a context already made.
-    pub async fn wake_in(&self, ctx: &Context, name: &BoxName) -> Result<BoxInfo> {
+    /// [`Global::wake`] in a context already made. What the wake did goes
+    /// to stderr: stdout is the command's (or, for the ProxyCommand, ssh's
+    /// connection).
+    pub async fn wake_in(&self, ctx: &Context, manifest: Option<&LoadedManifest>, name: &BoxName) -> Result<BoxInfo> {
         let progress = super::output::spinner(self.output);
-        let info = ctx.wake(name, progress.as_ref()).await;
+        let woken = ctx.wake(name, manifest, progress.as_ref()).await;
         progress.inspect(|p| p.finish_and_clear());
-        Ok(info?)
+        let woken = woken?;
+        if let Some(started) = &woken.started {
+            super::output::report_wake(started);
+        }
+        Ok(woken.info)
+    }
+
+    /// Which provider this run uses: `--provider`, else the settings' (the
+    /// file alone: no owner needed), else aws.
+    pub fn provider_kind(&self) -> Result<ProviderKind> {
+        if let Some(kind) = self.provider {
+            return Ok(kind);
+        }
+        let paths = Paths::from_env()?;
+        Ok(Settings::load(&paths, &|k| std::env::var(k).ok()).map(|s| s.provider).unwrap_or(ProviderKind::Aws))
     }
 
     /// Settings, provider and pinned keys: everything a verb needs.

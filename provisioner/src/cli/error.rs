@@ -76,7 +76,7 @@ pub fn kind_name(e: &anyhow::Error) -> &'static str {
             return "ssh";
         }
         match cause.downcast_ref::<LifecycleError>() {
-            Some(LifecycleError::UnknownBox { .. }) => return "unknown-box",
+            Some(LifecycleError::UnknownBox { .. } | LifecycleError::UnknownShared { .. }) => return "unknown-box",
             Some(LifecycleError::Stopped { .. } | LifecycleError::NotRunning { .. }) => return "box-not-running",
             Some(LifecycleError::NotShareable { .. }) => return "not-shareable",
             _ => {}
@@ -113,6 +113,9 @@ fn aws_failure<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a A
 /// Prints the error, its causes (one per line) and its hint on stderr (and,
 /// with `json`, as one object on stdout); returns the exit code of its kind.
 pub fn report(e: &anyhow::Error, json: bool) -> ExitCode {
+    if closed_pipe(e) {
+        return ExitCode::SUCCESS;
+    }
     let (kind, hint) = classify(e);
     eprintln!("error: {e}");
     for cause in e.chain().skip(1) {
@@ -127,6 +130,56 @@ pub fn report(e: &anyhow::Error, json: bool) -> ExitCode {
         println!("{body}");
     }
     ExitCode::from(kind.code())
+}
+
+/// Whether `e` is a write into a pipe whose reader has gone (`| head`):
+/// the reader has what it wanted, so, as in ripgrep, that ends the
+/// command quietly with success.
+fn closed_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+}
+
+/// `println!` panics when stdout is a closed pipe (Rust ignores SIGPIPE):
+/// that panic ends the process quietly with success instead of being
+/// reported as a bug. Every other panic goes to the default hook.
+pub fn quiet_on_closed_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info.payload().downcast_ref::<String>().map(String::as_str).or_else(|| info.payload().downcast_ref::<&str>().copied());
+        // std's message: "failed printing to stdout: Broken pipe (os error 32)".
+        if message.is_some_and(|m| m.starts_with("failed printing to std") && m.contains("os error 32")) {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
+/// Parses the command line. A usage error exits 2 with clap's message on
+/// stderr and, when `-o json` was asked for, a JSON error on stdout too
+/// (help and --version print as usual).
+pub fn parse_or_exit() -> crate::cli::Cli {
+    use clap::Parser;
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    match crate::cli::Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let usage = !matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand);
+            if usage && asks_for_json(&args) {
+                let message = e.render().to_string();
+                let first = message.lines().next().unwrap_or_default().trim_start_matches("error: ").to_owned();
+                println!("{}", serde_json::json!({ "error": { "kind": "usage", "message": first, "causes": [], "hint": message.lines().skip(1).map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" "), "exit_code": EXIT_USAGE } }));
+            }
+            e.exit()
+        }
+    }
+}
+
+/// `-o json`, `-ojson`, `--output json` or `--output=json` before any `--`.
+fn asks_for_json(args: &[std::ffi::OsString]) -> bool {
+    let words: Vec<&str> = args.iter().skip(1).map(|a| a.to_str().unwrap_or_default()).take_while(|a| *a != "--").collect();
+    words.iter().zip(words.iter().skip(1)).any(|(a, b)| matches!(*a, "-o" | "--output") && *b == "json")
+        || words.iter().any(|a| matches!(*a, "-ojson" | "--output=json"))
 }
 
 /// Runs the command; a panic is a bug (exit 3), not a crash with 101.
@@ -172,5 +225,16 @@ mod tests {
         assert_eq!(run_guarded(true, || panic!("invariant broken")), ExitCode::from(3));
         assert_eq!(kind_name(&anyhow::Error::from(Bug("x".into()))), "bug");
         assert_eq!(kind_name(&anyhow::anyhow!("other")), "failed");
+    }
+
+    #[test]
+    fn a_closed_pipe_is_success_and_json_is_found_before_the_command() {
+        let pipe = anyhow::Error::from(std::io::Error::from(std::io::ErrorKind::BrokenPipe)).context("writing the log");
+        assert_eq!(report(&pipe, false), ExitCode::SUCCESS);
+        let args = |s: &str| s.split(' ').map(std::ffi::OsString::from).collect::<Vec<_>>();
+        assert!(asks_for_json(&args("workstation list -o json --bad")));
+        assert!(asks_for_json(&args("workstation --output=json list")));
+        assert!(!asks_for_json(&args("workstation ssh dev -- -o json")));
+        assert!(!asks_for_json(&args("workstation list -o text")));
     }
 }

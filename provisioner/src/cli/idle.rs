@@ -14,6 +14,7 @@ use super::box_arg::BoxArg;
 use super::output::{self, Output};
 use super::Global;
 use crate::idle::reap::{self, ReapReport};
+use crate::laptop::settings::ProviderKind;
 
 /// Keep a box from stopping itself for a while (at most idle.max_keep).
 ///
@@ -26,7 +27,7 @@ pub struct KeepArgs {
     #[command(flatten)]
     target: BoxArg,
     /// How long, e.g. 2h or 90m.
-    #[arg(long = "for", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long = "for", value_name = "DURATION", value_parser = super::duration::parse)]
     duration: Duration,
 }
 
@@ -78,10 +79,20 @@ pub async fn keep(global: &Global, args: KeepArgs) -> Result<ExitCode> {
 pub async fn reap(global: &Global, args: ReapArgs) -> Result<ExitCode> {
     let manifest = global.optional_manifest()?;
     let policy = manifest.as_ref().map(|m| m.manifest.idle.clone()).unwrap_or_default();
-    let (provider, calls) = global.aws(manifest.as_ref()).await?;
     let run = reap::Run { policy: &policy, at: args.at.unwrap_or_else(Utc::now), dry_run: args.dry_run, concurrency: args.concurrency, preview_owner: &args.preview_owner };
-    let report = reap::reap(&provider, &run).await?;
-    let api_calls = calls.counts();
+    // `--provider local` (or local in the settings) reaps this machine's
+    // local boxes; otherwise every owner's EC2 instances.
+    let (report, api_calls) = match global.provider_kind()? {
+        ProviderKind::Local => {
+            let ctx = global.context(manifest.as_ref()).await?;
+            (reap::reap_listed(ctx.provider.as_ref(), &run).await?, Default::default())
+        }
+        ProviderKind::Aws => {
+            let (provider, calls) = global.aws(manifest.as_ref()).await?;
+            let report = reap::reap(&provider, &run).await?;
+            (report, calls.counts())
+        }
+    };
     match global.output {
         Output::Json => output::json(&serde_json::json!({ "report": report, "api_calls": api_calls }))?,
         Output::Text => print(&report, &api_calls),
@@ -111,6 +122,7 @@ fn print(report: &ReapReport, api_calls: &std::collections::BTreeMap<String, u64
         println!("{table}");
     }
     let calls: Vec<String> = api_calls.iter().map(|(op, n)| format!("{op} {n}")).collect();
+    let calls = if calls.is_empty() { vec!["none (local boxes)".to_owned()] } else { calls };
     if report.dry_run {
         println!(
             "{} boxes, {} would stop, {} expired previews would be terminated (dry run); API calls: {}",

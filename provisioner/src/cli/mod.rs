@@ -5,6 +5,8 @@ mod box_arg;
 mod boxes;
 mod boxside;
 mod context;
+mod cp;
+mod duration;
 pub mod error;
 mod hosts;
 mod idle;
@@ -36,7 +38,8 @@ Examples:
   workstation create                       launch your box \"dev\" and pin its host key
   workstation create api-test              a second box
   workstation list --output json           your boxes, for scripts
-  workstation ssh dev -- make test         run a command on the box
+  workstation ssh dev -- uname -a          run a command on the box
+  workstation cp notes.txt dev:            copy a file to the box (dev:PATH the other way)
   workstation services                     state and health of every program
   workstation logs api -f                  follow a service's log
   workstation seed main --reset            reload a store from its snapshot
@@ -56,7 +59,7 @@ Examples:
   workstation keep --for 2h                do not stop my idle box for two hours
   workstation reap --dry-run               which idle boxes the backstop would stop
   workstation stop dev                     stop it; the disk is kept
-  workstation destroy dev --yes            delete it and its disk
+  workstation destroy dev --yes            delete it and its disk (alias: rm)
   WORKSTATION_PROVIDER=local workstation create   a box on this machine (root)
 
 Exit codes:
@@ -64,6 +67,10 @@ Exit codes:
   1  the request failed: bad input or manifest, unknown box, unhealthy stack, AWS or SSH failure
   2  usage: an unknown flag or a bad value (nothing was done)
   3  a bug in workstation (please report it with the output of -v)";
+
+/// The heading of the options every verb takes: listed after a verb's own,
+/// so `workstation VERB --help` shows its arguments first.
+const GLOBAL: &str = "Global options";
 
 /// Remote development boxes built from one manifest: create yours, SSH in
 /// with a pinned host key, stop it when idle.
@@ -74,36 +81,36 @@ Exit codes:
 #[command(name = "workstation", version, propagate_version = true, max_term_width = 100, after_help = EXAMPLES)]
 pub struct Cli {
     /// The manifest (default: workstation.toml here or in a parent directory).
-    #[arg(long, global = true, env = "WORKSTATION_MANIFEST", value_name = "PATH")]
+    #[arg(long, global = true, env = "WORKSTATION_MANIFEST", value_name = "PATH", help_heading = GLOBAL)]
     pub manifest: Option<PathBuf>,
 
     /// Where boxes live (default: `provider` in your settings, else aws).
-    #[arg(long, global = true, value_enum)]
+    #[arg(long, global = true, value_enum, help_heading = GLOBAL)]
     pub provider: Option<ProviderKind>,
 
     /// Output format for results on stdout; progress always goes to stderr.
     /// With json, a failure is also a JSON object on stdout. markdown: only
     /// `preview up` and `preview list` (a pull request comment).
-    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Format::Text)]
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Format::Text, help_heading = GLOBAL)]
     pub output: Format,
 
     /// AWS profile (default: `[aws] profile` in your settings, then AWS_PROFILE).
-    #[arg(long, global = true, value_name = "NAME")]
+    #[arg(long, global = true, value_name = "NAME", help_heading = GLOBAL)]
     pub profile: Option<String>,
 
     /// AWS region (default: `[aws] region` in your settings, then the
     /// manifest's box.region, then AWS_REGION).
-    #[arg(long, global = true, value_name = "REGION")]
+    #[arg(long, global = true, value_name = "REGION", help_heading = GLOBAL)]
     pub region: Option<String>,
 
     /// Let the manifest's local seed paths leave its directory (absolute
     /// paths, `..`, symlinks out): only for a manifest you trust, since
     /// seeding copies those files to the box.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub allow_outside: bool,
 
     /// More detail on stderr (-v: debug, -vv: trace, including the SDK).
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = GLOBAL)]
     pub verbose: u8,
 
     #[command(subcommand)]
@@ -132,6 +139,7 @@ pub enum Command {
     ///   workstation stop api-test
     #[command(verbatim_doc_comment)]
     Stop(boxes::NameArg),
+    #[command(visible_alias = "rm")]
     Destroy(boxes::DestroyArgs),
     Up(stack::UpArgs),
     Seed(stack::SeedArgs),
@@ -150,6 +158,7 @@ pub enum Command {
     Hosts(hosts::HostsArgs),
     Share(hosts::ShareArgs),
     Ssh(ssh::SshArgs),
+    Cp(cp::CpArgs),
     PortForward(ssh::PortForwardArgs),
     Code(ssh::CodeArgs),
     SshConfig(ssh::SshConfigArgs),
@@ -212,6 +221,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Hosts(args) => hosts::hosts(&global, args).await,
         Command::Share(args) => hosts::share(&global, args).await,
         Command::Ssh(args) => ssh::ssh(&global, args).await,
+        Command::Cp(args) => cp::cp(&global, args).await,
         Command::PortForward(args) => ssh::port_forward(&global, args).await,
         Command::Code(args) => ssh::code(&global, args).await,
         Command::SshConfig(args) => ssh::ssh_config(&global, args).await,

@@ -126,6 +126,34 @@ pub fn print_pointed(pointed: &Pointed) {
     }
 }
 
+/// What a wake on connect did, on stderr (stdout belongs to the command
+/// that woke the box): where the hostnames point, and what is not healthy
+/// (the command runs anyway: it may be the one to find out why).
+pub fn report_wake(started: &crate::boxes::lifecycle::Started) {
+    let name = &started.info.name;
+    if let Some(Pointed::Pointed { names, address, .. }) = &started.hostnames {
+        eprintln!("woke box {name}; hostnames {} -> {address}", names.join(", "));
+    } else {
+        eprintln!("woke box {name}");
+    }
+    if let Some(up) = &started.up {
+        let down: Vec<String> = up.programs.iter().filter(|p| !p.is_up()).map(|p| format!("{} ({}, {})", p.name, p.state.to_lowercase(), p.health.as_str())).collect();
+        let seeds: Vec<&str> = up.seeds.iter().filter_map(|s| s.error.as_deref()).collect();
+        if !down.is_empty() || !seeds.is_empty() {
+            eprintln!(
+                "warning: the stack is not healthy after the wake: {}; running the command anyway (`workstation services {name}` and `workstation logs PROGRAM` tell more)",
+                down.into_iter().chain(seeds.into_iter().map(String::from)).collect::<Vec<_>>().join("; ")
+            );
+        }
+    }
+    if !started.starting.is_empty() {
+        eprintln!(
+            "warning: no workstation.toml here, so only supervisord was waited for, and {} still starting; run from the checkout (or `workstation up {name}`) to wait for the health checks",
+            started.starting.join(", ")
+        );
+    }
+}
+
 pub fn spinner(output: Output) -> Option<indicatif::ProgressBar> {
     use std::io::IsTerminal;
     if output != Output::Text || !std::io::stderr().is_terminal() {

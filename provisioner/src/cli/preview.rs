@@ -59,7 +59,7 @@ pub struct UpArgs {
     git_ref: String,
     /// How long the preview lives after this run before `reap` terminates
     /// it (at most 90d).
-    #[arg(long, value_name = "DURATION", default_value = "3d", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "3d", value_parser = super::duration::parse)]
     ttl: Duration,
     /// The repository (default: the one the manifest is in).
     #[arg(long, value_name = "DIR")]
@@ -69,7 +69,7 @@ pub struct UpArgs {
     #[arg(long, value_name = "ID", env = "WORKSTATION_PREVIEW_ZONE")]
     zone_id: Option<String>,
     /// How long to wait for services to become healthy.
-    #[arg(long = "health-timeout", value_name = "DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
+    #[arg(long = "health-timeout", value_name = "DURATION", default_value = "5m", value_parser = super::duration::parse)]
     health_timeout: Duration,
 }
 

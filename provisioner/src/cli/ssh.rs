@@ -26,12 +26,17 @@ use crate::ssh::ssh_config::host_alias;
 /// connection fails), and the words after `--` are joined with spaces into
 /// one remote command line, so a quoted shell line runs as a shell line.
 ///
+/// A stopped box is started first and its stack brought up and waited
+/// for, as `start` does, before the command runs.
+///
 /// Examples:
 ///   workstation ssh dev
-///   workstation ssh dev -- make test
-///   workstation ssh dev -- 'cd /src && git status; exit 3'
-///   cat dump.sql | workstation ssh dev -- psql app
-///   tar c . | workstation ssh dev -- tar x -C /src
+///   workstation ssh dev -- uname -a
+///   workstation ssh dev -- 'cd "$HOME" && ls -a; exit 3'
+///   echo 'select 1;' | workstation ssh dev -- psql -h 127.0.0.1 -U postgres shop
+///   tar c README.md | workstation ssh dev -- 'mkdir -p upload && tar x -C upload'
+///   workstation ssh dev -A -L 15432:127.0.0.1:5432 -- 'sleep 1'
+///   workstation ssh dev --ssh-option ServerAliveInterval=15
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct SshArgs {
@@ -44,9 +49,28 @@ pub struct SshArgs {
     /// Never allocate a terminal.
     #[arg(short = 'T')]
     no_tty: bool,
-    /// Command to run instead of a shell (after `--`).
-    #[arg(last = true)]
+    /// Forward your SSH agent to the box (OpenSSH's -A).
+    #[arg(short = 'A')]
+    forward_agent: bool,
+    /// A box port here: [BIND:]PORT:HOST:HOSTPORT (OpenSSH's -L; repeatable).
+    #[arg(short = 'L', value_name = "SPEC")]
+    local_forward: Vec<String>,
+    /// A port of this laptop on the box: [BIND:]PORT:HOST:HOSTPORT
+    /// (OpenSSH's -R; repeatable).
+    #[arg(short = 'R', value_name = "SPEC")]
+    remote_forward: Vec<String>,
+    /// An OpenSSH option, KEY=VALUE (OpenSSH's -o; here -o is --output).
+    /// Options that would bypass the pinned host key are refused.
+    #[arg(long = "ssh-option", value_name = "KEY=VALUE", value_parser = ssh_option)]
+    ssh_option: Vec<String>,
+    /// Command to run instead of a shell, after `--` (`workstation ssh dev
+    /// -- make test`); its words are joined into one remote command line.
+    #[arg(last = true, value_name = "COMMAND")]
     command: Vec<String>,
+}
+
+fn ssh_option(s: &str) -> Result<String, String> {
+    crate::ssh::openssh::check_option(s).map(|()| s.to_owned()).map_err(|e| e.to_string())
 }
 
 /// Write the OpenSSH config for your boxes and include it from ~/.ssh/config,
@@ -117,6 +141,18 @@ pub async fn ssh(global: &Global, args: SshArgs) -> Result<ExitCode> {
         (true, ..) => None,
         (false, ..) => Some(if terminal { "-t" } else { "-T" }),
     };
+    if args.forward_agent {
+        ssh.arg("-A");
+    }
+    for spec in &args.local_forward {
+        ssh.arg("-L").arg(spec);
+    }
+    for spec in &args.remote_forward {
+        ssh.arg("-R").arg(spec);
+    }
+    for option in &args.ssh_option {
+        ssh.arg("-o").arg(option);
+    }
     ssh.args(tty).arg(host_alias(&info.name));
     if !args.command.is_empty() {
         ssh.arg("--").args(&args.command);
@@ -152,7 +188,8 @@ pub(super) async fn running_box(global: &Global, name: &BoxName) -> Result<(Cont
 const PROXY_FAST_CONNECT: std::time::Duration = std::time::Duration::from_millis(1500);
 
 pub async fn proxy(global: &Global, args: ProxyArgs) -> Result<ExitCode> {
-    let ctx = global.context(global.manifest_for_lookup().as_ref()).await?;
+    let manifest = global.manifest_for_lookup();
+    let ctx = global.context(manifest.as_ref()).await?;
     // A running EC2 box answers at its private address: no
     // DescribeInstances per ssh connection. Only a private one: a stopped
     // instance keeps it, while its public address may be someone else's
@@ -166,7 +203,10 @@ pub async fn proxy(global: &Global, args: ProxyArgs) -> Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
     }
-    let info = global.wake_in(&ctx, &args.name).await?;
+    // A stopped box is woken as `start` would: the connection is handed
+    // over only once its stack is healthy, so the command ssh carries does
+    // not find its services still starting.
+    let info = global.wake_in(&ctx, manifest.as_ref(), &args.name).await?;
     let address = std::net::SocketAddr::new(ctx.target(&info)?.address.ip(), args.port);
     let stream = connect_when_up(address).await.with_context(|| format!("cannot connect to box {} at {address}", info.name))?;
     pass_to_ssh(&stream).context(FDPASS)?;
@@ -301,6 +341,10 @@ pub struct CodeArgs {
 }
 
 pub async fn port_forward(global: &Global, args: PortForwardArgs) -> Result<ExitCode> {
+    // Before waking the box: a taken local port is this laptop's problem.
+    for f in &args.ports {
+        local_port_free(&args.name, f)?;
+    }
     let (ctx, info) = running_box(global, &args.name).await?;
     let config = ctx.write_ssh_config(false).await?;
     let mut ssh = std::process::Command::new("ssh");
@@ -320,6 +364,29 @@ pub async fn port_forward(global: &Global, args: PortForwardArgs) -> Result<Exit
     }
     let err = ssh.exec();
     Err(err).context("cannot run ssh (the OpenSSH client); install openssh-client")
+}
+
+/// Fails with what to do when the forward's local port cannot be bound
+/// here (instead of OpenSSH's "bind: Address already in use" and 255).
+fn local_port_free(name: &BoxName, f: &Forward) -> Result<()> {
+    match std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, f.local)) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            let other = if f.local < 55536 { f.local + 10000 } else { f.local - 10000 };
+            anyhow::bail!(
+                "local port {} is already in use on this laptop (another program listens on it); forward to another local port: `workstation port-forward {name} {other}:{}`",
+                f.local,
+                f.remote
+            )
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => anyhow::bail!(
+            "local port {} needs root on this laptop (ports below 1024 are privileged); use a higher one: `workstation port-forward {name} {}:{}`",
+            f.local,
+            f.local + 10000,
+            f.remote
+        ),
+        Err(e) => Err(e).with_context(|| format!("cannot listen on 127.0.0.1:{} here", f.local)),
+    }
 }
 
 pub async fn code(global: &Global, args: CodeArgs) -> Result<ExitCode> {

@@ -38,7 +38,7 @@ pub struct UpArgs {
 #[derive(Debug, Clone, Copy, Args)]
 pub struct HealthTimeout {
     /// How long to wait for services to become healthy.
-    #[arg(long = "health-timeout", value_name = "DURATION", default_value = "2m", value_parser = humantime::parse_duration)]
+    #[arg(long = "health-timeout", value_name = "DURATION", default_value = "2m", value_parser = super::duration::parse)]
     pub value: Duration,
 }
 

@@ -28,7 +28,8 @@ use crate::sync::session::{self, Report, Sync};
 pub struct SyncArgs {
     #[command(flatten)]
     target: BoxArg,
-    /// One full sync, then exit.
+    /// One full sync, then exit (an unreachable box fails at once, with what
+    /// ssh said, instead of being retried).
     #[arg(long)]
     once: bool,
     /// The checkout (default: the manifest's directory).
@@ -59,7 +60,7 @@ pub async fn sync(global: &Global, args: SyncArgs) -> Result<ExitCode> {
     let sync = Sync::prepare(&ctx, &info, &manifest, dir).await?;
     let report = Lines(global.output);
     let started = std::time::Instant::now();
-    let n = sync.initial(&report).await?;
+    let n = sync.initial(args.once, &report).await?;
     match global.output {
         Output::Json if args.once => super::output::json(&serde_json::json!({ "box": info.name, "remote": sync.target.remote, "changed": n }))?,
         _ => report.line(&format!("synced {n} path(s) to {}:{} in {:.1}s", info.name, sync.target.remote, started.elapsed().as_secs_f64())),

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::manifest::{IdlePolicy, Manifest};
 use crate::idle::policy::{self, Seen, Verdict};
 use crate::provider::aws::AwsProvider;
-use crate::provider::{BoxInfo, ProviderError};
+use crate::provider::{BoxInfo, BoxState, Provider, ProviderError};
 
 /// Instance ids per StopInstances call (the API takes more, but a smaller
 /// batch keeps a throttled or failing call cheap to retry one by one).
@@ -149,6 +149,36 @@ pub async fn reap(provider: &AwsProvider, run: &Run<'_>) -> Result<ReapReport, P
         report.stopped.extend(done.stopped);
         report.gone.extend(done.gone);
         report.failed.extend(done.failed.into_iter().map(|(id, error)| Failed { id, error }));
+    }
+    Ok(report)
+}
+
+/// `reap` over a provider without fleet-wide batch calls (local boxes,
+/// every HOME's on this machine is not visible, only this one's): the same
+/// plan and expiry as [`reap`], one stop or destroy per box.
+pub async fn reap_listed(provider: &dyn Provider, run: &Run<'_>) -> Result<ReapReport, ProviderError> {
+    let Run { policy, at, dry_run, preview_owner, .. } = *run;
+    let expiry_at = if dry_run { at } else { at.min(Utc::now()) };
+    let all = provider.list(None).await?;
+    let previews: Vec<BoxInfo> = all.iter().filter(|b| b.preview.is_some() && b.owner == preview_owner).cloned().collect();
+    let expired = expired(&previews, expiry_at);
+    let boxes: Vec<BoxInfo> = all.into_iter().filter(|b| b.state == BoxState::Running && !expired.iter().any(|e| e.id == b.id)).collect();
+    let plan = plan(policy, &boxes, at);
+    let mut report = ReapReport { at, dry_run, examined: boxes.len() + expired.len(), plan, expired, ..Default::default() };
+    if dry_run {
+        return Ok(report);
+    }
+    for id in report.expired.iter().map(|e| e.id.clone()).collect::<Vec<_>>() {
+        match provider.destroy(&id).await {
+            Ok(()) => report.terminated.push(id),
+            Err(e) => report.failed.push(Failed { id, error: e.to_string() }),
+        }
+    }
+    for (id, hibernate) in report.plan.iter().map(|p| (p.id.clone(), p.hibernate)).collect::<Vec<_>>() {
+        match provider.stop(&id, hibernate).await {
+            Ok(()) => report.stopped.push(id),
+            Err(e) => report.failed.push(Failed { id, error: e.to_string() }),
+        }
     }
     Ok(report)
 }

@@ -114,7 +114,7 @@ impl Manifest {
 
     pub fn parse(text: &str) -> Result<Self, ParseError> {
         let manifest: Manifest =
-            toml::from_str(text).map_err(|e| ParseError::Syntax(e.to_string()))?;
+            toml::from_str(text).map_err(|e| ParseError::Syntax(plain(&e.to_string())))?;
         let problems = manifest.validate();
         if problems.is_empty() {
             Ok(manifest)
@@ -122,6 +122,27 @@ impl Manifest {
             Err(ParseError::Invalid(problems))
         }
     }
+}
+
+/// serde's and humantime's words for a wrong value ("expected u16",
+/// "expected number at 0") in terms of what the field takes.
+fn plain(message: &str) -> String {
+    const SAYINGS: [(&str, &str); 5] = [
+        ("expected u16", "expected a port number from 1 to 65535"),
+        ("expected u32", "expected a whole number (0 or more)"),
+        ("expected u64", "expected a whole number (0 or more)"),
+        ("expected u8", "expected a whole number from 0 to 255"),
+        ("expected number at 0", "expected a duration: a number with a unit, such as 90s, 30m, 2h or 1h30m"),
+    ];
+    let mut out = message.to_owned();
+    for (jargon, plain) in SAYINGS {
+        out = out.replace(jargon, plain);
+    }
+    // humantime names the position of a bad character; the unit list says more.
+    if out.contains("unknown time unit") || out.contains("expected number at") {
+        out.push_str("\n(a duration is a number with a unit, such as 90s, 30m, 2h or 1h30m)");
+    }
+    out
 }
 
 /// A program or store name that the manifest does not declare.
@@ -245,6 +266,13 @@ image_id = "ami-0123456789abcdef0"
         let err = Manifest::parse(&MINIMAL.replace("50", "\"fifty\"")).unwrap_err();
         let ParseError::Syntax(msg) = err else { panic!() };
         assert!(msg.contains("disk_gib") && msg.contains("line 4"), "{msg}");
+    }
+
+    #[test]
+    fn out_of_range_values_say_what_is_allowed() {
+        let text = format!("{MINIMAL}\n[services.api]\ncommand = \"x\"\nports = [80810]\n");
+        let ParseError::Syntax(msg) = Manifest::parse(&text).unwrap_err() else { panic!() };
+        assert!(msg.contains("port number from 1 to 65535") && !msg.contains("u16"), "{msg}");
     }
 
     #[test]

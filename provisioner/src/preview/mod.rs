@@ -299,7 +299,7 @@ pub async fn down(ctx: &Context, number: u32, zone: Option<&dns::Zone>, progress
     let info = match &found {
         Some(b) => {
             let name: BoxName = b.name.parse().map_err(|_| PreviewError::NotFound { number })?;
-            Some(ctx.destroy(&name, progress).await?)
+            Some(ctx.destroy(&name, progress).await?.0)
         }
         None => None,
     };

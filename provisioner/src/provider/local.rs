@@ -14,13 +14,16 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::netns::{gateway, BoxHost};
+use super::machine::{Machine, MACHINE_DIR};
+use super::netns::BoxHost;
 use super::{BoxInfo, BoxState, LaunchSpec, Launched, Provider, ProviderError, Result};
 use crate::manifest::name::{BoxName, Owner};
 use crate::laptop::settings::{LocalNetwork, ProviderKind};
 
 pub struct LocalProvider {
     root: PathBuf,
+    /// What every HOME's boxes share: addresses, the boxes' roots.
+    machine: Machine,
     network: LocalNetwork,
     /// How often each box runs its idle check (`local.idle_check_every`).
     idle_check_every: std::time::Duration,
@@ -55,6 +58,10 @@ struct Record {
     /// The preview tags' counterpart.
     #[serde(default)]
     preview: Option<super::Preview>,
+    /// The box's root, outside HOME (None: a box made before roots moved
+    /// there, whose root is `root/` in its directory).
+    #[serde(default)]
+    root: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,7 +77,7 @@ impl LocalProvider {
         if unsafe { libc::geteuid() } != 0 {
             return Err(ProviderError::NeedsRoot);
         }
-        Ok(Self { root, network, idle_check_every })
+        Ok(Self { root, machine: Machine::new(MACHINE_DIR.into()), network, idle_check_every })
     }
 
     fn box_dir(&self, owner: &str, name: &str) -> PathBuf {
@@ -79,12 +86,14 @@ impl LocalProvider {
 
     fn host(&self, r: &Record) -> BoxHost {
         let suffix = r.id.trim_start_matches("lb-");
+        let dir = self.box_dir(&r.owner, &r.name);
         BoxHost {
             ns: format!("ws-{suffix}"),
             veth: format!("wv{suffix}"),
             address: r.address,
             network: self.network.clone(),
-            dir: self.box_dir(&r.owner, &r.name),
+            root: r.root.clone().unwrap_or_else(|| dir.join("root")),
+            dir,
             hostname: r.name.clone(),
         }
     }
@@ -182,17 +191,6 @@ impl LocalProvider {
         self.update(id, change).map(drop)
     }
 
-    /// Lowest free address in the subnet. Called under the allocation lock.
-    fn allocate_address(&self) -> Result<Ipv4Addr> {
-        let used: Vec<Ipv4Addr> = self.records()?.iter().map(|r| r.address).collect();
-        let gw = gateway(&self.network.network);
-        self.network
-            .subnet
-            .hosts()
-            .find(|a| *a != gw && !used.contains(a))
-            .ok_or_else(|| ProviderError::Local(format!("no free address left in local.subnet {}", self.network.subnet)))
-    }
-
     async fn boot(&self, r: Record) -> Result<Record> {
         let host = self.host(&r);
         let host = tokio::task::spawn_blocking(move || host.boot().map(|_| host))
@@ -273,14 +271,17 @@ impl Provider for LocalProvider {
             return Ok(Launched { info, created: false, terminated_duplicates: vec![] });
         }
         let record = {
-            let _alloc_lock = lock(&self.root.join("addresses.lock"))?;
-            let address = self.allocate_address()?;
+            let alloc_lock = self.machine.lock()?;
+            let mine: Vec<Ipv4Addr> = self.records()?.iter().map(|r| r.address).collect();
+            let address = self.machine.allocate(&alloc_lock, &self.network, &mine, &dir.join("box.json"))?;
             std::fs::create_dir_all(&dir).map_err(io(&dir))?;
             std::fs::write(dir.join("authorized_keys"), format!("{}\n", spec.public_key.trim())).map_err(io(&dir))?;
             let now = Utc::now();
             let digest = Sha256::digest(format!("{}/{}/{}/{}", spec.owner, spec.name, now.timestamp_nanos_opt().unwrap_or_default(), std::process::id()));
+            let id = format!("lb-{}", &hex::encode(digest)[..10]);
             let record = Record {
-                id: format!("lb-{}", &hex::encode(digest)[..10]),
+                root: Some(self.machine.box_root(&format!("ws-{}", id.trim_start_matches("lb-")))),
+                id,
                 owner: spec.owner.to_string(),
                 name: spec.name.to_string(),
                 address,
@@ -350,6 +351,13 @@ impl Provider for LocalProvider {
         let _lock = self.name_lock(&r.owner, &r.name)?;
         self.halt(&r).await?;
         let dir = self.box_dir(&r.owner, &r.name);
+        if let Some(root) = &r.root {
+            match std::fs::remove_dir_all(root) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(root)(e)),
+                _ => {}
+            }
+        }
+        self.machine.release(r.address, &dir.join("box.json"));
         std::fs::remove_dir_all(&dir).map_err(io(&dir))
     }
 

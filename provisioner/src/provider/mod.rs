@@ -4,6 +4,7 @@
 
 pub mod aws;
 pub mod local;
+pub mod machine;
 pub mod netns;
 pub mod tags;
 

@@ -37,6 +37,12 @@ pub struct BoxHost {
     pub network: LocalNetwork,
     /// The box's disk: host key, sshd config, authorized_keys.
     pub dir: PathBuf,
+    /// workstation's directory on the box (`/var/lib/workstation` on an
+    /// image-built box): boxes on one machine share its filesystem, so each
+    /// gets its own, handed to SSH sessions as `WORKSTATION_BOX_ROOT`.
+    /// Store servers run as their own users and must reach it, so it is
+    /// not below a (possibly private) HOME.
+    pub root: PathBuf,
     pub hostname: String,
 }
 
@@ -82,11 +88,8 @@ impl BoxHost {
         Path::new(SSHD_KEYS_ROOT).join(&self.ns)
     }
 
-    /// workstation's directory on the box (`/var/lib/workstation` on an
-    /// image-built box): boxes on one machine share its filesystem, so each
-    /// gets its own, handed to SSH sessions as `WORKSTATION_BOX_ROOT`.
     pub fn root(&self) -> PathBuf {
-        self.dir.join("root")
+        self.root.clone()
     }
 
     /// Creates the bridge owning the network if it is missing. Safe to run
@@ -123,6 +126,15 @@ impl BoxHost {
         std::fs::write(self.sshd_log(), b"").map_err(io(format!("cannot write {}", self.sshd_log().display())))?;
         Self::ensure_bridge(&self.network)?;
         self.halt()?;
+        // Another HOME's box (or any namespace) at this address would answer
+        // in this box's place, with another host key.
+        if let Some(ns) = addresses_in_use().into_iter().find_map(|(ns, a)| (a == self.address).then_some(ns)) {
+            return Err(ProviderError::Local(format!(
+                "address {} of box {} is already held by network namespace {ns} (another user's box on this machine?); \
+                 destroy and re-create this box to get a free address",
+                self.address, self.hostname
+            )));
+        }
         self.install_authorized_keys()?;
 
         run(&["ip", "netns", "add", &self.ns])?;
@@ -345,6 +357,37 @@ fn refusal_in(log: &str) -> Option<String> {
     log.lines().rev().find(|l| REASONS.iter().any(|r| l.contains(r))).map(|l| l.trim().to_string())
 }
 
+/// Every IPv4 address held in a named network namespace on this machine,
+/// whoever made it (other HOMEs' boxes, the test fleet): what the bridge
+/// really has, as opposed to what one HOME's records say. `ip -all netns
+/// exec` prints "netns: NAME" before each namespace's output.
+pub fn addresses_in_use() -> Vec<(String, Ipv4Addr)> {
+    let Ok(out) = Command::new("ip").args(["-all", "netns", "exec", "ip", "-4", "-o", "addr", "show"]).output() else {
+        return Vec::new();
+    };
+    parse_netns_addresses(&String::from_utf8_lossy(&out.stdout))
+}
+
+fn parse_netns_addresses(text: &str) -> Vec<(String, Ipv4Addr)> {
+    let mut ns = String::new();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if let Some(name) = line.strip_prefix("netns: ") {
+            ns = name.trim().to_owned();
+            continue;
+        }
+        let mut words = line.split_whitespace();
+        while let Some(w) = words.next() {
+            if w == "inet" {
+                if let Some(a) = words.next().and_then(|a| a.split('/').next()?.parse().ok()) {
+                    out.push((ns.clone(), a));
+                }
+            }
+        }
+    }
+    out
+}
+
 pub fn netns_exists(ns: &str) -> bool {
     Path::new("/run/netns").join(ns).exists()
 }
@@ -423,6 +466,17 @@ mod tests {
         std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
         let err = super::trusted_path(&open.join("home")).unwrap_err().to_string();
         assert!(err.contains(&open.display().to_string()) && err.contains("777"), "{err}");
+    }
+
+    #[test]
+    fn addresses_are_read_per_namespace() {
+        let text = "\nnetns: ws-abc\n1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever\n\
+                    2: eth0    inet 10.77.1.1/16 scope global eth0\\       valid_lft forever\n\nnetns: wt-1\n2: eth0    inet 10.77.1.2/16 scope global eth0\n";
+        let found = super::parse_netns_addresses(text);
+        assert_eq!(
+            found,
+            vec![("ws-abc".into(), "127.0.0.1".parse().unwrap()), ("ws-abc".into(), "10.77.1.1".parse().unwrap()), ("wt-1".into(), "10.77.1.2".parse().unwrap())]
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! configuration that lets plain `ssh`, rsync and editors use the same pins.
 
 pub mod known_hosts;
+pub mod openssh;
 pub mod remote;
 pub mod ssh_config;
 

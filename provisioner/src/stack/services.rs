@@ -101,6 +101,27 @@ async fn supervisor_status(onbox: &BoxShell) -> Result<Vec<StatusLine>, ShellErr
     Ok(parse_process_info(&onbox.output(&curl).await?))
 }
 
+/// Waits (at most `timeout`) until none of supervisord's programs is
+/// still starting, for a box woken without its manifest (whose health
+/// checks are unknown); returns those still starting. A box whose
+/// supervisord does not run (never brought up) has nothing to wait for.
+pub async fn settle(onbox: &BoxShell, timeout: Duration) -> Result<Vec<String>, ShellError> {
+    let started = std::time::Instant::now();
+    let mut pause = Duration::from_millis(20);
+    loop {
+        if !onbox.check(&format!("test -S {}", sh(&onbox.layout.socket()))).await? {
+            return Ok(Vec::new());
+        }
+        let starting: Vec<String> =
+            supervisor_status(onbox).await?.into_iter().filter(|l| matches!(l.state.as_str(), "STARTING" | "BACKOFF")).map(|l| l.name).collect();
+        if starting.is_empty() || started.elapsed() >= timeout {
+            return Ok(starting);
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(200));
+    }
+}
+
 /// The `getAllProcessInfo` answer: one `<struct>` per program with
 /// `name`, `statename`, `pid` and `description` members.
 pub fn parse_process_info(xml: &str) -> Vec<StatusLine> {

@@ -89,6 +89,9 @@ pub async fn up(
         pause = (pause * 2).min(Duration::from_millis(100));
     };
     let healthy = programs.iter().all(ProgramStatus::is_up) && seeds.iter().all(|s| s.error.is_none());
+    if healthy {
+        onbox.run("marking the bring-up finished", &format!("rm -f {}", sh(&layout.unfinished_marker()))).await?;
+    }
     Ok(UpReport { root: layout.root().into(), config: hash, supervisord, seeds, programs, healthy })
 }
 
@@ -105,7 +108,8 @@ pub async fn up(
 fn bring_up_script(l: &Layout, manifest: &Manifest, rendered: &supervisor::Rendered, hash: &str) -> String {
     use base64::Engine;
     let mut script = format!(
-        "set -e\nmkdir -p -m 0755 {root} {root}/stores {sup} {run} {logs} && chmod 0755 {root} && mkdir -p -m 0700 {seeds} \"$(dirname {socket})\"\n",
+        "set -e\nmkdir -p -m 0755 {root} {root}/stores {sup} {run} {logs} && chmod 0755 {root} && mkdir -p -m 0700 {seeds} \"$(dirname {socket})\"\n: > {unfinished}\n",
+        unfinished = sh(&l.unfinished_marker()),
         root = sh(l.root()),
         sup = sh(&l.supervisor_dir()),
         run = sh(&l.run_dir()),
@@ -121,7 +125,8 @@ fn bring_up_script(l: &Layout, manifest: &Manifest, rendered: &supervisor::Rende
         script += &format!(
             "getent passwd {user} >/dev/null || {{ echo \"user {user} does not exist on the box; install the {kind} server package (the image has it)\" >&2; exit 1; }}\n\
              install -d -o {user} -g \"$(id -gn {user})\" -m 0700 {dir}\n\
-             runuser -u {user} -- test -x {dir} || {{ echo \"user {user} cannot reach {dir} (store {name}): a parent directory is not searchable by others (chmod o+x it)\" >&2; exit 1; }}\n",
+             runuser -u {user} -- test -x {dir} || {{ d={dir}; bad=$d; while [ \"$d\" != / ]; do d=$(dirname \"$d\"); runuser -u {user} -- test -x \"$d\" || bad=$d; done; \
+             echo \"user {user} cannot reach {dir} (store {name}): $bad is not searchable by {user} (chmod o+x $bad, or keep the box root out of it)\" >&2; exit 1; }}\n",
             kind = store.kind.as_str(),
         );
     }
@@ -170,6 +175,12 @@ fn bring_up_script(l: &Layout, manifest: &Manifest, rendered: &supervisor::Rende
         conf = sh(&l.conf()),
     );
     script
+}
+
+/// Whether the box's last bring-up did not end healthy (interrupted,
+/// failed, or unhealthy): `workstation up` finishes it.
+pub async fn unfinished(onbox: &BoxShell) -> Result<bool, ShellError> {
+    onbox.check(&format!("test -e {}", sh(&onbox.layout.unfinished_marker()))).await
 }
 
 #[cfg(test)]

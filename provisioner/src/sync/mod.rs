@@ -22,8 +22,11 @@ pub const FULL_SYNC_ABOVE: usize = 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
-    #[error("rsync could not reach the box (exit {code}): {stderr}")]
-    Unreachable { code: i32, stderr: String },
+    /// `ssh`: what ssh itself said (rsync's own lines only say it failed).
+    #[error("rsync could not reach the box (exit {code}): {ssh}")]
+    Unreachable { code: i32, ssh: String },
+    #[error("cannot use {} for the shared SSH connection's socket: {why}; remove it (or set XDG_RUNTIME_DIR to a private directory)", .dir.display())]
+    ControlDir { dir: std::path::PathBuf, why: String },
     #[error("rsync failed (exit {code}): {stderr}")]
     Rsync { code: i32, stderr: String },
     #[error("cannot run rsync: {0}; install it (apt install rsync / brew install rsync)")]
@@ -53,6 +56,19 @@ mod tests {
         assert_eq!(Batch::of(dir.path(), &[dir.path().join("sub")].into()), Batch::Full, "a new directory brings contents");
         let many: BTreeSet<PathBuf> = (0..=FULL_SYNC_ABOVE).map(|i| dir.path().join(format!("f{i}"))).collect();
         assert_eq!(Batch::of(dir.path(), &many), Batch::Full);
+    }
+
+    /// OpenSSH binds `<ControlPath>.<16 characters>`: with any HOME, and
+    /// without XDG_RUNTIME_DIR, that fits in a socket address.
+    #[test]
+    fn the_control_socket_fits_whatever_the_home() {
+        let long = PathBuf::from(format!("/home/{}/.local/state/workstation/ssh_config", "x".repeat(120)));
+        let path = control_path(&long, "ws-a-rather-long-box-name").unwrap();
+        assert!(path.as_os_str().len() + 17 <= 103, "{}", path.display());
+        assert_ne!(path, control_path(&long, "ws-other").unwrap(), "one socket per box");
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::symlink_metadata(path.parent().unwrap()).unwrap();
+        assert_eq!(meta.mode() & 0o077, 0, "private");
     }
 
     #[test]

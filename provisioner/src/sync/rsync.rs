@@ -6,6 +6,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use sha2::{Digest, Sha256};
+
 use super::{SyncError, FULL_SYNC_ABOVE};
 
 /// Where the checkout goes.
@@ -20,28 +22,63 @@ pub struct Target {
     pub remote: String,
     pub exclude: Vec<String>,
     /// OpenSSH ControlPath: one SSH connection shared by every rsync run,
-    /// so an edit does not pay for a handshake (None: socket path too long).
-    pub control_path: Option<PathBuf>,
+    /// so an edit does not pay for a handshake.
+    pub control_path: PathBuf,
 }
 
-/// Where the shared SSH connection's socket goes: a private directory whose
-/// path leaves room for `%C` (40 characters) within a socket path's limit
-/// (about 100 bytes): the runtime directory, the state directory, or a
-/// 0700 directory of ours in the temp directory.
-pub fn control_path(state_dir: &Path) -> Option<PathBuf> {
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-    let fits = |d: &Path| d.as_os_str().len() + 45 < 100;
-    let runtime = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
-    if let Some(d) = [runtime, Some(state_dir.to_owned())].into_iter().flatten().find(|d| fits(d)) {
-        return Some(d.join("ws-%C"));
+/// The longest socket path OpenSSH can bind: `sun_path` holds 104 bytes
+/// on macOS (108 on Linux) with the terminating NUL.
+const SOCKET_PATH_MAX: usize = 103;
+/// OpenSSH binds the control socket at `<ControlPath>.<16 random
+/// characters>` and renames it into place (mux.c), so the path must leave
+/// room for that suffix too.
+const BIND_SUFFIX: usize = 17;
+
+/// Where the shared SSH connection's socket goes: `<dir>/<16 hex>`, the
+/// name a hash of the SSH config and host, in a private directory short
+/// enough for OpenSSH to bind there whatever HOME is: the runtime directory
+/// when it is short enough, else `/tmp/workstation-<uid>` (not `$TMPDIR`,
+/// which is long on macOS), made 0700 and checked to be this user's own.
+pub fn control_path(ssh_config: &Path, host: &str) -> Result<PathBuf, SyncError> {
+    let digest = Sha256::digest(format!("{}\0{host}", ssh_config.display()));
+    let name = hex::encode(&digest[..8]);
+    let fits = |d: &Path| d.as_os_str().len() + 1 + name.len() + BIND_SUFFIX <= SOCKET_PATH_MAX;
+    let runtime = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from).filter(|d| d.is_absolute() && fits(d));
+    let dir = match runtime {
+        Some(d) => d,
+        None => {
+            // SAFETY: getuid has no preconditions.
+            let uid = unsafe { libc::getuid() };
+            let dir = PathBuf::from(format!("/tmp/workstation-{uid}"));
+            private_dir(&dir, uid)?;
+            dir
+        }
+    };
+    Ok(dir.join(name))
+}
+
+/// `dir`, created 0700 if missing, and refused unless it is a directory
+/// (not a symlink) owned by `uid` that nobody else can enter: anyone who
+/// could would reach the box through the shared connection.
+fn private_dir(dir: &Path, uid: u32) -> Result<(), SyncError> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let refuse = |why: String| SyncError::ControlDir { dir: dir.to_owned(), why };
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(refuse(format!("cannot create it ({e})"))),
     }
-    // SAFETY: getuid has no preconditions.
-    let uid = unsafe { libc::getuid() };
-    let private = std::env::temp_dir().join(format!("workstation-{uid}"));
-    let _ = std::fs::DirBuilder::new().mode(0o700).create(&private);
-    // Someone else's directory there could watch or hijack the socket.
-    let ours = std::fs::symlink_metadata(&private).is_ok_and(|m| m.is_dir() && m.uid() == uid && m.mode() & 0o077 == 0);
-    (ours && fits(&private)).then(|| private.join("ws-%C"))
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| refuse(format!("cannot read it ({e})")))?;
+    if !meta.is_dir() {
+        return Err(refuse("it is not a directory".into()));
+    }
+    if meta.uid() != uid {
+        return Err(refuse(format!("it belongs to uid {}, not you (uid {uid})", meta.uid())));
+    }
+    if meta.mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| refuse(format!("cannot make it private ({e})")))?;
+    }
+    Ok(())
 }
 
 /// What one rsync run sent.
@@ -87,11 +124,11 @@ impl Target {
         let quote = |p: &Path| shlex::try_quote(&p.to_string_lossy()).map(|c| c.into_owned()).unwrap_or_default();
         // ServerAlive: a dead connection (laptop asleep) fails in seconds
         // instead of hanging; the loop reconnects.
-        let mut ssh = format!("ssh -F {} -o BatchMode=yes -o ConnectTimeout=10 -o ServerAliveInterval=5 -o ServerAliveCountMax=2", quote(&self.ssh_config));
-        if let Some(cp) = &self.control_path {
-            ssh.push_str(&format!(" -o ControlMaster=auto -o ControlPersist=60 -o ControlPath={}", quote(cp)));
-        }
-        ssh
+        format!(
+            "ssh -F {} -o BatchMode=yes -o ConnectTimeout=10 -o ServerAliveInterval=5 -o ServerAliveCountMax=2 -o ControlMaster=auto -o ControlPersist=60 -o ControlPath={}",
+            quote(&self.ssh_config),
+            quote(&self.control_path)
+        )
     }
 
     /// Runs rsync for `batch`; returns what changed on the box.
@@ -139,10 +176,21 @@ impl Target {
         match out.status.code() {
             Some(0) | Some(24) => {} // 24: files vanished while sending: the next batch has them
             Some(23) if matches!(batch, Batch::Dirs(_)) => {}
-            Some(code @ (255 | 12 | 10 | 35)) => return Err(SyncError::Unreachable { code, stderr }),
+            Some(code @ (255 | 12 | 10 | 35)) => return Err(SyncError::Unreachable { code, ssh: ssh_said(&stderr) }),
             code => return Err(SyncError::Rsync { code: code.unwrap_or(-1), stderr }),
         }
         Ok(Sent { changed: parse_itemized(&String::from_utf8_lossy(&out.stdout)) })
+    }
+}
+
+/// What ssh said when rsync's transport failed: its own lines, without
+/// rsync's ("rsync: connection unexpectedly closed", "rsync error: ...
+/// (code 255)"), which only say that ssh failed.
+fn ssh_said(stderr: &str) -> String {
+    let own: Vec<&str> = stderr.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("rsync")).collect();
+    match own.is_empty() {
+        true => stderr.lines().last().unwrap_or("ssh exited without a message").trim().to_owned(),
+        false => own.join("; "),
     }
 }
 

@@ -76,28 +76,25 @@ impl<'a> Sync<'a> {
         let root = ctx.on_box(info, async |shell| Ok::<_, LifecycleError>(shell.layout.root().to_owned())).await?;
         let name = local.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "checkout".into());
         let rel = manifest.manifest.sync.path.clone().unwrap_or_else(|| format!("src/{name}"));
-        let target = Target {
-            local,
-            ssh_config,
-            host: crate::ssh::ssh_config::host_alias(&info.name),
-            remote: format!("{root}/{rel}"),
-            exclude: manifest.manifest.sync.exclude.clone(),
-            control_path: super::control_path(&ctx.paths.state_dir),
-        };
+        let host = crate::ssh::ssh_config::host_alias(&info.name);
+        let control_path = super::control_path(&ssh_config, &host)?;
+        let target = Target { local, ssh_config, host, remote: format!("{root}/{rel}"), exclude: manifest.manifest.sync.exclude.clone(), control_path };
         Ok(Sync { ctx, info, rules: Rules::new(&manifest.manifest), target, marked: Default::default() })
     }
 
-    /// Pushes a batch, retrying with backoff while the box is
-    /// unreachable; after a reconnection everything is re-synced.
-    async fn push(&self, batch: Batch, report: &dyn Report) -> Result<Sent, SessionError> {
+    /// Pushes a batch; while the box is unreachable, retries with backoff
+    /// (after a reconnection everything is re-synced), or with `once` fails
+    /// with what ssh said.
+    async fn push(&self, batch: Batch, once: bool, report: &dyn Report) -> Result<Sent, SessionError> {
         let mut batch = batch;
         let mut wait = Duration::from_secs(1);
         loop {
             let target = self.target.clone();
             let b = batch.clone();
             match tokio::task::spawn_blocking(move || target.push(&b)).await.expect("rsync thread") {
-                Err(SyncError::Unreachable { stderr, .. }) => {
-                    report.line(&format!("box unreachable ({}); retrying in {}s", stderr.lines().last().unwrap_or(""), wait.as_secs()));
+                Err(e @ SyncError::Unreachable { .. }) if once => return Err(e.into()),
+                Err(SyncError::Unreachable { ssh, .. }) => {
+                    report.line(&format!("box unreachable ({ssh}); retrying in {}s", wait.as_secs()));
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(MAX_BACKOFF);
                     batch = Batch::Full; // what changed meanwhile is unknown
@@ -118,9 +115,9 @@ impl<'a> Sync<'a> {
             .await
     }
 
-    async fn round(&self, batch: Batch, report: &dyn Report) -> Result<usize, SessionError> {
+    async fn round(&self, batch: Batch, once: bool, report: &dyn Report) -> Result<usize, SessionError> {
         tracing::debug!("sync batch {batch:?}");
-        let sent = self.push(batch, report).await?;
+        let sent = self.push(batch, once, report).await?;
         tracing::debug!("changed on the box: {:?}", sent.changed);
         if !sent.changed.is_empty() {
             let actions = self.rules.actions(&sent.changed);
@@ -137,9 +134,10 @@ impl<'a> Sync<'a> {
         Ok(sent.changed.len())
     }
 
-    /// The first full pass: how many paths changed on the box.
-    pub async fn initial(&self, report: &dyn Report) -> Result<usize, SessionError> {
-        self.round(Batch::Full, report).await
+    /// The first full pass: how many paths changed on the box. With
+    /// `once`, an unreachable box is an error instead of a retry.
+    pub async fn initial(&self, once: bool, report: &dyn Report) -> Result<usize, SessionError> {
+        self.round(Batch::Full, once, report).await
     }
 
     /// Watches the checkout and pushes each batch of changes, until the
@@ -177,7 +175,7 @@ impl<'a> Sync<'a> {
             }
             tracing::debug!("events: {paths:?}");
             let batch = Batch::of(&self.target.local, &paths);
-            let n = self.round(batch, report).await?;
+            let n = self.round(batch, false, report).await?;
             if n > 0 {
                 report.line(&format!("synced {n} change(s)"));
             }
