@@ -31,7 +31,7 @@ kind = "redis"
 /// Moves the env's HOME to a private (0700) directory made as `mktemp -d`
 /// makes one, with a path of 21 characters or more: the new user's HOME.
 fn private_home(env: &mut TestEnv) -> tempfile::TempDir {
-    let home = tempfile::Builder::new().prefix("ws-home-").tempdir_in("/tmp").unwrap();
+    let home = tempfile::Builder::new().prefix("workstation-home-").tempdir_in("/tmp").unwrap();
     assert!(home.path().as_os_str().len() >= 21);
     std::fs::set_permissions(home.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     let status = Command::new("cp").arg("-a").arg(format!("{}/.", env.home.display())).arg(home.path()).status().unwrap();

@@ -162,8 +162,11 @@ pub fn parse_or_exit() -> crate::cli::Cli {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     match crate::cli::Cli::try_parse_from(&args) {
         Ok(cli) => cli,
-        Err(e) => {
+        Err(mut e) => {
             use clap::error::ErrorKind;
+            if let Some(tip) = dash_dash_tip(&e, &args) {
+                e.insert(clap::error::ContextKind::Suggested, clap::error::ContextValue::StyledStrs(vec![tip.into()]));
+            }
             let usage = !matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand);
             if usage && asks_for_json(&args) {
                 let message = e.render().to_string();
@@ -173,6 +176,22 @@ pub fn parse_or_exit() -> crate::cli::Cli {
             e.exit()
         }
     }
+}
+
+/// `workstation ssh dev echo hi`: the command's first word taken for an
+/// unknown argument. The tip shows the line with the `--` ssh needs.
+fn dash_dash_tip(e: &clap::Error, args: &[std::ffi::OsString]) -> Option<String> {
+    if e.kind() != clap::error::ErrorKind::UnknownArgument {
+        return None;
+    }
+    let words: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    if words.iter().skip(1).find(|w| !w.starts_with('-')).map(String::as_str) != Some("ssh") || words.iter().any(|w| w == "--") {
+        return None;
+    }
+    let clap::error::ContextValue::String(bad) = e.get(clap::error::ContextKind::InvalidArg)? else { return None };
+    let at = words.iter().position(|w| w == bad)?;
+    let quoted = |ws: &[String]| ws.iter().map(|w| shlex::try_quote(w).map(|q| q.into_owned()).unwrap_or_default()).collect::<Vec<_>>().join(" ");
+    Some(format!("to run a command on the box, put `--` before it: `workstation {} -- {}`", quoted(&words[1..at]), quoted(&words[at..])))
 }
 
 /// `-o json`, `-ojson`, `--output json` or `--output=json` before any `--`.

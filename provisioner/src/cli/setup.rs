@@ -75,7 +75,11 @@ pub struct CompletionsArgs {
 }
 
 pub fn completions(args: CompletionsArgs) -> Result<ExitCode> {
-    clap_complete::generate(args.shell, &mut Cli::command(), "workstation", &mut std::io::stdout());
+    // Into a buffer, then out: clap_complete panics on a failed write,
+    // while a closed pipe (`| head`) is an error that ends quietly.
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut Cli::command(), "workstation", &mut script);
+    std::io::Write::write_all(&mut std::io::stdout().lock(), &script)?;
     Ok(ExitCode::SUCCESS)
 }
 
