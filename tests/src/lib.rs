@@ -210,6 +210,14 @@ impl TestEnv {
         self.home.join(".local/state/workstation")
     }
 
+    /// The root of this env's local box `name` (stores, supervisord,
+    /// synced checkouts), as its record names it.
+    pub fn box_root(&self, name: &str) -> PathBuf {
+        let record = self.state_dir().join(format!("local/tester--{name}/box.json"));
+        let record: serde_json::Value = serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+        PathBuf::from(record["root"].as_str().expect("a local box records its root"))
+    }
+
     /// `workstation ARGS` with a clean environment: only this env's HOME,
     /// PATH and AWS endpoint/credentials reach it.
     pub fn cmd(&self, args: &[&str]) -> Command {

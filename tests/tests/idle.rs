@@ -138,7 +138,7 @@ fn a_local_box_kept_for_a_while_then_stops_itself() {
     env.write_manifest(&text);
     let created = env.json(&["create", "--name", "dev"]);
     let ip = created["box"]["address"].as_str().unwrap().to_owned();
-    let root = env.state_dir().join("local/tester--dev/root");
+    let root = env.box_root("dev");
     assert!(root.is_dir(), "{}", root.display());
     env.ok(&["keep", "dev", "--for", "10m"]);
 

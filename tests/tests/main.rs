@@ -4,6 +4,7 @@
 mod activity;
 mod cli;
 mod e2e;
+mod examples;
 mod hosts;
 mod idle;
 mod idle_month;

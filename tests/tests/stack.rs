@@ -23,7 +23,7 @@ fn psql(env: &TestEnv, sql: &str) -> String {
 }
 
 fn marker(env: &TestEnv, store: &str) -> String {
-    let root = env.state_dir().join("local/tester--dev/root");
+    let root = env.box_root("dev");
     std::fs::read_to_string(root.join(format!("seeds/{store}.loaded"))).unwrap_or_default().trim().to_string()
 }
 

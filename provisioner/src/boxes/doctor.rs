@@ -101,11 +101,17 @@ pub async fn run(ctx: &Context, manifest: &LoadedManifest, name: &BoxName) -> Ve
     checks.extend(hosts_checks(ctx, manifest, running).await);
 
     let Some(info) = running else {
-        for c in ["ssh", "bring-up", "services", "seeds", "idle timer"] {
+        for c in ["bring-up", "ssh", "services", "seeds", "idle timer"] {
             checks.push(skip(c, "the box is not running"));
         }
         return checks;
     };
+    // The box's own record of its last bring-up (a tag): an interrupted or
+    // failed create, start or up.
+    checks.push(match info.bring_up_unfinished {
+        false => ok("bring-up", "the last bring-up finished healthy"),
+        true => fail("bring-up", "the last bring-up (create, start, up or a wake) did not finish healthy", format!("workstation up {name}")),
+    });
     let connected = || ok("ssh", format!("{}@{} with the pinned host key", ctx.ssh_user, info.address.map_or("-".into(), |a| a.to_string())));
     let shell = match ctx.shell(info).await {
         Ok(s) => {
@@ -120,7 +126,7 @@ pub async fn run(ctx: &Context, manifest: &LoadedManifest, name: &BoxName) -> Ve
         }
         Err(e) => {
             checks.push(fail("ssh", e.to_string(), ssh_fix(&e, name)));
-            for c in ["bring-up", "services", "seeds", "idle timer"] {
+            for c in ["services", "seeds", "idle timer"] {
                 checks.push(skip(c, "no SSH session"));
             }
             return checks;
@@ -235,11 +241,6 @@ fn fmt_ips(ips: &[IpAddr]) -> String {
 async fn box_checks(onbox: &BoxShell, manifest: &LoadedManifest, name: &BoxName, kind: ProviderKind) -> Vec<Check> {
     let mut out = Vec::new();
     let m = &manifest.manifest;
-    match crate::stack::up::unfinished(onbox).await {
-        Ok(false) => out.push(ok("bring-up", "the last bring-up finished healthy")),
-        Ok(true) => out.push(fail("bring-up", "the last bring-up (create, start or up) did not finish healthy", format!("workstation up {name}"))),
-        Err(e) => out.push(fail("bring-up", e.to_string(), format!("workstation ssh {name}"))),
-    }
     match services::status(onbox, m, None).await {
         Ok(programs) => {
             let down: Vec<_> = programs.iter().filter(|p| !p.is_up()).collect();
@@ -273,7 +274,7 @@ async fn box_checks(onbox: &BoxShell, manifest: &LoadedManifest, name: &BoxName,
     // Image boxes run the idle check from a systemd timer; a local box
     // from a loop its boot starts.
     if kind == ProviderKind::Local || onbox.layout.stores == StoreRunner::Supervisord {
-        out.push(skip("idle timer", "not an image-built box: a local box runs its check every local.idle_check_every, its last output in idle-check.log beside its root (docs/idle.md)"));
+        out.push(skip("idle timer", "not an image-built box: a local box runs its check every local.idle_check_every, its last output in idle-check.log in the box directory, ~/.local/state/workstation/local/OWNER--NAME/ (docs/idle.md)"));
     } else {
         match onbox.check(&format!("systemctl is-active --quiet {IDLE_TIMER}")).await {
             Ok(true) => out.push(ok("idle timer", format!("{IDLE_TIMER} active"))),

@@ -39,10 +39,6 @@ pub(super) const SSH_READY_TIMEOUT: Duration = Duration::from_secs(3 * 60);
 /// the command anyway (saying which programs are not): as `start`'s
 /// default `--health-timeout`.
 const WAKE_HEALTH_TIMEOUT: Duration = Duration::from_secs(2 * 60);
-/// `status` asks a running box whether its bring-up finished; a box it
-/// cannot reach that quickly (no VPN) is left "unknown" rather than making
-/// `status` wait for SSH's own timeout.
-const STATUS_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Rounds of "wait, pin, connect" when concurrent creates keep replacing
 /// the survivor; each round only repeats if another create won.
 const SETTLE_ROUNDS: usize = 3;
@@ -136,15 +132,18 @@ pub struct Started {
     /// The stack, when a manifest was at hand.
     pub up: Option<UpReport>,
     pub hostnames: Option<Pointed>,
-    /// Without a manifest: programs supervisord was still starting when
-    /// the wait ended.
+    /// Without the box's manifest: programs supervisord was still starting
+    /// when the wait ended.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub starting: Vec<String>,
+    /// A wake's bring-up that failed (the wake goes on without it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
 }
 
 impl Started {
     pub fn healthy(&self) -> bool {
-        self.up.as_ref().is_none_or(|u| u.healthy) && self.starting.is_empty()
+        self.up.as_ref().is_none_or(|u| u.healthy) && self.starting.is_empty() && self.failed.is_none()
     }
 }
 
@@ -166,9 +165,6 @@ pub struct BoxStatus {
     pub manifest_current: Option<bool>,
     /// When the idle policy would stop it, and why (running aws boxes).
     pub idle: Option<Verdict>,
-    /// Whether the last bring-up did not finish healthy (None: not
-    /// running, not pinned, or not reachable within a moment).
-    pub bring_up_unfinished: Option<bool>,
 }
 
 #[derive(Debug, Serialize)]
@@ -218,14 +214,7 @@ impl Context {
         // idle check reads them (EC2 tags, a local box's record).
         let idle = (info.state == BoxState::Running).then(|| policy::decide(&policy, &Seen::of(&info), Utc::now()));
         let manifest_current = manifest.zip(info.manifest_hash.as_ref()).map(|(m, h)| &m.hash == h);
-        let bring_up_unfinished = match info.state == BoxState::Running && host_key_pinned {
-            true => {
-                let ask = self.on_box(&info, async |shell| Ok::<_, LifecycleError>(up::unfinished(shell).await?));
-                tokio::time::timeout(STATUS_PROBE_TIMEOUT, ask).await.ok().and_then(Result::ok)
-            }
-            false => None,
-        };
-        Ok(BoxStatus { info, host_key_pinned, manifest_current, idle, bring_up_unfinished })
+        Ok(BoxStatus { info, host_key_pinned, manifest_current, idle })
     }
 
     /// Creates (or finishes) the owner's box `name` with the user's key.
@@ -318,7 +307,7 @@ impl Context {
         health_timeout: Duration,
         progress: Option<&ProgressBar>,
     ) -> Result<CreateReport, LifecycleError> {
-        let up = self.up_on(&ready.shell, manifest, snapshots, health_timeout, progress).await;
+        let up = self.up_on(&ready.info, &ready.shell, manifest, snapshots, health_timeout, progress).await;
         ready.shell.close().await;
         let up = up?;
         step(progress, "pointing hostnames at the box".into());
@@ -358,19 +347,30 @@ impl Context {
         progress: Option<&ProgressBar>,
     ) -> Result<UpReport, LifecycleError> {
         step(progress, format!("connecting to {} over SSH", info.id));
-        self.on_box(info, async |shell| self.up_on(shell, manifest, snapshots, health_timeout, progress).await).await
+        self.on_box(info, async |shell| self.up_on(info, shell, manifest, snapshots, health_timeout, progress).await).await
     }
 
+    /// [`up::up`] on the box's shell, recorded on the box (the
+    /// `workstation:bring-up` tag): unfinished from the start until it ends
+    /// healthy, so a bring-up interrupted or failed shows in `status`.
     async fn up_on(
         &self,
+        info: &BoxInfo,
         shell: &BoxShell,
         manifest: &LoadedManifest,
         snapshots: &Snapshots,
         health_timeout: Duration,
         progress: Option<&ProgressBar>,
     ) -> Result<UpReport, LifecycleError> {
+        if !info.bring_up_unfinished {
+            self.provider.set_bring_up(&info.id, true).await?;
+        }
         step(progress, "waiting for the box's bring-up lock".into());
-        Ok(shell.locked(async |lock| up::up(shell, lock, &manifest.manifest, snapshots, health_timeout, progress).await).await?)
+        let report = shell.locked(async |lock| up::up(shell, lock, &manifest.manifest, snapshots, health_timeout, progress).await).await?;
+        if report.healthy {
+            self.provider.set_bring_up(&info.id, false).await?;
+        }
+        Ok(report)
     }
 
     /// Loads the manifest's stores (or `only` that one) from their
@@ -418,20 +418,26 @@ impl Context {
             return Ok(Woken { info, started: None });
         }
         step(progress, format!("box {name} is {}: starting it", info.state.as_str()));
-        // A missing seed fails before the box starts billing.
-        let snapshots = match manifest {
-            Some(m) => Some(self.snapshots(m).await?),
-            None => None,
-        };
+        // Only the manifest the box runs: a ProxyCommand runs wherever ssh
+        // was started, and another project's manifest is not this box's.
+        let manifest = manifest.filter(|m| info.manifest_hash.as_deref() == Some(m.hash.as_str()));
         let info = self.start_found(info, progress).await?;
-        let started = match (manifest, snapshots) {
-            (Some(m), Some(s)) => self.stack_back(info, m, &s, WAKE_HEALTH_TIMEOUT, progress).await?,
-            _ => {
-                step(progress, "waiting for supervisord's programs to start".into());
-                let starting = self.on_box(&info, async |shell| Ok::<_, LifecycleError>(services::settle(shell, WAKE_HEALTH_TIMEOUT).await?)).await?;
-                Started { info, up: None, hostnames: None, starting }
+        let mut failed = None;
+        if let Some(m) = manifest {
+            // A bring-up that fails does not keep the engineer out of the
+            // box: it is reported, and the command runs (it may be the one
+            // to find out why).
+            match self.snapshots(m).await {
+                Ok(s) => match self.stack_back(info.clone(), m, &s, WAKE_HEALTH_TIMEOUT, progress).await {
+                    Ok(started) => return Ok(Woken { info: started.info.clone(), started: Some(started) }),
+                    Err(e) => failed = Some(e.to_string()),
+                },
+                Err(e) => failed = Some(e.to_string()),
             }
-        };
+        }
+        step(progress, "waiting for supervisord's programs to start".into());
+        let starting = self.on_box(&info, async |shell| Ok::<_, LifecycleError>(services::settle(shell, WAKE_HEALTH_TIMEOUT).await?)).await?;
+        let started = Started { info, up: None, hostnames: None, starting, failed };
         Ok(Woken { info: started.info.clone(), started: Some(started) })
     }
 
@@ -461,7 +467,7 @@ impl Context {
         let info = self.start(name, progress).await?;
         match (manifest, &snapshots) {
             (Some(m), Some(s)) => self.stack_back(info, m, s, health_timeout, progress).await,
-            _ => Ok(Started { info, up: None, hostnames: None, starting: Vec::new() }),
+            _ => Ok(Started { info, up: None, hostnames: None, starting: Vec::new(), failed: None }),
         }
     }
 
@@ -479,7 +485,7 @@ impl Context {
         let up = self.up_with(&info, manifest, snapshots, health_timeout, progress).await?;
         step(progress, "pointing hostnames at the box".into());
         let hostnames = self.point_hostnames(&info, &manifest.manifest.hostnames).await;
-        Ok(Started { info, up: Some(up), hostnames: Some(hostnames), starting: Vec::new() })
+        Ok(Started { info, up: Some(up), hostnames: Some(hostnames), starting: Vec::new(), failed: None })
     }
 
     /// The box running: a stopped (or stopping) one started once it has
@@ -523,9 +529,10 @@ impl Context {
     }
 
     /// Clears the hostnames pointed at this box of yours (an absent agent
-    /// has nothing to clear) and, when another box of yours runs, points
-    /// them at it (your default box first): the laptop is not left with
-    /// no target while a box is up. None: nothing was pointed at this box.
+    /// has nothing to clear) and, when another box of yours runs the same
+    /// manifest, points them at it (your default box first): the laptop is
+    /// not left with no target while such a box is up. None: nothing was
+    /// pointed at this box.
     async fn move_hostnames_off(&self, info: &BoxInfo) -> Option<Pointed> {
         let names = match self.hosts.unpoint(&hosts::label(self.owner.as_str(), &info.name)).await {
             Ok(names) if !names.is_empty() => names,
@@ -536,7 +543,11 @@ impl Context {
             }
         };
         let mut others: Vec<BoxInfo> = match self.provider.list(Some(&self.owner)).await {
-            Ok(boxes) => boxes.into_iter().filter(|b| b.id != info.id && b.state == BoxState::Running && b.preview.is_none()).collect(),
+            // Only a box of the same manifest serves these names.
+            Ok(boxes) => boxes
+                .into_iter()
+                .filter(|b| b.id != info.id && b.state == BoxState::Running && b.preview.is_none() && b.manifest_hash == info.manifest_hash)
+                .collect(),
             Err(_) => Vec::new(),
         };
         others.sort_by_key(|b| (b.name != BoxName::default().as_str(), b.name.clone()));

@@ -53,7 +53,10 @@ impl SelfApi {
     }
 
     fn local_at(root: &Path) -> Result<Option<SelfApi>, BoxSideError> {
-        if !root.parent().is_some_and(|d| d.join("box.json").is_file()) {
+        // A local box's root is in the machine directory (an older box's:
+        // beside its box.json); an image-built box's is /var/lib/workstation.
+        let machine = Path::new(crate::provider::machine::MACHINE_DIR).join("boxes");
+        if !root.starts_with(&machine) && !root.parent().is_some_and(|d| d.join("box.json").is_file()) {
             return Ok(None);
         }
         let local = |e: &dyn std::fmt::Display| BoxSideError::Io(format!("reading the local box record of {}: {e}", root.display()));

@@ -149,7 +149,7 @@ pub async fn status(global: &Global, args: NameArg) -> Result<ExitCode> {
             if let Some(by) = &info.stopped_by {
                 println!("last stopped by: {by}");
             }
-            if status.bring_up_unfinished == Some(true) {
+            if info.bring_up_unfinished {
                 println!("stack: the last bring-up did not finish healthy; run `workstation up {}`", info.name);
             }
         }

@@ -86,14 +86,14 @@ impl Global {
         Ok(woken.info)
     }
 
-    /// Which provider this run uses: `--provider`, else the settings' (the
-    /// file alone: no owner needed), else aws.
+    /// Which provider this run uses: `--provider`, else the settings'
+    /// (`provider`, `WORKSTATION_PROVIDER`), else aws. Settings that cannot
+    /// be read are an error, never a silent fall back to AWS.
     pub fn provider_kind(&self) -> Result<ProviderKind> {
         if let Some(kind) = self.provider {
             return Ok(kind);
         }
-        let paths = Paths::from_env()?;
-        Ok(Settings::load(&paths, &|k| std::env::var(k).ok()).map(|s| s.provider).unwrap_or(ProviderKind::Aws))
+        Ok(Settings::provider(&Paths::from_env()?.settings_file(), &|k| std::env::var(k).ok())?)
     }
 
     /// Settings, provider and pinned keys: everything a verb needs.

@@ -43,7 +43,8 @@ pub async fn cp(global: &Global, args: CpArgs) -> Result<ExitCode> {
     if args.recursive {
         scp.arg("-r");
     }
-    scp.args(operands.iter().map(Operand::for_scp));
+    // `--`: an operand starting with '-' is a path, not an option.
+    scp.arg("--").args(operands.iter().map(Operand::for_scp));
     let status = scp.status().await.context("cannot run scp (the OpenSSH client); install openssh-client")?;
     if !status.success() {
         eprintln!("error: copying to or from box {} failed (scp exit {})", info.name, status.code().unwrap_or(-1));

@@ -132,11 +132,21 @@ pub fn report(e: &anyhow::Error, json: bool) -> ExitCode {
     ExitCode::from(kind.code())
 }
 
-/// Whether `e` is a write into a pipe whose reader has gone (`| head`):
+/// Whether `e` is a write into stdout whose reader has gone (`| head`):
 /// the reader has what it wanted, so, as in ripgrep, that ends the
-/// command quietly with success.
+/// command quietly with success. A broken pipe anywhere else (the hosts
+/// agent's socket, a child's stdin) is a real failure.
 fn closed_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) && stdout_reader_gone()
+}
+
+/// stdout is a pipe (or socket) with nobody left to read it: poll(2)
+/// reports POLLERR on such a write end.
+fn stdout_reader_gone() -> bool {
+    let mut fd = libc::pollfd { fd: libc::STDOUT_FILENO, events: libc::POLLOUT, revents: 0 };
+    // SAFETY: one valid pollfd, no timeout.
+    let n = unsafe { libc::poll(&mut fd, 1, 0) };
+    n == 1 && fd.revents & libc::POLLERR != 0
 }
 
 /// `println!` panics when stdout is a closed pipe (Rust ignores SIGPIPE):
@@ -147,7 +157,7 @@ pub fn quiet_on_closed_pipe() {
     std::panic::set_hook(Box::new(move |info| {
         let message = info.payload().downcast_ref::<String>().map(String::as_str).or_else(|| info.payload().downcast_ref::<&str>().copied());
         // std's message: "failed printing to stdout: Broken pipe (os error 32)".
-        if message.is_some_and(|m| m.starts_with("failed printing to std") && m.contains("os error 32")) {
+        if message.is_some_and(|m| m.starts_with("failed printing to stdout") && m.contains("os error 32")) && stdout_reader_gone() {
             std::process::exit(0);
         }
         default(info);
@@ -248,8 +258,10 @@ mod tests {
 
     #[test]
     fn a_closed_pipe_is_success_and_json_is_found_before_the_command() {
-        let pipe = anyhow::Error::from(std::io::Error::from(std::io::ErrorKind::BrokenPipe)).context("writing the log");
-        assert_eq!(report(&pipe, false), ExitCode::SUCCESS);
+        // Only stdout's reader gone makes a broken pipe a quiet success
+        // (here stdout is the test harness's, which still reads).
+        let pipe = anyhow::Error::from(std::io::Error::from(std::io::ErrorKind::BrokenPipe)).context("talking to the hosts agent");
+        assert_eq!(report(&pipe, false), ExitCode::from(EXIT_FAILED));
         let args = |s: &str| s.split(' ').map(std::ffi::OsString::from).collect::<Vec<_>>();
         assert!(asks_for_json(&args("workstation list -o json --bad")));
         assert!(asks_for_json(&args("workstation --output=json list")));

@@ -21,7 +21,12 @@ pub enum ImageCommand {
 /// Needs Nix 2.18 or newer with flakes enabled: Debian's nix-bin (2.8)
 /// cannot evaluate current nixpkgs. Building an aarch64 image on x86_64
 /// needs a remote builder or binfmt emulation.
+///
+/// Examples:
+///   workstation image build
+///   workstation image build --arch aarch64 --out-link result-arm
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub struct BuildArgs {
     /// The flake (default: the manifest's directory).
     #[arg(long, value_name = "DIR")]

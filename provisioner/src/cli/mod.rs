@@ -45,7 +45,7 @@ Examples:
   workstation seed main --reset            reload a store from its snapshot
   workstation up                           apply an edited workstation.toml to the box
   workstation restart api                  restart one service under supervisord
-  workstation render supervisord --out DIR the configuration the box runs (Nix image)
+  workstation render supervisord --out rendered   the configuration the box runs (Nix image)
   workstation image build && workstation image publish   the box image, as an AMI
   workstation ssh-config && ssh ws-dev     plain OpenSSH / VS Code with the pinned key
   workstation port-forward dev 5432        the box's postgres at 127.0.0.1:5432 here
@@ -148,7 +148,11 @@ pub enum Command {
     Logs(stack::LogsArgs),
     Intercept(intercept::InterceptArgs),
     /// Print or write configuration rendered from the manifest.
-    #[command(subcommand)]
+    ///
+    /// Examples:
+    ///   workstation render supervisord
+    ///   workstation render supervisord --out /tmp/rendered
+    #[command(subcommand, verbatim_doc_comment)]
     Render(stack::RenderCommand),
     Sync(sync::SyncArgs),
     #[command(subcommand)]
@@ -166,7 +170,11 @@ pub enum Command {
     #[command(hide = true)]
     Proxy(ssh::ProxyArgs),
     /// Build the box image with the flake and publish it as an AMI.
-    #[command(subcommand)]
+    ///
+    /// Examples:
+    ///   workstation image build
+    ///   workstation image publish result-ami --image workstation
+    #[command(subcommand, verbatim_doc_comment)]
     Image(image::ImageCommand),
     /// Commands that run on the box itself (first boot, timers).
     #[command(subcommand, name = "box", hide = true)]

@@ -146,9 +146,12 @@ pub fn report_wake(started: &crate::boxes::lifecycle::Started) {
             );
         }
     }
+    if let Some(why) = &started.failed {
+        eprintln!("warning: the stack did not come up after the wake ({why}); running the command anyway; `workstation up {name}` retries");
+    }
     if !started.starting.is_empty() {
         eprintln!(
-            "warning: no workstation.toml here, so only supervisord was waited for, and {} still starting; run from the checkout (or `workstation up {name}`) to wait for the health checks",
+            "warning: without the box's workstation.toml here, only supervisord was waited for, and {} still starting; run from the checkout (or `workstation up {name}`) to wait for the health checks",
             started.starting.join(", ")
         );
     }

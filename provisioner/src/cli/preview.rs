@@ -22,6 +22,11 @@ use crate::sync::session::Report;
 ///
 /// CI runs these with its own owner (e.g. WORKSTATION_OWNER=preview) and
 /// credentials (terraform's preview role), which reach only its own boxes.
+///
+/// Examples:
+///   workstation preview up --pr 12 --ref HEAD
+///   workstation preview list -o markdown
+///   workstation preview down 12
 #[derive(Debug, Subcommand)]
 pub enum PreviewCommand {
     Up(UpArgs),

@@ -67,7 +67,7 @@ pub struct DoctorArgs {
 /// Print the shell completion script (init installs them).
 ///
 /// Examples:
-///   workstation completions zsh > ~/.zfunc/_workstation
+///   mkdir -p ~/.zfunc && workstation completions zsh > ~/.zfunc/_workstation
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct CompletionsArgs {

@@ -73,6 +73,8 @@ pub struct SeedArgs {
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct ServicesArgs {
+    /// One service or store of the manifest (default: all of them).
+    #[arg(value_name = "PROGRAM")]
     program: Option<String>,
     #[command(flatten)]
     target: BoxFlag,
@@ -82,10 +84,12 @@ pub struct ServicesArgs {
 ///
 /// Examples:
 ///   workstation restart api
-///   workstation restart worker --box api-test
+///   workstation restart app --box api-test
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct RestartArgs {
+    /// The service or store to restart, as named in the manifest.
+    #[arg(value_name = "PROGRAM")]
     program: String,
     #[command(flatten)]
     target: BoxFlag,
@@ -99,6 +103,8 @@ pub struct RestartArgs {
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct LogsArgs {
+    /// The service or store whose log to show, as named in the manifest.
+    #[arg(value_name = "PROGRAM")]
     program: String,
     /// Keep printing new lines until interrupted.
     #[arg(short, long)]
@@ -116,6 +122,11 @@ pub enum RenderCommand {
     ///
     /// The Nix image calls this at build time, so the box and `workstation
     /// up` run the same configuration.
+    ///
+    /// Examples:
+    ///   workstation render supervisord
+    ///   workstation render supervisord --out /tmp/rendered
+    #[command(verbatim_doc_comment)]
     Supervisord(RenderArgs),
 }
 

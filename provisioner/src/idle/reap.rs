@@ -235,6 +235,7 @@ mod tests {
             stopped_by: None,
             hibernate: false,
             shareable: false,
+            bring_up_unfinished: false,
             preview: None,
         }
     }

@@ -147,14 +147,7 @@ impl Settings {
             .parse()
             .map_err(|source| SettingsError::Name { field: "owner", origin, source })?;
 
-        let provider = match env("WORKSTATION_PROVIDER") {
-            Some(v) => match v.as_str() {
-                "aws" => ProviderKind::Aws,
-                "local" => ProviderKind::Local,
-                _ => return Err(SettingsError::Provider { var: "WORKSTATION_PROVIDER", value: v }),
-            },
-            None => file.provider.unwrap_or(ProviderKind::Aws),
-        };
+        let provider = provider(&file, env)?;
 
         let ssh_key = env("WORKSTATION_SSH_KEY")
             .or(file.ssh_key)
@@ -190,6 +183,12 @@ impl Settings {
         })
     }
 
+    /// The provider alone (`WORKSTATION_PROVIDER`, else the file's, else
+    /// aws), for verbs that need no owner (reap).
+    pub fn provider(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<ProviderKind, SettingsError> {
+        provider(&Self::read_file(path)?, env)
+    }
+
     pub fn read_file(path: &Path) -> Result<File, SettingsError> {
         match std::fs::read_to_string(path) {
             Ok(text) => toml::from_str(&text).map_err(|e| SettingsError::Parse {
@@ -199,6 +198,17 @@ impl Settings {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(File::default()),
             Err(source) => Err(SettingsError::Read { path: path.to_owned(), source }),
         }
+    }
+}
+
+fn provider(file: &File, env: &dyn Fn(&str) -> Option<String>) -> Result<ProviderKind, SettingsError> {
+    match env("WORKSTATION_PROVIDER") {
+        Some(v) => match v.as_str() {
+            "aws" => Ok(ProviderKind::Aws),
+            "local" => Ok(ProviderKind::Local),
+            _ => Err(SettingsError::Provider { var: "WORKSTATION_PROVIDER", value: v }),
+        },
+        None => Ok(file.provider.unwrap_or(ProviderKind::Aws)),
     }
 }
 

@@ -58,6 +58,9 @@ struct Record {
     /// The preview tags' counterpart.
     #[serde(default)]
     preview: Option<super::Preview>,
+    /// The `workstation:bring-up` tag's counterpart.
+    #[serde(default)]
+    bring_up_unfinished: bool,
     /// The box's root, outside HOME (None: a box made before roots moved
     /// there, whose root is `root/` in its directory).
     #[serde(default)]
@@ -171,6 +174,7 @@ impl LocalProvider {
             hibernate: false,
             shareable: r.shareable,
             preview: r.preview.clone(),
+            bring_up_unfinished: r.bring_up_unfinished,
         }
     }
 
@@ -192,6 +196,12 @@ impl LocalProvider {
     }
 
     async fn boot(&self, r: Record) -> Result<Record> {
+        // A box made before the machine-wide leases has none: claimed here,
+        // so no other HOME is given its address while it is stopped.
+        {
+            let lock = self.machine.lock()?;
+            self.machine.claim(&lock, r.address, &self.box_dir(&r.owner, &r.name).join("box.json"))?;
+        }
         let host = self.host(&r);
         let host = tokio::task::spawn_blocking(move || host.boot().map(|_| host))
             .await
@@ -293,6 +303,7 @@ impl Provider for LocalProvider {
                 keep_until: None,
                 stopped_by: None,
                 shareable: false,
+                bring_up_unfinished: false,
                 preview: spec.preview.cloned(),
                 manifest: Some(std::fs::canonicalize(&spec.manifest.path).unwrap_or_else(|_| spec.manifest.path.clone())),
             };
@@ -351,7 +362,9 @@ impl Provider for LocalProvider {
         let _lock = self.name_lock(&r.owner, &r.name)?;
         self.halt(&r).await?;
         let dir = self.box_dir(&r.owner, &r.name);
-        if let Some(root) = &r.root {
+        // box.json is in a directory the user can write: only a root in
+        // the machine's own directory is removed (as root).
+        if let Some(root) = r.root.as_ref().filter(|root| self.machine.holds_root(root)) {
             match std::fs::remove_dir_all(root) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(root)(e)),
                 _ => {}
@@ -367,6 +380,10 @@ impl Provider for LocalProvider {
 
     async fn set_shareable(&self, id: &str, shareable: bool) -> Result<()> {
         self.update(id, |r| r.shareable = shareable).map(drop)
+    }
+
+    async fn set_bring_up(&self, id: &str, unfinished: bool) -> Result<()> {
+        self.update(id, |r| r.bring_up_unfinished = unfinished).map(drop)
     }
 
     async fn set_preview(&self, id: &str, preview: &super::Preview) -> Result<()> {

@@ -83,6 +83,31 @@ impl Machine {
         Ok(address)
     }
 
+    /// Leases `address` to `record` (a box booting) unless it is leased to
+    /// another box that still exists there, which is refused.
+    pub fn claim(&self, _lock: &AllocationLock, address: Ipv4Addr, record: &Path) -> Result<()> {
+        let lease = self.leases().join(address.to_string());
+        match std::fs::read(&lease) {
+            Ok(held) if held == record.as_os_str().as_encoded_bytes() => return Ok(()),
+            Ok(held) => {
+                let other = PathBuf::from(std::ffi::OsString::from_vec(held));
+                if recorded_address(&other) == Some(address) {
+                    return Err(ProviderError::Local(format!(
+                        "address {address} is leased to another local box ({}); destroy and re-create this box to get a free address",
+                        other.display()
+                    )));
+                }
+            }
+            Err(_) => {}
+        }
+        workstation_hosts_protocol::atomic::write(&lease, record.as_os_str().as_encoded_bytes(), 0o644).map_err(io(&lease))
+    }
+
+    /// Whether `root` is a box root in this machine directory.
+    pub fn holds_root(&self, root: &Path) -> bool {
+        root.parent() == Some(self.dir.join("boxes").as_path()) && root.file_name().is_some_and(|n| n.to_string_lossy().starts_with("ws-"))
+    }
+
     /// Gives back `address` if its lease is `record`'s (destroy).
     pub fn release(&self, address: Ipv4Addr, record: &Path) {
         let lease = self.leases().join(address.to_string());
@@ -146,6 +171,12 @@ mod tests {
         assert!(err.contains("no free address in local.subnet 10.250.9.0/30") && err.contains("[local] subnet"), "{err}");
         machine.release(a, &alice);
         std::fs::remove_file(&alice).unwrap();
-        assert_eq!(machine.allocate(&lock, &net, &[], &dir.path().join("carol")).unwrap(), a);
+        let carol = dir.path().join("carol");
+        assert_eq!(machine.allocate(&lock, &net, &[], &carol).unwrap(), a);
+        // A box booting at an address another live box holds is refused.
+        let err = machine.claim(&lock, b, &carol).unwrap_err().to_string();
+        assert!(err.contains("leased to another local box"), "{err}");
+        machine.claim(&lock, b, &bob).unwrap();
+        assert!(machine.holds_root(&machine.box_root("ws-abc")) && !machine.holds_root(Path::new("/home/x/root")));
     }
 }

@@ -70,6 +70,9 @@ pub struct BoxInfo {
     pub hibernate: bool,
     /// The owner lets colleagues start it (`share --start`).
     pub shareable: bool,
+    /// The last bring-up did not end healthy (interrupted, failed, or
+    /// unhealthy): `workstation up` finishes it.
+    pub bring_up_unfinished: bool,
     /// A pull request's preview box (`workstation preview`).
     pub preview: Option<Preview>,
 }
@@ -194,4 +197,7 @@ pub trait Provider: Send + Sync {
 
     /// Records a preview box's commit and expiry (after an upload).
     async fn set_preview(&self, id: &str, preview: &Preview) -> Result<()>;
+
+    /// Records that a bring-up started (`unfinished`) or ended healthy.
+    async fn set_bring_up(&self, id: &str, unfinished: bool) -> Result<()>;
 }

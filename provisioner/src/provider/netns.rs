@@ -128,7 +128,7 @@ impl BoxHost {
         self.halt()?;
         // Another HOME's box (or any namespace) at this address would answer
         // in this box's place, with another host key.
-        if let Some(ns) = addresses_in_use().into_iter().find_map(|(ns, a)| (a == self.address).then_some(ns)) {
+        if let Some(ns) = addresses_in_use().into_iter().find_map(|(ns, a)| (a == self.address && self.network.network.contains(&a)).then_some(ns)) {
             return Err(ProviderError::Local(format!(
                 "address {} of box {} is already held by network namespace {ns} (another user's box on this machine?); \
                  destroy and re-create this box to get a free address",

@@ -7,7 +7,7 @@ use crate::ssh::ssh_config::host_alias;
 
 /// OpenSSH options that would connect without the pinned key, or to
 /// another host under the box's name: refused in `--ssh-option`.
-const PINNING: [&str; 8] = [
+const PINNING: [&str; 11] = [
     "stricthostkeychecking",
     "userknownhostsfile",
     "globalknownhostsfile",
@@ -16,6 +16,10 @@ const PINNING: [&str; 8] = [
     "proxycommand",
     "proxyjump",
     "hostname",
+    // A shared connection another ssh opened never checks a host key.
+    "controlpath",
+    "controlmaster",
+    "controlpersist",
 ];
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -28,8 +32,12 @@ pub enum OptionError {
 
 /// Checks one `-o`-style option for `ssh`/`scp`.
 pub fn check_option(option: &str) -> Result<(), OptionError> {
-    let key = option.split(['=', ' ']).next().unwrap_or_default().trim();
-    if key.is_empty() || key == option.trim() {
+    // As OpenSSH reads it: the keyword up to whitespace or '=', quotes
+    // around it removed.
+    let trimmed = option.trim_start();
+    let end = trimmed.find(|c: char| c == '=' || c.is_whitespace()).unwrap_or(trimmed.len());
+    let key = trimmed[..end].trim_matches('"');
+    if key.is_empty() || end == trimmed.len() {
         return Err(OptionError::Malformed(option.to_owned()));
     }
     if PINNING.contains(&key.to_ascii_lowercase().as_str()) {
@@ -100,6 +108,9 @@ mod tests {
         assert!(check_option("ForwardAgent yes").is_ok());
         assert_eq!(check_option("StrictHostKeyChecking=no"), Err(OptionError::Pinning("StrictHostKeyChecking".into())));
         assert!(matches!(check_option("userknownhostsfile=/dev/null"), Err(OptionError::Pinning(_))));
+        assert!(matches!(check_option("\"StrictHostKeyChecking\" no"), Err(OptionError::Pinning(_))));
+        assert!(matches!(check_option("StrictHostKeyChecking\tno"), Err(OptionError::Pinning(_))));
+        assert!(matches!(check_option("ControlPath=/tmp/other"), Err(OptionError::Pinning(_))));
         assert!(matches!(check_option("Compression"), Err(OptionError::Malformed(_))));
     }
 

@@ -80,13 +80,6 @@ impl Layout {
         format!("/run/workstation/{hash}/supervisor.sock")
     }
 
-    /// Present from the start of a bring-up until it ends healthy: a box
-    /// whose `create` or `up` was interrupted or failed says so here
-    /// (`status`, `doctor`).
-    pub fn unfinished_marker(&self) -> String {
-        format!("{}/bring-up-unfinished", self.run_dir())
-    }
-
     pub fn logs(&self) -> String {
         format!("{}/logs", self.root)
     }

@@ -109,8 +109,15 @@ pub async fn settle(onbox: &BoxShell, timeout: Duration) -> Result<Vec<String>, 
     let started = std::time::Instant::now();
     let mut pause = Duration::from_millis(20);
     loop {
+        // supervisord may not have made its socket yet (its unit starts
+        // after the stores'); with no configuration it never will.
         if !onbox.check(&format!("test -S {}", sh(&onbox.layout.socket()))).await? {
-            return Ok(Vec::new());
+            if !onbox.check(&format!("test -e {}", sh(&onbox.layout.conf()))).await? || started.elapsed() >= timeout {
+                return Ok(Vec::new());
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(200));
+            continue;
         }
         let starting: Vec<String> =
             supervisor_status(onbox).await?.into_iter().filter(|l| matches!(l.state.as_str(), "STARTING" | "BACKOFF")).map(|l| l.name).collect();

@@ -89,9 +89,6 @@ pub async fn up(
         pause = (pause * 2).min(Duration::from_millis(100));
     };
     let healthy = programs.iter().all(ProgramStatus::is_up) && seeds.iter().all(|s| s.error.is_none());
-    if healthy {
-        onbox.run("marking the bring-up finished", &format!("rm -f {}", sh(&layout.unfinished_marker()))).await?;
-    }
     Ok(UpReport { root: layout.root().into(), config: hash, supervisord, seeds, programs, healthy })
 }
 
@@ -108,8 +105,7 @@ pub async fn up(
 fn bring_up_script(l: &Layout, manifest: &Manifest, rendered: &supervisor::Rendered, hash: &str) -> String {
     use base64::Engine;
     let mut script = format!(
-        "set -e\nmkdir -p -m 0755 {root} {root}/stores {sup} {run} {logs} && chmod 0755 {root} && mkdir -p -m 0700 {seeds} \"$(dirname {socket})\"\n: > {unfinished}\n",
-        unfinished = sh(&l.unfinished_marker()),
+        "set -e\nmkdir -p -m 0755 {root} {root}/stores {sup} {run} {logs} && chmod 0755 {root} && mkdir -p -m 0700 {seeds} \"$(dirname {socket})\"\n",
         root = sh(l.root()),
         sup = sh(&l.supervisor_dir()),
         run = sh(&l.run_dir()),
@@ -175,12 +171,6 @@ fn bring_up_script(l: &Layout, manifest: &Manifest, rendered: &supervisor::Rende
         conf = sh(&l.conf()),
     );
     script
-}
-
-/// Whether the box's last bring-up did not end healthy (interrupted,
-/// failed, or unhealthy): `workstation up` finishes it.
-pub async fn unfinished(onbox: &BoxShell) -> Result<bool, ShellError> {
-    onbox.check(&format!("test -e {}", sh(&onbox.layout.unfinished_marker()))).await
 }
 
 #[cfg(test)]

@@ -90,6 +90,7 @@ impl AwsProvider {
             stopped_by: tags.get(tags::STOPPED_BY).map(|k| k.to_string()),
             hibernate: i.hibernation_options().and_then(|h| h.configured()).unwrap_or(false),
             shareable: tags.get(tags::SHAREABLE) == Some(&"true"),
+            bring_up_unfinished: tags.get(tags::BRING_UP) == Some(&"unfinished"),
             preview: super::Preview::from_tags(tags.get(tags::PREVIEW).copied(), tags.get(tags::REF).copied(), tags.get(tags::EXPIRES).copied()),
         }
     }
@@ -175,6 +176,12 @@ impl Provider for AwsProvider {
     async fn set_shareable(&self, id: &str, shareable: bool) -> Result<()> {
         let value = if shareable { "true" } else { "false" };
         self.client.create_tags().resources(id).tags(tag(tags::SHAREABLE, value)).send().await.map_err(api("CreateTags"))?;
+        Ok(())
+    }
+
+    async fn set_bring_up(&self, id: &str, unfinished: bool) -> Result<()> {
+        let value = if unfinished { "unfinished" } else { "finished" };
+        self.client.create_tags().resources(id).tags(tag(tags::BRING_UP, value)).send().await.map_err(api("CreateTags"))?;
         Ok(())
     }
 
