@@ -71,7 +71,9 @@ fn help_examples() -> Vec<String> {
         }
     }
     let mut out = Vec::new();
-    walk(&mut workstation::cli::Cli::command(), &mut out);
+    let mut cli = workstation::cli::Cli::command();
+    cli.build();
+    walk(&mut cli, &mut out);
     out
 }
 
@@ -182,4 +184,32 @@ fn r29_every_example_in_help_and_readme_runs_on_the_demo_box() {
         ran += 1;
     }
     assert!(ran > 50, "only {ran} examples ran");
+}
+
+/// Each verb's help shows its own arguments first; the options every verb
+/// takes follow, once, under their own heading.
+#[test]
+fn r29_a_verbs_own_arguments_come_before_the_global_options() {
+    fn walk(cmd: &mut clap::Command, path: &str) {
+        let help = cmd.render_long_help().to_string();
+        if let Some(global) = help.find("Global options:") {
+            assert_eq!(help.matches("Global options:").count(), 1, "{path}");
+            for own in ["Arguments:", "Options:"] {
+                if let Some(at) = help.find(own) {
+                    assert!(at < global, "{path}: {own} after the global options");
+                }
+            }
+        }
+        for sub in cmd.get_subcommands_mut() {
+            let name = format!("{path} {}", sub.get_name());
+            walk(sub, &name);
+        }
+    }
+    // Built: global options are propagated to the verbs then.
+    let mut cli = workstation::cli::Cli::command();
+    cli.build();
+    walk(&mut cli, "workstation");
+    let up = cli.find_subcommand_mut("preview").unwrap().find_subcommand_mut("up").unwrap();
+    let help = up.render_long_help().to_string();
+    assert!(help.find("--pr <N>").unwrap() < help.find("Global options:").unwrap(), "{help}");
 }

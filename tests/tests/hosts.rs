@@ -266,6 +266,9 @@ fn callers_and_names_are_checked() {
     assert_eq!(status["status"]["names"][0]["label"], "alice/dev");
     ok(agent.client(&["clear"]));
     assert_eq!(std::fs::read(ns.hosts()).unwrap(), before);
+    // Issue 29: the agent's log file (a service's log) has no colour codes.
+    let log = std::fs::read_to_string(&agent.log).unwrap();
+    assert!(log.contains("listening on") && !log.contains('\u{1b}'), "{log}");
 }
 
 #[test]
