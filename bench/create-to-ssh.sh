@@ -20,13 +20,13 @@ set -euo pipefail
 # The timed steps run in command substitutions: a failure there still stops.
 shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
-RUNS=${RUNS:-7} STACK_RUNS=${STACK_RUNS:-3}
+RUNS=${RUNS:-7} STACK_RUNS=${STACK_RUNS:-6}
 PROFILE=${PROFILE:-release}
 source bench/common.sh
 # Not under /tmp: sshd (StrictModes) refuses keys below a world-writable directory.
 work=$(mktemp -d /var/lib/workstation-bench-XXXX)
 chmod 755 "$work"
-trap 'for n in $(ip netns list | awk "/^bn-/{print \$1}"); do ip netns pids $n | xargs -r kill -9; ip netns del $n; done; for s in $(seq 1 "$STACK_RUNS"); do "$bin" destroy "s$s" --yes >/dev/null 2>&1; done; ip link del $bridge 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'for n in $(ip netns list | awk "/^bn-/{print \$1}"); do ip netns pids $n | xargs -r kill -9; ip netns del $n; done; for s in $(seq 1 "$STACK_RUNS"); do "$bin" destroy "s$s" --yes >/dev/null 2>&1 || true; done; ip link del $bridge 2>/dev/null || true; rm -rf "$work"' EXIT
 
 bench_bridge
 
@@ -97,12 +97,24 @@ stack_manifest > "$WORKSTATION_MANIFEST"
 chmod 0755 "$work"
 nstack_ms=() wstack_ms=()
 native_with_stack() { native "$1" && native_stack "$1"; }
+# A native box is taken down once timed, as `create_ms` destroys ours: no
+# round runs beside the idle stacks of earlier rounds.
+native_down() { ip netns pids "bn-$1" | xargs -r kill -9; ip netns del "bn-$1"; ip link del "bv$1" 2>/dev/null || true; }
+# The two sides alternate which goes first, round by round.
 for i in $(seq 1 "$STACK_RUNS"); do
-    nstack_ms+=("$(ms_of native_with_stack $((50 + i)))")
-    wstack_ms+=("$(create_ms "s$i")")
+    if [ $((i % 2)) = 1 ]; then
+        nstack_ms+=("$(ms_of native_with_stack $((50 + i)))"); native_down $((50 + i))
+        wstack_ms+=("$(create_ms "s$i")")
+    else
+        wstack_ms+=("$(create_ms "s$i")")
+        nstack_ms+=("$(ms_of native_with_stack $((50 + i)))"); native_down $((50 + i))
+    fi
 done
 ns=$(printf '%s\n' "${nstack_ms[@]}" | median)
 ws=$(printf '%s\n' "${wstack_ms[@]}" | median)
 echo "example stack by hand: ${ns} ms (median; all: ${nstack_ms[*]})"
 echo "workstation create:    ${ws} ms (median; all: ${wstack_ms[*]})"
-awk -v n="$n" -v w="$w" -v ns="$ns" -v ws="$ws" 'BEGIN { printf "create: empty_overhead_ms=%d stack_ratio=%.2f native_ms=%d workstation_ms=%d stack_native_ms=%d stack_workstation_ms=%d\n", w - n, ns / ws, n, w, ns, ws }'
+# The spread of the stack ratio: the rounds' own ratios, lowest and highest.
+spread=$(paste <(printf '%s\n' "${nstack_ms[@]}") <(printf '%s\n' "${wstack_ms[@]}") |
+    awk '{ r = $1 / $2; if (NR == 1 || r < lo) lo = r; if (NR == 1 || r > hi) hi = r } END { printf "stack_ratio_min=%.2f stack_ratio_max=%.2f", lo, hi }')
+awk -v n="$n" -v w="$w" -v ns="$ns" -v ws="$ws" -v spread="$spread" 'BEGIN { printf "create: empty_overhead_ms=%d stack_ratio=%.2f %s native_ms=%d workstation_ms=%d stack_native_ms=%d stack_workstation_ms=%d\n", w - n, ns / ws, spread, n, w, ns, ws }'
