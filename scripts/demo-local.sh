@@ -101,11 +101,14 @@ laptop env HOME="$demo_home" WORKSTATION_MANIFEST="$manifest" WORKSTATION_HOSTS_
 say "idle: the demo manifest stops a box 5 minutes after its last activity"
 ws keep --for 10m
 id=$(ws status dev --output json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+# The box's root (outside HOME, in /var/lib/workstation-local), as its
+# sessions see it.
+root=$(ws ssh dev -- 'echo "$WORKSTATION_BOX_ROOT"')
 check() { # minutes from now: what the box's own check (its timer) decides then
     at=$(date -u -d "+$1 minutes" +%Y-%m-%dT%H:%M:%SZ)
     echo "-- box idle-check as of $at (+$1 min)"
     ip netns exec "ws-${id#lb-}" env HOME="$demo_home" WORKSTATION_MANIFEST="$manifest" \
-        "$bin" box idle-check --root "$demo_home/.local/state/workstation/local/demo--dev/root" --at "$at"
+        "$bin" box idle-check --root "$root" --at "$at"
 }
 check 0
 check 7    # idle past 5m, but kept for 10m

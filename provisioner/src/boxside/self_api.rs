@@ -63,7 +63,12 @@ impl SelfApi {
         let paths = Paths::from_env().map_err(|e| local(&e))?;
         let settings = Settings::load(&paths, &|k| std::env::var(k).ok()).map_err(|e| local(&e))?;
         let provider = LocalProvider::new(paths.local_boxes(), settings.local, settings.local_idle_check_every).map_err(|e| local(&e))?;
-        Ok(provider.box_at(root).map_err(|e| local(&e))?.map(|id| SelfApi::Local { provider, id }))
+        // A root that looks local but is no box's is an error, not an EC2
+        // instance to ask the metadata service about.
+        match provider.box_at(root).map_err(|e| local(&e))? {
+            Some(id) => Ok(Some(SelfApi::Local { provider, id })),
+            None => Err(local(&"no local box of this HOME has that root (`workstation ssh NAME -- 'echo $WORKSTATION_BOX_ROOT'` shows a box's)")),
+        }
     }
 
     pub fn id(&self) -> &str {
