@@ -234,6 +234,12 @@ fn nobody_can_touch_another_engineers_box_or_key() {
         ("deny", "bob terminates alice's box", engineer("bob", "ec2:TerminateInstances", alices_box.clone(), owned_by("alice"))),
         ("allow", "alice keeps her box", engineer("alice", "ec2:CreateTags", alices_box.clone(), tags_on("alice", &["workstation:keep-until"]))),
         ("deny", "bob tags alice's box", engineer("bob", "ec2:CreateTags", alices_box.clone(), tags_on("alice", &["workstation:keep-until"]))),
+        (
+            "allow",
+            "alice records her box's bring-up and manifest",
+            engineer("alice", "ec2:CreateTags", alices_box.clone(), tags_on("alice", &["workstation:bring-up", "workstation:manifest-hash"])),
+        ),
+        ("deny", "bob records a bring-up on alice's box", engineer("bob", "ec2:CreateTags", alices_box.clone(), tags_on("alice", &["workstation:bring-up"]))),
         ("deny", "alice forges activity", engineer("alice", "ec2:CreateTags", alices_box.clone(), tags_on("alice", &["workstation:last-active"]))),
         ("deny", "alice gives her box to bob", engineer("alice", "ec2:CreateTags", alices_box.clone(), tags_on("alice", &["workstation:owner"]))),
         ("allow", "bob launches his own box", engineer("bob", "ec2:RunInstances", arn("instance", "*"), launch_tag("bob"))),

@@ -351,8 +351,12 @@ impl Context {
     }
 
     /// [`up::up`] on the box's shell, recorded on the box (the
-    /// `workstation:bring-up` tag): unfinished from the start until it ends
-    /// healthy, so a bring-up interrupted or failed shows in `status`.
+    /// `workstation:bring-up` tag), under the bring-up lock so concurrent
+    /// runs record in turn: unfinished from the start until it ends healthy,
+    /// then finished with the manifest's hash, so a bring-up interrupted or
+    /// failed shows in `status`. The record is best effort: a box whose
+    /// stack is up is not reported broken because a tag could not be
+    /// written.
     async fn up_on(
         &self,
         info: &BoxInfo,
@@ -362,14 +366,22 @@ impl Context {
         health_timeout: Duration,
         progress: Option<&ProgressBar>,
     ) -> Result<UpReport, LifecycleError> {
-        if !info.bring_up_unfinished {
-            self.provider.set_bring_up(&info.id, true).await?;
-        }
+        let record = async |finished: Option<&str>| {
+            if let Err(e) = self.provider.record_bring_up(&info.id, finished).await {
+                tracing::warn!("box {}: the bring-up could not be recorded ({e}); `workstation status` may not say how it ended", info.name);
+            }
+        };
         step(progress, "waiting for the box's bring-up lock".into());
-        let report = shell.locked(async |lock| up::up(shell, lock, &manifest.manifest, snapshots, health_timeout, progress).await).await?;
-        if report.healthy {
-            self.provider.set_bring_up(&info.id, false).await?;
-        }
+        let report = shell
+            .locked(async |lock| {
+                record(None).await;
+                let report = up::up(shell, lock, &manifest.manifest, snapshots, health_timeout, progress).await?;
+                if report.healthy {
+                    record(Some(&manifest.hash)).await;
+                }
+                Ok::<_, ShellError>(report)
+            })
+            .await?;
         Ok(report)
     }
 
@@ -418,9 +430,16 @@ impl Context {
             return Ok(Woken { info, started: None });
         }
         step(progress, format!("box {name} is {}: starting it", info.state.as_str()));
-        // Only the manifest the box runs: a ProxyCommand runs wherever ssh
-        // was started, and another project's manifest is not this box's.
-        let manifest = manifest.filter(|m| info.manifest_hash.as_deref() == Some(m.hash.as_str()));
+        // Only the manifest the box runs (as its last bring-up recorded it):
+        // a ProxyCommand runs wherever ssh was started, and another
+        // project's manifest is not this box's.
+        let manifest = match manifest {
+            Some(m) if info.manifest_hash.as_deref() != Some(m.hash.as_str()) => {
+                tracing::warn!("box {name} runs another manifest than {}: waking it without bringing that one up (`workstation up {name}` applies it)", m.path.display());
+                None
+            }
+            other => other,
+        };
         let info = self.start_found(info, progress).await?;
         let mut failed = None;
         if let Some(m) = manifest {
@@ -437,7 +456,13 @@ impl Context {
         }
         step(progress, "waiting for supervisord's programs to start".into());
         let starting = self.on_box(&info, async |shell| Ok::<_, LifecycleError>(services::settle(shell, WAKE_HEALTH_TIMEOUT).await?)).await?;
-        let started = Started { info, up: None, hostnames: None, starting, failed };
+        // A started box usually has a new address: the names follow it
+        // even when its stack did not come up.
+        let hostnames = match manifest {
+            Some(m) => Some(self.point_hostnames(&info, &m.manifest.hostnames).await),
+            None => None,
+        };
+        let started = Started { info, up: None, hostnames, starting, failed };
         Ok(Woken { info: started.info.clone(), started: Some(started) })
     }
 

@@ -128,7 +128,7 @@ pub async fn status(global: &Global, args: NameArg) -> Result<ExitCode> {
             println!("\nhost key: {}", if status.host_key_pinned { "pinned" } else { "not pinned (run `workstation pin`)" });
             match status.manifest_current {
                 Some(true) => println!("manifest: matches {}", manifest.as_ref().map(|m| m.path.display().to_string()).unwrap_or_default()),
-                Some(false) => println!("manifest: changed since the box was created"),
+                Some(false) => println!("manifest: changed since the box's last bring-up; `workstation up` applies it"),
                 None => {}
             }
             match &status.idle {

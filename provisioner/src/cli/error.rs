@@ -140,13 +140,14 @@ fn closed_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) && stdout_reader_gone()
 }
 
-/// stdout is a pipe (or socket) with nobody left to read it: poll(2)
-/// reports POLLERR on such a write end.
+/// stdout is a pipe or socket with nobody left to read it: poll(2)
+/// reports POLLERR on a pipe's write end, POLLHUP on a socket whose peer
+/// has gone.
 fn stdout_reader_gone() -> bool {
     let mut fd = libc::pollfd { fd: libc::STDOUT_FILENO, events: libc::POLLOUT, revents: 0 };
     // SAFETY: one valid pollfd, no timeout.
     let n = unsafe { libc::poll(&mut fd, 1, 0) };
-    n == 1 && fd.revents & libc::POLLERR != 0
+    n == 1 && fd.revents & (libc::POLLERR | libc::POLLHUP) != 0
 }
 
 /// `println!` panics when stdout is a closed pipe (Rust ignores SIGPIPE):

@@ -362,9 +362,9 @@ impl Provider for LocalProvider {
         let _lock = self.name_lock(&r.owner, &r.name)?;
         self.halt(&r).await?;
         let dir = self.box_dir(&r.owner, &r.name);
-        // box.json is in a directory the user can write: only a root in
-        // the machine's own directory is removed (as root).
-        if let Some(root) = r.root.as_ref().filter(|root| self.machine.holds_root(root)) {
+        // box.json is in a directory the user can write: only this box's
+        // own root in the machine directory is removed (as root).
+        if let Some(root) = r.root.as_ref().filter(|root| **root == self.machine.box_root(&self.host(&r).ns)) {
             match std::fs::remove_dir_all(root) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(root)(e)),
                 _ => {}
@@ -382,8 +382,14 @@ impl Provider for LocalProvider {
         self.update(id, |r| r.shareable = shareable).map(drop)
     }
 
-    async fn set_bring_up(&self, id: &str, unfinished: bool) -> Result<()> {
-        self.update(id, |r| r.bring_up_unfinished = unfinished).map(drop)
+    async fn record_bring_up(&self, id: &str, finished: Option<&str>) -> Result<()> {
+        self.update(id, |r| {
+            r.bring_up_unfinished = finished.is_none();
+            if let Some(hash) = finished {
+                r.manifest_hash = hash.to_owned();
+            }
+        })
+        .map(drop)
     }
 
     async fn set_preview(&self, id: &str, preview: &super::Preview) -> Result<()> {

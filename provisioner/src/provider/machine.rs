@@ -103,11 +103,6 @@ impl Machine {
         workstation_hosts_protocol::atomic::write(&lease, record.as_os_str().as_encoded_bytes(), 0o644).map_err(io(&lease))
     }
 
-    /// Whether `root` is a box root in this machine directory.
-    pub fn holds_root(&self, root: &Path) -> bool {
-        root.parent() == Some(self.dir.join("boxes").as_path()) && root.file_name().is_some_and(|n| n.to_string_lossy().starts_with("ws-"))
-    }
-
     /// Gives back `address` if its lease is `record`'s (destroy).
     pub fn release(&self, address: Ipv4Addr, record: &Path) {
         let lease = self.leases().join(address.to_string());
@@ -177,6 +172,5 @@ mod tests {
         let err = machine.claim(&lock, b, &carol).unwrap_err().to_string();
         assert!(err.contains("leased to another local box"), "{err}");
         machine.claim(&lock, b, &bob).unwrap();
-        assert!(machine.holds_root(&machine.box_root("ws-abc")) && !machine.holds_root(Path::new("/home/x/root")));
     }
 }

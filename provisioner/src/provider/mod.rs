@@ -198,6 +198,7 @@ pub trait Provider: Send + Sync {
     /// Records a preview box's commit and expiry (after an upload).
     async fn set_preview(&self, id: &str, preview: &Preview) -> Result<()>;
 
-    /// Records that a bring-up started (`unfinished`) or ended healthy.
-    async fn set_bring_up(&self, id: &str, unfinished: bool) -> Result<()>;
+    /// Records that a bring-up started (None) or ended healthy with the
+    /// manifest whose hash is given (the box now runs that manifest).
+    async fn record_bring_up(&self, id: &str, finished: Option<&str>) -> Result<()>;
 }

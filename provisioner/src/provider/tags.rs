@@ -16,8 +16,9 @@ pub const KEEP_UNTIL: &str = "workstation:keep-until";
 /// Who stopped the box and why (the box itself, or `reap`).
 pub const STOPPED_BY: &str = "workstation:stopped-by";
 /// "unfinished" from the start of a bring-up (create, start, up, a wake)
-/// until it ends healthy, then "finished": `status` and `doctor` say when a
-/// box's stack was left half made.
+/// until it ends healthy, then "finished" (with [`MANIFEST_HASH`] set to the
+/// manifest it brought up): `status` and `doctor` say when a box's stack
+/// was left half made.
 pub const BRING_UP: &str = "workstation:bring-up";
 /// "true": the owner lets colleagues start the box (`share --start`);
 /// written by the owner with `share --allow-start`.

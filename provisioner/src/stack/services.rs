@@ -103,8 +103,9 @@ async fn supervisor_status(onbox: &BoxShell) -> Result<Vec<StatusLine>, ShellErr
 
 /// Waits (at most `timeout`) until none of supervisord's programs is
 /// still starting, for a box woken without its manifest (whose health
-/// checks are unknown); returns those still starting. A box whose
-/// supervisord does not run (never brought up) has nothing to wait for.
+/// checks are unknown); returns those still starting ("supervisord" when
+/// it never made its socket). A box never brought up has nothing to wait
+/// for.
 pub async fn settle(onbox: &BoxShell, timeout: Duration) -> Result<Vec<String>, ShellError> {
     let started = std::time::Instant::now();
     let mut pause = Duration::from_millis(20);
@@ -112,8 +113,11 @@ pub async fn settle(onbox: &BoxShell, timeout: Duration) -> Result<Vec<String>, 
         // supervisord may not have made its socket yet (its unit starts
         // after the stores'); with no configuration it never will.
         if !onbox.check(&format!("test -S {}", sh(&onbox.layout.socket()))).await? {
-            if !onbox.check(&format!("test -e {}", sh(&onbox.layout.conf()))).await? || started.elapsed() >= timeout {
+            if !onbox.check(&format!("test -e {}", sh(&onbox.layout.conf()))).await? {
                 return Ok(Vec::new());
+            }
+            if started.elapsed() >= timeout {
+                return Ok(vec!["supervisord".into()]);
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(200));

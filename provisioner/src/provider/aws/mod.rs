@@ -179,9 +179,12 @@ impl Provider for AwsProvider {
         Ok(())
     }
 
-    async fn set_bring_up(&self, id: &str, unfinished: bool) -> Result<()> {
-        let value = if unfinished { "unfinished" } else { "finished" };
-        self.client.create_tags().resources(id).tags(tag(tags::BRING_UP, value)).send().await.map_err(api("CreateTags"))?;
+    async fn record_bring_up(&self, id: &str, finished: Option<&str>) -> Result<()> {
+        let tags = match finished {
+            None => vec![tag(tags::BRING_UP, "unfinished")],
+            Some(hash) => vec![tag(tags::BRING_UP, "finished"), tag(tags::MANIFEST_HASH, hash)],
+        };
+        self.client.create_tags().resources(id).set_tags(Some(tags)).send().await.map_err(api("CreateTags"))?;
         Ok(())
     }
 
