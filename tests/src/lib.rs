@@ -22,6 +22,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use workstation::provider::local::LocalProvider;
+use workstation::provider::netns::addresses_in_use;
 use workstation::provider::Provider;
 use workstation::laptop::settings::LocalNetwork;
 
@@ -312,35 +313,24 @@ impl Drop for TestEnv {
 
 /// The network namespace one of whose addresses is `address`.
 pub fn netns_with(address: &str) -> Option<String> {
-    let entries = std::fs::read_dir("/run/netns").ok()?;
-    entries.flatten().map(|e| e.file_name().to_string_lossy().to_string()).find(|ns| {
-        let out = Command::new("ip").args(["-n", ns, "-4", "-o", "addr", "show"]).output();
-        out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().any(|w| w.split('/').next() == Some(address)))
-    })
+    let address: Ipv4Addr = address.parse().ok()?;
+    addresses_in_use().into_iter().find_map(|(ns, a)| (a == address).then_some(ns))
 }
 
 /// Removes namespaces left by a killed earlier run in this slice.
 fn clear_stale_boxes(subnet: &ipnet::Ipv4Net) {
-    let Ok(entries) = std::fs::read_dir("/run/netns") else { return };
-    for e in entries.flatten() {
-        let ns = e.file_name().to_string_lossy().to_string();
-        if !(ns.starts_with("ws-") || ns.starts_with("wt-")) {
-            continue;
+    let mut stale: Vec<String> = addresses_in_use()
+        .into_iter()
+        .filter(|(ns, a)| (ns.starts_with("ws-") || ns.starts_with("wt-")) && subnet.contains(a))
+        .map(|(ns, _)| ns)
+        .collect();
+    stale.dedup();
+    for ns in stale {
+        let pids = Command::new("ip").args(["netns", "pids", &ns]).output().map(|o| o.stdout).unwrap_or_default();
+        for pid in String::from_utf8_lossy(&pids).split_whitespace() {
+            let _ = Command::new("kill").args(["-9", pid]).status();
         }
-        let out = Command::new("ip").args(["-n", &ns, "-4", "-o", "addr", "show", "dev", "eth0"]).output();
-        let in_slice = out.ok().is_some_and(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .split_whitespace()
-                .filter_map(|w| w.split('/').next()?.parse::<Ipv4Addr>().ok())
-                .any(|a| subnet.contains(&a))
-        });
-        if in_slice {
-            let pids = Command::new("ip").args(["netns", "pids", &ns]).output().map(|o| o.stdout).unwrap_or_default();
-            for pid in String::from_utf8_lossy(&pids).split_whitespace() {
-                let _ = Command::new("kill").args(["-9", pid]).status();
-            }
-            let _ = Command::new("ip").args(["netns", "del", &ns]).status();
-        }
+        let _ = Command::new("ip").args(["netns", "del", &ns]).status();
     }
 }
 

@@ -149,10 +149,20 @@ impl Started {
 
 /// What a wake found or did.
 #[derive(Debug)]
-pub struct Woken {
-    pub info: BoxInfo,
-    /// Set when the box was stopped and this wake started it.
-    pub started: Option<Started>,
+pub enum Woken {
+    /// Found running: nothing was done.
+    Running(BoxInfo),
+    /// Found stopped and started by this wake.
+    Started(Started),
+}
+
+impl Woken {
+    pub fn into_info(self) -> BoxInfo {
+        match self {
+            Woken::Running(info) => info,
+            Woken::Started(started) => started.info,
+        }
+    }
 }
 
 /// `workstation status`: the box and what the laptop knows about it.
@@ -427,7 +437,7 @@ impl Context {
     pub async fn wake(&self, name: &BoxName, manifest: Option<&LoadedManifest>, progress: Option<&ProgressBar>) -> Result<Woken, LifecycleError> {
         let info = self.find(name).await?;
         if info.state == BoxState::Running {
-            return Ok(Woken { info, started: None });
+            return Ok(Woken::Running(info));
         }
         step(progress, format!("box {name} is {}: starting it", info.state.as_str()));
         // Only the manifest the box runs (as its last bring-up recorded it):
@@ -448,7 +458,7 @@ impl Context {
             // to find out why).
             match self.snapshots(m).await {
                 Ok(s) => match self.stack_back(info.clone(), m, &s, WAKE_HEALTH_TIMEOUT, progress).await {
-                    Ok(started) => return Ok(Woken { info: started.info.clone(), started: Some(started) }),
+                    Ok(started) => return Ok(Woken::Started(started)),
                     Err(e) => failed = Some(e.to_string()),
                 },
                 Err(e) => failed = Some(e.to_string()),
@@ -462,8 +472,7 @@ impl Context {
             Some(m) => Some(self.point_hostnames(&info, &m.manifest.hostnames).await),
             None => None,
         };
-        let started = Started { info, up: None, hostnames, starting, failed };
-        Ok(Woken { info: started.info.clone(), started: Some(started) })
+        Ok(Woken::Started(Started { info, up: None, hostnames, starting, failed }))
     }
 
     async fn start_found(&self, info: BoxInfo, progress: Option<&ProgressBar>) -> Result<BoxInfo, LifecycleError> {
@@ -578,7 +587,7 @@ impl Context {
         others.sort_by_key(|b| (b.name != BoxName::default().as_str(), b.name.clone()));
         Some(match others.first() {
             Some(next) => self.point_hostnames(next, &names).await,
-            None => Pointed::Skipped { reason: format!("{} no longer point anywhere: none of your other boxes runs", names.join(", ")) },
+            None => Pointed::Skipped { reason: format!("{} no longer point anywhere: no other box of yours made from this manifest runs", names.join(", ")) },
         })
     }
 

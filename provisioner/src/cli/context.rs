@@ -80,10 +80,10 @@ impl Global {
         let woken = ctx.wake(name, manifest, progress.as_ref()).await;
         progress.inspect(|p| p.finish_and_clear());
         let woken = woken?;
-        if let Some(started) = &woken.started {
+        if let crate::boxes::lifecycle::Woken::Started(started) = &woken {
             super::output::report_wake(started);
         }
-        Ok(woken.info)
+        Ok(woken.into_info())
     }
 
     /// Which provider this run uses: `--provider`, else the settings'

@@ -49,5 +49,5 @@ pub async fn cp(global: &Global, args: CpArgs) -> Result<ExitCode> {
     if !status.success() {
         eprintln!("error: copying to or from box {} failed (scp exit {})", info.name, status.code().unwrap_or(-1));
     }
-    Ok(ExitCode::from(u8::try_from(status.code().unwrap_or(1)).unwrap_or(1)))
+    Ok(super::ssh::exit_code(status))
 }

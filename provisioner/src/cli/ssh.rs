@@ -248,7 +248,7 @@ fn pass_to_ssh(stream: &std::net::TcpStream) -> std::io::Result<()> {
 
 /// A child's status as this process's: its code, or 128 + the signal that
 /// ended it, as shells report it.
-fn exit_code(status: std::process::ExitStatus) -> ExitCode {
+pub(super) fn exit_code(status: std::process::ExitStatus) -> ExitCode {
     use std::os::unix::process::ExitStatusExt;
     let code = status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(1);
     ExitCode::from(u8::try_from(code).unwrap_or(255))

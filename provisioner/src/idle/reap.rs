@@ -118,20 +118,27 @@ pub struct Run<'a> {
 /// `preview_owner`).
 pub const PREVIEW_OWNER: &str = "preview";
 
-pub async fn reap(provider: &AwsProvider, run: &Run<'_>) -> Result<ReapReport, ProviderError> {
-    let Run { policy, at, dry_run, concurrency, preview_owner } = *run;
+/// What one run will do, from the previews and the running boxes found:
+/// the previews of `run.preview_owner` past their expiry, and the other
+/// running boxes the policy stops.
+fn planned(run: &Run<'_>, previews: &[BoxInfo], running: Vec<BoxInfo>) -> ReapReport {
+    let Run { policy, at, dry_run, preview_owner, .. } = *run;
     // Terminating cannot be undone: a run that acts ends only previews
     // expired by now, whatever --at says.
     let expiry_at = if dry_run { at } else { at.min(Utc::now()) };
-    let previews: Vec<BoxInfo> = provider.previews().await?.into_iter().filter(|b| b.owner == preview_owner).collect();
+    let previews: Vec<BoxInfo> = previews.iter().filter(|b| b.owner == preview_owner).cloned().collect();
     let expired = expired(&previews, expiry_at);
-    let boxes: Vec<BoxInfo> = provider.running().await?.into_iter().filter(|b| !expired.iter().any(|e| e.id == b.id)).collect();
+    let boxes: Vec<BoxInfo> = running.into_iter().filter(|b| !expired.iter().any(|e| e.id == b.id)).collect();
     let plan = plan(policy, &boxes, at);
-    let mut report = ReapReport { at, dry_run, examined: boxes.len() + expired.len(), plan, expired, ..Default::default() };
-    if dry_run {
+    ReapReport { at, dry_run, examined: boxes.len() + expired.len(), plan, expired, ..Default::default() }
+}
+
+pub async fn reap(provider: &AwsProvider, run: &Run<'_>) -> Result<ReapReport, ProviderError> {
+    let mut report = planned(run, &provider.previews().await?, provider.running().await?);
+    if run.dry_run {
         return Ok(report);
     }
-    let concurrency = concurrency.max(1);
+    let concurrency = run.concurrency.max(1);
     let expired: Vec<String> = report.expired.iter().map(|e| e.id.clone()).collect();
     let mut ends = stream::iter(expired.chunks(BATCH)).map(|chunk| provider.terminate_batch(chunk)).buffer_unordered(concurrency);
     while let Some(done) = ends.next().await {
@@ -139,7 +146,7 @@ pub async fn reap(provider: &AwsProvider, run: &Run<'_>) -> Result<ReapReport, P
         report.gone.extend(done.gone);
         report.failed.extend(done.failed.into_iter().map(|(id, error)| Failed { id, error }));
     }
-    let reason = format!("reap at {}: idle per policy", at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    let reason = format!("reap at {}: idle per policy", run.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
     // One StopInstances call hibernates all its instances or none.
     let ids = |hibernate: bool| report.plan.iter().filter(|p| p.hibernate == hibernate).map(|p| p.id.clone()).collect::<Vec<_>>();
     let (plain, hibernating) = (ids(false), ids(true));
@@ -153,19 +160,15 @@ pub async fn reap(provider: &AwsProvider, run: &Run<'_>) -> Result<ReapReport, P
     Ok(report)
 }
 
-/// `reap` over a provider without fleet-wide batch calls (local boxes,
-/// every HOME's on this machine is not visible, only this one's): the same
-/// plan and expiry as [`reap`], one stop or destroy per box.
+/// `reap` over a provider without fleet-wide batch calls (local boxes:
+/// only this HOME's are listed, not other HOMEs' on the machine): the same
+/// plan as [`reap`], one destroy or stop per box.
 pub async fn reap_listed(provider: &dyn Provider, run: &Run<'_>) -> Result<ReapReport, ProviderError> {
-    let Run { policy, at, dry_run, preview_owner, .. } = *run;
-    let expiry_at = if dry_run { at } else { at.min(Utc::now()) };
     let all = provider.list(None).await?;
-    let previews: Vec<BoxInfo> = all.iter().filter(|b| b.preview.is_some() && b.owner == preview_owner).cloned().collect();
-    let expired = expired(&previews, expiry_at);
-    let boxes: Vec<BoxInfo> = all.into_iter().filter(|b| b.state == BoxState::Running && !expired.iter().any(|e| e.id == b.id)).collect();
-    let plan = plan(policy, &boxes, at);
-    let mut report = ReapReport { at, dry_run, examined: boxes.len() + expired.len(), plan, expired, ..Default::default() };
-    if dry_run {
+    let previews: Vec<BoxInfo> = all.iter().filter(|b| b.preview.is_some()).cloned().collect();
+    let running: Vec<BoxInfo> = all.into_iter().filter(|b| b.state == BoxState::Running).collect();
+    let mut report = planned(run, &previews, running);
+    if run.dry_run {
         return Ok(report);
     }
     for id in report.expired.iter().map(|e| e.id.clone()).collect::<Vec<_>>() {

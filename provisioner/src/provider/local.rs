@@ -91,7 +91,7 @@ impl LocalProvider {
         let suffix = r.id.trim_start_matches("lb-");
         let dir = self.box_dir(&r.owner, &r.name);
         BoxHost {
-            ns: format!("ws-{suffix}"),
+            ns: namespace(&r.id),
             veth: format!("wv{suffix}"),
             address: r.address,
             network: self.network.clone(),
@@ -290,7 +290,7 @@ impl Provider for LocalProvider {
             let digest = Sha256::digest(format!("{}/{}/{}/{}", spec.owner, spec.name, now.timestamp_nanos_opt().unwrap_or_default(), std::process::id()));
             let id = format!("lb-{}", &hex::encode(digest)[..10]);
             let record = Record {
-                root: Some(self.machine.box_root(&format!("ws-{}", id.trim_start_matches("lb-")))),
+                root: Some(self.machine.box_root(&namespace(&id))),
                 id,
                 owner: spec.owner.to_string(),
                 name: spec.name.to_string(),
@@ -364,7 +364,7 @@ impl Provider for LocalProvider {
         let dir = self.box_dir(&r.owner, &r.name);
         // box.json is in a directory the user can write: only this box's
         // own root in the machine directory is removed (as root).
-        if let Some(root) = r.root.as_ref().filter(|root| **root == self.machine.box_root(&self.host(&r).ns)) {
+        if let Some(root) = r.root.as_ref().filter(|root| **root == self.machine.box_root(&namespace(&r.id))) {
             match std::fs::remove_dir_all(root) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(root)(e)),
                 _ => {}
@@ -395,6 +395,12 @@ impl Provider for LocalProvider {
     async fn set_preview(&self, id: &str, preview: &super::Preview) -> Result<()> {
         self.update(id, |r| r.preview = Some(preview.clone())).map(drop)
     }
+}
+
+/// The network namespace of box `id` (`lb-<hex>` → `ws-<hex>`), which also
+/// names its root in the machine directory.
+fn namespace(id: &str) -> String {
+    format!("ws-{}", id.trim_start_matches("lb-"))
 }
 
 fn read_record(path: &Path) -> Result<Record> {

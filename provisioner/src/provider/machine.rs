@@ -34,6 +34,22 @@ impl Machine {
         self.dir.join("leases")
     }
 
+    /// `leases/<address>`: holds the path of the box.json of the box that
+    /// has the address.
+    fn lease(&self, address: Ipv4Addr) -> PathBuf {
+        self.leases().join(address.to_string())
+    }
+
+    /// The box.json that `address`'s lease names, if there is a lease.
+    fn holder(&self, address: Ipv4Addr) -> Option<PathBuf> {
+        std::fs::read(self.lease(address)).ok().map(|held| PathBuf::from(std::ffi::OsString::from_vec(held)))
+    }
+
+    fn write_lease(&self, address: Ipv4Addr, record: &Path) -> Result<()> {
+        let lease = self.lease(address);
+        workstation_hosts_protocol::atomic::write(&lease, record.as_os_str().as_encoded_bytes(), 0o644).map_err(io(&lease))
+    }
+
     /// Where the box whose namespace is `ns` keeps its root (stores,
     /// supervisord, synced checkouts): reachable by the store servers'
     /// users whatever the mode of the HOME that made the box.
@@ -78,36 +94,30 @@ impl Machine {
                 net.subnet
             )));
         };
-        let lease = self.leases().join(address.to_string());
-        workstation_hosts_protocol::atomic::write(&lease, record.as_os_str().as_encoded_bytes(), 0o644).map_err(io(&lease))?;
+        self.write_lease(address, record)?;
         Ok(address)
     }
 
     /// Leases `address` to `record` (a box booting) unless it is leased to
     /// another box that still exists there, which is refused.
     pub fn claim(&self, _lock: &AllocationLock, address: Ipv4Addr, record: &Path) -> Result<()> {
-        let lease = self.leases().join(address.to_string());
-        match std::fs::read(&lease) {
-            Ok(held) if held == record.as_os_str().as_encoded_bytes() => return Ok(()),
-            Ok(held) => {
-                let other = PathBuf::from(std::ffi::OsString::from_vec(held));
-                if recorded_address(&other) == Some(address) {
-                    return Err(ProviderError::Local(format!(
-                        "address {address} is leased to another local box ({}); destroy and re-create this box to get a free address",
-                        other.display()
-                    )));
-                }
+        match self.holder(address) {
+            Some(held) if held == record => return Ok(()),
+            Some(other) if recorded_address(&other) == Some(address) => {
+                return Err(ProviderError::Local(format!(
+                    "address {address} is leased to another local box ({}); destroy and re-create this box to get a free address",
+                    other.display()
+                )));
             }
-            Err(_) => {}
+            _ => {}
         }
-        workstation_hosts_protocol::atomic::write(&lease, record.as_os_str().as_encoded_bytes(), 0o644).map_err(io(&lease))
+        self.write_lease(address, record)
     }
 
     /// Gives back `address` if its lease is `record`'s (destroy).
     pub fn release(&self, address: Ipv4Addr, record: &Path) {
-        let lease = self.leases().join(address.to_string());
-        if std::fs::read(&lease).is_ok_and(|held| held == record.as_os_str().as_encoded_bytes()) {
-            let _ = std::fs::remove_file(&lease);
+        if self.holder(address).is_some_and(|held| held == record) {
+            let _ = std::fs::remove_file(self.lease(address));
         }
     }
 
@@ -118,8 +128,7 @@ impl Machine {
             .flatten()
             .filter_map(|e| {
                 let address: Ipv4Addr = e.file_name().to_str()?.parse().ok()?;
-                let record = PathBuf::from(std::ffi::OsString::from_vec(std::fs::read(e.path()).ok()?));
-                recorded_address(&record).is_some_and(|a| a == address).then_some(address)
+                recorded_address(&self.holder(address)?).is_some_and(|a| a == address).then_some(address)
             })
             .collect()
     }
