@@ -5,7 +5,9 @@
 # on loopback for the hosts agent's re-resolution test), nftables (the idle
 # check counts connections to service ports), nix-bin (parses the .nix files
 # and evaluates images/lib.nix; too old for nixpkgs itself), moto's EC2/S3 server
-# from PyPI, and checkov and python-hcl2 for terraform/. Quick no-op when everything is present.
+# from PyPI, checkov and python-hcl2 for terraform/, and the IAM simulator
+# (@cloud-copilot/iam-simulate, from npm, pinned by tests/support/iam/
+# package-lock.json). Quick no-op when everything is present.
 set -euo pipefail
 
 DEBS=(openssh-server openssh-client iproute2 util-linux procps supervisor redis-server redis-tools postgresql postgresql-client curl rsync dnsmasq-base nftables nix-bin)
@@ -48,6 +50,14 @@ venv() {
 }
 venv checkov "checkov==3.3.30"
 venv hcl2 "python-hcl2==8.1.4"
+
+# The IAM simulator, exactly the lockfile's versions (its AWS service data
+# decides which condition keys exist): again when the lockfile changed.
+iam=$(cd "$(dirname "$0")/../tests/support/iam" && pwd)
+if ! cmp -s "$iam/package-lock.json" "$iam/node_modules/.installed-lock.json" 2>/dev/null; then
+    echo "install-deps: npm ci in $iam" >&2
+    (cd "$iam" && npm ci --no-audit --no-fund --loglevel=error >/dev/null && cp package-lock.json node_modules/.installed-lock.json)
+fi
 
 if ! python3 -c "import moto.server, flask, flask_cors" 2>/dev/null; then
     echo "install-deps: pip install moto[server]" >&2

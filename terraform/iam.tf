@@ -14,8 +14,15 @@ locals {
   # An engineer's own key pairs: `workstation.<owner>.<fingerprint>`
   # (provider/aws/launch.rs key_pair_name); owner names cannot contain '.'.
   own_key_pairs = "arn:${local.partition}:ec2:${var.region}:${local.account}:key-pair/workstation.${local.me}.*"
-  # Tags the box writes about itself (provisioner/src/provider/mod.rs tags).
+  # Tags the box writes about itself (provisioner/src/provider/tags.rs).
+  snapshots    = "arn:${local.partition}:ec2:${var.region}::snapshot/*"
+  image_inputs = "workstation:image-inputs"
   box_tags = ["workstation:host-key", "workstation:last-active", "workstation:stopped-by"]
+  # Tags an engineer's workstation writes on a running box, and no other:
+  # an allow-list, so a new tag is a decision (never host-key, which CI and
+  # laptops pin from, nor owner or last-active).
+  engineer_tags = ["workstation:keep-until", "workstation:shareable", "workstation:bring-up", "workstation:manifest-hash", "workstation:ref", "workstation:expires"]
+  subnets       = [for s in local.subnet_ids : "arn:${local.partition}:ec2:${var.region}:${local.account}:subnet/${s}"]
 }
 
 # ---- engineers: their own boxes only ----
@@ -24,7 +31,7 @@ data "aws_iam_policy_document" "engineer" {
   statement {
     sid = "Read"
     # Describe* actions have no resource-level permissions.
-    actions   = ["ec2:DescribeInstances", "ec2:DescribeImages", "ec2:DescribeInstanceTypes", "ec2:DescribeKeyPairs"]
+    actions   = ["ec2:DescribeInstances", "ec2:DescribeImages", "ec2:DescribeInstanceTypes", "ec2:DescribeKeyPairs", "ec2:DescribeSnapshots"]
     resources = ["*"]
   }
 
@@ -40,16 +47,22 @@ data "aws_iam_policy_document" "engineer" {
   }
 
   statement {
-    sid     = "LaunchFromOurNetworkAndImages"
-    actions = ["ec2:RunInstances"]
-    resources = concat(
-      [for s in local.subnet_ids : "arn:${local.partition}:ec2:${var.region}:${local.account}:subnet/${s}"],
-      [
-        aws_security_group.boxes.arn,
-        "arn:${local.partition}:ec2:${var.region}:${local.account}:network-interface/*",
-        local.own_key_pairs,
-      ],
-    )
+    sid       = "LaunchFromOurNetworkAndKeys"
+    actions   = ["ec2:RunInstances"]
+    resources = concat(local.subnets, [aws_security_group.boxes.arn, local.own_key_pairs])
+  }
+
+  # The interface the launch creates, in our subnets: not an existing
+  # interface of another network.
+  statement {
+    sid       = "LaunchInterfacesInOurSubnets"
+    actions   = ["ec2:RunInstances"]
+    resources = ["arn:${local.partition}:ec2:${var.region}:${local.account}:network-interface/*"]
+    condition {
+      test     = "ArnEquals"
+      variable = "ec2:Subnet"
+      values   = local.subnets
+    }
   }
 
   # Images of this account, or of owners the platform trusts: a name is
@@ -78,20 +91,31 @@ data "aws_iam_policy_document" "engineer" {
 
   statement {
     sid       = "ManageOwnBoxes"
-    actions   = ["ec2:StartInstances", "ec2:StopInstances", "ec2:TerminateInstances", "ec2:CreateTags"]
+    actions   = ["ec2:StartInstances", "ec2:StopInstances", "ec2:TerminateInstances"]
     resources = [local.instances]
     condition {
       test     = "StringEquals"
       variable = "ec2:ResourceTag/${local.owner_tag}"
       values   = [local.me]
     }
-    # Nobody re-labels a box as someone else's, and only the box itself
-    # records activity: a forged last-active would keep it up (the reaper
-    # also ignores one in the future).
+  }
+
+  # Only the keys workstation writes: nobody re-labels a box as someone
+  # else's, forges activity (a future last-active would keep it up) or
+  # rewrites the host key others pin from.
+  statement {
+    sid       = "TagOwnBoxes"
+    actions   = ["ec2:CreateTags"]
+    resources = [local.instances]
     condition {
-      test     = "ForAllValues:StringNotEquals"
+      test     = "StringEquals"
+      variable = "ec2:ResourceTag/${local.owner_tag}"
+      values   = [local.me]
+    }
+    condition {
+      test     = "ForAllValues:StringEquals"
       variable = "aws:TagKeys"
-      values   = [local.owner_tag, "workstation:last-active"]
+      values   = local.engineer_tags
     }
   }
 
@@ -184,15 +208,24 @@ data "aws_iam_policy_document" "box_assume" {
 # It reads its own tags from instance metadata (the launch turns
 # InstanceMetadataTags on): no region-wide DescribeTags.
 data "aws_iam_policy_document" "box" {
+  # The instance the role's credentials were issued to, and no other:
+  # requests signed with instance credentials carry ec2:SourceInstanceARN
+  # (Amazon EC2 User Guide, "Example policies to control access the Amazon
+  # EC2 API": "Allow a specific instance to view resources in other AWS
+  # services"; Service Authorization Reference, "Condition keys for Amazon
+  # EC2"), and the instance acted on has ec2:InstanceID, usable as a policy
+  # variable in a condition's value (IAM User Guide, "IAM policy elements:
+  # Variables and tags"). `aws:ARN`, used before, is no documented key: the
+  # condition never matched, and a box could neither publish its host key
+  # nor stop itself.
   statement {
     sid       = "TagAndStopItself"
     actions   = ["ec2:CreateTags", "ec2:StopInstances"]
     resources = [local.instances]
-    # The instance the role's credentials were issued to, and no other.
     condition {
-      test     = "StringEquals"
-      variable = "aws:ARN"
-      values   = ["$${ec2:SourceInstanceARN}"]
+      test     = "ArnEquals"
+      variable = "ec2:SourceInstanceARN"
+      values   = ["arn:${local.partition}:ec2:${var.region}:${local.account}:instance/$${ec2:InstanceID}"]
     }
   }
 
@@ -234,19 +267,74 @@ data "aws_iam_policy_document" "publisher" {
     resources = ["*"]
   }
 
+  # Every snapshot it starts carries the image's inputs (provenance), and
+  # it writes blocks only into such snapshots.
   statement {
-    sid       = "UploadSnapshots"
-    actions   = ["ebs:StartSnapshot", "ebs:PutSnapshotBlock", "ebs:CompleteSnapshot"]
-    resources = ["arn:${local.partition}:ec2:${var.region}::snapshot/*"]
+    sid       = "StartTaggedSnapshots"
+    actions   = ["ebs:StartSnapshot"]
+    resources = [local.snapshots]
+    condition {
+      test     = "Null"
+      variable = "aws:RequestTag/${local.image_inputs}"
+      values   = ["false"]
+    }
   }
 
   statement {
-    sid     = "RegisterAndTagImages"
-    actions = ["ec2:RegisterImage", "ec2:CreateTags"]
-    resources = [
-      "arn:${local.partition}:ec2:${var.region}::image/*",
-      "arn:${local.partition}:ec2:${var.region}::snapshot/*",
-    ]
+    sid       = "UploadIntoTaggedSnapshots"
+    actions   = ["ebs:PutSnapshotBlock", "ebs:CompleteSnapshot"]
+    resources = [local.snapshots]
+    condition {
+      test     = "Null"
+      variable = "aws:ResourceTag/${local.image_inputs}"
+      values   = ["false"]
+    }
+  }
+
+  # An image only from a snapshot the publisher made (tagged at its start:
+  # nobody else can tag snapshots), so no one slips a disk of their own
+  # under the image line's tag.
+  statement {
+    sid       = "RegisterImages"
+    actions   = ["ec2:RegisterImage"]
+    resources = ["arn:${local.partition}:ec2:${var.region}::image/*"]
+  }
+
+  statement {
+    sid       = "RegisterFromPublishedSnapshots"
+    actions   = ["ec2:RegisterImage"]
+    resources = [local.snapshots]
+    condition {
+      test     = "Null"
+      variable = "ec2:ResourceTag/${local.image_inputs}"
+      values   = ["false"]
+    }
+  }
+
+  # Tags only on images it registered: at registration (tag-on-create), or
+  # again on an image that already carries the publisher's tags (a run
+  # that died before tagging, on an API without tag-on-create). A foreign
+  # image of the account cannot be made to look like one of the line.
+  statement {
+    sid       = "TagImagesAtRegistration"
+    actions   = ["ec2:CreateTags"]
+    resources = ["arn:${local.partition}:ec2:${var.region}::image/*"]
+    condition {
+      test     = "StringEquals"
+      variable = "ec2:CreateAction"
+      values   = ["RegisterImage"]
+    }
+  }
+
+  statement {
+    sid       = "RetagPublishedImages"
+    actions   = ["ec2:CreateTags"]
+    resources = ["arn:${local.partition}:ec2:${var.region}::image/*"]
+    condition {
+      test     = "Null"
+      variable = "ec2:ResourceTag/${local.image_inputs}"
+      values   = ["false"]
+    }
   }
 }
 

@@ -1,11 +1,13 @@
-# Preview boxes (`workstation preview`, docs/preview.md): the role CI's
-# workflow assumes (GitHub OIDC), which is the owner var.preview_owner and
-# so, under the engineers' policy, reaches only that owner's boxes; and an
+# Preview boxes (`workstation preview`, docs/preview.md): the roles CI's
+# workflow assumes (GitHub OIDC, then one pull request's session), and an
 # optional private zone for the previews' hostnames.
 
 locals {
   previews     = var.github_repository != null
   preview_zone = var.preview_domain != null
+  # The pull request a preview session is for: its session tag.
+  my_pr            = "$${aws:PrincipalTag/${var.preview_session_tag}}"
+  preview_role_arn = "arn:${local.partition}:iam::${local.account}:role/${var.name}-preview"
   # An account has one provider per URL: use the one it has, if any.
   github_oidc = var.github_oidc_provider_arn != null ? var.github_oidc_provider_arn : one(aws_iam_openid_connect_provider.github[*].arn)
 }
@@ -16,7 +18,17 @@ resource "aws_iam_openid_connect_provider" "github" {
   client_id_list = ["sts.amazonaws.com"]
 }
 
-data "aws_iam_policy_document" "preview_assume" {
+# Two roles, so that a run is one pull request's and no other's:
+# - `preview-ci`, assumed through GitHub's OIDC provider only by a job of
+#   this repository running in the GitHub environment
+#   var.github_environment (which requires a reviewer's approval, and holds
+#   the SSH key seed as its secret). It may do nothing but assume the next
+#   role, naming its pull request in the session tag var.preview_session_tag.
+# - `preview`, whose policy (below) reaches only boxes, seeds and records of
+#   the pull request in its session tag.
+# Token claims: GitHub, "About security hardening with OpenID Connect"
+# (subject `repo:ORG/REPO:environment:NAME` for a job with an environment).
+data "aws_iam_policy_document" "preview_ci_assume" {
   count = local.previews ? 1 : 0
   statement {
     actions = ["sts:AssumeRoleWithWebIdentity"]
@@ -29,29 +41,261 @@ data "aws_iam_policy_document" "preview_assume" {
       variable = "token.actions.githubusercontent.com:aud"
       values   = ["sts.amazonaws.com"]
     }
-    # This repository's pull_request workflows only: not another branch's
-    # or environment's workflow, which the role's reach would serve too.
+    # The approved environment's jobs only: not `pull_request` (any branch's
+    # workflow file, before anyone approved), nor another environment.
     condition {
       test     = "StringEquals"
       variable = "token.actions.githubusercontent.com:sub"
-      values   = ["repo:${var.github_repository}:pull_request"]
+      values   = ["repo:${var.github_repository}:environment:${var.github_environment}"]
+    }
+  }
+}
+
+resource "aws_iam_role" "preview_ci" {
+  count                = local.previews ? 1 : 0
+  name                 = "${var.name}-preview-ci"
+  assume_role_policy   = data.aws_iam_policy_document.preview_ci_assume[0].json
+  max_session_duration = 3600
+}
+
+data "aws_iam_policy_document" "preview_ci" {
+  count = local.previews ? 1 : 0
+  statement {
+    sid       = "BecomeOnePullRequest"
+    actions   = ["sts:AssumeRole", "sts:TagSession"]
+    resources = [local.preview_role_arn]
+  }
+
+  # A session tag is a claim the policy trusts: only the pull request's
+  # number, and no wildcard that a StringLike rule would read as a pattern.
+  statement {
+    sid       = "OnlyThePullRequestTag"
+    effect    = "Deny"
+    actions   = ["sts:TagSession"]
+    resources = ["*"]
+    condition {
+      test     = "ForAnyValue:StringNotEquals"
+      variable = "aws:TagKeys"
+      values   = [var.preview_session_tag]
+    }
+  }
+
+  statement {
+    sid       = "NoPatternInTheTag"
+    effect    = "Deny"
+    actions   = ["sts:TagSession"]
+    resources = ["*"]
+    condition {
+      test     = "StringLike"
+      variable = "aws:RequestTag/${var.preview_session_tag}"
+      values   = ["*$${*}*", "*$${?}*", "*.*", "*/*"]
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "preview_ci" {
+  count  = local.previews ? 1 : 0
+  name   = "${var.name}-preview-ci"
+  role   = aws_iam_role.preview_ci[0].id
+  policy = data.aws_iam_policy_document.preview_ci[0].json
+}
+
+data "aws_iam_policy_document" "preview_assume" {
+  count = local.previews ? 1 : 0
+  statement {
+    actions = ["sts:AssumeRole", "sts:TagSession"]
+    principals {
+      type        = "AWS"
+      identifiers = [aws_iam_role.preview_ci[0].arn]
+    }
+    # Every session names its pull request.
+    condition {
+      test     = "Null"
+      variable = "aws:RequestTag/${var.preview_session_tag}"
+      values   = ["false"]
     }
   }
 }
 
 resource "aws_iam_role" "preview" {
-  count              = local.previews ? 1 : 0
-  name               = "${var.name}-preview"
-  assume_role_policy = data.aws_iam_policy_document.preview_assume[0].json
-  # What the engineers' policy keys every box on (local.me): this role is
-  # the owner var.preview_owner, and no engineer.
+  count                = local.previews ? 1 : 0
+  name                 = "${var.name}-preview"
+  assume_role_policy   = data.aws_iam_policy_document.preview_assume[0].json
+  max_session_duration = 3600
+  # The owner the previews' boxes carry: the role tag is the session's
+  # principal tag (the CI role cannot set another: it may pass only the
+  # pull request's tag).
   tags = { (var.owner_principal_tag) = var.preview_owner }
 }
 
-resource "aws_iam_role_policy_attachment" "preview" {
-  count      = local.previews ? 1 : 0
-  role       = aws_iam_role.preview[0].name
-  policy_arn = aws_iam_policy.engineer.arn
+# What a preview run may do: its own pull request's box, seeds under the
+# preview prefix, instance types from a list. Not an engineer's policy:
+# no colleague's box, no production seed.
+data "aws_iam_policy_document" "preview" {
+  statement {
+    sid       = "Read"
+    actions   = ["ec2:DescribeInstances", "ec2:DescribeImages", "ec2:DescribeInstanceTypes", "ec2:DescribeKeyPairs", "ec2:DescribeSnapshots"]
+    resources = ["*"]
+  }
+
+  statement {
+    sid       = "LaunchThisPullRequestsBox"
+    actions   = ["ec2:RunInstances"]
+    resources = [local.instances]
+    condition {
+      test     = "StringEquals"
+      variable = "aws:RequestTag/${local.owner_tag}"
+      values   = [local.me]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:RequestTag/workstation:preview"
+      values   = [local.my_pr]
+    }
+    # IAM has no count of instances: the list bounds the cost of one, and
+    # `preview up --max` (the workflow's WORKSTATION_PREVIEW_MAX) the count.
+    condition {
+      test     = "StringEquals"
+      variable = "ec2:InstanceType"
+      values   = var.preview_instance_types
+    }
+  }
+
+  statement {
+    sid       = "LaunchVolumes"
+    actions   = ["ec2:RunInstances"]
+    resources = [local.volumes]
+    condition {
+      test     = "StringEquals"
+      variable = "aws:RequestTag/${local.owner_tag}"
+      values   = [local.me]
+    }
+  }
+
+  statement {
+    sid       = "LaunchFromOurNetworkAndKeys"
+    actions   = ["ec2:RunInstances"]
+    resources = concat(local.subnets, [aws_security_group.boxes.arn, local.own_key_pairs])
+  }
+
+  statement {
+    sid       = "LaunchInterfacesInOurSubnets"
+    actions   = ["ec2:RunInstances"]
+    resources = ["arn:${local.partition}:ec2:${var.region}:${local.account}:network-interface/*"]
+    condition {
+      test     = "ArnEquals"
+      variable = "ec2:Subnet"
+      values   = local.subnets
+    }
+  }
+
+  statement {
+    sid       = "LaunchTrustedImages"
+    actions   = ["ec2:RunInstances"]
+    resources = ["arn:${local.partition}:ec2:${var.region}::image/*"]
+    condition {
+      test     = "StringEquals"
+      variable = "ec2:Owner"
+      values   = concat([local.account], var.trusted_image_owners)
+    }
+  }
+
+  statement {
+    sid       = "TagAtLaunch"
+    actions   = ["ec2:CreateTags"]
+    resources = [local.instances, local.volumes, local.own_key_pairs]
+    condition {
+      test     = "StringEquals"
+      variable = "ec2:CreateAction"
+      values   = ["RunInstances", "ImportKeyPair"]
+    }
+  }
+
+  statement {
+    sid       = "ManageThisPullRequestsBox"
+    actions   = ["ec2:StartInstances", "ec2:StopInstances", "ec2:TerminateInstances"]
+    resources = [local.instances]
+    condition {
+      test     = "StringEquals"
+      variable = "ec2:ResourceTag/${local.owner_tag}"
+      values   = [local.me]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "ec2:ResourceTag/workstation:preview"
+      values   = [local.my_pr]
+    }
+  }
+
+  # What `preview up` records (its commit, expiry, bring-up), on its own
+  # box only: never another preview's expiry or the host key CI pins from.
+  statement {
+    sid       = "TagThisPullRequestsBox"
+    actions   = ["ec2:CreateTags"]
+    resources = [local.instances]
+    condition {
+      test     = "StringEquals"
+      variable = "ec2:ResourceTag/${local.owner_tag}"
+      values   = [local.me]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "ec2:ResourceTag/workstation:preview"
+      values   = [local.my_pr]
+    }
+    condition {
+      test     = "ForAllValues:StringEquals"
+      variable = "aws:TagKeys"
+      values   = ["workstation:ref", "workstation:expires", "workstation:bring-up", "workstation:manifest-hash"]
+    }
+  }
+
+  statement {
+    sid       = "ImportOwnKey"
+    actions   = ["ec2:ImportKeyPair"]
+    resources = [local.own_key_pairs]
+    condition {
+      test     = "StringEquals"
+      variable = "aws:RequestTag/${local.owner_tag}"
+      values   = [local.me]
+    }
+  }
+
+  statement {
+    sid       = "GiveBoxesTheirRole"
+    actions   = ["iam:PassRole"]
+    resources = [aws_iam_role.box.arn]
+    condition {
+      test     = "StringEquals"
+      variable = "iam:PassedToService"
+      values   = ["ec2.amazonaws.com"]
+    }
+  }
+
+  # Seeds made for previews (scrubbed, small), not production's.
+  statement {
+    sid       = "ReadPreviewSeeds"
+    actions   = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.seeds.arn}/${var.preview_seed_prefix}*"]
+  }
+
+  statement {
+    sid       = "DecryptSeeds"
+    actions   = ["kms:Decrypt"]
+    resources = [aws_kms_key.workstation.arn]
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["s3.${var.region}.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "preview" {
+  count  = local.previews ? 1 : 0
+  name   = "${var.name}-preview"
+  role   = aws_iam_role.preview[0].id
+  policy = data.aws_iam_policy_document.preview.json
 }
 
 resource "aws_route53_zone" "preview" {
@@ -63,7 +307,8 @@ resource "aws_route53_zone" "preview" {
   }
 }
 
-# Records of previews only: names with a `pr-N` label, A or AAAA
+# Records of this session's preview only: names with its `pr-N` label
+# (N from the session tag), A or AAAA
 # (preview/dns.rs). Condition keys: Route 53 Developer Guide, "Using IAM
 # policy conditions for fine-grained access control" (names are normalised
 # lower case, without the trailing dot).
@@ -76,7 +321,7 @@ data "aws_iam_policy_document" "preview_dns" {
     condition {
       test     = "ForAllValues:StringLike"
       variable = "route53:ChangeResourceRecordSetsNormalizedRecordNames"
-      values   = ["*.pr-*.${var.preview_domain}"]
+      values   = ["*.pr-${local.my_pr}.${var.preview_domain}"]
     }
     condition {
       test     = "ForAllValues:StringEquals"

@@ -118,3 +118,32 @@ variable "github_oidc_provider_arn" {
   type        = string
   default     = null
 }
+
+variable "github_environment" {
+  description = "The GitHub environment preview jobs run in (Settings > Environments): give it required reviewers, so that a pull request's code reaches a box only after someone approved it. Only its jobs may assume the preview role."
+  type        = string
+  default     = "preview"
+}
+
+variable "preview_session_tag" {
+  description = "The session tag naming a preview run's pull request (`workstation preview up` sets it when it assumes WORKSTATION_PREVIEW_SESSION_ROLE); the preview policy reaches only boxes and records of that number."
+  type        = string
+  default     = "workstation-preview"
+}
+
+variable "preview_instance_types" {
+  description = "Instance types a preview may launch: the manifest's box.instance_type must be one of them."
+  type        = list(string)
+  default     = ["t3.medium", "t3.large", "t3a.medium", "t3a.large", "m7i.large", "m7g.large"]
+
+  validation {
+    condition     = length(var.preview_instance_types) > 0
+    error_message = "preview_instance_types must name at least one instance type."
+  }
+}
+
+variable "preview_seed_prefix" {
+  description = "Key prefix in the seeds bucket that previews may read (seeds made for previews); everything else in the bucket is engineers' only."
+  type        = string
+  default     = "previews/"
+}

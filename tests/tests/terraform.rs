@@ -1,11 +1,21 @@
 //! terraform/: every file parses as HCL (python-hcl2), checkov finds
 //! nothing, each IAM policy allows exactly the AWS actions the code that
 //! runs under it calls (derived from the code's SDK calls), and the
-//! policies' resource and condition rules decide who may touch which box
-//! (tests/support/iam_eval.py: moto's access control ignores both).
+//! policies' resource and condition rules decide who may touch which box,
+//! as AWS would: terraform's documents are rendered to AWS's JSON
+//! (tests/support/terraform_render.py) and every request is decided by a
+//! maintained IAM simulator, `@cloud-copilot/iam-simulate`
+//! (tests/support/iam/), which also refuses an action, resource type or
+//! condition key that AWS's service data does not have for that action
+//! (moto's access control ignores resources and conditions altogether).
 //!
-//! Both Python tools live in their own virtualenvs (scripts/install-deps.sh):
-//! checkov pins library versions that moto's server does not accept.
+//! The OIDC trust policy's `token.actions.githubusercontent.com:*` keys are
+//! not in the simulator's service data: those conditions are checked on the
+//! rendered document itself.
+//!
+//! The Python tools live in their own virtualenvs and the simulator in
+//! tests/support/iam/node_modules (scripts/install-deps.sh): checkov pins
+//! library versions that moto's server does not accept.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
@@ -114,12 +124,46 @@ fn calls_on(src: &str, recv: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// What each policy document in terraform/ allows, from python-hcl2.
-fn policies() -> BTreeMap<String, BTreeSet<String>> {
-    let out = run_ok(
-        Command::new(HCL2_PYTHON).arg(repo_root().join("tests/support/terraform_policies.py")).arg(repo_root().join("terraform")),
-    );
+const ACCOUNT: &str = "111122223333";
+const DOMAIN: &str = "dev.example.com";
+
+/// terraform/'s policy documents as AWS JSON, by name.
+fn rendered() -> serde_json::Value {
+    let bindings = serde_json::json!({"bindings": {
+        "var.region": "us-east-1",
+        "local.subnet_ids": ["subnet-1"],
+        "var.preview_domain": DOMAIN,
+        "var.github_repository": "org/repo",
+        "local.github_oidc": format!("arn:aws:iam::{ACCOUNT}:oidc-provider/token.actions.githubusercontent.com"),
+    }});
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bindings.json");
+    std::fs::write(&file, bindings.to_string()).unwrap();
+    let script = repo_root().join("tests/support/terraform_render.py");
+    let terraform = repo_root().join("terraform");
+    let out = run_ok(Command::new("sh").arg("-c").arg(format!("{HCL2_PYTHON} {} {} < {}", script.display(), terraform.display(), file.display())));
     serde_json::from_str(&out).unwrap()
+}
+
+fn as_list(v: &serde_json::Value) -> Vec<String> {
+    match v {
+        serde_json::Value::String(s) => vec![s.clone()],
+        serde_json::Value::Array(a) => a.iter().map(|x| x.as_str().unwrap().to_owned()).collect(),
+        _ => vec![],
+    }
+}
+
+/// The actions each policy document allows.
+fn policies() -> BTreeMap<String, BTreeSet<String>> {
+    let docs = rendered();
+    docs.as_object()
+        .unwrap()
+        .iter()
+        .map(|(name, doc)| {
+            let allowed = doc["Statement"].as_array().unwrap().iter().filter(|st| st["Effect"] == "Allow").flat_map(|st| as_list(&st["Action"])).collect();
+            (name.clone(), allowed)
+        })
+        .collect()
 }
 
 #[test]
@@ -133,9 +177,11 @@ fn each_policy_allows_exactly_the_actions_its_code_calls() {
     let on_box = sdk_actions(&source("boxside"), "ec2");
     let reaper = reachable_actions(&aws, &calls_on(&source("idle/reap.rs"), "provider"));
     let publisher = sdk_actions(&source("image"), "ec2");
-    // The preview role has the engineers' policy (as the owner `preview`)
-    // and its own for the zone's records.
+    // A preview run calls what an engineer's create and destroy call (the
+    // same provider), and its own zone's records.
+    let preview = engineer.clone();
     let preview_dns = sdk_actions(&source("preview"), "route53");
+    assert!(engineer.contains("ec2:DescribeSnapshots"), "create checks an image's snapshot: {engineer:?}");
 
     // Sanity: the scan sees the calls we know are there.
     assert!(engineer.contains("ec2:RunInstances") && engineer.contains("s3:GetObject"), "{engineer:?}");
@@ -150,9 +196,11 @@ fn each_policy_allows_exactly_the_actions_its_code_calls() {
     let api = |name: &str| -> BTreeSet<String> {
         policies[name].iter().filter(|a| ["ec2:", "ebs:", "s3:", "iam:", "route53:"].iter().any(|p| a.starts_with(p))).cloned().collect()
     };
-    let preview_role = std::fs::read_to_string(repo_root().join("terraform/preview.tf")).unwrap().split_whitespace().collect::<String>();
-    assert!(preview_role.contains("policy_arn=aws_iam_policy.engineer.arn"), "the preview role has the engineers' policy");
-    for (name, derived) in [("engineer", &engineer), ("box", &on_box), ("reaper", &reaper), ("publisher", &publisher), ("preview_dns", &preview_dns)] {
+    let preview_tf = std::fs::read_to_string(repo_root().join("terraform/preview.tf")).unwrap().split_whitespace().collect::<String>();
+    assert!(!preview_tf.contains("aws_iam_policy.engineer"), "the preview role has a policy of its own, not the engineers'");
+    for (name, derived) in
+        [("engineer", &engineer), ("preview", &preview), ("box", &on_box), ("reaper", &reaper), ("publisher", &publisher), ("preview_dns", &preview_dns)]
+    {
         let allowed = api(name);
         let missing: Vec<_> = derived.difference(&allowed).collect();
         let unneeded: Vec<_> = allowed.difference(derived).collect();
@@ -161,36 +209,74 @@ fn each_policy_allows_exactly_the_actions_its_code_calls() {
     }
 }
 
-const ACCOUNT: &str = "111122223333";
-
 fn arn(kind: &str, id: &str) -> String {
     match kind {
-        "image" => format!("arn:aws:ec2:us-east-1::image/{id}"),
+        "image" | "snapshot" => format!("arn:aws:ec2:us-east-1::{kind}/{id}"),
         _ => format!("arn:aws:ec2:us-east-1:{ACCOUNT}:{kind}/{id}"),
     }
 }
 
-/// What terraform/'s policies decide for each request, by
-/// tests/support/iam_eval.py.
-fn decide(requests: &[serde_json::Value]) -> Vec<String> {
-    let input = serde_json::json!({
-        "bindings": {"var.region": "us-east-1", "local.subnet_ids": ["subnet-1"], "var.preview_domain": "dev.example.com"},
-        "requests": requests,
-    });
+/// What the simulator decides for each request, and by which statements.
+fn decide(requests: &[serde_json::Value]) -> Vec<(String, Vec<String>)> {
+    let input = serde_json::json!({"policies": rendered(), "requests": requests});
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("requests.json");
     std::fs::write(&file, input.to_string()).unwrap();
-    let out = run_ok(
-        Command::new("sh")
-            .arg("-c")
-            .arg(format!("{HCL2_PYTHON} {} {} < {}", repo_root().join("tests/support/iam_eval.py").display(), repo_root().join("terraform").display(), file.display())),
-    );
-    serde_json::from_str(&out).unwrap()
+    let script = repo_root().join("tests/support/iam/simulate.mjs");
+    let out = run_ok(Command::new("sh").arg("-c").arg(format!("node {} < {}", script.display(), file.display())));
+    let decided: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    decided.iter().map(|d| (d["decision"].as_str().unwrap().to_owned(), as_list(&d["by"]))).collect()
+}
+
+/// A request by `principal` (an ARN) under `policies`, with `context`.
+fn request(policies: &[&str], principal: &str, action: &str, resource: &str, context: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({"policies": policies, "principal": principal, "action": action, "resource": resource, "context": context})
+}
+
+/// With the principal tags of `tags` in the context, as AWS puts them.
+fn with_tags(mut context: serde_json::Value, tags: &[(&str, &str)]) -> serde_json::Value {
+    for (k, v) in tags {
+        context[format!("aws:PrincipalTag/{k}")] = serde_json::json!(v);
+    }
+    context
 }
 
 /// An engineer's request: `who` acting on a resource with `context`.
 fn engineer(who: &str, action: &str, resource: String, context: serde_json::Value) -> serde_json::Value {
-    serde_json::json!({"policy": "engineer", "principal_tags": {"workstation-owner": who}, "action": action, "resource": resource, "context": context})
+    let principal = format!("arn:aws:sts::{ACCOUNT}:assumed-role/engineers/{who}");
+    request(&["engineer"], &principal, action, &resource, with_tags(context, &[("workstation-owner", who)]))
+}
+
+/// A preview run's request: the session of pull request `pr`.
+fn preview(pr: u32, action: &str, resource: String, context: serde_json::Value) -> serde_json::Value {
+    let principal = format!("arn:aws:sts::{ACCOUNT}:assumed-role/workstation-preview/pr-{pr}");
+    let pr = pr.to_string();
+    request(&["preview"], &principal, action, &resource, with_tags(context, &[("workstation-owner", "preview"), ("workstation-preview", &pr)]))
+}
+
+/// Runs `cases` (want, what, request) and fails listing every one decided
+/// otherwise, with the statements that decided it.
+fn check(cases: &[(&str, &str, serde_json::Value)]) {
+    let decided = decide(&cases.iter().map(|(_, _, r)| r.clone()).collect::<Vec<_>>());
+    let wrong: Vec<String> = cases
+        .iter()
+        .zip(&decided)
+        .filter(|((want, ..), (got, _))| want != got)
+        .map(|((want, what, _), (got, by))| format!("{what}: {got} (by {by:?}), not {want}"))
+        .collect();
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+fn owned_by(o: &str) -> serde_json::Value {
+    serde_json::json!({"ec2:ResourceTag/workstation:owner": o})
+}
+
+fn launch_tag(o: &str) -> serde_json::Value {
+    serde_json::json!({"aws:RequestTag/workstation:owner": o})
+}
+
+fn tags_on(o: &str, keys: &[&str]) -> serde_json::Value {
+    serde_json::json!({"ec2:ResourceTag/workstation:owner": o, "aws:TagKeys": keys})
 }
 
 /// The ABAC rules end to end, on the policy documents themselves: moto
@@ -198,38 +284,30 @@ fn engineer(who: &str, action: &str, resource: String, context: serde_json::Valu
 #[test]
 fn nobody_can_touch_another_engineers_box_or_key() {
     let alices_box = arn("instance", "i-alice");
-    let owned_by = |o: &str| serde_json::json!({"ec2:ResourceTag/workstation:owner": o});
-    let launch_tag = |o: &str| serde_json::json!({"aws:RequestTag/workstation:owner": o});
-    let tags_on = |o: &str, keys: &[&str]| serde_json::json!({"ec2:ResourceTag/workstation:owner": o, "aws:TagKeys": keys});
-    let this_box = serde_json::json!({"aws:ARN": alices_box, "ec2:SourceInstanceARN": alices_box});
-    let box_tags = |keys: &[&str], on: &str| {
-        serde_json::json!({"aws:ARN": on, "ec2:SourceInstanceARN": alices_box, "aws:TagKeys": keys})
-    };
-    let on_box = |action: &str, resource: &str, context: serde_json::Value| {
-        serde_json::json!({"policy": "box", "action": action, "resource": resource, "context": context})
-    };
-    let dns = |names: &[&str], types: &[&str]| {
-        let zone = "arn:aws:route53:::hostedzone/arn:aws:test:::aws_route53_zone/preview";
-        let context = serde_json::json!({"route53:ChangeResourceRecordSetsNormalizedRecordNames": names, "route53:ChangeResourceRecordSetsRecordTypes": types});
-        serde_json::json!({"policy": "preview_dns", "action": "route53:ChangeResourceRecordSets", "resource": zone, "context": context})
+    let box_principal = format!("arn:aws:sts::{ACCOUNT}:assumed-role/workstation-box/i-alice");
+    // Requests signed with the instance's credentials carry its ARN; the
+    // instance acted on, its id.
+    let on_box = |action: &str, resource: &str, keys: Option<&[&str]>| {
+        let mut context = serde_json::json!({"ec2:SourceInstanceARN": alices_box});
+        if let Some(id) = resource.strip_prefix(&format!("arn:aws:ec2:us-east-1:{ACCOUNT}:instance/")) {
+            context["ec2:InstanceID"] = serde_json::json!(id);
+        }
+        if let Some(keys) = keys {
+            context["aws:TagKeys"] = serde_json::json!(keys);
+        }
+        request(&["box"], &box_principal, action, resource, context)
     };
     let reaper = |action: &str, context: serde_json::Value| {
-        serde_json::json!({"policy": "reaper", "action": action, "resource": alices_box, "context": context})
+        request(&["reaper"], &format!("arn:aws:sts::{ACCOUNT}:assumed-role/workstation-reaper/reap"), action, &alices_box, context)
     };
-    let cases: Vec<(&str, &str, serde_json::Value)> = vec![
+    let shared = serde_json::json!({"ec2:ResourceTag/workstation:owner": "alice", "ec2:ResourceTag/workstation:shareable": "true"});
+    let interface_in = |subnet: &str| serde_json::json!({"ec2:Subnet": arn("subnet", subnet)});
+    check(&[
         ("allow", "alice stops her box", engineer("alice", "ec2:StopInstances", alices_box.clone(), owned_by("alice"))),
         ("deny", "bob stops alice's box", engineer("bob", "ec2:StopInstances", alices_box.clone(), owned_by("alice"))),
         ("deny", "bob starts alice's box", engineer("bob", "ec2:StartInstances", alices_box.clone(), owned_by("alice"))),
-        (
-            "allow",
-            "bob starts alice's box she made shareable",
-            engineer("bob", "ec2:StartInstances", alices_box.clone(), serde_json::json!({"ec2:ResourceTag/workstation:owner": "alice", "ec2:ResourceTag/workstation:shareable": "true"})),
-        ),
-        (
-            "deny",
-            "bob stops alice's shareable box",
-            engineer("bob", "ec2:StopInstances", alices_box.clone(), serde_json::json!({"ec2:ResourceTag/workstation:owner": "alice", "ec2:ResourceTag/workstation:shareable": "true"})),
-        ),
+        ("allow", "bob starts alice's box she made shareable", engineer("bob", "ec2:StartInstances", alices_box.clone(), shared.clone())),
+        ("deny", "bob stops alice's shareable box", engineer("bob", "ec2:StopInstances", alices_box.clone(), shared)),
         ("deny", "bob makes alice's box shareable", engineer("bob", "ec2:CreateTags", alices_box.clone(), tags_on("alice", &["workstation:shareable"]))),
         ("deny", "bob terminates alice's box", engineer("bob", "ec2:TerminateInstances", alices_box.clone(), owned_by("alice"))),
         ("allow", "alice keeps her box", engineer("alice", "ec2:CreateTags", alices_box.clone(), tags_on("alice", &["workstation:keep-until"]))),
@@ -242,34 +320,29 @@ fn nobody_can_touch_another_engineers_box_or_key() {
         ("deny", "bob records a bring-up on alice's box", engineer("bob", "ec2:CreateTags", alices_box.clone(), tags_on("alice", &["workstation:bring-up"]))),
         ("deny", "alice forges activity", engineer("alice", "ec2:CreateTags", alices_box.clone(), tags_on("alice", &["workstation:last-active"]))),
         ("deny", "alice gives her box to bob", engineer("alice", "ec2:CreateTags", alices_box.clone(), tags_on("alice", &["workstation:owner"]))),
+        ("deny", "alice rewrites her box's host key", engineer("alice", "ec2:CreateTags", alices_box.clone(), tags_on("alice", &["workstation:host-key"]))),
+        ("deny", "alice writes a tag nothing reads", engineer("alice", "ec2:CreateTags", alices_box.clone(), tags_on("alice", &["Name", "workstation:keep-until"]))),
         ("allow", "bob launches his own box", engineer("bob", "ec2:RunInstances", arn("instance", "*"), launch_tag("bob"))),
         ("deny", "bob launches a box as alice's", engineer("bob", "ec2:RunInstances", arn("instance", "*"), launch_tag("alice"))),
-        ("deny", "bob launches with alice's key pair", engineer("bob", "ec2:RunInstances", arn("key-pair", "workstation.alice.ab12"), launch_tag("bob"))),
-        ("allow", "bob launches with his key pair", engineer("bob", "ec2:RunInstances", arn("key-pair", "workstation.bob.ab12"), launch_tag("bob"))),
+        ("deny", "bob launches with alice's key pair", engineer("bob", "ec2:RunInstances", arn("key-pair", "workstation.alice.ab12"), serde_json::json!({}))),
+        ("allow", "bob launches with his key pair", engineer("bob", "ec2:RunInstances", arn("key-pair", "workstation.bob.ab12"), serde_json::json!({}))),
+        ("allow", "a launch makes its interface in our subnet", engineer("bob", "ec2:RunInstances", arn("network-interface", "*"), interface_in("subnet-1"))),
+        ("deny", "a launch attaches an interface of another subnet", engineer("bob", "ec2:RunInstances", arn("network-interface", "eni-1"), interface_in("subnet-9"))),
         ("allow", "a launch from this account's image", engineer("bob", "ec2:RunInstances", arn("image", "ami-1"), serde_json::json!({"ec2:Owner": ACCOUNT}))),
         ("deny", "a launch from a stranger's image", engineer("bob", "ec2:RunInstances", arn("image", "ami-2"), serde_json::json!({"ec2:Owner": "999988887777"}))),
         ("allow", "alice imports her key", engineer("alice", "ec2:ImportKeyPair", arn("key-pair", "workstation.alice.ab12"), launch_tag("alice"))),
         ("deny", "bob squats alice's key-pair name", engineer("bob", "ec2:ImportKeyPair", arn("key-pair", "workstation.alice.ab12"), launch_tag("bob"))),
         ("deny", "bob imports a pair tagged as alice's", engineer("bob", "ec2:ImportKeyPair", arn("key-pair", "workstation.bob.ab12"), launch_tag("alice"))),
-        ("allow", "a box publishes its host key", on_box("ec2:CreateTags", &alices_box, box_tags(&["workstation:host-key"], &alices_box))),
-        ("allow", "a box stops itself", on_box("ec2:StopInstances", &alices_box, this_box.clone())),
-        ("deny", "a box stops another", on_box("ec2:StopInstances", &arn("instance", "i-other"), box_tags(&[], &arn("instance", "i-other")))),
-        ("deny", "a box re-labels its owner", on_box("ec2:CreateTags", &alices_box, box_tags(&["workstation:owner"], &alices_box))),
-        ("deny", "a box reads the region's tags", on_box("ec2:DescribeTags", "*", this_box.clone())),
+        ("allow", "alice reads a seed", engineer("alice", "s3:GetObject", "arn:aws:s3:::workstation-seeds/prod.sql".into(), serde_json::json!({}))),
+        ("allow", "a box publishes its host key", on_box("ec2:CreateTags", &alices_box, Some(&["workstation:host-key"]))),
+        ("allow", "a box stops itself", on_box("ec2:StopInstances", &alices_box, None)),
+        ("deny", "a box stops another", on_box("ec2:StopInstances", &arn("instance", "i-other"), None)),
+        ("deny", "a box tags another", on_box("ec2:CreateTags", &arn("instance", "i-other"), Some(&["workstation:last-active"]))),
+        ("deny", "a box re-labels its owner", on_box("ec2:CreateTags", &alices_box, Some(&["workstation:owner"]))),
+        ("deny", "a box reads the region's tags", on_box("ec2:DescribeTags", "*", None)),
         ("allow", "the reaper stops a box", reaper("ec2:StopInstances", owned_by("alice"))),
         ("deny", "the reaper stops a stranger's instance", reaper("ec2:StopInstances", serde_json::json!({}))),
         ("deny", "the reaper extends a keep", reaper("ec2:CreateTags", tags_on("alice", &["workstation:keep-until"]))),
-        // Previews: CI's role is the owner `preview` under the engineers' policy.
-        ("allow", "CI launches a preview", engineer("preview", "ec2:RunInstances", arn("instance", "*"), launch_tag("preview"))),
-        ("allow", "CI records a preview's commit", engineer("preview", "ec2:CreateTags", arn("instance", "i-pr"), tags_on("preview", &["workstation:ref", "workstation:expires"]))),
-        ("allow", "CI takes a preview down", engineer("preview", "ec2:TerminateInstances", arn("instance", "i-pr"), owned_by("preview"))),
-        ("deny", "CI terminates alice's box", engineer("preview", "ec2:TerminateInstances", alices_box.clone(), owned_by("alice"))),
-        ("deny", "CI stops alice's box", engineer("preview", "ec2:StopInstances", alices_box.clone(), owned_by("alice"))),
-        ("deny", "CI tags alice's box as an expired preview", engineer("preview", "ec2:CreateTags", alices_box.clone(), tags_on("alice", &["workstation:expires"]))),
-        ("deny", "CI launches a box as alice's", engineer("preview", "ec2:RunInstances", arn("instance", "*"), launch_tag("alice"))),
-        ("allow", "CI names a preview in the zone", dns(&["api.pr-12.dev.example.com"], &["A"])),
-        ("deny", "CI takes over an engineer's hostname", dns(&["api.pr-12.dev.example.com", "api.dev.example.com"], &["A"])),
-        ("deny", "CI writes another record type", dns(&["api.pr-12.dev.example.com"], &["TXT"])),
         (
             "allow",
             "the reaper terminates an expired preview",
@@ -281,11 +354,126 @@ fn nobody_can_touch_another_engineers_box_or_key() {
             reaper("ec2:TerminateInstances", serde_json::json!({"ec2:ResourceTag/workstation:owner": "alice", "ec2:ResourceTag/workstation:preview": "12"})),
         ),
         ("deny", "the reaper terminates the preview owner's other box", reaper("ec2:TerminateInstances", owned_by("preview"))),
-    ];
-    let decided = decide(&cases.iter().map(|(_, _, r)| r.clone()).collect::<Vec<_>>());
-    let wrong: Vec<String> =
-        cases.iter().zip(&decided).filter(|((want, ..), got)| want != got).map(|((want, what, _), got)| format!("{what}: {got}, not {want}")).collect();
-    assert!(wrong.is_empty(), "{wrong:#?}");
+    ]);
+}
+
+/// A preview run (the session of one pull request, here 7) reaches its own
+/// box, seeds made for previews and its own records, and nothing else.
+#[test]
+fn a_preview_run_reaches_only_its_own_pull_request() {
+    let alices_box = arn("instance", "i-alice");
+    let pr = |n: &str| serde_json::json!({"ec2:ResourceTag/workstation:owner": "preview", "ec2:ResourceTag/workstation:preview": n});
+    let pr_tags = |n: &str, keys: &[&str]| {
+        serde_json::json!({"ec2:ResourceTag/workstation:owner": "preview", "ec2:ResourceTag/workstation:preview": n, "aws:TagKeys": keys})
+    };
+    let launch = |n: &str, instance_type: &str| {
+        serde_json::json!({"aws:RequestTag/workstation:owner": "preview", "aws:RequestTag/workstation:preview": n, "ec2:InstanceType": instance_type})
+    };
+    let seed = |key: &str| format!("arn:aws:s3:::workstation-seeds/{key}");
+    let dns = |names: &[&str], types: &[&str]| {
+        let context = serde_json::json!({"route53:ChangeResourceRecordSetsNormalizedRecordNames": names, "route53:ChangeResourceRecordSetsRecordTypes": types});
+        let principal = format!("arn:aws:sts::{ACCOUNT}:assumed-role/workstation-preview/pr-7");
+        let context = with_tags(context, &[("workstation-owner", "preview"), ("workstation-preview", "7")]);
+        request(&["preview_dns"], &principal, "route53:ChangeResourceRecordSets", "arn:aws:route53:::hostedzone/Zpreview", context)
+    };
+    let shared = serde_json::json!({"ec2:ResourceTag/workstation:owner": "alice", "ec2:ResourceTag/workstation:shareable": "true"});
+    let own = arn("instance", "i-pr7");
+    let other = arn("instance", "i-pr5");
+    check(&[
+        ("allow", "PR 7 launches its box", preview(7, "ec2:RunInstances", arn("instance", "*"), launch("7", "t3.medium"))),
+        ("deny", "PR 7 launches a type outside the list", preview(7, "ec2:RunInstances", arn("instance", "*"), launch("7", "p5.48xlarge"))),
+        ("deny", "PR 7 launches a box as PR 5's", preview(7, "ec2:RunInstances", arn("instance", "*"), launch("5", "t3.medium"))),
+        (
+            "deny",
+            "PR 7 launches a box as alice's",
+            preview(7, "ec2:RunInstances", arn("instance", "*"), serde_json::json!({"aws:RequestTag/workstation:owner": "alice", "aws:RequestTag/workstation:preview": "7", "ec2:InstanceType": "t3.medium"})),
+        ),
+        ("allow", "PR 7 records its commit", preview(7, "ec2:CreateTags", own.clone(), pr_tags("7", &["workstation:ref", "workstation:expires"]))),
+        ("deny", "PR 7 moves PR 5's expiry", preview(7, "ec2:CreateTags", other.clone(), pr_tags("5", &["workstation:expires"]))),
+        ("deny", "PR 7 tags PR 5's commit", preview(7, "ec2:CreateTags", other.clone(), pr_tags("5", &["workstation:ref"]))),
+        ("deny", "PR 7 rewrites a host key", preview(7, "ec2:CreateTags", own.clone(), pr_tags("7", &["workstation:host-key"]))),
+        ("deny", "PR 7 keeps its box forever", preview(7, "ec2:CreateTags", own.clone(), pr_tags("7", &["workstation:keep-until"]))),
+        ("allow", "PR 7 takes its box down", preview(7, "ec2:TerminateInstances", own.clone(), pr("7"))),
+        ("deny", "PR 7 terminates PR 5's box", preview(7, "ec2:TerminateInstances", other.clone(), pr("5"))),
+        ("deny", "PR 7 stops PR 5's box", preview(7, "ec2:StopInstances", other, pr("5"))),
+        ("deny", "a preview run starts alice's shareable box", preview(7, "ec2:StartInstances", alices_box.clone(), shared)),
+        ("deny", "a preview run stops alice's box", preview(7, "ec2:StopInstances", alices_box.clone(), owned_by("alice"))),
+        ("deny", "a preview run terminates alice's box", preview(7, "ec2:TerminateInstances", alices_box, owned_by("alice"))),
+        ("allow", "a preview run reads a preview seed", preview(7, "s3:GetObject", seed("previews/app.sql"), serde_json::json!({}))),
+        ("deny", "a preview run reads production's seed", preview(7, "s3:GetObject", seed("prod.sql"), serde_json::json!({}))),
+        ("allow", "PR 7 names its preview in the zone", dns(&["api.pr-7.dev.example.com", "web.pr-7.dev.example.com"], &["A"])),
+        ("deny", "PR 7 points PR 5's name at its box", dns(&["api.pr-5.dev.example.com"], &["A"])),
+        ("deny", "PR 7 takes over an engineer's hostname", dns(&["api.pr-7.dev.example.com", "api.dev.example.com"], &["A"])),
+        ("deny", "PR 7 takes over PR 17's names", dns(&["api.pr-17.dev.example.com"], &["A"])),
+        ("deny", "PR 7 writes another record type", dns(&["api.pr-7.dev.example.com"], &["TXT"])),
+    ]);
+}
+
+/// The way in: a GitHub job of the approved environment gets the CI role,
+/// which can only become one pull request's session.
+#[test]
+fn only_the_approved_environment_becomes_one_pull_requests_session() {
+    let docs = rendered();
+    // The OIDC keys are not in the simulator's data: the trust's own text.
+    let trust = &docs["preview_ci_assume"]["Statement"][0];
+    assert_eq!(as_list(&trust["Action"]), ["sts:AssumeRoleWithWebIdentity"]);
+    let equals = &trust["Condition"]["StringEquals"];
+    assert_eq!(trust["Condition"].as_object().unwrap().len(), 1, "only exact matches, no StringLike: {trust}");
+    assert_eq!(as_list(&equals["token.actions.githubusercontent.com:sub"]), ["repo:org/repo:environment:preview"], "{trust}");
+    assert_eq!(as_list(&equals["token.actions.githubusercontent.com:aud"]), ["sts.amazonaws.com"]);
+    let subject_accepted = |sub: &str| as_list(&equals["token.actions.githubusercontent.com:sub"]).iter().any(|s| s == sub);
+    assert!(!subject_accepted("repo:org/repo:pull_request"), "a pull_request job (any branch's workflow) is refused");
+    assert!(!subject_accepted("repo:org/repo:ref:refs/heads/main"));
+    assert!(subject_accepted("repo:org/repo:environment:preview"));
+
+    let ci = format!("arn:aws:sts::{ACCOUNT}:assumed-role/workstation-preview-ci/run");
+    let preview_role = format!("arn:aws:iam::{ACCOUNT}:role/workstation-preview");
+    let tag = |tags: &[(&str, &str)]| {
+        let mut context = serde_json::json!({"aws:TagKeys": tags.iter().map(|(k, _)| *k).collect::<Vec<_>>()});
+        for (k, v) in tags {
+            context[format!("aws:RequestTag/{k}")] = serde_json::json!(v);
+        }
+        context
+    };
+    let mut trusted = |action: &str, principal: &str, context: serde_json::Value| {
+        let mut r = request(&["preview_ci"], principal, action, &preview_role, context);
+        r["resource_policy"] = serde_json::json!("preview_assume");
+        r
+    };
+    check(&[
+        ("allow", "the CI role becomes PR 7", trusted("sts:AssumeRole", &ci, tag(&[("workstation-preview", "7")]))),
+        ("allow", "the CI role names PR 7 in the session", trusted("sts:TagSession", &ci, tag(&[("workstation-preview", "7")]))),
+        ("deny", "the CI role's session without a pull request", trusted("sts:AssumeRole", &ci, serde_json::json!({}))),
+        ("deny", "the CI role names another owner", trusted("sts:TagSession", &ci, tag(&[("workstation-preview", "7"), ("workstation-owner", "alice")]))),
+        ("deny", "the CI role passes a pattern as the pull request", trusted("sts:TagSession", &ci, tag(&[("workstation-preview", "*")]))),
+        ("deny", "the CI role passes a name as the pull request", trusted("sts:TagSession", &ci, tag(&[("workstation-preview", "5.dev")]))),
+        (
+            "deny",
+            "an engineer becomes a preview session",
+            trusted("sts:AssumeRole", &format!("arn:aws:sts::{ACCOUNT}:assumed-role/engineers/alice"), tag(&[("workstation-preview", "7")])),
+        ),
+    ]);
+}
+
+/// The publisher registers images only from snapshots it made and tags
+/// only images it registered.
+#[test]
+fn the_publisher_cannot_slip_in_a_foreign_image() {
+    let principal = format!("arn:aws:sts::{ACCOUNT}:assumed-role/publisher/ci");
+    let publisher = |action: &str, resource: String, context: serde_json::Value| request(&["publisher"], &principal, action, &resource, context);
+    let inputs = "workstation:image-inputs";
+    check(&[
+        ("allow", "it starts a tagged snapshot", publisher("ebs:StartSnapshot", arn("snapshot", "*"), serde_json::json!({"aws:RequestTag/workstation:image-inputs": "abc", "aws:TagKeys": [inputs]}))),
+        ("deny", "it starts an untagged snapshot", publisher("ebs:StartSnapshot", arn("snapshot", "*"), serde_json::json!({}))),
+        ("allow", "it writes into its snapshot", publisher("ebs:PutSnapshotBlock", arn("snapshot", "snap-1"), serde_json::json!({"aws:ResourceTag/workstation:image-inputs": "abc"}))),
+        ("deny", "it writes into a foreign snapshot", publisher("ebs:PutSnapshotBlock", arn("snapshot", "snap-2"), serde_json::json!({}))),
+        ("allow", "it registers from its snapshot", publisher("ec2:RegisterImage", arn("snapshot", "snap-1"), serde_json::json!({"ec2:ResourceTag/workstation:image-inputs": "abc"}))),
+        ("deny", "it registers from an untagged snapshot", publisher("ec2:RegisterImage", arn("snapshot", "snap-2"), serde_json::json!({}))),
+        ("allow", "it tags an image as it registers it", publisher("ec2:CreateTags", arn("image", "ami-1"), serde_json::json!({"ec2:CreateAction": "RegisterImage"}))),
+        ("allow", "it tags its image again", publisher("ec2:CreateTags", arn("image", "ami-1"), serde_json::json!({"ec2:ResourceTag/workstation:image-inputs": "abc"}))),
+        ("deny", "it tags a foreign image", publisher("ec2:CreateTags", arn("image", "ami-2"), serde_json::json!({}))),
+        ("deny", "it tags a snapshot", publisher("ec2:CreateTags", arn("snapshot", "snap-2"), serde_json::json!({}))),
+    ]);
 }
 
 #[test]

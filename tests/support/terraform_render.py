@@ -1,29 +1,19 @@
-"""Evaluates requests against terraform/'s IAM policy documents, because
-moto cannot: its access control (moto/iam/access_control.py, 5.x) ignores
-a statement's Resource and every Condition but sts:ExternalId, and the
-engineer, box and reaper policies are all resource and condition rules.
+"""Renders terraform/'s IAM policy documents as the JSON AWS would get, for
+the IAM simulator (tests/support/iam_simulate.mjs) and for the check that
+each policy allows exactly the actions its code calls.
 
-It covers the IAM this repository writes, and fails on anything else:
-- terraform: literals, `${...}` interpolation of locals, variables (their
-  defaults, or the bindings given), resource and data attributes (fixed
-  placeholder ARNs), `concat(...)`, list literals and `[for x in L : "..."]`;
-- IAM: Allow/Deny, `*`/`?` in actions and resources, policy variables
-  (`${aws:PrincipalTag/K}`, `${ec2:SourceInstanceARN}`), and the condition
-  operators StringEquals, StringLike, Null, ForAllValues:StringNotEquals,
-  ForAnyValue:StringNotEquals, ForAllValues:StringEquals,
-  ForAllValues:StringLike. An explicit Deny wins; nothing allowed is
-  denied.
+Every terraform/*.tf file must parse (python-hcl2). It covers the terraform
+this repository writes, and fails on anything else: literals, `${...}`
+interpolation of locals, variables (their defaults, or the bindings given),
+resource attributes (fixed, well-formed placeholder ARNs, so the simulator
+can check each resource against its action), `concat(...)`, list literals
+and `[for x in L : "..."]`. `$${` stays a policy variable (`${aws:...}`).
 
-Input (stdin, JSON): {"bindings": {"local.subnet_ids": [...], ...},
-  "requests": [{"policy": "engineer", "principal_tags": {...},
-                "action": "ec2:StopInstances", "resource": "arn:...",
-                "context": {"ec2:ResourceTag/workstation:owner": "alice",
-                            "aws:TagKeys": ["..."]}}]}
-Output (stdout, JSON): ["allow" | "deny", ...], one per request.
+Input (stdin, JSON): {"bindings": {"local.subnet_ids": [...], ...}}
+Output (stdout, JSON): {"engineer": {"Version": ..., "Statement": [...]}, ...}
 
-Usage: python iam_eval.py TERRAFORM_DIR < requests.json
+Usage: python terraform_render.py TERRAFORM_DIR < bindings.json
 """
-import fnmatch
 import json
 import pathlib
 import re
@@ -36,6 +26,17 @@ ACCOUNT = "111122223333"
 ATTRIBUTES = {
     "data.aws_caller_identity.current.account_id": ACCOUNT,
     "data.aws_partition.current.partition": "aws",
+}
+# A resource's attribute, as the ARN or id AWS would give it.
+PLACEHOLDERS = {
+    ("aws_s3_bucket", "arn"): "arn:aws:s3:::workstation-{name}",
+    ("aws_kms_key", "arn"): "arn:aws:kms:us-east-1:{account}:key/{name}",
+    ("aws_iam_role", "arn"): "arn:aws:iam::{account}:role/workstation-{name}",
+    ("aws_security_group", "arn"): "arn:aws:ec2:us-east-1:{account}:security-group/sg-{name}",
+    ("aws_route53_zone", "zone_id"): "Z{name}",
+    ("aws_cloudwatch_log_group", "arn"): "arn:aws:logs:us-east-1:{account}:log-group:{name}",
+    ("aws_sqs_queue", "arn"): "arn:aws:sqs:us-east-1:{account}:{name}",
+    ("aws_lambda_function", "arn"): "arn:aws:lambda:us-east-1:{account}:function:{name}",
 }
 
 
@@ -169,80 +170,43 @@ class Terraform:
                 raise Unsupported(f"{e} has no default: bind it")
             return self.value(v, scope) if isinstance(v, (list, str)) else v
         m = re.fullmatch(r"(aws_\w+)\.(\w+)(?:\[0\])?\.(arn|id|name|zone_id)", e)
-        if m:
-            return f"arn:aws:test:::{m.group(1)}/{m.group(2)}"
+        if m and (m.group(1), m.group(3)) in PLACEHOLDERS:
+            # terraform names resources with `_`, their AWS names have `-`.
+            return PLACEHOLDERS[(m.group(1), m.group(3))].format(name=m.group(2).replace("_", "-"), account=ACCOUNT)
         raise Unsupported(f"cannot evaluate {e!r}")
 
-    def statements(self, policy):
+    def policy(self, name):
+        """The document `name` as AWS JSON: Sid, Effect, Action, Resource,
+        Principal and Condition ({operator: {key: [values]}})."""
         known = {"sid", "effect", "actions", "resources", "condition", "principals", "__is_block__", "__comments__"}
-        for st in self.policies[policy]:
+        statements = []
+        for st in self.policies[name]:
             unknown = set(st) - known
             if unknown:
-                # not_actions, not_resources...: a rule this evaluator would
-                # silently get wrong.
-                raise Unsupported(f"statement keys {sorted(unknown)} in policy {policy}")
-            yield {
-                "effect": unquote(st.get("effect", '"Allow"')),
-                "actions": self.value(st.get("actions", [])),
-                "resources": self.value(st.get("resources", [])),
-                "conditions": [
-                    (unquote(c["test"]), self.value(c["variable"]), self.value(c["values"]))
-                    for c in st.get("condition", [])
-                ],
-            }
-
-
-def substitute(text, request):
-    """Policy variables, from the request."""
-    def one(m):
-        key = m.group(1)
-        if key.startswith("aws:PrincipalTag/"):
-            return request.get("principal_tags", {}).get(key.split("/", 1)[1], "\0missing")
-        return str(request.get("context", {}).get(key, "\0missing"))
-    return re.sub(r"\$\{([^}]+)\}", one, text)
-
-
-def condition_holds(test, variable, values, request):
-    present = variable in request.get("context", {})
-    actual = request.get("context", {}).get(variable)
-    actual = actual if isinstance(actual, list) else ([] if actual is None else [actual])
-    values = [substitute(v, request) for v in values]
-    if test == "StringEquals":
-        return any(a in values for a in actual)
-    if test == "StringLike":
-        return any(fnmatch.fnmatchcase(a, v) for a in actual for v in values)
-    if test == "Null":
-        return (not present) == (values == ["true"])
-    if test == "ForAllValues:StringNotEquals":
-        return all(a not in values for a in actual)
-    if test == "ForAnyValue:StringNotEquals":
-        return any(a not in values for a in actual)
-    if test == "ForAllValues:StringEquals":
-        return all(a in values for a in actual)
-    if test == "ForAllValues:StringLike":
-        return all(any(fnmatch.fnmatchcase(a, v) for v in values) for a in actual)
-    raise Unsupported(f"condition operator {test}")
-
-
-def decide(tf, request):
-    allowed = False
-    for st in tf.statements(request["policy"]):
-        if not any(fnmatch.fnmatchcase(request["action"], a) for a in st["actions"]):
-            continue
-        if not any(fnmatch.fnmatchcase(request["resource"], substitute(r, request)) for r in st["resources"]):
-            continue
-        if not all(condition_holds(t, var, vals, request) for t, var, vals in st["conditions"]):
-            continue
-        if st["effect"] == "Deny":
-            return "deny"
-        allowed = True
-    return "allow" if allowed else "deny"
+                # not_actions, not_resources...: rendered wrong would be
+                # simulated wrong.
+                raise Unsupported(f"statement keys {sorted(unknown)} in policy {name}")
+            out = {"Effect": unquote(st.get("effect", '"Allow"')), "Action": self.value(st.get("actions", []))}
+            if "sid" in st:
+                out["Sid"] = unquote(st["sid"])
+            if "resources" in st:
+                out["Resource"] = self.value(st["resources"])
+            for p in st.get("principals", []):
+                out.setdefault("Principal", {})[unquote(p["type"])] = self.value(p["identifiers"])
+            for c in st.get("condition", []):
+                test, key = unquote(c["test"]), self.value(c["variable"])
+                keys = out.setdefault("Condition", {}).setdefault(test, {})
+                if key in keys:
+                    raise Unsupported(f"{name}: two {test} conditions on {key}")
+                keys[key] = self.value(c["values"])
+            statements.append(out)
+        return {"Version": "2012-10-17", "Statement": statements}
 
 
 def main(directory):
-    data = json.load(sys.stdin)
-    tf = Terraform(directory, data.get("bindings", {}))
-    json.dump([decide(tf, r) for r in data["requests"]], sys.stdout)
+    bindings = json.load(sys.stdin).get("bindings", {})
+    tf = Terraform(directory, bindings)
+    json.dump({name: tf.policy(name) for name in sorted(tf.policies)}, sys.stdout, indent=1)
 
 
 if __name__ == "__main__":
