@@ -202,6 +202,50 @@ fn create_launches_the_newest_image_of_its_tag() {
     assert!(err.contains("nothing-published") && err.contains("workstation image publish"), "{err}");
 }
 
+/// An image of this account that merely carries the line's tag is not
+/// launched: it must name what was built, and its root snapshot must carry
+/// the publisher's inputs (only the publisher tags snapshots).
+#[test]
+fn create_refuses_an_image_that_was_only_tagged() {
+    let env = TestEnv::aws_api_only();
+    let client = env.moto.as_ref().unwrap().client();
+    let tag = |k: &str, v: &str| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build();
+    let image = block_on(async {
+        let volume = client.create_volume().availability_zone("us-east-1a").size(8).send().await.unwrap();
+        let snapshot = client.create_snapshot().volume_id(volume.volume_id().unwrap()).send().await.unwrap();
+        let snapshot = snapshot.snapshot_id().unwrap().to_string();
+        let image = client
+            .register_image()
+            .name("handmade")
+            .architecture(aws_sdk_ec2::types::ArchitectureValues::X8664)
+            .root_device_name("/dev/xvda")
+            .block_device_mappings(
+                aws_sdk_ec2::types::BlockDeviceMapping::builder()
+                    .device_name("/dev/xvda")
+                    .ebs(aws_sdk_ec2::types::EbsBlockDevice::builder().snapshot_id(&snapshot).build())
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let image = image.image_id().unwrap().to_string();
+        client.create_tags().resources(&image).tags(tag("workstation:image", "workstation")).send().await.unwrap();
+        image
+    });
+    let manifest = std::fs::read_to_string(&env.manifest).unwrap();
+    let image_line = manifest.lines().find(|l| l.starts_with("image_")).unwrap().to_string();
+    env.write_manifest(&manifest.replace(&image_line, "image_tag = \"workstation\""));
+    let err = env.fails(&["create", "--name", "dev"]);
+    assert!(err.contains(&image) && err.contains("workstation:image-content") && err.contains("image publish"), "{err}");
+
+    // Content and inputs on the image, but a snapshot nobody published.
+    block_on(client.create_tags().resources(&image).tags(tag("workstation:image-content", "/nix/store/x")).tags(tag("workstation:image-inputs", "abc")).send()).unwrap();
+    let err = env.fails(&["create", "--name", "dev"]);
+    assert!(err.contains("no snapshot of this account was uploaded by `workstation image publish`") && err.contains("abc"), "{err}");
+    let launched = block_on(client.describe_instances().send()).unwrap();
+    assert_eq!(launched.reservations().len(), 0, "nothing is launched");
+}
+
 /// Debian's Nix (2.8, what CI has) cannot evaluate current nixpkgs: `image
 /// build` says so, and what to install, instead of a nixpkgs stack trace.
 #[test]

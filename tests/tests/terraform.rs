@@ -435,7 +435,7 @@ fn only_the_approved_environment_becomes_one_pull_requests_session() {
         }
         context
     };
-    let mut trusted = |action: &str, principal: &str, context: serde_json::Value| {
+    let trusted = |action: &str, principal: &str, context: serde_json::Value| {
         let mut r = request(&["preview_ci"], principal, action, &preview_role, context);
         r["resource_policy"] = serde_json::json!("preview_assume");
         r

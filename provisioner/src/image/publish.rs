@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_ebs::primitives::ByteStream;
 use aws_sdk_ebs::types::ChecksumAlgorithm;
-use aws_sdk_ec2::types::{BlockDeviceMapping, EbsBlockDevice, Filter, ImdsSupportValues, Tag, VolumeType};
+use aws_sdk_ec2::types::{BlockDeviceMapping, EbsBlockDevice, Filter, ImdsSupportValues, ResourceType, Tag, TagSpecification, VolumeType};
 use base64::Engine;
 use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
@@ -301,8 +301,16 @@ pub fn register_request(
     snapshot_id: &str,
     inputs: &Inputs,
 ) -> aws_sdk_ec2::operation::register_image::builders::RegisterImageFluentBuilder {
+    // Tagged as it is registered (the publisher's IAM allows tags on an
+    // image only then, or on one already carrying them); `tag` repeats it
+    // for APIs without tag-on-create (moto ignores these).
+    let tags = TagSpecification::builder()
+        .resource_type(ResourceType::Image)
+        .set_tags(Some(inputs.tags().into_iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()))
+        .build();
     ec2.register_image()
         .name(name)
+        .tag_specifications(tags)
         .description(format!("workstation box image ({} inputs {})", inputs.image, inputs.key()))
         .architecture(inputs.arch.ec2())
         .boot_mode(inputs.arch.boot_mode())

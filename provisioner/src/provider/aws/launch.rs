@@ -57,10 +57,44 @@ impl AwsProvider {
             })
             .max_by(|a, b| a.creation_date().cmp(&b.creation_date()))
             .ok_or(ProviderError::NoImage { name: shown })?;
+        if let ImageRef::Tag(_) = machine.image() {
+            self.check_published(newest).await?;
+        }
         Ok((
             newest.image_id().unwrap_or_default().to_string(),
             newest.root_device_name().unwrap_or("/dev/xvda").to_string(),
         ))
+    }
+
+    /// An image found by its line's tag is launched only if it is what
+    /// `image publish` makes: it names what was built (its content and
+    /// inputs), and a completed snapshot of this account carries the same
+    /// inputs, which only the publisher can put there (terraform: snapshots
+    /// are tagged only as the publisher starts its upload, and it registers
+    /// images only from such snapshots). An image someone merely tagged with
+    /// the line's name is refused. The snapshot is found by its inputs, not
+    /// through the image's block device mapping: moto's RegisterImage keeps
+    /// no mapping, so that link could not be tested here.
+    async fn check_published(&self, image: &aws_sdk_ec2::types::Image) -> Result<()> {
+        let id = image.image_id().unwrap_or_default().to_string();
+        let refuse = |why: String| ProviderError::UnpublishedImage { id: id.clone(), why };
+        let tag_of = |key: &str| image.tags().iter().find(|t| t.key() == Some(key)).and_then(|t| t.value()).filter(|v| !v.is_empty()).map(String::from);
+        let missing = |key: &str| refuse(format!("it has no {key} tag (what was built)"));
+        tag_of(tags::IMAGE_CONTENT).ok_or_else(|| missing(tags::IMAGE_CONTENT))?;
+        let inputs = tag_of(tags::IMAGE_INPUTS).ok_or_else(|| missing(tags::IMAGE_INPUTS))?;
+        let out = self
+            .client
+            .describe_snapshots()
+            .owner_ids("self")
+            .filters(Filter::builder().name(format!("tag:{}", tags::IMAGE_INPUTS)).values(&inputs).build())
+            .filters(Filter::builder().name("status").values("completed").build())
+            .send()
+            .await
+            .map_err(api("DescribeSnapshots"))?;
+        if out.snapshots().is_empty() {
+            return Err(refuse(format!("no snapshot of this account was uploaded by `workstation image publish` with its {} {inputs}", tags::IMAGE_INPUTS)));
+        }
+        Ok(())
     }
 
     /// The architectures an instance type runs ("x86_64", "arm64").
