@@ -206,10 +206,21 @@ fn aws_previews_are_tagged_named_in_route53_and_ended_by_reap_when_expired() {
     let c1 = commit(&repo, &["."], "one");
     let repo_arg = repo.to_str().unwrap();
 
-    let up = |pr: &str, ttl: &str| env.json(&["preview", "up", "--pr", pr, "--ref", "main", "--repo", repo_arg, "--ttl", ttl, "--zone-id", &zone_id]);
-    // Five expires a second after its `up` began, six in five hours.
-    let five = up("5", "1s");
-    let six = up("6", "5h");
+    let up = |pr: &str, ttl: &str, more: &[&str]| env.json(&[&["preview", "up", "--pr", pr, "--ref", "main", "--repo", repo_arg, "--ttl", ttl, "--zone-id", &zone_id], more].concat());
+    // Five expires a second after its `up` began, six in five hours. Six
+    // runs as CI does: as its pull request's session of the preview role.
+    let five = up("5", "1s", &[]);
+    let role = "arn:aws:iam::123456789012:role/workstation-preview";
+    let six = up("6", "5h", &["--role", role]);
+    let sessions = workstation_tests::run_ok(std::process::Command::new("curl").args(["-sf", &format!("{}/moto-api/data.json", moto.url)]));
+    let sessions: serde_json::Value = serde_json::from_str(&sessions).unwrap();
+    let assumed: Vec<(&str, &str)> =
+        sessions["sts"]["AssumedRole"].as_array().unwrap().iter().map(|r| (r["role_arn"].as_str().unwrap(), r["session_name"].as_str().unwrap())).collect();
+    assert_eq!(assumed, [(role, "preview-pr-6")], "six's run worked as its own session, five's as itself");
+    // A third preview is one more than --max allows: refused before a launch.
+    let err = env.fails(&["preview", "up", "--pr", "7", "--ref", "main", "--repo", repo_arg, "--max", "2"]);
+    assert!(err.contains("2 previews exist already") && err.contains("preview down"), "{err}");
+    assert!(env.fails(&["preview", "down", "7", "--role", "workstation-preview"]).contains("expected a role ARN"));
     assert_eq!((five["healthy"].as_bool(), five["dns"].as_bool()), (Some(true), Some(true)), "{five}");
     let id = five["box"]["id"].as_str().unwrap().to_owned();
     let six_id = six["box"]["id"].as_str().unwrap().to_owned();

@@ -76,6 +76,61 @@ pub struct UpArgs {
     /// How long to wait for services to become healthy.
     #[arg(long = "health-timeout", value_name = "DURATION", default_value = "5m", value_parser = super::duration::parse)]
     health_timeout: Duration,
+    /// At most this many previews of this owner at once: a new one beyond
+    /// it is refused (IAM cannot count instances).
+    #[arg(long, value_name = "N", env = "WORKSTATION_PREVIEW_MAX", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    max: u32,
+    #[command(flatten)]
+    session: SessionArgs,
+}
+
+/// The pull request's own AWS session (CI, terraform/preview.tf).
+#[derive(Debug, Args)]
+struct SessionArgs {
+    /// Work as this role (terraform output preview_role_arn), assumed with
+    /// a session tag naming the pull request: the run then reaches only
+    /// that pull request's box and records. Without it, the credentials
+    /// the AWS chain finds are used as they are.
+    #[arg(long, value_name = "ARN", env = "WORKSTATION_PREVIEW_ROLE", value_parser = role_arn)]
+    role: Option<String>,
+    /// The session tag that names the pull request (terraform's
+    /// preview_session_tag).
+    #[arg(long = "session-tag", value_name = "KEY", env = "WORKSTATION_PREVIEW_SESSION_TAG", default_value = "workstation-preview")]
+    session_tag: String,
+}
+
+impl SessionArgs {
+    /// From now on, every AWS client of this process is pull request `pr`'s
+    /// session.
+    fn assume(&self, global: &Global, pr: u32) -> Result<()> {
+        let Some(role) = self.role.clone().filter(|r| !r.trim().is_empty()) else { return Ok(()) };
+        if global.provider_kind()? != crate::laptop::settings::ProviderKind::Aws {
+            anyhow::bail!("--role (WORKSTATION_PREVIEW_ROLE) is an AWS role; the local provider has none: unset it, or use --provider aws");
+        }
+        crate::provider::aws::sdk::assume(crate::provider::aws::sdk::Session {
+            role_arn: role,
+            session_name: format!("preview-pr-{pr}"),
+            tag: (self.session_tag.clone(), pr.to_string()),
+        });
+        Ok(())
+    }
+}
+
+/// `arn:PARTITION:iam::ACCOUNT:role/NAME`, or empty (an unset CI variable).
+fn role_arn(text: &str) -> std::result::Result<String, String> {
+    let parts: Vec<&str> = text.splitn(6, ':').collect();
+    let ok = text.trim().is_empty()
+        || (parts.len() == 6
+            && parts[0] == "arn"
+            && parts[2] == "iam"
+            && parts[4].len() == 12
+            && parts[4].bytes().all(|b| b.is_ascii_digit())
+            && parts[5].strip_prefix("role/").is_some_and(|n| !n.is_empty()));
+    if ok {
+        Ok(text.trim().to_owned())
+    } else {
+        Err("expected a role ARN, arn:aws:iam::ACCOUNT:role/NAME (terraform output preview_role_arn)".into())
+    }
 }
 
 /// Terminate the preview of pull request N; its data goes with it. With a
@@ -92,6 +147,8 @@ pub struct DownArgs {
     /// Route 53 hosted zone to remove the preview's records from.
     #[arg(long, value_name = "ID", env = "WORKSTATION_PREVIEW_ZONE")]
     zone_id: Option<String>,
+    #[command(flatten)]
+    session: SessionArgs,
 }
 
 struct Lines;
@@ -119,13 +176,22 @@ async fn zone(global: &Global, manifest: Option<&crate::manifest::LoadedManifest
 }
 
 async fn up(global: &Global, args: UpArgs) -> Result<ExitCode> {
+    args.session.assume(global, args.pr)?;
     let manifest = global.load_manifest()?;
     let dir = args.repo.clone().unwrap_or_else(|| manifest.path.parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")));
     let dir = std::fs::canonicalize(&dir).with_context(|| format!("--repo {} does not exist", dir.display()))?;
     let repo = Repo::open(&dir)?;
     let zone = zone(global, Some(&manifest), args.zone_id.as_deref()).await?;
     let ctx = global.context(Some(&manifest)).await?;
-    let request = UpRequest { repo: &repo, git_ref: &args.git_ref, number: args.pr, ttl: args.ttl, zone: zone.as_ref(), health_timeout: args.health_timeout };
+    let request = UpRequest {
+        repo: &repo,
+        git_ref: &args.git_ref,
+        number: args.pr,
+        ttl: args.ttl,
+        zone: zone.as_ref(),
+        health_timeout: args.health_timeout,
+        max: args.max as usize,
+    };
     let progress = output::spinner(global.output);
     let report = preview::up(&ctx, &manifest, &request, progress.as_ref(), &Lines).await;
     progress.inspect(|p| p.finish_and_clear());
@@ -186,6 +252,7 @@ async fn list(global: &Global) -> Result<ExitCode> {
 }
 
 async fn down(global: &Global, args: DownArgs) -> Result<ExitCode> {
+    args.session.assume(global, args.pr)?;
     let manifest = global.manifest_for_lookup();
     let zone = zone(global, manifest.as_ref(), args.zone_id.as_deref()).await?;
     let ctx = global.context(manifest.as_ref()).await?;

@@ -54,6 +54,8 @@ pub enum PreviewError {
     NotFound { number: u32 },
     #[error("--ttl is longer than 90 days; a preview lives at most that long after its last push")]
     Ttl,
+    #[error("{count} previews exist already, the most allowed (--max / WORKSTATION_PREVIEW_MAX {max}); nothing was launched: take one down (`workstation preview down N`) or raise the limit")]
+    TooMany { count: usize, max: usize },
     #[error("{owner}'s box {name} exists and is not a preview; preview up replaces a preview's files only: destroy that box or use another pull request number")]
     NotAPreview { name: String, owner: String },
     #[error("the manifest {path} differs from its copy at {commit}: a preview runs the manifest of its commit; check that commit out (CI does), or commit the manifest")]
@@ -117,6 +119,8 @@ pub struct UpRequest<'a> {
     pub ttl: Duration,
     pub zone: Option<&'a dns::Zone>,
     pub health_timeout: Duration,
+    /// Previews of this owner at most: a new one beyond is refused.
+    pub max: usize,
 }
 
 /// What `preview up` did, for the pull request's comment.
@@ -162,9 +166,16 @@ pub async fn up(ctx: &Context, manifest: &LoadedManifest, req: &UpRequest<'_>, p
     let pending = Preview { number: req.number, commit: None, expires: Some(expires) };
     // A box of this name that is not this preview is someone's own: its
     // files are not ours to replace, nor is it ours to start.
-    if let Some(found) = ctx.provider.find(&ctx.owner, &name).await? {
-        if found.preview.as_ref().is_none_or(|p| p.number != req.number) {
+    match ctx.provider.find(&ctx.owner, &name).await? {
+        Some(found) if found.preview.as_ref().is_none_or(|p| p.number != req.number) => {
             return Err(PreviewError::NotAPreview { name: name.to_string(), owner: ctx.owner.to_string() });
+        }
+        Some(_) => {}
+        None => {
+            let running = list(ctx).await?.into_iter().filter(|b| b.owner == ctx.owner.as_str()).count();
+            if running >= req.max {
+                return Err(PreviewError::TooMany { count: running, max: req.max });
+            }
         }
     }
     let spec = LaunchSpec { owner: &ctx.owner, name: &name, manifest, public_key: &public_key, preview: Some(&pending) };

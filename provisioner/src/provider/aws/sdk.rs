@@ -3,7 +3,11 @@
 //! and the counter of API calls that `reap` reports.
 
 use aws_config::retry::RetryConfig;
+use aws_config::identity::IdentityCache;
+use aws_config::sts::AssumeRoleProvider;
+use aws_sdk_ec2::config::SharedIdentityCache;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_ec2::config::SharedCredentialsProvider;
 
 /// SDK attempts per API call. The SDK retries throttling
 /// (RequestLimitExceeded) and transient errors with jittered exponential
@@ -19,8 +23,31 @@ pub fn profile_in_use() -> Option<String> {
     PROFILE.get().cloned().flatten().or_else(|| std::env::var("AWS_PROFILE").ok())
 }
 
+/// A role this process works as, with one session tag: a preview run
+/// becomes the session of its pull request (terraform/preview.tf), whose
+/// policy reaches only that pull request's box and records.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub role_arn: String,
+    pub session_name: String,
+    pub tag: (String, String),
+}
+
+static SESSION: std::sync::OnceLock<Session> = std::sync::OnceLock::new();
+/// The session's credentials and their cache, shared by every client: one
+/// AssumeRole a run (each configuration would otherwise cache its own).
+static SESSION_CREDENTIALS: tokio::sync::OnceCell<(SharedCredentialsProvider, SharedIdentityCache)> = tokio::sync::OnceCell::const_new();
+
+/// Every client this process configures from now on works as `session`
+/// (STS AssumeRole with its tag, from the credentials the chain finds).
+/// The first call wins: one process is one run.
+pub fn assume(session: Session) {
+    let _ = SESSION.set(session);
+}
+
 /// The SDK configuration for `profile` (else the default chain) and
-/// `region` (else aws-config's own lookup).
+/// `region` (else aws-config's own lookup), as the [`assume`]d session if
+/// any.
 pub async fn config(profile: Option<&str>, region: Option<String>) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS));
     // One process works with one profile; the first configuration names it.
@@ -31,7 +58,16 @@ pub async fn config(profile: Option<&str>, region: Option<String>) -> SdkConfig 
     if let Some(r) = region {
         loader = loader.region(Region::new(r));
     }
-    loader.load().await
+    let base = loader.load().await;
+    let Some(session) = SESSION.get() else { return base };
+    let credentials = SESSION_CREDENTIALS
+        .get_or_init(|| async {
+            let tag = [session.tag.clone()];
+            let role = AssumeRoleProvider::builder(&session.role_arn).session_name(&session.session_name).tags(tag).configure(&base).build().await;
+            (SharedCredentialsProvider::new(role), IdentityCache::lazy().build())
+        })
+        .await;
+    base.into_builder().credentials_provider(credentials.0.clone()).identity_cache(credentials.1.clone()).build()
 }
 
 /// Path-style addressing when the endpoint is overridden (a local S3 such
