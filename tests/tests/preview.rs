@@ -277,3 +277,45 @@ fn aws_previews_are_tagged_named_in_route53_and_ended_by_reap_when_expired() {
     assert!(records().is_empty());
     assert!(env.fails(&["preview", "down", "5", "--zone-id", &zone_id]).contains("no preview #5"));
 }
+
+/// Each pull request's run writes its own key, from CI's secret seed: the
+/// same for every run of one pull request, another for the next, never
+/// over a key that is there already, and never without the seed.
+#[test]
+fn preview_key_writes_each_pull_requests_own_key() {
+    let env = TestEnv::aws_api_only();
+    let seed = "tYhW3n0bq4rW3d5m8k2ZpQx7vA1sL9eC0fG6hJ4iK2oM";
+    let key = |pr: &str, path: &Path, seed: Option<&str>| {
+        let mut cmd = env.cmd(&["preview", "key", "--pr", pr, "--identity", path.to_str().unwrap(), "-o", "json"]);
+        match seed {
+            Some(s) => cmd.env("WORKSTATION_PREVIEW_KEY_SEED", s),
+            None => cmd.env_remove("WORKSTATION_PREVIEW_KEY_SEED"),
+        };
+        cmd.output().unwrap()
+    };
+    let seven = env.root.path().join("keys/pr-7");
+    let first = key("7", &seven, Some(seed));
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let first: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    let again: serde_json::Value = serde_json::from_slice(&key("7", &seven, Some(seed)).stdout).unwrap();
+    assert_eq!(first["fingerprint"], again["fingerprint"], "every run of #7 gets #7's key");
+    assert!(!String::from_utf8_lossy(&key("7", &seven, Some(seed)).stdout).contains("PRIVATE"), "the key is never printed");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&seven).unwrap().permissions().mode() & 0o777, 0o600);
+    let public = read(env.root.path().join("keys/pr-7.pub"));
+    // ssh-keygen agrees with the fingerprint we report.
+    let fp = run_ok(Command::new("ssh-keygen").args(["-l", "-E", "sha256", "-f"]).arg(env.root.path().join("keys/pr-7.pub")));
+    assert!(fp.contains(first["fingerprint"].as_str().unwrap()), "{fp} vs {first}");
+    assert!(public.starts_with("ssh-ed25519 "), "{public}");
+
+    let five = env.root.path().join("keys/pr-5");
+    let other: serde_json::Value = serde_json::from_slice(&key("5", &five, Some(seed)).stdout).unwrap();
+    assert_ne!(other["fingerprint"], first["fingerprint"], "#5 has a key of its own");
+    let occupied = key("5", &seven, Some(seed));
+    assert!(!occupied.status.success() && String::from_utf8_lossy(&occupied.stderr).contains("holds another key"));
+    let unseeded = key("9", &env.root.path().join("keys/pr-9"), None);
+    assert!(String::from_utf8_lossy(&unseeded.stderr).contains("WORKSTATION_PREVIEW_KEY_SEED is not set"));
+    let short = key("9", &env.root.path().join("keys/pr-9"), Some("short"));
+    assert!(String::from_utf8_lossy(&short.stderr).contains("at least 32"));
+    assert!(!env.root.path().join("keys/pr-9").exists(), "nothing written without a good seed");
+}

@@ -96,6 +96,11 @@ impl Global {
         Ok(Settings::provider(&Paths::from_env()?.settings_file(), &|k| std::env::var(k).ok())?)
     }
 
+    /// This run's settings (the file, then WORKSTATION_* variables).
+    pub fn settings(&self) -> Result<Settings> {
+        Ok(Settings::load(&Paths::from_env()?, &|k| std::env::var(k).ok())?)
+    }
+
     /// Settings, provider and pinned keys: everything a verb needs.
     pub async fn context(&self, manifest: Option<&LoadedManifest>) -> Result<Context> {
         let paths = Paths::from_env()?;

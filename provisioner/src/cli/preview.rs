@@ -24,11 +24,13 @@ use crate::sync::session::Report;
 /// credentials (terraform's preview role), which reach only its own boxes.
 ///
 /// Examples:
+///   workstation preview key --pr 12
 ///   workstation preview up --pr 12 --ref HEAD
 ///   workstation preview list -o markdown
 ///   workstation preview down 12
 #[derive(Debug, Subcommand)]
 pub enum PreviewCommand {
+    Key(KeyArgs),
     Up(UpArgs),
     /// List every owner's previews: pull request, commit, expiry, address.
     ///
@@ -38,6 +40,28 @@ pub enum PreviewCommand {
     #[command(verbatim_doc_comment)]
     List,
     Down(DownArgs),
+}
+
+/// Write pull request N's own SSH key, the only one its preview box admits.
+///
+/// The key is derived from the secret seed in WORKSTATION_PREVIEW_KEY_SEED
+/// (CI's preview environment secret) and N: every run of pull request N
+/// gets the same key, and no other pull request's run can make it. Run it
+/// before `preview up`; it never replaces another key at the path.
+///
+/// Examples:
+///   workstation preview key --pr 12
+///   workstation preview key --pr 12 --identity ~/.ssh/preview-12 -o json
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct KeyArgs {
+    /// The pull request number.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pr: u32,
+    /// Where to write the private key (and PATH.pub); default: the
+    /// identity workstation logs in with (ssh_key, WORKSTATION_SSH_KEY).
+    #[arg(long, value_name = "PATH")]
+    identity: Option<PathBuf>,
 }
 
 /// Create or update the preview of pull request N at REF.
@@ -161,10 +185,27 @@ impl Report for Lines {
 
 pub async fn run(global: &Global, cmd: PreviewCommand) -> Result<ExitCode> {
     match cmd {
+        PreviewCommand::Key(args) => key(global, args),
         PreviewCommand::Up(args) => up(global, args).await,
         PreviewCommand::List => list(global).await,
         PreviewCommand::Down(args) => down(global, args).await,
     }
+}
+
+fn key(global: &Global, args: KeyArgs) -> Result<ExitCode> {
+    let identity = match args.identity {
+        Some(path) => path,
+        None => global.settings()?.ssh_key,
+    };
+    let seed = std::env::var(preview::key::SEED_ENV).map_err(|_| preview::key::KeyError::NoSeed)?;
+    let key = preview::key::derive(&seed, args.pr)?;
+    preview::key::install(&identity, &key)?;
+    let fingerprint = key.public_key().fingerprint(Default::default()).to_string();
+    match global.output {
+        Output::Json => output::json(&serde_json::json!({"pr": args.pr, "identity": identity, "fingerprint": fingerprint}))?,
+        Output::Text => println!("pull request #{}'s key is {} ({fingerprint})", args.pr, identity.display()),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn zone(global: &Global, manifest: Option<&crate::manifest::LoadedManifest>, id: Option<&str>) -> Result<Option<dns::Zone>> {

@@ -10,6 +10,7 @@
 //! engineers' boxes never claim the same name.
 
 pub mod dns;
+pub mod key;
 mod git;
 pub mod summary;
 mod upload;
