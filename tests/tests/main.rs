@@ -18,3 +18,4 @@ mod setup;
 mod stack;
 mod sync;
 mod terraform;
+mod workflows;
