@@ -34,6 +34,29 @@ class H(http.server.BaseHTTPRequestHandler):
 http.server.ThreadingHTTPServer(("127.0.0.1" if word == "laptop" else "0.0.0.0", port), H).serve_forever()
 "#;
 
+/// Tries to listen on the port given on 127.0.0.1, 0.0.0.0, ::1 and ::
+/// (with SO_REUSEADDR and SO_REUSEPORT, as a squatter would), printing
+/// `taken` or `bound` for each.
+const SQUATTER: &str = r#"
+import errno, socket, sys
+port = int(sys.argv[1])
+out = []
+for family, address in [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::1"), (socket.AF_INET6, "::")]:
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if family == socket.AF_INET6:
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    try:
+        s.bind((address, port))
+        s.listen()
+        out.append("bound")
+    except OSError as e:
+        out.append("taken" if e.errno == errno.EADDRINUSE else "error %d" % e.errno)
+    s.close()
+print(" ".join(out))
+"#;
+
 struct Fixture {
     env: TestEnv,
     port: u16,
@@ -149,6 +172,17 @@ fn a_service_runs_on_the_laptop_and_comes_back_to_the_box() {
     let address = f.env.json(&["list"])[0]["address"].as_str().unwrap().to_string();
     let out = Command::new("curl").args(["-s", "--max-time", "5"]).arg(format!("http://{address}:{}/", f.port)).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "laptop");
+    // While it lasts, no other user on the box can take api's port, on any
+    // address of either family: a squatter gets none of its traffic.
+    let ns = f.namespace();
+    let squat = Command::new("ip").args(["netns", "exec", &ns, "runuser", "-u", "nobody", "--", "python3", "-c", SQUATTER, &f.port.to_string()]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&squat.stdout).trim(), "taken taken taken taken", "{squat:?}");
+    // Nor open (and so hold) the lock, or read who holds it.
+    let records = f.env.box_root("dev").join("run/intercepts");
+    let as_nobody = |args: &[&str]| Command::new("runuser").args(["-u", "nobody", "--"]).args(args).output().unwrap().status.success();
+    assert!(as_nobody(&["test", "-x", records.parent().unwrap().to_str().unwrap()]), "the box's run directory is reachable: the checks below mean something");
+    assert!(!as_nobody(&["flock", "-n", records.join("api.lock").to_str().unwrap(), "true"]), "nobody cannot hold the lock");
+    assert!(!as_nobody(&["cat", records.join("api.json").to_str().unwrap()]), "nobody cannot read the record");
     // `services` says who holds it.
     let services = f.env.json(&["services", "api"]);
     assert_eq!(services[0]["state"], "INTERCEPTED", "{services:#}");

@@ -36,8 +36,12 @@ pub struct Holder {
 /// What the script's first line says.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Answer {
-    Held,
-    /// Someone else holds it (the record, if it could be read).
+    /// Held; `ipv6`: the box has IPv6 loopback, so the forwards must hold
+    /// the ports there too (else a process could take `[::1]:port`, where
+    /// clients of `localhost` often connect first).
+    Held { ipv6: bool },
+    /// Someone else holds it (the record, if it could be read and names a
+    /// valid holder: the box writes it, and it is shown on this terminal).
     HeldBy(Option<Holder>),
 }
 
@@ -67,7 +71,14 @@ pub fn script(layout: &Layout, service: &str, by: &str, ports: &[u16], stop: &st
     let (service_json, by_json) = (serde_json::to_string(service).expect("a string"), serde_json::to_string(by).expect("a string"));
     format!(
         r#"set -u
+# The lock and the records are root's alone: a user who could open the
+# lock could flock it forever and make every intercept wait and fail.
+umask 077
 mkdir -p {dir}
+if [ -L {dir} ] || [ "$(stat -c %u {dir})" != "$(id -u)" ]; then
+  printf 'error: %s belongs to another user; remove it (as root) and try again\n' {dir}; exit 4
+fi
+chmod 0700 {dir}
 exec 9>{lock}
 # Held: refused, naming the holder. Locked without a record: the last
 # holder is giving the service back (starting it); wait for that.
@@ -80,7 +91,7 @@ fi
 trap '' HUP TERM PIPE
 if ! out=$({stop} 2>&1); then printf 'error stopping %s: %s\n' {service_word} "$out"; exit 4; fi
 printf '{{"service":%s,"by":%s,"since":"%s","ports":[{ports_json}]}}\n' '{service_sq}' '{by_sq}' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > {record}.new && mv {record}.new {record}
-echo held
+if grep -qs '^00000000000000000000000000000001 ' /proc/net/if_inet6; then echo 'held ipv6'; else echo held; fi
 while IFS= read -r -t {lease} line; do :; done
 exec >/dev/null 2>&1 </dev/null
 rm -f {record}
@@ -122,11 +133,14 @@ pub async fn holders(onbox: &BoxShell) -> Result<Vec<Holder>, ShellError> {
 
 /// The script's first line.
 pub fn parse_answer(line: &str) -> Option<Answer> {
-    let line = line.trim_end();
-    if line == "held" {
-        return Some(Answer::Held);
+    match line.trim_end() {
+        "held" => return Some(Answer::Held { ipv6: false }),
+        "held ipv6" => return Some(Answer::Held { ipv6: true }),
+        _ => {}
     }
-    line.strip_prefix("held-by").map(|rest| Answer::HeldBy(serde_json::from_str(rest.trim()).ok()))
+    let record = line.trim_end().strip_prefix("held-by")?;
+    let holder = serde_json::from_str::<Holder>(record.trim()).ok().filter(|h| valid_holder(&h.by));
+    Some(Answer::HeldBy(holder))
 }
 
 /// A holder name safe to put in a record and a script: letters, digits and
@@ -141,12 +155,17 @@ mod tests {
 
     #[test]
     fn answers_and_records_are_parsed_and_checked() {
-        assert_eq!(parse_answer("held\n"), Some(Answer::Held));
+        assert_eq!(parse_answer("held\n"), Some(Answer::Held { ipv6: false }));
+        assert_eq!(parse_answer("held ipv6\n"), Some(Answer::Held { ipv6: true }));
         let rec = r#"{"service":"api","by":"alice@mac","since":"2026-12-03T10:02:00Z","ports":[8080]}"#;
         let Some(Answer::HeldBy(Some(h))) = parse_answer(&format!("held-by {rec}")) else { panic!() };
         assert_eq!((h.by.as_str(), h.ports.as_slice()), ("alice@mac", &[8080u16][..]));
         assert_eq!(parse_answer("held-by "), Some(Answer::HeldBy(None)));
         assert_eq!(parse_answer("Permission denied"), None);
+        // A holder name from the box that would write escape sequences to
+        // the terminal is not shown.
+        let forged = r#"held-by {"service":"api","by":"\u001b]0;pwned\u0007","since":"2026-12-03T10:02:00Z","ports":[]}"#;
+        assert_eq!(parse_answer(forged), Some(Answer::HeldBy(None)));
         let forged = r#"{"service":"api","by":"$(rm -rf /)","since":"2026-12-03T10:02:00Z","ports":[]}"#;
         assert_eq!(parse_list(&format!("{rec}\n{forged}\nnot json\n")).len(), 1);
         assert!(!valid_holder("a b") && !valid_holder("") && valid_holder("bob@laptop-1.local"));
@@ -169,11 +188,15 @@ mod tests {
         let mut out = BufReader::new(first.stdout.take().unwrap());
         let mut line = String::new();
         out.read_line(&mut line).unwrap();
-        assert_eq!(parse_answer(&line), Some(Answer::Held));
+        assert!(matches!(parse_answer(&line), Some(Answer::Held { .. })), "{line}");
         first.stdin.as_mut().unwrap().write_all(b"\n").unwrap();
 
         let second = spawn().wait_with_output().unwrap();
         assert_eq!(second.status.code(), Some(HELD_BY_OTHER as i32));
+        // Root's alone: the directory 0700, the lock and the record 0600.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &str| std::fs::metadata(tmp.path().join(p)).unwrap().permissions().mode() & 0o777;
+        assert_eq!((mode("run/intercepts"), mode("run/intercepts/api.lock"), mode("run/intercepts/api.json")), (0o700, 0o600, 0o600));
         let Some(Answer::HeldBy(Some(holder))) = parse_answer(&String::from_utf8_lossy(&second.stdout)) else { panic!("{second:?}") };
         assert_eq!((holder.service.as_str(), holder.by.as_str(), holder.ports.as_slice()), ("api", "alice@mac", &[1u16][..]));
         let listed = Command::new("bash").args(["-c", &list_command(&layout)]).output().unwrap();
@@ -184,5 +207,29 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&log).unwrap(), "stop\nstart\n");
         let listed = Command::new("bash").args(["-c", &list_command(&layout)]).output().unwrap();
         assert!(listed.stdout.is_empty(), "released: no holder listed");
+    }
+
+    /// A directory for the locks that another user made first (to hold a
+    /// lock, or read records) is refused, not used.
+    #[test]
+    fn the_script_refuses_a_lock_directory_of_another_user() {
+        use std::process::Command;
+        let tmp = tempfile::tempdir().unwrap();
+        let layout = Layout::new(tmp.path().to_str().unwrap(), None).unwrap();
+        let dir = tmp.path().join("run/intercepts");
+        std::fs::create_dir_all(&dir).unwrap();
+        // Owned by someone else: root can give it away; others test a symlink.
+        // SAFETY: geteuid only reads the process's credentials.
+        if unsafe { libc::geteuid() } == 0 {
+            std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
+        } else {
+            std::fs::remove_dir(&dir).unwrap();
+            std::os::unix::fs::symlink(tmp.path(), &dir).unwrap();
+        }
+        let script = script(&layout, "api", "alice@mac", &[1], "true", "true", false);
+        let out = Command::new("bash").args(["-c", &script]).output().unwrap();
+        assert_eq!(out.status.code(), Some(4), "{out:?}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("belongs to another user"), "{out:?}");
+        assert!(!tmp.path().join("run/intercepts/api.lock").exists());
     }
 }

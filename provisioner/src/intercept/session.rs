@@ -90,8 +90,8 @@ impl Intercept<'_> {
         let mut stdout = BufReader::new(master.stdout.take().expect("piped"));
         let mut line = String::new();
         let answer = tokio::time::timeout(ANSWER_TIMEOUT, stdout.read_line(&mut line)).await;
-        match hold::parse_answer(&line) {
-            Some(Answer::Held) => {}
+        let ipv6 = match hold::parse_answer(&line) {
+            Some(Answer::Held { ipv6 }) => ipv6,
             other => {
                 drop(master.stdin.take());
                 let status = wait_or_kill(&mut master, Duration::from_secs(10)).await;
@@ -103,18 +103,18 @@ impl Intercept<'_> {
                         detail: match (answer, line.trim()) {
                             (Err(_), _) => format!("no answer within {ANSWER_TIMEOUT:?}"),
                             (_, "") => format!("the SSH connection ended ({}; its message is above)", describe(status)),
-                            (_, said) => said.chars().take(2000).collect(),
+                            (_, said) => printable(said),
                         },
                     },
                 });
             }
-        }
+        };
         // Nothing more comes on stdout; keep reading so the pipe never fills.
         tokio::spawn(async move { tokio::io::copy(&mut stdout, &mut tokio::io::sink()).await });
         let stdin = master.stdin.take().expect("piped");
         let heartbeat = tokio::spawn(heartbeat(stdin));
 
-        if let Err(e) = self.forward_incoming(&socket).await {
+        if let Err(e) = self.forward_incoming(&socket, ipv6).await {
             heartbeat.abort();
             wait_or_kill(&mut master, Duration::from_secs(15)).await;
             return Err(e);
@@ -160,11 +160,17 @@ impl Intercept<'_> {
         ssh.spawn().map_err(|e| InterceptError::Spawn { what: "ssh (the OpenSSH client; install openssh-client)".into(), source: e })
     }
 
-    async fn forward_incoming(&self, socket: &Path) -> Result<(), InterceptError> {
+    /// The remote forwards, on every IPv4 address and, when the box has
+    /// IPv6, every IPv6 one: held by sshd (root) on both, the ports cannot
+    /// be bound by any other process on the box while the intercept lasts.
+    async fn forward_incoming(&self, socket: &Path, ipv6: bool) -> Result<(), InterceptError> {
         let mut ssh = self.ssh();
         ssh.arg("-S").arg(socket).args(["-O", "forward"]);
         for i in &self.plan.incoming {
             ssh.arg("-R").arg(format!("0.0.0.0:{}:127.0.0.1:{}", i.box_port, i.local_port));
+            if ipv6 {
+                ssh.arg("-R").arg(format!("[::]:{}:127.0.0.1:{}", i.box_port, i.local_port));
+            }
         }
         let out = ssh.arg(self.alias).stdin(Stdio::null()).output().await.map_err(|e| InterceptError::Spawn { what: "ssh -O forward".into(), source: e })?;
         if out.status.success() {
@@ -264,11 +270,26 @@ async fn wait_or_kill(child: &mut Child, grace: Duration) -> ExitStatus {
     }
 }
 
+/// What the box said, fit for this terminal: at most 2000 characters, with
+/// control characters (escape sequences) shown escaped, not obeyed.
+fn printable(said: &str) -> String {
+    said.chars().take(2000).flat_map(|c| if c.is_control() { c.escape_debug().collect::<Vec<_>>() } else { vec![c] }).collect()
+}
+
 fn describe(status: ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
         (Some(code), _) => format!("exit {code}"),
         (None, Some(sig)) => format!("signal {sig}"),
         _ => "ended".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn what_the_box_says_cannot_drive_the_terminal() {
+        assert_eq!(super::printable("error: \u{1b}]0;pwned\u{7} no"), "error: \\u{1b}]0;pwned\\u{7} no");
+        assert_eq!(super::printable(&"x".repeat(3000)).len(), 2000);
     }
 }
