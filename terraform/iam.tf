@@ -215,9 +215,9 @@ data "aws_iam_policy_document" "box" {
   # services"; Service Authorization Reference, "Condition keys for Amazon
   # EC2"), and the instance acted on has ec2:InstanceID, usable as a policy
   # variable in a condition's value (IAM User Guide, "IAM policy elements:
-  # Variables and tags"). `aws:ARN`, used before, is no documented key: the
-  # condition never matched, and a box could neither publish its host key
-  # nor stop itself.
+  # Variables and tags"). `aws:ARN`, used before, is in none of AWS's lists
+  # of condition keys (some report it works; nothing promises it, and no
+  # simulator can check it).
   statement {
     sid       = "TagAndStopItself"
     actions   = ["ec2:CreateTags", "ec2:StopInstances"]

@@ -36,12 +36,12 @@ output "reaper_function" {
 }
 
 output "preview_ci_role_arn" {
-  description = "The role preview jobs assume through GitHub OIDC (environment variable WORKSTATION_PREVIEW_CI_ROLE; configure-aws-credentials role-to-assume); null without github_repository."
+  description = "The role preview jobs assume through GitHub OIDC (repository variable WORKSTATION_PREVIEW_CI_ROLE; configure-aws-credentials role-to-assume); null without github_repository."
   value       = local.previews ? aws_iam_role.preview_ci[0].arn : null
 }
 
 output "preview_role_arn" {
-  description = "The role a preview run becomes for one pull request (environment variable WORKSTATION_PREVIEW_ROLE: `preview up` assumes it with the pull request's session tag); null without github_repository."
+  description = "The role a preview run becomes for one pull request (repository variable WORKSTATION_PREVIEW_ROLE: `preview up` assumes it with the pull request's session tag); null without github_repository."
   value       = local.previews ? aws_iam_role.preview[0].arn : null
 }
 

@@ -152,8 +152,9 @@ data "aws_iam_policy_document" "preview" {
       variable = "aws:RequestTag/workstation:preview"
       values   = [local.my_pr]
     }
-    # IAM has no count of instances: the list bounds the cost of one, and
-    # `preview up --max` (the workflow's WORKSTATION_PREVIEW_MAX) the count.
+    # IAM has no count of instances: the list (and the volume size below)
+    # bound the cost of one, and `preview up --max` (the workflow's
+    # WORKSTATION_PREVIEW_MAX) the count.
     condition {
       test     = "StringEquals"
       variable = "ec2:InstanceType"
@@ -169,6 +170,11 @@ data "aws_iam_policy_document" "preview" {
       test     = "StringEquals"
       variable = "aws:RequestTag/${local.owner_tag}"
       values   = [local.me]
+    }
+    condition {
+      test     = "NumericLessThanEquals"
+      variable = "ec2:VolumeSize"
+      values   = [var.preview_max_disk_gib]
     }
   }
 

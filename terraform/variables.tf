@@ -111,6 +111,13 @@ variable "preview_domain" {
   description = "The manifest hostnames' domain (e.g. dev.example.com): a private Route 53 zone for it in the boxes' VPC holds the previews' names (api.pr-12.dev.example.com); null: none."
   type        = string
   default     = null
+
+  # Route 53's condition keys see names lower case and without the final
+  # dot: a domain written otherwise would match no record.
+  validation {
+    condition     = var.preview_domain == null || can(regex("^[a-z0-9-]+(\\.[a-z0-9-]+)+$", var.preview_domain))
+    error_message = "preview_domain must be lower case, without a trailing dot (e.g. dev.example.com)."
+  }
 }
 
 variable "github_oidc_provider_arn" {
@@ -120,13 +127,13 @@ variable "github_oidc_provider_arn" {
 }
 
 variable "github_environment" {
-  description = "The GitHub environment preview jobs run in (Settings > Environments): give it required reviewers, so that a pull request's code reaches a box only after someone approved it. Only its jobs may assume the preview role."
+  description = "The GitHub environment preview jobs run in (Settings > Environments): give it required reviewers (with \"Prevent self-review\") and the default branch as its only deployment branch, so that a pull request's code reaches a box only after someone else approved it. Only its jobs may assume the preview CI role."
   type        = string
   default     = "preview"
 }
 
 variable "preview_session_tag" {
-  description = "The session tag naming a preview run's pull request (`workstation preview up` sets it when it assumes WORKSTATION_PREVIEW_SESSION_ROLE); the preview policy reaches only boxes and records of that number."
+  description = "The session tag naming a preview run's pull request: `workstation preview up|down --role` (WORKSTATION_PREVIEW_ROLE) sets it when it assumes the preview role; the preview policy reaches only boxes and records of that number. Another name than the default must also be the workflow's WORKSTATION_PREVIEW_SESSION_TAG."
   type        = string
   default     = "workstation-preview"
 }
@@ -140,6 +147,12 @@ variable "preview_instance_types" {
     condition     = length(var.preview_instance_types) > 0
     error_message = "preview_instance_types must name at least one instance type."
   }
+}
+
+variable "preview_max_disk_gib" {
+  description = "The largest volume a preview may launch (GiB): the manifest's box.disk_gib of a pull request is the pull request's to choose, and this bounds what one preview can cost."
+  type        = number
+  default     = 100
 }
 
 variable "preview_seed_prefix" {

@@ -198,7 +198,8 @@ class Terraform:
                 keys = out.setdefault("Condition", {}).setdefault(test, {})
                 if key in keys:
                     raise Unsupported(f"{name}: two {test} conditions on {key}")
-                keys[key] = self.value(c["values"])
+                # IAM compares condition values as strings (numbers too).
+                keys[key] = [str(v) for v in self.value(c["values"])]
             statements.append(out)
         return {"Version": "2012-10-17", "Statement": statements}
 

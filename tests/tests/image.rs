@@ -182,6 +182,7 @@ fn create_launches_the_newest_image_of_its_tag() {
     let env = TestEnv::aws();
     let (disk, _) = disk(env.root.path(), 16);
     let ours = publish(&env, &disk, &["--arch", "x86_64"]);
+    root_snapshot_is_the_upload(&env, ours["image_id"].as_str().unwrap());
     // Another image line published later must not be picked.
     publish(&env, &disk, &["--arch", "x86_64", "--image", "experimental"]);
 
@@ -202,6 +203,19 @@ fn create_launches_the_newest_image_of_its_tag() {
     assert!(err.contains("nothing-published") && err.contains("workstation image publish"), "{err}");
 }
 
+/// moto's RegisterImage ignores the block device mapping and boots the AMI
+/// from a snapshot of its own: give that snapshot the upload's inputs, as
+/// on AWS the registered image boots from the upload itself.
+fn root_snapshot_is_the_upload(env: &TestEnv, image_id: &str) {
+    let client = env.moto.as_ref().unwrap().client();
+    block_on(async {
+        let image = client.describe_images().image_ids(image_id).send().await.unwrap().images()[0].clone();
+        let inputs = image.tags().iter().find(|t| t.key() == Some("workstation:image-inputs")).unwrap().clone();
+        let root = image.block_device_mappings().iter().find(|b| b.device_name() == image.root_device_name()).unwrap();
+        client.create_tags().resources(root.ebs().unwrap().snapshot_id().unwrap()).tags(inputs).send().await.unwrap();
+    });
+}
+
 /// An image of this account that merely carries the line's tag is not
 /// launched: it must name what was built, and its root snapshot must carry
 /// the publisher's inputs (only the publisher tags snapshots).
@@ -210,7 +224,7 @@ fn create_refuses_an_image_that_was_only_tagged() {
     let env = TestEnv::aws_api_only();
     let client = env.moto.as_ref().unwrap().client();
     let tag = |k: &str, v: &str| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build();
-    let image = block_on(async {
+    let (image, snapshot) = block_on(async {
         let volume = client.create_volume().availability_zone("us-east-1a").size(8).send().await.unwrap();
         let snapshot = client.create_snapshot().volume_id(volume.volume_id().unwrap()).send().await.unwrap();
         let snapshot = snapshot.snapshot_id().unwrap().to_string();
@@ -230,7 +244,7 @@ fn create_refuses_an_image_that_was_only_tagged() {
             .unwrap();
         let image = image.image_id().unwrap().to_string();
         client.create_tags().resources(&image).tags(tag("workstation:image", "workstation")).send().await.unwrap();
-        image
+        (image, snapshot)
     });
     let manifest = std::fs::read_to_string(&env.manifest).unwrap();
     let image_line = manifest.lines().find(|l| l.starts_with("image_")).unwrap().to_string();
@@ -238,10 +252,12 @@ fn create_refuses_an_image_that_was_only_tagged() {
     let err = env.fails(&["create", "--name", "dev"]);
     assert!(err.contains(&image) && err.contains("workstation:image-content") && err.contains("image publish"), "{err}");
 
-    // Content and inputs on the image, but a snapshot nobody published.
+    // Content and inputs copied onto it, and even a snapshot of the account
+    // carrying those inputs: its root disk is still not that snapshot.
     block_on(client.create_tags().resources(&image).tags(tag("workstation:image-content", "/nix/store/x")).tags(tag("workstation:image-inputs", "abc")).send()).unwrap();
+    block_on(client.create_tags().resources(&snapshot).tags(tag("workstation:image-inputs", "abc")).send()).unwrap();
     let err = env.fails(&["create", "--name", "dev"]);
-    assert!(err.contains("no snapshot of this account was uploaded by `workstation image publish`") && err.contains("abc"), "{err}");
+    assert!(err.contains("was not uploaded by `workstation image publish`") && err.contains("the image says abc"), "{err}");
     let launched = block_on(client.describe_instances().send()).unwrap();
     assert_eq!(launched.reservations().len(), 0, "nothing is launched");
 }

@@ -319,3 +319,26 @@ fn preview_key_writes_each_pull_requests_own_key() {
     assert!(String::from_utf8_lossy(&short.stderr).contains("at least 32"));
     assert!(!env.root.path().join("keys/pr-9").exists(), "nothing written without a good seed");
 }
+
+/// A pull request's `workstation.toml` that is a symlink (to the runner's
+/// environment, its keys) is refused before anything reads it: its text
+/// would otherwise be quoted in a parse error in the public log.
+#[test]
+fn a_manifest_that_leads_outside_the_tree_is_not_read() {
+    let env = TestEnv::aws_api_only();
+    let secret = env.root.path().join("runner-secret");
+    write(&secret, "AWS_SECRET_ACCESS_KEY=do-not-print-me\n");
+    let repo = env.root.path().join("pr");
+    std::fs::create_dir_all(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["config", "user.email", "ci@example.com"]);
+    git(&repo, &["config", "user.name", "ci"]);
+    std::os::unix::fs::symlink(&secret, repo.join("workstation.toml")).unwrap();
+    commit(&repo, &["."], "a manifest that is a link");
+    let manifest = repo.join("workstation.toml");
+    let out = env.run(&["preview", "up", "--pr", "3", "--ref", "main", "--repo", repo.to_str().unwrap(), "--manifest", manifest.to_str().unwrap()]);
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("is a symlink, or leads outside the repository"), "{said}");
+    assert!(!said.contains("do-not-print-me"), "{said}");
+}

@@ -43,11 +43,16 @@ fn previews_never_run_a_pull_requests_code_with_credentials() {
             }
             if let Some(uses) = step["uses"].as_str() {
                 assert!(!uses.starts_with("./"), "{what} uses an action from the checkout");
+                let pinned = uses.rsplit_once('@').is_some_and(|(_, r)| r.len() == 40 && r.bytes().all(|b| b.is_ascii_hexdigit()));
+                assert!(pinned, "{what}: an action runs with the OIDC token in scope, so it is pinned to a commit, not a tag: {uses}");
                 if uses.starts_with("actions/checkout") {
                     assert_eq!(step["with"]["persist-credentials"], false, "{what}: no git token left in the tree");
                     assert_eq!(step["with"]["path"], "pr", "{what}: the tree is data, beside the workspace");
                 }
             }
+            // An expression in a script is text the pull request may choose
+            // (a branch name, a title): values go through `env:`.
+            assert!(!run.contains("${{"), "{what} interpolates an expression into its script: {run}");
             if run.contains("curl") {
                 assert!(run.contains("sha256sum -c"), "{what}: a downloaded binary is checked against its pinned checksum");
             }

@@ -218,10 +218,12 @@ async fn zone(global: &Global, manifest: Option<&crate::manifest::LoadedManifest
 
 async fn up(global: &Global, args: UpArgs) -> Result<ExitCode> {
     args.session.assume(global, args.pr)?;
-    let manifest = global.load_manifest()?;
-    let dir = args.repo.clone().unwrap_or_else(|| manifest.path.parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")));
+    let manifest_path = global.manifest_path()?;
+    let dir = args.repo.clone().unwrap_or_else(|| manifest_path.parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")));
     let dir = std::fs::canonicalize(&dir).with_context(|| format!("--repo {} does not exist", dir.display()))?;
     let repo = Repo::open(&dir)?;
+    repo.check_manifest_path(&manifest_path)?;
+    let manifest = global.load_manifest()?;
     let zone = zone(global, Some(&manifest), args.zone_id.as_deref()).await?;
     let ctx = global.context(Some(&manifest)).await?;
     let request = UpRequest {

@@ -46,6 +46,27 @@ impl Repo {
         }
     }
 
+    /// A manifest given by a path inside the repository must be a file of
+    /// the repository, before anything reads it: the tree is a pull
+    /// request's, and a `workstation.toml` that is a symlink (to the
+    /// runner's `/proc/self/environ`, its keys) would have its text read and
+    /// quoted in a parse error, in a public log.
+    pub fn check_manifest_path(&self, manifest: &Path) -> Result<(), PreviewError> {
+        let root = std::fs::canonicalize(&self.root).unwrap_or_else(|_| self.root.clone());
+        let given = std::path::absolute(manifest).unwrap_or_else(|_| manifest.to_owned());
+        let lexically_inside = given.starts_with(&self.root) || given.starts_with(&root);
+        if !lexically_inside {
+            return Ok(());
+        }
+        let outside = || PreviewError::ManifestOutside { path: manifest.display().to_string() };
+        let is_link = std::fs::symlink_metadata(manifest).map(|m| m.file_type().is_symlink()).unwrap_or(false);
+        let real = std::fs::canonicalize(manifest).map_err(|_| outside())?;
+        if is_link || !real.starts_with(&root) {
+            return Err(outside());
+        }
+        Ok(())
+    }
+
     /// A manifest inside the repository must be the one of `commit`: its
     /// commands and rules run against that tree. (Outside, it is the
     /// platform's own.)

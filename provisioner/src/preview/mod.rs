@@ -59,6 +59,8 @@ pub enum PreviewError {
     TooMany { count: usize, max: usize },
     #[error("{owner}'s box {name} exists and is not a preview; preview up replaces a preview's files only: destroy that box or use another pull request number")]
     NotAPreview { name: String, owner: String },
+    #[error("the manifest {path} is a symlink, or leads outside the repository: a pull request's manifest must be a file of its tree; nothing was read")]
+    ManifestOutside { path: String },
     #[error("the manifest {path} differs from its copy at {commit}: a preview runs the manifest of its commit; check that commit out (CI does), or commit the manifest")]
     ManifestDiffers { path: String, commit: String },
     #[error("preview #{number} exists for several owners ({owners}); name the owner (`workstation share OWNER --preview N`)")]

@@ -68,31 +68,34 @@ impl AwsProvider {
 
     /// An image found by its line's tag is launched only if it is what
     /// `image publish` makes: it names what was built (its content and
-    /// inputs), and a completed snapshot of this account carries the same
-    /// inputs, which only the publisher can put there (terraform: snapshots
-    /// are tagged only as the publisher starts its upload, and it registers
-    /// images only from such snapshots). An image someone merely tagged with
-    /// the line's name is refused. The snapshot is found by its inputs, not
-    /// through the image's block device mapping: moto's RegisterImage keeps
-    /// no mapping, so that link could not be tested here.
+    /// inputs), and the snapshot its root device boots from carries the
+    /// same inputs, which only the publisher can put there (terraform:
+    /// snapshots are tagged only as the publisher starts its upload, and it
+    /// registers images only from such snapshots). An image someone merely
+    /// tagged with the line's name, or whose tags were copied from a real
+    /// one onto another disk, is refused.
     async fn check_published(&self, image: &aws_sdk_ec2::types::Image) -> Result<()> {
         let id = image.image_id().unwrap_or_default().to_string();
         let refuse = |why: String| ProviderError::UnpublishedImage { id: id.clone(), why };
-        let tag_of = |key: &str| image.tags().iter().find(|t| t.key() == Some(key)).and_then(|t| t.value()).filter(|v| !v.is_empty()).map(String::from);
+        let value = |tags: &[aws_sdk_ec2::types::Tag], key: &str| tags.iter().find(|t| t.key() == Some(key)).and_then(|t| t.value()).filter(|v| !v.is_empty()).map(String::from);
         let missing = |key: &str| refuse(format!("it has no {key} tag (what was built)"));
-        tag_of(tags::IMAGE_CONTENT).ok_or_else(|| missing(tags::IMAGE_CONTENT))?;
-        let inputs = tag_of(tags::IMAGE_INPUTS).ok_or_else(|| missing(tags::IMAGE_INPUTS))?;
-        let out = self
-            .client
-            .describe_snapshots()
-            .owner_ids("self")
-            .filters(Filter::builder().name(format!("tag:{}", tags::IMAGE_INPUTS)).values(&inputs).build())
-            .filters(Filter::builder().name("status").values("completed").build())
-            .send()
-            .await
-            .map_err(api("DescribeSnapshots"))?;
-        if out.snapshots().is_empty() {
-            return Err(refuse(format!("no snapshot of this account was uploaded by `workstation image publish` with its {} {inputs}", tags::IMAGE_INPUTS)));
+        value(image.tags(), tags::IMAGE_CONTENT).ok_or_else(|| missing(tags::IMAGE_CONTENT))?;
+        let inputs = value(image.tags(), tags::IMAGE_INPUTS).ok_or_else(|| missing(tags::IMAGE_INPUTS))?;
+        let snapshot = image
+            .block_device_mappings()
+            .iter()
+            .find(|b| b.device_name().is_some() && b.device_name() == image.root_device_name())
+            .and_then(|b| b.ebs())
+            .and_then(|e| e.snapshot_id())
+            .ok_or_else(|| refuse("its root device boots from no snapshot".into()))?;
+        let out = self.client.describe_snapshots().owner_ids("self").snapshot_ids(snapshot).send().await.map_err(api("DescribeSnapshots"))?;
+        let provenance = out.snapshots().first().and_then(|s| value(s.tags(), tags::IMAGE_INPUTS));
+        if provenance.as_deref() != Some(inputs.as_str()) {
+            return Err(refuse(format!(
+                "its root snapshot {snapshot} was not uploaded by `workstation image publish` for it ({} {}, the image says {inputs})",
+                tags::IMAGE_INPUTS,
+                provenance.as_deref().unwrap_or("missing")
+            )));
         }
         Ok(())
     }
