@@ -28,7 +28,9 @@ pub struct Entry {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum BlockError {
-    #[error("line {line}: a workstation-hosts BEGIN marker inside another block (the END line is missing); remove the workstation-hosts lines by hand and retry")]
+    #[error(
+        "line {line}: a workstation-hosts BEGIN marker inside another block (the END line is missing); remove the workstation-hosts lines by hand and retry"
+    )]
     Nested { line: usize },
     #[error("line {line}: a workstation-hosts END marker without a BEGIN; remove it by hand and retry")]
     StrayEnd { line: usize },
@@ -78,7 +80,13 @@ fn layout(file: &[u8]) -> Result<Layout, BlockError> {
             }
             let joined = trim_eol(line).windows(JOINED.len()).any(|w| w == JOINED.as_bytes());
             // We added a line break of the BEGIN line's own kind.
-            let added = if !joined { 0 } else if line.ends_with(b"\r\n") { 2 } else { 1 };
+            let added = if !joined {
+                0
+            } else if line.ends_with(b"\r\n") {
+                2
+            } else {
+                1
+            };
             let ours: &[u8] = if added == 2 { b"\r\n" } else { b"\n" };
             let added = if added > 0 && offset >= added && &file[offset - added..offset] == ours { added } else { 0 };
             open = Some((offset, number, added));
@@ -291,7 +299,8 @@ mod tests {
 
     #[test]
     fn several_blocks_merge_into_the_first() {
-        let file = b"# BEGIN workstation-hosts\n1.1.1.1 x.dev\n# END workstation-hosts\nmid\n# BEGIN workstation-hosts\n2.2.2.2 y.dev\n# END workstation-hosts\n";
+        let file =
+            b"# BEGIN workstation-hosts\n1.1.1.1 x.dev\n# END workstation-hosts\nmid\n# BEGIN workstation-hosts\n2.2.2.2 y.dev\n# END workstation-hosts\n";
         assert_eq!(entries(file).unwrap().len(), 2);
         let out = splice(file, &entries_a()).unwrap();
         assert_eq!(outside(&out).unwrap(), b"mid\n");

@@ -103,7 +103,10 @@ impl Config {
             let bare = suffix.strip_prefix('.').unwrap_or(suffix);
             names::hostname(bare).map_err(|e| invalid(format!("allowed_suffixes[{i}]"), e.to_string()))?;
             if !bare.contains('.') {
-                return Err(invalid(format!("allowed_suffixes[{i}]"), format!("{suffix:?} would allow names under a whole top-level domain; use something like \".dev.example.com\"")));
+                return Err(invalid(
+                    format!("allowed_suffixes[{i}]"),
+                    format!("{suffix:?} would allow names under a whole top-level domain; use something like \".dev.example.com\""),
+                ));
             }
         }
         for (i, user) in config.allowed_users.iter().enumerate() {

@@ -14,10 +14,7 @@ const TIMEOUT: Duration = Duration::from_secs(3);
 /// (cache, present?, command) for this OS.
 fn caches() -> Vec<(&'static str, bool, &'static [&'static str])> {
     if cfg!(target_os = "macos") {
-        vec![
-            ("dscacheutil", true, &["dscacheutil", "-flushcache"]),
-            ("mDNSResponder", true, &["killall", "-HUP", "mDNSResponder"]),
-        ]
+        vec![("dscacheutil", true, &["dscacheutil", "-flushcache"]), ("mDNSResponder", true, &["killall", "-HUP", "mDNSResponder"])]
     } else {
         vec![
             ("systemd-resolved", Path::new("/run/systemd/resolve/io.systemd.Resolve").exists(), &["resolvectl", "flush-caches"]),

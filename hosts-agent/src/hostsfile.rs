@@ -165,21 +165,19 @@ impl HostsFile {
             Ok(()) => match self.catch_up(file, current, new, &tmp)? {
                 None => Ok(None),
                 Some(seen) => match fs::rename(&tmp, &self.path) {
-                Ok(()) => {
-                    File::open(self.dir())
-                        .and_then(|d| d.sync_all())
-                        .map_err(io_err(format!("syncing the directory of {}", self.display())))?;
-                    let late = match file {
-                        Some(f) => self.late(f, &seen, seen.len() != current.len())?,
-                        None => Late::Nothing,
-                    };
-                    Ok(Some((WriteMode::Renamed, late)))
-                }
-                Err(e) if rename_impossible(&e) => {
-                    let _ = fs::remove_file(&tmp);
-                    self.in_place(current, entries)
-                }
-                Err(e) => Err(io_err(format!("renaming {} over {}", tmp.display(), self.display()))(e)),
+                    Ok(()) => {
+                        File::open(self.dir()).and_then(|d| d.sync_all()).map_err(io_err(format!("syncing the directory of {}", self.display())))?;
+                        let late = match file {
+                            Some(f) => self.late(f, &seen, seen.len() != current.len())?,
+                            None => Late::Nothing,
+                        };
+                        Ok(Some((WriteMode::Renamed, late)))
+                    }
+                    Err(e) if rename_impossible(&e) => {
+                        let _ = fs::remove_file(&tmp);
+                        self.in_place(current, entries)
+                    }
+                    Err(e) => Err(io_err(format!("renaming {} over {}", tmp.display(), self.display()))(e)),
                 },
             },
             // Could not reproduce the file's metadata on a new inode

@@ -76,8 +76,18 @@ pub fn install(root: &Path, allow: Allow, start: bool) -> Result<Vec<String>> {
     merge(&mut config.allowed_suffixes, allow.suffixes);
     let text = toml::to_string_pretty(&config)?;
     Config::parse(&text, &config_path.display().to_string())?;
-    write_file(&config_path, format!("# workstation-hosts: who may point which hostnames. Root-owned; see `workstation-hosts --help`.\n{text}").as_bytes(), 0o644)?;
-    done.push(format!("wrote {} (users: {}; names: {}; suffixes: {})", config_path.display(), list(&config.allowed_users), list(&config.allowed_names), list(&config.allowed_suffixes)));
+    write_file(
+        &config_path,
+        format!("# workstation-hosts: who may point which hostnames. Root-owned; see `workstation-hosts --help`.\n{text}").as_bytes(),
+        0o644,
+    )?;
+    done.push(format!(
+        "wrote {} (users: {}; names: {}; suffixes: {})",
+        config_path.display(),
+        list(&config.allowed_users),
+        list(&config.allowed_names),
+        list(&config.allowed_suffixes)
+    ));
 
     let exe = std::env::current_exe().map_err(io_err("finding this binary"))?;
     let binary = under(root, BINARY);
@@ -211,7 +221,11 @@ fn service(start: bool) -> String {
         (true, true) => vec![vec!["launchctl", "bootstrap", "system", LAUNCHD_PLIST]],
         (true, false) => vec![vec!["launchctl", "bootout", "system/dev.workstation.hosts-agent"]],
         (false, _) if !Path::new("/run/systemd/system").exists() => {
-            return if start { format!("systemd is not running here; start the agent yourself: `{BINARY} run`") } else { "systemd is not running here; nothing to stop".into() };
+            return if start {
+                format!("systemd is not running here; start the agent yourself: `{BINARY} run`")
+            } else {
+                "systemd is not running here; nothing to stop".into()
+            };
         }
         (false, true) => vec![vec!["systemctl", "daemon-reload"], vec!["systemctl", "enable", "--now", "workstation-hosts.service"]],
         (false, false) => vec![vec!["systemctl", "disable", "--now", "workstation-hosts.service"]],
@@ -223,7 +237,11 @@ fn service(start: bool) -> String {
             Err(e) => return format!("`{}` could not run: {e}", argv.join(" ")),
         }
     }
-    if start { "service started".into() } else { "service stopped".into() }
+    if start {
+        "service started".into()
+    } else {
+        "service stopped".into()
+    }
 }
 
 #[cfg(test)]

@@ -11,8 +11,8 @@ use workstation_hosts::agent::Agent;
 use workstation_hosts::config::{Config, DEFAULT_CONFIG, DEFAULT_HOSTS};
 use workstation_hosts::hostsfile::HostsFile;
 use workstation_hosts::install::{self, Allow};
-use workstation_hosts_protocol::{self as protocol, Request, Response, Target, DEFAULT_SOCKET};
 use workstation_hosts::{block, names, server};
+use workstation_hosts_protocol::{self as protocol, Request, Response, Target, DEFAULT_SOCKET};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -204,7 +204,11 @@ fn call(socket: &Path, request: &Request) -> Result<Response> {
 fn report(response: Response) -> Result<()> {
     let how = response.write.map_or(String::new(), |w| format!(" ({w:?})"));
     let flushed: Vec<String> = response.flushed.iter().map(|f| format!("{}: {}", f.cache, f.outcome)).collect();
-    println!("{}{how}; resolver caches: {}", if response.changed { "hosts file updated" } else { "hosts file unchanged" }, if flushed.is_empty() { "none found".into() } else { flushed.join(", ") });
+    println!(
+        "{}{how}; resolver caches: {}",
+        if response.changed { "hosts file updated" } else { "hosts file unchanged" },
+        if flushed.is_empty() { "none found".into() } else { flushed.join(", ") }
+    );
     Ok(())
 }
 

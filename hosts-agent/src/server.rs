@@ -16,8 +16,8 @@ use crate::agent::{Agent, AgentError};
 use crate::config::Config;
 use crate::hostsfile::{HostsFile, Written};
 use crate::names;
-use workstation_hosts_protocol::{self as protocol, Request, Response, Target, WriteMode, MAX_REQUEST, VERSION};
 use crate::resolve::Resolver;
+use workstation_hosts_protocol::{self as protocol, Request, Response, Target, WriteMode, MAX_REQUEST, VERSION};
 
 /// How long a caller has to send its request line.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -63,9 +63,7 @@ impl Shared {
     /// Runs a (blocking, file-writing) agent operation off the async threads.
     async fn agent<T: Send + 'static>(self: &Arc<Self>, f: impl FnOnce(&mut Agent) -> T + Send + 'static) -> T {
         let this = self.clone();
-        tokio::task::spawn_blocking(move || f(&mut this.agent.lock().unwrap_or_else(|p| p.into_inner())))
-            .await
-            .expect("agent operations do not panic")
+        tokio::task::spawn_blocking(move || f(&mut this.agent.lock().unwrap_or_else(|p| p.into_inner()))).await.expect("agent operations do not panic")
     }
 }
 
@@ -191,10 +189,7 @@ async fn respond(shared: &Arc<Shared>, stream: &mut UnixStream) -> Result<Respon
             Some(shared.agent(move |a| a.point(&names, to, label, resolved)).await.map_err(|e| e.to_string())?)
         }
         Request::Clear { names } => {
-            let names = names
-                .map(|ns| ns.iter().map(|n| names::hostname(n)).collect::<Result<Vec<_>, _>>())
-                .transpose()
-                .map_err(|e| e.to_string())?;
+            let names = names.map(|ns| ns.iter().map(|n| names::hostname(n)).collect::<Result<Vec<_>, _>>()).transpose().map_err(|e| e.to_string())?;
             Some(shared.agent(move |a| a.clear(names.as_deref())).await.map_err(|e| e.to_string())?)
         }
     };

@@ -61,7 +61,13 @@ impl HostsDaemon {
     /// The same, as another user (`setpriv` switches uid and gid).
     pub fn client_as(&self, user: &str, args: &[&str]) -> Output {
         let mut c = Command::new("setpriv");
-        c.arg(format!("--reuid={user}")).arg(format!("--regid={}", gid_of(user))).arg("--clear-groups").arg(crate::hosts_binary()).args(args).arg("--socket").arg(&self.socket);
+        c.arg(format!("--reuid={user}"))
+            .arg(format!("--regid={}", gid_of(user)))
+            .arg("--clear-groups")
+            .arg(crate::hosts_binary())
+            .args(args)
+            .arg("--socket")
+            .arg(&self.socket);
         c.output().unwrap()
     }
 
@@ -91,9 +97,11 @@ fn spawn(ns: &MountNs, config: &Path, socket: &Path, log: &Path) -> Child {
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
         .unwrap();
-    crate::wait_until(Duration::from_secs(20), || socket.exists(), || {
-        format!("the agent did not listen on {}: {}", socket.display(), std::fs::read_to_string(log).unwrap_or_default())
-    });
+    crate::wait_until(
+        Duration::from_secs(20),
+        || socket.exists(),
+        || format!("the agent did not listen on {}: {}", socket.display(), std::fs::read_to_string(log).unwrap_or_default()),
+    );
     child
 }
 

@@ -21,10 +21,10 @@ use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use workstation::laptop::settings::LocalNetwork;
 use workstation::provider::local::LocalProvider;
 use workstation::provider::netns::addresses_in_use;
 use workstation::provider::Provider;
-use workstation::laptop::settings::LocalNetwork;
 
 pub const BRIDGE: &str = "wstest0";
 pub const NETWORK: &str = "10.78.0.0/16";
@@ -166,9 +166,7 @@ impl TestEnv {
         env.env.push(("AWS_EC2_METADATA_SERVICE_ENDPOINT".into(), imds.url.clone()));
         env.imds = Some(imds);
         let (subnet_id, image) = moto.prepare(env.subnet);
-        env.write_settings(
-            "owner = \"tester\"\nprovider = \"aws\"\nssh_user = \"root\"\n[aws]\nregion = \"us-east-1\"\naddress = \"private\"\n",
-        );
+        env.write_settings("owner = \"tester\"\nprovider = \"aws\"\nssh_user = \"root\"\n[aws]\nregion = \"us-east-1\"\naddress = \"private\"\n");
         env.write_manifest(&manifest_text(&format!("image_name = \"{image}\""), &format!("subnet = \"{subnet_id}\"\n")));
         let network = LocalNetwork { bridge: BRIDGE.into(), network: NETWORK.parse().unwrap(), subnet: env.subnet };
         env.fleet = Some(fleet::Fleet::start(&moto, network, env.root.path().join("fleet"), env.public_key(), binary()));
@@ -319,11 +317,8 @@ pub fn netns_with(address: &str) -> Option<String> {
 
 /// Removes namespaces left by a killed earlier run in this slice.
 fn clear_stale_boxes(subnet: &ipnet::Ipv4Net) {
-    let mut stale: Vec<String> = addresses_in_use()
-        .into_iter()
-        .filter(|(ns, a)| (ns.starts_with("ws-") || ns.starts_with("wt-")) && subnet.contains(a))
-        .map(|(ns, _)| ns)
-        .collect();
+    let mut stale: Vec<String> =
+        addresses_in_use().into_iter().filter(|(ns, a)| (ns.starts_with("ws-") || ns.starts_with("wt-")) && subnet.contains(a)).map(|(ns, _)| ns).collect();
     stale.dedup();
     for ns in stale {
         let pids = Command::new("ip").args(["netns", "pids", &ns]).output().map(|o| o.stdout).unwrap_or_default();

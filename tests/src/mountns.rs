@@ -17,16 +17,10 @@ impl MountNs {
         let (upper, work) = (dir.path().join("upper"), dir.path().join("work"));
         std::fs::create_dir_all(&upper).unwrap();
         std::fs::create_dir_all(&work).unwrap();
-        let script = format!(
-            "mount -t overlay overlay -o lowerdir=/etc,upperdir={},workdir={} /etc && echo ready && exec sleep 3600",
-            upper.display(),
-            work.display()
-        );
-        let mut holder = Command::new("unshare")
-            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("unshare runs");
+        let script =
+            format!("mount -t overlay overlay -o lowerdir=/etc,upperdir={},workdir={} /etc && echo ready && exec sleep 3600", upper.display(), work.display());
+        let mut holder =
+            Command::new("unshare").args(["--mount", "--propagation", "private", "sh", "-c", &script]).stdout(Stdio::piped()).spawn().expect("unshare runs");
         let mut line = String::new();
         BufReader::new(holder.stdout.take().unwrap()).read_line(&mut line).unwrap();
         assert_eq!(line.trim(), "ready", "the overlay on /etc could not be mounted");

@@ -100,7 +100,7 @@ fn days(n: usize, t0: DateTime<Utc>) -> Vec<Day> {
             // with a break shorter than the timeout, 1 in 100 checks dying.
             let start = t0 + rng.minutes(0, 120);
             let end = start + rng.minutes(60, 540);
-            let gap = (rng.next() % 3 == 0).then(|| {
+            let gap = rng.next().is_multiple_of(3).then(|| {
                 let at = start + Duration::minutes((end - start).num_minutes() / 2);
                 (at, at + rng.minutes(20, 40))
             });
@@ -155,7 +155,11 @@ fn launch(client: &aws_sdk_ec2::Client, n: usize) -> Vec<String> {
         for call in 0..n.div_ceil(500) {
             let count = (n - call * 500).min(500) as i32;
             let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build();
-            let spec = TagSpecification::builder().resource_type(ResourceType::Instance).tags(tag(tags::OWNER, &format!("u{call}"))).tags(tag(tags::NAME, "dev")).build();
+            let spec = TagSpecification::builder()
+                .resource_type(ResourceType::Instance)
+                .tags(tag(tags::OWNER, &format!("u{call}")))
+                .tags(tag(tags::NAME, "dev"))
+                .build();
             let out = client.run_instances().image_id("ami-12c6146b").min_count(count).max_count(count).tag_specifications(spec).send().await.unwrap();
             ids.extend(out.instances().iter().filter_map(|i| i.instance_id().map(String::from)));
         }
@@ -225,7 +229,10 @@ fn simulate(n: usize) -> Outcome {
                         boxes[i].reaped = true;
                     } else {
                         out.stale_stops += 1;
-                        eprintln!("stale stop at {at_minute}: box {i} ({:?}), reported {:?}, last active {:?}", planned.verdict, boxes[i].reported, boxes[i].last_active);
+                        eprintln!(
+                            "stale stop at {at_minute}: box {i} ({:?}), reported {:?}, last active {:?}",
+                            planned.verdict, boxes[i].reported, boxes[i].last_active
+                        );
                     }
                 }
                 eprintln!("{}: reap over moto's tags in {:.1?}", at_minute.format("%H:%M"), asked.elapsed());
@@ -234,7 +241,7 @@ fn simulate(n: usize) -> Outcome {
             // check asks it for them): what a reap run then would stop.
             for (i, day) in days.iter().enumerate() {
                 let b = &mut boxes[i];
-                if b.reaped || !day.dead_at.is_some_and(|d| d <= at_minute) {
+                if b.reaped || day.dead_at.is_none_or(|d| d > at_minute) {
                     continue;
                 }
                 let as_reported = Seen { last_active: b.reported, started_at: Some(day.start), keep_until: None };
@@ -341,7 +348,12 @@ fn print(out: &Outcome) {
         "{} boxes, {:.1} simulated hours: {} activity reports and {} stop reasons tagged ({:.2} CreateTags/s mean, {:.2}/s in the busiest minute {}), {} failed and retried, longest wait {} checks; {} self-stops, {} dead checks reaped, {} stale stops, {} lost",
         out.boxes, out.simulated_hours, out.reports, out.stop_tags, ours_mean, ours_peak, out.busiest_minute, out.reports_failed, out.longest_wait_checks, out.stops, out.reaped_dead, out.stale_stops, out.lost
     );
-    println!("old rule (a tag every 5 minutes in use): {} tags, {:.2}/s mean, {:.2}/s in its busiest minute", out.old_rule_tags + out.stop_tags, per_s(out.old_rule_tags + out.stop_tags), old_peak);
+    println!(
+        "old rule (a tag every 5 minutes in use): {} tags, {:.2}/s mean, {:.2}/s in its busiest minute",
+        out.old_rule_tags + out.stop_tags,
+        per_s(out.old_rule_tags + out.stop_tags),
+        old_peak
+    );
     println!("shim: {}", out.stats["actions"]);
     println!(
         "activity: boxes={} createtags_per_s_peak={:.2} createtags_per_s_mean={:.3} bucket_refill_per_s={} old_rule_per_s_peak={:.2} throttled={} lost={} stale_stops={}",

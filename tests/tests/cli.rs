@@ -31,11 +31,13 @@ fn ssh_forwards_stdin_and_the_exit_status_like_ssh() {
     std::fs::create_dir_all(src.join("sub")).unwrap();
     std::fs::write(src.join("sub/file.txt"), "from the laptop").unwrap();
     let dest = env.root.path().join("unpacked");
-    let tar = std::process::Command::new("tar").arg("c").arg("-C").arg(&src).arg(".").stdout(Stdio::piped()).spawn().unwrap();
-    let out = env.cmd(&["ssh", "dev", "--", "mkdir", "-p", dest.to_str().unwrap(), "&&", "tar", "x", "-C", dest.to_str().unwrap()])
-        .stdin(tar.stdout.unwrap())
+    let mut tar = std::process::Command::new("tar").arg("c").arg("-C").arg(&src).arg(".").stdout(Stdio::piped()).spawn().unwrap();
+    let out = env
+        .cmd(&["ssh", "dev", "--", "mkdir", "-p", dest.to_str().unwrap(), "&&", "tar", "x", "-C", dest.to_str().unwrap()])
+        .stdin(tar.stdout.take().unwrap())
         .output()
         .unwrap();
+    assert!(tar.wait().unwrap().success());
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(std::fs::read_to_string(dest.join("sub/file.txt")).unwrap(), "from the laptop");
 
@@ -55,7 +57,9 @@ fn hex(bytes: &[u8]) -> String {
 fn aws_failures_are_one_line_with_their_fix() {
     let env = TestEnv::aws_api_only();
     let closed = format!("http://127.0.0.1:{}", free_port());
-    let cases: [(&str, Vec<(&str, &str)>, &[&str], &str); 4] = [
+    // (what, variables set, variables removed, what the error says)
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a [&'a str], &'a str);
+    let cases: [Case; 4] = [
         ("no credentials", vec![("AWS_ENDPOINT_URL", closed.as_str())], &["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"], "aws configure"),
         ("an unknown profile", vec![("AWS_PROFILE", "nope")], &["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"], "\"nope\" is not in ~/.aws/config"),
         ("no region", vec![], &["AWS_REGION"], "[aws] region"),
@@ -189,7 +193,8 @@ fn connecting_to_a_stopped_box_starts_it() {
     // Two wakes at once: one boot, both answered (a second boot would have
     // halted the first one's sshd and session).
     env.ok(&["stop", "dev"]);
-    let both: Vec<_> = (0..2).map(|_| env.cmd(&["ssh", "dev", "--", "sleep 1; hostname"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()).collect();
+    let both: Vec<_> =
+        (0..2).map(|_| env.cmd(&["ssh", "dev", "--", "sleep 1; hostname"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()).collect();
     let outs: Vec<_> = both.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
     for out in &outs {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -237,8 +242,8 @@ fn a_local_box_stops_itself_when_idle() {
 #[test]
 fn port_forward_reaches_a_loopback_only_port_on_the_box() {
     let env = TestEnv::local();
-    let text = std::fs::read_to_string(&env.manifest).unwrap()
-        + "\n[services.internal]\ncommand = \"python3 -m http.server 8090 --bind 127.0.0.1\"\nports = [8090]\n";
+    let text =
+        std::fs::read_to_string(&env.manifest).unwrap() + "\n[services.internal]\ncommand = \"python3 -m http.server 8090 --bind 127.0.0.1\"\nports = [8090]\n";
     env.write_manifest(&text);
     let created = env.json(&["create", "dev"]);
     let ip = created["box"]["address"].as_str().unwrap().to_string();

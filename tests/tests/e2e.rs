@@ -217,7 +217,9 @@ fn aws_create_launches_a_pinned_box_and_ssh_works() {
 fn aws_concurrent_creates_of_one_name_give_one_box() {
     let env = TestEnv::aws();
     let children: Vec<_> = (0..3)
-        .map(|_| env.cmd(&["create", "--name", "dev", "--output", "json"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap())
+        .map(|_| {
+            env.cmd(&["create", "--name", "dev", "--output", "json"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap()
+        })
         .collect();
     let ids: Vec<String> = children
         .into_iter()
@@ -363,4 +365,3 @@ fn hibernation_is_asked_for_at_launch_and_at_every_stop() {
     let stops = shim.requests("StopInstances");
     assert_eq!(stops.last().unwrap()["Hibernate"], "true", "{stops:?}");
 }
-

@@ -169,7 +169,7 @@ fn r29_every_example_in_help_and_readme_runs_on_the_demo_box() {
                 env.ok(&["start", b["name"].as_str().unwrap()]);
             }
         }
-        if runs_until_interrupted(&example) {
+        if runs_until_interrupted(example) {
             run_until_interrupted(&ns, &env, &dir, example);
         } else {
             let out = shell(&ns, &env, &dir, example).output().unwrap();

@@ -55,7 +55,14 @@ fn corpus_survives_byte_for_byte_and_resolves() {
         assert_eq!(ns.getent("api.ws-test").as_deref(), Some("10.78.250.1"), "case {i}");
         assert_eq!(ns.getent("db.ws-test").as_deref(), Some("2001:db8::77"), "case {i}");
         // The file's own names still resolve as before.
-        for (name, addr) in [("crlf-alias.corpus", "10.9.0.1"), ("noeol.corpus", "10.9.0.2"), ("a3.corpus", "10.9.0.3"), ("v6.corpus", "2001:db8::5"), ("host.docker.corpus", "10.9.0.4"), ("dup.corpus", "10.9.0.5")] {
+        for (name, addr) in [
+            ("crlf-alias.corpus", "10.9.0.1"),
+            ("noeol.corpus", "10.9.0.2"),
+            ("a3.corpus", "10.9.0.3"),
+            ("v6.corpus", "2001:db8::5"),
+            ("host.docker.corpus", "10.9.0.4"),
+            ("dup.corpus", "10.9.0.5"),
+        ] {
             if original.contains(name) {
                 assert_eq!(ns.getent(name).as_deref(), Some(addr), "case {i}: {name}");
             }
@@ -253,7 +260,8 @@ fn callers_and_names_are_checked() {
         assert_eq!(std::fs::read(ns.hosts()).unwrap(), pointed, "{name:?}: a refused request changed the file");
     }
     // Raw protocol: other versions and unknown operations are refused.
-    for (line, why) in [(r#"{"v":2,"op":"status"}"#, "version 2"), (r#"{"v":1,"op":"write","path":"/etc/passwd"}"#, "unknown variant"), ("garbage", "not JSON")] {
+    for (line, why) in [(r#"{"v":2,"op":"status"}"#, "version 2"), (r#"{"v":1,"op":"write","path":"/etc/passwd"}"#, "unknown variant"), ("garbage", "not JSON")]
+    {
         let mut s = std::os::unix::net::UnixStream::connect(&agent.socket).unwrap();
         writeln!(s, "{line}").unwrap();
         let mut answer = String::new();
@@ -303,7 +311,17 @@ impl Dns {
         std::fs::write(&file, format!("{address} box1.ws-dns\n")).unwrap();
         let port = free_port();
         let child = Command::new("dnsmasq")
-            .args(["--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces", "--listen-address=127.0.0.1", "--user=root", "--pid-file", "--local-ttl=2", "--log-facility=-"])
+            .args([
+                "--keep-in-foreground",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+                "--listen-address=127.0.0.1",
+                "--user=root",
+                "--pid-file",
+                "--local-ttl=2",
+                "--log-facility=-",
+            ])
             .arg(format!("--port={port}"))
             .arg(format!("--addn-hosts={}", file.display()))
             .stderr(std::process::Stdio::null())
@@ -334,7 +352,13 @@ fn dns_targets_follow_a_changing_answer_when_the_ttl_ends() {
     // The agent must ask DNS, not the file it writes: this line is a decoy.
     let mut f = std::fs::OpenOptions::new().append(true).open(ns.hosts()).unwrap();
     writeln!(f, "10.78.254.99 box1.ws-dns").unwrap();
-    let agent = HostsDaemon::start(&ns, &dir.path().join("agent"), &dir.path().join("agent/agent.sock"), &["api.ws-test"], &format!("nameservers = [\"127.0.0.1:{}\"]", dns.port));
+    let agent = HostsDaemon::start(
+        &ns,
+        &dir.path().join("agent"),
+        &dir.path().join("agent/agent.sock"),
+        &["api.ws-test"],
+        &format!("nameservers = [\"127.0.0.1:{}\"]", dns.port),
+    );
     let out = agent.client(&["point", "--to", "box1.ws-dns", "api.ws-test"]);
     assert!(out.status.success(), "{} / {}", String::from_utf8_lossy(&out.stderr), agent.log_text());
     assert_eq!(ns.getent("api.ws-test").as_deref(), Some("10.78.254.1"));

@@ -95,9 +95,11 @@ fn ssh_typing_and_http_keep_a_box_silence_stops_it_with_a_warning() {
     assert!(silent["active"].as_array().unwrap().is_empty(), "an open, silent session is not activity: {silent}");
     assert_eq!(verdict(&silent), "warn", "{silent}");
     assert_eq!(silent["warned_ttys"], 1, "{silent}");
-    wait_until(Duration::from_secs(5), || screen.lock().unwrap().contains("this box stops in"), || {
-        format!("the warning never reached the session: {:?}", screen.lock().unwrap())
-    });
+    wait_until(
+        Duration::from_secs(5),
+        || screen.lock().unwrap().contains("this box stops in"),
+        || format!("the warning never reached the session: {:?}", screen.lock().unwrap()),
+    );
 
     // A colleague's browser: a short HTTP request to the service between
     // two checks counts (nftables counter), though no connection is open.

@@ -7,8 +7,8 @@
 //! pins the table for a small fixed set of engineers.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use workstation::manifest::IdlePolicy;
 use workstation::idle::policy::{decide, Seen, Verdict};
+use workstation::manifest::IdlePolicy;
 
 const ENGINEERS: u64 = 50;
 const DAYS: i64 = 30;
@@ -69,7 +69,7 @@ fn trace(seed: u64) -> Vec<Minute> {
             let len = 10 + rng.next(60) as usize;
             for x in &mut m[t..(t + len).min(leave)] {
                 match kind {
-                    0..=49 => *x = Minute { active: true, present: true, connected: true }, // typing
+                    0..=49 => *x = Minute { active: true, present: true, connected: true },   // typing
                     50..=64 => *x = Minute { active: false, present: true, connected: true }, // reading
                     65..=79 => *x = Minute { active: true, present: true, connected: rng.chance(50) }, // build
                     80..=89 => *x = Minute { active: false, present: false, connected: rng.chance(50) }, // meeting
@@ -205,9 +205,12 @@ fn policy(timeout_min: u64, evening_stop: bool) -> IdlePolicy {
     toml::from_str(&text).unwrap()
 }
 
+/// A policy of the grid: (idle timeout in minutes, evening stop).
+type Policy = (u64, bool);
+
 /// Every policy of the grid over `engineers` synthetic months, as table
 /// rows (and the outcomes, in the same order).
-fn grid(engineers: u64) -> (Vec<String>, Vec<((u64, bool), Outcome)>) {
+fn grid(engineers: u64) -> (Vec<String>, Vec<(Policy, Outcome)>) {
     let traces: Vec<Vec<Minute>> = (0..engineers).map(|e| trace(e + 1)).collect();
     let mut rows = Vec::new();
     let mut outcomes = Vec::new();

@@ -254,7 +254,8 @@ fn create_refuses_an_image_that_was_only_tagged() {
 
     // Content and inputs copied onto it, and even a snapshot of the account
     // carrying those inputs: its root disk is still not that snapshot.
-    block_on(client.create_tags().resources(&image).tags(tag("workstation:image-content", "/nix/store/x")).tags(tag("workstation:image-inputs", "abc")).send()).unwrap();
+    block_on(client.create_tags().resources(&image).tags(tag("workstation:image-content", "/nix/store/x")).tags(tag("workstation:image-inputs", "abc")).send())
+        .unwrap();
     block_on(client.create_tags().resources(&snapshot).tags(tag("workstation:image-inputs", "abc")).send()).unwrap();
     let err = env.fails(&["create", "--name", "dev"]);
     assert!(err.contains("was not uploaded by `workstation image publish`") && err.contains("the image says abc"), "{err}");

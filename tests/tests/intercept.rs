@@ -100,7 +100,8 @@ impl Fixture {
     /// The same, from inside the box's namespace without SSH (for when the
     /// box's network is down).
     fn ask_inside(&self, ns: &str) -> String {
-        let out = Command::new("ip").args(["netns", "exec", ns, "curl", "-s", "--max-time", "2"]).arg(format!("http://127.0.0.1:{}/", self.port)).output().unwrap();
+        let out =
+            Command::new("ip").args(["netns", "exec", ns, "curl", "-s", "--max-time", "2"]).arg(format!("http://127.0.0.1:{}/", self.port)).output().unwrap();
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
@@ -112,10 +113,14 @@ impl Fixture {
 
     fn wait_for(&self, word: &str, timeout: Duration) {
         let last = std::cell::RefCell::new(String::new());
-        wait_until(timeout, || {
-            *last.borrow_mut() = self.ask("/");
-            *last.borrow() == word
-        }, || format!("api answers {:?}, not {word:?}", last.borrow()));
+        wait_until(
+            timeout,
+            || {
+                *last.borrow_mut() = self.ask("/");
+                *last.borrow() == word
+            },
+            || format!("api answers {:?}, not {word:?}", last.borrow()),
+        );
     }
 
     /// Waits until the intercept `child` is in place; if it is not, the
@@ -175,7 +180,8 @@ fn a_service_runs_on_the_laptop_and_comes_back_to_the_box() {
     // While it lasts, no other user on the box can take api's port, on any
     // address of either family: a squatter gets none of its traffic.
     let ns = f.namespace();
-    let squat = Command::new("ip").args(["netns", "exec", &ns, "runuser", "-u", "nobody", "--", "python3", "-c", SQUATTER, &f.port.to_string()]).output().unwrap();
+    let squat =
+        Command::new("ip").args(["netns", "exec", &ns, "runuser", "-u", "nobody", "--", "python3", "-c", SQUATTER, &f.port.to_string()]).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&squat.stdout).trim(), "taken taken taken taken", "{squat:?}");
     // Nor open (and so hold) the lock, or read who holds it.
     let records = f.env.box_root("dev").join("run/intercepts");
@@ -236,10 +242,14 @@ fn the_box_takes_its_service_back_when_the_laptop_vanishes() {
     link("down");
     let down = Instant::now();
     let answer = std::cell::RefCell::new(String::new());
-    wait_until(Duration::from_secs(15), || {
-        *answer.borrow_mut() = f.ask_inside(&ns);
-        *answer.borrow() == "box"
-    }, || format!("api answers {:?} inside the box with its network down", answer.borrow()));
+    wait_until(
+        Duration::from_secs(15),
+        || {
+            *answer.borrow_mut() = f.ask_inside(&ns);
+            *answer.borrow() == "box"
+        },
+        || format!("api answers {:?} inside the box with its network down", answer.borrow()),
+    );
     eprintln!("api back {:?} after the network went down", down.elapsed());
     std::thread::sleep(Duration::from_secs(20).saturating_sub(down.elapsed()));
     link("up");

@@ -62,8 +62,7 @@ fn files_under(dir: &Path, base: &Path, out: &mut BTreeMap<String, String>) {
 
 #[test]
 fn the_image_renders_what_workstation_up_renders_on_it() {
-    let manifests =
-        ["examples/workstation.toml", "examples/local/workstation.toml", "provisioner/tests/golden/supervisord/workstation.toml"];
+    let manifests = ["examples/workstation.toml", "examples/local/workstation.toml", "provisioner/tests/golden/supervisord/workstation.toml"];
     for rel in manifests {
         let path = repo_root().join(rel);
         let facts = facts(&path);
@@ -80,8 +79,7 @@ fn the_image_renders_what_workstation_up_renders_on_it() {
         // from the files the image writes (stack/shell.rs reads them).
         assert_eq!(facts["root"], DEFAULT_ROOT, "{rel}");
         assert_eq!(facts["storeRunner"], "systemd");
-        let layout =
-            Layout::new(DEFAULT_ROOT, Some(facts["programPath"].as_str().unwrap().into())).unwrap().with_stores(StoreRunner::Systemd);
+        let layout = Layout::new(DEFAULT_ROOT, Some(facts["programPath"].as_str().unwrap().into())).unwrap().with_stores(StoreRunner::Systemd);
         let up = workstation::stack::supervisor::render(&manifest, &layout);
         assert_eq!(built, up.files, "{rel}: the image's configuration differs from what `up` renders");
 

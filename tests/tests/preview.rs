@@ -33,7 +33,9 @@ restart_on = ["api/**"]
 "#;
 
 fn git(repo: &Path, args: &[&str]) -> String {
-    run_ok(Command::new("git").arg("-C").arg(repo).args(args).env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z").env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")).trim().to_owned()
+    run_ok(Command::new("git").arg("-C").arg(repo).args(args).env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z").env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z"))
+        .trim()
+        .to_owned()
 }
 
 fn write(path: &Path, text: &str) {
@@ -148,7 +150,10 @@ fn previews_upload_a_commit_then_only_its_changes_side_by_side_under_their_own_n
     let out = env.cmd(&["preview", "up", "--pr", "2", "--ref", &c1, "--repo", repo_arg, "--output", "markdown"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let comment = String::from_utf8(out.stdout).unwrap();
-    assert!(comment.starts_with("### Preview #2 is up") && comment.contains("**http://api.pr-2.box.ws-test**") && comment.contains("| api | RUNNING |"), "{comment}");
+    assert!(
+        comment.starts_with("### Preview #2 is up") && comment.contains("**http://api.pr-2.box.ws-test**") && comment.contains("| api | RUNNING |"),
+        "{comment}"
+    );
     assert!(comment.contains(&format!("Commit `{}`", &c1[..12])), "{comment}");
     let previews = env.json(&["preview", "list"]);
     let numbers: Vec<u64> = previews.as_array().unwrap().iter().map(|b| b["preview"]["number"].as_u64().unwrap()).collect();
@@ -206,7 +211,9 @@ fn aws_previews_are_tagged_named_in_route53_and_ended_by_reap_when_expired() {
     let c1 = commit(&repo, &["."], "one");
     let repo_arg = repo.to_str().unwrap();
 
-    let up = |pr: &str, ttl: &str, more: &[&str]| env.json(&[&["preview", "up", "--pr", pr, "--ref", "main", "--repo", repo_arg, "--ttl", ttl, "--zone-id", &zone_id], more].concat());
+    let up = |pr: &str, ttl: &str, more: &[&str]| {
+        env.json(&[&["preview", "up", "--pr", pr, "--ref", "main", "--repo", repo_arg, "--ttl", ttl, "--zone-id", &zone_id], more].concat())
+    };
     // Five expires a second after its `up` began, six in five hours. Six
     // runs as CI does: as its pull request's session of the preview role.
     let five = up("5", "1s", &[]);
@@ -247,7 +254,14 @@ fn aws_previews_are_tagged_named_in_route53_and_ended_by_reap_when_expired() {
     let at = |hours: i64| (chrono::Utc::now() + chrono::Duration::hours(hours)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     // Active shortly before the runs below decide (as of six hours on).
     let active = (chrono::Utc::now() + chrono::Duration::minutes(6 * 60 - 10)).to_rfc3339();
-    block_on(ec2.create_tags().resources(&engineer_id).resources(&six_id).tags(aws_sdk_ec2::types::Tag::builder().key("workstation:last-active").value(active).build()).send()).unwrap();
+    block_on(
+        ec2.create_tags()
+            .resources(&engineer_id)
+            .resources(&six_id)
+            .tags(aws_sdk_ec2::types::Tag::builder().key("workstation:last-active").value(active).build())
+            .send(),
+    )
+    .unwrap();
 
     // Only the preview owner's previews expire (the reaper's IAM allows no other).
     let theirs = env.json(&["reap"]);

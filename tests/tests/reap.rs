@@ -2,10 +2,10 @@
 
 use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 use chrono::{Duration, SecondsFormat, Utc};
+use workstation::laptop::settings::AddressKind;
 use workstation::manifest::IdlePolicy;
 use workstation::provider::aws::AwsProvider;
 use workstation::provider::Provider;
-use workstation::laptop::settings::AddressKind;
 use workstation_tests::moto::block_on;
 use workstation_tests::TestEnv;
 

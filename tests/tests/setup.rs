@@ -27,8 +27,7 @@ fn in_ns(env: &TestEnv, ns: &MountNs, args: &[&str]) -> Command {
 }
 
 fn json_of(out: &Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 
 fn doctor(env: &TestEnv, ns: &MountNs) -> (bool, Vec<serde_json::Value>) {
@@ -165,7 +164,9 @@ fn init_stopped_by_broken_credentials_resumes_when_they_work() {
     assert_eq!(done["create"]["up"]["healthy"], true, "{done}");
     env.fleet.as_ref().unwrap().assert_healthy();
     // Again: nothing to import, nothing created.
-    let again = json_of(&env.cmd(&["init", "--yes", "--owner", "tester", "--provider", "aws", "--output", "json"]).env("AWS_ENDPOINT_URL", &endpoint).output().unwrap());
+    let again = json_of(
+        &env.cmd(&["init", "--yes", "--owner", "tester", "--provider", "aws", "--output", "json"]).env("AWS_ENDPOINT_URL", &endpoint).output().unwrap(),
+    );
     let changed: Vec<&serde_json::Value> = again["steps"].as_array().unwrap().iter().filter(|s| s["changed"] == true).collect();
     assert!(changed.is_empty(), "second init changed {changed:?}");
 }

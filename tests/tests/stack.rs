@@ -147,8 +147,10 @@ fn stores_are_seeded_and_reset_restores_the_snapshot() {
     assert_eq!(psql(&env, "SELECT count(*) FROM orders o JOIN users u ON u.id = o.user_id"), "5000");
     // The keys set aside for the load are back: two primary keys, the
     // unique email and the foreign key.
-    assert_eq!(psql(&env, "SELECT string_agg(conname, ' ' ORDER BY conname) FROM pg_constraint WHERE conrelid IN ('users'::regclass, 'orders'::regclass)"),
-        "orders_pkey orders_user_id_fkey users_email_key users_pkey");
+    assert_eq!(
+        psql(&env, "SELECT string_agg(conname, ' ' ORDER BY conname) FROM pg_constraint WHERE conrelid IN ('users'::regclass, 'orders'::regclass)"),
+        "orders_pkey orders_user_id_fkey users_email_key users_pkey"
+    );
     assert!(marker(&env, "cache").starts_with("sha256:"));
 
     // Seeding again is a no-op.

@@ -156,9 +156,11 @@ fn watch_mirrors_edits_runs_installs_restarts_and_catches_up_after_a_stop() {
     // The lockfile: install once, restart web only.
     let (web, api) = (running_pid(&env, "web"), running_pid(&env, "api"));
     write(&checkout.join("package-lock.json"), "{}");
-    wait_until(Duration::from_secs(60), || read("install.log").is_some_and(|l| l.contains("installed")), || {
-        format!("the install never ran; sync said:\n{}", log.lock().unwrap())
-    });
+    wait_until(
+        Duration::from_secs(60),
+        || read("install.log").is_some_and(|l| l.contains("installed")),
+        || format!("the install never ran; sync said:\n{}", log.lock().unwrap()),
+    );
     wait_for("web's restart", || pid(&env, "web").is_some_and(|p| p != web));
     assert_eq!(read("install.log").unwrap(), "installed\n", "the install ran once");
     assert_eq!(running_pid(&env, "api"), api, "api does not depend on the lockfile");

@@ -321,15 +321,27 @@ fn nobody_can_touch_another_engineers_box_or_key() {
         ("deny", "alice forges activity", engineer("alice", "ec2:CreateTags", alices_box.clone(), tags_on("alice", &["workstation:last-active"]))),
         ("deny", "alice gives her box to bob", engineer("alice", "ec2:CreateTags", alices_box.clone(), tags_on("alice", &["workstation:owner"]))),
         ("deny", "alice rewrites her box's host key", engineer("alice", "ec2:CreateTags", alices_box.clone(), tags_on("alice", &["workstation:host-key"]))),
-        ("deny", "alice writes a tag nothing reads", engineer("alice", "ec2:CreateTags", alices_box.clone(), tags_on("alice", &["Name", "workstation:keep-until"]))),
+        (
+            "deny",
+            "alice writes a tag nothing reads",
+            engineer("alice", "ec2:CreateTags", alices_box.clone(), tags_on("alice", &["Name", "workstation:keep-until"])),
+        ),
         ("allow", "bob launches his own box", engineer("bob", "ec2:RunInstances", arn("instance", "*"), launch_tag("bob"))),
         ("deny", "bob launches a box as alice's", engineer("bob", "ec2:RunInstances", arn("instance", "*"), launch_tag("alice"))),
         ("deny", "bob launches with alice's key pair", engineer("bob", "ec2:RunInstances", arn("key-pair", "workstation.alice.ab12"), serde_json::json!({}))),
         ("allow", "bob launches with his key pair", engineer("bob", "ec2:RunInstances", arn("key-pair", "workstation.bob.ab12"), serde_json::json!({}))),
         ("allow", "a launch makes its interface in our subnet", engineer("bob", "ec2:RunInstances", arn("network-interface", "*"), interface_in("subnet-1"))),
-        ("deny", "a launch attaches an interface of another subnet", engineer("bob", "ec2:RunInstances", arn("network-interface", "eni-1"), interface_in("subnet-9"))),
+        (
+            "deny",
+            "a launch attaches an interface of another subnet",
+            engineer("bob", "ec2:RunInstances", arn("network-interface", "eni-1"), interface_in("subnet-9")),
+        ),
         ("allow", "a launch from this account's image", engineer("bob", "ec2:RunInstances", arn("image", "ami-1"), serde_json::json!({"ec2:Owner": ACCOUNT}))),
-        ("deny", "a launch from a stranger's image", engineer("bob", "ec2:RunInstances", arn("image", "ami-2"), serde_json::json!({"ec2:Owner": "999988887777"}))),
+        (
+            "deny",
+            "a launch from a stranger's image",
+            engineer("bob", "ec2:RunInstances", arn("image", "ami-2"), serde_json::json!({"ec2:Owner": "999988887777"})),
+        ),
         ("allow", "alice imports her key", engineer("alice", "ec2:ImportKeyPair", arn("key-pair", "workstation.alice.ab12"), launch_tag("alice"))),
         ("deny", "bob squats alice's key-pair name", engineer("bob", "ec2:ImportKeyPair", arn("key-pair", "workstation.alice.ab12"), launch_tag("bob"))),
         ("deny", "bob imports a pair tagged as alice's", engineer("bob", "ec2:ImportKeyPair", arn("key-pair", "workstation.bob.ab12"), launch_tag("alice"))),
@@ -363,13 +375,9 @@ fn nobody_can_touch_another_engineers_box_or_key() {
 fn a_preview_run_reaches_only_its_own_pull_request() {
     let alices_box = arn("instance", "i-alice");
     let pr = |n: &str| serde_json::json!({"ec2:ResourceTag/workstation:owner": "preview", "ec2:ResourceTag/workstation:preview": n});
-    let pr_tags = |n: &str, keys: &[&str]| {
-        serde_json::json!({"ec2:ResourceTag/workstation:owner": "preview", "ec2:ResourceTag/workstation:preview": n, "aws:TagKeys": keys})
-    };
+    let pr_tags = |n: &str, keys: &[&str]| serde_json::json!({"ec2:ResourceTag/workstation:owner": "preview", "ec2:ResourceTag/workstation:preview": n, "aws:TagKeys": keys});
     let volume = |gib: u32| serde_json::json!({"aws:RequestTag/workstation:owner": "preview", "ec2:VolumeSize": gib.to_string()});
-    let launch = |n: &str, instance_type: &str| {
-        serde_json::json!({"aws:RequestTag/workstation:owner": "preview", "aws:RequestTag/workstation:preview": n, "ec2:InstanceType": instance_type})
-    };
+    let launch = |n: &str, instance_type: &str| serde_json::json!({"aws:RequestTag/workstation:owner": "preview", "aws:RequestTag/workstation:preview": n, "ec2:InstanceType": instance_type});
     let seed = |key: &str| format!("arn:aws:s3:::workstation-seeds/{key}");
     let dns = |names: &[&str], types: &[&str]| {
         let context = serde_json::json!({"route53:ChangeResourceRecordSetsNormalizedRecordNames": names, "route53:ChangeResourceRecordSetsRecordTypes": types});
@@ -389,7 +397,12 @@ fn a_preview_run_reaches_only_its_own_pull_request() {
         (
             "deny",
             "PR 7 launches a box as alice's",
-            preview(7, "ec2:RunInstances", arn("instance", "*"), serde_json::json!({"aws:RequestTag/workstation:owner": "alice", "aws:RequestTag/workstation:preview": "7", "ec2:InstanceType": "t3.medium"})),
+            preview(
+                7,
+                "ec2:RunInstances",
+                arn("instance", "*"),
+                serde_json::json!({"aws:RequestTag/workstation:owner": "alice", "aws:RequestTag/workstation:preview": "7", "ec2:InstanceType": "t3.medium"}),
+            ),
         ),
         ("allow", "PR 7 records its commit", preview(7, "ec2:CreateTags", own.clone(), pr_tags("7", &["workstation:ref", "workstation:expires"]))),
         ("deny", "PR 7 moves PR 5's expiry", preview(7, "ec2:CreateTags", other.clone(), pr_tags("5", &["workstation:expires"]))),
@@ -463,14 +476,38 @@ fn the_publisher_cannot_slip_in_a_foreign_image() {
     let publisher = |action: &str, resource: String, context: serde_json::Value| request(&["publisher"], &principal, action, &resource, context);
     let inputs = "workstation:image-inputs";
     check(&[
-        ("allow", "it starts a tagged snapshot", publisher("ebs:StartSnapshot", arn("snapshot", "*"), serde_json::json!({"aws:RequestTag/workstation:image-inputs": "abc", "aws:TagKeys": [inputs]}))),
+        (
+            "allow",
+            "it starts a tagged snapshot",
+            publisher(
+                "ebs:StartSnapshot",
+                arn("snapshot", "*"),
+                serde_json::json!({"aws:RequestTag/workstation:image-inputs": "abc", "aws:TagKeys": [inputs]}),
+            ),
+        ),
         ("deny", "it starts an untagged snapshot", publisher("ebs:StartSnapshot", arn("snapshot", "*"), serde_json::json!({}))),
-        ("allow", "it writes into its snapshot", publisher("ebs:PutSnapshotBlock", arn("snapshot", "snap-1"), serde_json::json!({"aws:ResourceTag/workstation:image-inputs": "abc"}))),
+        (
+            "allow",
+            "it writes into its snapshot",
+            publisher("ebs:PutSnapshotBlock", arn("snapshot", "snap-1"), serde_json::json!({"aws:ResourceTag/workstation:image-inputs": "abc"})),
+        ),
         ("deny", "it writes into a foreign snapshot", publisher("ebs:PutSnapshotBlock", arn("snapshot", "snap-2"), serde_json::json!({}))),
-        ("allow", "it registers from its snapshot", publisher("ec2:RegisterImage", arn("snapshot", "snap-1"), serde_json::json!({"ec2:ResourceTag/workstation:image-inputs": "abc"}))),
+        (
+            "allow",
+            "it registers from its snapshot",
+            publisher("ec2:RegisterImage", arn("snapshot", "snap-1"), serde_json::json!({"ec2:ResourceTag/workstation:image-inputs": "abc"})),
+        ),
         ("deny", "it registers from an untagged snapshot", publisher("ec2:RegisterImage", arn("snapshot", "snap-2"), serde_json::json!({}))),
-        ("allow", "it tags an image as it registers it", publisher("ec2:CreateTags", arn("image", "ami-1"), serde_json::json!({"ec2:CreateAction": "RegisterImage"}))),
-        ("allow", "it tags its image again", publisher("ec2:CreateTags", arn("image", "ami-1"), serde_json::json!({"ec2:ResourceTag/workstation:image-inputs": "abc"}))),
+        (
+            "allow",
+            "it tags an image as it registers it",
+            publisher("ec2:CreateTags", arn("image", "ami-1"), serde_json::json!({"ec2:CreateAction": "RegisterImage"})),
+        ),
+        (
+            "allow",
+            "it tags its image again",
+            publisher("ec2:CreateTags", arn("image", "ami-1"), serde_json::json!({"ec2:ResourceTag/workstation:image-inputs": "abc"})),
+        ),
         ("deny", "it tags a foreign image", publisher("ec2:CreateTags", arn("image", "ami-2"), serde_json::json!({}))),
         ("deny", "it tags a snapshot", publisher("ec2:CreateTags", arn("snapshot", "snap-2"), serde_json::json!({}))),
     ]);
@@ -483,8 +520,8 @@ fn checkov_passes_and_every_skip_says_why() {
         .current_dir(repo_root())
         .output()
         .expect("checkov (scripts/install-deps.sh installs it)");
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("checkov output: {e}\n{}", String::from_utf8_lossy(&out.stderr)));
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("checkov output: {e}\n{}", String::from_utf8_lossy(&out.stderr)));
     let summary = &report["summary"];
     assert_eq!(summary["failed"], 0, "checkov failed checks:\n{}", serde_json::to_string_pretty(&report["results"]["failed_checks"]).unwrap());
     assert!(summary["passed"].as_u64().unwrap() > 100, "{summary}");

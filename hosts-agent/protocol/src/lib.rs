@@ -24,7 +24,6 @@ use tokio::net::UnixStream;
 
 pub mod atomic;
 
-
 pub const VERSION: u32 = 1;
 /// Longest request line the agent reads.
 pub const MAX_REQUEST: u64 = 64 * 1024;
@@ -151,7 +150,11 @@ pub fn parse_request(line: &str) -> Result<Request, String> {
     let object = value.as_object_mut().ok_or("request must be a JSON object")?;
     match object.remove("v").and_then(|v| v.as_u64()) {
         Some(v) if v == u64::from(VERSION) => {}
-        Some(v) => return Err(format!("protocol version {v} is not supported: this agent speaks version {VERSION}; install matching workstation and workstation-hosts versions")),
+        Some(v) => {
+            return Err(format!(
+                "protocol version {v} is not supported: this agent speaks version {VERSION}; install matching workstation and workstation-hosts versions"
+            ))
+        }
         None => return Err(format!("request has no protocol version: send \"v\": {VERSION}")),
     }
     serde_json::from_value(value).map_err(|e| format!("bad request: {e}"))

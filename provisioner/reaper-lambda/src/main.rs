@@ -5,9 +5,9 @@
 //! queue see them.
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
-use workstation::provider::aws::AwsProvider;
 use workstation::idle::reap::{self, ReapReport, Request};
 use workstation::laptop::settings::AddressKind;
+use workstation::provider::aws::AwsProvider;
 
 /// StopInstances calls in flight, as `workstation reap`'s default.
 const CONCURRENCY: usize = 4;

@@ -34,10 +34,7 @@ impl Context {
     /// key is overwritten (after a deliberate rebuild).
     pub async fn pin(&self, name: &BoxName, replace: bool) -> Result<(BoxInfo, Pinned, String), LifecycleError> {
         let info = self.find(name).await?;
-        let published = info
-            .host_key
-            .as_deref()
-            .ok_or_else(|| LifecycleError::NoHostKey { name: info.name.clone(), id: info.id.clone() })?;
+        let published = info.host_key.as_deref().ok_or_else(|| LifecycleError::NoHostKey { name: info.name.clone(), id: info.id.clone() })?;
         let key = known_hosts::parse_key(published)?;
         let outcome = self.known_hosts.pin(&known_hosts::alias(&info.id), &info.name, &key, replace)?;
         Ok((info, outcome, known_hosts::fingerprint(&key)))
@@ -121,7 +118,5 @@ pub fn public_key_path(identity: &Path) -> PathBuf {
 
 /// Reads the user's SSH public key for import and authorized_keys.
 pub fn read_public_key(path: &Path) -> Result<String, LifecycleError> {
-    std::fs::read_to_string(path)
-        .map(|k| k.trim().to_string())
-        .map_err(|source| LifecycleError::PublicKey { path: path.to_owned(), source })
+    std::fs::read_to_string(path).map(|k| k.trim().to_string()).map_err(|source| LifecycleError::PublicKey { path: path.to_owned(), source })
 }

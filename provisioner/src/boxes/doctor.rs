@@ -6,17 +6,17 @@ use std::net::{IpAddr, ToSocketAddrs};
 
 use serde::Serialize;
 
-use crate::manifest::LoadedManifest;
-use crate::laptop::hosts;
-use crate::stack::layout::{sh, StoreRunner};
 use crate::boxes::lifecycle::{Context, LifecycleError};
-use crate::ssh::remote::RemoteError;
-use crate::manifest::name::BoxName;
-use crate::stack::shell::BoxShell;
-use crate::provider::{BoxInfo, BoxState, ProviderError};
+use crate::laptop::hosts;
 use crate::laptop::settings::ProviderKind;
-use crate::stack::services;
+use crate::manifest::name::BoxName;
+use crate::manifest::LoadedManifest;
+use crate::provider::{BoxInfo, BoxState, ProviderError};
+use crate::ssh::remote::RemoteError;
 use crate::ssh::ssh_config;
+use crate::stack::layout::{sh, StoreRunner};
+use crate::stack::services;
+use crate::stack::shell::BoxShell;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -173,7 +173,11 @@ async fn hosts_checks(ctx: &Context, manifest: &LoadedManifest, running: Option<
         Ok(s) => s,
         Err(e) => {
             return vec![
-                fail("hosts agent", e.to_string(), format!("sudo workstation-hosts install --user $USER {}", names.iter().map(|n| format!("--name {n}")).collect::<Vec<_>>().join(" "))),
+                fail(
+                    "hosts agent",
+                    e.to_string(),
+                    format!("sudo workstation-hosts install --user $USER {}", names.iter().map(|n| format!("--name {n}")).collect::<Vec<_>>().join(" ")),
+                ),
                 skip("hostnames", "the hosts agent is not reachable"),
             ];
         }
@@ -213,10 +217,17 @@ async fn hosts_checks(ctx: &Context, manifest: &LoadedManifest, running: Option<
         out.push(fail(
             "hostnames",
             wrong.iter().map(|w| w.text.as_str()).collect::<Vec<_>>().join("; "),
-            format!("the agent's block is right but something answers first for {first}: an earlier line in {} or the resolver; remove it", status.hosts_file.display()),
+            format!(
+                "the agent's block is right but something answers first for {first}: an earlier line in {} or the resolver; remove it",
+                status.hosts_file.display()
+            ),
         ));
     } else {
-        out.push(fail("hostnames", wrong.iter().map(|w| w.text.as_str()).collect::<Vec<_>>().join("; "), "workstation share --off   (points them at your box again)"));
+        out.push(fail(
+            "hostnames",
+            wrong.iter().map(|w| w.text.as_str()).collect::<Vec<_>>().join("; "),
+            "workstation share --off   (points them at your box again)",
+        ));
     }
     out
 }
@@ -262,7 +273,9 @@ async fn box_checks(onbox: &BoxShell, manifest: &LoadedManifest, name: &BoxName,
     } else {
         let markers: Vec<String> = seeded.iter().map(|n| format!("test -s {} || echo {}", sh(&onbox.layout.marker(n)), sh(n))).collect();
         match onbox.output(&markers.join("; ")).await {
-            Ok(missing) if missing.trim().is_empty() => out.push(ok("seeds", format!("{} loaded", seeded.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")))),
+            Ok(missing) if missing.trim().is_empty() => {
+                out.push(ok("seeds", format!("{} loaded", seeded.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "))))
+            }
             Ok(missing) => {
                 let missing: Vec<&str> = missing.split_whitespace().collect();
                 out.push(fail("seeds", format!("not loaded: {}", missing.join(", ")), format!("workstation seed {} --box {name}", missing[0])))
@@ -278,7 +291,11 @@ async fn box_checks(onbox: &BoxShell, manifest: &LoadedManifest, name: &BoxName,
     } else {
         match onbox.check(&format!("systemctl is-active --quiet {IDLE_TIMER}")).await {
             Ok(true) => out.push(ok("idle timer", format!("{IDLE_TIMER} active"))),
-            Ok(false) => out.push(fail("idle timer", format!("{IDLE_TIMER} is not active: the box will not stop itself"), format!("workstation ssh {name} -- sudo systemctl start {IDLE_TIMER}"))),
+            Ok(false) => out.push(fail(
+                "idle timer",
+                format!("{IDLE_TIMER} is not active: the box will not stop itself"),
+                format!("workstation ssh {name} -- sudo systemctl start {IDLE_TIMER}"),
+            )),
             Err(e) => out.push(fail("idle timer", e.to_string(), format!("workstation ssh {name}"))),
         }
     }

@@ -239,7 +239,10 @@ fn install_agent(names: &[String], interactive: bool, ui: &dyn Ui) -> Result<(bo
         return Ok((false, format!("not installed: workstation-hosts is not on PATH; install it (cargo install --path hosts-agent), then `{shown}`")));
     }
     if interactive {
-        eprintln!("The hosts agent points {} at your box. It runs as root to edit /etc/hosts, touches only those names, and needs sudo once.", names.join(", "));
+        eprintln!(
+            "The hosts agent points {} at your box. It runs as root to edit /etc/hosts, touches only those names, and needs sudo once.",
+            names.join(", ")
+        );
         if !ui.ask("install it now? (y/n)", "y")?.starts_with(['y', 'Y']) {
             return Ok((false, format!("skipped; later: {shown}")));
         }

@@ -147,8 +147,9 @@ impl Started {
     }
 }
 
-/// What a wake found or did.
+/// What a wake found or did. One is made per command: its size is no cost.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Woken {
     /// Found running: nothing was done.
     Running(BoxInfo),
@@ -208,10 +209,7 @@ pub struct Ready {
 
 impl Context {
     pub async fn find(&self, name: &BoxName) -> Result<BoxInfo, LifecycleError> {
-        self.provider
-            .find(&self.owner, name)
-            .await?
-            .ok_or_else(|| LifecycleError::UnknownBox { owner: self.owner.to_string(), name: name.to_string() })
+        self.provider.find(&self.owner, name).await?.ok_or_else(|| LifecycleError::UnknownBox { owner: self.owner.to_string(), name: name.to_string() })
     }
 
     /// The box `name`, whether its key is pinned, whether it runs this
@@ -400,7 +398,8 @@ impl Context {
     pub async fn seed(&self, info: &BoxInfo, manifest: &LoadedManifest, only: Option<&str>, reset: bool) -> Result<Vec<SeedReport>, LifecycleError> {
         let snapshots = self.snapshots(manifest).await?;
         self.on_box(info, async |shell| {
-            let reports = shell.locked(async |lock| Ok::<_, ShellError>(seed::seed_all(shell, lock, &manifest.manifest.stores, only, &snapshots, reset).await)).await?;
+            let reports =
+                shell.locked(async |lock| Ok::<_, ShellError>(seed::seed_all(shell, lock, &manifest.manifest.stores, only, &snapshots, reset).await)).await?;
             Ok(reports)
         })
         .await
@@ -445,7 +444,10 @@ impl Context {
         // project's manifest is not this box's.
         let manifest = match manifest {
             Some(m) if info.manifest_hash.as_deref() != Some(m.hash.as_str()) => {
-                tracing::warn!("box {name} runs another manifest than {}: waking it without bringing that one up (`workstation up {name}` applies it)", m.path.display());
+                tracing::warn!(
+                    "box {name} runs another manifest than {}: waking it without bringing that one up (`workstation up {name}` applies it)",
+                    m.path.display()
+                );
                 None
             }
             other => other,
@@ -620,14 +622,10 @@ impl Context {
     /// if its owner lets colleagues start it (the `workstation:shareable`
     /// tag, which the engineers' IAM policy checks too).
     pub async fn shared_box(&self, owner: &Owner, name: &BoxName, start: bool, progress: Option<&ProgressBar>) -> Result<BoxInfo, LifecycleError> {
-        let mut info = self
-            .provider
-            .find(owner, name)
-            .await?
-            .ok_or_else(|| match owner == &self.owner {
-                true => LifecycleError::UnknownBox { owner: owner.to_string(), name: name.to_string() },
-                false => LifecycleError::UnknownShared { owner: owner.to_string(), name: name.to_string() },
-            })?;
+        let mut info = self.provider.find(owner, name).await?.ok_or_else(|| match owner == &self.owner {
+            true => LifecycleError::UnknownBox { owner: owner.to_string(), name: name.to_string() },
+            false => LifecycleError::UnknownShared { owner: owner.to_string(), name: name.to_string() },
+        })?;
         if info.state != BoxState::Running && start {
             if !info.shareable && owner != &self.owner {
                 return Err(LifecycleError::NotShareable { owner: owner.to_string(), name: info.name });
@@ -680,9 +678,7 @@ impl Context {
                         current = other;
                         continue;
                     }
-                    _ => {
-                        return Err(LifecycleError::Gone { name: current.name, id: current.id, what, state: current.state.as_str() })
-                    }
+                    _ => return Err(LifecycleError::Gone { name: current.name, id: current.id, what, state: current.state.as_str() }),
                 }
             }
             if started.elapsed() >= timeout {

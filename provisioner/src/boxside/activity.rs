@@ -47,12 +47,8 @@ pub fn reasons(policy: &IdlePolicy, prev: &Sample, now: &Sample) -> Vec<String> 
     if !typed.is_empty() {
         out.push(format!("SSH traffic from {}", join(&typed)));
     }
-    let served: Vec<&String> = now
-        .service
-        .iter()
-        .filter(|(k, c)| prev.service.get(*k).is_none_or(|p| c.bytes_received > p.bytes_received))
-        .map(|(k, _)| k)
-        .collect();
+    let served: Vec<&String> =
+        now.service.iter().filter(|(k, c)| prev.service.get(*k).is_none_or(|p| c.bytes_received > p.bytes_received)).map(|(k, _)| k).collect();
     if !served.is_empty() {
         out.push(format!("service traffic on {}", join(&served)));
     }

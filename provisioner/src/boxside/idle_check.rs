@@ -22,11 +22,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::boxside::activity::{self, Conn, Sample};
-use crate::manifest::IdlePolicy;
-use crate::idle::policy::{self, Seen, Verdict};
-use crate::idle::report;
 use crate::boxside::self_api::SelfApi;
 use crate::boxside::BoxSideError;
+use crate::idle::policy::{self, Seen, Verdict};
+use crate::idle::report;
+use crate::manifest::IdlePolicy;
 use crate::provider::tags;
 
 const NFT_TABLE: &str = "workstation";
@@ -247,5 +247,7 @@ fn warn_ttys(message: &str) -> usize {
         .filter(|t| t.starts_with("/dev/pts/"))
         .map(|t| (t, ()))
         .collect();
-    ttys.keys().filter(|t| std::fs::OpenOptions::new().write(true).open(t).and_then(|mut f| std::io::Write::write_all(&mut f, message.as_bytes())).is_ok()).count()
+    ttys.keys()
+        .filter(|t| std::fs::OpenOptions::new().write(true).open(t).and_then(|mut f| std::io::Write::write_all(&mut f, message.as_bytes())).is_ok())
+        .count()
 }

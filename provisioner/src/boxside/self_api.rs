@@ -123,11 +123,7 @@ impl SelfApi {
 /// This instance's id and region, from IMDSv2 (session token first).
 pub async fn instance_identity(client: &imds::Client) -> Result<(String, String), BoxSideError> {
     let get = |what: &'static str, path: &'static str| async move {
-        client
-            .get(path)
-            .await
-            .map(|v| v.as_ref().trim().to_string())
-            .map_err(|e| BoxSideError::Metadata { what, message: DisplayErrorContext(&e).to_string() })
+        client.get(path).await.map(|v| v.as_ref().trim().to_string()).map_err(|e| BoxSideError::Metadata { what, message: DisplayErrorContext(&e).to_string() })
     };
     Ok((get("instance id", "/latest/meta-data/instance-id").await?, get("region", "/latest/meta-data/placement/region").await?))
 }

@@ -9,9 +9,9 @@ use clap::Args;
 use super::box_arg::BoxArg;
 use super::output::{self, Output};
 use super::Global;
+use crate::boxes::lifecycle::{Context, CreateReport};
 use crate::laptop::hosts::Pointed;
 use crate::manifest::LoadedManifest;
-use crate::boxes::lifecycle::{Context, CreateReport};
 use crate::provider::BoxInfo;
 use crate::ssh::ssh_config::host_alias;
 
@@ -134,7 +134,10 @@ pub async fn status(global: &Global, args: NameArg) -> Result<ExitCode> {
             match &status.idle {
                 Some(crate::idle::policy::Verdict::Keep { stop_at, reason } | crate::idle::policy::Verdict::Warn { stop_at, reason }) => {
                     let left = (*stop_at - chrono::Utc::now()).to_std().unwrap_or_default();
-                    println!("idle: stops in {} ({reason}); `workstation keep --for 2h` holds it", humantime::format_duration(std::time::Duration::from_secs(left.as_secs() / 60 * 60)));
+                    println!(
+                        "idle: stops in {} ({reason}); `workstation keep --for 2h` holds it",
+                        humantime::format_duration(std::time::Duration::from_secs(left.as_secs() / 60 * 60))
+                    );
                 }
                 // A box in use reports activity only when reap needs it
                 // (idle/report.rs): from here, past its stop time means only

@@ -182,7 +182,10 @@ pub fn parse_or_exit() -> crate::cli::Cli {
             if usage && asks_for_json(&args) {
                 let message = e.render().to_string();
                 let first = message.lines().next().unwrap_or_default().trim_start_matches("error: ").to_owned();
-                println!("{}", serde_json::json!({ "error": { "kind": "usage", "message": first, "causes": [], "hint": message.lines().skip(1).map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" "), "exit_code": EXIT_USAGE } }));
+                println!(
+                    "{}",
+                    serde_json::json!({ "error": { "kind": "usage", "message": first, "causes": [], "hint": message.lines().skip(1).map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" "), "exit_code": EXIT_USAGE } })
+                );
             }
             e.exit()
         }
@@ -221,7 +224,10 @@ pub fn run_guarded(json: bool, command: impl FnOnce() -> anyhow::Result<ExitCode
             // The panic hook has printed where it happened.
             eprintln!("error: workstation stopped on an internal error\nhint: {BUG_HINT}");
             if json {
-                println!("{}", serde_json::json!({ "error": { "kind": "bug", "message": "internal error", "causes": [], "hint": BUG_HINT, "exit_code": EXIT_BUG } }));
+                println!(
+                    "{}",
+                    serde_json::json!({ "error": { "kind": "bug", "message": "internal error", "causes": [], "hint": BUG_HINT, "exit_code": EXIT_BUG } })
+                );
             }
             ExitCode::from(EXIT_BUG)
         }

@@ -10,9 +10,9 @@ use super::box_arg::BoxFlag;
 use super::output::{self, Output};
 use super::Global;
 use crate::boxes::share;
-use crate::preview;
 use crate::laptop::hosts::{HostsAgent, Status};
 use crate::manifest::name::Owner;
+use crate::preview;
 
 /// Show which box this laptop's hostnames point at (through the hosts agent).
 ///

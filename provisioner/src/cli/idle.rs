@@ -79,7 +79,13 @@ pub async fn keep(global: &Global, args: KeepArgs) -> Result<ExitCode> {
 pub async fn reap(global: &Global, args: ReapArgs) -> Result<ExitCode> {
     let manifest = global.optional_manifest()?;
     let policy = manifest.as_ref().map(|m| m.manifest.idle.clone()).unwrap_or_default();
-    let run = reap::Run { policy: &policy, at: args.at.unwrap_or_else(Utc::now), dry_run: args.dry_run, concurrency: args.concurrency, preview_owner: &args.preview_owner };
+    let run = reap::Run {
+        policy: &policy,
+        at: args.at.unwrap_or_else(Utc::now),
+        dry_run: args.dry_run,
+        concurrency: args.concurrency,
+        preview_owner: &args.preview_owner,
+    };
     // `--provider local` (or local in the settings) reaps this machine's
     // local boxes; otherwise every owner's EC2 instances.
     let (report, api_calls) = match global.provider_kind()? {

@@ -108,9 +108,8 @@ async fn publish(global: &Global, args: PublishArgs) -> Result<ExitCode> {
     let region = super::context::aws_region(&aws, manifest.as_ref());
     let sdk = crate::provider::aws::sdk::config(aws.profile.as_deref(), region).await;
     let (ec2, ebs) = (aws_sdk_ec2::Client::new(&sdk), aws_sdk_ebs::Client::new(&sdk));
-    let progress = indicatif::ProgressBar::new(0).with_style(
-        indicatif::ProgressStyle::with_template("{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}").expect("valid template"),
-    );
+    let progress = indicatif::ProgressBar::new(0)
+        .with_style(indicatif::ProgressStyle::with_template("{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}").expect("valid template"));
     let publisher = Publisher { ec2: &ec2, ebs: &ebs, concurrency: args.concurrency, progress: Some(&progress) };
     let published = publisher.publish(&disk.file, &inputs).await?;
     progress.finish_and_clear();
@@ -125,7 +124,10 @@ async fn publish(global: &Global, args: PublishArgs) -> Result<ExitCode> {
                 None if published.existing => println!("already published (the same image); nothing uploaded"),
                 None => println!("reused completed snapshot {}", published.snapshot_id),
             }
-            println!("{} {} (snapshot {}); boxes use it with image_tag = {:?}", published.image_id, published.name, published.snapshot_id, published.inputs.image);
+            println!(
+                "{} {} (snapshot {}); boxes use it with image_tag = {:?}",
+                published.image_id, published.name, published.snapshot_id, published.inputs.image
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -87,7 +87,10 @@ pub async fn intercept(global: &Global, args: InterceptArgs) -> Result<ExitCode>
         let look = async { ctx.on_box(&info, async |shell| Ok::<_, anyhow::Error>(session::wait_restored(shell, &manifest.manifest, service).await?)).await };
         match tokio::time::timeout(std::time::Duration::from_secs(45), look).await {
             Ok(Ok(true)) => eprintln!("intercept ended: {service} runs on box {} again", info.name),
-            Ok(Ok(false)) | Err(_) => eprintln!("intercept ended, but {service} is not up on box {} yet: see `workstation services {service}` and `workstation logs {service}`", info.name),
+            Ok(Ok(false)) | Err(_) => eprintln!(
+                "intercept ended, but {service} is not up on box {} yet: see `workstation services {service}` and `workstation logs {service}`",
+                info.name
+            ),
             Ok(Err(e)) => eprintln!("intercept ended; could not look at {service} on box {}: {e:#}", info.name),
         }
     }
@@ -121,7 +124,11 @@ fn holder(owner: &str) -> String {
     };
     let clean = |s: &str| s.chars().filter(|c| c.is_ascii_alphanumeric() || "._-".contains(*c)).take(48).collect::<String>();
     let by = format!("{}@{}", clean(owner), clean(&host));
-    if hold::valid_holder(&by) { by } else { clean(owner) }
+    if hold::valid_holder(&by) {
+        by
+    } else {
+        clean(owner)
+    }
 }
 
 fn print_plan(plan: &Plan, name: &str) {

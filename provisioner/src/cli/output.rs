@@ -4,11 +4,11 @@ use comfy_table::presets::NOTHING;
 use comfy_table::Table;
 use serde::Serialize;
 
-use crate::stack::up::UpReport;
 use crate::laptop::hosts::{Pointed, Status};
 use crate::provider::BoxInfo;
 use crate::stack::seed::SeedReport;
 use crate::stack::services::ProgramStatus;
+use crate::stack::up::UpReport;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {
@@ -137,7 +137,8 @@ pub fn report_wake(started: &crate::boxes::lifecycle::Started) {
         eprintln!("woke box {name}");
     }
     if let Some(up) = &started.up {
-        let down: Vec<String> = up.programs.iter().filter(|p| !p.is_up()).map(|p| format!("{} ({}, {})", p.name, p.state.to_lowercase(), p.health.as_str())).collect();
+        let down: Vec<String> =
+            up.programs.iter().filter(|p| !p.is_up()).map(|p| format!("{} ({}, {})", p.name, p.state.to_lowercase(), p.health.as_str())).collect();
         let seeds: Vec<&str> = up.seeds.iter().filter_map(|s| s.error.as_deref()).collect();
         if !down.is_empty() || !seeds.is_empty() {
             eprintln!(

@@ -12,9 +12,9 @@ use super::output::{self, Output};
 use super::Global;
 use crate::boxes::lifecycle::Context;
 use crate::laptop::settings::ProviderKind;
+use crate::manifest::name::BoxName;
 use crate::provider::BoxInfo;
 use crate::ssh::known_hosts::Pinned;
-use crate::manifest::name::BoxName;
 use crate::ssh::ssh_config::host_alias;
 
 /// Open a shell on a box, or run a command on it, as `ssh` does.

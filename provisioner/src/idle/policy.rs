@@ -160,7 +160,13 @@ mod tests {
 
     /// Runs a day minute by minute: `active(t)` says whether the box saw
     /// activity in that minute. Returns when it stopped and the warnings.
-    fn simulate(p: &IdlePolicy, from: DateTime<Utc>, minutes: i64, keep_until: Option<DateTime<Utc>>, active: impl Fn(DateTime<Utc>) -> bool) -> (Option<DateTime<Utc>>, Vec<DateTime<Utc>>) {
+    fn simulate(
+        p: &IdlePolicy,
+        from: DateTime<Utc>,
+        minutes: i64,
+        keep_until: Option<DateTime<Utc>>,
+        active: impl Fn(DateTime<Utc>) -> bool,
+    ) -> (Option<DateTime<Utc>>, Vec<DateTime<Utc>>) {
         let mut seen = Seen { started_at: Some(from), keep_until, ..Default::default() };
         let mut warnings = Vec::new();
         for m in 0..minutes {

@@ -11,8 +11,8 @@ use chrono::{DateTime, Duration, Utc};
 use futures::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 
-use crate::manifest::{IdlePolicy, Manifest};
 use crate::idle::policy::{self, Seen, Verdict};
+use crate::manifest::{IdlePolicy, Manifest};
 use crate::provider::aws::AwsProvider;
 use crate::provider::{BoxInfo, BoxState, Provider, ProviderError};
 
@@ -77,7 +77,14 @@ pub fn plan(policy: &IdlePolicy, boxes: &[BoxInfo], at: DateTime<Utc>) -> Vec<Pl
     boxes
         .iter()
         .filter_map(|b| {
-            acts_on(policy, &Seen::of(b), at).map(|verdict| Planned { id: b.id.clone(), owner: b.owner.clone(), name: b.name.clone(), last_active: b.last_active, hibernate: b.hibernate, verdict })
+            acts_on(policy, &Seen::of(b), at).map(|verdict| Planned {
+                id: b.id.clone(),
+                owner: b.owner.clone(),
+                name: b.name.clone(),
+                last_active: b.last_active,
+                hibernate: b.hibernate,
+                verdict,
+            })
         })
         .collect()
 }
@@ -247,12 +254,8 @@ mod tests {
     fn plans_exactly_the_idle_boxes() {
         let now = Utc::now();
         let policy = IdlePolicy::default(); // 45m timeout
-        let boxes = [
-            boxed("fresh", Some(5), now),
-            boxed("in-grace", Some(45 + 119), now),
-            boxed("stale", Some(45 + 121), now),
-            boxed("never-reported", None, now),
-        ];
+        let boxes =
+            [boxed("fresh", Some(5), now), boxed("in-grace", Some(45 + 119), now), boxed("stale", Some(45 + 121), now), boxed("never-reported", None, now)];
         let ids: Vec<String> = plan(&policy, &boxes, now).into_iter().map(|p| p.id).collect();
         // No tag at all: launched a day ago and never active since. One
         // that should have stopped less than GRACE ago may still report.

@@ -188,7 +188,8 @@ mod tests {
     fn a_build_result_says_what_was_baked() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("nix-support")).unwrap();
-        std::fs::write(dir.path().join("nix-support/image-info.json"), r#"{"file":"/nix/store/x-disk/box.raw","system":"aarch64-linux","label":"26.05"}"#).unwrap();
+        std::fs::write(dir.path().join("nix-support/image-info.json"), r#"{"file":"/nix/store/x-disk/box.raw","system":"aarch64-linux","label":"26.05"}"#)
+            .unwrap();
         let disk = disk_of(dir.path()).unwrap();
         assert_eq!((disk.file.to_str(), disk.system.as_str(), disk.baked.manifest_hash.as_deref()), (Some("/nix/store/x-disk/box.raw"), "aarch64-linux", None));
         assert_eq!(disk.store_path, None, "a copy outside the store is not an identity");
@@ -202,7 +203,7 @@ mod tests {
     /// `to` relative to `from`, through `..` (both absolute).
     fn pathdiff(to: &Path, from: &Path) -> PathBuf {
         let ups = from.components().count() - 1;
-        let mut out: PathBuf = std::iter::repeat("..").take(ups).collect();
+        let mut out: PathBuf = std::iter::repeat_n("..", ups).collect();
         out.push(to.strip_prefix("/").unwrap());
         out
     }

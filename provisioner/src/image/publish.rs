@@ -69,9 +69,11 @@ impl Publisher<'_> {
         let image_id = match register_request(self.ec2, &name, &snapshot_id, inputs).send().await {
             Ok(out) => out.image_id().unwrap_or_default().to_string(),
             // A concurrent publish of the same inputs registered it first.
-            Err(e) if e.as_service_error().and_then(|s| aws_sdk_ec2::error::ProvideErrorMetadata::code(s)) == Some("InvalidAMIName.Duplicate") => {
-                self.find_image(&name).await?.map(|(id, _)| id).ok_or(ImageError::Api { op: "RegisterImage", message: format!("{name} exists but cannot be found") })?
-            }
+            Err(e) if e.as_service_error().and_then(|s| aws_sdk_ec2::error::ProvideErrorMetadata::code(s)) == Some("InvalidAMIName.Duplicate") => self
+                .find_image(&name)
+                .await?
+                .map(|(id, _)| id)
+                .ok_or(ImageError::Api { op: "RegisterImage", message: format!("{name} exists but cannot be found") })?,
             Err(e) => return Err(api("RegisterImage")(e)),
         };
         self.tag(&image_id, inputs).await?;
@@ -152,21 +154,9 @@ impl Publisher<'_> {
         let read = reader.await.expect("block reader panicked").map_err(|source| ImageError::Disk { path: shown.clone(), source });
         let uploaded = uploaded?;
         read?;
-        self.ebs
-            .complete_snapshot()
-            .snapshot_id(&id)
-            .changed_blocks_count(uploaded as i32)
-            .send()
-            .await
-            .map_err(api("CompleteSnapshot"))?;
+        self.ebs.complete_snapshot().snapshot_id(&id).changed_blocks_count(uploaded as i32).send().await.map_err(api("CompleteSnapshot"))?;
         let seconds = started.elapsed().as_secs_f64();
-        let upload = Upload {
-            blocks,
-            uploaded,
-            skipped_zero: blocks - uploaded,
-            seconds,
-            mib_per_s: size as f64 / (1 << 20) as f64 / seconds.max(1e-9),
-        };
+        let upload = Upload { blocks, uploaded, skipped_zero: blocks - uploaded, seconds, mib_per_s: size as f64 / (1 << 20) as f64 / seconds.max(1e-9) };
         Ok((id, upload))
     }
 
@@ -200,9 +190,7 @@ impl Publisher<'_> {
             match state.as_str() {
                 "completed" => return Ok(()),
                 "error" => return Err(ImageError::Api { op: "CompleteSnapshot", message: format!("snapshot {id} is in state error") }),
-                _ if started.elapsed() >= limit => {
-                    return Err(ImageError::SnapshotTimeout { id: id.into(), minutes: limit.as_secs() / 60, state })
-                }
+                _ if started.elapsed() >= limit => return Err(ImageError::SnapshotTimeout { id: id.into(), minutes: limit.as_secs() / 60, state }),
                 _ => tokio::time::sleep(Duration::from_secs(2)).await,
             }
         }
@@ -321,13 +309,7 @@ pub fn register_request(
         .block_device_mappings(
             BlockDeviceMapping::builder()
                 .device_name(ROOT_DEVICE)
-                .ebs(
-                    EbsBlockDevice::builder()
-                        .snapshot_id(snapshot_id)
-                        .volume_type(VolumeType::Gp3)
-                        .delete_on_termination(true)
-                        .build(),
-                )
+                .ebs(EbsBlockDevice::builder().snapshot_id(snapshot_id).volume_type(VolumeType::Gp3).delete_on_termination(true).build())
                 .build(),
         )
 }

@@ -66,11 +66,8 @@ pub fn plan(
     if let Some((b, l)) = overrides.iter().find(|(b, _)| !svc.ports.contains(b)) {
         return Err(PlanError::NotAPort { service: service.into(), box_port: *b, local: *l, ports: ports_text() });
     }
-    let incoming: Vec<Incoming> = svc
-        .ports
-        .iter()
-        .map(|p| Incoming { box_port: *p, local_port: overrides.iter().rev().find(|(b, _)| b == p).map_or(*p, |(_, l)| *l) })
-        .collect();
+    let incoming: Vec<Incoming> =
+        svc.ports.iter().map(|p| Incoming { box_port: *p, local_port: overrides.iter().rev().find(|(b, _)| b == p).map_or(*p, |(_, l)| *l) }).collect();
 
     let others = manifest
         .services
@@ -172,10 +169,16 @@ ports = [3000]
         let m = manifest();
         let mut next = 40000;
         // 6379 is taken on the laptop (its own redis); the rest are free.
-        let plan = plan(&m, "api", &[(8081, 18081)], |p| p != 6379, || {
-            next += 1;
-            Ok(next)
-        })
+        let plan = plan(
+            &m,
+            "api",
+            &[(8081, 18081)],
+            |p| p != 6379,
+            || {
+                next += 1;
+                Ok(next)
+            },
+        )
         .unwrap();
         assert_eq!(plan.incoming, [Incoming { box_port: 8080, local_port: 8080 }, Incoming { box_port: 8081, local_port: 18081 }]);
         let out: Vec<(&str, u16, u16)> = plan.outgoing.iter().map(|o| (o.program.as_str(), o.box_port, o.local_port)).collect();

@@ -84,7 +84,8 @@ impl Intercept<'_> {
     /// box then starts the service again: [`wait_restored`]).
     pub async fn run(&self, command: &[String]) -> Result<Ended, InterceptError> {
         let service = &self.plan.service;
-        let socket_dir = tempfile::Builder::new().prefix("ws-ic-").tempdir().map_err(|e| InterceptError::Spawn { what: "a temporary directory".into(), source: e })?;
+        let socket_dir =
+            tempfile::Builder::new().prefix("ws-ic-").tempdir().map_err(|e| InterceptError::Spawn { what: "a temporary directory".into(), source: e })?;
         let socket = socket_dir.path().join("c");
         let mut master = self.master(&socket)?;
         let mut stdout = BufReader::new(master.stdout.take().expect("piped"));
@@ -146,7 +147,8 @@ impl Intercept<'_> {
         let service = &self.plan.service;
         let ports: Vec<u16> = self.plan.incoming.iter().map(|i| i.box_port).collect();
         let store = self.manifest.stores.get(service);
-        let script = hold::script(layout, service, self.by, &ports, &self.onbox.control("stop", service, store), &self.onbox.control("start", service, store), true);
+        let script =
+            hold::script(layout, service, self.by, &ports, &self.onbox.control("stop", service, store), &self.onbox.control("start", service, store), true);
         let remote = self.onbox.wrap(&format!("bash -c {}", sh(&script)));
         let mut ssh = self.ssh();
         ssh.args(["-T", "-M", "-S"]).arg(socket);
@@ -178,7 +180,10 @@ impl Intercept<'_> {
         }
         let ports: Vec<String> = self.plan.incoming.iter().map(|i| i.box_port.to_string()).collect();
         let said = String::from_utf8_lossy(&out.stderr).trim().to_string();
-        Err(InterceptError::Forward { ports: ports.join(", "), status: format!("{}{}", describe(out.status), if said.is_empty() { String::new() } else { format!(": {said}") }) })
+        Err(InterceptError::Forward {
+            ports: ports.join(", "),
+            status: format!("{}{}", describe(out.status), if said.is_empty() { String::new() } else { format!(": {said}") }),
+        })
     }
 
     /// Runs the command until it exits or the connection ends.
@@ -189,7 +194,8 @@ impl Intercept<'_> {
         let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| InterceptError::Spawn { what: "a signal handler".into(), source: e })?;
         let mut terminate = signal(SignalKind::terminate()).map_err(|e| InterceptError::Spawn { what: "a signal handler".into(), source: e })?;
         let (program, args) = command.split_first().expect("clap requires a command");
-        let mut child = Command::new(program).args(args).envs(&self.plan.environment).spawn().map_err(|e| InterceptError::Spawn { what: program.clone(), source: e })?;
+        let mut child =
+            Command::new(program).args(args).envs(&self.plan.environment).spawn().map_err(|e| InterceptError::Spawn { what: program.clone(), source: e })?;
         let exited = |status: std::io::Result<ExitStatus>| status.map(Ended::Command).map_err(|e| InterceptError::Spawn { what: program.clone(), source: e });
         loop {
             tokio::select! {

@@ -7,8 +7,8 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use serde::Serialize;
-pub use workstation_hosts_protocol::{ClientError, Flushed, NameStatus, Response, Status, Target};
 use workstation_hosts_protocol::{self as protocol, Request, DEFAULT_SOCKET};
+pub use workstation_hosts_protocol::{ClientError, Flushed, NameStatus, Response, Status, Target};
 
 pub struct HostsAgent {
     socket: PathBuf,
@@ -18,11 +18,19 @@ pub struct HostsAgent {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "outcome", rename_all = "kebab-case")]
 pub enum Pointed {
-    Pointed { names: Vec<String>, address: IpAddr, label: String, changed: bool, flushed: Vec<Flushed> },
+    Pointed {
+        names: Vec<String>,
+        address: IpAddr,
+        label: String,
+        changed: bool,
+        flushed: Vec<Flushed>,
+    },
     /// The manifest lists no hostnames.
     NoHostnames,
     /// The agent was unreachable or refused; the box itself is fine.
-    Skipped { reason: String },
+    Skipped {
+        reason: String,
+    },
 }
 
 /// The label the agent shows for a box: "owner/name".

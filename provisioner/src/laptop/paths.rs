@@ -19,22 +19,11 @@ pub struct Paths {
 
 impl Paths {
     pub fn from_env() -> Result<Self, NoHome> {
-        let home = std::env::var_os("HOME")
-            .filter(|h| !h.is_empty())
-            .map(PathBuf::from)
-            .ok_or(NoHome)?;
+        let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from).ok_or(NoHome)?;
         let xdg = |var: &str, default: &str| {
-            std::env::var_os(var)
-                .map(PathBuf::from)
-                .filter(|p| p.is_absolute())
-                .unwrap_or_else(|| home.join(default))
-                .join("workstation")
+            std::env::var_os(var).map(PathBuf::from).filter(|p| p.is_absolute()).unwrap_or_else(|| home.join(default)).join("workstation")
         };
-        Ok(Self {
-            config_dir: xdg("XDG_CONFIG_HOME", ".config"),
-            state_dir: xdg("XDG_STATE_HOME", ".local/state"),
-            home,
-        })
+        Ok(Self { config_dir: xdg("XDG_CONFIG_HOME", ".config"), state_dir: xdg("XDG_STATE_HOME", ".local/state"), home })
     }
 
     pub fn settings_file(&self) -> PathBuf {

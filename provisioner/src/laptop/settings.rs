@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
-use crate::manifest::name::{NameError, Owner};
 use crate::laptop::paths::Paths;
+use crate::manifest::name::{NameError, Owner};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -107,11 +107,7 @@ pub struct LocalNetwork {
 impl Default for LocalNetwork {
     fn default() -> Self {
         let network: Ipv4Net = "10.77.0.0/16".parse().expect("constant");
-        Self {
-            bridge: "wsbr0".into(),
-            network,
-            subnet: "10.77.1.0/24".parse().expect("constant"),
-        }
+        Self { bridge: "wsbr0".into(), network, subnet: "10.77.1.0/24".parse().expect("constant") }
     }
 }
 
@@ -143,16 +139,11 @@ impl Settings {
             (None, None, Some(u)) => (u, "$USER".to_string()),
             (None, None, None) => return Err(SettingsError::NoOwner { path }),
         };
-        let owner = owner
-            .parse()
-            .map_err(|source| SettingsError::Name { field: "owner", origin, source })?;
+        let owner = owner.parse().map_err(|source| SettingsError::Name { field: "owner", origin, source })?;
 
         let provider = provider(&file, env)?;
 
-        let ssh_key = env("WORKSTATION_SSH_KEY")
-            .or(file.ssh_key)
-            .map(|k| paths.expand(&k))
-            .unwrap_or_else(|| paths.home.join(".ssh/id_ed25519"));
+        let ssh_key = env("WORKSTATION_SSH_KEY").or(file.ssh_key).map(|k| paths.expand(&k)).unwrap_or_else(|| paths.home.join(".ssh/id_ed25519"));
 
         let defaults = LocalNetwork::default();
         let network = file.local.network.unwrap_or(defaults.network).trunc();
@@ -171,16 +162,7 @@ impl Settings {
             });
         }
 
-        Ok(Settings {
-            path,
-            owner,
-            provider,
-            ssh_key,
-            ssh_user: file.ssh_user,
-            aws: file.aws,
-            local,
-            local_idle_check_every,
-        })
+        Ok(Settings { path, owner, provider, ssh_key, ssh_user: file.ssh_user, aws: file.aws, local, local_idle_check_every })
     }
 
     /// The provider alone (`WORKSTATION_PROVIDER`, else the file's, else
@@ -191,10 +173,7 @@ impl Settings {
 
     pub fn read_file(path: &Path) -> Result<File, SettingsError> {
         match std::fs::read_to_string(path) {
-            Ok(text) => toml::from_str(&text).map_err(|e| SettingsError::Parse {
-                path: path.to_owned(),
-                message: e.to_string(),
-            }),
+            Ok(text) => toml::from_str(&text).map_err(|e| SettingsError::Parse { path: path.to_owned(), message: e.to_string() }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(File::default()),
             Err(source) => Err(SettingsError::Read { path: path.to_owned(), source }),
         }
@@ -249,11 +228,7 @@ fn check_local(l: &LocalNetwork) -> Result<(), SettingsError> {
         return Err(SettingsError::Local { field: "network", value: l.network.to_string(), message: "is too small; use a /30 or larger".into() });
     }
     if !l.network.contains(&l.subnet) {
-        return Err(SettingsError::Local {
-            field: "subnet",
-            value: l.subnet.to_string(),
-            message: format!("must lie inside local.network ({})", l.network),
-        });
+        return Err(SettingsError::Local { field: "subnet", value: l.subnet.to_string(), message: format!("must lie inside local.network ({})", l.network) });
     }
     Ok(())
 }

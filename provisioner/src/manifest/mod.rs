@@ -88,33 +88,21 @@ pub struct LoadedManifest {
 impl Manifest {
     /// Finds `workstation.toml` in `start` or the nearest parent.
     pub fn find(start: &Path) -> Result<PathBuf, ConfigError> {
-        start
-            .ancestors()
-            .map(|d| d.join(FILE_NAME))
-            .find(|p| p.is_file())
-            .ok_or_else(|| ConfigError::NotFound { start: start.to_owned() })
+        start.ancestors().map(|d| d.join(FILE_NAME)).find(|p| p.is_file()).ok_or_else(|| ConfigError::NotFound { start: start.to_owned() })
     }
 
     pub fn load(path: &Path) -> Result<LoadedManifest, ConfigError> {
-        let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let bytes = std::fs::read(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         let text = String::from_utf8_lossy(&bytes);
         let manifest = Self::parse(&text).map_err(|e| match e {
             ParseError::Syntax(message) => ConfigError::Parse { path: path.to_owned(), message },
             ParseError::Invalid(problems) => ConfigError::Invalid { path: path.to_owned(), problems },
         })?;
-        Ok(LoadedManifest {
-            path: path.to_owned(),
-            manifest,
-            hash: hex::encode(Sha256::digest(&bytes)),
-        })
+        Ok(LoadedManifest { path: path.to_owned(), manifest, hash: hex::encode(Sha256::digest(&bytes)) })
     }
 
     pub fn parse(text: &str) -> Result<Self, ParseError> {
-        let manifest: Manifest =
-            toml::from_str(text).map_err(|e| ParseError::Syntax(plain(&e.to_string())))?;
+        let manifest: Manifest = toml::from_str(text).map_err(|e| ParseError::Syntax(plain(&e.to_string())))?;
         let problems = manifest.validate();
         if problems.is_empty() {
             Ok(manifest)
@@ -230,9 +218,7 @@ image_id = "ami-0123456789abcdef0"
 
     #[test]
     fn seed_formats_come_from_names_or_the_format_field() {
-        let store = |extra: &str| -> Vec<String> {
-            problems_or_none(&format!("{MINIMAL}\n[stores.s]\n{extra}"))
-        };
+        let store = |extra: &str| -> Vec<String> { problems_or_none(&format!("{MINIMAL}\n[stores.s]\n{extra}")) };
         assert!(store("kind = \"redis\"\nseed = \"a.rdb\"").is_empty());
         assert!(store("kind = \"postgres\"\nseed = \"seeds/main\"").is_empty());
         let p = store("kind = \"redis\"\nseed = \"a.bin\"");
@@ -327,10 +313,7 @@ timezone = "Mars/Base"
 
     #[test]
     fn seed_sources() {
-        assert_eq!(
-            "s3://b/k/x.rdb".parse::<SeedSource>(),
-            Ok(SeedSource::S3 { bucket: "b".into(), key: "k/x.rdb".into() })
-        );
+        assert_eq!("s3://b/k/x.rdb".parse::<SeedSource>(), Ok(SeedSource::S3 { bucket: "b".into(), key: "k/x.rdb".into() }));
         assert!("s3://b".parse::<SeedSource>().is_err());
         assert_eq!("seeds/a.rdb".parse::<SeedSource>(), Ok(SeedSource::File("seeds/a.rdb".into())));
     }

@@ -22,23 +22,14 @@ pub struct NameError {
 /// Checks `value` against DNS label rules, naming `what` ("box name",
 /// "owner") in the error.
 pub fn check_label(what: &'static str, value: &str) -> Result<(), NameError> {
-    let fail = |reason: String| {
-        Err(NameError {
-            what,
-            shown: format!("{value:?}"),
-            reason,
-        })
-    };
+    let fail = |reason: String| Err(NameError { what, shown: format!("{value:?}"), reason });
     if value.is_empty() {
         return fail("it is empty".into());
     }
     if value.len() > MAX_LEN {
         return fail(format!("it is {} bytes long, the limit is {MAX_LEN}", value.len()));
     }
-    if let Some(c) = value
-        .chars()
-        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
-    {
+    if let Some(c) = value.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-')) {
         return fail(format!("{c:?} is not allowed"));
     }
     if !value.starts_with(|c: char| c.is_ascii_lowercase()) {
@@ -101,8 +92,18 @@ mod tests {
     fn rejects_everything_else() {
         let long = "a".repeat(64);
         for bad in [
-            "", "a;b", "a b", "a\nb", "Dev", "-a", "a-", "1abc", "a.b", "a_b", &long,
-            "dеv", // Cyrillic 'е'
+            "",
+            "a;b",
+            "a b",
+            "a\nb",
+            "Dev",
+            "-a",
+            "a-",
+            "1abc",
+            "a.b",
+            "a_b",
+            &long,
+            "dеv",         // Cyrillic 'е'
             "dev\u{200b}", // zero-width space
         ] {
             let err = bad.parse::<BoxName>().unwrap_err().to_string();

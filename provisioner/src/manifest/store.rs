@@ -169,10 +169,7 @@ impl FromStr for SeedSource {
     fn from_str(s: &str) -> Result<Self, String> {
         if let Some(rest) = s.strip_prefix("s3://") {
             match rest.split_once('/') {
-                Some((bucket, key)) if !bucket.is_empty() && !key.is_empty() => Ok(SeedSource::S3 {
-                    bucket: bucket.into(),
-                    key: key.into(),
-                }),
+                Some((bucket, key)) if !bucket.is_empty() && !key.is_empty() => Ok(SeedSource::S3 { bucket: bucket.into(), key: key.into() }),
                 _ => Err(format!("{s:?} is not an S3 object URI; use s3://BUCKET/KEY")),
             }
         } else if s.contains("://") {

@@ -22,10 +22,7 @@ impl Manifest {
             problem("box.instance_type".into(), "is empty; set an EC2 instance type such as \"m7i.xlarge\"".into());
         }
         if !DISK_GIB.contains(&m.disk_gib) {
-            problem(
-                "box.disk_gib".into(),
-                format!("{} is out of range; use {} to {} (GiB)", m.disk_gib, DISK_GIB.start(), DISK_GIB.end()),
-            );
+            problem("box.disk_gib".into(), format!("{} is out of range; use {} to {} (GiB)", m.disk_gib, DISK_GIB.start(), DISK_GIB.end()));
         }
         let set = [m.image_id.is_some(), m.image_name.is_some(), m.image_tag.is_some()].iter().filter(|s| **s).count();
         match (&m.image_id, set) {
@@ -150,10 +147,9 @@ impl Manifest {
                 (Some(_), StoreKind::Redis | StoreKind::Opensearch) => {
                     problem(format!("{at}.database"), format!("{} has no named databases; remove the field", store.kind.as_str()))
                 }
-                (Some(db), _) if !is_identifier(db) => problem(
-                    format!("{at}.database"),
-                    format!("{db:?} is not a database name; use a-z, 0-9 and '_', starting with a letter (at most 50)"),
-                ),
+                (Some(db), _) if !is_identifier(db) => {
+                    problem(format!("{at}.database"), format!("{db:?} is not a database name; use a-z, 0-9 and '_', starting with a letter (at most 50)"))
+                }
                 _ => {}
             }
         }
@@ -205,9 +201,7 @@ impl Manifest {
 }
 
 fn is_program_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+    !s.is_empty() && s.len() <= 63 && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
 fn is_user_name(s: &str) -> bool {
@@ -220,9 +214,7 @@ fn is_user_name(s: &str) -> bool {
 /// Safe unquoted in SQL, shell and mongo namespaces; short enough for a
 /// staging suffix within postgres' 63-byte limit.
 fn is_identifier(s: &str) -> bool {
-    s.len() <= 50
-        && s.starts_with(|c: char| c.is_ascii_lowercase())
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    s.len() <= 50 && s.starts_with(|c: char| c.is_ascii_lowercase()) && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 fn check_hostname(h: &str) -> Result<(), String> {
@@ -246,12 +238,7 @@ fn check_hostname(h: &str) -> Result<(), String> {
 }
 
 fn dependency_cycle(services: &BTreeMap<String, Service>) -> Option<Vec<String>> {
-    fn visit<'a>(
-        name: &'a str,
-        services: &'a BTreeMap<String, Service>,
-        stack: &mut Vec<&'a str>,
-        done: &mut BTreeSet<&'a str>,
-    ) -> Option<Vec<String>> {
+    fn visit<'a>(name: &'a str, services: &'a BTreeMap<String, Service>, stack: &mut Vec<&'a str>, done: &mut BTreeSet<&'a str>) -> Option<Vec<String>> {
         if let Some(pos) = stack.iter().position(|s| *s == name) {
             let mut cycle: Vec<String> = stack[pos..].iter().map(|s| s.to_string()).collect();
             cycle.push(name.into());
@@ -270,7 +257,5 @@ fn dependency_cycle(services: &BTreeMap<String, Service>) -> Option<Vec<String>>
         None
     }
     let mut done = BTreeSet::new();
-    services
-        .keys()
-        .find_map(|name| visit(name, services, &mut Vec::new(), &mut done))
+    services.keys().find_map(|name| visit(name, services, &mut Vec::new(), &mut done))
 }

@@ -141,7 +141,10 @@ fn paths<'a>(command: &str, names: impl Iterator<Item = &'a str>) -> Result<Vec<
         .map(|p| {
             let bad = p.starts_with('/') || p.split('/').any(|c| c == ".." || c.is_empty());
             match bad {
-                true => Err(PreviewError::Git { command: command.into(), stderr: format!("refusing the path {p:?} (absolute or with '..'): a commit with it cannot be previewed") }),
+                true => Err(PreviewError::Git {
+                    command: command.into(),
+                    stderr: format!("refusing the path {p:?} (absolute or with '..'): a commit with it cannot be previewed"),
+                }),
                 false => Ok(p.to_owned()),
             }
         })

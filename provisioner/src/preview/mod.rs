@@ -10,8 +10,8 @@
 //! engineers' boxes never claim the same name.
 
 pub mod dns;
-pub mod key;
 mod git;
+pub mod key;
 pub mod summary;
 mod upload;
 
@@ -57,7 +57,9 @@ pub enum PreviewError {
     Ttl,
     #[error("{count} previews exist already, the most allowed (--max / WORKSTATION_PREVIEW_MAX {max}); nothing was launched: take one down (`workstation preview down N`) or raise the limit")]
     TooMany { count: usize, max: usize },
-    #[error("{owner}'s box {name} exists and is not a preview; preview up replaces a preview's files only: destroy that box or use another pull request number")]
+    #[error(
+        "{owner}'s box {name} exists and is not a preview; preview up replaces a preview's files only: destroy that box or use another pull request number"
+    )]
     NotAPreview { name: String, owner: String },
     #[error("the manifest {path} is a symlink, or leads outside the repository: a pull request's manifest must be a file of its tree; nothing was read")]
     ManifestOutside { path: String },
@@ -154,7 +156,13 @@ pub struct PreviewReport {
 pub const MAX_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
 
 /// Creates or updates preview `req.number` at `req.git_ref`.
-pub async fn up(ctx: &Context, manifest: &LoadedManifest, req: &UpRequest<'_>, progress: Option<&ProgressBar>, report: &dyn Report) -> Result<PreviewReport, PreviewError> {
+pub async fn up(
+    ctx: &Context,
+    manifest: &LoadedManifest,
+    req: &UpRequest<'_>,
+    progress: Option<&ProgressBar>,
+    report: &dyn Report,
+) -> Result<PreviewReport, PreviewError> {
     if req.ttl > MAX_TTL {
         return Err(PreviewError::Ttl);
     }

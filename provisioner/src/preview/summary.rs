@@ -12,7 +12,9 @@ pub fn markdown(r: &PreviewReport) -> String {
     }
     let upload = match r.upload.mode {
         Mode::Full => format!("the whole tree ({} files)", r.upload.written),
-        Mode::Changes => format!("{} changed and {} deleted files since `{}`", r.upload.written, r.upload.deleted, short(r.upload.from.as_deref().unwrap_or("?"))),
+        Mode::Changes => {
+            format!("{} changed and {} deleted files since `{}`", r.upload.written, r.upload.deleted, short(r.upload.from.as_deref().unwrap_or("?")))
+        }
         Mode::Unchanged => "nothing (already at this commit)".into(),
     };
     out += &format!("Commit `{}` on box `{}` ({}); uploaded {upload}.", short(&r.commit), r.info.name, r.info.owner);
@@ -24,7 +26,11 @@ pub fn markdown(r: &PreviewReport) -> String {
     }
     out += &format!(" Expires {}.\n\n", r.expires.format("%Y-%m-%d %H:%M UTC"));
     if !r.hostnames.is_empty() {
-        out += &format!("Hostnames: {}. On a laptop: `workstation share --preview {}`.\n\n", r.hostnames.iter().map(|h| format!("`{h}`")).collect::<Vec<_>>().join(", "), r.number);
+        out += &format!(
+            "Hostnames: {}. On a laptop: `workstation share --preview {}`.\n\n",
+            r.hostnames.iter().map(|h| format!("`{h}`")).collect::<Vec<_>>().join(", "),
+            r.number
+        );
     }
     out += &programs(&r.programs);
     out

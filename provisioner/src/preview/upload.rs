@@ -102,7 +102,8 @@ async fn untar(onbox: &BoxShell, repo: &Repo, commit: &str, only: Option<&[Strin
 
 async fn run_input(onbox: &BoxShell, what: &str, script: &str, input: impl tokio::io::AsyncRead + Unpin) -> Result<(), PreviewError> {
     let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-    let status = onbox.session.exec_input(&format!("sh -c {}", sh(script)), input, &mut stdout, &mut stderr).await.map_err(crate::stack::shell::ShellError::from)?;
+    let status =
+        onbox.session.exec_input(&format!("sh -c {}", sh(script)), input, &mut stdout, &mut stderr).await.map_err(crate::stack::shell::ShellError::from)?;
     if status != 0 {
         return Err(PreviewError::Upload { what: what.into(), status, stderr: String::from_utf8_lossy(&stderr).trim().to_owned() });
     }

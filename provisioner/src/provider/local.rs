@@ -17,8 +17,8 @@ use sha2::{Digest, Sha256};
 use super::machine::{Machine, MACHINE_DIR};
 use super::netns::BoxHost;
 use super::{BoxInfo, BoxState, LaunchSpec, Launched, Provider, ProviderError, Result};
-use crate::manifest::name::{BoxName, Owner};
 use crate::laptop::settings::{LocalNetwork, ProviderKind};
+use crate::manifest::name::{BoxName, Owner};
 
 pub struct LocalProvider {
     root: PathBuf,
@@ -125,10 +125,7 @@ impl LocalProvider {
     }
 
     fn record(&self, id: &str) -> Result<Record> {
-        self.records()?
-            .into_iter()
-            .find(|r| r.id == id)
-            .ok_or_else(|| ProviderError::NotFound { id: id.into() })
+        self.records()?.into_iter().find(|r| r.id == id).ok_or_else(|| ProviderError::NotFound { id: id.into() })
     }
 
     fn save(&self, r: &Record) -> Result<()> {
@@ -203,9 +200,7 @@ impl LocalProvider {
             self.machine.claim(&lock, r.address, &self.box_dir(&r.owner, &r.name).join("box.json"))?;
         }
         let host = self.host(&r);
-        let host = tokio::task::spawn_blocking(move || host.boot().map(|_| host))
-            .await
-            .expect("boot task panicked")?;
+        let host = tokio::task::spawn_blocking(move || host.boot().map(|_| host)).await.expect("boot task panicked")?;
         // First boot: the box publishes its own host key.
         let published = match &r.host_key {
             Some(_) => None,
@@ -248,11 +243,7 @@ impl LocalProvider {
             }
         }
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        host.spawn(
-            r#"while sleep "$1"; do "$2" box idle-check --root "$3" >"$4" 2>&1; done"#,
-            &[&every, path(&exe)?, path(&host.root())?, path(&log)?],
-            &env,
-        )
+        host.spawn(r#"while sleep "$1"; do "$2" box idle-check --root "$3" >"$4" 2>&1; done"#, &[&every, path(&exe)?, path(&host.root())?, path(&log)?], &env)
     }
 
     async fn halt(&self, r: &Record) -> Result<()> {
@@ -323,12 +314,7 @@ impl Provider for LocalProvider {
     }
 
     async fn list(&self, owner: Option<&Owner>) -> Result<Vec<BoxInfo>> {
-        Ok(self
-            .records()?
-            .iter()
-            .filter(|r| owner.is_none_or(|o| o.as_str() == r.owner))
-            .map(|r| self.info(r))
-            .collect())
+        Ok(self.records()?.iter().filter(|r| owner.is_none_or(|o| o.as_str() == r.owner)).map(|r| self.info(r)).collect())
     }
 
     async fn describe(&self, id: &str) -> Result<BoxInfo> {
@@ -405,8 +391,7 @@ fn namespace(id: &str) -> String {
 
 fn read_record(path: &Path) -> Result<Record> {
     let bytes = std::fs::read(path).map_err(io(path))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ProviderError::Local(format!("{} is corrupt ({e}); remove the box directory to forget the box", path.display())))
+    serde_json::from_slice(&bytes).map_err(|e| ProviderError::Local(format!("{} is corrupt ({e}); remove the box directory to forget the box", path.display())))
 }
 
 /// The box's stack, as the image's systemd unit starts it at boot:

@@ -13,9 +13,9 @@ use std::net::IpAddr;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::manifest::LoadedManifest;
-use crate::manifest::name::{BoxName, Owner};
 use crate::laptop::settings::ProviderKind;
+use crate::manifest::name::{BoxName, Owner};
+use crate::manifest::LoadedManifest;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]

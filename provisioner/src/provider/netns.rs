@@ -154,9 +154,21 @@ impl BoxHost {
         // and is inherited by every session sshd starts.
         let config = self.dir.join("sshd_config");
         run(&[
-            "ip", "netns", "exec", &self.ns, "unshare", "--uts", "--", "sh", "-c",
-            "hostname \"$1\" && mkdir -p /run/sshd && exec \"$2\" -f \"$3\" -E \"$4\"", "sh",
-            &self.hostname, SSHD, path_str(&config)?, path_str(&self.sshd_log())?,
+            "ip",
+            "netns",
+            "exec",
+            &self.ns,
+            "unshare",
+            "--uts",
+            "--",
+            "sh",
+            "-c",
+            "hostname \"$1\" && mkdir -p /run/sshd && exec \"$2\" -f \"$3\" -E \"$4\"",
+            "sh",
+            &self.hostname,
+            SSHD,
+            path_str(&config)?,
+            path_str(&self.sshd_log())?,
         ])?;
         self.wait_accepting(SSHD_READY_TIMEOUT)
     }
@@ -233,11 +245,7 @@ impl BoxHost {
 
     /// The namespace exists and its sshd is alive.
     pub fn is_up(&self) -> bool {
-        netns_exists(&self.ns)
-            && std::fs::read_to_string(self.dir.join("sshd.pid"))
-                .ok()
-                .and_then(|p| p.trim().parse().ok())
-                .is_some_and(pid_alive)
+        netns_exists(&self.ns) && std::fs::read_to_string(self.dir.join("sshd.pid")).ok().and_then(|p| p.trim().parse().ok()).is_some_and(pid_alive)
     }
 
     fn pids(&self) -> Vec<i32> {
@@ -417,17 +425,11 @@ fn io(context: String) -> impl FnOnce(std::io::Error) -> ProviderError {
 }
 
 pub(crate) fn run(args: &[&str]) -> Result<()> {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .map_err(io(format!("cannot run {}", args[0])))?;
+    let out = Command::new(args[0]).args(&args[1..]).output().map_err(io(format!("cannot run {}", args[0])))?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(ProviderError::Command {
-            command: args.join(" "),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        })
+        Err(ProviderError::Command { command: args.join(" "), stderr: String::from_utf8_lossy(&out.stderr).trim().to_string() })
     }
 }
 
@@ -442,11 +444,7 @@ fn run_ok_if_exists(args: &[&str]) -> Result<()> {
 /// Runs a deleting command; the thing already being gone is fine.
 fn run_ok_if_missing(args: &[&str]) -> Result<()> {
     match run(args) {
-        Err(ProviderError::Command { stderr, .. })
-            if stderr.contains("No such file") || stderr.contains("Cannot find device") =>
-        {
-            Ok(())
-        }
+        Err(ProviderError::Command { stderr, .. }) if stderr.contains("No such file") || stderr.contains("Cannot find device") => Ok(()),
         other => other,
     }
 }
@@ -475,7 +473,11 @@ mod tests {
         let found = super::parse_netns_addresses(text);
         assert_eq!(
             found,
-            vec![("ws-abc".into(), "127.0.0.1".parse().unwrap()), ("ws-abc".into(), "10.77.1.1".parse().unwrap()), ("wt-1".into(), "10.77.1.2".parse().unwrap())]
+            vec![
+                ("ws-abc".into(), "127.0.0.1".parse().unwrap()),
+                ("ws-abc".into(), "10.77.1.1".parse().unwrap()),
+                ("wt-1".into(), "10.77.1.2".parse().unwrap())
+            ]
         );
     }
 

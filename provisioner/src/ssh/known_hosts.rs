@@ -76,12 +76,7 @@ impl KnownHosts {
         let outcome = match entries.iter_mut().find(|(a, _)| a == alias) {
             Some((_, old)) if old.key_data() == key.key_data() => return Ok(Pinned::Unchanged),
             Some((_, old)) if !replace => {
-                return Err(PinError::Changed {
-                    alias: alias.into(),
-                    name: name.into(),
-                    pinned: fingerprint(old),
-                    published: fingerprint(key),
-                })
+                return Err(PinError::Changed { alias: alias.into(), name: name.into(), pinned: fingerprint(old), published: fingerprint(key) })
             }
             Some((_, old)) => {
                 *old = key.clone();

@@ -128,8 +128,7 @@ pub struct Output {
 pub async fn connect(target: &Target, known_hosts: &KnownHosts) -> Result<Session, RemoteError> {
     let name = target.name.clone();
     let pinned = known_hosts.get(&target.alias)?.ok_or_else(|| RemoteError::NotPinned { name: name.clone() })?;
-    let key = load_secret_key(&target.identity, None)
-        .map_err(|source| RemoteError::Identity { path: target.identity.clone(), source })?;
+    let key = load_secret_key(&target.identity, None).map_err(|source| RemoteError::Identity { path: target.identity.clone(), source })?;
 
     let presented = Arc::new(Mutex::new(None));
     let handler = PinnedKey { pinned: pinned.clone(), presented: presented.clone() };
@@ -152,10 +151,7 @@ pub async fn connect(target: &Target, known_hosts: &KnownHosts) -> Result<Sessio
 
     let session_err = |source| RemoteError::Session { name: target.name.clone(), source };
     let hash = handle.best_supported_rsa_hash().await.map_err(session_err)?.flatten();
-    let auth = handle
-        .authenticate_publickey(&target.user, PrivateKeyWithHashAlg::new(Arc::new(key), hash))
-        .await
-        .map_err(session_err)?;
+    let auth = handle.authenticate_publickey(&target.user, PrivateKeyWithHashAlg::new(Arc::new(key), hash)).await.map_err(session_err)?;
     if !auth.success() {
         return Err(RemoteError::AuthFailed { name, user: target.user.clone(), path: target.identity.clone() });
     }

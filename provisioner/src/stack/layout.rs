@@ -33,9 +33,7 @@ pub struct BadRoot(String);
 
 impl Layout {
     pub fn new(root: &str, path: Option<String>) -> Result<Self, BadRoot> {
-        let safe = root.starts_with('/')
-            && root.len() > 1
-            && root.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c));
+        let safe = root.starts_with('/') && root.len() > 1 && root.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c));
         if !safe {
             return Err(BadRoot(root.into()));
         }

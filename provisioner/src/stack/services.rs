@@ -59,12 +59,7 @@ impl ProgramStatus {
     /// start, but a program that answers its check is serving, and waiting
     /// out that second would make every bring-up a second slower.
     pub fn is_up(&self) -> bool {
-        match (&self.health, self.state.as_str()) {
-            (_, INTERCEPTED) => true,
-            (Health::Healthy, "RUNNING" | "STARTING") => true,
-            (Health::NoCheck, "RUNNING") => true,
-            _ => false,
-        }
+        matches!((&self.health, self.state.as_str()), (_, INTERCEPTED) | (Health::Healthy, "RUNNING" | "STARTING") | (Health::NoCheck, "RUNNING"))
     }
 
     /// supervisord gave up on it: waiting longer will not help.
@@ -84,7 +79,6 @@ pub struct StatusLine {
     pub pid: Option<u32>,
     pub uptime: Option<String>,
 }
-
 
 /// supervisord's view of its programs, asked over its control socket's
 /// XML-RPC with curl: what `supervisorctl status` prints (its `description`
@@ -194,8 +188,7 @@ pub async fn status(onbox: &BoxShell, manifest: &Manifest, only: Option<&str>) -
     let mut lines = supervisor_status(onbox).await?;
     let mut exits = unexpected_exits(onbox).await?;
     if onbox.layout.stores == StoreRunner::Systemd && !manifest.stores.is_empty() {
-        let units: Vec<(String, String)> =
-            manifest.stores.iter().map(|(name, store)| (name.clone(), stores::system_unit(name, store.kind))).collect();
+        let units: Vec<(String, String)> = manifest.stores.iter().map(|(name, store)| (name.clone(), stores::system_unit(name, store.kind))).collect();
         let list: Vec<String> = units.iter().map(|(_, u)| sh(u)).collect();
         let show = format!("systemctl show --property=Id,ActiveState,MainPID,NRestarts {}", list.join(" "));
         for (unit, line, restarts) in parse_systemctl_show(&onbox.output(&show).await?) {
@@ -343,11 +336,13 @@ async fn http_status(onbox: &BoxShell, port: u16, path: &str) -> Result<u16, Str
     }
     let line = String::from_utf8_lossy(&head);
     let line = line.lines().next().unwrap_or_default();
-    line.split_whitespace()
-        .nth(1)
-        .filter(|_| line.starts_with("HTTP/"))
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| if line.is_empty() { "connection closed without an answer".into() } else { format!("not an HTTP answer: {line:?}") })
+    line.split_whitespace().nth(1).filter(|_| line.starts_with("HTTP/")).and_then(|c| c.parse().ok()).ok_or_else(|| {
+        if line.is_empty() {
+            "connection closed without an answer".into()
+        } else {
+            format!("not an HTTP answer: {line:?}")
+        }
+    })
 }
 
 #[cfg(test)]
@@ -368,7 +363,10 @@ mod tests {
             </data></array></value>\n</param>\n</params>\n</methodResponse>\n";
         let lines = parse_process_info(xml);
         assert_eq!(lines.len(), 2);
-        assert_eq!((lines[0].name.as_str(), lines[0].state.as_str(), lines[0].pid, lines[0].uptime.as_deref()), ("api", "RUNNING", Some(4242), Some("0:01:02")));
+        assert_eq!(
+            (lines[0].name.as_str(), lines[0].state.as_str(), lines[0].pid, lines[0].uptime.as_deref()),
+            ("api", "RUNNING", Some(4242), Some("0:01:02"))
+        );
         assert_eq!((lines[1].name.as_str(), lines[1].state.as_str(), lines[1].pid, lines[1].uptime.as_deref()), ("worker&co", "FATAL", None, None));
         assert!(parse_process_info("curl: (7) Couldn't connect to server").is_empty());
     }
@@ -391,5 +389,4 @@ mod tests {
         assert_eq!((got[0].0.as_str(), got[0].1.state.as_str(), got[0].1.pid, got[0].2), ("redis-cache.service", "RUNNING", Some(812), 2));
         assert_eq!((got[1].1.state.as_str(), got[1].1.pid), ("FATAL", None));
     }
-
 }

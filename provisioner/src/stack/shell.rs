@@ -6,9 +6,9 @@
 use tokio::io::AsyncRead;
 
 use crate::manifest::Store;
+use crate::ssh::remote::{Held, RemoteError, Session};
 use crate::stack::layout::{sh, BadRoot, Layout, StoreRunner, DEFAULT_ROOT};
 use crate::stack::stores;
-use crate::ssh::remote::{Held, RemoteError, Session};
 
 /// How much of a failed command's stderr an error quotes.
 const STDERR_TAIL: usize = 2000;
@@ -180,11 +180,9 @@ impl BoxShell {
     /// The last `lines` lines of a program's output, following with `-f`.
     pub fn log_command(&self, program: &str, store: Option<&Store>, lines: u32, follow: bool) -> String {
         match (store, self.layout.stores) {
-            (Some(store), StoreRunner::Systemd) => format!(
-                "journalctl --no-pager -n {lines} {} -u {}",
-                if follow { "-f" } else { "" },
-                sh(&stores::system_unit(program, store.kind))
-            ),
+            (Some(store), StoreRunner::Systemd) => {
+                format!("journalctl --no-pager -n {lines} {} -u {}", if follow { "-f" } else { "" }, sh(&stores::system_unit(program, store.kind)))
+            }
             _ => format!("tail -n {lines} {} {}", if follow { "-F" } else { "" }, sh(&self.layout.log(program))),
         }
     }

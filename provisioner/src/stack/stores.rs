@@ -62,9 +62,7 @@ pub fn server_script(name: &str, store: &Store, layout: &Layout) -> String {
         ),
         // The cluster is made by `init_script` first. No Unix socket: its
         // path must fit in 108 bytes, and clients all use 127.0.0.1.
-        StoreKind::Postgres => format!(
-            "exec postgres -D {dir}/data -p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''"
-        ),
+        StoreKind::Postgres => format!("exec postgres -D {dir}/data -p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''"),
         StoreKind::Mongodb => format!("exec mongod --bind_ip 127.0.0.1 --port {port} --dbpath {dir}"),
         StoreKind::Opensearch => format!(
             "exec opensearch -Ehttp.port={port} -Enetwork.host=127.0.0.1 -Ediscovery.type=single-node \
@@ -125,21 +123,12 @@ mod tests {
     #[test]
     fn mongodb_and_opensearch_command_lines() {
         let layout = Layout::new("/var/lib/workstation", None).unwrap();
-        assert_eq!(
-            server_script("docs", &store("mongodb"), &layout),
-            "exec mongod --bind_ip 127.0.0.1 --port 27017 --dbpath /var/lib/workstation/stores/docs"
-        );
-        assert_eq!(
-            ready_command(&store("mongodb")),
-            "mongosh --quiet --host 127.0.0.1 --port 27017 --eval 'quit(db.adminCommand({ping: 1}).ok ? 0 : 1)'"
-        );
+        assert_eq!(server_script("docs", &store("mongodb"), &layout), "exec mongod --bind_ip 127.0.0.1 --port 27017 --dbpath /var/lib/workstation/stores/docs");
+        assert_eq!(ready_command(&store("mongodb")), "mongosh --quiet --host 127.0.0.1 --port 27017 --eval 'quit(db.adminCommand({ping: 1}).ok ? 0 : 1)'");
         let os = server_script("search", &store("opensearch"), &layout);
         assert!(os.starts_with("exec opensearch -Ehttp.port=9200 -Enetwork.host=127.0.0.1 -Ediscovery.type=single-node"), "{os}");
         assert!(os.contains("-Epath.data=/var/lib/workstation/stores/search/data"), "{os}");
-        assert_eq!(
-            ready_command(&store("opensearch")),
-            "curl -fsS -o /dev/null 'http://127.0.0.1:9200/_cluster/health?wait_for_status=yellow&timeout=1s'"
-        );
+        assert_eq!(ready_command(&store("opensearch")), "curl -fsS -o /dev/null 'http://127.0.0.1:9200/_cluster/health?wait_for_status=yellow&timeout=1s'");
         assert_eq!(user(StoreKind::Opensearch), "opensearch");
     }
 }

@@ -17,12 +17,12 @@ use indicatif::ProgressBar;
 use serde::Serialize;
 
 use crate::manifest::Manifest;
-use crate::stack::layout::{sh, Layout, StoreRunner};
 use crate::progress::step;
-use crate::stack::shell::{BoxShell, ShellError};
 use crate::ssh::remote::Held;
+use crate::stack::layout::{sh, Layout, StoreRunner};
 use crate::stack::seed::{self, SeedReport, Snapshot};
 use crate::stack::services::{self, ProgramStatus};
+use crate::stack::shell::{BoxShell, ShellError};
 use crate::stack::stores;
 use crate::stack::supervisor;
 
@@ -177,7 +177,6 @@ fn bring_up_script(l: &Layout, manifest: &Manifest, rendered: &supervisor::Rende
 mod tests {
     use super::*;
 
-
     /// The script run by `sh` (from stdin, as on the box) in a scratch
     /// root, with stand-ins for supervisord (a process whose command line
     /// names the configuration, its PID in the pidfile) and supervisorctl:
@@ -189,10 +188,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("root");
         let layout = Layout::new(root.to_str().unwrap(), None).unwrap();
-        let manifest = Manifest::parse(
-            "[box]\ninstance_type = \"t3.medium\"\ndisk_gib = 30\nimage_id = \"ami-0123456789abcdef0\"\n[services.api]\ncommand = \"true\"\n",
-        )
-        .unwrap();
+        let manifest =
+            Manifest::parse("[box]\ninstance_type = \"t3.medium\"\ndisk_gib = 30\nimage_id = \"ami-0123456789abcdef0\"\n[services.api]\ncommand = \"true\"\n")
+                .unwrap();
         let mut rendered = supervisor::render(&manifest, &layout);
         rendered.files.insert("programs/odd.sh".into(), "echo \"$HOME\" 'it''s' `x` \\n no newline".into());
         let bin = dir.path().join("bin");
@@ -239,4 +237,5 @@ mod tests {
         assert!(calls.contains(&format!("supervisorctl -c {} update", layout.conf())), "{calls}");
         let pid = std::fs::read_to_string(root.join("run/supervisord.pid")).unwrap();
         let _ = std::process::Command::new("kill").arg(pid.trim()).status();
-    }}
+    }
+}

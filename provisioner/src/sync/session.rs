@@ -10,10 +10,10 @@ use notify::{RecursiveMode, Watcher};
 use sha2::{Digest, Sha256};
 
 use super::{Actions, Batch, Rules, Sent, SyncError, Target};
-use crate::manifest::LoadedManifest;
-use crate::stack::layout::sh;
 use crate::boxes::lifecycle::{Context, LifecycleError};
+use crate::manifest::LoadedManifest;
 use crate::provider::BoxInfo;
+use crate::stack::layout::sh;
 
 /// Quiet time that ends a batch of file events, and the longest a
 /// batch waits (a branch switch writes for a while).
@@ -49,7 +49,13 @@ pub fn lock(state_dir: &Path, local: &Path) -> Result<Lock, SessionError> {
     let hash = hex::encode(&Sha256::digest(local.to_string_lossy().as_bytes())[..8]);
     std::fs::create_dir_all(state_dir).map_err(|source| SessionError::Io { context: format!("creating {}", state_dir.display()), source })?;
     let path = state_dir.join(format!("sync-{hash}.lock"));
-    let mut f = File::options().create(true).truncate(false).read(true).write(true).open(&path).map_err(|source| SessionError::Io { context: format!("opening {}", path.display()), source })?;
+    let mut f = File::options()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|source| SessionError::Io { context: format!("opening {}", path.display()), source })?;
     if f.try_lock().is_err() {
         let pid = std::fs::read_to_string(&path).unwrap_or_default().trim().to_owned();
         return Err(SessionError::Busy { dir: local.display().to_string(), pid });

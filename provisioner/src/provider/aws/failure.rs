@@ -182,7 +182,8 @@ mod tests {
         let (kind, cause, fix) = words(&["dispatch failure", "other", "profile `nope` was not defined: not in config"], false);
         assert_eq!(kind, FailureKind::UnknownProfile);
         assert!(cause.contains("\"nope\"") && fix.contains("list-profiles"), "{cause}; {fix}");
-        let (kind, _, fix) = words(&["dispatch failure", "an error occurred while loading credentials", "the SSO token has expired and cannot be refreshed"], false);
+        let (kind, _, fix) =
+            words(&["dispatch failure", "an error occurred while loading credentials", "the SSO token has expired and cannot be refreshed"], false);
         assert_eq!((kind, fix.as_str()), (FailureKind::SsoExpired, "run `aws sso login --profile dev`"));
         let (kind, ..) = words(&["dispatch failure", "the credential provider was not enabled"], false);
         assert_eq!(kind, FailureKind::NoCredentials);

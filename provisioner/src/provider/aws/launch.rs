@@ -4,8 +4,7 @@
 use aws_sdk_ec2::primitives::Blob;
 use aws_sdk_ec2::types::{
     BlockDeviceMapping, EbsBlockDevice, Filter, HibernationOptionsRequest, HttpTokensState, IamInstanceProfileSpecification, Instance,
-    InstanceMetadataEndpointState,
-    InstanceMetadataOptionsRequest, InstanceMetadataTagsState, InstanceType, ResourceType, TagSpecification, VolumeType,
+    InstanceMetadataEndpointState, InstanceMetadataOptionsRequest, InstanceMetadataTagsState, InstanceType, ResourceType, TagSpecification, VolumeType,
 };
 use sha2::{Digest, Sha256};
 
@@ -32,7 +31,10 @@ impl AwsProvider {
             ImageRef::Name(name) => (
                 req.set_owners(Some([vec!["self".to_string()], machine.image_owners.clone()].concat()))
                     .filters(Filter::builder().name("name").values(name).build()),
-                format!("{name} owned by this account{}", if machine.image_owners.is_empty() { String::new() } else { format!(" or {}", machine.image_owners.join(", ")) }),
+                format!(
+                    "{name} owned by this account{}",
+                    if machine.image_owners.is_empty() { String::new() } else { format!(" or {}", machine.image_owners.join(", ")) }
+                ),
             ),
             // Only this account's images carry our tags (tags of shared
             // AMIs are not visible).
@@ -60,10 +62,7 @@ impl AwsProvider {
         if let ImageRef::Tag(_) = machine.image() {
             self.check_published(newest).await?;
         }
-        Ok((
-            newest.image_id().unwrap_or_default().to_string(),
-            newest.root_device_name().unwrap_or("/dev/xvda").to_string(),
-        ))
+        Ok((newest.image_id().unwrap_or_default().to_string(), newest.root_device_name().unwrap_or("/dev/xvda").to_string()))
     }
 
     /// An image found by its line's tag is launched only if it is what
@@ -77,7 +76,9 @@ impl AwsProvider {
     async fn check_published(&self, image: &aws_sdk_ec2::types::Image) -> Result<()> {
         let id = image.image_id().unwrap_or_default().to_string();
         let refuse = |why: String| ProviderError::UnpublishedImage { id: id.clone(), why };
-        let value = |tags: &[aws_sdk_ec2::types::Tag], key: &str| tags.iter().find(|t| t.key() == Some(key)).and_then(|t| t.value()).filter(|v| !v.is_empty()).map(String::from);
+        let value = |tags: &[aws_sdk_ec2::types::Tag], key: &str| {
+            tags.iter().find(|t| t.key() == Some(key)).and_then(|t| t.value()).filter(|v| !v.is_empty()).map(String::from)
+        };
         let missing = |key: &str| refuse(format!("it has no {key} tag (what was built)"));
         value(image.tags(), tags::IMAGE_CONTENT).ok_or_else(|| missing(tags::IMAGE_CONTENT))?;
         let inputs = value(image.tags(), tags::IMAGE_INPUTS).ok_or_else(|| missing(tags::IMAGE_INPUTS))?;
@@ -102,13 +103,7 @@ impl AwsProvider {
 
     /// The architectures an instance type runs ("x86_64", "arm64").
     async fn architectures(&self, instance_type: &str) -> Result<Vec<String>> {
-        let out = self
-            .client
-            .describe_instance_types()
-            .instance_types(InstanceType::from(instance_type))
-            .send()
-            .await
-            .map_err(api("DescribeInstanceTypes"))?;
+        let out = self.client.describe_instance_types().instance_types(InstanceType::from(instance_type)).send().await.map_err(api("DescribeInstanceTypes"))?;
         let archs: Vec<String> = out
             .instance_types()
             .iter()
@@ -136,12 +131,7 @@ impl AwsProvider {
             .import_key_pair()
             .key_name(&name)
             .public_key_material(Blob::new(public_key.trim().as_bytes()))
-            .tag_specifications(
-                TagSpecification::builder()
-                    .resource_type(ResourceType::KeyPair)
-                    .tags(tag(tags::OWNER, owner.as_str()))
-                    .build(),
-            )
+            .tag_specifications(TagSpecification::builder().resource_type(ResourceType::KeyPair).tags(tag(tags::OWNER, owner.as_str())).build())
             .send()
             .await;
         match imported {
@@ -197,8 +187,7 @@ impl AwsProvider {
             return Err(ProviderError::Hibernation(format!("instance type {} is not offered in this region", machine.instance_type)));
         };
         let ram_gib = info.memory_info().and_then(|m| m.size_in_mib()).unwrap_or_default() as f64 / 1024.0;
-        hibernation_allows(&machine.instance_type, info.hibernation_supported().unwrap_or(false), ram_gib, machine.disk_gib)
-            .map_err(ProviderError::Hibernation)
+        hibernation_allows(&machine.instance_type, info.hibernation_supported().unwrap_or(false), ram_gib, machine.disk_gib).map_err(ProviderError::Hibernation)
     }
 
     pub(super) async fn run_instance(&self, spec: &LaunchSpec<'_>, image: &str, root_device: &str, key_name: &str) -> Result<Instance> {
@@ -230,9 +219,7 @@ impl AwsProvider {
                 .key_name(key_name)
                 .set_subnet_id(machine.subnet.clone())
                 .set_security_group_ids((!machine.security_groups.is_empty()).then(|| machine.security_groups.clone()))
-                .set_iam_instance_profile(
-                    machine.instance_profile.as_ref().map(|p| IamInstanceProfileSpecification::builder().name(p).build()),
-                )
+                .set_iam_instance_profile(machine.instance_profile.as_ref().map(|p| IamInstanceProfileSpecification::builder().name(p).build()))
                 .metadata_options(
                     InstanceMetadataOptionsRequest::builder()
                         .http_tokens(HttpTokensState::Required)
@@ -263,10 +250,8 @@ impl AwsProvider {
                 .send()
                 .await
                 .map_err(api("RunInstances"))?;
-            let inst = out.instances().first().cloned().ok_or_else(|| ProviderError::Api {
-                operation: "RunInstances",
-                message: "returned no instance".into(),
-            })?;
+            let inst =
+                out.instances().first().cloned().ok_or_else(|| ProviderError::Api { operation: "RunInstances", message: "returned no instance".into() })?;
             match state(&inst) {
                 BoxState::ShuttingDown | BoxState::Terminated => {
                     salt = inst.instance_id().unwrap_or_default().to_string();
@@ -348,4 +333,3 @@ mod tests {
         assert_ne!(t, client_token(&o, &"dev2".parse().unwrap(), ""));
     }
 }
-

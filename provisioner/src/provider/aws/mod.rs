@@ -22,8 +22,8 @@ pub use reap::Stopped;
 pub use sdk::ApiCalls;
 
 use super::{tags, BoxInfo, BoxState, LaunchSpec, Launched, Provider, ProviderError, Result};
-use crate::manifest::name::{BoxName, Owner};
 use crate::laptop::settings::{AddressKind, ProviderKind};
+use crate::manifest::name::{BoxName, Owner};
 
 /// States in which an instance is "the box" (not on its way out).
 const LIVE_STATES: [&str; 4] = ["pending", "running", "stopping", "stopped"];
@@ -144,12 +144,7 @@ impl Provider for AwsProvider {
             Err(e) if code(&e) == Some("InvalidInstanceID.NotFound") => return Err(ProviderError::NotFound { id: id.into() }),
             other => other.map_err(api("DescribeInstances"))?,
         };
-        out.reservations()
-            .iter()
-            .flat_map(|r| r.instances())
-            .next()
-            .map(|i| self.info(i))
-            .ok_or_else(|| ProviderError::NotFound { id: id.into() })
+        out.reservations().iter().flat_map(|r| r.instances()).next().map(|i| self.info(i)).ok_or_else(|| ProviderError::NotFound { id: id.into() })
     }
 
     async fn start(&self, id: &str) -> Result<()> {

@@ -21,10 +21,8 @@ const GONE_CODES: [&str; 3] = ["IncorrectInstanceState", "InvalidInstanceID.NotF
 impl AwsProvider {
     /// Every owner's running boxes (the reaper's view), page by page.
     pub async fn running(&self) -> Result<Vec<BoxInfo>> {
-        let filters = vec![
-            Filter::builder().name("tag-key").values(tags::OWNER).build(),
-            Filter::builder().name("instance-state-name").values("running").build(),
-        ];
+        let filters =
+            vec![Filter::builder().name("tag-key").values(tags::OWNER).build(), Filter::builder().name("instance-state-name").values("running").build()];
         Ok(self.instances(filters).await?.iter().map(|i| self.info(i)).collect())
     }
 
@@ -101,4 +99,3 @@ impl AwsProvider {
         out
     }
 }
-

@@ -2,12 +2,12 @@
 //! chain, profiles, SSO and `AWS_ENDPOINT_URL` (moto in tests), retries,
 //! and the counter of API calls that `reap` reports.
 
-use aws_config::retry::RetryConfig;
 use aws_config::identity::IdentityCache;
+use aws_config::retry::RetryConfig;
 use aws_config::sts::AssumeRoleProvider;
-use aws_sdk_ec2::config::SharedIdentityCache;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ec2::config::SharedCredentialsProvider;
+use aws_sdk_ec2::config::SharedIdentityCache;
 
 /// SDK attempts per API call. The SDK retries throttling
 /// (RequestLimitExceeded) and transient errors with jittered exponential

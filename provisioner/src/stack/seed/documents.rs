@@ -20,10 +20,8 @@ pub fn mongorestore_command(name: &str, store: &Store, snap: &Snapshot) -> Strin
 /// Splits bulk NDJSON into requests of 5,000 action/document pairs, each
 /// posted to `_bulk`; a response with item errors fails the load.
 pub fn bulk_command(store: &Store) -> String {
-    let post = format!(
-        "curl -fsS -H 'Content-Type: application/x-ndjson' --data-binary @- 'http://127.0.0.1:{}/_bulk' | grep -q '\"errors\":false'",
-        store.port()
-    );
+    let post =
+        format!("curl -fsS -H 'Content-Type: application/x-ndjson' --data-binary @- 'http://127.0.0.1:{}/_bulk' | grep -q '\"errors\":false'", store.port());
     format!("split -l 10000 --filter={} -", sh(&post))
 }
 

@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::manifest::{SeedFormat, Store, StoreKind};
-use crate::stack::layout::sh;
 use crate::ssh::remote::Held;
+use crate::stack::layout::sh;
 use crate::stack::shell::{BoxShell, ShellError};
 use crate::stack::stores;
 
@@ -187,16 +187,11 @@ pub async fn seed(onbox: &BoxShell, name: &str, store: &Store, snapshot: Option<
         (StoreKind::Mongodb, SeedFormat::MongoArchive) => drop(loader.stream(&mongorestore_command(name, store, snap)).await?),
         (StoreKind::Opensearch, SeedFormat::Bulk) => drop(loader.stream(&bulk_command(store)).await?),
         (kind, format) => {
-            return Err(SeedError::Rejected {
-                store: name.into(),
-                detail: format!("{} cannot load {} snapshots", kind.as_str(), format.as_str()),
-            })
+            return Err(SeedError::Rejected { store: name.into(), detail: format!("{} cannot load {} snapshots", kind.as_str(), format.as_str()) })
         }
     }
     let identity = loader.identity()?;
-    loader
-        .run("writing the seed marker", &format!("printf '%s\\n' {id} > {marker}.part && mv {marker}.part {marker}", id = sh(&identity)))
-        .await?;
+    loader.run("writing the seed marker", &format!("printf '%s\\n' {id} > {marker}.part && mv {marker}.part {marker}", id = sh(&identity))).await?;
     snap.remember(&identity);
     let phases = loader.phases.into_inner().unwrap_or_else(|p| p.into_inner());
     Ok(report(SeedOutcome::Loaded, Some(identity), snap.size, started.elapsed().as_secs_f64(), phases))

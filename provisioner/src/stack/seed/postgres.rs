@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{Loader, SeedError};
-use crate::stack::shell::ShellError;
 use crate::stack::layout::sh;
+use crate::stack::shell::ShellError;
 
 impl Loader<'_> {
     fn psql(&self, database: &str) -> String {
@@ -69,7 +69,8 @@ impl Loader<'_> {
         let files = csv_files(dir).map_err(|source| SeedError::Read { path: dir.clone(), source })?;
         let mut tables: Vec<(String, Vec<PathBuf>)> = Vec::new();
         for file in files.iter().filter(|f| !is_schema(f)) {
-            let table = csv_table(file).ok_or_else(|| self.malformed(format!("{}: name the file [NN-]TABLE.csv with a lowercase table name", file_name(file))))?;
+            let table =
+                csv_table(file).ok_or_else(|| self.malformed(format!("{}: name the file [NN-]TABLE.csv with a lowercase table name", file_name(file))))?;
             match tables.iter_mut().find(|(t, _)| *t == table) {
                 Some((_, same)) => same.push(file.clone()),
                 None => tables.push((table, vec![file.clone()])),
@@ -79,7 +80,7 @@ impl Loader<'_> {
         let (load, _, _) = self.databases();
         if let Some(schema) = files.iter().find(|f| is_schema(f)) {
             let loaded = self.run_input("loading schema.sql", &format!("{} --single-transaction -f -", self.psql(&load)), self.open(schema).await?).await;
-            self.named(loaded, &[schema.clone()])?;
+            self.named(loaded, std::slice::from_ref(schema))?;
         }
         let deferred = self.set_keys_aside(&load).await?;
         let copies = tables.iter().map(|(table, files)| self.copy_table(&load, table, files, deferred.empty.contains(table)));
@@ -94,7 +95,9 @@ impl Loader<'_> {
     /// foreign) and other indexes after `schema.sql`, returning how to
     /// build them again, and which tables are empty.
     async fn set_keys_aside(&self, load: &str) -> Result<SetAside, SeedError> {
-        let out = self.run_input("setting keys and indexes aside", &format!("{} -A -t --single-transaction -f -", self.psql(load)), SET_KEYS_ASIDE.as_bytes()).await?;
+        let out = self
+            .run_input("setting keys and indexes aside", &format!("{} -A -t --single-transaction -f -", self.psql(load)), SET_KEYS_ASIDE.as_bytes())
+            .await?;
         let mut lines = out.lines().filter(|l| !l.trim().is_empty());
         let (Some(Ok(keys)), Some(Ok(empty))) = (lines.next().map(serde_json::from_str), lines.next().map(serde_json::from_str)) else {
             return Err(SeedError::Rejected {
@@ -136,7 +139,8 @@ impl Loader<'_> {
         let build = async |table: &str, sql: Vec<&str>| {
             let script: String = sql.iter().map(|s| format!("{s};\n")).collect();
             let files = tables.iter().find(|(t, _)| t == table).map(|(_, f)| f.clone()).unwrap_or_default();
-            let built = self.run_input(&format!("building {} of {table}", phase.describe()), &format!("{} -f -", self.bulk_psql(load)), script.as_bytes()).await;
+            let built =
+                self.run_input(&format!("building {} of {table}", phase.describe()), &format!("{} -f -", self.bulk_psql(load)), script.as_bytes()).await;
             self.named(built, &files)
         };
         match phase {

@@ -41,24 +41,22 @@ impl Loader<'_> {
                 (self.download("loading the snapshot from S3 (redis-cli --pipe)", url, &command).await?, None)
             }
         };
-        let (errors, replies) = pipe_summary(&out).ok_or_else(|| SeedError::Rejected {
-            store: self.name.into(),
-            detail: format!("redis-cli --pipe gave no summary: {}", out.trim()),
-        })?;
+        let (errors, replies) = pipe_summary(&out)
+            .ok_or_else(|| SeedError::Rejected { store: self.name.into(), detail: format!("redis-cli --pipe gave no summary: {}", out.trim()) })?;
         if errors > 0 {
             return Err(SeedError::Rejected { store: self.name.into(), detail: format!("redis rejected {errors} of {replies} commands") });
         }
         if let Some(sent) = sent {
             if replies != sent + 1 {
-                return Err(SeedError::Rejected {
-                    store: self.name.into(),
-                    detail: format!("redis answered {replies} commands, {} were sent", sent + 1),
-                });
+                return Err(SeedError::Rejected { store: self.name.into(), detail: format!("redis answered {replies} commands, {} were sent", sent + 1) });
             }
         }
         self.identity()?; // a snapshot changed under the load stays out
         self.onbox
-            .run("swapping the loaded data in", &format!("{cli} SWAPDB 0 {REDIS_STAGING_DB} >/dev/null && {cli} -n {REDIS_STAGING_DB} FLUSHDB ASYNC >/dev/null"))
+            .run(
+                "swapping the loaded data in",
+                &format!("{cli} SWAPDB 0 {REDIS_STAGING_DB} >/dev/null && {cli} -n {REDIS_STAGING_DB} FLUSHDB ASYNC >/dev/null"),
+            )
             .await?;
         Ok(())
     }
@@ -124,10 +122,19 @@ pub struct RespCheck {
 enum RespState {
     #[default]
     Array,
-    BulkHeader { args_left: u64 },
-    Body { left: u64, args_left: u64 },
-    Cr { args_left: u64 },
-    Lf { args_left: u64 },
+    BulkHeader {
+        args_left: u64,
+    },
+    Body {
+        left: u64,
+        args_left: u64,
+    },
+    Cr {
+        args_left: u64,
+    },
+    Lf {
+        args_left: u64,
+    },
 }
 
 impl RespCheck {
@@ -183,10 +190,8 @@ impl RespCheck {
 
     fn header(&mut self) -> Result<(), String> {
         let line = std::mem::take(&mut self.line);
-        let parsed = line
-            .strip_suffix(b"\r\n")
-            .and_then(|l| l.split_first())
-            .and_then(|(kind, n)| Some((*kind, std::str::from_utf8(n).ok()?.parse::<u64>().ok()?)));
+        let parsed =
+            line.strip_suffix(b"\r\n").and_then(|l| l.split_first()).and_then(|(kind, n)| Some((*kind, std::str::from_utf8(n).ok()?.parse::<u64>().ok()?)));
         self.line = line;
         match (self.state, parsed) {
             (RespState::Array, Some((b'*', n))) if n > 0 => self.state = RespState::BulkHeader { args_left: n },
@@ -210,7 +215,11 @@ impl RespCheck {
     pub fn finish(&self) -> Result<u64, String> {
         match self.state {
             RespState::Array if self.line.is_empty() => Ok(self.commands),
-            _ => Err(format!("it ends in the middle of a command at byte {} (after {} whole commands): truncated", self.offset + self.line.len() as u64, self.commands)),
+            _ => Err(format!(
+                "it ends in the middle of a command at byte {} (after {} whole commands): truncated",
+                self.offset + self.line.len() as u64,
+                self.commands
+            )),
         }
     }
 }
@@ -279,8 +288,8 @@ pub fn json_entry_to_resp(line: &str) -> Result<(Vec<u8>, u64), String> {
         }
         (kind, _) => {
             return Err(format!(
-                "type {kind:?} with this value is not supported; use string (value), hash (object), list or set (non-empty array), zset (object of member: score)"
-            ))
+            "type {kind:?} with this value is not supported; use string (value), hash (object), list or set (non-empty array), zset (object of member: score)"
+        ))
         }
     }
     let refs: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();

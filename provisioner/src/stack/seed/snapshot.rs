@@ -41,7 +41,10 @@ pub(super) enum Identity {
 pub(super) enum Location {
     Local(PathBuf),
     /// A presigned GET URL the box downloads from, and the object URI.
-    S3 { url: String, uri: String },
+    S3 {
+        url: String,
+        uri: String,
+    },
 }
 
 impl Snapshot {
@@ -80,12 +83,7 @@ impl Snapshot {
                         (Identity::Unhashed { files, signature, cache: hashes.clone() }, size)
                     }
                 };
-                sniff(format, &path).map_err(|detail| SeedError::NotFormat {
-                    store: name.into(),
-                    path: path.clone(),
-                    format: format.as_str(),
-                    detail,
-                })?;
+                sniff(format, &path).map_err(|detail| SeedError::NotFormat { store: name.into(), path: path.clone(), format: format.as_str(), detail })?;
                 Ok(Some(Snapshot { format, identity, size, location: Location::Local(path) }))
             }
             Ok(SeedSource::S3 { bucket, key }) => {
@@ -309,10 +307,8 @@ fn load_order(file: &Path) -> (bool, PathBuf) {
 /// A CSV snapshot's files in load order: `schema.sql` first, then the CSV
 /// files by name (prefix them `01-`, `02-` to load referenced tables first).
 pub(super) fn csv_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut csv: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "csv"))
-        .collect();
+    let mut csv: Vec<PathBuf> =
+        std::fs::read_dir(dir)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "csv")).collect();
     csv.sort_by_key(|f| load_order(f));
     let schema = dir.join("schema.sql");
     Ok(schema.is_file().then_some(schema).into_iter().chain(csv).collect())
@@ -325,8 +321,7 @@ pub(super) fn csv_table(file: &Path) -> Option<String> {
         Some((n, rest)) if n.chars().all(|c| c.is_ascii_digit()) => rest,
         _ => stem,
     };
-    let ok = table.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-        && table.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    let ok = table.starts_with(|c: char| c.is_ascii_lowercase() || c == '_') && table.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     ok.then(|| table.to_string())
 }
 
