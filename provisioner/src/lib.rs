@@ -12,6 +12,7 @@ pub mod intercept;
 pub mod laptop;
 pub mod logging;
 pub mod manifest;
+pub mod poll;
 pub mod preview;
 pub mod progress;
 pub mod provider;

@@ -5,15 +5,20 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use tokio::time::Instant;
+use std::time::Duration;
 
-use super::lifecycle::{Context, LifecycleError, POLL_FIRST, POLL_MAX, SSH_READY_TIMEOUT};
+use super::power::POLL;
+use super::{Context, LifecycleError};
 use crate::manifest::name::BoxName;
+use crate::poll;
 use crate::provider::{BoxInfo, BoxState};
 use crate::ssh::known_hosts::{self, Pinned};
 use crate::ssh::remote::{self, Target};
 use crate::ssh::ssh_config::{self, HostEntry};
 use crate::stack::shell::BoxShell;
+
+/// sshd may start a little after the box published its key.
+const SSH_READY_TIMEOUT: Duration = Duration::from_secs(3 * 60);
 
 impl Context {
     /// Connects over the pinned host key and asks the box for its layout.
@@ -50,9 +55,9 @@ impl Context {
         Ok(Target {
             name: info.name.clone(),
             address: SocketAddr::new(ip, 22),
-            user: self.ssh_user.clone(),
+            user: self.ssh.user.clone(),
             alias: known_hosts::alias(&info.id),
-            identity: self.identity.clone(),
+            identity: self.ssh.identity.clone(),
         })
     }
 
@@ -80,11 +85,11 @@ impl Context {
                     tracing::warn!("box {} left out of the SSH config: its name tag is not a box name ({e})", b.id);
                     return None;
                 }
-                Some(HostEntry { name: b.name.clone(), id: b.id.clone(), address: b.address?.to_string(), user: self.ssh_user.clone() })
+                Some(HostEntry { name: b.name.clone(), id: b.id.clone(), address: b.address?.to_string(), user: self.ssh.user.clone() })
             })
             .collect();
         let generated = self.paths.ssh_config();
-        ssh_config::write_generated(&generated, &ssh_config::render(&entries, &self.identity, self.known_hosts.path(), &self.proxy))?;
+        ssh_config::write_generated(&generated, &ssh_config::render(&entries, &self.ssh.identity, self.known_hosts.path(), &self.ssh.proxy))?;
         if include {
             ssh_config::ensure_include(&self.paths.home.join(".ssh/config"), &generated)?;
         }
@@ -92,20 +97,20 @@ impl Context {
     }
 
     /// Connects once SSH answers with the pinned key; the session is the
-    /// caller's to use (one connection for a whole `create`).
+    /// caller's to use (one connection for a whole `create`). Past the
+    /// deadline, the last transient failure is the error.
     pub(super) async fn wait_ssh(&self, info: &BoxInfo) -> Result<remote::Session, LifecycleError> {
-        let deadline = Instant::now() + SSH_READY_TIMEOUT;
-        let mut pause = POLL_FIRST;
-        loop {
-            match self.connect(info).await {
-                Ok(session) => return Ok(session),
-                Err(LifecycleError::Remote(e)) if e.is_transient() && Instant::now() < deadline => {
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(POLL_MAX);
-                }
-                Err(e) => return Err(e),
+        let mut last = None;
+        let session = poll::until(SSH_READY_TIMEOUT, POLL, async || match self.connect(info).await {
+            Ok(session) => Ok(Some(session)),
+            Err(LifecycleError::Remote(e)) if e.is_transient() => {
+                last = Some(LifecycleError::Remote(e));
+                Ok(None)
             }
-        }
+            Err(e) => Err(e),
+        })
+        .await?;
+        session.ok_or_else(|| last.take().expect("a wait that timed out failed at least once"))
     }
 }
 

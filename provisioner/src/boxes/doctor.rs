@@ -6,7 +6,7 @@ use std::net::{IpAddr, ToSocketAddrs};
 
 use serde::Serialize;
 
-use crate::boxes::lifecycle::{Context, LifecycleError};
+use crate::boxes::{Context, LifecycleError};
 use crate::laptop::hosts;
 use crate::laptop::settings::ProviderKind;
 use crate::manifest::name::BoxName;
@@ -112,7 +112,7 @@ pub async fn run(ctx: &Context, manifest: &LoadedManifest, name: &BoxName) -> Ve
         false => ok("bring-up", "the last bring-up finished healthy"),
         true => fail("bring-up", "the last bring-up (create, start, up or a wake) did not finish healthy", format!("workstation up {name}")),
     });
-    let connected = || ok("ssh", format!("{}@{} with the pinned host key", ctx.ssh_user, info.address.map_or("-".into(), |a| a.to_string())));
+    let connected = || ok("ssh", format!("{}@{} with the pinned host key", ctx.ssh.user, info.address.map_or("-".into(), |a| a.to_string())));
     let shell = match ctx.shell(info).await {
         Ok(s) => {
             checks.push(connected());

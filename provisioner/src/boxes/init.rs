@@ -13,7 +13,7 @@ use indicatif::ProgressBar;
 use serde::Serialize;
 
 use crate::boxes::access::{public_key_path, read_public_key};
-use crate::boxes::lifecycle::{Context, CreateReport};
+use crate::boxes::{Context, CreateReport};
 use crate::laptop::hosts::SOCKET_ENV;
 use crate::laptop::paths::Paths;
 use crate::laptop::settings::{self, ProviderKind, Settings};

@@ -1,8 +1,19 @@
 //! A box's life as the laptop sees it: create, start, stop, destroy, the
-//! checks of `doctor`, and the steps of `init`.
+//! stack on it, reaching it over SSH, the checks of `doctor`, and the steps
+//! of `init`. [`Context`] is what every verb needs.
 
 pub mod access;
+pub mod bring_up;
+mod context;
+pub mod create;
 pub mod doctor;
+mod error;
 pub mod init;
-pub mod lifecycle;
+pub mod power;
 pub mod share;
+
+pub use bring_up::Snapshots;
+pub use context::{BoxStatus, Context, SeedAccess, SshLogin};
+pub use create::{CreateReport, Ready};
+pub use error::LifecycleError;
+pub use power::{Started, Woken};

@@ -1,11 +1,13 @@
 //! `share`: point the manifest's hostnames at a colleague's box for a demo,
 //! and back at your own.
 
-use crate::boxes::lifecycle::{Context, LifecycleError};
+use indicatif::ProgressBar;
+
+use super::{Context, LifecycleError};
 use crate::laptop::hosts::{self, ClientError, Pointed};
 use crate::manifest::name::{BoxName, Owner};
 use crate::manifest::LoadedManifest;
-use crate::provider::BoxState;
+use crate::provider::{BoxInfo, BoxState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ShareError {
@@ -64,4 +66,37 @@ pub async fn allow_start(ctx: &Context, name: &BoxName, allow: bool) -> Result<c
     let info = ctx.find(name).await?;
     ctx.provider.set_shareable(&info.id, allow).await.map_err(LifecycleError::from)?;
     Ok(info)
+}
+
+impl Context {
+    /// Someone's running box, to share. A stopped one is an error that says
+    /// so (pointing at it would just time out); with `start`, it is started,
+    /// if its owner lets colleagues start it (the `workstation:shareable`
+    /// tag, which the engineers' IAM policy checks too).
+    pub async fn shared_box(&self, owner: &Owner, name: &BoxName, start: bool, progress: Option<&ProgressBar>) -> Result<BoxInfo, LifecycleError> {
+        let mut info = self.provider.find(owner, name).await?.ok_or_else(|| match owner == &self.owner {
+            true => LifecycleError::UnknownBox { owner: owner.to_string(), name: name.to_string() },
+            false => LifecycleError::UnknownShared { owner: owner.to_string(), name: name.to_string() },
+        })?;
+        if info.state != BoxState::Running && start {
+            if !info.shareable && owner != &self.owner {
+                return Err(LifecycleError::NotShareable { owner: owner.to_string(), name: info.name });
+            }
+            // Running is enough: the hostnames go to its address, and its
+            // host key is not ours to pin.
+            info = self.power_on(info, progress).await?;
+            // `wait` follows a replaced box among *your* boxes: never point
+            // a colleague's label at one of them.
+            if info.owner != owner.as_str() {
+                return Err(LifecycleError::Gone { name: name.to_string(), id: info.id, what: "starting", state: "terminated" });
+            }
+        }
+        if info.state != BoxState::Running {
+            return Err(LifecycleError::NotRunning { owner: owner.to_string(), name: info.name, state: info.state.as_str() });
+        }
+        if info.address.is_none() {
+            return Err(LifecycleError::NoAddress { name: info.name, id: info.id });
+        }
+        Ok(info)
+    }
 }

@@ -9,7 +9,7 @@ use clap::Args;
 use super::box_arg::BoxArg;
 use super::output::{self, Output};
 use super::Global;
-use crate::boxes::lifecycle::{Context, CreateReport};
+use crate::boxes::{Context, CreateReport};
 use crate::laptop::hosts::Pointed;
 use crate::manifest::LoadedManifest;
 use crate::provider::BoxInfo;
@@ -107,7 +107,7 @@ pub(super) fn print_created(report: &CreateReport) {
 pub async fn list(global: &Global, args: ListArgs) -> Result<ExitCode> {
     let manifest = global.manifest_for_lookup();
     let ctx = global.context(manifest.as_ref()).await?;
-    let boxes = ctx.provider.list(if args.all { None } else { Some(&ctx.owner) }).await?;
+    let boxes = ctx.provider().list(if args.all { None } else { Some(ctx.owner()) }).await?;
     match global.output {
         Output::Json => output::json(&boxes)?,
         Output::Text if boxes.is_empty() => eprintln!("no boxes; `workstation create` makes one"),

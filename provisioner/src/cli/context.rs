@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context as _, Result};
 
 use super::Output;
-use crate::boxes::lifecycle::Context;
+use crate::boxes::{Context, SeedAccess, SshLogin};
 use crate::laptop::paths::Paths;
 use crate::laptop::settings::{AwsSettings, ProviderKind, Settings};
 use crate::manifest::name::BoxName;
@@ -80,7 +80,7 @@ impl Global {
         let woken = ctx.wake(name, manifest, progress.as_ref()).await;
         progress.inspect(|p| p.finish_and_clear());
         let woken = woken?;
-        if let crate::boxes::lifecycle::Woken::Started(started) = &woken {
+        if let crate::boxes::Woken::Started(started) = &woken {
             super::output::report_wake(started);
         }
         Ok(woken.into_info())
@@ -142,18 +142,10 @@ impl Global {
             }
             _ => None,
         };
-        Ok(Context {
-            s3,
-            seeds_outside: self.allow_outside,
-            hosts: crate::laptop::hosts::HostsAgent::from_env(),
-            provider,
-            owner: settings.owner.clone(),
-            known_hosts: KnownHosts::new(paths.known_hosts()),
-            identity: settings.ssh_key.clone(),
-            ssh_user,
-            paths,
-            proxy,
-        })
+        let known_hosts = KnownHosts::new(paths.known_hosts());
+        let ssh = SshLogin { user: ssh_user, identity: settings.ssh_key.clone(), proxy };
+        let seeds = SeedAccess { s3, outside: self.allow_outside };
+        Ok(Context::new(provider, settings.owner.clone(), paths, known_hosts, ssh, seeds, crate::laptop::hosts::HostsAgent::from_env()))
     }
 }
 

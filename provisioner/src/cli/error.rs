@@ -58,7 +58,7 @@ const BUG_HINT: &str = "this is a bug in workstation; please report it with the 
 
 /// A stable name for what failed, for scripts (`error.kind` in JSON).
 pub fn kind_name(e: &anyhow::Error) -> &'static str {
-    use crate::boxes::lifecycle::LifecycleError;
+    use crate::boxes::LifecycleError;
     for cause in e.chain() {
         if cause.is::<Bug>() || cause.is::<tokio::task::JoinError>() {
             return "bug";
@@ -88,7 +88,7 @@ pub fn kind_name(e: &anyhow::Error) -> &'static str {
 /// The AWS failure in `cause`: the errors that carry one transparently
 /// (so its line is printed once) hide it from the source chain.
 fn aws_failure<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a AwsFailure> {
-    use crate::boxes::lifecycle::LifecycleError;
+    use crate::boxes::LifecycleError;
     use crate::image::ImageError;
     use crate::provider::ProviderError;
     let provider = |p: &'a ProviderError| match p {

@@ -80,7 +80,7 @@ pub async fn share(global: &Global, args: ShareArgs) -> Result<ExitCode> {
         let info = share::allow_start(&ctx, &args.target.get(), args.allow_start).await?;
         match global.output {
             Output::Json => output::json(&serde_json::json!({ "box": info.name, "id": info.id, "colleagues_may_start": args.allow_start }))?,
-            Output::Text if args.allow_start => println!("colleagues may now start box {} with `workstation share {} --start`", info.name, ctx.owner),
+            Output::Text if args.allow_start => println!("colleagues may now start box {} with `workstation share {} --start`", info.name, ctx.owner()),
             Output::Text => println!("only you can start box {} now", info.name),
         }
         return Ok(ExitCode::SUCCESS);
@@ -103,7 +103,7 @@ pub async fn share(global: &Global, args: ShareArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if args.owner.is_none() && !args.off {
-        return print_status(global.output, &ctx.hosts.status().await?);
+        return print_status(global.output, &ctx.hosts().status().await?);
     }
     let pointed = match &args.owner {
         Some(owner) => {

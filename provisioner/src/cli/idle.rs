@@ -91,7 +91,7 @@ pub async fn reap(global: &Global, args: ReapArgs) -> Result<ExitCode> {
     let (report, api_calls) = match global.provider_kind()? {
         ProviderKind::Local => {
             let ctx = global.context(manifest.as_ref()).await?;
-            (reap::reap_listed(ctx.provider.as_ref(), &run).await?, Default::default())
+            (reap::reap_listed(ctx.provider(), &run).await?, Default::default())
         }
         ProviderKind::Aws => {
             let (provider, calls) = global.aws(manifest.as_ref()).await?;

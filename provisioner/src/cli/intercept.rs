@@ -72,7 +72,7 @@ pub async fn intercept(global: &Global, args: InterceptArgs) -> Result<ExitCode>
     let plan = plan::plan(&manifest.manifest, &args.service, &overrides, plan::loopback_free, plan::loopback_any)?;
     let (ctx, info) = super::ssh::running_box(global, &args.target.get()).await?;
     let config = ctx.write_ssh_config(false).await?;
-    let by = holder(&ctx.owner.to_string());
+    let by = holder(&ctx.owner().to_string());
     print_plan(&plan, &info.name);
     let onbox = ctx.shell(&info).await?;
     let alias = host_alias(&info.name);

@@ -129,7 +129,7 @@ pub fn print_pointed(pointed: &Pointed) {
 /// What a wake on connect did, on stderr (stdout belongs to the command
 /// that woke the box): where the hostnames point, and what is not healthy
 /// (the command runs anyway: it may be the one to find out why).
-pub fn report_wake(started: &crate::boxes::lifecycle::Started) {
+pub fn report_wake(started: &crate::boxes::Started) {
     let name = &started.info.name;
     if let Some(Pointed::Pointed { names, address, .. }) = &started.hostnames {
         eprintln!("woke box {name}; hostnames {} -> {address}", names.join(", "));

@@ -14,7 +14,7 @@ use super::output::{self, Output};
 use super::{boxes, Cli, Global};
 use crate::boxes::doctor::{self, Outcome};
 use crate::boxes::init::{self, Done, Step};
-use crate::boxes::lifecycle::Context;
+use crate::boxes::Context;
 use crate::laptop::paths::Paths;
 use crate::laptop::settings::ProviderKind;
 use crate::manifest::LoadedManifest;

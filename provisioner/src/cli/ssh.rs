@@ -10,7 +10,7 @@ use clap::Args;
 use super::box_arg::BoxArg;
 use super::output::{self, Output};
 use super::Global;
-use crate::boxes::lifecycle::Context;
+use crate::boxes::Context;
 use crate::laptop::settings::ProviderKind;
 use crate::manifest::name::BoxName;
 use crate::provider::BoxInfo;
@@ -197,7 +197,7 @@ pub async fn proxy(global: &Global, args: ProxyArgs) -> Result<ExitCode> {
     // woken). A local box is looked up, which costs nothing, while a
     // stopped one's address would take seconds to fail.
     let private = |ip: &std::net::IpAddr| matches!(ip, std::net::IpAddr::V4(v4) if v4.is_private());
-    if let (ProviderKind::Aws, Some(host)) = (ctx.provider.kind(), args.host.filter(private)) {
+    if let (ProviderKind::Aws, Some(host)) = (ctx.provider().kind(), args.host.filter(private)) {
         if let Ok(stream) = std::net::TcpStream::connect_timeout(&std::net::SocketAddr::new(host, args.port), PROXY_FAST_CONNECT) {
             pass_to_ssh(&stream).context(FDPASS)?;
             return Ok(ExitCode::SUCCESS);

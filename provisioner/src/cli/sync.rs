@@ -56,7 +56,7 @@ pub async fn sync(global: &Global, args: SyncArgs) -> Result<ExitCode> {
     };
     let dir = std::fs::canonicalize(&dir).with_context(|| format!("the checkout {} does not exist", dir.display()))?;
     let (ctx, info) = global.wake(Some(&manifest), &args.target.get()).await?;
-    let _lock = session::lock(&ctx.paths.state_dir, &dir)?;
+    let _lock = session::lock(&ctx.paths().state_dir, &dir)?;
     let sync = Sync::prepare(&ctx, &info, &manifest, dir).await?;
     let report = Lines(global.output);
     let started = std::time::Instant::now();

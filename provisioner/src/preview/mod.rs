@@ -26,7 +26,7 @@ pub use git::Repo;
 pub use upload::{Mode, Uploaded};
 
 use crate::boxes::access::{public_key_path, read_public_key};
-use crate::boxes::lifecycle::{Context, LifecycleError, Ready};
+use crate::boxes::{Context, LifecycleError, Ready};
 use crate::laptop::hosts::{self, Pointed};
 use crate::manifest::name::BoxName;
 use crate::manifest::LoadedManifest;
@@ -170,26 +170,26 @@ pub async fn up(
     req.repo.check_manifest(&manifest.path, &commit)?;
     let name = box_name(req.number);
     // Everything that can fail here fails before a box is billed.
-    let public_key = read_public_key(&public_key_path(&ctx.identity))?;
+    let public_key = read_public_key(&public_key_path(ctx.identity()))?;
     step(progress, "checking the seed snapshots".into());
     let snapshots = ctx.snapshots(manifest).await?;
     let expires = Utc::now() + chrono::Duration::from_std(req.ttl).unwrap_or_default();
     let pending = Preview { number: req.number, commit: None, expires: Some(expires) };
     // A box of this name that is not this preview is someone's own: its
     // files are not ours to replace, nor is it ours to start.
-    match ctx.provider.find(&ctx.owner, &name).await? {
+    match ctx.provider().find(ctx.owner(), &name).await? {
         Some(found) if found.preview.as_ref().is_none_or(|p| p.number != req.number) => {
-            return Err(PreviewError::NotAPreview { name: name.to_string(), owner: ctx.owner.to_string() });
+            return Err(PreviewError::NotAPreview { name: name.to_string(), owner: ctx.owner().to_string() });
         }
         Some(_) => {}
         None => {
-            let running = list(ctx).await?.into_iter().filter(|b| b.owner == ctx.owner.as_str()).count();
+            let running = list(ctx).await?.into_iter().filter(|b| b.owner == ctx.owner().as_str()).count();
             if running >= req.max {
                 return Err(PreviewError::TooMany { count: running, max: req.max });
             }
         }
     }
-    let spec = LaunchSpec { owner: &ctx.owner, name: &name, manifest, public_key: &public_key, preview: Some(&pending) };
+    let spec = LaunchSpec { owner: ctx.owner(), name: &name, manifest, public_key: &public_key, preview: Some(&pending) };
     let ready = ctx.launch_ready(&spec, progress).await?;
     let names = hostnames(&manifest.manifest.hostnames, req.number);
     let url = url(&names, ready.info.address);
@@ -206,7 +206,7 @@ pub async fn up(
     let created = ctx.finish_create(ready, &effective, &snapshots, req.health_timeout, progress).await?;
     if applied.install_failed.is_empty() {
         let done = Preview { commit: Some(commit.clone()), ..pending };
-        ctx.provider.set_preview(&info.id, &done).await?;
+        ctx.provider().set_preview(&info.id, &done).await?;
     }
     let mut dns = false;
     if let (Some(zone), Some(address)) = (req.zone, info.private_address) {
@@ -252,7 +252,7 @@ async fn prepare(
     if from.as_deref() != Some(commit) {
         // Until this run is through, the box's tree is at no known commit:
         // a run that fails halfway leaves the next one a whole upload.
-        ctx.provider.set_preview(&ready.info.id, pending).await?;
+        ctx.provider().set_preview(&ready.info.id, pending).await?;
     }
     step(progress, format!("uploading {} to {}", &commit[..12], ready.info.name));
     let uploaded = upload::upload(&ready.shell, req.repo, from.as_deref(), commit, &dir).await?;
@@ -272,7 +272,7 @@ async fn prepare(
 
 /// Every owner's previews, by number.
 pub async fn list(ctx: &Context) -> Result<Vec<BoxInfo>, PreviewError> {
-    let mut previews: Vec<BoxInfo> = ctx.provider.list(None).await?.into_iter().filter(|b| b.preview.is_some()).collect();
+    let mut previews: Vec<BoxInfo> = ctx.provider().list(None).await?.into_iter().filter(|b| b.preview.is_some()).collect();
     previews.sort_by_key(|b| (b.preview.as_ref().map(|p| p.number), b.owner.clone()));
     Ok(previews)
 }
@@ -304,7 +304,7 @@ pub struct Down {
 /// when the box is gone already (reap terminated it), and a failure to
 /// remove them still takes the box down.
 pub async fn down(ctx: &Context, number: u32, zone: Option<&dns::Zone>, progress: Option<&ProgressBar>) -> Result<Down, PreviewError> {
-    let found = match find(ctx, number, Some(ctx.owner.as_str())).await {
+    let found = match find(ctx, number, Some(ctx.owner().as_str())).await {
         Ok(b) => Some(b),
         Err(PreviewError::NotFound { .. }) if zone.is_some() => None,
         Err(e) => return Err(e),
@@ -345,13 +345,13 @@ pub async fn share(ctx: &Context, manifest: &LoadedManifest, number: u32, owner:
     if names.is_empty() {
         return Ok(Pointed::NoHostnames);
     }
-    Ok(ctx.hosts.point(&names, address, &hosts::label(owner.as_str(), &info.name)).await.map_err(LifecycleError::from)?)
+    Ok(ctx.hosts().point(&names, address, &hosts::label(owner.as_str(), &info.name)).await.map_err(LifecycleError::from)?)
 }
 
 /// Takes preview `number`'s hostnames off this laptop (`share --preview N --off`).
 pub async fn unshare(ctx: &Context, manifest: &LoadedManifest, number: u32) -> Result<Vec<String>, PreviewError> {
     let names = hostnames(&manifest.manifest.hostnames, number);
-    ctx.hosts.clear(&names).await.map_err(LifecycleError::from)?;
+    ctx.hosts().clear(&names).await.map_err(LifecycleError::from)?;
     Ok(names)
 }
 

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::session::Report;
 use super::Actions;
-use crate::boxes::lifecycle::LifecycleError;
+use crate::boxes::LifecycleError;
 use crate::intercept::hold;
 use crate::stack::layout::sh;
 use crate::stack::shell::BoxShell;

@@ -10,7 +10,7 @@ use notify::{RecursiveMode, Watcher};
 use sha2::{Digest, Sha256};
 
 use super::{Actions, Batch, Rules, Sent, SyncError, Target};
-use crate::boxes::lifecycle::{Context, LifecycleError};
+use crate::boxes::{Context, LifecycleError};
 use crate::manifest::LoadedManifest;
 use crate::provider::BoxInfo;
 use crate::stack::layout::sh;

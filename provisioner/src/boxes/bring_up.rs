@@ -1,0 +1,104 @@
+//! The manifest's stack on a box: brought up under the box's bring-up
+//! lock and recorded on the box, and its stores seeded.
+
+use std::time::Duration;
+
+use indicatif::ProgressBar;
+
+use super::{Context, LifecycleError};
+use crate::manifest::LoadedManifest;
+use crate::progress::step;
+use crate::provider::BoxInfo;
+use crate::stack::seed::hash_cache::HashCache;
+use crate::stack::seed::{self, SeedReport, Snapshot};
+use crate::stack::shell::{BoxShell, ShellError};
+use crate::stack::up::{self, UpReport};
+
+/// Each store's snapshot, by store name (None: the store has no seed).
+pub type Snapshots = std::collections::BTreeMap<String, Option<Snapshot>>;
+
+impl Context {
+    /// Makes the box run the manifest's stack (see [`up::up`]).
+    pub async fn up(
+        &self,
+        info: &BoxInfo,
+        manifest: &LoadedManifest,
+        health_timeout: Duration,
+        progress: Option<&ProgressBar>,
+    ) -> Result<UpReport, LifecycleError> {
+        step(progress, "resolving seed snapshots".into());
+        let snapshots = self.snapshots(manifest).await?;
+        self.up_with(info, manifest, &snapshots, health_timeout, progress).await
+    }
+
+    pub(super) async fn up_with(
+        &self,
+        info: &BoxInfo,
+        manifest: &LoadedManifest,
+        snapshots: &Snapshots,
+        health_timeout: Duration,
+        progress: Option<&ProgressBar>,
+    ) -> Result<UpReport, LifecycleError> {
+        step(progress, format!("connecting to {} over SSH", info.id));
+        self.on_box(info, async |shell| self.up_on(info, shell, manifest, snapshots, health_timeout, progress).await).await
+    }
+
+    /// [`up::up`] on the box's shell, recorded on the box (the
+    /// `workstation:bring-up` tag), under the bring-up lock so concurrent
+    /// runs record in turn: unfinished from the start until it ends healthy,
+    /// then finished with the manifest's hash, so a bring-up interrupted or
+    /// failed shows in `status`. The record is best effort: a box whose
+    /// stack is up is not reported broken because a tag could not be
+    /// written.
+    pub(super) async fn up_on(
+        &self,
+        info: &BoxInfo,
+        shell: &BoxShell,
+        manifest: &LoadedManifest,
+        snapshots: &Snapshots,
+        health_timeout: Duration,
+        progress: Option<&ProgressBar>,
+    ) -> Result<UpReport, LifecycleError> {
+        let record = async |finished: Option<&str>| {
+            if let Err(e) = self.provider.record_bring_up(&info.id, finished).await {
+                tracing::warn!("box {}: the bring-up could not be recorded ({e}); `workstation status` may not say how it ended", info.name);
+            }
+        };
+        step(progress, "waiting for the box's bring-up lock".into());
+        let report = shell
+            .locked(async |lock| {
+                record(None).await;
+                let report = up::up(shell, lock, &manifest.manifest, snapshots, health_timeout, progress).await?;
+                if report.healthy {
+                    record(Some(&manifest.hash)).await;
+                }
+                Ok::<_, ShellError>(report)
+            })
+            .await?;
+        Ok(report)
+    }
+
+    /// Loads the manifest's stores (or `only` that one) from their
+    /// snapshots under the bring-up lock; `reset` loads loaded ones again.
+    pub async fn seed(&self, info: &BoxInfo, manifest: &LoadedManifest, only: Option<&str>, reset: bool) -> Result<Vec<SeedReport>, LifecycleError> {
+        let snapshots = self.snapshots(manifest).await?;
+        self.on_box(info, async |shell| {
+            let reports =
+                shell.locked(async |lock| Ok::<_, ShellError>(seed::seed_all(shell, lock, &manifest.manifest.stores, only, &snapshots, reset).await)).await?;
+            Ok(reports)
+        })
+        .await
+    }
+
+    /// Every store's snapshot: checked (local; hashed while it loads unless
+    /// its hash is remembered) or looked up and presigned (S3).
+    pub async fn snapshots(&self, manifest: &LoadedManifest) -> Result<Snapshots, LifecycleError> {
+        let dir = manifest.path.parent().unwrap_or(std::path::Path::new("."));
+        let hashes = std::sync::Arc::new(std::sync::Mutex::new(HashCache::load(self.paths.state_dir.join("seed-hashes.json"))));
+        let mut out = std::collections::BTreeMap::new();
+        for (name, store) in &manifest.manifest.stores {
+            out.insert(name.clone(), Snapshot::resolve(name, store, dir, self.seeds.outside, self.seeds.s3.as_ref(), &hashes).await?);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,167 @@
+//! `create`: the steps that turn "a name" into "a box I can SSH into with
+//! a pinned key and its stack up", each idempotent, so re-running `create`
+//! on a half-made box finishes it.
+
+use std::time::Duration;
+
+use indicatif::ProgressBar;
+use serde::Serialize;
+
+use super::access::{public_key_path, read_public_key};
+use super::bring_up::Snapshots;
+use super::power::RUNNING_TIMEOUT;
+use super::{Context, LifecycleError};
+use crate::laptop::hosts::Pointed;
+use crate::manifest::name::BoxName;
+use crate::manifest::LoadedManifest;
+use crate::progress::step;
+use crate::provider::{BoxInfo, BoxState, LaunchSpec};
+use crate::ssh::known_hosts::{self, Pinned};
+use crate::stack::shell::BoxShell;
+use crate::stack::up::UpReport;
+
+/// The image publishes its host key early in first boot, 1-3 minutes on
+/// EC2; generous so a slow boot is not reported as a failure.
+const HOST_KEY_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// Rounds of "wait, pin, connect" when concurrent creates keep replacing
+/// the survivor; each round only repeats if another create won.
+const SETTLE_ROUNDS: usize = 3;
+
+#[derive(Debug, Serialize)]
+pub struct CreateReport {
+    #[serde(rename = "box")]
+    pub info: BoxInfo,
+    /// False when the box already existed (create resumed or did nothing).
+    pub created: bool,
+    /// True when an existing stopped box was started.
+    pub started: bool,
+    pub terminated_duplicates: Vec<String>,
+    pub host_key_fingerprint: String,
+    pub host_key_newly_pinned: bool,
+    /// Services, seeds and health on the box.
+    pub up: UpReport,
+    /// The manifest's hostnames, pointed at the box.
+    pub hostnames: Pointed,
+}
+
+/// A box `create` launched and can reach (see [`Context::launch_ready`]).
+pub struct Ready {
+    pub info: BoxInfo,
+    /// The SSH session that found the box ready (it does the bring-up too).
+    pub shell: BoxShell,
+    pub host_key_fingerprint: String,
+    pub host_key_newly_pinned: bool,
+    pub created: bool,
+    pub started: bool,
+    pub terminated_duplicates: Vec<String>,
+}
+
+impl Context {
+    /// Creates (or finishes) the owner's box `name` with the user's key.
+    pub async fn create_box(
+        &self,
+        name: &BoxName,
+        manifest: &LoadedManifest,
+        health_timeout: Duration,
+        progress: Option<&ProgressBar>,
+    ) -> Result<CreateReport, LifecycleError> {
+        let public_key = read_public_key(&public_key_path(&self.ssh.identity))?;
+        let spec = LaunchSpec { owner: &self.owner, name, manifest, public_key: &public_key, preview: None };
+        self.create(&spec, health_timeout, progress).await
+    }
+
+    pub async fn create(&self, spec: &LaunchSpec<'_>, health_timeout: Duration, progress: Option<&ProgressBar>) -> Result<CreateReport, LifecycleError> {
+        // Everything that can fail here fails before a box is billed.
+        step(progress, "checking the seed snapshots".into());
+        let snapshots = self.snapshots(spec.manifest).await?;
+        let ready = self.launch_ready(spec, progress).await?;
+        self.finish_create(ready, spec.manifest, &snapshots, health_timeout, progress).await
+    }
+
+    /// The first half of `create`: the box launched (or found, and started
+    /// if stopped), running, its host key pinned, SSH answering, and the
+    /// SSH config written. `preview up` puts the tree on it before the
+    /// second half ([`Context::finish_create`]) brings the stack up.
+    pub async fn launch_ready(&self, spec: &LaunchSpec<'_>, progress: Option<&ProgressBar>) -> Result<Ready, LifecycleError> {
+        step(progress, format!("launching {}", spec.name));
+        let launched = self.provider.launch(spec).await?;
+        let mut info = launched.info;
+
+        let mut started = false;
+        if matches!(info.state, BoxState::Stopping | BoxState::Stopped) {
+            step(progress, format!("starting stopped box {}", info.id));
+            info = self.wait(&info, "stopped", RUNNING_TIMEOUT, progress, |i| i.state == BoxState::Stopped).await?;
+            self.provider.start(&info.id).await?;
+            started = true;
+        }
+
+        // Concurrent creates against an API that does not deduplicate may
+        // terminate this instance in favour of an older one after we
+        // started waiting: check at the end and follow the survivor.
+        let mut pinned_key;
+        let mut session;
+        let mut rounds = 0;
+        loop {
+            step(progress, format!("waiting for {} to run", info.id));
+            info = self.wait(&info, "running", RUNNING_TIMEOUT, progress, |i| i.state == BoxState::Running).await?;
+
+            step(progress, format!("waiting for {} to publish its SSH host key", info.id));
+            info = self.wait(&info, "publishing its host key", HOST_KEY_TIMEOUT, progress, |i| i.host_key.is_some()).await?;
+
+            let key = known_hosts::parse_key(info.host_key.as_deref().unwrap_or_default())?;
+            let outcome = self.known_hosts.pin(&known_hosts::alias(&info.id), &info.name, &key, false)?;
+            pinned_key = (key, outcome);
+
+            step(progress, format!("connecting to {} over SSH", info.id));
+            session = self.wait_ssh(&info).await?;
+            rounds += 1;
+            match self.provider.find(spec.owner, spec.name).await? {
+                Some(survivor) if survivor.id != info.id && rounds < SETTLE_ROUNDS => {
+                    session.close().await;
+                    info = survivor;
+                }
+                _ => break,
+            }
+        }
+        let (key, pinned) = pinned_key;
+        self.write_ssh_config(true).await?;
+        let shell = BoxShell::probe(session, &info.name).await?;
+        Ok(Ready {
+            info,
+            shell,
+            host_key_fingerprint: known_hosts::fingerprint(&key),
+            host_key_newly_pinned: pinned == Pinned::New,
+            created: launched.created,
+            started,
+            terminated_duplicates: launched.terminated_duplicates,
+        })
+    }
+
+    /// The second half of `create`: the manifest's stack up on the ready
+    /// box, and its hostnames pointed at it.
+    pub async fn finish_create(
+        &self,
+        ready: Ready,
+        manifest: &LoadedManifest,
+        snapshots: &Snapshots,
+        health_timeout: Duration,
+        progress: Option<&ProgressBar>,
+    ) -> Result<CreateReport, LifecycleError> {
+        let up = self.up_on(&ready.info, &ready.shell, manifest, snapshots, health_timeout, progress).await;
+        ready.shell.close().await;
+        let up = up?;
+        step(progress, "pointing hostnames at the box".into());
+        let hostnames = self.point_hostnames(&ready.info, &manifest.manifest.hostnames).await;
+
+        Ok(CreateReport {
+            up,
+            hostnames,
+            host_key_fingerprint: ready.host_key_fingerprint,
+            host_key_newly_pinned: ready.host_key_newly_pinned,
+            info: ready.info,
+            created: ready.created,
+            started: ready.started,
+            terminated_duplicates: ready.terminated_duplicates,
+        })
+    }
+}
