@@ -124,7 +124,7 @@ fn holder(owner: &str) -> String {
     };
     let clean = |s: &str| s.chars().filter(|c| c.is_ascii_alphanumeric() || "._-".contains(*c)).take(48).collect::<String>();
     let by = format!("{}@{}", clean(owner), clean(&host));
-    if hold::valid_holder(&by) {
+    if crate::stack::holds::valid_holder(&by) {
         by
     } else {
         clean(owner)

@@ -13,7 +13,7 @@ use comfy_table::Table;
 use super::output::{self, Output};
 use super::Global;
 use crate::preview::{self, dns, summary, Repo, UpRequest};
-use crate::sync::session::Report;
+use crate::sync::Report;
 
 /// Preview boxes for pull requests: one box per pull request with the tree
 /// of one commit, its stack up and seeded, hostnames like

@@ -9,7 +9,8 @@ use clap::Args;
 use super::box_arg::BoxArg;
 use super::output::Output;
 use super::Global;
-use crate::sync::session::{self, Report, Sync};
+use crate::sync::session::{self, Sync};
+use crate::sync::Report;
 
 /// Mirror this checkout onto the box, then keep it mirrored (work locally,
 /// run remotely).

@@ -11,11 +11,8 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-
+use crate::stack::holds::{dir, valid_holder, Holder};
 use crate::stack::layout::{sh, Layout};
-use crate::stack::shell::{BoxShell, ShellError};
 
 /// How often the laptop renews the lease.
 pub const HEARTBEAT: Duration = Duration::from_secs(2);
@@ -23,15 +20,6 @@ pub const HEARTBEAT: Duration = Duration::from_secs(2);
 pub const LEASE: Duration = Duration::from_secs(10);
 /// The exit status of a script that found the service held.
 pub const HELD_BY_OTHER: u32 = 3;
-
-/// Who holds an intercepted service (`<root>/run/intercepts/<service>.json`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Holder {
-    pub service: String,
-    pub by: String,
-    pub since: DateTime<Utc>,
-    pub ports: Vec<u16>,
-}
 
 /// What the script's first line says.
 #[derive(Debug, PartialEq, Eq)]
@@ -45,12 +33,9 @@ pub enum Answer {
     HeldBy(Option<Holder>),
 }
 
-fn dir(layout: &Layout) -> String {
-    format!("{}/intercepts", layout.run_dir())
-}
-
 /// The script for `service`, stopped and started with `stop` and `start`
-/// (supervisorctl commands), held by `by` (checked by [`valid_holder`]).
+/// (supervisorctl commands), held by `by` (checked by
+/// [`crate::stack::holds::valid_holder`]).
 /// With `close_connection`, ending the hold closes the SSH connection it
 /// runs under (its first sshd ancestor); without, a test can run it under
 /// any shell.
@@ -110,27 +95,6 @@ done
     )
 }
 
-/// A shell line printing one JSON record per service held now (a record
-/// whose lock is free is left over from a holder that is gone).
-pub fn list_command(layout: &Layout) -> String {
-    let dir = dir(layout);
-    format!(
-        "for f in {d}/*.json; do [ -e \"$f\" ] || continue; flock -n \"${{f%.json}}.lock\" true && continue; head -c 4096 \"$f\" | tr -d '\\n'; echo; done",
-        d = sh(&dir)
-    )
-}
-
-/// The records [`list_command`] printed; a line that is not a record
-/// (the box writes these, so they are checked) is skipped.
-pub fn parse_list(text: &str) -> Vec<Holder> {
-    text.lines().filter_map(|l| serde_json::from_str::<Holder>(l).ok()).filter(|h| valid_holder(&h.by) && !h.service.is_empty()).collect()
-}
-
-/// The services held on the box now.
-pub async fn holders(onbox: &BoxShell) -> Result<Vec<Holder>, ShellError> {
-    Ok(parse_list(&onbox.output(&list_command(&onbox.layout)).await?))
-}
-
 /// The script's first line.
 pub fn parse_answer(line: &str) -> Option<Answer> {
     match line.trim_end() {
@@ -143,15 +107,10 @@ pub fn parse_answer(line: &str) -> Option<Answer> {
     Some(Answer::HeldBy(holder))
 }
 
-/// A holder name safe to put in a record and a script: letters, digits and
-/// `@._-`, at most 100.
-pub fn valid_holder(by: &str) -> bool {
-    !by.is_empty() && by.len() <= 100 && by.chars().all(|c| c.is_ascii_alphanumeric() || "@._-".contains(c))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stack::holds::{list_command, parse_list};
 
     #[test]
     fn answers_and_records_are_parsed_and_checked() {
@@ -166,9 +125,6 @@ mod tests {
         // the terminal is not shown.
         let forged = r#"held-by {"service":"api","by":"\u001b]0;pwned\u0007","since":"2026-12-03T10:02:00Z","ports":[]}"#;
         assert_eq!(parse_answer(forged), Some(Answer::HeldBy(None)));
-        let forged = r#"{"service":"api","by":"$(rm -rf /)","since":"2026-12-03T10:02:00Z","ports":[]}"#;
-        assert_eq!(parse_list(&format!("{rec}\n{forged}\nnot json\n")).len(), 1);
-        assert!(!valid_holder("a b") && !valid_holder("") && valid_holder("bob@laptop-1.local"));
     }
 
     /// The script under a real bash: the lock refuses a second holder,

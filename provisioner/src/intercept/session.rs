@@ -24,9 +24,10 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
-use super::hold::{self, Answer, Holder};
+use super::hold::{self, Answer};
 use super::plan::Plan;
 use crate::manifest::Manifest;
+use crate::stack::holds::Holder;
 use crate::stack::layout::sh;
 use crate::stack::services;
 use crate::stack::shell::{BoxShell, ShellError};
@@ -75,7 +76,7 @@ pub struct Intercept<'a> {
     pub onbox: &'a BoxShell,
     pub manifest: &'a Manifest,
     pub plan: &'a Plan,
-    /// Who holds the service (checked by [`hold::valid_holder`]).
+    /// Who holds the service (checked by [`crate::stack::holds::valid_holder`]).
     pub by: &'a str,
 }
 

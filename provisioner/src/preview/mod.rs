@@ -34,7 +34,7 @@ use crate::progress::step;
 use crate::provider::{BoxInfo, LaunchSpec, Preview, ProviderError};
 use crate::stack::services::ProgramStatus;
 use crate::stack::shell::ShellError;
-use crate::sync::session::Report;
+use crate::sync::Report;
 use crate::sync::{Applied, Rules};
 
 /// The variables every service of a preview gets.

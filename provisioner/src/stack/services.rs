@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::intercept::hold::{self, Holder};
 use crate::manifest::{HealthCheck, Manifest};
+use crate::stack::holds::{self, Holder};
 use crate::stack::layout::{sh, StoreRunner};
 use crate::stack::shell::{BoxShell, ShellError};
 use crate::stack::stores;
@@ -168,7 +168,7 @@ pub fn parse_process_info(xml: &str) -> Vec<StatusLine> {
 /// Restarts a service (supervisorctl) or store (supervisorctl, or systemctl
 /// for a store systemd runs); returns what the tool printed.
 pub async fn restart(onbox: &BoxShell, manifest: &Manifest, program: &str) -> Result<String, ShellError> {
-    if let Some(h) = hold::holders(onbox).await?.into_iter().find(|h| h.service == program) {
+    if let Some(h) = holds::holders(onbox).await?.into_iter().find(|h| h.service == program) {
         return Err(ShellError::Intercepted { service: h.service, by: h.by });
     }
     onbox.run(&format!("restarting {program}"), &onbox.control("restart", program, manifest.stores.get(program))).await
@@ -209,7 +209,7 @@ pub async fn status(onbox: &BoxShell, manifest: &Manifest, only: Option<&str>) -
     // An intercepted service is stopped under supervisord: only then is
     // there anyone to ask about (saves a command per health round of `up`).
     let stopped = manifest.services.keys().any(|n| lines.iter().any(|l| &l.name == n && l.state == "STOPPED"));
-    let holders = if stopped { hold::holders(onbox).await? } else { Vec::new() };
+    let holders = if stopped { holds::holders(onbox).await? } else { Vec::new() };
     let (lines, exits, holders) = (&lines, &exits, &holders);
     let checks = names.iter().map(|(name, kind)| async move {
         let line = lines.iter().find(|l| &l.name == *name);

@@ -5,12 +5,16 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use super::session::Report;
 use super::Actions;
 use crate::boxes::LifecycleError;
-use crate::intercept::hold;
+use crate::stack::holds;
 use crate::stack::layout::sh;
 use crate::stack::shell::BoxShell;
+
+/// One line per event, for the CLI to print.
+pub trait Report {
+    fn line(&self, text: &str);
+}
 
 /// What [`apply`] ran.
 #[derive(Debug, Default, Serialize)]
@@ -53,7 +57,7 @@ pub async fn apply_with(onbox: &BoxShell, dir: &str, actions: &Actions, restart:
     if !to_restart.is_empty() {
         // An intercepted service runs on someone's laptop, and its
         // ports on the box are theirs until the intercept ends.
-        let held = hold::holders(onbox).await?;
+        let held = holds::holders(onbox).await?;
         for h in held.iter().filter(|h| to_restart.remove(&h.service)) {
             report.line(&format!("not restarting {}: intercepted by {} (it runs on their laptop)", h.service, h.by));
         }

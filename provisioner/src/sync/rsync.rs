@@ -8,7 +8,21 @@ use std::process::{Command, Stdio};
 
 use sha2::{Digest, Sha256};
 
-use super::{SyncError, FULL_SYNC_ABOVE};
+/// Above this many changed paths a batch is synced as a whole tree.
+pub const FULL_SYNC_ABOVE: usize = 1000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// `ssh`: what ssh itself said (rsync's own lines only say it failed).
+    #[error("rsync could not reach the box (exit {code}): {ssh}")]
+    Unreachable { code: i32, ssh: String },
+    #[error("cannot use {} for the shared SSH connection's socket: {why}; remove it (or set XDG_RUNTIME_DIR to a private directory)", .dir.display())]
+    ControlDir { dir: std::path::PathBuf, why: String },
+    #[error("rsync failed (exit {code}): {stderr}")]
+    Rsync { code: i32, stderr: String },
+    #[error("cannot run rsync: {0}; install it (apt install rsync / brew install rsync)")]
+    Spawn(std::io::Error),
+}
 
 /// Where the checkout goes.
 #[derive(Debug, Clone)]
@@ -209,4 +223,38 @@ pub fn parse_itemized(text: &str) -> Vec<String> {
             (changed && path != "./").then(|| path.to_owned())
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::path::PathBuf;
+
+    use super::*;
+
+    #[test]
+    fn itemized_output_names_changes_not_attribute_updates() {
+        let out = "*deleting   src/old.js\n<f.st...... src/app.js\n<f+++++++++ package-lock.json\n.d..t...... src/\ncd+++++++++ lib/\n.f...p..... mode-only\n";
+        assert_eq!(parse_itemized(out), vec!["src/old.js", "src/app.js", "package-lock.json"]);
+    }
+    #[test]
+    fn batches_name_parent_directories_or_go_full() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        let paths: BTreeSet<PathBuf> = [dir.path().join("a.txt"), dir.path().join("x/y/gone.txt")].into();
+        assert_eq!(Batch::of(dir.path(), &paths), Batch::Dirs(["".to_owned(), "x/y".to_owned()].into()));
+        assert_eq!(Batch::of(dir.path(), &[dir.path().join("sub")].into()), Batch::Full, "a new directory brings contents");
+        let many: BTreeSet<PathBuf> = (0..=FULL_SYNC_ABOVE).map(|i| dir.path().join(format!("f{i}"))).collect();
+        assert_eq!(Batch::of(dir.path(), &many), Batch::Full);
+    }
+    #[test]
+    fn the_control_socket_fits_whatever_the_home() {
+        let long = PathBuf::from(format!("/home/{}/.local/state/workstation/ssh_config", "x".repeat(120)));
+        let path = control_path(&long, "ws-a-rather-long-box-name").unwrap();
+        assert!(path.as_os_str().len() + 17 <= 103, "{}", path.display());
+        assert_ne!(path, control_path(&long, "ws-other").unwrap(), "one socket per box");
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::symlink_metadata(path.parent().unwrap()).unwrap();
+        assert_eq!(meta.mode() & 0o077, 0, "private");
+    }
 }

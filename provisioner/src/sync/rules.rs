@@ -63,3 +63,26 @@ impl Rules {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::Manifest;
+
+    #[test]
+    fn a_lockfile_change_installs_once_and_restarts_only_its_services() {
+        let m: Manifest = toml::from_str(
+            "[box]\ninstance_type = \"t3.micro\"\ndisk_gib = 8\nimage_id = \"ami-1\"\n\
+             [services.web]\ncommand = \"node web.js\"\ninstall = \"npm ci\"\ninstall_on = [\"package-lock.json\"]\nrestart_on = [\"web/**\"]\n\
+             [services.worker]\ncommand = \"node worker.js\"\ninstall = \"npm ci\"\ninstall_on = [\"package-lock.json\"]\n\
+             [services.api]\ncommand = \"python api.py\"\nrestart_on = [\"api/**\"]\n",
+        )
+        .unwrap();
+        let rules = Rules::new(&m);
+        let a = rules.actions(&["package-lock.json".into(), "api/x.py".into()]);
+        assert_eq!(a.installs, [("npm ci".to_owned(), vec!["web".to_owned(), "worker".to_owned()])].into());
+        assert_eq!(a.restarts, ["api".to_owned()].into());
+        assert_eq!(rules.actions(&["web/index.js".into()]).restarts, ["web".to_owned()].into());
+        assert_eq!(rules.actions(&["README.md".into()]), Actions::default());
+    }
+}

@@ -9,7 +9,7 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher};
 use sha2::{Digest, Sha256};
 
-use super::{Actions, Batch, Rules, Sent, SyncError, Target};
+use super::{Actions, Batch, Report, Rules, Sent, SyncError, Target};
 use crate::boxes::{Context, LifecycleError};
 use crate::manifest::LoadedManifest;
 use crate::provider::BoxInfo;
@@ -34,11 +34,6 @@ pub enum SessionError {
     Sync(#[from] SyncError),
     #[error(transparent)]
     Lifecycle(#[from] LifecycleError),
-}
-
-/// One line per event, for the CLI to print.
-pub trait Report {
-    fn line(&self, text: &str);
 }
 
 /// Holds the per-checkout lock for the life of the sync.
