@@ -16,6 +16,7 @@ mod preview;
 mod reap;
 mod setup;
 mod stack;
+mod structure;
 mod sync;
 mod terraform;
 mod workflows;

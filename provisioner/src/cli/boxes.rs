@@ -7,8 +7,8 @@ use anyhow::{bail, Result};
 use clap::Args;
 
 use super::box_arg::BoxArg;
+use super::context::Global;
 use super::output::{self, Output};
-use super::Global;
 use crate::boxes::{Context, CreateReport};
 use crate::laptop::hosts::Pointed;
 use crate::manifest::LoadedManifest;

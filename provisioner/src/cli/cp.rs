@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result};
 use clap::Args;
 
-use super::Global;
+use super::context::Global;
 use crate::ssh::openssh::{self, Operand};
 
 /// Copy files between this laptop and a box (scp with the pinned host key).

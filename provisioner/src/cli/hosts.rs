@@ -7,8 +7,8 @@ use anyhow::Result;
 use clap::Args;
 
 use super::box_arg::BoxFlag;
+use super::context::Global;
 use super::output::{self, Output};
-use super::Global;
 use crate::boxes::share;
 use crate::laptop::hosts::{HostsAgent, Status};
 use crate::manifest::name::Owner;

@@ -11,8 +11,8 @@ use comfy_table::presets::NOTHING;
 use comfy_table::Table;
 
 use super::box_arg::BoxArg;
+use super::context::Global;
 use super::output::{self, Output};
-use super::Global;
 use crate::idle::reap::{self, ReapReport};
 use crate::laptop::settings::ProviderKind;
 

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result};
 use clap::{Args, Subcommand};
 
+use super::context::Global;
 use super::output::{self, Output};
-use super::Global;
 use crate::image::{self, Arch, Inputs, Publisher};
 
 #[derive(Debug, Subcommand)]

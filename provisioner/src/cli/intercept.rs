@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::Args;
 
 use super::box_arg::BoxFlag;
-use super::Global;
+use super::context::Global;
 use crate::intercept::hold;
 use crate::intercept::plan::{self, Plan};
 use crate::intercept::session::{self, Ended, Intercept};

@@ -10,8 +10,8 @@ use clap::{Args, Subcommand};
 use comfy_table::presets::NOTHING;
 use comfy_table::Table;
 
+use super::context::Global;
 use super::output::{self, Output};
-use super::Global;
 use crate::preview::{self, dns, summary, Repo, UpRequest};
 use crate::sync::Report;
 

@@ -5,13 +5,14 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
-use clap::{Args, CommandFactory, ValueEnum};
+use clap::{Args, ValueEnum};
 use clap_complete::Shell;
 use indicatif::ProgressBar;
 
 use super::box_arg::BoxArg;
+use super::boxes;
+use super::context::Global;
 use super::output::{self, Output};
-use super::{boxes, Cli, Global};
 use crate::boxes::doctor::{self, Outcome};
 use crate::boxes::init::{self, Done, Step};
 use crate::boxes::Context;
@@ -74,11 +75,12 @@ pub struct CompletionsArgs {
     shell: Shell,
 }
 
-pub fn completions(args: CompletionsArgs) -> Result<ExitCode> {
+/// `cli`: the whole command line, whose completions are written.
+pub fn completions(args: CompletionsArgs, mut cli: clap::Command) -> Result<ExitCode> {
     // Into a buffer, then out: clap_complete panics on a failed write,
     // while a closed pipe (`| head`) is an error that ends quietly.
     let mut script = Vec::new();
-    clap_complete::generate(args.shell, &mut Cli::command(), "workstation", &mut script);
+    clap_complete::generate(args.shell, &mut cli, "workstation", &mut script);
     std::io::Write::write_all(&mut std::io::stdout().lock(), &script)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -107,7 +109,7 @@ pub async fn doctor(global: &Global, args: DoctorArgs) -> Result<ExitCode> {
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
-pub async fn init(global: &Global, args: InitArgs) -> Result<ExitCode> {
+pub async fn init(global: &Global, args: InitArgs, cli: clap::Command) -> Result<ExitCode> {
     let paths = Paths::from_env()?;
     let interactive = !args.yes;
     if interactive && !std::io::stdin().is_terminal() {
@@ -123,7 +125,7 @@ pub async fn init(global: &Global, args: InitArgs) -> Result<ExitCode> {
         until: args.until.unwrap_or(Step::Create),
         health_timeout: args.timeout.value,
     };
-    let done = init::run(&paths, &opts, &CliEnv(global), &Terminal(global.output)).await?;
+    let done = init::run(&paths, &opts, &CliEnv(global, cli), &Terminal(global.output)).await?;
     let Some(report) = done.create else {
         if global.output == Output::Json {
             output::json(&serde_json::json!({ "steps": done.steps }))?;
@@ -141,7 +143,8 @@ pub async fn init(global: &Global, args: InitArgs) -> Result<ExitCode> {
 }
 
 /// The command line's manifest and context for init.
-struct CliEnv<'a>(&'a Global);
+/// The run's global options, and the command line (for completions).
+struct CliEnv<'a>(&'a Global, clap::Command);
 
 impl init::Env for CliEnv<'_> {
     fn manifest(&self) -> Result<LoadedManifest> {
@@ -154,7 +157,7 @@ impl init::Env for CliEnv<'_> {
 
     fn completion_script(&self, shell: Shell) -> Vec<u8> {
         let mut script = Vec::new();
-        clap_complete::generate(shell, &mut Cli::command(), "workstation", &mut script);
+        clap_complete::generate(shell, &mut self.1.clone(), "workstation", &mut script);
         script
     }
 }

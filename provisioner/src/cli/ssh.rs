@@ -8,8 +8,8 @@ use anyhow::{Context as _, Result};
 use clap::Args;
 
 use super::box_arg::BoxArg;
+use super::context::Global;
 use super::output::{self, Output};
-use super::Global;
 use crate::boxes::Context;
 use crate::laptop::settings::ProviderKind;
 use crate::manifest::name::BoxName;

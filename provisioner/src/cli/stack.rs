@@ -8,8 +8,8 @@ use anyhow::{Context as _, Result};
 use clap::{Args, Subcommand};
 
 use super::box_arg::{BoxArg, BoxFlag};
+use super::context::Global;
 use super::output::{self, Output};
-use super::Global;
 use crate::stack::layout::{Layout, StoreRunner, DEFAULT_ROOT};
 use crate::stack::seed::SeedOutcome;
 use crate::stack::services;

@@ -7,8 +7,8 @@ use anyhow::{Context as _, Result};
 use clap::Args;
 
 use super::box_arg::BoxArg;
+use super::context::Global;
 use super::output::Output;
-use super::Global;
 use crate::sync::session::{self, Sync};
 use crate::sync::Report;
 

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{Loader, SeedError};
+use super::load::Loader;
+use super::SeedError;
 use crate::stack::layout::sh;
 use crate::stack::shell::ShellError;
 

@@ -4,8 +4,9 @@
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
+use super::load::{wait_ready, Loader, PIPE_BUFFER, REDIS_STAGING_DB};
 use super::snapshot::Location;
-use super::{wait_ready, Loader, SeedError, PIPE_BUFFER, REDIS_STAGING_DB};
+use super::SeedError;
 use crate::manifest::{SeedFormat, StoreKind};
 use crate::stack::layout::sh;
 use crate::stack::stores;

@@ -7,14 +7,18 @@ use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use aws_sdk_s3::presigning::PresigningConfig;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, ReadBuf};
 
 use super::hash_cache::{self, HashCache};
-use super::{SeedError, PRESIGN_FOR};
+use super::SeedError;
 use crate::manifest::{SeedFormat, SeedSource, Store};
+
+/// Presigned S3 URLs only need to outlive one download.
+const PRESIGN_FOR: Duration = Duration::from_secs(60 * 60);
 
 /// A snapshot, resolved on the laptop: where it is, what it is, and the
 /// identity the marker records.
