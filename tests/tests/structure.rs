@@ -16,7 +16,7 @@ const MAX_MOD_LINES: usize = 80;
 
 /// What is still over the limits, on its way out (issue 32): each entry
 /// must still be over, so a file that was mended leaves this list.
-const NOT_YET_SMALL: &[&str] = &["image/mod.rs", "manifest/mod.rs", "provider/aws/mod.rs", "provider/mod.rs", "provider/netns.rs"];
+const NOT_YET_SMALL: &[&str] = &["provider/netns.rs"];
 
 /// One source file: its module path and its code without unit tests.
 struct Source {

@@ -16,7 +16,8 @@ use sha2::{Digest, Sha256};
 
 use crate::provider::tags;
 
-use super::{api, ImageError, Inputs, BLOCK, GIB, ROOT_DEVICE};
+use super::inputs::{api, GIB, ROOT_DEVICE};
+use super::{Arch, Disk, ImageError, Inputs, BLOCK};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Upload {
@@ -312,6 +313,36 @@ pub fn register_request(
                 .ebs(EbsBlockDevice::builder().snapshot_id(snapshot_id).volume_type(VolumeType::Gp3).delete_on_termination(true).build())
                 .build(),
         )
+}
+
+impl Inputs {
+    /// The identity of `disk`: its architecture (given, else the nix system
+    /// of the build, else this machine's) and content (its store path, else
+    /// a pass over its data). What it says was baked in becomes tags once
+    /// checked: a build result is local, but tag values are read by others.
+    pub fn of(image: String, disk: &Disk, arch: Option<Arch>) -> Result<Inputs, ImageError> {
+        let arch = match (arch, disk.system.as_str()) {
+            (Some(a), _) => a,
+            (None, "x86_64-linux") => Arch::X86_64,
+            (None, "aarch64-linux") => Arch::Aarch64,
+            (None, _) => Arch::of_this_machine().ok_or(ImageError::UnknownArch)?,
+        };
+        let content = match &disk.store_path {
+            Some(p) => p.display().to_string(),
+            None => data_digest(&disk.file).map_err(|source| ImageError::Disk { path: disk.file.display().to_string(), source })?,
+        };
+        let baked = |field: &'static str, value: &Option<String>, ok: fn(&str) -> bool| match value {
+            Some(v) if !ok(v) => Err(ImageError::Baked { field, value: v.clone() }),
+            v => Ok(v.clone()),
+        };
+        Ok(Inputs {
+            image,
+            arch,
+            content,
+            manifest_hash: baked("manifest_hash", &disk.baked.manifest_hash, |v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))?,
+            nixpkgs: baked("nixpkgs", &disk.baked.nixpkgs, |v| (1..=64).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))?,
+        })
+    }
 }
 
 #[cfg(test)]

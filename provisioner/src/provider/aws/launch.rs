@@ -8,7 +8,8 @@ use aws_sdk_ec2::types::{
 };
 use sha2::{Digest, Sha256};
 
-use super::{api, code, state, tag, AwsProvider};
+use super::instances::{api, code, preview_tags, state, tag};
+use super::AwsProvider;
 use crate::manifest::name::{BoxName, Owner};
 use crate::manifest::ImageRef;
 use crate::provider::{tags, BoxState, LaunchSpec, ProviderError, Result};
@@ -200,7 +201,7 @@ impl AwsProvider {
                 .tags(tag("Name", &format!("workstation {}/{}", spec.owner, spec.name)));
             if kind == ResourceType::Instance {
                 b = b.tags(tag(tags::MANIFEST_HASH, &spec.manifest.hash));
-                for t in spec.preview.map(super::preview_tags).unwrap_or_default() {
+                for t in spec.preview.map(preview_tags).unwrap_or_default() {
                     b = b.tags(t);
                 }
             }

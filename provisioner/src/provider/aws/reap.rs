@@ -3,7 +3,8 @@
 
 use aws_sdk_ec2::types::Filter;
 
-use super::{tag, AwsProvider};
+use super::instances::tag;
+use super::AwsProvider;
 use crate::provider::{tags, BoxInfo, Result};
 
 /// How one StopInstances (or TerminateInstances) batch went, per instance.

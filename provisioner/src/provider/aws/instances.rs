@@ -1,0 +1,243 @@
+//! [`AwsProvider`]: the [`Provider`] on EC2, and how an instance and its
+//! tags become a [`BoxInfo`].
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::types::{Filter, Instance, InstanceStateName, Tag};
+use aws_sdk_ec2::Client;
+use chrono::{DateTime, Utc};
+
+use crate::laptop::settings::{AddressKind, ProviderKind};
+use crate::manifest::name::{BoxName, Owner};
+use crate::provider::{tags, BoxInfo, BoxState, LaunchSpec, Launched, Preview, Provider, ProviderError, Result};
+
+/// States in which an instance is "the box" (not on its way out).
+const LIVE_STATES: [&str; 4] = ["pending", "running", "stopping", "stopped"];
+
+pub struct AwsProvider {
+    pub(super) client: Client,
+    pub(super) address: AddressKind,
+}
+
+impl AwsProvider {
+    pub fn new(client: Client, address: AddressKind) -> Self {
+        Self { client, address }
+    }
+
+    async fn live_instances(&self, owner: Option<&Owner>, name: Option<&BoxName>) -> Result<Vec<Instance>> {
+        let mut filters = vec![
+            Filter::builder().name("tag-key").values(tags::NAME).build(),
+            Filter::builder().name("instance-state-name").set_values(Some(LIVE_STATES.map(String::from).to_vec())).build(),
+        ];
+        if let Some(o) = owner {
+            filters.push(Filter::builder().name(format!("tag:{}", tags::OWNER)).values(o.as_str()).build());
+        }
+        if let Some(n) = name {
+            filters.push(Filter::builder().name(format!("tag:{}", tags::NAME)).values(n.as_str()).build());
+        }
+        let mut out = self.instances(filters).await?;
+        // Oldest first, id as tie-break: every concurrent `create` picks
+        // the same survivor.
+        out.sort_by_key(|i| (i.launch_time().map(|t| (t.secs(), t.subsec_nanos())), i.instance_id().map(String::from)));
+        Ok(out)
+    }
+
+    /// Every instance matching `filters`, in pages of 1,000 (EC2's largest).
+    pub(super) async fn instances(&self, filters: Vec<Filter>) -> Result<Vec<Instance>> {
+        let mut pages = self.client.describe_instances().set_filters(Some(filters)).max_results(1000).into_paginator().send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(api("DescribeInstances"))?;
+            out.extend(page.reservations().iter().flat_map(|r| r.instances().iter().cloned()));
+        }
+        Ok(out)
+    }
+
+    pub(super) fn info(&self, i: &Instance) -> BoxInfo {
+        let tags: HashMap<&str, &str> = i.tags().iter().filter_map(|t| Some((t.key()?, t.value()?))).collect();
+        let private = i.private_ip_address().and_then(|a| a.parse::<IpAddr>().ok());
+        let public = i.public_ip_address().and_then(|a| a.parse::<IpAddr>().ok());
+        BoxInfo {
+            id: i.instance_id().unwrap_or_default().to_string(),
+            name: tags.get(tags::NAME).unwrap_or(&"").to_string(),
+            owner: tags.get(tags::OWNER).unwrap_or(&"").to_string(),
+            state: state(i),
+            address: match self.address {
+                AddressKind::Public => public.or(private),
+                AddressKind::Private => private,
+            },
+            private_address: private,
+            host_key: tags.get(tags::HOST_KEY).map(|k| k.to_string()),
+            manifest_hash: tags.get(tags::MANIFEST_HASH).map(|k| k.to_string()),
+            launched_at: i.launch_time().and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos())),
+            instance_type: i.instance_type().map(|t| t.as_str().to_string()),
+            last_active: crate::provider::parse_time(tags.get(tags::LAST_ACTIVE).copied()),
+            keep_until: crate::provider::parse_time(tags.get(tags::KEEP_UNTIL).copied()),
+            stopped_by: tags.get(tags::STOPPED_BY).map(|k| k.to_string()),
+            hibernate: i.hibernation_options().and_then(|h| h.configured()).unwrap_or(false),
+            shareable: tags.get(tags::SHAREABLE) == Some(&"true"),
+            bring_up_unfinished: tags.get(tags::BRING_UP) == Some(&"unfinished"),
+            preview: Preview::from_tags(tags.get(tags::PREVIEW).copied(), tags.get(tags::REF).copied(), tags.get(tags::EXPIRES).copied()),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Provider for AwsProvider {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Aws
+    }
+
+    async fn launch(&self, spec: &LaunchSpec<'_>) -> Result<Launched> {
+        if let Some(info) = self.find(spec.owner, spec.name).await? {
+            return Ok(Launched { info, created: false, terminated_duplicates: vec![] });
+        }
+        self.check_hibernation(spec).await?;
+        let (image, root_device) = self.resolve_image(spec).await?;
+        let (key_name, _) = self.ensure_key_pair(spec.owner, spec.public_key).await?;
+        let launched = self.run_instance(spec, &image, &root_device, &key_name).await?;
+
+        // EC2 deduplicates the ClientToken; APIs that don't (moto) can leave
+        // several live boxes for one name. Keep the oldest, end the others.
+        let live = self.live_instances(Some(spec.owner), Some(spec.name)).await?;
+        let keeper = live.first().cloned().unwrap_or(launched);
+        let duplicates: Vec<String> = live.iter().skip(1).filter_map(|i| i.instance_id().map(String::from)).collect();
+        if !duplicates.is_empty() {
+            let ended = self.client.terminate_instances().set_instance_ids(Some(duplicates.clone())).send().await;
+            match ended {
+                Ok(_) => {}
+                // Concurrent creates reconcile the same duplicates, and the
+                // other one may have ended them first: EC2 accepts that,
+                // moto answers that the volume is already detached.
+                Err(e) if code(&e) == Some("InvalidAttachment.NotFound") => {}
+                Err(e) => return Err(api("TerminateInstances")(e)),
+            }
+        }
+        Ok(Launched { info: self.info(&keeper), created: true, terminated_duplicates: duplicates })
+    }
+
+    async fn find(&self, owner: &Owner, name: &BoxName) -> Result<Option<BoxInfo>> {
+        Ok(self.live_instances(Some(owner), Some(name)).await?.first().map(|i| self.info(i)))
+    }
+
+    async fn list(&self, owner: Option<&Owner>) -> Result<Vec<BoxInfo>> {
+        Ok(self.live_instances(owner, None).await?.iter().map(|i| self.info(i)).collect())
+    }
+
+    async fn describe(&self, id: &str) -> Result<BoxInfo> {
+        let out = self.client.describe_instances().instance_ids(id).send().await;
+        let out = match out {
+            Err(e) if code(&e) == Some("InvalidInstanceID.NotFound") => return Err(ProviderError::NotFound { id: id.into() }),
+            other => other.map_err(api("DescribeInstances"))?,
+        };
+        out.reservations().iter().flat_map(|r| r.instances()).next().map(|i| self.info(i)).ok_or_else(|| ProviderError::NotFound { id: id.into() })
+    }
+
+    async fn start(&self, id: &str) -> Result<()> {
+        self.client.start_instances().instance_ids(id).send().await.map_err(api("StartInstances"))?;
+        Ok(())
+    }
+
+    async fn stop(&self, id: &str, hibernate: bool) -> Result<()> {
+        self.stop_instances(&[id.to_string()], hibernate).await.map_err(api("StopInstances"))?;
+        Ok(())
+    }
+
+    async fn destroy(&self, id: &str) -> Result<()> {
+        self.client.terminate_instances().instance_ids(id).send().await.map_err(api("TerminateInstances"))?;
+        Ok(())
+    }
+
+    async fn keep_until(&self, id: &str, until: DateTime<Utc>) -> Result<()> {
+        let value = until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        self.client.create_tags().resources(id).tags(tag(tags::KEEP_UNTIL, &value)).send().await.map_err(api("CreateTags"))?;
+        Ok(())
+    }
+
+    async fn set_shareable(&self, id: &str, shareable: bool) -> Result<()> {
+        let value = if shareable { "true" } else { "false" };
+        self.client.create_tags().resources(id).tags(tag(tags::SHAREABLE, value)).send().await.map_err(api("CreateTags"))?;
+        Ok(())
+    }
+
+    async fn record_bring_up(&self, id: &str, finished: Option<&str>) -> Result<()> {
+        let tags = match finished {
+            None => vec![tag(tags::BRING_UP, "unfinished")],
+            Some(hash) => vec![tag(tags::BRING_UP, "finished"), tag(tags::MANIFEST_HASH, hash)],
+        };
+        self.client.create_tags().resources(id).set_tags(Some(tags)).send().await.map_err(api("CreateTags"))?;
+        Ok(())
+    }
+
+    async fn set_preview(&self, id: &str, preview: &Preview) -> Result<()> {
+        let tags = preview_tags(preview).into_iter().filter(|t| t.key() != Some(tags::PREVIEW)).collect();
+        self.client.create_tags().resources(id).set_tags(Some(tags)).send().await.map_err(api("CreateTags"))?;
+        Ok(())
+    }
+}
+
+/// A preview box's tags: its number, commit and expiry.
+pub(super) fn preview_tags(p: &Preview) -> Vec<Tag> {
+    let mut out = vec![tag(tags::PREVIEW, &p.number.to_string())];
+    // Empty while an upload is under way: the box's tree is then at no
+    // known commit, and the next `preview up` uploads all of it.
+    out.push(tag(tags::REF, p.commit.as_deref().unwrap_or_default()));
+    out.extend(p.expires.map(|t| tag(tags::EXPIRES, &t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))));
+    out
+}
+
+pub(super) fn tag(key: &str, value: &str) -> Tag {
+    Tag::builder().key(key).value(value).build()
+}
+
+pub(super) fn state(i: &Instance) -> BoxState {
+    match i.state().and_then(|s| s.name()) {
+        Some(InstanceStateName::Running) => BoxState::Running,
+        Some(InstanceStateName::Stopping) => BoxState::Stopping,
+        Some(InstanceStateName::Stopped) => BoxState::Stopped,
+        Some(InstanceStateName::ShuttingDown) => BoxState::ShuttingDown,
+        Some(InstanceStateName::Terminated) => BoxState::Terminated,
+        _ => BoxState::Pending,
+    }
+}
+
+pub(super) fn code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> Option<&str> {
+    e.as_service_error().and_then(|s| s.code())
+}
+
+pub(super) fn api<E, R>(operation: &'static str) -> impl FnOnce(SdkError<E, R>) -> ProviderError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    move |e| ProviderError::Aws(super::failure::AwsFailure::of(operation, &e))
+}
+
+type StopResult = std::result::Result<(), aws_sdk_ec2::error::SdkError<aws_sdk_ec2::operation::stop_instances::StopInstancesError>>;
+
+impl AwsProvider {
+    /// StopInstances, hibernating when asked (see [`hibernation_refused`]).
+    pub(super) async fn stop_instances(&self, ids: &[String], hibernate: bool) -> StopResult {
+        let stop = |hibernate: bool| self.client.stop_instances().set_instance_ids(Some(ids.to_vec())).set_hibernate(hibernate.then_some(true)).send();
+        match stop(hibernate).await {
+            // One instance at a time: in a batch, the others can hibernate
+            // (reap retries a rejected batch one by one).
+            Err(e) if hibernate && ids.len() == 1 && hibernation_refused(&e) => stop(false).await.map(drop),
+            result => result.map(drop),
+        }
+    }
+}
+
+/// EC2 refuses to hibernate an instance whose hibernation is not ready yet
+/// (the first minutes after launch) or not enabled (a box launched before
+/// `box.hibernate` was set): such a box is stopped plainly rather than
+/// left running.
+pub fn hibernation_refused<E: aws_sdk_ec2::error::ProvideErrorMetadata>(e: &E) -> bool {
+    let refused = e.code().is_some_and(|c| c.contains("Hibernation"));
+    if refused {
+        tracing::warn!("hibernation refused ({}); stopping instead", e.message().unwrap_or_default());
+    }
+    refused
+}

@@ -1,0 +1,120 @@
+//! What a provider says about a box, and what it is asked to launch.
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::manifest::name::{BoxName, Owner};
+use crate::manifest::LoadedManifest;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BoxState {
+    Pending,
+    Running,
+    Stopping,
+    Stopped,
+    ShuttingDown,
+    Terminated,
+}
+
+impl BoxState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BoxState::Pending => "pending",
+            BoxState::Running => "running",
+            BoxState::Stopping => "stopping",
+            BoxState::Stopped => "stopped",
+            BoxState::ShuttingDown => "shutting-down",
+            BoxState::Terminated => "terminated",
+        }
+    }
+
+    /// Counts as "this box exists" (for idempotent create and duplicates).
+    pub fn is_live(self) -> bool {
+        !matches!(self, BoxState::ShuttingDown | BoxState::Terminated)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BoxInfo {
+    pub id: String,
+    pub name: String,
+    pub owner: String,
+    pub state: BoxState,
+    /// The address the laptop connects to (per the user's address setting).
+    pub address: Option<IpAddr>,
+    /// Its address inside its network (an EC2 private address, which an
+    /// instance keeps across stops): what a preview's DNS records name.
+    pub private_address: Option<IpAddr>,
+    /// The SSH host public key the box published about itself at first
+    /// boot (OpenSSH format), if it has yet.
+    pub host_key: Option<String>,
+    pub manifest_hash: Option<String>,
+    pub launched_at: Option<DateTime<Utc>>,
+    pub instance_type: Option<String>,
+    pub last_active: Option<DateTime<Utc>>,
+    pub keep_until: Option<DateTime<Utc>>,
+    pub stopped_by: Option<String>,
+    /// Launched with hibernation enabled: stops hibernate it.
+    pub hibernate: bool,
+    /// The owner lets colleagues start it (`share --start`).
+    pub shareable: bool,
+    /// The last bring-up did not end healthy (interrupted, failed, or
+    /// unhealthy): `workstation up` finishes it.
+    pub bring_up_unfinished: bool,
+    /// A pull request's preview box (`workstation preview`).
+    pub preview: Option<Preview>,
+}
+
+/// What a preview box's tags say: which pull request, which commit it
+/// runs, and when `reap` terminates it. Read from tags, so checked there:
+/// a tag that does not parse is absent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Preview {
+    pub number: u32,
+    /// The full commit id the box's tree is at (None: unknown, so the next
+    /// `preview up` uploads the whole tree).
+    pub commit: Option<String>,
+    /// None: no readable expiry, so reap never terminates it (it still
+    /// stops it when idle).
+    pub expires: Option<DateTime<Utc>>,
+}
+
+impl Preview {
+    pub fn from_tags(number: Option<&str>, commit: Option<&str>, expires: Option<&str>) -> Option<Preview> {
+        let number = number?.parse::<u32>().ok().filter(|n| *n > 0)?;
+        Some(Preview { number, commit: commit.filter(|c| is_commit_id(c)).map(str::to_owned), expires: parse_time(expires) })
+    }
+}
+
+/// A full SHA-1 or SHA-256 commit id, lowercase hex.
+pub fn is_commit_id(s: &str) -> bool {
+    matches!(s.len(), 40 | 64) && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// An RFC 3339 tag value; a malformed one counts as absent.
+pub fn parse_time(value: Option<&str>) -> Option<DateTime<Utc>> {
+    value.and_then(|v| DateTime::parse_from_rfc3339(v).ok()).map(|t| t.with_timezone(&Utc))
+}
+
+pub struct LaunchSpec<'a> {
+    pub owner: &'a Owner,
+    pub name: &'a BoxName,
+    pub manifest: &'a LoadedManifest,
+    /// The user's SSH public key (OpenSSH line).
+    pub public_key: &'a str,
+    /// Tags a preview box at launch (`workstation preview up`).
+    pub preview: Option<&'a Preview>,
+}
+
+#[derive(Debug)]
+pub struct Launched {
+    pub info: BoxInfo,
+    /// False when a box with this owner and name already existed.
+    pub created: bool,
+    /// Duplicates of this owner+name found after launch and terminated
+    /// (concurrent creates against an API that did not deduplicate).
+    pub terminated_duplicates: Vec<String>,
+}
