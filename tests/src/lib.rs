@@ -22,8 +22,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use workstation::laptop::settings::LocalNetwork;
+use workstation::provider::host::addresses_in_use;
 use workstation::provider::local::LocalProvider;
-use workstation::provider::netns::addresses_in_use;
 use workstation::provider::Provider;
 
 pub const BRIDGE: &str = "wstest0";
@@ -159,7 +159,7 @@ impl TestEnv {
         let mut env = TestEnv::base();
         let network = LocalNetwork { bridge: BRIDGE.into(), network: NETWORK.parse().unwrap(), subnet: env.subnet };
         workstation::provider::netns::BoxHost::ensure_bridge(&network).expect("test bridge");
-        let gateway = workstation::provider::netns::gateway(&network.network).to_string();
+        let gateway = workstation::provider::host::gateway(&network.network).to_string();
         let moto = moto::Moto::start_on(&gateway);
         env.env.extend(moto.client_env());
         let imds = imds::Imds::start_on(&gateway, &moto);

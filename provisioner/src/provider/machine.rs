@@ -10,7 +10,7 @@ use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-use super::netns::{addresses_in_use, gateway};
+use super::host::{addresses_in_use, gateway};
 use super::{ProviderError, Result};
 use crate::laptop::settings::LocalNetwork;
 

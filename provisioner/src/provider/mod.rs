@@ -5,6 +5,7 @@
 mod api;
 pub mod aws;
 mod error;
+pub mod host;
 pub mod local;
 pub mod machine;
 mod model;
