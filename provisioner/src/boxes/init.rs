@@ -19,7 +19,7 @@ use crate::laptop::paths::Paths;
 use crate::laptop::settings::{self, ProviderKind, Settings};
 use crate::manifest::name::BoxName;
 use crate::manifest::LoadedManifest;
-use crate::provider::aws::{sdk, AwsProvider};
+use crate::provider::aws::AwsProvider;
 
 /// The steps, in order; `--until STEP` stops after one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, clap::ValueEnum)]
@@ -51,6 +51,8 @@ pub trait Ui {
     fn done(&self, done: &Done);
     /// A spinner for the long create step (None: log lines instead).
     fn spinner(&self) -> Option<ProgressBar>;
+    /// Something the engineer should read before a question.
+    fn say(&self, text: &str);
 }
 
 pub struct Options {
@@ -73,6 +75,9 @@ pub struct Options {
 pub trait Env {
     fn manifest(&self) -> Result<LoadedManifest>;
     async fn context(&self, provider: ProviderKind, manifest: &LoadedManifest) -> Result<Context>;
+    /// The AWS clients for `profile` and `region` (STS: who you are; EC2:
+    /// your key pair).
+    async fn aws(&self, profile: Option<&str>, region: Option<String>) -> (aws_sdk_sts::Client, aws_sdk_ec2::Client);
     fn completion_script(&self, shell: Shell) -> Vec<u8>;
 }
 
@@ -125,15 +130,15 @@ pub async fn run(paths: &Paths, opts: &Options, env: &impl Env, ui: &dyn Ui) -> 
     let manifest = env.manifest()?;
     if provider == ProviderKind::Aws {
         let region = region.clone().or_else(|| manifest.manifest.machine.region.clone());
-        let sdk = sdk::config(profile.as_deref(), region).await;
-        let who = aws_sdk_sts::Client::new(&sdk).get_caller_identity().send().await.map_err(|e| {
+        let (sts, ec2) = env.aws(profile.as_deref(), region).await;
+        let who = sts.get_caller_identity().send().await.map_err(|e| {
             anyhow::anyhow!(
                 "AWS credentials do not work: {}; sign in (`aws sso login{}`) or set up a profile, then run init again",
                 aws_sdk_sts::error::DisplayErrorContext(&e),
                 profile.as_deref().map(|p| format!(" --profile {p}")).unwrap_or_default()
             )
         })?;
-        let aws = AwsProvider::new(aws_sdk_ec2::Client::new(&sdk), settings.aws.address);
+        let aws = AwsProvider::new(ec2, settings.aws.address);
         let public_key = read_public_key(&public_key_path(&key))?;
         let (pair, imported) = aws.ensure_key_pair(&settings.owner, &public_key).await?;
         if steps.record(Step::Aws, imported, format!("you are {}; key pair {pair}", who.arn().unwrap_or("?"))) {
@@ -239,10 +244,10 @@ fn install_agent(names: &[String], interactive: bool, ui: &dyn Ui) -> Result<(bo
         return Ok((false, format!("not installed: workstation-hosts is not on PATH; install it (cargo install --path hosts-agent), then `{shown}`")));
     }
     if interactive {
-        eprintln!(
+        ui.say(&format!(
             "The hosts agent points {} at your box. It runs as root to edit /etc/hosts, touches only those names, and needs sudo once.",
             names.join(", ")
-        );
+        ));
         if !ui.ask("install it now? (y/n)", "y")?.starts_with(['y', 'Y']) {
             return Ok((false, format!("skipped; later: {shown}")));
         }

@@ -81,10 +81,7 @@ pub async fn create(global: &Global, args: CreateArgs) -> Result<ExitCode> {
 
 /// `create` with a spinner, without printing the result.
 async fn launch(ctx: &Context, manifest: &LoadedManifest, args: &CreateArgs, out: Output) -> Result<CreateReport> {
-    let progress = output::spinner(out);
-    let report = ctx.create_box(&args.target.get(), manifest, args.timeout.value, progress.as_ref()).await;
-    progress.inspect(|p| p.finish_and_clear());
-    Ok(report?)
+    Ok(output::with_spinner(out, async |p| ctx.create_box(&args.target.get(), manifest, args.timeout.value, p).await).await?)
 }
 
 pub(super) fn print_created(report: &CreateReport) {
@@ -180,10 +177,8 @@ pub struct StartArgs {
 pub async fn start(global: &Global, args: StartArgs) -> Result<ExitCode> {
     let manifest = global.optional_manifest()?;
     let ctx = global.context(manifest.as_ref()).await?;
-    let progress = output::spinner(global.output);
-    let started = ctx.start_with_stack(&args.target.get(), manifest.as_ref(), args.timeout.value, progress.as_ref()).await;
-    progress.inspect(|p| p.finish_and_clear());
-    let started = started?;
+    let started =
+        output::with_spinner(global.output, async |p| ctx.start_with_stack(&args.target.get(), manifest.as_ref(), args.timeout.value, p).await).await?;
     match global.output {
         Output::Json => output::json(&started)?,
         Output::Text => {
@@ -201,10 +196,7 @@ pub async fn start(global: &Global, args: StartArgs) -> Result<ExitCode> {
 
 pub async fn stop(global: &Global, args: NameArg) -> Result<ExitCode> {
     let ctx = global.context(global.manifest_for_lookup().as_ref()).await?;
-    let progress = output::spinner(global.output);
-    let stopped = ctx.stop(&args.target.get(), progress.as_ref()).await;
-    progress.inspect(|p| p.finish_and_clear());
-    let (info, moved) = stopped?;
+    let (info, moved) = output::with_spinner(global.output, async |p| ctx.stop(&args.target.get(), p).await).await?;
     report(global, "stopped (disk kept)", &info, moved.as_ref())
 }
 
@@ -215,10 +207,7 @@ pub async fn destroy(global: &Global, args: DestroyArgs) -> Result<ExitCode> {
         eprintln!("not destroyed");
         return Ok(ExitCode::FAILURE);
     }
-    let progress = output::spinner(global.output);
-    let destroyed = ctx.destroy(&args.target.get(), progress.as_ref()).await;
-    progress.inspect(|p| p.finish_and_clear());
-    let (info, moved) = destroyed?;
+    let (info, moved) = output::with_spinner(global.output, async |p| ctx.destroy(&args.target.get(), p).await).await?;
     report(global, "destroyed", &info, moved.as_ref())
 }
 

@@ -76,10 +76,7 @@ impl Global {
     /// to stderr: stdout is the command's (or, for the ProxyCommand, ssh's
     /// connection).
     pub async fn wake_in(&self, ctx: &Context, manifest: Option<&LoadedManifest>, name: &BoxName) -> Result<BoxInfo> {
-        let progress = super::output::spinner(self.output);
-        let woken = ctx.wake(name, manifest, progress.as_ref()).await;
-        progress.inspect(|p| p.finish_and_clear());
-        let woken = woken?;
+        let woken = super::output::with_spinner(self.output, async |p| ctx.wake(name, manifest, p).await).await?;
         if let crate::boxes::Woken::Started(started) = &woken {
             super::output::report_wake(started);
         }

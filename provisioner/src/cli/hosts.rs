@@ -107,10 +107,7 @@ pub async fn share(global: &Global, args: ShareArgs) -> Result<ExitCode> {
     }
     let pointed = match &args.owner {
         Some(owner) => {
-            let progress = output::spinner(global.output);
-            let pointed = share::share(&ctx, manifest.as_ref(), owner, &args.target.get(), args.start, progress.as_ref()).await;
-            progress.inspect(|p| p.finish_and_clear());
-            pointed?
+            output::with_spinner(global.output, async |p| share::share(&ctx, manifest.as_ref(), owner, &args.target.get(), args.start, p).await).await?
         }
         None => share::share_off(&ctx, manifest.as_ref(), &args.target.get()).await?,
     };

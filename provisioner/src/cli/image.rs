@@ -83,7 +83,7 @@ fn build(global: &Global, args: BuildArgs) -> Result<ExitCode> {
         None => global.load_manifest()?.path.parent().map(Path::to_path_buf).unwrap_or_default(),
     };
     let arch = args.arch.or_else(Arch::of_this_machine).context("cannot tell this machine's architecture; pass --arch")?;
-    let built = image::build(&flake, arch, &args.out_link)?;
+    let built = image::build(&flake, arch, &args.out_link, &|line| eprintln!("{line}"))?;
     match global.output {
         Output::Json => output::json(&built)?,
         Output::Text => println!(

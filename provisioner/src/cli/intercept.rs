@@ -7,9 +7,10 @@ use clap::Args;
 
 use super::box_arg::BoxFlag;
 use super::context::Global;
+use crate::intercept::end::{self, Restored};
 use crate::intercept::hold;
 use crate::intercept::plan::{self, Plan};
-use crate::intercept::session::{self, Ended, Intercept};
+use crate::intercept::session::{Ended, Intercept};
 use crate::ssh::ssh_config::host_alias;
 
 /// Run one service on this laptop inside the box's stack (with your
@@ -72,63 +73,36 @@ pub async fn intercept(global: &Global, args: InterceptArgs) -> Result<ExitCode>
     let plan = plan::plan(&manifest.manifest, &args.service, &overrides, plan::loopback_free, plan::loopback_any)?;
     let (ctx, info) = super::ssh::running_box(global, &args.target.get()).await?;
     let config = ctx.write_ssh_config(false).await?;
-    let by = holder(&ctx.owner().to_string());
+    let by = end::holder(&ctx.owner().to_string());
     print_plan(&plan, &info.name);
     let onbox = ctx.shell(&info).await?;
     let alias = host_alias(&info.name);
     let intercept = Intercept { ssh_config: &config, alias: &alias, onbox: &onbox, manifest: &manifest.manifest, plan: &plan, by: &by };
     let result = intercept.run(&args.command).await;
-    // That session idled through the intercept; a lost connection may
-    // never answer its goodbye.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), onbox.close()).await;
+    end::close(onbox).await;
     let ended = result?;
+    let service = &plan.service;
     if let Ended::Command(_) = ended {
-        let service = &plan.service;
-        let look = async { ctx.on_box(&info, async |shell| Ok::<_, anyhow::Error>(session::wait_restored(shell, &manifest.manifest, service).await?)).await };
-        match tokio::time::timeout(std::time::Duration::from_secs(45), look).await {
-            Ok(Ok(true)) => eprintln!("intercept ended: {service} runs on box {} again", info.name),
-            Ok(Ok(false)) | Err(_) => eprintln!(
+        match end::restored(&ctx, &info, &manifest.manifest, service).await {
+            Restored::Up => eprintln!("intercept ended: {service} runs on box {} again", info.name),
+            Restored::NotYet => eprintln!(
                 "intercept ended, but {service} is not up on box {} yet: see `workstation services {service}` and `workstation logs {service}`",
                 info.name
             ),
-            Ok(Err(e)) => eprintln!("intercept ended; could not look at {service} on box {}: {e:#}", info.name),
+            Restored::Unknown(e) => eprintln!("intercept ended; could not look at {service} on box {}: {e}", info.name),
         }
     }
     Ok(match ended {
-        Ended::Command(status) => {
-            use std::os::unix::process::ExitStatusExt;
-            let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
-            ExitCode::from(u8::try_from(code).unwrap_or(255))
-        }
+        Ended::Command(status) => super::ssh::exit_code(status),
         Ended::ConnectionLost => {
             eprintln!(
-                "intercept ended: the connection to box {} was lost; your command was stopped, and the box starts {} again by itself within {} s",
+                "intercept ended: the connection to box {} was lost; your command was stopped, and the box starts {service} again by itself within {} s",
                 info.name,
-                plan.service,
                 hold::LEASE.as_secs()
             );
             ExitCode::FAILURE
         }
     })
-}
-
-/// `owner@host`, reduced to what a holder name may hold.
-fn holder(owner: &str) -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
-    // within it or fails.
-    let host = if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0 {
-        String::from_utf8_lossy(&buf[..buf.iter().position(|b| *b == 0).unwrap_or(0)]).into_owned()
-    } else {
-        String::new()
-    };
-    let clean = |s: &str| s.chars().filter(|c| c.is_ascii_alphanumeric() || "._-".contains(*c)).take(48).collect::<String>();
-    let by = format!("{}@{}", clean(owner), clean(&host));
-    if crate::stack::holds::valid_holder(&by) {
-        by
-    } else {
-        clean(owner)
-    }
 }
 
 fn print_plan(plan: &Plan, name: &str) {

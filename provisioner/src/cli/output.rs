@@ -158,6 +158,17 @@ pub fn report_wake(started: &crate::boxes::Started) {
     }
 }
 
+/// Runs `work` with a [`spinner`] (for text on a terminal), cleared after
+/// it whatever the outcome.
+pub async fn with_spinner<T>(output: Output, work: impl AsyncFnOnce(Option<&indicatif::ProgressBar>) -> T) -> T {
+    let progress = spinner(output);
+    let out = work(progress.as_ref()).await;
+    if let Some(p) = &progress {
+        p.finish_and_clear();
+    }
+    out
+}
+
 pub fn spinner(output: Output) -> Option<indicatif::ProgressBar> {
     use std::io::IsTerminal;
     if output != Output::Text || !std::io::stderr().is_terminal() {

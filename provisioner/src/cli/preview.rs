@@ -235,10 +235,7 @@ async fn up(global: &Global, args: UpArgs) -> Result<ExitCode> {
         health_timeout: args.health_timeout,
         max: args.max as usize,
     };
-    let progress = output::spinner(global.output);
-    let report = preview::up(&ctx, &manifest, &request, progress.as_ref(), &Lines).await;
-    progress.inspect(|p| p.finish_and_clear());
-    let report = report?;
+    let report = output::with_spinner(global.output, async |p| preview::up(&ctx, &manifest, &request, p, &Lines).await).await?;
     match (global.output, global.markdown) {
         (_, true) => print!("{}", summary::markdown(&report)),
         (Output::Json, _) => output::json(&report)?,
@@ -299,10 +296,7 @@ async fn down(global: &Global, args: DownArgs) -> Result<ExitCode> {
     let manifest = global.manifest_for_lookup();
     let zone = zone(global, manifest.as_ref(), args.zone_id.as_deref()).await?;
     let ctx = global.context(manifest.as_ref()).await?;
-    let progress = output::spinner(global.output);
-    let down = preview::down(&ctx, args.pr, zone.as_ref(), progress.as_ref()).await;
-    progress.inspect(|p| p.finish_and_clear());
-    let down = down?;
+    let down = output::with_spinner(global.output, async |p| preview::down(&ctx, args.pr, zone.as_ref(), p).await).await?;
     match global.output {
         Output::Json => output::json(&down)?,
         Output::Text => {

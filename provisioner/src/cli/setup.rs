@@ -155,6 +155,11 @@ impl init::Env for CliEnv<'_> {
         Global { provider: Some(provider), ..self.0.clone() }.context(Some(manifest)).await
     }
 
+    async fn aws(&self, profile: Option<&str>, region: Option<String>) -> (aws_sdk_sts::Client, aws_sdk_ec2::Client) {
+        let sdk = crate::provider::aws::sdk::config(profile, region).await;
+        (aws_sdk_sts::Client::new(&sdk), aws_sdk_ec2::Client::new(&sdk))
+    }
+
     fn completion_script(&self, shell: Shell) -> Vec<u8> {
         let mut script = Vec::new();
         clap_complete::generate(shell, &mut self.1.clone(), "workstation", &mut script);
@@ -177,6 +182,10 @@ impl init::Ui for Terminal {
 
     fn spinner(&self) -> Option<ProgressBar> {
         output::spinner(self.0)
+    }
+
+    fn say(&self, text: &str) {
+        eprintln!("{text}");
     }
 
     fn done(&self, done: &Done) {

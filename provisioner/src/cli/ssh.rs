@@ -15,6 +15,7 @@ use crate::laptop::settings::ProviderKind;
 use crate::manifest::name::BoxName;
 use crate::provider::BoxInfo;
 use crate::ssh::known_hosts::Pinned;
+use crate::ssh::proxy;
 use crate::ssh::ssh_config::host_alias;
 
 /// Open a shell on a box, or run a command on it, as `ssh` does.
@@ -183,23 +184,15 @@ pub(super) async fn running_box(global: &Global, name: &BoxName) -> Result<(Cont
     Ok((ctx, info))
 }
 
-/// How long a connect to the last known address may take before the box
-/// is looked up (a stopped instance's address drops packets).
-const PROXY_FAST_CONNECT: std::time::Duration = std::time::Duration::from_millis(1500);
-
 pub async fn proxy(global: &Global, args: ProxyArgs) -> Result<ExitCode> {
     let manifest = global.manifest_for_lookup();
     let ctx = global.context(manifest.as_ref()).await?;
-    // A running EC2 box answers at its private address: no
-    // DescribeInstances per ssh connection. Only a private one: a stopped
-    // instance keeps it, while its public address may be someone else's
-    // by now (ssh would refuse that host's key, but the box would never be
-    // woken). A local box is looked up, which costs nothing, while a
-    // stopped one's address would take seconds to fail.
-    let private = |ip: &std::net::IpAddr| matches!(ip, std::net::IpAddr::V4(v4) if v4.is_private());
-    if let (ProviderKind::Aws, Some(host)) = (ctx.provider().kind(), args.host.filter(private)) {
-        if let Ok(stream) = std::net::TcpStream::connect_timeout(&std::net::SocketAddr::new(host, args.port), PROXY_FAST_CONNECT) {
-            pass_to_ssh(&stream).context(FDPASS)?;
+    // A running EC2 box answers at its last address. A local box is looked
+    // up, which costs nothing, while a stopped one's address would take
+    // seconds to fail.
+    if let (ProviderKind::Aws, Some(host)) = (ctx.provider().kind(), args.host) {
+        if let Some(stream) = proxy::fast_connect(host, args.port) {
+            proxy::pass_to_ssh(&stream).context(proxy::FDPASS_HINT)?;
             return Ok(ExitCode::SUCCESS);
         }
     }
@@ -208,42 +201,9 @@ pub async fn proxy(global: &Global, args: ProxyArgs) -> Result<ExitCode> {
     // not find its services still starting.
     let info = global.wake_in(&ctx, manifest.as_ref(), &args.name).await?;
     let address = std::net::SocketAddr::new(ctx.target(&info)?.address.ip(), args.port);
-    let stream = connect_when_up(address).await.with_context(|| format!("cannot connect to box {} at {address}", info.name))?;
-    pass_to_ssh(&stream).context(FDPASS)?;
+    let stream = proxy::connect_when_up(address).await.with_context(|| format!("cannot connect to box {} at {address}", info.name))?;
+    proxy::pass_to_ssh(&stream).context(proxy::FDPASS_HINT)?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// A box found running (woken by another connection a moment ago) may not
-/// answer SSH yet: retry, backing off, for as long as a boot may take.
-async fn connect_when_up(address: std::net::SocketAddr) -> std::io::Result<std::net::TcpStream> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
-    let mut pause = std::time::Duration::from_millis(50);
-    loop {
-        match std::net::TcpStream::connect_timeout(&address, std::time::Duration::from_secs(5)) {
-            Ok(stream) => return Ok(stream),
-            Err(e) if std::time::Instant::now() >= deadline => return Err(e),
-            Err(_) => {
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(std::time::Duration::from_secs(2));
-            }
-        }
-    }
-}
-
-const FDPASS: &str = "cannot hand the connection to ssh: `workstation proxy` is a ProxyCommand for OpenSSH with ProxyUseFdpass yes";
-
-/// Sends the connected socket to ssh over stdout, a Unix socket when ssh
-/// runs us with ProxyUseFdpass: one byte carrying it as SCM_RIGHTS (what
-/// OpenSSH's mm_receive_fd reads).
-fn pass_to_ssh(stream: &std::net::TcpStream) -> std::io::Result<()> {
-    use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
-    use std::os::fd::AsFd;
-    let fds = [stream.as_fd()];
-    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
-    let mut control = SendAncillaryBuffer::new(&mut space);
-    control.push(SendAncillaryMessage::ScmRights(&fds));
-    sendmsg(std::io::stdout().as_fd(), &[std::io::IoSlice::new(&[0])], &mut control, SendFlags::empty())?;
-    Ok(())
 }
 
 /// A child's status as this process's: its code, or 128 + the signal that

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use clap::{Args, Subcommand};
 
 use super::box_arg::{BoxArg, BoxFlag};
@@ -150,10 +150,7 @@ pub struct RenderArgs {
 pub async fn up(global: &Global, args: UpArgs) -> Result<ExitCode> {
     let manifest = global.load_manifest()?;
     let (ctx, info) = global.wake(Some(&manifest), &args.target.get()).await?;
-    let progress = output::spinner(global.output);
-    let report = ctx.up(&info, &manifest, args.timeout.value, progress.as_ref()).await;
-    progress.inspect(|p| p.finish_and_clear());
-    let report = report?;
+    let report = output::with_spinner(global.output, async |p| ctx.up(&info, &manifest, args.timeout.value, p).await).await?;
     match global.output {
         Output::Json => output::json(&report)?,
         Output::Text => output::print_up(&report),
@@ -167,13 +164,11 @@ pub async fn seed(global: &Global, args: SeedArgs) -> Result<ExitCode> {
         manifest.manifest.check_store(store)?;
     }
     let (ctx, info) = global.wake(Some(&manifest), &args.target.get()).await?;
-    let progress = output::spinner(global.output);
-    if let Some(p) = &progress {
-        p.set_message("seeding");
-    }
-    let reports = ctx.seed(&info, &manifest, args.store.as_deref(), args.reset).await;
-    progress.inspect(|p| p.finish_and_clear());
-    let reports = reports?;
+    let reports = output::with_spinner(global.output, async |p| {
+        p.inspect(|p| p.set_message("seeding"));
+        ctx.seed(&info, &manifest, args.store.as_deref(), args.reset).await
+    })
+    .await?;
     match global.output {
         Output::Json => output::json(&reports)?,
         Output::Text => {
@@ -231,13 +226,7 @@ pub async fn render(global: &Global, command: RenderCommand) -> Result<ExitCode>
     match args.out {
         None => print!("{}", rendered.to_text()),
         Some(dir) => {
-            for (path, text) in &rendered.files {
-                let file = dir.join(path);
-                if let Some(parent) = file.parent() {
-                    std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
-                }
-                std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
-            }
+            rendered.write_to(&dir)?;
             eprintln!("wrote {} files to {} (configuration {})", rendered.files.len(), dir.display(), rendered.hash());
         }
     }

@@ -75,11 +75,12 @@ pub struct Built {
 }
 
 /// Builds the AMI disk of `flake` for `arch`, with its result link at
-/// `out_link`; nix's log streams to stderr.
-pub fn build(flake: &Path, arch: Arch, out_link: &Path) -> Result<Built, BuildError> {
+/// `out_link`; nix's log streams to stderr, and `say` is told what is
+/// being built before it starts.
+pub fn build(flake: &Path, arch: Arch, out_link: &Path, say: &dyn Fn(&str)) -> Result<Built, BuildError> {
     let installable = installable(flake, arch)?;
     check_nix_version()?;
-    eprintln!("building {installable} (the first build downloads nixpkgs and can take a while)");
+    say(&format!("building {installable} (the first build downloads nixpkgs and can take a while)"));
     let status = std::process::Command::new("nix")
         .args(["build", "--extra-experimental-features", "nix-command flakes", "--print-build-logs", "--out-link"])
         .arg(out_link)

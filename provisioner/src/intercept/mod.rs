@@ -4,6 +4,7 @@
 //! laptop and the box's other ports reach the laptop's process ([`plan`]),
 //! all over one OpenSSH connection with the pinned host key ([`session`]).
 
+pub mod end;
 pub mod hold;
 pub mod plan;
 pub mod session;

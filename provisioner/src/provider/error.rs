@@ -1,5 +1,11 @@
 //! What can go wrong asking a provider.
 
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+
 use super::aws::failure::AwsFailure;
 
 #[derive(Debug, thiserror::Error)]
@@ -26,10 +32,46 @@ pub enum ProviderError {
     },
     #[error("`{command}` failed: {stderr}")]
     Command { command: String, stderr: String },
-    #[error("{0}")]
-    Local(String),
+    #[error(transparent)]
+    Local(#[from] LocalError),
     #[error("box.hibernate: {0}")]
     Hibernation(String),
 }
 
 pub type Result<T, E = ProviderError> = std::result::Result<T, E>;
+
+/// What goes wrong with boxes on this machine (the local provider).
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error("local boxes record no {tag} tag")]
+    NoSuchTag { tag: String },
+    #[error("{} is corrupt ({detail}); remove the box directory to forget the box", .path.display())]
+    CorruptRecord { path: PathBuf, detail: String },
+    #[error("path {} is not UTF-8", .path.display())]
+    NotUtf8 { path: PathBuf },
+    #[error("{0}")]
+    Root(#[from] crate::stack::layout::BadRoot),
+    #[error(
+        "no free address in local.subnet {subnet}: all {held} are held by local boxes on this machine (any user's); \
+         destroy a box (`workstation list`), or set a larger or different [local] subnet in ~/.config/workstation/config.toml"
+    )]
+    NoFreeAddress { subnet: Ipv4Net, held: usize },
+    #[error("address {address} is leased to another local box ({}); destroy and re-create this box to get a free address", .holder.display())]
+    Leased { address: Ipv4Addr, holder: PathBuf },
+    #[error("address {address} is not a box address in {network} (the bridge owns {gateway})")]
+    NotABoxAddress { address: Ipv4Addr, network: Ipv4Net, gateway: Ipv4Addr },
+    #[error(
+        "address {address} of box {name} is already held by network namespace {namespace} (another user's box on this machine?); \
+         destroy and re-create this box to get a free address"
+    )]
+    AddressHeld { address: Ipv4Addr, name: String, namespace: String },
+    #[error("sshd of box {name} did not accept connections on {address} within {waited:?}; see `ip netns exec {namespace} ss -ltn`")]
+    SshdNotReady { name: String, address: std::net::SocketAddr, waited: Duration, namespace: String },
+    #[error(
+        "the local box directory {} is below {} (mode {mode:o}, owner uid {uid}), which another user could change, and root's sshd takes the box's login key from it; \
+         set HOME (or XDG_STATE_HOME) to a directory only you can write",
+        .dir.display(),
+        .below.display()
+    )]
+    Untrusted { dir: PathBuf, below: PathBuf, mode: u32, uid: u32 },
+}

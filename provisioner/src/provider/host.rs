@@ -8,7 +8,7 @@ use std::process::Command;
 
 use ipnet::Ipv4Net;
 
-use super::{ProviderError, Result};
+use super::{LocalError, ProviderError, Result};
 
 /// The bridge's own address: the network's first host.
 pub fn gateway(net: &Ipv4Net) -> Ipv4Addr {
@@ -31,14 +31,7 @@ pub(super) fn trusted_path(dir: &Path) -> Result<()> {
         let shared = mode & 0o022 != 0 && mode & 0o1000 == 0;
         let owner_ok = meta.uid() == 0 || meta.uid() == me || Some(meta.uid()) == sudo_user;
         if shared || !owner_ok {
-            return Err(ProviderError::Local(format!(
-                "the local box directory {} is below {} (mode {:o}, owner uid {}), which another user could change, and root's sshd takes the box's login key from it; \
-                 set HOME (or XDG_STATE_HOME) to a directory only you can write",
-                dir.display(),
-                d.display(),
-                mode & 0o7777,
-                meta.uid()
-            )));
+            return Err(LocalError::Untrusted { dir: dir.to_owned(), below: d.to_owned(), mode: mode & 0o7777, uid: meta.uid() }.into());
         }
     }
     Ok(())
@@ -103,7 +96,7 @@ pub(super) fn signal_all(pids: &[i32], sig: i32) {
 }
 
 pub(super) fn path_str(p: &Path) -> Result<&str> {
-    p.to_str().ok_or_else(|| ProviderError::Local(format!("path {} is not UTF-8", p.display())))
+    p.to_str().ok_or_else(|| LocalError::NotUtf8 { path: p.to_owned() }.into())
 }
 
 pub(super) fn io(context: String) -> impl FnOnce(std::io::Error) -> ProviderError {

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::machine::{Machine, MACHINE_DIR};
 use super::netns::BoxHost;
-use super::{BoxInfo, BoxState, LaunchSpec, Launched, Provider, ProviderError, Result};
+use super::{BoxInfo, BoxState, LaunchSpec, Launched, LocalError, Provider, ProviderError, Result};
 use crate::laptop::settings::{LocalNetwork, ProviderKind};
 use crate::manifest::name::{BoxName, Owner};
 
@@ -187,7 +187,7 @@ impl LocalProvider {
         let change: Box<dyn FnOnce(&mut Record)> = match key {
             super::tags::LAST_ACTIVE => Box::new(|r| r.last_active = super::parse_time(Some(value))),
             super::tags::STOPPED_BY => Box::new(|r| r.stopped_by = Some(value.into())),
-            other => return Err(ProviderError::Local(format!("local boxes record no {other} tag"))),
+            other => return Err(LocalError::NoSuchTag { tag: other.into() }.into()),
         };
         self.update(id, change).map(drop)
     }
@@ -391,7 +391,7 @@ fn namespace(id: &str) -> String {
 
 fn read_record(path: &Path) -> Result<Record> {
     let bytes = std::fs::read(path).map_err(io(path))?;
-    serde_json::from_slice(&bytes).map_err(|e| ProviderError::Local(format!("{} is corrupt ({e}); remove the box directory to forget the box", path.display())))
+    serde_json::from_slice(&bytes).map_err(|e| LocalError::CorruptRecord { path: path.to_owned(), detail: e.to_string() }.into())
 }
 
 /// The box's stack, as the image's systemd unit starts it at boot:
@@ -400,7 +400,7 @@ fn read_record(path: &Path) -> Result<Record> {
 /// for (0.3-0.5 s: supervisord daemonises once its socket listens), so
 /// the verb that woke the box finds the stack starting, not missing.
 fn start_stack(host: &BoxHost) -> Result<()> {
-    let layout = crate::stack::layout::Layout::new(path(&host.root())?, None).map_err(|e| ProviderError::Local(e.to_string()))?;
+    let layout = crate::stack::layout::Layout::new(path(&host.root())?, None).map_err(LocalError::from)?;
     if !Path::new(&layout.conf()).exists() {
         return Ok(());
     }
@@ -421,7 +421,7 @@ fn lock(path: &Path) -> Result<File> {
 }
 
 fn path(p: &Path) -> Result<&str> {
-    p.to_str().ok_or_else(|| ProviderError::Local(format!("{} is not UTF-8", p.display())))
+    p.to_str().ok_or_else(|| LocalError::NotUtf8 { path: p.to_owned() }.into())
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ProviderError + '_ {

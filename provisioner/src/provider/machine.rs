@@ -11,7 +11,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use super::host::{addresses_in_use, gateway};
-use super::{ProviderError, Result};
+use super::{LocalError, ProviderError, Result};
 use crate::laptop::settings::LocalNetwork;
 
 /// Root-owned (0755): the lock, the address leases and the boxes' roots.
@@ -88,11 +88,7 @@ impl Machine {
         let free = net.subnet.hosts().find(|a| !used.contains(a));
         let Some(address) = free else {
             let held = used.iter().filter(|a| net.subnet.contains(*a)).collect::<std::collections::BTreeSet<_>>().len();
-            return Err(ProviderError::Local(format!(
-                "no free address in local.subnet {}: all {held} are held by local boxes on this machine (any user's); \
-                 destroy a box (`workstation list`), or set a larger or different [local] subnet in ~/.config/workstation/config.toml",
-                net.subnet
-            )));
+            return Err(LocalError::NoFreeAddress { subnet: net.subnet, held }.into());
         };
         self.write_lease(address, record)?;
         Ok(address)
@@ -104,10 +100,7 @@ impl Machine {
         match self.holder(address) {
             Some(held) if held == record => return Ok(()),
             Some(other) if recorded_address(&other) == Some(address) => {
-                return Err(ProviderError::Local(format!(
-                    "address {address} is leased to another local box ({}); destroy and re-create this box to get a free address",
-                    other.display()
-                )));
+                return Err(LocalError::Leased { address, holder: other }.into());
             }
             _ => {}
         }

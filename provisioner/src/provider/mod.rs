@@ -13,5 +13,5 @@ pub mod netns;
 pub mod tags;
 
 pub use api::Provider;
-pub use error::{ProviderError, Result};
+pub use error::{LocalError, ProviderError, Result};
 pub use model::{is_commit_id, parse_time, BoxInfo, BoxState, LaunchSpec, Launched, Preview};

@@ -13,7 +13,7 @@ use super::host::{
     addresses_in_use, gateway, io, link_exists, netns_exists, path_str, pid_alive, refusal_in, run, run_ok_if_exists, run_ok_if_missing, signal_all,
     trusted_path,
 };
-use super::{ProviderError, Result};
+use super::{LocalError, ProviderError, Result};
 use crate::laptop::settings::LocalNetwork;
 
 /// sshd normally accepts within tens of milliseconds; a loaded CI machine
@@ -111,12 +111,7 @@ impl BoxHost {
     /// connections. Idempotent: leftovers of a crashed boot are removed.
     pub fn boot(&self) -> Result<()> {
         if self.address == gateway(&self.network.network) || !self.network.network.contains(&self.address) {
-            return Err(ProviderError::Local(format!(
-                "address {} is not a box address in {} (the bridge owns {})",
-                self.address,
-                self.network.network,
-                gateway(&self.network.network)
-            )));
+            return Err(LocalError::NotABoxAddress { address: self.address, network: self.network.network, gateway: gateway(&self.network.network) }.into());
         }
         std::fs::create_dir_all(&self.dir).map_err(io(format!("cannot create {}", self.dir.display())))?;
         // Root's sshd trusts the key, config and host key found here.
@@ -131,11 +126,7 @@ impl BoxHost {
         // Another HOME's box (or any namespace) at this address would answer
         // in this box's place, with another host key.
         if let Some(ns) = addresses_in_use().into_iter().find_map(|(ns, a)| (a == self.address && self.network.network.contains(&a)).then_some(ns)) {
-            return Err(ProviderError::Local(format!(
-                "address {} of box {} is already held by network namespace {ns} (another user's box on this machine?); \
-                 destroy and re-create this box to get a free address",
-                self.address, self.hostname
-            )));
+            return Err(LocalError::AddressHeld { address: self.address, name: self.hostname.clone(), namespace: ns }.into());
         }
         self.install_authorized_keys()?;
 
@@ -315,10 +306,7 @@ impl BoxHost {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                return Err(ProviderError::Local(format!(
-                    "sshd of box {} did not accept connections on {addr} within {timeout:?}; see `ip netns exec {} ss -ltn`",
-                    self.hostname, self.ns
-                )));
+                return Err(LocalError::SshdNotReady { name: self.hostname.clone(), address: addr, waited: timeout, namespace: self.ns.clone() }.into());
             }
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(100));

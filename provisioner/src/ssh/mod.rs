@@ -3,6 +3,7 @@
 
 pub mod known_hosts;
 pub mod openssh;
+pub mod proxy;
 pub mod remote;
 pub mod ssh_config;
 

@@ -44,6 +44,20 @@ impl Rendered {
         hex::encode(&h.finalize()[..8])
     }
 
+    /// Writes every file under `dir` (created as needed), as the box would
+    /// have them: for comparing with the image's baked configuration.
+    pub fn write_to(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        for (path, text) in &self.files {
+            let file = dir.join(path);
+            let context = |e: std::io::Error| std::io::Error::new(e.kind(), format!("cannot write {}: {e}", file.display()));
+            if let Some(parent) = file.parent() {
+                std::fs::create_dir_all(parent).map_err(context)?;
+            }
+            std::fs::write(&file, text).map_err(context)?;
+        }
+        Ok(())
+    }
+
     /// Every file, each under a `==> path <==` header (like `tail`), for
     /// printing.
     pub fn to_text(&self) -> String {
