@@ -27,6 +27,7 @@ use tokio::process::{Child, Command};
 use super::hold::{self, Answer};
 use super::plan::Plan;
 use crate::manifest::Manifest;
+use crate::poll::{self, Backoff};
 use crate::stack::holds::Holder;
 use crate::stack::layout::sh;
 use crate::stack::services;
@@ -36,6 +37,8 @@ use crate::stack::shell::{BoxShell, ShellError};
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a command gets to exit after SIGTERM before SIGKILL.
 const TERM_GRACE: Duration = Duration::from_secs(5);
+/// Asking whether it is: every 200 ms (a status costs a round trip).
+const RESTORE_POLL: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_millis(200));
 /// How long the service may take to be up again after the hold ends.
 const RESTORE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -254,17 +257,11 @@ async fn stop(child: &mut Child) -> ExitStatus {
 /// its check (the box starts it once the forwards are gone), on a new
 /// session (the first one may have idled through the whole intercept).
 pub async fn wait_restored(onbox: &BoxShell, manifest: &Manifest, service: &str) -> Result<bool, ShellError> {
-    let deadline = tokio::time::Instant::now() + RESTORE_TIMEOUT;
-    loop {
-        let status = services::status(onbox, manifest, Some(service)).await?;
-        if status.iter().all(services::ProgramStatus::is_up) {
-            return Ok(true);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Ok(false);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let up = poll::until(RESTORE_TIMEOUT, RESTORE_POLL, async || {
+        Ok::<_, ShellError>(services::status(onbox, manifest, Some(service)).await?.iter().all(services::ProgramStatus::is_up).then_some(()))
+    })
+    .await?;
+    Ok(up.is_some())
 }
 
 async fn wait_or_kill(child: &mut Child, grace: Duration) -> ExitStatus {

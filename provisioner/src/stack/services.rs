@@ -8,6 +8,7 @@ use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::manifest::{HealthCheck, Manifest};
+use crate::poll::{self, Backoff};
 use crate::stack::holds::{self, Holder};
 use crate::stack::layout::{sh, StoreRunner};
 use crate::stack::shell::{BoxShell, ShellError};
@@ -95,36 +96,31 @@ async fn supervisor_status(onbox: &BoxShell) -> Result<Vec<StatusLine>, ShellErr
     Ok(parse_process_info(&onbox.output(&curl).await?))
 }
 
+/// Asking supervisord while a woken box's programs start.
+const SETTLE_POLL: Backoff = Backoff::new(Duration::from_millis(20), Duration::from_millis(200));
+
 /// Waits (at most `timeout`) until none of supervisord's programs is
 /// still starting, for a box woken without its manifest (whose health
 /// checks are unknown); returns those still starting ("supervisord" when
 /// it never made its socket). A box never brought up has nothing to wait
 /// for.
 pub async fn settle(onbox: &BoxShell, timeout: Duration) -> Result<Vec<String>, ShellError> {
-    let started = std::time::Instant::now();
-    let mut pause = Duration::from_millis(20);
-    loop {
+    let mut starting = Vec::new();
+    let settled = poll::until(timeout, SETTLE_POLL, async || {
         // supervisord may not have made its socket yet (its unit starts
         // after the stores'); with no configuration it never will.
         if !onbox.check(&format!("test -S {}", sh(&onbox.layout.socket()))).await? {
             if !onbox.check(&format!("test -e {}", sh(&onbox.layout.conf()))).await? {
-                return Ok(Vec::new());
+                return Ok(Some(Vec::new()));
             }
-            if started.elapsed() >= timeout {
-                return Ok(vec!["supervisord".into()]);
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(200));
-            continue;
+            starting = vec!["supervisord".into()];
+            return Ok(None);
         }
-        let starting: Vec<String> =
-            supervisor_status(onbox).await?.into_iter().filter(|l| matches!(l.state.as_str(), "STARTING" | "BACKOFF")).map(|l| l.name).collect();
-        if starting.is_empty() || started.elapsed() >= timeout {
-            return Ok(starting);
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(200));
-    }
+        starting = supervisor_status(onbox).await?.into_iter().filter(|l| matches!(l.state.as_str(), "STARTING" | "BACKOFF")).map(|l| l.name).collect();
+        Ok::<_, ShellError>(starting.is_empty().then(Vec::new))
+    })
+    .await?;
+    Ok(settled.unwrap_or(starting))
 }
 
 /// The `getAllProcessInfo` answer: one `<struct>` per program with

@@ -11,12 +11,13 @@
 //!    good, or the timeout.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use indicatif::ProgressBar;
 use serde::Serialize;
 
 use crate::manifest::Manifest;
+use crate::poll::{self, Backoff};
 use crate::progress::step;
 use crate::ssh::remote::Held;
 use crate::stack::layout::{sh, Layout, StoreRunner};
@@ -25,6 +26,13 @@ use crate::stack::services::{self, ProgramStatus};
 use crate::stack::shell::{BoxShell, ShellError};
 use crate::stack::stores;
 use crate::stack::supervisor;
+
+/// Health polls: from a few milliseconds up, so a stack that is quick to
+/// start is not made to wait for a long first pause; at most 100 ms apart,
+/// because a poll costs a few milliseconds over the open connection, while
+/// a long pause is paid in full by a stack that got healthy just after a
+/// poll.
+const HEALTH_POLL: Backoff = Backoff::new(Duration::from_millis(10), Duration::from_millis(100));
 
 #[derive(Debug, Serialize)]
 pub struct UpReport {
@@ -69,24 +77,22 @@ pub async fn up(
     let seeds = seed::seed_all(onbox, locked, &manifest.stores, None, snapshots, false).await;
 
     step(progress, "waiting for health checks".into());
-    let started = Instant::now();
-    // From a few milliseconds up: a stack that is quick to start is not
-    // made to wait for a long first pause; at most 100 ms apart, because a
-    // poll costs a few milliseconds over the open connection, while a long
-    // pause is paid in full by a stack that got healthy just after a poll.
-    let mut pause = Duration::from_millis(10);
-    let nothing_to_check = manifest.services.is_empty() && manifest.stores.is_empty();
-    let programs = loop {
-        if nothing_to_check {
-            break Vec::new();
+    let programs = match manifest.services.is_empty() && manifest.stores.is_empty() {
+        true => Vec::new(),
+        false => {
+            // Up, or given up on by supervisord: nothing more to wait for.
+            let mut last = Vec::new();
+            let settled = poll::until(health_timeout, HEALTH_POLL, async || {
+                let programs = services::status(onbox, manifest, None).await?;
+                if programs.iter().all(ProgramStatus::is_up) || programs.iter().any(ProgramStatus::has_failed) {
+                    return Ok::<_, ShellError>(Some(programs));
+                }
+                last = programs;
+                Ok(None)
+            })
+            .await?;
+            settled.unwrap_or(last)
         }
-        let programs = services::status(onbox, manifest, None).await?;
-        let all_up = programs.iter().all(ProgramStatus::is_up);
-        if all_up || programs.iter().any(ProgramStatus::has_failed) || started.elapsed() >= health_timeout {
-            break programs;
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(100));
     };
     let healthy = programs.iter().all(ProgramStatus::is_up) && seeds.iter().all(|s| s.error.is_none());
     Ok(UpReport { root: layout.root().into(), config: hash, supervisord, seeds, programs, healthy })

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::manifest::{SeedFormat, Store, StoreKind};
+use crate::poll::{self, Backoff};
 use crate::ssh::remote::Held;
 use crate::stack::layout::sh;
 use crate::stack::shell::{BoxShell, ShellError};
@@ -20,22 +21,16 @@ pub(super) const REDIS_STAGING_DB: u32 = 15;
 /// A store just started by supervisord may take a while (postgres' first
 /// start runs initdb).
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
+/// Asking a starting store whether it answers: soon, then at most each second.
+const READY_POLL: Backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
 /// Between the laptop's reader and the SSH channel.
 pub(super) const PIPE_BUFFER: usize = 256 * 1024;
 
 /// Waits until the store answers; supervisord has just started it.
 pub async fn wait_ready(onbox: &BoxShell, name: &str, store: &Store) -> Result<(), SeedError> {
     let check = stores::ready_command(store);
-    let started = Instant::now();
-    let mut pause = Duration::from_millis(50);
-    while !onbox.check(&check).await? {
-        if started.elapsed() > READY_TIMEOUT {
-            return Err(SeedError::NotReady { store: name.into(), waited: READY_TIMEOUT, check });
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(1));
-    }
-    Ok(())
+    let ready = poll::until(READY_TIMEOUT, READY_POLL, async || Ok::<_, ShellError>(onbox.check(&check).await?.then_some(()))).await?;
+    ready.ok_or(SeedError::NotReady { store: name.into(), waited: READY_TIMEOUT, check })
 }
 
 /// Loads `snapshot` into the store unless its marker says it already holds
