@@ -81,12 +81,17 @@ fn ssh_typing_and_http_keep_a_box_silence_stops_it_with_a_warning() {
             std::thread::sleep(Duration::from_millis(5));
         }
     };
+    // The terminal echoes what reached the box: its packets were counted.
+    let echoed = |what: &str| {
+        let what = what.to_owned();
+        wait_until(Duration::from_secs(5), || screen.lock().unwrap().contains(what.as_str()), || format!("the box never echoed {what:?}"));
+    };
     typed("echo hello\n");
-    std::thread::sleep(Duration::from_millis(500));
+    echoed("hello");
     let typing = check(60);
     assert!(typing["active"][0].as_str().unwrap().starts_with("SSH traffic"), "{typing}");
     typed("more keystrokes\n");
-    std::thread::sleep(Duration::from_millis(300));
+    echoed("more keystrokes");
     let still = check(120);
     assert!(!still["active"].as_array().unwrap().is_empty(), "typing counts: {still}");
 

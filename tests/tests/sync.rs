@@ -175,6 +175,9 @@ fn watch_mirrors_edits_runs_installs_restarts_and_catches_up_after_a_stop() {
     // down; `push` retries unreachable boxes with backoff either way.)
     env.ok(&["stop", "dev"]);
     write(&checkout.join("offline.txt"), "made while the box was down");
+    // A fixed wait is the check here: nothing says "the watcher saw the
+    // edit and its push failed", and the point is an edit seen while the
+    // box is down (notify delivers within milliseconds; 2 s is ample).
     std::thread::sleep(Duration::from_secs(2));
     env.ok(&["start", "dev"]);
     wait_for("the re-sync after reconnecting", || read("offline.txt").is_some());
