@@ -132,3 +132,25 @@ impl Drop for Moto {
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
 }
+
+/// Launches `n` boxes named `dev` (RunInstances calls of 500, owners
+/// u0, u1, ... one per call), as a fleet for reap and activity; returns
+/// their ids.
+pub fn launch_fleet(client: &Client, n: usize) -> Vec<String> {
+    use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+    block_on(async {
+        let mut ids = Vec::new();
+        for call in 0..n.div_ceil(500) {
+            let count = (n - call * 500).min(500) as i32;
+            let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build();
+            let spec = TagSpecification::builder()
+                .resource_type(ResourceType::Instance)
+                .tags(tag("workstation:owner", &format!("u{call}")))
+                .tags(tag("workstation:name", "dev"))
+                .build();
+            let out = client.run_instances().image_id("ami-12c6146b").min_count(count).max_count(count).tag_specifications(spec).send().await.unwrap();
+            ids.extend(out.instances().iter().filter_map(|i| i.instance_id().map(String::from)));
+        }
+        ids
+    })
+}

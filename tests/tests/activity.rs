@@ -22,7 +22,6 @@ use std::collections::BTreeMap;
 
 use aws_config::imds;
 use aws_sdk_ec2::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use workstation::boxside::self_api::SelfApi;
 use workstation::idle::policy::{self, Seen, Verdict};
@@ -149,24 +148,6 @@ fn client(url: &str) -> aws_sdk_ec2::Client {
     aws_sdk_ec2::Client::from_conf(conf)
 }
 
-fn launch(client: &aws_sdk_ec2::Client, n: usize) -> Vec<String> {
-    block_on(async {
-        let mut ids = Vec::new();
-        for call in 0..n.div_ceil(500) {
-            let count = (n - call * 500).min(500) as i32;
-            let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build();
-            let spec = TagSpecification::builder()
-                .resource_type(ResourceType::Instance)
-                .tags(tag(tags::OWNER, &format!("u{call}")))
-                .tags(tag(tags::NAME, "dev"))
-                .build();
-            let out = client.run_instances().image_id("ami-12c6146b").min_count(count).max_count(count).tag_specifications(spec).send().await.unwrap();
-            ids.extend(out.instances().iter().filter_map(|i| i.instance_id().map(String::from)));
-        }
-        ids
-    })
-}
-
 /// Every instance's last-active tag, running or stopped.
 async fn last_active_tags(client: &aws_sdk_ec2::Client) -> BTreeMap<String, Option<DateTime<Utc>>> {
     let mut pages = client.describe_instances().into_paginator().send();
@@ -190,7 +171,7 @@ fn simulate(n: usize) -> Outcome {
     ];
     let shim = Shim::start(&moto.url, 0, &buckets);
     let started = std::time::Instant::now();
-    let ids = launch(&moto.client(), n);
+    let ids = workstation_tests::moto::launch_fleet(&moto.client(), n);
     eprintln!("launched {n} instances in moto in {:.1?}", started.elapsed());
     let index: std::collections::HashMap<String, usize> = ids.iter().enumerate().map(|(i, id)| (id.clone(), i)).collect();
     let via_shim = client(&shim.url);

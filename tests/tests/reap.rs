@@ -1,6 +1,6 @@
 //! `workstation reap` against moto's EC2 API with thousands of instances.
 
-use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
+use aws_sdk_ec2::types::{Filter, Tag};
 use chrono::{Duration, SecondsFormat, Utc};
 use workstation::laptop::settings::AddressKind;
 use workstation::manifest::IdlePolicy;
@@ -9,28 +9,8 @@ use workstation::provider::Provider;
 use workstation_tests::moto::block_on;
 use workstation_tests::TestEnv;
 
-const IMAGE: &str = "ami-12c6146b";
-
 fn tag(k: &str, v: &str) -> Tag {
     Tag::builder().key(k).value(v).build()
-}
-
-/// Launches `n` instances (in calls of 500) for owners u0..u9, returns ids.
-fn launch(client: &aws_sdk_ec2::Client, n: usize) -> Vec<String> {
-    block_on(async {
-        let mut ids = Vec::new();
-        for call in 0..n.div_ceil(500) {
-            let count = (n - call * 500).min(500) as i32;
-            let spec = TagSpecification::builder()
-                .resource_type(ResourceType::Instance)
-                .tags(tag("workstation:owner", &format!("u{call}")))
-                .tags(tag("workstation:name", "dev"))
-                .build();
-            let out = client.run_instances().image_id(IMAGE).min_count(count).max_count(count).tag_specifications(spec).send().await.unwrap();
-            ids.extend(out.instances().iter().filter_map(|i| i.instance_id().map(String::from)));
-        }
-        ids
-    })
 }
 
 fn set_tag(client: &aws_sdk_ec2::Client, ids: &[String], key: &str, value: &str) {
@@ -59,7 +39,7 @@ fn states(client: &aws_sdk_ec2::Client, state: &str) -> std::collections::BTreeS
 fn reap_over_2000_instances_stops_exactly_the_idle_ones() {
     let env = TestEnv::aws_api_only();
     let client = env.moto.as_ref().unwrap().client();
-    let ids = launch(&client, 2000);
+    let ids = workstation_tests::moto::launch_fleet(&client, 2000);
     assert_eq!(ids.len(), 2000);
     // Decide three hours from now (moto launches "now"): with the default
     // 45m timeout, a box active ten minutes before that is in use; one whose
@@ -105,7 +85,7 @@ fn reap_over_2000_instances_stops_exactly_the_idle_ones() {
 fn boxes_stopped_or_terminated_mid_reap_are_not_errors() {
     let env = TestEnv::aws_api_only();
     let client = env.moto.as_ref().unwrap().client();
-    let ids = launch(&client, 30);
+    let ids = workstation_tests::moto::launch_fleet(&client, 30);
     let provider = AwsProvider::new(client.clone(), AddressKind::Private);
     let at = Utc::now() + Duration::hours(3);
     // The plan is made...
@@ -133,7 +113,7 @@ fn boxes_stopped_or_terminated_mid_reap_are_not_errors() {
 fn the_scheduled_reaper_takes_its_policy_from_the_event() {
     let env = TestEnv::aws_api_only();
     let client = env.moto.as_ref().unwrap().client();
-    let ids = launch(&client, 6);
+    let ids = workstation_tests::moto::launch_fleet(&client, 6);
     let provider = AwsProvider::new(client.clone(), AddressKind::Private);
     // 45 minutes after launch and reap's grace on top.
     let at = Utc::now() + Duration::minutes(45) + workstation::idle::reap::GRACE;
