@@ -12,9 +12,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use aws_sdk_ec2::types::InstanceStateName;
-use workstation::laptop::settings::LocalNetwork;
 use workstation::provider::netns::BoxHost;
 use workstation::provider::tags;
+use workstation::provider::LocalNetwork;
 
 use crate::moto::{block_on, Moto};
 

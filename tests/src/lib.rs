@@ -21,9 +21,9 @@ use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use workstation::laptop::settings::LocalNetwork;
 use workstation::provider::host::addresses_in_use;
 use workstation::provider::local::LocalProvider;
+use workstation::provider::LocalNetwork;
 use workstation::provider::Provider;
 
 pub const BRIDGE: &str = "wstest0";

@@ -2,9 +2,9 @@
 
 use aws_sdk_ec2::types::{Filter, Tag};
 use chrono::{Duration, SecondsFormat, Utc};
-use workstation::laptop::settings::AddressKind;
 use workstation::manifest::IdlePolicy;
 use workstation::provider::aws::AwsProvider;
+use workstation::provider::AddressKind;
 use workstation::provider::Provider;
 use workstation_tests::moto::block_on;
 use workstation_tests::TestEnv;

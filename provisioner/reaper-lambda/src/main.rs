@@ -6,7 +6,7 @@
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use workstation::idle::reap::{self, ReapReport, Request};
-use workstation::laptop::settings::AddressKind;
+use workstation::provider::AddressKind;
 use workstation::provider::aws::AwsProvider;
 
 /// StopInstances calls in flight, as `workstation reap`'s default.

@@ -8,9 +8,9 @@ use serde::Serialize;
 
 use crate::boxes::{Context, LifecycleError};
 use crate::laptop::hosts;
-use crate::laptop::settings::ProviderKind;
 use crate::manifest::name::BoxName;
 use crate::manifest::LoadedManifest;
+use crate::provider::ProviderKind;
 use crate::provider::{BoxInfo, BoxState, ProviderError};
 use crate::ssh::remote::RemoteError;
 use crate::ssh::ssh_config;

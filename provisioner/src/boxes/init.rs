@@ -16,10 +16,11 @@ use crate::boxes::access::{public_key_path, read_public_key};
 use crate::boxes::{Context, CreateReport};
 use crate::laptop::hosts::SOCKET_ENV;
 use crate::laptop::paths::Paths;
-use crate::laptop::settings::{self, ProviderKind, Settings};
+use crate::laptop::settings::{self, Settings};
 use crate::manifest::name::BoxName;
 use crate::manifest::LoadedManifest;
 use crate::provider::aws::AwsProvider;
+use crate::provider::ProviderKind;
 
 /// The steps, in order; `--until STEP` stops after one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, clap::ValueEnum)]

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use super::{boxes, boxside, cp, hosts, idle, image, intercept, preview, setup, ssh, stack, sync};
-use crate::laptop::settings::ProviderKind;
+use crate::provider::ProviderKind;
 
 const EXAMPLES: &str = "\
 Examples:

@@ -8,11 +8,12 @@ use anyhow::{Context as _, Result};
 use super::Output;
 use crate::boxes::{Context, SeedAccess, SshLogin};
 use crate::laptop::paths::Paths;
-use crate::laptop::settings::{AwsSettings, ProviderKind, Settings};
+use crate::laptop::settings::{AwsSettings, Settings};
 use crate::manifest::name::BoxName;
 use crate::manifest::{LoadedManifest, Manifest};
 use crate::provider::aws::{sdk, ApiCalls, AwsProvider};
 use crate::provider::local::LocalProvider;
+use crate::provider::ProviderKind;
 use crate::provider::{BoxInfo, Provider};
 use crate::ssh::known_hosts::KnownHosts;
 

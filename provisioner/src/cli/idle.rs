@@ -14,7 +14,7 @@ use super::box_arg::BoxArg;
 use super::context::Global;
 use super::output::{self, Output};
 use crate::idle::reap::{self, ReapReport};
-use crate::laptop::settings::ProviderKind;
+use crate::provider::ProviderKind;
 
 /// Keep a box from stopping itself for a while (at most idle.max_keep).
 ///

@@ -128,7 +128,7 @@ impl SessionArgs {
     /// session.
     fn assume(&self, global: &Global, pr: u32) -> Result<()> {
         let Some(role) = self.role.clone().filter(|r| !r.trim().is_empty()) else { return Ok(()) };
-        if global.provider_kind()? != crate::laptop::settings::ProviderKind::Aws {
+        if global.provider_kind()? != crate::provider::ProviderKind::Aws {
             anyhow::bail!("--role (WORKSTATION_PREVIEW_ROLE) is an AWS role; the local provider has none: unset it, or use --provider aws");
         }
         crate::provider::aws::sdk::assume(crate::provider::aws::sdk::Session {

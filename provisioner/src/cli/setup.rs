@@ -17,8 +17,8 @@ use crate::boxes::doctor::{self, Outcome};
 use crate::boxes::init::{self, Done, Step};
 use crate::boxes::Context;
 use crate::laptop::paths::Paths;
-use crate::laptop::settings::ProviderKind;
 use crate::manifest::LoadedManifest;
+use crate::provider::ProviderKind;
 
 /// Set this laptop up and create your box: every step is checked first and
 /// skipped when already done, so running init again resumes after a failure.

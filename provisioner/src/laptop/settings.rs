@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::laptop::paths::Paths;
 use crate::manifest::name::{NameError, Owner};
+use crate::provider::{AddressKind, LocalNetwork, ProviderKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -35,26 +36,6 @@ pub enum SettingsError {
     Local { field: &'static str, value: String, message: String },
     #[error("{var}={value:?} is not a provider; use \"aws\" or \"local\"")]
     Provider { var: &'static str, value: String },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum ProviderKind {
-    /// EC2 instances through the AWS API.
-    Aws,
-    /// Network namespaces on this machine (needs root).
-    Local,
-}
-
-/// Which of an instance's addresses the laptop connects to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AddressKind {
-    /// The public IPv4 address, falling back to the private one.
-    #[default]
-    Public,
-    /// The private address (laptop on the VPC through a VPN).
-    Private,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -92,23 +73,6 @@ pub struct LocalFile {
     /// image's timer).
     #[serde(default, with = "humantime_serde")]
     pub idle_check_every: Option<std::time::Duration>,
-}
-
-/// The local provider's network: one bridge that owns `network`, so no
-/// packet to those addresses leaves the machine; boxes get addresses from
-/// `subnet` (inside `network`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LocalNetwork {
-    pub bridge: String,
-    pub network: Ipv4Net,
-    pub subnet: Ipv4Net,
-}
-
-impl Default for LocalNetwork {
-    fn default() -> Self {
-        let network: Ipv4Net = "10.77.0.0/16".parse().expect("constant");
-        Self { bridge: "wsbr0".into(), network, subnet: "10.77.1.0/24".parse().expect("constant") }
-    }
 }
 
 #[derive(Debug, Clone)]

@@ -4,8 +4,8 @@
 use chrono::{DateTime, Utc};
 
 use super::{BoxInfo, LaunchSpec, Launched, Preview, Result};
-use crate::laptop::settings::ProviderKind;
 use crate::manifest::name::{BoxName, Owner};
+use crate::provider::ProviderKind;
 
 #[async_trait::async_trait]
 pub trait Provider: Send + Sync {

@@ -123,7 +123,10 @@ pub(super) fn run_ok_if_exists(args: &[&str]) -> Result<()> {
 /// Runs a deleting command; the thing already being gone is fine.
 pub(super) fn run_ok_if_missing(args: &[&str]) -> Result<()> {
     match run(args) {
-        Err(ProviderError::Command { stderr, .. }) if stderr.contains("No such file") || stderr.contains("Cannot find device") => Ok(()),
+        // `ip` says "Cannot find device" for a name it looks up first, and
+        // "No such device" when the link vanished after (a veth goes with
+        // its peer's namespace, while we delete it).
+        Err(ProviderError::Command { stderr, .. }) if ["No such file", "Cannot find device", "No such device"].iter().any(|m| stderr.contains(m)) => Ok(()),
         other => other,
     }
 }

@@ -17,8 +17,8 @@ use sha2::{Digest, Sha256};
 use super::machine::{Machine, MACHINE_DIR};
 use super::netns::BoxHost;
 use super::{BoxInfo, BoxState, LaunchSpec, Launched, LocalError, Provider, ProviderError, Result};
-use crate::laptop::settings::{LocalNetwork, ProviderKind};
 use crate::manifest::name::{BoxName, Owner};
+use crate::provider::{LocalNetwork, ProviderKind};
 
 pub struct LocalProvider {
     root: PathBuf,

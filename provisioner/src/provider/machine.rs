@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use super::host::{addresses_in_use, gateway};
 use super::{LocalError, ProviderError, Result};
-use crate::laptop::settings::LocalNetwork;
+use crate::provider::LocalNetwork;
 
 /// Root-owned (0755): the lock, the address leases and the boxes' roots.
 pub const MACHINE_DIR: &str = "/var/lib/workstation-local";

@@ -6,6 +6,7 @@ mod api;
 pub mod aws;
 mod error;
 pub mod host;
+mod kind;
 pub mod local;
 pub mod machine;
 mod model;
@@ -14,4 +15,5 @@ pub mod tags;
 
 pub use api::Provider;
 pub use error::{LocalError, ProviderError, Result};
+pub use kind::{AddressKind, LocalNetwork, ProviderKind};
 pub use model::{is_commit_id, parse_time, BoxInfo, BoxState, LaunchSpec, Launched, Preview};

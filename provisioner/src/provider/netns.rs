@@ -14,7 +14,7 @@ use super::host::{
     trusted_path,
 };
 use super::{LocalError, ProviderError, Result};
-use crate::laptop::settings::LocalNetwork;
+use crate::provider::LocalNetwork;
 
 /// sshd normally accepts within tens of milliseconds; a loaded CI machine
 /// can take a few seconds.

@@ -9,9 +9,9 @@ use aws_sdk_ec2::types::{Filter, Instance, InstanceStateName, Tag};
 use aws_sdk_ec2::Client;
 use chrono::{DateTime, Utc};
 
-use crate::laptop::settings::{AddressKind, ProviderKind};
 use crate::manifest::name::{BoxName, Owner};
 use crate::provider::{tags, BoxInfo, BoxState, LaunchSpec, Launched, Preview, Provider, ProviderError, Result};
+use crate::provider::{AddressKind, ProviderKind};
 
 /// States in which an instance is "the box" (not on its way out).
 const LIVE_STATES: [&str; 4] = ["pending", "running", "stopping", "stopped"];
