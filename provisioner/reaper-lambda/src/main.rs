@@ -6,8 +6,8 @@
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use workstation::idle::reap::{self, ReapReport, Request};
-use workstation::provider::AddressKind;
 use workstation::provider::aws::AwsProvider;
+use workstation::provider::AddressKind;
 
 /// StopInstances calls in flight, as `workstation reap`'s default.
 const CONCURRENCY: usize = 4;
