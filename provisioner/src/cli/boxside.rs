@@ -57,7 +57,7 @@ pub struct PublishArgs {
     region: Option<String>,
 }
 
-pub async fn run(global: &super::Global, cmd: BoxCommand) -> Result<ExitCode> {
+pub async fn run(global: &super::context::Global, cmd: BoxCommand) -> Result<ExitCode> {
     match cmd {
         BoxCommand::IdleCheck(args) => {
             let manifest = global.load_manifest()?;

@@ -26,7 +26,7 @@ use anyhow::Result;
 use clap::CommandFactory;
 
 pub use args::{Cli, Command, Format};
-pub use context::Global;
+use context::Global;
 pub use output::Output;
 
 pub async fn run(cli: Cli) -> Result<ExitCode> {

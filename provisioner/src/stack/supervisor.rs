@@ -21,6 +21,23 @@ use crate::stack::stores;
 const STORE_PRIORITY: u32 = 100;
 const SERVICE_PRIORITY: u32 = 200;
 
+/// Why [`Rendered::write_to`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("cannot create {}", .path.display())]
+    CreateDir {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write {}", .path.display())]
+    Write {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// The files of one configuration, by path relative to its directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rendered {
@@ -46,14 +63,13 @@ impl Rendered {
 
     /// Writes every file under `dir` (created as needed), as the box would
     /// have them: for comparing with the image's baked configuration.
-    pub fn write_to(&self, dir: &std::path::Path) -> std::io::Result<()> {
+    pub fn write_to(&self, dir: &std::path::Path) -> Result<(), WriteError> {
         for (path, text) in &self.files {
             let file = dir.join(path);
-            let context = |e: std::io::Error| std::io::Error::new(e.kind(), format!("cannot write {}: {e}", file.display()));
             if let Some(parent) = file.parent() {
-                std::fs::create_dir_all(parent).map_err(context)?;
+                std::fs::create_dir_all(parent).map_err(|source| WriteError::CreateDir { path: parent.to_owned(), source })?;
             }
-            std::fs::write(&file, text).map_err(context)?;
+            std::fs::write(&file, text).map_err(|source| WriteError::Write { path: file.clone(), source })?;
         }
         Ok(())
     }
