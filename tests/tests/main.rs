@@ -3,6 +3,7 @@
 
 mod activity;
 mod cli;
+mod dotfiles;
 mod e2e;
 mod examples;
 mod hosts;

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::access::{public_key_path, read_public_key};
 use super::bring_up::Snapshots;
+use super::dotfiles::{DotfilesReport, Source};
 use super::power::RUNNING_TIMEOUT;
 use super::{Context, LifecycleError};
 use crate::laptop::hosts::Pointed;
@@ -42,6 +43,9 @@ pub struct CreateReport {
     pub up: UpReport,
     /// The manifest's hostnames, pointed at the box.
     pub hostnames: Pointed,
+    /// The engineer's dotfiles, when the settings name them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dotfiles: Option<DotfilesReport>,
 }
 
 /// A box `create` launched and can reach (see [`Context::launch_ready`]).
@@ -57,6 +61,17 @@ pub struct Ready {
 }
 
 impl Context {
+    /// Installs `dotfiles` on the box `create` made (or found): reported
+    /// in `report`, never failing it.
+    pub async fn add_dotfiles(&self, report: &mut CreateReport, dotfiles: Option<&str>) {
+        let Some(setting) = dotfiles else { return };
+        let source = Source::parse(setting);
+        report.dotfiles = Some(match self.install_dotfiles(&report.info, &source).await {
+            Ok(done) => done,
+            Err(e) => DotfilesReport { source: setting.to_owned(), how: "none", script: None, linked: Vec::new(), ok: false, failure: Some(e.to_string()) },
+        });
+    }
+
     /// Creates (or finishes) the owner's box `name` with the user's key.
     pub async fn create_box(
         &self,
@@ -162,6 +177,7 @@ impl Context {
             created: ready.created,
             started: ready.started,
             terminated_duplicates: ready.terminated_duplicates,
+            dotfiles: None,
         })
     }
 }

@@ -181,7 +181,8 @@ pub async fn run(paths: &Paths, opts: &Options, env: &impl Env, ui: &dyn Ui) -> 
     let progress = ui.spinner();
     let report = ctx.create_box(&opts.name, &manifest, opts.health_timeout, progress.as_ref()).await;
     progress.inspect(|p| p.finish_and_clear());
-    let report = report?;
+    let mut report = report?;
+    ctx.add_dotfiles(&mut report, settings.dotfiles.as_deref()).await;
     steps.record(Step::Create, report.created || report.started, format!("box {} ({})", report.info.name, report.info.id));
     Ok(steps.finish(Some(report)))
 }

@@ -7,6 +7,7 @@ pub mod bring_up;
 mod context;
 pub mod create;
 pub mod doctor;
+pub mod dotfiles;
 mod error;
 pub mod init;
 pub mod power;

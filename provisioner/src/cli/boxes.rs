@@ -71,7 +71,8 @@ pub struct DestroyArgs {
 pub async fn create(global: &Global, args: CreateArgs) -> Result<ExitCode> {
     let manifest = global.load_manifest()?;
     let ctx = global.context(Some(&manifest)).await?;
-    let report = launch(&ctx, &manifest, &args, global.output).await?;
+    let mut report = launch(&ctx, &manifest, &args, global.output).await?;
+    ctx.add_dotfiles(&mut report, global.settings()?.dotfiles.as_deref()).await;
     match global.output {
         Output::Json => output::json(&report)?,
         Output::Text => print_created(&report),
@@ -98,6 +99,14 @@ pub(super) fn print_created(report: &CreateReport) {
     println!("host key {} pinned{}", report.host_key_fingerprint, if report.host_key_newly_pinned { "" } else { " (unchanged)" });
     output::print_up(&report.up);
     output::print_pointed(&report.hostnames);
+    if let Some(d) = &report.dotfiles {
+        match (d.ok, &d.script, d.how) {
+            (false, ..) => eprintln!("warning: dotfiles from {}: {}", d.source, d.failure.as_deref().unwrap_or("failed")),
+            (true, _, "unchanged") => println!("dotfiles: installed before, unchanged ({})", d.source),
+            (true, Some(script), _) => println!("dotfiles: ran {script} from {}", d.source),
+            (true, None, _) => println!("dotfiles: linked {} into home from {}", d.linked.join(", "), d.source),
+        }
+    }
     println!("connect: workstation ssh {}   or   ssh {}", b.name, host_alias(&b.name));
 }
 

@@ -48,6 +48,9 @@ pub struct File {
     /// Login user on the box; defaults to the owner (aws) or the current
     /// user (local boxes share this machine's accounts).
     pub ssh_user: Option<String>,
+    /// Your dotfiles: a git URL (cloned on this laptop) or a directory;
+    /// installed on the boxes you create (docs/engineer.md).
+    pub dotfiles: Option<String>,
     #[serde(default)]
     pub aws: AwsSettings,
     #[serde(default)]
@@ -82,6 +85,8 @@ pub struct Settings {
     pub provider: ProviderKind,
     pub ssh_key: PathBuf,
     pub ssh_user: Option<String>,
+    /// `dotfiles`, `~/` expanded (`WORKSTATION_DOTFILES` overrides).
+    pub dotfiles: Option<String>,
     pub aws: AwsSettings,
     pub local: LocalNetwork,
     pub local_idle_check_every: std::time::Duration,
@@ -126,7 +131,11 @@ impl Settings {
             });
         }
 
-        Ok(Settings { path, owner, provider, ssh_key, ssh_user: file.ssh_user, aws: file.aws, local, local_idle_check_every })
+        let dotfiles = env("WORKSTATION_DOTFILES").or(file.dotfiles).filter(|d| !d.trim().is_empty()).map(|d| match d.starts_with("~/") {
+            true => paths.expand(&d).display().to_string(),
+            false => d,
+        });
+        Ok(Settings { path, owner, provider, ssh_key, ssh_user: file.ssh_user, dotfiles, aws: file.aws, local, local_idle_check_every })
     }
 
     /// The provider alone (`WORKSTATION_PROVIDER`, else the file's, else
