@@ -28,8 +28,10 @@ use crate::block::{self, BlockError, Entry};
 const MAX_ATTEMPTS: u32 = 50;
 /// How long after a rename a write to the replaced file is still awaited.
 /// It narrows a race that a rename cannot close (an appender holding the old
-/// file open) to a scheduler delay longer than this.
-const LATE_GRACE: std::time::Duration = std::time::Duration::from_millis(20);
+/// file open) to a scheduler delay longer than this. 20 ms still lost a line
+/// once in a few runs of the loaded suite (2026-12-05); only a write that
+/// saw someone append pays it.
+const LATE_GRACE: std::time::Duration = std::time::Duration::from_millis(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum HostsError {
