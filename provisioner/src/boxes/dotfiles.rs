@@ -214,10 +214,7 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) -> Result<
 }
 
 fn tail(text: &str) -> String {
-    let text = text.trim();
-    let start = text.len().saturating_sub(OUTPUT_TAIL);
-    let start = (start..text.len()).find(|i| text.is_char_boundary(*i)).unwrap_or(0);
-    text[start..].to_owned()
+    crate::stack::shell::tail(text.trim(), OUTPUT_TAIL).to_owned()
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::host::path_str;
 use super::machine::{Machine, MACHINE_DIR};
 use super::netns::BoxHost;
 use super::{BoxInfo, BoxState, LaunchSpec, Launched, LocalError, Provider, ProviderError, Result};
@@ -243,7 +244,11 @@ impl LocalProvider {
             }
         }
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        host.spawn(r#"while sleep "$1"; do "$2" box idle-check --root "$3" >"$4" 2>&1; done"#, &[&every, path(&exe)?, path(&host.root())?, path(&log)?], &env)
+        host.spawn(
+            r#"while sleep "$1"; do "$2" box idle-check --root "$3" >"$4" 2>&1; done"#,
+            &[&every, path_str(&exe)?, path_str(&host.root())?, path_str(&log)?],
+            &env,
+        )
     }
 
     async fn halt(&self, r: &Record) -> Result<()> {
@@ -400,12 +405,12 @@ fn read_record(path: &Path) -> Result<Record> {
 /// for (0.3-0.5 s: supervisord daemonises once its socket listens), so
 /// the verb that woke the box finds the stack starting, not missing.
 fn start_stack(host: &BoxHost) -> Result<()> {
-    let layout = crate::stack::layout::Layout::new(path(&host.root())?, None).map_err(LocalError::from)?;
+    let layout = crate::stack::layout::Layout::new(path_str(&host.root())?, None).map_err(LocalError::from)?;
     if !Path::new(&layout.conf()).exists() {
         return Ok(());
     }
-    let root = path(&host.root())?.to_owned();
-    let home = path(&host.home())?.to_owned();
+    let root = path_str(&host.root())?.to_owned();
+    let home = path_str(&host.home())?.to_owned();
     host.run_in(
         r#"exec unshare --uts -- sh -c 'hostname "$1" && exec supervisord -c "$2"' sh "$1" "$2""#,
         &[&host.hostname, &layout.conf()],
@@ -418,10 +423,6 @@ fn lock(path: &Path) -> Result<File> {
     let f = File::options().create(true).truncate(false).write(true).open(path).map_err(io(path))?;
     f.lock().map_err(io(path))?;
     Ok(f)
-}
-
-fn path(p: &Path) -> Result<&str> {
-    p.to_str().ok_or_else(|| LocalError::NotUtf8 { path: p.to_owned() }.into())
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ProviderError + '_ {

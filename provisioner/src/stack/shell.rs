@@ -28,14 +28,18 @@ pub enum ShellError {
 }
 
 fn stderr_suffix(stderr: &str) -> String {
-    let s = stderr.trim();
-    if s.is_empty() {
-        String::new()
-    } else {
-        let start = s.len().saturating_sub(STDERR_TAIL);
-        let start = (start..s.len()).find(|i| s.is_char_boundary(*i)).unwrap_or(0);
-        format!(":\n{}", &s[start..])
+    match tail(stderr.trim(), STDERR_TAIL) {
+        "" => String::new(),
+        end => format!(":\n{end}"),
     }
+}
+
+/// The last `max` bytes of `text` (fewer, to start on a character): what a
+/// report quotes of a command's long output.
+pub fn tail(text: &str, max: usize) -> &str {
+    let start = text.len().saturating_sub(max);
+    let start = (start..text.len()).find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+    &text[start..]
 }
 
 impl From<RemoteError> for ShellError {
