@@ -77,6 +77,7 @@ pub struct KeyArgs {
 ///   workstation preview up --pr 12 --ref HEAD
 ///   workstation preview up --pr 12 --ref origin/feature --ttl 7d -o markdown
 ///   workstation preview up --pr 12 --ref $GITHUB_SHA --zone-id Z0123456789ABCDEFGHIJ
+///   workstation preview up --pr 12 --ref $GITHUB_SHA --role arn:aws:iam::123456789012:role/workstation-preview
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct UpArgs {
