@@ -35,14 +35,39 @@ data "aws_iam_policy_document" "engineer" {
     resources = ["*"]
   }
 
+  # Guardrails: an engineer's box is one of the platform's instance types,
+  # with volumes no larger than engineer_max_disk_gib. How many boxes one
+  # engineer has is not an IAM question: `create` refuses more than the
+  # manifest's box.max_boxes_per_owner and `reap` reports who is over.
   statement {
     sid       = "LaunchOwnBoxes"
     actions   = ["ec2:RunInstances"]
-    resources = [local.instances, local.volumes]
+    resources = [local.instances]
     condition {
       test     = "StringEquals"
       variable = "aws:RequestTag/${local.owner_tag}"
       values   = [local.me]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "ec2:InstanceType"
+      values   = var.engineer_instance_types
+    }
+  }
+
+  statement {
+    sid       = "LaunchOwnVolumes"
+    actions   = ["ec2:RunInstances"]
+    resources = [local.volumes]
+    condition {
+      test     = "StringEquals"
+      variable = "aws:RequestTag/${local.owner_tag}"
+      values   = [local.me]
+    }
+    condition {
+      test     = "NumericLessThanEquals"
+      variable = "ec2:VolumeSize"
+      values   = [var.engineer_max_disk_gib]
     }
   }
 
@@ -167,6 +192,45 @@ data "aws_iam_policy_document" "engineer" {
     resources = ["${aws_s3_bucket.seeds.arn}/*"]
   }
 
+  # SSH over Session Manager (connect = "ssm"): a session only to her own
+  # boxes, only with the document that forwards to sshd (where the pinned
+  # host key and her SSH key still decide), never a shell document: the
+  # agent's shell runs as ssm-user, who may sudo.
+  statement {
+    sid       = "SshOverSessionManagerToOwnBoxes"
+    actions   = ["ssm:StartSession"]
+    resources = [local.instances]
+    condition {
+      test     = "StringEquals"
+      variable = "ssm:resourceTag/${local.owner_tag}"
+      values   = [local.me]
+    }
+    condition {
+      test     = "Bool"
+      variable = "ssm:SessionDocumentAccessCheck"
+      values   = ["true"]
+    }
+  }
+
+  statement {
+    sid       = "OnlyTheSshDocument"
+    actions   = ["ssm:StartSession"]
+    resources = ["arn:${local.partition}:ssm:${var.region}::document/AWS-StartSSHSession"]
+  }
+
+  # Sessions she started (Session Manager tags each with its starter's
+  # aws:userid): the plugin ends its session when ssh exits.
+  statement {
+    sid       = "EndOwnSessions"
+    actions   = ["ssm:TerminateSession", "ssm:ResumeSession"]
+    resources = ["arn:${local.partition}:ssm:${var.region}:${local.account}:session/*"]
+    condition {
+      test     = "StringLike"
+      variable = "ssm:resourceTag/aws:ssmmessages:session-id"
+      values   = ["$${aws:userid}"]
+    }
+  }
+
   statement {
     sid       = "DecryptSeeds"
     actions   = ["kms:Decrypt"]
@@ -183,12 +247,6 @@ resource "aws_iam_policy" "engineer" {
   name        = "${var.name}-engineer"
   description = "workstation: run, start, stop, tag and terminate only your own boxes"
   policy      = data.aws_iam_policy_document.engineer.json
-}
-
-resource "aws_iam_role_policy_attachment" "engineer" {
-  for_each   = toset(var.engineer_role_names)
-  role       = each.value
-  policy_arn = aws_iam_policy.engineer.arn
 }
 
 # ---- the box: tag and stop only itself ----
@@ -208,6 +266,8 @@ data "aws_iam_policy_document" "box_assume" {
 # It reads its own tags from instance metadata (the launch turns
 # InstanceMetadataTags on): no region-wide DescribeTags.
 data "aws_iam_policy_document" "box" {
+  #checkov:skip=CKV_AWS_111:ssmmessages and ec2messages actions take only Resource "*" (Service Authorization Reference); everything else here is the box's own instance
+  #checkov:skip=CKV_AWS_356:ssmmessages and ec2messages actions take only Resource "*" (Service Authorization Reference)
   # The instance the role's credentials were issued to, and no other:
   # requests signed with instance credentials carry ec2:SourceInstanceARN
   # (Amazon EC2 User Guide, "Example policies to control access the Amazon
@@ -227,6 +287,21 @@ data "aws_iam_policy_document" "box" {
       variable = "ec2:SourceInstanceARN"
       values   = ["arn:${local.partition}:ec2:${var.region}:${local.account}:instance/$${ec2:InstanceID}"]
     }
+  }
+
+  # The Session Manager agent (connect = "ssm"): registering itself, and
+  # the control and data channels sessions run over. AmazonSSMManagedInstanceCore's
+  # actions, less inventory, patching and parameters.
+  statement {
+    sid       = "SessionManagerRegistersItself"
+    actions   = ["ssm:UpdateInstanceInformation"]
+    resources = [local.instances]
+  }
+
+  statement {
+    sid       = "SessionManagerChannels"
+    actions   = ["ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel", "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel", "ec2messages:AcknowledgeMessage", "ec2messages:DeleteMessage", "ec2messages:FailMessage", "ec2messages:GetEndpoint", "ec2messages:GetMessages", "ec2messages:SendReply"]
+    resources = ["*"]
   }
 
   statement {
@@ -338,14 +413,46 @@ data "aws_iam_policy_document" "publisher" {
   }
 }
 
+# `workstation manifest publish`: the deployed manifest the reaper reads.
+data "aws_iam_policy_document" "manifest_publisher" {
+  statement {
+    sid       = "WriteTheDeployedManifest"
+    actions   = ["s3:PutObject"]
+    resources = [local.manifest_object]
+  }
+
+  statement {
+    sid       = "EncryptIt"
+    actions   = ["kms:GenerateDataKey"]
+    resources = [aws_kms_key.workstation.arn]
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["s3.${var.region}.amazonaws.com"]
+    }
+  }
+}
+
 resource "aws_iam_policy" "publisher" {
   name        = "${var.name}-publisher"
   description = "workstation image publish: upload snapshots, register and tag AMIs"
   policy      = data.aws_iam_policy_document.publisher.json
 }
 
+resource "aws_iam_policy" "manifest_publisher" {
+  name        = "${var.name}-manifest-publisher"
+  description = "workstation manifest publish: write the deployed manifest"
+  policy      = data.aws_iam_policy_document.manifest_publisher.json
+}
+
 resource "aws_iam_role_policy_attachment" "publisher" {
   for_each   = toset(var.publisher_role_names)
   role       = each.value
   policy_arn = aws_iam_policy.publisher.arn
+}
+
+resource "aws_iam_role_policy_attachment" "manifest_publisher" {
+  for_each   = toset(var.publisher_role_names)
+  role       = each.value
+  policy_arn = aws_iam_policy.manifest_publisher.arn
 }

@@ -26,7 +26,7 @@ output "engineer_policy_arn" {
 }
 
 output "publisher_policy_arn" {
-  description = "Attach to whoever runs `workstation image publish`."
+  description = "Attach to whoever runs `workstation image publish` (with manifest_publisher_policy_arn for `workstation manifest publish`): done for publisher_role_names and the image CI role."
   value       = aws_iam_policy.publisher.arn
 }
 
@@ -48,4 +48,44 @@ output "preview_role_arn" {
 output "preview_zone_id" {
   description = "`workstation preview up --zone-id` (WORKSTATION_PREVIEW_ZONE); null without preview_domain."
   value       = local.preview_zone ? aws_route53_zone.preview[0].zone_id : null
+}
+
+output "admin_policy_arn" {
+  description = "The break-glass policy (`workstation admin offboard`); attached to the admin role when admin_principal_arns is set."
+  value       = aws_iam_policy.admin.arn
+}
+
+output "admin_role_arn" {
+  description = "The break-glass role (MFA required); null without admin_principal_arns."
+  value       = one(aws_iam_role.admin[*].arn)
+}
+
+output "image_ci_role_arn" {
+  description = "The role .github/workflows/image.yml assumes to publish (repository variable WORKSTATION_IMAGE_ROLE); null without github_repository."
+  value       = one(aws_iam_role.image_ci[*].arn)
+}
+
+output "manifest_url" {
+  description = "Where `workstation manifest publish` writes the deployed manifest: the manifest's box.deployed_manifest; the reaper reads it."
+  value       = local.manifest_url
+}
+
+output "permission_set_arn" {
+  description = "The engineers' Identity Center permission set; null without identity_center_instance_arn."
+  value       = one(aws_ssoadmin_permission_set.engineer[*].arn)
+}
+
+output "connect" {
+  description = "How engineers reach boxes: their settings' connect must say the same (\"ssm\": `connect = \"ssm\"` in ~/.config/workstation/config.toml or WORKSTATION_CONNECT=ssm)."
+  value       = var.connect
+}
+
+output "trail_bucket" {
+  description = "The audit trail's bucket (docs/operator.md, Audit); null with cloudtrail = false."
+  value       = one(aws_s3_bucket.trail[*].bucket)
+}
+
+output "manifest_publisher_policy_arn" {
+  description = "Lets `workstation manifest publish` write manifest_url."
+  value       = aws_iam_policy.manifest_publisher.arn
 }

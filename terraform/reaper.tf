@@ -1,6 +1,7 @@
 # The backstop: `workstation reap` on a schedule, as a Lambda built from our
 # crate (`workstation-reaper`, lambda_runtime). EventBridge Scheduler passes
-# the manifest in the event, so the Lambda needs no file of its own.
+# where the deployed manifest is (`workstation manifest publish` writes it to
+# the seeds bucket), so a manifest change needs no terraform apply.
 
 resource "aws_lambda_function" "reaper" {
   #checkov:skip=CKV_AWS_117:the reaper calls only the EC2 API; a VPC would need a NAT or endpoints and adds nothing
@@ -107,6 +108,12 @@ data "aws_iam_policy_document" "reaper" {
   }
 
   statement {
+    sid       = "ReadTheDeployedManifest"
+    actions   = ["s3:GetObject"]
+    resources = [local.manifest_object]
+  }
+
+  statement {
     sid       = "Logs"
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
     resources = ["${aws_cloudwatch_log_group.reaper.arn}:*"]
@@ -186,8 +193,8 @@ resource "aws_scheduler_schedule" "reaper" {
   target {
     arn      = aws_lambda_function.reaper.arn
     role_arn = aws_iam_role.scheduler.arn
-    # The manifest's [idle] policy decides which boxes stop.
-    input = jsonencode({ manifest = local.manifest, preview_owner = var.preview_owner })
+    # The deployed manifest's [idle] policy decides which boxes stop.
+    input = jsonencode({ manifest_url = local.manifest_url, preview_owner = var.preview_owner })
 
     retry_policy {
       maximum_retry_attempts = 2

@@ -9,9 +9,15 @@ variable "name" {
   default     = "workstation"
 }
 
-variable "manifest_path" {
-  description = "The company's workstation.toml: the security group opens its services' ports."
-  type        = string
+variable "service_ports" {
+  description = "TCP ports of the manifest's services that engineers' laptops reach (every `ports = [...]` in workstation.toml), opened to allowed_cidrs with connect = \"vpn\". A manifest change that adds a port needs this list and a re-apply; `workstation doctor` says when the deployed manifest and the local one differ."
+  type        = list(number)
+  default     = []
+
+  validation {
+    condition     = alltrue([for p in var.service_ports : p >= 1 && p <= 65535 && floor(p) == p])
+    error_message = "service_ports are TCP ports: whole numbers from 1 to 65535."
+  }
 }
 
 variable "vpc_id" {
@@ -39,13 +45,54 @@ variable "availability_zones" {
 }
 
 variable "allowed_cidrs" {
-  description = "Networks that may reach the boxes' SSH and service ports (office, VPN). Never 0.0.0.0/0."
+  description = "The engineers' networks (office, VPN, Transit Gateway routes) that may reach SSH and service_ports with connect = \"vpn\". Never 0.0.0.0/0. Empty with connect = \"ssm\"."
   type        = list(string)
+  default     = []
 
   validation {
-    condition     = length(var.allowed_cidrs) > 0 && !contains(var.allowed_cidrs, "0.0.0.0/0")
-    error_message = "allowed_cidrs must list the office/VPN networks; 0.0.0.0/0 would expose every box."
+    condition     = !contains(var.allowed_cidrs, "0.0.0.0/0") && alltrue([for c in var.allowed_cidrs : can(cidrhost(c, 0))])
+    error_message = "allowed_cidrs must be CIDR blocks of the office/VPN networks; 0.0.0.0/0 would expose every box."
   }
+}
+
+variable "connect" {
+  description = "How engineers reach boxes: \"vpn\" (SSH and service ports open to allowed_cidrs, over your VPN or Transit Gateway) or \"ssm\" (no inbound port: SSH through Session Manager's AWS-StartSSHSession; engineers set connect = \"ssm\" in their workstation settings and install the Session Manager plugin)."
+  type        = string
+  default     = "vpn"
+
+  validation {
+    condition     = contains(["vpn", "ssm"], var.connect)
+    error_message = "connect must be \"vpn\" or \"ssm\"."
+  }
+}
+
+variable "box_internet" {
+  description = "Boxes' way to the internet (git, package registries): \"nat\" (one NAT gateway, about $33/month plus $0.045/GB) or \"none\" (only the VPC endpoints for AWS APIs: nothing outside AWS is reachable). Only for a VPC created here."
+  type        = string
+  default     = "nat"
+
+  validation {
+    condition     = contains(["nat", "none"], var.box_internet)
+    error_message = "box_internet must be \"nat\" or \"none\"."
+  }
+}
+
+variable "box_egress_ports" {
+  description = "TCP ports boxes may open to the internet with box_internet = \"nat\" (HTTPS, git over SSH, HTTP package mirrors)."
+  type        = list(number)
+  default     = [443, 22, 80]
+}
+
+variable "transit_gateway_id" {
+  description = "Attach the created VPC to this Transit Gateway and route allowed_cidrs through it (the usual way a corporate VPN reaches a new VPC); null: none."
+  type        = string
+  default     = null
+}
+
+variable "vpn_gateway_id" {
+  description = "A virtual private gateway (site-to-site VPN) whose routes propagate into the boxes' route table; null: none."
+  type        = string
+  default     = null
 }
 
 variable "owner_principal_tag" {
@@ -55,9 +102,103 @@ variable "owner_principal_tag" {
 }
 
 variable "engineer_role_names" {
-  description = "IAM roles engineers use (e.g. their SSO permission set roles); the engineers' policy is attached to each."
+  description = "IAM roles of your own that engineers use, whose sessions carry owner_principal_tag (not AWSReservedSSO_* roles: use identity_center_instance_arn); the engineers' policy is attached to each."
   type        = list(string)
   default     = []
+
+  validation {
+    condition     = alltrue([for r in var.engineer_role_names : !startswith(r, "AWSReservedSSO_")])
+    error_message = "IAM does not let policies be attached to AWSReservedSSO_* roles: set identity_center_instance_arn (a permission set is made) instead."
+  }
+}
+
+variable "engineer_group_name" {
+  description = "An IAM group of engineers' IAM users (each tagged owner_principal_tag = their owner name); the engineers' policy is attached to it. null: none."
+  type        = string
+  default     = null
+}
+
+variable "identity_center_instance_arn" {
+  description = "IAM Identity Center instance (arn:aws:sso:::instance/ssoins-...): creates the engineers' permission set and maps the directory's user name to owner_principal_tag. null: no Identity Center."
+  type        = string
+  default     = null
+}
+
+variable "identity_center_group_ids" {
+  description = "Identity Center groups (their ids in the identity store) given the engineers' permission set in this account."
+  type        = list(string)
+  default     = []
+}
+
+variable "identity_center_owner_source" {
+  description = "Where an engineer's owner name comes from in the identity store (attributes for access control): $${path:userName} by default; a custom attribute if user names are e-mail addresses."
+  type        = string
+  default     = "$${path:userName}"
+}
+
+variable "identity_center_manage_attributes" {
+  description = "Whether this module owns the instance's attributes for access control (one list per instance): false if you map them elsewhere; add owner_principal_tag there."
+  type        = bool
+  default     = true
+}
+
+variable "identity_center_session_duration" {
+  description = "How long an engineer's session lasts (ISO 8601)."
+  type        = string
+  default     = "PT8H"
+}
+
+variable "engineer_instance_types" {
+  description = "Instance types engineers may launch (ec2:InstanceType); the manifest's box.instance_type must be one of them."
+  type        = list(string)
+  default     = ["t3.large", "t3.xlarge", "m7i.large", "m7i.xlarge", "m7i.2xlarge", "m7g.large", "m7g.xlarge", "m7g.2xlarge"]
+
+  validation {
+    condition     = length(var.engineer_instance_types) > 0
+    error_message = "engineer_instance_types must name at least one instance type."
+  }
+}
+
+variable "engineer_max_disk_gib" {
+  description = "The largest volume an engineer's box may launch with (GiB, ec2:VolumeSize): at least the manifest's box.disk_gib."
+  type        = number
+  default     = 200
+}
+
+variable "budget_monthly_usd" {
+  description = "Monthly AWS Budgets limit per owner (on the workstation:owner cost-allocation tag), in USD; alerts at 80% actual and 100% forecast to budget_emails. null: no budgets."
+  type        = number
+  default     = null
+}
+
+variable "budget_owners" {
+  description = "Owner names (or team names, see budget_tag) that get a budget of budget_monthly_usd each."
+  type        = list(string)
+  default     = []
+}
+
+variable "budget_emails" {
+  description = "Who is told when a budget is crossed."
+  type        = list(string)
+  default     = []
+}
+
+variable "admin_principal_arns" {
+  description = "Who may assume the break-glass admin role (`workstation admin offboard`, any owner's boxes): platform engineers' roles or users. Sessions need MFA. Empty: no admin role (the policy still exists: attach admin_policy_arn yourself)."
+  type        = list(string)
+  default     = []
+}
+
+variable "cloudtrail" {
+  description = "Create a CloudTrail trail of management events (who started, stopped, tagged or terminated a box). false if the organisation's trail already covers this account."
+  type        = bool
+  default     = true
+}
+
+variable "image_environment" {
+  description = "The GitHub environment that publishes images (.github/workflows/image.yml on the default branch): only its jobs may assume the image CI role. Give it required reviewers if publishing should wait for one."
+  type        = string
+  default     = "image"
 }
 
 variable "publisher_role_names" {
