@@ -24,6 +24,8 @@
         };
         cargoLock.lockFile = ./Cargo.lock;
         cargoBuildFlags = [ "--package" pname ];
+        # `workstation --version` names the commit (provisioner/src/main.rs).
+        WORKSTATION_COMMIT = self.rev or self.dirtyRev or "unknown";
         doCheck = false;
         meta.mainProgram = pname;
       } // extra);

@@ -3,6 +3,7 @@
 //! The library does the work; `src/cli/` only parses, calls it and prints.
 //! Each folder is one role (docs/architecture.md has the map).
 
+pub mod admin;
 pub mod boxes;
 pub mod boxside;
 pub mod cli;

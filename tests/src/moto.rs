@@ -83,6 +83,18 @@ impl Moto {
         aws_sdk_ebs::Client::from_conf(conf)
     }
 
+    /// S3 (seeds, the deployed manifest), from the same server, path-style.
+    pub fn s3_client(&self) -> aws_sdk_s3::Client {
+        let conf = aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new(REGION))
+            .endpoint_url(&self.url)
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
+    }
+
     /// Route 53 (preview hostnames), from the same server.
     pub fn route53_client(&self) -> aws_sdk_route53::Client {
         let conf = aws_sdk_route53::Config::builder()

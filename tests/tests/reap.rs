@@ -126,12 +126,13 @@ fn the_scheduled_reaper_takes_its_policy_from_the_event() {
 
     // Idle under this manifest's 30m (not under the default 45m + grace
     // if reap used its own file).
-    let report = block_on(workstation::idle::reap::handle(&provider, request(&manifest, false), 4)).unwrap();
+    let s3 = env.moto.as_ref().unwrap().s3_client();
+    let report = block_on(workstation::idle::reap::handle(&provider, &s3, request(&manifest, false), 4)).unwrap();
     assert_eq!(report.stopped.len(), 4, "{report:?}");
     assert_eq!(states(&client, "running"), ids[..2].iter().cloned().collect());
 
     let bad = manifest.replace("timeout = \"30m\"", "timeout = \"soon\"");
-    let err = block_on(workstation::idle::reap::handle(&provider, request(&bad, true), 4)).unwrap_err().to_string();
+    let err = block_on(workstation::idle::reap::handle(&provider, &s3, request(&bad, true), 4)).unwrap_err().to_string();
     assert!(err.contains("manifest") && err.contains("timeout"), "{err}");
     let unknown = serde_json::from_value::<workstation::idle::reap::Request>(serde_json::json!({ "manifest": "", "dryrun": true }));
     assert!(unknown.unwrap_err().to_string().contains("dryrun"));

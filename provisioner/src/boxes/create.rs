@@ -93,11 +93,27 @@ impl Context {
         self.finish_create(ready, spec.manifest, &snapshots, health_timeout, progress).await
     }
 
+    /// box.max_boxes_per_owner: a new box beyond it is refused before
+    /// anything is launched (an existing one is still finished or started).
+    /// Previews have their own limit (`preview up --max`).
+    async fn check_box_limit(&self, spec: &LaunchSpec<'_>) -> Result<(), LifecycleError> {
+        let Some(max) = spec.manifest.manifest.machine.max_boxes_per_owner.filter(|_| spec.preview.is_none()) else {
+            return Ok(());
+        };
+        let boxes = self.provider.list(Some(spec.owner)).await?;
+        let mine: Vec<&str> = boxes.iter().filter(|b| b.preview.is_none()).map(|b| b.name.as_str()).collect();
+        if mine.contains(&spec.name.as_str()) || mine.len() < max as usize {
+            return Ok(());
+        }
+        Err(LifecycleError::TooManyBoxes { owner: spec.owner.to_string(), max, boxes: mine.join(", ") })
+    }
+
     /// The first half of `create`: the box launched (or found, and started
     /// if stopped), running, its host key pinned, SSH answering, and the
     /// SSH config written. `preview up` puts the tree on it before the
     /// second half ([`Context::finish_create`]) brings the stack up.
     pub async fn launch_ready(&self, spec: &LaunchSpec<'_>, progress: Option<&ProgressBar>) -> Result<Ready, LifecycleError> {
+        self.check_box_limit(spec).await?;
         step(progress, format!("launching {}", spec.name));
         let launched = self.provider.launch(spec).await?;
         let mut info = launched.info;

@@ -13,6 +13,11 @@ use crate::stack::shell::ShellError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LifecycleError {
+    #[error(
+        "{owner} already has {max} boxes ({boxes}), the most box.max_boxes_per_owner allows; \
+         destroy one first (`workstation destroy NAME`), or ask the platform team to raise the limit"
+    )]
+    TooManyBoxes { owner: String, max: u32, boxes: String },
     #[error(transparent)]
     Provider(#[from] ProviderError),
     #[error(transparent)]

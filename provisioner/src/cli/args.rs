@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use super::{boxes, boxside, cp, hosts, idle, image, intercept, preview, setup, ssh, stack, sync};
+use super::{boxes, boxside, cp, hosts, idle, image, intercept, platform, preview, setup, ssh, stack, sync};
 use crate::provider::ProviderKind;
 
 const EXAMPLES: &str = "\
@@ -36,6 +36,8 @@ Examples:
   workstation share --preview 12           point the preview's hostnames at it
   workstation keep --for 2h                do not stop my idle box for two hours
   workstation reap --dry-run               which idle boxes the backstop would stop
+  workstation manifest publish             the manifest the reaper applies (platform)
+  workstation admin offboard alice         stop, then after a grace remove, a leaver's boxes
   workstation stop dev                     stop it; the disk is kept
   workstation destroy dev --yes            delete it and its disk (alias: rm)
   WORKSTATION_PROVIDER=local workstation create   a box on this machine (root)
@@ -154,6 +156,18 @@ pub enum Command {
     ///   workstation image publish result-ami --image workstation
     #[command(subcommand, verbatim_doc_comment)]
     Image(image::ImageCommand),
+    /// Publish the manifest the scheduled reaper applies (platform team).
+    ///
+    /// Examples:
+    ///   workstation manifest publish
+    #[command(subcommand, verbatim_doc_comment)]
+    Manifest(platform::ManifestCommand),
+    /// Break-glass verbs on any owner's boxes (platform team).
+    ///
+    /// Examples:
+    ///   workstation admin offboard alice --dry-run
+    #[command(subcommand, verbatim_doc_comment)]
+    Admin(platform::AdminCommand),
     /// Commands that run on the box itself (first boot, timers).
     #[command(subcommand, name = "box", hide = true)]
     BoxSide(boxside::BoxCommand),

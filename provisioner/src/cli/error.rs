@@ -168,10 +168,12 @@ pub fn quiet_on_closed_pipe() {
 /// Parses the command line. A usage error exits 2 with clap's message on
 /// stderr and, when `-o json` was asked for, a JSON error on stdout too
 /// (help and --version print as usual).
-pub fn parse_or_exit() -> crate::cli::Cli {
-    use clap::Parser;
+/// `version` is what `--version` prints (the binary's, with its commit).
+pub fn parse_or_exit(version: &'static str) -> crate::cli::Cli {
+    use clap::{CommandFactory, FromArgMatches};
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    match crate::cli::Cli::try_parse_from(&args) {
+    let parsed = crate::cli::Cli::command().version(version).try_get_matches_from(&args).and_then(|m| crate::cli::Cli::from_arg_matches(&m));
+    match parsed {
         Ok(cli) => cli,
         Err(mut e) => {
             use clap::error::ErrorKind;

@@ -85,6 +85,7 @@ pub async fn reap(global: &Global, args: ReapArgs) -> Result<ExitCode> {
         dry_run: args.dry_run,
         concurrency: args.concurrency,
         preview_owner: &args.preview_owner,
+        max_boxes_per_owner: manifest.as_ref().and_then(|m| m.manifest.machine.max_boxes_per_owner),
     };
     // `--provider local` (or local in the settings) reaps this machine's
     // local boxes; otherwise every owner's EC2 instances.
@@ -126,6 +127,9 @@ fn print(report: &ReapReport, api_calls: &std::collections::BTreeMap<String, u64
             table.add_row([e.id.clone(), e.owner.clone(), format!("#{} ({})", e.preview, e.name), e.expires.format("%m-%d %H:%M").to_string()]);
         }
         println!("{table}");
+    }
+    for o in &report.over_limit {
+        println!("{} has {} boxes, over box.max_boxes_per_owner = {}: ask them to destroy {} (`workstation list`, `workstation destroy NAME`)", o.owner, o.boxes, o.max, o.boxes - o.max as usize);
     }
     let calls: Vec<String> = api_calls.iter().map(|(op, n)| format!("{op} {n}")).collect();
     let calls = if calls.is_empty() { vec!["none (local boxes)".to_owned()] } else { calls };

@@ -14,6 +14,7 @@ mod idle;
 mod image;
 mod intercept;
 mod output;
+mod platform;
 mod preview;
 mod setup;
 mod ssh;
@@ -75,5 +76,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Proxy(args) => ssh::proxy(&global, args).await,
         Command::Image(cmd) => image::run(&global, cmd).await,
         Command::BoxSide(cmd) => boxside::run(&global, cmd).await,
+        Command::Manifest(cmd) => platform::manifest(&global, cmd).await,
+        Command::Admin(cmd) => platform::admin(&global, cmd).await,
     }
 }

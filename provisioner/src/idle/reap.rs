@@ -12,7 +12,8 @@ use futures::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::idle::policy::{self, Seen, Verdict};
-use crate::manifest::{IdlePolicy, Manifest};
+use crate::manifest::deployed;
+use crate::manifest::{IdlePolicy, Manifest, S3Url};
 use crate::provider::aws::AwsProvider;
 use crate::provider::{BoxInfo, BoxState, Provider, ProviderError};
 
@@ -70,6 +71,26 @@ pub struct ReapReport {
     /// Stopped or terminated by someone else while we worked: not an error.
     pub gone: Vec<String>,
     pub failed: Vec<Failed>,
+    /// Owners with more boxes than the manifest's box.max_boxes_per_owner
+    /// (reported, never acted on: which box goes is the owner's call).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub over_limit: Vec<OverLimit>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OverLimit {
+    pub owner: String,
+    pub boxes: usize,
+    pub max: u32,
+}
+
+/// Owners of more than `max` of `boxes` (any state but gone), by name.
+pub fn over_limit(boxes: &[BoxInfo], max: u32) -> Vec<OverLimit> {
+    let mut counts = std::collections::BTreeMap::<&str, usize>::new();
+    for b in boxes.iter().filter(|b| b.preview.is_none()) {
+        *counts.entry(b.owner.as_str()).or_default() += 1;
+    }
+    counts.into_iter().filter(|(_, n)| *n > max as usize).map(|(owner, boxes)| OverLimit { owner: owner.into(), boxes, max }).collect()
 }
 
 /// What the policy says of each running box at `at`: the ones to stop.
@@ -119,6 +140,8 @@ pub struct Run<'a> {
     /// Whose previews expire: the owner CI's previews run under, the only
     /// one whose boxes the reaper's IAM policy lets it terminate.
     pub preview_owner: &'a str,
+    /// box.max_boxes_per_owner: reap reports owners over it.
+    pub max_boxes_per_owner: Option<u32>,
 }
 
 /// The owner previews run under unless told otherwise (terraform's
@@ -142,6 +165,10 @@ fn planned(run: &Run<'_>, previews: &[BoxInfo], running: Vec<BoxInfo>) -> ReapRe
 
 pub async fn reap(provider: &AwsProvider, run: &Run<'_>) -> Result<ReapReport, ProviderError> {
     let mut report = planned(run, &provider.previews().await?, provider.running().await?);
+    // Counting needs stopped boxes too: one more listing, only when asked.
+    if let Some(max) = run.max_boxes_per_owner {
+        report.over_limit = over_limit(&provider.list(None).await?, max);
+    }
     if run.dry_run {
         return Ok(report);
     }
@@ -175,6 +202,9 @@ pub async fn reap_listed(provider: &dyn Provider, run: &Run<'_>) -> Result<ReapR
     let previews: Vec<BoxInfo> = all.iter().filter(|b| b.preview.is_some()).cloned().collect();
     let running: Vec<BoxInfo> = all.into_iter().filter(|b| b.state == BoxState::Running).collect();
     let mut report = planned(run, &previews, running);
+    if let Some(max) = run.max_boxes_per_owner {
+        report.over_limit = over_limit(&provider.list(None).await?, max);
+    }
     if run.dry_run {
         return Ok(report);
     }
@@ -193,12 +223,14 @@ pub async fn reap_listed(provider: &dyn Provider, run: &Run<'_>) -> Result<ReapR
     Ok(report)
 }
 
-/// What the scheduled reaper receives (terraform/reaper.tf): the
-/// manifest's text, so the Lambda carries no file of its own.
+/// What the scheduled reaper receives (terraform/reaper.tf): where the
+/// deployed manifest is (`manifest_url`, published by `workstation manifest
+/// publish`), or the manifest's text itself.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Request {
-    pub manifest: String,
+    pub manifest: Option<String>,
+    pub manifest_url: Option<String>,
     #[serde(default)]
     pub dry_run: bool,
     /// Decide as of this time instead of now.
@@ -211,16 +243,29 @@ pub struct Request {
 pub enum RequestError {
     #[error("the request's manifest: {0}")]
     Manifest(#[from] crate::manifest::ParseError),
+    #[error("the request must carry exactly one of manifest and manifest_url (terraform/reaper.tf sends manifest_url)")]
+    NoManifest,
+    #[error("the request's manifest_url: {0}")]
+    Url(String),
+    #[error(transparent)]
+    Deployed(#[from] deployed::DeployedError),
     #[error(transparent)]
     Provider(#[from] ProviderError),
 }
 
 /// One scheduled run: the manifest's [idle] policy over every running box.
-pub async fn handle(provider: &AwsProvider, request: Request, concurrency: usize) -> Result<ReapReport, RequestError> {
-    let manifest = Manifest::parse(&request.manifest)?;
+/// `s3` reads a `manifest_url`.
+pub async fn handle(provider: &AwsProvider, s3: &aws_sdk_s3::Client, request: Request, concurrency: usize) -> Result<ReapReport, RequestError> {
+    let text = match (request.manifest, request.manifest_url) {
+        (Some(text), None) => text,
+        (None, Some(url)) => deployed::fetch(s3, &S3Url::parse(&url).map_err(RequestError::Url)?).await?,
+        _ => return Err(RequestError::NoManifest),
+    };
+    let manifest = Manifest::parse(&text)?;
     let at = request.at.unwrap_or_else(Utc::now);
     let preview_owner = request.preview_owner.as_deref().unwrap_or(PREVIEW_OWNER);
-    Ok(reap(provider, &Run { policy: &manifest.idle, at, dry_run: request.dry_run, concurrency, preview_owner }).await?)
+    let run = Run { policy: &manifest.idle, at, dry_run: request.dry_run, concurrency, preview_owner, max_boxes_per_owner: manifest.machine.max_boxes_per_owner };
+    Ok(reap(provider, &run).await?)
 }
 
 #[cfg(test)]

@@ -33,6 +33,14 @@ pub struct MachineSpec {
     /// it and that the encrypted root volume holds the RAM.
     #[serde(default)]
     pub hibernate: bool,
+    /// The most boxes one owner may have (running or stopped): `create`
+    /// refuses another, `reap` reports who is over. IAM cannot count
+    /// instances; the platform sets this (docs/operator.md, guardrails).
+    pub max_boxes_per_owner: Option<u32>,
+    /// Where the platform published this manifest (terraform's
+    /// `manifest_url`, written by `workstation manifest publish`): the
+    /// reaper reads it, `doctor` compares it with this file.
+    pub deployed_manifest: Option<String>,
 }
 
 /// How the manifest names the box's image.

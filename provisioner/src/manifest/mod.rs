@@ -6,6 +6,7 @@
 //! [`Manifest::validate`] checks what types cannot, naming each field and
 //! the fix.
 
+pub mod deployed;
 mod file;
 mod idle;
 mod machine;
@@ -15,6 +16,7 @@ mod store;
 mod sync;
 mod validate;
 
+pub use deployed::S3Url;
 pub use file::{ConfigError, LoadedManifest, Manifest, ParseError, Problem, UnknownName, FILE_NAME};
 pub use idle::{IdlePolicy, Schedule, ScheduleAction};
 pub use machine::{ImageRef, MachineSpec};

@@ -167,11 +167,9 @@ pub enum SeedSource {
 impl FromStr for SeedSource {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        if let Some(rest) = s.strip_prefix("s3://") {
-            match rest.split_once('/') {
-                Some((bucket, key)) if !bucket.is_empty() && !key.is_empty() => Ok(SeedSource::S3 { bucket: bucket.into(), key: key.into() }),
-                _ => Err(format!("{s:?} is not an S3 object URI; use s3://BUCKET/KEY")),
-            }
+        if s.starts_with("s3://") {
+            let url = super::S3Url::parse(s)?;
+            Ok(SeedSource::S3 { bucket: url.bucket, key: url.key })
         } else if s.contains("://") {
             Err(format!("{s:?} uses an unsupported scheme; use a file path or s3://BUCKET/KEY"))
         } else if s.is_empty() {

@@ -46,6 +46,14 @@ impl Manifest {
                 problem(format!("box.image_owners[{i}]"), format!("{owner:?} is not an image owner; use a 12-digit AWS account id or \"amazon\""));
             }
         }
+        if m.max_boxes_per_owner == Some(0) {
+            problem("box.max_boxes_per_owner".into(), "is 0, which forbids every box; set at least 1, or remove it for no limit".into());
+        }
+        if let Some(url) = &m.deployed_manifest {
+            if let Err(e) = crate::manifest::S3Url::parse(url) {
+                problem("box.deployed_manifest".into(), format!("{e}; use terraform's manifest_url output"));
+            }
+        }
         if let Some(subnet) = &m.subnet {
             if !subnet.starts_with("subnet-") {
                 problem("box.subnet".into(), format!("{subnet:?} is not a subnet id; it looks like \"subnet-0123abcd\""));

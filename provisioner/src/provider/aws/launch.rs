@@ -293,7 +293,12 @@ fn hibernation_allows(instance_type: &str, supported: bool, ram_gib: f64, disk_g
 /// Owner names cannot contain '.', so the IAM policy can allow each
 /// engineer exactly the names `workstation.<their owner>.*`.
 pub fn key_pair_name(owner: &Owner, public_key: &str) -> String {
-    format!("workstation.{owner}.{}", &hex::encode(Sha256::digest(key_material(public_key).1))[..12])
+    format!("{}{}", key_pair_prefix(owner), &hex::encode(Sha256::digest(key_material(public_key).1))[..12])
+}
+
+/// What every key pair of `owner`'s name starts with.
+pub fn key_pair_prefix(owner: &Owner) -> String {
+    format!("workstation.{owner}.")
 }
 
 /// An OpenSSH public key's type and base64 blob, without its comment.

@@ -7,6 +7,7 @@
 pub mod failure;
 mod instances;
 mod launch;
+pub mod offboard;
 mod reap;
 pub mod sdk;
 

@@ -1,0 +1,3 @@
+//! The platform team's verbs on other people's boxes.
+
+pub mod offboard;
