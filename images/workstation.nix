@@ -202,8 +202,11 @@ in
       script = imds + ''
         owner=$(md tags/instance/workstation:owner)
         case "$owner" in
-          ""|*[!a-z0-9_-]*) echo "workstation:owner tag $owner is not a valid user name" >&2; exit 1 ;;
+          # The owner rule of provisioner/src/manifest/name.rs: a-z, 0-9
+          # and '-', a letter first, not '-' last, at most 32 characters.
+          ""|*[!a-z0-9-]*|[!a-z]*|*-) echo "workstation:owner tag $owner is not a valid user name" >&2; exit 1 ;;
         esac
+        if [ ''${#owner} -gt 32 ]; then echo "workstation:owner tag $owner is longer than 32 characters" >&2; exit 1; fi
         id "$owner" >/dev/null 2>&1 || useradd --create-home --groups wheel "$owner"
         install -d -m 0700 -o "$owner" -g users /home/"$owner"/.ssh
         md public-keys/0/openssh-key > /home/"$owner"/.ssh/authorized_keys.new

@@ -19,14 +19,36 @@ use crate::provider::ProviderError;
 pub enum Step {
     /// Record when offboarding began on a box or a kept volume (the grace
     /// runs from the first mark).
-    Mark { id: String, name: String },
-    Stop { id: String, name: String },
-    DeleteKeyPair { name: String },
+    Mark {
+        id: String,
+        name: String,
+    },
+    Stop {
+        id: String,
+        name: String,
+    },
+    DeleteKeyPair {
+        name: String,
+    },
     /// Within the grace: nothing is deleted yet.
-    Keep { id: String, name: String, until: DateTime<Utc> },
-    KeepVolume { id: String, gib: i32, until: DateTime<Utc> },
-    Terminate { id: String, name: String },
-    DeleteVolume { id: String, gib: i32 },
+    Keep {
+        id: String,
+        name: String,
+        until: DateTime<Utc>,
+    },
+    KeepVolume {
+        id: String,
+        gib: i32,
+        until: DateTime<Utc>,
+    },
+    Terminate {
+        id: String,
+        name: String,
+    },
+    DeleteVolume {
+        id: String,
+        gib: i32,
+    },
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -51,10 +51,17 @@ impl Context {
         if info.state != BoxState::Running {
             return Err(LifecycleError::Stopped { name: info.name.clone(), state: info.state.as_str() });
         }
-        let ip = info.address.ok_or_else(|| LifecycleError::NoAddress { name: info.name.clone(), id: info.id.clone() })?;
+        // Through Session Manager the address is only what errors show.
+        let via = self.ssh.ssm.as_ref().map(|s| s.argv(&info.id, "22"));
+        let ip = match (info.address, &via) {
+            (Some(ip), _) => ip,
+            (None, Some(_)) => std::net::Ipv4Addr::UNSPECIFIED.into(),
+            (None, None) => return Err(LifecycleError::NoAddress { name: info.name.clone(), id: info.id.clone() }),
+        };
         Ok(Target {
             name: info.name.clone(),
             address: SocketAddr::new(ip, 22),
+            via,
             user: self.ssh.user.clone(),
             alias: known_hosts::alias(&info.id),
             identity: self.ssh.identity.clone(),
@@ -70,6 +77,26 @@ impl Context {
             },
             result => Ok(result?),
         }
+    }
+
+    /// Options for an OpenSSH client run on a box just woken, with the
+    /// config just written: over TCP, no ProxyCommand lookup (the config has
+    /// the address); through Session Manager, the config's ProxyCommand.
+    pub fn openssh_options(&self) -> Vec<String> {
+        match self.ssh.ssm {
+            None => vec!["-o".into(), "ProxyCommand=none".into()],
+            Some(_) => Vec::new(),
+        }
+    }
+
+    pub fn via_ssm(&self) -> bool {
+        self.ssh.ssm.is_some()
+    }
+
+    /// The Session Manager command for `port` of `info`, when sessions go
+    /// that way (`workstation proxy` runs it in ssh's place).
+    pub fn ssm_session(&self, info: &BoxInfo, port: u16) -> Option<Vec<String>> {
+        self.ssh.ssm.as_ref().map(|s| s.argv(&info.id, &port.to_string()))
     }
 
     /// Regenerates the OpenSSH config for this owner's boxes; with
@@ -89,7 +116,10 @@ impl Context {
             })
             .collect();
         let generated = self.paths.ssh_config();
-        ssh_config::write_generated(&generated, &ssh_config::render(&entries, &self.ssh.identity, self.known_hosts.path(), &self.ssh.proxy))?;
+        ssh_config::write_generated(
+            &generated,
+            &ssh_config::render(&entries, &self.ssh.identity, self.known_hosts.path(), &self.ssh.proxy, self.ssh.ssm.is_none()),
+        )?;
         if include {
             ssh_config::ensure_include(&self.paths.home.join(".ssh/config"), &generated)?;
         }

@@ -41,11 +41,14 @@ pub struct SshLogin {
     /// This binary and the flags that select this provider: the generated
     /// SSH config's ProxyCommand runs `<proxy...> proxy NAME`.
     pub proxy: Vec<String>,
+    /// `connect = "ssm"`: sessions go through Session Manager, not TCP.
+    pub ssm: Option<crate::ssh::ssm::StartSession>,
 }
 
 /// Where seeds may come from.
 pub struct SeedAccess {
-    /// For seeds stored in S3 (only built when the manifest has one).
+    /// For seeds stored in S3 and the deployed manifest (only built when
+    /// the manifest names one).
     pub s3: Option<aws_sdk_s3::Client>,
     /// Local seeds may be read from outside the manifest's directory
     /// (`--allow-outside`); by default a manifest from a repository cannot

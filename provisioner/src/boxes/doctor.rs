@@ -36,15 +36,15 @@ pub struct Check {
     pub fix: Option<String>,
 }
 
-fn ok(check: &str, detail: impl Into<String>) -> Check {
+pub(super) fn ok(check: &str, detail: impl Into<String>) -> Check {
     Check { check: check.into(), outcome: Outcome::Ok, detail: detail.into(), fix: None }
 }
 
-fn fail(check: &str, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+pub(super) fn fail(check: &str, detail: impl Into<String>, fix: impl Into<String>) -> Check {
     Check { check: check.into(), outcome: Outcome::Fail, detail: detail.into(), fix: Some(fix.into()) }
 }
 
-fn skip(check: &str, detail: impl Into<String>) -> Check {
+pub(super) fn skip(check: &str, detail: impl Into<String>) -> Check {
     Check { check: check.into(), outcome: Outcome::Skip, detail: detail.into(), fix: None }
 }
 
@@ -98,6 +98,12 @@ pub async fn run(ctx: &Context, manifest: &LoadedManifest, name: &BoxName) -> Ve
     };
 
     checks.push(include_check(ctx));
+    if ctx.via_ssm() {
+        checks.push(super::platform_checks::session_manager());
+    }
+    if let Some(check) = super::platform_checks::deployed_manifest(ctx, manifest).await {
+        checks.push(check);
+    }
     checks.extend(hosts_checks(ctx, manifest, running).await);
 
     let Some(info) = running else {

@@ -18,6 +18,7 @@ use crate::laptop::hosts::SOCKET_ENV;
 use crate::laptop::paths::Paths;
 use crate::laptop::settings::{self, Settings};
 use crate::manifest::name::BoxName;
+use crate::manifest::name::Owner;
 use crate::manifest::LoadedManifest;
 use crate::provider::aws::AwsProvider;
 use crate::provider::ProviderKind;
@@ -106,7 +107,17 @@ pub async fn run(paths: &Paths, opts: &Options, env: &impl Env, ui: &dyn Ui) -> 
 
     // 2. Settings: what the flags and answers say, merged into the file.
     let existing = Settings::read_file(&paths.settings_file())?;
-    let default_owner = opts.owner.clone().or(existing.owner.clone()).or_else(|| std::env::var("USER").ok()).unwrap_or_default();
+    // $USER as it is only if it is a valid owner (a DNS label and a Linux
+    // user name, which IAM's principal tag must carry too): "Alice.Smith"
+    // is proposed as "alice-smith", and init says why.
+    let login = std::env::var("USER").ok();
+    let suggested = login.as_deref().and_then(Owner::suggest).map(|o| o.to_string());
+    if let (Some(login), Some(s)) = (&login, &suggested) {
+        if login != s && opts.owner.is_none() && existing.owner.is_none() {
+            ui.say(&format!("your login {login:?} is not a valid owner name (a-z, 0-9 and '-', a letter first, at most 32): proposing {s:?}; your platform team maps the same name to your AWS identity"));
+        }
+    }
+    let default_owner = opts.owner.clone().or(existing.owner.clone()).or(suggested).unwrap_or_default();
     let owner = if opts.interactive { ui.ask("owner name (tags your boxes)", &default_owner)? } else { default_owner };
     let provider = opts.provider.or(existing.provider).unwrap_or(ProviderKind::Aws);
     let (mut profile, mut region) = (opts.profile.clone().or(existing.aws.profile.clone()), opts.region.clone().or(existing.aws.region.clone()));

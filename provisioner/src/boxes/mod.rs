@@ -10,6 +10,7 @@ pub mod doctor;
 pub mod dotfiles;
 mod error;
 pub mod init;
+mod platform_checks;
 pub mod power;
 pub mod share;
 

@@ -16,6 +16,7 @@ use crate::provider::local::LocalProvider;
 use crate::provider::ProviderKind;
 use crate::provider::{BoxInfo, Provider};
 use crate::ssh::known_hosts::KnownHosts;
+use crate::ssh::ssm::{Connect, StartSession};
 
 /// Options every verb shares.
 #[derive(Clone)]
@@ -134,14 +135,22 @@ impl Global {
             ProviderKind::Local => "root".into(),
         });
         let s3 = match manifest {
-            Some(m) if m.manifest.stores.values().any(|s| s.seed.as_deref().is_some_and(|u| u.starts_with("s3://"))) => {
+            // S3 seeds, or the deployed manifest `doctor` compares.
+            Some(m)
+                if m.manifest.machine.deployed_manifest.is_some()
+                    || m.manifest.stores.values().any(|s| s.seed.as_deref().is_some_and(|u| u.starts_with("s3://"))) =>
+            {
                 let region = settings.aws.region.clone().or_else(|| m.manifest.machine.region.clone());
                 Some(sdk::s3_client(&sdk::config(settings.aws.profile.as_deref(), region).await))
             }
             _ => None,
         };
         let known_hosts = KnownHosts::new(paths.known_hosts());
-        let ssh = SshLogin { user: ssh_user, identity: settings.ssh_key.clone(), proxy };
+        let ssm = (settings.connect == Connect::Ssm).then(|| StartSession {
+            region: (settings.provider == ProviderKind::Aws).then(|| aws_region(&settings.aws, manifest)).flatten(),
+            profile: settings.aws.profile.clone().filter(|_| settings.provider == ProviderKind::Aws),
+        });
+        let ssh = SshLogin { user: ssh_user, identity: settings.ssh_key.clone(), proxy, ssm };
         let seeds = SeedAccess { s3, outside: self.allow_outside };
         Ok(Context::new(provider, settings.owner.clone(), paths, known_hosts, ssh, seeds, crate::laptop::hosts::HostsAgent::from_env()))
     }

@@ -39,7 +39,7 @@ pub async fn cp(global: &Global, args: CpArgs) -> Result<ExitCode> {
     let mut scp = tokio::process::Command::new("scp");
     // -q: no progress meter on a pipe; the box is awake and the config has
     // its address, so no ProxyCommand lookup either.
-    scp.arg("-F").arg(&config).args(["-q", "-o", "ProxyCommand=none"]);
+    scp.arg("-F").arg(&config).arg("-q").args(ctx.openssh_options());
     if args.recursive {
         scp.arg("-r");
     }

@@ -129,7 +129,13 @@ fn print(report: &ReapReport, api_calls: &std::collections::BTreeMap<String, u64
         println!("{table}");
     }
     for o in &report.over_limit {
-        println!("{} has {} boxes, over box.max_boxes_per_owner = {}: ask them to destroy {} (`workstation list`, `workstation destroy NAME`)", o.owner, o.boxes, o.max, o.boxes - o.max as usize);
+        println!(
+            "{} has {} boxes, over box.max_boxes_per_owner = {}: ask them to destroy {} (`workstation list`, `workstation destroy NAME`)",
+            o.owner,
+            o.boxes,
+            o.max,
+            o.boxes - o.max as usize
+        );
     }
     let calls: Vec<String> = api_calls.iter().map(|(op, n)| format!("{op} {n}")).collect();
     let calls = if calls.is_empty() { vec!["none (local boxes)".to_owned()] } else { calls };

@@ -77,7 +77,9 @@ pub async fn intercept(global: &Global, args: InterceptArgs) -> Result<ExitCode>
     print_plan(&plan, &info.name);
     let onbox = ctx.shell(&info).await?;
     let alias = host_alias(&info.name);
-    let intercept = Intercept { ssh_config: &config, alias: &alias, onbox: &onbox, manifest: &manifest.manifest, plan: &plan, by: &by };
+    let ssh_options = ctx.openssh_options();
+    let intercept =
+        Intercept { ssh_config: &config, ssh_options: &ssh_options, alias: &alias, onbox: &onbox, manifest: &manifest.manifest, plan: &plan, by: &by };
     let result = intercept.run(&args.command).await;
     end::close(onbox).await;
     let ended = result?;

@@ -78,7 +78,10 @@ pub async fn manifest(global: &Global, cmd: ManifestCommand) -> Result<ExitCode>
     let loaded = global.load_manifest()?;
     let url = match args.to.as_deref().or(loaded.manifest.machine.deployed_manifest.as_deref()) {
         Some(url) => S3Url::parse(url).map_err(|e| anyhow::anyhow!("--to: {e}"))?,
-        None => anyhow::bail!("no destination: set box.deployed_manifest in {} to terraform's manifest_url output, or pass --to s3://BUCKET/KEY", loaded.path.display()),
+        None => anyhow::bail!(
+            "no destination: set box.deployed_manifest in {} to terraform's manifest_url output, or pass --to s3://BUCKET/KEY",
+            loaded.path.display()
+        ),
     };
     let text = std::fs::read_to_string(&loaded.path).with_context(|| format!("cannot read {}", loaded.path.display()))?;
     let aws = global.aws_settings()?;

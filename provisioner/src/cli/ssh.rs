@@ -134,7 +134,7 @@ pub async fn ssh(global: &Global, args: SshArgs) -> Result<ExitCode> {
     let mut ssh = tokio::process::Command::new("ssh");
     // The box is awake and the config was just written with its address:
     // no need for the config's ProxyCommand to look it up again.
-    ssh.arg("-F").arg(&config).args(["-o", "ProxyCommand=none"]);
+    ssh.arg("-F").arg(&config).args(ctx.openssh_options());
     let terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let tty = match (args.command.is_empty(), args.tty, args.no_tty) {
         (_, _, true) => Some("-T"),
@@ -190,7 +190,7 @@ pub async fn proxy(global: &Global, args: ProxyArgs) -> Result<ExitCode> {
     // A running EC2 box answers at its last address. A local box is looked
     // up, which costs nothing, while a stopped one's address would take
     // seconds to fail.
-    if let (ProviderKind::Aws, Some(host)) = (ctx.provider().kind(), args.host) {
+    if let (ProviderKind::Aws, Some(host), false) = (ctx.provider().kind(), args.host, ctx.via_ssm()) {
         if let Some(stream) = proxy::fast_connect(host, args.port) {
             proxy::pass_to_ssh(&stream).context(proxy::FDPASS_HINT)?;
             return Ok(ExitCode::SUCCESS);
@@ -200,6 +200,13 @@ pub async fn proxy(global: &Global, args: ProxyArgs) -> Result<ExitCode> {
     // over only once its stack is healthy, so the command ssh carries does
     // not find its services still starting.
     let info = global.wake_in(&ctx, manifest.as_ref(), &args.name).await?;
+    if let Some(argv) = ctx.ssm_session(&info, args.port) {
+        // Session Manager relays the bytes: the session takes our place,
+        // its stdin and stdout ssh's connection.
+        use std::os::unix::process::CommandExt;
+        let err = std::process::Command::new(&argv[0]).args(&argv[1..]).exec();
+        return Err(err).context("cannot run `aws ssm start-session`: install the AWS CLI v2 and the Session Manager plugin (docs/engineer.md)");
+    }
     let address = std::net::SocketAddr::new(ctx.target(&info)?.address.ip(), args.port);
     let stream = proxy::connect_when_up(address).await.with_context(|| format!("cannot connect to box {} at {address}", info.name))?;
     proxy::pass_to_ssh(&stream).context(proxy::FDPASS_HINT)?;
@@ -308,7 +315,7 @@ pub async fn port_forward(global: &Global, args: PortForwardArgs) -> Result<Exit
     let (ctx, info) = running_box(global, &args.name).await?;
     let config = ctx.write_ssh_config(false).await?;
     let mut ssh = std::process::Command::new("ssh");
-    ssh.arg("-F").arg(&config).args(["-N", "-T", "-o", "ExitOnForwardFailure=yes", "-o", "ProxyCommand=none"]);
+    ssh.arg("-F").arg(&config).args(["-N", "-T", "-o", "ExitOnForwardFailure=yes"]).args(ctx.openssh_options());
     for f in &args.ports {
         ssh.arg("-L").arg(format!("127.0.0.1:{}:127.0.0.1:{}", f.local, f.remote));
     }

@@ -264,7 +264,8 @@ pub async fn handle(provider: &AwsProvider, s3: &aws_sdk_s3::Client, request: Re
     let manifest = Manifest::parse(&text)?;
     let at = request.at.unwrap_or_else(Utc::now);
     let preview_owner = request.preview_owner.as_deref().unwrap_or(PREVIEW_OWNER);
-    let run = Run { policy: &manifest.idle, at, dry_run: request.dry_run, concurrency, preview_owner, max_boxes_per_owner: manifest.machine.max_boxes_per_owner };
+    let run =
+        Run { policy: &manifest.idle, at, dry_run: request.dry_run, concurrency, preview_owner, max_boxes_per_owner: manifest.machine.max_boxes_per_owner };
     Ok(reap(provider, &run).await?)
 }
 

@@ -74,6 +74,8 @@ pub enum Ended {
 pub struct Intercept<'a> {
     /// The generated OpenSSH config and the box's alias in it.
     pub ssh_config: &'a Path,
+    /// [`crate::boxes::Context::openssh_options`].
+    pub ssh_options: &'a [String],
     pub alias: &'a str,
     /// A session on the box (its layout, how it runs commands as root).
     pub onbox: &'a BoxShell,
@@ -142,7 +144,7 @@ impl Intercept<'_> {
     fn ssh(&self) -> Command {
         let mut ssh = Command::new("ssh");
         // The box was woken and the config written just now.
-        ssh.arg("-F").arg(self.ssh_config).args(["-o", "ProxyCommand=none"]);
+        ssh.arg("-F").arg(self.ssh_config).args(self.ssh_options);
         ssh
     }
 

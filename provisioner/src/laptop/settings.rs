@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::laptop::paths::Paths;
 use crate::manifest::name::{NameError, Owner};
 use crate::provider::{AddressKind, LocalNetwork, ProviderKind};
+use crate::ssh::ssm::Connect;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -34,6 +35,8 @@ pub enum SettingsError {
     NoOwner { path: PathBuf },
     #[error("local.{field} = {value}: {message}")]
     Local { field: &'static str, value: String, message: String },
+    #[error("WORKSTATION_CONNECT: {message}")]
+    Connect { message: String },
     #[error("{var}={value:?} is not a provider; use \"aws\" or \"local\"")]
     Provider { var: &'static str, value: String },
 }
@@ -51,6 +54,9 @@ pub struct File {
     /// Your dotfiles: a git URL (cloned on this laptop) or a directory;
     /// installed on the boxes you create (docs/engineer.md).
     pub dotfiles: Option<String>,
+    /// How to reach boxes: "direct" (TCP: VPN, Transit Gateway) or "ssm"
+    /// (Session Manager, when the platform's terraform says connect = "ssm").
+    pub connect: Option<Connect>,
     #[serde(default)]
     pub aws: AwsSettings,
     #[serde(default)]
@@ -87,6 +93,8 @@ pub struct Settings {
     pub ssh_user: Option<String>,
     /// `dotfiles`, `~/` expanded (`WORKSTATION_DOTFILES` overrides).
     pub dotfiles: Option<String>,
+    /// `connect` (`WORKSTATION_CONNECT` overrides).
+    pub connect: Connect,
     pub aws: AwsSettings,
     pub local: LocalNetwork,
     pub local_idle_check_every: std::time::Duration,
@@ -135,7 +143,11 @@ impl Settings {
             true => paths.expand(&d).display().to_string(),
             false => d,
         });
-        Ok(Settings { path, owner, provider, ssh_key, ssh_user: file.ssh_user, dotfiles, aws: file.aws, local, local_idle_check_every })
+        let connect = match env("WORKSTATION_CONNECT") {
+            Some(v) => v.parse().map_err(|message| SettingsError::Connect { message })?,
+            None => file.connect.unwrap_or_default(),
+        };
+        Ok(Settings { path, owner, provider, ssh_key, ssh_user: file.ssh_user, dotfiles, connect, aws: file.aws, local, local_idle_check_every })
     }
 
     /// The provider alone (`WORKSTATION_PROVIDER`, else the file's, else

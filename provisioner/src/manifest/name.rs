@@ -10,24 +10,30 @@ use std::str::FromStr;
 /// DNS labels are at most 63 octets (RFC 1035 §2.3.4).
 pub const MAX_LEN: usize = 63;
 
+/// An owner is also the box's Linux account (images/workstation.nix), and
+/// useradd refuses names longer than 32 characters.
+pub const OWNER_MAX_LEN: usize = 32;
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("invalid {what} {shown}: {reason}; use 1-63 characters from a-z, 0-9 and '-', starting with a letter and not ending with '-' (e.g. \"dev\" or \"alice-api\")")]
+#[error("invalid {what} {shown}: {reason}; use 1-{max} characters from a-z, 0-9 and '-', starting with a letter and not ending with '-' (e.g. \"dev\" or \"alice-api\")")]
 pub struct NameError {
     what: &'static str,
     /// Debug-quoted so newlines, spaces and look-alike unicode are visible.
     shown: String,
     reason: String,
+    max: usize,
 }
 
 /// Checks `value` against DNS label rules, naming `what` ("box name",
 /// "owner") in the error.
 pub fn check_label(what: &'static str, value: &str) -> Result<(), NameError> {
-    let fail = |reason: String| Err(NameError { what, shown: format!("{value:?}"), reason });
+    let max = if what == "owner" { OWNER_MAX_LEN } else { MAX_LEN };
+    let fail = |reason: String| Err(NameError { what, shown: format!("{value:?}"), reason, max });
     if value.is_empty() {
         return fail("it is empty".into());
     }
-    if value.len() > MAX_LEN {
-        return fail(format!("it is {} bytes long, the limit is {MAX_LEN}", value.len()));
+    if value.len() > max {
+        return fail(format!("it is {} bytes long, the limit is {max}", value.len()));
     }
     if let Some(c) = value.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-')) {
         return fail(format!("{c:?} is not allowed"));
@@ -71,6 +77,26 @@ macro_rules! label_type {
 label_type!(BoxName, "box name");
 label_type!(Owner, "owner");
 
+impl Owner {
+    /// An owner name made from a login name (`$USER`), which may hold
+    /// capitals, '.', '_' or digits first ("Alice.Smith", "_svc"): lower
+    /// case, '.' and '_' as '-', other characters and a leading non-letter
+    /// dropped, cut to the limit. None if nothing is left.
+    pub fn suggest(login: &str) -> Option<Owner> {
+        let mapped: String = login
+            .chars()
+            .filter_map(|c| match c.to_ascii_lowercase() {
+                c @ ('a'..='z' | '0'..='9' | '-') => Some(c),
+                '.' | '_' => Some('-'),
+                _ => None,
+            })
+            .skip_while(|c| !c.is_ascii_lowercase())
+            .take(OWNER_MAX_LEN)
+            .collect();
+        mapped.trim_end_matches('-').parse().ok()
+    }
+}
+
 impl Default for BoxName {
     fn default() -> Self {
         Self("dev".into())
@@ -79,6 +105,16 @@ impl Default for BoxName {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_login_name_becomes_a_valid_owner() {
+        assert_eq!(Owner::suggest("alice").unwrap().as_str(), "alice");
+        assert_eq!(Owner::suggest("Alice.Smith").unwrap().as_str(), "alice-smith");
+        assert_eq!(Owner::suggest("_svc_build_").unwrap().as_str(), "svc-build");
+        assert_eq!(Owner::suggest(&"a".repeat(40)).unwrap().as_str().len(), OWNER_MAX_LEN);
+        assert!(Owner::suggest("42").is_none());
+        assert!("a".repeat(33).parse::<Owner>().is_err(), "longer than a Linux user name");
+    }
+
     use super::*;
 
     #[test]

@@ -6,6 +6,7 @@ pub mod openssh;
 pub mod proxy;
 pub mod remote;
 pub mod ssh_config;
+pub mod ssm;
 
 /// Creates `dir` (and missing parents) readable by its owner only, as
 /// OpenSSH wants `~/.ssh`; an existing directory is left as it is.

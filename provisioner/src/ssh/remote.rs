@@ -82,6 +82,9 @@ pub struct Target {
     pub user: String,
     pub alias: String,
     pub identity: PathBuf,
+    /// A command whose stdin and stdout are the connection (Session
+    /// Manager's `aws ssm start-session`), instead of TCP to `address`.
+    pub via: Option<Vec<String>>,
 }
 
 struct PinnedKey {
@@ -104,6 +107,9 @@ impl client::Handler for PinnedKey {
 pub struct Session {
     name: String,
     handle: Handle<PinnedKey>,
+    /// The relay the connection runs through, if any: it lives as long as
+    /// the session.
+    _relay: Option<tokio::process::Child>,
 }
 
 /// A command kept running on the box; see [`Session::hold`].
@@ -133,7 +139,17 @@ pub async fn connect(target: &Target, known_hosts: &KnownHosts) -> Result<Sessio
     let presented = Arc::new(Mutex::new(None));
     let handler = PinnedKey { pinned: pinned.clone(), presented: presented.clone() };
     let config = Arc::new(client::Config { nodelay: true, ..Default::default() });
-    let connecting = client::connect(config, target.address, handler);
+    let mut relay = None;
+    let connecting = async {
+        match &target.via {
+            None => client::connect(config, target.address, handler).await,
+            Some(argv) => {
+                let (child, stream) = relay_stream(argv).map_err(russh::Error::IO)?;
+                relay = Some(child);
+                client::connect_stream(config, stream, handler).await
+            }
+        }
+    };
     let mut handle = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
         Err(_) => return Err(RemoteError::Timeout { name, address: target.address }),
         Ok(Ok(h)) => h,
@@ -155,7 +171,32 @@ pub async fn connect(target: &Target, known_hosts: &KnownHosts) -> Result<Sessio
     if !auth.success() {
         return Err(RemoteError::AuthFailed { name, user: target.user.clone(), path: target.identity.clone() });
     }
-    Ok(Session { name, handle })
+    Ok(Session { name, handle, _relay: relay })
+}
+
+/// Runs `argv` with its stdin and stdout as one byte stream; its stderr
+/// goes to the debug log (the AWS CLI announces each session there). The
+/// child is killed when the session is dropped.
+fn relay_stream(argv: &[String]) -> std::io::Result<(tokio::process::Child, impl AsyncRead + AsyncWrite + Unpin + Send + 'static)> {
+    use std::process::Stdio;
+    let mut child = tokio::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let (stdin, stdout) = (child.stdin.take().expect("piped"), child.stdout.take().expect("piped"));
+    if let Some(stderr) = child.stderr.take() {
+        tokio::spawn(async move {
+            use tokio::io::AsyncBufReadExt;
+            let mut lines = tokio::io::BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                tracing::debug!("session relay: {line}");
+            }
+        });
+    }
+    Ok((child, tokio::io::join(stdout, stdin)))
 }
 
 impl Session {

@@ -33,8 +33,9 @@ pub fn host_alias(name: &str) -> String {
 /// stopped box, waits for SSH, connects to the box's current address and
 /// hands the connected socket to ssh (`ProxyUseFdpass`), so nothing relays
 /// the bytes afterwards. `HostName` is only what the box's address was
-/// when this file was written.
-pub fn render(entries: &[HostEntry], identity: &Path, known_hosts: &Path, proxy: &[String]) -> String {
+/// when this file was written. Through Session Manager (`fdpass` false)
+/// the proxy runs the session itself and relays the bytes.
+pub fn render(entries: &[HostEntry], identity: &Path, known_hosts: &Path, proxy: &[String], fdpass: bool) -> String {
     let mut out = String::from("# Written by `workstation ssh-config`; regenerated on create, start and destroy. Edits are lost.\n");
     // ssh runs ProxyCommand with the shell, after expanding %-tokens.
     let proxy: Vec<String> = proxy.iter().map(|w| shell_word(&w.replace('%', "%%"))).collect();
@@ -42,7 +43,8 @@ pub fn render(entries: &[HostEntry], identity: &Path, known_hosts: &Path, proxy:
         out.push_str(&format!(
             "\nHost {host}\n    HostName {addr}\n    User {user}\n    IdentityFile {id}\n    IdentitiesOnly yes\n    \
              HostKeyAlias {alias}\n    UserKnownHostsFile {kh}\n    StrictHostKeyChecking yes\n    CheckHostIP no\n    \
-             ProxyCommand {proxy} proxy {name} --host %h --port %p\n    ProxyUseFdpass yes\n",
+             ProxyCommand {proxy} proxy {name} --host %h --port %p\n{fdpass}",
+            fdpass = if fdpass { "    ProxyUseFdpass yes\n" } else { "" },
             proxy = proxy.join(" "),
             name = e.name,
             host = host_alias(&e.name),
@@ -160,6 +162,7 @@ mod tests {
             Path::new("/h/.ssh/id_ed25519"),
             Path::new("/h/kh"),
             &["/opt/my tools/workstation".into(), "--provider".into(), "aws".into(), "--profile".into(), "it's%".into()],
+            true,
         );
         for want in [
             "Host ws-dev\n",
@@ -172,5 +175,13 @@ mod tests {
         ] {
             assert!(text.contains(want), "{want} in {text}");
         }
+    }
+    #[test]
+    fn through_session_manager_the_proxy_relays_and_keys_stay_pinned() {
+        let entry = HostEntry { name: "dev".into(), id: "i-1".into(), address: "10.0.0.5".into(), user: "alice".into() };
+        let text = render(&[entry], Path::new("/k"), Path::new("/kh"), &["workstation".into()], false);
+        assert!(text.contains("ProxyCommand workstation proxy dev --host %h --port %p\n"), "{text}");
+        assert!(!text.contains("ProxyUseFdpass"), "{text}");
+        assert!(text.contains("StrictHostKeyChecking yes") && text.contains("HostKeyAlias i-1.workstation"), "{text}");
     }
 }

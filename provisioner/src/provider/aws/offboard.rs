@@ -67,7 +67,14 @@ impl AwsProvider {
         // names hold no '.', so the prefix is the owner's alone.
         let prefix = key_pair_prefix(owner);
         let pairs = self.client.describe_key_pairs().filters(Filter::builder().name("key-name").values(format!("{prefix}*")).build()).send().await;
-        let key_pairs = pairs.map_err(api("DescribeKeyPairs"))?.key_pairs().iter().filter_map(|k| k.key_name()).filter(|n| n.starts_with(&prefix)).map(String::from).collect();
+        let key_pairs = pairs
+            .map_err(api("DescribeKeyPairs"))?
+            .key_pairs()
+            .iter()
+            .filter_map(|k| k.key_name())
+            .filter(|n| n.starts_with(&prefix))
+            .map(String::from)
+            .collect();
         let available = Filter::builder().name("status").values(VolumeState::Available.as_str()).build();
         let mut pages = self.client.describe_volumes().filters(owned(owner.as_str())).filters(available).into_paginator().send();
         let mut volumes = Vec::new();
