@@ -38,7 +38,7 @@ fi
 # sshd refuses to start without its privilege-separation directory.
 mkdir -p /run/sshd
 
-# checkov and python-hcl2 (terraform checks) each get a virtualenv: checkov
+# checkov and python-hcl2 (terraform checks) and dist each get a virtualenv: checkov
 # pins library versions that moto's server does not accept.
 venv() {
     local dir=/opt/workstation-ci/$1; shift
@@ -50,6 +50,9 @@ venv() {
 }
 venv checkov "checkov==3.3.30"
 venv hcl2 "python-hcl2==8.1.4"
+# dist (cargo-dist), the release tool, as Astral's PyPI build of the same
+# version dist-workspace.toml names: `dist plan` and `dist generate --check`.
+venv dist "astral-dev-toolchain-cargo-dist==0.33.0"
 
 # The IAM simulator, exactly the lockfile's versions (its AWS service data
 # decides which condition keys exist): again when the lockfile changed.

@@ -68,3 +68,52 @@ fn previews_never_run_a_pull_requests_code_with_credentials() {
     assert!(!wf.to_string().contains("WORKSTATION_PREVIEW_SSH_KEY"), "no key shared by every preview");
     assert!(wf["env"]["WORKSTATION_PREVIEW_ROLE"].as_str().is_some_and(|r| r.contains("vars.")), "runs as its pull request's session");
 }
+
+/// The image: a pull request builds it with no credentials; only a push to
+/// the default branch publishes, from the `image` environment, with pinned
+/// actions and the released binary checked against its checksum.
+#[test]
+fn images_publish_only_from_the_default_branch_in_the_image_environment() {
+    let wf = workflow("image.yml");
+    assert_eq!(wf["permissions"]["id-token"], serde_json::Value::Null, "no OIDC token by default: {}", wf["permissions"]);
+    let jobs = wf["jobs"].as_object().unwrap();
+    for (name, job) in jobs {
+        let credentialed = steps(job).iter().any(|s| s["uses"].as_str().is_some_and(|u| u.starts_with("aws-actions/configure-aws-credentials")));
+        let token = job["permissions"]["id-token"] == "write";
+        assert_eq!(credentialed, token, "job {name}: an OIDC token only where credentials are used");
+        if credentialed {
+            assert_eq!(job["environment"], "image", "job {name} publishes from the protected environment");
+            let only_main = job["if"].as_str().unwrap_or_default();
+            assert!(only_main.contains("github.event_name == 'push'") && only_main.contains("refs/heads/main"), "job {name} runs on pull requests: {only_main}");
+            let runs: String = steps(job).iter().filter_map(|s| s["run"].as_str()).collect();
+            assert!(runs.contains("image publish") && runs.contains("--commit"), "job {name} publishes the image tagged with its commit");
+            assert!(runs.contains("sha256sum -c") && !runs.contains("cargo "), "job {name}: the released binary, checked, not a build");
+        }
+        for step in steps(job) {
+            if let Some(uses) = step["uses"].as_str() {
+                let pinned = uses.rsplit_once('@').is_some_and(|(_, r)| r.len() == 40 && r.bytes().all(|b| b.is_ascii_hexdigit()));
+                assert!(pinned, "job {name}: {uses} is pinned to a commit");
+            }
+            assert!(!step["run"].as_str().unwrap_or_default().contains("${{"), "job {name}: values go through env");
+        }
+    }
+    assert!(jobs.values().any(|j| j["environment"] == "image"), "something publishes");
+}
+
+/// Releases: dist's own checks that dist-workspace.toml and the generated
+/// .github/workflows/release.yml agree, and that the plan has every target
+/// with checksums and the Homebrew formula.
+#[test]
+fn the_release_workflow_is_what_dist_generates() {
+    const DIST: &str = "/opt/workstation-ci/dist/bin/dist";
+    run_ok(std::process::Command::new(DIST).args(["generate", "--check"]).current_dir(repo_root()));
+    let plan = run_ok(std::process::Command::new(DIST).args(["plan", "--output-format=json"]).current_dir(repo_root()));
+    let plan: serde_json::Value = serde_json::from_str(&plan).unwrap();
+    let artifacts: Vec<&str> = plan["artifacts"].as_object().unwrap().keys().map(String::as_str).collect();
+    for target in ["aarch64-apple-darwin", "aarch64-unknown-linux-gnu", "x86_64-apple-darwin", "x86_64-unknown-linux-gnu"] {
+        let archive = format!("workstation-{target}.tar.xz");
+        assert!(artifacts.contains(&archive.as_str()), "{archive} in {artifacts:?}");
+        assert!(artifacts.contains(&format!("{archive}.sha256").as_str()), "a checksum of {archive}");
+    }
+    assert!(artifacts.contains(&"workstation.rb"), "the Homebrew formula: {artifacts:?}");
+}

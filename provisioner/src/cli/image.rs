@@ -65,6 +65,10 @@ pub struct PublishArgs {
     /// The image line, tagged workstation:image; boxes select it by `image_tag`.
     #[arg(long, default_value = "workstation", value_name = "NAME")]
     image: String,
+    /// The source commit the image was built from, tagged
+    /// workstation:commit (the image workflow passes GITHUB_SHA).
+    #[arg(long, value_name = "SHA", value_parser = commit_id)]
+    commit: Option<String>,
     /// Blocks uploaded at once.
     #[arg(long, default_value_t = 32, value_name = "N")]
     concurrency: usize,
@@ -102,7 +106,8 @@ async fn publish(global: &Global, args: PublishArgs) -> Result<ExitCode> {
     let disk = image::disk_of(&args.disk)?;
     // A bare disk is read once here for its identity: a blocking pass.
     let (image, arch) = (args.image, args.arch);
-    let (disk, inputs) = tokio::task::spawn_blocking(move || Inputs::of(image, &disk, arch).map(|i| (disk, i))).await??;
+    let (disk, mut inputs) = tokio::task::spawn_blocking(move || Inputs::of(image, &disk, arch).map(|i| (disk, i))).await??;
+    inputs.commit = args.commit;
 
     let aws = global.aws_settings()?;
     let region = super::context::aws_region(&aws, manifest.as_ref());
@@ -131,4 +136,12 @@ async fn publish(global: &Global, args: PublishArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A git commit id: 7 to 40 hex digits (it becomes a tag value).
+fn commit_id(s: &str) -> Result<String, String> {
+    match (7..=40).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        true => Ok(s.to_ascii_lowercase()),
+        false => Err(format!("{s:?} is not a commit id (7 to 40 hex digits)")),
+    }
 }

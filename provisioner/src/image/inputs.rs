@@ -68,6 +68,10 @@ pub struct Inputs {
     /// What the build baked in, when it says (our flake's `ami` does).
     pub manifest_hash: Option<String>,
     pub nixpkgs: Option<String>,
+    /// The repository commit it was built from (CI's), when told: a tag,
+    /// not part of [`Inputs::key`] (the same build from two commits is one
+    /// image).
+    pub commit: Option<String>,
 }
 
 impl Inputs {
@@ -88,6 +92,7 @@ impl Inputs {
         let mut tags = vec![(tags::IMAGE, self.image.clone()), (tags::IMAGE_INPUTS, self.key()), (tags::IMAGE_CONTENT, self.content.clone())];
         tags.extend(self.manifest_hash.clone().map(|h| (tags::MANIFEST_HASH, h)));
         tags.extend(self.nixpkgs.clone().map(|r| (tags::NIXPKGS_REV, r)));
+        tags.extend(self.commit.clone().map(|c| (tags::SOURCE_COMMIT, c)));
         tags
     }
 }

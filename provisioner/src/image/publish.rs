@@ -341,6 +341,7 @@ impl Inputs {
             content,
             manifest_hash: baked("manifest_hash", &disk.baked.manifest_hash, |v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))?,
             nixpkgs: baked("nixpkgs", &disk.baked.nixpkgs, |v| (1..=64).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))?,
+            commit: None,
         })
     }
 }
@@ -354,7 +355,7 @@ mod tests {
     use std::io::{Seek, SeekFrom, Write};
 
     fn inputs(arch: Arch) -> Inputs {
-        Inputs { image: "workstation".into(), arch, content: "sha256:00".into(), manifest_hash: None, nixpkgs: None }
+        Inputs { image: "workstation".into(), arch, content: "sha256:00".into(), manifest_hash: None, nixpkgs: None, commit: None }
     }
 
     #[test]

@@ -38,5 +38,7 @@ pub const IMAGE: &str = "workstation:image";
 pub const IMAGE_CONTENT: &str = "workstation:image-content";
 /// On AMIs: the nixpkgs revision the image was built from.
 pub const NIXPKGS_REV: &str = "workstation:nixpkgs";
+/// The source commit an image was built from (`image publish --commit`).
+pub const SOURCE_COMMIT: &str = "workstation:commit";
 /// On AMIs: hash of the image line, content and architecture; also in the AMI's name.
 pub const IMAGE_INPUTS: &str = "workstation:image-inputs";
