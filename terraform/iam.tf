@@ -215,7 +215,8 @@ data "aws_iam_policy_document" "engineer" {
   statement {
     sid       = "OnlyTheSshDocument"
     actions   = ["ssm:StartSession"]
-    resources = ["arn:${local.partition}:ssm:${var.region}::document/AWS-StartSSHSession"]
+    # AWS-owned documents have no account in their ARN: `*` matches it.
+    resources = ["arn:${local.partition}:ssm:${var.region}:*:document/AWS-StartSSHSession"]
   }
 
   # Sessions she started (Session Manager tags each with its starter's

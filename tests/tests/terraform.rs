@@ -168,14 +168,24 @@ fn policies() -> BTreeMap<String, BTreeSet<String>> {
 
 #[test]
 fn each_policy_allows_exactly_the_actions_its_code_calls() {
-    let aws = source("provider/aws");
+    // Offboarding is the admin's, not an engineer's: its file is apart.
+    let aws = source("provider/aws").replace(&source("provider/aws/offboard.rs"), "");
     let mut engineer = sdk_actions(&aws, "ec2");
     engineer.extend(sdk_actions(&source("stack/seed"), "s3"));
     if aws.contains("iam_instance_profile(") {
         engineer.insert("iam:PassRole".into());
     }
     let on_box = sdk_actions(&source("boxside"), "ec2");
-    let reaper = reachable_actions(&aws, &calls_on(&source("idle/reap.rs"), "provider"));
+    let mut reaper = reachable_actions(&aws, &calls_on(&source("idle/reap.rs"), "provider"));
+    // The deployed manifest, read from S3 (manifest/deployed.rs's fetch).
+    let deployed = functions(&source("manifest/deployed.rs"));
+    reaper.extend(sdk_actions(&deployed["fetch"], "s3"));
+    let manifest_publisher = sdk_actions(&deployed["publish"], "s3");
+    // `admin offboard`: what offboard.rs's steps reach in the provider.
+    let offboard = source("admin/offboard.rs");
+    let mut admin = reachable_actions(&source("provider/aws/offboard.rs"), &["holdings", "mark_offboarded", "delete_key_pair", "delete_volume"].map(String::from).into());
+    admin.extend(reachable_actions(&aws, &calls_on(&offboard, "provider")));
+    admin.extend(reachable_actions(&aws, &calls_on(&source("provider/aws/offboard.rs"), "self")));
     let publisher = sdk_actions(&source("image"), "ec2");
     // A preview run calls what an engineer's create and destroy call (the
     // same provider), and its own zone's records.
@@ -188,6 +198,8 @@ fn each_policy_allows_exactly_the_actions_its_code_calls() {
     assert!(reaper.contains("ec2:StopInstances") && !reaper.contains("ec2:RunInstances"), "{reaper:?}");
     assert!(publisher.contains("ebs:PutSnapshotBlock"), "{publisher:?}");
     assert!(reaper.contains("ec2:TerminateInstances"), "reap terminates expired previews: {reaper:?}");
+    assert!(reaper.contains("s3:GetObject") && manifest_publisher == ["s3:PutObject".to_owned()].into(), "{reaper:?} {manifest_publisher:?}");
+    assert!(admin.contains("ec2:DeleteKeyPair") && admin.contains("ec2:TerminateInstances") && admin.contains("ec2:DescribeVolumes"), "{admin:?}");
     assert_eq!(preview_dns, ["route53:ChangeResourceRecordSets".to_owned(), "route53:ListResourceRecordSets".to_owned()].into());
 
     let policies = policies();
@@ -199,7 +211,16 @@ fn each_policy_allows_exactly_the_actions_its_code_calls() {
     let preview_tf = std::fs::read_to_string(repo_root().join("terraform/preview.tf")).unwrap().split_whitespace().collect::<String>();
     assert!(!preview_tf.contains("aws_iam_policy.engineer"), "the preview role has a policy of its own, not the engineers'");
     for (name, derived) in
-        [("engineer", &engineer), ("preview", &preview), ("box", &on_box), ("reaper", &reaper), ("publisher", &publisher), ("preview_dns", &preview_dns)]
+        [
+            ("engineer", &engineer),
+            ("preview", &preview),
+            ("box", &on_box),
+            ("reaper", &reaper),
+            ("publisher", &publisher),
+            ("preview_dns", &preview_dns),
+            ("admin", &admin),
+            ("manifest_publisher", &manifest_publisher),
+        ]
     {
         let allowed = api(name);
         let missing: Vec<_> = derived.difference(&allowed).collect();
@@ -275,6 +296,11 @@ fn launch_tag(o: &str) -> serde_json::Value {
     serde_json::json!({"aws:RequestTag/workstation:owner": o})
 }
 
+/// A launch of an instance of `instance_type` tagged as `o`'s.
+fn launch(o: &str, instance_type: &str) -> serde_json::Value {
+    serde_json::json!({"aws:RequestTag/workstation:owner": o, "ec2:InstanceType": instance_type})
+}
+
 fn tags_on(o: &str, keys: &[&str]) -> serde_json::Value {
     serde_json::json!({"ec2:ResourceTag/workstation:owner": o, "aws:TagKeys": keys})
 }
@@ -326,8 +352,8 @@ fn nobody_can_touch_another_engineers_box_or_key() {
             "alice writes a tag nothing reads",
             engineer("alice", "ec2:CreateTags", alices_box.clone(), tags_on("alice", &["Name", "workstation:keep-until"])),
         ),
-        ("allow", "bob launches his own box", engineer("bob", "ec2:RunInstances", arn("instance", "*"), launch_tag("bob"))),
-        ("deny", "bob launches a box as alice's", engineer("bob", "ec2:RunInstances", arn("instance", "*"), launch_tag("alice"))),
+        ("allow", "bob launches his own box", engineer("bob", "ec2:RunInstances", arn("instance", "*"), launch("bob", "m7i.xlarge"))),
+        ("deny", "bob launches a box as alice's", engineer("bob", "ec2:RunInstances", arn("instance", "*"), launch("alice", "m7i.xlarge"))),
         ("deny", "bob launches with alice's key pair", engineer("bob", "ec2:RunInstances", arn("key-pair", "workstation.alice.ab12"), serde_json::json!({}))),
         ("allow", "bob launches with his key pair", engineer("bob", "ec2:RunInstances", arn("key-pair", "workstation.bob.ab12"), serde_json::json!({}))),
         ("allow", "a launch makes its interface in our subnet", engineer("bob", "ec2:RunInstances", arn("network-interface", "*"), interface_in("subnet-1"))),
@@ -511,6 +537,97 @@ fn the_publisher_cannot_slip_in_a_foreign_image() {
         ("deny", "it tags a foreign image", publisher("ec2:CreateTags", arn("image", "ami-2"), serde_json::json!({}))),
         ("deny", "it tags a snapshot", publisher("ec2:CreateTags", arn("snapshot", "snap-2"), serde_json::json!({}))),
     ]);
+}
+
+/// The platform's guardrails and Session Manager: an engineer launches only
+/// the listed instance types and disks up to the limit, and opens sessions
+/// only to her own boxes, only with the SSH document; the same policy holds
+/// for an Identity Center session (the permission set references it and
+/// maps the directory's user name to the owner tag).
+#[test]
+fn guardrails_and_session_manager_keep_engineers_to_their_own() {
+    let alices_box = arn("instance", "i-alice");
+    let volume = |o: &str, gib: u32| serde_json::json!({"aws:RequestTag/workstation:owner": o, "ec2:VolumeSize": gib.to_string()});
+    let session = |who: &str, resource: String, context: serde_json::Value| {
+        let mut context = context;
+        context["ssm:SessionDocumentAccessCheck"] = serde_json::json!("true");
+        engineer(who, "ssm:StartSession", resource, context)
+    };
+    let on = |o: &str| serde_json::json!({"ssm:resourceTag/workstation:owner": o});
+    let ssh_document = format!("arn:aws:ssm:us-east-1:{ACCOUNT}:document/AWS-StartSSHSession");
+    let shell_document = format!("arn:aws:ssm:us-east-1:{ACCOUNT}:document/SSM-SessionManagerRunShell");
+    // Identity Center's role for the permission set, its session named
+    // after the user, the owner tag from attributes for access control.
+    let sso = |action: &str, resource: String, context: serde_json::Value| {
+        let principal = format!("arn:aws:sts::{ACCOUNT}:assumed-role/AWSReservedSSO_workstation-engineer_0123abcd/alice@example.com");
+        request(&["engineer"], &principal, action, &resource, with_tags(context, &[("workstation-owner", "alice")]))
+    };
+    let session_of = |userid: &str, starter: &str| {
+        let principal = format!("arn:aws:sts::{ACCOUNT}:assumed-role/engineers/{userid}");
+        let mut context = with_tags(serde_json::json!({"ssm:resourceTag/aws:ssmmessages:session-id": starter}), &[("workstation-owner", userid)]);
+        context["aws:userid"] = serde_json::json!(format!("AROAEXAMPLE:{userid}"));
+        request(&["engineer"], &principal, "ssm:TerminateSession", &format!("arn:aws:ssm:us-east-1:{ACCOUNT}:session/{starter}-0abc"), context)
+    };
+    check(&[
+        ("allow", "alice launches an allowed type", engineer("alice", "ec2:RunInstances", arn("instance", "*"), launch("alice", "m7i.2xlarge"))),
+        ("deny", "alice launches a p5.48xlarge", engineer("alice", "ec2:RunInstances", arn("instance", "*"), launch("alice", "p5.48xlarge"))),
+        ("allow", "alice launches a 200 GiB disk", engineer("alice", "ec2:RunInstances", arn("volume", "*"), volume("alice", 200))),
+        ("deny", "alice launches a 10 TB disk", engineer("alice", "ec2:RunInstances", arn("volume", "*"), volume("alice", 10240))),
+        ("deny", "alice launches a disk as bob's", engineer("alice", "ec2:RunInstances", arn("volume", "*"), volume("bob", 50))),
+        ("allow", "alice opens a session to her box", session("alice", alices_box.clone(), on("alice"))),
+        ("deny", "bob opens a session to alice's box", session("bob", alices_box.clone(), on("alice"))),
+        ("allow", "alice's session uses the SSH document", session("alice", ssh_document, serde_json::json!({}))),
+        ("deny", "alice's session uses a shell document", session("alice", shell_document, serde_json::json!({}))),
+        ("deny", "a session without the document check", engineer("alice", "ssm:StartSession", alices_box.clone(), on("alice"))),
+        ("allow", "alice ends her session", session_of("alice", "AROAEXAMPLE:alice")),
+        ("deny", "alice ends bob's session", session_of("alice", "AROAEXAMPLE:bob")),
+        ("allow", "alice through Identity Center stops her box", sso("ec2:StopInstances", alices_box.clone(), owned_by("alice"))),
+        ("deny", "alice through Identity Center stops bob's box", sso("ec2:StopInstances", arn("instance", "i-bob"), owned_by("bob"))),
+        ("deny", "alice through Identity Center launches a p5.48xlarge", sso("ec2:RunInstances", arn("instance", "*"), launch("alice", "p5.48xlarge"))),
+    ]);
+
+    // The permission set carries exactly this policy, and the owner tag
+    // comes from the directory's user name.
+    let identity = hcl("identity.tf");
+    let resource = |kind: &str, name: &str| {
+        identity["resource"].as_array().unwrap().iter().find_map(|r| r.get(format!("\"{kind}\""))).unwrap()[format!("\"{name}\"")].clone()
+    };
+    let attach = resource("aws_ssoadmin_customer_managed_policy_attachment", "engineer");
+    assert_eq!(attach["customer_managed_policy_reference"][0]["name"], "${aws_iam_policy.engineer.name}", "{attach}");
+    let attributes = &resource("aws_ssoadmin_instance_access_control_attributes", "owner")["attribute"][0];
+    assert_eq!(attributes["key"], "${var.owner_principal_tag}", "{attributes}");
+    assert_eq!(attributes["value"][0]["source"], serde_json::json!(["${var.identity_center_owner_source}"]), "{attributes}");
+    let variables = hcl("variables.tf");
+    let source = variables["variable"].as_array().unwrap().iter().find_map(|v| v.get("\"identity_center_owner_source\"")).unwrap();
+    assert_eq!(source["default"], "\"$${path:userName}\"", "{source}");
+}
+
+/// The break-glass policy reaches every owner's boxes, key pairs and
+/// volumes, and nothing that is not workstation's.
+#[test]
+fn the_admin_policy_offboards_any_owner_and_nothing_else() {
+    let admin = |action: &str, resource: String, context: serde_json::Value| {
+        request(&["admin"], &format!("arn:aws:sts::{ACCOUNT}:assumed-role/workstation-admin/platform"), action, &resource, context)
+    };
+    let marking = |o: &str, keys: &[&str]| serde_json::json!({"ec2:ResourceTag/workstation:owner": o, "aws:TagKeys": keys});
+    check(&[
+        ("allow", "it stops a leaver's box", admin("ec2:StopInstances", arn("instance", "i-1"), owned_by("leaver"))),
+        ("allow", "it terminates a leaver's box", admin("ec2:TerminateInstances", arn("instance", "i-1"), owned_by("leaver"))),
+        ("deny", "it terminates an instance that is not a box", admin("ec2:TerminateInstances", arn("instance", "i-db"), serde_json::json!({}))),
+        ("allow", "it marks a box offboarded", admin("ec2:CreateTags", arn("instance", "i-1"), marking("leaver", &["workstation:offboarded-at"]))),
+        ("deny", "it re-labels a box's owner", admin("ec2:CreateTags", arn("instance", "i-1"), marking("leaver", &["workstation:owner"]))),
+        ("allow", "it deletes a leaver's key pair", admin("ec2:DeleteKeyPair", arn("key-pair", "workstation.leaver.ab12"), serde_json::json!({}))),
+        ("deny", "it deletes another key pair", admin("ec2:DeleteKeyPair", arn("key-pair", "prod-bastion"), serde_json::json!({}))),
+        ("allow", "it deletes a leaver's kept volume", admin("ec2:DeleteVolume", arn("volume", "vol-1"), owned_by("leaver"))),
+        ("deny", "it deletes a database's volume", admin("ec2:DeleteVolume", arn("volume", "vol-db"), serde_json::json!({}))),
+    ]);
+}
+
+/// terraform file `name` as python-hcl2 reads it.
+fn hcl(name: &str) -> serde_json::Value {
+    let path = repo_root().join("terraform").join(name);
+    let script = "import hcl2, json, sys; json.dump(hcl2.load(open(sys.argv[1])), sys.stdout)";
+    serde_json::from_str(&run_ok(Command::new(HCL2_PYTHON).args(["-c", script]).arg(&path))).unwrap()
 }
 
 #[test]
