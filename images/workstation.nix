@@ -239,6 +239,17 @@ in
       };
     };
 
+    # Session Manager's agent, for `connect = "ssm"` (SSH with no inbound
+    # port; terraform/network.tf has its endpoints, iam.tf its channels).
+    # nixos/modules/services/misc/amazon-ssm-agent.nix declares `enable` and
+    # `package` (pkgs.amazon-ssm-agent, pkgs/by-name/am/amazon-ssm-agent)
+    # and runs amazon-ssm-agent.service; nixos/modules/virtualisation/
+    # amazon-image.nix already sets it true as a plain definition, and an
+    # equal plain definition merges. Sessions use AWS-StartSSHSession only
+    # (the engineers' policy), so they reach sshd, never the agent's own
+    # shell (its ssm-user may sudo).
+    services.amazon-ssm-agent.enable = true;
+
     services.openssh = {
       enable = true;
       settings = {

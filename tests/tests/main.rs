@@ -2,6 +2,7 @@
 //! (e.g. `cargo test --test e2e stack::`). Each module is one area.
 
 mod activity;
+mod admin;
 mod cli;
 mod dotfiles;
 mod e2e;
@@ -11,6 +12,7 @@ mod idle;
 mod idle_month;
 mod image;
 mod intercept;
+mod network;
 mod new_user;
 mod nix;
 mod preview;

@@ -183,7 +183,8 @@ fn each_policy_allows_exactly_the_actions_its_code_calls() {
     let manifest_publisher = sdk_actions(&deployed["publish"], "s3");
     // `admin offboard`: what offboard.rs's steps reach in the provider.
     let offboard = source("admin/offboard.rs");
-    let mut admin = reachable_actions(&source("provider/aws/offboard.rs"), &["holdings", "mark_offboarded", "delete_key_pair", "delete_volume"].map(String::from).into());
+    let mut admin =
+        reachable_actions(&source("provider/aws/offboard.rs"), &["holdings", "mark_offboarded", "delete_key_pair", "delete_volume"].map(String::from).into());
     admin.extend(reachable_actions(&aws, &calls_on(&offboard, "provider")));
     admin.extend(reachable_actions(&aws, &calls_on(&source("provider/aws/offboard.rs"), "self")));
     let publisher = sdk_actions(&source("image"), "ec2");
@@ -210,18 +211,16 @@ fn each_policy_allows_exactly_the_actions_its_code_calls() {
     };
     let preview_tf = std::fs::read_to_string(repo_root().join("terraform/preview.tf")).unwrap().split_whitespace().collect::<String>();
     assert!(!preview_tf.contains("aws_iam_policy.engineer"), "the preview role has a policy of its own, not the engineers'");
-    for (name, derived) in
-        [
-            ("engineer", &engineer),
-            ("preview", &preview),
-            ("box", &on_box),
-            ("reaper", &reaper),
-            ("publisher", &publisher),
-            ("preview_dns", &preview_dns),
-            ("admin", &admin),
-            ("manifest_publisher", &manifest_publisher),
-        ]
-    {
+    for (name, derived) in [
+        ("engineer", &engineer),
+        ("preview", &preview),
+        ("box", &on_box),
+        ("reaper", &reaper),
+        ("publisher", &publisher),
+        ("preview_dns", &preview_dns),
+        ("admin", &admin),
+        ("manifest_publisher", &manifest_publisher),
+    ] {
         let allowed = api(name);
         let missing: Vec<_> = derived.difference(&allowed).collect();
         let unneeded: Vec<_> = allowed.difference(derived).collect();

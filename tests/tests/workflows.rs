@@ -84,7 +84,10 @@ fn images_publish_only_from_the_default_branch_in_the_image_environment() {
         if credentialed {
             assert_eq!(job["environment"], "image", "job {name} publishes from the protected environment");
             let only_main = job["if"].as_str().unwrap_or_default();
-            assert!(only_main.contains("github.event_name == 'push'") && only_main.contains("refs/heads/main"), "job {name} runs on pull requests: {only_main}");
+            assert!(
+                only_main.contains("github.event_name == 'push'") && only_main.contains("refs/heads/main"),
+                "job {name} runs on pull requests: {only_main}"
+            );
             let runs: String = steps(job).iter().filter_map(|s| s["run"].as_str()).collect();
             assert!(runs.contains("image publish") && runs.contains("--commit"), "job {name} publishes the image tagged with its commit");
             assert!(runs.contains("sha256sum -c") && !runs.contains("cargo "), "job {name}: the released binary, checked, not a build");

@@ -105,7 +105,7 @@ impl Context {
         if mine.contains(&spec.name.as_str()) || mine.len() < max as usize {
             return Ok(());
         }
-        Err(LifecycleError::TooManyBoxes { owner: spec.owner.to_string(), max, boxes: mine.join(", ") })
+        Err(LifecycleError::TooManyBoxes { owner: spec.owner.to_string(), count: mine.len(), max, boxes: mine.join(", ") })
     }
 
     /// The first half of `create`: the box launched (or found, and started

@@ -14,10 +14,10 @@ use crate::stack::shell::ShellError;
 #[derive(Debug, thiserror::Error)]
 pub enum LifecycleError {
     #[error(
-        "{owner} already has {max} boxes ({boxes}), the most box.max_boxes_per_owner allows; \
+        "{owner} already has {count} boxes ({boxes}) and box.max_boxes_per_owner allows {max}; \
          destroy one first (`workstation destroy NAME`), or ask the platform team to raise the limit"
     )]
-    TooManyBoxes { owner: String, max: u32, boxes: String },
+    TooManyBoxes { owner: String, count: usize, max: u32, boxes: String },
     #[error(transparent)]
     Provider(#[from] ProviderError),
     #[error(transparent)]
