@@ -365,3 +365,51 @@ fn hibernation_is_asked_for_at_launch_and_at_every_stop() {
     let stops = shim.requests("StopInstances");
     assert_eq!(stops.last().unwrap()["Hibernate"], "true", "{stops:?}");
 }
+
+/// `connect = "ssm"`: SSH goes through Session Manager's AWS-StartSSHSession
+/// (here a stand-in for the AWS CLI and its plugin, tests/support/ssm/aws,
+/// that checks its arguments and relays to the box's sshd), for russh (the
+/// library's own sessions) and OpenSSH alike, and the pinned host key still
+/// decides: a session that lands on another box is refused.
+#[test]
+fn through_session_manager_the_pinned_key_still_decides() {
+    let env = TestEnv::local();
+    env.ok(&["create", "--name", "dev"]);
+    env.ok(&["create", "--name", "other"]);
+    let boxes = env.json(&["list"]);
+    let find = |name: &str| {
+        let b = boxes.as_array().unwrap().iter().find(|b| b["name"] == name).unwrap_or_else(|| panic!("{name} in {boxes}"));
+        (b["id"].as_str().unwrap().to_string(), b["address"].as_str().unwrap().to_string())
+    };
+    let ((dev_id, dev_ip), (_, other_ip)) = (find("dev"), find("other"));
+    let dir = tempfile::tempdir().unwrap();
+    let (map, log) = (dir.path().join("map"), dir.path().join("log"));
+    let stand_in = workstation_tests::repo_root().join("tests/support/ssm");
+    let path = format!("{}:{}", stand_in.display(), std::env::var("PATH").unwrap());
+    let via_ssm = |args: &[&str]| {
+        let mut cmd = env.cmd(args);
+        cmd.env("WORKSTATION_CONNECT", "ssm").env("PATH", &path).env("WS_SSM_MAP", &map).env("WS_SSM_LOG", &log);
+        cmd.output().unwrap()
+    };
+
+    std::fs::write(&map, format!("{dev_id} {dev_ip}\n")).unwrap();
+    let out = via_ssm(&["ssh", "dev", "--", "hostname"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "dev");
+    let out = via_ssm(&["services"]);
+    assert!(out.status.success(), "russh through the session: {}", String::from_utf8_lossy(&out.stderr));
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(calls.lines().count(), 2, "one session for OpenSSH, one for russh: {calls}");
+    for call in calls.lines() {
+        assert_eq!(call, format!("ssm start-session --target {dev_id} --document-name AWS-StartSSHSession --parameters portNumber=22"));
+    }
+
+    // A session that lands on another box meets the pin.
+    std::fs::write(&map, format!("{dev_id} {other_ip}\n")).unwrap();
+    let out = via_ssm(&["services"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("presented host key"), "{err}");
+    let out = via_ssm(&["ssh", "dev", "--", "hostname"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("Host key verification failed"), "{err}");
+}
