@@ -89,3 +89,8 @@ output "manifest_publisher_policy_arn" {
   description = "Lets `workstation manifest publish` write manifest_url."
   value       = aws_iam_policy.manifest_publisher.arn
 }
+
+output "reaper_policy_arn" {
+  description = "For the cron/systemd fallback (examples/reap/): attach to the role of the host that runs `workstation reap`."
+  value       = aws_iam_policy.reaper.arn
+}

@@ -201,3 +201,11 @@ resource "aws_scheduler_schedule" "reaper" {
     }
   }
 }
+
+# The same permissions for the cron/systemd fallback (examples/reap/): a
+# policy to attach to the role of the host that runs `workstation reap`.
+resource "aws_iam_policy" "reaper" {
+  name        = "${var.name}-reaper"
+  description = "workstation reap from cron or a systemd timer (examples/reap/): stop idle boxes, terminate expired previews, read the deployed manifest"
+  policy      = data.aws_iam_policy_document.reaper.json
+}
