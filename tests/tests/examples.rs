@@ -14,9 +14,11 @@ use workstation_tests::mountns::MountNs;
 use workstation_tests::{binary, repo_root, TestEnv};
 
 /// Examples a test cannot run as written, by prefix, and why.
-const ELSEWHERE: [(&str, &str); 10] = [
+const ELSEWHERE: [(&str, &str); 12] = [
     ("workstation init", "sets up a laptop (interactive, or against AWS): tests/tests/setup.rs"),
     ("workstation image", "needs Nix >= 2.18 and an AWS account: tests/tests/image.rs"),
+    ("workstation manifest publish", "needs the platform's S3 bucket: tests/tests/admin.rs (moto)"),
+    ("workstation admin", "needs every owner's EC2 instances: tests/tests/admin.rs (moto)"),
     ("workstation preview", "runs in CI on a git checkout: tests/tests/preview.rs"),
     ("workstation share --preview", "needs a preview box: tests/tests/preview.rs"),
     ("workstation share alice", "needs a colleague's box: tests/tests/hosts.rs"),

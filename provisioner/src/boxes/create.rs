@@ -101,7 +101,8 @@ impl Context {
             return Ok(());
         };
         let boxes = self.provider.list(Some(spec.owner)).await?;
-        let mine: Vec<&str> = boxes.iter().filter(|b| b.preview.is_none()).map(|b| b.name.as_str()).collect();
+        let mut mine: Vec<&str> = boxes.iter().filter(|b| b.preview.is_none()).map(|b| b.name.as_str()).collect();
+        mine.sort_unstable();
         if mine.contains(&spec.name.as_str()) || mine.len() < max as usize {
             return Ok(());
         }

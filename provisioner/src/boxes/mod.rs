@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod bring_up;
+mod check;
 mod context;
 pub mod create;
 pub mod doctor;

@@ -1,7 +1,7 @@
 //! `doctor`'s checks of what the platform set up: the Session Manager
 //! tools (`connect = "ssm"`) and the deployed manifest.
 
-use super::doctor::{fail, ok, Check};
+use super::check::{fail, ok, Check};
 use super::Context;
 use crate::manifest::{deployed, LoadedManifest, S3Url};
 

@@ -97,6 +97,21 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// Whether the output is markdown, which only the two verbs that write
+    /// pull request comments take (anything else exits with usage).
+    pub fn markdown(&self) -> bool {
+        use clap::CommandFactory;
+        let markdown = self.output == Format::Markdown;
+        if markdown && !matches!(self.command, Command::Preview(preview::PreviewCommand::Up(_) | preview::PreviewCommand::List)) {
+            Cli::command()
+                .error(clap::error::ErrorKind::InvalidValue, "--output markdown is only for `preview up` and `preview list`; use text or json")
+                .exit();
+        }
+        markdown
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Init(setup::InitArgs),

@@ -31,10 +31,7 @@ use context::Global;
 pub use output::Output;
 
 pub async fn run(cli: Cli) -> Result<ExitCode> {
-    let markdown = cli.output == Format::Markdown;
-    if markdown && !matches!(cli.command, Command::Preview(preview::PreviewCommand::Up(_) | preview::PreviewCommand::List)) {
-        Cli::command().error(clap::error::ErrorKind::InvalidValue, "--output markdown is only for `preview up` and `preview list`; use text or json").exit();
-    }
+    let markdown = cli.markdown();
     let global = Global {
         manifest: cli.manifest,
         provider: cli.provider,
