@@ -22,15 +22,17 @@ use std::path::{Path, PathBuf};
 use workstation_hosts_protocol::WriteMode;
 
 use crate::block::{self, BlockError, Entry};
+use crate::lease;
 
 /// Rounds of read, check, swap before giving up on a file that keeps
 /// changing under us.
 const MAX_ATTEMPTS: u32 = 50;
-/// How long after a rename a write to the replaced file is still awaited.
-/// It narrows a race that a rename cannot close (an appender holding the old
-/// file open) to a scheduler delay longer than this. 20 ms still lost a line
-/// once in a few runs of the loaded suite (2026-12-05); only a write that
-/// saw someone append pays it.
+/// Without file leases: how long after a rename a write to the replaced
+/// file is still awaited. It narrows a race that a rename cannot close (an
+/// appender holding the old file open) to a scheduler delay longer than
+/// this; 20 ms lost a line once in a few loaded suite runs. With leases
+/// (the usual case, [`lease`]) the agent knows when the last writer of the
+/// old file is done instead.
 const LATE_GRACE: std::time::Duration = std::time::Duration::from_millis(60);
 
 #[derive(Debug, thiserror::Error)]
@@ -247,16 +249,25 @@ impl HostsFile {
         t.sync_all().map_err(io_err(ctx()))
     }
 
-    /// What reached the replaced file after our last check. When someone
-    /// was appending during this write (`appending`), an append that opened
-    /// the path just before the rename lands in the old file a moment later
-    /// (right away, unless the scheduler delays it: one such line was lost
-    /// under a loaded test suite), so the last look waits [`LATE_GRACE`].
+    /// What reached the replaced file after our last check. An append that
+    /// opened the path just before the rename lands in the old file a
+    /// moment later: the last look is taken once no process has the old
+    /// file open for writing ([`lease::quiesce`]). Where leases are not
+    /// available it waits [`LATE_GRACE`] if someone was appending during
+    /// this write (`appending`), which narrows the race without closing it.
     fn late(&self, old: &File, seen: &[u8], appending: bool) -> Result<Late> {
-        if appending {
-            std::thread::sleep(LATE_GRACE);
-        }
-        let now = read_all_at(old).map_err(io_err(format!("re-reading the replaced {}", self.display())))?;
+        let read = || read_all_at(old);
+        let now = match lease::quiesce(old, read) {
+            (Some(now), lease::Quiet::Yes | lease::Quiet::TimedOut) => now,
+            (_, quiet) => {
+                tracing::debug!("no lease on the replaced {} ({quiet:?}): a fixed wait", self.display());
+                if appending {
+                    std::thread::sleep(LATE_GRACE);
+                }
+                read()
+            }
+        };
+        let now = now.map_err(io_err(format!("re-reading the replaced {}", self.display())))?;
         if now == seen {
             return Ok(Late::Nothing);
         }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod flush;
 pub mod hostsfile;
 pub mod install;
+pub mod lease;
 pub mod names;
 pub mod resolve;
 pub mod server;
