@@ -2,8 +2,10 @@
 // which validates each action, resource ARN and condition key against AWS's
 // own service data and evaluates every condition operator: a request the
 // simulator finds invalid (an action that does not exist, a resource type
-// the action does not take, a condition key it does not support) fails the
-// run instead of being decided.
+// the action does not take) fails the run instead of being decided. The
+// simulator itself only sets aside a context key the action does not
+// support (`ignoredContextKeys`), which would make a misspelt key in a test
+// read as a deny: that fails the run here too.
 //
 // Input (stdin, JSON): {"policies": {"engineer": {...AWS policy JSON}, ...},
 //   "requests": [{"policies": ["engineer"], "resource_policy": "preview_assume" (optional),
@@ -51,6 +53,10 @@ async function decide(policies, request, index) {
   const result = await runSimulation(simulation, {})
   if (result.resultType === 'error') {
     throw new Error(`request ${index} (${request.action} on ${request.resource}) is not valid for AWS: ${JSON.stringify(result.errors)}`)
+  }
+  const ignored = result.resultType === 'single' ? result.result.ignoredContextKeys : result.results?.[0]?.ignoredContextKeys
+  if (ignored?.length) {
+    throw new Error(`request ${index} (${request.action} on ${request.resource}): context keys AWS does not send with it: ${JSON.stringify(ignored)}`)
   }
   const analysis = result.resultType === 'single' ? result.result.analysis : result.results[0]?.analysis
   const allowed = result.overallResult === 'Allowed'
