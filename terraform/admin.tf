@@ -64,18 +64,43 @@ resource "aws_iam_policy" "admin" {
   policy      = data.aws_iam_policy_document.admin.json
 }
 
+# Roles (an Identity Center or SAML session: MFA is their identity
+# provider's to enforce, and aws:MultiFactorAuthPresent is absent from role
+# sessions) may assume it as they are; IAM users only with MFA.
+locals {
+  admin_roles = [for p in var.admin_principal_arns : p if can(regex(":role/", p))]
+  admin_users = [for p in var.admin_principal_arns : p if !can(regex(":role/", p))]
+}
+
 data "aws_iam_policy_document" "admin_assume" {
   count = length(var.admin_principal_arns) > 0 ? 1 : 0
-  statement {
-    actions = ["sts:AssumeRole"]
-    principals {
-      type        = "AWS"
-      identifiers = var.admin_principal_arns
+
+  dynamic "statement" {
+    for_each = length(local.admin_roles) > 0 ? [local.admin_roles] : []
+    content {
+      sid     = "PlatformRoles"
+      actions = ["sts:AssumeRole"]
+      principals {
+        type        = "AWS"
+        identifiers = statement.value
+      }
     }
-    condition {
-      test     = "Bool"
-      variable = "aws:MultiFactorAuthPresent"
-      values   = ["true"]
+  }
+
+  dynamic "statement" {
+    for_each = length(local.admin_users) > 0 ? [local.admin_users] : []
+    content {
+      sid     = "PlatformUsersWithMfa"
+      actions = ["sts:AssumeRole"]
+      principals {
+        type        = "AWS"
+        identifiers = statement.value
+      }
+      condition {
+        test     = "Bool"
+        variable = "aws:MultiFactorAuthPresent"
+        values   = ["true"]
+      }
     }
   }
 }

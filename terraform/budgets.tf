@@ -1,9 +1,11 @@
 # What boxes cost, per owner: the workstation:owner tag activated for cost
-# allocation (it appears in Cost Explorer and Budgets about a day after
-# activation, and only for costs incurred after it), and a monthly budget
+# allocation (activate_owner_cost_tag, in the payer account; it appears in
+# Cost Explorer and Budgets about a day after activation, and only for
+# costs incurred after it), and a monthly budget
 # per owner in budget_owners that mails budget_emails.
 
 resource "aws_ce_cost_allocation_tag" "owner" {
+  count   = var.activate_owner_cost_tag ? 1 : 0
   tag_key = "workstation:owner"
   status  = "Active"
 }
@@ -38,4 +40,11 @@ resource "aws_budgets_budget" "owner" {
   }
 
   depends_on = [aws_ce_cost_allocation_tag.owner]
+
+  lifecycle {
+    precondition {
+      condition     = length(var.budget_emails) > 0
+      error_message = "budget_emails must name at least one address to tell when a budget is crossed."
+    }
+  }
 }

@@ -205,8 +205,12 @@ data "aws_iam_policy_document" "engineer" {
       variable = "ssm:resourceTag/${local.owner_tag}"
       values   = [local.me]
     }
+    # AWS's pattern (Session Manager user guide, "Start a default shell
+    # session by specifying the default session document"): a session
+    # that names no document is checked against the default one, which
+    # engineers may not use.
     condition {
-      test     = "Bool"
+      test     = "BoolIfExists"
       variable = "ssm:SessionDocumentAccessCheck"
       values   = ["true"]
     }

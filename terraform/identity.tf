@@ -1,6 +1,9 @@
 # How engineers get the engineers' policy, and their owner name with it.
 #
-# With IAM Identity Center (identity_center_instance_arn set): a permission
+# With IAM Identity Center (identity_center_instance_arn set; managed
+# through the `aws.identity_center` provider: the management or delegated
+# administrator account, identity_center_role_arn, in Identity Center's
+# home region, identity_center_region): a permission
 # set carrying the engineers' policy (a customer-managed policy reference:
 # the policy must exist in every account the set is assigned to), and
 # "attributes for access control" that turn the directory's user name into
@@ -20,6 +23,7 @@
 # if it fits, and the directory's user name must map to it).
 
 resource "aws_ssoadmin_permission_set" "engineer" {
+  provider           = aws.identity_center
   count            = var.identity_center_instance_arn != null ? 1 : 0
   name             = "${var.name}-engineer"
   description      = "workstation: run, start, stop and SSH into only your own boxes"
@@ -28,6 +32,7 @@ resource "aws_ssoadmin_permission_set" "engineer" {
 }
 
 resource "aws_ssoadmin_customer_managed_policy_attachment" "engineer" {
+  provider           = aws.identity_center
   count              = var.identity_center_instance_arn != null ? 1 : 0
   instance_arn       = var.identity_center_instance_arn
   permission_set_arn = aws_ssoadmin_permission_set.engineer[0].arn
@@ -41,6 +46,7 @@ resource "aws_ssoadmin_customer_managed_policy_attachment" "engineer" {
 # already maps attributes elsewhere, add this key there instead (the
 # resource owns the instance's whole list).
 resource "aws_ssoadmin_instance_access_control_attributes" "owner" {
+  provider           = aws.identity_center
   count        = var.identity_center_instance_arn != null && var.identity_center_manage_attributes ? 1 : 0
   instance_arn = var.identity_center_instance_arn
   attribute {
@@ -52,6 +58,7 @@ resource "aws_ssoadmin_instance_access_control_attributes" "owner" {
 }
 
 resource "aws_ssoadmin_account_assignment" "engineers" {
+  provider           = aws.identity_center
   for_each           = var.identity_center_instance_arn != null ? toset(var.identity_center_group_ids) : toset([])
   instance_arn       = var.identity_center_instance_arn
   permission_set_arn = aws_ssoadmin_permission_set.engineer[0].arn

@@ -17,12 +17,18 @@ locals {
   vpc_id     = local.create_vpc ? aws_vpc.boxes[0].id : var.vpc_id
   subnet_ids = local.create_vpc ? aws_subnet.boxes[*].id : var.subnet_ids
   nat        = local.create_vpc && var.box_internet == "nat"
+  vpc_cidr   = local.create_vpc ? var.vpc_cidr : data.aws_vpc.existing[0].cidr_block
 
   # AWS APIs a box calls: ec2 (boxside/: host key, activity, idle stop),
   # ssm + ssmmessages + ec2messages (the Session Manager agent), ssm and
   # secretsmanager (service secrets), sts (the SDK's credential checks).
   # s3 is a gateway endpoint (seeds are fetched from presigned URLs).
   box_interface_services = ["ec2", "sts", "ssm", "ssmmessages", "ec2messages", "secretsmanager"]
+}
+
+data "aws_vpc" "existing" {
+  count = local.create_vpc ? 0 : 1
+  id    = var.vpc_id
 }
 
 resource "aws_vpc" "boxes" {
@@ -147,12 +153,19 @@ resource "aws_route" "engineers_via_transit_gateway" {
   depends_on             = [aws_ec2_transit_gateway_vpc_attachment.boxes]
 }
 
-# A site-to-site VPN's virtual private gateway announces the office
-# networks itself.
+# A site-to-site VPN's virtual private gateway, attached to this VPC,
+# announces the office networks itself.
+resource "aws_vpn_gateway_attachment" "boxes" {
+  count          = local.create_vpc && var.vpn_gateway_id != null ? 1 : 0
+  vpc_id         = aws_vpc.boxes[0].id
+  vpn_gateway_id = var.vpn_gateway_id
+}
+
 resource "aws_vpn_gateway_route_propagation" "boxes" {
   count          = local.create_vpc && var.vpn_gateway_id != null ? 1 : 0
   vpn_gateway_id = var.vpn_gateway_id
   route_table_id = aws_route_table.boxes[0].id
+  depends_on     = [aws_vpn_gateway_attachment.boxes]
 }
 
 # ---- AWS APIs from inside the VPC ----
@@ -228,7 +241,7 @@ resource "aws_security_group" "boxes" {
       from_port   = egress.value
       to_port     = egress.value
       protocol    = "tcp"
-      cidr_blocks = [var.box_internet == "nat" ? "0.0.0.0/0" : var.vpc_cidr]
+      cidr_blocks = [var.box_internet == "nat" ? "0.0.0.0/0" : local.vpc_cidr]
     }
   }
 

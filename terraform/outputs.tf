@@ -56,7 +56,7 @@ output "admin_policy_arn" {
 }
 
 output "admin_role_arn" {
-  description = "The break-glass role (MFA required); null without admin_principal_arns."
+  description = "The break-glass role; null without admin_principal_arns."
   value       = one(aws_iam_role.admin[*].arn)
 }
 

@@ -124,6 +124,18 @@ variable "identity_center_instance_arn" {
   default     = null
 }
 
+variable "identity_center_role_arn" {
+  description = "A role in the organisation's management (or delegated administrator) account that may administer Identity Center; terraform assumes it for identity.tf. null: the apply's own credentials already can (a standalone account, or applying from the management account)."
+  type        = string
+  default     = null
+}
+
+variable "identity_center_region" {
+  description = "Identity Center's home region, if not region."
+  type        = string
+  default     = null
+}
+
 variable "identity_center_group_ids" {
   description = "Identity Center groups (their ids in the identity store) given the engineers' permission set in this account."
   type        = list(string)
@@ -165,6 +177,12 @@ variable "engineer_max_disk_gib" {
   default     = 200
 }
 
+variable "activate_owner_cost_tag" {
+  description = "Activate workstation:owner as a cost-allocation tag (Cost Explorer, budgets per owner). Only the organisation's management (payer) account, or a standalone account, may: elsewhere activate it there (Billing > Cost allocation tags) and leave this false. The tag can be activated only once it appears in billing data (a day after the first tagged box)."
+  type        = bool
+  default     = false
+}
+
 variable "budget_monthly_usd" {
   description = "Monthly AWS Budgets limit per owner (on the workstation:owner cost-allocation tag), in USD; alerts at 80% actual and 100% forecast to budget_emails. null: no budgets."
   type        = number
@@ -172,7 +190,7 @@ variable "budget_monthly_usd" {
 }
 
 variable "budget_owners" {
-  description = "Owner names (or team names, see budget_tag) that get a budget of budget_monthly_usd each."
+  description = "Owner names that get a budget of budget_monthly_usd each."
   type        = list(string)
   default     = []
 }
@@ -184,7 +202,7 @@ variable "budget_emails" {
 }
 
 variable "admin_principal_arns" {
-  description = "Who may assume the break-glass admin role (`workstation admin offboard`, any owner's boxes): platform engineers' roles or users. Sessions need MFA. Empty: no admin role (the policy still exists: attach admin_policy_arn yourself)."
+  description = "Who may assume the break-glass admin role (`workstation admin offboard`, any owner's boxes): platform engineers' roles (their identity provider enforces MFA) or IAM users (only with MFA). Empty: no admin role (the policy still exists: attach admin_policy_arn yourself)."
   type        = list(string)
   default     = []
 }

@@ -24,3 +24,26 @@ provider "aws" {
     }
   }
 }
+
+# IAM Identity Center is managed from the organisation's management (or
+# delegated administrator) account, in Identity Center's home region:
+# identity.tf's resources use this provider. Without
+# identity_center_role_arn it is the same credentials as the default.
+provider "aws" {
+  alias  = "identity_center"
+  region = coalesce(var.identity_center_region, var.region)
+
+  dynamic "assume_role" {
+    for_each = var.identity_center_role_arn != null ? [var.identity_center_role_arn] : []
+    content {
+      role_arn     = assume_role.value
+      session_name = "workstation-terraform"
+    }
+  }
+
+  default_tags {
+    tags = {
+      "workstation:managed-by" = "terraform"
+    }
+  }
+}

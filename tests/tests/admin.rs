@@ -97,9 +97,22 @@ fn offboarding_stops_then_after_the_grace_removes_only_the_leavers_things() {
     let kinds: Vec<&str> = again["steps"].as_array().unwrap().iter().map(|s| s["step"].as_str().unwrap()).collect();
     assert!(kinds.iter().all(|k| *k == "keep" || *k == "keep_volume"), "{again}");
 
-    // After the grace: terminated, the kept volume deleted.
+    // A dry run as of after the grace shows what will go; a real run may
+    // not be back- or forward-dated.
     let later = (Utc::now() + Duration::days(15)).to_rfc3339_opts(SecondsFormat::Secs, true);
-    let last = env.json(&["admin", "offboard", "leaver", "--grace", "14d", "--at", &later]);
+    let preview = env.json(&["admin", "offboard", "leaver", "--grace", "14d", "--dry-run", "--at", &later]);
+    assert_eq!(preview["steps"].as_array().unwrap().iter().filter(|s| s["step"] == "terminate").count(), 2, "{preview}");
+    let err = env.fails(&["admin", "offboard", "leaver", "--at", &later]);
+    assert!(err.contains("--dry-run"), "{err}");
+
+    // After the grace (the marks moved 15 days back, as time would):
+    // terminated, the kept volume deleted.
+    let marked = (Utc::now() - Duration::days(15)).to_rfc3339_opts(SecondsFormat::Secs, true);
+    block_on(async {
+        let ids: Vec<String> = leaver.iter().chain(&kept).cloned().collect();
+        client.create_tags().set_resources(Some(ids)).tags(tag("workstation:offboarded-at", &marked)).send().await.unwrap();
+    });
+    let last = env.json(&["admin", "offboard", "leaver", "--grace", "14d"]);
     assert!(last["steps"].as_array().unwrap().iter().all(|s| s["ok"] == true), "{last}");
     assert!(leaver.iter().all(|id| state(&client, id) == "terminated"), "{last}");
     assert!(volumes(&client, "leaver").is_empty());

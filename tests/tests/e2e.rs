@@ -404,6 +404,12 @@ fn through_session_manager_the_pinned_key_still_decides() {
         assert_eq!(call, format!("ssm start-session --target {dev_id} --document-name AWS-StartSSHSession --parameters portNumber=22"));
     }
 
+    // Without the AWS CLI, the error says what to install, at once (not
+    // after waiting for a box that is up).
+    let out = env.cmd(&["services"]).env("WORKSTATION_CONNECT", "ssm").env("PATH", "/nonexistent").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("install the AWS CLI v2 and the Session Manager plugin"), "{err}");
+
     // A session that lands on another box meets the pin.
     std::fs::write(&map, format!("{dev_id} {other_ip}\n")).unwrap();
     let out = via_ssm(&["services"]);

@@ -90,6 +90,7 @@ fn images_publish_only_from_the_default_branch_in_the_image_environment() {
             );
             let runs: String = steps(job).iter().filter_map(|s| s["run"].as_str()).collect();
             assert!(runs.contains("image publish") && runs.contains("--commit"), "job {name} publishes the image tagged with its commit");
+            assert!(runs.contains("manifest publish --to"), "job {name} publishes the manifest to terraform's manifest_url");
             assert!(runs.contains("sha256sum -c") && !runs.contains("cargo "), "job {name}: the released binary, checked, not a build");
         }
         for step in steps(job) {

@@ -2,8 +2,8 @@
 //! stops their boxes, marks them (the grace starts) and deletes their key
 //! pairs (nothing launches with them again; their boxes keep their
 //! authorized keys). A run after the grace terminates the boxes and deletes
-//! the volumes they kept. Until then everything can be handed over: the
-//! data is all still there. Every step is listed, done or (with a dry run)
+//! the volumes they kept. Until then nothing is deleted: the data is all
+//! still there. Every step is listed, done or (with a dry run)
 //! planned; running it again converges.
 
 use chrono::{DateTime, Duration, Utc};

@@ -48,7 +48,7 @@ pub enum AdminCommand {
 ///
 /// The first run stops OWNER's boxes, marks them and their kept volumes
 /// (the grace starts) and deletes their EC2 key pairs. Until the grace
-/// ends nothing else goes: a box can still be handed over with its data.
+/// ends nothing else goes: the boxes and their data are all still there.
 /// A run after the grace terminates the boxes and deletes the kept
 /// volumes. Run it again any time (e.g. daily from cron): it converges.
 /// Hostnames live in laptops' hosts files: there are no records to remove.
@@ -67,9 +67,10 @@ pub struct OffboardArgs {
     /// How long after the first run boxes and data are kept.
     #[arg(long, default_value = "14d", value_parser = super::duration::parse)]
     grace: std::time::Duration,
-    /// Act as of this time (RFC 3339) instead of now: to see what a later
-    /// run will do, with --dry-run.
-    #[arg(long, value_name = "TIME", hide = true)]
+    /// Plan as of this time (RFC 3339) instead of now: what a later run
+    /// will do. Only with --dry-run: a real run back-dated would shorten
+    /// the grace.
+    #[arg(long, value_name = "TIME", hide = true, requires = "dry_run")]
     at: Option<DateTime<Utc>>,
 }
 

@@ -4,6 +4,7 @@
 pub mod known_hosts;
 pub mod openssh;
 pub mod proxy;
+pub mod relay;
 pub mod remote;
 pub mod ssh_config;
 pub mod ssm;

@@ -14,6 +14,7 @@ use russh::ChannelMsg;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::ssh::known_hosts::{fingerprint, KnownHosts, PinError};
+use crate::ssh::relay::Relay;
 
 /// Bounds one TCP connect + key exchange; the caller decides about retries.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -40,6 +41,20 @@ pub enum RemoteError {
     Connect {
         name: String,
         address: SocketAddr,
+        #[source]
+        source: russh::Error,
+    },
+    #[error("cannot run {command} to reach box {name} through Session Manager: install the AWS CLI v2 and the Session Manager plugin (docs/engineer.md)")]
+    RelayStart {
+        name: String,
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot reach box {name} through Session Manager; the session said: {said}")]
+    Relayed {
+        name: String,
+        said: String,
         #[source]
         source: russh::Error,
     },
@@ -70,7 +85,9 @@ pub enum RemoteError {
 impl RemoteError {
     /// Worth retrying while a box is still booting.
     pub fn is_transient(&self) -> bool {
-        matches!(self, RemoteError::Connect { .. } | RemoteError::Timeout { .. })
+        // Through Session Manager, a box that just booted is not connected
+        // to it yet (TargetNotConnected) for a while: worth a retry too.
+        matches!(self, RemoteError::Connect { .. } | RemoteError::Relayed { .. } | RemoteError::Timeout { .. })
     }
 }
 
@@ -109,7 +126,7 @@ pub struct Session {
     handle: Handle<PinnedKey>,
     /// The relay the connection runs through, if any: it lives as long as
     /// the session.
-    _relay: Option<tokio::process::Child>,
+    _relay: Option<Relay>,
 }
 
 /// A command kept running on the box; see [`Session::hold`].
@@ -139,15 +156,17 @@ pub async fn connect(target: &Target, known_hosts: &KnownHosts) -> Result<Sessio
     let presented = Arc::new(Mutex::new(None));
     let handler = PinnedKey { pinned: pinned.clone(), presented: presented.clone() };
     let config = Arc::new(client::Config { nodelay: true, ..Default::default() });
-    let mut relay = None;
+    let (relay, stream) = match &target.via {
+        None => (None, None),
+        Some(argv) => {
+            let (relay, stream) = Relay::spawn(argv).map_err(|source| RemoteError::RelayStart { name: name.clone(), command: argv[0].clone(), source })?;
+            (Some(relay), Some(stream))
+        }
+    };
     let connecting = async {
-        match &target.via {
+        match stream {
             None => client::connect(config, target.address, handler).await,
-            Some(argv) => {
-                let (child, stream) = relay_stream(argv).map_err(russh::Error::IO)?;
-                relay = Some(child);
-                client::connect_stream(config, stream, handler).await
-            }
+            Some(stream) => client::connect_stream(config, stream, handler).await,
         }
     };
     let mut handle = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
@@ -162,7 +181,12 @@ pub async fn connect(target: &Target, known_hosts: &KnownHosts) -> Result<Sessio
                 presented: presented.as_ref().map(fingerprint).unwrap_or_else(|| "a certificate".into()),
             });
         }
-        Ok(Err(source)) => return Err(RemoteError::Connect { name, address: target.address, source }),
+        Ok(Err(source)) => {
+            return Err(match &relay {
+                Some(relay) => RemoteError::Relayed { name, said: relay.said(), source },
+                None => RemoteError::Connect { name, address: target.address, source },
+            })
+        }
     };
 
     let session_err = |source| RemoteError::Session { name: target.name.clone(), source };
@@ -172,31 +196,6 @@ pub async fn connect(target: &Target, known_hosts: &KnownHosts) -> Result<Sessio
         return Err(RemoteError::AuthFailed { name, user: target.user.clone(), path: target.identity.clone() });
     }
     Ok(Session { name, handle, _relay: relay })
-}
-
-/// Runs `argv` with its stdin and stdout as one byte stream; its stderr
-/// goes to the debug log (the AWS CLI announces each session there). The
-/// child is killed when the session is dropped.
-fn relay_stream(argv: &[String]) -> std::io::Result<(tokio::process::Child, impl AsyncRead + AsyncWrite + Unpin + Send + 'static)> {
-    use std::process::Stdio;
-    let mut child = tokio::process::Command::new(&argv[0])
-        .args(&argv[1..])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()?;
-    let (stdin, stdout) = (child.stdin.take().expect("piped"), child.stdout.take().expect("piped"));
-    if let Some(stderr) = child.stderr.take() {
-        tokio::spawn(async move {
-            use tokio::io::AsyncBufReadExt;
-            let mut lines = tokio::io::BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                tracing::debug!("session relay: {line}");
-            }
-        });
-    }
-    Ok((child, tokio::io::join(stdout, stdin)))
 }
 
 impl Session {
