@@ -76,7 +76,7 @@ output "permission_set_arn" {
 }
 
 output "connect" {
-  description = "How engineers reach boxes: their settings' connect must say the same (\"ssm\": `connect = \"ssm\"` in ~/.config/workstation/config.toml or WORKSTATION_CONNECT=ssm)."
+  description = "How engineers (and the preview workflow's WORKSTATION_CONNECT) reach boxes: their settings' connect takes this value (`connect = \"ssm\"` in ~/.config/workstation/config.toml or WORKSTATION_CONNECT=ssm; \"vpn\" is the default)."
   value       = var.connect
 }
 

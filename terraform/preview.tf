@@ -233,6 +233,46 @@ data "aws_iam_policy_document" "preview" {
     }
   }
 
+  # With connect = "ssm", CI reaches its box through Session Manager: only
+  # this pull request's box, only with the SSH document (as engineers).
+  statement {
+    sid       = "SshOverSessionManagerToThisPullRequestsBox"
+    actions   = ["ssm:StartSession"]
+    resources = [local.instances]
+    condition {
+      test     = "StringEquals"
+      variable = "ssm:resourceTag/${local.owner_tag}"
+      values   = [local.me]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "ssm:resourceTag/workstation:preview"
+      values   = [local.my_pr]
+    }
+    condition {
+      test     = "BoolIfExists"
+      variable = "ssm:SessionDocumentAccessCheck"
+      values   = ["true"]
+    }
+  }
+
+  statement {
+    sid       = "OnlyTheSshDocument"
+    actions   = ["ssm:StartSession"]
+    resources = ["arn:${local.partition}:ssm:${var.region}:*:document/AWS-StartSSHSession"]
+  }
+
+  statement {
+    sid       = "EndOwnSessions"
+    actions   = ["ssm:TerminateSession", "ssm:ResumeSession"]
+    resources = ["arn:${local.partition}:ssm:${var.region}:${local.account}:session/*"]
+    condition {
+      test     = "StringLike"
+      variable = "ssm:resourceTag/aws:ssmmessages:session-id"
+      values   = ["$${aws:userid}"]
+    }
+  }
+
   # What `preview up` records (its commit, expiry, bring-up), on its own
   # box only: never another preview's expiry or the host key CI pins from.
   statement {

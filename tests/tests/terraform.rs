@@ -411,6 +411,7 @@ fn a_preview_run_reaches_only_its_own_pull_request() {
         request(&["preview_dns"], &principal, "route53:ChangeResourceRecordSets", "arn:aws:route53:::hostedzone/Zpreview", context)
     };
     let shared = serde_json::json!({"ec2:ResourceTag/workstation:owner": "alice", "ec2:ResourceTag/workstation:shareable": "true"});
+    let session_on = |n: &str| serde_json::json!({"ssm:resourceTag/workstation:owner": "preview", "ssm:resourceTag/workstation:preview": n});
     let own = arn("instance", "i-pr7");
     let other = arn("instance", "i-pr5");
     check(&[
@@ -440,7 +441,11 @@ fn a_preview_run_reaches_only_its_own_pull_request() {
         ("deny", "a preview run starts alice's shareable box", preview(7, "ec2:StartInstances", alices_box.clone(), shared)),
         ("deny", "a preview run stops alice's box", preview(7, "ec2:StopInstances", alices_box.clone(), owned_by("alice"))),
         ("deny", "a preview run terminates alice's box", preview(7, "ec2:TerminateInstances", alices_box.clone(), owned_by("alice"))),
-        ("deny", "a preview run tags alice's box as an expired preview", preview(7, "ec2:CreateTags", alices_box, tags_on("alice", &["workstation:expires"]))),
+        (
+            "deny",
+            "a preview run tags alice's box as an expired preview",
+            preview(7, "ec2:CreateTags", alices_box.clone(), tags_on("alice", &["workstation:expires"])),
+        ),
         ("allow", "a preview run reads a preview seed", preview(7, "s3:GetObject", seed("previews/app.sql"), serde_json::json!({}))),
         ("deny", "a preview run reads production's seed", preview(7, "s3:GetObject", seed("prod.sql"), serde_json::json!({}))),
         ("allow", "PR 7 names its preview in the zone", dns(&["api.pr-7.dev.example.com", "web.pr-7.dev.example.com"], &["A"])),
@@ -448,6 +453,13 @@ fn a_preview_run_reaches_only_its_own_pull_request() {
         ("deny", "PR 7 takes over an engineer's hostname", dns(&["api.pr-7.dev.example.com", "api.dev.example.com"], &["A"])),
         ("deny", "PR 7 takes over PR 17's names", dns(&["api.pr-17.dev.example.com"], &["A"])),
         ("deny", "PR 7 writes another record type", dns(&["api.pr-7.dev.example.com"], &["TXT"])),
+        ("allow", "PR 7 opens a session to its box", preview(7, "ssm:StartSession", own.clone(), session_on("7"))),
+        ("deny", "PR 7 opens a session to PR 5's box", preview(7, "ssm:StartSession", arn("instance", "i-pr5"), session_on("5"))),
+        (
+            "deny",
+            "a preview run opens a session to alice's box",
+            preview(7, "ssm:StartSession", alices_box.clone(), serde_json::json!({"ssm:resourceTag/workstation:owner": "alice"})),
+        ),
     ]);
 }
 

@@ -11,8 +11,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Connect {
-    /// TCP to the box's address (VPN, Transit Gateway, or the local bridge).
+    /// TCP to the box's address (VPN, Transit Gateway, or the local bridge);
+    /// "vpn" too, as terraform's `connect` output says it.
     #[default]
+    #[serde(alias = "vpn")]
     Direct,
     /// Session Manager port forwarding (terraform's connect = "ssm").
     Ssm,
@@ -22,7 +24,7 @@ impl std::str::FromStr for Connect {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
-            "direct" => Ok(Connect::Direct),
+            "direct" | "vpn" => Ok(Connect::Direct),
             "ssm" => Ok(Connect::Ssm),
             other => Err(format!("{other:?} is not a way to connect; use \"direct\" or \"ssm\"")),
         }
@@ -66,6 +68,7 @@ mod tests {
         );
         assert_eq!(StartSession::default().argv("i-1", "%p").len(), 9);
         assert_eq!("ssm".parse::<Connect>().unwrap(), Connect::Ssm);
+        assert_eq!("vpn".parse::<Connect>().unwrap(), Connect::Direct, "terraform's connect output as it is");
         assert!("tcp".parse::<Connect>().is_err());
     }
 }
