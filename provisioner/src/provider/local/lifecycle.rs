@@ -1,0 +1,142 @@
+//! The [`Provider`] verbs on local boxes.
+
+use std::net::Ipv4Addr;
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+
+use super::record::{io, namespace, read_record, Record, Recorded};
+use super::store::LocalProvider;
+use crate::manifest::name::{BoxName, Owner};
+use crate::provider::{BoxInfo, BoxState, LaunchSpec, Launched, Preview, Provider, ProviderKind, Result};
+
+#[async_trait::async_trait]
+impl Provider for LocalProvider {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Local
+    }
+
+    fn sshd_refusal(&self, id: &str) -> Option<String> {
+        self.host(&self.record(id).ok()?).refusal()
+    }
+
+    async fn launch(&self, spec: &LaunchSpec<'_>) -> Result<Launched> {
+        std::fs::create_dir_all(&self.root).map_err(io(&self.root))?;
+        // One box per owner+name, even with concurrent creates: the first
+        // takes the lock and makes it, the others find it.
+        let dir = self.box_dir(spec.owner.as_str(), spec.name.as_str());
+        let _name_lock = self.name_lock(spec.owner.as_str(), spec.name.as_str())?;
+        if let Some(info) = self.find(spec.owner, spec.name).await? {
+            return Ok(Launched { info, created: false, terminated_duplicates: vec![] });
+        }
+        let record = {
+            let alloc_lock = self.machine.lock()?;
+            let mine: Vec<Ipv4Addr> = self.records()?.iter().map(|r| r.address).collect();
+            let address = self.machine.allocate(&alloc_lock, &self.network, &mine, &dir.join("box.json"))?;
+            std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+            std::fs::write(dir.join("authorized_keys"), format!("{}\n", spec.public_key.trim())).map_err(io(&dir))?;
+            let now = Utc::now();
+            let digest = Sha256::digest(format!("{}/{}/{}/{}", spec.owner, spec.name, now.timestamp_nanos_opt().unwrap_or_default(), std::process::id()));
+            let id = format!("lb-{}", &hex::encode(digest)[..10]);
+            let record = Record {
+                root: Some(self.machine.box_root(&namespace(&id))),
+                id,
+                owner: spec.owner.to_string(),
+                name: spec.name.to_string(),
+                address,
+                state: Recorded::Stopped,
+                launched_at: now,
+                manifest_hash: spec.manifest.hash.clone(),
+                host_key: None,
+                last_active: None,
+                keep_until: None,
+                stopped_by: None,
+                shareable: false,
+                bring_up_unfinished: false,
+                preview: spec.preview.cloned(),
+                manifest: Some(std::fs::canonicalize(&spec.manifest.path).unwrap_or_else(|_| spec.manifest.path.clone())),
+            };
+            self.save(&record)?;
+            record
+        };
+        let record = self.boot(record).await?;
+        Ok(Launched { info: self.info(&record), created: true, terminated_duplicates: vec![] })
+    }
+
+    async fn find(&self, owner: &Owner, name: &BoxName) -> Result<Option<BoxInfo>> {
+        let path = self.box_dir(owner.as_str(), name.as_str()).join("box.json");
+        if !path.exists() {
+            return Ok(None);
+        }
+        Ok(Some(self.info(&read_record(&path)?)))
+    }
+
+    async fn list(&self, owner: Option<&Owner>) -> Result<Vec<BoxInfo>> {
+        Ok(self.records()?.iter().filter(|r| owner.is_none_or(|o| o.as_str() == r.owner)).map(|r| self.info(r)).collect())
+    }
+
+    async fn describe(&self, id: &str) -> Result<BoxInfo> {
+        Ok(self.info(&self.record(id)?))
+    }
+
+    async fn start(&self, id: &str) -> Result<()> {
+        let r = self.record(id)?;
+        // Concurrent starts (two wakes on connect) boot it once: a second
+        // boot would halt the first one's sshd and sessions.
+        let _lock = self.name_lock(&r.owner, &r.name)?;
+        let r = self.record(id)?;
+        if self.info(&r).state != BoxState::Running {
+            tracing::info!("booting local box {id}");
+            self.boot(r).await?;
+        }
+        Ok(())
+    }
+
+    async fn stop(&self, id: &str, _hibernate: bool) -> Result<()> {
+        let r = self.record(id)?;
+        // Not while a start boots it: the halt would remove the new
+        // namespace and strand what runs in it.
+        let _lock = self.name_lock(&r.owner, &r.name)?;
+        self.halt(&r).await?;
+        self.update(id, |r| r.state = Recorded::Stopped).map(drop)
+    }
+
+    async fn destroy(&self, id: &str) -> Result<()> {
+        let r = self.record(id)?;
+        let _lock = self.name_lock(&r.owner, &r.name)?;
+        self.halt(&r).await?;
+        let dir = self.box_dir(&r.owner, &r.name);
+        // box.json is in a directory the user can write: only this box's
+        // own root in the machine directory is removed (as root).
+        if let Some(root) = r.root.as_ref().filter(|root| **root == self.machine.box_root(&namespace(&r.id))) {
+            match std::fs::remove_dir_all(root) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(root)(e)),
+                _ => {}
+            }
+        }
+        self.machine.release(r.address, &dir.join("box.json"));
+        std::fs::remove_dir_all(&dir).map_err(io(&dir))
+    }
+
+    async fn keep_until(&self, id: &str, until: DateTime<Utc>) -> Result<()> {
+        self.update(id, |r| r.keep_until = Some(until)).map(drop)
+    }
+
+    async fn set_shareable(&self, id: &str, shareable: bool) -> Result<()> {
+        self.update(id, |r| r.shareable = shareable).map(drop)
+    }
+
+    async fn record_bring_up(&self, id: &str, finished: Option<&str>) -> Result<()> {
+        self.update(id, |r| {
+            r.bring_up_unfinished = finished.is_none();
+            if let Some(hash) = finished {
+                r.manifest_hash = hash.to_owned();
+            }
+        })
+        .map(drop)
+    }
+
+    async fn set_preview(&self, id: &str, preview: &Preview) -> Result<()> {
+        self.update(id, |r| r.preview = Some(preview.clone())).map(drop)
+    }
+}
