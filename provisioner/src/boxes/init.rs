@@ -15,6 +15,7 @@ use serde::Serialize;
 use crate::boxes::access::{public_key_path, read_public_key};
 use crate::boxes::{Context, CreateReport};
 use crate::laptop::hosts::SOCKET_ENV;
+use crate::laptop::paths::on_path;
 use crate::laptop::paths::Paths;
 use crate::laptop::settings::{self, Settings};
 use crate::manifest::name::BoxName;
@@ -238,10 +239,6 @@ fn ensure_ssh_key(key: &Path, owner: &str, interactive: bool) -> Result<bool> {
         bail!("ssh-keygen failed ({status}); create a key with `ssh-keygen -t ed25519 -f {}` and run init again", key.display());
     }
     Ok(true)
-}
-
-fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
 }
 
 /// Installs the agent with sudo (it runs as root to edit /etc/hosts and is

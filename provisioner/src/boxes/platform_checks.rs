@@ -3,6 +3,7 @@
 
 use super::check::{fail, ok, Check};
 use super::Context;
+use crate::laptop::paths::on_path;
 use crate::manifest::{deployed, LoadedManifest, S3Url};
 
 /// `aws ssm start-session` needs the AWS CLI and AWS's Session Manager
@@ -17,10 +18,6 @@ pub(super) fn session_manager() -> Check {
             "install the AWS CLI v2 and the Session Manager plugin (docs/engineer.md, \"Connecting through Session Manager\")",
         ),
     }
-}
-
-fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()))
 }
 
 /// Whether the manifest the reaper applies is this one; None without

@@ -50,3 +50,8 @@ impl Paths {
         }
     }
 }
+
+/// Whether `tool` is an executable file on PATH.
+pub fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+}

@@ -9,7 +9,7 @@ use super::instances::{api, tag};
 use super::launch::key_pair_prefix;
 use super::AwsProvider;
 use crate::manifest::name::Owner;
-use crate::provider::{tags, Result};
+use crate::provider::{parse_time, tags, Result};
 
 /// The tag that records when an owner's offboarding began.
 pub const OFFBOARDED_AT: &str = "workstation:offboarded-at";
@@ -40,10 +40,6 @@ pub struct Holdings {
     pub volumes: Vec<KeptVolume>,
 }
 
-fn parse_mark(value: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(value).ok().map(|t| t.with_timezone(&Utc))
-}
-
 impl AwsProvider {
     /// The owner's instances (not terminated), key pairs and unattached volumes.
     pub async fn holdings(&self, owner: &Owner) -> Result<Holdings> {
@@ -59,7 +55,7 @@ impl AwsProvider {
                     id: i.instance_id()?.to_string(),
                     name: tag_of(tags::NAME).unwrap_or_default(),
                     running: i.state().and_then(|s| s.name()).is_some_and(|s| s.as_str() == "running" || s.as_str() == "pending"),
-                    offboarded_at: tag_of(OFFBOARDED_AT).as_deref().and_then(parse_mark),
+                    offboarded_at: parse_time(tag_of(OFFBOARDED_AT).as_deref()),
                 })
             })
             .collect();
@@ -82,7 +78,7 @@ impl AwsProvider {
             let page = page.map_err(api("DescribeVolumes"))?;
             volumes.extend(page.volumes().iter().filter_map(|v| {
                 let mark = v.tags().iter().find(|t| t.key() == Some(OFFBOARDED_AT)).and_then(|t| t.value());
-                Some(KeptVolume { id: v.volume_id()?.to_string(), gib: v.size().unwrap_or(0), offboarded_at: mark.and_then(parse_mark) })
+                Some(KeptVolume { id: v.volume_id()?.to_string(), gib: v.size().unwrap_or(0), offboarded_at: parse_time(mark) })
             }));
         }
         Ok(Holdings { boxes, key_pairs, volumes })
