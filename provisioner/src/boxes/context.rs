@@ -66,6 +66,8 @@ pub struct BoxStatus {
     pub manifest_current: Option<bool>,
     /// When the idle policy would stop it, and why (running aws boxes).
     pub idle: Option<Verdict>,
+    /// Whether a newer image of its line is out (None: it runs the newest).
+    pub drift: Option<super::drift::Drift>,
 }
 
 impl Context {
@@ -117,7 +119,8 @@ impl Context {
         // idle check reads them (EC2 tags, a local box's record).
         let idle = (info.state == BoxState::Running).then(|| policy::decide(&policy, &Seen::of(&info), Utc::now()));
         let manifest_current = manifest.zip(info.manifest_hash.as_ref()).map(|(m, h)| &m.hash == h);
-        Ok(BoxStatus { info, host_key_pinned, manifest_current, idle })
+        let drift = self.drift(&info, manifest).await;
+        Ok(BoxStatus { info, host_key_pinned, manifest_current, idle, drift })
     }
 
     /// Holds box `name` up for `duration` (at most the policy's

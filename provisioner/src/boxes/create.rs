@@ -9,6 +9,8 @@ use serde::Serialize;
 
 use super::access::{public_key_path, read_public_key};
 use super::bring_up::Snapshots;
+use super::data::DataOnCreate;
+use super::drift::Drift;
 use super::dotfiles::{DotfilesReport, Source};
 use super::power::RUNNING_TIMEOUT;
 use super::{Context, LifecycleError};
@@ -46,6 +48,12 @@ pub struct CreateReport {
     /// The engineer's dotfiles, when the settings name them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dotfiles: Option<DotfilesReport>,
+    /// The kept data volume this create reattached.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reattached: Option<String>,
+    /// An existing box that runs an older image than its line's newest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drift: Option<Drift>,
 }
 
 /// A box `create` launched and can reach (see [`Context::launch_ready`]).
@@ -61,28 +69,42 @@ pub struct Ready {
 }
 
 impl Context {
-    /// Installs `dotfiles` on the box `create` made (or found): reported
-    /// in `report`, never failing it.
-    pub async fn add_dotfiles(&self, report: &mut CreateReport, dotfiles: Option<&str>) {
-        let Some(setting) = dotfiles else { return };
+    /// Installs `dotfiles` on the box `create` or `upgrade` made ready:
+    /// a report, never a failure of the verb.
+    pub async fn dotfiles_on(&self, info: &BoxInfo, dotfiles: Option<&str>) -> Option<DotfilesReport> {
+        let setting = dotfiles?;
         let source = Source::parse(setting);
-        report.dotfiles = Some(match self.install_dotfiles(&report.info, &source).await {
+        Some(match self.install_dotfiles(info, &source).await {
             Ok(done) => done,
             Err(e) => DotfilesReport { source: setting.to_owned(), how: "none", script: None, linked: Vec::new(), ok: false, failure: Some(e.to_string()) },
-        });
+        })
     }
 
-    /// Creates (or finishes) the owner's box `name` with the user's key.
+    /// Creates (or finishes) the owner's box `name` with the user's key,
+    /// reattaching the name's kept data volume unless told `New`.
     pub async fn create_box(
         &self,
         name: &BoxName,
         manifest: &LoadedManifest,
+        data: DataOnCreate,
         health_timeout: Duration,
         progress: Option<&ProgressBar>,
     ) -> Result<CreateReport, LifecycleError> {
         let public_key = read_public_key(&public_key_path(&self.ssh.identity))?;
-        let spec = LaunchSpec { owner: &self.owner, name, manifest, public_key: &public_key, preview: None };
-        self.create(&spec, health_timeout, progress).await
+        let kept = match (data, self.provider.find(&self.owner, name).await?) {
+            (DataOnCreate::Reattach, None) => self.kept_volume(name).await?,
+            _ => None,
+        };
+        if let Some(v) = &kept {
+            step(progress, format!("reattaching kept data volume {} ({} GiB)", v.id, v.size_gib));
+        }
+        let spec = LaunchSpec { owner: &self.owner, name, manifest, public_key: &public_key, preview: None, data: kept.as_ref() };
+        let mut report = self.create(&spec, health_timeout, progress).await?;
+        report.reattached = kept.filter(|_| report.created).map(|v| v.id);
+        if !report.created {
+            report.drift = self.drift(&report.info, Some(manifest)).await;
+        }
+        Ok(report)
     }
 
     pub async fn create(&self, spec: &LaunchSpec<'_>, health_timeout: Duration, progress: Option<&ProgressBar>) -> Result<CreateReport, LifecycleError> {
@@ -136,6 +158,9 @@ impl Context {
         loop {
             step(progress, format!("waiting for {} to run", info.id));
             info = self.wait(&info, "running", RUNNING_TIMEOUT, progress, |i| i.state == BoxState::Running).await?;
+            // A kept volume is attached once the instance runs; the image
+            // waits for it before its services start.
+            self.provider.attach_data(&info).await?;
 
             step(progress, format!("waiting for {} to publish its SSH host key", info.id));
             info = self.wait(&info, "publishing its host key", HOST_KEY_TIMEOUT, progress, |i| i.host_key.is_some()).await?;
@@ -195,6 +220,8 @@ impl Context {
             started: ready.started,
             terminated_duplicates: ready.terminated_duplicates,
             dotfiles: None,
+            reattached: None,
+            drift: None,
         })
     }
 }

@@ -68,6 +68,9 @@ pub async fn run(ctx: &Context, manifest: &LoadedManifest, name: &BoxName) -> Ve
         }
     };
 
+    if let Ok(Some(b)) = &found {
+        checks.push(image_check(ctx, manifest, b).await);
+    }
     checks.push(include_check(ctx));
     if ctx.via_ssm() {
         checks.push(super::platform_checks::session_manager());
@@ -112,6 +115,16 @@ pub async fn run(ctx: &Context, manifest: &LoadedManifest, name: &BoxName) -> Ve
     checks.extend(box_checks(&shell, manifest, name, kind).await);
     shell.close().await;
     checks
+}
+
+/// Whether the box runs the newest image of its line (drift).
+async fn image_check(ctx: &Context, manifest: &LoadedManifest, b: &BoxInfo) -> Check {
+    let line = ctx.image_line(Some(manifest)).await;
+    match (super::drift::Drift::of(b.image_id.as_deref(), &line), &b.image_id) {
+        (Some(d), _) => fail("image", format!("{} runs an older image: {}", b.name, d.sentence(&b.name)), format!("workstation upgrade {}", b.name)),
+        (None, Some(image)) if !line.is_empty() => ok("image", format!("{image}, the newest of its line")),
+        _ => skip("image", "no image line to compare with (an image pinned by id, or a local box)"),
+    }
 }
 
 /// The fix for a failed SSH connection, by what failed.

@@ -20,6 +20,15 @@ pub enum LifecycleError {
     TooManyBoxes { owner: String, count: usize, max: u32, boxes: String },
     #[error(transparent)]
     Provider(#[from] ProviderError),
+    #[error(
+        "box {name} ({id}) has no data volume (made before data volumes): its data is on the root an upgrade replaces. \
+         Copy what you need off it, then `workstation destroy {name} --purge` and `workstation create {name}`"
+    )]
+    NoDataVolume { name: String, id: String },
+    #[error("box {name} ({id}) did not publish the host key of its new root within {waited:?}; run `workstation upgrade {name}` again, or look at the instance's console output")]
+    NoNewHostKey { name: String, id: String, waited: Duration },
+    #[error("{0}")]
+    Upgrade(String),
     #[error(transparent)]
     Pin(#[from] PinError),
     /// Boxed: russh's errors are large and every other variant is small.

@@ -13,6 +13,7 @@ use indicatif::ProgressBar;
 use serde::Serialize;
 
 use crate::boxes::access::{public_key_path, read_public_key};
+use crate::boxes::data::DataOnCreate;
 use crate::boxes::{Context, CreateReport};
 use crate::laptop::hosts::SOCKET_ENV;
 use crate::laptop::paths::on_path;
@@ -191,10 +192,10 @@ pub async fn run(paths: &Paths, opts: &Options, env: &impl Env, ui: &dyn Ui) -> 
 
     // 8. The box.
     let progress = ui.spinner();
-    let report = ctx.create_box(&opts.name, &manifest, opts.health_timeout, progress.as_ref()).await;
+    let report = ctx.create_box(&opts.name, &manifest, DataOnCreate::Reattach, opts.health_timeout, progress.as_ref()).await;
     progress.inspect(|p| p.finish_and_clear());
     let mut report = report?;
-    ctx.add_dotfiles(&mut report, settings.dotfiles.as_deref()).await;
+    report.dotfiles = ctx.dotfiles_on(&report.info, settings.dotfiles.as_deref()).await;
     steps.record(Step::Create, report.created || report.started, format!("box {} ({})", report.info.name, report.info.id));
     Ok(steps.finish(Some(report)))
 }

@@ -7,13 +7,16 @@ pub mod bring_up;
 mod check;
 mod context;
 pub mod create;
+pub mod data;
 pub mod doctor;
 pub mod dotfiles;
+pub mod drift;
 mod error;
 pub mod init;
 mod platform_checks;
 pub mod power;
 pub mod share;
+pub mod upgrade;
 
 pub use bring_up::Snapshots;
 pub use context::{BoxStatus, Context, SeedAccess, SshLogin};

@@ -13,7 +13,7 @@ use crate::manifest::name::BoxName;
 use crate::manifest::LoadedManifest;
 use crate::poll::{self, Backoff};
 use crate::progress::step;
-use crate::provider::{BoxInfo, BoxState};
+use crate::provider::{BoxInfo, BoxState, DataOnDestroy};
 use crate::ssh::known_hosts;
 use crate::stack::services;
 use crate::stack::up::UpReport;
@@ -209,10 +209,10 @@ impl Context {
         Ok((stopped, moved))
     }
 
-    pub async fn destroy(&self, name: &BoxName, progress: Option<&ProgressBar>) -> Result<(BoxInfo, Option<Pointed>), LifecycleError> {
+    pub async fn destroy(&self, name: &BoxName, data: DataOnDestroy, progress: Option<&ProgressBar>) -> Result<(BoxInfo, Option<Pointed>), LifecycleError> {
         let info = self.find(name).await?;
         step(progress, format!("destroying {}", info.id));
-        self.provider.destroy(&info.id).await?;
+        self.provider.destroy(&info.id, data).await?;
         self.known_hosts.forget(&known_hosts::alias(&info.id))?;
         self.write_ssh_config(false).await?;
         let moved = self.move_hostnames_off(&info).await;

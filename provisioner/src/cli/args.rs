@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use super::{boxes, boxside, cp, hosts, idle, image, intercept, platform, preview, setup, ssh, stack, sync};
+use super::{boxes, boxside, cp, hosts, idle, image, intercept, platform, preview, setup, ssh, stack, sync, upgrade};
 use crate::provider::ProviderKind;
 
 const EXAMPLES: &str = "\
@@ -136,6 +136,7 @@ pub enum Command {
     Stop(boxes::NameArg),
     #[command(visible_alias = "rm")]
     Destroy(boxes::DestroyArgs),
+    Upgrade(upgrade::UpgradeArgs),
     Up(stack::UpArgs),
     Seed(stack::SeedArgs),
     Services(stack::ServicesArgs),

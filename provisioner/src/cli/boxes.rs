@@ -9,42 +9,54 @@ use clap::Args;
 use super::box_arg::BoxArg;
 use super::context::Global;
 use super::output::{self, Output};
-use crate::boxes::{Context, CreateReport};
+use crate::boxes::data::DataOnCreate;
+use crate::boxes::drift::Drift;
+use crate::boxes::{Context, CreateReport, LifecycleError};
 use crate::laptop::hosts::Pointed;
+use crate::manifest::name::BoxName;
 use crate::manifest::LoadedManifest;
-use crate::provider::BoxInfo;
+use crate::provider::{BoxInfo, DataOnDestroy};
 use crate::ssh::ssh_config::host_alias;
 
 /// Launch your box (or finish making it), pin its host key, check SSH.
 ///
 /// Idempotent: running it again on an existing box starts it if stopped and
 /// completes any step a previous run did not finish. Two creates of one
-/// name at the same time still give one box.
+/// name at the same time still give one box. The data volume a `destroy`
+/// of this name kept (home, src/, stores) is reattached unless --data new.
 ///
 /// Examples:
 ///   workstation create              your box "dev"
 ///   workstation create api-test     a second box
+///   workstation create --data new   a fresh box, the kept data left alone
 ///   workstation create -o json      the report, for scripts
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct CreateArgs {
     #[command(flatten)]
     target: BoxArg,
+    /// What to do with a kept data volume of this name.
+    #[arg(long, value_enum, default_value_t = DataOnCreate::Reattach)]
+    data: DataOnCreate,
     #[command(flatten)]
     timeout: super::stack::HealthTimeout,
 }
 
-/// List your boxes (all owners' with --all).
+/// List your boxes (all owners' with --all), or data volumes.
 ///
 /// Examples:
 ///   workstation list
 ///   workstation list --all -o json
+///   workstation list --volumes      data volumes, kept ones with their cost
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct ListArgs {
     /// Show every owner's boxes (platform team).
     #[arg(long)]
     all: bool,
+    /// Show data volumes (attached and kept) instead of boxes.
+    #[arg(long)]
+    volumes: bool,
 }
 
 #[derive(Debug, Args)]
@@ -53,16 +65,27 @@ pub struct NameArg {
     target: BoxArg,
 }
 
-/// Destroy a box and its disk (asks first).
+/// Destroy a box (asks first); its data volume is kept unless --purge.
+///
+/// The kept volume (home, src/, store data) is reattached by the next
+/// `create` of the name; `list --volumes` shows it and its monthly cost.
+/// With --purge and no box left, deletes the name's kept volumes.
 ///
 /// Examples:
-///   workstation destroy dev
+///   workstation destroy dev                 keeps the data volume
+///   workstation destroy dev --purge         deletes the data too
 ///   workstation destroy api-test --yes
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct DestroyArgs {
     #[command(flatten)]
     target: BoxArg,
+    /// Keep the data volume (the default).
+    #[arg(long, conflicts_with = "purge")]
+    keep_data: bool,
+    /// Delete the data volume too: home, src/ and store data are gone.
+    #[arg(long)]
+    purge: bool,
     /// Do not ask for confirmation.
     #[arg(long, short)]
     yes: bool,
@@ -72,7 +95,7 @@ pub async fn create(global: &Global, args: CreateArgs) -> Result<ExitCode> {
     let manifest = global.load_manifest()?;
     let ctx = global.context(Some(&manifest)).await?;
     let mut report = launch(&ctx, &manifest, &args, global.output).await?;
-    ctx.add_dotfiles(&mut report, global.settings()?.dotfiles.as_deref()).await;
+    report.dotfiles = ctx.dotfiles_on(&report.info, global.settings()?.dotfiles.as_deref()).await;
     match global.output {
         Output::Json => output::json(&report)?,
         Output::Text => print_created(&report),
@@ -82,7 +105,7 @@ pub async fn create(global: &Global, args: CreateArgs) -> Result<ExitCode> {
 
 /// `create` with a spinner, without printing the result.
 async fn launch(ctx: &Context, manifest: &LoadedManifest, args: &CreateArgs, out: Output) -> Result<CreateReport> {
-    Ok(output::with_spinner(out, async |p| ctx.create_box(&args.target.get(), manifest, args.timeout.value, p).await).await?)
+    Ok(output::with_spinner(out, async |p| ctx.create_box(&args.target.get(), manifest, args.data, args.timeout.value, p).await).await?)
 }
 
 pub(super) fn print_created(report: &CreateReport) {
@@ -96,6 +119,12 @@ pub(super) fn print_created(report: &CreateReport) {
         (false, false) => "already exists",
     };
     println!("box {} ({}) {verb}: {} at {}", b.name, b.id, b.state.as_str(), b.address.map(|a| a.to_string()).unwrap_or_else(|| "-".into()));
+    if let Some(v) = &report.reattached {
+        println!("data: reattached kept volume {v} (home, src/ and stores as they were)");
+    }
+    if let Some(d) = &report.drift {
+        eprintln!("note: box {} runs an older image: {}", b.name, d.sentence(&b.name));
+    }
     println!("host key {} pinned{}", report.host_key_fingerprint, if report.host_key_newly_pinned { "" } else { " (unchanged)" });
     output::print_up(&report.up);
     output::print_pointed(&report.hostnames);
@@ -113,11 +142,42 @@ pub(super) fn print_created(report: &CreateReport) {
 pub async fn list(global: &Global, args: ListArgs) -> Result<ExitCode> {
     let manifest = global.manifest_for_lookup();
     let ctx = global.context(manifest.as_ref()).await?;
+    if args.volumes {
+        return list_volumes(global, &ctx, args.all).await;
+    }
     let boxes = ctx.provider().list(if args.all { None } else { Some(ctx.owner()) }).await?;
     match global.output {
         Output::Json => output::json(&boxes)?,
         Output::Text if boxes.is_empty() => eprintln!("no boxes; `workstation create` makes one"),
-        Output::Text => println!("{}", output::boxes_table(&boxes, args.all)),
+        Output::Text => {
+            println!("{}", output::boxes_table(&boxes, args.all));
+            let line = ctx.image_line(manifest.as_ref()).await;
+            for b in &boxes {
+                if let Some(d) = Drift::of(b.image_id.as_deref(), &line) {
+                    eprintln!("note: {} runs an older image: {}", b.name, d.sentence(&b.name));
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn list_volumes(global: &Global, ctx: &Context, all: bool) -> Result<ExitCode> {
+    let volumes = ctx.volumes(all).await?;
+    match global.output {
+        Output::Json => output::json(&volumes)?,
+        Output::Text if volumes.is_empty() => eprintln!("no data volumes"),
+        Output::Text => {
+            println!("{}", output::volumes_table(&volumes, all));
+            let kept: Vec<_> = volumes.iter().filter(|v| v.is_kept()).collect();
+            if !kept.is_empty() {
+                let cost: f64 = kept.iter().map(|v| v.monthly_usd()).sum();
+                eprintln!(
+                    "{} kept volume(s) without a box cost ${cost:.2}/month; `workstation create NAME` reattaches one, `workstation destroy NAME --purge` deletes it",
+                    kept.len()
+                );
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -160,6 +220,15 @@ pub async fn status(global: &Global, args: NameArg) -> Result<ExitCode> {
             }
             if info.bring_up_unfinished {
                 println!("stack: the last bring-up did not finish healthy; run `workstation up {}`", info.name);
+            }
+            match (&status.drift, &info.image_id) {
+                (Some(d), _) => println!("image: older than its line's newest: {}", d.sentence(&info.name)),
+                (None, Some(image)) => println!("image: {image}"),
+                (None, None) => {}
+            }
+            match &info.data_volume {
+                Some(v) => println!("data volume: {v} (kept by `upgrade` and by `destroy` unless --purge)"),
+                None => println!("data volume: none (made before data volumes: its data is on the root)"),
             }
         }
     }
@@ -211,13 +280,52 @@ pub async fn stop(global: &Global, args: NameArg) -> Result<ExitCode> {
 
 pub async fn destroy(global: &Global, args: DestroyArgs) -> Result<ExitCode> {
     let ctx = global.context(global.manifest_for_lookup().as_ref()).await?;
-    let info = ctx.find(&args.target.get()).await?;
-    if !args.yes && !confirm(&info)? {
+    let name = args.target.get();
+    let data = if args.purge { DataOnDestroy::Purge } else { DataOnDestroy::Keep };
+    let info = match ctx.find(&name).await {
+        Ok(info) => info,
+        // No box, but perhaps its kept data: --purge deletes that.
+        Err(LifecycleError::UnknownBox { .. }) if args.purge => return purge_kept(global, &ctx, &name, args.yes).await,
+        Err(e) => return Err(e.into()),
+    };
+    if !args.yes && !confirm(&format!("Destroy box {} ({})? {}", info.name, info.id, data_fate(data)), &info.name)? {
         eprintln!("not destroyed");
         return Ok(ExitCode::FAILURE);
     }
-    let (info, moved) = output::with_spinner(global.output, async |p| ctx.destroy(&args.target.get(), p).await).await?;
-    report(global, "destroyed", &info, moved.as_ref())
+    let (info, moved) = output::with_spinner(global.output, async |p| ctx.destroy(&name, data, p).await).await?;
+    let code = report(global, "destroyed", &info, moved.as_ref())?;
+    if let (DataOnDestroy::Keep, Some(volume)) = (data, &info.data_volume) {
+        eprintln!("data volume {volume} kept: `workstation create {name}` reattaches it; `workstation destroy {name} --purge` deletes it");
+    }
+    Ok(code)
+}
+
+fn data_fate(data: DataOnDestroy) -> &'static str {
+    match data {
+        DataOnDestroy::Keep => "Its root is deleted; its data volume (home, src/, stores) is kept for the next `create` of this name.",
+        DataOnDestroy::Purge => "Its data volume is deleted too: home, src/ and store data are gone for good.",
+    }
+}
+
+/// `destroy NAME --purge` after the box is gone: the name's kept volumes.
+async fn purge_kept(global: &Global, ctx: &Context, name: &BoxName, yes: bool) -> Result<ExitCode> {
+    let Some(newest) = ctx.kept_volume(name).await? else {
+        bail!("no box named {name} and no kept data volume of it; `workstation list --volumes` shows what is kept");
+    };
+    if !yes && !confirm(&format!("Box {name} is gone; delete its kept data volume {} ({} GiB)?", newest.id, newest.size_gib), name.as_str())? {
+        eprintln!("not deleted");
+        return Ok(ExitCode::FAILURE);
+    }
+    let deleted = ctx.purge_kept(name).await?;
+    match global.output {
+        Output::Json => output::json(&deleted)?,
+        Output::Text => {
+            for v in &deleted {
+                println!("data volume {} ({} GiB) of {name} deleted", v.id, v.size_gib);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The box, and where the hostnames that pointed at it went.
@@ -235,13 +343,13 @@ fn report(global: &Global, what: &str, info: &BoxInfo, moved: Option<&Pointed>) 
 }
 
 /// Asks for the box name to be typed, as deleting a disk cannot be undone.
-fn confirm(info: &BoxInfo) -> Result<bool> {
+fn confirm(question: &str, name: &str) -> Result<bool> {
     if !std::io::stdin().is_terminal() {
-        bail!("refusing to destroy box {} without confirmation: stdin is not a terminal; pass --yes", info.name);
+        bail!("refusing to destroy box {name} without confirmation: stdin is not a terminal; pass --yes");
     }
-    eprint!("Destroy box {} ({})? Its disk and everything on it are deleted.\nType the box name to confirm: ", info.name, info.id);
+    eprint!("{question}\nType the box name to confirm: ");
     std::io::stderr().flush()?;
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;
-    Ok(answer.trim() == info.name)
+    Ok(answer.trim() == name)
 }

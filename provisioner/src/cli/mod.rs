@@ -20,6 +20,7 @@ mod setup;
 mod ssh;
 mod stack;
 mod sync;
+mod upgrade;
 
 use std::process::ExitCode;
 
@@ -51,6 +52,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Start(args) => boxes::start(&global, args).await,
         Command::Stop(args) => boxes::stop(&global, args).await,
         Command::Destroy(args) => boxes::destroy(&global, args).await,
+        Command::Upgrade(args) => upgrade::upgrade(&global, args).await,
         Command::Up(args) => stack::up(&global, args).await,
         Command::Seed(args) => stack::seed(&global, args).await,
         Command::Services(args) => stack::services(&global, args).await,

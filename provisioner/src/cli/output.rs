@@ -5,7 +5,7 @@ use comfy_table::Table;
 use serde::Serialize;
 
 use crate::laptop::hosts::{Pointed, Status};
-use crate::provider::BoxInfo;
+use crate::provider::{BoxInfo, DataVolume};
 use crate::stack::seed::SeedReport;
 use crate::stack::services::ProgramStatus;
 use crate::stack::up::UpReport;
@@ -40,6 +40,29 @@ pub fn boxes_table(boxes: &[BoxInfo], with_owner: bool) -> String {
         ];
         if with_owner {
             row.insert(0, b.owner.clone());
+        }
+        t.add_row(row);
+    }
+    t.to_string()
+}
+
+pub fn volumes_table(volumes: &[DataVolume], with_owner: bool) -> String {
+    let mut header = vec!["BOX", "VOLUME", "SIZE", "ATTACHED TO", "CREATED", "PER MONTH"];
+    if with_owner {
+        header.insert(0, "OWNER");
+    }
+    let mut t = table(header);
+    for v in volumes {
+        let mut row = vec![
+            v.name.clone(),
+            v.id.clone(),
+            format!("{} GiB", v.size_gib),
+            v.attached_to.clone().unwrap_or_else(|| "- (kept)".into()),
+            v.created_at.map(|t| t.format("%Y-%m-%d").to_string()).unwrap_or_else(|| "-".into()),
+            format!("${:.2}", v.monthly_usd()),
+        ];
+        if with_owner {
+            row.insert(0, v.owner.clone());
         }
         t.add_row(row);
     }

@@ -6,7 +6,12 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 pub struct MachineSpec {
     pub instance_type: String,
+    /// The root volume (the image; replaced by `upgrade`).
     pub disk_gib: u32,
+    /// The data volume: home, `src/`, store data, seed markers and logs
+    /// (everything `upgrade` and `destroy --keep-data` keep).
+    #[serde(default = "default_data_gib")]
+    pub data_gib: u32,
     /// Falls back to the user's settings, then the AWS config chain.
     pub region: Option<String>,
     pub subnet: Option<String>,
@@ -41,6 +46,10 @@ pub struct MachineSpec {
     /// `manifest_url`, written by `workstation manifest publish`): the
     /// reaper reads it, `doctor` compares it with this file.
     pub deployed_manifest: Option<String>,
+}
+
+fn default_data_gib() -> u32 {
+    50
 }
 
 /// How the manifest names the box's image.

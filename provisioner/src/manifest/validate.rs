@@ -24,6 +24,9 @@ impl Manifest {
         if !DISK_GIB.contains(&m.disk_gib) {
             problem("box.disk_gib".into(), format!("{} is out of range; use {} to {} (GiB)", m.disk_gib, DISK_GIB.start(), DISK_GIB.end()));
         }
+        if !DISK_GIB.contains(&m.data_gib) {
+            problem("box.data_gib".into(), format!("{} is out of range; use {} to {} (GiB)", m.data_gib, DISK_GIB.start(), DISK_GIB.end()));
+        }
         let set = [m.image_id.is_some(), m.image_name.is_some(), m.image_tag.is_some()].iter().filter(|s| **s).count();
         match (&m.image_id, set) {
             (_, 0) => problem(

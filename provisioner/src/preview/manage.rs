@@ -11,7 +11,7 @@ use crate::laptop::hosts::{self, Pointed};
 use crate::manifest::name::BoxName;
 use crate::manifest::LoadedManifest;
 use crate::progress::step;
-use crate::provider::BoxInfo;
+use crate::provider::{BoxInfo, DataOnDestroy};
 
 /// Every owner's previews, by number.
 pub async fn list(ctx: &Context) -> Result<Vec<BoxInfo>, PreviewError> {
@@ -64,7 +64,8 @@ pub async fn down(ctx: &Context, number: u32, zone: Option<&dns::Zone>, progress
     let info = match &found {
         Some(b) => {
             let name: BoxName = b.name.parse().map_err(|_| PreviewError::NotFound { number })?;
-            Some(ctx.destroy(&name, progress).await?.0)
+            // A preview's data volume goes with its instance (launched so).
+            Some(ctx.destroy(&name, DataOnDestroy::Keep, progress).await?.0)
         }
         None => None,
     };

@@ -94,7 +94,7 @@ pub async fn up(
             }
         }
     }
-    let spec = LaunchSpec { owner: ctx.owner(), name: &name, manifest, public_key: &public_key, preview: Some(&pending) };
+    let spec = LaunchSpec { owner: ctx.owner(), name: &name, manifest, public_key: &public_key, preview: Some(&pending), data: None };
     let ready = ctx.launch_ready(&spec, progress).await?;
     let names = hostnames(&manifest.manifest.hostnames, req.number);
     let url = url(&names, ready.info.address);

@@ -3,8 +3,10 @@
 
 use chrono::{DateTime, Utc};
 
+use super::data::{DataOnDestroy, DataVolume, ImageSummary, RootReplaced};
 use super::{BoxInfo, LaunchSpec, Launched, Preview, Result};
 use crate::manifest::name::{BoxName, Owner};
+use crate::manifest::MachineSpec;
 use crate::provider::ProviderKind;
 
 #[async_trait::async_trait]
@@ -35,8 +37,35 @@ pub trait Provider: Send + Sync {
     /// it enabled).
     async fn stop(&self, id: &str, hibernate: bool) -> Result<()>;
 
-    /// Deletes the box and its disk.
-    async fn destroy(&self, id: &str) -> Result<()>;
+    /// Deletes the box and its root volume; its data volume too with
+    /// [`DataOnDestroy::Purge`], else it is kept for the name's next box.
+    async fn destroy(&self, id: &str, data: DataOnDestroy) -> Result<()>;
+
+    /// Data volumes, attached and kept, of one owner or of everyone.
+    async fn volumes(&self, owner: Option<&Owner>) -> Result<Vec<DataVolume>>;
+
+    /// Deletes a kept data volume (refused for one a box holds).
+    async fn delete_volume(&self, volume: &DataVolume) -> Result<()>;
+
+    /// Once the box runs, attaches the kept volume its launch chose to
+    /// reattach (nothing when it is attached). Returns the box's data
+    /// volume; None for a box made before data volumes.
+    async fn attach_data(&self, info: &BoxInfo) -> Result<Option<String>>;
+
+    /// Puts a new root volume under the running box, from `image` (None:
+    /// the one it has; a local box has no images), keeping its data volume,
+    /// id and addresses. Returns once the new root boots; it then publishes
+    /// its new host key. Run again after an interruption, it waits for the
+    /// replacement under way instead of starting another.
+    async fn replace_root(&self, id: &str, image: Option<&str>) -> Result<RootReplaced>;
+
+    /// The images the manifest's reference names, newest first (empty for
+    /// an image pinned by id, and for local boxes).
+    async fn images(&self, machine: &MachineSpec) -> Result<Vec<ImageSummary>>;
+
+    /// The image a box launched from this manifest now runs (None: a
+    /// local box).
+    async fn launch_image(&self, machine: &MachineSpec) -> Result<Option<String>>;
 
     /// Records `workstation keep`: the idle policy keeps the box until then.
     async fn keep_until(&self, id: &str, until: DateTime<Utc>) -> Result<()>;

@@ -36,6 +36,13 @@ pub enum ProviderError {
     Local(#[from] LocalError),
     #[error("box.hibernate: {0}")]
     Hibernation(String),
+    #[error("data volume {id}: {why}")]
+    Volume { id: String, why: String },
+    #[error(
+        "replacing the root volume of box {id} failed ({task} ended {state}); the box keeps its old root and its data volume. \
+         Run `workstation upgrade` again, or ask the platform team to look at the task"
+    )]
+    RootReplacement { id: String, task: String, state: String },
 }
 
 pub type Result<T, E = ProviderError> = std::result::Result<T, E>;

@@ -57,9 +57,15 @@ impl Machine {
         self.dir.join("boxes").join(ns)
     }
 
+    /// Where local data volume `id` keeps its contents (the root of the
+    /// box it is attached to).
+    pub fn volume_root(&self, id: &str) -> PathBuf {
+        self.dir.join("volumes").join(id)
+    }
+
     /// Creates the machine directories (0755, as root makes them).
     fn ensure(&self) -> Result<()> {
-        for d in [self.dir.clone(), self.leases(), self.dir.join("boxes")] {
+        for d in [self.dir.clone(), self.leases(), self.dir.join("boxes"), self.dir.join("volumes")] {
             std::fs::DirBuilder::new().mode(0o755).recursive(true).create(&d).map_err(io(&d))?;
         }
         Ok(())

@@ -66,6 +66,11 @@ pub struct BoxInfo {
     pub bring_up_unfinished: bool,
     /// A pull request's preview box (`workstation preview`).
     pub preview: Option<Preview>,
+    /// The image its root runs (None: unknown, or a local box).
+    pub image_id: Option<String>,
+    /// Its data volume (None: a box made before data volumes, whose data
+    /// is on its root).
+    pub data_volume: Option<String>,
 }
 
 /// What a preview box's tags say: which pull request, which commit it
@@ -107,6 +112,9 @@ pub struct LaunchSpec<'a> {
     pub public_key: &'a str,
     /// Tags a preview box at launch (`workstation preview up`).
     pub preview: Option<&'a Preview>,
+    /// A kept data volume of this name to reattach; None: a new one
+    /// (`box.data_gib`).
+    pub data: Option<&'a crate::provider::DataVolume>,
 }
 
 #[derive(Debug)]

@@ -66,8 +66,22 @@ impl BoxHost {
     /// a fresh box would, not the dotfiles of this machine's account (the
     /// box shares its users). Here root's .bashrc, which bash reads for
     /// every SSH command, ran `pyenv init` and cost 100 ms per command.
+    /// It is on the box's data (its root), as /home is on an EC2 box's
+    /// data volume: an upgrade keeps it.
     pub fn home(&self) -> PathBuf {
-        self.dir.join("home")
+        self.root.join("home")
+    }
+
+    /// What an upgrade's new root volume does not have: the host key
+    /// (the next boot makes a new one). Only while the box is down.
+    pub fn forget_host_key(&self) -> Result<()> {
+        for key in [self.host_key(), self.host_key_pub()] {
+            match std::fs::remove_file(&key) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(format!("cannot remove {}", key.display()))(e)),
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// The last reason sshd logged for refusing a login, if any.
@@ -117,6 +131,13 @@ impl BoxHost {
         // Root's sshd trusts the key, config and host key found here.
         trusted_path(&self.dir)?;
         self.first_boot()?;
+        std::fs::create_dir_all(&self.root).map_err(io(format!("cannot create {}", self.root.display())))?;
+        // A box made when home was beside the host key: its home moves to
+        // its data once (same filesystem here; else it starts anew).
+        let legacy = self.dir.join("home");
+        if legacy.is_dir() && !self.home().exists() {
+            let _ = std::fs::rename(&legacy, self.home());
+        }
         crate::ssh::create_private_dir(&self.home()).map_err(io(format!("cannot create {}", self.home().display())))?;
         self.write_sshd_config()?;
         // This boot's log only: an old refusal must not explain a new one.

@@ -24,6 +24,15 @@ pub const BRING_UP: &str = "workstation:bring-up";
 /// written by the owner with `share --allow-start`.
 pub const SHAREABLE: &str = "workstation:shareable";
 
+/// The image the box's root runs: set at launch, and by `upgrade` once a
+/// root volume replacement succeeded (EC2 keeps the launch image in the
+/// instance's ImageId). Only for drift: nothing trusts it for access.
+pub const IMAGE_ID: &str = "workstation:image-id";
+/// On an instance launched to reattach a kept data volume: that volume,
+/// which is attached once the instance runs (EC2 cannot attach an existing
+/// volume at launch).
+pub const DATA_VOLUME: &str = "workstation:data-volume";
+
 /// A preview box's pull request number (`workstation preview`).
 pub const PREVIEW: &str = "workstation:preview";
 /// The full commit id a preview box's tree is at.

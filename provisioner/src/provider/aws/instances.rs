@@ -10,7 +10,9 @@ use aws_sdk_ec2::Client;
 use chrono::{DateTime, Utc};
 
 use crate::manifest::name::{BoxName, Owner};
-use crate::provider::{tags, BoxInfo, BoxState, LaunchSpec, Launched, Preview, Provider, ProviderError, Result};
+use crate::manifest::MachineSpec;
+use crate::provider::{data, tags, BoxInfo, BoxState, LaunchSpec, Launched, Preview, Provider, ProviderError, Result};
+use crate::provider::{DataOnDestroy, DataVolume, ImageSummary, RootReplaced};
 use crate::provider::{AddressKind, ProviderKind};
 
 /// States in which an instance is "the box" (not on its way out).
@@ -80,6 +82,8 @@ impl AwsProvider {
             shareable: tags.get(tags::SHAREABLE) == Some(&"true"),
             bring_up_unfinished: tags.get(tags::BRING_UP) == Some(&"unfinished"),
             preview: Preview::from_tags(tags.get(tags::PREVIEW).copied(), tags.get(tags::REF).copied(), tags.get(tags::EXPIRES).copied()),
+            image_id: tags.get(tags::IMAGE_ID).map(|v| v.to_string()).or_else(|| i.image_id().map(String::from)),
+            data_volume: data_device(i).or_else(|| tags.get(tags::DATA_VOLUME).map(|v| v.to_string())),
         }
     }
 }
@@ -95,7 +99,7 @@ impl Provider for AwsProvider {
             return Ok(Launched { info, created: false, terminated_duplicates: vec![] });
         }
         self.check_hibernation(spec).await?;
-        let (image, root_device) = self.resolve_image(spec).await?;
+        let (image, root_device) = self.resolve_image(&spec.manifest.manifest.machine).await?;
         let (key_name, _) = self.ensure_key_pair(spec.owner, spec.public_key).await?;
         let launched = self.run_instance(spec, &image, &root_device, &key_name).await?;
 
@@ -145,9 +149,36 @@ impl Provider for AwsProvider {
         Ok(())
     }
 
-    async fn destroy(&self, id: &str) -> Result<()> {
+    async fn destroy(&self, id: &str, data: DataOnDestroy) -> Result<()> {
+        if data == DataOnDestroy::Purge {
+            self.purge_with_instance(id).await?;
+        }
         self.client.terminate_instances().instance_ids(id).send().await.map_err(api("TerminateInstances"))?;
         Ok(())
+    }
+
+    async fn volumes(&self, owner: Option<&Owner>) -> Result<Vec<DataVolume>> {
+        self.data_volumes(owner).await
+    }
+
+    async fn delete_volume(&self, volume: &DataVolume) -> Result<()> {
+        self.delete_kept(volume).await
+    }
+
+    async fn attach_data(&self, info: &BoxInfo) -> Result<Option<String>> {
+        self.attach_kept(info).await
+    }
+
+    async fn replace_root(&self, id: &str, image: Option<&str>) -> Result<RootReplaced> {
+        self.replace_root_volume(id, image).await
+    }
+
+    async fn images(&self, machine: &MachineSpec) -> Result<Vec<ImageSummary>> {
+        self.image_line(machine).await
+    }
+
+    async fn launch_image(&self, machine: &MachineSpec) -> Result<Option<String>> {
+        Ok(Some(self.resolve_image(machine).await?.0))
     }
 
     async fn keep_until(&self, id: &str, until: DateTime<Utc>) -> Result<()> {
@@ -176,6 +207,11 @@ impl Provider for AwsProvider {
         self.client.create_tags().resources(id).set_tags(Some(tags)).send().await.map_err(api("CreateTags"))?;
         Ok(())
     }
+}
+
+/// The volume attached at the data device, if any.
+pub(super) fn data_device(i: &Instance) -> Option<String> {
+    i.block_device_mappings().iter().find(|b| b.device_name() == Some(data::DEVICE)).and_then(|b| b.ebs()?.volume_id()).map(String::from)
 }
 
 /// A preview box's tags: its number, commit and expiry.

@@ -1,18 +1,18 @@
-//! RunInstances and what it needs first: the image (by id, name or tag,
-//! for the instance type's architecture) and the owner's key pair.
+//! RunInstances and what it needs first: the owner's key pair, and room
+//! for hibernation; the box's root and data volumes.
 
 use aws_sdk_ec2::primitives::Blob;
 use aws_sdk_ec2::types::{
-    BlockDeviceMapping, EbsBlockDevice, Filter, HibernationOptionsRequest, HttpTokensState, IamInstanceProfileSpecification, Instance,
-    InstanceMetadataEndpointState, InstanceMetadataOptionsRequest, InstanceMetadataTagsState, InstanceType, ResourceType, TagSpecification, VolumeType,
+    BlockDeviceMapping, EbsBlockDevice, HibernationOptionsRequest, HttpTokensState, IamInstanceProfileSpecification, Instance,
+    InstanceMetadataEndpointState, InstanceMetadataOptionsRequest, InstanceMetadataTagsState, InstanceType, Placement, ResourceType, TagSpecification,
+    VolumeType,
 };
 use sha2::{Digest, Sha256};
 
 use super::instances::{api, code, preview_tags, state, tag};
 use super::AwsProvider;
 use crate::manifest::name::{BoxName, Owner};
-use crate::manifest::ImageRef;
-use crate::provider::{tags, BoxState, LaunchSpec, ProviderError, Result};
+use crate::provider::{data, tags, BoxState, LaunchSpec, ProviderError, Result};
 
 /// A ClientToken stays bound to its instance after termination, so a
 /// re-create of a destroyed name gets the old, terminated instance back.
@@ -21,102 +21,6 @@ use crate::provider::{tags, BoxState, LaunchSpec, ProviderError, Result};
 const TOKEN_ROUNDS: usize = 4;
 
 impl AwsProvider {
-    /// The image to launch and its root device name.
-    pub(super) async fn resolve_image(&self, spec: &LaunchSpec<'_>) -> Result<(String, String)> {
-        let machine = &spec.manifest.manifest.machine;
-        let req = self.client.describe_images();
-        let (req, shown) = match machine.image() {
-            ImageRef::Id(id) => (req.image_ids(id), id.to_string()),
-            // This account's images, or those of owners the manifest trusts:
-            // anyone can publish a public AMI under any name.
-            ImageRef::Name(name) => (
-                req.set_owners(Some([vec!["self".to_string()], machine.image_owners.clone()].concat()))
-                    .filters(Filter::builder().name("name").values(name).build()),
-                format!(
-                    "{name} owned by this account{}",
-                    if machine.image_owners.is_empty() { String::new() } else { format!(" or {}", machine.image_owners.join(", ")) }
-                ),
-            ),
-            // Only this account's images carry our tags (tags of shared
-            // AMIs are not visible).
-            ImageRef::Tag(tag) => (
-                req.owners("self").filters(Filter::builder().name(format!("tag:{}", tags::IMAGE)).values(tag).build()),
-                format!("tagged {}={tag}", tags::IMAGE),
-            ),
-        };
-        // A tag names an image line with one AMI per architecture: only
-        // the instance type's can boot it.
-        let archs = match machine.image() {
-            ImageRef::Tag(_) => Some(self.architectures(&machine.instance_type).await?),
-            _ => None,
-        };
-        let images = req.send().await.map_err(api("DescribeImages"))?;
-        let newest = images
-            .images()
-            .iter()
-            .filter(|i| match (&archs, i.architecture()) {
-                (Some(archs), Some(a)) => archs.iter().any(|x| x == a.as_str()),
-                _ => true,
-            })
-            .max_by(|a, b| a.creation_date().cmp(&b.creation_date()))
-            .ok_or(ProviderError::NoImage { name: shown })?;
-        if let ImageRef::Tag(_) = machine.image() {
-            self.check_published(newest).await?;
-        }
-        Ok((newest.image_id().unwrap_or_default().to_string(), newest.root_device_name().unwrap_or("/dev/xvda").to_string()))
-    }
-
-    /// An image found by its line's tag is launched only if it is what
-    /// `image publish` makes: it names what was built (its content and
-    /// inputs), and the snapshot its root device boots from carries the
-    /// same inputs, which only the publisher can put there (terraform:
-    /// snapshots are tagged only as the publisher starts its upload, and it
-    /// registers images only from such snapshots). An image someone merely
-    /// tagged with the line's name, or whose tags were copied from a real
-    /// one onto another disk, is refused.
-    async fn check_published(&self, image: &aws_sdk_ec2::types::Image) -> Result<()> {
-        let id = image.image_id().unwrap_or_default().to_string();
-        let refuse = |why: String| ProviderError::UnpublishedImage { id: id.clone(), why };
-        let value = |tags: &[aws_sdk_ec2::types::Tag], key: &str| {
-            tags.iter().find(|t| t.key() == Some(key)).and_then(|t| t.value()).filter(|v| !v.is_empty()).map(String::from)
-        };
-        let missing = |key: &str| refuse(format!("it has no {key} tag (what was built)"));
-        value(image.tags(), tags::IMAGE_CONTENT).ok_or_else(|| missing(tags::IMAGE_CONTENT))?;
-        let inputs = value(image.tags(), tags::IMAGE_INPUTS).ok_or_else(|| missing(tags::IMAGE_INPUTS))?;
-        let snapshot = image
-            .block_device_mappings()
-            .iter()
-            .find(|b| b.device_name().is_some() && b.device_name() == image.root_device_name())
-            .and_then(|b| b.ebs())
-            .and_then(|e| e.snapshot_id())
-            .ok_or_else(|| refuse("its root device boots from no snapshot".into()))?;
-        let out = self.client.describe_snapshots().owner_ids("self").snapshot_ids(snapshot).send().await.map_err(api("DescribeSnapshots"))?;
-        let provenance = out.snapshots().first().and_then(|s| value(s.tags(), tags::IMAGE_INPUTS));
-        if provenance.as_deref() != Some(inputs.as_str()) {
-            return Err(refuse(format!(
-                "its root snapshot {snapshot} was not uploaded by `workstation image publish` for it ({} {}, the image says {inputs})",
-                tags::IMAGE_INPUTS,
-                provenance.as_deref().unwrap_or("missing")
-            )));
-        }
-        Ok(())
-    }
-
-    /// The architectures an instance type runs ("x86_64", "arm64").
-    async fn architectures(&self, instance_type: &str) -> Result<Vec<String>> {
-        let out = self.client.describe_instance_types().instance_types(InstanceType::from(instance_type)).send().await.map_err(api("DescribeInstanceTypes"))?;
-        let archs: Vec<String> = out
-            .instance_types()
-            .iter()
-            .flat_map(|t| t.processor_info().map(|p| p.supported_architectures()).unwrap_or_default())
-            .map(|a| a.as_str().to_string())
-            .collect();
-        if archs.is_empty() {
-            return Err(ProviderError::NoImage { name: format!("for instance type {instance_type:?} (unknown to EC2; check box.instance_type)") });
-        }
-        Ok(archs)
-    }
-
     /// Imports the user's public key once, or checks the pair already
     /// there: a name is only a claim (someone else could have imported a
     /// pair under it first), so an existing pair must hold this very key
@@ -200,7 +104,10 @@ impl AwsProvider {
                 .tags(tag(tags::NAME, spec.name.as_str()))
                 .tags(tag("Name", &format!("workstation {}/{}", spec.owner, spec.name)));
             if kind == ResourceType::Instance {
-                b = b.tags(tag(tags::MANIFEST_HASH, &spec.manifest.hash));
+                b = b.tags(tag(tags::MANIFEST_HASH, &spec.manifest.hash)).tags(tag(tags::IMAGE_ID, image));
+                if let Some(kept) = spec.data {
+                    b = b.tags(tag(tags::DATA_VOLUME, &kept.id));
+                }
                 for t in spec.preview.map(preview_tags).unwrap_or_default() {
                     b = b.tags(t);
                 }
@@ -230,18 +137,18 @@ impl AwsProvider {
                         .instance_metadata_tags(InstanceMetadataTagsState::Enabled)
                         .build(),
                 )
-                .block_device_mappings(
-                    BlockDeviceMapping::builder()
-                        .device_name(root_device)
-                        .ebs(
-                            EbsBlockDevice::builder()
-                                .volume_size(machine.disk_gib as i32)
-                                .volume_type(VolumeType::Gp3)
-                                .encrypted(true)
-                                .delete_on_termination(true)
-                                .build(),
-                        )
-                        .build(),
+                // A new data volume comes with the instance, kept when it
+                // is terminated (a preview's goes with it); a kept one is
+                // attached once the instance runs, in its zone.
+                .set_block_device_mappings(match spec.data {
+                    None => Some(vec![volume(root_device, machine.disk_gib, true), volume(data::DEVICE, machine.data_gib, spec.preview.is_some())]),
+                    Some(_) => Some(vec![volume(root_device, machine.disk_gib, true)]),
+                })
+                .set_placement(
+                    spec.data
+                        .and_then(|v| v.availability_zone.as_ref())
+                        .filter(|_| machine.subnet.is_none())
+                        .map(|zone| Placement::builder().availability_zone(zone).build()),
                 )
                 // The root volume is encrypted in any case, as hibernation
                 // requires.
@@ -265,6 +172,22 @@ impl AwsProvider {
             message: format!("kept returning terminated instances for {}/{}; try again in a minute", spec.owner, spec.name),
         })
     }
+}
+
+/// An encrypted gp3 volume at `device` (hibernation needs the root
+/// encrypted; the data holds the engineer's work).
+fn volume(device: &str, gib: u32, delete_on_termination: bool) -> BlockDeviceMapping {
+    BlockDeviceMapping::builder()
+        .device_name(device)
+        .ebs(
+            EbsBlockDevice::builder()
+                .volume_size(gib as i32)
+                .volume_type(VolumeType::Gp3)
+                .encrypted(true)
+                .delete_on_termination(delete_on_termination)
+                .build(),
+        )
+        .build()
 }
 
 /// Room the system and the box's data need on the root volume besides the

@@ -5,11 +5,14 @@
 //! it at moto without any code path of their own.
 
 pub mod failure;
+mod images;
 mod instances;
 mod launch;
 pub mod offboard;
 mod reap;
+mod root;
 pub mod sdk;
+mod volumes;
 
 pub use instances::{hibernation_refused, AwsProvider};
 pub use launch::key_pair_name;

@@ -96,7 +96,7 @@ impl AwsProvider {
         Ok(())
     }
 
-    pub async fn delete_volume(&self, id: &str) -> Result<()> {
+    pub async fn delete_volume_by_id(&self, id: &str) -> Result<()> {
         self.client.delete_volume().volume_id(id).send().await.map_err(api("DeleteVolume"))?;
         Ok(())
     }

@@ -8,7 +8,10 @@ use sha2::{Digest, Sha256};
 use super::record::{io, namespace, read_record, Record, Recorded};
 use super::store::LocalProvider;
 use crate::manifest::name::{BoxName, Owner};
-use crate::provider::{BoxInfo, BoxState, LaunchSpec, Launched, Preview, Provider, ProviderKind, Result};
+use crate::manifest::MachineSpec;
+use crate::provider::{
+    BoxInfo, BoxState, DataOnDestroy, DataVolume, ImageSummary, LaunchSpec, Launched, Preview, Provider, ProviderError, ProviderKind, Result, RootReplaced,
+};
 
 #[async_trait::async_trait]
 impl Provider for LocalProvider {
@@ -29,6 +32,10 @@ impl Provider for LocalProvider {
         if let Some(info) = self.find(spec.owner, spec.name).await? {
             return Ok(Launched { info, created: false, terminated_duplicates: vec![] });
         }
+        let volume = match spec.data {
+            Some(kept) => self.kept_volume(kept, spec.owner, spec.name)?,
+            None => self.new_volume(spec.owner.as_str(), spec.name.as_str(), spec.manifest.manifest.machine.data_gib)?.id,
+        };
         let record = {
             let alloc_lock = self.machine.lock()?;
             let mine: Vec<Ipv4Addr> = self.records()?.iter().map(|r| r.address).collect();
@@ -39,7 +46,8 @@ impl Provider for LocalProvider {
             let digest = Sha256::digest(format!("{}/{}/{}/{}", spec.owner, spec.name, now.timestamp_nanos_opt().unwrap_or_default(), std::process::id()));
             let id = format!("lb-{}", &hex::encode(digest)[..10]);
             let record = Record {
-                root: Some(self.machine.box_root(&namespace(&id))),
+                root: Some(self.machine.volume_root(&volume)),
+                volume: Some(volume),
                 id,
                 owner: spec.owner.to_string(),
                 name: spec.name.to_string(),
@@ -101,13 +109,20 @@ impl Provider for LocalProvider {
         self.update(id, |r| r.state = Recorded::Stopped).map(drop)
     }
 
-    async fn destroy(&self, id: &str) -> Result<()> {
+    async fn destroy(&self, id: &str, data: DataOnDestroy) -> Result<()> {
         let r = self.record(id)?;
         let _lock = self.name_lock(&r.owner, &r.name)?;
         self.halt(&r).await?;
         let dir = self.box_dir(&r.owner, &r.name);
         // box.json is in a directory the user can write: only this box's
-        // own root in the machine directory is removed (as root).
+        // own root in the machine directory is removed (as root), and only
+        // a volume this HOME recorded.
+        // A preview's data goes with it, as its EC2 volume does.
+        if let Some(volume) = r.volume.as_ref().filter(|_| data == DataOnDestroy::Purge || r.preview.is_some()) {
+            if self.volume_records()?.iter().any(|v| v.id == *volume) {
+                self.remove_volume(volume)?;
+            }
+        }
         if let Some(root) = r.root.as_ref().filter(|root| **root == self.machine.box_root(&namespace(&r.id))) {
             match std::fs::remove_dir_all(root) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(root)(e)),
@@ -116,6 +131,47 @@ impl Provider for LocalProvider {
         }
         self.machine.release(r.address, &dir.join("box.json"));
         std::fs::remove_dir_all(&dir).map_err(io(&dir))
+    }
+
+    async fn volumes(&self, owner: Option<&Owner>) -> Result<Vec<DataVolume>> {
+        let boxes = self.records()?;
+        Ok(self.volume_records()?.iter().filter(|v| owner.is_none_or(|o| o.as_str() == v.owner)).map(|v| self.data_volume(v, &boxes)).collect())
+    }
+
+    async fn delete_volume(&self, volume: &DataVolume) -> Result<()> {
+        let boxes = self.records()?;
+        let Some(v) = self.volume_records()?.into_iter().find(|v| v.id == volume.id) else {
+            return Err(ProviderError::Volume { id: volume.id.clone(), why: "no such volume".into() });
+        };
+        if let Some(holder) = self.data_volume(&v, &boxes).attached_to {
+            return Err(ProviderError::Volume { id: v.id, why: format!("box {holder} holds it; `workstation destroy --purge` deletes both") });
+        }
+        self.remove_volume(&v.id)
+    }
+
+    async fn attach_data(&self, info: &BoxInfo) -> Result<Option<String>> {
+        Ok(self.record(&info.id)?.volume)
+    }
+
+    /// The local counterpart of EC2's root volume replacement: the box
+    /// halts, loses what its root held (its host key), and boots again,
+    /// publishing a new key; its data (the volume) is untouched.
+    async fn replace_root(&self, id: &str, _image: Option<&str>) -> Result<RootReplaced> {
+        let r = self.record(id)?;
+        let _lock = self.name_lock(&r.owner, &r.name)?;
+        self.halt(&r).await?;
+        self.host(&r).forget_host_key()?;
+        let r = self.update(id, |r| r.host_key = None)?;
+        self.boot(r).await?;
+        Ok(RootReplaced { from: None, to: None, replaced: true })
+    }
+
+    async fn images(&self, _machine: &MachineSpec) -> Result<Vec<ImageSummary>> {
+        Ok(Vec::new())
+    }
+
+    async fn launch_image(&self, _machine: &MachineSpec) -> Result<Option<String>> {
+        Ok(None)
     }
 
     async fn keep_until(&self, id: &str, until: DateTime<Utc>) -> Result<()> {
@@ -138,5 +194,21 @@ impl Provider for LocalProvider {
 
     async fn set_preview(&self, id: &str, preview: &Preview) -> Result<()> {
         self.update(id, |r| r.preview = Some(preview.clone())).map(drop)
+    }
+}
+
+impl LocalProvider {
+    /// The kept volume `create` chose to reattach, checked to be this
+    /// box's and free.
+    fn kept_volume(&self, kept: &DataVolume, owner: &Owner, name: &BoxName) -> Result<String> {
+        let refuse = |why: String| ProviderError::Volume { id: kept.id.clone(), why };
+        let v = self.volume_records()?.into_iter().find(|v| v.id == kept.id).ok_or_else(|| refuse("no such volume".into()))?;
+        if v.owner != owner.as_str() || v.name != name.as_str() {
+            return Err(refuse(format!("it was made for {}/{}, not {owner}/{name}", v.owner, v.name)));
+        }
+        if let Some(holder) = self.records()?.iter().find(|r| r.volume.as_deref() == Some(v.id.as_str())) {
+            return Err(refuse(format!("box {} holds it", holder.id)));
+        }
+        Ok(v.id)
     }
 }

@@ -7,12 +7,13 @@
 //! its key in a tag.
 //!
 //! The provider's state (`store`), what `box.json` holds (`record`),
-//! bringing a box up and down (`boot`), and the [`super::Provider`] verbs
-//! (`lifecycle`).
+//! bringing a box up and down (`boot`), data volumes (`volumes`), and the
+//! [`super::Provider`] verbs (`lifecycle`).
 
 mod boot;
 mod lifecycle;
 mod record;
 mod store;
+mod volumes;
 
 pub use store::LocalProvider;

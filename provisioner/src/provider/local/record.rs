@@ -45,6 +45,10 @@ pub(super) struct Record {
     /// there, whose root is `root/` in its directory).
     #[serde(default)]
     pub(super) root: Option<PathBuf>,
+    /// Its data volume, whose directory is the root (None: a box made
+    /// before data volumes, whose root is its own).
+    #[serde(default)]
+    pub(super) volume: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -117,6 +117,8 @@ impl LocalProvider {
             shareable: r.shareable,
             preview: r.preview.clone(),
             bring_up_unfinished: r.bring_up_unfinished,
+            image_id: None,
+            data_volume: r.volume.clone(),
         }
     }
 

@@ -1,0 +1,40 @@
+//! The data volume as the laptop sees it: which kept volume `create`
+//! reattaches, and `destroy --purge` of a box that is already gone.
+
+use super::{Context, LifecycleError};
+use crate::manifest::name::BoxName;
+use crate::provider::DataVolume;
+
+/// What `create` does when a kept data volume of the name exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum DataOnCreate {
+    /// Reattach it: the box comes back with its home, `src/` and stores.
+    #[default]
+    Reattach,
+    /// A new, empty volume; the kept one stays (`list --volumes`).
+    New,
+}
+
+impl Context {
+    /// Data volumes: yours, or everyone's.
+    pub async fn volumes(&self, all: bool) -> Result<Vec<DataVolume>, LifecycleError> {
+        Ok(self.provider.volumes(if all { None } else { Some(&self.owner) }).await?)
+    }
+
+    /// The newest kept volume of your box `name`, if any.
+    pub async fn kept_volume(&self, name: &BoxName) -> Result<Option<DataVolume>, LifecycleError> {
+        let mut kept: Vec<DataVolume> = self.volumes(false).await?.into_iter().filter(|v| v.is_kept() && v.name == name.as_str()).collect();
+        kept.sort_by_key(|v| v.created_at);
+        Ok(kept.pop())
+    }
+
+    /// Deletes every kept volume of your box `name` (`destroy --purge`
+    /// once the box is gone); returns what was deleted.
+    pub async fn purge_kept(&self, name: &BoxName) -> Result<Vec<DataVolume>, LifecycleError> {
+        let kept: Vec<DataVolume> = self.volumes(false).await?.into_iter().filter(|v| v.is_kept() && v.name == name.as_str()).collect();
+        for v in &kept {
+            self.provider.delete_volume(v).await?;
+        }
+        Ok(kept)
+    }
+}
