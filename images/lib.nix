@@ -49,6 +49,29 @@ rec {
       else "${s.kind}.service")
     (manifest.stores or { });
 
+  # The data volume (provisioner/src/provider/data.rs DEVICE), mounted at
+  # `root`: everything below root is on it, and these directories of the
+  # root volume are bind mounts of directories on it, so a new root
+  # (`workstation upgrade`) finds home and the stores' data as they were.
+  # Each store's directory and user are its nixpkgs module's (see the
+  # citations in workstation.nix); opensearch's data directory is set to
+  # its `source` instead (target null), as its module otherwise runs it
+  # with DynamicUser, whose state directory cannot be a bind mount.
+  # Users and groups share names.
+  dataDevice = "/dev/sdf";
+  dataBinds = manifest: [ { target = "/home"; source = "${root}/home"; user = "root"; } ]
+    ++ attrValues (builtins.mapAttrs
+      (name: s:
+        if s.kind == "redis" then { target = "/var/lib/redis-${name}"; source = "${root}/stores/redis-${name}"; user = "redis-${name}"; }
+        else if s.kind == "postgres" then { target = "/var/lib/postgresql"; source = "${root}/stores/postgresql"; user = "postgres"; }
+        else if s.kind == "mongodb" then { target = "/var/db/mongodb"; source = "${root}/stores/mongodb"; user = "mongodb"; }
+        else { target = null; source = "${root}/stores/opensearch"; user = "opensearch"; })
+      (manifest.stores or { }));
+
+  # Marks that belong to a root, not to the data: a new root publishes its
+  # own host key.
+  rootState = "/var/lib/workstation-root";
+
   # The database a postgres store holds (manifest/store.rs `Store::database`).
   database = name: store: store.database or (builtins.replaceStrings [ "-" ] [ "_" ] name);
 

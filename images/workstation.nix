@@ -38,6 +38,9 @@ let
   };
   kinds = wslib.storeKinds manifest;
 
+  # Units that write to the data volume.
+  dataUsers = [ "supervisord.service" "workstation-owner.service" ] ++ builtins.attrValues (wslib.storeUnits manifest);
+
   imds = ''
     token=$(curl -fsS -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' http://169.254.169.254/latest/api/token)
     md() { curl -fsS -H "X-aws-ec2-metadata-token: $token" "http://169.254.169.254/latest/meta-data/$1"; }
@@ -118,11 +121,18 @@ in
       extraConfig = "net.port: ${toString (wslib.storePort (only "mongodb"))}";
     };
 
+    # Its data on the data volume directly: a dataDir of our own also turns
+    # off the module's DynamicUser, so the user is declared here, as the
+    # module asks (nixos/modules/services/search/opensearch.nix).
     services.opensearch = lib.mkIf (has "opensearch") {
       enable = true;
+      dataDir = "${wslib.root}/stores/opensearch";
       settings."http.port" = wslib.storePort (only "opensearch");
       settings."network.host" = "127.0.0.1";
     };
+
+    users.users.opensearch = lib.mkIf (has "opensearch") { isSystemUser = true; group = "opensearch"; };
+    users.groups.opensearch = lib.mkIf (has "opensearch") { };
 
     systemd.tmpfiles.rules = [
       "d ${wslib.root} 0755 root root -"
@@ -131,6 +141,55 @@ in
       "d ${wslib.root}/logs 0755 root root -"
       "d ${wslib.root}/seeds 0700 root root -"
     ];
+
+    # The data volume (`box.data_gib`, attached at /dev/sdf by `workstation
+    # create`): formatted on first use, mounted at the box root. On Nitro
+    # instances the disk is an NVMe device; amazon-image.nix's udev rules
+    # (amazon-ec2-utils) give it the /dev/sdf name it was attached as. A
+    # kept volume is attached after the instance runs, so boot does not
+    # wait for it (nofail); everything that writes data does (below).
+    # nixos/modules/tasks/filesystems.nix: device, fsType, autoFormat, options.
+    fileSystems.${wslib.root} = {
+      device = wslib.dataDevice;
+      fsType = "ext4";
+      autoFormat = true;
+      options = [ "nofail" "x-systemd.device-timeout=10min" ];
+    };
+
+    # Home and the stores' directories live on the data volume: bind mounts
+    # of directories there, made (and given to their users, whose ids a new
+    # root may number differently) before anything that uses them starts.
+    # tmpfiles ran before the volume was mounted, so its directories are
+    # made again here. Where each store keeps its data, and as whom
+    # (images/lib.nix dataBinds), per nixpkgs: redis.nix (StateDirectory
+    # redis-<name>, user redis-<name>), postgresql.nix (dataDir below
+    # /var/lib/postgresql, uid 71 in misc/ids.nix), mongodb.nix (dbpath
+    # /var/db/mongodb, user mongodb); requiredBy, before and unitConfig in
+    # nixos/lib/systemd-unit-options.nix.
+    systemd.services.workstation-data = {
+      description = "Put home and the stores' data on the data volume";
+      wantedBy = [ "multi-user.target" ];
+      # Without their data, these do not start (rather than write to the
+      # root an upgrade throws away).
+      requiredBy = dataUsers;
+      before = dataUsers;
+      unitConfig.RequiresMountsFor = [ wslib.root ];
+      path = [ pkgs.coreutils pkgs.util-linux ];
+      serviceConfig = {
+        Type = "oneshot";
+        RemainAfterExit = true;
+      };
+      script = ''
+        install -d -m 0755 ${wslib.root}/supervisor ${wslib.root}/run ${wslib.root}/logs ${wslib.root}/stores
+        install -d -m 0700 ${wslib.root}/seeds
+      '' + lib.concatMapStrings (b: ''
+        install -d -m 0755 ${b.source}
+        [ "$(stat -c %U ${b.source})" = ${b.user} ] || chown -R ${b.user}:${b.user} ${b.source}
+      '' + lib.optionalString (b.target != null) ''
+        install -d -m 0755 ${b.target}
+        mountpoint -q ${b.target} || mount --bind ${b.source} ${b.target}
+      '') (wslib.dataBinds manifest);
+    };
 
     # supervisord in the foreground under systemd. The build-time
     # configuration is installed the way `workstation up` installs one
@@ -170,7 +229,9 @@ in
       wantedBy = [ "multi-user.target" ];
       after = [ "sshd.service" "network-online.target" ];
       wants = [ "network-online.target" ];
-      unitConfig.ConditionPathExists = "!${wslib.root}/run/host-key-published";
+      # The mark is on the root volume: a new root (`workstation upgrade`)
+      # has a new host key and publishes it.
+      unitConfig.ConditionPathExists = "!${wslib.rootState}/host-key-published";
       serviceConfig = {
         Type = "oneshot";
         RemainAfterExit = true;
@@ -179,7 +240,8 @@ in
       };
       script = ''
         ${ws} box publish-host-key --host-key-file /etc/ssh/ssh_host_ed25519_key.pub
-        touch ${wslib.root}/run/host-key-published
+        mkdir -p ${wslib.rootState}
+        touch ${wslib.rootState}/host-key-published
       '';
     };
 
@@ -190,6 +252,7 @@ in
       description = "Create the box owner's account from instance metadata";
       wantedBy = [ "multi-user.target" ];
       before = [ "sshd.service" ];
+      # Home is on the data volume (workstation-data is ordered before).
       after = [ "network-online.target" ];
       wants = [ "network-online.target" ];
       path = [ pkgs.curl pkgs.shadow pkgs.coreutils ];
@@ -207,7 +270,10 @@ in
           ""|*[!a-z0-9-]*|[!a-z]*|*-) echo "workstation:owner tag $owner is not a valid user name" >&2; exit 1 ;;
         esac
         if [ ''${#owner} -gt 32 ]; then echo "workstation:owner tag $owner is longer than 32 characters" >&2; exit 1; fi
-        id "$owner" >/dev/null 2>&1 || useradd --create-home --groups wheel "$owner"
+        # A fixed uid: a new root (`workstation upgrade`) makes the account
+        # again, and the home on the data volume must still be its.
+        id "$owner" >/dev/null 2>&1 || useradd --uid 1000 --create-home --groups wheel "$owner"
+        chown 1000:users /home/"$owner"
         install -d -m 0700 -o "$owner" -g users /home/"$owner"/.ssh
         md public-keys/0/openssh-key > /home/"$owner"/.ssh/authorized_keys.new
         chown "$owner":users /home/"$owner"/.ssh/authorized_keys.new

@@ -2,6 +2,14 @@
 //! network namespace with sshd) at the private address moto assigned, and
 //! runs the image's first-boot step, `workstation box publish-host-key`,
 //! against moto. Stopped instances are powered off, terminated ones removed.
+//!
+//! A box's root (home, stores, `src/`) is the directory of the EBS volume
+//! attached at its data device, so a volume kept by `destroy` and
+//! reattached by `create` brings its files along; an instance launched to
+//! reattach one boots once it is attached, as the image waits for it.
+//! Given the shim's URL ([`Fleet::follow_root_tasks`]), the fleet also does
+//! the shim's root volume replacement tasks: the box halts, loses its host
+//! key (the root volume's), boots and publishes a new one.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -26,6 +34,7 @@ pub struct Fleet {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     errors: Arc<Mutex<Vec<String>>>,
+    tasks_from: Arc<Mutex<Option<String>>>,
 }
 
 struct Instance {
@@ -33,6 +42,10 @@ struct Instance {
     state: InstanceStateName,
     address: Option<std::net::Ipv4Addr>,
     has_host_key: bool,
+    /// The volume at the data device.
+    data: Option<String>,
+    /// Launched to reattach a kept volume (not attached yet, maybe).
+    wants_data: bool,
 }
 
 impl Fleet {
@@ -40,7 +53,8 @@ impl Fleet {
         let stop = Arc::new(AtomicBool::new(false));
         let errors = Arc::new(Mutex::new(Vec::new()));
         let (client, env, bin) = (moto.client(), moto.client_env(), bin.to_owned());
-        let (stop2, errors2) = (stop.clone(), errors.clone());
+        let tasks_from = Arc::new(Mutex::new(None::<String>));
+        let (stop2, errors2, tasks2) = (stop.clone(), errors.clone(), tasks_from.clone());
         let thread = std::thread::spawn(move || {
             let mut hosts: HashMap<String, BoxHost> = HashMap::new();
             while !stop2.load(Ordering::SeqCst) {
@@ -50,13 +64,24 @@ impl Fleet {
                         errors2.lock().unwrap().push(format!("{}: {e}", inst.id));
                     }
                 }
+                let shim = tasks2.lock().unwrap().clone();
+                if let Some(shim) = shim {
+                    if let Err(e) = replace_roots(&shim, &hosts, &bin, &env) {
+                        errors2.lock().unwrap().push(format!("root replacement: {e}"));
+                    }
+                }
                 std::thread::sleep(TICK);
             }
             for host in hosts.values() {
                 let _ = host.halt();
             }
         });
-        Fleet { stop, thread: Some(thread), errors }
+        Fleet { stop, thread: Some(thread), errors, tasks_from }
+    }
+
+    /// Does the root volume replacement tasks of the shim at `url`.
+    pub fn follow_root_tasks(&self, url: &str) {
+        *self.tasks_from.lock().unwrap() = Some(url.to_owned());
     }
 
     /// Panics with the fleet's errors, if any: a box that failed to boot
@@ -86,6 +111,13 @@ async fn describe(client: &aws_sdk_ec2::Client) -> Vec<Instance> {
             state: i.state().and_then(|s| s.name()).cloned().unwrap_or(InstanceStateName::Pending),
             address: i.private_ip_address().and_then(|a| a.parse().ok()),
             has_host_key: i.tags().iter().any(|t| t.key() == Some(tags::HOST_KEY)),
+            data: i
+                .block_device_mappings()
+                .iter()
+                .find(|b| b.device_name() == Some(workstation::provider::data::DEVICE))
+                .and_then(|b| b.ebs()?.volume_id())
+                .map(String::from),
+            wants_data: i.tags().iter().any(|t| t.key() == Some(tags::DATA_VOLUME)),
         })
         .collect()
 }
@@ -102,6 +134,10 @@ fn reconcile(
     match inst.state {
         InstanceStateName::Running => {
             let Some(address) = inst.address else { return Ok(()) };
+            if inst.wants_data && inst.data.is_none() && !hosts.contains_key(&inst.id) {
+                // The image waits for its data volume before anything starts.
+                return Ok(());
+            }
             let host = hosts.entry(inst.id.clone()).or_insert_with(|| {
                 let hex = inst.id.trim_start_matches("i-");
                 BoxHost {
@@ -110,7 +146,10 @@ fn reconcile(
                     address,
                     network: network.clone(),
                     dir: dir.join(&inst.id),
-                    root: dir.join(&inst.id).join("root"),
+                    root: match &inst.data {
+                        Some(volume) => dir.join("volumes").join(volume),
+                        None => dir.join(&inst.id).join("root"),
+                    },
                     hostname: format!("box-{hex}"),
                 }
             });
@@ -120,17 +159,7 @@ fn reconcile(
                 host.boot().map_err(|e| e.to_string())?;
             }
             if !inst.has_host_key {
-                // The image's first-boot unit, run for real against moto.
-                let out = Command::new(bin)
-                    .args(["box", "publish-host-key", "--region", crate::REGION, "--instance-id", &inst.id, "--host-key-file"])
-                    .arg(host.host_key_pub())
-                    .env_clear()
-                    .envs(env.iter().map(|(k, v)| (k, v)))
-                    .output()
-                    .map_err(|e| e.to_string())?;
-                if !out.status.success() {
-                    return Err(format!("publish-host-key: {}", String::from_utf8_lossy(&out.stderr)));
-                }
+                publish_host_key(&inst.id, host, bin, env)?;
             }
         }
         InstanceStateName::Stopping | InstanceStateName::Stopped => {
@@ -145,6 +174,44 @@ fn reconcile(
             }
         }
         _ => {}
+    }
+    Ok(())
+}
+
+/// The image's first-boot unit, run for real against moto.
+fn publish_host_key(id: &str, host: &BoxHost, bin: &Path, env: &[(String, String)]) -> Result<(), String> {
+    let out = Command::new(bin)
+        .args(["box", "publish-host-key", "--region", crate::REGION, "--instance-id", id, "--host-key-file"])
+        .arg(host.host_key_pub())
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!("publish-host-key: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    Ok(())
+}
+
+/// The shim's pending root replacements, done as EC2 does them: the box
+/// reboots onto a new root (a new host key, which its first-boot unit
+/// publishes), its data volume untouched. A task the shim was told to fail
+/// fails with the old root in place.
+fn replace_roots(shim: &str, hosts: &HashMap<String, BoxHost>, bin: &Path, env: &[(String, String)]) -> Result<(), String> {
+    let tasks: serde_json::Value = serde_json::from_str(&crate::shim::control(shim, "GET", "/__root_tasks", "")).map_err(|e| e.to_string())?;
+    for task in tasks.as_array().into_iter().flatten().filter(|t| t["taskState"] == "pending") {
+        let (id, instance) = (task["replaceRootVolumeTaskId"].as_str().unwrap_or_default(), task["instanceId"].as_str().unwrap_or_default());
+        let set = |state: &str| crate::shim::control(shim, "POST", &format!("/__root_tasks/{id}"), &format!("{{\"state\": \"{state}\"}}"));
+        set("in-progress");
+        let Some(host) = hosts.get(instance).filter(|_| task["fail"] != true) else {
+            set("failed");
+            continue;
+        };
+        host.halt().map_err(|e| e.to_string())?;
+        host.forget_host_key().map_err(|e| e.to_string())?;
+        host.boot().map_err(|e| e.to_string())?;
+        set("succeeded");
+        publish_host_key(instance, host, bin, env)?;
     }
     Ok(())
 }

@@ -302,7 +302,11 @@ impl Drop for TestEnv {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
             for b in provider.list(None).await.unwrap_or_default() {
-                let _ = provider.destroy(&b.id).await;
+                let _ = provider.destroy(&b.id, workstation::provider::DataOnDestroy::Purge).await;
+            }
+            // And the data volumes a test kept.
+            for v in provider.volumes(None).await.unwrap_or_default() {
+                let _ = provider.delete_volume(&v).await;
             }
         });
         clear_stale_boxes(&self.subnet);

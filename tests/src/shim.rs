@@ -56,17 +56,36 @@ impl Shim {
         all.as_array().unwrap().iter().filter(|r| r["Action"] == action).cloned().collect()
     }
 
-    /// One HTTP/1.1 exchange with the shim's control endpoints; the body.
-    fn http(&self, method: &str, path: &str, body: &str) -> String {
-        let addr = self.url.trim_start_matches("http://");
-        let mut stream = TcpStream::connect(addr).unwrap();
-        write!(stream, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-        assert!(head.starts_with("HTTP/1.1 2"), "{method} {path}: {head}");
-        body.to_string()
+    /// The next `count` calls of `action` fail with EC2's error `code`.
+    pub fn fail(&self, action: &str, code: &str, count: u32) {
+        self.http("POST", "/__fail", &serde_json::json!({ "action": action, "code": code, "count": count }).to_string());
     }
+
+    /// The next root volume replacement task fails (the old root stays).
+    pub fn fail_next_root_task(&self) {
+        self.http("POST", "/__fail", r#"{"task": "fail"}"#);
+    }
+
+    /// The root volume replacement tasks the shim answered for.
+    pub fn root_tasks(&self) -> Vec<serde_json::Value> {
+        serde_json::from_str::<serde_json::Value>(&self.http("GET", "/__root_tasks", "")).unwrap().as_array().cloned().unwrap_or_default()
+    }
+
+    fn http(&self, method: &str, path: &str, body: &str) -> String {
+        control(&self.url, method, path, body)
+    }
+}
+
+/// One HTTP/1.1 exchange with the shim at `url`'s control endpoints; the body.
+pub fn control(url: &str, method: &str, path: &str, body: &str) -> String {
+    let addr = url.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(addr).unwrap();
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    assert!(head.starts_with("HTTP/1.1 2"), "{method} {path}: {head}");
+    body.to_string()
 }
 
 impl Drop for Shim {

@@ -13,16 +13,32 @@ stdout once listening. GET /__stats returns {"throttled": n, "forwarded": m,
 "actions": {ACTION: {"throttled": n, "forwarded": m}}}; GET /__requests the
 forwarded requests' parameters, in order (what the API was asked).
 
+Faults: POST /__fail {"action": A, "code": C, "count": n} answers the next
+n calls of A with EC2's error C (HTTP 400, not retried); {"task": "fail"}
+makes the next root volume replacement task fail.
+
+Root volume replacement, which moto lacks, in EC2's shapes
+(API_CreateReplaceRootVolumeTask, API_DescribeReplaceRootVolumeTasks):
+CreateReplaceRootVolumeTask checks the instance runs and the image exists
+(asking moto), deduplicates by ClientToken, and answers a task "pending";
+DescribeReplaceRootVolumeTasks filters by instance-id or task id. The
+test fleet does the replacement (a new root for the box) and reports the
+end state: GET /__root_tasks lists tasks, POST /__root_tasks/ID {"state": S}
+sets one's state.
+
 Usage: throttle_shim.py UPSTREAM_URL THROTTLE_COUNT [ACTION=CAPACITY/REFILL]...
 """
 
+import datetime
 import http.client
 import json
+import re
 import socket
 import sys
 import threading
 import time
 import urllib.parse
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 UPSTREAM = urllib.parse.urlparse(sys.argv[1])
@@ -40,6 +56,11 @@ def parse_bucket(arg):
 
 
 BUCKETS = dict(parse_bucket(a) for a in sys.argv[3:])
+# Injected failures: action -> [code, remaining]; and whether the next task fails.
+FAULTS = {}
+TASK_FAULT = {"next": False}
+TASKS = {}  # task id -> task (dict)
+EC2_NS = "http://ec2.amazonaws.com/doc/2016-11-15/"
 
 THROTTLED = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error>'
@@ -88,6 +109,10 @@ class Shim(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self):
+        if self.path == "/__root_tasks":
+            with LOCK:
+                body = json.dumps(list(TASKS.values())).encode()
+            return self.reply(200, body, [("Content-Type", "application/json")])
         if self.path in ("/__stats", "/__requests"):
             with LOCK:
                 body = json.dumps(STATE if self.path == "/__stats" else REQUESTS).encode()
@@ -99,6 +124,22 @@ class Shim(BaseHTTPRequestHandler):
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             with LOCK:
                 CLOCK["now"] = float(body)
+            return self.reply(204, b"")
+        if self.path == "/__fail":
+            fault = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+            with LOCK:
+                if "task" in fault:
+                    TASK_FAULT["next"] = True
+                else:
+                    FAULTS[fault["action"]] = [fault["code"], int(fault.get("count", 1))]
+            return self.reply(204, b"")
+        if self.path.startswith("/__root_tasks/"):
+            update = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+            with LOCK:
+                task = TASKS[self.path.rsplit("/", 1)[1]]
+                task["taskState"] = update["state"]
+                if update["state"] in ("succeeded", "failed", "failed-detached"):
+                    task["completeTime"] = stamp()
             return self.reply(204, b"")
         self.forward()
 
@@ -116,17 +157,109 @@ class Shim(BaseHTTPRequestHandler):
                 REQUESTS.append(params)
         if throttle:
             return self.reply(503, THROTTLED, [("Content-Type", "text/xml")])
-        conn = http.client.HTTPConnection(UPSTREAM.hostname, UPSTREAM.port, timeout=30)
-        conn.connect()
-        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-        headers["Host"] = UPSTREAM.netloc
-        conn.request(self.command, self.path, body=body, headers=headers)
-        resp = conn.getresponse()
-        data = resp.read()
-        conn.close()
-        passthrough = [(k, v) for k, v in resp.getheaders() if k.lower() not in ("content-length", "transfer-encoding", "connection")]
-        self.reply(resp.status, data, passthrough)
+        with LOCK:
+            fault = FAULTS.get(action)
+            if fault and fault[1] > 0:
+                fault[1] -= 1
+                return self.reply(400, error_xml(fault[0], "injected by the test shim"), [("Content-Type", "text/xml")])
+        if action == "CreateReplaceRootVolumeTask":
+            return self.reply(*create_root_task(params, self.headers))
+        if action == "DescribeReplaceRootVolumeTasks":
+            return self.reply(*describe_root_tasks(params))
+        status, data, passthrough = upstream(self.command, self.path, body, self.headers)
+        self.reply(status, data, passthrough)
+
+
+def upstream(method, path, body, headers):
+    """One request to moto; its status, body and headers to pass on."""
+    conn = http.client.HTTPConnection(UPSTREAM.hostname, UPSTREAM.port, timeout=30)
+    conn.connect()
+    conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    headers = {k: v for k, v in headers.items() if k.lower() != "host"}
+    headers["Host"] = UPSTREAM.netloc
+    conn.request(method, path, body=body, headers=headers)
+    resp = conn.getresponse()
+    data = resp.read()
+    conn.close()
+    passthrough = [(k, v) for k, v in resp.getheaders() if k.lower() not in ("content-length", "transfer-encoding", "connection")]
+    return resp.status, data, passthrough
+
+
+def stamp():
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def error_xml(code, message):
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error>'
+        f"<Code>{code}</Code><Message>{message}</Message>"
+        "</Error></Errors><RequestID>shim</RequestID></Response>"
+    ).encode()
+
+
+def ask_moto(params, headers):
+    """moto's answer to a query of our own (signed as the caller's was)."""
+    body = urllib.parse.urlencode({"Version": "2016-11-15", **params}).encode()
+    plain = {k: v for k, v in headers.items() if k.lower() in ("authorization", "x-amz-date", "user-agent")}
+    plain["Content-Type"] = "application/x-www-form-urlencoded"
+    status, data, _ = upstream("POST", "/", body, plain)
+    return status, data.decode("utf-8", "replace")
+
+
+def task_xml(t):
+    fields = "".join(f"<{k}>{v}</{k}>" for k, v in t.items() if k not in ("clientToken", "fail") and v is not None)
+    return f"{fields}<tagSet/>"
+
+
+def create_root_task(params, headers):
+    instance, image = params.get("InstanceId", ""), params.get("ImageId")
+    status, text = ask_moto({"Action": "DescribeInstances", "InstanceId.1": instance}, headers)
+    if status != 200 or "<instanceId>" not in text:
+        return 400, error_xml("InvalidInstanceID.NotFound", f"The instance ID '{instance}' does not exist"), [("Content-Type", "text/xml")]
+    state = re.search(r"<instanceState>\s*<code>\d+</code>\s*<name>(\w[\w-]*)</name>", text)
+    if not state or state.group(1) != "running":
+        return 400, error_xml("IncorrectInstanceState", f"The instance '{instance}' is not in a valid state for this operation."), [("Content-Type", "text/xml")]
+    if image:
+        status, text = ask_moto({"Action": "DescribeImages", "ImageId.1": image}, headers)
+        if status != 200 or "<imageId>" not in text:
+            return 400, error_xml("InvalidAMIID.NotFound", f"The image id '[{image}]' does not exist"), [("Content-Type", "text/xml")]
+    with LOCK:
+        token = params.get("ClientToken")
+        task = next((t for t in TASKS.values() if token and t["clientToken"] == token), None)
+        if task is None:
+            task = {
+                "replaceRootVolumeTaskId": "replacevol-" + uuid.uuid4().hex[:17],
+                "instanceId": instance,
+                "taskState": "pending",
+                "startTime": stamp(),
+                "completeTime": None,
+                "imageId": image,
+                "deleteReplacedRootVolume": params.get("DeleteReplacedRootVolume", "false").lower(),
+                "clientToken": token,
+                "fail": TASK_FAULT["next"],
+            }
+            TASK_FAULT["next"] = False
+            TASKS[task["replaceRootVolumeTaskId"]] = task
+        body = task_xml(task)
+    xml = f'<?xml version="1.0" encoding="UTF-8"?>\n<CreateReplaceRootVolumeTaskResponse xmlns="{EC2_NS}"><requestId>shim</requestId><replaceRootVolumeTask>{body}</replaceRootVolumeTask></CreateReplaceRootVolumeTaskResponse>'
+    return 200, xml.encode(), [("Content-Type", "text/xml")]
+
+
+def describe_root_tasks(params):
+    ids = {v for k, v in params.items() if k.startswith("ReplaceRootVolumeTaskId.")}
+    filters = {}
+    for k, v in params.items():
+        m = re.match(r"Filter\.(\d+)\.Name$", k)
+        if m:
+            filters[v] = {pv for pk, pv in params.items() if pk.startswith(f"Filter.{m.group(1)}.Value.")}
+    with LOCK:
+        tasks = [
+            t for t in TASKS.values()
+            if (not ids or t["replaceRootVolumeTaskId"] in ids) and ("instance-id" not in filters or t["instanceId"] in filters["instance-id"])
+        ]
+        items = "".join(f"<item>{task_xml(t)}</item>" for t in tasks)
+    xml = f'<?xml version="1.0" encoding="UTF-8"?>\n<DescribeReplaceRootVolumeTasksResponse xmlns="{EC2_NS}"><requestId>shim</requestId><replaceRootVolumeTaskSet>{items}</replaceRootVolumeTaskSet></DescribeReplaceRootVolumeTasksResponse>'
+    return 200, xml.encode(), [("Content-Type", "text/xml")]
 
 
 server = ThreadingHTTPServer((UPSTREAM.hostname, 0), Shim)

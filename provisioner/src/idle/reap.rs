@@ -295,6 +295,8 @@ mod tests {
             shareable: false,
             bring_up_unfinished: false,
             preview: None,
+            image_id: None,
+            data_volume: None,
         }
     }
 
