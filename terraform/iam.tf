@@ -21,7 +21,9 @@ locals {
   # Tags an engineer's workstation writes on a running box, and no other:
   # an allow-list, so a new tag is a decision (never host-key, which CI and
   # laptops pin from, nor owner or last-active).
-  engineer_tags = ["workstation:keep-until", "workstation:shareable", "workstation:bring-up", "workstation:manifest-hash", "workstation:ref", "workstation:expires"]
+  engineer_tags = ["workstation:keep-until", "workstation:shareable", "workstation:bring-up", "workstation:manifest-hash", "workstation:ref", "workstation:expires", "workstation:image-id"]
+  # Root volume replacement tasks (`workstation upgrade`) have ARNs of their own.
+  root_tasks = "arn:${local.partition}:ec2:${var.region}:${local.account}:replace-root-volume-task/*"
   subnets       = [for s in local.subnet_ids : "arn:${local.partition}:ec2:${var.region}:${local.account}:subnet/${s}"]
 }
 
@@ -31,8 +33,66 @@ data "aws_iam_policy_document" "engineer" {
   statement {
     sid = "Read"
     # Describe* actions have no resource-level permissions.
-    actions   = ["ec2:DescribeInstances", "ec2:DescribeImages", "ec2:DescribeInstanceTypes", "ec2:DescribeKeyPairs", "ec2:DescribeSnapshots"]
+    actions = [
+      "ec2:DescribeInstances", "ec2:DescribeImages", "ec2:DescribeInstanceTypes", "ec2:DescribeKeyPairs", "ec2:DescribeSnapshots",
+      "ec2:DescribeVolumes", "ec2:DescribeReplaceRootVolumeTasks",
+    ]
     resources = ["*"]
+  }
+
+  # Data volumes (provider/aws/volumes.rs): her kept volume reattached to
+  # her box, and deleted when she purges it; never another's.
+  statement {
+    sid       = "AttachOwnDataToOwnBoxes"
+    actions   = ["ec2:AttachVolume"]
+    resources = [local.instances, local.volumes]
+    condition {
+      test     = "StringEquals"
+      variable = "ec2:ResourceTag/${local.owner_tag}"
+      values   = [local.me]
+    }
+  }
+
+  statement {
+    sid       = "DeleteOwnData"
+    actions   = ["ec2:DeleteVolume"]
+    resources = [local.volumes]
+    condition {
+      test     = "StringEquals"
+      variable = "ec2:ResourceTag/${local.owner_tag}"
+      values   = [local.me]
+    }
+  }
+
+  # `workstation upgrade` (provider/aws/root.rs): a new root for her own
+  # box, only from an image she could launch. A replacement from a
+  # snapshot names a snapshot resource, which nothing here allows.
+  statement {
+    sid       = "ReplaceOwnBoxesRoots"
+    actions   = ["ec2:CreateReplaceRootVolumeTask"]
+    resources = [local.instances]
+    condition {
+      test     = "StringEquals"
+      variable = "ec2:ResourceTag/${local.owner_tag}"
+      values   = [local.me]
+    }
+  }
+
+  statement {
+    sid       = "ReplaceRootsFromTrustedImages"
+    actions   = ["ec2:CreateReplaceRootVolumeTask"]
+    resources = ["arn:${local.partition}:ec2:${var.region}::image/*"]
+    condition {
+      test     = "StringEquals"
+      variable = "ec2:Owner"
+      values   = concat([local.account], var.trusted_image_owners)
+    }
+  }
+
+  statement {
+    sid       = "MakeRootReplacementTasks"
+    actions   = ["ec2:CreateReplaceRootVolumeTask"]
+    resources = [local.root_tasks]
   }
 
   # Guardrails: an engineer's box is one of the platform's instance types,

@@ -133,9 +133,48 @@ resource "aws_iam_role" "preview" {
 # no colleague's box, no production seed.
 data "aws_iam_policy_document" "preview" {
   statement {
-    sid       = "Read"
-    actions   = ["ec2:DescribeInstances", "ec2:DescribeImages", "ec2:DescribeInstanceTypes", "ec2:DescribeKeyPairs", "ec2:DescribeSnapshots"]
+    sid = "Read"
+    actions = [
+      "ec2:DescribeInstances", "ec2:DescribeImages", "ec2:DescribeInstanceTypes", "ec2:DescribeKeyPairs", "ec2:DescribeSnapshots",
+      "ec2:DescribeVolumes", "ec2:DescribeReplaceRootVolumeTasks",
+    ]
     resources = ["*"]
+  }
+
+  # The provider's data volume and upgrade calls, on this pull request's
+  # box and volumes only (a preview's volume carries its number, and goes
+  # with its instance).
+  statement {
+    sid       = "DataOfThisPullRequestsBox"
+    actions   = ["ec2:AttachVolume", "ec2:DeleteVolume", "ec2:CreateReplaceRootVolumeTask"]
+    resources = [local.instances, local.volumes]
+    condition {
+      test     = "StringEquals"
+      variable = "ec2:ResourceTag/${local.owner_tag}"
+      values   = [local.me]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "ec2:ResourceTag/workstation:preview"
+      values   = [local.my_pr]
+    }
+  }
+
+  statement {
+    sid       = "ReplaceRootsFromTrustedImages"
+    actions   = ["ec2:CreateReplaceRootVolumeTask"]
+    resources = ["arn:${local.partition}:ec2:${var.region}::image/*"]
+    condition {
+      test     = "StringEquals"
+      variable = "ec2:Owner"
+      values   = concat([local.account], var.trusted_image_owners)
+    }
+  }
+
+  statement {
+    sid       = "MakeRootReplacementTasks"
+    actions   = ["ec2:CreateReplaceRootVolumeTask"]
+    resources = [local.root_tasks]
   }
 
   statement {

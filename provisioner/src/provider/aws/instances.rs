@@ -150,11 +150,15 @@ impl Provider for AwsProvider {
     }
 
     async fn destroy(&self, id: &str, data: DataOnDestroy) -> Result<()> {
-        if data == DataOnDestroy::Purge {
-            self.purge_with_instance(id).await?;
-        }
+        let purge = match data {
+            DataOnDestroy::Purge => self.attached_data(id).await?,
+            DataOnDestroy::Keep => None,
+        };
         self.client.terminate_instances().instance_ids(id).send().await.map_err(api("TerminateInstances"))?;
-        Ok(())
+        match purge {
+            Some(volume) => self.delete_when_free(&volume).await,
+            None => Ok(()),
+        }
     }
 
     async fn volumes(&self, owner: Option<&Owner>) -> Result<Vec<DataVolume>> {

@@ -111,6 +111,10 @@ impl AwsProvider {
                 for t in spec.preview.map(preview_tags).unwrap_or_default() {
                     b = b.tags(t);
                 }
+            } else if let Some(p) = spec.preview {
+                // A preview's volumes carry its number: its role reaches
+                // only its own.
+                b = b.tags(tag(tags::PREVIEW, &p.number.to_string()));
             }
             b.build()
         };

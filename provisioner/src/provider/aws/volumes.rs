@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use aws_sdk_ec2::types::{EbsInstanceBlockDeviceSpecification, Filter, InstanceBlockDeviceMappingSpecification, Volume, VolumeAttachmentState, VolumeState};
+use aws_sdk_ec2::types::{Filter, Volume, VolumeAttachmentState, VolumeState};
 
 use super::instances::{api, code, data_device};
 use super::AwsProvider;
@@ -11,7 +11,8 @@ use crate::manifest::name::Owner;
 use crate::poll::Backoff;
 use crate::provider::{data, tags, BoxInfo, DataVolume, ProviderError, Result};
 
-/// EBS attaches within seconds; generous for a loaded region.
+/// EBS attaches and detaches within seconds (a terminating instance's
+/// volumes within a minute); generous for a loaded region.
 const ATTACH_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 const ATTACH_POLL: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
 
@@ -106,19 +107,37 @@ impl AwsProvider {
         Ok(Some(wanted.to_string()))
     }
 
-    /// Before a purging terminate: the data volume goes with the instance.
-    pub(super) async fn purge_with_instance(&self, id: &str) -> Result<()> {
+    /// The volume at the instance's data device, if any.
+    pub(super) async fn attached_data(&self, id: &str) -> Result<Option<String>> {
         let out = self.client.describe_instances().instance_ids(id).send().await.map_err(api("DescribeInstances"))?;
-        let Some(instance) = out.reservations().iter().flat_map(|r| r.instances()).next() else { return Ok(()) };
-        if data_device(instance).is_none() {
-            return Ok(());
+        Ok(out.reservations().iter().flat_map(|r| r.instances()).next().and_then(data_device))
+    }
+
+    /// After a purging terminate: deletes the data volume once EC2 has
+    /// detached it. An interrupted wait leaves it kept, which `destroy
+    /// --purge` of the name (or `list --volumes`) finds again; no
+    /// ModifyInstanceAttribute, which would let engineers change far more.
+    pub(super) async fn delete_when_free(&self, volume: &str) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + ATTACH_TIMEOUT;
+        let mut pause = ATTACH_POLL.first;
+        loop {
+            let v = match self.volume(volume).await {
+                Err(ProviderError::Volume { .. }) => return Ok(()),
+                other => other?,
+            };
+            if v.state() == Some(&VolumeState::Available) {
+                self.client.delete_volume().volume_id(volume).send().await.map_err(api("DeleteVolume"))?;
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ProviderError::Volume {
+                    id: volume.into(),
+                    why: format!("still attached {ATTACH_TIMEOUT:?} after its box was terminated; `workstation destroy NAME --purge` deletes it later"),
+                });
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(ATTACH_POLL.max);
         }
-        let mapping = InstanceBlockDeviceMappingSpecification::builder()
-            .device_name(data::DEVICE)
-            .ebs(EbsInstanceBlockDeviceSpecification::builder().delete_on_termination(true).build())
-            .build();
-        self.client.modify_instance_attribute().instance_id(id).block_device_mappings(mapping).send().await.map_err(api("ModifyInstanceAttribute"))?;
-        Ok(())
     }
 }
 
