@@ -302,7 +302,7 @@ impl Drop for TestEnv {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
             for b in provider.list(None).await.unwrap_or_default() {
-                let _ = provider.destroy(&b.id, workstation::provider::DataOnDestroy::Purge).await;
+                let _ = provider.destroy_with_data(&b.id).await;
             }
             // And the data volumes a test kept.
             for v in provider.volumes(None).await.unwrap_or_default() {

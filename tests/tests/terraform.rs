@@ -394,6 +394,59 @@ fn nobody_can_touch_another_engineers_box_or_key() {
     ]);
 }
 
+/// Data volumes and upgrades: an engineer's own volume to her own box, her
+/// own box's root from an image she could launch; never a colleague's.
+#[test]
+fn data_volumes_and_upgrades_stay_with_their_owner() {
+    let (alices_box, alices_volume) = (arn("instance", "i-alice"), arn("volume", "vol-alice"));
+    let from_image = |owner: &str| serde_json::json!({"ec2:Owner": owner});
+    check(&[
+        ("allow", "alice reattaches her kept volume", engineer("alice", "ec2:AttachVolume", alices_volume.clone(), owned_by("alice"))),
+        ("allow", "to her own box", engineer("alice", "ec2:AttachVolume", alices_box.clone(), owned_by("alice"))),
+        ("deny", "bob attaches alice's volume", engineer("bob", "ec2:AttachVolume", alices_volume.clone(), owned_by("alice"))),
+        ("deny", "bob attaches a volume to alice's box", engineer("bob", "ec2:AttachVolume", alices_box.clone(), owned_by("alice"))),
+        ("allow", "alice purges her kept data", engineer("alice", "ec2:DeleteVolume", alices_volume.clone(), owned_by("alice"))),
+        ("deny", "bob deletes alice's data", engineer("bob", "ec2:DeleteVolume", alices_volume.clone(), owned_by("alice"))),
+        ("allow", "alice upgrades her box", engineer("alice", "ec2:CreateReplaceRootVolumeTask", alices_box.clone(), owned_by("alice"))),
+        ("allow", "from this account's image", engineer("alice", "ec2:CreateReplaceRootVolumeTask", arn("image", "ami-1"), from_image(ACCOUNT))),
+        (
+            "allow",
+            "making a replacement task",
+            engineer("alice", "ec2:CreateReplaceRootVolumeTask", arn("replace-root-volume-task", "*"), serde_json::json!({})),
+        ),
+        ("deny", "bob replaces alice's root", engineer("bob", "ec2:CreateReplaceRootVolumeTask", alices_box.clone(), owned_by("alice"))),
+        (
+            "deny",
+            "alice's root from a stranger's image",
+            engineer("alice", "ec2:CreateReplaceRootVolumeTask", arn("image", "ami-2"), from_image("999988887777")),
+        ),
+        ("deny", "alice's root from a snapshot", engineer("alice", "ec2:CreateReplaceRootVolumeTask", arn("snapshot", "snap-1"), serde_json::json!({}))),
+        ("allow", "alice records the image her box runs", engineer("alice", "ec2:CreateTags", alices_box.clone(), tags_on("alice", &["workstation:image-id"]))),
+        ("deny", "bob records an image on alice's box", engineer("bob", "ec2:CreateTags", alices_box.clone(), tags_on("alice", &["workstation:image-id"]))),
+        (
+            "allow",
+            "a preview deletes its own volume",
+            preview(
+                7,
+                "ec2:DeleteVolume",
+                arn("volume", "vol-7"),
+                serde_json::json!({"ec2:ResourceTag/workstation:owner": "preview", "ec2:ResourceTag/workstation:preview": "7"}),
+            ),
+        ),
+        (
+            "deny",
+            "a preview deletes another pull request's volume",
+            preview(
+                7,
+                "ec2:DeleteVolume",
+                arn("volume", "vol-8"),
+                serde_json::json!({"ec2:ResourceTag/workstation:owner": "preview", "ec2:ResourceTag/workstation:preview": "8"}),
+            ),
+        ),
+        ("deny", "a preview deletes alice's data", preview(7, "ec2:DeleteVolume", alices_volume, owned_by("alice"))),
+    ]);
+}
+
 /// A preview run (the session of one pull request, here 7) reaches its own
 /// box, seeds made for previews and its own records, and nothing else.
 #[test]

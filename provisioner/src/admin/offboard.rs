@@ -135,13 +135,13 @@ pub async fn offboard(provider: &AwsProvider, owner: &Owner, at: DateTime<Utc>, 
 }
 
 async fn run(provider: &AwsProvider, step: &Step, at: DateTime<Utc>) -> Result<(), ProviderError> {
-    use crate::provider::{DataOnDestroy, Provider};
+    use crate::provider::Provider;
     match step {
         Step::Mark { id, .. } => provider.mark_offboarded(std::slice::from_ref(id), at).await,
         Step::Stop { id, .. } => provider.stop(id, false).await,
         Step::DeleteKeyPair { name } => provider.delete_key_pair(name).await,
         // After the grace, the box goes with its data.
-        Step::Terminate { id, .. } => provider.destroy(id, DataOnDestroy::Purge).await,
+        Step::Terminate { id, .. } => provider.destroy_with_data(id).await,
         Step::DeleteVolume { id, .. } => provider.delete_volume_by_id(id).await,
         Step::Keep { .. } | Step::KeepVolume { .. } => Ok(()),
     }

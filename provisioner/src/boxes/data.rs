@@ -15,6 +15,14 @@ pub enum DataOnCreate {
     New,
 }
 
+/// What `destroy` does with the box's data volume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataOnDestroy {
+    /// Kept for the name's next box (the default).
+    Keep,
+    Purge,
+}
+
 impl Context {
     /// Data volumes: yours, or everyone's.
     pub async fn volumes(&self, all: bool) -> Result<Vec<DataVolume>, LifecycleError> {

@@ -68,7 +68,10 @@ mod tests {
     use super::*;
 
     fn line(ids: &[&str]) -> Vec<ImageSummary> {
-        ids.iter().enumerate().map(|(n, id)| ImageSummary { id: id.to_string(), created_at: DateTime::from_timestamp(1_800_000_000 - n as i64 * 86_400, 0) }).collect()
+        ids.iter()
+            .enumerate()
+            .map(|(n, id)| ImageSummary { id: id.to_string(), created_at: DateTime::from_timestamp(1_800_000_000 - n as i64 * 86_400, 0) })
+            .collect()
     }
 
     #[test]

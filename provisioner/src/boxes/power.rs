@@ -7,13 +7,14 @@ use indicatif::ProgressBar;
 use serde::Serialize;
 
 use super::bring_up::Snapshots;
+use super::data::DataOnDestroy;
 use super::{Context, LifecycleError};
 use crate::laptop::hosts::{self, Pointed};
 use crate::manifest::name::BoxName;
 use crate::manifest::LoadedManifest;
 use crate::poll::{self, Backoff};
 use crate::progress::step;
-use crate::provider::{BoxInfo, BoxState, DataOnDestroy};
+use crate::provider::{BoxInfo, BoxState};
 use crate::ssh::known_hosts;
 use crate::stack::services;
 use crate::stack::up::UpReport;
@@ -212,7 +213,10 @@ impl Context {
     pub async fn destroy(&self, name: &BoxName, data: DataOnDestroy, progress: Option<&ProgressBar>) -> Result<(BoxInfo, Option<Pointed>), LifecycleError> {
         let info = self.find(name).await?;
         step(progress, format!("destroying {}", info.id));
-        self.provider.destroy(&info.id, data).await?;
+        match data {
+            DataOnDestroy::Keep => self.provider.destroy(&info.id).await?,
+            DataOnDestroy::Purge => self.provider.destroy_with_data(&info.id).await?,
+        }
         self.known_hosts.forget(&known_hosts::alias(&info.id))?;
         self.write_ssh_config(false).await?;
         let moved = self.move_hostnames_off(&info).await;

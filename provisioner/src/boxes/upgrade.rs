@@ -64,7 +64,8 @@ impl Context {
         let info = self.find(name).await?;
         // EC2 replaces the root of a running instance only.
         let info = self.power_on(info, progress).await?;
-        let data_volume = self.provider.attach_data(&info).await?.ok_or_else(|| LifecycleError::NoDataVolume { name: info.name.clone(), id: info.id.clone() })?;
+        let data_volume =
+            self.provider.attach_data(&info).await?.ok_or_else(|| LifecycleError::NoDataVolume { name: info.name.clone(), id: info.id.clone() })?;
         let target = match image {
             Some(id) => Some(id.to_owned()),
             None => self.provider.launch_image(&manifest.manifest.machine).await?,

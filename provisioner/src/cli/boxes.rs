@@ -9,13 +9,13 @@ use clap::Args;
 use super::box_arg::BoxArg;
 use super::context::Global;
 use super::output::{self, Output};
-use crate::boxes::data::DataOnCreate;
+use crate::boxes::data::{DataOnCreate, DataOnDestroy};
 use crate::boxes::drift::Drift;
 use crate::boxes::{Context, CreateReport, LifecycleError};
 use crate::laptop::hosts::Pointed;
 use crate::manifest::name::BoxName;
 use crate::manifest::LoadedManifest;
-use crate::provider::{BoxInfo, DataOnDestroy};
+use crate::provider::BoxInfo;
 use crate::ssh::ssh_config::host_alias;
 
 /// Launch your box (or finish making it), pin its host key, check SSH.

@@ -66,8 +66,7 @@ pub async fn upgrade(global: &Global, args: UpgradeArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let name = args.target.get();
-    let mut report =
-        output::with_spinner(global.output, async |p| ctx.upgrade(&name, &manifest, args.image.as_deref(), args.timeout.value, p).await).await?;
+    let mut report = output::with_spinner(global.output, async |p| ctx.upgrade(&name, &manifest, args.image.as_deref(), args.timeout.value, p).await).await?;
     report.dotfiles = ctx.dotfiles_on(&report.info, global.settings()?.dotfiles.as_deref()).await;
     match global.output {
         Output::Json => output::json(&report)?,

@@ -15,7 +15,7 @@ use crate::idle::policy::{self, Seen, Verdict};
 use crate::manifest::deployed;
 use crate::manifest::{IdlePolicy, Manifest, S3Url};
 use crate::provider::aws::AwsProvider;
-use crate::provider::{BoxInfo, BoxState, DataOnDestroy, Provider, ProviderError};
+use crate::provider::{BoxInfo, BoxState, Provider, ProviderError};
 
 /// Instance ids per StopInstances call (the API takes more, but a smaller
 /// batch keeps a throttled or failing call cheap to retry one by one).
@@ -211,7 +211,7 @@ pub async fn reap_listed(provider: &dyn Provider, run: &Run<'_>) -> Result<ReapR
     for id in report.expired.iter().map(|e| e.id.clone()).collect::<Vec<_>>() {
         // Only previews expire, and their data volumes go with them
         // (launched so): reap never deletes a volume itself.
-        match provider.destroy(&id, DataOnDestroy::Keep).await {
+        match provider.destroy(&id).await {
             Ok(()) => report.terminated.push(id),
             Err(e) => report.failed.push(Failed { id, error: e.to_string() }),
         }

@@ -6,12 +6,13 @@ use serde::Serialize;
 
 use super::names::hostnames;
 use super::{dns, PreviewError};
+use crate::boxes::data::DataOnDestroy;
 use crate::boxes::{Context, LifecycleError};
 use crate::laptop::hosts::{self, Pointed};
 use crate::manifest::name::BoxName;
 use crate::manifest::LoadedManifest;
 use crate::progress::step;
-use crate::provider::{BoxInfo, DataOnDestroy};
+use crate::provider::BoxInfo;
 
 /// Every owner's previews, by number.
 pub async fn list(ctx: &Context) -> Result<Vec<BoxInfo>, PreviewError> {

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::data::{DataOnDestroy, DataVolume, ImageSummary, RootReplaced};
+use super::data::{DataVolume, ImageSummary, RootReplaced};
 use super::{BoxInfo, LaunchSpec, Launched, Preview, Result};
 use crate::manifest::name::{BoxName, Owner};
 use crate::manifest::MachineSpec;
@@ -37,9 +37,13 @@ pub trait Provider: Send + Sync {
     /// it enabled).
     async fn stop(&self, id: &str, hibernate: bool) -> Result<()>;
 
-    /// Deletes the box and its root volume; its data volume too with
-    /// [`DataOnDestroy::Purge`], else it is kept for the name's next box.
-    async fn destroy(&self, id: &str, data: DataOnDestroy) -> Result<()>;
+    /// Deletes the box and its root volume; its data volume is kept for
+    /// the name's next box (a preview's goes with it). `reap` reaches
+    /// only this, so it never deletes data.
+    async fn destroy(&self, id: &str) -> Result<()>;
+
+    /// Deletes the box and its data volume (`destroy --purge`).
+    async fn destroy_with_data(&self, id: &str) -> Result<()>;
 
     /// Data volumes, attached and kept, of one owner or of everyone.
     async fn volumes(&self, owner: Option<&Owner>) -> Result<Vec<DataVolume>>;

@@ -39,13 +39,6 @@ impl DataVolume {
     }
 }
 
-/// What `destroy` does with the box's data volume.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DataOnDestroy {
-    Keep,
-    Purge,
-}
-
 /// What `upgrade` found and did to the box's root.
 #[derive(Debug, Clone, Serialize)]
 pub struct RootReplaced {

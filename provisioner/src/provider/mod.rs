@@ -15,7 +15,7 @@ pub mod netns;
 pub mod tags;
 
 pub use api::Provider;
-pub use data::{DataOnDestroy, DataVolume, ImageSummary, RootReplaced};
+pub use data::{DataVolume, ImageSummary, RootReplaced};
 pub use error::{LocalError, ProviderError, Result};
 pub use kind::{AddressKind, LocalNetwork, ProviderKind};
 pub use model::{is_commit_id, parse_time, BoxInfo, BoxState, LaunchSpec, Launched, Preview};

@@ -70,10 +70,7 @@ impl AwsProvider {
             return Ok(Vec::new());
         }
         let (images, _) = self.candidates(machine).await?;
-        Ok(images
-            .iter()
-            .filter_map(|i| Some(ImageSummary { id: i.image_id()?.to_string(), created_at: parse_time(i.creation_date()) }))
-            .collect())
+        Ok(images.iter().filter_map(|i| Some(ImageSummary { id: i.image_id()?.to_string(), created_at: parse_time(i.creation_date()) })).collect())
     }
 
     /// An image found by its line's tag is launched only if it is what

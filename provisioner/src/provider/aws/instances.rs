@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 use crate::manifest::name::{BoxName, Owner};
 use crate::manifest::MachineSpec;
 use crate::provider::{data, tags, BoxInfo, BoxState, LaunchSpec, Launched, Preview, Provider, ProviderError, Result};
-use crate::provider::{DataOnDestroy, DataVolume, ImageSummary, RootReplaced};
 use crate::provider::{AddressKind, ProviderKind};
+use crate::provider::{DataVolume, ImageSummary, RootReplaced};
 
 /// States in which an instance is "the box" (not on its way out).
 const LIVE_STATES: [&str; 4] = ["pending", "running", "stopping", "stopped"];
@@ -149,13 +149,15 @@ impl Provider for AwsProvider {
         Ok(())
     }
 
-    async fn destroy(&self, id: &str, data: DataOnDestroy) -> Result<()> {
-        let purge = match data {
-            DataOnDestroy::Purge => self.attached_data(id).await?,
-            DataOnDestroy::Keep => None,
-        };
+    async fn destroy(&self, id: &str) -> Result<()> {
         self.client.terminate_instances().instance_ids(id).send().await.map_err(api("TerminateInstances"))?;
-        match purge {
+        Ok(())
+    }
+
+    async fn destroy_with_data(&self, id: &str) -> Result<()> {
+        let data = self.attached_data(id).await?;
+        self.destroy(id).await?;
+        match data {
             Some(volume) => self.delete_when_free(&volume).await,
             None => Ok(()),
         }

@@ -3,9 +3,8 @@
 
 use aws_sdk_ec2::primitives::Blob;
 use aws_sdk_ec2::types::{
-    BlockDeviceMapping, EbsBlockDevice, HibernationOptionsRequest, HttpTokensState, IamInstanceProfileSpecification, Instance,
-    InstanceMetadataEndpointState, InstanceMetadataOptionsRequest, InstanceMetadataTagsState, InstanceType, Placement, ResourceType, TagSpecification,
-    VolumeType,
+    BlockDeviceMapping, EbsBlockDevice, HibernationOptionsRequest, HttpTokensState, IamInstanceProfileSpecification, Instance, InstanceMetadataEndpointState,
+    InstanceMetadataOptionsRequest, InstanceMetadataTagsState, InstanceType, Placement, ResourceType, TagSpecification, VolumeType,
 };
 use sha2::{Digest, Sha256};
 
@@ -184,12 +183,7 @@ fn volume(device: &str, gib: u32, delete_on_termination: bool) -> BlockDeviceMap
     BlockDeviceMapping::builder()
         .device_name(device)
         .ebs(
-            EbsBlockDevice::builder()
-                .volume_size(gib as i32)
-                .volume_type(VolumeType::Gp3)
-                .encrypted(true)
-                .delete_on_termination(delete_on_termination)
-                .build(),
+            EbsBlockDevice::builder().volume_size(gib as i32).volume_type(VolumeType::Gp3).encrypted(true).delete_on_termination(delete_on_termination).build(),
         )
         .build()
 }

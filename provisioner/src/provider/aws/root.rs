@@ -26,14 +26,21 @@ impl AwsProvider {
         let info = self.describe(id).await?;
         let from = info.image_id.clone();
         let Some(image) = image.or(from.as_deref()).map(str::to_owned) else {
-            return Err(ProviderError::Api { operation: "CreateReplaceRootVolumeTask", message: format!("box {id} runs no known image; name one with --image") });
+            return Err(ProviderError::Api {
+                operation: "CreateReplaceRootVolumeTask",
+                message: format!("box {id} runs no known image; name one with --image"),
+            });
         };
         let tasks = self.root_tasks(id).await?;
         let task = match tasks.first() {
             // An upgrade interrupted while EC2 worked: wait for that one.
             Some(t) if !finished(t) => t.clone(),
             // An upgrade interrupted after its task succeeded: record it.
-            Some(t) if t.task_state() == Some(&ReplaceRootVolumeTaskState::Succeeded) && t.image_id() == Some(image.as_str()) && from.as_deref() != Some(&image) => {
+            Some(t)
+                if t.task_state() == Some(&ReplaceRootVolumeTaskState::Succeeded)
+                    && t.image_id() == Some(image.as_str())
+                    && from.as_deref() != Some(&image) =>
+            {
                 t.clone()
             }
             _ if from.as_deref() == Some(&image) => return Ok(RootReplaced { from, to: Some(image), replaced: false }),

@@ -10,7 +10,7 @@ use super::store::LocalProvider;
 use crate::manifest::name::{BoxName, Owner};
 use crate::manifest::MachineSpec;
 use crate::provider::{
-    BoxInfo, BoxState, DataOnDestroy, DataVolume, ImageSummary, LaunchSpec, Launched, Preview, Provider, ProviderError, ProviderKind, Result, RootReplaced,
+    BoxInfo, BoxState, DataVolume, ImageSummary, LaunchSpec, Launched, Preview, Provider, ProviderError, ProviderKind, Result, RootReplaced,
 };
 
 #[async_trait::async_trait]
@@ -109,28 +109,12 @@ impl Provider for LocalProvider {
         self.update(id, |r| r.state = Recorded::Stopped).map(drop)
     }
 
-    async fn destroy(&self, id: &str, data: DataOnDestroy) -> Result<()> {
-        let r = self.record(id)?;
-        let _lock = self.name_lock(&r.owner, &r.name)?;
-        self.halt(&r).await?;
-        let dir = self.box_dir(&r.owner, &r.name);
-        // box.json is in a directory the user can write: only this box's
-        // own root in the machine directory is removed (as root), and only
-        // a volume this HOME recorded.
-        // A preview's data goes with it, as its EC2 volume does.
-        if let Some(volume) = r.volume.as_ref().filter(|_| data == DataOnDestroy::Purge || r.preview.is_some()) {
-            if self.volume_records()?.iter().any(|v| v.id == *volume) {
-                self.remove_volume(volume)?;
-            }
-        }
-        if let Some(root) = r.root.as_ref().filter(|root| **root == self.machine.box_root(&namespace(&r.id))) {
-            match std::fs::remove_dir_all(root) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(root)(e)),
-                _ => {}
-            }
-        }
-        self.machine.release(r.address, &dir.join("box.json"));
-        std::fs::remove_dir_all(&dir).map_err(io(&dir))
+    async fn destroy(&self, id: &str) -> Result<()> {
+        self.remove(id, false).await
+    }
+
+    async fn destroy_with_data(&self, id: &str) -> Result<()> {
+        self.remove(id, true).await
     }
 
     async fn volumes(&self, owner: Option<&Owner>) -> Result<Vec<DataVolume>> {
@@ -198,6 +182,31 @@ impl Provider for LocalProvider {
 }
 
 impl LocalProvider {
+    /// Halts box `id` and removes it; its data volume too with `purge`.
+    async fn remove(&self, id: &str, purge: bool) -> Result<()> {
+        let r = self.record(id)?;
+        let _lock = self.name_lock(&r.owner, &r.name)?;
+        self.halt(&r).await?;
+        let dir = self.box_dir(&r.owner, &r.name);
+        // box.json is in a directory the user can write: only this box's
+        // own root in the machine directory is removed (as root), and only
+        // a volume this HOME recorded.
+        // A preview's data goes with it, as its EC2 volume does.
+        if let Some(volume) = r.volume.as_ref().filter(|_| purge || r.preview.is_some()) {
+            if self.volume_records()?.iter().any(|v| v.id == *volume) {
+                self.remove_volume(volume)?;
+            }
+        }
+        if let Some(root) = r.root.as_ref().filter(|root| **root == self.machine.box_root(&namespace(&r.id))) {
+            match std::fs::remove_dir_all(root) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(root)(e)),
+                _ => {}
+            }
+        }
+        self.machine.release(r.address, &dir.join("box.json"));
+        std::fs::remove_dir_all(&dir).map_err(io(&dir))
+    }
+
     /// The kept volume `create` chose to reattach, checked to be this
     /// box's and free.
     fn kept_volume(&self, kept: &DataVolume, owner: &Owner, name: &BoxName) -> Result<String> {
