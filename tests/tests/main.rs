@@ -22,4 +22,5 @@ mod stack;
 mod structure;
 mod sync;
 mod terraform;
+mod upgrade;
 mod workflows;
