@@ -44,7 +44,9 @@ struct Instance {
     has_host_key: bool,
     /// The volume at the data device.
     data: Option<String>,
-    /// Launched to reattach a kept volume (not attached yet, maybe).
+    /// Launched by workstation (which records the image), so with a data
+    /// volume: made with it (moto lists it a moment after the launch), or
+    /// a kept one attached once it runs.
     wants_data: bool,
 }
 
@@ -117,7 +119,7 @@ async fn describe(client: &aws_sdk_ec2::Client) -> Vec<Instance> {
                 .find(|b| b.device_name() == Some(workstation::provider::data::DEVICE))
                 .and_then(|b| b.ebs()?.volume_id())
                 .map(String::from),
-            wants_data: i.tags().iter().any(|t| t.key() == Some(tags::DATA_VOLUME)),
+            wants_data: i.tags().iter().any(|t| t.key() == Some(tags::DATA_VOLUME) || t.key() == Some(tags::IMAGE_ID)),
         })
         .collect()
 }
@@ -198,19 +200,19 @@ fn publish_host_key(id: &str, host: &BoxHost, bin: &Path, env: &[(String, String
 /// publishes), its data volume untouched. A task the shim was told to fail
 /// fails with the old root in place.
 fn replace_roots(shim: &str, hosts: &HashMap<String, BoxHost>, bin: &Path, env: &[(String, String)]) -> Result<(), String> {
-    let tasks: serde_json::Value = serde_json::from_str(&crate::shim::control(shim, "GET", "/__root_tasks", "")).map_err(|e| e.to_string())?;
+    let tasks: serde_json::Value = serde_json::from_str(&crate::shim::control(shim, "GET", "/__root_tasks", "")?).map_err(|e| e.to_string())?;
     for task in tasks.as_array().into_iter().flatten().filter(|t| t["taskState"] == "pending") {
         let (id, instance) = (task["replaceRootVolumeTaskId"].as_str().unwrap_or_default(), task["instanceId"].as_str().unwrap_or_default());
         let set = |state: &str| crate::shim::control(shim, "POST", &format!("/__root_tasks/{id}"), &format!("{{\"state\": \"{state}\"}}"));
-        set("in-progress");
+        set("in-progress")?;
         let Some(host) = hosts.get(instance).filter(|_| task["fail"] != true) else {
-            set("failed");
+            set("failed")?;
             continue;
         };
         host.halt().map_err(|e| e.to_string())?;
         host.forget_host_key().map_err(|e| e.to_string())?;
         host.boot().map_err(|e| e.to_string())?;
-        set("succeeded");
+        set("succeeded")?;
         publish_host_key(instance, host, bin, env)?;
     }
     Ok(())

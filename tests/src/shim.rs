@@ -72,20 +72,24 @@ impl Shim {
     }
 
     fn http(&self, method: &str, path: &str, body: &str) -> String {
-        control(&self.url, method, path, body)
+        control(&self.url, method, path, body).unwrap()
     }
 }
 
-/// One HTTP/1.1 exchange with the shim at `url`'s control endpoints; the body.
-pub fn control(url: &str, method: &str, path: &str, body: &str) -> String {
+/// One HTTP/1.1 exchange with the shim at `url`'s control endpoints; the
+/// body. An error (not a panic) for the fleet, whose shim may be gone.
+pub fn control(url: &str, method: &str, path: &str, body: &str) -> Result<String, String> {
     let addr = url.trim_start_matches("http://");
-    let mut stream = TcpStream::connect(addr).unwrap();
-    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+    let fail = |e: std::io::Error| format!("{method} {path}: {e}");
+    let mut stream = TcpStream::connect(addr).map_err(fail)?;
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).map_err(fail)?;
     let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
+    stream.read_to_string(&mut response).map_err(fail)?;
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    assert!(head.starts_with("HTTP/1.1 2"), "{method} {path}: {head}");
-    body.to_string()
+    if !head.starts_with("HTTP/1.1 2") {
+        return Err(format!("{method} {path}: {head}"));
+    }
+    Ok(body.to_string())
 }
 
 impl Drop for Shim {
