@@ -153,7 +153,9 @@ in
       device = wslib.dataDevice;
       fsType = "ext4";
       autoFormat = true;
-      options = [ "nofail" "x-systemd.device-timeout=10min" ];
+      # A kept volume may be attached long after boot (a `create` re-run
+      # after an interruption): wait for it however long it takes.
+      options = [ "nofail" "x-systemd.device-timeout=infinity" ];
     };
 
     # Home and the stores' directories live on the data volume: bind mounts
@@ -188,7 +190,11 @@ in
       '' + lib.optionalString (b.target != null) ''
         install -d -m 0755 ${b.target}
         mountpoint -q ${b.target} || mount --bind ${b.source} ${b.target}
-      '') (wslib.dataBinds manifest);
+      '') (wslib.dataBinds manifest) + ''
+        # `workstation upgrade` replaces the root only when this says the
+        # data is on the volume (provisioner/src/provider/data.rs MARKER).
+        mountpoint -q ${wslib.root} && touch ${wslib.root}/.data-volume
+      '';
     };
 
     # supervisord in the foreground under systemd. The build-time
@@ -270,10 +276,11 @@ in
           ""|*[!a-z0-9-]*|[!a-z]*|*-) echo "workstation:owner tag $owner is not a valid user name" >&2; exit 1 ;;
         esac
         if [ ''${#owner} -gt 32 ]; then echo "workstation:owner tag $owner is longer than 32 characters" >&2; exit 1; fi
-        # A fixed uid: a new root (`workstation upgrade`) makes the account
-        # again, and the home on the data volume must still be its.
-        id "$owner" >/dev/null 2>&1 || useradd --uid 1000 --create-home --groups wheel "$owner"
-        chown 1000:users /home/"$owner"
+        id "$owner" >/dev/null 2>&1 || useradd --create-home --groups wheel "$owner"
+        # A new root (`workstation upgrade`) makes the account again, maybe
+        # with another uid (the SSM agent's ssm-user may come first): the
+        # home on the data volume becomes the account's.
+        [ "$(stat -c %U /home/"$owner")" = "$owner" ] || chown -R "$owner":users /home/"$owner"
         install -d -m 0700 -o "$owner" -g users /home/"$owner"/.ssh
         md public-keys/0/openssh-key > /home/"$owner"/.ssh/authorized_keys.new
         chown "$owner":users /home/"$owner"/.ssh/authorized_keys.new

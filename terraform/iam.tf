@@ -70,7 +70,8 @@ data "aws_iam_policy_document" "engineer" {
   statement {
     sid       = "ReplaceOwnBoxesRoots"
     actions   = ["ec2:CreateReplaceRootVolumeTask"]
-    resources = [local.instances]
+    # The root volume replaced is hers too (tagged at launch).
+    resources = [local.instances, local.volumes]
     condition {
       test     = "StringEquals"
       variable = "ec2:ResourceTag/${local.owner_tag}"

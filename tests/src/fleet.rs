@@ -159,6 +159,10 @@ fn reconcile(
                 std::fs::create_dir_all(&host.dir).map_err(|e| e.to_string())?;
                 std::fs::write(host.authorized_keys(), public_key).map_err(|e| e.to_string())?;
                 host.boot().map_err(|e| e.to_string())?;
+                // What the image's data unit writes once the volume is mounted.
+                if inst.data.is_some() {
+                    std::fs::write(host.root().join(workstation::provider::data::MARKER), b"").map_err(|e| e.to_string())?;
+                }
             }
             if !inst.has_host_key {
                 publish_host_key(&inst.id, host, bin, env)?;

@@ -62,8 +62,11 @@ fn r29_a_private_home_creates_stores_and_syncs_once() {
     assert!(started.elapsed() < Duration::from_secs(30));
     assert_eq!(env.ok(&["ssh", "dev", "--", "cat src/checkout/a.txt || cat \"$WORKSTATION_BOX_ROOT/src/checkout/a.txt\""]).trim(), "a");
 
+    // The root is the box's data: destroy keeps it, --purge deletes it.
     env.ok(&["destroy", "dev", "--yes"]);
-    assert!(!std::path::Path::new(root).exists(), "destroy removes the box root too");
+    assert!(std::path::Path::new(root).join("src/checkout/a.txt").exists(), "destroy keeps the data");
+    env.ok(&["destroy", "dev", "--purge", "--yes"]);
+    assert!(!std::path::Path::new(root).exists(), "destroy --purge removes the box root too");
 }
 
 #[test]

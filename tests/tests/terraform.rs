@@ -408,6 +408,8 @@ fn data_volumes_and_upgrades_stay_with_their_owner() {
         ("allow", "alice purges her kept data", engineer("alice", "ec2:DeleteVolume", alices_volume.clone(), owned_by("alice"))),
         ("deny", "bob deletes alice's data", engineer("bob", "ec2:DeleteVolume", alices_volume.clone(), owned_by("alice"))),
         ("allow", "alice upgrades her box", engineer("alice", "ec2:CreateReplaceRootVolumeTask", alices_box.clone(), owned_by("alice"))),
+        ("allow", "replacing its root volume", engineer("alice", "ec2:CreateReplaceRootVolumeTask", arn("volume", "vol-root"), owned_by("alice"))),
+        ("deny", "bob replaces alice's root volume", engineer("bob", "ec2:CreateReplaceRootVolumeTask", arn("volume", "vol-root"), owned_by("alice"))),
         ("allow", "from this account's image", engineer("alice", "ec2:CreateReplaceRootVolumeTask", arn("image", "ami-1"), from_image(ACCOUNT))),
         (
             "allow",

@@ -43,6 +43,14 @@ fn local_upgrade_keeps_home_src_and_stores_and_destroy_keeps_the_data() {
     ssh(&env, "psql -X -At -h 127.0.0.1 -U postgres -d app -c \"INSERT INTO users VALUES (9999, 'mine@example.test')\"");
     let before = pinned(&env);
 
+    // Data that is not on the data volume (an old image, a failed mount)
+    // is never put at risk: the root that holds it is not replaced.
+    ssh(&env, "mv \"$WORKSTATION_BOX_ROOT/.data-volume\" \"$WORKSTATION_BOX_ROOT/.data-volume.away\"");
+    let err = env.fails(&["upgrade", "dev"]);
+    assert!(err.contains("its data is not on it") && err.contains("Nothing was changed"), "{err}");
+    assert_eq!(pinned(&env), before);
+    ssh(&env, "mv \"$WORKSTATION_BOX_ROOT/.data-volume.away\" \"$WORKSTATION_BOX_ROOT/.data-volume\"");
+
     let upgraded = env.json(&["upgrade", "dev"]);
     assert_eq!((upgraded["root"]["replaced"].as_bool(), upgraded["up"]["healthy"].as_bool()), (Some(true), Some(true)), "{upgraded:#}");
     assert_eq!(upgraded["data_volume"], volume.as_str());
@@ -147,7 +155,7 @@ fn aws_upgrade_replaces_the_root_keeps_the_data_and_survives_a_failure_at_each_s
     // 2. The task fails: EC2 puts the old root back.
     shim.fail_next_root_task();
     let err = env.fails(&["upgrade", "dev"]);
-    assert!(err.contains("ended failed") && err.contains("keeps its old root and its data volume"), "{err}");
+    assert!(err.contains("failed; EC2 put the old root back") && err.contains("with its data volume"), "{err}");
     on_old_image_with_data("a failed task");
     // 3. The new root is in, but recording it fails: the next run finishes
     //    the upgrade without another replacement.

@@ -10,13 +10,14 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::drift::Drift;
 use super::LifecycleError;
 use crate::idle::policy::{self, Seen, Verdict};
 use crate::laptop::hosts::HostsAgent;
 use crate::laptop::paths::Paths;
 use crate::manifest::name::{BoxName, Owner};
 use crate::manifest::{IdlePolicy, LoadedManifest};
-use crate::provider::{BoxInfo, BoxState, Provider};
+use crate::provider::{BoxInfo, BoxState, ImageSummary, Provider};
 use crate::ssh::known_hosts::{self, KnownHosts};
 
 /// Everything the lifecycle needs, built once by the CLI ([`Context::new`]).
@@ -67,7 +68,7 @@ pub struct BoxStatus {
     /// When the idle policy would stop it, and why (running aws boxes).
     pub idle: Option<Verdict>,
     /// Whether a newer image of its line is out (None: it runs the newest).
-    pub drift: Option<super::drift::Drift>,
+    pub drift: Option<Drift>,
 }
 
 impl Context {
@@ -138,5 +139,24 @@ impl Context {
         let until = Utc::now() + chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX);
         self.provider.keep_until(&info.id, until).await?;
         Ok((info, until))
+    }
+}
+
+impl Context {
+    /// The image line of the manifest, for [`Drift::of`]; empty when it
+    /// cannot be read (drift is advice: a failed look is no error).
+    pub async fn image_line(&self, manifest: Option<&LoadedManifest>) -> Vec<ImageSummary> {
+        let Some(m) = manifest else { return Vec::new() };
+        match self.provider.images(&m.manifest.machine).await {
+            Ok(line) => line,
+            Err(e) => {
+                tracing::debug!("image line not read: {e}");
+                Vec::new()
+            }
+        }
+    }
+
+    pub async fn drift(&self, info: &BoxInfo, manifest: Option<&LoadedManifest>) -> Option<Drift> {
+        Drift::of(info.image_id.as_deref(), &self.image_line(manifest).await)
     }
 }

@@ -29,20 +29,25 @@ impl Context {
         Ok(self.provider.volumes(if all { None } else { Some(&self.owner) }).await?)
     }
 
-    /// The newest kept volume of your box `name`, if any.
-    pub async fn kept_volume(&self, name: &BoxName) -> Result<Option<DataVolume>, LifecycleError> {
+    /// The kept volumes of your box `name`, oldest first.
+    pub async fn kept_volumes(&self, name: &BoxName) -> Result<Vec<DataVolume>, LifecycleError> {
         let mut kept: Vec<DataVolume> = self.volumes(false).await?.into_iter().filter(|v| v.is_kept() && v.name == name.as_str()).collect();
         kept.sort_by_key(|v| v.created_at);
-        Ok(kept.pop())
+        Ok(kept)
     }
 
-    /// Deletes every kept volume of your box `name` (`destroy --purge`
-    /// once the box is gone); returns what was deleted.
-    pub async fn purge_kept(&self, name: &BoxName) -> Result<Vec<DataVolume>, LifecycleError> {
-        let kept: Vec<DataVolume> = self.volumes(false).await?.into_iter().filter(|v| v.is_kept() && v.name == name.as_str()).collect();
-        for v in &kept {
+    /// The newest kept volume of your box `name`, if any: what `create`
+    /// reattaches.
+    pub async fn kept_volume(&self, name: &BoxName) -> Result<Option<DataVolume>, LifecycleError> {
+        Ok(self.kept_volumes(name).await?.pop())
+    }
+
+    /// Deletes these kept volumes (`destroy NAME --purge` once the box is
+    /// gone, after the engineer confirmed them); returns them.
+    pub async fn delete_kept(&self, kept: &[DataVolume]) -> Result<Vec<DataVolume>, LifecycleError> {
+        for v in kept {
             self.provider.delete_volume(v).await?;
         }
-        Ok(kept)
+        Ok(kept.to_vec())
     }
 }

@@ -5,9 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::Context;
-use crate::manifest::LoadedManifest;
-use crate::provider::{BoxInfo, ImageSummary};
+use crate::provider::ImageSummary;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Drift {
@@ -41,25 +39,6 @@ impl Drift {
         };
         let when = self.newest_published.map(|t| format!(", newest published {}", t.format("%Y-%m-%d"))).unwrap_or_default();
         format!("{count} ({}{when}); `workstation upgrade {name}`", self.newest)
-    }
-}
-
-impl Context {
-    /// The image line of the manifest, for [`Drift::of`]; empty when it
-    /// cannot be read (drift is advice: a failed look is no error).
-    pub async fn image_line(&self, manifest: Option<&LoadedManifest>) -> Vec<ImageSummary> {
-        let Some(m) = manifest else { return Vec::new() };
-        match self.provider.images(&m.manifest.machine).await {
-            Ok(line) => line,
-            Err(e) => {
-                tracing::debug!("image line not read: {e}");
-                Vec::new()
-            }
-        }
-    }
-
-    pub async fn drift(&self, info: &BoxInfo, manifest: Option<&LoadedManifest>) -> Option<Drift> {
-        Drift::of(info.image_id.as_deref(), &self.image_line(manifest).await)
     }
 }
 

@@ -27,8 +27,12 @@ pub enum LifecycleError {
     NoDataVolume { name: String, id: String },
     #[error("box {name} ({id}) did not publish the host key of its new root within {waited:?}; run `workstation upgrade {name}` again, or look at the instance's console output")]
     NoNewHostKey { name: String, id: String, waited: Duration },
-    #[error("{0}")]
-    Upgrade(String),
+    #[error(
+        "box {name} ({id}) has a data volume, but its data is not on it (its image predates data volumes, or the volume did not mount): \
+         an upgrade would delete the root that holds it. Nothing was changed; see `workstation doctor {name}`, or copy what you need off it first"
+    )]
+    DataNotOnVolume { name: String, id: String },
+
     #[error(transparent)]
     Pin(#[from] PinError),
     /// Boxed: russh's errors are large and every other variant is small.

@@ -18,7 +18,7 @@ use crate::manifest::name::BoxName;
 use crate::manifest::LoadedManifest;
 use crate::poll::{self, Backoff};
 use crate::progress::step;
-use crate::provider::{BoxInfo, BoxState, RootReplaced};
+use crate::provider::{data, BoxInfo, BoxState, RootReplaced};
 use crate::ssh::known_hosts;
 use crate::ssh::remote::{RemoteError, Session};
 use crate::stack::shell::BoxShell;
@@ -66,6 +66,15 @@ impl Context {
         let info = self.power_on(info, progress).await?;
         let data_volume =
             self.provider.attach_data(&info).await?.ok_or_else(|| LifecycleError::NoDataVolume { name: info.name.clone(), id: info.id.clone() })?;
+        // The key its tag holds (a new one, after an upgrade interrupted
+        // past the replacement), then the data where it must be.
+        let (info, session, _) = self.pin_new_root(&info).await?;
+        let shell = BoxShell::probe(session, &info.name).await?;
+        let on_volume = shell.check(&format!("test -f \"$WORKSTATION_BOX_ROOT\"/{}", data::MARKER)).await;
+        shell.close().await;
+        if !on_volume? {
+            return Err(LifecycleError::DataNotOnVolume { name: info.name.clone(), id: info.id.clone() });
+        }
         let target = match image {
             Some(id) => Some(id.to_owned()),
             None => self.provider.launch_image(&manifest.manifest.machine).await?,
@@ -82,9 +91,12 @@ impl Context {
     }
 
     /// Pins the host key the box publishes in its tag and returns a session
-    /// once the box proves it holds that key. Until the new root has
+    /// once the box proves it holds that key. Until a new root has
     /// published, the tag still holds the old root's key, which the box no
     /// longer presents: that is waited out, never trusted on first use.
+    /// Before the replacement too: a box whose data is not on its volume
+    /// (an image from before data volumes, a failed mount) is refused, as
+    /// the replacement would delete the root that holds it.
     async fn pin_new_root(&self, info: &BoxInfo) -> Result<(BoxInfo, Session, String), LifecycleError> {
         let alias = known_hosts::alias(&info.id);
         let found = poll::until(NEW_KEY_TIMEOUT, NEW_KEY_POLL, async || {
@@ -103,7 +115,8 @@ impl Context {
     }
 
     /// `upgrade --all --dry-run`: every box (of every owner) that runs an
-    /// older image than its manifest's line.
+    /// older image than the newest of this manifest's image line (boxes of
+    /// other manifests are judged against it too: run it with each).
     pub async fn behind(&self, manifest: &LoadedManifest) -> Result<Vec<Behind>, LifecycleError> {
         let line = self.image_line(Some(manifest)).await;
         let boxes = self.provider.list(None).await?;

@@ -53,10 +53,12 @@ impl SelfApi {
     }
 
     fn local_at(root: &Path) -> Result<Option<SelfApi>, BoxSideError> {
-        // A local box's root is in the machine directory (an older box's:
-        // beside its box.json); an image-built box's is /var/lib/workstation.
-        let machine = Path::new(crate::provider::machine::MACHINE_DIR).join("boxes");
-        if !root.starts_with(&machine) && !root.parent().is_some_and(|d| d.join("box.json").is_file()) {
+        // A local box's root is its data volume's directory in the machine
+        // directory (an older box's: its own there, or beside its box.json);
+        // an image-built box's is /var/lib/workstation.
+        let machine = Path::new(crate::provider::machine::MACHINE_DIR);
+        let in_machine = root.starts_with(machine.join("volumes")) || root.starts_with(machine.join("boxes"));
+        if !in_machine && !root.parent().is_some_and(|d| d.join("box.json").is_file()) {
             return Ok(None);
         }
         let local = |e: &dyn std::fmt::Display| BoxSideError::Io(format!("reading the local box record of {}: {e}", root.display()));

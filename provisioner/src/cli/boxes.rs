@@ -288,35 +288,39 @@ pub async fn destroy(global: &Global, args: DestroyArgs) -> Result<ExitCode> {
         Err(LifecycleError::UnknownBox { .. }) if args.purge => return purge_kept(global, &ctx, &name, args.yes).await,
         Err(e) => return Err(e.into()),
     };
-    if !args.yes && !confirm(&format!("Destroy box {} ({})? {}", info.name, info.id, data_fate(data)), &info.name)? {
+    if !args.yes && !confirm(&format!("Destroy box {} ({})? {}", info.name, info.id, data_fate(&info, data)), &info.name)? {
         eprintln!("not destroyed");
         return Ok(ExitCode::FAILURE);
     }
     let (info, moved) = output::with_spinner(global.output, async |p| ctx.destroy(&name, data, p).await).await?;
     let code = report(global, "destroyed", &info, moved.as_ref())?;
-    if let (DataOnDestroy::Keep, Some(volume)) = (data, &info.data_volume) {
+    if let (DataOnDestroy::Keep, Some(volume), None) = (data, &info.data_volume, &info.preview) {
         eprintln!("data volume {volume} kept: `workstation create {name}` reattaches it; `workstation destroy {name} --purge` deletes it");
     }
     Ok(code)
 }
 
-fn data_fate(data: DataOnDestroy) -> &'static str {
-    match data {
-        DataOnDestroy::Keep => "Its root is deleted; its data volume (home, src/, stores) is kept for the next `create` of this name.",
-        DataOnDestroy::Purge => "Its data volume is deleted too: home, src/ and store data are gone for good.",
+fn data_fate(info: &BoxInfo, data: DataOnDestroy) -> &'static str {
+    match (data, &info.data_volume, &info.preview) {
+        (DataOnDestroy::Keep, Some(_), None) => "Its root is deleted; its data volume (home, src/, stores) is kept for the next `create` of this name.",
+        (DataOnDestroy::Purge, Some(_), _) => "Its data volume is deleted too: home, src/ and store data are gone for good.",
+        (_, Some(_), Some(_)) => "A preview's data volume goes with it: everything on it is deleted.",
+        (_, None, _) => "It has no data volume (made before them): its disk and everything on it are deleted.",
     }
 }
 
 /// `destroy NAME --purge` after the box is gone: the name's kept volumes.
 async fn purge_kept(global: &Global, ctx: &Context, name: &BoxName, yes: bool) -> Result<ExitCode> {
-    let Some(newest) = ctx.kept_volume(name).await? else {
+    let kept = ctx.kept_volumes(name).await?;
+    if kept.is_empty() {
         bail!("no box named {name} and no kept data volume of it; `workstation list --volumes` shows what is kept");
-    };
-    if !yes && !confirm(&format!("Box {name} is gone; delete its kept data volume {} ({} GiB)?", newest.id, newest.size_gib), name.as_str())? {
+    }
+    let listed: Vec<String> = kept.iter().map(|v| format!("{} ({} GiB)", v.id, v.size_gib)).collect();
+    if !yes && !confirm(&format!("Box {name} is gone; delete its kept data volume(s) {}?", listed.join(", ")), name.as_str())? {
         eprintln!("not deleted");
         return Ok(ExitCode::FAILURE);
     }
-    let deleted = ctx.purge_kept(name).await?;
+    let deleted = ctx.delete_kept(&kept).await?;
     match global.output {
         Output::Json => output::json(&deleted)?,
         Output::Text => {

@@ -25,9 +25,8 @@ mod upgrade;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::CommandFactory;
-
 pub use args::{Cli, Command, Format};
+use clap::CommandFactory;
 use context::Global;
 pub use output::Output;
 

@@ -11,6 +11,12 @@ use serde::Serialize;
 /// root (images/workstation.nix).
 pub const DEVICE: &str = "/dev/sdf";
 
+/// Written at the root of a mounted data volume by what mounts it (the
+/// image's workstation-data unit; a local box's boot): `upgrade` replaces a
+/// root only when the box shows its data is on the volume, not on the root
+/// the replacement deletes.
+pub const MARKER: &str = ".data-volume";
+
 /// gp3's list price per GiB-month (us-east-1): what `list --volumes` shows.
 pub const GP3_USD_PER_GIB_MONTH: f64 = 0.08;
 

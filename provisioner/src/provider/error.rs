@@ -38,14 +38,23 @@ pub enum ProviderError {
     Hibernation(String),
     #[error("data volume {id}: {why}")]
     Volume { id: String, why: String },
-    #[error(
-        "replacing the root volume of box {id} failed ({task} ended {state}); the box keeps its old root and its data volume. \
-         Run `workstation upgrade` again, or ask the platform team to look at the task"
-    )]
+    #[error("replacing the root volume of box {id}: {task} {}", root_failure(.state))]
     RootReplacement { id: String, task: String, state: String },
 }
 
 pub type Result<T, E = ProviderError> = std::result::Result<T, E>;
+
+/// What a root replacement task's end state means for the box, and what to do.
+fn root_failure(state: &str) -> String {
+    match state {
+        "failed" => "failed; EC2 put the old root back: the box runs its old image, with its data volume. Run `workstation upgrade` again".into(),
+        "failed-detached" => {
+            "failed and left the instance without a root volume; its data volume is untouched. Ask the platform team to look at the task in the EC2 console"
+                .into()
+        }
+        other => format!("is {other}; it goes on without us: run `workstation upgrade` again to wait for it"),
+    }
+}
 
 /// What goes wrong with boxes on this machine (the local provider).
 #[derive(Debug, thiserror::Error)]

@@ -136,7 +136,9 @@ impl BoxHost {
         // its data once (same filesystem here; else it starts anew).
         let legacy = self.dir.join("home");
         if legacy.is_dir() && !self.home().exists() {
-            let _ = std::fs::rename(&legacy, self.home());
+            if let Err(e) = std::fs::rename(&legacy, self.home()) {
+                tracing::warn!("box {}: its home stays in {} ({e}); it starts with an empty one, copy what you need", self.hostname, legacy.display());
+            }
         }
         crate::ssh::create_private_dir(&self.home()).map_err(io(format!("cannot create {}", self.home().display())))?;
         self.write_sshd_config()?;

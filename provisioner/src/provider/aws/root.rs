@@ -23,38 +23,37 @@ const TASK_POLL: Backoff = Backoff::new(Duration::from_millis(200), Duration::fr
 
 impl AwsProvider {
     pub(super) async fn replace_root_volume(&self, id: &str, image: Option<&str>) -> Result<RootReplaced> {
-        let info = self.describe(id).await?;
-        let from = info.image_id.clone();
-        let Some(image) = image.or(from.as_deref()).map(str::to_owned) else {
+        let first = self.describe(id).await?.image_id;
+        let Some(image) = image.or(first.as_deref()).map(str::to_owned) else {
             return Err(ProviderError::Api {
                 operation: "CreateReplaceRootVolumeTask",
                 message: format!("box {id} runs no known image; name one with --image"),
             });
         };
-        let tasks = self.root_tasks(id).await?;
-        let task = match tasks.first() {
-            // An upgrade interrupted while EC2 worked: wait for that one.
-            Some(t) if !finished(t) => t.clone(),
-            // An upgrade interrupted after its task succeeded: record it.
-            Some(t)
-                if t.task_state() == Some(&ReplaceRootVolumeTaskState::Succeeded)
-                    && t.image_id() == Some(image.as_str())
-                    && from.as_deref() != Some(&image) =>
-            {
-                t.clone()
+        let mut from = first.clone();
+        // At most two rounds: a replacement already under way (an
+        // interrupted upgrade's, perhaps to another image), then ours.
+        for _ in 0..2 {
+            let tasks = self.root_tasks(id).await?;
+            let task = match tasks.first() {
+                // An upgrade interrupted while EC2 worked: wait for that one.
+                Some(t) if !finished(t) => t.clone(),
+                // An upgrade interrupted after its task succeeded: record it.
+                Some(t) if succeeded(t) && t.image_id() == Some(image.as_str()) && from.as_deref() != Some(&image) => t.clone(),
+                _ if from.as_deref() == Some(&image) => return Ok(RootReplaced { replaced: from != first, from: first, to: Some(image) }),
+                _ => self.start_task(id, &image, &tasks).await?,
+            };
+            let task_id = task.replace_root_volume_task_id().unwrap_or_default().to_string();
+            let done = self.wait_task(id, task).await?;
+            if !succeeded(&done) {
+                let state = done.task_state().map(|s| s.as_str().to_string()).unwrap_or_default();
+                return Err(ProviderError::RootReplacement { id: id.into(), task: task_id, state });
             }
-            _ if from.as_deref() == Some(&image) => return Ok(RootReplaced { from, to: Some(image), replaced: false }),
-            _ => self.start_task(id, &image, tasks.len()).await?,
-        };
-        let task_id = task.replace_root_volume_task_id().unwrap_or_default().to_string();
-        let done = self.wait_task(id, task).await?;
-        if done.task_state() != Some(&ReplaceRootVolumeTaskState::Succeeded) {
-            let state = done.task_state().map(|s| s.as_str().to_string()).unwrap_or_default();
-            return Err(ProviderError::RootReplacement { id: id.into(), task: task_id, state });
+            let to = done.image_id().unwrap_or(&image).to_string();
+            self.client.create_tags().resources(id).tags(tag(tags::IMAGE_ID, &to)).send().await.map_err(api("CreateTags"))?;
+            from = Some(to);
         }
-        let to = done.image_id().unwrap_or(&image).to_string();
-        self.client.create_tags().resources(id).tags(tag(tags::IMAGE_ID, &to)).send().await.map_err(api("CreateTags"))?;
-        Ok(RootReplaced { from, to: Some(to), replaced: true })
+        Ok(RootReplaced { replaced: from != first, from: first, to: from })
     }
 
     /// The task once it has finished. A plain loop: poll::until's async
@@ -65,7 +64,7 @@ impl AwsProvider {
         let mut pause = TASK_POLL.first;
         while !finished(&task) {
             if tokio::time::Instant::now() >= deadline {
-                return Err(ProviderError::RootReplacement { id: id.into(), task: task_id, state: format!("unfinished after {TASK_TIMEOUT:?}") });
+                return Err(ProviderError::RootReplacement { id: id.into(), task: task_id, state: format!("still under way after {TASK_TIMEOUT:?}") });
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(TASK_POLL.max);
@@ -90,10 +89,22 @@ impl AwsProvider {
         Ok(tasks)
     }
 
-    /// Starts a replacement. The token makes two concurrent upgrades one
-    /// task, and a retry after a failed task a new one.
-    async fn start_task(&self, id: &str, image: &str, earlier: usize) -> Result<ReplaceRootVolumeTask> {
-        let token = hex::encode(&Sha256::digest(format!("{id}/{image}/{earlier}"))[..16]);
+    /// Starts a replacement. The token (the root now, the image, and how
+    /// many replacements of that root to it failed) makes two concurrent
+    /// upgrades one task, and a retry after a failed task a new one; a
+    /// replaced root is another volume, so a later upgrade never replays
+    /// an old task.
+    async fn start_task(&self, id: &str, image: &str, tasks: &[ReplaceRootVolumeTask]) -> Result<ReplaceRootVolumeTask> {
+        let out = self.client.describe_instances().instance_ids(id).send().await.map_err(api("DescribeInstances"))?;
+        let instance = out.reservations().iter().flat_map(|r| r.instances()).next().ok_or_else(|| ProviderError::NotFound { id: id.into() })?;
+        let root = instance
+            .block_device_mappings()
+            .iter()
+            .find(|b| b.device_name().is_some() && b.device_name() == instance.root_device_name())
+            .and_then(|b| b.ebs()?.volume_id())
+            .unwrap_or_default();
+        let failed = tasks.iter().filter(|t| t.image_id() == Some(image) && !succeeded(t)).count();
+        let token = hex::encode(&Sha256::digest(format!("{id}/{root}/{image}/{failed}"))[..16]);
         let out = self
             .client
             .create_replace_root_volume_task()
@@ -108,6 +119,10 @@ impl AwsProvider {
             .cloned()
             .ok_or_else(|| ProviderError::Api { operation: "CreateReplaceRootVolumeTask", message: "returned no task".into() })
     }
+}
+
+fn succeeded(t: &ReplaceRootVolumeTask) -> bool {
+    t.task_state() == Some(&ReplaceRootVolumeTaskState::Succeeded)
 }
 
 /// EC2's end states: succeeded, failed (the old root is attached again)

@@ -73,6 +73,12 @@ impl AwsProvider {
         if !found.as_ref().is_some_and(|d| d.owner == info.owner && d.name == info.name) {
             return Err(ProviderError::Volume { id: wanted.into(), why: format!("it is not a data volume of {}/{}", info.owner, info.name) });
         }
+        if let Some(elsewhere) = v.attachments().iter().filter_map(|a| a.instance_id()).find(|i| *i != info.id) {
+            return Err(ProviderError::Volume {
+                id: wanted.into(),
+                why: format!("instance {elsewhere} holds it; destroy that box first, or `workstation create --data new`"),
+            });
+        }
         if v.state() == Some(&VolumeState::Available) {
             let attach = self.client.attach_volume().volume_id(wanted).instance_id(&info.id).device(data::DEVICE).send().await;
             match attach {
@@ -141,9 +147,13 @@ impl AwsProvider {
     }
 }
 
-/// A volume as a data volume: ours (owner and name tags), and either at
-/// the data device or free.
+/// A volume as a data volume: ours (owner and name tags), made empty (a
+/// root comes from its image's snapshot: one a failed root replacement
+/// left free is not data), and either at the data device or free.
 fn data_volume(v: &Volume) -> Option<DataVolume> {
+    if v.snapshot_id().is_some_and(|s| !s.is_empty()) {
+        return None;
+    }
     let tag = |k: &str| v.tags().iter().find(|t| t.key() == Some(k)).and_then(|t| t.value()).map(String::from);
     let attached_to = match v.attachments().iter().find(|a| a.device() == Some(data::DEVICE)) {
         Some(a) => Some(a.instance_id()?.to_string()),

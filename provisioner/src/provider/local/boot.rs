@@ -21,6 +21,11 @@ impl LocalProvider {
         }
         let host = self.host(&r);
         let host = tokio::task::spawn_blocking(move || host.boot().map(|_| host)).await.expect("boot task panicked")?;
+        // What the image's data unit writes once its volume is mounted.
+        if r.volume.is_some() {
+            let marker = host.root().join(crate::provider::data::MARKER);
+            std::fs::write(&marker, b"").map_err(io(&marker))?;
+        }
         // First boot: the box publishes its own host key.
         let published = match &r.host_key {
             Some(_) => None,

@@ -54,8 +54,13 @@ impl LocalProvider {
         let mut out = Vec::new();
         for path in entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "json")) {
             let bytes = std::fs::read(&path).map_err(io(&path))?;
-            let v: VolumeRecord =
-                serde_json::from_slice(&bytes).map_err(|e| ProviderError::from(LocalError::CorruptRecord { path: path.clone(), detail: e.to_string() }))?;
+            let corrupt = |detail: String| ProviderError::from(LocalError::CorruptRecord { path: path.clone(), detail });
+            let v: VolumeRecord = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+            // The id names a directory removed as root: only our own form,
+            // and the record's own file name.
+            if !is_volume_id(&v.id) || path.file_stem().and_then(|s| s.to_str()) != Some(v.id.as_str()) {
+                return Err(corrupt(format!("volume id {:?} is not lv-<10 hex digits> matching its file name", v.id)));
+            }
             out.push(v);
         }
         out.sort_by(|a, b| (&a.owner, &a.name, a.created_at).cmp(&(&b.owner, &b.name, b.created_at)));
@@ -85,6 +90,22 @@ impl LocalProvider {
         match std::fs::remove_file(&file) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&file)(e)),
             _ => Ok(()),
+        }
+    }
+}
+
+/// `lv-` and 10 lowercase hex digits, as [`LocalProvider::new_volume`] makes.
+fn is_volume_id(id: &str) -> bool {
+    id.strip_prefix("lv-").is_some_and(|hex| hex.len() == 10 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_our_volume_ids_name_directories() {
+        assert!(super::is_volume_id("lv-0123456789"));
+        for bad in ["lv-../../etc", "lv-012345678", "lv-0123456789a", "lv-ABCDEF0123", "../lv-0123456789", ""] {
+            assert!(!super::is_volume_id(bad), "{bad}");
         }
     }
 }
