@@ -26,7 +26,7 @@ source bench/common.sh
 # Not under /tmp: sshd (StrictModes) refuses keys below a world-writable directory.
 work=$(mktemp -d /var/lib/workstation-bench-XXXX)
 chmod 755 "$work"
-trap 'for n in $(ip netns list | awk "/^bn-/{print \$1}"); do ip netns pids $n | xargs -r kill -9; ip netns del $n; done; for s in $(seq 1 "$STACK_RUNS"); do "$bin" destroy "s$s" --yes >/dev/null 2>&1 || true; done; ip link del $bridge 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'for n in $(ip netns list | awk "/^bn-/{print \$1}"); do ip netns pids $n | xargs -r kill -9; ip netns del $n; done; for s in $(seq 1 "$STACK_RUNS"); do "$bin" destroy "s$s" --purge --yes >/dev/null 2>&1 || true; done; ip link del $bridge 2>/dev/null || true; rm -rf "$work"' EXIT
 
 bench_bridge
 
@@ -54,7 +54,7 @@ printf '[box]\ninstance_type = "t3.medium"\ndisk_gib = 30\nimage_id = "ami-01234
 create_ms() {
     local ms
     ms=$(ms_of "$bin" create "$1")
-    "$bin" destroy "$1" --yes >/dev/null 2>&1
+    "$bin" destroy "$1" --purge --yes >/dev/null 2>&1
     echo "$ms"
 }
 

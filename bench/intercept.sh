@@ -26,7 +26,7 @@ pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
-    "$bin" destroy b1 --yes >/dev/null 2>&1
+    "$bin" destroy b1 --purge --yes >/dev/null 2>&1
     ip link del $bridge 2>/dev/null || true
     rm -rf "$work"
 }

@@ -22,7 +22,7 @@ work=$(mktemp -d /var/lib/workstation-bench-XXXX)
 chmod 755 "$work"
 cleanup() {
     for b in $("$bin" list -o json 2>/dev/null | python3 -c 'import json,sys; print(" ".join(b["name"] for b in json.load(sys.stdin)))' 2>/dev/null); do
-        "$bin" destroy "$b" --yes >/dev/null 2>&1 || true
+        "$bin" destroy "$b" --purge --yes >/dev/null 2>&1 || true
     done
     ip link del $bridge 2>/dev/null || true
     rm -rf "$work"

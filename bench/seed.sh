@@ -24,7 +24,7 @@ chmod 0755 "$work"
 moto_pid=
 cleanup() {
     [ -n "$moto_pid" ] && kill "$moto_pid" 2>/dev/null
-    "$bin" destroy bench --yes >/dev/null 2>&1 || true
+    "$bin" destroy bench --purge --yes >/dev/null 2>&1 || true
     ip link del $bridge 2>/dev/null || true
     rm -rf "$work"
 }

@@ -19,8 +19,8 @@ chmod 755 "$work"
 holder= agent_pid=
 cleanup() {
     [ -z "$agent_pid" ] || kill "$agent_pid" 2>/dev/null || true
-    "$bin" destroy b1 --yes >/dev/null 2>&1 || true
-    WORKSTATION_OWNER=alice "$bin" destroy b1 --yes >/dev/null 2>&1 || true
+    "$bin" destroy b1 --purge --yes >/dev/null 2>&1 || true
+    WORKSTATION_OWNER=alice "$bin" destroy b1 --purge --yes >/dev/null 2>&1 || true
     [ -z "$holder" ] || kill "$holder" 2>/dev/null || true
     ip link del $bridge 2>/dev/null || true
     rm -rf "$work"

@@ -11,7 +11,7 @@ RUNS=${RUNS:-3}
 MIB=${MIB:-1024}
 work=$(mktemp -d /var/lib/workstation-bench-XXXX)
 chmod 755 "$work"
-cleanup() { "$bin" destroy b1 --yes >/dev/null 2>&1 || true; ip link del $bridge 2>/dev/null || true; rm -rf "$work"; }
+cleanup() { "$bin" destroy b1 --purge --yes >/dev/null 2>&1 || true; ip link del $bridge 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 bench_one_box "$work"
 "$bin" ssh-config --no-include >/dev/null

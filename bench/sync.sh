@@ -10,7 +10,7 @@ RUNS=${RUNS:-3}
 work=$(mktemp -d /var/lib/workstation-bench-XXXX)
 chmod 755 "$work"
 sync_pid=
-cleanup() { [ -z "$sync_pid" ] || kill "$sync_pid" 2>/dev/null || true; "$bin" destroy b1 --yes >/dev/null 2>&1 || true; ip link del $bridge 2>/dev/null || true; rm -rf "$work"; }
+cleanup() { [ -z "$sync_pid" ] || kill "$sync_pid" 2>/dev/null || true; "$bin" destroy b1 --purge --yes >/dev/null 2>&1 || true; ip link del $bridge 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 bench_one_box "$work"
 

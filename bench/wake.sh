@@ -16,7 +16,7 @@ PROFILE=${PROFILE:-release}
 source bench/common.sh
 work=$(mktemp -d /var/lib/workstation-bench-XXXX)
 chmod 755 "$work"
-trap '"$bin" destroy b1 --yes >/dev/null 2>&1; ip link del $bridge 2>/dev/null || true; rm -rf "$work"' EXIT
+trap '"$bin" destroy b1 --purge --yes >/dev/null 2>&1; ip link del $bridge 2>/dev/null || true; rm -rf "$work"' EXIT
 bench_one_box "$work"
 config=$HOME/.local/state/workstation/ssh_config
 

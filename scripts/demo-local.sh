@@ -28,8 +28,8 @@ laptop() { nsenter -t "$(cat "$agent_dir/agent.pid")" -m -- "$@"; }
 
 clean() {
     if [ -x "$bin" ]; then
-        WORKSTATION_OWNER=alice ws destroy dev --yes 2>/dev/null || true
-        ws destroy dev --yes 2>/dev/null || true
+        WORKSTATION_OWNER=alice ws destroy dev --purge --yes 2>/dev/null || true
+        ws destroy dev --purge --yes 2>/dev/null || true
     fi
     if [ -f "$agent_dir/agent.pid" ]; then
         kill "$(cat "$agent_dir/agent.pid")" 2>/dev/null || true
