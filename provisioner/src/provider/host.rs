@@ -84,8 +84,21 @@ pub(super) fn link_exists(name: &str) -> bool {
 }
 
 pub(super) fn pid_alive(pid: i32) -> bool {
+    // A zombie has exited (its files and ports are released); only its
+    // exit status waits for a parent that may reap it late: a halt need
+    // not wait for that (it did, a second per upgrade).
+    let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .unwrap_or(false);
     // SAFETY: kill with signal 0 only checks that the process exists.
-    unsafe { libc::kill(pid, 0) == 0 }
+    !zombie && unsafe { libc::kill(pid, 0) == 0 }
+}
+
+/// Whether `pid` is a supervisord (a script: the kernel names the process
+/// after it).
+pub(super) fn is_supervisord(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim() == "supervisord")
 }
 
 pub(super) fn signal_all(pids: &[i32], sig: i32) {

@@ -10,8 +10,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::host::{
-    addresses_in_use, gateway, io, link_exists, netns_exists, path_str, pid_alive, refusal_in, run, run_ok_if_exists, run_ok_if_missing, signal_all,
-    trusted_path,
+    addresses_in_use, gateway, io, is_supervisord, link_exists, netns_exists, path_str, pid_alive, refusal_in, run, run_ok_if_exists, run_ok_if_missing,
+    signal_all, trusted_path,
 };
 use super::{LocalError, ProviderError, Result};
 use crate::provider::LocalNetwork;
@@ -245,6 +245,14 @@ impl BoxHost {
                 while !alive.is_empty() && Instant::now() < deadline {
                     std::thread::sleep(Duration::from_millis(10));
                     alive.retain(|p| pid_alive(*p));
+                    // supervisord notices that its programs are gone on
+                    // its next one-second tick (Python retries the poll a
+                    // signal interrupts): once they are, it has nothing
+                    // left to stop or write, and waiting for it was most
+                    // of an upgrade's time.
+                    if !alive.is_empty() && alive.iter().all(|p| is_supervisord(*p)) {
+                        signal_all(&alive, libc::SIGKILL);
+                    }
                 }
                 signal_all(&alive, libc::SIGKILL);
             }
