@@ -26,18 +26,41 @@ impl Backoff {
 /// between. `Ok(None)`: the time ran out; the caller says what it waited
 /// for.
 pub async fn until<T, E>(timeout: Duration, backoff: Backoff, mut attempt: impl AsyncFnMut() -> Result<Option<T>, E>) -> Result<Option<T>, E> {
-    let deadline = Instant::now() + timeout;
-    let mut pause = backoff.first;
+    let mut pauses = Pauses::new(timeout, backoff);
     loop {
         if let Some(done) = attempt().await? {
             return Ok(Some(done));
         }
-        let now = Instant::now();
-        if now >= deadline {
+        if !pauses.wait().await {
             return Ok(None);
         }
-        tokio::time::sleep(pause.min(deadline - now)).await;
-        pause = (pause * 2).min(backoff.max);
+    }
+}
+
+/// The waits between attempts, by `backoff`, until `timeout` has passed
+/// since it was made: what [`until`] sleeps, for loops it cannot serve (its
+/// async closure is not `Send` inside an `async_trait` method).
+pub struct Pauses {
+    deadline: Instant,
+    pause: Duration,
+    max: Duration,
+}
+
+impl Pauses {
+    pub fn new(timeout: Duration, backoff: Backoff) -> Pauses {
+        Pauses { deadline: Instant::now() + timeout, pause: backoff.first, max: backoff.max }
+    }
+
+    /// Sleeps until the next attempt is due; false (at once) when the time
+    /// is up.
+    pub async fn wait(&mut self) -> bool {
+        let now = Instant::now();
+        if now >= self.deadline {
+            return false;
+        }
+        tokio::time::sleep(self.pause.min(self.deadline - now)).await;
+        self.pause = (self.pause * 2).min(self.max);
+        true
     }
 }
 

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::instances::{api, tag};
 use super::AwsProvider;
-use crate::poll::Backoff;
+use crate::poll::{Backoff, Pauses};
 use crate::provider::{tags, Provider, ProviderError, Result, RootReplaced};
 
 /// A replacement takes minutes (a volume from the image's snapshot, a
@@ -56,18 +56,14 @@ impl AwsProvider {
         Ok(RootReplaced { replaced: from != first, from: first, to: from })
     }
 
-    /// The task once it has finished. A plain loop: poll::until's async
-    /// closure is not Send here.
+    /// The task once it has finished.
     async fn wait_task(&self, id: &str, mut task: ReplaceRootVolumeTask) -> Result<ReplaceRootVolumeTask> {
         let task_id = task.replace_root_volume_task_id().unwrap_or_default().to_string();
-        let deadline = tokio::time::Instant::now() + TASK_TIMEOUT;
-        let mut pause = TASK_POLL.first;
+        let mut pauses = Pauses::new(TASK_TIMEOUT, TASK_POLL);
         while !finished(&task) {
-            if tokio::time::Instant::now() >= deadline {
+            if !pauses.wait().await {
                 return Err(ProviderError::RootReplacement { id: id.into(), task: task_id, state: format!("still under way after {TASK_TIMEOUT:?}") });
             }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(TASK_POLL.max);
             if let Some(now) = self.root_tasks(id).await?.into_iter().find(|t| t.replace_root_volume_task_id() == Some(task_id.as_str())) {
                 task = now;
             }

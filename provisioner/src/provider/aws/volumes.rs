@@ -8,7 +8,7 @@ use aws_sdk_ec2::types::{Filter, Volume, VolumeAttachmentState, VolumeState};
 use super::instances::{api, code, data_device};
 use super::AwsProvider;
 use crate::manifest::name::Owner;
-use crate::poll::Backoff;
+use crate::poll::{Backoff, Pauses};
 use crate::provider::{data, tags, BoxInfo, DataVolume, ProviderError, Result};
 
 /// EBS attaches and detaches within seconds (a terminating instance's
@@ -96,19 +96,15 @@ impl AwsProvider {
                 Err(e) => return Err(api("AttachVolume")(e)),
             }
         }
-        // A plain loop: poll::until's async closure is not Send here.
-        let deadline = tokio::time::Instant::now() + ATTACH_TIMEOUT;
-        let mut pause = ATTACH_POLL.first;
+        let mut pauses = Pauses::new(ATTACH_TIMEOUT, ATTACH_POLL);
         loop {
             let v = self.volume(wanted).await?;
             if v.attachments().iter().any(|a| a.instance_id() == Some(info.id.as_str()) && a.state() == Some(&VolumeAttachmentState::Attached)) {
                 break;
             }
-            if tokio::time::Instant::now() >= deadline {
+            if !pauses.wait().await {
                 return Err(ProviderError::Volume { id: wanted.into(), why: format!("not attached to {} within {ATTACH_TIMEOUT:?}", info.id) });
             }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(ATTACH_POLL.max);
         }
         Ok(Some(wanted.to_string()))
     }
@@ -124,8 +120,7 @@ impl AwsProvider {
     /// --purge` of the name (or `list --volumes`) finds again; no
     /// ModifyInstanceAttribute, which would let engineers change far more.
     pub(super) async fn delete_when_free(&self, volume: &str) -> Result<()> {
-        let deadline = tokio::time::Instant::now() + ATTACH_TIMEOUT;
-        let mut pause = ATTACH_POLL.first;
+        let mut pauses = Pauses::new(ATTACH_TIMEOUT, ATTACH_POLL);
         loop {
             let v = match self.volume(volume).await {
                 Err(ProviderError::Volume { .. }) => return Ok(()),
@@ -135,14 +130,12 @@ impl AwsProvider {
                 self.client.delete_volume().volume_id(volume).send().await.map_err(api("DeleteVolume"))?;
                 return Ok(());
             }
-            if tokio::time::Instant::now() >= deadline {
+            if !pauses.wait().await {
                 return Err(ProviderError::Volume {
                     id: volume.into(),
                     why: format!("still attached {ATTACH_TIMEOUT:?} after its box was terminated; `workstation destroy NAME --purge` deletes it later"),
                 });
             }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(ATTACH_POLL.max);
         }
     }
 }
