@@ -61,6 +61,26 @@ for i in range(10000):
 PY
 }
 
+# bench_seeds DIR KEYS ROWS: a redis snapshot of KEYS keys (DIR/cache.resp)
+# and a postgres one of ROWS rows (DIR/main: schema.sql, 01-items.csv).
+bench_seeds() {
+    mkdir -p "$1/main"
+    python3 - "$1" "$2" "$3" <<'PY'
+import sys
+out, keys, rows = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+with open(f"{out}/cache.resp", "wb") as f:
+    for i in range(keys):
+        k, v = f"key:{i}".encode(), f"bench-value-{i}".encode()
+        f.write(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(k), k, len(v), v))
+with open(f"{out}/main/schema.sql", "w") as f:
+    f.write("CREATE TABLE items (id integer PRIMARY KEY, name text NOT NULL, price numeric(10,2) NOT NULL);\n")
+with open(f"{out}/main/01-items.csv", "w") as f:
+    f.write("id,name,price\n")
+    for i in range(rows):
+        f.write(f"{i},item number {i},{i % 1000}.{i % 100:02}\n")
+PY
+}
+
 now_ms() { date +%s%3N; }
 # ms_of CMD...: how long CMD takes, in ms (its output dropped; its stderr
 # shown, and the caller failed, if it fails).

@@ -29,22 +29,8 @@ trap cleanup EXIT
 bench_bridge
 export WORKSTATION_HOSTS_SOCKET=$work/none.sock
 bench_home "$work/home"
-mkdir -p "$work/seeds/main"
 echo "generating $KEYS redis keys and $ROWS rows" >&2
-python3 - "$work/seeds" "$KEYS" "$ROWS" <<'PY'
-import sys
-out, keys, rows = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-with open(f"{out}/cache.resp", "wb") as f:
-    for i in range(keys):
-        k, v = f"key:{i}".encode(), f"bench-value-{i}".encode()
-        f.write(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(k), k, len(v), v))
-with open(f"{out}/main/schema.sql", "w") as f:
-    f.write("CREATE TABLE items (id integer PRIMARY KEY, name text NOT NULL, price numeric(10,2) NOT NULL);\n")
-with open(f"{out}/main/01-items.csv", "w") as f:
-    f.write("id,name,price\n")
-    for i in range(rows):
-        f.write(f"{i},item number {i},{i % 1000}.{i % 100:02}\n")
-PY
+bench_seeds "$work/seeds" "$KEYS" "$ROWS"
 # examples/local's services, with the bench's stores.
 export WORKSTATION_MANIFEST=$work/workstation.toml
 {
