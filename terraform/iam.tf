@@ -236,10 +236,12 @@ data "aws_iam_policy_document" "engineer" {
     }
   }
 
+  # The shared box role, or her own (secrets.tf): never another owner's,
+  # whose boxes read that owner's secrets.
   statement {
     sid       = "GiveBoxesTheirRole"
     actions   = ["iam:PassRole"]
-    resources = [aws_iam_role.box.arn]
+    resources = [aws_iam_role.box.arn, "arn:${local.partition}:iam::${local.account}:role/${var.name}-box-${local.me}"]
     condition {
       test     = "StringEquals"
       variable = "iam:PassedToService"
@@ -295,6 +297,14 @@ data "aws_iam_policy_document" "engineer" {
       variable = "ssm:resourceTag/aws:ssmmessages:session-id"
       values   = ["$${aws:userid}"]
     }
+  }
+
+  # `workstation secrets`: her own values, under /workstation/<owner>/
+  # (the path itself for listing, what is below it for the rest).
+  statement {
+    sid       = "OwnSecrets"
+    actions   = ["ssm:PutParameter", "ssm:DeleteParameter", "ssm:GetParametersByPath"]
+    resources = ["${local.parameters}/${local.me}", "${local.parameters}/${local.me}/*"]
   }
 
   statement {

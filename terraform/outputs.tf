@@ -11,8 +11,13 @@ output "security_group_id" {
 }
 
 output "instance_profile" {
-  description = "box.instance_profile: lets a box tag and stop only itself."
+  description = "box.instance_profile: lets a box tag and stop only itself, and read /workstation/shared/* secrets; with `owners` set, use instance_profile_per_owner instead."
   value       = aws_iam_instance_profile.box.name
+}
+
+output "instance_profile_per_owner" {
+  description = "box.instance_profile for the owners in `owners`: each box also reads its owner's /workstation/<owner>/* secrets ({owner} is filled in at launch)."
+  value       = "${var.name}-box-{owner}"
 }
 
 output "seeds_bucket" {

@@ -346,10 +346,12 @@ data "aws_iam_policy_document" "preview" {
     }
   }
 
+  # The shared box role, or the preview owner's (secrets.tf: previews get
+  # the preview owner's secrets).
   statement {
     sid       = "GiveBoxesTheirRole"
     actions   = ["iam:PassRole"]
-    resources = [aws_iam_role.box.arn]
+    resources = [aws_iam_role.box.arn, "arn:${local.partition}:iam::${local.account}:role/${var.name}-box-${local.me}"]
     condition {
       test     = "StringEquals"
       variable = "iam:PassedToService"

@@ -101,6 +101,17 @@ variable "owner_principal_tag" {
   default     = "workstation-owner"
 }
 
+variable "owners" {
+  description = "Owner names (engineers, and \"preview\" for previews) that get a box role and instance profile of their own, `<name>-box-<owner>`, whose boxes read that owner's secrets under /workstation/<owner>/ (secrets.tf)."
+  type        = set(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for o in var.owners : can(regex("^[a-z][a-z0-9-]{0,31}$", o))])
+    error_message = "Each owner is a workstation owner name: a lower-case letter, then letters, digits and '-', at most 32."
+  }
+}
+
 variable "engineer_role_names" {
   description = "IAM roles of your own that engineers use, whose sessions carry owner_principal_tag (not AWSReservedSSO_* roles: use identity_center_instance_arn); the engineers' policy is attached to each."
   type        = list(string)

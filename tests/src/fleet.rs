@@ -51,10 +51,23 @@ struct Instance {
 }
 
 impl Fleet {
-    pub fn start(moto: &Moto, network: LocalNetwork, dir: PathBuf, public_key: String, bin: &Path) -> Fleet {
+    /// Boxes reach moto and `imds` (the instance metadata server) as an
+    /// EC2 instance reaches AWS: through its SSH sessions' environment
+    /// (what an image-built box's programs inherit from the system),
+    /// with credentials from the instance role in metadata.
+    pub fn start(moto: &Moto, imds: &str, network: LocalNetwork, dir: PathBuf, public_key: String, bin: &Path) -> Fleet {
         let stop = Arc::new(AtomicBool::new(false));
         let errors = Arc::new(Mutex::new(Vec::new()));
         let (client, env, bin) = (moto.client(), moto.client_env(), bin.to_owned());
+        let box_env: Vec<(String, String)> = [
+            ("WORKSTATION_BIN", bin.display().to_string()),
+            ("AWS_ENDPOINT_URL", moto.url.clone()),
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.to_owned()),
+            ("AWS_REGION", crate::REGION.to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
         let tasks_from = Arc::new(Mutex::new(None::<String>));
         let (stop2, errors2, tasks2) = (stop.clone(), errors.clone(), tasks_from.clone());
         let thread = std::thread::spawn(move || {
@@ -62,7 +75,7 @@ impl Fleet {
             while !stop2.load(Ordering::SeqCst) {
                 let instances = block_on(describe(&client));
                 for inst in instances {
-                    if let Err(e) = reconcile(&inst, &mut hosts, &network, &dir, &public_key, &bin, &env) {
+                    if let Err(e) = reconcile(&inst, &mut hosts, &network, &dir, &public_key, &bin, &env, &box_env) {
                         errors2.lock().unwrap().push(format!("{}: {e}", inst.id));
                     }
                 }
@@ -124,6 +137,8 @@ async fn describe(client: &aws_sdk_ec2::Client) -> Vec<Instance> {
         .collect()
 }
 
+// One argument per thing a box is made from; the loop above owns them all.
+#[allow(clippy::too_many_arguments)]
 fn reconcile(
     inst: &Instance,
     hosts: &mut HashMap<String, BoxHost>,
@@ -132,6 +147,7 @@ fn reconcile(
     public_key: &str,
     bin: &Path,
     env: &[(String, String)],
+    box_env: &[(String, String)],
 ) -> Result<(), String> {
     match inst.state {
         InstanceStateName::Running => {
@@ -153,6 +169,7 @@ fn reconcile(
                         None => dir.join(&inst.id).join("root"),
                     },
                     hostname: format!("box-{hex}"),
+                    env: box_env.to_vec(),
                 }
             });
             if !host.is_up() {

@@ -16,6 +16,8 @@ use crate::moto::{block_on, Moto};
 use crate::REGION;
 
 const TOKEN: &str = "workstation-tests-imds-token";
+/// The instance role's name in metadata.
+const ROLE: &str = "workstation-box";
 
 pub struct Imds {
     pub url: String,
@@ -105,6 +107,20 @@ fn answer(client: &aws_sdk_ec2::Client, caller: &str, path: &str) -> Option<Stri
     match path.strip_prefix("/latest/meta-data/")? {
         "instance-id" => instance.instance_id().map(String::from),
         "placement/region" => Some(REGION.to_string()),
+        // The instance role's credentials, as EC2 serves a profile's (moto
+        // takes any): what a box's SDK signs its own calls with.
+        "iam/security-credentials/" | "iam/security-credentials" => Some(ROLE.to_string()),
+        role if role.strip_prefix("iam/security-credentials/") == Some(ROLE) => {
+            let expires = chrono::Utc::now() + chrono::Duration::hours(6);
+            let stamp = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+            Some(
+                serde_json::json!({
+                    "Code": "Success", "Type": "AWS-HMAC", "LastUpdated": stamp(chrono::Utc::now()),
+                    "AccessKeyId": "testing", "SecretAccessKey": "testing", "Token": "testing-instance-role", "Expiration": stamp(expires),
+                })
+                .to_string(),
+            )
+        }
         tag => {
             let key = tag.strip_prefix("tags/instance/")?;
             // As on EC2: tags are there only if the launch allowed them.

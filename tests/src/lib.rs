@@ -169,7 +169,14 @@ impl TestEnv {
         env.write_settings("owner = \"tester\"\nprovider = \"aws\"\nssh_user = \"root\"\n[aws]\nregion = \"us-east-1\"\naddress = \"private\"\n");
         env.write_manifest(&manifest_text(&format!("image_name = \"{image}\""), &format!("subnet = \"{subnet_id}\"\n")));
         let network = LocalNetwork { bridge: BRIDGE.into(), network: NETWORK.parse().unwrap(), subnet: env.subnet };
-        env.fleet = Some(fleet::Fleet::start(&moto, network, env.root.path().join("fleet"), env.public_key(), binary()));
+        env.fleet = Some(fleet::Fleet::start(
+            &moto,
+            &env.imds.as_ref().expect("started above").url,
+            network,
+            env.root.path().join("fleet"),
+            env.public_key(),
+            binary(),
+        ));
         env.moto = Some(moto);
         env
     }

@@ -106,6 +106,28 @@ impl Moto {
         aws_sdk_route53::Client::from_conf(conf)
     }
 
+    /// Systems Manager (parameters), from the same server.
+    pub fn ssm_client(&self) -> aws_sdk_ssm::Client {
+        let conf = aws_sdk_ssm::Config::builder()
+            .behavior_version(aws_sdk_ssm::config::BehaviorVersion::latest())
+            .region(aws_sdk_ssm::config::Region::new(REGION))
+            .endpoint_url(&self.url)
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
+            .build();
+        aws_sdk_ssm::Client::from_conf(conf)
+    }
+
+    /// Secrets Manager, from the same server.
+    pub fn secretsmanager_client(&self) -> aws_sdk_secretsmanager::Client {
+        let conf = aws_sdk_secretsmanager::Config::builder()
+            .behavior_version(aws_sdk_secretsmanager::config::BehaviorVersion::latest())
+            .region(aws_sdk_secretsmanager::config::Region::new(REGION))
+            .endpoint_url(&self.url)
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
+            .build();
+        aws_sdk_secretsmanager::Client::from_conf(conf)
+    }
+
     /// A VPC owning the whole test network, this env's subnet in it, and a
     /// registered image. Returns (subnet id, image name).
     pub fn prepare(&self, subnet: ipnet::Ipv4Net) -> (String, String) {

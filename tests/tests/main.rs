@@ -17,6 +17,7 @@ mod new_user;
 mod nix;
 mod preview;
 mod reap;
+mod secrets;
 mod setup;
 mod stack;
 mod structure;

@@ -58,7 +58,9 @@ fn pascal(snake: &str) -> String {
 fn sdk_actions(src: &str, default: &str) -> BTreeSet<String> {
     let squeezed: String = src.split_whitespace().collect();
     let mut out = BTreeSet::new();
-    for (var, service) in [("client.", default), ("ec2.", "ec2"), ("ebs.", "ebs"), ("s3.", "s3"), ("route53.", "route53")] {
+    for (var, service) in
+        [("client.", default), ("ec2.", "ec2"), ("ebs.", "ebs"), ("s3.", "s3"), ("route53.", "route53"), ("ssm.", "ssm"), ("secretsmanager.", "secretsmanager")]
+    {
         let mut rest = squeezed.as_str();
         while let Some(at) = rest.find(var) {
             let before = squeezed.len() - rest.len() + at;
@@ -189,10 +191,13 @@ fn each_policy_allows_exactly_the_actions_its_code_calls() {
     admin.extend(reachable_actions(&aws, &calls_on(&source("provider/aws/offboard.rs"), "self")));
     let publisher = sdk_actions(&source("image"), "ec2");
     // A preview run calls what an engineer's create and destroy call (the
-    // same provider), and its own zone's records.
-    let preview = engineer.clone();
+    // same provider), and its own zone's records; not `workstation
+    // secrets`, an engineer's own values.
+    let own_secrets = sdk_actions(&source("provider/aws/secrets.rs"), "ssm");
+    let preview: BTreeSet<String> = engineer.difference(&own_secrets).cloned().collect();
     let preview_dns = sdk_actions(&source("preview"), "route53");
     assert!(engineer.contains("ec2:DescribeSnapshots"), "create checks an image's snapshot: {engineer:?}");
+    assert!(own_secrets.contains("ssm:PutParameter") && on_box.contains("secretsmanager:GetSecretValue"), "{own_secrets:?} {on_box:?}");
 
     // Sanity: the scan sees the calls we know are there.
     assert!(engineer.contains("ec2:RunInstances") && engineer.contains("s3:GetObject"), "{engineer:?}");
@@ -205,16 +210,23 @@ fn each_policy_allows_exactly_the_actions_its_code_calls() {
 
     let policies = policies();
     // kms, logs, sqs, xray and sts are the infrastructure's own (encryption,
-    // the Lambda's logs and dead letters); the code calls ec2, ebs, s3, iam.
+    // the Lambda's logs and dead letters), and ssm's sessions are the
+    // Session Manager plugin's and agent's; the code calls ec2, ebs, s3,
+    // iam, route53, ssm's parameters and secretsmanager.
     let api = |name: &str| -> BTreeSet<String> {
-        policies[name].iter().filter(|a| ["ec2:", "ebs:", "s3:", "iam:", "route53:"].iter().any(|p| a.starts_with(p))).cloned().collect()
+        let called = |a: &&String| {
+            ["ec2:", "ebs:", "s3:", "iam:", "route53:", "secretsmanager:"].iter().any(|p| a.starts_with(p))
+                || (a.starts_with("ssm:") && a.contains("Parameter"))
+        };
+        policies[name].iter().filter(called).cloned().collect()
     };
     let preview_tf = std::fs::read_to_string(repo_root().join("terraform/preview.tf")).unwrap().split_whitespace().collect::<String>();
     assert!(!preview_tf.contains("aws_iam_policy.engineer"), "the preview role has a policy of its own, not the engineers'");
     for (name, derived) in [
         ("engineer", &engineer),
         ("preview", &preview),
-        ("box", &on_box),
+        ("box", &on_box.iter().filter(|a| a.starts_with("ec2:")).cloned().collect()),
+        ("box_secrets", &on_box.iter().filter(|a| !a.starts_with("ec2:")).cloned().collect()),
         ("reaper", &reaper),
         ("publisher", &publisher),
         ("preview_dns", &preview_dns),
@@ -446,6 +458,68 @@ fn data_volumes_and_upgrades_stay_with_their_owner() {
             ),
         ),
         ("deny", "a preview deletes alice's data", preview(7, "ec2:DeleteVolume", alices_volume, owned_by("alice"))),
+    ]);
+}
+
+/// A request from a box of `owner`'s, signed with its role's credentials
+/// (the role's owner tag is the session's principal tag).
+fn from_box(owner: &str, action: &str, resource: &str) -> serde_json::Value {
+    let principal = format!("arn:aws:sts::{ACCOUNT}:assumed-role/workstation-box-{owner}/i-0123456789abcdef0");
+    request(&["box", "box_secrets"], &principal, action, resource, with_tags(serde_json::json!({}), &[("workstation-owner", owner)]))
+}
+
+#[test]
+fn a_box_reads_the_shared_secrets_and_its_owners_and_engineers_write_only_their_own() {
+    let parameter = |path: &str| format!("arn:aws:ssm:us-east-1:{ACCOUNT}:parameter/workstation/{path}");
+    let secret = |name: &str| format!("arn:aws:secretsmanager:us-east-1:{ACCOUNT}:secret:workstation/{name}-AbCdEf");
+    let role = |owner: &str| format!("arn:aws:iam::{ACCOUNT}:role/workstation-box-{owner}");
+    let shared_box = format!("arn:aws:sts::{ACCOUNT}:assumed-role/workstation-box/i-0123456789abcdef0");
+    check(&[
+        ("allow", "bob's box reads a shared parameter", from_box("bob", "ssm:GetParameter", &parameter("shared/stripe"))),
+        ("allow", "bob's box reads his own", from_box("bob", "ssm:GetParameter", &parameter("bob/github_token"))),
+        ("deny", "bob's box reads alice's", from_box("bob", "ssm:GetParameter", &parameter("alice/github_token"))),
+        ("deny", "bob's box reads outside /workstation", from_box("bob", "ssm:GetParameter", &format!("arn:aws:ssm:us-east-1:{ACCOUNT}:parameter/prod/db"))),
+        ("allow", "bob's box reads a shared secret", from_box("bob", "secretsmanager:GetSecretValue", &secret("shared/plaid"))),
+        ("deny", "bob's box reads alice's secret", from_box("bob", "secretsmanager:GetSecretValue", &secret("alice/plaid"))),
+        ("deny", "a box lists alice's path", from_box("bob", "ssm:GetParametersByPath", &parameter("alice"))),
+        ("deny", "a box writes a parameter", from_box("bob", "ssm:PutParameter", &parameter("bob/x"))),
+        (
+            "allow",
+            "the shared role reads shared values",
+            request(&["box", "box_secrets"], &shared_box, "ssm:GetParameter", &parameter("shared/stripe"), serde_json::json!({})),
+        ),
+        (
+            "deny",
+            "the shared role, without an owner tag, reads no owner's",
+            request(&["box", "box_secrets"], &shared_box, "ssm:GetParameter", &parameter("alice/github_token"), serde_json::json!({})),
+        ),
+        ("allow", "alice sets her own value", engineer("alice", "ssm:PutParameter", parameter("alice/github_token"), serde_json::json!({}))),
+        ("allow", "alice lists her own names", engineer("alice", "ssm:GetParametersByPath", parameter("alice"), serde_json::json!({}))),
+        ("allow", "alice deletes her own value", engineer("alice", "ssm:DeleteParameter", parameter("alice/github_token"), serde_json::json!({}))),
+        ("deny", "alice overwrites bob's", engineer("alice", "ssm:PutParameter", parameter("bob/github_token"), serde_json::json!({}))),
+        ("deny", "alice writes a shared one", engineer("alice", "ssm:PutParameter", parameter("shared/stripe"), serde_json::json!({}))),
+        ("deny", "alice lists bob's names", engineer("alice", "ssm:GetParametersByPath", parameter("bob"), serde_json::json!({}))),
+        ("deny", "alice reads a value herself", engineer("alice", "ssm:GetParameter", parameter("alice/github_token"), serde_json::json!({}))),
+        (
+            "allow",
+            "alice launches with her own box role",
+            engineer("alice", "iam:PassRole", role("alice"), serde_json::json!({"iam:PassedToService": "ec2.amazonaws.com"})),
+        ),
+        (
+            "deny",
+            "alice launches with bob's box role",
+            engineer("alice", "iam:PassRole", role("bob"), serde_json::json!({"iam:PassedToService": "ec2.amazonaws.com"})),
+        ),
+        (
+            "allow",
+            "a preview launches with the preview owner's role",
+            preview(7, "iam:PassRole", role("preview"), serde_json::json!({"iam:PassedToService": "ec2.amazonaws.com"})),
+        ),
+        (
+            "deny",
+            "a preview launches with alice's role",
+            preview(7, "iam:PassRole", role("alice"), serde_json::json!({"iam:PassedToService": "ec2.amazonaws.com"})),
+        ),
     ]);
 }
 

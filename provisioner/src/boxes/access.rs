@@ -23,7 +23,17 @@ const SSH_READY_TIMEOUT: Duration = Duration::from_secs(3 * 60);
 impl Context {
     /// Connects over the pinned host key and asks the box for its layout.
     pub async fn shell(&self, info: &BoxInfo) -> Result<BoxShell, LifecycleError> {
-        Ok(BoxShell::probe(self.connect(info).await?, &info.name).await?)
+        self.probe(self.connect(info).await?, &info.name).await
+    }
+
+    /// The box's layout, with where its programs' secrets come from: a box
+    /// in AWS reads them itself; a local box gets them from this laptop.
+    pub(super) async fn probe(&self, session: remote::Session, name: &str) -> Result<BoxShell, LifecycleError> {
+        let mut shell = BoxShell::probe(session, name).await?;
+        if self.provider.kind() == crate::provider::ProviderKind::Local {
+            shell.layout.secrets = crate::stack::layout::SecretSource::Laptop;
+        }
+        Ok(shell)
     }
 
     /// Connect, probe, run `work` on the box's shell, close the session

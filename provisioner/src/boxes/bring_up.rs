@@ -6,9 +6,10 @@ use std::time::Duration;
 use indicatif::ProgressBar;
 
 use super::{Context, LifecycleError};
-use crate::manifest::LoadedManifest;
+use crate::manifest::{LoadedManifest, Manifest};
 use crate::progress::step;
 use crate::provider::BoxInfo;
+use crate::stack::layout::{sh, SecretSource};
 use crate::stack::seed::hash_cache::HashCache;
 use crate::stack::seed::{self, SeedReport, Snapshot};
 use crate::stack::shell::{BoxShell, ShellError};
@@ -68,14 +69,41 @@ impl Context {
         let report = shell
             .locked(async |lock| {
                 record(None).await;
+                self.hand_over_secrets(shell, &manifest.manifest).await?;
                 let report = up::up(shell, lock, &manifest.manifest, snapshots, health_timeout, progress).await?;
                 if report.healthy {
                     record(Some(&manifest.hash)).await;
                 }
-                Ok::<_, ShellError>(report)
+                Ok::<_, LifecycleError>(report)
             })
             .await?;
         Ok(report)
+    }
+
+    /// A local box's secrets, resolved on this laptop and handed to the
+    /// box's holder over the session's stdin, before programs (re)start
+    /// and read them. A box in AWS reads its own; nothing to do.
+    pub async fn hand_over_secrets(&self, shell: &BoxShell, manifest: &Manifest) -> Result<(), LifecycleError> {
+        let crate::secrets::SecretStore::Laptop(laptop) = &self.secrets else { return Ok(()) };
+        if shell.layout.secrets != SecretSource::Laptop || manifest.services.values().all(|s| s.secrets.is_empty()) {
+            return Ok(());
+        }
+        let handover = laptop.handover(manifest, &self.owner)?;
+        for (reference, why) in &handover.missing {
+            tracing::warn!("secret {reference}: {why}; the programs that need it will not start");
+        }
+        let json = serde_json::to_vec(&handover).expect("strings serialize");
+        let hold = format!("{} box hold-secrets --socket {}", sh(&shell.layout.bin), sh(&shell.layout.secrets_socket()));
+        let said = shell.run_input("handing the secrets to the box", &hold, json.as_slice()).await?;
+        if said.contains("started the holder") {
+            // Programs that asked before any holder ran (the box just
+            // booted) gave up; the values are there now. Before supervisord
+            // runs there is nothing to start.
+            let programs: Vec<&str> = manifest.services.iter().filter(|(_, s)| !s.secrets.is_empty()).map(|(n, _)| n.as_str()).collect();
+            let start = shell.supervisorctl(&format!("start {}", programs.join(" ")));
+            shell.output(&format!("{start} >/dev/null 2>&1 || true")).await?;
+        }
+        Ok(())
     }
 
     /// Loads the manifest's stores (or `only` that one) from their

@@ -32,6 +32,8 @@ pub struct Context {
     pub(super) seeds: SeedAccess,
     /// The laptop's hosts agent, which points hostnames at boxes.
     pub(super) hosts: HostsAgent,
+    /// Where the owner's own secret values live (`workstation secrets`).
+    pub(super) secrets: crate::secrets::SecretStore,
 }
 
 /// How the laptop logs in to boxes.
@@ -72,6 +74,8 @@ pub struct BoxStatus {
 }
 
 impl Context {
+    // One argument per part: each comes from the settings in its own way.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         provider: Box<dyn Provider>,
         owner: Owner,
@@ -80,8 +84,13 @@ impl Context {
         ssh: SshLogin,
         seeds: SeedAccess,
         hosts: HostsAgent,
+        secrets: crate::secrets::SecretStore,
     ) -> Context {
-        Context { provider, owner, paths, known_hosts, ssh, seeds, hosts }
+        Context { provider, owner, paths, known_hosts, ssh, seeds, hosts, secrets }
+    }
+
+    pub fn secrets(&self) -> &crate::secrets::SecretStore {
+        &self.secrets
     }
 
     pub fn provider(&self) -> &dyn Provider {

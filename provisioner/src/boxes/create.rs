@@ -182,7 +182,7 @@ impl Context {
         }
         let (key, pinned) = pinned_key;
         self.write_ssh_config(true).await?;
-        let shell = BoxShell::probe(session, &info.name).await?;
+        let shell = self.probe(session, &info.name).await?;
         Ok(Ready {
             info,
             shell,

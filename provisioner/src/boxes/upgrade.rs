@@ -21,7 +21,6 @@ use crate::progress::step;
 use crate::provider::{data, BoxInfo, BoxState, RootReplaced};
 use crate::ssh::known_hosts;
 use crate::ssh::remote::{RemoteError, Session};
-use crate::stack::shell::BoxShell;
 use crate::stack::up::UpReport;
 
 /// The new root publishes its key early in its boot (as at first boot).
@@ -69,7 +68,7 @@ impl Context {
         // The key its tag holds (a new one, after an upgrade interrupted
         // past the replacement), then the data where it must be.
         let (info, session, _) = self.pin_new_root(&info).await?;
-        let shell = BoxShell::probe(session, &info.name).await?;
+        let shell = self.probe(session, &info.name).await?;
         let on_volume = shell.check(&format!("test -f \"$WORKSTATION_BOX_ROOT\"/{}", data::MARKER)).await;
         shell.close().await;
         if !on_volume? {
@@ -84,7 +83,7 @@ impl Context {
 
         step(progress, format!("pinning the host key of {}'s new root", info.name));
         let (info, session, fingerprint) = self.pin_new_root(&info).await?;
-        let shell = BoxShell::probe(session, &info.name).await?;
+        let shell = self.probe(session, &info.name).await?;
         let up = self.up_on(&info, &shell, manifest, &snapshots, health_timeout, progress).await;
         shell.close().await;
         Ok(UpgradeReport { info, root, data_volume, host_key_fingerprint: fingerprint, up: up?, dotfiles: None })

@@ -1,11 +1,14 @@
 //! What the `workstation` binary does when it runs on the box itself:
-//! publish the host key at first boot, and the per-minute idle check with
-//! the activity signals it reads. Both act on the box through one client,
-//! [`self_api::SelfApi`].
+//! publish the host key at first boot, the per-minute idle check with the
+//! activity signals it reads (both act on the box through one client,
+//! [`self_api::SelfApi`]), and start programs with their secrets.
 
 pub mod activity;
+pub mod held;
 pub mod host_key;
 pub mod idle_check;
+pub mod launch;
+pub mod secret_read;
 pub mod self_api;
 
 #[derive(Debug, thiserror::Error)]

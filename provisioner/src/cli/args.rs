@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use super::{boxes, boxside, cp, hosts, idle, image, intercept, platform, preview, setup, ssh, stack, sync, upgrade};
+use super::{boxes, boxside, cp, hosts, idle, image, intercept, platform, preview, secrets, setup, ssh, stack, sync, upgrade};
 use crate::provider::ProviderKind;
 
 const EXAMPLES: &str = "\
@@ -137,6 +137,8 @@ pub enum Command {
     #[command(visible_alias = "rm")]
     Destroy(boxes::DestroyArgs),
     Upgrade(upgrade::UpgradeArgs),
+    #[command(subcommand)]
+    Secrets(secrets::SecretsCommand),
     Up(stack::UpArgs),
     Seed(stack::SeedArgs),
     Services(stack::ServicesArgs),

@@ -8,11 +8,61 @@ use clap::{Args, Subcommand};
 
 use crate::boxside::host_key;
 use crate::boxside::self_api::SelfApi;
+use crate::manifest::SecretRef;
+use crate::stack::layout::SecretSource;
 
 #[derive(Debug, Subcommand)]
 pub enum BoxCommand {
     PublishHostKey(PublishArgs),
     IdleCheck(IdleCheckArgs),
+    Launch(LaunchArgs),
+    HoldSecrets(HoldArgs),
+}
+
+/// Start a program with its secrets in its environment.
+///
+/// What a program's launcher script runs when the manifest gives it
+/// `secrets`: reads each value (from Systems Manager or Secrets Manager
+/// with the box's role, or from what the laptop handed a local box), drops
+/// to --user and execs the program. Nothing it reads is written anywhere;
+/// a failure names the variable and the reference, never a value.
+#[derive(Debug, Args)]
+pub struct LaunchArgs {
+    /// Where the values come from.
+    #[arg(long, value_enum)]
+    from: SecretSource,
+    /// The holder's socket (--from laptop).
+    #[arg(long, required_if_eq("from", "laptop"), value_name = "PATH")]
+    socket: Option<String>,
+    /// Run the program as this user, after reading the secrets as root.
+    #[arg(long)]
+    user: Option<String>,
+    /// VAR=REFERENCE, such as STRIPE_KEY=ssm:/workstation/shared/stripe
+    /// ({owner} stands for this box's owner).
+    #[arg(long = "secret", value_name = "VAR=REFERENCE", value_parser = parse_secret)]
+    secrets: Vec<(String, SecretRef)>,
+    /// The program and its arguments.
+    #[arg(last = true, required = true)]
+    program: Vec<String>,
+}
+
+/// Keep the secrets a laptop hands a local box (JSON on stdin) in memory.
+///
+/// Run by `workstation up` and `restart` over SSH for a local box: passes
+/// the values to the box's running holder, or starts one that answers
+/// `box launch` on a root-only socket until the box halts.
+#[derive(Debug, Args)]
+pub struct HoldArgs {
+    #[arg(long, value_name = "PATH")]
+    socket: String,
+    /// Be the holder (started by this command itself).
+    #[arg(long, hide = true)]
+    serve: bool,
+}
+
+fn parse_secret(s: &str) -> Result<(String, SecretRef), String> {
+    let (var, reference) = s.split_once('=').ok_or("expected VAR=REFERENCE")?;
+    Ok((var.to_owned(), reference.parse().map_err(|e: crate::manifest::secret::BadSecretRef| e.to_string())?))
 }
 
 /// Measure activity, record it, warn and stop this box when idle.
@@ -59,6 +109,27 @@ pub struct PublishArgs {
 
 pub async fn run(global: &super::context::Global, cmd: BoxCommand) -> Result<ExitCode> {
     match cmd {
+        BoxCommand::Launch(args) => {
+            let launch = crate::boxside::launch::Launch { from: args.from, socket: args.socket, user: args.user, secrets: args.secrets, program: args.program };
+            // Returns only when the program could not be started.
+            let failed = launch.run().await;
+            eprintln!("workstation: {failed}");
+            Ok(ExitCode::FAILURE)
+        }
+        BoxCommand::HoldSecrets(args) if args.serve => {
+            crate::boxside::held::serve(&args.socket)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        BoxCommand::HoldSecrets(args) => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)?;
+            let handover: crate::boxside::held::Handover =
+                serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("the handed-over secrets are not JSON: {e}"))?;
+            let (held, missing) = (handover.values.len(), handover.missing.len());
+            let started = crate::boxside::held::hand_over(&args.socket, handover)?;
+            println!("holding {held} secrets ({missing} missing){}", if started { "; started the holder" } else { "" });
+            Ok(ExitCode::SUCCESS)
+        }
         BoxCommand::IdleCheck(args) => {
             let manifest = global.load_manifest()?;
             let api = SelfApi::for_root(&args.root, args.instance_id, args.region).await?;

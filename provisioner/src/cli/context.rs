@@ -11,10 +11,12 @@ use crate::laptop::paths::Paths;
 use crate::laptop::settings::{AwsSettings, Settings};
 use crate::manifest::name::BoxName;
 use crate::manifest::{LoadedManifest, Manifest};
+use crate::provider::aws::secrets::OwnParameters;
 use crate::provider::aws::{sdk, ApiCalls, AwsProvider};
 use crate::provider::local::LocalProvider;
 use crate::provider::ProviderKind;
 use crate::provider::{BoxInfo, Provider};
+use crate::secrets::SecretStore;
 use crate::ssh::known_hosts::KnownHosts;
 use crate::ssh::ssm::{Connect, StartSession};
 
@@ -111,7 +113,7 @@ impl Global {
         // `ssh ws-NAME` wakes the box through this same provider, from any
         // directory (without the manifest that may have named the region).
         let mut proxy = vec![std::env::current_exe().context("cannot find the workstation binary")?.display().to_string()];
-        let provider: Box<dyn Provider> = match settings.provider {
+        let (provider, secrets): (Box<dyn Provider>, SecretStore) = match settings.provider {
             ProviderKind::Aws => {
                 let region = aws_region(&settings.aws, manifest);
                 // It goes into the generated SSH config's ProxyCommand.
@@ -122,11 +124,12 @@ impl Global {
                 proxy.extend(region.iter().flat_map(|r| ["--region".into(), r.clone()]));
                 proxy.extend(settings.aws.profile.iter().flat_map(|p| ["--profile".into(), p.clone()]));
                 let sdk = sdk::config(settings.aws.profile.as_deref(), region).await;
-                Box::new(AwsProvider::new(aws_sdk_ec2::Client::new(&sdk), settings.aws.address))
+                (Box::new(AwsProvider::new(aws_sdk_ec2::Client::new(&sdk), settings.aws.address)), SecretStore::Ssm(OwnParameters::new(&sdk)))
             }
             ProviderKind::Local => {
                 proxy.extend(["--provider".into(), "local".into()]);
-                Box::new(LocalProvider::new(paths.local_boxes(), settings.local.clone(), settings.local_idle_check_every)?)
+                let local = LocalProvider::new(paths.local_boxes(), settings.local.clone(), settings.local_idle_check_every)?;
+                (Box::new(local), SecretStore::Laptop(settings.secrets.clone()))
             }
         };
         let ssh_user = settings.ssh_user.clone().unwrap_or_else(|| match settings.provider {
@@ -152,7 +155,7 @@ impl Global {
         });
         let ssh = SshLogin { user: ssh_user, identity: settings.ssh_key.clone(), proxy, ssm };
         let seeds = SeedAccess { s3, outside: self.allow_outside };
-        Ok(Context::new(provider, settings.owner.clone(), paths, known_hosts, ssh, seeds, crate::laptop::hosts::HostsAgent::from_env()))
+        Ok(Context::new(provider, settings.owner.clone(), paths, known_hosts, ssh, seeds, crate::laptop::hosts::HostsAgent::from_env(), secrets))
     }
 }
 

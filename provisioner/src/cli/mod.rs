@@ -16,6 +16,7 @@ mod intercept;
 mod output;
 mod platform;
 mod preview;
+mod secrets;
 mod setup;
 mod ssh;
 mod stack;
@@ -52,6 +53,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Stop(args) => boxes::stop(&global, args).await,
         Command::Destroy(args) => boxes::destroy(&global, args).await,
         Command::Upgrade(args) => upgrade::upgrade(&global, args).await,
+        Command::Secrets(cmd) => secrets::run(&global, cmd).await,
         Command::Up(args) => stack::up(&global, args).await,
         Command::Seed(args) => stack::seed(&global, args).await,
         Command::Services(args) => stack::services(&global, args).await,

@@ -200,7 +200,13 @@ pub async fn restart(global: &Global, args: RestartArgs) -> Result<ExitCode> {
     let manifest = global.load_manifest()?;
     manifest.manifest.check_program(&args.program)?;
     let (ctx, info) = global.wake(Some(&manifest), &args.target.get()).await?;
-    let out = ctx.on_box(&info, async |shell| Ok::<_, anyhow::Error>(services::restart(shell, &manifest.manifest, &args.program).await?)).await?;
+    let out = ctx
+        .on_box(&info, async |shell| {
+            // A local box's values again, so a rotated one takes effect.
+            ctx.hand_over_secrets(shell, &manifest.manifest).await?;
+            Ok::<_, anyhow::Error>(services::restart(shell, &manifest.manifest, &args.program).await?)
+        })
+        .await?;
     match global.output {
         Output::Json => output::json(&serde_json::json!({ "program": args.program, "restarted": true }))?,
         Output::Text => print!("{out}"),

@@ -61,6 +61,20 @@ pub struct File {
     pub aws: AwsSettings,
     #[serde(default)]
     pub local: LocalFile,
+    #[serde(default)]
+    pub secrets: SecretsFile,
+}
+
+/// `[secrets]`: where local boxes' secrets come from (docs/engineer.md).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsFile {
+    /// Values by reference, mode 0600 (default
+    /// `~/.config/workstation/secrets.toml`).
+    pub file: Option<String>,
+    /// Run with `sh -c` for a reference the file lacks, with the reference
+    /// in `WORKSTATION_SECRET`; prints the value (`pass show ...`).
+    pub command: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -98,6 +112,7 @@ pub struct Settings {
     pub aws: AwsSettings,
     pub local: LocalNetwork,
     pub local_idle_check_every: std::time::Duration,
+    pub secrets: crate::secrets::laptop::LaptopSecrets,
 }
 
 /// Linux interface names are at most 15 bytes (IFNAMSIZ - 1).
@@ -147,7 +162,11 @@ impl Settings {
             Some(v) => v.parse().map_err(|message| SettingsError::Connect { message })?,
             None => file.connect.unwrap_or_default(),
         };
-        Ok(Settings { path, owner, provider, ssh_key, ssh_user: file.ssh_user, dotfiles, connect, aws: file.aws, local, local_idle_check_every })
+        let secrets = crate::secrets::laptop::LaptopSecrets {
+            file: file.secrets.file.as_deref().map(|f| paths.expand(f)).unwrap_or_else(|| paths.config_dir.join("secrets.toml")),
+            command: file.secrets.command.filter(|c| !c.trim().is_empty()),
+        };
+        Ok(Settings { path, owner, provider, ssh_key, ssh_user: file.ssh_user, dotfiles, connect, aws: file.aws, local, local_idle_check_every, secrets })
     }
 
     /// The provider alone (`WORKSTATION_PROVIDER`, else the file's, else

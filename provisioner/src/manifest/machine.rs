@@ -18,7 +18,9 @@ pub struct MachineSpec {
     #[serde(default)]
     pub security_groups: Vec<String>,
     /// The box's IAM instance profile (terraform's `instance_profile`
-    /// output): lets the box tag and stop only itself and read the seeds.
+    /// output): lets the box tag and stop only itself and read the shared
+    /// secrets. `{owner}` in it is the launching owner (terraform's
+    /// `instance_profile_per_owner`): that owner's boxes read their secrets.
     pub instance_profile: Option<String>,
     /// Exactly one of `image_id`, `image_name` and `image_tag`.
     pub image_id: Option<String>,
@@ -61,6 +63,11 @@ pub enum ImageRef<'a> {
 }
 
 impl MachineSpec {
+    /// The instance profile `owner`'s boxes launch with (`{owner}` filled in).
+    pub fn instance_profile_for(&self, owner: &super::name::Owner) -> Option<String> {
+        self.instance_profile.as_ref().map(|p| p.replace(super::secret::OWNER, owner.as_str()))
+    }
+
     /// The image, once [`Manifest::validate`] has checked exactly one is set.
     pub fn image(&self) -> ImageRef<'_> {
         match (&self.image_id, &self.image_name, &self.image_tag) {

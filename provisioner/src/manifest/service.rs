@@ -11,6 +11,11 @@ pub struct Service {
     pub directory: Option<String>,
     #[serde(default)]
     pub environment: BTreeMap<String, String>,
+    /// Variables whose values the box reads when the program starts, from
+    /// where each reference says (`STRIPE_KEY = "ssm:/workstation/shared/stripe"`);
+    /// never written anywhere (docs/engineer.md, "Secrets").
+    #[serde(default)]
+    pub secrets: BTreeMap<String, super::SecretRef>,
     pub user: Option<String>,
     #[serde(default = "yes")]
     pub autorestart: bool,

@@ -27,6 +27,13 @@ impl Manifest {
         if !DISK_GIB.contains(&m.data_gib) {
             problem("box.data_gib".into(), format!("{} is out of range; use {} to {} (GiB)", m.data_gib, DISK_GIB.start(), DISK_GIB.end()));
         }
+        if let Some(p) = &m.instance_profile {
+            // IAM's instance profile names: letters, digits and +=,.@_-.
+            let plain = p.replace(super::secret::OWNER, "");
+            if p.is_empty() || !plain.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c)) {
+                problem("box.instance_profile".into(), format!("{p:?} is not an instance profile name; use terraform's instance_profile or instance_profile_per_owner output, such as \"workstation-box-{{owner}}\""));
+            }
+        }
         let set = [m.image_id.is_some(), m.image_name.is_some(), m.image_tag.is_some()].iter().filter(|s| **s).count();
         match (&m.image_id, set) {
             (_, 0) => problem(
@@ -103,10 +110,15 @@ impl Manifest {
                     problem(format!("{at}.depends_on"), "a service cannot depend on itself".into());
                 }
             }
-            for key in svc.environment.keys() {
-                if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || key.starts_with(|c: char| c.is_ascii_digit()) {
-                    problem(format!("{at}.environment"), format!("{key:?} is not a valid variable name; use A-Z, 0-9 and '_'"));
+            for (field, keys) in [("environment", svc.environment.keys().collect::<Vec<_>>()), ("secrets", svc.secrets.keys().collect())] {
+                for key in keys {
+                    if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || key.starts_with(|c: char| c.is_ascii_digit()) {
+                        problem(format!("{at}.{field}"), format!("{key:?} is not a valid variable name; use A-Z, 0-9 and '_'"));
+                    }
                 }
+            }
+            for key in svc.secrets.keys().filter(|k| svc.environment.contains_key(*k)) {
+                problem(format!("{at}.secrets.{key}"), "is also in environment; a variable comes from one of them, so remove it from environment".into());
             }
             if let Some(user) = &svc.user {
                 if !is_user_name(user) {

@@ -46,6 +46,11 @@ pub struct BoxHost {
     /// not below a (possibly private) HOME.
     pub root: PathBuf,
     pub hostname: String,
+    /// More variables for every SSH session (sshd's SetEnv), such as
+    /// `WORKSTATION_BIN`, the `workstation` the box's launchers run: a local
+    /// box has no image, and runs the laptop's own. Names and values of
+    /// letters, digits and `/:._-` only (sshd's quoting is its own).
+    pub env: Vec<(String, String)>,
 }
 
 impl BoxHost {
@@ -315,7 +320,7 @@ impl BoxHost {
              PrintMotd no\n\
              AcceptEnv LANG LC_*\n\
              GatewayPorts clientspecified\n\
-             SetEnv WORKSTATION_BOX_ROOT={root} HOME={home}\n\
+             SetEnv WORKSTATION_BOX_ROOT={root} HOME={home}{env}\n\
              Subsystem sftp internal-sftp\n",
             hostname = self.hostname,
             addr = self.address,
@@ -324,6 +329,7 @@ impl BoxHost {
             auth = q(&self.sshd_keys_dir().join("authorized_keys")),
             root = self.root().display(),
             home = self.home().display(),
+            env = self.env.iter().map(|(k, v)| format!(" {k}={v}")).collect::<String>(),
         );
         std::fs::write(dir.join("sshd_config"), text).map_err(io(format!("cannot write {}/sshd_config", dir.display())))
     }

@@ -18,13 +18,38 @@ pub enum StoreRunner {
     Systemd,
 }
 
-/// The box's root, the `PATH` its programs run with, who runs its stores.
+/// Where a program's secrets come from when it starts. On a box in AWS,
+/// Systems Manager and Secrets Manager, read with the box's own role; on a
+/// local box, the laptop (its file or command), which hands the values to
+/// a holder in the box's memory over SSH (boxside/held.rs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum SecretSource {
+    #[default]
+    Aws,
+    Laptop,
+}
+
+impl SecretSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecretSource::Aws => "aws",
+            SecretSource::Laptop => "laptop",
+        }
+    }
+}
+
+/// The box's root, the `PATH` its programs run with, who runs its stores,
+/// the `workstation` its launchers run and where secrets come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
     root: String,
     /// `PATH` for every program; `None` keeps supervisord's own.
     pub path: Option<String>,
     pub stores: StoreRunner,
+    /// The box's `workstation` (on `PATH` on an image-built box; local
+    /// boxes run the laptop's own, as they share its filesystem).
+    pub bin: String,
+    pub secrets: SecretSource,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +62,15 @@ impl Layout {
         if !safe {
             return Err(BadRoot(root.into()));
         }
-        Ok(Self { root: root.trim_end_matches('/').into(), path, stores: StoreRunner::Supervisord })
+        Ok(Self { root: root.trim_end_matches('/').into(), path, stores: StoreRunner::Supervisord, bin: "workstation".into(), secrets: SecretSource::Aws })
+    }
+
+    pub fn with_bin(self, bin: &str) -> Self {
+        Self { bin: bin.into(), ..self }
+    }
+
+    pub fn with_secrets(self, secrets: SecretSource) -> Self {
+        Self { secrets, ..self }
     }
 
     pub fn with_stores(self, stores: StoreRunner) -> Self {
@@ -70,12 +103,21 @@ impl Layout {
     /// bytes; a deep root (local boxes live under the user's state
     /// directory) uses a short path under /run named by the root's hash.
     pub fn socket(&self) -> String {
-        let socket = format!("{}/supervisor.sock", self.run_dir());
+        self.short_socket("supervisor.sock")
+    }
+
+    /// The holder of secrets the laptop handed over (local boxes only).
+    pub fn secrets_socket(&self) -> String {
+        self.short_socket("secrets.sock")
+    }
+
+    fn short_socket(&self, name: &str) -> String {
+        let socket = format!("{}/{name}", self.run_dir());
         if socket.len() <= 100 {
             return socket;
         }
         let hash = hex::encode(&sha2::Sha256::digest(self.root.as_bytes())[..6]);
-        format!("/run/workstation/{hash}/supervisor.sock")
+        format!("/run/workstation/{hash}/{name}")
     }
 
     pub fn logs(&self) -> String {

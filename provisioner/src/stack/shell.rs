@@ -81,7 +81,7 @@ impl BoxShell {
             "printf 'uid=%s\\n' \"$(id -u)\"; printf 'root=%s\\n' \"${{WORKSTATION_BOX_ROOT:-{DEFAULT_ROOT}}}\"; \
              if [ -r {PROGRAM_PATH_FILE} ]; then printf 'path=%s\\n' \"$(cat {PROGRAM_PATH_FILE})\"; else \
              pg=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1); printf 'path=%s\\n' \"${{pg:+$pg:}}$PATH\"; fi; \
-             printf 'stores=%s\\n' \"$(cat {STORES_FILE} 2>/dev/null)\""
+             printf 'stores=%s\\n' \"$(cat {STORES_FILE} 2>/dev/null)\"; printf 'bin=%s\\n' \"${{WORKSTATION_BIN:-workstation}}\""
         );
         let out = session.output(&script).await?;
         let text = String::from_utf8_lossy(&out.stdout).to_string();
@@ -93,7 +93,10 @@ impl BoxShell {
             Some("systemd") => StoreRunner::Systemd,
             _ => StoreRunner::Supervisord,
         };
-        Ok((Layout::new(&root, Some(path))?.with_stores(stores), uid != "0"))
+        // The box's own workstation: on PATH on an image-built box; a local
+        // box's sshd names the laptop's (they share a filesystem).
+        let bin = field("bin").filter(|b| b == "workstation" || b.starts_with('/')).unwrap_or_else(|| "workstation".into());
+        Ok((Layout::new(&root, Some(path))?.with_stores(stores).with_bin(&bin), uid != "0"))
     }
 
     /// `command` as it runs on the box: with the box's PATH, as root.

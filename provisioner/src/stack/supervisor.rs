@@ -101,16 +101,38 @@ pub fn render(manifest: &Manifest, layout: &Layout) -> Rendered {
         files.insert(path, text);
     }
     for (name, svc) in &manifest.services {
-        let script = format!("exec /bin/sh -c {}", sh(&svc.command));
+        let command = format!("/bin/sh -c {}", sh(&svc.command));
+        // A program with secrets starts as root through `workstation box
+        // launch`, which reads them (as root: the laptop's holder answers
+        // only root), then drops to the service's user and execs it.
+        let (script, user) = match svc.secrets.is_empty() {
+            true => (format!("exec {command}"), svc.user.as_deref()),
+            false => (format!("exec {} {command}", launch(svc, layout)), None),
+        };
         let env: Vec<_> = svc.environment.iter().collect();
         let text = launcher(&format!("service {name}"), layout, &env, svc.directory.as_deref(), &script);
         let path = launcher_path(name, &text);
         let priority = SERVICE_PRIORITY + 10 * depth(manifest, name);
-        conf.push_str(&program(name, &path, layout, svc.user.as_deref(), priority, svc.autorestart, &svc.logs));
+        conf.push_str(&program(name, &path, layout, user, priority, svc.autorestart, &svc.logs));
         files.insert(path, text);
     }
     files.insert("supervisord.conf".into(), conf);
     Rendered { files, inits }
+}
+
+/// `workstation box launch ... --`: the references only, never a value.
+fn launch(svc: &Service, layout: &Layout) -> String {
+    let mut s = format!("{} box launch --from {}", sh(&layout.bin), layout.secrets.as_str());
+    if layout.secrets == crate::stack::layout::SecretSource::Laptop {
+        s += &format!(" --socket {}", sh(&layout.secrets_socket()));
+    }
+    if let Some(user) = &svc.user {
+        s += &format!(" --user {}", sh(user));
+    }
+    for (var, reference) in &svc.secrets {
+        s += &format!(" --secret {}", sh(&format!("{var}={reference}")));
+    }
+    s + " --"
 }
 
 /// The launcher's name carries a hash of its content: when only a launcher
@@ -270,5 +292,25 @@ mod tests {
         let other = render(&m, &Layout::new("/srv/other", None).unwrap());
         assert_ne!(rendered.hash(), other.hash());
         assert_eq!(rendered.hash(), render(&m, &Layout::new(crate::stack::layout::DEFAULT_ROOT, None).unwrap()).hash());
+    }
+
+    #[test]
+    fn a_program_with_secrets_starts_through_the_launcher_with_references_only() {
+        let mut m = golden_manifest();
+        let api = m.services.get_mut("api").unwrap();
+        api.user = Some("app".into());
+        api.secrets.insert("STRIPE_KEY".into(), "ssm:/workstation/{owner}/stripe".parse().unwrap());
+        let layout = Layout::new("/srv/ws", None).unwrap().with_bin("/opt/ws/workstation").with_secrets(crate::stack::layout::SecretSource::Laptop);
+        let rendered = render(&m, &layout);
+        let launcher = rendered.files.iter().find(|(p, _)| p.starts_with("programs/api-")).unwrap().1;
+        let exec = launcher.lines().last().unwrap();
+        assert!(
+            exec.starts_with("exec /opt/ws/workstation box launch --from laptop --socket /srv/ws/run/secrets.sock --user app --secret 'STRIPE_KEY=ssm:/workstation/{owner}/stripe' -- /bin/sh -c "),
+            "{exec}"
+        );
+        let conf = &rendered.files["supervisord.conf"];
+        let api_section = &conf[conf.find("[program:api]").unwrap()..];
+        let api_section = &api_section[..api_section[1..].find("\n[").map_or(api_section.len(), |i| i + 1)];
+        assert!(!api_section.contains("user="), "the launcher drops to the user itself:\n{api_section}");
     }
 }

@@ -130,7 +130,7 @@ impl AwsProvider {
                 .key_name(key_name)
                 .set_subnet_id(machine.subnet.clone())
                 .set_security_group_ids((!machine.security_groups.is_empty()).then(|| machine.security_groups.clone()))
-                .set_iam_instance_profile(machine.instance_profile.as_ref().map(|p| IamInstanceProfileSpecification::builder().name(p).build()))
+                .set_iam_instance_profile(machine.instance_profile_for(spec.owner).map(|p| IamInstanceProfileSpecification::builder().name(p).build()))
                 .metadata_options(
                     InstanceMetadataOptionsRequest::builder()
                         .http_tokens(HttpTokensState::Required)

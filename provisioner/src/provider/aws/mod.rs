@@ -12,6 +12,7 @@ pub mod offboard;
 mod reap;
 mod root;
 pub mod sdk;
+pub mod secrets;
 mod volumes;
 
 pub use instances::{hibernation_refused, AwsProvider};

@@ -17,6 +17,9 @@ pub struct LocalProvider {
     pub(super) network: LocalNetwork,
     /// How often each box runs its idle check (`local.idle_check_every`).
     pub(super) idle_check_every: std::time::Duration,
+    /// This `workstation`, which the boxes' launchers run (they share this
+    /// machine's filesystem); None when its path would need quoting.
+    pub(super) bin: Option<String>,
 }
 
 impl LocalProvider {
@@ -25,7 +28,9 @@ impl LocalProvider {
         if unsafe { libc::geteuid() } != 0 {
             return Err(ProviderError::NeedsRoot);
         }
-        Ok(Self { root, machine: Machine::new(MACHINE_DIR.into()), network, idle_check_every })
+        let bin = std::env::current_exe().ok().map(|p| p.display().to_string());
+        let bin = bin.filter(|b| b.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c)));
+        Ok(Self { root, machine: Machine::new(MACHINE_DIR.into()), network, idle_check_every, bin })
     }
 
     pub(super) fn box_dir(&self, owner: &str, name: &str) -> PathBuf {
@@ -43,6 +48,7 @@ impl LocalProvider {
             root: r.root.clone().unwrap_or_else(|| dir.join("root")),
             dir,
             hostname: r.name.clone(),
+            env: self.bin.iter().map(|b| ("WORKSTATION_BIN".to_owned(), b.clone())).collect(),
         }
     }
 
