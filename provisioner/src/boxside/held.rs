@@ -11,7 +11,6 @@
 //!
 //! Protocol: one JSON request per connection, one JSON answer.
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -20,16 +19,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::secrets::handover::Handover;
+
 /// A slow or stuck client must not hold up the next program's start.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// What the laptop hands over: values by reference as the manifest writes
-/// it, and for each reference it could not resolve, why (never a value).
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Handover {
-    pub values: BTreeMap<String, String>,
-    pub missing: BTreeMap<String, String>,
-}
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -78,7 +78,7 @@ impl Launch {
             }
             SecretSource::Aws => {
                 let owner = match self.secrets.iter().any(|(_, r)| r.names_owner()) {
-                    true => Some(super::secret_read::owner_from_metadata().await?),
+                    true => Some(super::secret_read::owner_from_metadata().await.map_err(Unreadable::Owner)?),
                     false => None,
                 };
                 let aws = super::secret_read::AwsSecrets::new().await;

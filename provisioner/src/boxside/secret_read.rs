@@ -7,7 +7,6 @@
 use aws_config::imds;
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata};
 
-use super::launch::Unreadable;
 use crate::manifest::name::Owner;
 use crate::manifest::SecretRef;
 use crate::provider::tags;
@@ -56,9 +55,9 @@ fn why<E: ProvideErrorMetadata + std::error::Error + 'static>(e: &E, not_found: 
 /// what `{owner}` in a reference stands for. A tag is anyone's to write on
 /// their own box, so it must be an owner name before it becomes a path;
 /// the role decides what is readable whatever it says.
-pub async fn owner_from_metadata() -> Result<Owner, Unreadable> {
+pub async fn owner_from_metadata() -> Result<Owner, String> {
     let client = imds::Client::builder().build();
     let path = format!("/latest/meta-data/tags/instance/{}", tags::OWNER);
-    let value = client.get(&path).await.map_err(|e| Unreadable::Owner(DisplayErrorContext(&e).to_string()))?;
-    value.as_ref().trim().parse::<Owner>().map_err(|e| Unreadable::Owner(format!("the {} tag is not an owner name: {e}", tags::OWNER)))
+    let value = client.get(&path).await.map_err(|e| DisplayErrorContext(&e).to_string())?;
+    value.as_ref().trim().parse::<Owner>().map_err(|e| format!("the {} tag is not an owner name: {e}", tags::OWNER))
 }

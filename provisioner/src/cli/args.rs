@@ -199,3 +199,18 @@ pub enum Format {
     Json,
     Markdown,
 }
+
+impl Cli {
+    /// The flags every verb takes.
+    pub fn global(&self) -> super::context::Global {
+        super::context::Global {
+            manifest: self.manifest.clone(),
+            provider: self.provider,
+            output: if self.output == Format::Json { super::Output::Json } else { super::Output::Text },
+            markdown: self.markdown(),
+            allow_outside: self.allow_outside,
+            profile: self.profile.clone(),
+            region: self.region.clone(),
+        }
+    }
+}

@@ -28,20 +28,10 @@ use std::process::ExitCode;
 use anyhow::Result;
 pub use args::{Cli, Command, Format};
 use clap::CommandFactory;
-use context::Global;
 pub use output::Output;
 
 pub async fn run(cli: Cli) -> Result<ExitCode> {
-    let markdown = cli.markdown();
-    let global = Global {
-        manifest: cli.manifest,
-        provider: cli.provider,
-        output: if cli.output == Format::Json { Output::Json } else { Output::Text },
-        markdown,
-        allow_outside: cli.allow_outside,
-        profile: cli.profile,
-        region: cli.region,
-    };
+    let global = cli.global();
     match cli.command {
         Command::Init(args) => setup::init(&global, args, Cli::command()).await,
         Command::Doctor(args) => setup::doctor(&global, args).await,

@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::boxside::held::Handover;
+use super::handover::Handover;
 use crate::manifest::name::Owner;
 use crate::manifest::{Manifest, SecretRef};
 
@@ -54,7 +54,7 @@ impl LaptopSecrets {
             let concrete = reference.for_owner(owner.as_str());
             let found = match file.get(&concrete.to_string()) {
                 Some(v) => Ok(v.clone()),
-                None => self.from_command(&concrete),
+                None => self.run_command(&concrete),
             };
             match found {
                 Ok(v) => drop(out.values.insert(reference.to_string(), v)),
@@ -64,7 +64,7 @@ impl LaptopSecrets {
         Ok(out)
     }
 
-    fn from_command(&self, reference: &SecretRef) -> Result<String, String> {
+    fn run_command(&self, reference: &SecretRef) -> Result<String, String> {
         let file = self.file.display();
         let Some(command) = &self.command else {
             return Err(format!("{reference} is not in {file} (`workstation secrets set`, or add it there) and no [secrets] command is set"));

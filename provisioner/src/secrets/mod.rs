@@ -4,6 +4,7 @@
 //! over at `up`). Values come in on stdin and never go out: `list` gives
 //! names only.
 
+pub mod handover;
 pub mod laptop;
 
 use crate::manifest::name::Owner;
