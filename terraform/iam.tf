@@ -307,6 +307,15 @@ data "aws_iam_policy_document" "engineer" {
     resources = ["${local.parameters}/${local.me}", "${local.parameters}/${local.me}/*"]
   }
 
+  # Even for a principal whose owner tag says "shared" (the CLI refuses
+  # that owner name; a directory could still map it).
+  statement {
+    sid       = "NotTheSharedSecrets"
+    effect    = "Deny"
+    actions   = ["ssm:PutParameter", "ssm:DeleteParameter"]
+    resources = ["${local.parameters}/shared", "${local.parameters}/shared/*"]
+  }
+
   statement {
     sid       = "DecryptSeeds"
     actions   = ["kms:Decrypt"]

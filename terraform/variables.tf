@@ -107,8 +107,8 @@ variable "owners" {
   default     = []
 
   validation {
-    condition     = alltrue([for o in var.owners : can(regex("^[a-z][a-z0-9-]{0,31}$", o))])
-    error_message = "Each owner is a workstation owner name: a lower-case letter, then letters, digits and '-', at most 32."
+    condition     = alltrue([for o in var.owners : can(regex("^[a-z][a-z0-9-]{0,31}$", o)) && o != "shared"])
+    error_message = "Each owner is a workstation owner name: a lower-case letter, then letters, digits and '-', at most 32; not \"shared\" (the shared secrets' path)."
   }
 }
 

@@ -17,7 +17,6 @@ pub mod poll;
 pub mod preview;
 pub mod progress;
 pub mod provider;
-pub mod secrets;
 pub mod ssh;
 pub mod stack;
 pub mod sync;

@@ -498,6 +498,11 @@ fn a_box_reads_the_shared_secrets_and_its_owners_and_engineers_write_only_their_
         ("allow", "alice deletes her own value", engineer("alice", "ssm:DeleteParameter", parameter("alice/github_token"), serde_json::json!({}))),
         ("deny", "alice overwrites bob's", engineer("alice", "ssm:PutParameter", parameter("bob/github_token"), serde_json::json!({}))),
         ("deny", "alice writes a shared one", engineer("alice", "ssm:PutParameter", parameter("shared/stripe"), serde_json::json!({}))),
+        (
+            "deny",
+            "an engineer tagged \"shared\" writes the shared ones",
+            engineer("shared", "ssm:PutParameter", parameter("shared/stripe"), serde_json::json!({})),
+        ),
         ("deny", "alice lists bob's names", engineer("alice", "ssm:GetParametersByPath", parameter("bob"), serde_json::json!({}))),
         ("deny", "alice reads a value herself", engineer("alice", "ssm:GetParameter", parameter("alice/github_token"), serde_json::json!({}))),
         (

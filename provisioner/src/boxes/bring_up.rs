@@ -84,7 +84,7 @@ impl Context {
     /// box's holder over the session's stdin, before programs (re)start
     /// and read them. A box in AWS reads its own; nothing to do.
     pub async fn hand_over_secrets(&self, shell: &BoxShell, manifest: &Manifest) -> Result<(), LifecycleError> {
-        let crate::secrets::SecretStore::Laptop(laptop) = &self.secrets else { return Ok(()) };
+        let super::secrets::SecretStore::Laptop(laptop) = &self.secrets else { return Ok(()) };
         if shell.layout.secrets != SecretSource::Laptop || manifest.services.values().all(|s| s.secrets.is_empty()) {
             return Ok(());
         }

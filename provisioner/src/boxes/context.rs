@@ -33,7 +33,7 @@ pub struct Context {
     /// The laptop's hosts agent, which points hostnames at boxes.
     pub(super) hosts: HostsAgent,
     /// Where the owner's own secret values live (`workstation secrets`).
-    pub(super) secrets: crate::secrets::SecretStore,
+    pub(super) secrets: super::secrets::SecretStore,
 }
 
 /// How the laptop logs in to boxes.
@@ -84,12 +84,12 @@ impl Context {
         ssh: SshLogin,
         seeds: SeedAccess,
         hosts: HostsAgent,
-        secrets: crate::secrets::SecretStore,
+        secrets: super::secrets::SecretStore,
     ) -> Context {
         Context { provider, owner, paths, known_hosts, ssh, seeds, hosts, secrets }
     }
 
-    pub fn secrets(&self) -> &crate::secrets::SecretStore {
+    pub fn secrets(&self) -> &super::secrets::SecretStore {
         &self.secrets
     }
 

@@ -45,7 +45,7 @@ pub enum LifecycleError {
     #[error(transparent)]
     Seed(#[from] SeedError),
     #[error(transparent)]
-    Secrets(#[from] crate::secrets::laptop::LaptopSecretsError),
+    Secrets(#[from] crate::laptop::secrets::LaptopSecretsError),
     #[error("no box named {name} for owner {owner} (destroyed, or never created); create it with `workstation create {name}`, or see your boxes with `workstation list`")]
     UnknownBox { owner: String, name: String },
     #[error("{owner} has no box named {name}; `workstation list --all` shows every owner's boxes, and `--box NAME` picks one of {owner}'s")]

@@ -15,6 +15,7 @@ mod error;
 pub mod init;
 mod platform_checks;
 pub mod power;
+mod secrets;
 pub mod share;
 pub mod upgrade;
 
@@ -23,3 +24,4 @@ pub use context::{BoxStatus, Context, SeedAccess, SshLogin};
 pub use create::{CreateReport, Ready};
 pub use error::LifecycleError;
 pub use power::{Started, Woken};
+pub use secrets::SecretStore;

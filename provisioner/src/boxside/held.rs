@@ -19,12 +19,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::secrets::handover::Handover;
+pub use crate::laptop::secrets::Handover;
 
 /// A slow or stuck client must not hold up the next program's start.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum Request {
     Get(Vec<String>),
@@ -101,10 +101,17 @@ fn start(socket: &str, handover: &Handover) -> Result<(), HeldError> {
 /// 0600, replacing a stale one atomically), says `ready` on stdout and
 /// answers until the box halts.
 pub fn serve(socket: &str) -> std::io::Result<()> {
+    no_core_dumps();
     let mut text = String::new();
     std::io::stdin().read_to_string(&mut text)?;
     let mut held: Handover = serde_json::from_str(&text).map_err(std::io::Error::other)?;
     drop(text);
+    // Another hand-over started a holder meanwhile: it takes the values,
+    // and this one never replaces its socket (which would orphan it).
+    if ask(socket, &Request::Load(held.clone())).is_ok() {
+        println!("ready");
+        return Ok(());
+    }
     let path = Path::new(socket);
     if let Some(dir) = path.parent() {
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
@@ -120,6 +127,12 @@ pub fn serve(socket: &str) -> std::io::Result<()> {
         let _ = answer(stream, &mut held);
     }
     Ok(())
+}
+
+/// A crash must not write the values into a core file.
+pub fn no_core_dumps() {
+    // SAFETY: prctl(PR_SET_DUMPABLE) takes plain integers.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
 }
 
 fn answer(mut stream: UnixStream, held: &mut Handover) -> std::io::Result<()> {

@@ -45,6 +45,8 @@ pub struct Launch {
 impl Launch {
     /// Reads the values and execs the program; returns only on failure.
     pub async fn run(self) -> Unreadable {
+        // exec makes the program dumpable again (unless setuid).
+        super::held::no_core_dumps();
         let values = match self.read().await {
             Ok(values) => values,
             Err(e) => return e,

@@ -5,10 +5,12 @@
 //! owner in its tags still reads nothing of theirs.
 
 use aws_config::imds;
-use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
 use crate::manifest::name::Owner;
 use crate::manifest::SecretRef;
+use crate::provider::aws::failure::AwsFailure;
 use crate::provider::tags;
 
 pub struct AwsSecrets {
@@ -28,26 +30,28 @@ impl AwsSecrets {
     pub async fn read(&self, reference: &SecretRef) -> Result<String, String> {
         match reference {
             SecretRef::Ssm(path) => {
-                let out = self.ssm.get_parameter().name(path).with_decryption(true).send().await.map_err(|e| why(&e, "ParameterNotFound"))?;
+                let out = self.ssm.get_parameter().name(path).with_decryption(true).send().await.map_err(|e| why("GetParameter", &e, "ParameterNotFound"))?;
                 out.parameter().and_then(|p| p.value()).map(String::from).ok_or_else(|| "Systems Manager returned no value".into())
             }
             SecretRef::SecretsManager(id) => {
-                let out = self.secretsmanager.get_secret_value().secret_id(id).send().await.map_err(|e| why(&e, "ResourceNotFoundException"))?;
+                let out =
+                    self.secretsmanager.get_secret_value().secret_id(id).send().await.map_err(|e| why("GetSecretValue", &e, "ResourceNotFoundException"))?;
                 out.secret_string().map(String::from).ok_or_else(|| "the secret is binary; store it as a string (SecretString)".into())
             }
         }
     }
 }
 
-/// Why a read failed, in words that name the fix. AWS's error messages
-/// name the resource, never a value.
-fn why<E: ProvideErrorMetadata + std::error::Error + 'static>(e: &E, not_found: &str) -> String {
+/// Why a read failed, in words that name the fix: AWS's code and message,
+/// or the explained failure ([`AwsFailure`]). Never the SDK's full error,
+/// whose raw response may hold the value (an answer that failed to parse).
+fn why<E: ProvideErrorMetadata + std::error::Error + 'static>(operation: &'static str, e: &SdkError<E, HttpResponse>, not_found: &str) -> String {
     match e.code() {
         Some(code) if code == not_found => "it does not exist (create it, or for your own values `workstation secrets set NAME`)".into(),
         Some("AccessDeniedException" | "AccessDenied") => {
-            "the box's role may not read it: boxes read /workstation/shared/* and their owner's /workstation/<owner>/* (terraform/iam.tf)".into()
+            "the box's role may not read it: boxes read /workstation/shared/* and their owner's /workstation/<owner>/* (terraform/secrets.tf)".into()
         }
-        _ => DisplayErrorContext(e).to_string(),
+        _ => AwsFailure::of(operation, e).to_string(),
     }
 }
 

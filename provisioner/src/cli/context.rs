@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context as _, Result};
 
 use super::Output;
-use crate::boxes::{Context, SeedAccess, SshLogin};
+use crate::boxes::{Context, SecretStore, SeedAccess, SshLogin};
 use crate::laptop::paths::Paths;
 use crate::laptop::settings::{AwsSettings, Settings};
 use crate::manifest::name::BoxName;
@@ -16,7 +16,6 @@ use crate::provider::aws::{sdk, ApiCalls, AwsProvider};
 use crate::provider::local::LocalProvider;
 use crate::provider::ProviderKind;
 use crate::provider::{BoxInfo, Provider};
-use crate::secrets::SecretStore;
 use crate::ssh::known_hosts::KnownHosts;
 use crate::ssh::ssm::{Connect, StartSession};
 

@@ -20,11 +20,11 @@ use super::output::{self, Output};
 /// /workstation/<you>/, which only your boxes' role reads; on the local
 /// provider they are in ~/.config/workstation/secrets.toml (mode 0600,
 /// or [secrets] command in your settings). `workstation restart SERVICE`
-/// makes a service read a changed value.
+/// makes a service read a changed value. At a terminal, `set` asks for the
+/// value without echoing it.
 ///
 /// Examples:
-///   printf %s "$TOKEN" | workstation secrets set github_token
-///   workstation secrets set github_token        (asks, without echo)
+///   printf %s "ghp_example" | workstation secrets set github_token
 ///   workstation secrets list
 ///   workstation secrets rm github_token
 #[derive(Debug, Subcommand)]
@@ -51,7 +51,7 @@ pub async fn run(global: &Global, cmd: SecretsCommand) -> Result<ExitCode> {
     match cmd {
         SecretsCommand::Set(args) => {
             // The name first: a bad one is not worth typing a value for.
-            let reference = crate::secrets::SecretStore::reference(owner, &args.name)?;
+            let reference = crate::boxes::SecretStore::reference(owner, &args.name)?;
             let value = read_value(&args.name)?;
             store.set(owner, &args.name, &value).await?;
             match global.output {

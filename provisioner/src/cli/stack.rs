@@ -202,8 +202,9 @@ pub async fn restart(global: &Global, args: RestartArgs) -> Result<ExitCode> {
     let (ctx, info) = global.wake(Some(&manifest), &args.target.get()).await?;
     let out = ctx
         .on_box(&info, async |shell| {
-            // A local box's values again, so a rotated one takes effect.
-            ctx.hand_over_secrets(shell, &manifest.manifest).await?;
+            // A local box's values again, so a rotated one takes effect;
+            // under the bring-up lock, so one holder takes them.
+            shell.locked(async |_| ctx.hand_over_secrets(shell, &manifest.manifest).await).await?;
             Ok::<_, anyhow::Error>(services::restart(shell, &manifest.manifest, &args.program).await?)
         })
         .await?;

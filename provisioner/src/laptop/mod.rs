@@ -1,6 +1,7 @@
 //! The laptop's side: per-user settings, where workstation keeps its
-//! files, and the client of the hosts agent.
+//! files, the client of the hosts agent, and local boxes' secrets.
 
 pub mod hosts;
 pub mod paths;
+pub mod secrets;
 pub mod settings;

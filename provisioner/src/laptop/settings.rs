@@ -112,7 +112,7 @@ pub struct Settings {
     pub aws: AwsSettings,
     pub local: LocalNetwork,
     pub local_idle_check_every: std::time::Duration,
-    pub secrets: crate::secrets::laptop::LaptopSecrets,
+    pub secrets: super::secrets::LaptopSecrets,
 }
 
 /// Linux interface names are at most 15 bytes (IFNAMSIZ - 1).
@@ -162,7 +162,7 @@ impl Settings {
             Some(v) => v.parse().map_err(|message| SettingsError::Connect { message })?,
             None => file.connect.unwrap_or_default(),
         };
-        let secrets = crate::secrets::laptop::LaptopSecrets {
+        let secrets = super::secrets::LaptopSecrets {
             file: file.secrets.file.as_deref().map(|f| paths.expand(f)).unwrap_or_else(|| paths.config_dir.join("secrets.toml")),
             command: file.secrets.command.filter(|c| !c.trim().is_empty()),
         };

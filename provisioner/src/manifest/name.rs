@@ -44,8 +44,16 @@ pub fn check_label(what: &'static str, value: &str) -> Result<(), NameError> {
     if value.ends_with('-') {
         return fail("it must not end with '-'".into());
     }
+    // /workstation/shared/ holds every box's shared secrets; an owner of
+    // that name would write them as their own (terraform/iam.tf, OwnSecrets).
+    if what == "owner" && RESERVED_OWNERS.contains(&value) {
+        return fail("it is reserved: /workstation/shared/ holds the secrets every box reads".into());
+    }
     Ok(())
 }
+
+/// Owner names that are paths of their own under /workstation/.
+pub const RESERVED_OWNERS: [&str; 1] = ["shared"];
 
 macro_rules! label_type {
     ($ty:ident, $what:literal) => {
@@ -113,6 +121,7 @@ mod tests {
         assert_eq!(Owner::suggest(&"a".repeat(40)).unwrap().as_str().len(), OWNER_MAX_LEN);
         assert!(Owner::suggest("42").is_none());
         assert!("a".repeat(33).parse::<Owner>().is_err(), "longer than a Linux user name");
+        assert!("shared".parse::<Owner>().is_err() && "shared".parse::<BoxName>().is_ok(), "the shared secrets' path");
     }
 
     use super::*;

@@ -3,12 +3,15 @@
 //! lets each write only for themselves and the box role of that owner
 //! read (terraform/iam.tf). Listing asks for names, never values.
 
-use aws_sdk_ssm::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_ssm::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ssm::types::ParameterType;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
 use crate::manifest::name::Owner;
 use crate::manifest::secret::own_path;
 use crate::manifest::SecretRef;
+
+use super::failure::AwsFailure;
 
 pub struct OwnParameters {
     ssm: aws_sdk_ssm::Client,
@@ -59,10 +62,12 @@ impl OwnParameters {
     }
 }
 
-fn failed<E: ProvideErrorMetadata + std::error::Error + 'static>(operation: &'static str, path: &str, e: &E) -> ParameterError {
+/// AWS's own words, explained ([`AwsFailure`]): never the SDK's full
+/// error, whose request or response could hold a value.
+fn failed<E: ProvideErrorMetadata + std::error::Error + 'static>(operation: &'static str, path: &str, e: &SdkError<E, HttpResponse>) -> ParameterError {
     let message = match e.code() {
         Some("AccessDeniedException") => "not allowed: each engineer writes only /workstation/<their owner>/* (terraform/iam.tf, OwnSecrets)".into(),
-        _ => DisplayErrorContext(e).to_string(),
+        _ => AwsFailure::of(operation, e).to_string(),
     };
     ParameterError { operation, path: path.into(), message }
 }

@@ -2,17 +2,32 @@
 //! reference: `"ssm:/workstation/shared/stripe" = "sk_test_..."`), then a
 //! command (`pass show ...`, `op read ...`) that gets the reference in
 //! `WORKSTATION_SECRET` and prints the value. Values go to the box over
-//! SSH stdin (boxside/held.rs), never into an argument or an environment
-//! the box's other processes could read.
+//! SSH stdin as a [`Handover`] (boxside/held.rs keeps it in memory), never
+//! into an argument or an environment the box's other processes could read.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use super::handover::Handover;
 use crate::manifest::name::Owner;
 use crate::manifest::{Manifest, SecretRef};
+use serde::{Deserialize, Serialize};
+
+/// Values by reference as the manifest writes it; for each reference the
+/// laptop could not resolve, why (never a value).
+#[derive(Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Handover {
+    pub values: BTreeMap<String, String>,
+    pub missing: BTreeMap<String, String>,
+}
+
+/// References only: a `{:?}` anywhere must not print a value.
+impl std::fmt::Debug for Handover {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handover").field("values", &self.values.keys().collect::<Vec<_>>()).field("missing", &self.missing).finish()
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum LaptopSecretsError {
@@ -85,6 +100,9 @@ impl LaptopSecrets {
         // `pass show` and `op read` end the value with a newline.
         if value.ends_with('\n') {
             value.pop();
+        }
+        if value.is_empty() {
+            return Err(format!("{reference} is not in {file}, and [secrets] command printed nothing for it"));
         }
         Ok(value)
     }

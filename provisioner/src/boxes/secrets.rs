@@ -4,14 +4,11 @@
 //! over at `up`). Values come in on stdin and never go out: `list` gives
 //! names only.
 
-pub mod handover;
-pub mod laptop;
-
+use crate::laptop::secrets::{LaptopSecrets, LaptopSecretsError};
 use crate::manifest::name::Owner;
 use crate::manifest::secret::check_own_name;
 use crate::manifest::SecretRef;
 use crate::provider::aws::secrets::OwnParameters;
-use laptop::LaptopSecrets;
 
 pub enum SecretStore {
     Laptop(LaptopSecrets),
@@ -23,7 +20,7 @@ pub enum SecretStoreError {
     #[error("{0}")]
     Name(String),
     #[error(transparent)]
-    Laptop(#[from] laptop::LaptopSecretsError),
+    Laptop(#[from] LaptopSecretsError),
     #[error(transparent)]
     Ssm(#[from] crate::provider::aws::secrets::ParameterError),
 }
