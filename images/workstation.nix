@@ -26,6 +26,8 @@ let
   '';
 
   one = kind: wslib.storesOfKind kind manifest;
+  # Units that finish a store's setup after its server is up (see supervisord).
+  setupUnits = lib.optional (has "postgres") "postgresql-setup.service";
   only = kind: builtins.head (builtins.attrValues (one kind));
   has = kind: one kind != { };
   # Client tools the seeders run on the box (stack/seed/); the servers come
@@ -204,9 +206,16 @@ in
     systemd.services.supervisord = {
       description = "workstation services (supervisord)";
       wantedBy = [ "multi-user.target" ];
-      # Services start after the stores they use.
-      after = [ "network.target" "systemd-tmpfiles-setup.service" ] ++ builtins.attrValues (wslib.storeUnits manifest);
-      wants = builtins.attrValues (wslib.storeUnits manifest);
+      # Services start after the stores they use, and after the databases
+      # exist: nixpkgs' postgresql module creates `ensureDatabases` in a unit
+      # of its own, postgresql-setup.service (oneshot, RemainAfterExit,
+      # after postgresql.service; nixos/modules/services/databases/postgresql.nix,
+      # `systemd.services.postgresql-setup`, read in a 2025+ copy: the pinned
+      # revision is from 2026), not in postgresql.service's postStart as
+      # before, so ordering after the server alone let services connect to
+      # a database not made yet.
+      after = [ "network.target" "systemd-tmpfiles-setup.service" ] ++ builtins.attrValues (wslib.storeUnits manifest) ++ setupUnits;
+      wants = builtins.attrValues (wslib.storeUnits manifest) ++ setupUnits;
       path = [ pkgs.coreutils ];
       environment.PATH = lib.mkForce "${wslib.programPath}:${lib.makeBinPath [ pkgs.coreutils ]}";
       preStart = ''
