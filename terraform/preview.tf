@@ -136,7 +136,7 @@ data "aws_iam_policy_document" "preview" {
     sid = "Read"
     actions = [
       "ec2:DescribeInstances", "ec2:DescribeImages", "ec2:DescribeInstanceTypes", "ec2:DescribeKeyPairs", "ec2:DescribeSnapshots",
-      "ec2:DescribeVolumes", "ec2:DescribeReplaceRootVolumeTasks",
+      "ec2:DescribeVolumes", "ec2:DescribeReplaceRootVolumeTasks", "ec2:DescribeSubnets",
     ]
     resources = ["*"]
   }

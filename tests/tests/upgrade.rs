@@ -186,9 +186,29 @@ fn aws_upgrade_replaces_the_root_keeps_the_data_and_survives_a_failure_at_each_s
     env.ok(&["destroy", "dev", "--yes"]);
     let kept = env.json(&["list", "--volumes"]);
     assert_eq!((kept[0]["id"].as_str(), kept[0]["attached_to"].is_null()), (Some(volume.as_str()), true), "{kept:#}");
+    // Not where the volume cannot follow: a subnet in another zone is
+    // refused before anything is launched.
+    let manifest = std::fs::read_to_string(&env.manifest).unwrap();
+    let elsewhere = subnet_in_another_zone(&env, &manifest);
+    env.write_manifest(&manifest.replace(&format!("subnet = \"{}\"", elsewhere.0), &format!("subnet = \"{}\"", elsewhere.1)));
+    let refused = env.fails(&["create", "dev"]);
+    assert!(refused.contains(&volume) && refused.contains("set box.subnet to a subnet in") && refused.contains("--data new"), "{refused}");
+    assert_eq!(env.json(&["list"]), serde_json::json!([]), "nothing launched");
+    env.write_manifest(&manifest);
     let recreated = env.json(&["create", "dev"]);
     assert_eq!(recreated["reattached"], volume.as_str(), "{recreated:#}");
     assert_eq!(ssh(&env, READ_WORK), "notes\nwip");
     env.ok(&["destroy", "dev", "--purge", "--yes"]);
     assert_eq!(env.json(&["list", "--volumes"]), serde_json::json!([]));
+}
+
+/// (the manifest's subnet, a new subnet of its VPC in another zone).
+fn subnet_in_another_zone(env: &TestEnv, manifest: &str) -> (String, String) {
+    let ours = manifest.split("subnet = \"").nth(1).and_then(|r| r.split('"').next()).expect("the manifest names a subnet").to_owned();
+    let client = env.moto.as_ref().unwrap().client();
+    let described = block_on(client.describe_subnets().subnet_ids(&ours).send()).unwrap();
+    let subnet = described.subnets().first().unwrap();
+    let zone = if subnet.availability_zone() == Some("us-east-1a") { "us-east-1b" } else { "us-east-1a" };
+    let made = block_on(client.create_subnet().vpc_id(subnet.vpc_id().unwrap()).cidr_block("10.78.250.0/24").availability_zone(zone).send()).unwrap();
+    (ours, made.subnet().and_then(|s| s.subnet_id()).unwrap().to_owned())
 }

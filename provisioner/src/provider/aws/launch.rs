@@ -94,6 +94,25 @@ impl AwsProvider {
         hibernation_allows(&machine.instance_type, info.hibernation_supported().unwrap_or(false), ram_gib, machine.disk_gib).map_err(ProviderError::Hibernation)
     }
 
+    /// A kept data volume attaches only in its own zone. With `box.subnet`
+    /// set, the launch cannot be placed there, so the subnet's zone must be
+    /// the volume's: checked before anything is launched (after, the box
+    /// would run without its data).
+    pub(super) async fn check_zone(&self, spec: &LaunchSpec<'_>) -> Result<()> {
+        let (Some(kept), Some(subnet)) = (spec.data, spec.manifest.manifest.machine.subnet.as_deref()) else { return Ok(()) };
+        let Some(zone) = kept.availability_zone.as_deref() else { return Ok(()) };
+        let out = self.client.describe_subnets().subnet_ids(subnet).send().await.map_err(api("DescribeSubnets"))?;
+        match out.subnets().first().and_then(|s| s.availability_zone()) {
+            Some(theirs) if theirs != zone => Err(ProviderError::Volume {
+                id: kept.id.clone(),
+                why: format!(
+                    "it is in {zone}, and box.subnet {subnet} is in {theirs}: set box.subnet to a subnet in {zone}, or `workstation create --data new` (the kept volume stays: `workstation list --volumes`)"
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     pub(super) async fn run_instance(&self, spec: &LaunchSpec<'_>, image: &str, root_device: &str, key_name: &str) -> Result<Instance> {
         let machine = &spec.manifest.manifest.machine;
         let tag_spec = |kind: ResourceType| {
