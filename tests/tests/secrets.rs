@@ -57,6 +57,21 @@ fn assert_nowhere(env: &TestEnv, root: Option<&std::path::Path>, values: &[&str]
     assert!(on_box.stdout.is_empty(), "values in files on the box: {}", String::from_utf8_lossy(&on_box.stdout));
 }
 
+/// A rotated value (`secrets set` again) takes effect at restart.
+fn rotates_at_restart(env: &TestEnv) {
+    set_secret(env, "token", ROTATED);
+    env.ok(&["restart", "api"]);
+    assert!(program_env(env, "api").contains(&format!("TOKEN={ROTATED}\n")));
+}
+
+/// A service whose secret nobody has: it does not start, and its log (returned) says which.
+fn worker_missing_a_secret(env: &TestEnv) -> String {
+    let text = std::fs::read_to_string(&env.manifest).unwrap();
+    env.write_manifest(&format!("{text}\n[services.worker]\ncommand = \"sleep 600\"\nsecrets = {{ GONE = \"ssm:/workstation/shared/nope\" }}\n"));
+    let _ = env.run(&["up", "--health-timeout", "5s"]);
+    env.ok(&["logs", "worker"])
+}
+
 fn with_secrets(base: &str, extra: &str) -> String {
     format!("{base}secrets = {{ TOKEN = \"ssm:/workstation/{{owner}}/token\", SHARED = \"ssm:/workstation/shared/stripe\"{extra} }}\n")
 }
@@ -84,16 +99,8 @@ fn local_secrets_come_from_the_laptop_and_land_only_in_the_programs_environment(
     let list = env.ok(&["secrets", "list", "-o", "json"]);
     assert_nowhere(&env, Some(&env.box_root("dev")), &[TOKEN, SHARED], &[created, list]);
 
-    // A rotated value takes effect at restart.
-    set_secret(&env, "token", ROTATED);
-    env.ok(&["restart", "api"]);
-    assert!(program_env(&env, "api").contains(&format!("TOKEN={ROTATED}\n")));
-
-    // A value nobody has: the program does not start, and says which.
-    let text = std::fs::read_to_string(&env.manifest).unwrap();
-    env.write_manifest(&format!("{text}\n[services.worker]\ncommand = \"sleep 600\"\nsecrets = {{ GONE = \"ssm:/workstation/shared/nope\" }}\n"));
-    let _ = env.run(&["up", "--health-timeout", "5s"]);
-    let log = env.ok(&["logs", "worker"]);
+    rotates_at_restart(&env);
+    let log = worker_missing_a_secret(&env);
     assert!(log.contains("cannot start: secret GONE (ssm:/workstation/shared/nope)") && log.contains("[secrets] command failed"), "{log}");
     assert_nowhere(&env, Some(&env.box_root("dev")), &[ROTATED, SHARED], &[log]);
 }
@@ -122,15 +129,8 @@ fn aws_boxes_read_their_own_secrets_with_their_role() {
     }
     assert_nowhere(&env, None, &[TOKEN, SHARED, PLAID], &[created]);
 
-    // Rotated in Systems Manager: restart reads it.
-    set_secret(&env, "token", ROTATED);
-    env.ok(&["restart", "api"]);
-    assert!(program_env(&env, "api").contains(&format!("TOKEN={ROTATED}\n")));
-
-    let text = std::fs::read_to_string(&env.manifest).unwrap();
-    env.write_manifest(&format!("{text}\n[services.worker]\ncommand = \"sleep 600\"\nsecrets = {{ GONE = \"ssm:/workstation/shared/nope\" }}\n"));
-    let _ = env.run(&["up", "--health-timeout", "5s"]);
-    let log = env.ok(&["logs", "worker"]);
+    rotates_at_restart(&env);
+    let log = worker_missing_a_secret(&env);
     assert!(log.contains("cannot start: secret GONE (ssm:/workstation/shared/nope): it does not exist"), "{log}");
 
     assert!(env.ok(&["secrets", "rm", "token"]).contains("removed token"));
