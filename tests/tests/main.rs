@@ -22,6 +22,7 @@ mod setup;
 mod stack;
 mod structure;
 mod sync;
+mod team;
 mod terraform;
 mod upgrade;
 mod workflows;

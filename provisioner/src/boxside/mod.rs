@@ -1,13 +1,17 @@
 //! What the `workstation` binary does when it runs on the box itself:
 //! publish the host key at first boot, the per-minute idle check with the
 //! activity signals it reads (both act on the box through one client,
-//! [`self_api::SelfApi`]), and start programs with their secrets.
+//! [`self_api::SelfApi`]), start programs with their secrets, and run the
+//! HTTP proxy in front of services with its personal routes and data branches.
 
 pub mod activity;
+pub mod branch;
+pub mod front;
 pub mod held;
 pub mod host_key;
 pub mod idle_check;
 pub mod launch;
+pub mod route;
 pub mod secret_read;
 pub mod self_api;
 

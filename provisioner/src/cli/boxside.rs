@@ -17,6 +17,56 @@ pub enum BoxCommand {
     IdleCheck(IdleCheckArgs),
     Launch(LaunchArgs),
     HoldSecrets(HoldArgs),
+    Front(FrontArgs),
+    Route(RouteArgs),
+}
+
+/// Run the HTTP proxy (nginx) in front of services.
+///
+/// What supervisord's `ws-front` program runs: writes nginx's
+/// configuration for the fronts given and the personal routes recorded,
+/// then becomes nginx.
+#[derive(Debug, Args)]
+pub struct FrontArgs {
+    /// nginx's directory (configuration, routes, pid).
+    #[arg(long, value_name = "DIR")]
+    dir: String,
+    /// The unix socket that answers which configuration runs.
+    #[arg(long, value_name = "PATH")]
+    control: String,
+    /// SERVICE=PORT:TO: listen on PORT, send to the service's TO.
+    #[arg(long = "front", value_name = "SERVICE=PORT:TO", required = true)]
+    fronts: Vec<crate::stack::front::FrontSpec>,
+}
+
+/// Route a service's matching requests to a laptop while the session lasts.
+///
+/// The box side of `workstation intercept --header`/`--mirror`, run over
+/// the intercept's SSH connection: a line protocol on stdin and stdout
+/// (boxside/route.rs).
+#[derive(Debug, Args)]
+pub struct RouteArgs {
+    #[arg(long, value_name = "DIR")]
+    dir: String,
+    #[arg(long, value_name = "PATH")]
+    control: String,
+    #[arg(long)]
+    service: String,
+    /// Who routes (owner@host).
+    #[arg(long)]
+    by: String,
+    /// NAME=VALUE: requests with this header go to the laptop.
+    #[arg(long, value_name = "NAME=VALUE", value_parser = crate::stack::front::Match::header, required_unless_present = "mirror")]
+    header: Option<crate::stack::front::Match>,
+    /// The laptop gets a copy of every request; the box answers.
+    #[arg(long, conflicts_with = "header")]
+    mirror: bool,
+    /// STORE=postgres:PORT:DATABASE or STORE=redis:PORT: a copy for this session.
+    #[arg(long = "branch", value_name = "SPEC")]
+    branches: Vec<crate::boxside::branch::BranchSpec>,
+    /// Keep the branches when the session ends.
+    #[arg(long)]
+    keep: bool,
 }
 
 /// Start a program with its secrets in its environment.
@@ -129,6 +179,25 @@ pub async fn run(global: &super::context::Global, cmd: BoxCommand) -> Result<Exi
             let started = crate::boxside::held::hand_over(&args.socket, handover)?;
             println!("holding {held} secrets ({missing} missing){}", if started { "; started the holder" } else { "" });
             Ok(ExitCode::SUCCESS)
+        }
+        BoxCommand::Front(args) => {
+            let paths = crate::stack::front::FrontPaths { dir: args.dir, control: args.control };
+            // Returns only when nginx could not be started.
+            let failed = crate::boxside::front::serve(&paths, &args.fronts);
+            eprintln!("workstation: {failed}");
+            Ok(ExitCode::FAILURE)
+        }
+        BoxCommand::Route(args) => {
+            let session = crate::boxside::route::RouteSession {
+                paths: crate::stack::front::FrontPaths { dir: args.dir, control: args.control },
+                service: args.service,
+                by: args.by,
+                matches: if args.mirror { crate::stack::front::Match::Mirror } else { args.header.expect("clap requires --header or --mirror") },
+                branches: args.branches,
+                keep: args.keep,
+                lease: crate::intercept::hold::LEASE,
+            };
+            Ok(ExitCode::from(session.run() as u8))
         }
         BoxCommand::IdleCheck(args) => {
             let manifest = global.load_manifest()?;

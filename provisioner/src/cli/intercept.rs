@@ -7,11 +7,15 @@ use clap::Args;
 
 use super::box_arg::BoxFlag;
 use super::context::Global;
+use crate::intercept::branch;
 use crate::intercept::end::{self, Restored};
 use crate::intercept::hold;
+use crate::intercept::personal::Personal;
 use crate::intercept::plan::{self, Plan};
 use crate::intercept::session::{Ended, Intercept};
+use crate::manifest::Manifest;
 use crate::ssh::ssh_config::host_alias;
+use crate::stack::front::Match;
 
 /// Run one service on this laptop inside the box's stack (with your
 /// debugger, hot reload, ...), the rest of the stack staying on the box.
@@ -44,6 +48,22 @@ pub struct InterceptArgs {
     /// (repeatable).
     #[arg(long = "port", value_name = "BOX:LOCAL")]
     ports: Vec<PortMap>,
+    /// Only requests with this header reach this laptop (NAME=VALUE, such
+    /// as x-dev=alice); SERVICE keeps running on the box for the rest.
+    #[arg(long, value_name = "NAME=VALUE", value_parser = Match::header)]
+    header: Option<Match>,
+    /// The box's SERVICE answers every request; this laptop gets a copy of
+    /// each (its answers are dropped).
+    #[arg(long, conflicts_with = "header")]
+    mirror: bool,
+    /// Give CMD its own copy of this postgres or redis store (repeatable;
+    /// with --header or --mirror).
+    #[arg(long = "branch-db", value_name = "STORE")]
+    branch_db: Vec<String>,
+    /// Keep the --branch-db copies when the intercept ends (the next
+    /// intercept with --branch-db uses a kept postgres copy again).
+    #[arg(long, requires = "branch_db")]
+    keep: bool,
     /// The command to run here (after `--`).
     #[arg(last = true, required = true, value_name = "CMD")]
     command: Vec<String>,
@@ -71,6 +91,13 @@ pub async fn intercept(global: &Global, args: InterceptArgs) -> Result<ExitCode>
     let manifest = global.load_manifest()?;
     let overrides: Vec<(u16, u16)> = args.ports.iter().map(|p| (p.on_box, p.local)).collect();
     let plan = plan::plan(&manifest.manifest, &args.service, &overrides, plan::loopback_free, plan::loopback_any)?;
+    let matches = if args.mirror { Some(Match::Mirror) } else { args.header.clone() };
+    if let Some(matches) = matches {
+        return personal(global, &args, &manifest.manifest, &plan, &matches).await;
+    }
+    if !args.branch_db.is_empty() {
+        anyhow::bail!("--branch-db needs --header or --mirror: a whole intercept takes the service from everyone, so its data is yours already");
+    }
     let (ctx, info) = super::ssh::running_box(global, &args.target.get()).await?;
     let config = ctx.write_ssh_config(false).await?;
     let by = end::holder(&ctx.owner().to_string());
@@ -107,13 +134,75 @@ pub async fn intercept(global: &Global, args: InterceptArgs) -> Result<ExitCode>
     })
 }
 
+/// `--header`/`--mirror`: the box's service keeps running; its front
+/// routes the matching requests here.
+async fn personal(global: &Global, args: &InterceptArgs, manifest: &Manifest, plan: &Plan, matches: &Match) -> Result<ExitCode> {
+    let service = &plan.service;
+    let Some((front_port, to)) = manifest.services[service].front_target() else {
+        anyhow::bail!(
+            "{service} has no front, so the box cannot route only your requests to this laptop: add `front = {{ port = PORT }}` to [services.{service}] (clients use PORT, the service keeps its own), run `workstation up`, and try again (docs/team.md)"
+        );
+    };
+    let local_port = plan.incoming.iter().find(|i| i.box_port == to).map_or(to, |i| i.local_port);
+    let specs = branch::specs(manifest, &args.branch_db)?;
+    let (ctx, info) = super::ssh::running_box(global, &args.target.get()).await?;
+    let config = ctx.write_ssh_config(false).await?;
+    let by = end::holder(&ctx.owner().to_string());
+    eprintln!("intercepting {service} on box {} for requests with {}:", info.name, matches.describe());
+    eprintln!("  box :{front_port} (its proxy) -> this laptop 127.0.0.1:{local_port}; everyone else's requests reach the box's {service} (:{to})");
+    print_outgoing(plan);
+    let onbox = ctx.shell(&info).await?;
+    let alias = host_alias(&info.name);
+    let ssh_options = ctx.openssh_options();
+    let session = Personal {
+        ssh_config: &config,
+        ssh_options: &ssh_options,
+        alias: &alias,
+        onbox: &onbox,
+        plan,
+        by: &by,
+        matches,
+        local_port,
+        branches: &specs,
+        keep: args.keep,
+    };
+    let result = session
+        .run(&args.command, |branches| {
+            let mut environment = plan.environment.clone();
+            branch::point_at(&mut environment, plan, &specs, branches);
+            eprintln!("routed: run your service on 127.0.0.1:{local_port}");
+            environment
+        })
+        .await;
+    end::close(onbox).await;
+    let kept = if args.keep && !specs.is_empty() { "; the data branches are kept" } else { "" };
+    match result? {
+        Ended::Command(status) => {
+            eprintln!("intercept ended: the box's proxy sends every request to the box's {service} again{kept}");
+            Ok(super::ssh::exit_code(status))
+        }
+        Ended::ConnectionLost => {
+            eprintln!(
+                "intercept ended: the connection to box {} was lost; your command was stopped, and the box removes your route by itself within {} s",
+                info.name,
+                crate::intercept::hold::LEASE.as_secs()
+            );
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn print_outgoing(plan: &Plan) {
+    for o in &plan.outgoing {
+        let moved = if o.local_port != o.box_port { " (its port is taken here; the environment says so)" } else { "" };
+        eprintln!("  this laptop 127.0.0.1:{} -> {} on the box :{}{moved}", o.local_port, o.program, o.box_port);
+    }
+}
+
 fn print_plan(plan: &Plan, name: &str) {
     eprintln!("intercepting {} on box {name}:", plan.service);
     for i in &plan.incoming {
         eprintln!("  box :{} -> this laptop 127.0.0.1:{}", i.box_port, i.local_port);
     }
-    for o in &plan.outgoing {
-        let moved = if o.local_port != o.box_port { " (its port is taken here; the environment says so)" } else { "" };
-        eprintln!("  this laptop 127.0.0.1:{} -> {} on the box :{}{moved}", o.local_port, o.program, o.box_port);
-    }
+    print_outgoing(plan);
 }

@@ -73,7 +73,8 @@ pub fn plan(
         .services
         .iter()
         .filter(|(name, _)| name.as_str() != service)
-        .flat_map(|(name, s)| s.ports.iter().map(move |p| (name.clone(), *p)))
+        // A service's front port too: the addresses the others use.
+        .flat_map(|(name, s)| s.ports.iter().copied().chain(s.front.map(|f| f.port)).map(move |p| (name.clone(), p)))
         .chain(manifest.stores.iter().map(|(name, s)| (name.clone(), s.port())));
     let mut outgoing: Vec<Outgoing> = Vec::new();
     for (program, box_port) in others {

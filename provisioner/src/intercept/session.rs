@@ -127,7 +127,7 @@ impl Intercept<'_> {
             return Err(e);
         }
 
-        let ended = self.run_command(command, &mut master).await;
+        let ended = run_command(&self.plan.environment, command, &mut master).await;
         heartbeat.abort();
         let _ = heartbeat.await;
         let ended = match ended {
@@ -191,42 +191,46 @@ impl Intercept<'_> {
             status: format!("{}{}", describe(out.status), if said.is_empty() { String::new() } else { format!(": {said}") }),
         })
     }
+}
 
-    /// Runs the command until it exits or the connection ends.
-    async fn run_command(&self, command: &[String], master: &mut Child) -> Result<Ended, InterceptError> {
-        use tokio::signal::unix::{signal, SignalKind};
-        // Ctrl-C goes to the command (the terminal's process group) and
-        // ends it; here it only must not end workstation first.
-        let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| InterceptError::Spawn { what: "a signal handler".into(), source: e })?;
-        let mut terminate = signal(SignalKind::terminate()).map_err(|e| InterceptError::Spawn { what: "a signal handler".into(), source: e })?;
-        let (program, args) = command.split_first().expect("clap requires a command");
-        let mut child =
-            Command::new(program).args(args).envs(&self.plan.environment).spawn().map_err(|e| InterceptError::Spawn { what: program.clone(), source: e })?;
-        let exited = |status: std::io::Result<ExitStatus>| status.map(Ended::Command).map_err(|e| InterceptError::Spawn { what: program.clone(), source: e });
-        loop {
-            tokio::select! {
-                status = child.wait() => return exited(status),
-                _ = master.wait() => {
-                    stop(&mut child).await;
-                    return Ok(Ended::ConnectionLost);
-                }
-                // Ctrl-C at the terminal reached the command too, which
-                // decides (a debugger keeps running); sent to us alone
-                // (kill -INT), it is passed on.
-                _ = interrupt.recv() => {
-                    if !terminal_sent_it() {
-                        signal_child(&child, libc::SIGINT);
-                    }
-                }
-                _ = terminate.recv() => return Ok(Ended::Command(stop(&mut child).await)),
+/// Runs the command with `environment` until it exits or the connection
+/// (`master`) ends.
+pub(super) async fn run_command(
+    environment: &std::collections::BTreeMap<String, String>,
+    command: &[String],
+    master: &mut Child,
+) -> Result<Ended, InterceptError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    // Ctrl-C goes to the command (the terminal's process group) and
+    // ends it; here it only must not end workstation first.
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| InterceptError::Spawn { what: "a signal handler".into(), source: e })?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(|e| InterceptError::Spawn { what: "a signal handler".into(), source: e })?;
+    let (program, args) = command.split_first().expect("clap requires a command");
+    let mut child = Command::new(program).args(args).envs(environment).spawn().map_err(|e| InterceptError::Spawn { what: program.clone(), source: e })?;
+    let exited = |status: std::io::Result<ExitStatus>| status.map(Ended::Command).map_err(|e| InterceptError::Spawn { what: program.clone(), source: e });
+    loop {
+        tokio::select! {
+            status = child.wait() => return exited(status),
+            _ = master.wait() => {
+                stop(&mut child).await;
+                return Ok(Ended::ConnectionLost);
             }
+            // Ctrl-C at the terminal reached the command too, which
+            // decides (a debugger keeps running); sent to us alone
+            // (kill -INT), it is passed on.
+            _ = interrupt.recv() => {
+                if !terminal_sent_it() {
+                    signal_child(&child, libc::SIGINT);
+                }
+            }
+            _ = terminate.recv() => return Ok(Ended::Command(stop(&mut child).await)),
         }
     }
 }
 
 /// Renews the lease until aborted; dropping `stdin` then is the box's
 /// signal to end the hold.
-async fn heartbeat(mut stdin: tokio::process::ChildStdin) {
+pub(super) async fn heartbeat(mut stdin: tokio::process::ChildStdin) {
     loop {
         if stdin.write_all(b"\n").await.is_err() {
             return;
@@ -266,7 +270,7 @@ pub async fn wait_restored(onbox: &BoxShell, manifest: &Manifest, service: &str)
     Ok(up.is_some())
 }
 
-async fn wait_or_kill(child: &mut Child, grace: Duration) -> ExitStatus {
+pub(super) async fn wait_or_kill(child: &mut Child, grace: Duration) -> ExitStatus {
     match tokio::time::timeout(grace, child.wait()).await {
         Ok(Ok(status)) => status,
         _ => {
@@ -278,11 +282,11 @@ async fn wait_or_kill(child: &mut Child, grace: Duration) -> ExitStatus {
 
 /// What the box said, fit for this terminal: at most 2000 characters, with
 /// control characters (escape sequences) shown escaped, not obeyed.
-fn printable(said: &str) -> String {
+pub(super) fn printable(said: &str) -> String {
     said.chars().take(2000).flat_map(|c| if c.is_control() { c.escape_debug().collect::<Vec<_>>() } else { vec![c] }).collect()
 }
 
-fn describe(status: ExitStatus) -> String {
+pub(super) fn describe(status: ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
         (Some(code), _) => format!("exit {code}"),

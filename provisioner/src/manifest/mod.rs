@@ -12,7 +12,7 @@ mod idle;
 mod machine;
 pub mod name;
 pub mod secret;
-mod service;
+pub mod service;
 mod store;
 mod sync;
 mod validate;
@@ -22,6 +22,6 @@ pub use file::{ConfigError, LoadedManifest, Manifest, ParseError, Problem, Unkno
 pub use idle::{IdlePolicy, Schedule, ScheduleAction};
 pub use machine::{ImageRef, MachineSpec};
 pub use secret::SecretRef;
-pub use service::{HealthCheck, Service, ServiceLogs};
+pub use service::{Front, HealthCheck, Service, ServiceLogs};
 pub use store::{SeedFormat, SeedSource, Store, StoreKind};
 pub use sync::SyncSpec;

@@ -36,6 +36,31 @@ pub struct Service {
     /// Globs whose changes restart this service, e.g. ["src/**"].
     #[serde(default)]
     pub restart_on: Vec<String>,
+    /// An HTTP proxy (nginx) on the box in front of this service, where
+    /// personal intercepts (`intercept --header`, `--mirror`) add routes.
+    pub front: Option<Front>,
+}
+
+/// The supervisord program of the box's proxy in front of services.
+pub const FRONT_PROGRAM: &str = "ws-front";
+
+/// `front = { port = 8080, to = 18080 }`: clients (other services, the
+/// laptop's hostnames) use `port`, where the box's proxy listens; the
+/// service itself listens on `to`, one of its `ports` (default: its only one).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Front {
+    pub port: u16,
+    pub to: Option<u16>,
+}
+
+impl Service {
+    /// The port the front proxies to: `front.to`, else the service's only port.
+    pub fn front_target(&self) -> Option<(u16, u16)> {
+        let front = self.front?;
+        let to = front.to.or_else(|| (self.ports.len() == 1).then(|| self.ports[0]))?;
+        Some((front.port, to))
+    }
 }
 
 fn yes() -> bool {

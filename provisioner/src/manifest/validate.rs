@@ -99,6 +99,8 @@ impl Manifest {
             let at = format!("services.{name}");
             if !is_program_name(name) {
                 problem(at.clone(), "service names use a-z, 0-9, '-' and '_' (they become supervisord program names)".into());
+            } else if name == super::service::FRONT_PROGRAM {
+                problem(at.clone(), format!("{name:?} is the box's HTTP proxy in front of services (`front`); rename the service"));
             }
             if svc.command.trim().is_empty() {
                 problem(format!("{at}.command"), "is empty; set the command that runs the service".into());
@@ -127,6 +129,20 @@ impl Manifest {
             }
             for (i, p) in svc.ports.iter().enumerate() {
                 claim(*p, format!("{at}.ports[{i}]"), &mut problem);
+            }
+            if let Some(front) = &svc.front {
+                claim(front.port, format!("{at}.front.port"), &mut problem);
+                match (front.to, svc.ports.len()) {
+                    (Some(to), _) if !svc.ports.contains(&to) => problem(
+                        format!("{at}.front.to"),
+                        format!("{to} is not one of {name}'s ports; the proxy sends requests to a port the service listens on"),
+                    ),
+                    (None, n) if n != 1 => problem(
+                        format!("{at}.front.to"),
+                        format!("missing; {name} has {n} ports, so say which one the proxy sends requests to (front = {{ port = ..., to = PORT }})"),
+                    ),
+                    _ => {}
+                }
             }
             if let Some(h) = &svc.health {
                 let kinds = [h.http.is_some(), h.tcp.is_some(), h.command.is_some()].iter().filter(|k| **k).count();

@@ -2,6 +2,7 @@
 //! and shell, supervisord's configuration, services, data stores and their
 //! seeds, and `up`, which brings all of it to the manifest's state.
 
+pub mod front;
 pub mod holds;
 pub mod layout;
 pub mod seed;

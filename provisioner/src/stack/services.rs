@@ -9,6 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::manifest::{HealthCheck, Manifest};
 use crate::poll::{self, Backoff};
+use crate::stack::front;
 use crate::stack::holds::{self, Holder};
 use crate::stack::layout::{sh, StoreRunner};
 use crate::stack::shell::{BoxShell, ShellError};
@@ -20,7 +21,7 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, Serialize)]
 pub struct ProgramStatus {
     pub name: String,
-    /// "service" or "store".
+    /// "service", "store" or "proxy" (the front of services).
     pub kind: &'static str,
     /// supervisord's state: RUNNING, STARTING, BACKOFF, FATAL, STOPPED, ...
     pub state: String,
@@ -195,11 +196,14 @@ pub async fn status(onbox: &BoxShell, manifest: &Manifest, only: Option<&str>) -
         }
     }
 
+    // The proxy in front of services, when the manifest gives any a front.
+    let fronted: Vec<String> = manifest.services.values().any(|s| s.front.is_some()).then(|| front::PROGRAM.to_string()).into_iter().collect();
     let names: Vec<(&String, &'static str)> = manifest
         .stores
         .keys()
         .map(|n| (n, "store"))
         .chain(manifest.services.keys().map(|n| (n, "service")))
+        .chain(fronted.iter().map(|n| (n, "proxy")))
         .filter(|(n, _)| only.is_none_or(|o| o == n.as_str()))
         .collect();
     // An intercepted service is stopped under supervisord: only then is
@@ -221,6 +225,8 @@ pub async fn status(onbox: &BoxShell, manifest: &Manifest, only: Option<&str>) -
             Health::NoCheck
         } else if state != "RUNNING" && state != "STARTING" {
             Health::Unhealthy(format!("not running ({})", state.to_lowercase()))
+        } else if *kind == "proxy" {
+            Health::NoCheck
         } else if *kind == "store" {
             check_command(onbox, &stores::ready_command(&manifest.stores[*name]), None).await
         } else {

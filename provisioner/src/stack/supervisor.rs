@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use sha2::{Digest, Sha256};
 
 use crate::manifest::{Manifest, Service};
+use crate::stack::front;
 use crate::stack::layout::{sh, Layout, StoreRunner};
 use crate::stack::stores;
 
@@ -114,6 +115,20 @@ pub fn render(manifest: &Manifest, layout: &Layout) -> Rendered {
         let path = launcher_path(name, &text);
         let priority = SERVICE_PRIORITY + 10 * depth(manifest, name);
         conf.push_str(&program(name, &path, layout, user, priority, svc.autorestart, &svc.logs));
+        files.insert(path, text);
+    }
+    let fronts = front::fronts(manifest);
+    if !fronts.is_empty() {
+        // Started before the services (it needs none of them up), as root:
+        // nginx's master binds the ports and drops its workers to nobody.
+        let paths = layout.front();
+        let mut script = format!("exec {} box front --dir {} --control {}", sh(&layout.bin), sh(&paths.dir), sh(&paths.control));
+        for f in &fronts {
+            script += &format!(" --front {}", sh(&f.to_string()));
+        }
+        let text = launcher("the HTTP proxy in front of services", layout, &[], None, &script);
+        let path = launcher_path(front::PROGRAM, &text);
+        conf.push_str(&program(front::PROGRAM, &path, layout, None, SERVICE_PRIORITY - 1, true, &Default::default()));
         files.insert(path, text);
     }
     files.insert("supervisord.conf".into(), conf);
