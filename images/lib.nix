@@ -75,10 +75,16 @@ rec {
   # The database a postgres store holds (manifest/store.rs `Store::database`).
   database = name: store: store.database or (builtins.replaceStrings [ "-" ] [ "_" ] name);
 
-  # The services' ports, which the security group opens (terraform) and
-  # the idle check counts connections to.
+  # The services' ports and their fronts' (manifest/file.rs
+  # `service_ports`), which the firewall opens and the idle check counts
+  # connections to.
   servicePorts = manifest:
-    builtins.sort builtins.lessThan (builtins.concatLists (map (s: s.ports or [ ]) (services manifest)));
+    builtins.sort builtins.lessThan (builtins.concatLists
+      (map (s: (s.ports or [ ]) ++ (if s ? front then [ s.front.port ] else [ ])) (services manifest)));
+
+  # Whether any service has a front: the image then carries nginx, which
+  # supervisord's `ws-front` runs (stack/front.rs).
+  fronted = manifest: builtins.any (s: s ? front) (services manifest);
 
   # The disk the image is built with: the manifest's, so a box's root
   # volume (RunInstances asks for disk_gib) is never smaller than its

@@ -73,7 +73,17 @@ in
 
     environment.systemPackages =
       [ cfg.package pkgs.python3Packages.supervisor pkgs.rsync pkgs.curl pkgs.iproute2 pkgs.nftables pkgs.util-linux ]
-      ++ lib.concatMap (k: storeTools.${k}) kinds;
+      ++ lib.concatMap (k: storeTools.${k}) kinds
+      # The front of services (stack/front.rs), run by supervisord's
+      # ws-front: `pkgs.nginxStable`, the NixOS nginx module's default
+      # package (nixos/modules/services/web-servers/nginx/default.nix,
+      # `package`), installed as bin/nginx with only `--with-*` flags, so
+      # nginx's default map and mirror modules are in
+      # (pkgs/servers/http/nginx/generic.nix, `--sbin-path=bin/nginx`).
+      # Its workers run as nobody:nogroup, which NixOS always defines
+      # (nixos/modules/config/users-groups.nix). Read in 2024-25 copies:
+      # the pinned revision is not stored whole.
+      ++ lib.optional (wslib.fronted manifest) pkgs.nginxStable;
 
     environment.etc."workstation/workstation.toml".source = cfg.manifest;
     environment.etc."workstation/program-path".text = wslib.programPath;

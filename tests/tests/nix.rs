@@ -39,7 +39,7 @@ fn every_nix_file_parses() {
 fn facts(manifest: &Path) -> serde_json::Value {
     let expr = format!(
         "let l = import {lib}; m = l.readManifest {manifest}; in {{ inherit (l) root programPath renderArgs storeRunner; \
-         kinds = l.storeKinds m; ports = l.servicePorts m; diskMB = l.diskSizeMB m; units = l.storeUnits m; \
+         kinds = l.storeKinds m; ports = l.servicePorts m; fronted = l.fronted m; diskMB = l.diskSizeMB m; units = l.storeUnits m; \
          storePorts = builtins.mapAttrs (n: s: l.storePort s) (m.stores or {{}}); \
          databases = builtins.mapAttrs l.database (m.stores or {{}}); }}",
         lib = repo_root().join("images/lib.nix").display(),
@@ -83,9 +83,10 @@ fn the_image_renders_what_workstation_up_renders_on_it() {
         let up = workstation::stack::supervisor::render(&manifest, &layout);
         assert_eq!(built, up.files, "{rel}: the image's configuration differs from what `up` renders");
 
-        let mut ports: Vec<u16> = manifest.services.values().flat_map(|s| s.ports.iter().copied()).collect();
+        let mut ports = manifest.service_ports();
         ports.sort();
         assert_eq!(facts["ports"], serde_json::json!(ports), "{rel}");
+        assert_eq!(facts["fronted"], manifest.services.values().any(|s| s.front.is_some()), "{rel}");
         let mut kinds: Vec<&str> = manifest.stores.values().map(|s| s.kind.as_str()).collect();
         kinds.sort();
         kinds.dedup();

@@ -125,9 +125,10 @@ pub struct UnknownName {
 }
 
 impl Manifest {
-    /// Every port the services declare (their traffic is activity).
+    /// Every port the services declare, their fronts' too (their traffic
+    /// is activity).
     pub fn service_ports(&self) -> Vec<u16> {
-        self.services.values().flat_map(|s| s.ports.iter().copied()).collect()
+        self.services.values().flat_map(|s| s.ports.iter().copied().chain(s.front.map(|f| f.port))).collect()
     }
 
     /// Checks that `name` is one of the manifest's stores.

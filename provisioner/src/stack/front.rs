@@ -38,7 +38,8 @@ impl std::str::FromStr for FrontSpec {
         let (service, ports) = s.split_once('=').ok_or_else(bad)?;
         let (listen, to) = ports.split_once(':').ok_or_else(bad)?;
         let number = |p: &str| p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(bad);
-        if !crate::stack::holds::valid_holder(service) {
+        // A service name (manifest/validate.rs): it names nginx variables.
+        if service.is_empty() || !service.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_') {
             return Err(bad());
         }
         Ok(FrontSpec { service: service.into(), port: number(listen)?, to: number(to)? })
