@@ -94,6 +94,17 @@ impl Fixture {
         self.env.cmd(&all).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()
     }
 
+    /// Asserts what the front answers, showing the proxy's log if not.
+    fn expect(&self, header: Option<&str>, path: &str, word: &str) {
+        let got = self.ask(header, path);
+        assert_eq!(got, word, "requests with {header:?} to {path}; the proxy's log:\n{}", self.proxy_log());
+    }
+
+    /// The proxy's log, for a failure's message.
+    fn proxy_log(&self) -> String {
+        std::fs::read_to_string(self.env.box_root("dev").join("logs/ws-front.log")).unwrap_or_default()
+    }
+
     fn own_port(&self) -> u16 {
         self.own
     }
@@ -128,7 +139,7 @@ fn stderr_of(mut child: Child) -> (Option<i32>, String) {
 #[test]
 fn personal_intercepts_route_by_header_and_end_alone() {
     let f = fixture("", "");
-    assert_eq!(f.ask(None, "/"), "box");
+    f.expect(None, "/", "box");
     let services = f.env.json(&["services"]);
     assert!(services.as_array().unwrap().iter().any(|s| s["name"] == "ws-front" && s["state"] == "RUNNING"), "{services:#}");
 
@@ -138,11 +149,21 @@ fn personal_intercepts_route_by_header_and_end_alone() {
     let mut bob = f.intercept(&["--header", "X-Dev=bob"], "bob", bob_port, None);
     f.wait_routed(&mut bob, Some("x-dev: bob"), "/", "bob");
     // Everyone else's requests reach the box's api, which keeps running.
-    assert_eq!(f.ask(None, "/"), "box");
-    assert_eq!(f.ask(Some("x-dev: carol"), "/"), "box");
-    assert_eq!(f.ask(Some("x-dev: alice"), "/"), "alice");
+    f.expect(None, "/", "box");
+    f.expect(Some("x-dev: carol"), "/", "box");
+    f.expect(Some("x-dev: alice"), "/", "alice");
+    // `services` shows who takes which requests.
     let services = f.env.json(&["services", "api"]);
     assert_eq!(services[0]["state"], "RUNNING", "{services:#}");
+    let routes: Vec<(String, String)> = services[0]["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["match"]["value"].as_str().unwrap().to_string(), r["by"].as_str().unwrap().split('@').next().unwrap().to_string()))
+        .collect();
+    assert_eq!(routes, [("alice".to_string(), "tester".to_string()), ("bob".to_string(), "tester".to_string())], "{services:#}");
+    let text = f.env.ok(&["services", "api"]);
+    assert!(text.contains("personal routes: x-dev: alice to tester@"), "{text}");
 
     // The same header twice is refused, naming who has it.
     let out = f.env.run(&["intercept", "api", "--header", "x-dev=alice", "--port", &format!("{}:{}", f.own_port(), free_port()), "--", "true"]);
@@ -169,20 +190,20 @@ fn personal_intercepts_route_by_header_and_end_alone() {
     let killed = Instant::now();
     while f.ask(Some("x-dev: alice"), "/") != "box" {
         assert!(killed.elapsed() < Duration::from_secs(15), "alice's route outlived her intercept by 15 s");
-        assert_eq!(f.ask(Some("x-dev: bob"), "/"), "bob");
-        assert_eq!(f.ask(None, "/"), "box");
+        f.expect(Some("x-dev: bob"), "/", "bob");
+        f.expect(None, "/", "box");
         std::thread::sleep(Duration::from_millis(100));
     }
     eprintln!("alice's route gone {:?} after kill -9", killed.elapsed());
     kill_laptop_servers("alice");
-    assert_eq!(f.ask(Some("x-dev: bob"), "/"), "bob");
+    f.expect(Some("x-dev: bob"), "/", "bob");
 
     // Bob's command ends: his intercept ends with its status, his route too.
-    assert_eq!(f.ask(Some("x-dev: bob"), "/quit"), "bob");
+    f.expect(Some("x-dev: bob"), "/quit", "bob");
     let (code, err) = stderr_of(bob);
     assert_eq!(code, Some(7), "{err}");
     assert!(err.contains("sends every request to the box's api again"), "{err}");
-    assert_eq!(f.ask(Some("x-dev: bob"), "/"), "box");
+    f.expect(Some("x-dev: bob"), "/", "box");
     mirror.kill().unwrap();
     mirror.wait().unwrap();
     kill_laptop_servers("mirror");

@@ -168,16 +168,43 @@ pub fn apply(paths: &FrontPaths) -> Result<(), FrontError> {
         return Err(FrontError::Refused { path: next.display().to_string(), said });
     }
     std::fs::rename(&next, paths.conf()).map_err(io("cannot replace", paths.conf()))?;
+    let old = workers(pid);
     // SAFETY: kill has no memory preconditions; the pid is nginx's master.
     unsafe { libc::kill(pid, libc::SIGHUP) };
+    // Done when a new worker answers and no old one accepts connections any
+    // more: the old ones share the listening sockets until they take the
+    // master's signal, and would route by the old configuration (to a
+    // forward that just closed). They finish their requests in flight.
     let deadline = Instant::now() + RELOAD_TIMEOUT;
     while Instant::now() < deadline {
-        if generation_running(paths).is_some_and(|g| g == generation) {
+        if generation_running(paths).is_some_and(|g| g == generation) && !old.iter().any(|w| accepting(*w)) {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(5));
     }
     Err(FrontError::NotReloaded)
+}
+
+/// The master's worker processes.
+fn workers(master: i32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            // The parent is the second field after the name, which is in
+            // parentheses and may itself hold spaces.
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok()) == Some(master)
+        })
+        .collect()
+}
+
+/// Whether worker `pid` still accepts connections: nginx retitles a worker
+/// "worker process is shutting down" as it closes its listening sockets.
+fn accepting(pid: i32) -> bool {
+    let title = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let title = String::from_utf8_lossy(&title);
+    title.contains("worker process") && !title.contains("shutting down")
 }
 
 /// nginx's master, from its pid file, if it runs.

@@ -91,7 +91,11 @@ pub fn programs_table(programs: &[ProgramStatus]) -> String {
                     let ports: Vec<String> = h.ports.iter().map(u16::to_string).collect();
                     format!("on {}'s laptop since {} (ports {})", h.by, h.since.format("%Y-%m-%d %H:%M UTC"), ports.join(", "))
                 }
-                None => p.health.as_str(),
+                None if p.routes.is_empty() => p.health.as_str(),
+                None => {
+                    let routes: Vec<String> = p.routes.iter().map(|r| format!("{} to {}", r.matches.describe(), r.by)).collect();
+                    format!("{}; personal routes: {}", p.health.as_str(), routes.join(", "))
+                }
             },
         ]);
     }

@@ -134,7 +134,7 @@ impl Personal<'_> {
 
     fn master(&self, socket: &Path) -> Result<Child, InterceptError> {
         let layout = &self.onbox.layout;
-        let paths = layout.front();
+        let paths = crate::stack::front::FrontPaths::of(layout);
         let mut route = format!(
             "{} box route --dir {} --control {} --service {} --by {}",
             sh(&layout.bin),

@@ -124,6 +124,11 @@ pub struct FrontPaths {
 }
 
 impl FrontPaths {
+    /// Where a box with `layout` keeps them.
+    pub fn of(layout: &crate::stack::layout::Layout) -> FrontPaths {
+        FrontPaths { dir: format!("{}/front", layout.run_dir()), control: layout.front_socket() }
+    }
+
     pub fn conf(&self) -> String {
         format!("{}/nginx.conf", self.dir)
     }
@@ -136,6 +141,30 @@ impl FrontPaths {
     pub fn temp(&self) -> String {
         format!("{}/tmp", self.dir)
     }
+}
+
+/// Prints the records of live, routed sessions, one per line (as root:
+/// the records are root's alone).
+pub fn list_command(paths: &FrontPaths) -> String {
+    format!(
+        "for f in {}/*.json; do [ -e \"$f\" ] || continue; kill -0 \"$(basename \"$f\" .json)\" 2>/dev/null || continue; head -c 4096 \"$f\" | tr -d '\\n'; echo; done",
+        crate::stack::layout::sh(&paths.routes())
+    )
+}
+
+/// The records [`list_command`] printed; the box writes them, so each is
+/// checked as the session checked it, and a claim without a port yet is
+/// left out.
+pub fn parse_routes(text: &str) -> Vec<Route> {
+    let plain = |s: &str| !s.is_empty() && s.len() <= 100 && s.chars().all(|c| c.is_ascii_alphanumeric() || "@._-".contains(c));
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Route>(l).ok())
+        .filter(|r| r.port > 0 && plain(&r.by) && plain(&r.service))
+        .filter(|r| match &r.matches {
+            Match::Header { name, value } => Match::header(&format!("{name}={value}")).is_ok(),
+            Match::Mirror => true,
+        })
+        .collect()
 }
 
 /// nginx.conf for `fronts` with `routes`, and its generation (a hash of
@@ -282,6 +311,12 @@ mod tests {
         for bad in ["api", "api=8080", "a;b=1:2", "api=0:1", "api=1:x"] {
             assert!(bad.parse::<FrontSpec>().is_err(), "{bad}");
         }
+        // Records the box wrote are checked where they are read.
+        let good = serde_json::to_string(&route("alice@mac", Match::header("x-dev=alice").unwrap(), 40001)).unwrap();
+        let forged = good.replace("alice@mac", "\\u001b]0;pwned");
+        let header = good.replace("\"alice\"", "\"a;b\"");
+        let claim = good.replace("40001", "0");
+        assert_eq!(parse_routes(&[good.as_str(), &forged, &header, &claim, "junk"].join("\n")).len(), 1);
         let a = route("a", Match::header("x-dev=alice").unwrap(), 1);
         assert!(a.clashes(&route("b", Match::header("x-dev=alice").unwrap(), 2)));
         assert!(!a.clashes(&route("b", Match::header("x-dev=bob").unwrap(), 2)));

@@ -111,10 +111,9 @@ impl Layout {
         self.short_socket("secrets.sock")
     }
 
-    /// The HTTP proxy in front of services: its files, and its control
-    /// socket (short, like the others).
-    pub fn front(&self) -> super::front::FrontPaths {
-        super::front::FrontPaths { dir: format!("{}/front", self.run_dir()), control: self.short_socket("front.sock") }
+    /// The control socket of the HTTP proxy in front of services.
+    pub fn front_socket(&self) -> String {
+        self.short_socket("front.sock")
     }
 
     fn short_socket(&self, name: &str) -> String {

@@ -34,6 +34,9 @@ pub struct ProgramStatus {
     /// Held by `workstation intercept`: it runs on someone's laptop.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub intercepted: Option<Holder>,
+    /// Personal intercepts: requests its front sends to someone's laptop.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<front::Route>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -210,7 +213,9 @@ pub async fn status(onbox: &BoxShell, manifest: &Manifest, only: Option<&str>) -
     // there anyone to ask about (saves a command per health round of `up`).
     let stopped = manifest.services.keys().any(|n| lines.iter().any(|l| &l.name == n && l.state == "STOPPED"));
     let holders = if stopped { holds::holders(onbox).await? } else { Vec::new() };
-    let (lines, exits, holders) = (&lines, &exits, &holders);
+    let routes =
+        if fronted.is_empty() { Vec::new() } else { front::parse_routes(&onbox.output(&front::list_command(&front::FrontPaths::of(&onbox.layout))).await?) };
+    let (lines, exits, holders, routes) = (&lines, &exits, &holders, &routes);
     let checks = names.iter().map(|(name, kind)| async move {
         let line = lines.iter().find(|l| &l.name == *name);
         let intercepted = holders.iter().find(|h| &h.service == *name && *kind == "service").cloned();
@@ -244,6 +249,7 @@ pub async fn status(onbox: &BoxShell, manifest: &Manifest, only: Option<&str>) -
             unexpected_exits: exits.iter().filter(|e| e == name).count() as u32,
             health,
             intercepted,
+            routes: routes.iter().filter(|r| r.service == **name && *kind == "service").cloned().collect(),
         }
     });
     Ok(futures::future::join_all(checks).await)

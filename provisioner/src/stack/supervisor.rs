@@ -121,7 +121,7 @@ pub fn render(manifest: &Manifest, layout: &Layout) -> Rendered {
     if !fronts.is_empty() {
         // Started before the services (it needs none of them up), as root:
         // nginx's master binds the ports and drops its workers to nobody.
-        let paths = layout.front();
+        let paths = front::FrontPaths::of(layout);
         let mut script = format!("exec {} box front --dir {} --control {}", sh(&layout.bin), sh(&paths.dir), sh(&paths.control));
         for f in &fronts {
             script += &format!(" --front {}", sh(&f.to_string()));
