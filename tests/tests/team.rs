@@ -11,10 +11,10 @@ use workstation_tests::{free_port, netns_with, wait_until, TestEnv};
 const BOX_MANIFEST_HEAD: &str = "[box]\ninstance_type = \"t3.medium\"\ndisk_gib = 30\nimage_id = \"ami-0123456789abcdef0\"\n";
 
 /// A server answering `word` on `port`; with a third argument, it appends
-/// each request's path to that file (the mirror's copy) and answers
-/// /quit by exiting 7.
+/// each request's path to that file (the mirror's copy). It answers /quit
+/// by exiting 7, and /slow after 3 s.
 const SERVER: &str = r#"
-import http.server, os, sys
+import http.server, os, sys, time
 word, port = sys.argv[1], int(sys.argv[2])
 log = sys.argv[3] if len(sys.argv) > 3 else None
 class H(http.server.BaseHTTPRequestHandler):
@@ -22,6 +22,8 @@ class H(http.server.BaseHTTPRequestHandler):
     def log_message(self, *a):
         pass
     def do_GET(self):
+        if self.path == "/slow":
+            time.sleep(3)
         if log:
             with open(log, "a") as f:
                 f.write(self.path + "\n")
@@ -146,8 +148,18 @@ fn personal_intercepts_route_by_header_and_end_alone() {
     let (alice_port, bob_port, mirror_port) = (free_port(), free_port(), free_port());
     let mut alice = f.intercept(&["--header", "x-dev=alice"], "alice", alice_port, None);
     f.wait_routed(&mut alice, Some("x-dev: alice"), "/", "alice");
+    // A request in flight while bob's route is added (nginx reloads)
+    // is answered, not dropped.
+    let slow = {
+        let ns = f.ns.clone();
+        let url = format!("http://127.0.0.1:{}/slow", f.front);
+        std::thread::spawn(move || Command::new("ip").args(["netns", "exec", &ns, "curl", "-s", "--max-time", "20", &url]).output().unwrap())
+    };
+    std::thread::sleep(Duration::from_millis(500));
     let mut bob = f.intercept(&["--header", "X-Dev=bob"], "bob", bob_port, None);
     f.wait_routed(&mut bob, Some("x-dev: bob"), "/", "bob");
+    let slow = slow.join().unwrap();
+    assert_eq!(String::from_utf8_lossy(&slow.stdout).trim(), "box", "the request in flight across the reload: {slow:?}");
     // Everyone else's requests reach the box's api, which keeps running.
     f.expect(None, "/", "box");
     f.expect(Some("x-dev: carol"), "/", "box");

@@ -93,7 +93,7 @@ pub fn make(spec: &BranchSpec, by: &str, taken: &[u32]) -> Result<Branch, Branch
                     Err(e) if e.contains("is being accessed by other users") => {
                         psql(spec.port, "postgres", &format!("CREATE DATABASE \"{name}\"")).map_err(fail)?;
                         let pipe = format!(
-                            "set -o pipefail; pg_dump -h 127.0.0.1 -p {p} -U postgres --no-owner {db} | psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p {p} -U postgres -d {name} >/dev/null",
+                            "set -o pipefail; pg_dump -h 127.0.0.1 -p {p} -U postgres --no-owner {db} | PGOPTIONS='-c synchronous_commit=off -c maintenance_work_mem=256MB' psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p {p} -U postgres -d {name} >/dev/null",
                             p = spec.port
                         );
                         if let Err(e) = run("bash", &["-c", &pipe]) {

@@ -122,7 +122,7 @@ pub fn live_routes(paths: &FrontPaths) -> Result<Vec<Route>, FrontError> {
         }
         let route = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice::<Route>(&b).ok());
         match route {
-            Some(r) if alive(r.pid) => routes.push(r),
+            Some(r) if alive(r.pid) && r.is_valid() => routes.push(r),
             _ => {
                 let _ = std::fs::remove_file(&path);
             }

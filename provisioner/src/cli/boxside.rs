@@ -50,10 +50,10 @@ pub struct RouteArgs {
     dir: String,
     #[arg(long, value_name = "PATH")]
     control: String,
-    #[arg(long)]
+    #[arg(long, value_parser = holder_name)]
     service: String,
     /// Who routes (owner@host).
-    #[arg(long)]
+    #[arg(long, value_parser = holder_name)]
     by: String,
     /// NAME=VALUE: requests with this header go to the laptop.
     #[arg(long, value_name = "NAME=VALUE", value_parser = crate::stack::front::Match::header, required_unless_present = "mirror")]
@@ -108,6 +108,14 @@ pub struct HoldArgs {
     /// Be the holder (started by this command itself).
     #[arg(long, hide = true)]
     serve: bool,
+}
+
+/// A name that goes into records and nginx's configuration as it is.
+fn holder_name(s: &str) -> Result<String, String> {
+    match crate::stack::holds::valid_holder(s) {
+        true => Ok(s.to_owned()),
+        false => Err("use letters, digits and @ . _ - (at most 100)".into()),
+    }
 }
 
 fn parse_secret(s: &str) -> Result<(String, SecretRef), String> {

@@ -109,6 +109,16 @@ pub struct Route {
 }
 
 impl Route {
+    /// Whether every name in it is what the session accepted: records are
+    /// read back into nginx's configuration and onto terminals.
+    pub fn is_valid(&self) -> bool {
+        let header = match &self.matches {
+            Match::Header { name, value } => Match::header(&format!("{name}={value}")).is_ok(),
+            Match::Mirror => true,
+        };
+        header && crate::stack::holds::valid_holder(&self.by) && crate::stack::holds::valid_holder(&self.service)
+    }
+
     /// Whether `self` and `other` would take the same requests.
     pub fn clashes(&self, other: &Route) -> bool {
         self.service == other.service && matches!(self.matches, Match::Header { .. }) && self.matches == other.matches
@@ -156,15 +166,7 @@ pub fn list_command(paths: &FrontPaths) -> String {
 /// checked as the session checked it, and a claim without a port yet is
 /// left out.
 pub fn parse_routes(text: &str) -> Vec<Route> {
-    let plain = |s: &str| !s.is_empty() && s.len() <= 100 && s.chars().all(|c| c.is_ascii_alphanumeric() || "@._-".contains(c));
-    text.lines()
-        .filter_map(|l| serde_json::from_str::<Route>(l).ok())
-        .filter(|r| r.port > 0 && plain(&r.by) && plain(&r.service))
-        .filter(|r| match &r.matches {
-            Match::Header { name, value } => Match::header(&format!("{name}={value}")).is_ok(),
-            Match::Mirror => true,
-        })
-        .collect()
+    text.lines().filter_map(|l| serde_json::from_str::<Route>(l).ok()).filter(|r| r.port > 0 && r.is_valid()).collect()
 }
 
 /// nginx.conf for `fronts` with `routes`, and its generation (a hash of
@@ -178,7 +180,7 @@ pub fn render(paths: &FrontPaths, fronts: &[FrontSpec], routes: &[Route]) -> (St
     let body = format!(
         "daemon off;\n\
          master_process on;\n\
-         worker_processes auto;\n\
+         worker_processes 1;\n\
          user nobody nogroup;\n\
          pid {pid};\n\
          error_log stderr warn;\n\
