@@ -157,7 +157,6 @@ personal() { # SERVICE
     read -r r _ <<< "$(load "$F" "x-dev: bench")"; add "$1_matched_rps" "$r"
     answers "$F" "" box || { echo "requests without the header left the box" >&2; exit 1; }
     kill $ic; wait $ic 2>/dev/null || true
-    pkill -f "sleep 600" 2>/dev/null || true
 }
 classic() { # SERVICE
     local T L; T=$(eval echo "\$${1}_T") L=$(eval echo "\$${1}_L")
@@ -166,7 +165,6 @@ classic() { # SERVICE
     wait_answer "$T" "" laptop || { cat "$work/classic.err" >&2; exit 1; }
     read -r r _ <<< "$(load "$T")"; add "$1_classic_rps" "$r"
     kill $ic; wait $ic 2>/dev/null || true
-    pkill -f "sleep 600" 2>/dev/null || true
     wait_answer "$T" "" box
 }
 # The passthrough pair is the box's alone: all cores.

@@ -228,11 +228,13 @@ fn personal_intercepts_route_by_header_and_end_alone() {
 
 #[test]
 fn a_branched_database_takes_the_laptops_writes() {
-    let redis = free_port();
-    let stores = format!("[stores.main]\nkind = \"postgres\"\ndatabase = \"app\"\n[stores.cache]\nkind = \"redis\"\nport = {redis}\n");
-    let f = fixture(&stores, &format!("DATABASE_URL = \"postgres://postgres@127.0.0.1:5432/app\", REDIS_URL = \"redis://127.0.0.1:{redis}/0\""));
+    // Ports of their own: tests run in parallel, and an intercept forwards
+    // the box's stores to this machine's loopback at the same ports.
+    let (redis, pg) = (free_port(), free_port());
+    let stores = format!("[stores.main]\nkind = \"postgres\"\ndatabase = \"app\"\nport = {pg}\n[stores.cache]\nkind = \"redis\"\nport = {redis}\n");
+    let f = fixture(&stores, &format!("DATABASE_URL = \"postgres://postgres@127.0.0.1:{pg}/app\", REDIS_URL = \"redis://127.0.0.1:{redis}/0\""));
     let sql =
-        |db: &str, q: &str| f.env.ok(&["ssh", "dev", "--", &format!("psql -X -At -h 127.0.0.1 -p 5432 -U postgres -d {db} -c \"{q}\"")]).trim().to_string();
+        |db: &str, q: &str| f.env.ok(&["ssh", "dev", "--", &format!("psql -X -At -h 127.0.0.1 -p {pg} -U postgres -d {db} -c \"{q}\"")]).trim().to_string();
     // Unseeded, the store has no database yet.
     sql("postgres", "CREATE DATABASE app");
     sql("app", "CREATE TABLE shared(x int); INSERT INTO shared VALUES (1)");
@@ -241,7 +243,7 @@ fn a_branched_database_takes_the_laptops_writes() {
     // the branch is made by dump instead of TEMPLATE.
     let held = f
         .env
-        .cmd(&["ssh", "dev", "--", "psql -X -h 127.0.0.1 -U postgres -d app -c 'SELECT pg_sleep(60)'"])
+        .cmd(&["ssh", "dev", "--", &format!("psql -X -h 127.0.0.1 -p {pg} -U postgres -d app -c 'SELECT pg_sleep(60)'")])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -267,6 +269,10 @@ fn a_branched_database_takes_the_laptops_writes() {
     let err = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "{err}");
     assert!(err.contains("data branch of main: app__tester_") && err.contains("(dump in") && err.contains("data branch of cache: 1 (copy in"), "{err}");
+    // --keep cannot keep a redis branch: refused before anything happens.
+    let refused = f.env.run(&["intercept", "api", "--header", "x-dev=alice", "--branch-db", "cache", "--keep", "--port", &own, "--", "true"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("a redis branch is always dropped"), "{refused:?}");
     let seen = std::fs::read_to_string(&out).unwrap();
     let lines: Vec<&str> = seen.lines().collect();
     assert_eq!(&lines[..2], ["1", "yes"], "the branches start as copies: {seen}");

@@ -5,8 +5,9 @@
 //!   files); it needs the source free of sessions, which a shared box's
 //!   services rarely leave it, so on "being accessed by other users" the
 //!   copy is `pg_dump | psql` (a consistent snapshot, with sessions on).
-//! - redis: one script copies every key of database 0 into a free numbered
-//!   database with `COPY ... DB n` (Redis >= 6.2), atomically.
+//! - redis: one script copies every key of database 0 into an empty
+//!   numbered database with `COPY ... DB n` (Redis >= 6.2), atomically
+//!   (redis answers nobody else meanwhile: sized for a box's dev data).
 
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -57,7 +58,8 @@ pub struct Branch {
     pub store: String,
     /// The postgres database name, or the redis database number.
     pub name: String,
-    /// "template", "dump", "copy" (redis) or "kept" (it existed).
+    /// "template", "dump", "copy" (redis) or "kept" (a finished postgres
+    /// branch from an earlier `--keep`).
     pub how: String,
     pub ms: u64,
 }
@@ -70,56 +72,100 @@ pub struct BranchError {
 }
 
 /// The branch's postgres name for `by`: the database, then who, in SQL's
-/// plain identifier characters and within its 63 bytes.
+/// plain identifier characters, then a hash of `by` (so `alice@mac` and
+/// `alice.mac`, or two long names cut short, never meet), within 63 bytes.
 pub fn postgres_name(database: &str, by: &str) -> String {
+    use sha2::Digest;
     let who: String = by.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
-    format!("{database}__{who}").chars().take(63).collect()
+    let hash = hex::encode(&sha2::Sha256::digest(by.as_bytes())[..4]);
+    let base: String = format!("{database}__{who}").chars().take(54).collect();
+    format!("{base}_{hash}")
 }
 
-/// Makes the branch of `spec` for `by`; `taken` are redis numbers other
-/// live branches use.
-pub fn make(spec: &BranchSpec, by: &str, taken: &[u32]) -> Result<Branch, BranchError> {
-    let start = Instant::now();
+/// Whether `name` is what [`choose`] gives for `spec`: checked where the
+/// laptop reads it back.
+pub fn valid_name(spec: &BranchSpec, name: &str) -> bool {
+    match spec.database {
+        Some(_) => !name.is_empty() && name.len() <= 63 && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+        None => name.parse::<u32>().is_ok_and(|n| (1..16).contains(&n)),
+    }
+}
+
+/// The branch's name for `by`, which no live session's claim in `taken`
+/// has: for postgres, [`postgres_name`]; for redis, the lowest numbered
+/// database (1-15) that is empty, so the box's own data in another
+/// numbered database is never touched.
+pub fn choose(spec: &BranchSpec, by: &str, taken: &[String]) -> Result<String, BranchError> {
     let fail = |detail: String| BranchError { store: spec.store.clone(), detail };
-    let (name, how) = match &spec.database {
+    match &spec.database {
         Some(db) => {
             let name = postgres_name(db, by);
-            let exists = psql(spec.port, "postgres", &format!("SELECT 1 FROM pg_database WHERE datname = '{name}'")).map_err(fail)?;
-            let how = if exists.trim() == "1" {
-                "kept"
-            } else {
-                match psql(spec.port, "postgres", &format!("CREATE DATABASE \"{name}\" TEMPLATE \"{db}\"")) {
-                    Ok(_) => "template",
-                    Err(e) if e.contains("is being accessed by other users") => {
-                        psql(spec.port, "postgres", &format!("CREATE DATABASE \"{name}\"")).map_err(fail)?;
-                        let pipe = format!(
-                            "set -o pipefail; pg_dump -h 127.0.0.1 -p {p} -U postgres --no-owner {db} | PGOPTIONS='-c synchronous_commit=off -c maintenance_work_mem=256MB' psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p {p} -U postgres -d {name} >/dev/null",
-                            p = spec.port
-                        );
-                        if let Err(e) = run("bash", &["-c", &pipe]) {
-                            let _ = drop_postgres(spec.port, &name);
-                            return Err(fail(e));
-                        }
-                        "dump"
-                    }
-                    Err(e) => return Err(fail(e)),
-                }
-            };
-            (name, how)
+            if taken.contains(&name) {
+                return Err(fail(format!("another intercept of yours uses its branch {name}; end that one first")));
+            }
+            Ok(name)
         }
         None => {
-            let number = (1..16u32).find(|n| !taken.contains(n)).ok_or_else(|| fail("every numbered database 1-15 is someone's branch".into()))?;
-            let cli = |args: &[&str]| {
-                let mut all = vec!["-p".to_string(), spec.port.to_string()];
-                all.extend(args.iter().map(|a| a.to_string()));
-                run("redis-cli", &all.iter().map(String::as_str).collect::<Vec<_>>())
-            };
-            cli(&["-n", &number.to_string(), "FLUSHDB"]).map_err(fail)?;
-            cli(&["-n", "0", "EVAL", REDIS_COPY, "0", &number.to_string()]).map_err(fail)?;
-            (number.to_string(), "copy")
+            for n in (1..16u32).filter(|n| !taken.contains(&n.to_string())) {
+                let size = run("redis-cli", &["-p", &spec.port.to_string(), "-n", &n.to_string(), "DBSIZE"]).map_err(fail)?;
+                if size.trim() == "0" {
+                    return Ok(n.to_string());
+                }
+            }
+            Err(fail("no numbered database 1-15 is empty and free".into()))
+        }
+    }
+}
+
+/// What marks a postgres database as a finished branch: one that exists
+/// without it is what a killed session left half-made.
+const FINISHED: &str = "workstation branch";
+
+/// Makes the branch `name` of `spec` (from [`choose`]); a finished
+/// postgres branch kept from an earlier `--keep` is used as it is.
+pub fn make(spec: &BranchSpec, name: &str) -> Result<Branch, BranchError> {
+    let start = Instant::now();
+    let fail = |detail: String| BranchError { store: spec.store.clone(), detail };
+    let how = match &spec.database {
+        Some(db) => {
+            let comment =
+                psql(spec.port, "postgres", &format!("SELECT coalesce(shobj_description(oid, 'pg_database'), '-') FROM pg_database WHERE datname = '{name}'"))
+                    .map_err(fail)?;
+            match comment.trim() {
+                FINISHED => "kept",
+                found => {
+                    if !found.is_empty() {
+                        drop_postgres(spec.port, name).map_err(fail)?;
+                    }
+                    let how = copy_postgres(spec.port, db, name).map_err(fail)?;
+                    psql(spec.port, "postgres", &format!("COMMENT ON DATABASE \"{name}\" IS '{FINISHED}'")).map_err(fail)?;
+                    how
+                }
+            }
+        }
+        None => {
+            run("redis-cli", &["-p", &spec.port.to_string(), "-n", "0", "EVAL", REDIS_COPY, "0", name]).map_err(fail)?;
+            "copy"
         }
     };
-    Ok(Branch { store: spec.store.clone(), name, how: how.into(), ms: start.elapsed().as_millis() as u64 })
+    Ok(Branch { store: spec.store.clone(), name: name.into(), how: how.into(), ms: start.elapsed().as_millis() as u64 })
+}
+
+/// `CREATE DATABASE ... TEMPLATE`, or, with sessions on the source, a dump.
+fn copy_postgres(port: u16, db: &str, name: &str) -> Result<&'static str, String> {
+    match psql(port, "postgres", &format!("CREATE DATABASE \"{name}\" TEMPLATE \"{db}\"")) {
+        Ok(_) => Ok("template"),
+        Err(e) if e.contains("is being accessed by other users") => {
+            psql(port, "postgres", &format!("CREATE DATABASE \"{name}\""))?;
+            let pipe = format!(
+                "set -o pipefail; pg_dump -h 127.0.0.1 -p {port} -U postgres --no-owner {db} | PGOPTIONS='-c synchronous_commit=off -c maintenance_work_mem=256MB' psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p {port} -U postgres -d {name} >/dev/null"
+            );
+            run("bash", &["-c", &pipe]).map(|_| "dump").inspect_err(|_| {
+                let _ = drop_postgres(port, name);
+            })
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Every key of the current database copied to database ARGV[1].
@@ -173,7 +219,14 @@ mod tests {
         for bad in ["main", "main=postgres:5432", "main=postgres:5432:a;b", "m;x=redis:1", "c=redis:0", "c=mysql:1"] {
             assert!(bad.parse::<BranchSpec>().is_err(), "{bad}");
         }
-        assert_eq!(postgres_name("app", "alice@mac.local"), "app__alice_mac_local");
+        let name = postgres_name("app", "alice@mac.local");
+        assert!(name.starts_with("app__alice_mac_local_") && name.len() == "app__alice_mac_local_".len() + 8, "{name}");
+        assert_ne!(postgres_name("app", "alice@mac"), postgres_name("app", "alice.mac"));
+        assert_ne!(postgres_name("app", &"x".repeat(100)), postgres_name("app", &format!("{}y", "x".repeat(100))));
         assert_eq!(postgres_name("app", &"x".repeat(100)).len(), 63);
+        let pg: BranchSpec = "main=postgres:5432:app".parse().unwrap();
+        let redis: BranchSpec = "cache=redis:6379".parse().unwrap();
+        assert!(valid_name(&pg, &name) && !valid_name(&pg, "a;b") && !valid_name(&pg, ""));
+        assert!(valid_name(&redis, "3") && !valid_name(&redis, "0") && !valid_name(&redis, "16") && !valid_name(&redis, "x"));
     }
 }

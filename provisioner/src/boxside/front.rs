@@ -55,7 +55,11 @@ pub fn serve(paths: &FrontPaths, fronts: &[FrontSpec]) -> FrontError {
 
 fn prepare(paths: &FrontPaths, fronts: &[FrontSpec]) -> Result<(), FrontError> {
     let private = |dir: &str| std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io("cannot create", dir));
+    // Traversable (not readable) by nginx's workers, which write request
+    // bodies larger than 16 KB to tmp/; its files are root's alone (0600),
+    // the routes in a 0700 directory.
     private(&paths.dir)?;
+    std::fs::set_permissions(&paths.dir, std::fs::Permissions::from_mode(0o711)).map_err(io("cannot set the mode of", &paths.dir))?;
     private(&paths.routes())?;
     if let Some(parent) = Path::new(&paths.control).parent() {
         std::fs::DirBuilder::new().recursive(true).mode(0o755).create(parent).map_err(io("cannot create", parent))?;
@@ -71,8 +75,7 @@ fn prepare(paths: &FrontPaths, fronts: &[FrontSpec]) -> Result<(), FrontError> {
     let _ = std::fs::remove_file(&paths.control);
     let _lock = lock(paths)?;
     write_atomic(&fronts_file(paths), &serde_json::to_vec(fronts).expect("serializable"))?;
-    let routes = live_routes(paths)?;
-    let (conf, _) = front::render(paths, fronts, &routes);
+    let (conf, _) = front::render(paths, fronts, &routed(paths)?);
     write_atomic(&PathBuf::from(paths.conf()), conf.as_bytes())
 }
 
@@ -122,7 +125,7 @@ pub fn live_routes(paths: &FrontPaths) -> Result<Vec<Route>, FrontError> {
         }
         let route = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice::<Route>(&b).ok());
         match route {
-            Some(r) if alive(r.pid) && r.is_valid() => routes.push(r),
+            Some(r) if alive(&r) && r.is_valid() => routes.push(r),
             _ => {
                 let _ = std::fs::remove_file(&path);
             }
@@ -132,7 +135,32 @@ pub fn live_routes(paths: &FrontPaths) -> Result<Vec<Route>, FrontError> {
     Ok(routes)
 }
 
-fn alive(pid: u32) -> bool {
+/// The live routes that have their port (a claim without one is not
+/// routed: nginx refuses port 0).
+fn routed(paths: &FrontPaths) -> Result<Vec<Route>, FrontError> {
+    Ok(live_routes(paths)?.into_iter().filter(|r| r.port > 0).collect())
+}
+
+/// Whether the session that wrote `route` still runs: its process, with
+/// the identity it recorded (this boot, its start time), so neither a
+/// reboot (records are on the data volume) nor a reused pid keeps a dead
+/// session's route.
+fn alive(route: &Route) -> bool {
+    route.pid > 0 && process_identity(route.pid).is_some_and(|id| id == route.process)
+}
+
+/// `<boot id>:<start time>` of process `pid`, if it runs.
+pub fn process_identity(pid: u32) -> Option<String> {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Field 22, counted after the name (which is in parentheses and may
+    // hold spaces): the 20th after it.
+    let start = stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.to_string();
+    Some(format!("{}:{start}", boot.trim()))
+}
+
+/// Whether process `pid` exists.
+fn exists(pid: u32) -> bool {
     // SAFETY: signal 0 only checks that the process exists.
     pid > 0 && (unsafe { libc::kill(pid as i32, 0) } == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM))
 }
@@ -152,8 +180,7 @@ pub fn record(paths: &FrontPaths, route: &Route) -> Result<(), FrontError> {
 /// with the new generation. The caller holds the lock.
 pub fn apply(paths: &FrontPaths) -> Result<(), FrontError> {
     let fronts = fronts(paths)?;
-    let routes: Vec<Route> = live_routes(paths)?.into_iter().filter(|r| r.port > 0).collect();
-    let (conf, generation) = front::render(paths, &fronts, &routes);
+    let (conf, generation) = front::render(paths, &fronts, &routed(paths)?);
     if std::fs::read_to_string(paths.conf()).is_ok_and(|old| old == conf) {
         return Ok(());
     }
@@ -210,7 +237,7 @@ fn accepting(pid: i32) -> bool {
 /// nginx's master, from its pid file, if it runs.
 fn running(paths: &FrontPaths) -> Option<i32> {
     let pid: i32 = std::fs::read_to_string(paths.pid()).ok()?.trim().parse().ok()?;
-    alive(pid as u32).then_some(pid)
+    exists(pid as u32).then_some(pid)
 }
 
 /// The generation the control socket answers (a new connection reaches a

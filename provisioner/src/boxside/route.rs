@@ -62,6 +62,7 @@ impl RouteSession {
             pid: std::process::id(),
             since: chrono::Utc::now(),
             claims: Vec::new(),
+            process: front::process_identity(std::process::id()).unwrap_or_default(),
         };
         match self.claim(&route) {
             Ok(None) => {}
@@ -109,14 +110,20 @@ impl RouteSession {
 
     fn serve(&self, route: &mut Route, lines: &mpsc::Receiver<String>, made: &mut Vec<(BranchSpec, Branch)>) -> Result<(), String> {
         for spec in &self.branches {
-            // Under the lock, so two sessions never take one redis database.
-            let _lock = front::lock(&self.paths).map_err(|e| e.to_string())?;
-            let prefix = format!("{}=", spec.store);
-            let live = front::live_routes(&self.paths).map_err(|e| e.to_string())?;
-            let taken: Vec<u32> = live.iter().flat_map(|r| &r.claims).filter_map(|c| c.strip_prefix(&prefix)?.parse().ok()).collect();
-            let b = branch::make(spec, &self.by, &taken).map_err(|e| e.to_string())?;
-            route.claims.push(format!("{prefix}{}", b.name));
-            front::record(&self.paths, route).map_err(|e| e.to_string())?;
+            // The name is chosen and claimed under the lock (no two
+            // sessions share a branch); the copy is made after, so a long
+            // dump holds nobody else's route up.
+            let name = {
+                let _lock = front::lock(&self.paths).map_err(|e| e.to_string())?;
+                let prefix = format!("{}=", spec.store);
+                let live = front::live_routes(&self.paths).map_err(|e| e.to_string())?;
+                let taken: Vec<String> = live.iter().flat_map(|r| &r.claims).filter_map(|c| Some(c.strip_prefix(&prefix)?.to_string())).collect();
+                let name = branch::choose(spec, &self.by, &taken).map_err(|e| e.to_string())?;
+                route.claims.push(format!("{prefix}{name}"));
+                front::record(&self.paths, route).map_err(|e| e.to_string())?;
+                name
+            };
+            let b = branch::make(spec, &name).map_err(|e| e.to_string())?;
             say(&format!("branch {}", serde_json::to_string(&b).expect("serializable")));
             made.push((spec.clone(), b));
         }

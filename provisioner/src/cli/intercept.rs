@@ -60,8 +60,8 @@ pub struct InterceptArgs {
     /// with --header or --mirror).
     #[arg(long = "branch-db", value_name = "STORE")]
     branch_db: Vec<String>,
-    /// Keep the --branch-db copies when the intercept ends (the next
-    /// intercept with --branch-db uses a kept postgres copy again).
+    /// Keep the --branch-db postgres copies when the intercept ends (your
+    /// next intercept with --branch-db uses a kept copy again).
     #[arg(long, requires = "branch_db")]
     keep: bool,
     /// The command to run here (after `--`).
@@ -144,7 +144,7 @@ async fn personal(global: &Global, args: &InterceptArgs, manifest: &Manifest, pl
         );
     };
     let local_port = plan.incoming.iter().find(|i| i.box_port == to).map_or(to, |i| i.local_port);
-    let specs = branch::specs(manifest, &args.branch_db)?;
+    let specs = branch::specs(manifest, &args.branch_db, args.keep)?;
     let (ctx, info) = super::ssh::running_box(global, &args.target.get()).await?;
     let config = ctx.write_ssh_config(false).await?;
     let by = end::holder(&ctx.owner().to_string());

@@ -14,10 +14,15 @@ pub enum BranchDbError {
     Unknown(#[from] crate::manifest::UnknownName),
     #[error("--branch-db {store}: a {kind} store cannot be branched; postgres and redis stores can")]
     Kind { store: String, kind: &'static str },
+    #[error(
+        "--keep with --branch-db {store}: a redis branch is always dropped (kept, its numbered database would be taken for good); keep only postgres branches"
+    )]
+    KeepRedis { store: String },
 }
 
-/// What the box branches for `stores`.
-pub fn specs(manifest: &Manifest, stores: &[String]) -> Result<Vec<BranchSpec>, BranchDbError> {
+/// What the box branches for `stores` (`keep`: the branches outlive the
+/// intercept).
+pub fn specs(manifest: &Manifest, stores: &[String], keep: bool) -> Result<Vec<BranchSpec>, BranchDbError> {
     stores
         .iter()
         .map(|name| {
@@ -25,6 +30,7 @@ pub fn specs(manifest: &Manifest, stores: &[String]) -> Result<Vec<BranchSpec>, 
             let store = &manifest.stores[name];
             let database = match store.kind {
                 StoreKind::Postgres => Some(store.database(name)),
+                StoreKind::Redis if keep => return Err(BranchDbError::KeepRedis { store: name.clone() }),
                 StoreKind::Redis => None,
                 other => return Err(BranchDbError::Kind { store: name.clone(), kind: other.as_str() }),
             };
@@ -35,7 +41,8 @@ pub fn specs(manifest: &Manifest, stores: &[String]) -> Result<Vec<BranchSpec>, 
 
 /// `environment` with each branched store's address naming the branch:
 /// `...:PORT/app` becomes `...:PORT/app__alice_mac` (postgres),
-/// `redis://...:PORT/0` or `redis://...:PORT` becomes `.../3` (redis), at
+/// `redis://...:PORT/0` or `redis://...:PORT` becomes `.../3` (redis; the
+/// copy is of database 0, so `/2` stays), at
 /// the store's port on this laptop.
 pub fn point_at(environment: &mut BTreeMap<String, String>, plan: &Plan, specs: &[BranchSpec], branches: &[Branch]) {
     for b in branches {
@@ -44,7 +51,8 @@ pub fn point_at(environment: &mut BTreeMap<String, String>, plan: &Plan, specs: 
         for value in environment.values_mut() {
             *value = match &spec.database {
                 Some(db) => replace_path(value, &at, |path| (path == db).then(|| b.name.clone())),
-                None => replace_path(value, &at, |path| path.chars().all(|c| c.is_ascii_digit()).then(|| b.name.clone())),
+                // The copy is of database 0: another database's address stays.
+                None => replace_path(value, &at, |path| (path == "0" || path.is_empty()).then(|| b.name.clone())),
             };
         }
     }
@@ -105,6 +113,7 @@ mod tests {
             ("OTHER_DB", "postgres://127.0.0.1:5432/application"),
             ("REDIS_URL", "redis://127.0.0.1:40001/0"),
             ("REDIS_BARE", "redis://127.0.0.1:40001"),
+            ("REDIS_JOBS", "redis://127.0.0.1:40001/2"),
             ("ELSE", "http://127.0.0.1:54321/app"),
         ]
         .into_iter()
@@ -114,6 +123,7 @@ mod tests {
         assert_eq!(env["DATABASE_URL"], "postgres://postgres@127.0.0.1:5432/app__alice?sslmode=disable");
         assert_eq!(env["OTHER_DB"], "postgres://127.0.0.1:5432/application", "another database");
         assert_eq!((env["REDIS_URL"].as_str(), env["REDIS_BARE"].as_str()), ("redis://127.0.0.1:40001/3", "redis://127.0.0.1:40001/3"));
+        assert_eq!(env["REDIS_JOBS"], "redis://127.0.0.1:40001/2", "not the database copied");
         assert_eq!(env["ELSE"], "http://127.0.0.1:54321/app", "another port");
     }
 }

@@ -23,7 +23,7 @@ use tokio::process::{Child, Command};
 use super::hold;
 use super::plan::Plan;
 use super::session::{describe, heartbeat, printable, run_command, wait_or_kill, Ended, InterceptError};
-use crate::boxside::branch::{Branch, BranchSpec};
+use crate::boxside::branch::{valid_name, Branch, BranchSpec};
 use crate::stack::front::{Match, Route};
 use crate::stack::layout::sh;
 use crate::stack::shell::BoxShell;
@@ -74,15 +74,20 @@ impl Personal<'_> {
             match read_line(&mut stdout, READY_TIMEOUT).await.as_deref() {
                 Some("ready") => break Ok::<(), PersonalError>(()),
                 Some(line) if line.starts_with("branch ") => match serde_json::from_str::<Branch>(&line["branch ".len()..]) {
-                    Ok(b) => {
+                    // The box says it: checked before it reaches this
+                    // terminal or the command's environment.
+                    Ok(b)
+                        if self.branches.iter().any(|s| s.store == b.store && valid_name(s, &b.name))
+                            && ["template", "dump", "copy", "kept"].contains(&b.how.as_str()) =>
+                    {
                         eprintln!("  data branch of {}: {} ({} in {} ms)", b.store, b.name, b.how, b.ms);
                         branches.push(b);
                     }
-                    Err(_) => break Err(fail(printable(line)).into()),
+                    _ => break Err(fail(printable(line)).into()),
                 },
                 Some(line) if line.starts_with("taken ") => {
                     break match serde_json::from_str::<Route>(&line["taken ".len()..]) {
-                        Ok(route) if crate::stack::holds::valid_holder(&route.by) => Err(PersonalError::Taken { service: self.plan.service.clone(), route }),
+                        Ok(route) if route.is_valid() => Err(PersonalError::Taken { service: self.plan.service.clone(), route }),
                         _ => Err(fail("the route is someone else's".into()).into()),
                     };
                 }

@@ -68,8 +68,8 @@ pub enum Match {
 }
 
 impl Match {
-    /// `NAME=VALUE`, checked: nginx matches the header through a variable
-    /// (`$http_x_dev`) and a quoted map key, so both stay plain.
+    /// `NAME=VALUE`, checked and lowercased: nginx matches the header
+    /// through a variable (`$http_x_dev`) and a map key, so both stay plain.
     pub fn header(text: &str) -> Result<Match, String> {
         let (name, value) = text.split_once('=').ok_or_else(|| format!("{text:?} is not NAME=VALUE (e.g. x-dev=alice)"))?;
         let name = name.to_ascii_lowercase();
@@ -79,7 +79,13 @@ impl Match {
         if value.is_empty() || value.len() > 128 || !value.chars().all(|c| c.is_ascii_alphanumeric() || "._@:-".contains(c)) {
             return Err(format!("header value {value:?}: use letters, digits and . _ @ : - (e.g. alice), at most 128"));
         }
-        Ok(Match::Header { name, value: value.into() })
+        // nginx's map compares values without case, and reads these words
+        // as its own parameters.
+        let value = value.to_ascii_lowercase();
+        if ["default", "include", "hostnames", "volatile"].contains(&value.as_str()) {
+            return Err(format!("header value {value:?} is a word nginx reserves; choose another (e.g. your name)"));
+        }
+        Ok(Match::Header { name, value })
     }
 
     pub fn describe(&self) -> String {
@@ -103,9 +109,13 @@ pub struct Route {
     pub pid: u32,
     pub since: chrono::DateTime<chrono::Utc>,
     /// The data branches the session made (`STORE=NAME`), so that no two
-    /// share a redis database.
+    /// sessions share one.
     #[serde(default)]
     pub claims: Vec<String>,
+    /// `<boot id>:<start time>` of the session's process: with `pid`, what
+    /// tells a live session from a dead one whose pid was reused.
+    #[serde(default)]
+    pub process: String,
 }
 
 impl Route {
@@ -173,8 +183,8 @@ pub fn parse_routes(text: &str) -> Vec<Route> {
 /// everything else in it, which the control socket answers).
 pub fn render(paths: &FrontPaths, fronts: &[FrontSpec], routes: &[Route]) -> (String, String) {
     let mut http = String::new();
-    for front in fronts {
-        http.push_str(&server(front, routes.iter().filter(|r| r.service == front.service)));
+    for (k, front) in fronts.iter().enumerate() {
+        http.push_str(&server(k, front, routes.iter().filter(|r| r.service == front.service)));
     }
     let temp = paths.temp();
     let body = format!(
@@ -194,7 +204,10 @@ pub fn render(paths: &FrontPaths, fronts: &[FrontSpec], routes: &[Route]) -> (St
          \x20 scgi_temp_path {temp}/scgi;\n\
          \x20 client_max_body_size 0;\n\
          \x20 proxy_http_version 1.1;\n\
-         \x20 proxy_set_header Connection \"\";\n\
+         \x20 # Keep-alive to the services, and WebSocket upgrades passed on.\n\
+         \x20 map $http_upgrade $ws_connection {{ default upgrade; \"\" \"\"; }}\n\
+         \x20 proxy_set_header Upgrade $http_upgrade;\n\
+         \x20 proxy_set_header Connection $ws_connection;\n\
          \x20 proxy_set_header Host $http_host;\n\
          \x20 # Server-sent events and long polls reach the client as they come.\n\
          \x20 proxy_buffering off;\n\
@@ -211,9 +224,10 @@ pub fn render(paths: &FrontPaths, fronts: &[FrontSpec], routes: &[Route]) -> (St
     (conf, generation)
 }
 
-/// One front's upstreams, header maps and server.
-fn server<'a>(front: &FrontSpec, routes: impl Iterator<Item = &'a Route>) -> String {
-    let svc = front.service.replace('-', "_");
+/// The `k`th front's upstreams, header maps and server: its nginx names
+/// carry `k`, not the service's name (`a-b` and `a_b` would meet).
+fn server<'a>(k: usize, front: &FrontSpec, routes: impl Iterator<Item = &'a Route>) -> String {
+    let svc = format!("f{k}");
     let own = format!("ws_{svc}");
     let mut s =
         format!("\n  # {} (front port {} -> {})\n  upstream {own} {{ server 127.0.0.1:{}; keepalive 64; }}\n", front.service, front.port, front.to, front.to);
@@ -255,7 +269,7 @@ fn server<'a>(front: &FrontSpec, routes: impl Iterator<Item = &'a Route>) -> Str
         // A copy's answer is dropped; a slow or gone laptop must not hold
         // the box's answers up for long.
         s += &format!(
-            "    location = /_workstation_mirror_{i} {{\n      internal;\n      proxy_connect_timeout 1s;\n      proxy_read_timeout 5s;\n      proxy_pass http://{own}_r{i}$request_uri;\n    }}\n"
+            "    location = /_workstation_mirror_{i} {{\n      internal;\n      proxy_connect_timeout 1s;\n      proxy_send_timeout 5s;\n      proxy_read_timeout 5s;\n      proxy_pass http://{own}_r{i}$request_uri;\n    }}\n"
         );
     }
     s + "  }\n"
@@ -266,7 +280,16 @@ mod tests {
     use super::*;
 
     fn route(by: &str, matches: Match, port: u16) -> Route {
-        Route { service: "api".into(), by: by.into(), matches, port, pid: 1, since: "2026-12-06T10:00:00Z".parse().unwrap(), claims: vec![] }
+        Route {
+            service: "api".into(),
+            by: by.into(),
+            matches,
+            port,
+            pid: 1,
+            since: "2026-12-06T10:00:00Z".parse().unwrap(),
+            claims: vec![],
+            process: String::new(),
+        }
     }
 
     fn paths() -> FrontPaths {
@@ -277,8 +300,8 @@ mod tests {
     fn routes_render_as_maps_falling_through_to_the_box() {
         let fronts = [FrontSpec { service: "api".into(), port: 8080, to: 18080 }, "web=3000:13000".parse().unwrap()];
         let (plain, g1) = render(&paths(), &fronts, &[]);
-        assert!(plain.contains("upstream ws_api { server 127.0.0.1:18080; keepalive 64; }"), "{plain}");
-        assert!(plain.contains("listen 8080;") && plain.contains("proxy_pass http://ws_api;") && plain.contains("proxy_pass http://ws_web;"), "{plain}");
+        assert!(plain.contains("upstream ws_f0 { server 127.0.0.1:18080; keepalive 64; }"), "{plain}");
+        assert!(plain.contains("listen 8080;") && plain.contains("proxy_pass http://ws_f0;") && plain.contains("proxy_pass http://ws_f1;"), "{plain}");
         assert!(plain.contains(&format!("return 200 \"{g1}\\n\"")) && plain.contains("listen unix:/r/run/front.sock;"), "{plain}");
 
         let routes = [
@@ -290,13 +313,13 @@ mod tests {
         let (conf, g2) = render(&paths(), &fronts, &routes);
         assert_ne!(g1, g2, "a new generation");
         for want in [
-            "upstream ws_api_r0 { server 127.0.0.1:40001; keepalive 16; }",
-            "map $http_x_dev $ws_api_m0 {\n    default $ws_api_m1;\n    \"alice\" ws_api_r0;\n    \"bob\" ws_api_r1;\n  }",
-            "map $http_x_user $ws_api_m1 {\n    default ws_api;\n    \"carol\" ws_api_r2;\n  }",
+            "upstream ws_f0_r0 { server 127.0.0.1:40001; keepalive 16; }",
+            "map $http_x_dev $ws_f0_m0 {\n    default $ws_f0_m1;\n    \"alice\" ws_f0_r0;\n    \"bob\" ws_f0_r1;\n  }",
+            "map $http_x_user $ws_f0_m1 {\n    default ws_f0;\n    \"carol\" ws_f0_r2;\n  }",
             "mirror /_workstation_mirror_3;",
-            "proxy_pass http://$ws_api_m0;",
-            "proxy_pass http://ws_api_r3$request_uri;",
-            "proxy_pass http://ws_web;",
+            "proxy_pass http://$ws_f0_m0;",
+            "proxy_pass http://ws_f0_r3$request_uri;",
+            "proxy_pass http://ws_f1;",
         ] {
             assert!(conf.contains(want), "missing {want:?} in\n{conf}");
         }
@@ -305,8 +328,8 @@ mod tests {
 
     #[test]
     fn headers_and_specs_are_checked() {
-        assert_eq!(Match::header("X-Dev=alice").unwrap(), Match::Header { name: "x-dev".into(), value: "alice".into() });
-        for bad in ["x-dev", "=alice", "x dev=alice", "x-dev=", "x-dev=a\"b", "x-dev=a;b", "x_dev=alice", "-x=a"] {
+        assert_eq!(Match::header("X-Dev=Alice").unwrap(), Match::Header { name: "x-dev".into(), value: "alice".into() });
+        for bad in ["x-dev=default", "x-dev=Include", "x-dev", "=alice", "x dev=alice", "x-dev=", "x-dev=a\"b", "x-dev=a;b", "x_dev=alice", "-x=a"] {
             assert!(Match::header(bad).is_err(), "{bad}");
         }
         assert_eq!("api=8080:18080".parse::<FrontSpec>().unwrap().to_string(), "api=8080:18080");
