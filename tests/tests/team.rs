@@ -12,7 +12,7 @@ const BOX_MANIFEST_HEAD: &str = "[box]\ninstance_type = \"t3.medium\"\ndisk_gib 
 
 /// A server answering `word` on `port`; with a third argument, it appends
 /// each request's path to that file (the mirror's copy). It answers /quit
-/// by exiting 7, and /slow after 3 s.
+/// by exiting 7, /slow after 3 s, and a POST with the body's length.
 const SERVER: &str = r#"
 import http.server, os, sys, time
 word, port = sys.argv[1], int(sys.argv[2])
@@ -35,6 +35,13 @@ class H(http.server.BaseHTTPRequestHandler):
         self.wfile.flush()
         if self.path == "/quit":
             os._exit(7)
+    def do_POST(self):
+        n = len(self.rfile.read(int(self.headers["Content-Length"])))
+        body = ("%s %d\n" % (word, n)).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 http.server.ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
 "#;
 
@@ -142,6 +149,17 @@ fn stderr_of(mut child: Child) -> (Option<i32>, String) {
 fn personal_intercepts_route_by_header_and_end_alone() {
     let f = fixture("", "");
     f.expect(None, "/", "box");
+    // A body larger than nginx keeps in memory (16 KB) goes through its
+    // temporary files, which its workers (nobody) must reach.
+    let body = f.env.root.path().join("body.bin");
+    std::fs::write(&body, vec![b'x'; 100_000]).unwrap();
+    let post = Command::new("ip")
+        .args(["netns", "exec", &f.ns, "curl", "-s", "--max-time", "10", "--data-binary"])
+        .arg(format!("@{}", body.display()))
+        .arg(format!("http://127.0.0.1:{}/", f.front))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&post.stdout).trim(), "box 100000", "{}", f.proxy_log());
     let services = f.env.json(&["services"]);
     assert!(services.as_array().unwrap().iter().any(|s| s["name"] == "ws-front" && s["state"] == "RUNNING"), "{services:#}");
 
