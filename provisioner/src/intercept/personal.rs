@@ -20,9 +20,8 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
-use super::hold;
 use super::plan::Plan;
-use super::session::{describe, heartbeat, printable, run_command, wait_or_kill, Ended, InterceptError};
+use super::session::{describe, heartbeat, printable, run_command, socket_dir, spawn_master, ssh_command, wait_or_kill, Ended, InterceptError};
 use crate::boxside::branch::{valid_name, Branch, BranchSpec};
 use crate::stack::front::{Match, Route};
 use crate::stack::layout::sh;
@@ -62,8 +61,7 @@ impl Personal<'_> {
     /// the command's environment.
     pub async fn run(&self, command: &[String], started: impl FnOnce(&[Branch]) -> BTreeMap<String, String>) -> Result<Ended, PersonalError> {
         let fail = |detail: String| InterceptError::Hold { service: self.plan.service.clone(), name: self.onbox.name.clone(), detail };
-        let socket_dir =
-            tempfile::Builder::new().prefix("ws-ic-").tempdir().map_err(|e| InterceptError::Spawn { what: "a temporary directory".into(), source: e })?;
+        let socket_dir = socket_dir()?;
         let socket = socket_dir.path().join("c");
         let mut master = self.master(&socket)?;
         let mut stdout = BufReader::new(master.stdout.take().expect("piped"));
@@ -132,9 +130,7 @@ impl Personal<'_> {
     }
 
     fn ssh(&self) -> Command {
-        let mut ssh = Command::new("ssh");
-        ssh.arg("-F").arg(self.ssh_config).args(self.ssh_options);
-        ssh
+        ssh_command(self.ssh_config, self.ssh_options)
     }
 
     fn master(&self, socket: &Path) -> Result<Child, InterceptError> {
@@ -158,16 +154,7 @@ impl Personal<'_> {
         if self.keep {
             route += " --keep";
         }
-        let mut ssh = self.ssh();
-        ssh.args(["-T", "-M", "-S"]).arg(socket);
-        let alive = hold::HEARTBEAT.as_secs().to_string();
-        ssh.args(["-o", "ControlPersist=no", "-o", "ExitOnForwardFailure=yes", "-o", &format!("ServerAliveInterval={alive}"), "-o", "ServerAliveCountMax=4"]);
-        for o in &self.plan.outgoing {
-            ssh.arg("-L").arg(format!("127.0.0.1:{}:127.0.0.1:{}", o.local_port, o.box_port));
-        }
-        ssh.arg(self.alias).arg("--").arg(self.onbox.wrap(&route));
-        ssh.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).process_group(0);
-        ssh.spawn().map_err(|e| InterceptError::Spawn { what: "ssh (the OpenSSH client; install openssh-client)".into(), source: e })
+        spawn_master(self.ssh(), socket, self.alias, &self.plan.outgoing, &self.onbox.wrap(&route))
     }
 
     /// A remote forward from a free port of the box's loopback (sshd picks

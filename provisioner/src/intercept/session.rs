@@ -25,7 +25,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
 use super::hold::{self, Answer};
-use super::plan::Plan;
+use super::plan::{Outgoing, Plan};
 use crate::manifest::Manifest;
 use crate::poll::{self, Backoff};
 use crate::stack::holds::Holder;
@@ -90,8 +90,7 @@ impl Intercept<'_> {
     /// box then starts the service again: [`wait_restored`]).
     pub async fn run(&self, command: &[String]) -> Result<Ended, InterceptError> {
         let service = &self.plan.service;
-        let socket_dir =
-            tempfile::Builder::new().prefix("ws-ic-").tempdir().map_err(|e| InterceptError::Spawn { what: "a temporary directory".into(), source: e })?;
+        let socket_dir = socket_dir()?;
         let socket = socket_dir.path().join("c");
         let mut master = self.master(&socket)?;
         let mut stdout = BufReader::new(master.stdout.take().expect("piped"));
@@ -142,10 +141,7 @@ impl Intercept<'_> {
     }
 
     fn ssh(&self) -> Command {
-        let mut ssh = Command::new("ssh");
-        // The box was woken and the config written just now.
-        ssh.arg("-F").arg(self.ssh_config).args(self.ssh_options);
-        ssh
+        ssh_command(self.ssh_config, self.ssh_options)
     }
 
     fn master(&self, socket: &Path) -> Result<Child, InterceptError> {
@@ -156,16 +152,7 @@ impl Intercept<'_> {
         let script =
             hold::script(layout, service, self.by, &ports, &self.onbox.control("stop", service, store), &self.onbox.control("start", service, store), true);
         let remote = self.onbox.wrap(&format!("bash -c {}", sh(&script)));
-        let mut ssh = self.ssh();
-        ssh.args(["-T", "-M", "-S"]).arg(socket);
-        let alive = hold::HEARTBEAT.as_secs().to_string();
-        ssh.args(["-o", "ControlPersist=no", "-o", "ExitOnForwardFailure=yes", "-o", &format!("ServerAliveInterval={alive}"), "-o", "ServerAliveCountMax=4"]);
-        for o in &self.plan.outgoing {
-            ssh.arg("-L").arg(format!("127.0.0.1:{}:127.0.0.1:{}", o.local_port, o.box_port));
-        }
-        ssh.arg(self.alias).arg("--").arg(remote);
-        ssh.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).process_group(0);
-        ssh.spawn().map_err(|e| InterceptError::Spawn { what: "ssh (the OpenSSH client; install openssh-client)".into(), source: e })
+        spawn_master(self.ssh(), socket, self.alias, &self.plan.outgoing, &remote)
     }
 
     /// The remote forwards, on every IPv4 address and, when the box has
@@ -191,6 +178,35 @@ impl Intercept<'_> {
             status: format!("{}{}", describe(out.status), if said.is_empty() { String::new() } else { format!(": {said}") }),
         })
     }
+}
+
+/// `ssh` with the generated config (the pinned host key; the box was woken
+/// and the config written just now) and the context's options.
+pub(super) fn ssh_command(config: &Path, options: &[String]) -> Command {
+    let mut ssh = Command::new("ssh");
+    ssh.arg("-F").arg(config).args(options);
+    ssh
+}
+
+/// A private directory for the control master's socket.
+pub(super) fn socket_dir() -> Result<tempfile::TempDir, InterceptError> {
+    tempfile::Builder::new().prefix("ws-ic-").tempdir().map_err(|e| InterceptError::Spawn { what: "a temporary directory".into(), source: e })
+}
+
+/// The intercept's control master at `socket`: `remote` (the box's side,
+/// talking over stdin and stdout) as its command, `outgoing` as its local
+/// forwards, keepalives at the heartbeat's pace, in a process group of its
+/// own (Ctrl-C reaches the command, not the connection).
+pub(super) fn spawn_master(mut ssh: Command, socket: &Path, alias: &str, outgoing: &[Outgoing], remote: &str) -> Result<Child, InterceptError> {
+    ssh.args(["-T", "-M", "-S"]).arg(socket);
+    let alive = hold::HEARTBEAT.as_secs().to_string();
+    ssh.args(["-o", "ControlPersist=no", "-o", "ExitOnForwardFailure=yes", "-o", &format!("ServerAliveInterval={alive}"), "-o", "ServerAliveCountMax=4"]);
+    for o in outgoing {
+        ssh.arg("-L").arg(format!("127.0.0.1:{}:127.0.0.1:{}", o.local_port, o.box_port));
+    }
+    ssh.arg(alias).arg("--").arg(remote);
+    ssh.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).process_group(0);
+    ssh.spawn().map_err(|e| InterceptError::Spawn { what: "ssh (the OpenSSH client; install openssh-client)".into(), source: e })
 }
 
 /// Runs the command with `environment` until it exits or the connection
