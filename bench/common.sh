@@ -37,6 +37,24 @@ bench_home() {
         > "$HOME/.config/workstation/config.toml"
 }
 
+# bench_one_box_run: for a benchmark on local box b1 with servers of its
+# own: $work (readable by the box's users, removed at exit), $pids
+# (background processes, killed at exit), and at exit box b1 destroyed
+# and the bench network removed.
+bench_one_box_run() {
+    work=$(mktemp -d /var/lib/workstation-bench-XXXX)
+    chmod 755 "$work"
+    pids=()
+    trap bench_one_box_cleanup EXIT
+}
+bench_one_box_cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    "$bin" destroy b1 --purge --yes >/dev/null 2>&1
+    ip link del $bridge 2>/dev/null || true
+    rm -rf "$work"
+}
+
 # bench_one_box DIR: the bench network, a HOME in DIR and a manifest with
 # an empty stack, and the local box b1 created from it.
 bench_one_box() {

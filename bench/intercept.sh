@@ -20,17 +20,7 @@ ROUNDS=${ROUNDS:-4}
 SECONDS_EACH=${SECONDS_EACH:-10}
 PROFILE=${PROFILE:-release}
 source bench/common.sh
-work=$(mktemp -d /var/lib/workstation-bench-XXXX)
-chmod 755 "$work"
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    "$bin" destroy b1 --purge --yes >/dev/null 2>&1
-    ip link del $bridge 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+bench_one_box_run
 
 P=18400 Q=18401 L=18402
 cat > "$work/server.py" <<'PY'

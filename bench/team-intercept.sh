@@ -34,17 +34,7 @@ ROUNDS=${ROUNDS:-5}
 SECONDS_EACH=${SECONDS_EACH:-5}
 PROFILE=${PROFILE:-release}
 source bench/common.sh
-work=$(mktemp -d /var/lib/workstation-bench-XXXX)
-chmod 755 "$work"
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    "$bin" destroy b1 --purge --yes >/dev/null 2>&1
-    ip link del $bridge 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+bench_one_box_run
 
 # Ports: the front, the service's own, the laptop's server.
 api_F=18500 api_T=18501 api_L=18502 fast_F=18510 fast_T=18511 fast_L=18512
