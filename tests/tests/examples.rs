@@ -14,7 +14,7 @@ use workstation_tests::mountns::MountNs;
 use workstation_tests::{binary, repo_root, TestEnv};
 
 /// Examples a test cannot run as written, by prefix, and why.
-const ELSEWHERE: [(&str, &str); 14] = [
+const ELSEWHERE: [(&str, &str); 16] = [
     ("workstation init", "sets up a laptop (interactive, or against AWS): tests/tests/setup.rs"),
     ("workstation image", "needs Nix >= 2.18 and an AWS account: tests/tests/image.rs"),
     ("workstation manifest publish", "needs the platform's S3 bucket: tests/tests/admin.rs (moto)"),
@@ -28,6 +28,8 @@ const ELSEWHERE: [(&str, &str); 14] = [
     ("workstation intercept api -- cargo", "runs the laptop's cargo build of api: tests/tests/intercept.rs"),
     ("workstation intercept api --header x-dev=alice", "runs the laptop's cargo build of api: tests/tests/team.rs"),
     ("workstation intercept api --mirror", "runs the laptop's cargo build of api: tests/tests/team.rs"),
+    ("workstation box front", "supervisord's ws-front runs it on the box (it becomes nginx): tests/tests/team.rs"),
+    ("workstation box route", "an intercept runs it on the box over SSH, speaking a line protocol: tests/tests/team.rs"),
     ("workstation ssh-config && ssh ws-dev", "OpenSSH reads the passwd entry's ~/.ssh/config, not $HOME's: tests/tests/e2e.rs runs `ssh -F`"),
 ];
 

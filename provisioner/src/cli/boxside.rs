@@ -26,7 +26,12 @@ pub enum BoxCommand {
 /// What supervisord's `ws-front` program runs: writes nginx's
 /// configuration for the fronts given and the personal routes recorded,
 /// then becomes nginx.
+///
+/// Examples:
+///   workstation box front --dir "$root/run/front" --control "$root/run/front.sock" \
+///     --front api=8080:18080
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub struct FrontArgs {
     /// nginx's directory (configuration, routes, pid).
     #[arg(long, value_name = "DIR")]
@@ -44,7 +49,12 @@ pub struct FrontArgs {
 /// The box side of `workstation intercept --header`/`--mirror`, run over
 /// the intercept's SSH connection: a line protocol on stdin and stdout
 /// (boxside/route.rs).
+///
+/// Examples:
+///   workstation box route --dir "$root/run/front" --control "$root/run/front.sock" \
+///     --service api --by alice@mac --header x-dev=alice
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub struct RouteArgs {
     #[arg(long, value_name = "DIR")]
     dir: String,
