@@ -7,6 +7,7 @@ pub mod admin;
 pub mod boxes;
 pub mod boxside;
 pub mod cli;
+pub mod env;
 pub mod idle;
 pub mod image;
 pub mod intercept;

@@ -72,20 +72,64 @@ impl Context {
             name: info.name.clone(),
             address: SocketAddr::new(ip, 22),
             via,
-            user: self.ssh.user.clone(),
+            user: self.login_user(info),
             alias: known_hosts::alias(&info.id),
             identity: self.ssh.identity.clone(),
         })
     }
 
     pub async fn connect(&self, info: &BoxInfo) -> Result<remote::Session, LifecycleError> {
-        match remote::connect(&self.target(info)?, &self.known_hosts).await {
+        let target = self.target(info)?;
+        if self.pushes_key(info) {
+            self.push_key(info).await?;
+        }
+        match remote::connect(&target, &self.known_hosts).await {
             // sshd's reason beats our guess (a wrong user name).
             Err(e @ remote::RemoteError::AuthFailed { .. }) => match self.provider.sshd_refusal(&info.id) {
                 Some(why) => Err(LifecycleError::KeyRefused { refused: Box::new(e), why }),
                 None => Err(e.into()),
             },
             result => Ok(result?),
+        }
+    }
+
+    /// Whether logging in to `info` takes a key pushed for the login: a
+    /// team box someone else made (CI) admits its team's engineers only so.
+    pub fn pushes_key(&self, info: &BoxInfo) -> bool {
+        info.team.is_some() && info.owner != self.owner.as_str()
+    }
+
+    /// The account a login to `info` uses: the configured one, but on a
+    /// team box in AWS made by someone else its owner's (the image makes
+    /// only that account; a local box is logged in to as root).
+    fn login_user(&self, info: &BoxInfo) -> String {
+        match self.pushes_key(info) && self.provider.kind() == crate::provider::ProviderKind::Aws {
+            true => info.owner.clone(),
+            false => self.ssh.user.clone(),
+        }
+    }
+
+    /// Lets this laptop's key log in to team box `info` for a minute (EC2
+    /// Instance Connect), its comment naming you for the box's access log.
+    /// Pins the key the box published first, as for your own boxes: it is
+    /// a tag only the box's role writes.
+    pub async fn push_key(&self, info: &BoxInfo) -> Result<(), LifecycleError> {
+        if self.known_hosts.get(&known_hosts::alias(&info.id))?.is_none() {
+            let published = info.host_key.as_deref().ok_or_else(|| LifecycleError::NoHostKey { name: info.name.clone(), id: info.id.clone() })?;
+            self.known_hosts.pin(&known_hosts::alias(&info.id), &info.name, &known_hosts::parse_key(published)?, false)?;
+        }
+        let key = read_public_key(&public_key_path(&self.ssh.identity))?;
+        let mut words = key.split_whitespace();
+        let line = format!("{} {} {}@workstation", words.next().unwrap_or_default(), words.next().unwrap_or_default(), self.owner);
+        Ok(self.provider.push_key(info, &self.login_user(info), &line).await?)
+    }
+
+    /// The `Host` alias of `info` in the generated OpenSSH config: its name
+    /// for your boxes, `TEAM.ENV` for a team box you log in to by a pushed key.
+    pub fn ssh_alias(&self, info: &BoxInfo) -> String {
+        match info.team.as_ref().filter(|_| self.pushes_key(info)) {
+            Some(t) => ssh_config::host_alias(&format!("{}.{}", t.team, t.env)),
+            None => ssh_config::host_alias(&info.name),
         }
     }
 
@@ -112,9 +156,12 @@ impl Context {
     /// Regenerates the OpenSSH config for this owner's boxes; with
     /// `include`, also makes sure `~/.ssh/config` includes it.
     pub async fn write_ssh_config(&self, include: bool) -> Result<PathBuf, LifecycleError> {
-        let boxes = self.provider.list(Some(&self.owner)).await?;
+        // Your boxes, and the team boxes others made (which admit you if
+        // you are of their team).
+        let boxes = self.provider.list(None).await?;
         let entries: Vec<HostEntry> = boxes
             .iter()
+            .filter(|b| b.owner == self.owner.as_str() || self.pushes_key(b))
             .filter_map(|b| {
                 // The name is a tag anyone who may tag the instance can
                 // write: only a valid box name goes into an OpenSSH config.
@@ -122,7 +169,8 @@ impl Context {
                     tracing::warn!("box {} left out of the SSH config: its name tag is not a box name ({e})", b.id);
                     return None;
                 }
-                Some(HostEntry { name: b.name.clone(), id: b.id.clone(), address: b.address?.to_string(), user: self.ssh.user.clone() })
+                let env = b.team.as_ref().filter(|_| self.pushes_key(b)).map(|t| t.label());
+                Some(HostEntry { name: b.name.clone(), id: b.id.clone(), address: b.address?.to_string(), user: self.login_user(b), env })
             })
             .collect();
         let generated = self.paths.ssh_config();

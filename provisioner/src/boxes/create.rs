@@ -98,7 +98,7 @@ impl Context {
         if let Some(v) = &kept {
             step(progress, format!("reattaching kept data volume {} ({} GiB)", v.id, v.size_gib));
         }
-        let spec = LaunchSpec { owner: &self.owner, name, manifest, public_key: &public_key, preview: None, data: kept.as_ref() };
+        let spec = LaunchSpec { owner: &self.owner, name, manifest, public_key: &public_key, preview: None, team: None, data: kept.as_ref() };
         let mut report = self.create(&spec, health_timeout, progress).await?;
         report.reattached = kept.filter(|_| report.created).map(|v| v.id);
         if !report.created {

@@ -2,8 +2,10 @@
 //! publish the host key at first boot, the per-minute idle check with the
 //! activity signals it reads (both act on the box through one client,
 //! [`self_api::SelfApi`]), start programs with their secrets, and run the
-//! HTTP proxy in front of services with its personal routes and data branches.
+//! HTTP proxy in front of services with its personal routes and data branches,
+//! and admit (and record) the keys engineers push to a team box.
 
+pub mod access;
 pub mod activity;
 pub mod branch;
 pub mod front;

@@ -39,6 +39,8 @@ pub struct RouteSession {
     pub keep: bool,
     /// How long without a renewal ends the route (the intercept's lease).
     pub lease: Duration,
+    /// The box's access log, where the route's start and end are recorded.
+    pub log: Option<std::path::PathBuf>,
 }
 
 impl RouteSession {
@@ -78,6 +80,9 @@ impl RouteSession {
         let mut made: Vec<(BranchSpec, Branch)> = Vec::new();
         let ended = self.serve(&mut route, &lines, &mut made);
         let removed = self.release(&route);
+        if route.port != 0 {
+            self.note(&format!("intercept of {} ended ({})", self.service, self.matches.describe()));
+        }
         if !self.keep {
             for (spec, b) in &made {
                 if let Err(e) = branch::drop_branch(spec, b) {
@@ -137,9 +142,20 @@ impl RouteSession {
             front::apply(&self.paths).map_err(|e| e.to_string())?;
         }
         say("routed");
+        self.note(&format!("intercept of {} for {}", self.service, self.matches.describe()));
         // Renewals until end of input or a lease without one.
         while lines.recv_timeout(self.lease).is_ok() {}
         Ok(())
+    }
+
+    /// Records `what` in the access log, if there is one; a log that
+    /// cannot be written does not end the intercept.
+    fn note(&self, what: &str) {
+        let Some(log) = &self.log else { return };
+        let entry = super::access::Entry { at: chrono::Utc::now(), who: self.by.clone(), what: what.to_owned(), fingerprint: None };
+        if let Err(e) = super::access::record(log, &entry) {
+            eprintln!("workstation: cannot record the intercept in {}: {e}", log.display());
+        }
     }
 
     fn release(&self, route: &Route) -> Result<(), String> {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use super::{boxes, boxside, cp, hosts, idle, image, intercept, platform, preview, secrets, setup, ssh, stack, sync, upgrade};
+use super::{boxes, boxside, cp, env, hosts, idle, image, intercept, platform, preview, secrets, setup, ssh, stack, sync, upgrade};
 use crate::provider::ProviderKind;
 
 const EXAMPLES: &str = "\
@@ -155,6 +155,8 @@ pub enum Command {
     Sync(sync::SyncArgs),
     #[command(subcommand)]
     Preview(preview::PreviewCommand),
+    #[command(subcommand)]
+    Env(env::EnvCommand),
     Keep(idle::KeepArgs),
     Reap(idle::ReapArgs),
     Hosts(hosts::HostsArgs),

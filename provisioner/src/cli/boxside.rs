@@ -19,6 +19,32 @@ pub enum BoxCommand {
     HoldSecrets(HoldArgs),
     Front(FrontArgs),
     Route(RouteArgs),
+    AuthorizedKeys(AuthorizedKeysArgs),
+}
+
+/// Print the keys pushed for this login, and record who logged in.
+///
+/// sshd's AuthorizedKeysCommand on every box: the keys engineers pushed in
+/// the last 60 s (EC2 Instance Connect, read from the instance metadata;
+/// --pushed on a local box), plain keys only, and an entry in the access
+/// log for the key sshd asks about. Prints nothing on any failure, so sshd
+/// refuses the key.
+///
+/// Examples:
+///   workstation box authorized-keys --log /var/lib/workstation/access.jsonl alice SHA256:Qn4...
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct AuthorizedKeysArgs {
+    /// The user logging in (sshd's %u).
+    user: String,
+    /// The offered key's fingerprint (sshd's %f).
+    fingerprint: String,
+    /// The access log (`env status` reads it).
+    #[arg(long)]
+    log: PathBuf,
+    /// A local box's pushed keys: DIR/USER (default: the instance metadata).
+    #[arg(long, value_name = "DIR")]
+    pushed: Option<PathBuf>,
 }
 
 /// Run the HTTP proxy (nginx) in front of services.
@@ -77,6 +103,9 @@ pub struct RouteArgs {
     /// Keep the branches when the session ends.
     #[arg(long)]
     keep: bool,
+    /// The box's access log: the route's start and end are recorded there.
+    #[arg(long, value_name = "PATH")]
+    log: Option<PathBuf>,
 }
 
 /// Start a program with its secrets in its environment.
@@ -214,6 +243,7 @@ pub async fn run(global: &super::context::Global, cmd: BoxCommand) -> Result<Exi
                 branches: args.branches,
                 keep: args.keep,
                 lease: crate::intercept::hold::LEASE,
+                log: args.log,
             };
             Ok(ExitCode::from(session.run() as u8))
         }
@@ -237,6 +267,12 @@ pub async fn run(global: &super::context::Global, cmd: BoxCommand) -> Result<Exi
                     println!("{active}; {}{}", checked.verdict, if checked.stopped { "; stopped this box" } else { "" });
                 }
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        BoxCommand::AuthorizedKeys(args) => {
+            use crate::boxside::access::{authorized_keys, Source};
+            let source = args.pushed.as_deref().map_or(Source::Metadata, Source::Dir);
+            print!("{}", authorized_keys(source, &args.user, &args.fingerprint, &args.log).await);
             Ok(ExitCode::SUCCESS)
         }
         BoxCommand::PublishHostKey(args) => {

@@ -123,7 +123,9 @@ impl Global {
                 proxy.extend(region.iter().flat_map(|r| ["--region".into(), r.clone()]));
                 proxy.extend(settings.aws.profile.iter().flat_map(|p| ["--profile".into(), p.clone()]));
                 let sdk = sdk::config(settings.aws.profile.as_deref(), region).await;
-                (Box::new(AwsProvider::new(aws_sdk_ec2::Client::new(&sdk), settings.aws.address)), SecretStore::Ssm(OwnParameters::new(&sdk)))
+                let aws =
+                    AwsProvider::new(aws_sdk_ec2::Client::new(&sdk), settings.aws.address).with_instance_connect(aws_sdk_ec2instanceconnect::Client::new(&sdk));
+                (Box::new(aws), SecretStore::Ssm(OwnParameters::new(&sdk)))
             }
             ProviderKind::Local => {
                 proxy.extend(["--provider".into(), "local".into()]);

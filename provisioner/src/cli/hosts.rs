@@ -66,6 +66,10 @@ pub struct ShareArgs {
     /// With --off, take them off this laptop.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), conflicts_with_all = ["start", "allow_start", "forbid_start"])]
     preview: Option<u32>,
+    /// Point team box TEAM/ENV's hostnames (the manifest's with TEAM-ENV
+    /// as a label) at it. With --off, take them off this laptop.
+    #[arg(long, value_name = "TEAM/ENV", conflicts_with_all = ["owner", "preview", "start", "allow_start", "forbid_start"])]
+    env: Option<crate::env::EnvRef>,
 }
 
 pub async fn hosts(global: &Global, _args: HostsArgs) -> Result<ExitCode> {
@@ -82,6 +86,23 @@ pub async fn share(global: &Global, args: ShareArgs) -> Result<ExitCode> {
             Output::Json => output::json(&serde_json::json!({ "box": info.name, "id": info.id, "colleagues_may_start": args.allow_start }))?,
             Output::Text if args.allow_start => println!("colleagues may now start box {} with `workstation share {} --start`", info.name, ctx.owner()),
             Output::Text => println!("only you can start box {} now", info.name),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(target) = &args.env {
+        let manifest = manifest.ok_or(share::ShareError::NoHostnames)?;
+        if args.off {
+            let names = crate::env::unshare(&ctx, &manifest, target).await?;
+            match global.output {
+                Output::Json => output::json(&serde_json::json!({ "cleared": names }))?,
+                Output::Text => println!("cleared {}", names.join(", ")),
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        let pointed = crate::env::share(&ctx, &manifest, target).await?;
+        match global.output {
+            Output::Json => output::json(&pointed)?,
+            Output::Text => output::print_pointed(&pointed),
         }
         return Ok(ExitCode::SUCCESS);
     }

@@ -44,6 +44,10 @@ pub struct InterceptArgs {
     service: String,
     #[command(flatten)]
     target: BoxFlag,
+    /// A team box instead, TEAM/ENV (with --header or --mirror: the team's
+    /// box keeps serving everyone else).
+    #[arg(long, value_name = "TEAM/ENV")]
+    env: Option<crate::env::EnvRef>,
     /// Send box port BOX to local port LOCAL instead of the same port
     /// (repeatable).
     #[arg(long = "port", value_name = "BOX:LOCAL")]
@@ -98,6 +102,9 @@ pub async fn intercept(global: &Global, args: InterceptArgs) -> Result<ExitCode>
     if !args.branch_db.is_empty() {
         anyhow::bail!("--branch-db needs --header or --mirror: a whole intercept takes the service from everyone, so its data is yours already");
     }
+    if let Some(env) = &args.env {
+        anyhow::bail!("--env {env} needs --header or --mirror: a whole intercept would take the service from the whole team; add --header x-dev=$USER");
+    }
     let (ctx, info) = super::ssh::running_box(global, &args.target.get()).await?;
     let config = ctx.write_ssh_config(false).await?;
     let by = end::holder(&ctx.owner().to_string());
@@ -145,14 +152,14 @@ async fn personal(global: &Global, args: &InterceptArgs, manifest: &Manifest, pl
     };
     let local_port = plan.incoming.iter().find(|i| i.box_port == to).map_or(to, |i| i.local_port);
     let specs = branch::specs(manifest, &args.branch_db, args.keep)?;
-    let (ctx, info) = super::ssh::running_box(global, &args.target.get()).await?;
+    let (ctx, info) = super::ssh::running_target(global, &args.target.get(), args.env.as_ref()).await?;
     let config = ctx.write_ssh_config(false).await?;
     let by = end::holder(&ctx.owner().to_string());
     eprintln!("intercepting {service} on box {} for requests with {}:", info.name, matches.describe());
     eprintln!("  box :{front_port} (its proxy) -> this laptop 127.0.0.1:{local_port}; everyone else's requests reach the box's {service} (:{to})");
     print_outgoing(plan);
     let onbox = ctx.shell(&info).await?;
-    let alias = host_alias(&info.name);
+    let alias = ctx.ssh_alias(&info);
     let ssh_options = ctx.openssh_options();
     let session = Personal {
         ssh_config: &config,

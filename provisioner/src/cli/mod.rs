@@ -8,6 +8,7 @@ mod boxside;
 mod context;
 mod cp;
 mod duration;
+mod env;
 pub mod error;
 mod hosts;
 mod idle;
@@ -53,6 +54,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Render(cmd) => stack::render(&global, cmd).await,
         Command::Sync(args) => sync::sync(&global, args).await,
         Command::Preview(cmd) => preview::run(&global, cmd).await,
+        Command::Env(cmd) => env::run(&global, cmd).await,
         Command::Keep(args) => idle::keep(&global, args).await,
         Command::Reap(args) => idle::reap(&global, args).await,
         Command::Hosts(args) => hosts::hosts(&global, args).await,

@@ -11,6 +11,7 @@ use super::box_arg::BoxArg;
 use super::context::Global;
 use super::output::{self, Output};
 use crate::boxes::Context;
+use crate::env::EnvRef;
 use crate::manifest::name::BoxName;
 use crate::provider::BoxInfo;
 use crate::provider::ProviderKind;
@@ -43,6 +44,9 @@ use crate::ssh::ssh_config::host_alias;
 pub struct SshArgs {
     #[command(flatten)]
     target: BoxArg,
+    /// A team box instead, TEAM/ENV (your key is pushed to it for the login).
+    #[arg(long, value_name = "TEAM/ENV")]
+    env: Option<EnvRef>,
     /// Allocate a terminal for the command (default: when stdin and stdout
     /// are terminals).
     #[arg(short = 't', conflicts_with = "no_tty")]
@@ -103,7 +107,11 @@ pub struct SshConfigArgs {
 #[command(verbatim_doc_comment)]
 pub struct ProxyArgs {
     /// Box name.
-    name: BoxName,
+    #[arg(required_unless_present = "env")]
+    name: Option<BoxName>,
+    /// A team box, TEAM/ENV: your key is pushed to it first.
+    #[arg(long, value_name = "TEAM/ENV", conflicts_with = "name")]
+    env: Option<EnvRef>,
     /// The address the config last knew (ssh's %h): an EC2 box running
     /// there is connected to without an API call.
     #[arg(long)]
@@ -129,7 +137,7 @@ pub struct PinArgs {
 }
 
 pub async fn ssh(global: &Global, args: SshArgs) -> Result<ExitCode> {
-    let (ctx, info) = running_box(global, &args.target.get()).await?;
+    let (ctx, info) = running_target(global, &args.target.get(), args.env.as_ref()).await?;
     let config = ctx.write_ssh_config(false).await?;
     let mut ssh = tokio::process::Command::new("ssh");
     // The box is awake and the config was just written with its address:
@@ -154,7 +162,7 @@ pub async fn ssh(global: &Global, args: SshArgs) -> Result<ExitCode> {
     for option in &args.ssh_option {
         ssh.arg("-o").arg(option);
     }
-    ssh.args(tty).arg(host_alias(&info.name));
+    ssh.args(tty).arg(ctx.ssh_alias(&info));
     if !args.command.is_empty() {
         ssh.arg("--").args(&args.command);
     }
@@ -184,22 +192,43 @@ pub(super) async fn running_box(global: &Global, name: &BoxName) -> Result<(Cont
     Ok((ctx, info))
 }
 
+/// The running box a verb with `--env` names: team box TEAM/ENV (never
+/// started from here: it is its CI's), else your box `name` as
+/// [`running_box`] finds it.
+pub(super) async fn running_target(global: &Global, name: &BoxName, env: Option<&EnvRef>) -> Result<(Context, BoxInfo)> {
+    let Some(env) = env else { return running_box(global, name).await };
+    let ctx = global.context(global.manifest_for_lookup().as_ref()).await?;
+    let info = crate::env::find(&ctx, env).await?;
+    ctx.target(&info)?;
+    Ok((ctx, info))
+}
+
 pub async fn proxy(global: &Global, args: ProxyArgs) -> Result<ExitCode> {
     let manifest = global.manifest_for_lookup();
     let ctx = global.context(manifest.as_ref()).await?;
     // A running EC2 box answers at its last address. A local box is looked
     // up, which costs nothing, while a stopped one's address would take
     // seconds to fail.
-    if let (ProviderKind::Aws, Some(host), false) = (ctx.provider().kind(), args.host, ctx.via_ssm()) {
+    if let (ProviderKind::Aws, Some(host), false, None) = (ctx.provider().kind(), args.host, ctx.via_ssm(), &args.env) {
         if let Some(stream) = proxy::fast_connect(host, args.port) {
             proxy::pass_to_ssh(&stream).context(proxy::FDPASS_HINT)?;
             return Ok(ExitCode::SUCCESS);
         }
     }
-    // A stopped box is woken as `start` would: the connection is handed
-    // over only once its stack is healthy, so the command ssh carries does
-    // not find its services still starting.
-    let info = global.wake_in(&ctx, manifest.as_ref(), &args.name).await?;
+    let info = match (&args.env, &args.name) {
+        // A team box is its CI's to start; your key goes first.
+        (Some(env), _) => {
+            let info = crate::env::find(&ctx, env).await?;
+            ctx.target(&info)?;
+            ctx.push_key(&info).await?;
+            info
+        }
+        // A stopped box is woken as `start` would: the connection is
+        // handed over only once its stack is healthy, so the command ssh
+        // carries does not find its services still starting.
+        (None, Some(name)) => global.wake_in(&ctx, manifest.as_ref(), name).await?,
+        (None, None) => unreachable!("clap requires NAME or --env"),
+    };
     if let Some(argv) = ctx.ssm_session(&info, args.port) {
         // Session Manager relays the bytes: the session takes our place,
         // its stdin and stdout ssh's connection.

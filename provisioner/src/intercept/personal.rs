@@ -137,10 +137,11 @@ impl Personal<'_> {
         let layout = &self.onbox.layout;
         let paths = crate::stack::front::FrontPaths::of(layout);
         let mut route = format!(
-            "{} box route --dir {} --control {} --service {} --by {}",
+            "{} box route --dir {} --control {} --log {} --service {} --by {}",
             sh(&layout.bin),
             sh(&paths.dir),
             sh(&paths.control),
+            sh(&layout.access_log()),
             sh(&self.plan.service),
             sh(self.by)
         );

@@ -84,6 +84,8 @@ macro_rules! label_type {
 
 label_type!(BoxName, "box name");
 label_type!(Owner, "owner");
+label_type!(TeamName, "team");
+label_type!(EnvName, "environment name");
 
 impl Owner {
     /// An owner name made from a login name (`$USER`), which may hold

@@ -22,6 +22,6 @@ mod upload;
 pub use error::PreviewError;
 pub use git::Repo;
 pub use manage::{down, find, list, share, unshare, Down};
-pub use names::{box_name, checkout_path, hostnames, manifest_for, url, PREVIEW_ENV, PREVIEW_URL_ENV};
-pub use up::{up, PreviewReport, UpRequest, MAX_TTL};
+pub use names::{box_name, checkout_path, hostnames, labelled, manifest_for, url, PREVIEW_ENV, PREVIEW_URL_ENV};
+pub use up::{deploy, up, PreviewReport, UpRequest, MAX_TTL};
 pub use upload::{Mode, Uploaded};

@@ -19,11 +19,17 @@ pub fn box_name(number: u32) -> BoxName {
 /// The manifest's hostnames for preview `number`: `pr-N` after the first
 /// label (a one-label name gets it as a suffix: `api` -> `api.pr-N`).
 pub fn hostnames(names: &[String], number: u32) -> Vec<String> {
+    labelled(names, &format!("pr-{number}"))
+}
+
+/// The manifest's hostnames with `label` after their first label: how a
+/// preview's and a team box's names differ from engineers' own.
+pub fn labelled(names: &[String], label: &str) -> Vec<String> {
     names
         .iter()
         .map(|n| match n.split_once('.') {
-            Some((first, rest)) => format!("{first}.pr-{number}.{rest}"),
-            None => format!("{n}.pr-{number}"),
+            Some((first, rest)) => format!("{first}.{label}.{rest}"),
+            None => format!("{n}.{label}"),
         })
         .collect()
 }

@@ -94,12 +94,21 @@ pub async fn up(
             }
         }
     }
-    let spec = LaunchSpec { owner: ctx.owner(), name: &name, manifest, public_key: &public_key, preview: Some(&pending), data: None };
+    let spec = LaunchSpec { owner: ctx.owner(), name: &name, manifest, public_key: &public_key, preview: Some(&pending), team: None, data: None };
     let ready = ctx.launch_ready(&spec, progress).await?;
     let names = hostnames(&manifest.manifest.hostnames, req.number);
     let url = url(&names, ready.info.address);
     let effective = manifest_for(manifest, req.number, url.as_deref());
-    let prepared = match prepare(ctx, &ready, &effective, req, &commit, &pending, progress, report).await {
+    let from = ready.info.preview.as_ref().filter(|p| p.number == req.number).and_then(|p| p.commit.clone());
+    if from.as_deref() != Some(commit.as_str()) {
+        // Until this run is through, the box's tree is at no known commit:
+        // a run that fails halfway leaves the next one a whole upload.
+        if let Err(e) = ctx.provider().set_preview(&ready.info.id, &pending).await {
+            ready.shell.close().await;
+            return Err(e.into());
+        }
+    }
+    let prepared = match deploy(&ready, &effective, req.repo, from.as_deref(), &commit, progress, report).await {
         Ok(p) => p,
         Err(e) => {
             ready.shell.close().await;
@@ -137,30 +146,25 @@ pub async fn up(
     })
 }
 
-/// The part of `up` between launch and bring-up, on the ready box: the
-/// tree uploaded (the box tagged as at no known commit meanwhile), then the
-/// manifest's installs and restarts for what changed. Returns where the
-/// tree is, what was uploaded and what ran.
+/// The part of `up` between launch and bring-up, on the ready box (a
+/// preview's or a team's): the tree of `commit` uploaded (only what
+/// changed since `from`, the commit the box's tree is at), then the
+/// manifest's installs and restarts for what changed. The caller records
+/// the box's tree as at no known commit first. Returns where the tree is,
+/// what was uploaded and what ran.
 #[allow(clippy::too_many_arguments)]
-async fn prepare(
-    ctx: &Context,
+pub async fn deploy(
     ready: &Ready,
     effective: &LoadedManifest,
-    req: &UpRequest<'_>,
+    repo: &Repo,
+    from: Option<&str>,
     commit: &str,
-    pending: &Preview,
     progress: Option<&ProgressBar>,
     report: &dyn Report,
 ) -> Result<(String, Uploaded, Applied), PreviewError> {
-    let from = ready.info.preview.as_ref().filter(|p| p.number == req.number).and_then(|p| p.commit.clone());
-    let dir = format!("{}/{}", ready.shell.layout.root(), checkout_path(effective, req.repo));
-    if from.as_deref() != Some(commit) {
-        // Until this run is through, the box's tree is at no known commit:
-        // a run that fails halfway leaves the next one a whole upload.
-        ctx.provider().set_preview(&ready.info.id, pending).await?;
-    }
+    let dir = format!("{}/{}", ready.shell.layout.root(), checkout_path(effective, repo));
     step(progress, format!("uploading {} to {}", &commit[..12], ready.info.name));
-    let uploaded = upload::upload(&ready.shell, req.repo, from.as_deref(), commit, &dir).await?;
+    let uploaded = upload::upload(&ready.shell, repo, from, commit, &dir).await?;
     let mut actions = Rules::new(&effective.manifest).actions(&uploaded.changed);
     // A new box's services first start after the installs (in `up`); a
     // whole new tree under running services restarts them all, but for

@@ -80,6 +80,16 @@ pub trait Provider: Send + Sync {
     /// Records a preview box's commit and expiry (after an upload).
     async fn set_preview(&self, id: &str, preview: &Preview) -> Result<()>;
 
+    /// Records the commit a team box's tree is at (None: an upload is
+    /// under way, so the next `env up` uploads the whole tree).
+    async fn set_team_commit(&self, id: &str, commit: Option<&str>) -> Result<()>;
+
+    /// Lets the SSH key `public_key` log in as `user` on the box for the
+    /// next 60 s (EC2 Instance Connect's SendSSHPublicKey; a local box's
+    /// pushed-keys file): how engineers reach a team box with their own
+    /// key. Refused unless the caller's team is the box's (terraform).
+    async fn push_key(&self, info: &BoxInfo, user: &str, public_key: &str) -> Result<()>;
+
     /// Records that a bring-up started (None) or ended healthy with the
     /// manifest whose hash is given (the box now runs that manifest).
     async fn record_bring_up(&self, id: &str, finished: Option<&str>) -> Result<()>;

@@ -34,6 +34,8 @@ pub enum ProviderError {
     Command { command: String, stderr: String },
     #[error(transparent)]
     Local(#[from] LocalError),
+    #[error("you may not log in to {what}: AWS refused your key ({detail}). Team boxes admit the engineers whose `team` tag (from your identity provider) is the box's team; ask the platform team to add you, or use `workstation env list` to see whose box it is")]
+    NotYourTeam { what: String, detail: String },
     #[error("box.hibernate: {0}")]
     Hibernation(String),
     #[error("data volume {id}: {why}")]

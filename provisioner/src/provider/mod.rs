@@ -12,10 +12,11 @@ pub mod local;
 pub mod machine;
 mod model;
 pub mod netns;
+pub mod pushed_keys;
 pub mod tags;
 
 pub use api::Provider;
 pub use data::{DataVolume, ImageSummary, RootReplaced};
 pub use error::{LocalError, ProviderError, Result};
 pub use kind::{AddressKind, LocalNetwork, ProviderKind};
-pub use model::{is_commit_id, parse_time, BoxInfo, BoxState, LaunchSpec, Launched, Preview};
+pub use model::{is_commit_id, parse_time, BoxInfo, BoxState, LaunchSpec, Launched, Preview, TeamEnv};

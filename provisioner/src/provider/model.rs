@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::manifest::name::{BoxName, Owner};
+use crate::manifest::name::{BoxName, EnvName, Owner, TeamName};
 use crate::manifest::LoadedManifest;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -66,6 +66,8 @@ pub struct BoxInfo {
     pub bring_up_unfinished: bool,
     /// A pull request's preview box (`workstation preview`).
     pub preview: Option<Preview>,
+    /// A team's shared box (`workstation env`).
+    pub team: Option<TeamEnv>,
     /// The image its root runs (None: unknown, or a local box).
     pub image_id: Option<String>,
     /// Its data volume (None: a box made before data volumes, whose data
@@ -94,6 +96,31 @@ impl Preview {
     }
 }
 
+/// What a team box's tags say: whose team, which environment, which
+/// commit it runs. Read from tags, so checked there: a team or name that
+/// is not a label makes the box no team's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct TeamEnv {
+    pub team: String,
+    pub env: String,
+    /// The full commit id its tree is at (None: unknown, so the next
+    /// `env up` uploads the whole tree).
+    pub commit: Option<String>,
+}
+
+impl TeamEnv {
+    pub fn from_tags(team: Option<&str>, env: Option<&str>, commit: Option<&str>) -> Option<TeamEnv> {
+        let team = team?.parse::<TeamName>().ok()?;
+        let env = env?.parse::<EnvName>().ok()?;
+        Some(TeamEnv { team: team.to_string(), env: env.to_string(), commit: commit.filter(|c| is_commit_id(c)).map(str::to_owned) })
+    }
+
+    /// `payments/staging`, as engineers name it.
+    pub fn label(&self) -> String {
+        format!("{}/{}", self.team, self.env)
+    }
+}
+
 /// A full SHA-1 or SHA-256 commit id, lowercase hex.
 pub fn is_commit_id(s: &str) -> bool {
     matches!(s.len(), 40 | 64) && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
@@ -112,6 +139,8 @@ pub struct LaunchSpec<'a> {
     pub public_key: &'a str,
     /// Tags a preview box at launch (`workstation preview up`).
     pub preview: Option<&'a Preview>,
+    /// Tags a team box at launch (`workstation env up`).
+    pub team: Option<&'a TeamEnv>,
     /// A kept data volume of this name to reattach; None: a new one
     /// (`box.data_gib`).
     pub data: Option<&'a crate::provider::DataVolume>,

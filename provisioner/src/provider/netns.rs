@@ -113,6 +113,24 @@ impl BoxHost {
         self.root.clone()
     }
 
+    /// The keys pushed to this box for a minute (`Provider::push_key`), in
+    /// the root-only directory beside the key sshd reads.
+    pub fn pushed_keys_dir(&self) -> PathBuf {
+        self.sshd_keys_dir().join("pushed")
+    }
+
+    /// sshd's AuthorizedKeysCommand: `box authorized-keys` of the
+    /// `workstation` this box runs (an image's does the same from the
+    /// instance metadata). None without one, so only the owner's key works.
+    fn keys_command(&self) -> Option<String> {
+        let bin = self.env.iter().find(|(k, _)| k == "WORKSTATION_BIN")?.1.clone();
+        let log = crate::stack::layout::Layout::new(self.root.to_str()?, None).ok()?.access_log();
+        Some(format!(
+            "AuthorizedKeysCommand {bin} box authorized-keys --pushed \"{pushed}\" --log \"{log}\" %u %f\nAuthorizedKeysCommandUser root\n",
+            pushed = self.pushed_keys_dir().display()
+        ))
+    }
+
     /// Creates the bridge owning the network if it is missing. Safe to run
     /// concurrently from several processes.
     pub fn ensure_bridge(net: &LocalNetwork) -> Result<()> {
@@ -321,7 +339,7 @@ impl BoxHost {
              AcceptEnv LANG LC_*\n\
              GatewayPorts clientspecified\n\
              SetEnv WORKSTATION_BOX_ROOT={root} HOME={home}{env}\n\
-             Subsystem sftp internal-sftp\n",
+             Subsystem sftp internal-sftp\n{keys}",
             hostname = self.hostname,
             addr = self.address,
             key = q(&self.host_key()),
@@ -330,6 +348,7 @@ impl BoxHost {
             root = self.root().display(),
             home = self.home().display(),
             env = self.env.iter().map(|(k, v)| format!(" {k}={v}")).collect::<String>(),
+            keys = self.keys_command().unwrap_or_default(),
         );
         std::fs::write(dir.join("sshd_config"), text).map_err(io(format!("cannot write {}/sshd_config", dir.display())))
     }

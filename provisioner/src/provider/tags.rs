@@ -40,6 +40,13 @@ pub const REF: &str = "workstation:ref";
 /// RFC 3339: when `reap` terminates the preview box.
 pub const EXPIRES: &str = "workstation:expires";
 
+/// A team box's team (`workstation env up --team`): the engineers whose
+/// principal tag `team` has this value may push their keys to it
+/// (terraform/iam.tf, TeamBoxesByInstanceConnect).
+pub const TEAM: &str = "workstation:team";
+/// A team box's environment name (`env up staging`); its commit is [`REF`].
+pub const ENV: &str = "workstation:env";
+
 /// On AMIs: which image line an AMI belongs to; `box.image_tag` selects by it.
 pub const IMAGE: &str = "workstation:image";
 /// On AMIs: what was built (the build's store path, or `sha256:` of a bare

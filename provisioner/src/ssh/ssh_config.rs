@@ -20,6 +20,9 @@ pub struct HostEntry {
     pub id: String,
     pub address: String,
     pub user: String,
+    /// A team box's `TEAM/ENV` (its alias is `ws-TEAM.ENV`, and its proxy
+    /// pushes your key before connecting); None for your own boxes.
+    pub env: Option<String>,
 }
 
 /// The `Host` alias for a box: short to type, prefixed so it never shadows
@@ -40,14 +43,18 @@ pub fn render(entries: &[HostEntry], identity: &Path, known_hosts: &Path, proxy:
     // ssh runs ProxyCommand with the shell, after expanding %-tokens.
     let proxy: Vec<String> = proxy.iter().map(|w| shell_word(&w.replace('%', "%%"))).collect();
     for e in entries {
+        let (host, target) = match &e.env {
+            Some(env) => (host_alias(&env.replace('/', ".")), format!("--env {env}")),
+            None => (host_alias(&e.name), e.name.clone()),
+        };
         out.push_str(&format!(
             "\nHost {host}\n    HostName {addr}\n    User {user}\n    IdentityFile {id}\n    IdentitiesOnly yes\n    \
              HostKeyAlias {alias}\n    UserKnownHostsFile {kh}\n    StrictHostKeyChecking yes\n    CheckHostIP no\n    \
-             ProxyCommand {proxy} proxy {name} --host %h --port %p\n{fdpass}",
+             ProxyCommand {proxy} proxy {target} --host %h --port %p\n{fdpass}",
             fdpass = if fdpass { "    ProxyUseFdpass yes\n" } else { "" },
             proxy = proxy.join(" "),
-            name = e.name,
-            host = host_alias(&e.name),
+            target = target,
+            host = host,
             addr = e.address,
             user = e.user,
             id = quote(identity),
@@ -158,7 +165,7 @@ mod tests {
     #[test]
     fn render_pins_through_alias() {
         let text = render(
-            &[HostEntry { name: "dev".into(), id: "i-1".into(), address: "10.0.0.5".into(), user: "alice".into() }],
+            &[HostEntry { name: "dev".into(), id: "i-1".into(), address: "10.0.0.5".into(), user: "alice".into(), env: None }],
             Path::new("/h/.ssh/id_ed25519"),
             Path::new("/h/kh"),
             &["/opt/my tools/workstation".into(), "--provider".into(), "aws".into(), "--profile".into(), "it's%".into()],
@@ -178,7 +185,7 @@ mod tests {
     }
     #[test]
     fn through_session_manager_the_proxy_relays_and_keys_stay_pinned() {
-        let entry = HostEntry { name: "dev".into(), id: "i-1".into(), address: "10.0.0.5".into(), user: "alice".into() };
+        let entry = HostEntry { name: "dev".into(), id: "i-1".into(), address: "10.0.0.5".into(), user: "alice".into(), env: None };
         let text = render(&[entry], Path::new("/k"), Path::new("/kh"), &["workstation".into()], false);
         assert!(text.contains("ProxyCommand workstation proxy dev --host %h --port %p\n"), "{text}");
         assert!(!text.contains("ProxyUseFdpass"), "{text}");

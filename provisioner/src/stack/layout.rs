@@ -125,6 +125,12 @@ impl Layout {
         format!("/run/workstation/{hash}/{name}")
     }
 
+    /// Who logged in and who intercepted what (boxside/access.rs); kept
+    /// across boots, unlike the run directory.
+    pub fn access_log(&self) -> String {
+        format!("{}/access.jsonl", self.root)
+    }
+
     pub fn logs(&self) -> String {
         format!("{}/logs", self.root)
     }

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 
 use crate::manifest::name::{BoxName, Owner};
 use crate::manifest::MachineSpec;
-use crate::provider::{data, tags, BoxInfo, BoxState, LaunchSpec, Launched, Preview, Provider, ProviderError, Result};
+use crate::provider::{data, tags, BoxInfo, BoxState, LaunchSpec, Launched, Preview, Provider, ProviderError, Result, TeamEnv};
 use crate::provider::{AddressKind, ProviderKind};
 use crate::provider::{DataVolume, ImageSummary, RootReplaced};
 
@@ -21,11 +21,19 @@ const LIVE_STATES: [&str; 4] = ["pending", "running", "stopping", "stopped"];
 pub struct AwsProvider {
     pub(super) client: Client,
     pub(super) address: AddressKind,
+    /// For team boxes (`push_key`); None: this caller reaches only its own.
+    pub(super) connect: Option<aws_sdk_ec2instanceconnect::Client>,
 }
 
 impl AwsProvider {
     pub fn new(client: Client, address: AddressKind) -> Self {
-        Self { client, address }
+        Self { client, address, connect: None }
+    }
+
+    /// Lets this provider push keys to team boxes (EC2 Instance Connect).
+    pub fn with_instance_connect(mut self, client: aws_sdk_ec2instanceconnect::Client) -> Self {
+        self.connect = Some(client);
+        self
     }
 
     async fn live_instances(&self, owner: Option<&Owner>, name: Option<&BoxName>) -> Result<Vec<Instance>> {
@@ -82,6 +90,7 @@ impl AwsProvider {
             shareable: tags.get(tags::SHAREABLE) == Some(&"true"),
             bring_up_unfinished: tags.get(tags::BRING_UP) == Some(&"unfinished"),
             preview: Preview::from_tags(tags.get(tags::PREVIEW).copied(), tags.get(tags::REF).copied(), tags.get(tags::EXPIRES).copied()),
+            team: TeamEnv::from_tags(tags.get(tags::TEAM).copied(), tags.get(tags::ENV).copied(), tags.get(tags::REF).copied()),
             image_id: tags.get(tags::IMAGE_ID).map(|v| v.to_string()).or_else(|| i.image_id().map(String::from)),
             data_volume: data_device(i).or_else(|| tags.get(tags::DATA_VOLUME).map(|v| v.to_string())),
         }
@@ -209,6 +218,24 @@ impl Provider for AwsProvider {
         Ok(())
     }
 
+    async fn set_team_commit(&self, id: &str, commit: Option<&str>) -> Result<()> {
+        self.client.create_tags().resources(id).tags(tag(tags::REF, commit.unwrap_or_default())).send().await.map_err(api("CreateTags"))?;
+        Ok(())
+    }
+
+    async fn push_key(&self, info: &BoxInfo, user: &str, public_key: &str) -> Result<()> {
+        let client = self.connect.as_ref().expect("the CLI's aws provider has an Instance Connect client");
+        let sent = client.send_ssh_public_key().instance_id(&info.id).instance_os_user(user).ssh_public_key(public_key).send().await;
+        match sent {
+            Ok(_) => Ok(()),
+            Err(e) if code(&e) == Some("AccessDeniedException") => Err(ProviderError::NotYourTeam {
+                what: info.team.as_ref().map_or_else(|| info.name.clone(), TeamEnv::label),
+                detail: e.into_service_error().to_string(),
+            }),
+            Err(e) => Err(api("SendSSHPublicKey")(e)),
+        }
+    }
+
     async fn set_preview(&self, id: &str, preview: &Preview) -> Result<()> {
         let tags = preview_tags(preview).into_iter().filter(|t| t.key() != Some(tags::PREVIEW)).collect();
         self.client.create_tags().resources(id).set_tags(Some(tags)).send().await.map_err(api("CreateTags"))?;
@@ -219,6 +246,11 @@ impl Provider for AwsProvider {
 /// The volume attached at the data device, if any.
 pub(super) fn data_device(i: &Instance) -> Option<String> {
     i.block_device_mappings().iter().find(|b| b.device_name() == Some(data::DEVICE)).and_then(|b| b.ebs()?.volume_id()).map(String::from)
+}
+
+/// A team box's tags at launch: team, environment, and no commit yet.
+pub(super) fn team_tags(t: &TeamEnv) -> Vec<Tag> {
+    vec![tag(tags::TEAM, &t.team), tag(tags::ENV, &t.env), tag(tags::REF, t.commit.as_deref().unwrap_or_default())]
 }
 
 /// A preview box's tags: its number, commit and expiry.

@@ -8,7 +8,7 @@ use aws_sdk_ec2::types::{
 };
 use sha2::{Digest, Sha256};
 
-use super::instances::{api, code, preview_tags, state, tag};
+use super::instances::{api, code, preview_tags, state, tag, team_tags};
 use super::AwsProvider;
 use crate::manifest::name::{BoxName, Owner};
 use crate::provider::{data, tags, BoxState, LaunchSpec, ProviderError, Result};
@@ -126,7 +126,7 @@ impl AwsProvider {
                 if let Some(kept) = spec.data {
                     b = b.tags(tag(tags::DATA_VOLUME, &kept.id));
                 }
-                for t in spec.preview.map(preview_tags).unwrap_or_default() {
+                for t in spec.preview.map(preview_tags).into_iter().chain(spec.team.map(team_tags)).flatten() {
                     b = b.tags(t);
                 }
             } else if let Some(p) = spec.preview {

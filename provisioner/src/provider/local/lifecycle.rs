@@ -62,6 +62,7 @@ impl Provider for LocalProvider {
                 shareable: false,
                 bring_up_unfinished: false,
                 preview: spec.preview.cloned(),
+                team: spec.team.cloned(),
                 manifest: Some(std::fs::canonicalize(&spec.manifest.path).unwrap_or_else(|_| spec.manifest.path.clone())),
             };
             self.save(&record)?;
@@ -174,6 +175,20 @@ impl Provider for LocalProvider {
             }
         })
         .map(drop)
+    }
+
+    async fn set_team_commit(&self, id: &str, commit: Option<&str>) -> Result<()> {
+        self.update(id, |r| {
+            if let Some(team) = r.team.as_mut() {
+                team.commit = commit.map(str::to_owned);
+            }
+        })
+        .map(drop)
+    }
+
+    async fn push_key(&self, info: &BoxInfo, user: &str, public_key: &str) -> Result<()> {
+        let dir = self.host(&self.record(&info.id)?).pushed_keys_dir();
+        crate::provider::pushed_keys::push(&dir, user, public_key, Utc::now()).map_err(io(&dir))
     }
 
     async fn set_preview(&self, id: &str, preview: &Preview) -> Result<()> {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::provider::{LocalError, Preview, ProviderError, Result};
+use crate::provider::{LocalError, Preview, ProviderError, Result, TeamEnv};
 
 /// What `box.json` records. `state` is what the user asked for; the box is
 /// only reported running if its namespace and sshd really are up.
@@ -38,6 +38,9 @@ pub(super) struct Record {
     /// The preview tags' counterpart.
     #[serde(default)]
     pub(super) preview: Option<Preview>,
+    /// The team tags' counterpart (`workstation env`).
+    #[serde(default)]
+    pub(super) team: Option<TeamEnv>,
     /// The `workstation:bring-up` tag's counterpart.
     #[serde(default)]
     pub(super) bring_up_unfinished: bool,

@@ -122,6 +122,7 @@ impl LocalProvider {
             hibernate: false,
             shareable: r.shareable,
             preview: r.preview.clone(),
+            team: r.team.clone(),
             bring_up_unfinished: r.bring_up_unfinished,
             image_id: None,
             data_volume: r.volume.clone(),
