@@ -9,6 +9,9 @@
 locals {
   owner_tag  = "workstation:owner"
   me         = "$${aws:PrincipalTag/${var.owner_principal_tag}}"
+  # An engineer's team (`workstation env`): a team box's workstation:team.
+  my_team  = "$${aws:PrincipalTag/${var.team_principal_tag}}"
+  team_tag = "workstation:team"
   instances  = "arn:${local.partition}:ec2:${var.region}:${local.account}:instance/*"
   volumes    = "arn:${local.partition}:ec2:${var.region}:${local.account}:volume/*"
   # An engineer's own key pairs: `workstation.<owner>.<fingerprint>`
@@ -253,6 +256,76 @@ data "aws_iam_policy_document" "engineer" {
     sid       = "ReadSeeds"
     actions   = ["s3:GetObject"]
     resources = ["${aws_s3_bucket.seeds.arn}/*"]
+  }
+
+  # Team boxes (`workstation env`, docs/team.md): an engineer pushes her
+  # own key for a minute to a box of her team, and the box's sshd admits it
+  # (its AuthorizedKeysCommand reads the instance metadata). The team is
+  # the box's tag, which only the team's members can set, at launch
+  # (NoBoxesForOtherTeams below); the host key is pinned from the tag the
+  # box itself wrote, as for her own boxes.
+  statement {
+    sid       = "TeamBoxesByInstanceConnect"
+    actions   = ["ec2-instance-connect:SendSSHPublicKey"]
+    resources = [local.instances]
+    condition {
+      test     = "StringEquals"
+      variable = "aws:ResourceTag/${local.team_tag}"
+      values   = [local.my_team]
+    }
+  }
+
+  statement {
+    sid       = "SshOverSessionManagerToTeamBoxes"
+    actions   = ["ssm:StartSession"]
+    resources = [local.instances]
+    condition {
+      test     = "StringEquals"
+      variable = "ssm:resourceTag/${local.team_tag}"
+      values   = [local.my_team]
+    }
+    condition {
+      test     = "BoolIfExists"
+      variable = "ssm:SessionDocumentAccessCheck"
+      values   = ["true"]
+    }
+  }
+
+  # A box tagged as another team's would be offered to that team's
+  # engineers as theirs (`env find` goes by the tags): only a member makes
+  # one, and someone with no team makes none.
+  statement {
+    sid       = "NoBoxesForOtherTeams"
+    effect    = "Deny"
+    actions   = ["ec2:RunInstances", "ec2:CreateTags"]
+    resources = [local.instances]
+    condition {
+      test     = "StringNotEquals"
+      variable = "aws:RequestTag/${local.team_tag}"
+      values   = [local.my_team]
+    }
+    condition {
+      test     = "Null"
+      variable = "aws:RequestTag/${local.team_tag}"
+      values   = ["false"]
+    }
+  }
+
+  statement {
+    sid       = "NoTeamBoxesWithoutATeam"
+    effect    = "Deny"
+    actions   = ["ec2:RunInstances", "ec2:CreateTags"]
+    resources = [local.instances]
+    condition {
+      test     = "Null"
+      variable = "aws:PrincipalTag/${var.team_principal_tag}"
+      values   = ["true"]
+    }
+    condition {
+      test     = "Null"
+      variable = "aws:RequestTag/${local.team_tag}"
+      values   = ["false"]
+    }
   }
 
   # SSH over Session Manager (connect = "ssm"): a session only to her own

@@ -101,6 +101,12 @@ variable "owner_principal_tag" {
   default     = "workstation-owner"
 }
 
+variable "team_principal_tag" {
+  description = "The principal tag (IAM user tag or SSO session tag) holding an engineer's team: members may log in to their team's boxes (`workstation env`, EC2 Instance Connect), and only they may launch a box tagged workstation:team with it."
+  type        = string
+  default     = "team"
+}
+
 variable "owners" {
   description = "Owner names (engineers, and \"preview\" for previews) that get a box role and instance profile of their own, `<name>-box-<owner>`, whose boxes read that owner's secrets under /workstation/<owner>/ (secrets.tf)."
   type        = set(string)

@@ -53,14 +53,21 @@ fn pascal(snake: &str) -> String {
 }
 
 /// The IAM actions of the SDK calls in `src`: `<client>.<operation>()`,
-/// where `client` is `ec2`, `ebs`, `s3`, or `client` (the file's own
-/// service, `default`).
+/// where `client` is `ec2`, `ebs`, `s3`, `instance_connect`, ... or
+/// `client` (the file's own service, `default`).
 fn sdk_actions(src: &str, default: &str) -> BTreeSet<String> {
     let squeezed: String = src.split_whitespace().collect();
     let mut out = BTreeSet::new();
-    for (var, service) in
-        [("client.", default), ("ec2.", "ec2"), ("ebs.", "ebs"), ("s3.", "s3"), ("route53.", "route53"), ("ssm.", "ssm"), ("secretsmanager.", "secretsmanager")]
-    {
+    for (var, service) in [
+        ("client.", default),
+        ("ec2.", "ec2"),
+        ("ebs.", "ebs"),
+        ("s3.", "s3"),
+        ("route53.", "route53"),
+        ("ssm.", "ssm"),
+        ("secretsmanager.", "secretsmanager"),
+        ("instance_connect.", "ec2-instance-connect"),
+    ] {
         let mut rest = squeezed.as_str();
         while let Some(at) = rest.find(var) {
             let before = squeezed.len() - rest.len() + at;
@@ -70,7 +77,12 @@ fn sdk_actions(src: &str, default: &str) -> BTreeSet<String> {
             if boundary && !op.is_empty() && rest[op.len()..].starts_with("()") {
                 let op = pascal(&op);
                 // HeadObject is authorised by s3:GetObject.
-                let op = if service == "s3" && op == "HeadObject" { "GetObject".into() } else { op };
+                let op = match (service, op.as_str()) {
+                    ("s3", "HeadObject") => "GetObject".into(),
+                    // IAM spells it with SSH in capitals.
+                    ("ec2-instance-connect", "SendSshPublicKey") => "SendSSHPublicKey".into(),
+                    _ => op,
+                };
                 out.insert(format!("{service}:{op}"));
             }
         }
@@ -194,7 +206,10 @@ fn each_policy_allows_exactly_the_actions_its_code_calls() {
     // same provider), and its own zone's records; not `workstation
     // secrets`, an engineer's own values.
     let own_secrets = sdk_actions(&source("provider/aws/secrets.rs"), "ssm");
-    let preview: BTreeSet<String> = engineer.difference(&own_secrets).cloned().collect();
+    // Nor a team box's pushed keys: a preview run reaches its own box only.
+    let team_access: BTreeSet<String> = ["ec2-instance-connect:SendSSHPublicKey".to_owned()].into();
+    assert!(engineer.contains("ec2-instance-connect:SendSSHPublicKey"), "team boxes admit pushed keys: {engineer:?}");
+    let preview: BTreeSet<String> = engineer.difference(&own_secrets).filter(|a| !team_access.contains(*a)).cloned().collect();
     let preview_dns = sdk_actions(&source("preview"), "route53");
     assert!(engineer.contains("ec2:DescribeSnapshots"), "create checks an image's snapshot: {engineer:?}");
     assert!(own_secrets.contains("ssm:PutParameter") && on_box.contains("secretsmanager:GetSecretValue"), "{own_secrets:?} {on_box:?}");
@@ -215,7 +230,7 @@ fn each_policy_allows_exactly_the_actions_its_code_calls() {
     // iam, route53, ssm's parameters and secretsmanager.
     let api = |name: &str| -> BTreeSet<String> {
         let called = |a: &&String| {
-            ["ec2:", "ebs:", "s3:", "iam:", "route53:", "secretsmanager:"].iter().any(|p| a.starts_with(p))
+            ["ec2:", "ebs:", "s3:", "iam:", "route53:", "secretsmanager:", "ec2-instance-connect:"].iter().any(|p| a.starts_with(p))
                 || (a.starts_with("ssm:") && a.contains("Parameter"))
         };
         policies[name].iter().filter(called).cloned().collect()
@@ -403,6 +418,63 @@ fn nobody_can_touch_another_engineers_box_or_key() {
             reaper("ec2:TerminateInstances", serde_json::json!({"ec2:ResourceTag/workstation:owner": "alice", "ec2:ResourceTag/workstation:preview": "12"})),
         ),
         ("deny", "the reaper terminates the preview owner's other box", reaper("ec2:TerminateInstances", owned_by("preview"))),
+    ]);
+}
+
+/// An engineer of `team` (None: her identity names no team).
+fn member(who: &str, team: Option<&str>, action: &str, resource: String, context: serde_json::Value) -> serde_json::Value {
+    let principal = format!("arn:aws:sts::{ACCOUNT}:assumed-role/engineers/{who}");
+    let mut tags = vec![("workstation-owner", who)];
+    tags.extend(team.map(|t| ("team", t)));
+    request(&["engineer"], &principal, action, &resource, with_tags(context, &tags))
+}
+
+/// Team boxes (`workstation env`): a member of the box's team may push her
+/// key to it (EC2 Instance Connect) or open a session to its sshd; nobody
+/// else may, and only members make a box tagged with their team.
+#[test]
+fn only_a_teams_members_reach_or_make_its_team_boxes() {
+    let team_box = arn("instance", "i-payments-staging");
+    let of_team = |t: &str| serde_json::json!({"aws:ResourceTag/workstation:team": t, "ec2:ResourceTag/workstation:owner": "payments-ci"});
+    let push =
+        |who: &str, team: Option<&str>, context: serde_json::Value| member(who, team, "ec2-instance-connect:SendSSHPublicKey", team_box.clone(), context);
+    let session = |who: &str, team: Option<&str>, t: &str| {
+        member(
+            who,
+            team,
+            "ssm:StartSession",
+            team_box.clone(),
+            serde_json::json!({"ssm:resourceTag/workstation:team": t, "ssm:resourceTag/workstation:owner": "payments-ci"}),
+        )
+    };
+    let launch_for = |who: &str, team: Option<&str>, tagged: Option<&str>| {
+        let mut context = launch(who, "t3.large");
+        if let Some(t) = tagged {
+            context["aws:RequestTag/workstation:team"] = serde_json::json!(t);
+        }
+        member(who, team, "ec2:RunInstances", arn("instance", "*"), context)
+    };
+    let retag = |who: &str, team: Option<&str>, to: &str| {
+        let context = serde_json::json!({
+            "ec2:ResourceTag/workstation:owner": who,
+            "aws:TagKeys": ["workstation:team"],
+            "aws:RequestTag/workstation:team": to,
+        });
+        member(who, team, "ec2:CreateTags", arn("instance", "i-own"), context)
+    };
+    check(&[
+        ("allow", "alice of payments pushes her key to payments' box", push("alice", Some("payments"), of_team("payments"))),
+        ("deny", "sam of search pushes his key to payments' box", push("sam", Some("search"), of_team("payments"))),
+        ("deny", "carol of no team pushes her key to payments' box", push("carol", None, of_team("payments"))),
+        ("deny", "alice pushes her key to a box of no team", push("alice", Some("payments"), owned_by("bob"))),
+        ("allow", "alice of payments opens a session to payments' box", session("alice", Some("payments"), "payments")),
+        ("deny", "sam of search opens a session to payments' box", session("sam", Some("search"), "payments")),
+        ("allow", "payments' CI launches payments' team box", launch_for("payments-ci", Some("payments"), Some("payments"))),
+        ("deny", "sam of search launches a box tagged as payments'", launch_for("sam", Some("search"), Some("payments"))),
+        ("deny", "carol of no team launches a box tagged as payments'", launch_for("carol", None, Some("payments"))),
+        ("allow", "carol of no team launches her own box", launch_for("carol", None, None)),
+        ("deny", "sam tags his own box as payments'", retag("sam", Some("search"), "payments")),
+        ("deny", "alice of payments tags her own box as payments' after launch", retag("alice", Some("payments"), "payments")),
     ]);
 }
 

@@ -224,8 +224,8 @@ impl Provider for AwsProvider {
     }
 
     async fn push_key(&self, info: &BoxInfo, user: &str, public_key: &str) -> Result<()> {
-        let client = self.connect.as_ref().expect("the CLI's aws provider has an Instance Connect client");
-        let sent = client.send_ssh_public_key().instance_id(&info.id).instance_os_user(user).ssh_public_key(public_key).send().await;
+        let instance_connect = self.connect.as_ref().expect("the CLI's aws provider has an Instance Connect client");
+        let sent = instance_connect.send_ssh_public_key().instance_id(&info.id).instance_os_user(user).ssh_public_key(public_key).send().await;
         match sent {
             Ok(_) => Ok(()),
             Err(e) if code(&e) == Some("AccessDeniedException") => Err(ProviderError::NotYourTeam {
