@@ -358,6 +358,20 @@ in
         # nullOr str defaulting to "no".)
         GatewayPorts = "clientspecified";
       };
+      # Team boxes (`workstation env`, docs/team.md): engineers of the
+      # box's team push their own key for 60 s with EC2 Instance Connect
+      # (terraform/iam.tf allows it only for their team's boxes); this
+      # command answers sshd with those keys from the instance metadata,
+      # plain keys only, and records each login in the access log that
+      # `env status` shows. It runs as root because `box route` (run with
+      # sudo) appends to the same log. sshd.nix (read in the 2026 unstable
+      # copy Swarsel/nixpkgs@4aa6836, nixos/modules/services/networking/
+      # ssh/sshd.nix) declares `authorizedKeysCommand` (str, default
+      # "none") and `authorizedKeysCommandUser` (str, default "nobody"),
+      # and writes both lines only when the command is not "none"; its
+      # build-time `sshd -G -T` check needs only an absolute path.
+      authorizedKeysCommand = "${ws} box authorized-keys --log ${wslib.root}/access.jsonl %u %f";
+      authorizedKeysCommandUser = "root";
     };
     # The services' ports are reachable only through the security group
     # (terraform), which allows the configured CIDRs.

@@ -10,6 +10,7 @@ pub mod hostsagent;
 pub mod imds;
 pub mod moto;
 pub mod mountns;
+pub mod repo;
 pub mod shim;
 
 use std::fs::File;

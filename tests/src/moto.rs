@@ -106,6 +106,17 @@ impl Moto {
         aws_sdk_route53::Client::from_conf(conf)
     }
 
+    /// EC2 Instance Connect (keys pushed to team boxes), from the same server.
+    pub fn instance_connect_client(&self) -> aws_sdk_ec2instanceconnect::Client {
+        let conf = aws_sdk_ec2instanceconnect::Config::builder()
+            .behavior_version(aws_sdk_ec2instanceconnect::config::BehaviorVersion::latest())
+            .region(aws_sdk_ec2instanceconnect::config::Region::new(REGION))
+            .endpoint_url(&self.url)
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
+            .build();
+        aws_sdk_ec2instanceconnect::Client::from_conf(conf)
+    }
+
     /// Systems Manager (parameters), from the same server.
     pub fn ssm_client(&self) -> aws_sdk_ssm::Client {
         let conf = aws_sdk_ssm::Config::builder()

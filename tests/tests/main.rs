@@ -23,6 +23,7 @@ mod stack;
 mod structure;
 mod sync;
 mod team;
+mod team_env;
 mod terraform;
 mod upgrade;
 mod workflows;

@@ -10,6 +10,7 @@ use std::process::Command;
 
 use workstation_tests::hostsagent::HostsDaemon;
 use workstation_tests::mountns::MountNs;
+use workstation_tests::repo::{commit, git, init, read, write};
 use workstation_tests::{run_ok, TestEnv};
 
 /// The service records its preview variables and each start; the install
@@ -32,28 +33,6 @@ install_on = ["package-lock.json"]
 restart_on = ["api/**"]
 "#;
 
-fn git(repo: &Path, args: &[&str]) -> String {
-    run_ok(Command::new("git").arg("-C").arg(repo).args(args).env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z").env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z"))
-        .trim()
-        .to_owned()
-}
-
-fn write(path: &Path, text: &str) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-}
-
-fn read(path: PathBuf) -> String {
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// Commits `paths` (added, changed or deleted).
-fn commit(repo: &Path, paths: &[&str], message: &str) -> String {
-    git(repo, &[&["add", "-A", "--"], paths].concat());
-    git(repo, &["commit", "-qm", message]);
-    git(repo, &["rev-parse", "HEAD"])
-}
-
 #[test]
 fn previews_upload_a_commit_then_only_its_changes_side_by_side_under_their_own_names() {
     let env = TestEnv::local();
@@ -61,10 +40,7 @@ fn previews_upload_a_commit_then_only_its_changes_side_by_side_under_their_own_n
     let ns = MountNs::start();
     let _agent = HostsDaemon::start(&ns, &env.root.path().join("agent"), &env.hosts_socket(), &[], "");
     let repo = env.root.path().join("repo");
-    std::fs::create_dir_all(&repo).unwrap();
-    git(&repo, &["init", "-q", "-b", "main"]);
-    git(&repo, &["config", "user.email", "ci@example.com"]);
-    git(&repo, &["config", "user.name", "ci"]);
+    init(&repo);
     write(&repo.join("version.txt"), "v1\n");
     write(&repo.join("api/main.txt"), "api v1\n");
     write(&repo.join("package-lock.json"), "{\"lock\": 1}\n");
@@ -203,10 +179,7 @@ fn aws_previews_are_tagged_named_in_route53_and_ended_by_reap_when_expired() {
             .collect()
     };
     let repo = env.root.path().join("repo");
-    std::fs::create_dir_all(&repo).unwrap();
-    git(&repo, &["init", "-q", "-b", "main"]);
-    git(&repo, &["config", "user.email", "ci@example.com"]);
-    git(&repo, &["config", "user.name", "ci"]);
+    init(&repo);
     write(&repo.join("index.html"), "preview\n");
     let c1 = commit(&repo, &["."], "one");
     let repo_arg = repo.to_str().unwrap();
@@ -343,10 +316,7 @@ fn a_manifest_that_leads_outside_the_tree_is_not_read() {
     let secret = env.root.path().join("runner-secret");
     write(&secret, "AWS_SECRET_ACCESS_KEY=do-not-print-me\n");
     let repo = env.root.path().join("pr");
-    std::fs::create_dir_all(&repo).unwrap();
-    git(&repo, &["init", "-q", "-b", "main"]);
-    git(&repo, &["config", "user.email", "ci@example.com"]);
-    git(&repo, &["config", "user.name", "ci"]);
+    init(&repo);
     std::os::unix::fs::symlink(&secret, repo.join("workstation.toml")).unwrap();
     commit(&repo, &["."], "a manifest that is a link");
     let manifest = repo.join("workstation.toml");

@@ -193,13 +193,17 @@ pub(super) async fn running_box(global: &Global, name: &BoxName) -> Result<(Cont
 }
 
 /// The running box a verb with `--env` names: team box TEAM/ENV (never
-/// started from here: it is its CI's), else your box `name` as
-/// [`running_box`] finds it.
+/// started from here: it is its CI's), with your key pushed to it, else
+/// your box `name` as [`running_box`] finds it.
 pub(super) async fn running_target(global: &Global, name: &BoxName, env: Option<&EnvRef>) -> Result<(Context, BoxInfo)> {
     let Some(env) = env else { return running_box(global, name).await };
     let ctx = global.context(global.manifest_for_lookup().as_ref()).await?;
     let info = crate::env::find(&ctx, env).await?;
     ctx.target(&info)?;
+    // OpenSSH connects straight away (its config's proxy is not asked).
+    if ctx.pushes_key(&info) {
+        ctx.push_key(&info).await?;
+    }
     Ok((ctx, info))
 }
 

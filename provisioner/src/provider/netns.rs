@@ -119,16 +119,21 @@ impl BoxHost {
         self.sshd_keys_dir().join("pushed")
     }
 
-    /// sshd's AuthorizedKeysCommand: `box authorized-keys` of the
-    /// `workstation` this box runs (an image's does the same from the
-    /// instance metadata). None without one, so only the owner's key works.
-    fn keys_command(&self) -> Option<String> {
-        let bin = self.env.iter().find(|(k, _)| k == "WORKSTATION_BIN")?.1.clone();
+    /// sshd's AuthorizedKeysCommand: a script in the root-only directory
+    /// that runs `box authorized-keys` of the `workstation` this box runs
+    /// (an image's reads the instance metadata instead). sshd wants the
+    /// command and its directories root's and unwritable by others, which
+    /// a checkout's binary may not be; the script is. None without a
+    /// binary: only the owner's key logs in then.
+    fn keys_script(&self) -> Option<String> {
+        let bin = &self.env.iter().find(|(k, _)| k == "WORKSTATION_BIN")?.1;
         let log = crate::stack::layout::Layout::new(self.root.to_str()?, None).ok()?.access_log();
-        Some(format!(
-            "AuthorizedKeysCommand {bin} box authorized-keys --pushed \"{pushed}\" --log \"{log}\" %u %f\nAuthorizedKeysCommandUser root\n",
-            pushed = self.pushed_keys_dir().display()
-        ))
+        let pushed = self.pushed_keys_dir();
+        Some(format!("#!/bin/sh\nexec '{bin}' box authorized-keys --pushed '{}' --log '{log}' \"$@\"\n", pushed.to_str()?))
+    }
+
+    fn keys_command(&self) -> PathBuf {
+        self.sshd_keys_dir().join("authorized-keys-command")
     }
 
     /// Creates the bridge owning the network if it is missing. Safe to run
@@ -319,6 +324,9 @@ impl BoxHost {
         let err = |what: &str| io(format!("cannot {what} {}", dir.display()));
         std::fs::DirBuilder::new().mode(0o755).recursive(true).create(SSHD_KEYS_ROOT).map_err(err("create"))?;
         crate::ssh::create_private_dir(&dir).map_err(err("create"))?;
+        if let Some(script) = self.keys_script() {
+            workstation_hosts_protocol::atomic::write(&self.keys_command(), script.as_bytes(), 0o700).map_err(err("write"))?;
+        }
         workstation_hosts_protocol::atomic::write(&dir.join("authorized_keys"), &keys, 0o600).map_err(err("write"))
     }
 
@@ -348,7 +356,11 @@ impl BoxHost {
             root = self.root().display(),
             home = self.home().display(),
             env = self.env.iter().map(|(k, v)| format!(" {k}={v}")).collect::<String>(),
-            keys = self.keys_command().unwrap_or_default(),
+            keys = match self.keys_script() {
+                // Unquoted: sshd wants it to start with /; it has no spaces.
+                Some(_) => format!("AuthorizedKeysCommand {} %u %f\nAuthorizedKeysCommandUser root\n", self.keys_command().display()),
+                None => String::new(),
+            },
         );
         std::fs::write(dir.join("sshd_config"), text).map_err(io(format!("cannot write {}/sshd_config", dir.display())))
     }

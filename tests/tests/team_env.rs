@@ -1,0 +1,128 @@
+//! Team boxes (`workstation env`): CI deploys one from a branch (a commit,
+//! then only what changed), engineers of other owners reach it only with
+//! their own key pushed for the login (the local provider's counterpart of
+//! EC2 Instance Connect), the box records who came, and only the owner
+//! takes it down. Against moto, the push is EC2 Instance Connect's own
+//! SendSSHPublicKey; who may push is the IAM simulator's (terraform.rs).
+
+use std::process::Command;
+
+use workstation_tests::repo::{commit, init, read, write};
+use workstation_tests::{run_ok, TestEnv};
+
+const MANIFEST: &str = r#"
+hostnames = ["api.box.ws-test"]
+
+[box]
+instance_type = "t3.medium"
+disk_gib = 30
+image_id = "ami-0123456789abcdef0"
+
+[sync]
+path = "src/app"
+
+[services.api]
+command = "sh -c 'cd \"$WORKSTATION_BOX_ROOT/src/app\" && echo \"$WORKSTATION_TEAM_ENV\" > team.env && exec sleep 100000'"
+restart_on = ["api/**"]
+"#;
+
+/// `workstation ARGS` as engineer `who`, with her own key.
+fn as_engineer(env: &TestEnv, who: &str, args: &[&str]) -> Command {
+    let mut c = env.cmd(args);
+    c.env("WORKSTATION_OWNER", who).env("WORKSTATION_SSH_KEY", env.root.path().join(format!("{who}_key")));
+    c
+}
+
+fn json_of(mut c: Command) -> serde_json::Value {
+    c.args(["--output", "json"]);
+    serde_json::from_str(&run_ok(&mut c)).unwrap()
+}
+
+#[test]
+fn ci_deploys_a_team_box_that_members_reach_with_their_own_pushed_key() {
+    let env = TestEnv::local();
+    env.write_manifest(MANIFEST);
+    let repo = env.root.path().join("repo");
+    init(&repo);
+    write(&repo.join("api/main.txt"), "api v1\n");
+    write(&repo.join("README"), "team\n");
+    let c1 = commit(&repo, &["."], "one");
+    let repo_arg = repo.to_str().unwrap();
+
+    // CI (owner tester) deploys payments/staging at c1.
+    let up = env.json(&["env", "up", "staging", "--team", "payments", "--ref", &c1, "--repo", repo_arg]);
+    assert_eq!((up["box"]["name"].as_str(), up["created"].as_bool(), up["healthy"].as_bool()), (Some("payments-staging"), Some(true), Some(true)), "{up}");
+    assert_eq!(up["upload"]["mode"], "full", "{up}");
+    assert_eq!(up["hostnames"][0], "api.payments-staging.box.ws-test");
+    let tree = std::path::PathBuf::from(up["path"].as_str().unwrap());
+    workstation_tests::wait_until(std::time::Duration::from_secs(30), || tree.join("team.env").exists(), || "the service's team variable".into());
+    assert_eq!(read(tree.join("team.env")), "payments/staging\n");
+
+    // The next push uploads only what changed.
+    write(&repo.join("api/main.txt"), "api v2\n");
+    let c2 = commit(&repo, &["api"], "two");
+    let again = env.json(&["env", "up", "staging", "--team", "payments", "--ref", "main", "--repo", repo_arg]);
+    assert_eq!((again["created"].as_bool(), again["upload"]["mode"].as_str()), (Some(false), Some("changes")), "{again}");
+    assert_eq!((again["upload"]["from"].as_str(), again["upload"]["written"].as_u64()), (Some(c1.as_str()), Some(1)), "{again}");
+    assert_eq!(again["applied"]["restarted"], serde_json::json!(["api"]), "{again}");
+    let listed = env.json(&["env", "list"]);
+    assert_eq!(listed[0]["team"], serde_json::json!({"team": "payments", "env": "staging", "commit": c2}), "{listed}");
+
+    // Alice, another owner with her own key, is not in the box's keys...
+    let key = env.root.path().join("alice_key");
+    run_ok(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", "alice@laptop", "-f"]).arg(&key));
+    let address = up["box"]["address"].as_str().unwrap();
+    let known_hosts = env.state_dir().join("known_hosts");
+    let plain = Command::new("ssh")
+        .args(["-F", "/dev/null", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no", "-o"])
+        .arg(format!("UserKnownHostsFile={}", known_hosts.with_extension("alice").display()))
+        .arg("-i")
+        .arg(&key)
+        .arg(format!("root@{address}"))
+        .arg("true")
+        .output()
+        .unwrap();
+    assert!(!plain.status.success(), "alice's key logged in without being pushed");
+    // ...but reaches the team box through `--env`, which pushes it.
+    let hello = run_ok(&mut as_engineer(&env, "alice", &["ssh", "--env", "payments/staging", "--", "echo", "hello from the team box"]));
+    assert_eq!(hello.trim(), "hello from the team box");
+    // The box recorded her login; she sees it, and the stack, in `env status`.
+    let status = json_of(as_engineer(&env, "alice", &["env", "status", "payments/staging"]));
+    let access = status["access"].as_array().unwrap();
+    assert!(access.iter().any(|e| e["who"] == "alice@workstation" && e["what"] == "ssh as root"), "{status:#}");
+    assert!(status["programs"].as_array().unwrap().iter().any(|p| p["name"] == "api"), "{status:#}");
+
+    // Only its owner (CI) takes it down; then nothing is left.
+    let refused = as_engineer(&env, "alice", &["env", "down", "payments/staging"]).output().unwrap();
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && said.contains("tester's team box"), "{said}");
+    env.ok(&["env", "down", "payments/staging"]);
+    assert_eq!(env.json(&["env", "list"]), serde_json::json!([]));
+    assert!(env.fails(&["env", "status", "payments/staging"]).contains("no team box payments/staging"));
+}
+
+/// On AWS the push is EC2 Instance Connect's SendSSHPublicKey, through the
+/// SDK to moto; the team is read back from the instance's tags.
+#[test]
+fn on_aws_a_key_is_pushed_with_ec2_instance_connect() {
+    use workstation::provider::aws::AwsProvider;
+    use workstation::provider::{AddressKind, Provider};
+    use workstation_tests::moto::{block_on, Moto};
+    let moto = Moto::start();
+    let ec2 = moto.client();
+    let tag = |k: &str, v: &str| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build();
+    let spec = aws_sdk_ec2::types::TagSpecification::builder()
+        .resource_type(aws_sdk_ec2::types::ResourceType::Instance)
+        .tags(tag("workstation:owner", "payments-ci"))
+        .tags(tag("workstation:name", "payments-staging"))
+        .tags(tag("workstation:team", "payments"))
+        .tags(tag("workstation:env", "staging"))
+        .build();
+    block_on(ec2.run_instances().image_id("ami-12c6146b").min_count(1).max_count(1).tag_specifications(spec).send()).unwrap();
+    let provider = AwsProvider::new(ec2, AddressKind::Private).with_instance_connect(moto.instance_connect_client());
+    let boxes = block_on(provider.list(None)).unwrap();
+    let team = boxes[0].team.as_ref().expect("the team tags are read");
+    assert_eq!((team.label().as_str(), team.commit.as_ref()), ("payments/staging", None));
+    let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAuwP5WA8pJXfo6aWPiahpWb/ld1QyoNLyQ1z50Qo6OX alice@workstation";
+    block_on(provider.push_key(&boxes[0], "payments-ci", key)).expect("moto accepts SendSSHPublicKey");
+}
