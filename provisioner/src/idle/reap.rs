@@ -295,6 +295,7 @@ mod tests {
             shareable: false,
             bring_up_unfinished: false,
             preview: None,
+            team: None,
             image_id: None,
             data_volume: None,
         }
