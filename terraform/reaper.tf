@@ -77,6 +77,19 @@ data "aws_iam_policy_document" "reaper" {
     }
   }
 
+  # Team boxes (`workstation env`) are started inside the manifest's
+  # [team_idle] start windows (working hours): only boxes with a team tag.
+  statement {
+    sid       = "StartTeamBoxes"
+    actions   = ["ec2:StartInstances"]
+    resources = [local.instances]
+    condition {
+      test     = "Null"
+      variable = "ec2:ResourceTag/${local.team_tag}"
+      values   = ["false"]
+    }
+  }
+
   # Expired previews are terminated, not stopped: only boxes of the
   # preview owner that are previews.
   statement {

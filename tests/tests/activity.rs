@@ -203,7 +203,7 @@ fn simulate(n: usize) -> Outcome {
                     info.launched_at = Some(days[i].start);
                     days[i].start <= at_minute && !done(&boxes[i])
                 });
-                for planned in reap::plan(&policy, &running, at_minute) {
+                for planned in reap::plan(reap::Policies::same(&policy), &running, at_minute) {
                     let i = index[&planned.id];
                     if days[i].dead_at.is_some_and(|d| d <= at_minute) {
                         out.reaped_dead += 1;

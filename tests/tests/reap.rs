@@ -90,7 +90,7 @@ fn boxes_stopped_or_terminated_mid_reap_are_not_errors() {
     let at = Utc::now() + Duration::hours(3);
     // The plan is made...
     let running = block_on(provider.running()).unwrap();
-    let plan = workstation::idle::reap::plan(&IdlePolicy::default(), &running, at);
+    let plan = workstation::idle::reap::plan(workstation::idle::reap::Policies::same(&IdlePolicy::default()), &running, at);
     assert_eq!(plan.len(), 30);
     // ...then someone terminates some and stops others before the stop.
     block_on(async {

@@ -2,7 +2,7 @@
 //! then only what changed), engineers of other owners reach it only with
 //! their own key pushed for the login (the local provider's counterpart of
 //! EC2 Instance Connect), the box records who came, and only the owner
-//! takes it down. Against moto, the push is EC2 Instance Connect's own
+//! takes it down; reap starts it in its working hours. Against moto, the push is EC2 Instance Connect's own
 //! SendSSHPublicKey; who may push is the IAM simulator's (terraform.rs).
 
 use std::process::Command;
@@ -24,6 +24,15 @@ path = "src/app"
 [services.api]
 command = "sh -c 'cd \"$WORKSTATION_BOX_ROOT/src/app\" && echo \"$WORKSTATION_TEAM_ENV\" > team.env && exec sleep 100000'"
 restart_on = ["api/**"]
+
+# Team boxes are up all day, every day (a working-hours window that never
+# ends), and reap starts a stopped one.
+[team_idle]
+timeout = "2h"
+[[team_idle.schedules]]
+action = "start"
+cron = "0 0 0 * * *"
+duration = "24h"
 "#;
 
 /// `workstation ARGS` as engineer `who`, with her own key.
@@ -91,6 +100,13 @@ fn ci_deploys_a_team_box_that_members_reach_with_their_own_pushed_key() {
     let access = status["access"].as_array().unwrap();
     assert!(access.iter().any(|e| e["who"] == "alice@workstation" && e["what"] == "ssh as root"), "{status:#}");
     assert!(status["programs"].as_array().unwrap().iter().any(|p| p["name"] == "api"), "{status:#}");
+
+    // Stopped out of hours by hand, it is started by reap in its window.
+    let id = up["box"]["id"].as_str().unwrap();
+    env.ok(&["stop", "payments-staging"]);
+    let reaped = env.json(&["reap"])["report"].clone();
+    assert_eq!((reaped["to_start"].clone(), reaped["started"].clone()), (serde_json::json!([id]), serde_json::json!([id])), "{reaped:#}");
+    assert_eq!(env.json(&["env", "list"])[0]["state"], "running");
 
     // Only its owner (CI) takes it down; then nothing is left.
     let refused = as_engineer(&env, "alice", &["env", "down", "payments/staging"]).output().unwrap();

@@ -409,6 +409,15 @@ fn nobody_can_touch_another_engineers_box_or_key() {
         ("deny", "the reaper extends a keep", reaper("ec2:CreateTags", tags_on("alice", &["workstation:keep-until"]))),
         (
             "allow",
+            "the reaper starts a team box in its working hours",
+            reaper(
+                "ec2:StartInstances",
+                serde_json::json!({"ec2:ResourceTag/workstation:owner": "payments-ci", "ec2:ResourceTag/workstation:team": "payments"}),
+            ),
+        ),
+        ("deny", "the reaper starts an engineer's box", reaper("ec2:StartInstances", owned_by("alice"))),
+        (
+            "allow",
             "the reaper terminates an expired preview",
             reaper("ec2:TerminateInstances", serde_json::json!({"ec2:ResourceTag/workstation:owner": "preview", "ec2:ResourceTag/workstation:preview": "12"})),
         ),

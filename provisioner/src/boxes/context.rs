@@ -124,7 +124,7 @@ impl Context {
     pub async fn status(&self, name: &BoxName, manifest: Option<&LoadedManifest>) -> Result<BoxStatus, LifecycleError> {
         let info = self.find(name).await?;
         let host_key_pinned = self.known_hosts.get(&known_hosts::alias(&info.id))?.is_some();
-        let policy = manifest.map(|m| m.manifest.idle.clone()).unwrap_or_default();
+        let policy = manifest.map(|m| m.manifest.idle_for(info.team.is_some()).clone()).unwrap_or_default();
         // Both providers record activity and keeps where the box's own
         // idle check reads them (EC2 tags, a local box's record).
         let idle = (info.state == BoxState::Running).then(|| policy::decide(&policy, &Seen::of(&info), Utc::now()));

@@ -104,6 +104,19 @@ impl SelfApi {
         }
     }
 
+    /// Whether this is a team box (`workstation env`), which follows the
+    /// manifest's `[team_idle]`: its `workstation:team` tag.
+    pub async fn is_team_box(&self) -> Result<bool, BoxSideError> {
+        match self {
+            SelfApi::Ec2 { imds, .. } => match imds.get(&format!("/latest/meta-data/tags/instance/{}", tags::TEAM)).await {
+                Ok(_) => Ok(true),
+                Err(imds::client::error::ImdsError::ErrorResponse(r)) if r.response().status().as_u16() == 404 => Ok(false),
+                Err(e) => Err(BoxSideError::Metadata { what: "the team tag", message: DisplayErrorContext(&e).to_string() }),
+            },
+            SelfApi::Local { provider, id } => Ok(provider.describe(id).await.map_err(local)?.team.is_some()),
+        }
+    }
+
     /// Stops this box; `hibernate` (the manifest's box.hibernate) keeps
     /// its memory on an instance launched with hibernation.
     pub async fn stop(&self, hibernate: bool) -> Result<(), BoxSideError> {

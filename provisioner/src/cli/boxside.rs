@@ -252,7 +252,7 @@ pub async fn run(global: &super::context::Global, cmd: BoxCommand) -> Result<Exi
             let api = SelfApi::for_root(&args.root, args.instance_id, args.region).await?;
             let ports = manifest.manifest.service_ports();
             let check = crate::boxside::idle_check::Check {
-                policy: &manifest.manifest.idle,
+                policy: manifest.manifest.idle_for(api.is_team_box().await?),
                 ports,
                 root: args.root,
                 api: &api,

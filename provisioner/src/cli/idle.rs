@@ -78,9 +78,12 @@ pub async fn keep(global: &Global, args: KeepArgs) -> Result<ExitCode> {
 
 pub async fn reap(global: &Global, args: ReapArgs) -> Result<ExitCode> {
     let manifest = global.optional_manifest()?;
-    let policy = manifest.as_ref().map(|m| m.manifest.idle.clone()).unwrap_or_default();
+    let (policy, team_policy) = match &manifest {
+        Some(m) => (m.manifest.idle.clone(), m.manifest.idle_for(true).clone()),
+        None => Default::default(),
+    };
     let run = reap::Run {
-        policy: &policy,
+        policies: reap::Policies { boxes: &policy, teams: &team_policy },
         at: args.at.unwrap_or_else(Utc::now),
         dry_run: args.dry_run,
         concurrency: args.concurrency,

@@ -9,7 +9,7 @@
 //! - A `stop` schedule tick T stops a box that has been idle since
 //!   `T - warning` (in use at 20:00 means not stopped at 20:00; the idle
 //!   timeout still applies later).
-//! - Nothing stops a box inside a `keep` window or before its keep-until
+//! - Nothing stops a box inside a `keep` or `start` window or before its keep-until
 //!   (`workstation keep --for`); a stop that falls there moves to the end.
 //! - Logged-in users are warned `warning` before the stop.
 //! - Tags are claims a box or an engineer can write, not facts: a
@@ -102,7 +102,7 @@ pub fn decide(policy: &IdlePolicy, seen: &Seen, now: DateTime<Utc>) -> Verdict {
         }
     }
     for _ in 0..MAX_DEFERRALS {
-        if let Some(end) = policy.schedules.iter().filter(|s| s.action == ScheduleAction::Keep).filter_map(|s| window_containing(s, stop_at)).max() {
+        if let Some(end) = policy.schedules.iter().filter(|s| s.action.is_window()).filter_map(|s| window_containing(s, stop_at)).max() {
             (stop_at, why) = (end, format!("{why}; kept through a keep window until {}", hm(end)));
         } else if let Some(keep) = keep_until.filter(|k| *k > stop_at) {
             (stop_at, why) = (keep, format!("{why}; kept until {} by `workstation keep`", hm(keep)));
@@ -117,6 +117,12 @@ pub fn decide(policy: &IdlePolicy, seen: &Seen, now: DateTime<Utc>) -> Verdict {
         }
     }
     Verdict::Keep { stop_at, reason: format!("{why}; keep windows chain past {MAX_DEFERRALS} deferrals") }
+}
+
+/// The end of the `start` window `at` falls in, if any: a stopped team
+/// box is started then (reap).
+pub fn start_window(policy: &IdlePolicy, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    policy.schedules.iter().filter(|s| s.action == ScheduleAction::Start).filter_map(|s| window_containing(s, at)).max()
 }
 
 fn dur(d: std::time::Duration) -> Duration {

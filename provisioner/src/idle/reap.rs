@@ -5,13 +5,17 @@
 //! the ones that should have stopped at least [`GRACE`] ago, in batches with
 //! bounded concurrency. Preview boxes (of the preview owner) past their
 //! `workstation:expires` tag are terminated instead, running or stopped: a
-//! preview is disposable, and a stopped one still pays for its disk.
+//! preview is disposable, and a stopped one still pays for its disk. Team
+//! boxes (`workstation env`) follow `[team_idle]` when the manifest has
+//! one, and a stopped team box inside one of its `start` windows (working
+//! hours) is started.
 
 use chrono::{DateTime, Duration, Utc};
 use futures::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::idle::policy::{self, Seen, Verdict};
+pub use crate::idle::team::{to_start, Policies};
 use crate::manifest::deployed;
 use crate::manifest::{IdlePolicy, Manifest, S3Url};
 use crate::provider::aws::AwsProvider;
@@ -66,6 +70,11 @@ pub struct ReapReport {
     pub plan: Vec<Planned>,
     /// Preview boxes past their expiry, to terminate.
     pub expired: Vec<Expired>,
+    /// Stopped team boxes inside a `start` window, to start.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub to_start: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub started: Vec<String>,
     pub stopped: Vec<String>,
     pub terminated: Vec<String>,
     /// Stopped or terminated by someone else while we worked: not an error.
@@ -94,11 +103,11 @@ pub fn over_limit(boxes: &[BoxInfo], max: u32) -> Vec<OverLimit> {
 }
 
 /// What the policy says of each running box at `at`: the ones to stop.
-pub fn plan(policy: &IdlePolicy, boxes: &[BoxInfo], at: DateTime<Utc>) -> Vec<Planned> {
+pub fn plan(policies: Policies<'_>, boxes: &[BoxInfo], at: DateTime<Utc>) -> Vec<Planned> {
     boxes
         .iter()
         .filter_map(|b| {
-            acts_on(policy, &Seen::of(b), at).map(|verdict| Planned {
+            acts_on(policies.of_box(b), &Seen::of(b), at).map(|verdict| Planned {
                 id: b.id.clone(),
                 owner: b.owner.clone(),
                 name: b.name.clone(),
@@ -131,7 +140,7 @@ pub fn acts_on(policy: &IdlePolicy, seen: &Seen, at: DateTime<Utc>) -> Option<Ve
 
 /// One run of reap.
 pub struct Run<'a> {
-    pub policy: &'a IdlePolicy,
+    pub policies: Policies<'a>,
     /// Decide as of this time (a plan for later, or a simulation).
     pub at: DateTime<Utc>,
     pub dry_run: bool,
@@ -152,26 +161,31 @@ pub const PREVIEW_OWNER: &str = "preview";
 /// the previews of `run.preview_owner` past their expiry, and the other
 /// running boxes the policy stops.
 fn planned(run: &Run<'_>, previews: &[BoxInfo], running: Vec<BoxInfo>) -> ReapReport {
-    let Run { policy, at, dry_run, preview_owner, .. } = *run;
+    let Run { policies, at, dry_run, preview_owner, .. } = *run;
     // Terminating cannot be undone: a run that acts ends only previews
     // expired by now, whatever --at says.
     let expiry_at = if dry_run { at } else { at.min(Utc::now()) };
     let previews: Vec<BoxInfo> = previews.iter().filter(|b| b.owner == preview_owner).cloned().collect();
     let expired = expired(&previews, expiry_at);
     let boxes: Vec<BoxInfo> = running.into_iter().filter(|b| !expired.iter().any(|e| e.id == b.id)).collect();
-    let plan = plan(policy, &boxes, at);
+    let plan = plan(policies, &boxes, at);
     ReapReport { at, dry_run, examined: boxes.len() + expired.len(), plan, expired, ..Default::default() }
 }
 
 pub async fn reap(provider: &AwsProvider, run: &Run<'_>) -> Result<ReapReport, ProviderError> {
     let mut report = planned(run, &provider.previews().await?, provider.running().await?);
-    // Counting needs stopped boxes too: one more listing, only when asked.
-    if let Some(max) = run.max_boxes_per_owner {
-        report.over_limit = over_limit(&provider.list(None).await?, max);
+    // Counting and starting need stopped boxes too: one more listing,
+    // only when asked.
+    let starts = policy::start_window(run.policies.teams, run.at).is_some();
+    if run.max_boxes_per_owner.is_some() || starts {
+        let all = provider.list(None).await?;
+        report.over_limit = run.max_boxes_per_owner.map(|max| over_limit(&all, max)).unwrap_or_default();
+        report.to_start = to_start(run.policies.teams, &all, run.at);
     }
     if run.dry_run {
         return Ok(report);
     }
+    start_all(provider, &mut report).await;
     let concurrency = run.concurrency.max(1);
     let expired: Vec<String> = report.expired.iter().map(|e| e.id.clone()).collect();
     let mut ends = stream::iter(expired.chunks(BATCH)).map(|chunk| provider.terminate_batch(chunk)).buffer_unordered(concurrency);
@@ -200,14 +214,16 @@ pub async fn reap(provider: &AwsProvider, run: &Run<'_>) -> Result<ReapReport, P
 pub async fn reap_listed(provider: &dyn Provider, run: &Run<'_>) -> Result<ReapReport, ProviderError> {
     let all = provider.list(None).await?;
     let previews: Vec<BoxInfo> = all.iter().filter(|b| b.preview.is_some()).cloned().collect();
-    let running: Vec<BoxInfo> = all.into_iter().filter(|b| b.state == BoxState::Running).collect();
+    let running: Vec<BoxInfo> = all.iter().filter(|b| b.state == BoxState::Running).cloned().collect();
     let mut report = planned(run, &previews, running);
     if let Some(max) = run.max_boxes_per_owner {
-        report.over_limit = over_limit(&provider.list(None).await?, max);
+        report.over_limit = over_limit(&all, max);
     }
+    report.to_start = to_start(run.policies.teams, &all, run.at);
     if run.dry_run {
         return Ok(report);
     }
+    start_all(provider, &mut report).await;
     for id in report.expired.iter().map(|e| e.id.clone()).collect::<Vec<_>>() {
         // Only previews expire, and their data volumes go with them
         // (launched so): reap never deletes a volume itself.
@@ -223,6 +239,17 @@ pub async fn reap_listed(provider: &dyn Provider, run: &Run<'_>) -> Result<ReapR
         }
     }
     Ok(report)
+}
+
+/// Starts the team boxes of `report.to_start`, one by one (a team has a
+/// few): a failure is reported and the others still start.
+async fn start_all(provider: &dyn Provider, report: &mut ReapReport) {
+    for id in report.to_start.clone() {
+        match provider.start(&id).await {
+            Ok(()) => report.started.push(id),
+            Err(e) => report.failed.push(Failed { id, error: e.to_string() }),
+        }
+    }
 }
 
 /// What the scheduled reaper receives (terraform/reaper.tf): where the
@@ -266,8 +293,14 @@ pub async fn handle(provider: &AwsProvider, s3: &aws_sdk_s3::Client, request: Re
     let manifest = Manifest::parse(&text)?;
     let at = request.at.unwrap_or_else(Utc::now);
     let preview_owner = request.preview_owner.as_deref().unwrap_or(PREVIEW_OWNER);
-    let run =
-        Run { policy: &manifest.idle, at, dry_run: request.dry_run, concurrency, preview_owner, max_boxes_per_owner: manifest.machine.max_boxes_per_owner };
+    let run = Run {
+        policies: Policies::of(&manifest),
+        at,
+        dry_run: request.dry_run,
+        concurrency,
+        preview_owner,
+        max_boxes_per_owner: manifest.machine.max_boxes_per_owner,
+    };
     Ok(reap(provider, &run).await?)
 }
 
@@ -278,26 +311,9 @@ mod tests {
 
     fn boxed(id: &str, idle_for: Option<i64>, now: DateTime<Utc>) -> BoxInfo {
         BoxInfo {
-            id: id.into(),
-            name: "dev".into(),
-            owner: "o".into(),
-            state: BoxState::Running,
-            address: None,
-            private_address: None,
-            host_key: None,
-            manifest_hash: None,
             launched_at: Some(now - Duration::days(1)),
-            instance_type: None,
             last_active: idle_for.map(|m| now - Duration::minutes(m)),
-            keep_until: None,
-            stopped_by: None,
-            hibernate: false,
-            shareable: false,
-            bring_up_unfinished: false,
-            preview: None,
-            team: None,
-            image_id: None,
-            data_volume: None,
+            ..BoxInfo::example(id, BoxState::Running)
         }
     }
 
@@ -307,7 +323,7 @@ mod tests {
         let policy = IdlePolicy::default(); // 45m timeout
         let boxes =
             [boxed("fresh", Some(5), now), boxed("in-grace", Some(45 + 119), now), boxed("stale", Some(45 + 121), now), boxed("never-reported", None, now)];
-        let ids: Vec<String> = plan(&policy, &boxes, now).into_iter().map(|p| p.id).collect();
+        let ids: Vec<String> = plan(Policies::same(&policy), &boxes, now).into_iter().map(|p| p.id).collect();
         // No tag at all: launched a day ago and never active since. One
         // that should have stopped less than GRACE ago may still report.
         assert_eq!(ids, vec!["stale", "never-reported"]);

@@ -55,6 +55,11 @@ pub struct Manifest {
     pub stores: BTreeMap<String, Store>,
     #[serde(default)]
     pub idle: IdlePolicy,
+    /// The policy of team boxes (`workstation env`) when it differs from
+    /// `[idle]`: for example up in working hours (`start` windows) and
+    /// stopped when idle at night and at weekends.
+    #[serde(default)]
+    pub team_idle: Option<IdlePolicy>,
     #[serde(default)]
     pub sync: SyncSpec,
 }
@@ -68,6 +73,14 @@ pub struct LoadedManifest {
 }
 
 impl Manifest {
+    /// The idle policy of a team box (`team`) or of an engineer's box.
+    pub fn idle_for(&self, team: bool) -> &IdlePolicy {
+        match &self.team_idle {
+            Some(policy) if team => policy,
+            _ => &self.idle,
+        }
+    }
+
     /// Finds `workstation.toml` in `start` or the nearest parent.
     pub fn find(start: &Path) -> Result<PathBuf, ConfigError> {
         start.ancestors().map(|d| d.join(FILE_NAME)).find(|p| p.is_file()).ok_or_else(|| ConfigError::NotFound { start: start.to_owned() })

@@ -50,8 +50,10 @@ impl Default for IdlePolicy {
     }
 }
 
-/// `stop` at each cron tick, or `keep` the box up for `duration` from each
-/// tick (a demo window).
+/// `stop` at each cron tick, `keep` the box up for `duration` from each
+/// tick (a demo window), or `start` it at each tick and keep it up for
+/// `duration` (team boxes' working hours, `[team_idle]` only: reap starts
+/// a stopped team box inside such a window).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Schedule {
@@ -74,4 +76,12 @@ fn utc() -> String {
 pub enum ScheduleAction {
     Stop,
     Keep,
+    Start,
+}
+
+impl ScheduleAction {
+    /// Keeps the box up for its duration from each tick.
+    pub fn is_window(self) -> bool {
+        matches!(self, ScheduleAction::Keep | ScheduleAction::Start)
+    }
 }

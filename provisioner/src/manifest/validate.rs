@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::{Manifest, Problem, ScheduleAction, SeedSource, Service, StoreKind};
+use super::{IdlePolicy, Manifest, Problem, ScheduleAction, SeedSource, Service, StoreKind};
 
 /// gp3 volumes range from 1 GiB to 16 TiB; below 8 GiB no NixOS image boots.
 const DISK_GIB: std::ops::RangeInclusive<u32> = 8..=16384;
@@ -211,31 +211,44 @@ impl Manifest {
             }
         }
 
-        let idle = &self.idle;
-        if idle.timeout < Duration::from_secs(60) {
-            problem("idle.timeout".into(), "must be at least 1m (the idle check runs once a minute)".into());
-        }
-        if idle.warning >= idle.timeout {
-            problem("idle.warning".into(), "must be shorter than idle.timeout".into());
-        }
-        if !(0.0..=100.0 * 1024.0).contains(&idle.cpu_percent) {
-            problem("idle.cpu_percent".into(), "must be a percentage of one core, e.g. 25".into());
-        }
-        for (i, s) in idle.schedules.iter().enumerate() {
-            let at = format!("idle.schedules[{i}]");
-            if let Err(e) = cron::Schedule::from_str(&s.cron) {
-                problem(format!("{at}.cron"), format!("{:?} is not a cron expression ({e}); use seconds-first form, e.g. \"0 0 20 * * Mon-Fri\"", s.cron));
-            }
-            if s.timezone.parse::<chrono_tz::Tz>().is_err() {
-                problem(format!("{at}.timezone"), format!("{:?} is not an IANA time zone; use e.g. \"Europe/Paris\" or \"UTC\"", s.timezone));
-            }
-            match (s.action, s.duration) {
-                (ScheduleAction::Keep, None) => problem(format!("{at}.duration"), "missing; a keep window needs a duration such as \"3h\"".into()),
-                (ScheduleAction::Stop, Some(_)) => problem(format!("{at}.duration"), "only keep windows have a duration; remove it".into()),
-                _ => {}
-            }
+        check_idle("idle", &self.idle, &mut problem);
+        if let Some(team) = &self.team_idle {
+            check_idle("team_idle", team, &mut problem);
         }
         out
+    }
+}
+
+/// An idle policy's problems, its fields named under `section`.
+fn check_idle(section: &str, idle: &IdlePolicy, problem: &mut impl FnMut(String, String)) {
+    if idle.timeout < Duration::from_secs(60) {
+        problem(format!("{section}.timeout"), "must be at least 1m (the idle check runs once a minute)".into());
+    }
+    if idle.warning >= idle.timeout {
+        problem(format!("{section}.warning"), format!("must be shorter than {section}.timeout"));
+    }
+    if !(0.0..=100.0 * 1024.0).contains(&idle.cpu_percent) {
+        problem(format!("{section}.cpu_percent"), "must be a percentage of one core, e.g. 25".into());
+    }
+    for (i, s) in idle.schedules.iter().enumerate() {
+        let at = format!("{section}.schedules[{i}]");
+        if let Err(e) = cron::Schedule::from_str(&s.cron) {
+            problem(format!("{at}.cron"), format!("{:?} is not a cron expression ({e}); use seconds-first form, e.g. \"0 0 20 * * Mon-Fri\"", s.cron));
+        }
+        if s.timezone.parse::<chrono_tz::Tz>().is_err() {
+            problem(format!("{at}.timezone"), format!("{:?} is not an IANA time zone; use e.g. \"Europe/Paris\" or \"UTC\"", s.timezone));
+        }
+        match (s.action, s.duration) {
+            (ScheduleAction::Start, _) if section == "idle" => problem(
+                format!("{at}.action"),
+                "start windows are for team boxes (reap starts them); move it to [team_idle], or use \"keep\" to keep engineers' boxes up".into(),
+            ),
+            (ScheduleAction::Keep | ScheduleAction::Start, None) => {
+                problem(format!("{at}.duration"), "missing; a keep or start window needs a duration such as \"9h\"".into())
+            }
+            (ScheduleAction::Stop, Some(_)) => problem(format!("{at}.duration"), "only keep and start windows have a duration; remove it".into()),
+            _ => {}
+        }
     }
 }
 

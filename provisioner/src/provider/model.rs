@@ -75,6 +75,36 @@ pub struct BoxInfo {
     pub data_volume: Option<String>,
 }
 
+#[cfg(test)]
+impl BoxInfo {
+    /// A box of owner `o` named dev, in `state`, with nothing else known:
+    /// for unit tests of what is decided about boxes.
+    pub fn example(id: &str, state: BoxState) -> BoxInfo {
+        BoxInfo {
+            id: id.into(),
+            name: "dev".into(),
+            owner: "o".into(),
+            state,
+            address: None,
+            private_address: None,
+            host_key: None,
+            manifest_hash: None,
+            launched_at: None,
+            instance_type: None,
+            last_active: None,
+            keep_until: None,
+            stopped_by: None,
+            hibernate: false,
+            shareable: false,
+            bring_up_unfinished: false,
+            preview: None,
+            team: None,
+            image_id: None,
+            data_volume: None,
+        }
+    }
+}
+
 /// What a preview box's tags say: which pull request, which commit it
 /// runs, and when `reap` terminates it. Read from tags, so checked there:
 /// a tag that does not parse is absent.
