@@ -7,6 +7,7 @@
 
 pub mod fleet;
 pub mod hostsagent;
+pub mod http_server;
 pub mod imds;
 pub mod moto;
 pub mod mountns;

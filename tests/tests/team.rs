@@ -6,44 +6,10 @@ use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use workstation_tests::http_server::SERVER;
 use workstation_tests::{free_port, netns_with, wait_until, TestEnv};
 
 const BOX_MANIFEST_HEAD: &str = "[box]\ninstance_type = \"t3.medium\"\ndisk_gib = 30\nimage_id = \"ami-0123456789abcdef0\"\n";
-
-/// A server answering `word` on `port`; with a third argument, it appends
-/// each request's path to that file (the mirror's copy). It answers /quit
-/// by exiting 7, /slow after 3 s, and a POST with the body's length.
-const SERVER: &str = r#"
-import http.server, os, sys, time
-word, port = sys.argv[1], int(sys.argv[2])
-log = sys.argv[3] if len(sys.argv) > 3 else None
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def log_message(self, *a):
-        pass
-    def do_GET(self):
-        if self.path == "/slow":
-            time.sleep(3)
-        if log:
-            with open(log, "a") as f:
-                f.write(self.path + "\n")
-        body = (word + "\n").encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-        self.wfile.flush()
-        if self.path == "/quit":
-            os._exit(7)
-    def do_POST(self):
-        n = len(self.rfile.read(int(self.headers["Content-Length"])))
-        body = ("%s %d\n" % (word, n)).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-http.server.ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
-"#;
 
 struct Fixture {
     env: TestEnv,

@@ -7,8 +7,13 @@
 
 use std::process::Command;
 
+use std::time::{Duration, Instant};
+
+use workstation_tests::hostsagent::HostsDaemon;
+use workstation_tests::http_server::SERVER;
+use workstation_tests::mountns::MountNs;
 use workstation_tests::repo::{commit, init, read, write};
-use workstation_tests::{run_ok, TestEnv};
+use workstation_tests::{free_port, netns_with, run_ok, TestEnv};
 
 const MANIFEST: &str = r#"
 hostnames = ["api.box.ws-test"]
@@ -95,6 +100,13 @@ fn ci_deploys_a_team_box_that_members_reach_with_their_own_pushed_key() {
     // ...but reaches the team box through `--env`, which pushes it.
     let hello = run_ok(&mut as_engineer(&env, "alice", &["ssh", "--env", "payments/staging", "--", "echo", "hello from the team box"]));
     assert_eq!(hello.trim(), "hello from the team box");
+    // She points this laptop's names for the team box at it.
+    let ns = MountNs::start();
+    let _agent = HostsDaemon::start(&ns, &env.root.path().join("agent"), &env.hosts_socket(), &[], "");
+    let shared = json_of(as_engineer(&env, "alice", &["share", "--env", "payments/staging"]));
+    assert_eq!(ns.getent("api.payments-staging.box.ws-test").as_deref(), Some(address), "{shared}");
+    run_ok(&mut as_engineer(&env, "alice", &["share", "--env", "payments/staging", "--off"]));
+    assert_eq!(ns.getent("api.payments-staging.box.ws-test"), None);
     // The box recorded her login; she sees it, and the stack, in `env status`.
     let status = json_of(as_engineer(&env, "alice", &["env", "status", "payments/staging"]));
     let access = status["access"].as_array().unwrap();
@@ -115,6 +127,83 @@ fn ci_deploys_a_team_box_that_members_reach_with_their_own_pushed_key() {
     env.ok(&["env", "down", "payments/staging"]);
     assert_eq!(env.json(&["env", "list"]), serde_json::json!([]));
     assert!(env.fails(&["env", "status", "payments/staging"]).contains("no team box payments/staging"));
+}
+
+/// A member intercepts only her own requests on the team box: through her
+/// pushed key, over OpenSSH with the generated config's team entry; the
+/// box records the intercept in its access log.
+#[test]
+fn a_member_intercepts_her_own_requests_on_the_team_box() {
+    let env = TestEnv::local();
+    let (front, own) = (free_port(), free_port());
+    let server = env.root.path().join("server.py");
+    std::fs::write(&server, SERVER).unwrap();
+    env.write_manifest(&format!(
+        "[box]\ninstance_type = \"t3.medium\"\ndisk_gib = 30\nimage_id = \"ami-0123456789abcdef0\"\n\
+         [services.api]\ncommand = \"python3 {server} box {own}\"\nports = [{own}]\nfront = {{ port = {front} }}\nhealth = {{ http = \"/\", port = {own} }}\n",
+        server = server.display()
+    ));
+    let repo = env.root.path().join("repo");
+    init(&repo);
+    write(&repo.join("README"), "team\n");
+    commit(&repo, &["."], "one");
+    let up = env.json(&["env", "up", "staging", "--team", "payments", "--ref", "main", "--repo", repo.to_str().unwrap()]);
+    assert_eq!(up["healthy"], true, "{up}");
+    let box_ns = netns_with(up["box"]["address"].as_str().unwrap()).unwrap();
+    // The bridge keeps the address it was given whatever boxes come and
+    // go (else every box's gateway entry goes stale when one boots, and
+    // its connections stall for up to a minute).
+    let bridge = run_ok(Command::new("ip").args(["-br", "link", "show", workstation_tests::BRIDGE]));
+    assert!(bridge.contains("02:76:"), "{bridge}");
+    let ask = |header: Option<&str>| {
+        let mut curl = Command::new("ip");
+        curl.args(["netns", "exec", &box_ns, "curl", "-s", "--max-time", "5"]);
+        if let Some(h) = header {
+            curl.args(["-H", h]);
+        }
+        String::from_utf8_lossy(&curl.arg(format!("http://127.0.0.1:{front}/")).output().unwrap().stdout).trim().to_string()
+    };
+    assert_eq!(ask(None), "box");
+
+    let key = env.root.path().join("alice_key");
+    run_ok(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", "alice@laptop", "-f"]).arg(&key));
+    let laptop = free_port();
+    let (mapping, port) = (format!("{own}:{laptop}"), laptop.to_string());
+    let args = [
+        "intercept",
+        "api",
+        "--env",
+        "payments/staging",
+        "--header",
+        "x-dev=alice",
+        "--port",
+        &mapping,
+        "--",
+        "python3",
+        server.to_str().unwrap(),
+        "alice",
+        &port,
+    ];
+    let mut alice = as_engineer(&env, "alice", &args).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ask(Some("x-dev: alice")) != "alice" {
+        if Instant::now() > deadline || alice.try_wait().unwrap().is_some() {
+            let _ = alice.kill();
+            let out = alice.wait_with_output().unwrap();
+            panic!("alice's requests did not reach her laptop; the intercept said:\n{}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(ask(None), "box", "everyone else's requests stay on the box");
+    // Ctrl-C ends it; her route goes, and the box recorded both ends.
+    run_ok(Command::new("kill").args(["-INT", &alice.id().to_string()]));
+    alice.wait().unwrap();
+    assert_eq!(ask(Some("x-dev: alice")), "box");
+    let status = json_of(as_engineer(&env, "alice", &["env", "status", "payments/staging"]));
+    let what: Vec<&str> =
+        status["access"].as_array().unwrap().iter().filter(|e| e["who"].as_str().unwrap().starts_with("alice")).map(|e| e["what"].as_str().unwrap()).collect();
+    assert!(what.contains(&"intercept of api for x-dev: alice") && what.contains(&"intercept of api ended (x-dev: alice)"), "{status:#}");
+    env.ok(&["env", "down", "payments/staging"]);
 }
 
 /// On AWS the push is EC2 Instance Connect's SendSSHPublicKey, through the

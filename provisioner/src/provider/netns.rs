@@ -144,6 +144,15 @@ impl BoxHost {
             run_ok_if_exists(&["ip", "link", "add", &net.bridge, "type", "bridge"])?;
         }
         run(&["ip", "addr", "replace", &format!("{gateway}/{}", net.network.prefix_len()), "dev", &net.bridge])?;
+        // A bridge whose address was never set takes the lowest of its
+        // ports' (each box's random host-side veth): a new box could
+        // change it, and every running box would then send to the old one
+        // until its neighbour entry expired, its connections silent for
+        // up to a minute (seen: a deploy hung 56 s while a second box
+        // booted). A set address stays; this one is derived from the
+        // gateway's, as the boxes' are from theirs.
+        let [a, b, c, d] = gateway.octets();
+        run(&["ip", "link", "set", &net.bridge, "address", &format!("02:76:{a:02x}:{b:02x}:{c:02x}:{d:02x}")])?;
         run(&["ip", "link", "set", &net.bridge, "up"])?;
         Ok(())
     }
