@@ -37,6 +37,7 @@ pub struct HostsArgs {}
 ///   workstation share --allow-start     let colleagues start your box for a demo
 ///   workstation share --preview 12      point the preview hostnames (api.pr-12...) at pull request 12's box
 ///   workstation share --preview 12 --off   take them off this laptop
+///   workstation share --env payments/staging   point api.payments-staging... at the payments team's box
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct ShareArgs {

@@ -37,6 +37,7 @@ use crate::stack::front::Match;
 ///   workstation intercept api -- cargo run
 ///   workstation intercept web --port 3000:3001 -- npm run dev -- --port 3001
 ///   workstation intercept api --box api-test -- dlv debug ./cmd/api
+///   workstation intercept api --env payments/staging --header x-dev=alice -- cargo run
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct InterceptArgs {

@@ -39,6 +39,7 @@ use crate::ssh::ssh_config::host_alias;
 ///   tar c README.md | workstation ssh dev -- 'mkdir -p upload && tar x -C upload'
 ///   workstation ssh dev -A -L 15432:127.0.0.1:5432 -- 'sleep 1'
 ///   workstation ssh dev --ssh-option ServerAliveInterval=15
+///   workstation ssh --env payments/staging -- uptime
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct SshArgs {
