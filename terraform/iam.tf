@@ -311,6 +311,26 @@ data "aws_iam_policy_document" "engineer" {
     }
   }
 
+  # A team's boxes are its deployer's, owner `<team>-ci` (CI's identity,
+  # provisioner/src/env/names.rs): a member's own box cannot pose as the
+  # team's environment, which laptops find by these tags.
+  statement {
+    sid       = "TeamBoxesAreTheirCisOwn"
+    effect    = "Deny"
+    actions   = ["ec2:RunInstances", "ec2:CreateTags"]
+    resources = [local.instances]
+    condition {
+      test     = "StringNotEquals"
+      variable = "aws:RequestTag/${local.owner_tag}"
+      values   = ["${local.my_team}-ci"]
+    }
+    condition {
+      test     = "Null"
+      variable = "aws:RequestTag/${local.team_tag}"
+      values   = ["false"]
+    }
+  }
+
   statement {
     sid       = "NoTeamBoxesWithoutATeam"
     effect    = "Deny"

@@ -256,6 +256,20 @@ data "aws_iam_policy_document" "preview" {
     }
   }
 
+  # A pull request's code must not make a box that laptops would take for
+  # a team's environment (`workstation env`).
+  statement {
+    sid       = "NoTeamBoxes"
+    effect    = "Deny"
+    actions   = ["ec2:RunInstances", "ec2:CreateTags"]
+    resources = [local.instances]
+    condition {
+      test     = "Null"
+      variable = "aws:RequestTag/${local.team_tag}"
+      values   = ["false"]
+    }
+  }
+
   statement {
     sid       = "ManageThisPullRequestsBox"
     actions   = ["ec2:StartInstances", "ec2:StopInstances", "ec2:TerminateInstances"]

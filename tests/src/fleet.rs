@@ -170,6 +170,7 @@ fn reconcile(
                     },
                     hostname: format!("box-{hex}"),
                     env: box_env.to_vec(),
+                    team: false,
                 }
             });
             if !host.is_up() {

@@ -30,20 +30,28 @@ path = "src/app"
 command = "sh -c 'cd \"$WORKSTATION_BOX_ROOT/src/app\" && echo \"$WORKSTATION_TEAM_ENV\" > team.env && exec sleep 100000'"
 restart_on = ["api/**"]
 
-# Team boxes are up all day, every day (a working-hours window that never
-# ends), and reap starts a stopped one.
+# Team boxes are up in "working hours" that begin every second, so reap
+# starts a box stopped in the last one.
 [team_idle]
 timeout = "2h"
 [[team_idle.schedules]]
 action = "start"
-cron = "0 0 0 * * *"
-duration = "24h"
+cron = "* * * * * *"
+duration = "1s"
 "#;
 
 /// `workstation ARGS` as engineer `who`, with her own key.
 fn as_engineer(env: &TestEnv, who: &str, args: &[&str]) -> Command {
     let mut c = env.cmd(args);
     c.env("WORKSTATION_OWNER", who).env("WORKSTATION_SSH_KEY", env.root.path().join(format!("{who}_key")));
+    c
+}
+
+/// `workstation ARGS` as payments' CI: the team's deployer, `payments-ci`,
+/// with the default key.
+fn as_ci(env: &TestEnv, args: &[&str]) -> Command {
+    let mut c = env.cmd(args);
+    c.env("WORKSTATION_OWNER", "payments-ci");
     c
 }
 
@@ -64,7 +72,7 @@ fn ci_deploys_a_team_box_that_members_reach_with_their_own_pushed_key() {
     let repo_arg = repo.to_str().unwrap();
 
     // CI (owner tester) deploys payments/staging at c1.
-    let up = env.json(&["env", "up", "staging", "--team", "payments", "--ref", &c1, "--repo", repo_arg]);
+    let up = json_of(as_ci(&env, &["env", "up", "staging", "--team", "payments", "--ref", &c1, "--repo", repo_arg]));
     assert_eq!((up["box"]["name"].as_str(), up["created"].as_bool(), up["healthy"].as_bool()), (Some("payments-staging"), Some(true), Some(true)), "{up}");
     assert_eq!(up["upload"]["mode"], "full", "{up}");
     assert_eq!(up["hostnames"][0], "api.payments-staging.box.ws-test");
@@ -75,7 +83,7 @@ fn ci_deploys_a_team_box_that_members_reach_with_their_own_pushed_key() {
     // The next push uploads only what changed.
     write(&repo.join("api/main.txt"), "api v2\n");
     let c2 = commit(&repo, &["api"], "two");
-    let again = env.json(&["env", "up", "staging", "--team", "payments", "--ref", "main", "--repo", repo_arg]);
+    let again = json_of(as_ci(&env, &["env", "up", "staging", "--team", "payments", "--ref", "main", "--repo", repo_arg]));
     assert_eq!((again["created"].as_bool(), again["upload"]["mode"].as_str()), (Some(false), Some("changes")), "{again}");
     assert_eq!((again["upload"]["from"].as_str(), again["upload"]["written"].as_u64()), (Some(c1.as_str()), Some(1)), "{again}");
     assert_eq!(again["applied"]["restarted"], serde_json::json!(["api"]), "{again}");
@@ -113,9 +121,10 @@ fn ci_deploys_a_team_box_that_members_reach_with_their_own_pushed_key() {
     assert!(access.iter().any(|e| e["who"] == "alice@workstation" && e["what"] == "ssh as root"), "{status:#}");
     assert!(status["programs"].as_array().unwrap().iter().any(|p| p["name"] == "api"), "{status:#}");
 
-    // Stopped out of hours by hand, it is started by reap in its window.
+    // Stopped before a window began, it is started by reap in the window.
     let id = up["box"]["id"].as_str().unwrap();
-    env.ok(&["stop", "payments-staging"]);
+    run_ok(&mut as_ci(&env, &["stop", "payments-staging"]));
+    std::thread::sleep(Duration::from_millis(1100));
     let reaped = env.json(&["reap"])["report"].clone();
     assert_eq!((reaped["to_start"].clone(), reaped["started"].clone()), (serde_json::json!([id]), serde_json::json!([id])), "{reaped:#}");
     assert_eq!(env.json(&["env", "list"])[0]["state"], "running");
@@ -123,8 +132,8 @@ fn ci_deploys_a_team_box_that_members_reach_with_their_own_pushed_key() {
     // Only its owner (CI) takes it down; then nothing is left.
     let refused = as_engineer(&env, "alice", &["env", "down", "payments/staging"]).output().unwrap();
     let said = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success() && said.contains("tester's team box"), "{said}");
-    env.ok(&["env", "down", "payments/staging"]);
+    assert!(!refused.status.success() && said.contains("deployed by owner payments-ci"), "{said}");
+    run_ok(&mut as_ci(&env, &["env", "down", "payments/staging"]));
     assert_eq!(env.json(&["env", "list"]), serde_json::json!([]));
     assert!(env.fails(&["env", "status", "payments/staging"]).contains("no team box payments/staging"));
 }
@@ -147,7 +156,7 @@ fn a_member_intercepts_her_own_requests_on_the_team_box() {
     init(&repo);
     write(&repo.join("README"), "team\n");
     commit(&repo, &["."], "one");
-    let up = env.json(&["env", "up", "staging", "--team", "payments", "--ref", "main", "--repo", repo.to_str().unwrap()]);
+    let up = json_of(as_ci(&env, &["env", "up", "staging", "--team", "payments", "--ref", "main", "--repo", repo.to_str().unwrap()]));
     assert_eq!(up["healthy"], true, "{up}");
     let box_ns = netns_with(up["box"]["address"].as_str().unwrap()).unwrap();
     // The bridge keeps the address it was given whatever boxes come and
@@ -203,31 +212,47 @@ fn a_member_intercepts_her_own_requests_on_the_team_box() {
     let what: Vec<&str> =
         status["access"].as_array().unwrap().iter().filter(|e| e["who"].as_str().unwrap().starts_with("alice")).map(|e| e["what"].as_str().unwrap()).collect();
     assert!(what.contains(&"intercept of api for x-dev: alice") && what.contains(&"intercept of api ended (x-dev: alice)"), "{status:#}");
-    env.ok(&["env", "down", "payments/staging"]);
+    run_ok(&mut as_ci(&env, &["env", "down", "payments/staging"]));
 }
 
-/// On AWS the push is EC2 Instance Connect's SendSSHPublicKey, through the
-/// SDK to moto; the team is read back from the instance's tags.
+/// On AWS (moto, with the boxes as namespaces): CI's `env up` tags the
+/// instance as the team's and deploys only what changed on the next push;
+/// a key is pushed with EC2 Instance Connect's SendSSHPublicKey through the
+/// SDK. Who may push is the IAM simulator's (terraform.rs).
 #[test]
-fn on_aws_a_key_is_pushed_with_ec2_instance_connect() {
+fn on_aws_a_team_box_is_tagged_updated_by_changes_and_takes_pushed_keys() {
     use workstation::provider::aws::AwsProvider;
     use workstation::provider::{AddressKind, Provider};
-    use workstation_tests::moto::{block_on, Moto};
-    let moto = Moto::start();
+    use workstation_tests::moto::block_on;
+    let env = TestEnv::aws();
+    let moto = env.moto.as_ref().unwrap();
+    let repo = env.root.path().join("repo");
+    init(&repo);
+    write(&repo.join("index.html"), "v1\n");
+    let c1 = commit(&repo, &["."], "one");
+    let repo_arg = repo.to_str().unwrap();
+    let up = json_of(as_ci(&env, &["env", "up", "staging", "--team", "payments", "--ref", "main", "--repo", repo_arg]));
+    assert_eq!((up["created"].as_bool(), up["healthy"].as_bool(), up["upload"]["mode"].as_str()), (Some(true), Some(true), Some("full")), "{up}");
+    write(&repo.join("index.html"), "v2\n");
+    let c2 = commit(&repo, &["index.html"], "two");
+    let again = json_of(as_ci(&env, &["env", "up", "staging", "--team", "payments", "--ref", "main", "--repo", repo_arg]));
+    assert_eq!(
+        (again["upload"]["mode"].as_str(), again["upload"]["from"].as_str(), again["upload"]["written"].as_u64()),
+        (Some("changes"), Some(c1.as_str()), Some(1)),
+        "{again}"
+    );
+
     let ec2 = moto.client();
-    let tag = |k: &str, v: &str| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build();
-    let spec = aws_sdk_ec2::types::TagSpecification::builder()
-        .resource_type(aws_sdk_ec2::types::ResourceType::Instance)
-        .tags(tag("workstation:owner", "payments-ci"))
-        .tags(tag("workstation:name", "payments-staging"))
-        .tags(tag("workstation:team", "payments"))
-        .tags(tag("workstation:env", "staging"))
-        .build();
-    block_on(ec2.run_instances().image_id("ami-12c6146b").min_count(1).max_count(1).tag_specifications(spec).send()).unwrap();
+    let id = up["box"]["id"].as_str().unwrap();
+    let tags = block_on(ec2.describe_instances().instance_ids(id).send()).unwrap().reservations()[0].instances()[0].tags().to_vec();
+    let tag = |k: &str| tags.iter().find(|t| t.key() == Some(k)).and_then(|t| t.value()).map(String::from);
+    assert_eq!((tag("workstation:team"), tag("workstation:env")), (Some("payments".into()), Some("staging".into())));
+    assert_eq!(tag("workstation:ref").as_deref(), Some(c2.as_str()));
+    assert_eq!(env.json(&["env", "list"])[0]["team"]["commit"], c2.as_str());
+
     let provider = AwsProvider::new(ec2, AddressKind::Private).with_instance_connect(moto.instance_connect_client());
-    let boxes = block_on(provider.list(None)).unwrap();
-    let team = boxes[0].team.as_ref().expect("the team tags are read");
-    assert_eq!((team.label().as_str(), team.commit.as_ref()), ("payments/staging", None));
+    let info = block_on(provider.describe(id)).unwrap();
     let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAuwP5WA8pJXfo6aWPiahpWb/ld1QyoNLyQ1z50Qo6OX alice@workstation";
-    block_on(provider.push_key(&boxes[0], "payments-ci", key)).expect("moto accepts SendSSHPublicKey");
+    block_on(provider.push_key(&info, "payments-ci", key)).expect("moto accepts SendSSHPublicKey");
+    run_ok(&mut as_ci(&env, &["env", "down", "payments/staging"]));
 }

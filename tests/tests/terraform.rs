@@ -480,6 +480,7 @@ fn only_a_teams_members_reach_or_make_its_team_boxes() {
         ("deny", "sam of search opens a session to payments' box", session("sam", Some("search"), "payments")),
         ("allow", "payments' CI launches payments' team box", launch_for("payments-ci", Some("payments"), Some("payments"))),
         ("deny", "sam of search launches a box tagged as payments'", launch_for("sam", Some("search"), Some("payments"))),
+        ("deny", "alice of payments launches her own box tagged as payments' environment", launch_for("alice", Some("payments"), Some("payments"))),
         ("deny", "carol of no team launches a box tagged as payments'", launch_for("carol", None, Some("payments"))),
         ("allow", "carol of no team launches her own box", launch_for("carol", None, None)),
         ("deny", "sam tags his own box as payments'", retag("sam", Some("search"), "payments")),
@@ -635,6 +636,15 @@ fn a_preview_run_reaches_only_its_own_pull_request() {
         ("allow", "PR 7 launches a 30 GiB volume", preview(7, "ec2:RunInstances", arn("volume", "*"), volume(30))),
         ("deny", "PR 7 launches a 16 TiB volume", preview(7, "ec2:RunInstances", arn("volume", "*"), volume(16384))),
         ("deny", "PR 7 launches a box as PR 5's", preview(7, "ec2:RunInstances", arn("instance", "*"), launch("5", "t3.medium"))),
+        (
+            "deny",
+            "PR 7 launches a box tagged as payments' team box",
+            preview(7, "ec2:RunInstances", arn("instance", "*"), {
+                let mut c = launch("7", "t3.medium");
+                c["aws:RequestTag/workstation:team"] = serde_json::json!("payments");
+                c
+            }),
+        ),
         (
             "deny",
             "PR 7 launches a box as alice's",

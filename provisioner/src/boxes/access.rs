@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::power::POLL;
 use super::{Context, LifecycleError};
-use crate::manifest::name::BoxName;
+use crate::manifest::name::{BoxName, Owner};
 use crate::poll;
 use crate::provider::{BoxInfo, BoxState};
 use crate::ssh::known_hosts::{self, Pinned};
@@ -128,7 +128,7 @@ impl Context {
     /// for your boxes, `TEAM.ENV` for a team box you log in to by a pushed key.
     pub fn ssh_alias(&self, info: &BoxInfo) -> String {
         match info.team.as_ref().filter(|_| self.pushes_key(info)) {
-            Some(t) => ssh_config::host_alias(&format!("{}.{}", t.team, t.env)),
+            Some(t) => ssh_config::team_alias(&t.label()),
             None => ssh_config::host_alias(&info.name),
         }
     }
@@ -158,15 +158,20 @@ impl Context {
     pub async fn write_ssh_config(&self, include: bool) -> Result<PathBuf, LifecycleError> {
         // Your boxes, and the team boxes others made (which admit you if
         // you are of their team).
-        let boxes = self.provider.list(None).await?;
+        let mut boxes = self.provider.list(Some(&self.owner)).await?;
+        boxes.extend(self.provider.team_boxes().await?.into_iter().filter(|b| self.pushes_key(b)));
         let entries: Vec<HostEntry> = boxes
             .iter()
-            .filter(|b| b.owner == self.owner.as_str() || self.pushes_key(b))
             .filter_map(|b| {
                 // The name is a tag anyone who may tag the instance can
                 // write: only a valid box name goes into an OpenSSH config.
                 if let Err(e) = b.name.parse::<BoxName>() {
                     tracing::warn!("box {} left out of the SSH config: its name tag is not a box name ({e})", b.id);
+                    return None;
+                }
+                // A team box's account is its owner's: a tag too.
+                if let Err(e) = self.login_user(b).parse::<Owner>() {
+                    tracing::warn!("box {} left out of the SSH config: its owner tag is not an owner name ({e})", b.id);
                     return None;
                 }
                 let env = b.team.as_ref().filter(|_| self.pushes_key(b)).map(|t| t.label());

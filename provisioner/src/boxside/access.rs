@@ -6,10 +6,9 @@
 //! key sshd asked about in the box's access log. `box route` records each
 //! personal intercept there too; `env status` shows the log.
 //!
-//! A pushed key's comment says who pushed it (the laptop writes
-//! `owner@workstation`): anyone allowed to push could write another name,
-//! so the log is a team's record, not an audit trail; CloudTrail's
-//! SendSSHPublicKey events carry the real principal.
+//! Who pushed a key is the `#Caller=` principal EC2 Instance Connect puts
+//! before it in the metadata (a local box has none, and records the key's
+//! comment, `owner@workstation`, which the laptop writes).
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -18,7 +17,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::provider::pushed_keys;
+use crate::provider::{pushed_keys, tags};
 use crate::ssh::known_hosts;
 
 /// Past this size the log starts again, keeping one older file.
@@ -66,30 +65,46 @@ pub async fn authorized_keys(source: Source<'_>, user: &str, fingerprint: &str, 
 }
 
 /// Each pushed line that is a plain public key (`TYPE BASE64 [COMMENT]`),
-/// with the comment as who: a line with options (`command=...`,
-/// `permitopen=...`) or anything else is dropped, so a pushed key can only
-/// ever be a key.
+/// with who pushed it: the `#Caller=ARN` line EC2 Instance Connect writes
+/// before each key, else the key's comment. A line with options
+/// (`command=...`, `permitopen=...`) or anything else is dropped, so a
+/// pushed key can only ever be a key.
 pub fn plain_keys(pushed: &str) -> Vec<(String, String)> {
-    pushed
-        .lines()
-        .filter_map(|line| {
-            let mut words = line.split_whitespace();
-            let (kind, data) = (words.next()?, words.next()?);
-            let key = format!("{kind} {data}");
-            known_hosts::parse_key(&key).ok()?;
-            let who: String = words.collect::<Vec<_>>().join(" ");
-            let who = if who.is_empty() || !who.chars().all(|c| c.is_ascii_graphic()) { "unnamed key".to_owned() } else { who };
-            Some((key, who.chars().take(100).collect()))
-        })
-        .collect()
+    let printable = |s: &str| -> Option<String> { (!s.is_empty() && s.chars().all(|c| c.is_ascii_graphic())).then(|| s.chars().take(200).collect()) };
+    let mut caller = None;
+    let mut out = Vec::new();
+    for line in pushed.lines() {
+        if let Some(arn) = line.strip_prefix("#Caller=") {
+            caller = printable(arn.trim());
+            continue;
+        }
+        let mut words = line.split_whitespace();
+        let (Some(kind), Some(data)) = (words.next(), words.next()) else { continue };
+        let key = format!("{kind} {data}");
+        if kind.starts_with('#') || known_hosts::parse_key(&key).is_err() {
+            continue;
+        }
+        let comment = printable(&words.collect::<Vec<_>>().join(" "));
+        out.push((key, caller.take().or(comment).unwrap_or_else(|| "unnamed key".to_owned())));
+    }
+    out
 }
 
 fn key_fingerprint(key: &str) -> Option<String> {
     known_hosts::parse_key(key).ok().map(|k| known_hosts::fingerprint(&k))
 }
 
+/// The keys pushed for `user`, if this box takes pushed keys for that
+/// account: only a team box (its `workstation:team` tag), and only for its
+/// owner's account (the one the image makes). An engineer's own box or a
+/// preview admits no pushed key, whoever may call SendSSHPublicKey.
 async fn from_metadata(user: &str) -> String {
     let client = aws_config::imds::Client::builder().build();
+    let tag = async |key: &str| client.get(&format!("/latest/meta-data/tags/instance/{key}")).await.ok().map(|v| v.as_ref().trim().to_owned());
+    let (team, owner) = (tag(tags::TEAM).await, tag(tags::OWNER).await);
+    if team.is_none() || owner.as_deref() != Some(user) {
+        return String::new();
+    }
     // 404 when nobody pushed a key for this user: no keys.
     match client.get(&format!("/latest/meta-data/managed-ssh-keys/active-keys/{user}/")).await {
         Ok(keys) => keys.as_ref().to_owned(),
@@ -143,6 +158,10 @@ mod tests {
         assert_eq!(keys.len(), 2, "{keys:?}");
         assert_eq!(keys[0], (KEY.to_owned(), "alice@workstation".to_owned()));
         assert_eq!(keys[1].1, "unnamed key");
+        let pushed = format!("#Timestamp=1\n#Caller=arn:aws:sts::111122223333:assumed-role/engineers/alice\n{KEY} mallory@workstation\n{KEY}\n");
+        let keys = plain_keys(&pushed);
+        assert_eq!(keys[0].1, "arn:aws:sts::111122223333:assumed-role/engineers/alice", "the caller, not the comment");
+        assert_eq!(keys[1].1, "unnamed key", "a caller names only the key after it");
     }
 
     #[tokio::test]

@@ -14,6 +14,7 @@ use super::box_arg::BoxArg;
 use super::context::Global;
 use super::output::{self, Output};
 use crate::idle::reap::{self, ReapReport};
+use crate::manifest::IdlePolicy;
 use crate::provider::ProviderKind;
 
 /// Keep a box from stopping itself for a while (at most idle.max_keep).
@@ -78,12 +79,9 @@ pub async fn keep(global: &Global, args: KeepArgs) -> Result<ExitCode> {
 
 pub async fn reap(global: &Global, args: ReapArgs) -> Result<ExitCode> {
     let manifest = global.optional_manifest()?;
-    let (policy, team_policy) = match &manifest {
-        Some(m) => (m.manifest.idle.clone(), m.manifest.idle_for(true).clone()),
-        None => Default::default(),
-    };
+    let default = IdlePolicy::default();
     let run = reap::Run {
-        policies: reap::Policies { boxes: &policy, teams: &team_policy },
+        policies: manifest.as_ref().map_or(reap::Policies::same(&default), |m| reap::Policies::of(&m.manifest)),
         at: args.at.unwrap_or_else(Utc::now),
         dry_run: args.dry_run,
         concurrency: args.concurrency,

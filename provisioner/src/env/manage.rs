@@ -19,13 +19,13 @@ const RECENT: usize = 50;
 
 /// Every team box (of `team` when given), by team and environment.
 pub async fn list(ctx: &Context, team: Option<&TeamName>) -> Result<Vec<BoxInfo>, EnvError> {
-    let mut boxes: Vec<BoxInfo> =
-        ctx.provider().list(None).await?.into_iter().filter(|b| b.team.as_ref().is_some_and(|t| team.is_none_or(|want| t.team == want.as_str()))).collect();
+    let wanted = |b: &BoxInfo| b.team.as_ref().is_some_and(|t| team.is_none_or(|want| t.team == want.as_str()));
+    let mut boxes: Vec<BoxInfo> = ctx.provider().team_boxes().await?.into_iter().filter(|b| wanted(b) && super::names::is_deployed(b)).collect();
     boxes.sort_by_key(|b| (b.team.as_ref().map(|t| (t.team.clone(), t.env.clone())), b.launched_at));
     Ok(boxes)
 }
 
-/// Team box `env` (the oldest, should two owners have made one).
+/// Team box `env`.
 pub async fn find(ctx: &Context, env: &EnvRef) -> Result<BoxInfo, EnvError> {
     list(ctx, Some(&env.team)).await?.into_iter().find(|b| env.is(b)).ok_or_else(|| EnvError::NotFound { env: env.to_string() })
 }
@@ -33,12 +33,19 @@ pub async fn find(ctx: &Context, env: &EnvRef) -> Result<BoxInfo, EnvError> {
 /// Terminates your team box `env` with its data (a team box's data is
 /// seeded, and `env up` seeds the next one).
 pub async fn down(ctx: &Context, env: &EnvRef, progress: Option<&ProgressBar>) -> Result<BoxInfo, EnvError> {
+    check_deployer(ctx, env)?;
     let found = find(ctx, env).await?;
-    if found.owner != ctx.owner().as_str() {
-        return Err(EnvError::NotYours { env: env.to_string(), owner: found.owner, verb: "down" });
-    }
     let name: BoxName = found.name.parse().map_err(|_| EnvError::NotFound { env: env.to_string() })?;
     Ok(ctx.destroy(&name, DataOnDestroy::Purge, progress).await?.0)
+}
+
+/// Refuses to act on `env`'s box as anyone but the team's deployer.
+pub(super) fn check_deployer(ctx: &Context, env: &EnvRef) -> Result<(), EnvError> {
+    let deployer = super::deployer(env.team.as_str())?;
+    if ctx.owner() != &deployer {
+        return Err(EnvError::NotDeployer { env: env.to_string(), deployer: deployer.to_string(), owner: ctx.owner().to_string(), team: env.team.to_string() });
+    }
+    Ok(())
 }
 
 /// `env status`: the box, its programs with the personal routes in place,

@@ -5,7 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::EnvError;
-use crate::manifest::name::{BoxName, EnvName, TeamName};
+use crate::manifest::name::{BoxName, EnvName, Owner, TeamName};
 use crate::manifest::LoadedManifest;
 use crate::provider::BoxInfo;
 
@@ -41,9 +41,10 @@ impl EnvRef {
         name.parse().map_err(|_| EnvError::TooLong { env: self.to_string(), name })
     }
 
-    /// Whether `info` is this team box (by its tags).
+    /// Whether `info` is this team box: its tags say so, and its owner
+    /// is the team's deployer (see [`deployer`]).
     pub fn is(&self, info: &BoxInfo) -> bool {
-        info.team.as_ref().is_some_and(|t| t.team == self.team.as_str() && t.env == self.env.as_str())
+        info.team.as_ref().is_some_and(|t| t.team == self.team.as_str() && t.env == self.env.as_str() && is_deployed(info))
     }
 
     /// The manifest's hostnames for this team box: its box name as a label
@@ -65,6 +66,20 @@ impl EnvRef {
     }
 }
 
+/// Who deploys team `team`'s boxes: the owner `TEAM-ci`, CI's identity
+/// (with the team's tag). Only it may launch a box tagged with the team
+/// (terraform/iam.tf, TeamBoxesAreTheirCisOwn), and the laptop takes no
+/// other owner's box for the team's: a team member's box that carries the
+/// tags is not the team's environment.
+pub fn deployer(team: &str) -> Result<Owner, EnvError> {
+    format!("{team}-ci").parse().map_err(|_| EnvError::TeamTooLong { team: team.to_owned() })
+}
+
+/// Whether a box tagged as a team's belongs to that team's deployer.
+pub fn is_deployed(info: &BoxInfo) -> bool {
+    info.team.as_ref().is_some_and(|t| deployer(&t.team).is_ok_and(|d| d.as_str() == info.owner))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,5 +94,7 @@ mod tests {
         }
         let long: EnvRef = format!("{}/{}", "t".repeat(40), "e".repeat(40)).parse().unwrap();
         assert!(matches!(long.box_name(), Err(EnvError::TooLong { .. })));
+        assert_eq!(deployer("payments").unwrap().as_str(), "payments-ci");
+        assert!(deployer(&"t".repeat(30)).is_err(), "an owner is at most 32 characters");
     }
 }

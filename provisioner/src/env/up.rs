@@ -59,10 +59,7 @@ pub async fn up(
     let public_key = read_public_key(&public_key_path(ctx.identity()))?;
     step(progress, "checking the seed snapshots".into());
     let snapshots = ctx.snapshots(manifest).await?;
-    // One box per team environment, whoever made it: CI's owner deploys it.
-    if let Some(other) = super::list(ctx, None).await?.into_iter().find(|b| req.env.is(b) && b.owner != ctx.owner().as_str()) {
-        return Err(EnvError::NotYours { env: label, owner: other.owner, verb: "up" });
-    }
+    super::manage::check_deployer(ctx, req.env)?;
     if let Some(found) = ctx.provider().find(ctx.owner(), &name).await? {
         if !req.env.is(&found) {
             return Err(EnvError::NotThisEnv { env: label, name: name.to_string(), owner: ctx.owner().to_string() });

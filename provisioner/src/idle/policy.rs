@@ -119,10 +119,16 @@ pub fn decide(policy: &IdlePolicy, seen: &Seen, now: DateTime<Utc>) -> Verdict {
     Verdict::Keep { stop_at, reason: format!("{why}; keep windows chain past {MAX_DEFERRALS} deferrals") }
 }
 
-/// The end of the `start` window `at` falls in, if any: a stopped team
-/// box is started then (reap).
+/// Since when `at` has been inside a `start` window, if it is (the
+/// earliest start among overlapping windows): a team box stopped since
+/// then, and not started since, is started (reap).
 pub fn start_window(policy: &IdlePolicy, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    policy.schedules.iter().filter(|s| s.action == ScheduleAction::Start).filter_map(|s| window_containing(s, at)).max()
+    policy
+        .schedules
+        .iter()
+        .filter(|s| s.action == ScheduleAction::Start)
+        .filter_map(|s| window_containing(s, at).map(|end| end - dur(s.duration.unwrap_or_default())))
+        .min()
 }
 
 fn dur(d: std::time::Duration) -> Duration {
@@ -144,10 +150,13 @@ fn next_tick(s: &Schedule, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
 /// The end of this keep window if `at` falls inside one of its windows.
 fn window_containing(s: &Schedule, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
     let length = dur(s.duration?);
-    // The latest tick at or before `at` starts the only window that can
-    // contain it (windows of one schedule are as long as `length`).
-    let start = next_tick(s, at - length - Duration::seconds(1))?;
-    (start <= at && at < start + length).then_some(start + length)
+    let schedule = cron::Schedule::from_str(&s.cron).ok()?;
+    let tz: chrono_tz::Tz = s.timezone.parse().ok()?;
+    // Every tick in (at - length, at] starts a window containing `at`;
+    // the latest one's lasts longest (windows may overlap when ticks come
+    // more often than a window lasts).
+    let start = schedule.after(&(at - length).with_timezone(&tz)).map(|t| t.with_timezone(&Utc)).take_while(|t| *t <= at).last()?;
+    Some(start + length)
 }
 
 #[cfg(test)]

@@ -176,11 +176,11 @@ pub async fn reap(provider: &AwsProvider, run: &Run<'_>) -> Result<ReapReport, P
     let mut report = planned(run, &provider.previews().await?, provider.running().await?);
     // Counting and starting need stopped boxes too: one more listing,
     // only when asked.
-    let starts = policy::start_window(run.policies.teams, run.at).is_some();
-    if run.max_boxes_per_owner.is_some() || starts {
-        let all = provider.list(None).await?;
-        report.over_limit = run.max_boxes_per_owner.map(|max| over_limit(&all, max)).unwrap_or_default();
-        report.to_start = to_start(run.policies.teams, &all, run.at);
+    if let Some(max) = run.max_boxes_per_owner {
+        report.over_limit = over_limit(&provider.list(None).await?, max);
+    }
+    if policy::start_window(run.policies.teams, start_at(run)).is_some() {
+        report.to_start = to_start(run.policies.teams, &provider.team_boxes().await?, start_at(run));
     }
     if run.dry_run {
         return Ok(report);
@@ -219,7 +219,7 @@ pub async fn reap_listed(provider: &dyn Provider, run: &Run<'_>) -> Result<ReapR
     if let Some(max) = run.max_boxes_per_owner {
         report.over_limit = over_limit(&all, max);
     }
-    report.to_start = to_start(run.policies.teams, &all, run.at);
+    report.to_start = to_start(run.policies.teams, &all, start_at(run));
     if run.dry_run {
         return Ok(report);
     }
@@ -239,6 +239,16 @@ pub async fn reap_listed(provider: &dyn Provider, run: &Run<'_>) -> Result<ReapR
         }
     }
     Ok(report)
+}
+
+/// Starting a box cannot be taken back by the next run: a run that acts
+/// starts only boxes due by now, whatever --at says.
+fn start_at(run: &Run<'_>) -> DateTime<Utc> {
+    if run.dry_run {
+        run.at
+    } else {
+        run.at.min(Utc::now())
+    }
 }
 
 /// Starts the team boxes of `report.to_start`, one by one (a team has a

@@ -36,13 +36,13 @@ impl<'a> Policies<'a> {
     }
 }
 
-/// The stopped team boxes of `boxes` to start at `at`: inside a `start`
-/// window of the team policy.
+/// The stopped team boxes of `boxes` to start at `at`, inside a `start`
+/// window of the team policy: those not started since the window began
+/// (each window starts a box once; one a person stopped inside the
+/// window stays stopped). A box's launch time is its last start.
 pub fn to_start(teams: &IdlePolicy, boxes: &[BoxInfo], at: DateTime<Utc>) -> Vec<String> {
-    if policy::start_window(teams, at).is_none() {
-        return Vec::new();
-    }
-    boxes.iter().filter(|b| b.team.is_some() && b.state == BoxState::Stopped).map(|b| b.id.clone()).collect()
+    let Some(since) = policy::start_window(teams, at) else { return Vec::new() };
+    boxes.iter().filter(|b| b.team.is_some() && b.state == BoxState::Stopped && b.launched_at.is_none_or(|l| l < since)).map(|b| b.id.clone()).collect()
 }
 
 #[cfg(test)]
@@ -69,6 +69,9 @@ mod tests {
         // Tuesday 09:00 in Paris is inside; 19:00 and Saturday are not.
         let tuesday_9 = Utc.with_ymd_and_hms(2026, 12, 8, 8, 0, 0).unwrap();
         assert_eq!(to_start(p.teams, &boxes, tuesday_9), ["team-stopped"]);
+        // Started at 09:30 and stopped by someone at 10:00: it stays stopped.
+        let again = BoxInfo { launched_at: Some(tuesday_9 + chrono::Duration::minutes(30)), ..boxes[0].clone() };
+        assert!(to_start(p.teams, &[again], tuesday_9 + chrono::Duration::hours(1)).is_empty());
         assert!(to_start(p.teams, &boxes, tuesday_9 + chrono::Duration::hours(10)).is_empty());
         assert!(to_start(p.teams, &boxes, Utc.with_ymd_and_hms(2026, 12, 12, 9, 0, 0).unwrap()).is_empty());
         // Started at 09:00 and idle: kept through the window, stopped after.

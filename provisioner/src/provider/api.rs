@@ -30,6 +30,10 @@ pub trait Provider: Send + Sync {
 
     async fn describe(&self, id: &str) -> Result<BoxInfo>;
 
+    /// Every team box (`workstation env`), whoever's, in any state but
+    /// gone: one filtered listing, not the whole fleet.
+    async fn team_boxes(&self) -> Result<Vec<BoxInfo>>;
+
     async fn start(&self, id: &str) -> Result<()>;
 
     /// Stops the box; its disk (state directory) is kept. With

@@ -51,6 +51,9 @@ pub struct BoxHost {
     /// box has no image, and runs the laptop's own. Names and values of
     /// letters, digits and `/:._-` only (sshd's quoting is its own).
     pub env: Vec<(String, String)>,
+    /// A team box (`workstation env`): its sshd also admits keys pushed
+    /// for a minute ([`BoxHost::pushed_keys_dir`]); no other box does.
+    pub team: bool,
 }
 
 impl BoxHost {
@@ -123,13 +126,17 @@ impl BoxHost {
     /// that runs `box authorized-keys` of the `workstation` this box runs
     /// (an image's reads the instance metadata instead). sshd wants the
     /// command and its directories root's and unwritable by others, which
-    /// a checkout's binary may not be; the script is. None without a
-    /// binary: only the owner's key logs in then.
+    /// a checkout's binary may not be; the script is. None for a box that
+    /// is no team's, or without a binary: only the owner's key logs in.
     fn keys_script(&self) -> Option<String> {
+        if !self.team {
+            return None;
+        }
         let bin = &self.env.iter().find(|(k, _)| k == "WORKSTATION_BIN")?.1;
         let log = crate::stack::layout::Layout::new(self.root.to_str()?, None).ok()?.access_log();
         let pushed = self.pushed_keys_dir();
-        Some(format!("#!/bin/sh\nexec '{bin}' box authorized-keys --pushed '{}' --log '{log}' \"$@\"\n", pushed.to_str()?))
+        let sh = crate::stack::layout::sh;
+        Some(format!("#!/bin/sh\nexec {} box authorized-keys --pushed {} --log {} \"$@\"\n", sh(bin), sh(pushed.to_str()?), sh(&log)))
     }
 
     fn keys_command(&self) -> PathBuf {

@@ -31,6 +31,12 @@ pub fn host_alias(name: &str) -> String {
     format!("ws-{name}")
 }
 
+/// The `Host` alias for team box `TEAM/ENV`: `ws-TEAM.ENV`, which no box
+/// name can be (a name has no '.').
+pub fn team_alias(env: &str) -> String {
+    host_alias(&env.replace('/', "."))
+}
+
 /// One `Host` block per box. The connection goes through
 /// `<proxy...> proxy NAME --host %h --port %p` (`workstation proxy`): it starts a
 /// stopped box, waits for SSH, connects to the box's current address and
@@ -44,7 +50,7 @@ pub fn render(entries: &[HostEntry], identity: &Path, known_hosts: &Path, proxy:
     let proxy: Vec<String> = proxy.iter().map(|w| shell_word(&w.replace('%', "%%"))).collect();
     for e in entries {
         let (host, target) = match &e.env {
-            Some(env) => (host_alias(&env.replace('/', ".")), format!("--env {env}")),
+            Some(env) => (team_alias(env), format!("--env {env}")),
             None => (host_alias(&e.name), e.name.clone()),
         };
         out.push_str(&format!(

@@ -140,6 +140,14 @@ impl Provider for AwsProvider {
         Ok(self.live_instances(owner, None).await?.iter().map(|i| self.info(i)).collect())
     }
 
+    async fn team_boxes(&self) -> Result<Vec<BoxInfo>> {
+        let filters = vec![
+            Filter::builder().name("tag-key").values(tags::TEAM).build(),
+            Filter::builder().name("instance-state-name").set_values(Some(LIVE_STATES.map(String::from).to_vec())).build(),
+        ];
+        Ok(self.instances(filters).await?.iter().map(|i| self.info(i)).filter(|b| b.team.is_some()).collect())
+    }
+
     async fn describe(&self, id: &str) -> Result<BoxInfo> {
         let out = self.client.describe_instances().instance_ids(id).send().await;
         let out = match out {
@@ -224,7 +232,9 @@ impl Provider for AwsProvider {
     }
 
     async fn push_key(&self, info: &BoxInfo, user: &str, public_key: &str) -> Result<()> {
-        let instance_connect = self.connect.as_ref().expect("the CLI's aws provider has an Instance Connect client");
+        let Some(instance_connect) = self.connect.as_ref() else {
+            return Err(ProviderError::Api { operation: "SendSSHPublicKey", message: "this provider was built without an EC2 Instance Connect client".into() });
+        };
         let sent = instance_connect.send_ssh_public_key().instance_id(&info.id).instance_os_user(user).ssh_public_key(public_key).send().await;
         match sent {
             Ok(_) => Ok(()),

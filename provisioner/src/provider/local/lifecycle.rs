@@ -84,6 +84,10 @@ impl Provider for LocalProvider {
         Ok(self.records()?.iter().filter(|r| owner.is_none_or(|o| o.as_str() == r.owner)).map(|r| self.info(r)).collect())
     }
 
+    async fn team_boxes(&self) -> Result<Vec<BoxInfo>> {
+        Ok(self.records()?.iter().filter(|r| r.team.is_some()).map(|r| self.info(r)).collect())
+    }
+
     async fn describe(&self, id: &str) -> Result<BoxInfo> {
         Ok(self.info(&self.record(id)?))
     }

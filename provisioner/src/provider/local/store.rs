@@ -49,6 +49,7 @@ impl LocalProvider {
             dir,
             hostname: r.name.clone(),
             env: self.bin.iter().map(|b| ("WORKSTATION_BIN".to_owned(), b.clone())).collect(),
+            team: r.team.is_some(),
         }
     }
 
