@@ -159,7 +159,10 @@ impl BoxHost {
         // booted). A set address stays; this one is derived from the
         // gateway's, as the boxes' are from theirs.
         let [a, b, c, d] = gateway.octets();
-        run(&["ip", "link", "set", &net.bridge, "address", &format!("02:76:{a:02x}:{b:02x}:{c:02x}:{d:02x}")])?;
+        let mac = format!("02:76:{a:02x}:{b:02x}:{c:02x}:{d:02x}");
+        if std::fs::read_to_string(format!("/sys/class/net/{}/address", net.bridge)).map(|m| m.trim() != mac).unwrap_or(true) {
+            run(&["ip", "link", "set", &net.bridge, "address", &mac])?;
+        }
         run(&["ip", "link", "set", &net.bridge, "up"])?;
         Ok(())
     }
