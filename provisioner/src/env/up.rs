@@ -51,6 +51,7 @@ pub async fn up(
     progress: Option<&ProgressBar>,
     report: &dyn Report,
 ) -> Result<EnvReport, EnvError> {
+    super::manage::check_deployer(ctx, req.env)?;
     let commit = req.repo.resolve(req.git_ref)?;
     req.repo.check_manifest(&manifest.path, &commit)?;
     let name = req.env.box_name()?;
@@ -59,7 +60,6 @@ pub async fn up(
     let public_key = read_public_key(&public_key_path(ctx.identity()))?;
     step(progress, "checking the seed snapshots".into());
     let snapshots = ctx.snapshots(manifest).await?;
-    super::manage::check_deployer(ctx, req.env)?;
     if let Some(found) = ctx.provider().find(ctx.owner(), &name).await? {
         if !req.env.is(&found) {
             return Err(EnvError::NotThisEnv { env: label, name: name.to_string(), owner: ctx.owner().to_string() });
