@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use clap::{Args, Subcommand};
 use comfy_table::presets::NOTHING;
 use comfy_table::Table;
@@ -13,8 +13,6 @@ use super::context::Global;
 use super::output::{self, Output};
 use crate::env::{self, EnvRef, UpRequest};
 use crate::manifest::name::{EnvName, TeamName};
-use crate::preview::Repo;
-use crate::sync::Report;
 
 /// Team boxes: one always-on box per team environment running the whole
 /// stack, which engineers point their laptops at (`share --env`) and
@@ -97,14 +95,6 @@ pub struct RefArgs {
     env: EnvRef,
 }
 
-struct Lines;
-
-impl Report for Lines {
-    fn line(&self, text: &str) {
-        eprintln!("{text}");
-    }
-}
-
 pub async fn run(global: &Global, cmd: EnvCommand) -> Result<ExitCode> {
     match cmd {
         EnvCommand::Up(args) => up(global, args).await,
@@ -115,16 +105,12 @@ pub async fn run(global: &Global, cmd: EnvCommand) -> Result<ExitCode> {
 }
 
 async fn up(global: &Global, args: UpArgs) -> Result<ExitCode> {
-    let manifest_path = global.manifest_path()?;
-    let dir = args.repo.clone().unwrap_or_else(|| manifest_path.parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")));
-    let dir = std::fs::canonicalize(&dir).with_context(|| format!("--repo {} does not exist", dir.display()))?;
-    let repo = Repo::open(&dir)?;
-    repo.check_manifest_path(&manifest_path)?;
+    let repo = super::preview::open_repo(global, args.repo.as_deref())?;
     let manifest = global.load_manifest()?;
     let ctx = global.context(Some(&manifest)).await?;
     let target = EnvRef { team: args.team, env: args.env };
     let request = UpRequest { repo: &repo, git_ref: &args.git_ref, env: &target, health_timeout: args.health_timeout };
-    let report = output::with_spinner(global.output, async |p| env::up(&ctx, &manifest, &request, p, &Lines).await).await?;
+    let report = output::with_spinner(global.output, async |p| env::up(&ctx, &manifest, &request, p, &output::StderrLines).await).await?;
     match global.output {
         Output::Json => output::json(&report)?,
         Output::Text => {

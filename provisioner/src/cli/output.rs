@@ -207,3 +207,13 @@ pub fn spinner(output: Output) -> Option<indicatif::ProgressBar> {
     bar.enable_steady_tick(std::time::Duration::from_millis(100));
     Some(bar)
 }
+
+/// A deploy's progress lines (installs, restarts) on stderr: stdout is the
+/// report (`preview up`, `env up`).
+pub struct StderrLines;
+
+impl crate::sync::Report for StderrLines {
+    fn line(&self, text: &str) {
+        eprintln!("{text}");
+    }
+}

@@ -13,7 +13,6 @@ use comfy_table::Table;
 use super::context::Global;
 use super::output::{self, Output};
 use crate::preview::{self, dns, summary, Repo, UpRequest};
-use crate::sync::Report;
 
 /// Preview boxes for pull requests: one box per pull request with the tree
 /// of one commit, its stack up and seeded, hostnames like
@@ -176,14 +175,6 @@ pub struct DownArgs {
     session: SessionArgs,
 }
 
-struct Lines;
-
-impl Report for Lines {
-    fn line(&self, text: &str) {
-        eprintln!("{text}");
-    }
-}
-
 pub async fn run(global: &Global, cmd: PreviewCommand) -> Result<ExitCode> {
     match cmd {
         PreviewCommand::Key(args) => key(global, args),
@@ -209,6 +200,17 @@ fn key(global: &Global, args: KeyArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The repository a deploy takes its commit from: `--repo`, else the
+/// manifest's directory; the manifest must be a file of it.
+pub(super) fn open_repo(global: &Global, repo: Option<&std::path::Path>) -> Result<Repo> {
+    let manifest_path = global.manifest_path()?;
+    let dir = repo.map(PathBuf::from).unwrap_or_else(|| manifest_path.parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")));
+    let dir = std::fs::canonicalize(&dir).with_context(|| format!("--repo {} does not exist", dir.display()))?;
+    let repo = Repo::open(&dir)?;
+    repo.check_manifest_path(&manifest_path)?;
+    Ok(repo)
+}
+
 async fn zone(global: &Global, manifest: Option<&crate::manifest::LoadedManifest>, id: Option<&str>) -> Result<Option<dns::Zone>> {
     // An empty WORKSTATION_PREVIEW_ZONE (a CI variable left unset) is none.
     let Some(id) = id.filter(|i| !i.trim().is_empty()) else { return Ok(None) };
@@ -219,11 +221,7 @@ async fn zone(global: &Global, manifest: Option<&crate::manifest::LoadedManifest
 
 async fn up(global: &Global, args: UpArgs) -> Result<ExitCode> {
     args.session.assume(global, args.pr)?;
-    let manifest_path = global.manifest_path()?;
-    let dir = args.repo.clone().unwrap_or_else(|| manifest_path.parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")));
-    let dir = std::fs::canonicalize(&dir).with_context(|| format!("--repo {} does not exist", dir.display()))?;
-    let repo = Repo::open(&dir)?;
-    repo.check_manifest_path(&manifest_path)?;
+    let repo = open_repo(global, args.repo.as_deref())?;
     let manifest = global.load_manifest()?;
     let zone = zone(global, Some(&manifest), args.zone_id.as_deref()).await?;
     let ctx = global.context(Some(&manifest)).await?;
@@ -236,7 +234,7 @@ async fn up(global: &Global, args: UpArgs) -> Result<ExitCode> {
         health_timeout: args.health_timeout,
         max: args.max as usize,
     };
-    let report = output::with_spinner(global.output, async |p| preview::up(&ctx, &manifest, &request, p, &Lines).await).await?;
+    let report = output::with_spinner(global.output, async |p| preview::up(&ctx, &manifest, &request, p, &output::StderrLines).await).await?;
     match (global.output, global.markdown) {
         (_, true) => print!("{}", summary::markdown(&report)),
         (Output::Json, _) => output::json(&report)?,
