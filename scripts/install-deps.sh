@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what builds and tests need beyond the Rust toolchain: Debian's
 # sshd/ssh/iproute2 (boxes are network namespaces running real sshd), the
-# box stack (supervisor, redis, postgresql, curl, nginx: the front of services), dnsmasq (a real DNS server
+# box stack (supervisor, redis, postgresql, mariadb for mysql stores, curl, nginx: the front of services), dnsmasq (a real DNS server
 # on loopback for the hosts agent's re-resolution test), nftables (the idle
 # check counts connections to service ports), nix-bin (parses the .nix files
 # and evaluates images/lib.nix; too old for nixpkgs itself), moto's EC2/S3 server
@@ -10,7 +10,7 @@
 # package-lock.json). Quick no-op when everything is present.
 set -euo pipefail
 
-DEBS=(openssh-server openssh-client iproute2 util-linux procps supervisor redis-server redis-tools postgresql postgresql-client curl rsync dnsmasq-base nftables nix-bin nginx-light)
+DEBS=(openssh-server openssh-client iproute2 util-linux procps supervisor redis-server redis-tools postgresql postgresql-client mariadb-server mariadb-client curl rsync dnsmasq-base nftables nix-bin nginx-light)
 # `--bench`: what the benchmarks (bench/) use beyond the tests' set: ab
 # (apache2-utils) loads services in bench/intercept.sh; wrk (keep-alive
 # connections, sub-millisecond percentiles) in bench/team-intercept.sh.

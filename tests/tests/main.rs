@@ -12,6 +12,7 @@ mod idle;
 mod idle_month;
 mod image;
 mod intercept;
+mod mysql;
 mod network;
 mod new_user;
 mod nix;

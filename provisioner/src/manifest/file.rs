@@ -227,6 +227,23 @@ image_id = "ami-0123456789abcdef0"
         assert!(p[0].starts_with("stores.s.format:") && p[0].contains("use a local path"), "{p:?}");
         let p = store("kind = \"postgres\"\ndatabase = \"drop table\"");
         assert!(p[0].starts_with("stores.s.database:"), "{p:?}");
+        assert!(store("kind = \"mysql\"\nseed = \"seeds/shop.sql\"").is_empty());
+        assert!(store("kind = \"mysql\"\nseed = \"seeds/shop\"").is_empty(), "a directory of CSV files");
+        let p = store("kind = \"mysql\"\nseed = \"a.dump\"");
+        assert!(p[0].contains("not a mysql snapshot format"), "{p:?}");
+        let p = store("kind = \"mysql\"\nurl_env = \"1-BAD\"");
+        assert!(p[0].starts_with("stores.s.url_env:") && p[0].contains("A-Z, 0-9 and '_'"), "{p:?}");
+    }
+
+    #[test]
+    fn services_get_each_stores_url_under_its_name_or_the_one_chosen() {
+        let m = Manifest::parse(&format!(
+            "{MINIMAL}\n[stores.order-db]\nkind = \"mysql\"\nport = 3307\n[stores.shop]\nkind = \"mysql\"\ndatabase = \"shop_v2\"\nurl_env = \"WESTAGE_MYSQL_URL\"\n"
+        ))
+        .unwrap();
+        let (a, b) = (&m.stores["order-db"], &m.stores["shop"]);
+        assert_eq!((a.url_env("order-db"), a.url("order-db")), ("WORKSTATION_MYSQL_ORDER_DB_URL".into(), "mysql://root@127.0.0.1:3307/order_db".into()));
+        assert_eq!((b.url_env("shop"), b.url("shop")), ("WESTAGE_MYSQL_URL".into(), "mysql://root@127.0.0.1:3306/shop_v2".into()));
     }
 
     fn problems_or_none(text: &str) -> Vec<String> {

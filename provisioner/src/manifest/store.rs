@@ -12,6 +12,7 @@ pub enum StoreKind {
     Postgres,
     Mongodb,
     Opensearch,
+    Mysql,
 }
 
 impl StoreKind {
@@ -22,6 +23,7 @@ impl StoreKind {
             StoreKind::Postgres => "postgres",
             StoreKind::Mongodb => "mongodb",
             StoreKind::Opensearch => "opensearch",
+            StoreKind::Mysql => "mysql",
         }
     }
 
@@ -31,6 +33,7 @@ impl StoreKind {
             StoreKind::Postgres => 5432,
             StoreKind::Mongodb => 27017,
             StoreKind::Opensearch => 9200,
+            StoreKind::Mysql => 3306,
         }
     }
 }
@@ -46,6 +49,9 @@ pub struct Store {
     pub seed: Option<String>,
     /// The snapshot's format when its name does not tell (see [`SeedFormat`]).
     pub format: Option<SeedFormat>,
+    /// The environment variable that gives services the store's URL,
+    /// instead of `WORKSTATION_<KIND>_<STORE>_URL`.
+    pub url_env: Option<String>,
 }
 
 impl Store {
@@ -57,6 +63,25 @@ impl Store {
     /// name with '-' as '_' (a valid identifier everywhere).
     pub fn database(&self, store_name: &str) -> String {
         self.database.clone().unwrap_or_else(|| store_name.replace('-', "_"))
+    }
+
+    /// The store's URL on the box's loopback, as services get it. The
+    /// accounts are the ones loopback trusts (stack/stores.rs).
+    pub fn url(&self, store_name: &str) -> String {
+        let port = self.port();
+        match self.kind {
+            StoreKind::Redis => format!("redis://127.0.0.1:{port}/0"),
+            StoreKind::Postgres => format!("postgres://postgres@127.0.0.1:{port}/{}?sslmode=disable", self.database(store_name)),
+            StoreKind::Mongodb => format!("mongodb://127.0.0.1:{port}/{}", self.database(store_name)),
+            StoreKind::Opensearch => format!("http://127.0.0.1:{port}"),
+            StoreKind::Mysql => format!("mysql://root@127.0.0.1:{port}/{}", self.database(store_name)),
+        }
+    }
+
+    /// The variable [`Store::url`] is in: `url_env`, else
+    /// `WORKSTATION_<KIND>_<STORE>_URL` (the name upper-cased, '-' as '_').
+    pub fn url_env(&self, store_name: &str) -> String {
+        self.url_env.clone().unwrap_or_else(|| format!("WORKSTATION_{}_{}_URL", self.kind.as_str().to_uppercase(), store_name.replace('-', "_").to_uppercase()))
     }
 
     /// The seed's format: `format` if set, else from the file name.
@@ -96,8 +121,12 @@ pub enum SeedFormat {
     Jsonl,
     /// `pg_dump -Fc` custom format, for `pg_restore -j` (`.dump`, `.pgdump`).
     PgDump,
+    /// `mysqldump` output of one database (without `--databases`), SQL
+    /// text (`.sql`).
+    MysqlDump,
     /// A directory: optional `schema.sql`, then one `[NN-]TABLE.csv` per
-    /// table with a header row, loaded in file-name order.
+    /// table with a header row, loaded in file-name order (postgres,
+    /// mysql).
     Csv,
     /// `mongodump --archive` output, optionally gzipped (`.archive[.gz]`).
     MongoArchive,
@@ -112,6 +141,7 @@ impl SeedFormat {
             SeedFormat::Rdb => "rdb",
             SeedFormat::Jsonl => "jsonl",
             SeedFormat::PgDump => "pg-dump",
+            SeedFormat::MysqlDump => "mysql-dump",
             SeedFormat::Csv => "csv",
             SeedFormat::MongoArchive => "mongo-archive",
             SeedFormat::Bulk => "bulk",
@@ -124,6 +154,7 @@ impl SeedFormat {
             StoreKind::Postgres => &[SeedFormat::PgDump, SeedFormat::Csv],
             StoreKind::Mongodb => &[SeedFormat::MongoArchive],
             StoreKind::Opensearch => &[SeedFormat::Bulk],
+            StoreKind::Mysql => &[SeedFormat::MysqlDump, SeedFormat::Csv],
         }
     }
 
@@ -138,11 +169,13 @@ impl SeedFormat {
             SeedFormat::Jsonl
         } else if ext(".dump") || ext(".pgdump") {
             SeedFormat::PgDump
+        } else if ext(".sql") {
+            SeedFormat::MysqlDump
         } else if ext(".archive") || ext(".archive.gz") {
             SeedFormat::MongoArchive
         } else if ext(".ndjson") {
             SeedFormat::Bulk
-        } else if kind == StoreKind::Postgres && !name.contains('.') {
+        } else if matches!(kind, StoreKind::Postgres | StoreKind::Mysql) && !name.contains('.') {
             // A directory of CSV files has no extension.
             SeedFormat::Csv
         } else {

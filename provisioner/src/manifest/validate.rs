@@ -114,7 +114,7 @@ impl Manifest {
             }
             for (field, keys) in [("environment", svc.environment.keys().collect::<Vec<_>>()), ("secrets", svc.secrets.keys().collect())] {
                 for key in keys {
-                    if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || key.starts_with(|c: char| c.is_ascii_digit()) {
+                    if !is_variable_name(key) {
                         problem(format!("{at}.{field}"), format!("{key:?} is not a valid variable name; use A-Z, 0-9 and '_'"));
                     }
                 }
@@ -191,6 +191,11 @@ impl Manifest {
                 }
                 _ => {}
             }
+            if let Some(var) = &store.url_env {
+                if !is_variable_name(var) {
+                    problem(format!("{at}.url_env"), format!("{var:?} is not a valid variable name; use A-Z, 0-9 and '_'"));
+                }
+            }
         }
 
         for (name, svc) in &self.services {
@@ -254,6 +259,10 @@ fn check_idle(section: &str, idle: &IdlePolicy, problem: &mut impl FnMut(String,
 
 fn is_program_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= 63 && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+fn is_variable_name(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !s.starts_with(|c: char| c.is_ascii_digit())
 }
 
 fn is_user_name(s: &str) -> bool {

@@ -16,6 +16,7 @@ pub fn user(kind: StoreKind) -> &'static str {
         StoreKind::Postgres => "postgres",
         StoreKind::Mongodb => "mongodb",
         StoreKind::Opensearch => "opensearch",
+        StoreKind::Mysql => "mysql",
     }
 }
 
@@ -28,6 +29,7 @@ pub fn system_unit(name: &str, kind: StoreKind) -> String {
         StoreKind::Postgres => "postgresql.service".into(),
         StoreKind::Mongodb => "mongodb.service".into(),
         StoreKind::Opensearch => "opensearch.service".into(),
+        StoreKind::Mysql => "mysql.service".into(),
     }
 }
 
@@ -68,28 +70,48 @@ pub fn server_script(name: &str, store: &Store, layout: &Layout) -> String {
             "exec opensearch -Ehttp.port={port} -Enetwork.host=127.0.0.1 -Ediscovery.type=single-node \
              -Epath.data={dir}/data -Epath.logs={dir}/logs -Eplugins.security.disabled=true"
         ),
+        // MariaDB; none of the machine's option files (`--no-defaults`).
+        // Its Unix socket is abstract (a name in the box's network
+        // namespace, not a path that must fit in 108 bytes); clients use
+        // 127.0.0.1. LOAD DATA LOCAL is how CSV seeds arrive.
+        StoreKind::Mysql => format!(
+            "exec mariadbd --no-defaults --datadir={dir}/data --port={port} --bind-address=127.0.0.1 --socket=@workstation-mysql-{port} \
+             --pid-file={dir}/mariadbd.pid --skip-name-resolve --character-set-server=utf8mb4 --collation-server=utf8mb4_unicode_ci \
+             --local-infile=1 --max-allowed-packet=256M"
+        ),
     }
 }
 
-/// The store's one-time initialisation, if it has one (postgres' initdb),
+/// The store's one-time initialisation, if it has one (postgres' initdb,
+/// mysql's mariadb-install-db),
 /// run as [`user`] before the server. The bring-up starts it in the
 /// background before supervisord, so the two start-ups overlap, and the
 /// launcher runs it again: a lock makes the second wait for the first, the
 /// cluster is made aside and renamed into place (a killed initdb leaves no
 /// half cluster; the re-check under the lock keeps a finished one).
 /// Trust on loopback only: the box is single-user and the port is not
-/// reachable from outside.
+/// reachable from outside (mysql: `root@127.0.0.1` without a password).
 pub fn init_script(name: &str, store: &Store, layout: &Layout) -> Option<String> {
     let dir = sh(&layout.store_dir(name));
-    match store.kind {
-        StoreKind::Postgres => Some(format!(
-            "[ -f {dir}/data/PG_VERSION ] && exit 0\n\
-             exec 9>{dir}/initdb.lock && flock 9 || exit 1\n\
-             [ -f {dir}/data/PG_VERSION ] && exit 0\n\
+    let made_aside = |done: &str, make: &str| {
+        format!(
+            "[ -e {dir}/data/{done} ] && exit 0\n\
+             exec 9>{dir}/init.lock && flock 9 || exit 1\n\
+             [ -e {dir}/data/{done} ] && exit 0\n\
              rm -rf {dir}/data.new\n\
-             initdb --pgdata={dir}/data.new --username=postgres --auth-local=peer --auth-host=trust --encoding=UTF8 --no-sync >{dir}/initdb.log 2>&1 \\\n  \
-             || {{ cat {dir}/initdb.log >&2; exit 1; }}\n\
+             {make} >{dir}/init.log 2>&1 \\\n  \
+             || {{ cat {dir}/init.log >&2; exit 1; }}\n\
              exec mv -T {dir}/data.new {dir}/data"
+        )
+    };
+    match store.kind {
+        StoreKind::Postgres => Some(made_aside(
+            "PG_VERSION",
+            &format!("initdb --pgdata={dir}/data.new --username=postgres --auth-local=peer --auth-host=trust --encoding=UTF8 --no-sync"),
+        )),
+        StoreKind::Mysql => Some(made_aside(
+            "mysql",
+            &format!("mariadb-install-db --no-defaults --datadir={dir}/data.new --auth-root-authentication-method=normal --skip-test-db --skip-name-resolve"),
         )),
         StoreKind::Redis | StoreKind::Mongodb | StoreKind::Opensearch => None,
     }
@@ -107,7 +129,15 @@ pub fn ready_command(store: &Store) -> String {
         StoreKind::Opensearch => {
             format!("curl -fsS -o /dev/null 'http://127.0.0.1:{port}/_cluster/health?wait_for_status=yellow&timeout=1s'")
         }
+        // A query, not `mariadb-admin ping`, which says alive even to an
+        // account it refuses.
+        StoreKind::Mysql => format!("{} -N -e 'SELECT 1' >/dev/null 2>&1", mysql_client(store, "root")),
     }
+}
+
+/// The mariadb client on the box, connected over loopback as `user`.
+pub fn mysql_client(store: &Store, user: &str) -> String {
+    format!("mariadb --no-defaults -h 127.0.0.1 -P {} -u {user}", store.port())
 }
 
 #[cfg(test)]

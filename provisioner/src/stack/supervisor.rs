@@ -110,7 +110,10 @@ pub fn render(manifest: &Manifest, layout: &Layout) -> Rendered {
             true => (format!("exec {command}"), svc.user.as_deref()),
             false => (format!("exec {} {command}", launch(svc, layout)), None),
         };
-        let env: Vec<_> = svc.environment.iter().collect();
+        // Every store's URL, unless the service sets that variable itself.
+        let mut environment: BTreeMap<String, String> = manifest.stores.iter().map(|(name, store)| (store.url_env(name), store.url(name))).collect();
+        environment.extend(svc.environment.clone());
+        let env: Vec<_> = environment.iter().collect();
         let text = launcher(&format!("service {name}"), layout, &env, svc.directory.as_deref(), &script);
         let path = launcher_path(name, &text);
         let priority = SERVICE_PRIORITY + 10 * depth(manifest, name);

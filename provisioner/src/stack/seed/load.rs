@@ -2,7 +2,7 @@
 //! snapshot by the store's native path into staging, commit, mark.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::manifest::{SeedFormat, Store, StoreKind};
@@ -12,6 +12,7 @@ use crate::stack::layout::sh;
 use crate::stack::shell::{BoxShell, ShellError};
 use crate::stack::stores;
 
+use super::csv::{file_name, CsvSnapshot};
 use super::documents::{bulk_command, mongorestore_command};
 use super::snapshot::{HashingReader, Identity, Location, StreamHash};
 use super::{Phase, SeedError, SeedOutcome, SeedReport, Snapshot};
@@ -73,6 +74,8 @@ pub async fn seed(onbox: &BoxShell, name: &str, store: &Store, snapshot: Option<
         (StoreKind::Redis, SeedFormat::Rdb) => loader.redis_rdb().await?,
         (StoreKind::Postgres, SeedFormat::PgDump) => loader.postgres_dump().await?,
         (StoreKind::Postgres, SeedFormat::Csv) => loader.postgres_csv().await?,
+        (StoreKind::Mysql, SeedFormat::MysqlDump) => loader.mysql_dump().await?,
+        (StoreKind::Mysql, SeedFormat::Csv) => loader.mysql_csv().await?,
         (StoreKind::Mongodb, SeedFormat::MongoArchive) => drop(loader.stream(&mongorestore_command(name, store, snap)).await?),
         (StoreKind::Opensearch, SeedFormat::Bulk) => drop(loader.stream(&bulk_command(store)).await?),
         (kind, format) => {
@@ -191,6 +194,27 @@ impl Loader<'_> {
         }
         self.run("staging the snapshot", &format!("mv {part} {}", sh(dest))).await?;
         Ok(())
+    }
+
+    /// A failed load step as a snapshot error naming `files` (what to
+    /// fix; none: the schema).
+    pub(super) fn named(&self, result: Result<String, ShellError>, files: &[PathBuf]) -> Result<String, SeedError> {
+        match result {
+            Err(ShellError::Failed { stderr, .. }) => {
+                let names: Vec<String> = files.iter().map(|f| file_name(f)).collect();
+                let names = if names.is_empty() { "schema.sql".to_string() } else { names.join(", ") };
+                Err(self.malformed(format!("{names}: {}", stderr.trim())))
+            }
+            other => other.map_err(Into::into),
+        }
+    }
+
+    /// A CSV snapshot's files, read from its directory on the laptop.
+    pub(super) fn csv_snapshot(&self) -> Result<CsvSnapshot, SeedError> {
+        let Location::Local(dir) = &self.snap.location else {
+            return Err(self.malformed("CSV snapshots are directories on the laptop".into()));
+        };
+        CsvSnapshot::read(dir).map_err(|source| SeedError::Read { path: dir.clone(), source })?.map_err(|why| self.malformed(why))
     }
 
     pub(super) fn staged_path(&self) -> String {

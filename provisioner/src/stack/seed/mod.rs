@@ -15,10 +15,12 @@
 //! records the snapshot's identity (sha256 of a local snapshot, the ETag of
 //! an S3 object) after success; `--reset` loads again.
 
+mod csv;
 mod documents;
 mod error;
 pub mod hash_cache;
 mod load;
+mod mysql;
 mod postgres;
 mod redis;
 mod report;

@@ -1,12 +1,12 @@
 //! PostgreSQL: a dump (`pg_restore`) or CSV files (`COPY`) loaded into a
 //! staging database, then swapped in by renaming.
 
-use super::snapshot::{csv_files, csv_table, Location};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::csv::{file_name, CsvSnapshot};
 use super::load::Loader;
 use super::SeedError;
 use crate::stack::layout::sh;
@@ -64,30 +64,18 @@ impl Loader<'_> {
     /// then the keys and indexes built once over all rows, tables at once,
     /// and the foreign keys, which check every row.
     pub(super) async fn postgres_csv(&self) -> Result<(), SeedError> {
-        let Location::Local(dir) = &self.snap.location else {
-            return Err(self.malformed("CSV snapshots are directories on the laptop".into()));
-        };
-        let files = csv_files(dir).map_err(|source| SeedError::Read { path: dir.clone(), source })?;
-        let mut tables: Vec<(String, Vec<PathBuf>)> = Vec::new();
-        for file in files.iter().filter(|f| !is_schema(f)) {
-            let table =
-                csv_table(file).ok_or_else(|| self.malformed(format!("{}: name the file [NN-]TABLE.csv with a lowercase table name", file_name(file))))?;
-            match tables.iter_mut().find(|(t, _)| *t == table) {
-                Some((_, same)) => same.push(file.clone()),
-                None => tables.push((table, vec![file.clone()])),
-            }
-        }
+        let csv = self.csv_snapshot()?;
         self.postgres_fresh_staging().await?;
         let (load, _, _) = self.databases();
-        if let Some(schema) = files.iter().find(|f| is_schema(f)) {
+        if let Some(schema) = &csv.schema {
             let loaded = self.run_input("loading schema.sql", &format!("{} --single-transaction -f -", self.psql(&load)), self.open(schema).await?).await;
-            self.named(loaded, std::slice::from_ref(schema))?;
+            self.named(loaded, &[])?;
         }
         let deferred = self.set_keys_aside(&load).await?;
-        let copies = tables.iter().map(|(table, files)| self.copy_table(&load, table, files, deferred.empty.contains(table)));
+        let copies = csv.tables.iter().map(|(table, files)| self.copy_table(&load, table, files, deferred.empty.contains(table)));
         futures::future::join_all(copies).await.into_iter().collect::<Result<Vec<()>, _>>()?;
         for phase in [KeyPhase::Indexes, KeyPhase::ForeignKeys] {
-            self.build_keys(&load, &deferred, phase, &tables).await?;
+            self.build_keys(&load, &deferred, phase, &csv).await?;
         }
         self.postgres_swap().await
     }
@@ -129,7 +117,7 @@ impl Loader<'_> {
     /// of its own, tables at once (indexes), or one table after the other
     /// (foreign keys lock both tables they join). A failure names the
     /// table's CSV files: a duplicate key or an orphan row is in them.
-    async fn build_keys(&self, load: &str, deferred: &SetAside, phase: KeyPhase, tables: &[(String, Vec<PathBuf>)]) -> Result<(), SeedError> {
+    async fn build_keys(&self, load: &str, deferred: &SetAside, phase: KeyPhase, csv: &CsvSnapshot) -> Result<(), SeedError> {
         let mut by_table: Vec<(&str, Vec<&str>)> = Vec::new();
         for key in deferred.keys.iter().filter(|k| k.phase == phase) {
             match by_table.iter_mut().find(|(t, _)| *t == key.table) {
@@ -139,10 +127,10 @@ impl Loader<'_> {
         }
         let build = async |table: &str, sql: Vec<&str>| {
             let script: String = sql.iter().map(|s| format!("{s};\n")).collect();
-            let files = tables.iter().find(|(t, _)| t == table).map(|(_, f)| f.clone()).unwrap_or_default();
+            let files = csv.files_of(table);
             let built =
                 self.run_input(&format!("building {} of {table}", phase.describe()), &format!("{} -f -", self.bulk_psql(load)), script.as_bytes()).await;
-            self.named(built, &files)
+            self.named(built, &files).map(drop)
         };
         match phase {
             KeyPhase::Indexes => {
@@ -163,18 +151,6 @@ impl Loader<'_> {
     /// builds get memory to sort in.
     fn bulk_psql(&self, database: &str) -> String {
         format!("PGOPTIONS='-c synchronous_commit=off -c maintenance_work_mem=256MB' {}", self.psql(database))
-    }
-
-    /// A failed psql run as a snapshot error naming `files` (what to fix).
-    fn named(&self, result: Result<String, ShellError>, files: &[PathBuf]) -> Result<(), SeedError> {
-        match result {
-            Err(ShellError::Failed { stderr, .. }) => {
-                let names: Vec<String> = files.iter().map(|f| file_name(f)).collect();
-                let names = if names.is_empty() { "schema.sql".to_string() } else { names.join(", ") };
-                Err(self.malformed(format!("{names}: {}", stderr.trim())))
-            }
-            other => other.map(drop).map_err(Into::into),
-        }
     }
 
     /// Renames the loaded database into place. Sessions on the old one are
@@ -272,11 +248,3 @@ SELECT coalesce(json_agg(r.oid::regclass::text), '[]')
   WHERE r.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_%'
     AND (xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM (SELECT FROM %s LIMIT 1) s', r.oid::regclass), false, true, '')))[1]::text = '0';
 "#;
-
-fn is_schema(file: &Path) -> bool {
-    file.file_name().is_some_and(|n| n == "schema.sql")
-}
-
-fn file_name(file: &Path) -> String {
-    file.file_name().unwrap_or_default().to_string_lossy().into_owned()
-}

@@ -13,6 +13,7 @@ use aws_sdk_s3::presigning::PresigningConfig;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, ReadBuf};
 
+use super::csv::{csv_files, load_order};
 use super::hash_cache::{self, HashCache};
 use super::SeedError;
 use crate::manifest::{SeedFormat, SeedSource, Store};
@@ -196,6 +197,8 @@ fn sniff(format: SeedFormat, path: &Path) -> Result<(), String> {
     let (ok, expected) = match format {
         SeedFormat::Rdb => (head.starts_with(b"REDIS"), "a redis dump starts with REDIS"),
         SeedFormat::PgDump => (head.starts_with(b"PGDMP"), "a pg_dump -Fc file starts with PGDMP"),
+        // Text, not a pg_dump -Fc or gzipped file by mistake.
+        SeedFormat::MysqlDump => (!head.contains(&0) && !head.starts_with(b"PGDMP"), "a mysqldump file is SQL text (not compressed)"),
         SeedFormat::Resp => (head.starts_with(b"*"), "redis protocol starts with *"),
         SeedFormat::Jsonl | SeedFormat::Bulk => (first_line.starts_with(b"{"), "each line is a JSON object"),
         // mongodump's archive has a binary header, gzipped or not.
@@ -203,7 +206,7 @@ fn sniff(format: SeedFormat, path: &Path) -> Result<(), String> {
         SeedFormat::Csv => unreachable!("handled above"),
     };
     // An empty text snapshot is an empty store, not a mistake.
-    if ok || (n == 0 && matches!(format, SeedFormat::Resp | SeedFormat::Jsonl | SeedFormat::Bulk)) {
+    if ok || (n == 0 && matches!(format, SeedFormat::Resp | SeedFormat::Jsonl | SeedFormat::Bulk | SeedFormat::MysqlDump)) {
         return Ok(());
     }
     Err(expected.into())
@@ -303,32 +306,6 @@ fn fingerprint(path: &Path) -> std::io::Result<(String, u64)> {
     Ok(combine(path, files.iter().map(|f| hash_file(f)).collect::<std::io::Result<_>>()?))
 }
 
-/// Sorts a CSV snapshot's files as [`csv_files`] lists them.
-fn load_order(file: &Path) -> (bool, PathBuf) {
-    (file.file_name().is_none_or(|n| n != "schema.sql"), file.to_owned())
-}
-
-/// A CSV snapshot's files in load order: `schema.sql` first, then the CSV
-/// files by name (prefix them `01-`, `02-` to load referenced tables first).
-pub(super) fn csv_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut csv: Vec<PathBuf> =
-        std::fs::read_dir(dir)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "csv")).collect();
-    csv.sort_by_key(|f| load_order(f));
-    let schema = dir.join("schema.sql");
-    Ok(schema.is_file().then_some(schema).into_iter().chain(csv).collect())
-}
-
-/// The table a CSV file loads into: its name without `NN-` and `.csv`.
-pub(super) fn csv_table(file: &Path) -> Option<String> {
-    let stem = file.file_stem()?.to_str()?;
-    let table = match stem.split_once('-') {
-        Some((n, rest)) if n.chars().all(|c| c.is_ascii_digit()) => rest,
-        _ => stem,
-    };
-    let ok = table.starts_with(|c: char| c.is_ascii_lowercase() || c == '_') && table.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    ok.then(|| table.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
@@ -392,12 +369,5 @@ mod tests {
             }
             assert_eq!(hash.finish(&snapshot), fingerprint(&snapshot).unwrap(), "{}", snapshot.display());
         }
-    }
-
-    #[test]
-    fn csv_tables_come_from_file_names() {
-        assert_eq!(csv_table(Path::new("/s/01-users.csv")).as_deref(), Some("users"));
-        assert_eq!(csv_table(Path::new("/s/order_items.csv")).as_deref(), Some("order_items"));
-        assert_eq!(csv_table(Path::new("/s/Bad Name.csv")), None);
     }
 }
