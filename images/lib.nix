@@ -32,7 +32,7 @@ rec {
       (builtins.attrNames (builtins.listToAttrs (map (s: { name = s.kind; value = true; }) (stores manifest))));
 
   # manifest/store.rs StoreKind::default_port.
-  defaultPorts = { redis = 6379; postgres = 5432; mongodb = 27017; opensearch = 9200; };
+  defaultPorts = { redis = 6379; postgres = 5432; mongodb = 27017; opensearch = 9200; mysql = 3306; };
   storePort = store: store.port or defaultPorts.${store.kind};
 
   # The stores of one kind, by name.
@@ -65,6 +65,7 @@ rec {
         if s.kind == "redis" then { target = "/var/lib/redis-${name}"; source = "${root}/stores/redis-${name}"; user = "redis-${name}"; }
         else if s.kind == "postgres" then { target = "/var/lib/postgresql"; source = "${root}/stores/postgresql"; user = "postgres"; }
         else if s.kind == "mongodb" then { target = "/var/db/mongodb"; source = "${root}/stores/mongodb"; user = "mongodb"; }
+        else if s.kind == "mysql" then { target = "/var/lib/mysql"; source = "${root}/stores/mysql"; user = "mysql"; }
         else { target = null; source = "${root}/stores/opensearch"; user = "opensearch"; })
       (manifest.stores or { }));
 
@@ -72,7 +73,8 @@ rec {
   # own host key.
   rootState = "/var/lib/workstation-root";
 
-  # The database a postgres store holds (manifest/store.rs `Store::database`).
+  # The database a postgres, mysql or mongodb store holds (manifest/store.rs
+  # `Store::database`).
   database = name: store: store.database or (builtins.replaceStrings [ "-" ] [ "_" ] name);
 
   # The services' ports and their fronts' (manifest/file.rs

@@ -4,7 +4,7 @@
 #   `workstation render supervisord` produced at build time, exactly what
 #   `workstation up` would upload;
 # - the data stores run under nixpkgs' own modules (redis, postgresql,
-#   mongodb, opensearch) on loopback, at the manifest's ports;
+#   mongodb, opensearch, mysql) on loopback, at the manifest's ports;
 # - first boot publishes the SSH host key as an EC2 tag (the laptop pins it);
 # - a timer runs `workstation box idle-check` every minute;
 # - the owner's account and key come from instance metadata.
@@ -37,6 +37,8 @@ let
     postgres = [ cfg.postgresqlPackage ];
     mongodb = [ pkgs.mongosh pkgs.mongodb-tools ];
     opensearch = [ ];
+    # The server package carries the client (mariadb) in the same output.
+    mysql = [ pkgs.mariadb ];
   };
   kinds = wslib.storeKinds manifest;
 
@@ -92,7 +94,7 @@ in
     assertions = map (kind: {
       assertion = builtins.length (builtins.attrNames (one kind)) <= 1;
       message = "workstation.toml: nixpkgs runs one ${kind} per box; declare one ${kind} store (redis may have several)";
-    }) [ "postgres" "mongodb" "opensearch" ];
+    }) [ "postgres" "mongodb" "opensearch" "mysql" ];
 
     # Each redis store is its own server (unit redis-<store>), saving like
     # the supervised one (stack/stores.rs) so a stop/start keeps its data.
@@ -118,6 +120,41 @@ in
         host all all 127.0.0.1/32 trust
       '';
       ensureDatabases = lib.mapAttrsToList wslib.database (one "postgres");
+    };
+
+    # MariaDB (`pkgs.mariadb`, an alias of mariadb_114 in
+    # pkgs/top-level/all-packages.nix), on loopback. The seeders and
+    # services use `root@127.0.0.1` without a password, as loopback trust
+    # does for postgres and as local boxes' mariadb-install-db makes it
+    # (stack/stores.rs): nixpkgs' MariaDB root uses unix_socket only, so
+    # `initialScript` adds that account. Per
+    # nixos/modules/services/databases/mysql.nix: `package` has no
+    # default; port and bind address are `settings.mysqld` keys (the old
+    # `port`/`bind` options are removed), written by pkgs.formats.ini, so
+    # ints and strings are written as they are; `ensureDatabases` runs in
+    # mysql.service's postStart; `initialScript` runs once, when the data
+    # directory is first made, as the module's super user (`mysql`). The
+    # package is built with local-infile off, so it is turned on here (CSV
+    # seeds use LOAD DATA LOCAL). Read in Swarsel/nixpkgs@4aa6836 (2026):
+    # the pinned revision is not readable through the search tool.
+    services.mysql = lib.mkIf (has "mysql") {
+      enable = true;
+      package = pkgs.mariadb;
+      settings.mysqld = {
+        port = wslib.storePort (only "mysql");
+        bind-address = "127.0.0.1";
+        skip-name-resolve = 1;
+        local-infile = 1;
+        character-set-server = "utf8mb4";
+        collation-server = "utf8mb4_unicode_ci";
+        max-allowed-packet = "256M";
+      };
+      ensureDatabases = lib.mapAttrsToList wslib.database (one "mysql");
+      # writeText: pkgs/build-support/trivial-builders/default.nix.
+      initialScript = pkgs.writeText "workstation-mysql-init.sql" ''
+        CREATE USER IF NOT EXISTS 'root'@'127.0.0.1';
+        GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;
+      '';
     };
 
     # MongoDB's community server is SSPL-licensed, which nixpkgs counts as
@@ -179,7 +216,8 @@ in
     # redis-<name>, user redis-<name>), postgresql.nix (dataDir below
     # /var/lib/postgresql, uid 71 in misc/ids.nix), mongodb.nix (dbpath
     # /var/db/mongodb, user mongodb); requiredBy, before and unitConfig in
-    # nixos/lib/systemd-unit-options.nix.
+    # nixos/lib/systemd-unit-options.nix; mysql.nix (dataDir /var/lib/mysql,
+    # user mysql).
     systemd.services.workstation-data = {
       description = "Put home and the stores' data on the data volume";
       wantedBy = [ "multi-user.target" ];

@@ -249,5 +249,5 @@ fn render_supervisord_matches_the_golden_files() {
         .output()
         .unwrap();
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
-    assert_eq!(String::from_utf8_lossy(&check.stdout).trim(), "['api', 'cache', 'main', 'worker', 'ws-front']");
+    assert_eq!(String::from_utf8_lossy(&check.stdout).trim(), "['api', 'cache', 'main', 'orders', 'worker', 'ws-front']");
 }
