@@ -79,10 +79,11 @@ for i in range(10000):
 PY
 }
 
-# bench_seeds DIR KEYS ROWS: a redis snapshot of KEYS keys (DIR/cache.resp)
-# and a postgres one of ROWS rows (DIR/main: schema.sql, 01-items.csv).
+# bench_seeds DIR KEYS ROWS: a redis snapshot of KEYS keys (DIR/cache.resp),
+# a postgres one of ROWS rows (DIR/main: schema.sql, 01-items.csv) and a
+# mysql one of the same rows (DIR/shop: MySQL's schema.sql, 01-items.csv).
 bench_seeds() {
-    mkdir -p "$1/main"
+    mkdir -p "$1/main" "$1/shop"
     python3 - "$1" "$2" "$3" <<'PY'
 import sys
 out, keys, rows = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -96,7 +97,10 @@ with open(f"{out}/main/01-items.csv", "w") as f:
     f.write("id,name,price\n")
     for i in range(rows):
         f.write(f"{i},item number {i},{i % 1000}.{i % 100:02}\n")
+with open(f"{out}/shop/schema.sql", "w") as f:
+    f.write("CREATE TABLE items (id int PRIMARY KEY, name varchar(100) NOT NULL, price decimal(10,2) NOT NULL);\n")
 PY
+    cp "$1/main/01-items.csv" "$1/shop/01-items.csv"
 }
 
 now_ms() { date +%s%3N; }
