@@ -6,6 +6,7 @@
 //! of 10.78.0.0/16: no packet to a test address leaves this machine.
 
 pub mod fleet;
+pub mod github;
 pub mod hostsagent;
 pub mod http_server;
 pub mod imds;

@@ -12,6 +12,7 @@ use comfy_table::Table;
 
 use super::context::Global;
 use super::output::{self, Output};
+use crate::preview::github::{GitHub, Outcome};
 use crate::preview::{self, dns, summary, Repo, UpRequest};
 
 /// Preview boxes for pull requests: one box per pull request with the tree
@@ -72,6 +73,11 @@ pub struct KeyArgs {
 /// service gets WORKSTATION_PREVIEW=N and WORKSTATION_PREVIEW_URL. Each run
 /// moves the expiry to now + --ttl. Exits 1 if the stack is not healthy.
 ///
+/// In GitHub Actions with GITHUB_TOKEN set (or with --github), the run is
+/// also a GitHub Deployment of environment pr-N (in progress, then success
+/// with the preview's URL or failure with the run's log) and a check run on
+/// the commit with the summary `-o markdown` prints.
+///
 /// Examples:
 ///   workstation preview up --pr 12 --ref HEAD
 ///   workstation preview up --pr 12 --ref origin/feature --ttl 7d -o markdown
@@ -105,7 +111,30 @@ pub struct UpArgs {
     #[arg(long, value_name = "N", env = "WORKSTATION_PREVIEW_MAX", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     max: u32,
     #[command(flatten)]
+    github: GitHubArgs,
+    #[command(flatten)]
     session: SessionArgs,
+}
+
+#[derive(Debug, Args)]
+struct GitHubArgs {
+    /// Report to GitHub (deployment, check run) even outside GitHub
+    /// Actions; needs GITHUB_TOKEN and GITHUB_REPOSITORY (GITHUB_API_URL,
+    /// GITHUB_SERVER_URL and GITHUB_RUN_ID as Actions sets them).
+    #[arg(long)]
+    github: bool,
+}
+
+impl GitHubArgs {
+    fn client(&self) -> Result<Option<GitHub>> {
+        Ok(GitHub::from_env(self.github)?)
+    }
+}
+
+/// A GitHub report that failed: said, not fatal (the preview itself is
+/// what the run is for; the pull request comment still reports it).
+fn warn_github<T>(result: std::result::Result<T, preview::github::GitHubError>) -> Option<T> {
+    result.map_err(|e| eprintln!("warning: {e}")).ok()
 }
 
 /// The pull request's own AWS session (CI, terraform/preview.tf).
@@ -159,6 +188,8 @@ fn role_arn(text: &str) -> std::result::Result<String, String> {
 
 /// Terminate the preview of pull request N; its data goes with it. With a
 /// zone, its records (every A/AAAA record with a pr-N label) go first.
+/// Reporting to GitHub (see `preview up --help`), it marks environment
+/// pr-N's deployments inactive.
 ///
 /// Examples:
 ///   workstation preview down 12
@@ -171,6 +202,8 @@ pub struct DownArgs {
     /// Route 53 hosted zone to remove the preview's records from.
     #[arg(long, value_name = "ID", env = "WORKSTATION_PREVIEW_ZONE")]
     zone_id: Option<String>,
+    #[command(flatten)]
+    github: GitHubArgs,
     #[command(flatten)]
     session: SessionArgs,
 }
@@ -221,6 +254,7 @@ async fn zone(global: &Global, manifest: Option<&crate::manifest::LoadedManifest
 
 async fn up(global: &Global, args: UpArgs) -> Result<ExitCode> {
     args.session.assume(global, args.pr)?;
+    let github = args.github.client()?;
     let repo = open_repo(global, args.repo.as_deref())?;
     let manifest = global.load_manifest()?;
     let zone = zone(global, Some(&manifest), args.zone_id.as_deref()).await?;
@@ -234,7 +268,26 @@ async fn up(global: &Global, args: UpArgs) -> Result<ExitCode> {
         health_timeout: args.health_timeout,
         max: args.max as usize,
     };
-    let report = output::with_spinner(global.output, async |p| preview::up(&ctx, &manifest, &request, p, &output::StderrLines).await).await?;
+    let deployment = match &github {
+        Some(g) => {
+            let sha = repo.resolve(&args.git_ref)?;
+            warn_github(g.start(args.pr, &sha).await).map(|id| (g, id, sha))
+        }
+        None => None,
+    };
+    let result = output::with_spinner(global.output, async |p| preview::up(&ctx, &manifest, &request, p, &output::StderrLines).await).await;
+    if let Some((g, id, sha)) = deployment {
+        let (summary, error) = match &result {
+            Ok(report) => (summary::markdown(report), String::new()),
+            Err(e) => (String::new(), format!("{e:#}")),
+        };
+        let outcome = match &result {
+            Ok(report) => Outcome::Up { url: report.url.as_deref(), healthy: report.healthy, summary: &summary },
+            Err(_) => Outcome::Failed { error: &error },
+        };
+        warn_github(g.finish(id, &sha, &outcome).await);
+    }
+    let report = result?;
     match (global.output, global.markdown) {
         (_, true) => print!("{}", summary::markdown(&report)),
         (Output::Json, _) => output::json(&report)?,
@@ -292,10 +345,14 @@ async fn list(global: &Global) -> Result<ExitCode> {
 
 async fn down(global: &Global, args: DownArgs) -> Result<ExitCode> {
     args.session.assume(global, args.pr)?;
+    let github = args.github.client()?;
     let manifest = global.manifest_for_lookup();
     let zone = zone(global, manifest.as_ref(), args.zone_id.as_deref()).await?;
     let ctx = global.context(manifest.as_ref()).await?;
     let down = output::with_spinner(global.output, async |p| preview::down(&ctx, args.pr, zone.as_ref(), p).await).await?;
+    if let Some(g) = &github {
+        warn_github(g.deactivate(args.pr).await);
+    }
     match global.output {
         Output::Json => output::json(&down)?,
         Output::Text => {

@@ -12,6 +12,7 @@
 pub mod dns;
 mod error;
 mod git;
+pub mod github;
 pub mod key;
 mod manage;
 mod names;
