@@ -21,3 +21,4 @@ pub mod provider;
 pub mod ssh;
 pub mod stack;
 pub mod sync;
+pub mod webhooks;

@@ -28,4 +28,5 @@ mod team;
 mod team_env;
 mod terraform;
 mod upgrade;
+mod webhooks;
 mod workflows;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use super::{boxes, boxside, cp, env, hosts, idle, image, intercept, platform, preview, secrets, setup, ssh, stack, sync, upgrade};
+use super::{boxes, boxside, cp, env, hosts, idle, image, intercept, platform, preview, secrets, setup, ssh, stack, sync, upgrade, webhooks};
 use crate::provider::ProviderKind;
 
 const EXAMPLES: &str = "\
@@ -157,6 +157,7 @@ pub enum Command {
     Preview(preview::PreviewCommand),
     #[command(subcommand)]
     Env(env::EnvCommand),
+    Webhooks(webhooks::WebhooksArgs),
     Keep(idle::KeepArgs),
     Reap(idle::ReapArgs),
     Hosts(hosts::HostsArgs),

@@ -23,6 +23,7 @@ mod ssh;
 mod stack;
 mod sync;
 mod upgrade;
+mod webhooks;
 
 use std::process::ExitCode;
 
@@ -55,6 +56,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Sync(args) => sync::sync(&global, args).await,
         Command::Preview(cmd) => preview::run(&global, cmd).await,
         Command::Env(cmd) => env::run(&global, cmd).await,
+        Command::Webhooks(args) => webhooks::run(&global, args).await,
         Command::Keep(args) => idle::keep(&global, args).await,
         Command::Reap(args) => idle::reap(&global, args).await,
         Command::Hosts(args) => hosts::hosts(&global, args).await,

@@ -62,6 +62,9 @@ pub struct Manifest {
     pub team_idle: Option<IdlePolicy>,
     #[serde(default)]
     pub sync: SyncSpec,
+    /// Third-party callbacks fanned out to previews and team boxes.
+    #[serde(default)]
+    pub webhooks: super::Webhooks,
 }
 /// A parsed, validated manifest and where it came from.
 #[derive(Debug, Clone)]

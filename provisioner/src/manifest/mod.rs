@@ -16,6 +16,7 @@ pub mod service;
 mod store;
 mod sync;
 mod validate;
+mod webhooks;
 
 pub use deployed::S3Url;
 pub use file::{ConfigError, LoadedManifest, Manifest, ParseError, Problem, UnknownName, FILE_NAME};
@@ -25,3 +26,4 @@ pub use secret::SecretRef;
 pub use service::{Front, HealthCheck, Service, ServiceLogs};
 pub use store::{SeedFormat, SeedSource, Store, StoreKind};
 pub use sync::SyncSpec;
+pub use webhooks::Webhooks;

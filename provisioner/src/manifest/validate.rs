@@ -198,6 +198,18 @@ impl Manifest {
             }
         }
 
+        if self.webhooks.port == Some(0) {
+            problem("webhooks.port".into(), "must be a port from 1 to 65535".into());
+        }
+        for (name, path) in &self.webhooks.paths {
+            if !is_program_name(name) {
+                problem(format!("webhooks.{name}"), "callback names use a-z, 0-9, '-' and '_' (the endpoint's path: https://ENDPOINT/NAME)".into());
+            }
+            if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#') {
+                problem(format!("webhooks.{name}"), format!("{path:?} must be a path on the box starting with '/', e.g. \"/hooks/{name}\""));
+            }
+        }
+
         for (name, svc) in &self.services {
             for (field, globs) in [("install_on", &svc.install_on), ("restart_on", &svc.restart_on)] {
                 for (i, g) in globs.iter().enumerate() {
