@@ -99,3 +99,8 @@ output "reaper_policy_arn" {
   description = "For the cron/systemd fallback (examples/reap/): attach to the role of the host that runs `workstation reap`."
   value       = aws_iam_policy.reaper.arn
 }
+
+output "webhooks_url" {
+  description = "The webhook endpoint (with webhooks = true): register https://.../NAME with each provider; `workstation webhooks --endpoint` (or WORKSTATION_WEBHOOKS_URL) lists it with its targets."
+  value       = var.webhooks ? aws_lambda_function_url.webhooks[0].function_url : null
+}

@@ -336,3 +336,21 @@ variable "preview_seed_prefix" {
   type        = string
   default     = "previews/"
 }
+
+variable "webhooks" {
+  description = "Create the webhook endpoint (terraform/webhooks.tf): a public Lambda function URL whose callbacks go to every running preview and team box. Output webhooks_url."
+  type        = bool
+  default     = false
+}
+
+variable "webhooks_port" {
+  description = "The box port callbacks go to: the manifest's [webhooks] port (default 80, the front of services)."
+  type        = number
+  default     = 80
+}
+
+variable "webhooks_concurrency" {
+  description = "Callbacks handled at once (the function's reserved concurrency): a burst waits (the third party retries) rather than flooding the boxes."
+  type        = number
+  default     = 10
+}

@@ -195,6 +195,9 @@ fn each_policy_allows_exactly_the_actions_its_code_calls() {
     let deployed = functions(&source("manifest/deployed.rs"));
     reaper.extend(sdk_actions(&deployed["fetch"], "s3"));
     let manifest_publisher = sdk_actions(&deployed["publish"], "s3");
+    // The webhook endpoint: the boxes it sends to (webhooks/), the manifest.
+    let mut webhooks = reachable_actions(&aws, &calls_on(&source("webhooks"), "provider"));
+    webhooks.extend(sdk_actions(&deployed["fetch"], "s3"));
     // `admin offboard`: what offboard.rs's steps reach in the provider.
     let offboard = source("admin/offboard.rs");
     let mut admin =
@@ -222,6 +225,7 @@ fn each_policy_allows_exactly_the_actions_its_code_calls() {
     assert!(reaper.contains("s3:GetObject") && manifest_publisher == ["s3:PutObject".to_owned()].into(), "{reaper:?} {manifest_publisher:?}");
     assert!(admin.contains("ec2:DeleteKeyPair") && admin.contains("ec2:TerminateInstances") && admin.contains("ec2:DescribeVolumes"), "{admin:?}");
     assert_eq!(preview_dns, ["route53:ChangeResourceRecordSets".to_owned(), "route53:ListResourceRecordSets".to_owned()].into());
+    assert_eq!(webhooks, ["ec2:DescribeInstances".to_owned(), "s3:GetObject".to_owned()].into(), "the endpoint only reads");
 
     let policies = policies();
     // kms, logs, sqs, xray and sts are the infrastructure's own (encryption,
@@ -247,6 +251,7 @@ fn each_policy_allows_exactly_the_actions_its_code_calls() {
         ("preview_dns", &preview_dns),
         ("admin", &admin),
         ("manifest_publisher", &manifest_publisher),
+        ("webhooks", &webhooks),
     ] {
         let allowed = api(name);
         let missing: Vec<_> = derived.difference(&allowed).collect();
@@ -352,6 +357,11 @@ fn nobody_can_touch_another_engineers_box_or_key() {
     let reaper = |action: &str, context: serde_json::Value| {
         request(&["reaper"], &format!("arn:aws:sts::{ACCOUNT}:assumed-role/workstation-reaper/reap"), action, &alices_box, context)
     };
+    let webhooks = |action: &str, resource: &str| {
+        // A box's tags are in the context of an action on a box.
+        let context = if action == "ec2:StopInstances" { owned_by("preview") } else { serde_json::json!({}) };
+        request(&["webhooks"], &format!("arn:aws:sts::{ACCOUNT}:assumed-role/workstation-webhooks/callback"), action, resource, context)
+    };
     let shared = serde_json::json!({"ec2:ResourceTag/workstation:owner": "alice", "ec2:ResourceTag/workstation:shareable": "true"});
     let interface_in = |subnet: &str| serde_json::json!({"ec2:Subnet": arn("subnet", subnet)});
     check(&[
@@ -427,6 +437,11 @@ fn nobody_can_touch_another_engineers_box_or_key() {
             reaper("ec2:TerminateInstances", serde_json::json!({"ec2:ResourceTag/workstation:owner": "alice", "ec2:ResourceTag/workstation:preview": "12"})),
         ),
         ("deny", "the reaper terminates the preview owner's other box", reaper("ec2:TerminateInstances", owned_by("preview"))),
+        ("allow", "the webhook endpoint lists the boxes", webhooks("ec2:DescribeInstances", "*")),
+        ("allow", "the webhook endpoint reads the deployed manifest", webhooks("s3:GetObject", "arn:aws:s3:::workstation-seeds/manifest/workstation.toml")),
+        ("deny", "the webhook endpoint reads a seed snapshot", webhooks("s3:GetObject", "arn:aws:s3:::workstation-seeds/prod.sql")),
+        ("deny", "the webhook endpoint stops a preview", webhooks("ec2:StopInstances", &alices_box)),
+        ("deny", "the webhook endpoint pushes a key to a team box", webhooks("ec2-instance-connect:SendSSHPublicKey", &alices_box)),
     ]);
 }
 
