@@ -14,7 +14,7 @@ use workstation_tests::mountns::MountNs;
 use workstation_tests::{binary, repo_root, TestEnv};
 
 /// Examples a test cannot run as written, by prefix, and why.
-const ELSEWHERE: [(&str, &str); 21] = [
+const ELSEWHERE: [(&str, &str); 22] = [
     ("workstation init", "sets up a laptop (interactive, or against AWS): tests/tests/setup.rs"),
     ("workstation image", "needs Nix >= 2.18 and an AWS account: tests/tests/image.rs"),
     ("workstation manifest publish", "needs the platform's S3 bucket: tests/tests/admin.rs (moto)"),
@@ -35,6 +35,7 @@ const ELSEWHERE: [(&str, &str); 21] = [
     ("workstation share --env", "needs a team box: tests/tests/team_env.rs"),
     ("workstation intercept api --env", "needs a team box; runs the laptop's cargo build of api: tests/tests/team_env.rs"),
     ("workstation box authorized-keys", "sshd runs it for each key a login offers: tests/tests/team_env.rs"),
+    ("workstation webhooks deliver", "needs a function URL event and previews to send it to: tests/tests/webhooks.rs"),
     ("workstation ssh-config && ssh ws-dev", "OpenSSH reads the passwd entry's ~/.ssh/config, not $HOME's: tests/tests/e2e.rs runs `ssh -F`"),
 ];
 
