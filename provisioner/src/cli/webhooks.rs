@@ -37,19 +37,20 @@ enum WebhooksCommand {
     Deliver(DeliverArgs),
 }
 
-/// Run the endpoint's handler here, on a Lambda function URL event (a
-/// JSON file, payload format 2.0): the callback goes to the boxes as the
-/// endpoint would send it. For trying a manifest's [webhooks] out.
+/// Run the endpoint's handler here, on Lambda function URL events (JSON
+/// files, payload format 2.0): each callback goes to the boxes as the
+/// endpoint would send it, one after the other, in one process (as a warm
+/// Lambda does). For trying a manifest's [webhooks] out.
 ///
 /// Examples:
 ///   workstation webhooks deliver --event callback.json
-///   workstation webhooks deliver --event callback.json --timeout 2s -o json
+///   workstation webhooks deliver --event a.json --event b.json --timeout 2s -o json
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 struct DeliverArgs {
-    /// The function URL event.
-    #[arg(long, value_name = "FILE")]
-    event: PathBuf,
+    /// A function URL event (repeat for several).
+    #[arg(long, value_name = "FILE", required = true)]
+    event: Vec<PathBuf>,
     /// How long each box has to answer.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = super::duration::parse)]
     timeout: Duration,
@@ -60,23 +61,28 @@ pub async fn run(global: &Global, args: WebhooksArgs) -> Result<ExitCode> {
     let ctx = global.context(Some(&manifest)).await?;
     match args.command {
         Some(WebhooksCommand::Deliver(d)) => {
-            let text = std::fs::read_to_string(&d.event).with_context(|| format!("cannot read --event {}", d.event.display()))?;
-            let request: FunctionUrlRequest =
-                serde_json::from_str(&text).with_context(|| format!("--event {}: not a Lambda function URL event (payload format 2.0)", d.event.display()))?;
-            let handled = webhooks::handle(ctx.provider(), &manifest.manifest, request, d.timeout).await;
-            match global.output {
-                Output::Json => {
-                    output::json(&serde_json::json!({"name": handled.name, "status": handled.response.status_code, "deliveries": handled.deliveries}))?
-                }
-                Output::Text => {
-                    println!("{} {}", handled.response.status_code, handled.response.body);
+            let mut results = Vec::new();
+            let mut all_ok = true;
+            for path in &d.event {
+                let text = std::fs::read_to_string(path).with_context(|| format!("cannot read --event {}", path.display()))?;
+                let request: FunctionUrlRequest =
+                    serde_json::from_str(&text).with_context(|| format!("--event {}: not a Lambda function URL event (payload format 2.0)", path.display()))?;
+                let handled = webhooks::handle(ctx.provider(), &manifest.manifest, request, d.timeout).await;
+                let status = handled.response.status_code;
+                all_ok &= (200..300).contains(&status);
+                if global.output == Output::Text {
+                    println!("{}: {status} {}", path.display(), handled.response.body);
                     for d in &handled.deliveries {
                         let outcome = d.status.map(|s| s.to_string()).or(d.error.clone()).unwrap_or_default();
                         println!("  {:<24} {outcome} ({} ms)", d.box_name, d.ms);
                     }
                 }
+                results.push(serde_json::json!({"event": path, "name": handled.name, "status": status, "deliveries": handled.deliveries}));
             }
-            Ok(if (200..300).contains(&handled.response.status_code) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            if global.output == Output::Json {
+                output::json(&results)?;
+            }
+            Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         None => {
             let hooks = &manifest.manifest.webhooks;
