@@ -204,6 +204,18 @@ resource "aws_security_group" "endpoints" {
     security_groups = [aws_security_group.boxes.id]
   }
 
+  # The webhook endpoint lists the boxes through the EC2 endpoint (webhooks.tf).
+  dynamic "ingress" {
+    for_each = var.webhooks ? [1] : []
+    content {
+      description     = "HTTPS from the webhook endpoint"
+      from_port       = 443
+      to_port         = 443
+      protocol        = "tcp"
+      security_groups = [aws_security_group.webhooks[0].id]
+    }
+  }
+
   egress {
     description = "answers only: an endpoint opens no connection of its own"
     from_port   = 0
@@ -229,6 +241,18 @@ resource "aws_security_group" "boxes" {
       to_port     = ingress.value
       protocol    = "tcp"
       cidr_blocks = var.allowed_cidrs
+    }
+  }
+
+  # Callbacks from the webhook endpoint (webhooks.tf), on its port only.
+  dynamic "ingress" {
+    for_each = var.webhooks ? [1] : []
+    content {
+      description     = "webhook callbacks from the endpoint"
+      from_port       = var.webhooks_port
+      to_port         = var.webhooks_port
+      protocol        = "tcp"
+      security_groups = [aws_security_group.webhooks[0].id]
     }
   }
 

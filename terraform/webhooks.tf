@@ -43,7 +43,9 @@ resource "aws_lambda_function" "webhooks" {
     mode = "Active"
   }
 
-  depends_on = [aws_cloudwatch_log_group.webhooks]
+  # CreateFunction checks the network-interface permissions: the role's
+  # policies first.
+  depends_on = [aws_cloudwatch_log_group.webhooks, aws_iam_role_policy_attachment.webhooks_vpc, aws_iam_role_policy.webhooks]
 }
 
 # Third parties cannot sign with SigV4: the URL is open, and each box
@@ -55,6 +57,17 @@ resource "aws_lambda_function_url" "webhooks" {
   authorization_type = "NONE"
 }
 
+# The URL's resource policy: anyone may call it (NONE), nothing else.
+resource "aws_lambda_permission" "webhooks_url" {
+  #checkov:skip=CKV_AWS_301:the webhook URL is public by design (third parties call it); it only forwards to previews, which verify each provider's signature
+  count                  = var.webhooks ? 1 : 0
+  statement_id           = "PublicWebhookUrl"
+  action                 = "lambda:InvokeFunctionUrl"
+  function_name          = aws_lambda_function.webhooks[0].function_name
+  principal              = "*"
+  function_url_auth_type = "NONE"
+}
+
 resource "aws_cloudwatch_log_group" "webhooks" {
   count             = var.webhooks ? 1 : 0
   name              = "/aws/lambda/${var.name}-webhooks"
@@ -62,48 +75,45 @@ resource "aws_cloudwatch_log_group" "webhooks" {
   kms_key_id        = aws_kms_key.workstation.arn
 }
 
+# Its rules are resources of their own (none inline), as the boxes' group
+# names this one in an inline rule (network.tf): inline both ways would be
+# a cycle.
 resource "aws_security_group" "webhooks" {
+  #checkov:skip=CKV2_AWS_5:attached to the webhook function (vpc_config), which checkov does not follow
   count       = var.webhooks ? 1 : 0
   name        = "${var.name}-webhooks"
   description = "workstation webhook endpoint: to the boxes' webhook port, and HTTPS to the VPC's AWS endpoints"
   vpc_id      = local.vpc_id
-
-  egress {
-    description     = "callbacks to the boxes"
-    from_port       = var.webhooks_port
-    to_port         = var.webhooks_port
-    protocol        = "tcp"
-    security_groups = [aws_security_group.boxes.id]
-  }
-
-  egress {
-    description = "HTTPS to the VPC's endpoints (EC2: the box list)"
-    from_port   = 443
-    to_port     = 443
-    protocol    = "tcp"
-    cidr_blocks = [local.vpc_cidr]
-  }
-
-  dynamic "egress" {
-    for_each = local.create_vpc ? [1] : []
-    content {
-      description     = "HTTPS to S3 through the gateway endpoint (the deployed manifest)"
-      from_port       = 443
-      to_port         = 443
-      protocol        = "tcp"
-      prefix_list_ids = [aws_vpc_endpoint.s3[0].prefix_list_id]
-    }
-  }
 }
 
-resource "aws_vpc_security_group_ingress_rule" "boxes_webhooks" {
+resource "aws_vpc_security_group_egress_rule" "webhooks_to_boxes" {
   count                        = var.webhooks ? 1 : 0
-  security_group_id            = aws_security_group.boxes.id
-  description                  = "callbacks from the webhook endpoint"
+  security_group_id            = aws_security_group.webhooks[0].id
+  description                  = "callbacks to the boxes"
   from_port                    = var.webhooks_port
   to_port                      = var.webhooks_port
   ip_protocol                  = "tcp"
-  referenced_security_group_id = aws_security_group.webhooks[0].id
+  referenced_security_group_id = aws_security_group.boxes.id
+}
+
+resource "aws_vpc_security_group_egress_rule" "webhooks_to_endpoints" {
+  count             = var.webhooks ? 1 : 0
+  security_group_id = aws_security_group.webhooks[0].id
+  description       = "HTTPS to the VPC's endpoints (EC2: the box list)"
+  from_port         = 443
+  to_port           = 443
+  ip_protocol       = "tcp"
+  cidr_ipv4         = local.vpc_cidr
+}
+
+resource "aws_vpc_security_group_egress_rule" "webhooks_to_s3" {
+  count             = var.webhooks && local.create_vpc ? 1 : 0
+  security_group_id = aws_security_group.webhooks[0].id
+  description       = "HTTPS to S3 through the gateway endpoint (the deployed manifest)"
+  from_port         = 443
+  to_port           = 443
+  ip_protocol       = "tcp"
+  prefix_list_id    = aws_vpc_endpoint.s3[0].prefix_list_id
 }
 
 data "aws_iam_policy_document" "webhooks" {

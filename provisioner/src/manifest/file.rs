@@ -239,6 +239,16 @@ image_id = "ami-0123456789abcdef0"
     }
 
     #[test]
+    fn webhooks_go_to_a_port_the_box_opens_at_a_path() {
+        let p = problems_or_none(&format!("{MINIMAL}\n[webhooks]\nstripe = \"/hooks/stripe\"\n"));
+        assert!(p[0].starts_with("webhooks.port: 80 is not a service's port or front"), "{p:?}");
+        let ok = format!("{MINIMAL}\n[webhooks]\nport = 8080\nstripe = \"/hooks/stripe\"\n[services.api]\ncommand = \"x\"\nports = [8080]\n");
+        assert!(problems_or_none(&ok).is_empty());
+        let p = problems_or_none(&ok.replace("/hooks/stripe", "hooks/stripé"));
+        assert!(p[0].starts_with("webhooks.stripe:") && p[0].contains("starting with '/'"), "{p:?}");
+    }
+
+    #[test]
     fn services_get_each_stores_url_under_its_name_or_the_one_chosen() {
         let m = Manifest::parse(&format!(
             "{MINIMAL}\n[stores.order-db]\nkind = \"mysql\"\nport = 3307\n[stores.shop]\nkind = \"mysql\"\ndatabase = \"shop_v2\"\nurl_env = \"WESTAGE_MYSQL_URL\"\n"

@@ -201,11 +201,21 @@ impl Manifest {
         if self.webhooks.port == Some(0) {
             problem("webhooks.port".into(), "must be a port from 1 to 65535".into());
         }
+        if !self.webhooks.paths.is_empty() && !self.service_ports().contains(&self.webhooks.port()) {
+            problem(
+                "webhooks.port".into(),
+                format!(
+                    "{} is not a service's port or front (the box's firewall opens only those); set port = one of the services' ports, or give a service front = {{ port = {} }}",
+                    self.webhooks.port(),
+                    self.webhooks.port()
+                ),
+            );
+        }
         for (name, path) in &self.webhooks.paths {
             if !is_program_name(name) {
                 problem(format!("webhooks.{name}"), "callback names use a-z, 0-9, '-' and '_' (the endpoint's path: https://ENDPOINT/NAME)".into());
             }
-            if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#') {
+            if !path.starts_with('/') || path.chars().any(|c| !c.is_ascii_graphic() || c == '?' || c == '#') {
                 problem(format!("webhooks.{name}"), format!("{path:?} must be a path on the box starting with '/', e.g. \"/hooks/{name}\""));
             }
         }

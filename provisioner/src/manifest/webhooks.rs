@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// The box port callbacks go to when `port` is not set: the front of
-/// services (stack/front.rs), where a service's own routes apply.
+/// The box port callbacks go to when `port` is not set (a front's, usually:
+/// stack/front.rs). Validation requires a service's port or front.
 pub const DEFAULT_PORT: u16 = 80;
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

@@ -79,7 +79,17 @@ impl GitHub {
             _ => None,
         };
         let api_error = |e: octocrab::Error| GitHubError::Api { what: format!("client for {api}"), detail: e.to_string() };
-        let client = octocrab::Octocrab::builder().base_uri(api.as_str()).map_err(api_error)?.personal_token(token).build().map_err(api_error)?;
+        // Bounded, and never retried: a POST retried after GitHub took it
+        // would make a second deployment or check run.
+        let client = octocrab::Octocrab::builder()
+            .base_uri(api.as_str())
+            .map_err(api_error)?
+            .personal_token(token)
+            .add_retry_config(octocrab::service::middleware::retry::RetryConfig::None)
+            .set_connect_timeout(Some(std::time::Duration::from_secs(10)))
+            .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .build()
+            .map_err(api_error)?;
         Ok(Some(GitHub { client, owner, repo, log_url }))
     }
 

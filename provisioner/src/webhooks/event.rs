@@ -61,7 +61,8 @@ pub struct Callback {
 /// Headers that describe the hop to the function, not the callback: the
 /// client sets its own for the hop to the box.
 fn is_hop_header(name: &str) -> bool {
-    matches!(name, "host" | "content-length" | "connection" | "transfer-encoding" | "keep-alive" | "upgrade" | "te" | "trailer")
+    matches!(name, "host" | "content-length" | "connection" | "transfer-encoding" | "keep-alive" | "upgrade" | "te" | "trailer" | "expect")
+        || name.starts_with("proxy-")
         || name.starts_with("x-forwarded-")
         || name.starts_with("x-amzn-")
 }

@@ -81,8 +81,12 @@ type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Ful
 
 async fn send(client: &HttpClient, callback: &Callback, target: &Target, body: Bytes) -> Result<u16, String> {
     let mut request = hyper::Request::builder().method(callback.method.as_str()).uri(target.url(&callback.query));
+    // A header HTTP cannot carry on is left out rather than failing the
+    // callback for every box.
     for (name, value) in &callback.headers {
-        request = request.header(name, value);
+        if let (Ok(name), Ok(value)) = (hyper::header::HeaderName::from_bytes(name.as_bytes()), hyper::header::HeaderValue::from_str(value)) {
+            request = request.header(name, value);
+        }
     }
     let request = request.body(Full::new(body)).map_err(|e| format!("the callback cannot be sent on: {e}"))?;
     let response = client.request(request).await.map_err(|e| format!("{e:#}"))?;

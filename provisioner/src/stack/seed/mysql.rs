@@ -130,7 +130,7 @@ impl Loader<'_> {
         let extras: Vec<&str> = extras.lines().filter(|l| !l.trim().is_empty()).collect();
         if !extras.is_empty() {
             return Err(self.malformed(format!(
-                "the snapshot makes {}; a mysql store swaps in base tables only (RENAME TABLE cannot move anything else between databases), so make them in a service's start-up instead",
+                "the snapshot makes {}; a mysql store swaps in base tables only (RENAME TABLE cannot move anything else between databases): remove them from the snapshot",
                 extras.join(", ")
             )));
         }
@@ -145,7 +145,10 @@ impl Loader<'_> {
                 other => break drop(other?),
             }
         }
-        let drop = format!("{} -e {}", self.mysql_root(), sh(&format!("DROP DATABASE IF EXISTS `{old}`; DROP DATABASE IF EXISTS `{load}`")));
+        // Only the replaced tables go in the background: the staging database,
+        // empty now, was dropped by the swap itself, so a late drop cannot
+        // take the next seed's staging database with it.
+        let drop = format!("{} -e {}", self.mysql_root(), sh(&format!("DROP DATABASE IF EXISTS `{old}`")));
         self.run("dropping the replaced tables (in the background)", &format!("(setsid {drop} </dev/null >/dev/null 2>&1 &)")).await?;
         Ok(())
     }
@@ -167,10 +170,14 @@ impl Loader<'_> {
     }
 }
 
-/// Lists what the staging database holds besides base tables.
+/// Lists what the staging database holds besides plain base tables:
+/// views, triggers, routines, events, and MariaDB's system-versioned
+/// tables and sequences (their own TABLE_TYPE, which the swap would not
+/// move).
 fn not_tables(load: &str) -> String {
     format!(
-        "SELECT CONCAT('view ', TABLE_NAME) FROM information_schema.VIEWS WHERE TABLE_SCHEMA = '{load}'\n\
+        "SELECT CONCAT(LOWER(TABLE_TYPE), ' ', TABLE_NAME) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{load}' AND TABLE_TYPE NOT IN ('BASE TABLE', 'VIEW')\n\
+         UNION ALL SELECT CONCAT('view ', TABLE_NAME) FROM information_schema.VIEWS WHERE TABLE_SCHEMA = '{load}'\n\
          UNION ALL SELECT CONCAT('trigger ', TRIGGER_NAME) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = '{load}'\n\
          UNION ALL SELECT CONCAT(LOWER(ROUTINE_TYPE), ' ', ROUTINE_NAME) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = '{load}'\n\
          UNION ALL SELECT CONCAT('event ', EVENT_NAME) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = '{load}';\n"
@@ -195,7 +202,8 @@ fn swap_tables(load: &str, old: &str, db: &str) -> String {
          SET @moves = (SELECT GROUP_CONCAT(m ORDER BY n SEPARATOR ', ') FROM ({} UNION ALL {}) t);\n\
          SET @s = IF(@moves IS NULL, 'DO 0', CONCAT('RENAME TABLE ', @moves));\n\
          PREPARE swap FROM @s;\n\
-         EXECUTE swap;\n",
+         EXECUTE swap;\n\
+         DROP DATABASE `{load}`;\n",
         moves(db, old).replace(" AS m ", " AS m, 0 AS n "),
         moves(load, db).replace(" AS m ", " AS m, 1 AS n "),
     )
