@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what builds and tests need beyond the Rust toolchain: Debian's
 # sshd/ssh/iproute2 (boxes are network namespaces running real sshd), the
-# box stack (supervisor, redis, postgresql, mariadb for mysql stores, curl, nginx: the front of services), dnsmasq (a real DNS server
+# box stack (supervisor, redis, postgresql, mariadb for mysql stores, curl, nginx: the front of services;
+# python3-venv for the SQS server of sqs stores), dnsmasq (a real DNS server
 # on loopback for the hosts agent's re-resolution test), nftables (the idle
 # check counts connections to service ports), nix-bin (parses the .nix files
 # and evaluates images/lib.nix; too old for nixpkgs itself), moto's EC2/S3 server
@@ -10,7 +11,7 @@
 # package-lock.json). Quick no-op when everything is present.
 set -euo pipefail
 
-DEBS=(openssh-server openssh-client iproute2 util-linux procps supervisor redis-server redis-tools postgresql postgresql-client mariadb-server mariadb-client curl rsync dnsmasq-base nftables nix-bin nginx-light)
+DEBS=(openssh-server openssh-client iproute2 util-linux procps supervisor redis-server redis-tools postgresql postgresql-client mariadb-server mariadb-client python3-venv curl rsync dnsmasq-base nftables nix-bin nginx-light)
 # `--bench`: what the benchmarks (bench/) use beyond the tests' set: ab
 # (apache2-utils) loads services in bench/intercept.sh; wrk (keep-alive
 # connections, sub-millisecond percentiles) in bench/team-intercept.sh.
@@ -67,3 +68,14 @@ if ! python3 -c "import moto.server, flask, flask_cors" 2>/dev/null; then
     echo "install-deps: pip install moto[server]" >&2
     python3 -m pip install -q "moto[server]>=5,<6"
 fi
+
+# A local box's sqs store runs moto's server as nobody (stack/stores.rs),
+# who cannot reach the toolchain's Python under /root: a virtualenv of
+# Debian's, on boxes' PATH as moto_server.
+sqs=/opt/workstation-ci/sqs
+if [ ! -x "$sqs/bin/moto_server" ]; then
+    echo "install-deps: $sqs: pip install moto[server]" >&2
+    /usr/bin/python3 -m venv "$sqs"
+    "$sqs/bin/pip" install -q "moto[server]>=5,<6"
+fi
+ln -sfn "$sqs/bin/moto_server" /usr/local/bin/moto_server

@@ -139,6 +139,17 @@ impl Moto {
         aws_sdk_secretsmanager::Client::from_conf(conf)
     }
 
+    /// SQS, from the same server.
+    pub fn sqs_client(&self) -> aws_sdk_sqs::Client {
+        let conf = aws_sdk_sqs::Config::builder()
+            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+            .region(aws_sdk_sqs::config::Region::new(REGION))
+            .endpoint_url(&self.url)
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
+            .build();
+        aws_sdk_sqs::Client::from_conf(conf)
+    }
+
     /// A VPC owning the whole test network, this env's subnet in it, and a
     /// registered image. Returns (subnet id, image name).
     pub fn prepare(&self, subnet: ipnet::Ipv4Net) -> (String, String) {

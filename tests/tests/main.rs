@@ -21,6 +21,7 @@ mod preview;
 mod reap;
 mod secrets;
 mod setup;
+mod sqs;
 mod stack;
 mod structure;
 mod sync;

@@ -80,7 +80,9 @@ fn the_image_renders_what_workstation_up_renders_on_it() {
         assert_eq!(facts["root"], DEFAULT_ROOT, "{rel}");
         assert_eq!(facts["storeRunner"], "systemd");
         let layout = Layout::new(DEFAULT_ROOT, Some(facts["programPath"].as_str().unwrap().into())).unwrap().with_stores(StoreRunner::Systemd);
-        let up = workstation::stack::supervisor::render(&manifest, &layout);
+        // Before the box's queues are known (an sqs store's URLs are the
+        // box's): `up` then adds them.
+        let up = workstation::stack::supervisor::render(&manifest, &layout, &BTreeMap::new());
         assert_eq!(built, up.files, "{rel}: the image's configuration differs from what `up` renders");
 
         let mut ports = manifest.service_ports();

@@ -26,12 +26,14 @@ impl Context {
         self.probe(self.connect(info).await?, &info.name).await
     }
 
-    /// The box's layout, with where its programs' secrets come from: a box
-    /// in AWS reads them itself; a local box gets them from this laptop.
+    /// The box's layout, with where its programs' secrets come from (a box
+    /// in AWS reads them itself; a local box gets them from this laptop)
+    /// and its queues are (SQS; a local box's own server).
     pub(super) async fn probe(&self, session: remote::Session, name: &str) -> Result<BoxShell, LifecycleError> {
         let mut shell = BoxShell::probe(session, name).await?;
         if self.provider.kind() == crate::provider::ProviderKind::Local {
             shell.layout.secrets = crate::stack::layout::SecretSource::Laptop;
+            shell.layout.queues = crate::stack::layout::QueueHost::Beside;
         }
         Ok(shell)
     }

@@ -70,7 +70,8 @@ impl Context {
             .locked(async |lock| {
                 record(None).await;
                 self.hand_over_secrets(shell, &manifest.manifest).await?;
-                let report = up::up(shell, lock, &manifest.manifest, snapshots, health_timeout, progress).await?;
+                let queues = self.queues(info, &manifest.manifest, progress).await?;
+                let report = up::up(shell, lock, &manifest.manifest, snapshots, &queues, health_timeout, progress).await?;
                 if report.healthy {
                     record(Some(&manifest.hash)).await;
                 }
@@ -78,6 +79,14 @@ impl Context {
             })
             .await?;
         Ok(report)
+    }
+
+    /// The box's queues (made if missing), for its services' environment.
+    async fn queues(&self, info: &BoxInfo, manifest: &Manifest, progress: Option<&ProgressBar>) -> Result<crate::provider::queues::QueueEnv, LifecycleError> {
+        if let Some((name, store)) = crate::provider::queues::sqs_store(&manifest.stores) {
+            step(progress, format!("making the {} queues of store {name}", store.queues.len()));
+        }
+        Ok(self.provider.queues(info, &manifest.stores).await?)
     }
 
     /// A local box's secrets, resolved on this laptop and handed to the

@@ -3,7 +3,8 @@
 //! activity signals it reads (both act on the box through one client,
 //! [`self_api::SelfApi`]), start programs with their secrets, and run the
 //! HTTP proxy in front of services with its personal routes and data branches,
-//! and admit (and record) the keys engineers push to a team box.
+//! admit (and record) the keys engineers push to a team box, and make a
+//! local box's queues in its SQS server.
 
 pub mod access;
 pub mod activity;
@@ -13,6 +14,7 @@ pub mod held;
 pub mod host_key;
 pub mod idle_check;
 pub mod launch;
+pub mod queues;
 pub mod route;
 pub mod secret_read;
 pub mod self_api;

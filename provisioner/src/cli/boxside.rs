@@ -20,6 +20,29 @@ pub enum BoxCommand {
     Front(FrontArgs),
     Route(RouteArgs),
     AuthorizedKeys(AuthorizedKeysArgs),
+    Queues(QueuesArgs),
+}
+
+/// Make a local box's queues in the SQS server beside its services.
+///
+/// What a local box's `sqs` store runs once its server (moto's) starts:
+/// each queue and its dead-letter queue, as on AWS. A box in AWS uses SQS
+/// itself; `workstation up` makes its queues from the laptop.
+///
+/// Examples:
+///   workstation box queues --endpoint http://127.0.0.1:9324 --queue emails --queue payments.fifo
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct QueuesArgs {
+    /// The server, on the box's loopback.
+    #[arg(long, value_name = "URL")]
+    endpoint: String,
+    /// A queue as the manifest names it (NAME, or NAME.fifo).
+    #[arg(long = "queue", value_name = "NAME", required = true)]
+    queues: Vec<String>,
+    /// Only check that every queue is there (exit status 1 if not).
+    #[arg(long)]
+    check: bool,
 }
 
 /// Print the keys pushed for this login, and record who logged in.
@@ -273,6 +296,11 @@ pub async fn run(global: &super::context::Global, cmd: BoxCommand) -> Result<Exi
             use crate::boxside::access::{authorized_keys, Source};
             let source = args.pushed.as_deref().map_or(Source::Metadata, Source::Dir);
             print!("{}", authorized_keys(source, &args.user, &args.fingerprint, &args.log).await);
+            Ok(ExitCode::SUCCESS)
+        }
+        BoxCommand::Queues(args) => {
+            crate::boxside::queues::make(&args.endpoint, &args.queues, args.check).await?;
+            println!("queues {}: {}", if args.check { "there" } else { "ready" }, args.queues.join(" "));
             Ok(ExitCode::SUCCESS)
         }
         BoxCommand::PublishHostKey(args) => {

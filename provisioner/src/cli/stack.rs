@@ -229,7 +229,7 @@ pub async fn render(global: &Global, command: RenderCommand) -> Result<ExitCode>
     let RenderCommand::Supervisord(args) = command;
     let manifest = global.load_manifest()?;
     let layout = Layout::new(&args.root, args.program_path)?.with_stores(args.stores);
-    let rendered = supervisor::render(&manifest.manifest, &layout);
+    let rendered = supervisor::render(&manifest.manifest, &layout, &Default::default());
     match args.out {
         None => print!("{}", rendered.to_text()),
         Some(dir) => {

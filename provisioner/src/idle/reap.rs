@@ -187,7 +187,19 @@ pub async fn reap(provider: &AwsProvider, run: &Run<'_>) -> Result<ReapReport, P
     }
     start_all(provider, &mut report).await;
     let concurrency = run.concurrency.max(1);
-    let expired: Vec<String> = report.expired.iter().map(|e| e.id.clone()).collect();
+    // An expired preview's queues go first: a preview whose queues could
+    // not be deleted is left for the next run, which finds it again (once
+    // terminated, nothing would name its queues).
+    let mut expired: Vec<String> = Vec::new();
+    let mut queues =
+        stream::iter(report.expired.clone()).map(|e| async move { (provider.delete_queues(&e.owner, &e.name).await, e.id) }).buffer_unordered(concurrency);
+    while let Some((deleted, id)) = queues.next().await {
+        match deleted {
+            Ok(_) => expired.push(id),
+            Err(e) => report.failed.push(Failed { id, error: format!("its queues: {e}") }),
+        }
+    }
+    drop(queues);
     let mut ends = stream::iter(expired.chunks(BATCH)).map(|chunk| provider.terminate_batch(chunk)).buffer_unordered(concurrency);
     while let Some(done) = ends.next().await {
         report.terminated.extend(done.stopped);

@@ -5,6 +5,10 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+/// The longest queue name (without `.fifo`): with a box's prefix
+/// (`ws_OWNER_BOX_`) and the dead-letter queue's `_dlq.fifo`, SQS takes 80.
+pub const QUEUE_NAME_MAX: usize = 40;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StoreKind {
@@ -13,6 +17,9 @@ pub enum StoreKind {
     Mongodb,
     Opensearch,
     Mysql,
+    /// Amazon SQS queues: real ones for a box in AWS, a local SQS server
+    /// beside the services on a local box.
+    Sqs,
 }
 
 impl StoreKind {
@@ -24,6 +31,7 @@ impl StoreKind {
             StoreKind::Mongodb => "mongodb",
             StoreKind::Opensearch => "opensearch",
             StoreKind::Mysql => "mysql",
+            StoreKind::Sqs => "sqs",
         }
     }
 
@@ -34,6 +42,8 @@ impl StoreKind {
             StoreKind::Mongodb => 27017,
             StoreKind::Opensearch => 9200,
             StoreKind::Mysql => 3306,
+            // ElasticMQ's, the usual local SQS port.
+            StoreKind::Sqs => 9324,
         }
     }
 }
@@ -52,6 +62,9 @@ pub struct Store {
     /// The environment variable that gives services the store's URL,
     /// instead of `WORKSTATION_<KIND>_<STORE>_URL`.
     pub url_env: Option<String>,
+    /// sqs: the queues, each `NAME` or `NAME.fifo` (a FIFO queue).
+    #[serde(default)]
+    pub queues: Vec<String>,
 }
 
 impl Store {
@@ -75,6 +88,9 @@ impl Store {
             StoreKind::Mongodb => format!("mongodb://127.0.0.1:{port}/{}", self.database(store_name)),
             StoreKind::Opensearch => format!("http://127.0.0.1:{port}"),
             StoreKind::Mysql => format!("mysql://root@127.0.0.1:{port}/{}", self.database(store_name)),
+            // The local server; a box in AWS uses its region's endpoint
+            // (provider/queues.rs), which its services get instead.
+            StoreKind::Sqs => format!("http://127.0.0.1:{port}"),
         }
     }
 
@@ -82,6 +98,19 @@ impl Store {
     /// `WORKSTATION_<KIND>_<STORE>_URL` (the name upper-cased, '-' as '_').
     pub fn url_env(&self, store_name: &str) -> String {
         self.url_env.clone().unwrap_or_else(|| format!("WORKSTATION_{}_{}_URL", self.kind.as_str().to_uppercase(), store_name.replace('-', "_").to_uppercase()))
+    }
+
+    /// The variable a queue's URL is in: the store's variable with the
+    /// queue's name before `_URL` (`WORKSTATION_SQS_JOBS_EMAILS_URL`;
+    /// `url_env = "WESTAGE_SQS_URL"` gives `WESTAGE_SQS_EMAILS_URL`), and
+    /// its dead-letter queue's with `_DLQ` (`..._EMAILS_DLQ_URL`). A FIFO
+    /// queue's `.fifo` is left out.
+    pub fn queue_env(&self, store_name: &str, queue: &str, dead_letter: bool) -> String {
+        let store = self.url_env(store_name);
+        let base = store.strip_suffix("_URL").unwrap_or(&store);
+        let queue = queue.strip_suffix(".fifo").unwrap_or(queue).replace('-', "_").to_uppercase();
+        let dlq = if dead_letter { "_DLQ" } else { "" };
+        format!("{base}_{queue}{dlq}_URL")
     }
 
     /// The seed's format: `format` if set, else from the file name.
@@ -155,6 +184,7 @@ impl SeedFormat {
             StoreKind::Mongodb => &[SeedFormat::MongoArchive],
             StoreKind::Opensearch => &[SeedFormat::Bulk],
             StoreKind::Mysql => &[SeedFormat::MysqlDump, SeedFormat::Csv],
+            StoreKind::Sqs => &[],
         }
     }
 

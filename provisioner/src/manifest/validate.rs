@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::{IdlePolicy, Manifest, Problem, ScheduleAction, SeedSource, Service, StoreKind};
+use super::store::QUEUE_NAME_MAX;
+use super::{IdlePolicy, Manifest, Problem, ScheduleAction, SeedSource, Service, Store, StoreKind};
 
 /// gp3 volumes range from 1 GiB to 16 TiB; below 8 GiB no NixOS image boots.
 const DISK_GIB: std::ops::RangeInclusive<u32> = 8..=16384;
@@ -183,7 +184,7 @@ impl Manifest {
                 problem(format!("{at}.format"), "set only with a seed; remove it or add seed = \"...\"".into());
             }
             match (&store.database, store.kind) {
-                (Some(_), StoreKind::Redis | StoreKind::Opensearch) => {
+                (Some(_), StoreKind::Redis | StoreKind::Opensearch | StoreKind::Sqs) => {
                     problem(format!("{at}.database"), format!("{} has no named databases; remove the field", store.kind.as_str()))
                 }
                 (Some(db), _) if !is_identifier(db) => {
@@ -196,6 +197,14 @@ impl Manifest {
                     problem(format!("{at}.url_env"), format!("{var:?} is not a valid variable name; use A-Z, 0-9 and '_'"));
                 }
             }
+            check_queues(&at, store, &mut problem);
+        }
+        let sqs: Vec<&String> = self.stores.iter().filter(|(_, s)| s.kind == StoreKind::Sqs).map(|(n, _)| n).collect();
+        if sqs.len() > 1 {
+            problem(
+                format!("stores.{}", sqs[1]),
+                format!("is a second sqs store (stores.{} is one); services reach one SQS endpoint, so list every queue in one store's queues", sqs[0]),
+            );
         }
 
         if self.webhooks.port == Some(0) {
@@ -275,6 +284,45 @@ fn check_idle(section: &str, idle: &IdlePolicy, problem: &mut impl FnMut(String,
             }
             (ScheduleAction::Stop, Some(_)) => problem(format!("{at}.duration"), "only keep and start windows have a duration; remove it".into()),
             _ => {}
+        }
+    }
+}
+
+/// An sqs store's queues (and only an sqs store has them): names that fit
+/// SQS's 80 characters with the box's prefix (provider/queues.rs), whose
+/// variables do not collide, and nothing to seed.
+fn check_queues(at: &str, store: &Store, problem: &mut impl FnMut(String, String)) {
+    if store.kind != StoreKind::Sqs {
+        if !store.queues.is_empty() {
+            problem(
+                format!("{at}.queues"),
+                format!("only an sqs store has queues; remove the field, or set kind = \"sqs\" (this is a {})", store.kind.as_str()),
+            );
+        }
+        return;
+    }
+    if store.queues.is_empty() {
+        problem(format!("{at}.queues"), "is empty; list the queues, e.g. queues = [\"emails\", \"payments.fifo\"]".into());
+    }
+    if store.seed.is_some() {
+        problem(format!("{at}.seed"), "an sqs store has no snapshot (its queues start empty); remove the field".into());
+    }
+    let mut vars = BTreeMap::new();
+    for (i, queue) in store.queues.iter().enumerate() {
+        let base = queue.strip_suffix(".fifo").unwrap_or(queue);
+        let valid = (1..=QUEUE_NAME_MAX).contains(&base.len())
+            && base.starts_with(|c: char| c.is_ascii_lowercase())
+            && base.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !valid {
+            problem(
+                format!("{at}.queues[{i}]"),
+                format!("{queue:?} is not a queue name; use 1-{QUEUE_NAME_MAX} characters from a-z, 0-9 and '-', starting with a letter, and \".fifo\" at the end for a FIFO queue"),
+            );
+        } else if let Some(other) = vars.insert(base.replace('-', "_"), queue) {
+            problem(
+                format!("{at}.queues[{i}]"),
+                format!("{queue:?} and {other:?} would share one variable (a FIFO queue's \".fifo\" is not in it); rename one"),
+            );
         }
     }
 }

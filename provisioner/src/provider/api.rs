@@ -6,8 +6,10 @@ use chrono::{DateTime, Utc};
 use super::data::{DataVolume, ImageSummary, RootReplaced};
 use super::{BoxInfo, LaunchSpec, Launched, Preview, Result};
 use crate::manifest::name::{BoxName, Owner};
-use crate::manifest::MachineSpec;
+use crate::manifest::{MachineSpec, Store};
+use crate::provider::queues::QueueEnv;
 use crate::provider::ProviderKind;
+use std::collections::BTreeMap;
 
 #[async_trait::async_trait]
 pub trait Provider: Send + Sync {
@@ -97,4 +99,9 @@ pub trait Provider: Send + Sync {
     /// Records that a bring-up started (None) or ended healthy with the
     /// manifest whose hash is given (the box now runs that manifest).
     async fn record_bring_up(&self, id: &str, finished: Option<&str>) -> Result<()>;
+
+    /// The queues of the manifest's sqs store for this box, made if
+    /// missing (SQS's for a box in AWS; a local box's own server makes its
+    /// own): the URLs its services get, by variable (queues.rs).
+    async fn queues(&self, info: &BoxInfo, stores: &BTreeMap<String, Store>) -> Result<QueueEnv>;
 }

@@ -13,6 +13,7 @@ pub mod machine;
 mod model;
 pub mod netns;
 pub mod pushed_keys;
+pub mod queues;
 pub mod tags;
 
 pub use api::Provider;

@@ -38,8 +38,18 @@ impl SecretSource {
     }
 }
 
+/// Where an `sqs` store's queues are: Amazon SQS itself for a box in AWS,
+/// or a server beside the services (a local box).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum QueueHost {
+    #[default]
+    Aws,
+    Beside,
+}
+
 /// The box's root, the `PATH` its programs run with, who runs its stores,
-/// the `workstation` its launchers run and where secrets come from.
+/// the `workstation` its launchers run, where secrets come from and where
+/// queues are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
     root: String,
@@ -50,6 +60,7 @@ pub struct Layout {
     /// boxes run the laptop's own, as they share its filesystem).
     pub bin: String,
     pub secrets: SecretSource,
+    pub queues: QueueHost,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +73,14 @@ impl Layout {
         if !safe {
             return Err(BadRoot(root.into()));
         }
-        Ok(Self { root: root.trim_end_matches('/').into(), path, stores: StoreRunner::Supervisord, bin: "workstation".into(), secrets: SecretSource::Aws })
+        Ok(Self {
+            root: root.trim_end_matches('/').into(),
+            path,
+            stores: StoreRunner::Supervisord,
+            bin: "workstation".into(),
+            secrets: SecretSource::Aws,
+            queues: QueueHost::Aws,
+        })
     }
 
     pub fn with_bin(self, bin: &str) -> Self {
@@ -75,6 +93,10 @@ impl Layout {
 
     pub fn with_stores(self, stores: StoreRunner) -> Self {
         Self { stores, ..self }
+    }
+
+    pub fn with_queues(self, queues: QueueHost) -> Self {
+        Self { queues, ..self }
     }
 
     pub fn root(&self) -> &str {

@@ -187,8 +187,13 @@ pub async fn status(onbox: &BoxShell, manifest: &Manifest, only: Option<&str>) -
     // output is still the answer.
     let mut lines = supervisor_status(onbox).await?;
     let mut exits = unexpected_exits(onbox).await?;
-    if onbox.layout.stores == StoreRunner::Systemd && !manifest.stores.is_empty() {
-        let units: Vec<(String, String)> = manifest.stores.iter().map(|(name, store)| (name.clone(), stores::system_unit(name, store.kind))).collect();
+    let units: Vec<(String, String)> = manifest
+        .stores
+        .iter()
+        .filter(|(_, s)| stores::runner(s, &onbox.layout) == Some(StoreRunner::Systemd))
+        .map(|(name, store)| (name.clone(), stores::system_unit(name, store.kind)))
+        .collect();
+    if !units.is_empty() {
         let list: Vec<String> = units.iter().map(|(_, u)| sh(u)).collect();
         let show = format!("systemctl show --property=Id,ActiveState,MainPID,NRestarts {}", list.join(" "));
         for (unit, line, restarts) in parse_systemctl_show(&onbox.output(&show).await?) {
@@ -201,10 +206,12 @@ pub async fn status(onbox: &BoxShell, manifest: &Manifest, only: Option<&str>) -
 
     // The proxy in front of services, when the manifest gives any a front.
     let fronted: Vec<String> = manifest.services.values().any(|s| s.front.is_some()).then(|| front::PROGRAM.to_string()).into_iter().collect();
+    // An sqs store of a box in AWS is SQS's, not a program of the box.
     let names: Vec<(&String, &'static str)> = manifest
         .stores
-        .keys()
-        .map(|n| (n, "store"))
+        .iter()
+        .filter(|(_, s)| stores::runner(s, &onbox.layout).is_some())
+        .map(|(n, _)| (n, "store"))
         .chain(manifest.services.keys().map(|n| (n, "service")))
         .chain(fronted.iter().map(|n| (n, "proxy")))
         .filter(|(n, _)| only.is_none_or(|o| o == n.as_str()))
@@ -233,7 +240,7 @@ pub async fn status(onbox: &BoxShell, manifest: &Manifest, only: Option<&str>) -
         } else if *kind == "proxy" {
             Health::NoCheck
         } else if *kind == "store" {
-            check_command(onbox, &stores::ready_command(&manifest.stores[*name]), None).await
+            check_command(onbox, &stores::ready_command(name, &manifest.stores[*name], &onbox.layout), None).await
         } else {
             match &manifest.services[*name].health {
                 None => Health::NoCheck,

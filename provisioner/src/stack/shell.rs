@@ -178,16 +178,16 @@ impl BoxShell {
     /// `verb` (start, stop, restart) for a program: supervisorctl, or
     /// systemctl for a store that systemd runs.
     pub fn control(&self, verb: &str, program: &str, store: Option<&Store>) -> String {
-        match (store, self.layout.stores) {
-            (Some(store), StoreRunner::Systemd) => format!("systemctl {verb} {}", sh(&stores::system_unit(program, store.kind))),
+        match store.map(|s| (s, stores::runner(s, &self.layout))) {
+            Some((store, Some(StoreRunner::Systemd))) => format!("systemctl {verb} {}", sh(&stores::system_unit(program, store.kind))),
             _ => self.supervisorctl(&format!("{verb} {}", sh(program))),
         }
     }
 
     /// The last `lines` lines of a program's output, following with `-f`.
     pub fn log_command(&self, program: &str, store: Option<&Store>, lines: u32, follow: bool) -> String {
-        match (store, self.layout.stores) {
-            (Some(store), StoreRunner::Systemd) => {
+        match store.map(|s| (s, stores::runner(s, &self.layout))) {
+            Some((store, Some(StoreRunner::Systemd))) => {
                 format!("journalctl --no-pager -n {lines} {} -u {}", if follow { "-f" } else { "" }, sh(&stores::system_unit(program, store.kind)))
             }
             _ => format!("tail -n {lines} {} {}", if follow { "-F" } else { "" }, sh(&self.layout.log(program))),

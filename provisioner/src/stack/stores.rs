@@ -6,7 +6,7 @@
 //! and the laptop through SSH.
 
 use crate::manifest::{Store, StoreKind};
-use crate::stack::layout::{sh, Layout, StoreRunner};
+use crate::stack::layout::{sh, Layout, QueueHost, StoreRunner};
 
 /// The unprivileged account a store's server runs as (the names Debian and
 /// NixOS packages create). PostgreSQL and OpenSearch refuse to run as root.
@@ -17,6 +17,19 @@ pub fn user(kind: StoreKind) -> &'static str {
         StoreKind::Mongodb => "mongodb",
         StoreKind::Opensearch => "opensearch",
         StoreKind::Mysql => "mysql",
+        // moto's server has no account of its own on Debian.
+        StoreKind::Sqs => "nobody",
+    }
+}
+
+/// Who runs the store's server: the box's runner; for an sqs store, the
+/// server beside the services (supervisord) or none at all on a box in
+/// AWS, whose queues are SQS's.
+pub fn runner(store: &Store, layout: &Layout) -> Option<StoreRunner> {
+    match (store.kind, layout.queues) {
+        (StoreKind::Sqs, QueueHost::Beside) => Some(StoreRunner::Supervisord),
+        (StoreKind::Sqs, QueueHost::Aws) => None,
+        _ => Some(layout.stores),
     }
 }
 
@@ -30,6 +43,8 @@ pub fn system_unit(name: &str, kind: StoreKind) -> String {
         StoreKind::Mongodb => "mongodb.service".into(),
         StoreKind::Opensearch => "opensearch.service".into(),
         StoreKind::Mysql => "mysql.service".into(),
+        // Never asked: nothing runs an sqs store on such a box ([`runner`]).
+        StoreKind::Sqs => "sqs.service".into(),
     }
 }
 
@@ -79,6 +94,18 @@ pub fn server_script(name: &str, store: &Store, layout: &Layout) -> String {
              --pid-file={dir}/mariadbd.pid --skip-name-resolve --character-set-server=utf8mb4 --collation-server=utf8mb4_unicode_ci \
              --local-infile=1 --max-allowed-packet=256M"
         ),
+        // moto's server keeps queues in memory: each start makes them
+        // again (`workstation box queues`), then waits on the server.
+        StoreKind::Sqs => {
+            let queues: String = store.queues.iter().map(|q| format!(" --queue {}", sh(q))).collect();
+            format!(
+                "moto_server -H 127.0.0.1 -p {port} &
+                 {bin} box queues --endpoint {endpoint}{queues} || {{ kill $!; exit 1; }}
+                 wait",
+                bin = sh(&layout.bin),
+                endpoint = sh(&store.url(name)),
+            )
+        }
     }
 }
 
@@ -113,12 +140,12 @@ pub fn init_script(name: &str, store: &Store, layout: &Layout) -> Option<String>
             "mysql",
             &format!("mariadb-install-db --no-defaults --datadir={dir}/data.new --auth-root-authentication-method=normal --skip-test-db --skip-name-resolve"),
         )),
-        StoreKind::Redis | StoreKind::Mongodb | StoreKind::Opensearch => None,
+        StoreKind::Redis | StoreKind::Mongodb | StoreKind::Opensearch | StoreKind::Sqs => None,
     }
 }
 
 /// A command on the box that exits 0 once the store answers queries.
-pub fn ready_command(store: &Store) -> String {
+pub fn ready_command(name: &str, store: &Store, layout: &Layout) -> String {
     let port = store.port();
     match store.kind {
         StoreKind::Redis => format!("[ \"$(redis-cli -h 127.0.0.1 -p {port} ping 2>/dev/null)\" = PONG ]"),
@@ -132,7 +159,16 @@ pub fn ready_command(store: &Store) -> String {
         // A query, not `mariadb-admin ping`, which says alive even to an
         // account it refuses.
         StoreKind::Mysql => format!("{} -N -e 'SELECT 1' >/dev/null 2>&1", mysql_client(store, "root")),
+        // Every queue there, asked with the SDK (moto's server routes a
+        // request by its signature): a restarted server makes them again
+        // before they answer.
+        StoreKind::Sqs => format!("{} box queues --check --endpoint {}{} >/dev/null 2>&1", sh(&layout.bin), sh(&store.url(name)), queue_args(store)),
     }
+}
+
+/// ` --queue NAME` for each of an sqs store's queues.
+fn queue_args(store: &Store) -> String {
+    store.queues.iter().map(|q| format!(" --queue {}", sh(q))).collect()
 }
 
 /// The mariadb client on the box, connected over loopback as `user`.
@@ -154,11 +190,37 @@ mod tests {
     fn mongodb_and_opensearch_command_lines() {
         let layout = Layout::new("/var/lib/workstation", None).unwrap();
         assert_eq!(server_script("docs", &store("mongodb"), &layout), "exec mongod --bind_ip 127.0.0.1 --port 27017 --dbpath /var/lib/workstation/stores/docs");
-        assert_eq!(ready_command(&store("mongodb")), "mongosh --quiet --host 127.0.0.1 --port 27017 --eval 'quit(db.adminCommand({ping: 1}).ok ? 0 : 1)'");
+        assert_eq!(
+            ready_command("docs", &store("mongodb"), &layout),
+            "mongosh --quiet --host 127.0.0.1 --port 27017 --eval 'quit(db.adminCommand({ping: 1}).ok ? 0 : 1)'"
+        );
         let os = server_script("search", &store("opensearch"), &layout);
         assert!(os.starts_with("exec opensearch -Ehttp.port=9200 -Enetwork.host=127.0.0.1 -Ediscovery.type=single-node"), "{os}");
         assert!(os.contains("-Epath.data=/var/lib/workstation/stores/search/data"), "{os}");
-        assert_eq!(ready_command(&store("opensearch")), "curl -fsS -o /dev/null 'http://127.0.0.1:9200/_cluster/health?wait_for_status=yellow&timeout=1s'");
+        assert_eq!(
+            ready_command("search", &store("opensearch"), &layout),
+            "curl -fsS -o /dev/null 'http://127.0.0.1:9200/_cluster/health?wait_for_status=yellow&timeout=1s'"
+        );
         assert_eq!(user(StoreKind::Opensearch), "opensearch");
+    }
+
+    /// An sqs store is a server only beside a local box's services.
+    #[test]
+    fn an_sqs_store_runs_only_beside_a_local_boxs_services() {
+        let jobs: Store = toml::from_str("kind = \"sqs\"\nqueues = [\"emails\", \"pay.fifo\"]").unwrap();
+        let aws = Layout::new("/var/lib/workstation", None).unwrap().with_stores(StoreRunner::Systemd);
+        assert_eq!(runner(&jobs, &aws), None);
+        assert_eq!(runner(&store("redis"), &aws), Some(StoreRunner::Systemd));
+        let local = Layout::new("/srv/box", None).unwrap().with_bin("/opt/ws").with_queues(QueueHost::Beside);
+        assert_eq!(runner(&jobs, &local), Some(StoreRunner::Supervisord));
+        let script = server_script("jobs", &jobs, &local);
+        assert!(
+            script.starts_with("moto_server -H 127.0.0.1 -p 9324 &\n/opt/ws box queues --endpoint http://127.0.0.1:9324 --queue emails --queue pay.fifo"),
+            "{script}"
+        );
+        assert_eq!(
+            ready_command("jobs", &jobs, &local),
+            "/opt/ws box queues --check --endpoint http://127.0.0.1:9324 --queue emails --queue pay.fifo >/dev/null 2>&1"
+        );
     }
 }

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
-use crate::manifest::{Manifest, Service};
+use crate::manifest::{Manifest, Service, StoreKind};
 use crate::stack::front;
 use crate::stack::layout::{sh, Layout, StoreRunner};
 use crate::stack::stores;
@@ -82,11 +82,14 @@ impl Rendered {
     }
 }
 
-pub fn render(manifest: &Manifest, layout: &Layout) -> Rendered {
+/// The configuration for `manifest` on a box with `layout`; `queues` are
+/// the box's queue URLs by variable (provider/queues.rs), none when
+/// rendered away from a box (`workstation render`: an image's).
+pub fn render(manifest: &Manifest, layout: &Layout, queues: &BTreeMap<String, String>) -> Rendered {
     let mut files = BTreeMap::new();
     let mut inits = Vec::new();
     let mut conf = header(layout);
-    let supervised_stores = manifest.stores.iter().filter(|_| layout.stores == StoreRunner::Supervisord);
+    let supervised_stores = manifest.stores.iter().filter(|(_, s)| stores::runner(s, layout) == Some(StoreRunner::Supervisord));
     for (name, store) in supervised_stores {
         let mut script = stores::server_script(name, store, layout);
         if let Some(init) = stores::init_script(name, store, layout) {
@@ -110,8 +113,11 @@ pub fn render(manifest: &Manifest, layout: &Layout) -> Rendered {
             true => (format!("exec {command}"), svc.user.as_deref()),
             false => (format!("exec {} {command}", launch(svc, layout)), None),
         };
-        // Every store's URL, unless the service sets that variable itself.
-        let mut environment: BTreeMap<String, String> = manifest.stores.iter().map(|(name, store)| (store.url_env(name), store.url(name))).collect();
+        // Every store's URL and the box's queues' (whose URLs depend on the
+        // box), unless the service sets that variable itself.
+        let mut environment: BTreeMap<String, String> =
+            manifest.stores.iter().filter(|(_, s)| s.kind != StoreKind::Sqs).map(|(name, store)| (store.url_env(name), store.url(name))).collect();
+        environment.extend(queues.clone());
         environment.extend(svc.environment.clone());
         let env: Vec<_> = environment.iter().collect();
         let text = launcher(&format!("service {name}"), layout, &env, svc.directory.as_deref(), &script);
@@ -249,7 +255,7 @@ mod tests {
     #[test]
     fn golden_output() {
         let layout = Layout::new("/var/lib/workstation", Some("/run/current-system/sw/bin".into())).unwrap();
-        let rendered = render(&golden_manifest(), &layout);
+        let rendered = render(&golden_manifest(), &layout, &BTreeMap::new());
         let expected_path = format!("{GOLDEN_DIR}/expected.txt");
         if std::env::var_os("UPDATE_GOLDEN").is_some() {
             std::fs::write(&expected_path, rendered.to_text()).unwrap();
@@ -260,7 +266,7 @@ mod tests {
 
     #[test]
     fn hostile_environment_survives_a_real_shell() {
-        let rendered = render(&golden_manifest(), &Layout::new(crate::stack::layout::DEFAULT_ROOT, None).unwrap());
+        let rendered = render(&golden_manifest(), &Layout::new(crate::stack::layout::DEFAULT_ROOT, None).unwrap(), &BTreeMap::new());
         let launcher = rendered.files.iter().find(|(p, _)| p.starts_with("programs/api-")).unwrap().1;
         // Run the launcher's exports (not its exec) in a real sh and read the
         // values back byte for byte.
@@ -282,7 +288,7 @@ mod tests {
     #[test]
     fn stores_that_systemd_runs_are_left_out() {
         let layout = Layout::new(crate::stack::layout::DEFAULT_ROOT, None).unwrap().with_stores(StoreRunner::Systemd);
-        let rendered = render(&golden_manifest(), &layout);
+        let rendered = render(&golden_manifest(), &layout, &BTreeMap::new());
         let conf = &rendered.files["supervisord.conf"];
         assert!(!conf.contains("[program:cache]") && conf.contains("[program:api]"), "{conf}");
         assert!(rendered.files.keys().all(|p| !p.starts_with("programs/cache-")));
@@ -290,7 +296,7 @@ mod tests {
 
     #[test]
     fn the_ini_file_holds_no_manifest_strings() {
-        let rendered = render(&golden_manifest(), &Layout::new(crate::stack::layout::DEFAULT_ROOT, None).unwrap());
+        let rendered = render(&golden_manifest(), &Layout::new(crate::stack::layout::DEFAULT_ROOT, None).unwrap(), &BTreeMap::new());
         let conf = &rendered.files["supervisord.conf"];
         for needle in ["%", "\"", "'", " #", " ;"] {
             assert!(!conf.contains(needle), "{needle:?} in supervisord.conf:\n{conf}");
@@ -300,16 +306,16 @@ mod tests {
     #[test]
     fn dependencies_order_start_and_the_hash_follows_content() {
         let m = golden_manifest();
-        let rendered = render(&m, &Layout::new(crate::stack::layout::DEFAULT_ROOT, None).unwrap());
+        let rendered = render(&m, &Layout::new(crate::stack::layout::DEFAULT_ROOT, None).unwrap(), &BTreeMap::new());
         let conf = &rendered.files["supervisord.conf"];
         let prio = |p: &str| {
             let at = conf.find(&format!("[program:{p}]")).unwrap();
             conf[at..].lines().find_map(|l| l.strip_prefix("priority=")).unwrap().parse::<u32>().unwrap()
         };
         assert!(prio("cache") < prio("worker") && prio("worker") < prio("api"));
-        let other = render(&m, &Layout::new("/srv/other", None).unwrap());
+        let other = render(&m, &Layout::new("/srv/other", None).unwrap(), &BTreeMap::new());
         assert_ne!(rendered.hash(), other.hash());
-        assert_eq!(rendered.hash(), render(&m, &Layout::new(crate::stack::layout::DEFAULT_ROOT, None).unwrap()).hash());
+        assert_eq!(rendered.hash(), render(&m, &Layout::new(crate::stack::layout::DEFAULT_ROOT, None).unwrap(), &BTreeMap::new()).hash());
     }
 
     #[test]
@@ -319,7 +325,7 @@ mod tests {
         api.user = Some("app".into());
         api.secrets.insert("STRIPE_KEY".into(), "ssm:/workstation/{owner}/stripe".parse().unwrap());
         let layout = Layout::new("/srv/ws", None).unwrap().with_bin("/opt/ws/workstation").with_secrets(crate::stack::layout::SecretSource::Laptop);
-        let rendered = render(&m, &layout);
+        let rendered = render(&m, &layout, &BTreeMap::new());
         let launcher = rendered.files.iter().find(|(p, _)| p.starts_with("programs/api-")).unwrap().1;
         let exec = launcher.lines().last().unwrap();
         assert!(

@@ -55,11 +55,12 @@ pub async fn up(
     locked: &Held,
     manifest: &Manifest,
     snapshots: &BTreeMap<String, Option<Snapshot>>,
+    queues: &BTreeMap<String, String>,
     health_timeout: Duration,
     progress: Option<&ProgressBar>,
 ) -> Result<UpReport, ShellError> {
     let layout = &onbox.layout;
-    let rendered = supervisor::render(manifest, layout);
+    let rendered = supervisor::render(manifest, layout, queues);
     let hash = rendered.hash();
     // Directories, the configuration and supervisord in one round trip:
     // each exec is a round trip to the box, which on EC2 is what costs.
@@ -120,8 +121,8 @@ fn bring_up_script(l: &Layout, manifest: &Manifest, rendered: &supervisor::Rende
         socket = sh(&l.socket()),
     );
     // Stores that systemd runs have the directories their modules made.
-    let supervised = manifest.stores.iter().filter(|_| l.stores == StoreRunner::Supervisord);
-    for (name, store) in supervised {
+    let supervised: Vec<_> = manifest.stores.iter().filter(|(_, s)| stores::runner(s, l) == Some(StoreRunner::Supervisord)).collect();
+    for (name, store) in &supervised {
         let user = stores::user(store.kind);
         let dir = sh(&l.store_dir(name));
         script += &format!(
@@ -137,7 +138,7 @@ fn bring_up_script(l: &Layout, manifest: &Manifest, rendered: &supervisor::Rende
     // apply the new configuration, which it may have missed).
     // supervisord takes a Python start-up to daemonise; when it runs
     // nothing yet, nobody waits for that.
-    let supervised_programs = !manifest.services.is_empty() || (l.stores == StoreRunner::Supervisord && !manifest.stores.is_empty());
+    let supervised_programs = !manifest.services.is_empty() || !supervised.is_empty();
     let start = match supervised_programs {
         true => format!("supervisord -c {}", sh(&l.conf())),
         false => format!("(setsid supervisord -c {} </dev/null >/dev/null 2>&1 &)", sh(&l.conf())),
@@ -197,7 +198,7 @@ mod tests {
         let manifest =
             Manifest::parse("[box]\ninstance_type = \"t3.medium\"\ndisk_gib = 30\nimage_id = \"ami-0123456789abcdef0\"\n[services.api]\ncommand = \"true\"\n")
                 .unwrap();
-        let mut rendered = supervisor::render(&manifest, &layout);
+        let mut rendered = supervisor::render(&manifest, &layout, &BTreeMap::new());
         rendered.files.insert("programs/odd.sh".into(), "echo \"$HOME\" 'it''s' `x` \\n no newline".into());
         let bin = dir.path().join("bin");
         std::fs::create_dir(&bin).unwrap();

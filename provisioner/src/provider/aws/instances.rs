@@ -23,11 +23,20 @@ pub struct AwsProvider {
     pub(super) address: AddressKind,
     /// For team boxes (`push_key`); None: this caller reaches only its own.
     pub(super) connect: Option<aws_sdk_ec2instanceconnect::Client>,
+    /// For boxes' queues (queues.rs); None: a caller that never makes or
+    /// deletes boxes (`init`'s key pair).
+    pub(super) sqs: Option<aws_sdk_sqs::Client>,
 }
 
 impl AwsProvider {
     pub fn new(client: Client, address: AddressKind) -> Self {
-        Self { client, address, connect: None }
+        Self { client, address, connect: None, sqs: None }
+    }
+
+    /// Lets this provider make and delete boxes' queues.
+    pub fn with_queues(mut self, client: aws_sdk_sqs::Client) -> Self {
+        self.sqs = Some(client);
+        self
     }
 
     /// Lets this provider push keys to team boxes (EC2 Instance Connect).
@@ -167,7 +176,14 @@ impl Provider for AwsProvider {
         Ok(())
     }
 
+    /// Its queues first: a destroy interrupted after them finds the box
+    /// and runs again, one interrupted after the box would leave them.
     async fn destroy(&self, id: &str) -> Result<()> {
+        let info = self.describe(id).await?;
+        let deleted = self.delete_queues(&info.owner, &info.name).await?;
+        if deleted > 0 {
+            tracing::info!("deleted {deleted} queues of box {}", info.name);
+        }
         self.client.terminate_instances().instance_ids(id).send().await.map_err(api("TerminateInstances"))?;
         Ok(())
     }
@@ -215,6 +231,10 @@ impl Provider for AwsProvider {
         let value = if shareable { "true" } else { "false" };
         self.client.create_tags().resources(id).tags(tag(tags::SHAREABLE, value)).send().await.map_err(api("CreateTags"))?;
         Ok(())
+    }
+
+    async fn queues(&self, info: &BoxInfo, stores: &std::collections::BTreeMap<String, crate::manifest::Store>) -> Result<crate::provider::queues::QueueEnv> {
+        self.ensure_queues(info, stores).await
     }
 
     async fn record_bring_up(&self, id: &str, finished: Option<&str>) -> Result<()> {
@@ -292,7 +312,7 @@ pub(super) fn code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> Option<&st
     e.as_service_error().and_then(|s| s.code())
 }
 
-pub(super) fn api<E, R>(operation: &'static str) -> impl FnOnce(SdkError<E, R>) -> ProviderError
+pub(crate) fn api<E, R>(operation: &'static str) -> impl FnOnce(SdkError<E, R>) -> ProviderError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug + 'static,

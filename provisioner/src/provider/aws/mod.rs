@@ -9,12 +9,14 @@ mod images;
 mod instances;
 mod launch;
 pub mod offboard;
+mod queues;
 mod reap;
 mod root;
 pub mod sdk;
 pub mod secrets;
 mod volumes;
 
+pub(crate) use instances::api;
 pub use instances::{hibernation_refused, AwsProvider};
 pub use launch::key_pair_name;
 pub use reap::Stopped;

@@ -171,6 +171,12 @@ impl Provider for LocalProvider {
         self.update(id, |r| r.shareable = shareable).map(drop)
     }
 
+    /// A local box's sqs store runs its own server, which makes the
+    /// queues when it starts (stack/stores.rs): only their URLs here.
+    async fn queues(&self, _info: &BoxInfo, stores: &std::collections::BTreeMap<String, crate::manifest::Store>) -> Result<crate::provider::queues::QueueEnv> {
+        Ok(crate::provider::queues::local_env(stores))
+    }
+
     async fn record_bring_up(&self, id: &str, finished: Option<&str>) -> Result<()> {
         self.update(id, |r| {
             r.bring_up_unfinished = finished.is_none();

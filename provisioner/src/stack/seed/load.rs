@@ -29,7 +29,7 @@ pub(super) const PIPE_BUFFER: usize = 256 * 1024;
 
 /// Waits until the store answers; supervisord has just started it.
 pub async fn wait_ready(onbox: &BoxShell, name: &str, store: &Store) -> Result<(), SeedError> {
-    let check = stores::ready_command(store);
+    let check = stores::ready_command(name, store, &onbox.layout);
     let ready = poll::until(READY_TIMEOUT, READY_POLL, async || Ok::<_, ShellError>(onbox.check(&check).await?.then_some(()))).await?;
     ready.ok_or(SeedError::NotReady { store: name.into(), waited: READY_TIMEOUT, check })
 }
