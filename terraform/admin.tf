@@ -44,6 +44,31 @@ data "aws_iam_policy_document" "admin" {
     resources = ["arn:${local.partition}:ec2:${var.region}:${local.account}:key-pair/workstation.*"]
   }
 
+  # A leaver's boxes' queues, deleted with the boxes (`destroy`): boxes'
+  # queue names, and only a queue tagged with an owner.
+  statement {
+    sid       = "ListQueues"
+    actions   = ["sqs:ListQueues"]
+    resources = ["*"]
+  }
+
+  statement {
+    sid       = "ReadBoxQueuesTags"
+    actions   = ["sqs:ListQueueTags"]
+    resources = [local.box_queues]
+  }
+
+  statement {
+    sid       = "DeleteOwnersQueues"
+    actions   = ["sqs:DeleteQueue"]
+    resources = [local.box_queues]
+    condition {
+      test     = "Null"
+      variable = "aws:ResourceTag/${local.owner_tag}"
+      values   = ["false"]
+    }
+  }
+
   # Kept volumes (a box's data, billed while nobody uses them) go only
   # after the grace, and only an owner's.
   statement {

@@ -27,6 +27,11 @@ locals {
   engineer_tags = ["workstation:keep-until", "workstation:shareable", "workstation:bring-up", "workstation:manifest-hash", "workstation:ref", "workstation:expires", "workstation:image-id"]
   # Root volume replacement tasks (`workstation upgrade`) have ARNs of their own.
   root_tasks = "arn:${local.partition}:ec2:${var.region}:${local.account}:replace-root-volume-task/*"
+  # Boxes' queues (sqs stores): `ws_<owner>_<box>_<queue>`
+  # (provisioner/src/provider/queues.rs). Whose a queue is, is its
+  # workstation:owner tag: the policies match tags, not names.
+  queues     = "arn:${local.partition}:sqs:${var.region}:${local.account}:ws_"
+  box_queues = "${local.queues}*"
   subnets       = [for s in local.subnet_ids : "arn:${local.partition}:ec2:${var.region}:${local.account}:subnet/${s}"]
 }
 
@@ -407,6 +412,50 @@ data "aws_iam_policy_document" "engineer" {
     effect    = "Deny"
     actions   = ["ssm:PutParameter", "ssm:DeleteParameter"]
     resources = ["${local.parameters}/shared", "${local.parameters}/shared/*"]
+  }
+
+  # The queues of your boxes' sqs stores: made with your owner tag (SQS
+  # authorizes a create's tags as sqs:TagQueue too), read, changed and
+  # deleted when their tag says they are yours. ListQueues takes only "*"
+  # (Service Authorization Reference, "Actions ... for Amazon SQS"). By
+  # tag, not name: IAM allows `ws_${...}_*`, but a variable with a '/'
+  # in an SQS resource defeats the simulator the tests decide with. A
+  # queue named as someone else's box's but tagged yours is refused by
+  # `up` itself (provider/queues.rs checks the tags of what it finds).
+  statement {
+    sid       = "ListQueues"
+    actions   = ["sqs:ListQueues"]
+    resources = ["*"]
+  }
+
+  statement {
+    sid       = "MakeOwnQueues"
+    actions   = ["sqs:CreateQueue", "sqs:TagQueue"]
+    resources = [local.box_queues]
+    condition {
+      test     = "StringEquals"
+      variable = "aws:RequestTag/${local.owner_tag}"
+      values   = [local.me]
+    }
+  }
+
+  # Whether a queue exists and whose it is: `up` and `destroy` look
+  # before they use one (a queue that does not exist has no tag to match).
+  statement {
+    sid       = "FindQueues"
+    actions   = ["sqs:GetQueueUrl", "sqs:ListQueueTags"]
+    resources = [local.box_queues]
+  }
+
+  statement {
+    sid       = "ChangeOwnQueues"
+    actions   = ["sqs:GetQueueAttributes", "sqs:SetQueueAttributes", "sqs:DeleteQueue"]
+    resources = [local.box_queues]
+    condition {
+      test     = "StringEquals"
+      variable = "aws:ResourceTag/${local.owner_tag}"
+      values   = [local.me]
+    }
   }
 
   statement {

@@ -373,6 +373,52 @@ data "aws_iam_policy_document" "preview" {
     }
   }
 
+  # This pull request's box's queues (sqs stores): made with both tags,
+  # changed and deleted when both say so (by tag: iam.tf says why).
+  statement {
+    sid       = "ListQueues"
+    actions   = ["sqs:ListQueues"]
+    resources = ["*"]
+  }
+
+  statement {
+    sid       = "MakeThisPullRequestsQueues"
+    actions   = ["sqs:CreateQueue", "sqs:TagQueue"]
+    resources = [local.box_queues]
+    condition {
+      test     = "StringEquals"
+      variable = "aws:RequestTag/${local.owner_tag}"
+      values   = [local.me]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:RequestTag/workstation:preview"
+      values   = [local.my_pr]
+    }
+  }
+
+  statement {
+    sid       = "FindQueues"
+    actions   = ["sqs:GetQueueUrl", "sqs:ListQueueTags"]
+    resources = [local.box_queues]
+  }
+
+  statement {
+    sid       = "ChangeThisPullRequestsQueues"
+    actions   = ["sqs:GetQueueAttributes", "sqs:SetQueueAttributes", "sqs:DeleteQueue"]
+    resources = [local.box_queues]
+    condition {
+      test     = "StringEquals"
+      variable = "aws:ResourceTag/${local.owner_tag}"
+      values   = [local.me]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:ResourceTag/workstation:preview"
+      values   = [local.my_pr]
+    }
+  }
+
   # Seeds made for previews (scrubbed, small), not production's.
   statement {
     sid       = "ReadPreviewSeeds"

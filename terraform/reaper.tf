@@ -108,6 +108,36 @@ data "aws_iam_policy_document" "reaper" {
     }
   }
 
+  # An expired preview's queues, deleted before the preview: only a queue
+  # whose tags say it is a preview's.
+  statement {
+    sid       = "ListQueues"
+    actions   = ["sqs:ListQueues"]
+    resources = ["*"]
+  }
+
+  statement {
+    sid       = "ReadPreviewQueuesTags"
+    actions   = ["sqs:ListQueueTags"]
+    resources = [local.box_queues]
+  }
+
+  statement {
+    sid       = "DeleteExpiredPreviewsQueues"
+    actions   = ["sqs:DeleteQueue"]
+    resources = [local.box_queues]
+    condition {
+      test     = "StringEquals"
+      variable = "aws:ResourceTag/${local.owner_tag}"
+      values   = [var.preview_owner]
+    }
+    condition {
+      test     = "Null"
+      variable = "aws:ResourceTag/workstation:preview"
+      values   = ["false"]
+    }
+  }
+
   statement {
     sid       = "OnlyTheStoppedByTag"
     effect    = "Deny"

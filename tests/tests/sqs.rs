@@ -113,8 +113,13 @@ fn a_box_in_aws_gets_its_own_tagged_queues_and_destroy_deletes_them() {
     // A queue that only looks like the box's (made by hand, other tags).
     moto::block_on(sqs.create_queue().queue_name("ws_tester_dev_lookalike").tags("workstation:owner", "mallory").send()).unwrap();
 
-    let created = env.json(&["create", "dev"]);
-    assert_eq!(created["up"]["healthy"], true, "{created:#}");
+    // A queue with the box's name but someone else's tags is refused.
+    let squat = moto::block_on(sqs.create_queue().queue_name("ws_tester_dev_emails_dlq").tags("workstation:owner", "mallory").send()).unwrap();
+    let err = env.fails(&["create", "dev"]);
+    assert!(err.contains("queue ws_tester_dev_emails_dlq exists but is not this box's") && err.contains("\"mallory\""), "{err}");
+    moto::block_on(sqs.delete_queue().queue_url(squat.queue_url.unwrap()).send()).unwrap();
+    let created = env.json(&["up", "dev"]);
+    assert_eq!(created["healthy"], true, "{created:#}");
     let made = queues(&sqs);
     let names: Vec<&str> = made.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(

@@ -67,6 +67,7 @@ fn sdk_actions(src: &str, default: &str) -> BTreeSet<String> {
         ("ssm.", "ssm"),
         ("secretsmanager.", "secretsmanager"),
         ("instance_connect.", "ec2-instance-connect"),
+        ("sqs.", "sqs"),
     ] {
         let mut rest = squeezed.as_str();
         while let Some(at) = rest.find(var) {
@@ -189,6 +190,12 @@ fn each_policy_allows_exactly_the_actions_its_code_calls() {
     if aws.contains("iam_instance_profile(") {
         engineer.insert("iam:PassRole".into());
     }
+    // Boxes' queues, made with tags: SQS authorizes those as TagQueue.
+    let queues = source("provider/queues.rs");
+    engineer.extend(sdk_actions(&queues, "sqs"));
+    if queues.contains("set_tags(") {
+        engineer.insert("sqs:TagQueue".into());
+    }
     let on_box = sdk_actions(&source("boxside"), "ec2");
     let mut reaper = reachable_actions(&aws, &calls_on(&source("idle/reap.rs"), "provider"));
     // The deployed manifest, read from S3 (manifest/deployed.rs's fetch).
@@ -228,14 +235,15 @@ fn each_policy_allows_exactly_the_actions_its_code_calls() {
     assert_eq!(webhooks, ["ec2:DescribeInstances".to_owned(), "s3:GetObject".to_owned()].into(), "the endpoint only reads");
 
     let policies = policies();
-    // kms, logs, sqs, xray and sts are the infrastructure's own (encryption,
-    // the Lambda's logs and dead letters), and ssm's sessions are the
-    // Session Manager plugin's and agent's; the code calls ec2, ebs, s3,
-    // iam, route53, ssm's parameters and secretsmanager.
+    // kms, logs, xray, sts and the Lambda's dead letters (sqs:SendMessage)
+    // are the infrastructure's own, and ssm's sessions are the Session
+    // Manager plugin's and agent's; the code calls ec2, ebs, s3, iam,
+    // route53, ssm's parameters, secretsmanager and sqs's queue actions.
     let api = |name: &str| -> BTreeSet<String> {
         let called = |a: &&String| {
             ["ec2:", "ebs:", "s3:", "iam:", "route53:", "secretsmanager:", "ec2-instance-connect:"].iter().any(|p| a.starts_with(p))
                 || (a.starts_with("ssm:") && a.contains("Parameter"))
+                || (a.starts_with("sqs:") && *a != "sqs:SendMessage")
         };
         policies[name].iter().filter(called).cloned().collect()
     };
@@ -870,6 +878,64 @@ fn the_admin_policy_offboards_any_owner_and_nothing_else() {
         ("deny", "it deletes another key pair", admin("ec2:DeleteKeyPair", arn("key-pair", "prod-bastion"), serde_json::json!({}))),
         ("allow", "it deletes a leaver's kept volume", admin("ec2:DeleteVolume", arn("volume", "vol-1"), owned_by("leaver"))),
         ("deny", "it deletes a database's volume", admin("ec2:DeleteVolume", arn("volume", "vol-db"), serde_json::json!({}))),
+    ]);
+}
+
+/// Boxes' queues (sqs stores) are named and tagged as their owner's: an
+/// engineer makes, changes and deletes only hers, a box's services use only
+/// its owner's, a preview run only its pull request's, the reaper deletes
+/// only previews', and the admin any box's.
+#[test]
+fn queues_belong_to_their_owner_and_bobs_box_cannot_read_alices() {
+    let queue = |name: &str| format!("arn:aws:sqs:us-east-1:{ACCOUNT}:{name}");
+    let tagged = |o: &str| serde_json::json!({"aws:ResourceTag/workstation:owner": o});
+    let making = |o: &str| serde_json::json!({"aws:RequestTag/workstation:owner": o, "aws:TagKeys": ["workstation:owner", "workstation:name"]});
+    let a_box = |owner: &str, action: &str, resource: String, context: serde_json::Value| {
+        let principal = format!("arn:aws:sts::{ACCOUNT}:assumed-role/workstation-box-{owner}/i-0123456789abcdef0");
+        let context = if owner == "shared" { context } else { with_tags(context, &[("workstation-owner", owner)]) };
+        request(&["box", "box_secrets", "box_queues"], &principal, action, &resource, context)
+    };
+    let reaper = |action: &str, resource: String, context: serde_json::Value| {
+        request(&["reaper"], &format!("arn:aws:sts::{ACCOUNT}:assumed-role/workstation-reaper/reap"), action, &resource, context)
+    };
+    let admin = |action: &str, resource: String, context: serde_json::Value| {
+        request(&["admin"], &format!("arn:aws:sts::{ACCOUNT}:assumed-role/workstation-admin/platform"), action, &resource, context)
+    };
+    let pr = |n: &str| serde_json::json!({"aws:ResourceTag/workstation:owner": "preview", "aws:ResourceTag/workstation:preview": n});
+    let pr_making = |n: &str| serde_json::json!({"aws:RequestTag/workstation:owner": "preview", "aws:RequestTag/workstation:preview": n, "aws:TagKeys": ["workstation:owner", "workstation:name", "workstation:preview"]});
+    let alices = queue("ws_alice_dev_emails");
+    check(&[
+        ("allow", "alice makes her box's queue", engineer("alice", "sqs:CreateQueue", alices.clone(), making("alice"))),
+        ("allow", "alice tags it as hers while making it", engineer("alice", "sqs:TagQueue", alices.clone(), making("alice"))),
+        ("deny", "alice makes her queue tagged as bob's", engineer("alice", "sqs:CreateQueue", alices.clone(), making("bob"))),
+        ("allow", "alice redrives her queue", engineer("alice", "sqs:SetQueueAttributes", alices.clone(), tagged("alice"))),
+        ("allow", "alice deletes her queue", engineer("alice", "sqs:DeleteQueue", alices.clone(), tagged("alice"))),
+        ("deny", "alice deletes bob's queue", engineer("alice", "sqs:DeleteQueue", queue("ws_bob_dev_emails"), tagged("bob"))),
+        ("deny", "alice deletes a queue with her prefix tagged bob's", engineer("alice", "sqs:DeleteQueue", alices.clone(), tagged("bob"))),
+        ("deny", "alice reads messages herself", engineer("alice", "sqs:ReceiveMessage", alices.clone(), tagged("alice"))),
+        ("allow", "alice lists queues (only \"*\" exists)", engineer("alice", "sqs:ListQueues", "*".into(), serde_json::json!({}))),
+        ("allow", "alice's box receives from her queue", a_box("alice", "sqs:ReceiveMessage", alices.clone(), tagged("alice"))),
+        ("allow", "alice's box sends to her queue", a_box("alice", "sqs:SendMessage", alices.clone(), tagged("alice"))),
+        ("deny", "bob's box receives from alice's queue", a_box("bob", "sqs:ReceiveMessage", alices.clone(), tagged("alice"))),
+        ("deny", "bob's box sends to alice's queue", a_box("bob", "sqs:SendMessage", alices.clone(), tagged("alice"))),
+        (
+            "deny",
+            "bob's box receives from a queue named his but tagged alice's",
+            a_box("bob", "sqs:ReceiveMessage", queue("ws_bob_dev_emails"), tagged("alice")),
+        ),
+        ("deny", "alice's box receives from a queue that is no box's", a_box("alice", "sqs:ReceiveMessage", queue("orders-prod"), tagged("alice"))),
+        ("deny", "a box of the shared role receives from alice's queue", a_box("shared", "sqs:ReceiveMessage", alices.clone(), tagged("alice"))),
+        ("deny", "alice's box deletes her queue", a_box("alice", "sqs:DeleteQueue", alices.clone(), tagged("alice"))),
+        ("allow", "PR 7 makes its box's queue", preview(7, "sqs:CreateQueue", queue("ws_preview_pr-7_emails"), pr_making("7"))),
+        ("deny", "PR 7 makes a queue tagged as PR 8's", preview(7, "sqs:CreateQueue", queue("ws_preview_pr-8_emails"), pr_making("8"))),
+        ("allow", "PR 7 deletes its queue", preview(7, "sqs:DeleteQueue", queue("ws_preview_pr-7_emails"), pr("7"))),
+        ("deny", "PR 7 deletes PR 8's queue", preview(7, "sqs:DeleteQueue", queue("ws_preview_pr-8_emails"), pr("8"))),
+        ("deny", "PR 7 deletes alice's queue", preview(7, "sqs:DeleteQueue", alices.clone(), tagged("alice"))),
+        ("allow", "the reaper deletes an expired preview's queue", reaper("sqs:DeleteQueue", queue("ws_preview_pr-7_emails"), pr("7"))),
+        ("deny", "the reaper deletes alice's queue", reaper("sqs:DeleteQueue", alices.clone(), tagged("alice"))),
+        ("deny", "the reaper deletes an untagged queue named like a preview's", reaper("sqs:DeleteQueue", queue("ws_preview_pr-7_x"), serde_json::json!({}))),
+        ("allow", "the admin deletes a leaver's queue", admin("sqs:DeleteQueue", queue("ws_leaver_dev_emails"), tagged("leaver"))),
+        ("deny", "the admin deletes a queue that is no box's", admin("sqs:DeleteQueue", queue("orders-prod"), tagged("leaver"))),
     ]);
 }
 

@@ -30,11 +30,12 @@ pub async fn make(endpoint: &str, names: &[String], check: bool) -> Result<(), B
         // The waits below retry; a check answers at once.
         .retry_config(RetryConfig::disabled())
         .build();
-    let client = aws_sdk_sqs::Client::from_conf(config);
+    // Not AWS: the box's own server, which no IAM policy governs.
+    let server = aws_sdk_sqs::Client::from_conf(config);
     if check {
         for name in names {
             let name = QueuePlan::new("", name).name;
-            client
+            server
                 .get_queue_url()
                 .queue_name(&name)
                 .send()
@@ -44,7 +45,7 @@ pub async fn make(endpoint: &str, names: &[String], check: bool) -> Result<(), B
         return Ok(());
     }
     let up = poll::until(SERVER_TIMEOUT, Backoff::new(Duration::from_millis(50), Duration::from_millis(500)), async || {
-        Ok::<_, BoxSideError>(client.list_queues().send().await.ok().map(|_| ()))
+        Ok::<_, BoxSideError>(server.list_queues().send().await.ok().map(|_| ()))
     })
     .await?;
     if up.is_none() {
@@ -52,7 +53,7 @@ pub async fn make(endpoint: &str, names: &[String], check: bool) -> Result<(), B
     }
     for name in names {
         let plan = QueuePlan::new("", name);
-        let made = queues::ensure(&client, &plan, &Default::default()).await.map_err(|e| failed(&e))?;
+        let made = queues::ensure(&server, &plan, &Default::default()).await.map_err(|e| failed(&e))?;
         for (got, want) in [(&made.url, &plan.name), (&made.dead_letter_url, &plan.dead_letter)] {
             let given = queues::local_url(endpoint, want);
             if *got != given {

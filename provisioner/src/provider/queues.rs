@@ -8,10 +8,10 @@
 //! Facts from AWS's CreateQueue reference (also in botocore's SQS model):
 //! a name is at most 80 characters of A-Z, a-z, 0-9, '-' and '_', a FIFO
 //! queue's ends in `.fifo` and is made with `FifoQueue`, and "the
-//! dead-letter queue of a FIFO queue must also be a FIFO queue"; creating
-//! an existing queue with the same attributes returns its URL (with others:
-//! QueueNameExists). SSE-SQS is the default only on TLS endpoints, so it is
-//! asked for (`SqsManagedSseEnabled`).
+//! dead-letter queue of a FIFO queue must also be a FIFO queue". A queue
+//! found is used as it is (CreateQueue would fail on one whose attributes
+//! differ), once its tags say it is this box's. SSE-SQS is the default only
+//! on TLS endpoints, so it is asked for (`SqsManagedSseEnabled`).
 
 use std::collections::HashMap;
 
@@ -80,7 +80,7 @@ pub struct Made {
 /// Makes `plan`'s dead-letter queue and queue unless they exist (with
 /// these attributes), with `tags` on both, and returns their URLs. Run
 /// again, it changes nothing.
-pub async fn ensure(client: &Client, plan: &QueuePlan, tags: &HashMap<String, String>) -> Result<Made> {
+pub async fn ensure(sqs: &Client, plan: &QueuePlan, tags: &HashMap<String, String>) -> Result<Made> {
     for name in [&plan.name, &plan.dead_letter] {
         if name.len() > NAME_MAX {
             return Err(ProviderError::Api {
@@ -94,33 +94,57 @@ pub async fn ensure(client: &Client, plan: &QueuePlan, tags: &HashMap<String, St
         }
     }
     let dead_letter_url =
-        create(client, &plan.dead_letter, plan.fifo, tags, &[(QueueAttributeName::MessageRetentionPeriod, DEAD_LETTER_RETENTION_SECS.to_string())]).await?;
-    let arn = client
+        create(sqs, &plan.dead_letter, plan.fifo, tags, &[(QueueAttributeName::MessageRetentionPeriod, DEAD_LETTER_RETENTION_SECS.to_string())]).await?;
+    let arn = sqs
         .get_queue_attributes()
         .queue_url(&dead_letter_url)
         .attribute_names(QueueAttributeName::QueueArn)
         .send()
         .await
-        .map_err(super::aws::api("GetQueueAttributes"))?
+        .map_err(failed("GetQueueAttributes"))?
         .attributes
         .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
         .ok_or_else(|| ProviderError::Api { operation: "GetQueueAttributes", message: format!("no QueueArn for {}", plan.dead_letter) })?;
-    // Set apart from CreateQueue: SQS compares a second create's
-    // attributes with the queue's as text, and keeps this JSON its own way.
-    let url = create(client, &plan.name, plan.fifo, tags, &[]).await?;
+    // Set apart from CreateQueue, so that it converges on a queue found.
+    let url = create(sqs, &plan.name, plan.fifo, tags, &[]).await?;
     let redrive = serde_json::json!({"deadLetterTargetArn": arn, "maxReceiveCount": MAX_RECEIVES.to_string()}).to_string();
-    client
-        .set_queue_attributes()
-        .queue_url(&url)
-        .attributes(QueueAttributeName::RedrivePolicy, redrive)
-        .send()
-        .await
-        .map_err(super::aws::api("SetQueueAttributes"))?;
+    sqs.set_queue_attributes().queue_url(&url).attributes(QueueAttributeName::RedrivePolicy, redrive).send().await.map_err(failed("SetQueueAttributes"))?;
     Ok(Made { url, dead_letter_url })
 }
 
-async fn create(client: &Client, name: &str, fifo: bool, tags: &HashMap<String, String>, extra: &[(QueueAttributeName, String)]) -> Result<String> {
-    let mut request = client.create_queue().queue_name(name).attributes(QueueAttributeName::SqsManagedSseEnabled, "true");
+/// The queue `name`: found (and, with `tags`, checked to carry them: a
+/// queue of this name made by someone else is refused, not used), or made
+/// with the attributes and tags.
+async fn create(sqs: &Client, name: &str, fifo: bool, tags: &HashMap<String, String>, extra: &[(QueueAttributeName, String)]) -> Result<String> {
+    let found = sqs.get_queue_url().queue_name(name).send().await;
+    match found {
+        Ok(found) => {
+            let url = found.queue_url.unwrap_or_default();
+            if !tags.is_empty() {
+                let listed = sqs.list_queue_tags().queue_url(&url).send().await.map_err(failed("ListQueueTags"))?;
+                let theirs = listed.tags.unwrap_or_default();
+                let mut wrong: Vec<String> = tags
+                    .iter()
+                    .filter(|(k, v)| theirs.get(*k) != Some(*v))
+                    .map(|(k, v)| format!("{k} {:?}, not {v:?}", theirs.get(k).map(String::as_str).unwrap_or("missing")))
+                    .collect();
+                if !wrong.is_empty() {
+                    wrong.sort();
+                    return Err(ProviderError::Api {
+                        operation: "GetQueueUrl",
+                        message: format!(
+                            "queue {name} exists but is not this box's ({}); nothing was sent to it. Ask the platform team whose it is",
+                            wrong.join(", ")
+                        ),
+                    });
+                }
+            }
+            return Ok(url);
+        }
+        Err(e) if !e.as_service_error().is_some_and(|e| e.is_queue_does_not_exist()) => return Err(failed("GetQueueUrl")(e)),
+        Err(_) => {}
+    }
+    let mut request = sqs.create_queue().queue_name(name).attributes(QueueAttributeName::SqsManagedSseEnabled, "true");
     if fifo {
         request = request.attributes(QueueAttributeName::FifoQueue, "true");
     }
@@ -130,14 +154,17 @@ async fn create(client: &Client, name: &str, fifo: bool, tags: &HashMap<String, 
     if !tags.is_empty() {
         request = request.set_tags(Some(tags.clone()));
     }
-    let made = request.send().await.map_err(|e| match e.as_service_error() {
-        Some(aws_sdk_sqs::operation::create_queue::CreateQueueError::QueueNameExists(_)) => ProviderError::Api {
-            operation: "CreateQueue",
-            message: format!("queue {name} exists with other attributes (changed by hand?); delete it (`aws sqs delete-queue`) and run again"),
-        },
-        _ => super::aws::api("CreateQueue")(e),
-    })?;
+    let made = request.send().await.map_err(failed("CreateQueue"))?;
     made.queue_url.ok_or_else(|| ProviderError::Api { operation: "CreateQueue", message: format!("no URL for queue {name}") })
+}
+
+/// A failed SQS request, explained as the provider's others are.
+fn failed<E, R>(operation: &'static str) -> impl FnOnce(aws_sdk_sqs::error::SdkError<E, R>) -> ProviderError
+where
+    E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    move |e| ProviderError::Aws(super::aws::failure::AwsFailure::of(operation, &e))
 }
 
 /// The tags a box's queues carry on AWS: its owner and name (what the

@@ -25,17 +25,17 @@ pub struct AwsProvider {
     pub(super) connect: Option<aws_sdk_ec2instanceconnect::Client>,
     /// For boxes' queues (queues.rs); None: a caller that never makes or
     /// deletes boxes (`init`'s key pair).
-    pub(super) sqs: Option<aws_sdk_sqs::Client>,
+    pub(super) sqs_client: Option<aws_sdk_sqs::Client>,
 }
 
 impl AwsProvider {
     pub fn new(client: Client, address: AddressKind) -> Self {
-        Self { client, address, connect: None, sqs: None }
+        Self { client, address, connect: None, sqs_client: None }
     }
 
     /// Lets this provider make and delete boxes' queues.
     pub fn with_queues(mut self, client: aws_sdk_sqs::Client) -> Self {
-        self.sqs = Some(client);
+        self.sqs_client = Some(client);
         self
     }
 
@@ -312,7 +312,7 @@ pub(super) fn code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> Option<&st
     e.as_service_error().and_then(|s| s.code())
 }
 
-pub(crate) fn api<E, R>(operation: &'static str) -> impl FnOnce(SdkError<E, R>) -> ProviderError
+pub(super) fn api<E, R>(operation: &'static str) -> impl FnOnce(SdkError<E, R>) -> ProviderError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug + 'static,

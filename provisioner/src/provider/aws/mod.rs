@@ -16,7 +16,6 @@ pub mod sdk;
 pub mod secrets;
 mod volumes;
 
-pub(crate) use instances::api;
 pub use instances::{hibernation_refused, AwsProvider};
 pub use launch::key_pair_name;
 pub use reap::Stopped;

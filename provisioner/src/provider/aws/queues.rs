@@ -13,7 +13,7 @@ use crate::provider::{tags, BoxInfo, ProviderError, Result};
 
 impl AwsProvider {
     fn sqs(&self) -> Result<&Client> {
-        self.sqs.as_ref().ok_or(ProviderError::Api { operation: "SQS", message: "this command was not given an SQS client (a bug)".into() })
+        self.sqs_client.as_ref().ok_or(ProviderError::Api { operation: "SQS", message: "this command was not given an SQS client (a bug)".into() })
     }
 
     /// Makes the box's queues (all at once) and returns their URLs, with
@@ -56,7 +56,8 @@ impl AwsProvider {
         }
         let mut deleted = 0;
         for url in urls {
-            let found = match sqs.list_queue_tags().queue_url(&url).send().await {
+            let listed = sqs.list_queue_tags().queue_url(&url).send().await;
+            let found = match listed {
                 Ok(found) => found.tags.unwrap_or_default(),
                 Err(e) if e.as_service_error().is_some_and(|e| e.is_queue_does_not_exist()) => continue,
                 Err(e) => return Err(api("ListQueueTags")(e)),
@@ -65,7 +66,8 @@ impl AwsProvider {
                 tracing::warn!("queue {url} has the prefix of {owner}'s box {name} but not its tags; left as it is");
                 continue;
             }
-            match sqs.delete_queue().queue_url(&url).send().await {
+            let deleting = sqs.delete_queue().queue_url(&url).send().await;
+            match deleting {
                 Ok(_) => deleted += 1,
                 Err(e) if e.as_service_error().is_some_and(|e| e.is_queue_does_not_exist()) => {}
                 Err(e) => return Err(api("DeleteQueue")(e)),
