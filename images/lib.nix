@@ -32,7 +32,7 @@ rec {
       (builtins.attrNames (builtins.listToAttrs (map (s: { name = s.kind; value = true; }) (stores manifest))));
 
   # manifest/store.rs StoreKind::default_port.
-  defaultPorts = { redis = 6379; postgres = 5432; mongodb = 27017; opensearch = 9200; mysql = 3306; };
+  defaultPorts = { redis = 6379; postgres = 5432; mongodb = 27017; opensearch = 9200; mysql = 3306; sqs = 9324; };
   storePort = store: store.port or defaultPorts.${store.kind};
 
   # The stores of one kind, by name.
@@ -41,13 +41,18 @@ rec {
       (name: let s = manifest.stores.${name}; in if s.kind == kind then [ { inherit name; value = s; } ] else [ ])
       (builtins.attrNames (manifest.stores or { })));
 
+  # The stores a server on the box runs: all but sqs ones, whose queues
+  # are Amazon SQS's (stack/stores.rs `runner`).
+  hostedStores = manifest: builtins.removeAttrs (manifest.stores or { })
+    (builtins.filter (name: manifest.stores.${name}.kind == "sqs") (builtins.attrNames (manifest.stores or { })));
+
   # The systemd unit each store runs as (stack/stores.rs `system_unit`): nixpkgs
   # names redis servers after their attribute; the others are one per box.
   storeUnits = manifest: builtins.mapAttrs
     (name: s: if s.kind == "redis" then "redis-${name}.service"
       else if s.kind == "postgres" then "postgresql.service"
       else "${s.kind}.service")
-    (manifest.stores or { });
+    (hostedStores manifest);
 
   # The data volume (provisioner/src/provider/data.rs DEVICE), mounted at
   # `root`: everything below root is on it, and these directories of the
@@ -67,7 +72,7 @@ rec {
         else if s.kind == "mongodb" then { target = "/var/db/mongodb"; source = "${root}/stores/mongodb"; user = "mongodb"; }
         else if s.kind == "mysql" then { target = "/var/lib/mysql"; source = "${root}/stores/mysql"; user = "mysql"; }
         else { target = null; source = "${root}/stores/opensearch"; user = "opensearch"; })
-      (manifest.stores or { }));
+      (hostedStores manifest));
 
   # Marks that belong to a root, not to the data: a new root publishes its
   # own host key.

@@ -39,6 +39,8 @@ let
     opensearch = [ ];
     # The server package carries the client (mariadb) in the same output.
     mysql = [ pkgs.mariadb ];
+    # Amazon SQS itself: nothing on the box.
+    sqs = [ ];
   };
   kinds = wslib.storeKinds manifest;
 

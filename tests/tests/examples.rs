@@ -14,7 +14,7 @@ use workstation_tests::mountns::MountNs;
 use workstation_tests::{binary, repo_root, TestEnv};
 
 /// Examples a test cannot run as written, by prefix, and why.
-const ELSEWHERE: [(&str, &str); 22] = [
+const ELSEWHERE: [(&str, &str); 23] = [
     ("workstation init", "sets up a laptop (interactive, or against AWS): tests/tests/setup.rs"),
     ("workstation image", "needs Nix >= 2.18 and an AWS account: tests/tests/image.rs"),
     ("workstation manifest publish", "needs the platform's S3 bucket: tests/tests/admin.rs (moto)"),
@@ -36,6 +36,7 @@ const ELSEWHERE: [(&str, &str); 22] = [
     ("workstation intercept api --env", "needs a team box; runs the laptop's cargo build of api: tests/tests/team_env.rs"),
     ("workstation box authorized-keys", "sshd runs it for each key a login offers: tests/tests/team_env.rs"),
     ("workstation webhooks deliver", "needs a function URL event and previews to send it to: tests/tests/webhooks.rs"),
+    ("workstation box queues", "a local box's sqs store runs it beside its SQS server: tests/tests/sqs.rs"),
     ("workstation ssh-config && ssh ws-dev", "OpenSSH reads the passwd entry's ~/.ssh/config, not $HOME's: tests/tests/e2e.rs runs `ssh -F`"),
 ];
 

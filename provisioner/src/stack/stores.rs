@@ -99,8 +99,8 @@ pub fn server_script(name: &str, store: &Store, layout: &Layout) -> String {
         StoreKind::Sqs => {
             let queues: String = store.queues.iter().map(|q| format!(" --queue {}", sh(q))).collect();
             format!(
-                "moto_server -H 127.0.0.1 -p {port} &
-                 {bin} box queues --endpoint {endpoint}{queues} || {{ kill $!; exit 1; }}
+                "moto_server -H 127.0.0.1 -p {port} &\n\
+                 {bin} box queues --endpoint {endpoint}{queues} || {{ kill $!; exit 1; }}\n\
                  wait",
                 bin = sh(&layout.bin),
                 endpoint = sh(&store.url(name)),
