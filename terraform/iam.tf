@@ -439,6 +439,26 @@ data "aws_iam_policy_document" "engineer" {
     }
   }
 
+  # A create's tags are authorized as TagQueue, which on its own would
+  # let you re-tag someone else's queue as yours: never on a queue that
+  # carries another owner's tag (a queue being made carries none yet).
+  statement {
+    sid       = "NotOthersQueuesTags"
+    effect    = "Deny"
+    actions   = ["sqs:TagQueue", "sqs:UntagQueue"]
+    resources = [local.box_queues]
+    condition {
+      test     = "Null"
+      variable = "aws:ResourceTag/${local.owner_tag}"
+      values   = ["false"]
+    }
+    condition {
+      test     = "StringNotEquals"
+      variable = "aws:ResourceTag/${local.owner_tag}"
+      values   = [local.me]
+    }
+  }
+
   # Whether a queue exists and whose it is: `up` and `destroy` look
   # before they use one (a queue that does not exist has no tag to match).
   statement {

@@ -21,9 +21,10 @@ locals {
 
   # AWS APIs a box calls: ec2 (boxside/: host key, activity, idle stop),
   # ssm + ssmmessages + ec2messages (the Session Manager agent), ssm and
-  # secretsmanager (service secrets), sts (the SDK's credential checks).
-  # s3 is a gateway endpoint (seeds are fetched from presigned URLs).
-  box_interface_services = ["ec2", "sts", "ssm", "ssmmessages", "ec2messages", "secretsmanager"]
+  # secretsmanager (service secrets), sts (the SDK's credential checks),
+  # sqs (services' queues, queues.tf). s3 is a gateway endpoint (seeds are
+  # fetched from presigned URLs).
+  box_interface_services = ["ec2", "sts", "ssm", "ssmmessages", "ec2messages", "secretsmanager", "sqs"]
 }
 
 data "aws_vpc" "existing" {

@@ -397,6 +397,41 @@ data "aws_iam_policy_document" "preview" {
     }
   }
 
+  # Never re-tag a queue of another owner or pull request (iam.tf says why).
+  statement {
+    sid       = "NotOthersQueuesTags"
+    effect    = "Deny"
+    actions   = ["sqs:TagQueue", "sqs:UntagQueue"]
+    resources = [local.box_queues]
+    condition {
+      test     = "Null"
+      variable = "aws:ResourceTag/${local.owner_tag}"
+      values   = ["false"]
+    }
+    condition {
+      test     = "StringNotEquals"
+      variable = "aws:ResourceTag/${local.owner_tag}"
+      values   = [local.me]
+    }
+  }
+
+  statement {
+    sid       = "NotOtherPullRequestsQueuesTags"
+    effect    = "Deny"
+    actions   = ["sqs:TagQueue", "sqs:UntagQueue"]
+    resources = [local.box_queues]
+    condition {
+      test     = "Null"
+      variable = "aws:ResourceTag/workstation:preview"
+      values   = ["false"]
+    }
+    condition {
+      test     = "StringNotEquals"
+      variable = "aws:ResourceTag/workstation:preview"
+      values   = [local.my_pr]
+    }
+  }
+
   statement {
     sid       = "FindQueues"
     actions   = ["sqs:GetQueueUrl", "sqs:ListQueueTags"]

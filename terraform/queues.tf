@@ -4,7 +4,10 @@
 # engineer's (or the preview run's) credentials (iam.tf MakeOwnQueues,
 # preview.tf MakeThisPullRequestsQueues): `ws_<owner>_<box>_<queue>` and a
 # dead-letter queue each, tagged workstation:owner and workstation:name,
-# encrypted with SSE-SQS (provisioner/src/provider/queues.rs). `destroy`
+# encrypted with SSE-SQS, a dead-letter queue taking messages from its own
+# queue only (RedriveAllowPolicy byQueue; a queue is no one's dead-letter
+# queue: denyAll), so no other queue can redrive into it
+# (provisioner/src/provider/queues.rs). `destroy`
 # deletes them, and `reap` before it ends an expired preview (reaper.tf).
 #
 # Services on the box send and receive with the box's role. As for secrets
@@ -23,7 +26,7 @@ data "aws_iam_policy_document" "box_queues" {
     sid = "UseOwnersQueues"
     actions = [
       "sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
-      "sqs:GetQueueAttributes", "sqs:GetQueueUrl",
+      "sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:PurgeQueue",
     ]
     resources = [local.box_queues]
     condition {

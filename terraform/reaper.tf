@@ -4,7 +4,7 @@
 # the seeds bucket), so a manifest change needs no terraform apply.
 
 resource "aws_lambda_function" "reaper" {
-  #checkov:skip=CKV_AWS_117:the reaper calls only the EC2 API; a VPC would need a NAT or endpoints and adds nothing
+  #checkov:skip=CKV_AWS_117:the reaper calls only the EC2, SQS and S3 APIs; a VPC would need a NAT or endpoints and adds nothing
   #checkov:skip=CKV_AWS_272:the package is built by Nix from a pinned commit; code signing needs a signer profile this module does not run
   function_name    = "${var.name}-reaper"
   role             = aws_iam_role.reaper.arn

@@ -177,7 +177,7 @@ fn simulate(n: usize) -> Outcome {
     let via_shim = client(&shim.url);
     let apis: Vec<SelfApi> = ids.iter().map(|id| SelfApi::Ec2 { client: via_shim.clone(), imds: imds::Client::builder().build(), id: id.clone() }).collect();
     // reap reads moto directly: its few Describe calls are not what is measured.
-    let reaper = AwsProvider::new(moto.client(), AddressKind::Private);
+    let reaper = AwsProvider::new(moto.client(), moto.sqs_client(), AddressKind::Private);
 
     let policy = IdlePolicy::default();
     let t0 = Utc.with_ymd_and_hms(2026, 6, 1, 8, 0, 0).unwrap();

@@ -142,7 +142,7 @@ fn the_reaper_reads_the_published_manifest_and_reports_owners_over_the_limit() {
     let published = env.json(&["manifest", "publish"]);
     assert_eq!(published["published"], "s3://seeds/manifest/workstation.toml");
 
-    let provider = AwsProvider::new(client.clone(), AddressKind::Private);
+    let provider = AwsProvider::new(client.clone(), env.moto.as_ref().unwrap().sqs_client(), AddressKind::Private);
     let request: workstation::idle::reap::Request =
         serde_json::from_value(serde_json::json!({ "manifest_url": "s3://seeds/manifest/workstation.toml", "dry_run": true })).unwrap();
     let report = block_on(workstation::idle::reap::handle(&provider, &s3, request, 4)).unwrap();

@@ -86,7 +86,7 @@ fn boxes_stopped_or_terminated_mid_reap_are_not_errors() {
     let env = TestEnv::aws_api_only();
     let client = env.moto.as_ref().unwrap().client();
     let ids = workstation_tests::moto::launch_fleet(&client, 30);
-    let provider = AwsProvider::new(client.clone(), AddressKind::Private);
+    let provider = AwsProvider::new(client.clone(), env.moto.as_ref().unwrap().sqs_client(), AddressKind::Private);
     let at = Utc::now() + Duration::hours(3);
     // The plan is made...
     let running = block_on(provider.running()).unwrap();
@@ -114,7 +114,7 @@ fn the_scheduled_reaper_takes_its_policy_from_the_event() {
     let env = TestEnv::aws_api_only();
     let client = env.moto.as_ref().unwrap().client();
     let ids = workstation_tests::moto::launch_fleet(&client, 6);
-    let provider = AwsProvider::new(client.clone(), AddressKind::Private);
+    let provider = AwsProvider::new(client.clone(), env.moto.as_ref().unwrap().sqs_client(), AddressKind::Private);
     // 45 minutes after launch and reap's grace on top.
     let at = Utc::now() + Duration::minutes(45) + workstation::idle::reap::GRACE;
     let rfc = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);

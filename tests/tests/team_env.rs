@@ -250,7 +250,7 @@ fn on_aws_a_team_box_is_tagged_updated_by_changes_and_takes_pushed_keys() {
     assert_eq!(tag("workstation:ref").as_deref(), Some(c2.as_str()));
     assert_eq!(env.json(&["env", "list"])[0]["team"]["commit"], c2.as_str());
 
-    let provider = AwsProvider::new(ec2, AddressKind::Private).with_instance_connect(moto.instance_connect_client());
+    let provider = AwsProvider::new(ec2, moto.sqs_client(), AddressKind::Private).with_instance_connect(moto.instance_connect_client());
     let info = block_on(provider.describe(id)).unwrap();
     let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAuwP5WA8pJXfo6aWPiahpWb/ld1QyoNLyQ1z50Qo6OX alice@workstation";
     block_on(provider.push_key(&info, "payments-ci", key)).expect("moto accepts SendSSHPublicKey");

@@ -902,12 +902,28 @@ fn queues_belong_to_their_owner_and_bobs_box_cannot_read_alices() {
         request(&["admin"], &format!("arn:aws:sts::{ACCOUNT}:assumed-role/workstation-admin/platform"), action, &resource, context)
     };
     let pr = |n: &str| serde_json::json!({"aws:ResourceTag/workstation:owner": "preview", "aws:ResourceTag/workstation:preview": n});
+    // A request on an existing queue of `owner`'s.
+    let with_resource = |mut context: serde_json::Value, owner: &str| {
+        context["aws:ResourceTag/workstation:owner"] = serde_json::json!(owner);
+        context
+    };
     let pr_making = |n: &str| serde_json::json!({"aws:RequestTag/workstation:owner": "preview", "aws:RequestTag/workstation:preview": n, "aws:TagKeys": ["workstation:owner", "workstation:name", "workstation:preview"]});
     let alices = queue("ws_alice_dev_emails");
     check(&[
         ("allow", "alice makes her box's queue", engineer("alice", "sqs:CreateQueue", alices.clone(), making("alice"))),
         ("allow", "alice tags it as hers while making it", engineer("alice", "sqs:TagQueue", alices.clone(), making("alice"))),
         ("deny", "alice makes her queue tagged as bob's", engineer("alice", "sqs:CreateQueue", alices.clone(), making("bob"))),
+        ("deny", "alice re-tags bob's queue as hers", engineer("alice", "sqs:TagQueue", queue("ws_bob_dev_emails"), with_resource(making("alice"), "bob"))),
+        (
+            "deny",
+            "alice untags bob's queue",
+            engineer(
+                "alice",
+                "sqs:UntagQueue",
+                queue("ws_bob_dev_emails"),
+                serde_json::json!({"aws:ResourceTag/workstation:owner": "bob", "aws:TagKeys": ["workstation:owner"]}),
+            ),
+        ),
         ("allow", "alice redrives her queue", engineer("alice", "sqs:SetQueueAttributes", alices.clone(), tagged("alice"))),
         ("allow", "alice deletes her queue", engineer("alice", "sqs:DeleteQueue", alices.clone(), tagged("alice"))),
         ("deny", "alice deletes bob's queue", engineer("alice", "sqs:DeleteQueue", queue("ws_bob_dev_emails"), tagged("bob"))),
@@ -929,6 +945,17 @@ fn queues_belong_to_their_owner_and_bobs_box_cannot_read_alices() {
         ("allow", "PR 7 makes its box's queue", preview(7, "sqs:CreateQueue", queue("ws_preview_pr-7_emails"), pr_making("7"))),
         ("deny", "PR 7 makes a queue tagged as PR 8's", preview(7, "sqs:CreateQueue", queue("ws_preview_pr-8_emails"), pr_making("8"))),
         ("allow", "PR 7 deletes its queue", preview(7, "sqs:DeleteQueue", queue("ws_preview_pr-7_emails"), pr("7"))),
+        (
+            "deny",
+            "PR 7 re-tags PR 8's queue as its own",
+            preview(
+                7,
+                "sqs:TagQueue",
+                queue("ws_preview_pr-8_emails"),
+                serde_json::json!({"aws:ResourceTag/workstation:owner": "preview", "aws:ResourceTag/workstation:preview": "8", "aws:RequestTag/workstation:owner": "preview", "aws:RequestTag/workstation:preview": "7", "aws:TagKeys": ["workstation:preview"]}),
+            ),
+        ),
+        ("deny", "PR 7 re-tags alice's queue as its own", preview(7, "sqs:TagQueue", alices.clone(), with_resource(pr_making("7"), "alice"))),
         ("deny", "PR 7 deletes PR 8's queue", preview(7, "sqs:DeleteQueue", queue("ws_preview_pr-8_emails"), pr("8"))),
         ("deny", "PR 7 deletes alice's queue", preview(7, "sqs:DeleteQueue", alices.clone(), tagged("alice"))),
         ("allow", "the reaper deletes an expired preview's queue", reaper("sqs:DeleteQueue", queue("ws_preview_pr-7_emails"), pr("7"))),

@@ -84,7 +84,7 @@ impl Context {
     /// The box's queues (made if missing), for its services' environment.
     async fn queues(&self, info: &BoxInfo, manifest: &Manifest, progress: Option<&ProgressBar>) -> Result<crate::provider::queues::QueueEnv, LifecycleError> {
         if let Some((name, store)) = crate::provider::queues::sqs_store(&manifest.stores) {
-            step(progress, format!("making the {} queues of store {name}", store.queues.len()));
+            step(progress, format!("the {} queues of store {name}", store.queues.len()));
         }
         Ok(self.provider.queues(info, &manifest.stores).await?)
     }

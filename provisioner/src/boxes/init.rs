@@ -81,7 +81,7 @@ pub trait Env {
     async fn context(&self, provider: ProviderKind, manifest: &LoadedManifest) -> Result<Context>;
     /// The AWS clients for `profile` and `region` (STS: who you are; EC2:
     /// your key pair).
-    async fn aws(&self, profile: Option<&str>, region: Option<String>) -> (aws_sdk_sts::Client, aws_sdk_ec2::Client);
+    async fn aws(&self, profile: Option<&str>, region: Option<String>) -> (aws_sdk_sts::Client, aws_sdk_ec2::Client, aws_sdk_sqs::Client);
     fn completion_script(&self, shell: Shell) -> Vec<u8>;
 }
 
@@ -144,7 +144,7 @@ pub async fn run(paths: &Paths, opts: &Options, env: &impl Env, ui: &dyn Ui) -> 
     let manifest = env.manifest()?;
     if provider == ProviderKind::Aws {
         let region = region.clone().or_else(|| manifest.manifest.machine.region.clone());
-        let (sts, ec2) = env.aws(profile.as_deref(), region).await;
+        let (sts, ec2, sqs) = env.aws(profile.as_deref(), region).await;
         let who = sts.get_caller_identity().send().await.map_err(|e| {
             anyhow::anyhow!(
                 "AWS credentials do not work: {}; sign in (`aws sso login{}`) or set up a profile, then run init again",
@@ -152,7 +152,7 @@ pub async fn run(paths: &Paths, opts: &Options, env: &impl Env, ui: &dyn Ui) -> 
                 profile.as_deref().map(|p| format!(" --profile {p}")).unwrap_or_default()
             )
         })?;
-        let aws = AwsProvider::new(ec2, settings.aws.address);
+        let aws = AwsProvider::new(ec2, sqs, settings.aws.address);
         let public_key = read_public_key(&public_key_path(&key))?;
         let (pair, imported) = aws.ensure_key_pair(&settings.owner, &public_key).await?;
         if steps.record(Step::Aws, imported, format!("you are {}; key pair {pair}", who.arn().unwrap_or("?"))) {

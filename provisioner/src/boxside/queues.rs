@@ -33,14 +33,12 @@ pub async fn make(endpoint: &str, names: &[String], check: bool) -> Result<(), B
     // Not AWS: the box's own server, which no IAM policy governs.
     let server = aws_sdk_sqs::Client::from_conf(config);
     if check {
-        for name in names {
-            let name = QueuePlan::new("", name).name;
-            server
-                .get_queue_url()
-                .queue_name(&name)
-                .send()
-                .await
-                .map_err(|e| failed(&format!("no queue {name}: {}", aws_sdk_sqs::error::DisplayErrorContext(e))))?;
+        // The dead-letter queue is made first, the queue last.
+        for plan in names.iter().map(|n| QueuePlan::new("", n)) {
+            for name in [&plan.dead_letter, &plan.name] {
+                let asked = server.get_queue_url().queue_name(name).send().await;
+                asked.map_err(|e| failed(&format!("no queue {name}: {}", aws_sdk_sqs::error::DisplayErrorContext(e))))?;
+            }
         }
         return Ok(());
     }

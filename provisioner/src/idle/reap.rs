@@ -187,16 +187,15 @@ pub async fn reap(provider: &AwsProvider, run: &Run<'_>) -> Result<ReapReport, P
     }
     start_all(provider, &mut report).await;
     let concurrency = run.concurrency.max(1);
-    // An expired preview's queues go first: a preview whose queues could
-    // not be deleted is left for the next run, which finds it again (once
-    // terminated, nothing would name its queues).
-    let mut expired: Vec<String> = Vec::new();
+    // An expired preview's queues go first. One whose queues could not be
+    // deleted is ended all the same (a running box costs; an idle queue
+    // does not), and the failure reported.
+    let expired: Vec<String> = report.expired.iter().map(|e| e.id.clone()).collect();
     let mut queues =
         stream::iter(report.expired.clone()).map(|e| async move { (provider.delete_queues(&e.owner, &e.name).await, e.id) }).buffer_unordered(concurrency);
     while let Some((deleted, id)) = queues.next().await {
-        match deleted {
-            Ok(_) => expired.push(id),
-            Err(e) => report.failed.push(Failed { id, error: format!("its queues: {e}") }),
+        if let Err(e) = deleted {
+            report.failed.push(Failed { id, error: format!("its queues were not deleted: {e}") });
         }
     }
     drop(queues);

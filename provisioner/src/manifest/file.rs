@@ -259,6 +259,34 @@ image_id = "ami-0123456789abcdef0"
         assert_eq!((b.url_env("shop"), b.url("shop")), ("WESTAGE_MYSQL_URL".into(), "mysql://root@127.0.0.1:3306/shop_v2".into()));
     }
 
+    #[test]
+    fn an_sqs_stores_queues_are_checked_and_named_in_variables() {
+        let m =
+            Manifest::parse(&format!("{MINIMAL}\n[stores.jobs]\nkind = \"sqs\"\nurl_env = \"WESTAGE_SQS_URL\"\nqueues = [\"emails\", \"pay-outs.fifo\"]\n"))
+                .unwrap();
+        let jobs = &m.stores["jobs"];
+        assert_eq!(jobs.queue_env("jobs", "pay-outs.fifo", false), "WESTAGE_SQS_PAY_OUTS_URL");
+        assert_eq!(jobs.queue_env("jobs", "emails", true), "WESTAGE_SQS_EMAILS_DLQ_URL");
+        let bad = problems(&format!(
+            "{MINIMAL}\n[stores.jobs]\nkind = \"sqs\"\nseed = \"x.resp\"\nqueues = [\"Emails\", \"a_b\", \"mail-dlq\", \"pay\", \"pay.fifo\", \"{}\"]\n\
+             [stores.more]\nkind = \"sqs\"\nqueues = []\n[stores.cache]\nkind = \"redis\"\nqueues = [\"x\"]\n",
+            "q".repeat(41)
+        ));
+        for want in [
+            "stores.cache.queues: only an sqs store has queues",
+            "stores.jobs.seed: an sqs store has no snapshot",
+            "stores.jobs.queues[0]: \"Emails\" is not a queue name",
+            "stores.jobs.queues[1]: \"a_b\" is not a queue name",
+            "stores.jobs.queues[2]: \"mail-dlq\": every queue gets a dead-letter queue",
+            "stores.jobs.queues[4]: \"pay.fifo\" and \"pay\" would share one variable",
+            "stores.jobs.queues[5]",
+            "stores.more.queues: is empty",
+            "stores.more: is a second sqs store",
+        ] {
+            assert!(bad.iter().any(|p| p.starts_with(want)), "{want} not in {bad:#?}");
+        }
+    }
+
     fn problems_or_none(text: &str) -> Vec<String> {
         match Manifest::parse(text) {
             Ok(_) => Vec::new(),

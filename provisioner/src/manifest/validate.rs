@@ -318,6 +318,11 @@ fn check_queues(at: &str, store: &Store, problem: &mut impl FnMut(String, String
                 format!("{at}.queues[{i}]"),
                 format!("{queue:?} is not a queue name; use 1-{QUEUE_NAME_MAX} characters from a-z, 0-9 and '-', starting with a letter, and \".fifo\" at the end for a FIFO queue"),
             );
+        } else if base.ends_with("-dlq") {
+            problem(
+                format!("{at}.queues[{i}]"),
+                format!("{queue:?}: every queue gets a dead-letter queue of its own (NAME_dlq, variable ..._NAME_DLQ_URL); rename it"),
+            );
         } else if let Some(other) = vars.insert(base.replace('-', "_"), queue) {
             problem(
                 format!("{at}.queues[{i}]"),

@@ -14,6 +14,7 @@
 //! on TLS endpoints, so it is asked for (`SqsManagedSseEnabled`).
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use aws_sdk_sqs::types::QueueAttributeName;
 use aws_sdk_sqs::Client;
@@ -21,6 +22,7 @@ use aws_sdk_sqs::Client;
 use super::{tags, BoxInfo, ProviderError, Result};
 pub use crate::manifest::QueuePlan;
 use crate::manifest::{Store, StoreKind};
+use crate::poll::{Backoff, Pauses};
 
 /// Receives of one message before SQS moves it to the dead-letter queue.
 pub const MAX_RECEIVES: u32 = 5;
@@ -77,39 +79,88 @@ pub struct Made {
     pub dead_letter_url: String,
 }
 
-/// Makes `plan`'s dead-letter queue and queue unless they exist (with
-/// these attributes), with `tags` on both, and returns their URLs. Run
-/// again, it changes nothing.
+/// Refuses a plan whose names SQS would not take (at most 80
+/// characters), before any queue is made.
+pub fn check_length(plan: &QueuePlan) -> Result<()> {
+    match [&plan.name, &plan.dead_letter].into_iter().find(|n| n.len() > NAME_MAX) {
+        None => Ok(()),
+        Some(name) => Err(ProviderError::Api {
+            operation: "CreateQueue",
+            message: format!(
+                "queue {:?} would be named {name:?}, {} characters; SQS takes {NAME_MAX}. Use a shorter queue name in the manifest, or a shorter box name",
+                plan.queue,
+                name.len()
+            ),
+        }),
+    }
+}
+
+/// Makes `plan`'s dead-letter queue and queue unless they exist, with
+/// `tags` on both, and sets (again) what ties them: the queue's redrive to
+/// its dead-letter queue, which takes messages from that queue only
+/// (RedriveAllowPolicy `byQueue`; without it any queue of the account
+/// could redrive into it), and no queue's into the queue (`denyAll`).
+/// Returns their URLs; run again, it changes nothing.
 pub async fn ensure(sqs: &Client, plan: &QueuePlan, tags: &HashMap<String, String>) -> Result<Made> {
-    for name in [&plan.name, &plan.dead_letter] {
-        if name.len() > NAME_MAX {
-            return Err(ProviderError::Api {
-                operation: "CreateQueue",
-                message: format!(
-                    "queue {:?} would be named {name:?}, {} characters; SQS takes {NAME_MAX}. Use a shorter queue name in the manifest, or a shorter box name",
-                    plan.queue,
-                    name.len()
-                ),
-            });
+    check_length(plan)?;
+    let retention = [(QueueAttributeName::MessageRetentionPeriod, DEAD_LETTER_RETENTION_SECS.to_string())];
+    let dead_letter_url = create(sqs, &plan.dead_letter, plan.fifo, tags, &retention).await?;
+    let url = create(sqs, &plan.name, plan.fifo, tags, &[]).await?;
+    let dead_letter_arn = arn(sqs, &dead_letter_url, &plan.dead_letter).await?;
+    // The same account and region: the queue's ARN differs in its name.
+    let queue_arn = format!("{}{}", &dead_letter_arn[..dead_letter_arn.len() - plan.dead_letter.len()], plan.name);
+    let allow = serde_json::json!({"redrivePermission": "byQueue", "sourceQueueArns": [queue_arn]}).to_string();
+    set(sqs, &dead_letter_url, &[(QueueAttributeName::RedriveAllowPolicy, allow)]).await?;
+    let redrive = serde_json::json!({"deadLetterTargetArn": dead_letter_arn, "maxReceiveCount": MAX_RECEIVES.to_string()}).to_string();
+    let deny = serde_json::json!({"redrivePermission": "denyAll"}).to_string();
+    set(sqs, &url, &[(QueueAttributeName::RedrivePolicy, redrive), (QueueAttributeName::RedriveAllowPolicy, deny)]).await?;
+    Ok(Made { url, dead_letter_url })
+}
+
+/// A queue just made may not be found for a moment (SQS is eventually
+/// consistent: "wait one second after creating a queue before using it",
+/// CreateQueue's reference): asked again for a while.
+const SETTLING: Duration = Duration::from_secs(10);
+const SETTLING_POLL: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(1));
+/// SQS keeps a deleted queue's name for 60 s ("you must wait at least 60
+/// seconds before creating a queue with the same name"): a box destroyed
+/// and made again at once waits that out.
+const NAME_REUSE: Duration = Duration::from_secs(75);
+
+// The loops below wait with `Pauses`, not `poll::until`: its async
+// closure is not `Send`, which the provider's async_trait methods need.
+
+async fn arn(sqs: &Client, url: &str, name: &str) -> Result<String> {
+    let mut pauses = Pauses::new(SETTLING, SETTLING_POLL);
+    loop {
+        let asked = sqs.get_queue_attributes().queue_url(url).attribute_names(QueueAttributeName::QueueArn).send().await;
+        match asked {
+            Ok(out) => {
+                let arn = out.attributes.and_then(|mut a| a.remove(&QueueAttributeName::QueueArn));
+                return arn
+                    .filter(|arn| arn.ends_with(&format!(":{name}")))
+                    .ok_or_else(|| ProviderError::Api { operation: "GetQueueAttributes", message: format!("no ARN ending in :{name} for queue {url}") });
+            }
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_queue_does_not_exist()) && pauses.wait().await => {}
+            Err(e) => return Err(failed("GetQueueAttributes")(e)),
         }
     }
-    let dead_letter_url =
-        create(sqs, &plan.dead_letter, plan.fifo, tags, &[(QueueAttributeName::MessageRetentionPeriod, DEAD_LETTER_RETENTION_SECS.to_string())]).await?;
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&dead_letter_url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .map_err(failed("GetQueueAttributes"))?
-        .attributes
-        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
-        .ok_or_else(|| ProviderError::Api { operation: "GetQueueAttributes", message: format!("no QueueArn for {}", plan.dead_letter) })?;
-    // Set apart from CreateQueue, so that it converges on a queue found.
-    let url = create(sqs, &plan.name, plan.fifo, tags, &[]).await?;
-    let redrive = serde_json::json!({"deadLetterTargetArn": arn, "maxReceiveCount": MAX_RECEIVES.to_string()}).to_string();
-    sqs.set_queue_attributes().queue_url(&url).attributes(QueueAttributeName::RedrivePolicy, redrive).send().await.map_err(failed("SetQueueAttributes"))?;
-    Ok(Made { url, dead_letter_url })
+}
+
+async fn set(sqs: &Client, url: &str, attributes: &[(QueueAttributeName, String)]) -> Result<()> {
+    let mut pauses = Pauses::new(SETTLING, SETTLING_POLL);
+    loop {
+        let mut request = sqs.set_queue_attributes().queue_url(url);
+        for (k, v) in attributes {
+            request = request.attributes(k.clone(), v);
+        }
+        let sent = request.send().await;
+        match sent {
+            Ok(_) => return Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_queue_does_not_exist()) && pauses.wait().await => {}
+            Err(e) => return Err(failed("SetQueueAttributes")(e)),
+        }
+    }
 }
 
 /// The queue `name`: found (and, with `tags`, checked to carry them: a
@@ -119,7 +170,7 @@ async fn create(sqs: &Client, name: &str, fifo: bool, tags: &HashMap<String, Str
     let found = sqs.get_queue_url().queue_name(name).send().await;
     match found {
         Ok(found) => {
-            let url = found.queue_url.unwrap_or_default();
+            let url = found.queue_url.ok_or_else(|| ProviderError::Api { operation: "GetQueueUrl", message: format!("no URL for queue {name}") })?;
             if !tags.is_empty() {
                 let listed = sqs.list_queue_tags().queue_url(&url).send().await.map_err(failed("ListQueueTags"))?;
                 let theirs = listed.tags.unwrap_or_default();
@@ -144,18 +195,30 @@ async fn create(sqs: &Client, name: &str, fifo: bool, tags: &HashMap<String, Str
         Err(e) if !e.as_service_error().is_some_and(|e| e.is_queue_does_not_exist()) => return Err(failed("GetQueueUrl")(e)),
         Err(_) => {}
     }
-    let mut request = sqs.create_queue().queue_name(name).attributes(QueueAttributeName::SqsManagedSseEnabled, "true");
-    if fifo {
-        request = request.attributes(QueueAttributeName::FifoQueue, "true");
+    let mut pauses = Pauses::new(NAME_REUSE, Backoff::new(Duration::from_secs(5), Duration::from_secs(5)));
+    loop {
+        let mut request = sqs.create_queue().queue_name(name).attributes(QueueAttributeName::SqsManagedSseEnabled, "true");
+        if fifo {
+            request = request.attributes(QueueAttributeName::FifoQueue, "true");
+        }
+        for (k, v) in extra {
+            request = request.attributes(k.clone(), v);
+        }
+        if !tags.is_empty() {
+            request = request.set_tags(Some(tags.clone()));
+        }
+        let sent = request.send().await;
+        match sent {
+            Ok(made) => return made.queue_url.ok_or_else(|| ProviderError::Api { operation: "CreateQueue", message: format!("no URL for queue {name}") }),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_queue_deleted_recently()) => {
+                tracing::info!("queue {name} was deleted less than a minute ago; SQS takes its name again after 60 s: waiting");
+                if !pauses.wait().await {
+                    return Err(failed("CreateQueue")(e));
+                }
+            }
+            Err(e) => return Err(failed("CreateQueue")(e)),
+        }
     }
-    for (k, v) in extra {
-        request = request.attributes(k.clone(), v);
-    }
-    if !tags.is_empty() {
-        request = request.set_tags(Some(tags.clone()));
-    }
-    let made = request.send().await.map_err(failed("CreateQueue"))?;
-    made.queue_url.ok_or_else(|| ProviderError::Api { operation: "CreateQueue", message: format!("no URL for queue {name}") })
 }
 
 /// A failed SQS request, explained as the provider's others are.

@@ -96,16 +96,20 @@ pub fn server_script(name: &str, store: &Store, layout: &Layout) -> String {
         ),
         // moto's server keeps queues in memory: each start makes them
         // again (`workstation box queues`), then waits on the server.
-        StoreKind::Sqs => {
-            let queues: String = store.queues.iter().map(|q| format!(" --queue {}", sh(q))).collect();
-            format!(
-                "moto_server -H 127.0.0.1 -p {port} &\n\
-                 {bin} box queues --endpoint {endpoint}{queues} || {{ kill $!; exit 1; }}\n\
-                 wait",
-                bin = sh(&layout.bin),
-                endpoint = sh(&store.url(name)),
-            )
-        }
+        // moto's server keeps queues in memory: each start makes them
+        // again (`workstation box queues`), then waits on the server. Run
+        // as root (`box queues` is the laptop's binary, which nobody may
+        // not reach), the server as nobody. A stop ends the server before
+        // the launcher, and the launcher exits with the server's status.
+        StoreKind::Sqs => format!(
+            "setpriv --reuid=nobody --regid=\"$(id -g nobody)\" --clear-groups moto_server -H 127.0.0.1 -p {port} & server=$!\n\
+             trap 'kill $server 2>/dev/null; wait $server; exit 143' TERM INT HUP\n\
+             {bin} box queues --endpoint {endpoint}{queues} || {{ kill $server; wait $server; exit 1; }}\n\
+             wait $server",
+            bin = sh(&layout.bin),
+            endpoint = sh(&store.url(name)),
+            queues = queue_args(store),
+        ),
     }
 }
 
@@ -214,10 +218,9 @@ mod tests {
         let local = Layout::new("/srv/box", None).unwrap().with_bin("/opt/ws").with_queues(QueueHost::Beside);
         assert_eq!(runner(&jobs, &local), Some(StoreRunner::Supervisord));
         let script = server_script("jobs", &jobs, &local);
-        assert!(
-            script.starts_with("moto_server -H 127.0.0.1 -p 9324 &\n/opt/ws box queues --endpoint http://127.0.0.1:9324 --queue emails --queue pay.fifo"),
-            "{script}"
-        );
+        assert!(script.starts_with("setpriv --reuid=nobody"), "{script}");
+        assert!(script.contains("moto_server -H 127.0.0.1 -p 9324 & server=$!\n"), "{script}");
+        assert!(script.contains("\n/opt/ws box queues --endpoint http://127.0.0.1:9324 --queue emails --queue pay.fifo || "), "{script}");
         assert_eq!(
             ready_command("jobs", &jobs, &local),
             "/opt/ws box queues --check --endpoint http://127.0.0.1:9324 --queue emails --queue pay.fifo >/dev/null 2>&1"

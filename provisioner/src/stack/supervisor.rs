@@ -101,7 +101,9 @@ pub fn render(manifest: &Manifest, layout: &Layout, queues: &BTreeMap<String, St
         }
         let text = launcher(&format!("store {name} ({})", store.kind.as_str()), layout, &[], None, &script);
         let path = launcher_path(name, &text);
-        conf.push_str(&program(name, &path, layout, Some(stores::user(store.kind)), STORE_PRIORITY, true, &Default::default()));
+        // An sqs store's launcher drops to its user itself (stores.rs).
+        let user = (store.kind != StoreKind::Sqs).then(|| stores::user(store.kind));
+        conf.push_str(&program(name, &path, layout, user, STORE_PRIORITY, true, &Default::default()));
         files.insert(path, text);
     }
     for (name, svc) in &manifest.services {

@@ -23,20 +23,14 @@ pub struct AwsProvider {
     pub(super) address: AddressKind,
     /// For team boxes (`push_key`); None: this caller reaches only its own.
     pub(super) connect: Option<aws_sdk_ec2instanceconnect::Client>,
-    /// For boxes' queues (queues.rs); None: a caller that never makes or
-    /// deletes boxes (`init`'s key pair).
-    pub(super) sqs_client: Option<aws_sdk_sqs::Client>,
+    /// For boxes' queues (queues.rs): every destroy and reap deletes a
+    /// box's, so a provider without it cannot be made.
+    pub(super) sqs: aws_sdk_sqs::Client,
 }
 
 impl AwsProvider {
-    pub fn new(client: Client, address: AddressKind) -> Self {
-        Self { client, address, connect: None, sqs_client: None }
-    }
-
-    /// Lets this provider make and delete boxes' queues.
-    pub fn with_queues(mut self, client: aws_sdk_sqs::Client) -> Self {
-        self.sqs_client = Some(client);
-        self
+    pub fn new(client: Client, sqs: aws_sdk_sqs::Client, address: AddressKind) -> Self {
+        Self { client, address, connect: None, sqs }
     }
 
     /// Lets this provider push keys to team boxes (EC2 Instance Connect).

@@ -4,29 +4,25 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_sqs::Client;
-
 use super::instances::{api, AwsProvider};
 use crate::manifest::{QueuePlan, Store};
 use crate::provider::queues::{self, QueueEnv};
-use crate::provider::{tags, BoxInfo, ProviderError, Result};
+use crate::provider::{tags, BoxInfo, Result};
 
 impl AwsProvider {
-    fn sqs(&self) -> Result<&Client> {
-        self.sqs_client.as_ref().ok_or(ProviderError::Api { operation: "SQS", message: "this command was not given an SQS client (a bug)".into() })
-    }
-
     /// Makes the box's queues (all at once) and returns their URLs, with
     /// the store's variable set to the SQS endpoint they are on.
     pub(super) async fn ensure_queues(&self, info: &BoxInfo, stores: &BTreeMap<String, Store>) -> Result<QueueEnv> {
         let Some((name, store)) = queues::sqs_store(stores) else { return Ok(QueueEnv::new()) };
-        let sqs = self.sqs()?;
+        let sqs = &self.sqs;
         let prefix = queues::aws_prefix(&info.owner, &info.name);
         let box_tags = queues::box_tags(info);
-        let made = futures::future::try_join_all(store.queues.iter().map(|queue| {
-            let plan = QueuePlan::new(&prefix, queue);
+        let plans: Vec<QueuePlan> = store.queues.iter().map(|queue| QueuePlan::new(&prefix, queue)).collect();
+        // Every name first: none made when one cannot be.
+        plans.iter().try_for_each(queues::check_length)?;
+        let made = futures::future::try_join_all(plans.iter().map(|plan| {
             let box_tags = &box_tags;
-            async move { queues::ensure(sqs, &plan, box_tags).await.map(|made| (queue, made)) }
+            async move { queues::ensure(sqs, plan, box_tags).await.map(|made| (&plan.queue, made)) }
         }))
         .await?;
         let mut env = QueueEnv::new();
@@ -47,7 +43,7 @@ impl AwsProvider {
     /// elsewhere is left). Queues already gone are not an error, so a
     /// `destroy` run again converges. Returns how many it deleted.
     pub async fn delete_queues(&self, owner: &str, name: &str) -> Result<usize> {
-        let sqs = self.sqs()?;
+        let sqs = &self.sqs;
         let prefix = queues::aws_prefix(owner, name);
         let mut pages = sqs.list_queues().queue_name_prefix(&prefix).max_results(1000).into_paginator().send();
         let mut urls = Vec::new();
