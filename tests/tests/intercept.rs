@@ -231,7 +231,11 @@ fn the_box_takes_its_service_back_when_the_laptop_vanishes() {
     // End of input reaches the box at once: well before the lease (10 s).
     f.wait_for("box", Duration::from_secs(5));
     eprintln!("api back {:?} after kill -9", killed.elapsed());
-    kill_laptop_servers(f.port);
+    // The laptop's server ended with the CLI: nothing holds its port.
+    let server = format!("server.py laptop {}", f.port);
+    let running = || Command::new("pgrep").args(["-f", &server]).output().unwrap().status.success();
+    wait_until(Duration::from_secs(5), || !running(), || "the laptop's server still runs after its intercept was killed".into());
+    assert!(std::net::TcpListener::bind(("127.0.0.1", f.port)).is_ok(), "port {} is still taken", f.port);
 
     // The box's network down for 20 s: the box restores api by itself,
     // and the CLI says the intercept ended instead of hanging.
