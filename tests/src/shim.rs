@@ -61,6 +61,18 @@ impl Shim {
         self.http("POST", "/__fail", &serde_json::json!({ "action": action, "code": code, "count": count }).to_string());
     }
 
+    /// The next `count` calls of `action` take effect, and their answers
+    /// are lost (the connection drops).
+    pub fn lose(&self, action: &str, count: u32) {
+        self.http("POST", "/__fail", &serde_json::json!({ "action": action, "lose": count }).to_string());
+    }
+
+    /// Instances launched from now on are unknown to DescribeInstances for
+    /// `seconds` (EC2's eventual consistency).
+    pub fn invisible_after_launch(&self, seconds: f64) {
+        self.http("POST", "/__fail", &serde_json::json!({ "action": "RunInstances", "invisible": seconds }).to_string());
+    }
+
     /// The next root volume replacement task fails (the old root stays).
     pub fn fail_next_root_task(&self) {
         self.http("POST", "/__fail", r#"{"task": "fail"}"#);

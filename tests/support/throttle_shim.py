@@ -15,7 +15,18 @@ forwarded requests' parameters, in order (what the API was asked).
 
 Faults: POST /__fail {"action": A, "code": C, "count": n} answers the next
 n calls of A with EC2's error C (HTTP 400, not retried); {"task": "fail"}
-makes the next root volume replacement task fail.
+makes the next root volume replacement task fail;
+- {"action": A, "lose": n}: the next n calls of A reach moto and take
+  effect, then the connection drops before the answer (the client cannot
+  tell whether it happened);
+- {"action": "RunInstances", "invisible": S}: instances launched from now
+  on are unknown to DescribeInstances for S seconds (by id: EC2's
+  InvalidInstanceID.NotFound; by filter: left out), as AWS documents
+  ("Eventual consistency in the Amazon EC2 API": "a resource you just
+  created might not be immediately visible to subsequent describe calls").
+RunInstances with a ClientToken seen before answers what the first call
+did, launching nothing ("Ensuring idempotency in Amazon EC2 API
+requests"); moto does not deduplicate.
 
 Root volume replacement, which moto lacks, in EC2's shapes
 (API_CreateReplaceRootVolumeTask, API_DescribeReplaceRootVolumeTasks):
@@ -39,6 +50,7 @@ import threading
 import time
 import urllib.parse
 import uuid
+import xml.etree.ElementTree as ET
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 UPSTREAM = urllib.parse.urlparse(sys.argv[1])
@@ -59,6 +71,9 @@ BUCKETS = dict(parse_bucket(a) for a in sys.argv[3:])
 # Injected failures: action -> [code, remaining]; and whether the next task fails.
 FAULTS = {}
 TASK_FAULT = {"next": False}
+LOSE = {}  # action -> calls whose answer is lost
+INVISIBLE = {"seconds": 0, "until": {}}  # instance id -> monotonic time it shows
+TOKENS = {}  # RunInstances ClientToken -> the first answer
 TASKS = {}  # task id -> task (dict)
 EC2_NS = "http://ec2.amazonaws.com/doc/2016-11-15/"
 
@@ -130,6 +145,10 @@ class Shim(BaseHTTPRequestHandler):
             with LOCK:
                 if "task" in fault:
                     TASK_FAULT["next"] = True
+                elif "lose" in fault:
+                    LOSE[fault["action"]] = int(fault["lose"])
+                elif "invisible" in fault:
+                    INVISIBLE["seconds"] = float(fault["invisible"])
                 else:
                     FAULTS[fault["action"]] = [fault["code"], int(fault.get("count", 1))]
             return self.reply(204, b"")
@@ -166,7 +185,34 @@ class Shim(BaseHTTPRequestHandler):
             return self.reply(*create_root_task(params, self.headers))
         if action == "DescribeReplaceRootVolumeTasks":
             return self.reply(*describe_root_tasks(params))
+        token = params.get("ClientToken") if action == "RunInstances" else None
+        with LOCK:
+            if token in TOKENS:
+                return self.reply(*TOKENS[token])
+            hidden = {i for i, t in INVISIBLE["until"].items() if time.monotonic() < t}
+        asked = {v for k, v in params.items() if k.startswith("InstanceId.")}
+        if action == "DescribeInstances" and asked & hidden:
+            missing = ", ".join(sorted(asked & hidden))
+            return self.reply(400, error_xml("InvalidInstanceID.NotFound", f"The instance ID '{missing}' does not exist"), [("Content-Type", "text/xml")])
         status, data, passthrough = upstream(self.command, self.path, body, self.headers)
+        if action == "RunInstances" and status == 200:
+            with LOCK:
+                if token:
+                    TOKENS[token] = (status, data, passthrough)
+                if INVISIBLE["seconds"]:
+                    for i in re.findall(rb"<instanceId>(i-[0-9a-f]+)</instanceId>", data):
+                        INVISIBLE["until"][i.decode()] = time.monotonic() + INVISIBLE["seconds"]
+        if action == "DescribeInstances" and hidden and status == 200:
+            data = without_instances(data, hidden)
+        with LOCK:
+            lose = LOSE.get(action, 0) > 0
+            if lose:
+                LOSE[action] -= 1
+        if lose:
+            # It happened; the caller never hears.
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
         self.reply(status, data, passthrough)
 
 
@@ -183,6 +229,18 @@ def upstream(method, path, body, headers):
     conn.close()
     passthrough = [(k, v) for k, v in resp.getheaders() if k.lower() not in ("content-length", "transfer-encoding", "connection")]
     return resp.status, data, passthrough
+
+
+def without_instances(data, hidden):
+    """A DescribeInstances answer without the reservations of `hidden`."""
+    ET.register_namespace("", EC2_NS)
+    root = ET.fromstring(data)
+    for reservations in root.iter(f"{{{EC2_NS}}}reservationSet"):
+        for item in list(reservations):
+            ids = {e.text for e in item.iter(f"{{{EC2_NS}}}instanceId")}
+            if ids & hidden:
+                reservations.remove(item)
+    return ET.tostring(root, encoding="UTF-8", xml_declaration=True)
 
 
 def stamp():

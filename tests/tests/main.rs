@@ -7,6 +7,7 @@ mod cli;
 mod dotfiles;
 mod e2e;
 mod examples;
+mod faults;
 mod github;
 mod hosts;
 mod idle;

@@ -29,6 +29,12 @@ const WAKE_HEALTH_TIMEOUT: Duration = Duration::from_secs(2 * 60);
 /// Asking the provider about a box: fast first (local boxes and moto answer
 /// in milliseconds), backing off to stay far below EC2's API rate limits.
 pub(super) const POLL: Backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
+/// EC2 is eventually consistent: an instance just launched may be unknown
+/// to DescribeInstances for a while ("Eventual consistency in the Amazon
+/// EC2 API": a resource just created may not be visible to the next
+/// describe). A wait asks again for this long before it believes the box
+/// is gone.
+const UNSEEN_GRACE: Duration = Duration::from_secs(2 * 60);
 
 /// What `start` did.
 #[derive(Debug, Serialize)]
@@ -272,13 +278,25 @@ impl Context {
     ) -> Result<BoxInfo, LifecycleError> {
         let mut current = info.clone();
         let mut first = true;
+        let started = std::time::Instant::now();
         let gone = |b: &BoxInfo| LifecycleError::Gone { name: b.name.clone(), id: b.id.clone(), what, state: b.state.as_str() };
         let found = poll::until(timeout, POLL, async || {
-            if !std::mem::take(&mut first) {
+            // The first round trusts what the caller knew, unless that
+            // already says done: then the API is asked once, so a box
+            // found done is one the API knows (a launch's own answer may
+            // say running before DescribeInstances knows the instance).
+            if !std::mem::take(&mut first) || done(&current) {
                 if let Some(p) = progress {
                     p.tick();
                 }
-                current = self.provider.describe(&current.id).await?;
+                current = match self.provider.describe(&current.id).await {
+                    Ok(found) => found,
+                    Err(crate::provider::ProviderError::NotFound { .. }) if started.elapsed() < UNSEEN_GRACE => {
+                        tracing::debug!("{} is not visible to the API yet; asking again", current.id);
+                        return Ok(None);
+                    }
+                    Err(e) => return Err(e.into()),
+                };
             }
             while !done(&current) && !current.state.is_live() {
                 let name: BoxName = current.name.parse().map_err(|_| gone(&current))?;

@@ -1,0 +1,48 @@
+//! The real cloud's failures, through the `workstation` binary, made by the
+//! test shim in front of moto (tests/support/throttle_shim.py, which cites
+//! AWS for each behaviour): EC2's eventual consistency after a launch, and
+//! a RunInstances whose answer is lost after it took effect.
+
+use workstation_tests::moto::block_on;
+use workstation_tests::shim::Shim;
+use workstation_tests::TestEnv;
+
+/// Live instances of tester's box `name`, asked of moto itself.
+fn instances(env: &TestEnv, name: &str) -> Vec<String> {
+    use aws_sdk_ec2::types::Filter;
+    let client = env.moto.as_ref().unwrap().client();
+    let filters = vec![
+        Filter::builder().name("tag:workstation:owner").values("tester").build(),
+        Filter::builder().name("tag:workstation:name").values(name).build(),
+        Filter::builder().name("instance-state-name").values("pending").values("running").build(),
+    ];
+    let out = block_on(client.describe_instances().set_filters(Some(filters)).send()).unwrap();
+    out.reservations().iter().flat_map(|r| r.instances()).filter_map(|i| i.instance_id().map(String::from)).collect()
+}
+
+#[test]
+fn create_gives_one_pinned_box_when_ec2_lags_and_loses_the_launch_answer() {
+    let mut env = TestEnv::aws();
+    let shim = Shim::in_front_of(&mut env, 0);
+    // Every instance unknown to DescribeInstances for 5 s after its
+    // launch, and the first launch's answer lost after it took effect.
+    shim.invisible_after_launch(5.0);
+    shim.lose("RunInstances", 1);
+    let first = env.run(&["create", "dev", "--output", "json"]);
+    if !first.status.success() {
+        // The SDK did not retry a dropped connection: the engineer runs
+        // create again, which must find the launch, not make a second.
+        eprintln!("first create: {}", String::from_utf8_lossy(&first.stderr));
+        let again = env.json(&["create", "dev"]);
+        assert_eq!(again["up"]["healthy"], true, "{again:#}");
+    } else {
+        let created: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+        assert_eq!(created["up"]["healthy"], true, "{created:#}");
+    }
+    assert_eq!(instances(&env, "dev").len(), 1, "one instance for one box");
+    let launches = shim.requests("RunInstances");
+    assert!(launches.len() >= 2, "the lost launch was asked again: {launches:?}");
+    assert!(launches.iter().all(|r| r["ClientToken"] == launches[0]["ClientToken"]), "with the same ClientToken: {launches:?}");
+    // Pinned: plain SSH to the box works with the pinned key.
+    assert_eq!(env.ok(&["ssh", "dev", "--", "echo", "pinned"]).trim(), "pinned");
+}
