@@ -46,3 +46,28 @@ fn create_gives_one_pinned_box_when_ec2_lags_and_loses_the_launch_answer() {
     // Pinned: plain SSH to the box works with the pinned key.
     assert_eq!(env.ok(&["ssh", "dev", "--", "echo", "pinned"]).trim(), "pinned");
 }
+
+/// EC2 out of an instance type in a zone (InsufficientInstanceCapacity):
+/// `create` says so and what to do, and launched nothing; `start` of a
+/// stopped box says its volumes keep it in its zone. Run again once the
+/// capacity is back, each converges.
+#[test]
+fn no_capacity_says_what_to_do_and_leaves_nothing_behind() {
+    let mut env = TestEnv::aws();
+    let shim = Shim::in_front_of(&mut env, 0);
+    shim.fail("RunInstances", "InsufficientInstanceCapacity", 1);
+    let err = env.fails(&["create", "dev"]);
+    assert!(err.contains("EC2 has no t3.medium capacity in the zone of box.subnet") && err.contains("nothing was launched"), "{err}");
+    assert!(err.contains("box.instance_type to another type"), "{err}");
+    assert!(instances(&env, "dev").is_empty(), "nothing launched");
+    let created = env.json(&["create", "dev"]);
+    assert_eq!(created["up"]["healthy"], true, "{created:#}");
+
+    env.ok(&["stop", "dev"]);
+    shim.fail("StartInstances", "InsufficientInstanceCapacity", 1);
+    let err = env.fails(&["start", "dev"]);
+    assert!(err.contains("no t3.medium capacity in the Availability Zone of box") && err.contains("can start only there"), "{err}");
+    let started = env.json(&["start", "dev"]);
+    assert_eq!(started["up"]["healthy"], true, "{started:#}");
+    assert_eq!(instances(&env, "dev").len(), 1);
+}

@@ -38,6 +38,12 @@ pub enum ProviderError {
     NotYourTeam { what: String, detail: String },
     #[error("box.hibernate: {0}")]
     Hibernation(String),
+    /// EC2's InsufficientInstanceCapacity: none of that instance type left
+    /// in that Availability Zone for now (EC2 User Guide, "Insufficient
+    /// instance capacity": wait a few minutes, or try another zone or
+    /// instance type).
+    #[error("EC2 has no {instance_type} capacity {place} right now (InsufficientInstanceCapacity); {fix}")]
+    NoCapacity { instance_type: String, place: String, fix: String },
     #[error("data volume {id}: {why}")]
     Volume { id: String, why: String },
     #[error("replacing the root volume of box {id}: {task} {}", root_failure(.state))]

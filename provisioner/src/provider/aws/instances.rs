@@ -161,8 +161,17 @@ impl Provider for AwsProvider {
     }
 
     async fn start(&self, id: &str) -> Result<()> {
-        self.client.start_instances().instance_ids(id).send().await.map_err(api("StartInstances"))?;
-        Ok(())
+        let started = self.client.start_instances().instance_ids(id).send().await;
+        match started {
+            Ok(_) => Ok(()),
+            // Its volumes are in its zone: it can run nowhere else.
+            Err(e) if code(&e) == Some(NO_CAPACITY) => Err(ProviderError::NoCapacity {
+                instance_type: self.describe(id).await.ok().and_then(|b| b.instance_type).unwrap_or_else(|| "instance".into()),
+                place: format!("in the Availability Zone of box {id}"),
+                fix: "its volumes are in that zone, so it can start only there: run `workstation start` again in a few minutes, or give the stopped instance another type (`aws ec2 modify-instance-attribute --instance-id ID --instance-type TYPE`) and start it".into(),
+            }),
+            Err(e) => Err(api("StartInstances")(e)),
+        }
     }
 
     async fn stop(&self, id: &str, hibernate: bool) -> Result<()> {
@@ -301,6 +310,9 @@ pub(super) fn state(i: &Instance) -> BoxState {
         _ => BoxState::Pending,
     }
 }
+
+/// EC2's error when a zone has none of an instance type left.
+pub(super) const NO_CAPACITY: &str = "InsufficientInstanceCapacity";
 
 pub(super) fn code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> Option<&str> {
     e.as_service_error().and_then(|s| s.code())

@@ -8,7 +8,7 @@ use aws_sdk_ec2::types::{
 };
 use sha2::{Digest, Sha256};
 
-use super::instances::{api, code, preview_tags, state, tag, team_tags};
+use super::instances::{api, code, preview_tags, state, tag, team_tags, NO_CAPACITY};
 use super::AwsProvider;
 use crate::manifest::name::{BoxName, Owner};
 use crate::provider::{data, tags, BoxState, LaunchSpec, ProviderError, Result};
@@ -179,7 +179,17 @@ impl AwsProvider {
                 .tag_specifications(tag_spec(ResourceType::Volume))
                 .send()
                 .await
-                .map_err(api("RunInstances"))?;
+                .map_err(|e| match code(&e) {
+                    Some(NO_CAPACITY) => ProviderError::NoCapacity {
+                        instance_type: machine.instance_type.clone(),
+                        place: match &machine.subnet {
+                            Some(subnet) => format!("in the zone of box.subnet {subnet}"),
+                            None => "in the zone EC2 chose".into(),
+                        },
+                        fix: "nothing was launched: run `workstation create` again in a few minutes, or set box.subnet to a subnet in another zone, or box.instance_type to another type".into(),
+                    },
+                    _ => api("RunInstances")(e),
+                })?;
             let inst =
                 out.instances().first().cloned().ok_or_else(|| ProviderError::Api { operation: "RunInstances", message: "returned no instance".into() })?;
             match state(&inst) {
