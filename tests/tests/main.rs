@@ -14,6 +14,7 @@ mod idle;
 mod idle_month;
 mod image;
 mod intercept;
+mod interrupts;
 mod mysql;
 mod network;
 mod new_user;
