@@ -73,6 +73,12 @@ impl Shim {
         self.http("POST", "/__fail", &serde_json::json!({ "action": "RunInstances", "invisible": seconds }).to_string());
     }
 
+    /// EC2 has no capacity in `zones` or for `types` until told otherwise
+    /// (empty lists: capacity everywhere again).
+    pub fn no_capacity(&self, zones: &[&str], types: &[&str]) {
+        self.http("POST", "/__fail", &serde_json::json!({ "capacity": { "zones": zones, "types": types } }).to_string());
+    }
+
     /// The next root volume replacement task fails (the old root stays).
     pub fn fail_next_root_task(&self) {
         self.http("POST", "/__fail", r#"{"task": "fail"}"#);

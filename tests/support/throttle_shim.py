@@ -24,6 +24,12 @@ makes the next root volume replacement task fail;
   InvalidInstanceID.NotFound; by filter: left out), as AWS documents
   ("Eventual consistency in the Amazon EC2 API": "a resource you just
   created might not be immediately visible to subsequent describe calls").
+- {"capacity": {"zones": [Z...], "types": [T...]}}: RunInstances into a
+  subnet of zone Z, or of type T, and StartInstances of an instance of
+  type T, answer InsufficientInstanceCapacity as EC2 does (HTTP 500,
+  which the SDK retries; EC2 User Guide, "Insufficient instance
+  capacity": "wait a few minutes ... or try a different Availability Zone
+  or instance type"). The SDK's retries get the same answer.
 RunInstances with a ClientToken seen before answers what the first call
 did, launching nothing ("Ensuring idempotency in Amazon EC2 API
 requests"); moto does not deduplicate.
@@ -73,6 +79,7 @@ FAULTS = {}
 TASK_FAULT = {"next": False}
 LOSE = {}  # action -> calls whose answer is lost
 INVISIBLE = {"seconds": 0, "until": {}}  # instance id -> monotonic time it shows
+CAPACITY = {"zones": set(), "types": set()}  # none left there
 TOKENS = {}  # RunInstances ClientToken -> the first answer
 TASKS = {}  # task id -> task (dict)
 EC2_NS = "http://ec2.amazonaws.com/doc/2016-11-15/"
@@ -149,6 +156,9 @@ class Shim(BaseHTTPRequestHandler):
                     LOSE[fault["action"]] = int(fault["lose"])
                 elif "invisible" in fault:
                     INVISIBLE["seconds"] = float(fault["invisible"])
+                elif "capacity" in fault:
+                    CAPACITY["zones"] = set(fault["capacity"].get("zones", []))
+                    CAPACITY["types"] = set(fault["capacity"].get("types", []))
                 else:
                     FAULTS[fault["action"]] = [fault["code"], int(fault.get("count", 1))]
             return self.reply(204, b"")
@@ -185,6 +195,8 @@ class Shim(BaseHTTPRequestHandler):
             return self.reply(*create_root_task(params, self.headers))
         if action == "DescribeReplaceRootVolumeTasks":
             return self.reply(*describe_root_tasks(params))
+        if action in ("RunInstances", "StartInstances") and no_capacity(action, params, self.headers):
+            return self.reply(500, error_xml("InsufficientInstanceCapacity", "We currently do not have sufficient capacity in the Availability Zone you requested."), [("Content-Type", "text/xml")])
         token = params.get("ClientToken") if action == "RunInstances" else None
         with LOCK:
             if token in TOKENS:
@@ -229,6 +241,26 @@ def upstream(method, path, body, headers):
     conn.close()
     passthrough = [(k, v) for k, v in resp.getheaders() if k.lower() not in ("content-length", "transfer-encoding", "connection")]
     return resp.status, data, passthrough
+
+
+def no_capacity(action, params, headers):
+    """Whether the CAPACITY rule refuses this launch or start."""
+    with LOCK:
+        zones, types = set(CAPACITY["zones"]), set(CAPACITY["types"])
+    if not zones and not types:
+        return False
+    if action == "RunInstances":
+        if params.get("InstanceType") in types:
+            return True
+        subnet = params.get("SubnetId")
+        if zones and subnet:
+            _, text = ask_moto({"Action": "DescribeSubnets", "SubnetId.1": subnet}, headers)
+            zone = re.search(r"<availabilityZone>([\w-]+)</availabilityZone>", text)
+            return bool(zone and zone.group(1) in zones)
+        return False
+    _, text = ask_moto({"Action": "DescribeInstances", "InstanceId.1": params.get("InstanceId.1", "")}, headers)
+    kind = re.search(r"<instanceType>([\w.]+)</instanceType>", text)
+    return bool(kind and kind.group(1) in types)
 
 
 def without_instances(data, hidden):

@@ -57,8 +57,8 @@ fn no_capacity_says_what_to_do_and_leaves_nothing_behind() {
     let shim = Shim::in_front_of(&mut env, 0);
     shim.fail("RunInstances", "InsufficientInstanceCapacity", 1);
     let err = env.fails(&["create", "dev"]);
-    assert!(err.contains("EC2 has no t3.medium capacity in the zone of box.subnet") && err.contains("nothing was launched"), "{err}");
-    assert!(err.contains("box.instance_type to another type"), "{err}");
+    assert!(err.contains("EC2 has no t3.medium capacity in the zone of subnet subnet-") && err.contains("nothing was launched"), "{err}");
+    assert!(err.contains("box.subnets") && err.contains("box.fallback_instance_types"), "{err}");
     assert!(instances(&env, "dev").is_empty(), "nothing launched");
     let created = env.json(&["create", "dev"]);
     assert_eq!(created["up"]["healthy"], true, "{created:#}");
@@ -70,4 +70,66 @@ fn no_capacity_says_what_to_do_and_leaves_nothing_behind() {
     let started = env.json(&["start", "dev"]);
     assert_eq!(started["up"]["healthy"], true, "{started:#}");
     assert_eq!(instances(&env, "dev").len(), 1);
+}
+
+/// This env's addresses as two subnets, one per zone (the first's zone,
+/// the second's): the box is materialised wherever EC2 puts it.
+fn two_zones(env: &TestEnv) -> (String, String) {
+    let manifest = std::fs::read_to_string(&env.manifest).unwrap();
+    let ours = manifest.split("subnet = \"").nth(1).and_then(|r| r.split('"').next()).unwrap().to_owned();
+    let client = env.moto.as_ref().unwrap().client();
+    block_on(async {
+        let described = client.describe_subnets().subnet_ids(&ours).send().await.unwrap();
+        let vpc = described.subnets()[0].vpc_id().unwrap().to_owned();
+        client.delete_subnet().subnet_id(&ours).send().await.unwrap();
+        let mut ids = Vec::new();
+        for (half, zone) in env.subnet.subnets(25).unwrap().zip(["us-east-1a", "us-east-1b"]) {
+            let made = client.create_subnet().vpc_id(&vpc).cidr_block(half.to_string()).availability_zone(zone).send().await.unwrap();
+            ids.push(made.subnet().and_then(|s| s.subnet_id()).unwrap().to_owned());
+        }
+        let text =
+            manifest.replace(&format!("subnet = \"{ours}\""), &format!("subnets = [\"{}\", \"{}\"]\nfallback_instance_types = [\"t3.large\"]", ids[0], ids[1]));
+        env.write_manifest(&text);
+        (ids[0].clone(), ids[1].clone())
+    })
+}
+
+/// Where and as what tester's box dev runs (subnet, type), asked of moto.
+fn placed(env: &TestEnv) -> (String, String) {
+    let client = env.moto.as_ref().unwrap().client();
+    let id = instances(env, "dev").pop().expect("a box");
+    let out = block_on(client.describe_instances().instance_ids(id).send()).unwrap();
+    let i = &out.reservations()[0].instances()[0];
+    (i.subnet_id().unwrap_or_default().to_owned(), i.instance_type().map(|t| t.as_str().to_owned()).unwrap_or_default())
+}
+
+/// `box.subnets` (one per zone) and `box.fallback_instance_types`: with no
+/// capacity in the first zone the box lands in the second; with none of
+/// its type anywhere, as the fallback type; with nothing anywhere, create
+/// says so and launches nothing. EC2's 500 is not retried (the next
+/// choice is the better retry), so each refusal costs one request.
+#[test]
+fn create_lands_in_the_next_zone_or_type_with_capacity() {
+    let mut env = TestEnv::aws();
+    let shim = Shim::in_front_of(&mut env, 0);
+    let (first, second) = two_zones(&env);
+
+    shim.no_capacity(&["us-east-1a"], &[]);
+    let created = env.json(&["create", "dev"]);
+    assert_eq!(created["up"]["healthy"], true, "{created:#}");
+    assert_eq!(placed(&env), (second.clone(), "t3.medium".to_owned()), "the second zone's subnet");
+    assert_eq!(shim.stats()["actions"]["RunInstances"]["forwarded"], 2, "one refusal, not retried: {}", shim.stats());
+    env.ok(&["destroy", "dev", "--purge", "--yes"]);
+
+    shim.no_capacity(&[], &["t3.medium"]);
+    let created = env.json(&["create", "dev"]);
+    assert_eq!(created["up"]["healthy"], true, "{created:#}");
+    assert_eq!(placed(&env), (first, "t3.large".to_owned()), "the fallback type, in the first zone");
+    env.ok(&["destroy", "dev", "--purge", "--yes"]);
+
+    shim.no_capacity(&[], &["t3.medium", "t3.large"]);
+    let err = env.fails(&["create", "dev"]);
+    assert!(err.contains("EC2 has no t3.large capacity in the zone of subnet") && err.contains("nothing was launched"), "{err}");
+    assert!(instances(&env, "dev").is_empty(), "nothing launched");
+    let _ = second;
 }

@@ -32,7 +32,11 @@ async fn main() -> Result<(), Error> {
     // to boxes' private addresses: the function runs in the VPC.
     let sdk = workstation::provider::aws::sdk::config(None, None).await;
     // SQS: an expired preview's queues go with it.
-    let provider = AwsProvider::new(aws_sdk_ec2::Client::new(&sdk), aws_sdk_sqs::Client::new(&sdk), AddressKind::Private);
+    let provider = AwsProvider::new(
+        aws_sdk_ec2::Client::from_conf(workstation::provider::aws::sdk::ec2_config(&sdk).build()),
+        aws_sdk_sqs::Client::new(&sdk),
+        AddressKind::Private,
+    );
     let s3 = workstation::provider::aws::sdk::s3_client(&sdk);
     let (provider, s3) = (&provider, &s3);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {

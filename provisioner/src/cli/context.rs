@@ -123,7 +123,7 @@ impl Global {
                 proxy.extend(region.iter().flat_map(|r| ["--region".into(), r.clone()]));
                 proxy.extend(settings.aws.profile.iter().flat_map(|p| ["--profile".into(), p.clone()]));
                 let sdk = sdk::config(settings.aws.profile.as_deref(), region).await;
-                let aws = AwsProvider::new(aws_sdk_ec2::Client::new(&sdk), aws_sdk_sqs::Client::new(&sdk), settings.aws.address)
+                let aws = AwsProvider::new(aws_sdk_ec2::Client::from_conf(sdk::ec2_config(&sdk).build()), aws_sdk_sqs::Client::new(&sdk), settings.aws.address)
                     .with_instance_connect(aws_sdk_ec2instanceconnect::Client::new(&sdk));
                 (Box::new(aws), SecretStore::Ssm(OwnParameters::new(&sdk)))
             }
@@ -167,7 +167,7 @@ impl Global {
         let aws = self.aws_settings()?;
         let sdk = sdk::config(aws.profile.as_deref(), aws_region(&aws, manifest)).await;
         let calls = ApiCalls::default();
-        let config = aws_sdk_ec2::config::Builder::from(&sdk).interceptor(calls.clone()).build();
+        let config = sdk::ec2_config(&sdk).interceptor(calls.clone()).build();
         let sqs = aws_sdk_sqs::config::Builder::from(&sdk).interceptor(calls.clone()).build();
         Ok((AwsProvider::new(aws_sdk_ec2::Client::from_conf(config), aws_sdk_sqs::Client::from_conf(sqs), aws.address), calls))
     }

@@ -157,7 +157,7 @@ impl init::Env for CliEnv<'_> {
 
     async fn aws(&self, profile: Option<&str>, region: Option<String>) -> (aws_sdk_sts::Client, aws_sdk_ec2::Client, aws_sdk_sqs::Client) {
         let sdk = crate::provider::aws::sdk::config(profile, region).await;
-        (aws_sdk_sts::Client::new(&sdk), aws_sdk_ec2::Client::new(&sdk), aws_sdk_sqs::Client::new(&sdk))
+        (aws_sdk_sts::Client::new(&sdk), aws_sdk_ec2::Client::from_conf(crate::provider::aws::sdk::ec2_config(&sdk).build()), aws_sdk_sqs::Client::new(&sdk))
     }
 
     fn completion_script(&self, shell: Shell) -> Vec<u8> {

@@ -287,6 +287,25 @@ image_id = "ami-0123456789abcdef0"
         }
     }
 
+    #[test]
+    fn subnets_and_fallback_types_are_an_ordered_list_of_choices() {
+        let m = Manifest::parse(&format!("{MINIMAL}subnets = [\"subnet-a\", \"subnet-b\"]\nfallback_instance_types = [\"m6i.large\"]\n")).unwrap();
+        assert_eq!(m.machine.subnet_choices(), [Some("subnet-a".to_string()), Some("subnet-b".to_string())]);
+        assert_eq!(m.machine.instance_types().collect::<Vec<_>>(), ["m7i.large", "m6i.large"]);
+        assert_eq!(Manifest::parse(MINIMAL).unwrap().machine.subnet_choices(), [None]);
+        let bad = problems(&format!(
+            "{MINIMAL}subnet = \"subnet-a\"\nsubnets = [\"subnet-a\", \"vpc-1\", \"subnet-a\"]\nfallback_instance_types = [\"m7i.large\"]\n"
+        ));
+        for want in [
+            "box.subnets: set either subnet or subnets",
+            "box.subnets[1]: \"vpc-1\" is not a subnet id",
+            "box.subnets[2]: \"subnet-a\" is listed twice",
+            "box.fallback_instance_types[0]: \"m7i.large\" is already tried",
+        ] {
+            assert!(bad.iter().any(|p| p.starts_with(want)), "{want} not in {bad:#?}");
+        }
+    }
+
     fn problems_or_none(text: &str) -> Vec<String> {
         match Manifest::parse(text) {
             Ok(_) => Vec::new(),

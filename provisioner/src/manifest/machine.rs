@@ -15,6 +15,14 @@ pub struct MachineSpec {
     /// Falls back to the user's settings, then the AWS config chain.
     pub region: Option<String>,
     pub subnet: Option<String>,
+    /// Instead of `subnet`: one subnet per Availability Zone, tried in
+    /// order when EC2 has no capacity in the one before.
+    #[serde(default)]
+    pub subnets: Vec<String>,
+    /// Instance types tried after `instance_type` when no subnet has
+    /// capacity for it (of the same architecture: the image is one).
+    #[serde(default)]
+    pub fallback_instance_types: Vec<String>,
     #[serde(default)]
     pub security_groups: Vec<String>,
     /// The box's IAM instance profile (terraform's `instance_profile`
@@ -48,6 +56,21 @@ pub struct MachineSpec {
     /// `manifest_url`, written by `workstation manifest publish`): the
     /// reaper reads it, `doctor` compares it with this file.
     pub deployed_manifest: Option<String>,
+}
+
+impl MachineSpec {
+    /// The subnets a launch may use, in order (None: EC2's default).
+    pub fn subnet_choices(&self) -> Vec<Option<String>> {
+        match (&self.subnet, self.subnets.is_empty()) {
+            (_, false) => self.subnets.iter().cloned().map(Some).collect(),
+            (subnet, true) => vec![subnet.clone()],
+        }
+    }
+
+    /// `instance_type`, then the fallbacks.
+    pub fn instance_types(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.instance_type.as_str()).chain(self.fallback_instance_types.iter().map(String::as_str))
+    }
 }
 
 fn default_data_gib() -> u32 {

@@ -69,6 +69,21 @@ impl Manifest {
             if !subnet.starts_with("subnet-") {
                 problem("box.subnet".into(), format!("{subnet:?} is not a subnet id; it looks like \"subnet-0123abcd\""));
             }
+            if !m.subnets.is_empty() {
+                problem("box.subnets".into(), "set either subnet or subnets (one per zone, tried in order), not both".into());
+            }
+        }
+        for (i, subnet) in m.subnets.iter().enumerate() {
+            if !subnet.starts_with("subnet-") {
+                problem(format!("box.subnets[{i}]"), format!("{subnet:?} is not a subnet id; it looks like \"subnet-0123abcd\""));
+            } else if m.subnets[..i].contains(subnet) {
+                problem(format!("box.subnets[{i}]"), format!("{subnet:?} is listed twice"));
+            }
+        }
+        for (i, t) in m.fallback_instance_types.iter().enumerate() {
+            if m.instance_types().take(i + 1).any(|earlier| earlier == t) {
+                problem(format!("box.fallback_instance_types[{i}]"), format!("{t:?} is already tried before it; remove it"));
+            }
         }
         for (i, sg) in m.security_groups.iter().enumerate() {
             if !sg.starts_with("sg-") {

@@ -111,10 +111,10 @@ impl Provider for AwsProvider {
             return Ok(Launched { info, created: false, terminated_duplicates: vec![] });
         }
         self.check_hibernation(spec).await?;
-        self.check_zone(spec).await?;
+        let subnets = self.launch_subnets(spec).await?;
         let (image, root_device) = self.resolve_image(&spec.manifest.manifest.machine).await?;
         let (key_name, _) = self.ensure_key_pair(spec.owner, spec.public_key).await?;
-        let launched = self.run_instance(spec, &image, &root_device, &key_name).await?;
+        let launched = self.run_instance(spec, &image, &root_device, &key_name, &subnets).await?;
 
         // EC2 deduplicates the ClientToken; APIs that don't (moto) can leave
         // several live boxes for one name. Keep the oldest, end the others.

@@ -94,26 +94,85 @@ impl AwsProvider {
         hibernation_allows(&machine.instance_type, info.hibernation_supported().unwrap_or(false), ram_gib, machine.disk_gib).map_err(ProviderError::Hibernation)
     }
 
-    /// A kept data volume attaches only in its own zone. With `box.subnet`
-    /// set, the launch cannot be placed there, so the subnet's zone must be
-    /// the volume's: checked before anything is launched (after, the box
-    /// would run without its data).
-    pub(super) async fn check_zone(&self, spec: &LaunchSpec<'_>) -> Result<()> {
-        let (Some(kept), Some(subnet)) = (spec.data, spec.manifest.manifest.machine.subnet.as_deref()) else { return Ok(()) };
-        let Some(zone) = kept.availability_zone.as_deref() else { return Ok(()) };
-        let out = self.client.describe_subnets().subnet_ids(subnet).send().await.map_err(api("DescribeSubnets"))?;
-        match out.subnets().first().and_then(|s| s.availability_zone()) {
-            Some(theirs) if theirs != zone => Err(ProviderError::Volume {
+    /// The subnets this launch may use, in order. A kept data volume
+    /// attaches only in its own zone: with `box.subnet`/`box.subnets` set,
+    /// only those in the volume's zone (checked before anything is
+    /// launched: after, the box would run without its data).
+    pub(super) async fn launch_subnets(&self, spec: &LaunchSpec<'_>) -> Result<Vec<Option<String>>> {
+        let machine = &spec.manifest.manifest.machine;
+        let choices = machine.subnet_choices();
+        let zone = spec.data.and_then(|kept| kept.availability_zone.as_deref().map(|z| (kept, z)));
+        let (Some((kept, zone)), false) = (zone, choices.iter().all(Option::is_none)) else { return Ok(choices) };
+        let ids: Vec<String> = choices.iter().flatten().cloned().collect();
+        let out = self.client.describe_subnets().set_subnet_ids(Some(ids.clone())).send().await.map_err(api("DescribeSubnets"))?;
+        let in_zone: Vec<Option<String>> = ids
+            .iter()
+            .filter(|id| out.subnets().iter().any(|s| s.subnet_id() == Some(id.as_str()) && s.availability_zone() == Some(zone)))
+            .cloned()
+            .map(Some)
+            .collect();
+        if in_zone.is_empty() {
+            let field = if machine.subnets.is_empty() { "box.subnet" } else { "box.subnets" };
+            return Err(ProviderError::Volume {
                 id: kept.id.clone(),
                 why: format!(
-                    "it is in {zone}, and box.subnet {subnet} is in {theirs}: set box.subnet to a subnet in {zone}, or `workstation create --data new` (the kept volume stays: `workstation list --volumes`)"
+                    "it is in {zone}, and no subnet of {field} ({}) is: add a subnet in {zone}, or `workstation create --data new` (the kept volume stays: `workstation list --volumes`)",
+                    ids.join(", ")
                 ),
-            }),
-            _ => Ok(()),
+            });
         }
+        Ok(in_zone)
     }
 
-    pub(super) async fn run_instance(&self, spec: &LaunchSpec<'_>, image: &str, root_device: &str, key_name: &str) -> Result<Instance> {
+    /// Launches as the first instance type and subnet EC2 has capacity
+    /// for: each type (`box.instance_type`, then
+    /// `box.fallback_instance_types`) in each of `subnets` in turn, saying
+    /// which it got when that is not the first. With no capacity anywhere,
+    /// the last refusal, which says what to do.
+    pub(super) async fn run_instance(
+        &self,
+        spec: &LaunchSpec<'_>,
+        image: &str,
+        root_device: &str,
+        key_name: &str,
+        subnets: &[Option<String>],
+    ) -> Result<Instance> {
+        let machine = &spec.manifest.manifest.machine;
+        let choices: Vec<(&str, &Option<String>)> = machine.instance_types().flat_map(|t| subnets.iter().map(move |s| (t, s))).collect();
+        let mut refused = Vec::new();
+        for (i, (instance_type, subnet)) in choices.iter().enumerate() {
+            // Each choice its own ClientToken: one request, one set of
+            // parameters. The first keeps the token a plain launch has.
+            let choice = if i == 0 { String::new() } else { format!("{instance_type}/{}", subnet.as_deref().unwrap_or("")) };
+            match self.run_one(spec, image, root_device, key_name, instance_type, subnet.as_deref(), &choice).await {
+                Err(ProviderError::NoCapacity { place, .. }) if i + 1 < choices.len() => {
+                    tracing::warn!("EC2 has no {instance_type} capacity {place}; trying the next choice");
+                    refused.push(format!("{instance_type} {place}"));
+                }
+                Ok(instance) => {
+                    if !refused.is_empty() {
+                        let zone = instance.placement().and_then(|p| p.availability_zone()).unwrap_or("?");
+                        tracing::info!("launched as {instance_type} in {zone} (no capacity for {})", refused.join("; "));
+                    }
+                    return Ok(instance);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        unreachable!("at least one choice: instance_type, in box.subnet or EC2's default")
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_one(
+        &self,
+        spec: &LaunchSpec<'_>,
+        image: &str,
+        root_device: &str,
+        key_name: &str,
+        instance_type: &str,
+        subnet: Option<&str>,
+        choice: &str,
+    ) -> Result<Instance> {
         let machine = &spec.manifest.manifest.machine;
         let tag_spec = |kind: ResourceType| {
             let mut b = TagSpecification::builder()
@@ -136,18 +195,18 @@ impl AwsProvider {
             }
             b.build()
         };
-        let mut salt = String::new();
+        let mut salt = choice.to_string();
         for _ in 0..TOKEN_ROUNDS {
             let out = self
                 .client
                 .run_instances()
                 .client_token(client_token(spec.owner, spec.name, &salt))
                 .image_id(image)
-                .instance_type(InstanceType::from(machine.instance_type.as_str()))
+                .instance_type(InstanceType::from(instance_type))
                 .min_count(1)
                 .max_count(1)
                 .key_name(key_name)
-                .set_subnet_id(machine.subnet.clone())
+                .set_subnet_id(subnet.map(String::from))
                 .set_security_group_ids((!machine.security_groups.is_empty()).then(|| machine.security_groups.clone()))
                 .set_iam_instance_profile(machine.instance_profile_for(spec.owner).map(|p| IamInstanceProfileSpecification::builder().name(p).build()))
                 .metadata_options(
@@ -169,7 +228,7 @@ impl AwsProvider {
                 .set_placement(
                     spec.data
                         .and_then(|v| v.availability_zone.as_ref())
-                        .filter(|_| machine.subnet.is_none())
+                        .filter(|_| subnet.is_none())
                         .map(|zone| Placement::builder().availability_zone(zone).build()),
                 )
                 // The root volume is encrypted in any case, as hibernation
@@ -181,12 +240,12 @@ impl AwsProvider {
                 .await
                 .map_err(|e| match code(&e) {
                     Some(NO_CAPACITY) => ProviderError::NoCapacity {
-                        instance_type: machine.instance_type.clone(),
-                        place: match &machine.subnet {
-                            Some(subnet) => format!("in the zone of box.subnet {subnet}"),
+                        instance_type: instance_type.into(),
+                        place: match subnet {
+                            Some(subnet) => format!("in the zone of subnet {subnet}"),
                             None => "in the zone EC2 chose".into(),
                         },
-                        fix: "nothing was launched: run `workstation create` again in a few minutes, or set box.subnet to a subnet in another zone, or box.instance_type to another type".into(),
+                        fix: "nothing was launched: run `workstation create` again in a few minutes, or list a subnet per zone in box.subnets and other types in box.fallback_instance_types (tried in order)".into(),
                     },
                     _ => api("RunInstances")(e),
                 })?;
@@ -194,7 +253,7 @@ impl AwsProvider {
                 out.instances().first().cloned().ok_or_else(|| ProviderError::Api { operation: "RunInstances", message: "returned no instance".into() })?;
             match state(&inst) {
                 BoxState::ShuttingDown | BoxState::Terminated => {
-                    salt = inst.instance_id().unwrap_or_default().to_string();
+                    salt = format!("{choice}{}", inst.instance_id().unwrap_or_default());
                 }
                 _ => return Ok(inst),
             }

@@ -104,3 +104,39 @@ impl aws_sdk_ec2::config::Intercept for ApiCalls {
         Ok(())
     }
 }
+
+/// The EC2 client's configuration, as every caller builds it: with [`NoCapacityIsFinal`].
+pub fn ec2_config(sdk: &SdkConfig) -> aws_sdk_ec2::config::Builder {
+    aws_sdk_ec2::config::Builder::from(sdk).retry_classifier(NoCapacityIsFinal)
+}
+
+/// EC2 answers InsufficientInstanceCapacity with HTTP 500, which the SDK
+/// would retry like any server error. A zone out of an instance type stays
+/// so for minutes, and `create` tries the next subnet or type itself
+/// (launch.rs): retrying the same one only delays that.
+#[derive(Debug)]
+pub struct NoCapacityIsFinal;
+
+impl aws_smithy_runtime_api::client::retries::classifiers::ClassifyRetry for NoCapacityIsFinal {
+    fn classify_retry(
+        &self,
+        ctx: &aws_smithy_runtime_api::client::interceptors::context::InterceptorContext,
+    ) -> aws_smithy_runtime_api::client::retries::classifiers::RetryAction {
+        use aws_sdk_ec2::error::ProvideErrorMetadata;
+        use aws_smithy_runtime_api::client::retries::classifiers::RetryAction;
+        let Some(Err(e)) = ctx.output_or_error() else { return RetryAction::NoActionIndicated };
+        let Some(e) = e.as_operation_error() else { return RetryAction::NoActionIndicated };
+        let code = e
+            .downcast_ref::<aws_sdk_ec2::operation::run_instances::RunInstancesError>()
+            .and_then(|e| e.code())
+            .or_else(|| e.downcast_ref::<aws_sdk_ec2::operation::start_instances::StartInstancesError>().and_then(|e| e.code()));
+        match code {
+            Some("InsufficientInstanceCapacity") => RetryAction::RetryForbidden,
+            _ => RetryAction::NoActionIndicated,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "NoCapacityIsFinal"
+    }
+}
