@@ -31,8 +31,11 @@ makes the next root volume replacement task fail;
   capacity": "wait a few minutes ... or try a different Availability Zone
   or instance type"). The SDK's retries get the same answer.
 RunInstances with a ClientToken seen before answers what the first call
-did, launching nothing ("Ensuring idempotency in Amazon EC2 API
-requests"); moto does not deduplicate.
+did, launching nothing, whatever the capacity now ("Ensuring idempotency
+in Amazon EC2 API requests"); with other parameters it answers
+IdempotentParameterMismatch, and once the instance is terminated
+IdempotentInstanceTerminated (EC2's answer since 2025, boto/boto3#4406).
+moto does not deduplicate.
 
 Root volume replacement, which moto lacks, in EC2's shapes
 (API_CreateReplaceRootVolumeTask, API_DescribeReplaceRootVolumeTasks):
@@ -195,12 +198,14 @@ class Shim(BaseHTTPRequestHandler):
             return self.reply(*create_root_task(params, self.headers))
         if action == "DescribeReplaceRootVolumeTasks":
             return self.reply(*describe_root_tasks(params))
-        if action in ("RunInstances", "StartInstances") and no_capacity(action, params, self.headers):
-            return self.reply(500, error_xml("InsufficientInstanceCapacity", "We currently do not have sufficient capacity in the Availability Zone you requested."), [("Content-Type", "text/xml")])
         token = params.get("ClientToken") if action == "RunInstances" else None
         with LOCK:
-            if token in TOKENS:
-                return self.reply(*TOKENS[token])
+            seen = TOKENS.get(token)
+        if seen:
+            return self.reply(*replay(seen, params, self.headers))
+        if action in ("RunInstances", "StartInstances") and no_capacity(action, params, self.headers):
+            return self.reply(500, error_xml("InsufficientInstanceCapacity", "We currently do not have sufficient capacity in the Availability Zone you requested."), [("Content-Type", "text/xml")])
+        with LOCK:
             hidden = {i for i, t in INVISIBLE["until"].items() if time.monotonic() < t}
         asked = {v for k, v in params.items() if k.startswith("InstanceId.")}
         if action == "DescribeInstances" and asked & hidden:
@@ -210,7 +215,7 @@ class Shim(BaseHTTPRequestHandler):
         if action == "RunInstances" and status == 200:
             with LOCK:
                 if token:
-                    TOKENS[token] = (status, data, passthrough)
+                    TOKENS[token] = {"params": params, "answer": (status, data, passthrough)}
                 if INVISIBLE["seconds"]:
                     for i in re.findall(rb"<instanceId>(i-[0-9a-f]+)</instanceId>", data):
                         INVISIBLE["until"][i.decode()] = time.monotonic() + INVISIBLE["seconds"]
@@ -241,6 +246,21 @@ def upstream(method, path, body, headers):
     conn.close()
     passthrough = [(k, v) for k, v in resp.getheaders() if k.lower() not in ("content-length", "transfer-encoding", "connection")]
     return resp.status, data, passthrough
+
+
+def replay(seen, params, headers):
+    """A RunInstances token seen before, as EC2 answers it: the first
+    call's answer; IdempotentParameterMismatch with other parameters;
+    IdempotentInstanceTerminated once its instance is terminated."""
+    if seen["params"] != params:
+        return 400, error_xml("IdempotentParameterMismatch", "The client token you have provided is associated with a resource that is already deleted, or with different parameters."), [("Content-Type", "text/xml")]
+    status, data, passthrough = seen["answer"]
+    instance = re.search(rb"<instanceId>(i-[0-9a-f]+)</instanceId>", data)
+    if instance:
+        _, text = ask_moto({"Action": "DescribeInstances", "InstanceId.1": instance.group(1).decode()}, headers)
+        if re.search(r"<name>(terminated|shutting-down)</name>", text):
+            return 400, error_xml("IdempotentInstanceTerminated", "The client token you have provided is associated with a terminated instance."), [("Content-Type", "text/xml")]
+    return status, data, passthrough
 
 
 def no_capacity(action, params, headers):

@@ -278,6 +278,8 @@ impl Context {
     ) -> Result<BoxInfo, LifecycleError> {
         let mut current = info.clone();
         let mut first = true;
+        // Only a box launched just now may be unknown to the API yet.
+        let just_launched = info.launched_at.is_some_and(|at| chrono::Utc::now() - at < chrono::Duration::from_std(UNSEEN_GRACE).unwrap_or_default());
         let started = std::time::Instant::now();
         let gone = |b: &BoxInfo| LifecycleError::Gone { name: b.name.clone(), id: b.id.clone(), what, state: b.state.as_str() };
         let found = poll::until(timeout, POLL, async || {
@@ -291,7 +293,7 @@ impl Context {
                 }
                 current = match self.provider.describe(&current.id).await {
                     Ok(found) => found,
-                    Err(crate::provider::ProviderError::NotFound { .. }) if started.elapsed() < UNSEEN_GRACE => {
+                    Err(crate::provider::ProviderError::NotFound { .. }) if just_launched && started.elapsed() < UNSEEN_GRACE => {
                         tracing::debug!("{} is not visible to the API yet; asking again", current.id);
                         return Ok(None);
                     }

@@ -260,15 +260,17 @@ fn ends_with_us(command: &mut Command) {
     {
         let parent = std::process::id();
         // SAFETY: between fork and exec only async-signal-safe calls
-        // (prctl, getppid, raise) run, as pre_exec requires.
+        // (prctl, getppid, _exit) run, as pre_exec requires.
         unsafe {
             command.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 // Killed before the prctl: the parent is gone already.
+                // (Not raise(SIGTERM): the child still has workstation's
+                // SIGTERM handler until it execs.)
                 if libc::getppid() as u32 != parent {
-                    libc::raise(libc::SIGTERM);
+                    libc::_exit(1);
                 }
                 Ok(())
             });

@@ -17,7 +17,7 @@ use crate::provider::{data, tags, BoxState, LaunchSpec, ProviderError, Result};
 /// re-create of a destroyed name gets the old, terminated instance back.
 /// We then salt the token with that instance's id; two rounds cover a name
 /// destroyed and re-created several times in a row.
-const TOKEN_ROUNDS: usize = 4;
+const TOKEN_ROUNDS: usize = 6;
 
 impl AwsProvider {
     /// Imports the user's public key once, or checks the pair already
@@ -112,13 +112,15 @@ impl AwsProvider {
             .map(Some)
             .collect();
         if in_zone.is_empty() {
-            let field = if machine.subnets.is_empty() { "box.subnet" } else { "box.subnets" };
+            let zone_of =
+                |id: &str| out.subnets().iter().find(|s| s.subnet_id() == Some(id)).and_then(|s| s.availability_zone()).unwrap_or("another zone").to_string();
+            let fix = match machine.subnet.as_deref() {
+                Some(subnet) => format!("box.subnet {subnet} is in {}: set box.subnet to a subnet in {zone}", zone_of(subnet)),
+                None => format!("no subnet of box.subnets ({}) is: add a subnet in {zone}", ids.join(", ")),
+            };
             return Err(ProviderError::Volume {
                 id: kept.id.clone(),
-                why: format!(
-                    "it is in {zone}, and no subnet of {field} ({}) is: add a subnet in {zone}, or `workstation create --data new` (the kept volume stays: `workstation list --volumes`)",
-                    ids.join(", ")
-                ),
+                why: format!("it is in {zone}, and {fix}, or `workstation create --data new` (the kept volume stays: `workstation list --volumes`)"),
             });
         }
         Ok(in_zone)
@@ -141,9 +143,19 @@ impl AwsProvider {
         let choices: Vec<(&str, &Option<String>)> = machine.instance_types().flat_map(|t| subnets.iter().map(move |s| (t, s))).collect();
         let mut refused = Vec::new();
         for (i, (instance_type, subnet)) in choices.iter().enumerate() {
-            // Each choice its own ClientToken: one request, one set of
-            // parameters. The first keeps the token a plain launch has.
-            let choice = if i == 0 { String::new() } else { format!("{instance_type}/{}", subnet.as_deref().unwrap_or("")) };
+            // Each choice its own ClientToken, from what the request asks
+            // for: EC2 refuses a token again with other parameters
+            // (IdempotentParameterMismatch), so a changed manifest or a
+            // kept volume makes a new one, while a re-run of the same
+            // launch gets the same instance.
+            let data = spec.data.map_or("new", |v| v.id.as_str());
+            let choice = format!(
+                "{instance_type}\0{}\0{image}\0{data}\0{}\0{}\0{}",
+                subnet.as_deref().unwrap_or(""),
+                spec.manifest.hash,
+                machine.disk_gib,
+                machine.data_gib
+            );
             match self.run_one(spec, image, root_device, key_name, instance_type, subnet.as_deref(), &choice).await {
                 Err(ProviderError::NoCapacity { place, .. }) if i + 1 < choices.len() => {
                     tracing::warn!("EC2 has no {instance_type} capacity {place}; trying the next choice");
@@ -196,7 +208,7 @@ impl AwsProvider {
             b.build()
         };
         let mut salt = choice.to_string();
-        for _ in 0..TOKEN_ROUNDS {
+        for round in 0..TOKEN_ROUNDS {
             let out = self
                 .client
                 .run_instances()
@@ -237,7 +249,17 @@ impl AwsProvider {
                 .tag_specifications(tag_spec(ResourceType::Instance))
                 .tag_specifications(tag_spec(ResourceType::Volume))
                 .send()
-                .await
+                .await;
+            // The token's instance is gone (EC2 answers so since 2025), or
+            // the token went with other parameters: a token of its own.
+            let out = match out {
+                Err(e) if matches!(code(&e), Some("IdempotentInstanceTerminated" | "IdempotentParameterMismatch")) => {
+                    salt = format!("{choice}#{round}");
+                    continue;
+                }
+                other => other,
+            };
+            let out = out
                 .map_err(|e| match code(&e) {
                     Some(NO_CAPACITY) => ProviderError::NoCapacity {
                         instance_type: instance_type.into(),
