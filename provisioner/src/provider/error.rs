@@ -52,6 +52,16 @@ pub enum ProviderError {
 
 pub type Result<T, E = ProviderError> = std::result::Result<T, E>;
 
+/// A failed AWS request of `operation` (any service's SDK) as a
+/// [`ProviderError`], explained (aws/failure.rs): for `map_err`.
+pub(super) fn aws_failure<E, R>(operation: &'static str) -> impl FnOnce(aws_sdk_ec2::error::SdkError<E, R>) -> ProviderError
+where
+    E: aws_sdk_ec2::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    move |e| ProviderError::Aws(AwsFailure::of(operation, &e))
+}
+
 /// What a root replacement task's end state means for the box, and what to do.
 fn root_failure(state: &str) -> String {
     match state {

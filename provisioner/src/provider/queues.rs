@@ -19,6 +19,7 @@ use std::time::Duration;
 use aws_sdk_sqs::types::QueueAttributeName;
 use aws_sdk_sqs::Client;
 
+use super::error::aws_failure;
 use super::{tags, BoxInfo, ProviderError, Result};
 pub use crate::manifest::QueuePlan;
 use crate::manifest::{Store, StoreKind};
@@ -142,7 +143,7 @@ async fn arn(sqs: &Client, url: &str, name: &str) -> Result<String> {
                     .ok_or_else(|| ProviderError::Api { operation: "GetQueueAttributes", message: format!("no ARN ending in :{name} for queue {url}") });
             }
             Err(e) if e.as_service_error().is_some_and(|e| e.is_queue_does_not_exist()) && pauses.wait().await => {}
-            Err(e) => return Err(failed("GetQueueAttributes")(e)),
+            Err(e) => return Err(aws_failure("GetQueueAttributes")(e)),
         }
     }
 }
@@ -158,7 +159,7 @@ async fn set(sqs: &Client, url: &str, attributes: &[(QueueAttributeName, String)
         match sent {
             Ok(_) => return Ok(()),
             Err(e) if e.as_service_error().is_some_and(|e| e.is_queue_does_not_exist()) && pauses.wait().await => {}
-            Err(e) => return Err(failed("SetQueueAttributes")(e)),
+            Err(e) => return Err(aws_failure("SetQueueAttributes")(e)),
         }
     }
 }
@@ -172,7 +173,7 @@ async fn create(sqs: &Client, name: &str, fifo: bool, tags: &HashMap<String, Str
         Ok(found) => {
             let url = found.queue_url.ok_or_else(|| ProviderError::Api { operation: "GetQueueUrl", message: format!("no URL for queue {name}") })?;
             if !tags.is_empty() {
-                let listed = sqs.list_queue_tags().queue_url(&url).send().await.map_err(failed("ListQueueTags"))?;
+                let listed = sqs.list_queue_tags().queue_url(&url).send().await.map_err(aws_failure("ListQueueTags"))?;
                 let theirs = listed.tags.unwrap_or_default();
                 let mut wrong: Vec<String> = tags
                     .iter()
@@ -192,7 +193,7 @@ async fn create(sqs: &Client, name: &str, fifo: bool, tags: &HashMap<String, Str
             }
             return Ok(url);
         }
-        Err(e) if !e.as_service_error().is_some_and(|e| e.is_queue_does_not_exist()) => return Err(failed("GetQueueUrl")(e)),
+        Err(e) if !e.as_service_error().is_some_and(|e| e.is_queue_does_not_exist()) => return Err(aws_failure("GetQueueUrl")(e)),
         Err(_) => {}
     }
     let mut pauses = Pauses::new(NAME_REUSE, Backoff::new(Duration::from_secs(5), Duration::from_secs(5)));
@@ -213,21 +214,12 @@ async fn create(sqs: &Client, name: &str, fifo: bool, tags: &HashMap<String, Str
             Err(e) if e.as_service_error().is_some_and(|e| e.is_queue_deleted_recently()) => {
                 tracing::info!("queue {name} was deleted less than a minute ago; SQS takes its name again after 60 s: waiting");
                 if !pauses.wait().await {
-                    return Err(failed("CreateQueue")(e));
+                    return Err(aws_failure("CreateQueue")(e));
                 }
             }
-            Err(e) => return Err(failed("CreateQueue")(e)),
+            Err(e) => return Err(aws_failure("CreateQueue")(e)),
         }
     }
-}
-
-/// A failed SQS request, explained as the provider's others are.
-fn failed<E, R>(operation: &'static str) -> impl FnOnce(aws_sdk_sqs::error::SdkError<E, R>) -> ProviderError
-where
-    E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug + 'static,
-{
-    move |e| ProviderError::Aws(super::aws::failure::AwsFailure::of(operation, &e))
 }
 
 /// The tags a box's queues carry on AWS: its owner and name (what the

@@ -318,13 +318,7 @@ pub(super) fn code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> Option<&st
     e.as_service_error().and_then(|s| s.code())
 }
 
-pub(super) fn api<E, R>(operation: &'static str) -> impl FnOnce(SdkError<E, R>) -> ProviderError
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug + 'static,
-{
-    move |e| ProviderError::Aws(super::failure::AwsFailure::of(operation, &e))
-}
+pub(super) use crate::provider::error::aws_failure as api;
 
 type StopResult = std::result::Result<(), aws_sdk_ec2::error::SdkError<aws_sdk_ec2::operation::stop_instances::StopInstancesError>>;
 

@@ -26,12 +26,11 @@ impl AwsProvider {
         }))
         .await?;
         let mut env = QueueEnv::new();
+        // https://sqs.REGION.amazonaws.com/ACCOUNT/NAME: the endpoint is
+        // what comes before the account, the same for every queue.
+        let endpoint = made.first().and_then(|(_, m)| m.url.match_indices('/').nth(2).map(|(at, _)| m.url[..at].to_string()));
+        env.extend(endpoint.map(|e| (store.url_env(name), e)));
         for (queue, made) in made {
-            // https://sqs.REGION.amazonaws.com/ACCOUNT/NAME: the endpoint
-            // is what comes before the account.
-            if let Some(at) = made.url.match_indices('/').nth(2).map(|(i, _)| i) {
-                env.insert(store.url_env(name), made.url[..at].to_string());
-            }
             env.insert(store.queue_env(name, queue, false), made.url);
             env.insert(store.queue_env(name, queue, true), made.dead_letter_url);
         }
