@@ -20,6 +20,10 @@ fn main() -> ExitCode {
     let json = cli.output == workstation::cli::Format::Json;
     error::run_guarded(json, || {
         let runtime = tokio::runtime::Runtime::new().map_err(|e| Bug(format!("cannot start the async runtime: {e}")))?;
-        runtime.block_on(workstation::cli::run(cli))
+        let done = runtime.block_on(workstation::cli::run(cli));
+        // A verb interrupted by Ctrl-C may leave blocking work behind (an
+        // rsync's thread, a disk read): not waited for past a moment.
+        runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+        done
     })
 }

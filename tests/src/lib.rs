@@ -10,6 +10,7 @@ pub mod github;
 pub mod hostsagent;
 pub mod http_server;
 pub mod imds;
+pub mod interrupt;
 pub mod moto;
 pub mod mountns;
 pub mod repo;

@@ -1,91 +1,193 @@
-//! Every verb safe to kill: `create` and `up` killed (SIGKILL) at seeded
-//! points across a clean run's duration, then run again, must give what a
-//! clean run gives (one box, running, its stack healthy) with nothing left
-//! behind (no second box, no lock that blocks the re-run). The suite runs a
-//! small seeded sample; `WORKSTATION_KILL_POINTS=N` runs more.
+//! Every verb safe to interrupt: each verb is killed (kill -9) or
+//! interrupted (Ctrl-C) at seeded points across a clean run's duration,
+//! then run again, which must give what a clean run gives, with nothing
+//! left behind and no data lost (tests/src/interrupt.rs). The suite runs 20
+//! points per verb; `WORKSTATION_KILL_POINTS=N` runs more (bench/faults.sh).
+//! `intercept` has its sweep in intercept.rs, the AWS ones (under EC2's
+//! faults) in faults.rs.
 
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::path::Path;
 
-use workstation_tests::TestEnv;
+use workstation_tests::interrupt::{points, timed, Left, Sweep};
+use workstation_tests::{write_csv_snapshot, write_resp_snapshot, TestEnv};
 
-/// Kill points per verb: the suite's sample, or the environment's.
-fn points() -> usize {
-    std::env::var("WORKSTATION_KILL_POINTS").ok().and_then(|n| n.parse().ok()).unwrap_or(20)
-}
-
-/// A seeded sequence of fractions in [0, 1) (xorshift): the same points on
-/// every run, so a failure repeats.
-fn fractions(seed: u64, n: usize) -> Vec<f64> {
-    let mut x = seed;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % 10_000) as f64 / 10_000.0
-        })
-        .collect()
-}
-
-/// Runs `args`, killing it with SIGKILL after `after`; whether it was
-/// still running then (a kill, not a finished run).
-fn killed_after(env: &TestEnv, args: &[&str], after: Duration) -> bool {
-    let mut child = env.cmd(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    let started = Instant::now();
-    while started.elapsed() < after {
-        if child.try_wait().unwrap().is_some() {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(5));
+/// The re-run is healthy and dev is one running box; a second box named
+/// dev is a leak.
+fn one_healthy_box(env: &TestEnv, args: &[&str]) -> Result<Left, String> {
+    let again = env.run(&[args, &["-o", "json"]].concat());
+    let out: serde_json::Value = serde_json::from_slice(&again.stdout).map_err(|_| format!("the re-run said: {}", String::from_utf8_lossy(&again.stderr)))?;
+    let healthy = if out.get("up").is_some() { &out["up"]["healthy"] } else { &out["healthy"] };
+    if healthy != true {
+        return Err(format!("the re-run is not healthy: {out:#}"));
     }
-    let killed = child.try_wait().unwrap().is_none();
-    let _ = child.kill();
-    let _ = child.wait();
-    killed
-}
-
-/// The one live box named dev, healthy after `args` ran again.
-fn converged(env: &TestEnv, args: &[&str], what: &str) {
-    let again = env.json(args);
-    let healthy = if again.get("up").is_some() { &again["up"]["healthy"] } else { &again["healthy"] };
-    assert_eq!(healthy, true, "{what}: the re-run is not healthy: {again:#}");
     let listed = env.json(&["list"]);
     let boxes: Vec<&serde_json::Value> = listed.as_array().unwrap().iter().filter(|b| b["name"] == "dev").collect();
-    assert_eq!(boxes.len(), 1, "{what}: one box named dev: {listed:#}");
-    assert_eq!(boxes[0]["state"], "running", "{what}: {listed:#}");
+    if boxes.iter().any(|b| b["state"] != "running") || boxes.is_empty() {
+        return Err(format!("dev is not one running box: {listed:#}"));
+    }
+    Ok(Left { leaked: boxes.len() - 1, lost: 0 })
 }
 
+/// The manifest with api's environment naming `round`, so that each `up`
+/// has a change to make.
+fn manifest(round: usize) -> String {
+    "hostnames = [\"api.dev.test\"]\n[box]\ninstance_type = \"t3.medium\"\ndisk_gib = 30\nimage_id = \"ami-0123456789abcdef0\"\n\
+     [services.api]\ncommand = \"sh -c 'echo $ROUND > \\\"$WORKSTATION_BOX_ROOT/round\\\"; exec python3 -m http.server 8080'\"\nports = [8080]\n\
+     environment = { ROUND = \"ROUNDNUMBER\" }\n"
+        .replace("ROUNDNUMBER", &round.to_string())
+}
+
+/// `create`, `start` and `up` (with a change to make each time).
 #[test]
-fn create_and_up_killed_anywhere_converge_when_run_again() {
+fn create_start_and_up_interrupted_anywhere_converge_when_run_again() {
     let env = TestEnv::local();
-    // A clean run's duration bounds the kill points.
-    let clean = Instant::now();
-    converged(&env, &["create", "dev"], "a clean create");
-    let create_takes = clean.elapsed();
-    env.ok(&["destroy", "dev", "--yes"]);
+    env.write_manifest(&manifest(0));
+    let n = points(20);
 
-    let mut kills = 0;
-    for (i, f) in fractions(0x5eed_c0de, points()).into_iter().enumerate() {
-        let at = create_takes.mul_f64(f);
-        kills += killed_after(&env, &["create", "dev"], at) as usize;
-        converged(&env, &["create", "dev"], &format!("create killed at {at:?} (point {i})"));
+    // The first create makes what later ones reuse (keys, the image's
+    // files): the second is the clean run the points span.
+    one_healthy_box(&env, &["create", "dev"]).unwrap();
+    env.ok(&["destroy", "dev", "--yes"]);
+    let clean = timed(|| drop(env.ok(&["create", "dev"])));
+    env.ok(&["destroy", "dev", "--yes"]);
+    let mut sweep = Sweep::new("create");
+    sweep.run(&env, &["create", "dev"], clean, 0x5eed_c0de, n, |_| {}, || {
+        let left = one_healthy_box(&env, &["create", "dev"]);
         env.ok(&["destroy", "dev", "--yes"]);
-    }
-    eprintln!("create: {kills} of {} runs killed mid-way (a clean run takes {create_takes:?})", points());
-    assert!(kills * 2 >= points(), "most points must interrupt a run, not follow it");
+        left
+    });
+    sweep.finish();
 
-    converged(&env, &["create", "dev"], "create for up");
-    let clean = Instant::now();
-    converged(&env, &["up", "dev"], "a clean up");
-    let up_takes = clean.elapsed().max(Duration::from_millis(200));
-    let mut kills = 0;
-    for (i, f) in fractions(0x0bad_5eed, points()).into_iter().enumerate() {
-        let at = up_takes.mul_f64(f);
-        kills += killed_after(&env, &["up", "dev"], at) as usize;
-        converged(&env, &["up", "dev"], &format!("up killed at {at:?} (point {i})"));
-    }
-    eprintln!("up: {kills} of {} runs killed mid-way (a clean run takes {up_takes:?})", points());
-    assert!(kills * 2 >= points(), "most points must interrupt a run, not follow it");
+    one_healthy_box(&env, &["create", "dev"]).unwrap();
+    env.ok(&["stop", "dev"]);
+    let clean = timed(|| one_healthy_box(&env, &["start", "dev"]).map(|_| ()).unwrap());
+    let mut sweep = Sweep::new("start");
+    sweep.run(&env, &["start", "dev"], clean, 0x57a7_5eed, n, |_| drop(env.ok(&["stop", "dev"])), || one_healthy_box(&env, &["start", "dev"]));
+    sweep.finish();
+
+    let round = |env: &TestEnv| std::fs::read_to_string(env.box_root("dev").join("round")).unwrap_or_default().trim().to_string();
+    env.write_manifest(&manifest(1));
+    let clean = timed(|| one_healthy_box(&env, &["up", "dev"]).map(|_| ()).unwrap());
+    assert_eq!(round(&env), "1", "a clean up runs api with the new environment");
+    let wanted = std::cell::Cell::new(1);
+    let mut sweep = Sweep::new("up");
+    let next = |i: usize| {
+        wanted.set(i + 2);
+        env.write_manifest(&manifest(i + 2));
+    };
+    sweep.run(&env, &["up", "dev"], clean, 0x0bad_5eed, n, next, || {
+        let left = one_healthy_box(&env, &["up", "dev"])?;
+        let (now, wanted) = (round(&env), wanted.get().to_string());
+        if now != wanted {
+            return Err(format!("api runs round {now:?}, the manifest says {wanted}"));
+        }
+        Ok(left)
+    });
+    sweep.finish();
     env.ok(&["destroy", "dev", "--yes"]);
+}
+
+const KEYS: usize = 20_000;
+
+/// Redis's keys on box dev by tag: a store is never half-loaded.
+fn redis_tags(env: &TestEnv) -> Result<String, String> {
+    let size = env.ok(&["ssh", "dev", "--", "redis-cli -p 6379 dbsize"]).trim().to_string();
+    let first = env.ok(&["ssh", "dev", "--", "redis-cli -p 6379 get key:0"]).trim().to_string();
+    let last = env.ok(&["ssh", "dev", "--", &format!("redis-cli -p 6379 get key:{}", KEYS - 1)]).trim().to_string();
+    let tag = |v: &str| v.split("-value-").next().unwrap_or_default().to_string();
+    // KEYS, and the engineer's own key until a reset replaces it.
+    if ![KEYS.to_string(), (KEYS + 1).to_string()].contains(&size) || tag(&first) != tag(&last) {
+        return Err(format!("redis is half-loaded: {size} keys, key:0 = {first:?}, the last = {last:?}"));
+    }
+    Ok(tag(&first))
+}
+
+/// `seed --reset` (stores are never seen half-loaded, before or after the
+/// re-run), `sync --once` (the box mirrors the checkout; the laptop's files
+/// untouched) and `upgrade` (the data on the data volume survives).
+#[test]
+fn seed_sync_and_upgrade_interrupted_anywhere_keep_the_data_and_converge() {
+    let env = TestEnv::local();
+    let seeds = env.root.path().join("seeds");
+    std::fs::create_dir_all(&seeds).unwrap();
+    write_resp_snapshot(&seeds.join("cache.resp"), KEYS, "v0");
+    write_csv_snapshot(&seeds.join("main"), 200, 2);
+    let checkout = env.root.path().join("app");
+    std::fs::create_dir_all(&checkout).unwrap();
+    env.write_manifest(
+        "[box]\ninstance_type = \"t3.medium\"\ndisk_gib = 30\ndata_gib = 20\nimage_id = \"ami-0123456789abcdef0\"\n\
+         [sync]\npath = \"src/app\"\n\
+         [stores.cache]\nkind = \"redis\"\nseed = \"seeds/cache.resp\"\n\
+         [stores.main]\nkind = \"postgres\"\ndatabase = \"app\"\nseed = \"seeds/main\"\n\
+         [services.api]\ncommand = \"python3 -m http.server 8080\"\nports = [8080]\n",
+    );
+    let n = points(20);
+    assert_eq!(env.json(&["create", "dev"])["up"]["healthy"], true);
+    // One key that is not the snapshot's: seed --reset replaces it, upgrade keeps it.
+    env.ok(&["ssh", "dev", "--", "redis-cli -p 6379 set mine kept"]);
+
+    let reset = ["seed", "--reset", "--box", "dev"];
+    let clean = timed(|| drop(env.ok(&reset)));
+    let snapshot = std::cell::Cell::new(0);
+    let next = |i: usize| {
+        snapshot.set(i + 1);
+        write_resp_snapshot(&seeds.join("cache.resp"), KEYS, &format!("v{}", i + 1));
+    };
+    let mut sweep = Sweep::new("seed-reset");
+    sweep.run(&env, &reset, clean, 0x5eed_5eed, n, next, || {
+        redis_tags(&env)?;
+        let again = env.json(&reset);
+        if !again.as_array().unwrap().iter().all(|s| s["outcome"] == "loaded") {
+            return Err(format!("the re-run did not load every store: {again:#}"));
+        }
+        let wanted = format!("v{}", snapshot.get());
+        let tag = redis_tags(&env)?;
+        (tag == wanted).then_some(Left::default()).ok_or(format!("redis holds {tag}, the snapshot is {wanted}"))
+    });
+    sweep.finish();
+    env.ok(&["ssh", "dev", "--", "redis-cli -p 6379 set mine kept"]);
+
+    let files = |round: usize| {
+        let _ = std::fs::remove_dir_all(checkout.join("tree"));
+        for i in 0..2_000 {
+            let file = checkout.join(format!("tree/d{}/f{i}.txt", i % 40));
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            std::fs::write(file, format!("round {round} file {i}\n")).unwrap();
+        }
+    };
+    files(0);
+    let sync = ["sync", "dev", "--once", "--dir", checkout.to_str().unwrap()];
+    let clean = timed(|| drop(env.ok(&sync)));
+    let mut sweep = Sweep::new("sync");
+    sweep.run(&env, &sync, clean, 0x5ec5_5eed, n, |i| files(i + 1), || {
+        let out = env.json(&sync);
+        let remote = Path::new(out["remote"].as_str().unwrap()).to_path_buf();
+        let lost = (0..2_000).filter(|i| !checkout.join(format!("tree/d{}/f{i}.txt", i % 40)).exists()).count();
+        match differs(&checkout, &remote) {
+            Some(d) => Err(format!("the box's copy differs after the re-run: {d}")),
+            None => Ok(Left { leaked: 0, lost }),
+        }
+    });
+    sweep.finish();
+
+    let upgrade = ["upgrade", "dev"];
+    let clean = timed(|| assert_eq!(env.json(&upgrade)["up"]["healthy"], true));
+    let mut sweep = Sweep::new("upgrade");
+    sweep.run(&env, &upgrade, clean, 0x0096_5eed, n, |_| {}, || {
+        let again = env.json(&upgrade);
+        if again["up"]["healthy"] != true {
+            return Err(format!("the re-run is not healthy: {again:#}"));
+        }
+        let kept = env.ok(&["ssh", "dev", "--", "redis-cli -p 6379 get mine"]).trim() == "kept";
+        let tree = env.ok(&["ssh", "dev", "--", "ls \"$WORKSTATION_BOX_ROOT/src/app/tree\" | wc -l"]).trim() == "40";
+        Ok(Left { leaked: 0, lost: usize::from(!kept) + usize::from(!tree) })
+    });
+    sweep.finish();
+    env.ok(&["destroy", "dev", "--yes"]);
+}
+
+/// The first difference between the checkout's tree and the box's copy.
+fn differs(local: &Path, remote: &Path) -> Option<String> {
+    let out = std::process::Command::new("diff").args(["-rq"]).arg(local.join("tree")).arg(remote.join("tree")).output().unwrap();
+    (!out.status.success()).then(|| String::from_utf8_lossy(&out.stdout).lines().take(3).collect::<Vec<_>>().join("; "))
 }

@@ -46,7 +46,8 @@ Exit codes:
   0  success
   1  the request failed: bad input or manifest, unknown box, unhealthy stack, AWS or SSH failure
   2  usage: an unknown flag or a bad value (nothing was done)
-  3  a bug in workstation (please report it with the output of -v)";
+  3  a bug in workstation (please report it with the output of -v)
+  130  interrupted (Ctrl-C): it says where; the same command again finishes it";
 
 /// The heading of the options every verb takes: listed after a verb's own,
 /// so `workstation VERB --help` shows its arguments first.

@@ -6,6 +6,7 @@
 
 use std::process::ExitCode;
 
+use super::interrupt::Interrupted;
 use crate::manifest::ConfigError;
 use crate::provider::aws::failure::AwsFailure;
 use crate::ssh::remote::RemoteError;
@@ -24,6 +25,7 @@ pub struct Bug(pub String);
 pub enum Kind {
     Failed,
     Bug,
+    Interrupted,
 }
 
 impl Kind {
@@ -31,6 +33,7 @@ impl Kind {
         match self {
             Kind::Failed => EXIT_FAILED,
             Kind::Bug => EXIT_BUG,
+            Kind::Interrupted => super::interrupt::EXIT_INTERRUPTED,
         }
     }
 }
@@ -40,6 +43,9 @@ pub fn classify(e: &anyhow::Error) -> (Kind, Option<String>) {
     for cause in e.chain() {
         if cause.is::<Bug>() || cause.is::<tokio::task::JoinError>() {
             return (Kind::Bug, Some(BUG_HINT.into()));
+        }
+        if let Some(i) = cause.downcast_ref::<Interrupted>() {
+            return (Kind::Interrupted, Some(format!("run `{}` again: it finishes what this run started, and does nothing twice", i.again)));
         }
         if let Some(c) = cause.downcast_ref::<ConfigError>() {
             let hint = match c {
@@ -62,6 +68,9 @@ pub fn kind_name(e: &anyhow::Error) -> &'static str {
     for cause in e.chain() {
         if cause.is::<Bug>() || cause.is::<tokio::task::JoinError>() {
             return "bug";
+        }
+        if cause.is::<Interrupted>() {
+            return "interrupted";
         }
         if cause.is::<ConfigError>() {
             return "manifest";

@@ -14,6 +14,7 @@ mod hosts;
 mod idle;
 mod image;
 mod intercept;
+mod interrupt;
 mod output;
 mod platform;
 mod preview;
@@ -33,6 +34,13 @@ use clap::CommandFactory;
 pub use output::Output;
 
 pub async fn run(cli: Cli) -> Result<ExitCode> {
+    match interrupt::left_by(&cli.command) {
+        Some(left) => interrupt::or_interrupted(left, dispatch(cli)).await,
+        None => dispatch(cli).await,
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<ExitCode> {
     let global = cli.global();
     match cli.command {
         Command::Init(args) => setup::init(&global, args, Cli::command()).await,

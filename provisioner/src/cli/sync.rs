@@ -32,7 +32,7 @@ pub struct SyncArgs {
     /// One full sync, then exit (an unreachable box fails at once, with what
     /// ssh said, instead of being retried).
     #[arg(long)]
-    once: bool,
+    pub(super) once: bool,
     /// The checkout (default: the manifest's directory).
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,

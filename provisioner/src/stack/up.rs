@@ -67,7 +67,11 @@ pub async fn up(
     step(progress, format!("preparing {} and supervisord configuration {hash}", layout.root()));
     // On stdin: the launchers (base64) may be larger than one command line.
     let script = bring_up_script(layout, manifest, &rendered, &hash);
-    let out = onbox.run_input("preparing the box and starting supervisord", "sh -s", script.as_bytes()).await?;
+    // In a function called on its last line: a script cut short (the
+    // laptop interrupted mid-upload, and sh read end of input) runs none
+    // of its lines instead of a truncated last one.
+    let script = format!("bring_up() {{\n{script}}}\nbring_up\n");
+    let out = onbox.run_input("preparing the box and starting supervisord", &bring_up_command(layout), script.as_bytes()).await?;
     let supervisord = match out.lines().last() {
         Some("started") => "started",
         Some("updated") => "updated",
@@ -98,6 +102,25 @@ pub async fn up(
     let healthy = programs.iter().all(ProgramStatus::is_up) && seeds.iter().all(|s| s.error.is_none());
     Ok(UpReport { root: layout.root().into(), config: hash, supervisord, seeds, programs, healthy })
 }
+
+/// The command that runs [`bring_up_script`]: one at a time per box. An
+/// interrupted `up`'s script runs on after the laptop has gone (nothing
+/// ends a command without a terminal when its SSH session does), and two
+/// `supervisorctl update`s at once leave programs stopped or removed; the
+/// lock is the script's own, so it lasts exactly as long as the script
+/// (`-o`: supervisord and the stores' first starts, which outlive it, do
+/// not inherit it).
+fn bring_up_command(l: &Layout) -> String {
+    format!(
+        "mkdir -p -m 0755 {run} && {{ flock -o -E 75 -w {wait} {lock} sh -s; s=$?; [ $s != 75 ] || echo \"an earlier up's script still runs on the box after {wait} s (it holds {lock})\" >&2; exit $s; }}",
+        run = sh(&l.run_dir()),
+        lock = sh(&format!("{}/up.lock", l.run_dir())),
+        wait = UP_LOCK_WAIT.as_secs(),
+    )
+}
+
+/// How long `up` waits for an earlier, interrupted one's script.
+const UP_LOCK_WAIT: Duration = Duration::from_secs(120);
 
 /// One shell script for the whole configuration step; every part checks
 /// before it acts, so a second run changes nothing:
@@ -156,22 +179,34 @@ fn bring_up_script(l: &Layout, manifest: &Manifest, rendered: &supervisor::Rende
     for (user, path) in &rendered.inits {
         script += &format!("runuser -u {user} -- /bin/sh {} </dev/null >/dev/null 2>&1 &\n", sh(&format!("{dir}/{path}")));
     }
+    // Whether supervisord has taken this configuration is `applied`,
+    // written once it has: an `up` interrupted between the switch of
+    // `current` and supervisord's update (or during the update, which stops
+    // a changed program before starting it) leaves it behind, so the next
+    // run updates again and starts what the interrupted update left
+    // stopped, except a service an intercept holds.
     script += &format!(
         "\
-         prev=$(readlink {current} || true)\nchanged=0\n\
+         prev=$(readlink {current} || true)\n\
          if [ \"$prev\" != {hash} ]; then\n\
          (cd {sup} && ln -sfn {hash} current.new && mv -T current.new current && \
          find . -mindepth 1 -maxdepth 1 -type d ! -name {hash} ! -name \"${{prev:-{hash}}}\" -exec rm -rf {{}} +)\n\
-         changed=1\nfi\n\
+         fi\n\
+         changed=0; [ \"$(cat {applied} 2>/dev/null || true)\" = {hash} ] || changed=1\n\
          pid=$(cat {pidfile} 2>/dev/null || true)\n\
          if [ -n \"$pid\" ] && grep -qsF {conf} /proc/\"$pid\"/cmdline; then\n\
-         if [ $changed = 1 ]; then {ctl} >/dev/null; echo updated; else echo unchanged; fi\n\
+         if [ $changed = 1 ]; then said=$({ctl} update 2>&1) || {{ echo \"supervisorctl update: $said\" >&2; exit 1; }}\n\
+         {ctl} status 2>/dev/null | awk '$2 == \"STOPPED\" {{ print $1 }}' | while read -r p; do \
+         f={holds}/\"$p\".lock; [ -e \"$f\" ] && ! flock -n \"$f\" true && continue; {ctl} start \"$p\" >/dev/null || true; done\n\
+         echo {hash} > {applied}.new && mv {applied}.new {applied}; echo updated; else echo unchanged; fi\n\
          else {start} || {{ sleep 1; pid=$(cat {pidfile} 2>/dev/null || true); [ -n \"$pid\" ] && grep -qsF {conf} /proc/\"$pid\"/cmdline && \
-         {{ [ $changed = 0 ] || {ctl} >/dev/null; }}; }}; echo started; fi\n",
+         {{ [ $changed = 0 ] || {ctl} update >/dev/null; }}; }}; echo {hash} > {applied}.new && mv {applied}.new {applied}; echo started; fi\n",
         current = sh(&l.current()),
         sup = sh(&l.supervisor_dir()),
+        applied = sh(&format!("{}/applied", l.supervisor_dir())),
+        holds = sh(&super::holds::dir(l)),
         pidfile = sh(&format!("{}/supervisord.pid", l.run_dir())),
-        ctl = format!("supervisorctl -c {} update", sh(&l.conf())),
+        ctl = format!("supervisorctl -c {}", sh(&l.conf())),
         start = start,
         // This box's supervisord: local boxes share one PID space, and a
         // stale pidfile's PID may be another box's supervisord by now.
@@ -209,7 +244,8 @@ mod tests {
         };
         // supervisord: a long-lived process naming the configuration.
         stub("supervisord", &format!("tail -f \"$2\" >/dev/null 2>&1 &\necho $! > {}/supervisord.pid\n", layout.run_dir()));
-        stub("supervisorctl", "");
+        // One program left stopped, as an interrupted update leaves it.
+        stub("supervisorctl", "[ \"$3\" = status ] && echo 'api                 STOPPED   Dec 06 05:00 PM'\ntrue\n");
         let run = |rendered: &supervisor::Rendered| {
             let mut child = std::process::Command::new("sh")
                 .arg("-s")
@@ -242,6 +278,13 @@ mod tests {
         let calls = std::fs::read_to_string(&log).unwrap();
         assert_eq!(calls.matches("supervisord -c").count(), 1, "{calls}");
         assert!(calls.contains(&format!("supervisorctl -c {} update", layout.conf())), "{calls}");
+        assert!(calls.contains(&format!("supervisorctl -c {} start api", layout.conf())), "what an update left stopped is started: {calls}");
+
+        // An `up` interrupted after `current` moved but before supervisord
+        // took it: the next run updates, not "unchanged".
+        std::fs::remove_file(root.join("supervisor/applied")).unwrap();
+        assert_eq!(run(&rendered), "updated");
+        assert_eq!(run(&rendered), "unchanged");
         let pid = std::fs::read_to_string(root.join("run/supervisord.pid")).unwrap();
         let _ = std::process::Command::new("kill").arg(pid.trim()).status();
     }
