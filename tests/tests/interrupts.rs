@@ -191,3 +191,62 @@ fn differs(local: &Path, remote: &Path) -> Option<String> {
     let out = std::process::Command::new("diff").args(["-rq"]).arg(local.join("tree")).arg(remote.join("tree")).output().unwrap();
     (!out.status.success()).then(|| String::from_utf8_lossy(&out.stdout).lines().take(3).collect::<Vec<_>>().join("; "))
 }
+
+/// `preview up` of a new commit each time (every fifth run from no box):
+/// the re-run gives one healthy pr-1 box running the commit's tree.
+#[test]
+fn preview_up_interrupted_anywhere_converges_when_run_again() {
+    use workstation_tests::repo::{commit, init, write};
+    let env = TestEnv::local();
+    env.write_manifest(
+        "[box]\ninstance_type = \"t3.medium\"\ndisk_gib = 30\nimage_id = \"ami-0123456789abcdef0\"\n[sync]\npath = \"src/app\"\n\
+         [services.api]\ncommand = \"python3 -m http.server 8080\"\nports = [8080]\ninstall = \"cat version.txt >> installs.log\"\ninstall_on = [\"version.txt\"]\n",
+    );
+    let repo = env.root.path().join("repo");
+    init(&repo);
+    let files = |round: usize| {
+        write(&repo.join("version.txt"), &format!("v{round}\n"));
+        for i in 0..300 {
+            write(&repo.join(format!("src/f{i}.txt")), &format!("round {round} file {i}\n"));
+        }
+        commit(&repo, &["."], &format!("round {round}"))
+    };
+    let head = std::cell::RefCell::new(files(0));
+    let up = |commit: &str| env.run(&["preview", "up", "--pr", "1", "--ref", commit, "--repo", repo.to_str().unwrap(), "-o", "json"]);
+    assert!(up(&head.borrow()).status.success());
+    let next = files(1);
+    let clean = timed(|| assert!(up(&next).status.success()));
+    // One command line for every round: `HEAD` is each round's new commit.
+    let mut sweep = Sweep::new("preview-up");
+    let args = ["preview", "up", "--pr", "1", "--ref", "HEAD", "--repo", repo.to_str().unwrap()];
+    sweep.run(
+        &env,
+        &args,
+        clean,
+        0x9e71_5eed,
+        points(20),
+        |i| {
+            if i % 5 == 0 {
+                env.ok(&["preview", "down", "1"]);
+            }
+            *head.borrow_mut() = files(i + 2);
+        },
+        || {
+            let out = up("HEAD");
+            let up: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|_| String::from_utf8_lossy(&out.stderr).into_owned())?;
+            if up["healthy"] != true || up["commit"] != head.borrow().as_str() {
+                return Err(format!("the re-run is not the commit's healthy preview: {up:#}"));
+            }
+            let tree = Path::new(up["path"].as_str().unwrap()).to_path_buf();
+            let version = std::fs::read_to_string(tree.join("version.txt")).unwrap_or_default();
+            let stale = (0..300).filter(|i| std::fs::read_to_string(tree.join(format!("src/f{i}.txt"))).unwrap_or_default() != format!("round {} file {i}\n", version.trim().trim_start_matches('v'))).count();
+            if stale > 0 {
+                return Err(format!("{stale} files of the preview's tree are not its commit's"));
+            }
+            let listed = env.json(&["preview", "list"]);
+            Ok(Left { leaked: listed.as_array().unwrap().len().saturating_sub(1), lost: 0 })
+        },
+    );
+    sweep.finish();
+    env.ok(&["preview", "down", "1"]);
+}
