@@ -67,10 +67,10 @@ impl Shim {
         self.http("POST", "/__fail", &serde_json::json!({ "action": action, "lose": count }).to_string());
     }
 
-    /// Instances launched from now on are unknown to DescribeInstances for
-    /// `seconds` (EC2's eventual consistency).
-    pub fn invisible_after_launch(&self, seconds: f64) {
-        self.http("POST", "/__fail", &serde_json::json!({ "action": "RunInstances", "invisible": seconds }).to_string());
+    /// What is made from now on (instances, volumes, key pairs, tags) is
+    /// not visible for `seconds` (EC2's eventual consistency; 0: off).
+    pub fn invisible_after_create(&self, seconds: f64) {
+        self.http("POST", "/__fail", &serde_json::json!({ "invisible": seconds }).to_string());
     }
 
     /// EC2 has no capacity in `zones` or for `types` until told otherwise

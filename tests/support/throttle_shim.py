@@ -19,11 +19,8 @@ makes the next root volume replacement task fail;
 - {"action": A, "lose": n}: the next n calls of A reach moto and take
   effect, then the connection drops before the answer (the client cannot
   tell whether it happened);
-- {"action": "RunInstances", "invisible": S}: instances launched from now
-  on are unknown to DescribeInstances for S seconds (by id: EC2's
-  InvalidInstanceID.NotFound; by filter: left out), as AWS documents
-  ("Eventual consistency in the Amazon EC2 API": "a resource you just
-  created might not be immediately visible to subsequent describe calls").
+- {"invisible": S}: instances, volumes, key pairs and tags made from now
+  on are not visible for S seconds, as AWS documents (shim_lag.py);
 - {"capacity": {"zones": [Z...], "types": [T...]}}: RunInstances into a
   subnet of zone Z, or of type T, and StartInstances of an instance of
   type T, answer InsufficientInstanceCapacity as EC2 does (HTTP 500,
@@ -59,8 +56,9 @@ import threading
 import time
 import urllib.parse
 import uuid
-import xml.etree.ElementTree as ET
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from shim_lag import Lag
 
 UPSTREAM = urllib.parse.urlparse(sys.argv[1])
 LIMIT = int(sys.argv[2])
@@ -81,7 +79,7 @@ BUCKETS = dict(parse_bucket(a) for a in sys.argv[3:])
 FAULTS = {}
 TASK_FAULT = {"next": False}
 LOSE = {}  # action -> calls whose answer is lost
-INVISIBLE = {"seconds": 0, "until": {}}  # instance id -> monotonic time it shows
+LAG = Lag()  # EC2's eventual consistency
 CAPACITY = {"zones": set(), "types": set()}  # none left there
 TOKENS = {}  # RunInstances ClientToken -> the first answer
 TASKS = {}  # task id -> task (dict)
@@ -158,7 +156,7 @@ class Shim(BaseHTTPRequestHandler):
                 elif "lose" in fault:
                     LOSE[fault["action"]] = int(fault["lose"])
                 elif "invisible" in fault:
-                    INVISIBLE["seconds"] = float(fault["invisible"])
+                    LAG.seconds = float(fault["invisible"])
                 elif "capacity" in fault:
                     CAPACITY["zones"] = set(fault["capacity"].get("zones", []))
                     CAPACITY["types"] = set(fault["capacity"].get("types", []))
@@ -205,22 +203,16 @@ class Shim(BaseHTTPRequestHandler):
             return self.reply(*replay(seen, params, self.headers))
         if action in ("RunInstances", "StartInstances") and no_capacity(action, params, self.headers):
             return self.reply(500, error_xml("InsufficientInstanceCapacity", "We currently do not have sufficient capacity in the Availability Zone you requested."), [("Content-Type", "text/xml")])
-        with LOCK:
-            hidden = {i for i, t in INVISIBLE["until"].items() if time.monotonic() < t}
-        asked = {v for k, v in params.items() if k.startswith("InstanceId.")}
-        if action == "DescribeInstances" and asked & hidden:
-            missing = ", ".join(sorted(asked & hidden))
-            return self.reply(400, error_xml("InvalidInstanceID.NotFound", f"The instance ID '{missing}' does not exist"), [("Content-Type", "text/xml")])
+        refused = LAG.refusal(action, params)
+        if refused:
+            return self.reply(400, error_xml(*refused), [("Content-Type", "text/xml")])
         status, data, passthrough = upstream(self.command, self.path, body, self.headers)
-        if action == "RunInstances" and status == 200:
+        if status == 200:
+            LAG.note(action, params, data)
+            data = LAG.filtered(action, params, data)
+        if action == "RunInstances" and status == 200 and token:
             with LOCK:
-                if token:
-                    TOKENS[token] = {"params": params, "answer": (status, data, passthrough)}
-                if INVISIBLE["seconds"]:
-                    for i in re.findall(rb"<instanceId>(i-[0-9a-f]+)</instanceId>", data):
-                        INVISIBLE["until"][i.decode()] = time.monotonic() + INVISIBLE["seconds"]
-        if action == "DescribeInstances" and hidden and status == 200:
-            data = without_instances(data, hidden)
+                TOKENS[token] = {"params": params, "answer": (status, data, passthrough)}
         with LOCK:
             lose = LOSE.get(action, 0) > 0
             if lose:
@@ -281,18 +273,6 @@ def no_capacity(action, params, headers):
     _, text = ask_moto({"Action": "DescribeInstances", "InstanceId.1": params.get("InstanceId.1", "")}, headers)
     kind = re.search(r"<instanceType>([\w.]+)</instanceType>", text)
     return bool(kind and kind.group(1) in types)
-
-
-def without_instances(data, hidden):
-    """A DescribeInstances answer without the reservations of `hidden`."""
-    ET.register_namespace("", EC2_NS)
-    root = ET.fromstring(data)
-    for reservations in root.iter(f"{{{EC2_NS}}}reservationSet"):
-        for item in list(reservations):
-            ids = {e.text for e in item.iter(f"{{{EC2_NS}}}instanceId")}
-            if ids & hidden:
-                reservations.remove(item)
-    return ET.tostring(root, encoding="UTF-8", xml_declaration=True)
 
 
 def stamp():

@@ -24,9 +24,10 @@ fn instances(env: &TestEnv, name: &str) -> Vec<String> {
 fn create_gives_one_pinned_box_when_ec2_lags_and_loses_the_launch_answer() {
     let mut env = TestEnv::aws();
     let shim = Shim::in_front_of(&mut env, 0);
-    // Every instance unknown to DescribeInstances for 5 s after its
-    // launch, and the first launch's answer lost after it took effect.
-    shim.invisible_after_launch(5.0);
+    // Everything made (the key pair, the instance and its volumes, tags)
+    // not visible for 5 s after it was made, and the first launch's
+    // answer lost after it took effect.
+    shim.invisible_after_create(5.0);
     shim.lose("RunInstances", 1);
     let first = env.run(&["create", "dev", "--output", "json"]);
     if !first.status.success() {

@@ -1,6 +1,8 @@
 //! RunInstances and what it needs first: the owner's key pair, and room
 //! for hibernation; the box's root and data volumes.
 
+use std::time::Duration;
+
 use aws_sdk_ec2::primitives::Blob;
 use aws_sdk_ec2::types::{
     BlockDeviceMapping, EbsBlockDevice, HibernationOptionsRequest, HttpTokensState, IamInstanceProfileSpecification, Instance, InstanceMetadataEndpointState,
@@ -209,7 +211,7 @@ impl AwsProvider {
         };
         let mut salt = choice.to_string();
         for round in 0..TOKEN_ROUNDS {
-            let out = self
+            let request = self
                 .client
                 .run_instances()
                 .client_token(client_token(spec.owner, spec.name, &salt))
@@ -247,9 +249,8 @@ impl AwsProvider {
                 // requires.
                 .set_hibernation_options(machine.hibernate.then(|| HibernationOptionsRequest::builder().configured(true).build()))
                 .tag_specifications(tag_spec(ResourceType::Instance))
-                .tag_specifications(tag_spec(ResourceType::Volume))
-                .send()
-                .await;
+                .tag_specifications(tag_spec(ResourceType::Volume));
+            let out = send_once_key_is_known(request).await;
             // The token's instance is gone (EC2 answers so since 2025), or
             // the token went with other parameters: a token of its own.
             let out = match out {
@@ -286,6 +287,28 @@ impl AwsProvider {
         })
     }
 }
+
+/// Sends the launch, asked again while EC2 does not know its key pair
+/// yet: one just imported may be unknown to RunInstances for a while (AWS,
+/// "Eventual consistency in the Amazon EC2 API"). Nothing was launched
+/// then, so the same request (and ClientToken) is safe to repeat.
+async fn send_once_key_is_known(
+    request: aws_sdk_ec2::operation::run_instances::builders::RunInstancesFluentBuilder,
+) -> std::result::Result<
+    aws_sdk_ec2::operation::run_instances::RunInstancesOutput,
+    aws_sdk_ec2::error::SdkError<aws_sdk_ec2::operation::run_instances::RunInstancesError>,
+> {
+    let mut pauses = crate::poll::Pauses::new(KEY_PAIR_SETTLE, crate::poll::Backoff::new(Duration::from_millis(500), Duration::from_secs(4)));
+    loop {
+        match request.clone().send().await {
+            Err(e) if code(&e) == Some("InvalidKeyPair.NotFound") && pauses.wait().await => continue,
+            other => return other,
+        }
+    }
+}
+
+/// How long a key pair just imported may stay unknown to RunInstances.
+const KEY_PAIR_SETTLE: Duration = Duration::from_secs(60);
 
 /// An encrypted gp3 volume at `device` (hibernation needs the root
 /// encrypted; the data holds the engineer's work).
