@@ -134,3 +134,61 @@ fn create_lands_in_the_next_zone_or_type_with_capacity() {
     assert!(instances(&env, "dev").is_empty(), "nothing launched");
     let _ = second;
 }
+
+/// What tester's box dev holds in moto beside its one instance: the
+/// instances, key pairs and volumes a clean run would not have.
+fn left_behind(env: &TestEnv) -> usize {
+    use aws_sdk_ec2::types::Filter;
+    let client = env.moto.as_ref().unwrap().client();
+    let live = instances(env, "dev");
+    let named = Filter::builder().name("tag:workstation:name").values("dev").build();
+    let volumes = block_on(client.describe_volumes().filters(named).send()).unwrap();
+    let loose = volumes.volumes().iter().filter(|v| !v.attachments().iter().any(|a| live.iter().any(|i| Some(i.as_str()) == a.instance_id()))).count();
+    let pairs = block_on(client.describe_key_pairs().send()).unwrap();
+    let keys = pairs.key_pairs().iter().filter(|k| k.key_name().is_some_and(|n| n.starts_with("workstation.tester."))).count();
+    live.len().saturating_sub(1) + loose + keys.saturating_sub(1)
+}
+
+/// `create` on AWS killed (kill -9) or Ctrl-C'd anywhere while EC2 lags
+/// (2 s for everything made), throttles DescribeInstances in bursts and
+/// has no capacity in the first zone: the re-run gives one healthy box in
+/// the second zone, with one key pair and only its own volumes; destroy
+/// then leaves nothing.
+#[test]
+fn create_on_aws_interrupted_anywhere_under_ec2_faults_converges() {
+    use workstation_tests::interrupt::{points, timed, Left, Sweep};
+    use workstation_tests::shim::Bucket;
+    let mut env = TestEnv::aws();
+    let shim = Shim::start(&env.moto.as_ref().unwrap().url.clone(), 0, &[Bucket { action: "DescribeInstances", capacity: 4.0, refill: 4.0 }]);
+    env.set_endpoint(&shim.url);
+    let (_, second) = two_zones(&env);
+    shim.invisible_after_create(2.0);
+    shim.no_capacity(&["us-east-1a"], &[]);
+    let destroy = |env: &TestEnv| {
+        env.ok(&["destroy", "dev", "--purge", "--yes"]);
+        let client = env.moto.as_ref().unwrap().client();
+        let named = aws_sdk_ec2::types::Filter::builder().name("tag:workstation:name").values("dev").build();
+        let kept = block_on(client.describe_volumes().filters(named).send()).unwrap().volumes().len();
+        instances(env, "dev").len() + kept
+    };
+    assert_eq!(env.json(&["create", "dev"])["up"]["healthy"], true);
+    assert_eq!(placed(&env).0, second, "no capacity in the first zone");
+    assert_eq!(destroy(&env), 0);
+    // The second create is the clean run (the first imported the key pair).
+    let clean = timed(|| assert_eq!(env.json(&["create", "dev"])["up"]["healthy"], true));
+    assert_eq!(destroy(&env), 0);
+    let mut sweep = Sweep::new("create-aws");
+    sweep.run(&env, &["create", "dev"], clean, 0xa75_5eed, points(8), |_| {}, || {
+        let again = env.run(&["create", "dev", "-o", "json"]);
+        let out: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap_or_default();
+        if out["up"]["healthy"] != true {
+            return Err(format!("the re-run is not healthy: {}", String::from_utf8_lossy(&again.stderr)));
+        }
+        if placed(&env).0 != second {
+            return Err("the box is not in the zone with capacity".into());
+        }
+        let leaked = left_behind(&env);
+        Ok(Left { leaked: leaked + destroy(&env), lost: 0 })
+    });
+    sweep.finish();
+}

@@ -15,6 +15,7 @@ use super::drift::Drift;
 use super::power::RUNNING_TIMEOUT;
 use super::{Context, LifecycleError};
 use crate::laptop::hosts::Pointed;
+use crate::laptop::launches;
 use crate::manifest::name::BoxName;
 use crate::manifest::LoadedManifest;
 use crate::progress::step;
@@ -98,7 +99,7 @@ impl Context {
         if let Some(v) = &kept {
             step(progress, format!("reattaching kept data volume {} ({} GiB)", v.id, v.size_gib));
         }
-        let spec = LaunchSpec { owner: &self.owner, name, manifest, public_key: &public_key, preview: None, team: None, data: kept.as_ref() };
+        let spec = LaunchSpec { owner: &self.owner, name, manifest, public_key: &public_key, preview: None, team: None, data: kept.as_ref(), attempt: None };
         let mut report = self.create(&spec, health_timeout, progress).await?;
         report.reattached = kept.filter(|_| report.created).map(|v| v.id);
         if !report.created {
@@ -138,7 +139,8 @@ impl Context {
     pub async fn launch_ready(&self, spec: &LaunchSpec<'_>, progress: Option<&ProgressBar>) -> Result<Ready, LifecycleError> {
         self.check_box_limit(spec).await?;
         step(progress, format!("launching {}", spec.name));
-        let launched = self.provider.launch(spec).await?;
+        let nonce = launches::nonce(&self.paths, spec.owner, spec.name).map_err(|source| LifecycleError::LaunchState { dir: self.paths.state_dir.join("launches"), source })?;
+        let launched = self.provider.launch(&LaunchSpec { attempt: Some(&nonce), ..*spec }).await?;
         let mut info = launched.info;
 
         let mut started = false;
@@ -180,6 +182,8 @@ impl Context {
                 _ => break,
             }
         }
+        // Running and listed by its tags: a re-run finds the box itself.
+        launches::done(&self.paths, spec.owner, spec.name);
         let (key, pinned) = pinned_key;
         self.write_ssh_config(true).await?;
         let shell = self.probe(session, &info.name).await?;

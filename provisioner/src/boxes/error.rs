@@ -33,6 +33,8 @@ pub enum LifecycleError {
     )]
     DataNotOnVolume { name: String, id: String },
 
+    #[error("cannot keep this launch's nonce in {}: {source}; check that the directory is writable", .dir.display())]
+    LaunchState { dir: std::path::PathBuf, source: std::io::Error },
     #[error(transparent)]
     Pin(#[from] PinError),
     /// Boxed: russh's errors are large and every other variant is small.

@@ -174,6 +174,9 @@ pub struct LaunchSpec<'a> {
     /// A kept data volume of this name to reattach; None: a new one
     /// (`box.data_gib`).
     pub data: Option<&'a crate::provider::DataVolume>,
+    /// This launch's nonce (laptop/launches.rs), for the ClientToken;
+    /// `launch_ready` sets it.
+    pub attempt: Option<&'a str>,
 }
 
 #[derive(Debug)]

@@ -214,7 +214,7 @@ impl AwsProvider {
             let request = self
                 .client
                 .run_instances()
-                .client_token(client_token(spec.owner, spec.name, &salt))
+                .client_token(client_token(spec.owner, spec.name, &format!("{}{salt}", spec.attempt.unwrap_or_default())))
                 .image_id(image)
                 .instance_type(InstanceType::from(instance_type))
                 .min_count(1)
