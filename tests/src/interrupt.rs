@@ -168,8 +168,9 @@ impl Sweep {
     /// Prints the sweep's line and fails on any failure, or when most
     /// points followed the run instead of interrupting it.
     pub fn finish(self) {
-        println!(
-            "interrupts: verb={} runs={} signalled={} converged={} leaked={} lost={}",
+        // On stderr, as a whole line (the harness's progress is on stdout).
+        eprintln!(
+            "\ninterrupts: verb={} runs={} signalled={} converged={} leaked={} lost={}",
             self.verb, self.runs, self.signalled, self.converged, self.leaked, self.lost
         );
         eprintln!("{}: {} of {} runs signalled mid-way, in {:?}", self.verb, self.signalled, self.runs, self.started.elapsed());
