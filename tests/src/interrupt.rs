@@ -100,6 +100,14 @@ pub struct Left {
     pub lost: usize,
 }
 
+/// Where a sweep signals: `n` seeded fractions of a clean run's duration.
+#[derive(Debug, Clone, Copy)]
+pub struct Points {
+    pub clean: Duration,
+    pub seed: u64,
+    pub n: usize,
+}
+
 /// One verb's sweep.
 pub struct Sweep {
     pub verb: &'static str,
@@ -116,7 +124,17 @@ pub struct Sweep {
 
 impl Sweep {
     pub fn new(verb: &'static str) -> Sweep {
-        Sweep { verb, runs: 0, signalled: 0, converged: 0, leaked: 0, lost: 0, failures: Vec::new(), said_enough: interrupt_said_enough, started: Instant::now() }
+        Sweep {
+            verb,
+            runs: 0,
+            signalled: 0,
+            converged: 0,
+            leaked: 0,
+            lost: 0,
+            failures: Vec::new(),
+            said_enough: interrupt_said_enough,
+            started: Instant::now(),
+        }
     }
 
     /// A verb that owns Ctrl-C (intercept passes it to its command) and
@@ -130,16 +148,8 @@ impl Sweep {
     /// and Ctrl-C alternately); before each, `prepare` sets the scene;
     /// after, `converge` runs the command again and returns what differs
     /// from a clean run (Err), or what was left behind or lost.
-    pub fn run(
-        &mut self,
-        env: &TestEnv,
-        args: &[&str],
-        clean: Duration,
-        seed: u64,
-        n: usize,
-        mut prepare: impl FnMut(usize),
-        mut converge: impl FnMut() -> Result<Left, String>,
-    ) {
+    pub fn run(&mut self, env: &TestEnv, args: &[&str], points: Points, mut prepare: impl FnMut(usize), mut converge: impl FnMut() -> Result<Left, String>) {
+        let Points { clean, seed, n } = points;
         for (i, f) in fractions(seed, n).into_iter().enumerate() {
             prepare(i);
             let at = clean.mul_f64(f);

@@ -156,7 +156,7 @@ fn left_behind(env: &TestEnv) -> usize {
 /// then leaves nothing.
 #[test]
 fn create_on_aws_interrupted_anywhere_under_ec2_faults_converges() {
-    use workstation_tests::interrupt::{points, timed, Left, Sweep};
+    use workstation_tests::interrupt::{points, timed, Left, Points, Sweep};
     use workstation_tests::shim::Bucket;
     let mut env = TestEnv::aws();
     let shim = Shim::start(&env.moto.as_ref().unwrap().url.clone(), 0, &[Bucket { action: "DescribeInstances", capacity: 4.0, refill: 4.0 }]);
@@ -178,17 +178,23 @@ fn create_on_aws_interrupted_anywhere_under_ec2_faults_converges() {
     let clean = timed(|| assert_eq!(env.json(&["create", "dev"])["up"]["healthy"], true));
     assert_eq!(destroy(&env), 0);
     let mut sweep = Sweep::new("create-aws");
-    sweep.run(&env, &["create", "dev"], clean, 0xa75_5eed, points(8), |_| {}, || {
-        let again = env.run(&["create", "dev", "-o", "json"]);
-        let out: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap_or_default();
-        if out["up"]["healthy"] != true {
-            return Err(format!("the re-run is not healthy: {}", String::from_utf8_lossy(&again.stderr)));
-        }
-        if placed(&env).0 != second {
-            return Err("the box is not in the zone with capacity".into());
-        }
-        let leaked = left_behind(&env);
-        Ok(Left { leaked: leaked + destroy(&env), lost: 0 })
-    });
+    sweep.run(
+        &env,
+        &["create", "dev"],
+        Points { clean, seed: 0xa75_5eed, n: points(8) },
+        |_| {},
+        || {
+            let again = env.run(&["create", "dev", "-o", "json"]);
+            let out: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap_or_default();
+            if out["up"]["healthy"] != true {
+                return Err(format!("the re-run is not healthy: {}", String::from_utf8_lossy(&again.stderr)));
+            }
+            if placed(&env).0 != second {
+                return Err("the box is not in the zone with capacity".into());
+            }
+            let leaked = left_behind(&env);
+            Ok(Left { leaked: leaked + destroy(&env), lost: 0 })
+        },
+    );
     sweep.finish();
 }

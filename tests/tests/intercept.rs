@@ -277,7 +277,7 @@ fn the_box_takes_its_service_back_when_the_laptop_vanishes() {
 /// with it), so only a crash is refused in what it says.
 #[test]
 fn intercept_interrupted_anywhere_leaves_the_box_its_service_and_the_next_one_takes() {
-    use workstation_tests::interrupt::{points, timed, Left, Sweep};
+    use workstation_tests::interrupt::{points, timed, Left, Points, Sweep};
     let f = fixture();
     let port = f.port.to_string();
     let server = f.server.to_str().unwrap();
@@ -293,25 +293,31 @@ fn intercept_interrupted_anywhere_leaves_the_box_its_service_and_the_next_one_ta
     };
     let clean = timed(|| drop(take_and_end()));
     let mut sweep = Sweep::new("intercept").saying(|said| !said.contains("panicked"));
-    sweep.run(&f.env, &args, clean, 0x1c7e_5eed, points(20), |_| {}, || {
-        let back = Instant::now();
-        while f.ask("/") != "box" {
-            if back.elapsed() > Duration::from_secs(15) {
-                return Err(format!("api answers {:?} 15 s after the intercept ended", f.ask("/")));
+    sweep.run(
+        &f.env,
+        &args,
+        Points { clean, seed: 0x1c7e_5eed, n: points(20) },
+        |_| {},
+        || {
+            let back = Instant::now();
+            while f.ask("/") != "box" {
+                if back.elapsed() > Duration::from_secs(15) {
+                    return Err(format!("api answers {:?} 15 s after the intercept ended", f.ask("/")));
+                }
+                std::thread::sleep(Duration::from_millis(100));
             }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let gone = Instant::now();
-        while server_runs() && gone.elapsed() < Duration::from_secs(5) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let leaked = usize::from(server_runs());
-        kill_laptop_servers(f.port);
-        let said = take_and_end();
-        if !said.contains("api runs on box dev again") {
-            return Err(format!("the next intercept did not end cleanly: {said}"));
-        }
-        Ok(Left { leaked, lost: 0 })
-    });
+            let gone = Instant::now();
+            while server_runs() && gone.elapsed() < Duration::from_secs(5) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let leaked = usize::from(server_runs());
+            kill_laptop_servers(f.port);
+            let said = take_and_end();
+            if !said.contains("api runs on box dev again") {
+                return Err(format!("the next intercept did not end cleanly: {said}"));
+            }
+            Ok(Left { leaked, lost: 0 })
+        },
+    );
     sweep.finish();
 }

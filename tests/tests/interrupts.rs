@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use workstation_tests::interrupt::{points, timed, Left, Sweep};
+use workstation_tests::interrupt::{points, timed, Left, Points, Sweep};
 use workstation_tests::{write_csv_snapshot, write_resp_snapshot, TestEnv};
 
 /// The re-run is healthy and dev is one running box; a second box named
@@ -51,18 +51,24 @@ fn create_start_and_up_interrupted_anywhere_converge_when_run_again() {
     let clean = timed(|| drop(env.ok(&["create", "dev"])));
     env.ok(&["destroy", "dev", "--yes"]);
     let mut sweep = Sweep::new("create");
-    sweep.run(&env, &["create", "dev"], clean, 0x5eed_c0de, n, |_| {}, || {
-        let left = one_healthy_box(&env, &["create", "dev"]);
-        env.ok(&["destroy", "dev", "--yes"]);
-        left
-    });
+    sweep.run(
+        &env,
+        &["create", "dev"],
+        Points { clean, seed: 0x5eed_c0de, n },
+        |_| {},
+        || {
+            let left = one_healthy_box(&env, &["create", "dev"]);
+            env.ok(&["destroy", "dev", "--yes"]);
+            left
+        },
+    );
     sweep.finish();
 
     one_healthy_box(&env, &["create", "dev"]).unwrap();
     env.ok(&["stop", "dev"]);
     let clean = timed(|| one_healthy_box(&env, &["start", "dev"]).map(|_| ()).unwrap());
     let mut sweep = Sweep::new("start");
-    sweep.run(&env, &["start", "dev"], clean, 0x57a7_5eed, n, |_| drop(env.ok(&["stop", "dev"])), || one_healthy_box(&env, &["start", "dev"]));
+    sweep.run(&env, &["start", "dev"], Points { clean, seed: 0x57a7_5eed, n }, |_| drop(env.ok(&["stop", "dev"])), || one_healthy_box(&env, &["start", "dev"]));
     sweep.finish();
 
     let round = |env: &TestEnv| std::fs::read_to_string(env.box_root("dev").join("round")).unwrap_or_default().trim().to_string();
@@ -75,7 +81,7 @@ fn create_start_and_up_interrupted_anywhere_converge_when_run_again() {
         wanted.set(i + 2);
         env.write_manifest(&manifest(i + 2));
     };
-    sweep.run(&env, &["up", "dev"], clean, 0x0bad_5eed, n, next, || {
+    sweep.run(&env, &["up", "dev"], Points { clean, seed: 0x0bad_5eed, n }, next, || {
         let left = one_healthy_box(&env, &["up", "dev"])?;
         let (now, wanted) = (round(&env), wanted.get().to_string());
         if now != wanted {
@@ -134,7 +140,7 @@ fn seed_sync_and_upgrade_interrupted_anywhere_keep_the_data_and_converge() {
         write_resp_snapshot(&seeds.join("cache.resp"), KEYS, &format!("v{}", i + 1));
     };
     let mut sweep = Sweep::new("seed-reset");
-    sweep.run(&env, &reset, clean, 0x5eed_5eed, n, next, || {
+    sweep.run(&env, &reset, Points { clean, seed: 0x5eed_5eed, n }, next, || {
         redis_tags(&env)?;
         let again = env.json(&reset);
         if !again.as_array().unwrap().iter().all(|s| s["outcome"] == "loaded") {
@@ -159,29 +165,41 @@ fn seed_sync_and_upgrade_interrupted_anywhere_keep_the_data_and_converge() {
     let sync = ["sync", "dev", "--once", "--dir", checkout.to_str().unwrap()];
     let clean = timed(|| drop(env.ok(&sync)));
     let mut sweep = Sweep::new("sync");
-    sweep.run(&env, &sync, clean, 0x5ec5_5eed, n, |i| files(i + 1), || {
-        let out = env.json(&sync);
-        let remote = Path::new(out["remote"].as_str().unwrap()).to_path_buf();
-        let lost = (0..2_000).filter(|i| !checkout.join(format!("tree/d{}/f{i}.txt", i % 40)).exists()).count();
-        match differs(&checkout, &remote) {
-            Some(d) => Err(format!("the box's copy differs after the re-run: {d}")),
-            None => Ok(Left { leaked: 0, lost }),
-        }
-    });
+    sweep.run(
+        &env,
+        &sync,
+        Points { clean, seed: 0x5ec5_5eed, n },
+        |i| files(i + 1),
+        || {
+            let out = env.json(&sync);
+            let remote = Path::new(out["remote"].as_str().unwrap()).to_path_buf();
+            let lost = (0..2_000).filter(|i| !checkout.join(format!("tree/d{}/f{i}.txt", i % 40)).exists()).count();
+            match differs(&checkout, &remote) {
+                Some(d) => Err(format!("the box's copy differs after the re-run: {d}")),
+                None => Ok(Left { leaked: 0, lost }),
+            }
+        },
+    );
     sweep.finish();
 
     let upgrade = ["upgrade", "dev"];
     let clean = timed(|| assert_eq!(env.json(&upgrade)["up"]["healthy"], true));
     let mut sweep = Sweep::new("upgrade");
-    sweep.run(&env, &upgrade, clean, 0x0096_5eed, n, |_| {}, || {
-        let again = env.json(&upgrade);
-        if again["up"]["healthy"] != true {
-            return Err(format!("the re-run is not healthy: {again:#}"));
-        }
-        let kept = env.ok(&["ssh", "dev", "--", "redis-cli -p 6379 get mine"]).trim() == "kept";
-        let tree = env.ok(&["ssh", "dev", "--", "ls \"$WORKSTATION_BOX_ROOT/src/app/tree\" | wc -l"]).trim() == "40";
-        Ok(Left { leaked: 0, lost: usize::from(!kept) + usize::from(!tree) })
-    });
+    sweep.run(
+        &env,
+        &upgrade,
+        Points { clean, seed: 0x0096_5eed, n },
+        |_| {},
+        || {
+            let again = env.json(&upgrade);
+            if again["up"]["healthy"] != true {
+                return Err(format!("the re-run is not healthy: {again:#}"));
+            }
+            let kept = env.ok(&["ssh", "dev", "--", "redis-cli -p 6379 get mine"]).trim() == "kept";
+            let tree = env.ok(&["ssh", "dev", "--", "ls \"$WORKSTATION_BOX_ROOT/src/app/tree\" | wc -l"]).trim() == "40";
+            Ok(Left { leaked: 0, lost: usize::from(!kept) + usize::from(!tree) })
+        },
+    );
     sweep.finish();
     env.ok(&["destroy", "dev", "--yes"]);
 }
@@ -222,9 +240,7 @@ fn preview_up_interrupted_anywhere_converges_when_run_again() {
     sweep.run(
         &env,
         &args,
-        clean,
-        0x9e71_5eed,
-        points(20),
+        Points { clean, seed: 0x9e71_5eed, n: points(20) },
         |i| {
             if i % 5 == 0 {
                 env.ok(&["preview", "down", "1"]);
@@ -239,7 +255,12 @@ fn preview_up_interrupted_anywhere_converges_when_run_again() {
             }
             let tree = Path::new(up["path"].as_str().unwrap()).to_path_buf();
             let version = std::fs::read_to_string(tree.join("version.txt")).unwrap_or_default();
-            let stale = (0..300).filter(|i| std::fs::read_to_string(tree.join(format!("src/f{i}.txt"))).unwrap_or_default() != format!("round {} file {i}\n", version.trim().trim_start_matches('v'))).count();
+            let stale = (0..300)
+                .filter(|i| {
+                    std::fs::read_to_string(tree.join(format!("src/f{i}.txt"))).unwrap_or_default()
+                        != format!("round {} file {i}\n", version.trim().trim_start_matches('v'))
+                })
+                .count();
             if stale > 0 {
                 return Err(format!("{stale} files of the preview's tree are not its commit's"));
             }

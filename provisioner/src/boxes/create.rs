@@ -139,7 +139,8 @@ impl Context {
     pub async fn launch_ready(&self, spec: &LaunchSpec<'_>, progress: Option<&ProgressBar>) -> Result<Ready, LifecycleError> {
         self.check_box_limit(spec).await?;
         step(progress, format!("launching {}", spec.name));
-        let nonce = launches::nonce(&self.paths, spec.owner, spec.name).map_err(|source| LifecycleError::LaunchState { dir: self.paths.state_dir.join("launches"), source })?;
+        let nonce = launches::nonce(&self.paths, spec.owner, spec.name)
+            .map_err(|source| LifecycleError::LaunchState { dir: self.paths.state_dir.join("launches"), source })?;
         let launched = self.provider.launch(&LaunchSpec { attempt: Some(&nonce), ..*spec }).await?;
         let mut info = launched.info;
 

@@ -66,7 +66,8 @@ pub async fn up(
         }
     }
     let pending = TeamEnv { team: req.env.team.to_string(), env: req.env.env.to_string(), commit: None };
-    let spec = LaunchSpec { owner: ctx.owner(), name: &name, manifest, public_key: &public_key, preview: None, team: Some(&pending), data: None, attempt: None };
+    let spec =
+        LaunchSpec { owner: ctx.owner(), name: &name, manifest, public_key: &public_key, preview: None, team: Some(&pending), data: None, attempt: None };
     let ready = ctx.launch_ready(&spec, progress).await?;
     let effective = req.env.manifest_for(manifest);
     let from = ready.info.team.as_ref().filter(|_| req.env.is(&ready.info)).and_then(|t| t.commit.clone());

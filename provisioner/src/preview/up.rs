@@ -94,7 +94,8 @@ pub async fn up(
             }
         }
     }
-    let spec = LaunchSpec { owner: ctx.owner(), name: &name, manifest, public_key: &public_key, preview: Some(&pending), team: None, data: None, attempt: None };
+    let spec =
+        LaunchSpec { owner: ctx.owner(), name: &name, manifest, public_key: &public_key, preview: Some(&pending), team: None, data: None, attempt: None };
     let ready = ctx.launch_ready(&spec, progress).await?;
     let names = hostnames(&manifest.manifest.hostnames, req.number);
     let url = url(&names, ready.info.address);
