@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Every verb interrupted anywhere, under every fault the test shim models
 # (issue 36): the suite's interrupt sweeps run with POINTS kill points per
-# verb (default 23: 9 verbs, 207 runs) instead of the suite's 20 (8 for
-# AWS). Each point kills (kill -9) or interrupts (Ctrl-C) the CLI at a
-# seeded fraction of a clean run, runs the same command again, and checks
-# the end state against a clean run's:
-#   create, start, up (a change each time)         tests/tests/interrupts.rs
+# verb (default 20: 10 verbs, 200 runs; the suite runs 20, 8 for AWS).
+# Each point kills (kill -9) or interrupts (Ctrl-C) the CLI at a seeded
+# fraction of a clean run, runs the same command again, and checks the end
+# state against a clean run's:
+#   create, start, up (a change each time),         tests/tests/interrupts.rs
+#     destroy --purge
 #   seed --reset, sync --once, upgrade              tests/tests/interrupts.rs
 #   preview up (a new commit each time)             tests/tests/interrupts.rs
 #   intercept                                       tests/tests/intercept.rs
@@ -15,14 +16,14 @@
 #     4-token bucket, 4/s), no capacity in the
 #     first zone
 # plus the fault tests themselves (a lost RunInstances answer, capacity
-# fallback by zone and type). converged counts re-runs that gave a clean
+# and Unsupported fallback by zone and type, a fallback type refused). converged counts re-runs that gave a clean
 # run's state; leaked counts instances, volumes, key pairs, boxes or laptop
 # processes left behind; lost counts data gone (a key or file that was
 # there before). The sweeps run on the debug build the suite uses: they
 # measure outcomes, not speed. Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-POINTS=${POINTS:-23}
+POINTS=${POINTS:-20}
 bash scripts/install-deps.sh
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT

@@ -189,6 +189,16 @@ impl Sweep {
     }
 }
 
+/// `args` run again with `-o json`: its answer, or what it said on failure
+/// (a sweep counts it, instead of stopping at the first).
+pub fn rerun(env: &TestEnv, args: &[&str]) -> Result<serde_json::Value, String> {
+    let out = env.run(&[args, &["-o", "json"]].concat());
+    match (out.status.success(), serde_json::from_slice(&out.stdout)) {
+        (true, Ok(v)) => Ok(v),
+        _ => Err(format!("the re-run failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim())),
+    }
+}
+
 /// How long `f` takes (a clean run, which bounds the kill points).
 pub fn timed(f: impl FnOnce()) -> Duration {
     let t = Instant::now();

@@ -73,6 +73,19 @@ fn no_capacity_says_what_to_do_and_leaves_nothing_behind() {
     assert_eq!(instances(&env, "dev").len(), 1);
 }
 
+/// A fallback type that could not boot the image (another architecture)
+/// is refused before anything is launched, naming the field: otherwise it
+/// would fail only once reached, in the middle of a capacity shortage.
+#[test]
+fn a_fallback_type_that_cannot_boot_the_image_is_refused_before_launch() {
+    let env = TestEnv::aws();
+    let manifest = std::fs::read_to_string(&env.manifest).unwrap();
+    env.write_manifest(&manifest.replace("[box]\n", "[box]\nfallback_instance_types = [\"t4g.medium\"]\n"));
+    let err = env.fails(&["create", "dev"]);
+    assert!(err.contains("box.fallback_instance_types t4g.medium: it runs arm64 and the image is x86_64; choose another type"), "{err}");
+    assert!(instances(&env, "dev").is_empty(), "nothing launched");
+}
+
 /// This env's addresses as two subnets, one per zone (the first's zone,
 /// the second's): the box is materialised wherever EC2 puts it.
 fn two_zones(env: &TestEnv) -> (String, String) {
@@ -107,7 +120,8 @@ fn placed(env: &TestEnv) -> (String, String) {
 /// `box.subnets` (one per zone) and `box.fallback_instance_types`: with no
 /// capacity in the first zone the box lands in the second; with none of
 /// its type anywhere, as the fallback type; with nothing anywhere, create
-/// says so and launches nothing. EC2's 500 is not retried (the next
+/// says so and launches nothing; a type the first zone does not offer
+/// (Unsupported) lands in the second too. EC2's 500 is not retried (the next
 /// choice is the better retry), so each refusal costs one request.
 #[test]
 fn create_lands_in_the_next_zone_or_type_with_capacity() {
@@ -132,7 +146,14 @@ fn create_lands_in_the_next_zone_or_type_with_capacity() {
     let err = env.fails(&["create", "dev"]);
     assert!(err.contains("EC2 has no t3.large capacity in the zone of subnet") && err.contains("nothing was launched"), "{err}");
     assert!(instances(&env, "dev").is_empty(), "nothing launched");
-    let _ = second;
+
+    // A type EC2 does not offer in the first zone (Unsupported): the next.
+    shim.no_capacity(&[], &[]);
+    shim.fail("RunInstances", "Unsupported", 1);
+    let out = env.run(&["create", "dev", "-o", "json"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && said.contains("EC2 does not offer t3.medium in the zone of subnet"), "{said}");
+    assert_eq!(placed(&env), (second, "t3.medium".to_owned()), "the second zone's subnet");
 }
 
 /// What tester's box dev holds in moto beside its one instance: the

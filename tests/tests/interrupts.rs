@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use workstation_tests::interrupt::{points, timed, Left, Points, Sweep};
+use workstation_tests::interrupt::{points, rerun, timed, Left, Points, Sweep};
 use workstation_tests::{write_csv_snapshot, write_resp_snapshot, TestEnv};
 
 /// The re-run is healthy and dev is one running box; a second box named
@@ -37,9 +37,10 @@ fn manifest(round: usize) -> String {
         .replace("ROUNDNUMBER", &round.to_string())
 }
 
-/// `create`, `start` and `up` (with a change to make each time).
+/// `create`, `start`, `up` (with a change to make each time) and
+/// `destroy --purge`.
 #[test]
-fn create_start_and_up_interrupted_anywhere_converge_when_run_again() {
+fn create_start_up_and_destroy_interrupted_anywhere_converge_when_run_again() {
     let env = TestEnv::local();
     env.write_manifest(&manifest(0));
     let n = points(20);
@@ -90,7 +91,21 @@ fn create_start_and_up_interrupted_anywhere_converge_when_run_again() {
         Ok(left)
     });
     sweep.finish();
-    env.ok(&["destroy", "dev", "--yes"]);
+
+    // destroy --purge: no box and no data volume left.
+    let destroy = ["destroy", "dev", "--purge", "--yes"];
+    let clean = timed(|| drop(env.ok(&destroy)));
+    let mut sweep = Sweep::new("destroy");
+    let create = |_| drop(one_healthy_box(&env, &["create", "dev"]));
+    sweep.run(&env, &destroy, Points { clean, seed: 0xde57_5eed, n }, create, || {
+        // Run again whether or not the first got to the end: a destroy
+        // that finds nothing says so (exit 1), the state is what counts.
+        let _ = env.run(&destroy);
+        let boxes = env.json(&["list"]).as_array().unwrap().iter().filter(|b| b["name"] == "dev").count();
+        let volumes = env.json(&["list", "--volumes"]).as_array().unwrap().iter().filter(|v| v["name"] == "dev").count();
+        Ok(Left { leaked: boxes + volumes, lost: 0 })
+    });
+    sweep.finish();
 }
 
 const KEYS: usize = 20_000;
@@ -142,7 +157,7 @@ fn seed_sync_and_upgrade_interrupted_anywhere_keep_the_data_and_converge() {
     let mut sweep = Sweep::new("seed-reset");
     sweep.run(&env, &reset, Points { clean, seed: 0x5eed_5eed, n }, next, || {
         redis_tags(&env)?;
-        let again = env.json(&reset);
+        let again = rerun(&env, &reset)?;
         if !again.as_array().unwrap().iter().all(|s| s["outcome"] == "loaded") {
             return Err(format!("the re-run did not load every store: {again:#}"));
         }
@@ -171,7 +186,7 @@ fn seed_sync_and_upgrade_interrupted_anywhere_keep_the_data_and_converge() {
         Points { clean, seed: 0x5ec5_5eed, n },
         |i| files(i + 1),
         || {
-            let out = env.json(&sync);
+            let out = rerun(&env, &sync)?;
             let remote = Path::new(out["remote"].as_str().unwrap()).to_path_buf();
             let lost = (0..2_000).filter(|i| !checkout.join(format!("tree/d{}/f{i}.txt", i % 40)).exists()).count();
             match differs(&checkout, &remote) {
@@ -191,7 +206,7 @@ fn seed_sync_and_upgrade_interrupted_anywhere_keep_the_data_and_converge() {
         Points { clean, seed: 0x0096_5eed, n },
         |_| {},
         || {
-            let again = env.json(&upgrade);
+            let again = rerun(&env, &upgrade)?;
             if again["up"]["healthy"] != true {
                 return Err(format!("the re-run is not healthy: {again:#}"));
             }

@@ -152,13 +152,16 @@ impl Context {
             started = true;
         }
 
-        // Concurrent creates against an API that does not deduplicate may
+        // Concurrent creates (another machine's, with its own token) may
         // terminate this instance in favour of an older one after we
-        // started waiting: check at the end and follow the survivor.
+        // started waiting, and one the launch could not list yet (EC2's
+        // eventual consistency) shows by now: settle at the end and follow
+        // the survivor.
         let mut pinned_key;
         let mut session;
         let mut rounds = 0;
-        loop {
+        let mut terminated = launched.terminated_duplicates;
+        let listed = loop {
             step(progress, format!("waiting for {} to run", info.id));
             info = self.wait(&info, "running", RUNNING_TIMEOUT, progress, |i| i.state == BoxState::Running).await?;
             // A kept volume is attached once the instance runs; the image
@@ -175,16 +178,20 @@ impl Context {
             step(progress, format!("connecting to {} over SSH", info.id));
             session = self.wait_ssh(&info).await?;
             rounds += 1;
-            match self.provider.find(spec.owner, spec.name).await? {
+            let (survivor, ended) = self.provider.settle_duplicates(spec.owner, spec.name).await?;
+            terminated.extend(ended);
+            match survivor {
                 Some(survivor) if survivor.id != info.id && rounds < SETTLE_ROUNDS => {
                     session.close().await;
                     info = survivor;
                 }
-                _ => break,
+                survivor => break survivor.is_some(),
             }
-        }
+        };
         // Running and listed by its tags: a re-run finds the box itself.
-        launches::done(&self.paths, spec.owner, spec.name);
+        if listed {
+            launches::done(&self.paths, spec.owner, spec.name);
+        }
         let (key, pinned) = pinned_key;
         self.write_ssh_config(true).await?;
         let shell = self.probe(session, &info.name).await?;
@@ -195,7 +202,7 @@ impl Context {
             host_key_newly_pinned: pinned == Pinned::New,
             created: launched.created,
             started,
-            terminated_duplicates: launched.terminated_duplicates,
+            terminated_duplicates: terminated,
         })
     }
 

@@ -52,9 +52,11 @@ pub fn left_by(command: &Command) -> Option<&'static str> {
     })
 }
 
-/// Runs `verb`, or, on Ctrl-C, drops it (at its next await) and fails with
+/// Runs `verb`; when Ctrl-C is ours (`left` says what an interrupted run
+/// leaves), on Ctrl-C it drops the verb (at its next await) and fails with
 /// [`Interrupted`].
-pub async fn or_interrupted(left: &'static str, verb: impl std::future::Future<Output = anyhow::Result<ExitCode>>) -> anyhow::Result<ExitCode> {
+pub async fn or_interrupted(left: Option<&'static str>, verb: impl std::future::Future<Output = anyhow::Result<ExitCode>>) -> anyhow::Result<ExitCode> {
+    let Some(left) = left else { return verb.await };
     tokio::pin!(verb);
     tokio::select! {
         done = &mut verb => done,

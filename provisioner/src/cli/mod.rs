@@ -1,5 +1,4 @@
-//! The `workstation` command line: parse, build the context once, call the
-//! library, print. One file per verb group; this one only dispatches.
+//! The `workstation` command line, one file per verb group; this one dispatches.
 
 mod args;
 mod box_arg;
@@ -34,10 +33,7 @@ use clap::CommandFactory;
 pub use output::Output;
 
 pub async fn run(cli: Cli) -> Result<ExitCode> {
-    match interrupt::left_by(&cli.command) {
-        Some(left) => interrupt::or_interrupted(left, dispatch(cli)).await,
-        None => dispatch(cli).await,
-    }
+    interrupt::or_interrupted(interrupt::left_by(&cli.command), dispatch(cli)).await
 }
 
 async fn dispatch(cli: Cli) -> Result<ExitCode> {

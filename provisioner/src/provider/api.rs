@@ -27,6 +27,12 @@ pub trait Provider: Send + Sync {
     /// The live box with this owner and name, if any.
     async fn find(&self, owner: &Owner, name: &BoxName) -> Result<Option<BoxInfo>>;
 
+    /// The oldest live box with this owner and name, the others (left by
+    /// concurrent launches) terminated: their ids. Only EC2 can have them.
+    async fn settle_duplicates(&self, owner: &Owner, name: &BoxName) -> Result<(Option<BoxInfo>, Vec<String>)> {
+        Ok((self.find(owner, name).await?, Vec::new()))
+    }
+
     /// Live boxes, of one owner or of everyone.
     async fn list(&self, owner: Option<&Owner>) -> Result<Vec<BoxInfo>>;
 

@@ -38,12 +38,20 @@ pub enum ProviderError {
     NotYourTeam { what: String, detail: String },
     #[error("box.hibernate: {0}")]
     Hibernation(String),
+    #[error("{field} {instance_type}: {why}; choose another type")]
+    InstanceType { field: &'static str, instance_type: String, why: String },
     /// EC2's InsufficientInstanceCapacity: none of that instance type left
     /// in that Availability Zone for now (EC2 User Guide, "Insufficient
     /// instance capacity": wait a few minutes, or try another zone or
     /// instance type).
     #[error("EC2 has no {instance_type} capacity {place} right now (InsufficientInstanceCapacity); {fix}")]
     NoCapacity { instance_type: String, place: String, fix: String },
+    /// EC2's Unsupported on a launch: the type is not offered (or is
+    /// constrained) in that zone.
+    #[error(
+        "EC2 does not offer {instance_type} {place} (Unsupported: {said}); nothing was launched: list a subnet in another zone in box.subnets, or another type in box.fallback_instance_types (tried in order)"
+    )]
+    NotOffered { instance_type: String, place: String, said: String },
     #[error("data volume {id}: {why}")]
     Volume { id: String, why: String },
     #[error("replacing the root volume of box {id}: {task} {}", root_failure(.state))]

@@ -53,14 +53,19 @@ impl AwsProvider {
         Ok((out, shown))
     }
 
-    /// The image to launch and its root device name.
-    pub(super) async fn resolve_image(&self, machine: &MachineSpec) -> Result<(String, String)> {
+    /// The image to launch, its root device name and its architecture
+    /// ("" when EC2 does not say).
+    pub(super) async fn resolve_image(&self, machine: &MachineSpec) -> Result<(String, String, String)> {
         let (images, shown) = self.candidates(machine).await?;
         let newest = images.first().ok_or(ProviderError::NoImage { name: shown })?;
         if let ImageRef::Tag(_) = machine.image() {
             self.check_published(newest).await?;
         }
-        Ok((newest.image_id().unwrap_or_default().to_string(), newest.root_device_name().unwrap_or("/dev/xvda").to_string()))
+        Ok((
+            newest.image_id().unwrap_or_default().to_string(),
+            newest.root_device_name().unwrap_or("/dev/xvda").to_string(),
+            newest.architecture().map(|a| a.as_str().to_string()).unwrap_or_default(),
+        ))
     }
 
     /// Every image the reference names, newest first (none for an id:

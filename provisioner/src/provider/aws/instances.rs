@@ -110,16 +110,23 @@ impl Provider for AwsProvider {
         if let Some(info) = self.find(spec.owner, spec.name).await? {
             return Ok(Launched { info, created: false, terminated_duplicates: vec![] });
         }
-        self.check_hibernation(spec).await?;
         let subnets = self.launch_subnets(spec).await?;
-        let (image, root_device) = self.resolve_image(&spec.manifest.manifest.machine).await?;
+        let (image, root_device, architecture) = self.resolve_image(&spec.manifest.manifest.machine).await?;
+        self.check_types(spec, &architecture).await?;
         let (key_name, _) = self.ensure_key_pair(spec.owner, spec.public_key).await?;
         let launched = self.run_instance(spec, &image, &root_device, &key_name, &subnets).await?;
 
-        // EC2 deduplicates the ClientToken; APIs that don't (moto) can leave
-        // several live boxes for one name. Keep the oldest, end the others.
-        let live = self.live_instances(Some(spec.owner), Some(spec.name)).await?;
-        let keeper = live.first().cloned().unwrap_or(launched);
+        let (keeper, duplicates) = self.settle_duplicates(spec.owner, spec.name).await?;
+        Ok(Launched { info: keeper.unwrap_or_else(|| self.info(&launched)), created: true, terminated_duplicates: duplicates })
+    }
+
+    /// Two launches of one name with different tokens (concurrent creates
+    /// from two machines; APIs that do not deduplicate, like moto) leave
+    /// several live boxes: the oldest stays, the others are terminated.
+    /// Asked again once the box runs, as a launch may not list the other
+    /// yet (EC2's eventual consistency).
+    async fn settle_duplicates(&self, owner: &Owner, name: &BoxName) -> Result<(Option<BoxInfo>, Vec<String>)> {
+        let live = self.live_instances(Some(owner), Some(name)).await?;
         let duplicates: Vec<String> = live.iter().skip(1).filter_map(|i| i.instance_id().map(String::from)).collect();
         if !duplicates.is_empty() {
             let ended = self.client.terminate_instances().set_instance_ids(Some(duplicates.clone())).send().await;
@@ -132,7 +139,7 @@ impl Provider for AwsProvider {
                 Err(e) => return Err(api("TerminateInstances")(e)),
             }
         }
-        Ok(Launched { info: self.info(&keeper), created: true, terminated_duplicates: duplicates })
+        Ok((live.first().map(|i| self.info(i)), duplicates))
     }
 
     async fn find(&self, owner: &Owner, name: &BoxName) -> Result<Option<BoxInfo>> {

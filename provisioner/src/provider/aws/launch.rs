@@ -72,28 +72,56 @@ impl AwsProvider {
         Err(ProviderError::KeyPairMismatch { name: name.into(), reason })
     }
 
-    /// With `box.hibernate`: the instance type must support hibernation
-    /// and the root volume must hold the RAM besides the system (AWS's
-    /// prerequisites: supported family, at most 150 GiB of RAM, an
-    /// encrypted EBS root large enough for the memory image). Read from
-    /// DescribeInstanceTypes, before anything is launched.
-    pub(super) async fn check_hibernation(&self, spec: &LaunchSpec<'_>) -> Result<()> {
+    /// Every type the launch may use (`box.instance_type`, then
+    /// `box.fallback_instance_types`), checked in one DescribeInstanceTypes
+    /// before anything is launched: offered in this region, able to boot
+    /// the image's architecture, and with `box.hibernate` able to hibernate
+    /// with room on the root for the RAM (AWS's prerequisites: supported
+    /// family, at most 150 GiB of RAM, an encrypted EBS root large enough
+    /// for the memory image). A fallback that cannot would otherwise fail
+    /// only once it is reached, in the middle of a capacity shortage.
+    pub(super) async fn check_types(&self, spec: &LaunchSpec<'_>, architecture: &str) -> Result<()> {
         let machine = &spec.manifest.manifest.machine;
-        if !machine.hibernate {
-            return Ok(());
-        }
-        let out = self
-            .client
-            .describe_instance_types()
-            .instance_types(InstanceType::from(machine.instance_type.as_str()))
-            .send()
-            .await
-            .map_err(api("DescribeInstanceTypes"))?;
-        let Some(info) = out.instance_types().first() else {
-            return Err(ProviderError::Hibernation(format!("instance type {} is not offered in this region", machine.instance_type)));
+        let types: Vec<&str> = machine.instance_types().collect();
+        let field = |t: &str| if t == machine.instance_type { "box.instance_type" } else { "box.fallback_instance_types" };
+        let asked = self.client.describe_instance_types().set_instance_types(Some(types.iter().map(|t| InstanceType::from(*t)).collect())).send().await;
+        let out = match asked {
+            Err(e) if code(&e) == Some("InvalidInstanceType") => {
+                return Err(ProviderError::InstanceType {
+                    field: "box.instance_type or box.fallback_instance_types",
+                    instance_type: types.join(", "),
+                    why: "EC2 does not know one of them in this region".into(),
+                })
+            }
+            other => other.map_err(api("DescribeInstanceTypes"))?,
         };
-        let ram_gib = info.memory_info().and_then(|m| m.size_in_mib()).unwrap_or_default() as f64 / 1024.0;
-        hibernation_allows(&machine.instance_type, info.hibernation_supported().unwrap_or(false), ram_gib, machine.disk_gib).map_err(ProviderError::Hibernation)
+        let archs = |info: &aws_sdk_ec2::types::InstanceTypeInfo| -> Vec<String> {
+            info.processor_info().map(|p| p.supported_architectures().iter().map(|a| a.as_str().to_owned()).collect()).unwrap_or_default()
+        };
+        // The image's architecture, or when EC2 does not say (an image
+        // registered without it) those of box.instance_type, which it boots.
+        let mut bootable: Vec<String> = vec![architecture.to_owned()];
+        for t in &types {
+            let Some(info) = out.instance_types().iter().find(|i| i.instance_type().map(|x| x.as_str()) == Some(*t)) else {
+                return Err(ProviderError::InstanceType { field: field(t), instance_type: (*t).into(), why: "EC2 does not offer it in this region".into() });
+            };
+            let runs = archs(info);
+            if bootable == [""] {
+                bootable = runs.clone();
+            } else if !runs.is_empty() && !runs.iter().any(|a| bootable.contains(a)) {
+                return Err(ProviderError::InstanceType {
+                    field: field(t),
+                    instance_type: (*t).into(),
+                    why: format!("it runs {} and the image is {}", runs.join("/"), bootable.join("/")),
+                });
+            }
+            if machine.hibernate {
+                let ram_gib = info.memory_info().and_then(|m| m.size_in_mib()).unwrap_or_default() as f64 / 1024.0;
+                hibernation_allows(t, info.hibernation_supported().unwrap_or(false), ram_gib, machine.disk_gib)
+                    .map_err(|why| ProviderError::Hibernation(format!("{} {t}: {why}", field(t))))?;
+            }
+        }
+        Ok(())
     }
 
     /// The subnets this launch may use, in order. A kept data volume
@@ -163,10 +191,14 @@ impl AwsProvider {
                     tracing::warn!("EC2 has no {instance_type} capacity {place}; trying the next choice");
                     refused.push(format!("{instance_type} {place}"));
                 }
+                Err(ProviderError::NotOffered { place, .. }) if i + 1 < choices.len() => {
+                    tracing::warn!("EC2 does not offer {instance_type} {place}; trying the next choice");
+                    refused.push(format!("{instance_type} {place}"));
+                }
                 Ok(instance) => {
                     if !refused.is_empty() {
                         let zone = instance.placement().and_then(|p| p.availability_zone()).unwrap_or("?");
-                        tracing::info!("launched as {instance_type} in {zone} (no capacity for {})", refused.join("; "));
+                        tracing::info!("launched as {instance_type} in {zone} (none of {} for now)", refused.join("; "));
                     }
                     return Ok(instance);
                 }
@@ -260,18 +292,26 @@ impl AwsProvider {
                 }
                 other => other,
             };
-            let out = out
-                .map_err(|e| match code(&e) {
-                    Some(NO_CAPACITY) => ProviderError::NoCapacity {
-                        instance_type: instance_type.into(),
-                        place: match subnet {
-                            Some(subnet) => format!("in the zone of subnet {subnet}"),
-                            None => "in the zone EC2 chose".into(),
-                        },
-                        fix: "nothing was launched: run `workstation create` again in a few minutes, or list a subnet per zone in box.subnets and other types in box.fallback_instance_types (tried in order)".into(),
-                    },
-                    _ => api("RunInstances")(e),
-                })?;
+            let place = || match subnet {
+                Some(subnet) => format!("in the zone of subnet {subnet}"),
+                None => "in the zone EC2 chose".into(),
+            };
+            let out = out.map_err(|e| match code(&e) {
+                Some(NO_CAPACITY) => ProviderError::NoCapacity {
+                    instance_type: instance_type.into(),
+                    place: place(),
+                    fix: "nothing was launched: run `workstation create` again in a few minutes, or list a subnet per zone in box.subnets and other types in box.fallback_instance_types (tried in order)".into(),
+                },
+                // EC2's error codes: "Unsupported ... you might be trying
+                // to launch an instance in an Availability Zone that
+                // currently has constraints on that instance type".
+                Some("Unsupported") => ProviderError::NotOffered {
+                    instance_type: instance_type.into(),
+                    place: place(),
+                    said: e.as_service_error().and_then(|s| s.meta().message()).unwrap_or_default().to_owned(),
+                },
+                _ => api("RunInstances")(e),
+            })?;
             let inst =
                 out.instances().first().cloned().ok_or_else(|| ProviderError::Api { operation: "RunInstances", message: "returned no instance".into() })?;
             match state(&inst) {

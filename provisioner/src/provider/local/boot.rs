@@ -26,15 +26,12 @@ impl LocalProvider {
             let marker = host.root().join(crate::provider::data::MARKER);
             std::fs::write(&marker, b"").map_err(io(&marker))?;
         }
-        // First boot: the box publishes its own host key.
-        let published = match &r.host_key {
-            Some(_) => None,
-            None => Some(std::fs::read_to_string(host.host_key_pub()).map_err(io(&host.dir))?),
-        };
+        // The box publishes the host key it booted with (as the image does
+        // at boot): the same as before, or a new root's (a replacement
+        // interrupted after the old key was gone still publishes the new).
+        let published = std::fs::read_to_string(host.host_key_pub()).map_err(io(&host.dir))?;
         let r = self.update(&r.id, |r| {
-            if let Some(key) = published {
-                r.host_key = Some(key.split_whitespace().take(2).collect::<Vec<_>>().join(" "));
-            }
+            r.host_key = Some(published.split_whitespace().take(2).collect::<Vec<_>>().join(" "));
             r.state = Recorded::Running;
             // As EC2's LaunchTime: the last start, from which a box counts
             // as active (a woken box is not stopped by its idle check at once).

@@ -144,10 +144,14 @@ impl Provider for LocalProvider {
 
     /// The local counterpart of EC2's root volume replacement: the box
     /// halts, loses what its root held (its host key), and boots again,
-    /// publishing a new key; its data (the volume) is untouched.
+    /// publishing a new key; its data (the volume) is untouched. Recorded
+    /// stopped first: EC2 finishes a replacement whoever asked for it went,
+    /// and here the next verb that wakes the box (the re-run) finishes one
+    /// interrupted anywhere by booting it, with whatever key it then has.
     async fn replace_root(&self, id: &str, _image: Option<&str>) -> Result<RootReplaced> {
         let r = self.record(id)?;
         let _lock = self.name_lock(&r.owner, &r.name)?;
+        let r = self.update(id, |r| r.state = Recorded::Stopped)?;
         self.halt(&r).await?;
         self.host(&r).forget_host_key()?;
         let r = self.update(id, |r| r.host_key = None)?;
