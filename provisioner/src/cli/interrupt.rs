@@ -59,13 +59,16 @@ pub async fn or_interrupted(left: Option<&'static str>, verb: impl std::future::
     let Some(left) = left else { return verb.await };
     tokio::pin!(verb);
     tokio::select! {
-        done = &mut verb => done,
+        // The handler first: it is installed when first polled, and the
+        // verb may block this thread before its first await.
+        biased;
         signal = tokio::signal::ctrl_c() => match signal {
             Ok(()) => Err(Interrupted { step: crate::progress::last_step(), left, again: command_line() }.into()),
             // No handler could be installed: the verb runs on, and SIGINT
             // ends the process as before (as kill -9 would).
             Err(_) => verb.await,
-        }
+        },
+        done = &mut verb => done,
     }
 }
 
