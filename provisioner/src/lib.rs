@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod boxes;
 pub mod boxside;
+pub mod child;
 pub mod cli;
 pub mod env;
 pub mod idle;

@@ -50,7 +50,7 @@ pub enum Ended {
     Finished,
     /// Killed, or interrupted: with what it said (stderr), and whether it
     /// finished all the same (the signal came as it was ending).
-    Signalled { said: String, finished: bool },
+    Signalled { said: String, finished: bool, hung: bool },
 }
 
 /// Runs `args`, sending `signal` after `after`.
@@ -70,19 +70,20 @@ pub fn signal_after(env: &TestEnv, args: &[&str], after: Duration, signal: Signa
     }
     // SAFETY: signalling our own child, which has not been reaped.
     unsafe { libc::kill(pid, signal.number()) };
-    let out: Output = wait_bounded(child);
-    Ended::Signalled { said: String::from_utf8_lossy(&out.stderr).into_owned(), finished: out.status.success() }
+    let (out, hung) = wait_bounded(child);
+    Ended::Signalled { said: String::from_utf8_lossy(&out.stderr).into_owned(), finished: out.status.success(), hung }
 }
 
-/// The child's output; killed if Ctrl-C did not end it within 30 s (a
-/// failure the caller sees in what it said).
-fn wait_bounded(mut child: std::process::Child) -> Output {
+/// The child's output, and whether the signal did not end it within 30 s
+/// (then it is killed: a Ctrl-C that does nothing is a failure).
+fn wait_bounded(mut child: std::process::Child) -> (Output, bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
+    let hung = child.try_wait().unwrap().is_none();
     let _ = child.kill();
-    child.wait_with_output().unwrap()
+    (child.wait_with_output().unwrap(), hung)
 }
 
 /// What Ctrl-C must leave on stderr: where it stopped, and the command
@@ -156,8 +157,11 @@ impl Sweep {
             let at = clean.mul_f64(f);
             let signal = if i % 2 == 0 { Signal::Kill } else { Signal::Interrupt };
             self.runs += 1;
-            if let Ended::Signalled { said, finished } = signal_after(env, args, at, signal) {
+            if let Ended::Signalled { said, finished, hung } = signal_after(env, args, at, signal) {
                 self.signalled += 1;
+                if hung {
+                    self.failures.push(format!("{} point {i} ({at:?}): {signal:?} did not end it within 30 s: {said}", self.verb));
+                }
                 if signal == Signal::Interrupt && !finished && !(self.said_enough)(&said) {
                     self.failures.push(format!("{} point {i} ({at:?}): Ctrl-C did not say where it stopped: {said}", self.verb));
                 }

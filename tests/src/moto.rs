@@ -163,7 +163,6 @@ impl Moto {
             client
                 .register_image()
                 .name(&name)
-                .architecture(aws_sdk_ec2::types::ArchitectureValues::X8664)
                 .root_device_name("/dev/xvda")
                 .block_device_mappings(
                     BlockDeviceMapping::builder()

@@ -19,12 +19,7 @@ import threading
 import time
 import xml.etree.ElementTree as ET
 
-EC2_NS = "http://ec2.amazonaws.com/doc/2016-11-15/"
 NOT_FOUND = {"instance": "InvalidInstanceID.NotFound", "volume": "InvalidVolume.NotFound", "key": "InvalidKeyPair.NotFound"}
-
-
-def q(tag):
-    return f"{{{EC2_NS}}}{tag}"
 
 
 def indexed(params, prefix):
@@ -83,8 +78,15 @@ class Lag:
         if not hidden or action not in ("DescribeInstances", "DescribeVolumes", "DescribeKeyPairs"):
             return data
         tag_filters = {v[len("tag:"):] for k, v in params.items() if re.fullmatch(r"Filter\.\d+\.Name", k) and v.startswith("tag:")}
-        ET.register_namespace("", EC2_NS)
         root = ET.fromstring(data)
+        # The answer's own namespace (moto's has no trailing slash, EC2's
+        # documents one): every lookup below is in it.
+        ns = root.tag[1:root.tag.index("}")] if root.tag.startswith("{") else ""
+        ET.register_namespace("", ns)
+
+        def q(tag):
+            return f"{{{ns}}}{tag}" if ns else tag
+
         instances = {i for kind, *rest in hidden if kind == "instance" for i in rest}
 
         def gone(item, kind, id_tag):

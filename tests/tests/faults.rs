@@ -82,7 +82,10 @@ fn a_fallback_type_that_cannot_boot_the_image_is_refused_before_launch() {
     let manifest = std::fs::read_to_string(&env.manifest).unwrap();
     env.write_manifest(&manifest.replace("[box]\n", "[box]\nfallback_instance_types = [\"t4g.medium\"]\n"));
     let err = env.fails(&["create", "dev"]);
-    assert!(err.contains("box.fallback_instance_types t4g.medium: it runs arm64 and the image is x86_64; choose another type"), "{err}");
+    assert!(
+        err.contains("box.fallback_instance_types t4g.medium: it runs arm64 and box.instance_type, which boots the image, runs x86_64; choose another type"),
+        "{err}"
+    );
     assert!(instances(&env, "dev").is_empty(), "nothing launched");
 }
 

@@ -223,6 +223,9 @@ impl Context {
             DataOnDestroy::Keep => self.provider.destroy(&info.id).await?,
             DataOnDestroy::Purge => self.provider.destroy_with_data(&info.id).await?,
         }
+        // A create of it interrupted before the box was listed kept its
+        // launch's nonce: the next box of the name launches anew.
+        crate::laptop::launches::done(&self.paths, &self.owner, name);
         self.known_hosts.forget(&known_hosts::alias(&info.id))?;
         self.write_ssh_config(false).await?;
         let moved = self.move_hostnames_off(&info).await;

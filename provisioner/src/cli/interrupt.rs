@@ -12,6 +12,7 @@
 //! usual.
 
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::args::Command;
 use super::env::EnvCommand;
@@ -57,20 +58,46 @@ pub fn left_by(command: &Command) -> Option<&'static str> {
 /// [`Interrupted`].
 pub async fn or_interrupted(left: Option<&'static str>, verb: impl std::future::Future<Output = anyhow::Result<ExitCode>>) -> anyhow::Result<ExitCode> {
     let Some(left) = left else { return verb.await };
+    let handled = std::sync::Arc::new(AtomicBool::new(false));
+    // A verb that blocks this thread (a prompt reading the terminal, a
+    // file lock) cannot be dropped at an await: after a moment, a worker
+    // thread says so and ends the process, as SIGINT would have.
+    let watchdog = tokio::spawn({
+        let handled = handled.clone();
+        async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                tokio::time::sleep(BLOCKED_GRACE).await;
+                if !handled.load(Ordering::SeqCst) {
+                    let i = Interrupted { step: crate::progress::last_step(), left, again: command_line() };
+                    eprintln!("error: {i}");
+                    std::process::exit(EXIT_INTERRUPTED.into());
+                }
+            }
+        }
+    });
     tokio::pin!(verb);
-    tokio::select! {
+    let done = tokio::select! {
         // The handler first: it is installed when first polled, and the
         // verb may block this thread before its first await.
         biased;
         signal = tokio::signal::ctrl_c() => match signal {
-            Ok(()) => Err(Interrupted { step: crate::progress::last_step(), left, again: command_line() }.into()),
+            Ok(()) => {
+                handled.store(true, Ordering::SeqCst);
+                Err(Interrupted { step: crate::progress::last_step(), left, again: command_line() }.into())
+            }
             // No handler could be installed: the verb runs on, and SIGINT
             // ends the process as before (as kill -9 would).
             Err(_) => verb.await,
         },
         done = &mut verb => done,
-    }
+    };
+    watchdog.abort();
+    done
 }
+
+/// How long a Ctrl-C'd verb blocking its thread is given to reach an
+/// await before the process ends without it.
+const BLOCKED_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// This process's command line as the engineer typed it, for "run it again".
 fn command_line() -> String {

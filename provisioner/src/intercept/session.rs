@@ -222,10 +222,13 @@ pub(super) async fn run_command(
     let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| InterceptError::Spawn { what: "a signal handler".into(), source: e })?;
     let mut terminate = signal(SignalKind::terminate()).map_err(|e| InterceptError::Spawn { what: "a signal handler".into(), source: e })?;
     let (program, args) = command.split_first().expect("clap requires a command");
-    let mut child = Command::new(program);
+    // It ends with workstation, even a killed one: otherwise it would keep
+    // the laptop's port and the next intercept could not bind it. Started
+    // from a tokio worker thread, which lives as long as the process.
+    let mut child = std::process::Command::new(program);
     child.args(args).envs(environment);
-    ends_with_us(&mut child);
-    let mut child = child.spawn().map_err(|e| InterceptError::Spawn { what: program.clone(), source: e })?;
+    crate::child::ends_with_us(&mut child);
+    let mut child = Command::from(child).spawn().map_err(|e| InterceptError::Spawn { what: program.clone(), source: e })?;
     let exited = |status: std::io::Result<ExitStatus>| status.map(Ended::Command).map_err(|e| InterceptError::Spawn { what: program.clone(), source: e });
     loop {
         tokio::select! {
@@ -245,39 +248,6 @@ pub(super) async fn run_command(
             _ = terminate.recv() => return Ok(Ended::Command(stop(&mut child).await)),
         }
     }
-}
-
-/// The command ends with workstation, even when workstation is killed
-/// (kill -9, a closed terminal): otherwise it would keep the laptop's port
-/// and the next intercept could not bind it. Linux's parent-death signal,
-/// SIGTERM to the command when the thread that started it ends (a tokio
-/// worker thread, which lives as long as the runtime, i.e. the process).
-/// Only the command itself: what it starts in turn (`cargo run`'s server)
-/// gets the signal only if the command passes it on. Elsewhere (macOS)
-/// there is no such signal; the command outlives a kill -9.
-fn ends_with_us(command: &mut Command) {
-    #[cfg(target_os = "linux")]
-    {
-        let parent = std::process::id();
-        // SAFETY: between fork and exec only async-signal-safe calls
-        // (prctl, getppid, _exit) run, as pre_exec requires.
-        unsafe {
-            command.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                // Killed before the prctl: the parent is gone already.
-                // (Not raise(SIGTERM): the child still has workstation's
-                // SIGTERM handler until it execs.)
-                if libc::getppid() as u32 != parent {
-                    libc::_exit(1);
-                }
-                Ok(())
-            });
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = command;
 }
 
 /// Renews the lease until aborted; dropping `stdin` then is the box's

@@ -184,7 +184,8 @@ fn bring_up_script(l: &Layout, manifest: &Manifest, rendered: &supervisor::Rende
     // `current` and supervisord's update (or during the update, which stops
     // a changed program before starting it) leaves it behind, so the next
     // run updates again and starts what the interrupted update left
-    // stopped, except a service an intercept holds.
+    // stopped, except a service an intercept holds (started under its
+    // lock, so an intercept cannot take it in between).
     script += &format!(
         "\
          prev=$(readlink {current} || true)\n\
@@ -197,7 +198,7 @@ fn bring_up_script(l: &Layout, manifest: &Manifest, rendered: &supervisor::Rende
          if [ -n \"$pid\" ] && grep -qsF {conf} /proc/\"$pid\"/cmdline; then\n\
          if [ $changed = 1 ]; then said=$({ctl} update 2>&1) || {{ echo \"supervisorctl update: $said\" >&2; exit 1; }}\n\
          {ctl} status 2>/dev/null | awk '$2 == \"STOPPED\" {{ print $1 }}' | while read -r p; do \
-         f={holds}/\"$p\".lock; [ -e \"$f\" ] && ! flock -n \"$f\" true && continue; {ctl} start \"$p\" >/dev/null || true; done\n\
+         f={holds}/\"$p\".lock; if [ -e \"$f\" ]; then flock -n \"$f\" {ctl} start \"$p\" >/dev/null || true; else {ctl} start \"$p\" >/dev/null || true; fi; done\n\
          echo {hash} > {applied}.new && mv {applied}.new {applied}; echo updated; else echo unchanged; fi\n\
          else {start} || {{ sleep 1; pid=$(cat {pidfile} 2>/dev/null || true); [ -n \"$pid\" ] && grep -qsF {conf} /proc/\"$pid\"/cmdline && \
          {{ [ $changed = 0 ] || {ctl} update >/dev/null; }}; }}; echo {hash} > {applied}.new && mv {applied}.new {applied}; echo started; fi\n",

@@ -156,8 +156,17 @@ impl Target {
             .arg("-e")
             .arg(self.ssh())
             // Creates the synced directory itself, never its parents'
-            // siblings: --delete stays inside it.
-            .arg(format!("--rsync-path=mkdir -p {} && rsync", shlex::try_quote(&self.remote).map(|c| c.into_owned()).unwrap_or_default()));
+            // siblings: --delete stays inside it. One receiver at a time,
+            // under a lock on that directory: an interrupted sync's
+            // receiver finishes (or ends, its sender gone) before the next
+            // writes beside its temporary files.
+            .arg(format!(
+                "--rsync-path=mkdir -p {r} && flock -w 120 {r} rsync",
+                r = shlex::try_quote(&self.remote).map(|c| c.into_owned()).unwrap_or_default()
+            ));
+        // The sender ends with workstation (it runs in the blocking thread
+        // that waits for it): a killed sync's rsync does not run on.
+        crate::child::ends_with_us(&mut cmd);
         let list = match batch {
             Batch::Full => None,
             Batch::Dirs(dirs) => {

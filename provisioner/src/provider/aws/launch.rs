@@ -90,7 +90,7 @@ impl AwsProvider {
                 return Err(ProviderError::InstanceType {
                     field: "box.instance_type or box.fallback_instance_types",
                     instance_type: types.join(", "),
-                    why: "EC2 does not know one of them in this region".into(),
+                    why: format!("EC2 says: {}", e.as_service_error().and_then(|s| s.meta().message()).unwrap_or("one is unknown in this region")),
                 })
             }
             other => other.map_err(api("DescribeInstanceTypes"))?,
@@ -101,6 +101,7 @@ impl AwsProvider {
         // The image's architecture, or when EC2 does not say (an image
         // registered without it) those of box.instance_type, which it boots.
         let mut bootable: Vec<String> = vec![architecture.to_owned()];
+        let mut whose = "the image is";
         for t in &types {
             let Some(info) = out.instance_types().iter().find(|i| i.instance_type().map(|x| x.as_str()) == Some(*t)) else {
                 return Err(ProviderError::InstanceType { field: field(t), instance_type: (*t).into(), why: "EC2 does not offer it in this region".into() });
@@ -108,11 +109,12 @@ impl AwsProvider {
             let runs = archs(info);
             if bootable == [""] {
                 bootable = runs.clone();
+                whose = "box.instance_type, which boots the image, runs";
             } else if !runs.is_empty() && !runs.iter().any(|a| bootable.contains(a)) {
                 return Err(ProviderError::InstanceType {
                     field: field(t),
                     instance_type: (*t).into(),
-                    why: format!("it runs {} and the image is {}", runs.join("/"), bootable.join("/")),
+                    why: format!("it runs {} and {whose} {}", runs.join("/"), bootable.join("/")),
                 });
             }
             if machine.hibernate {
