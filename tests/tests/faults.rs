@@ -159,15 +159,19 @@ fn create_lands_in_the_next_zone_or_type_with_capacity() {
     assert_eq!(placed(&env), (second, "t3.medium".to_owned()), "the second zone's subnet");
 }
 
+/// The volumes tagged as tester's box `name`'s, asked of moto itself.
+fn volumes(env: &TestEnv, name: &str) -> Vec<aws_sdk_ec2::types::Volume> {
+    let client = env.moto.as_ref().unwrap().client();
+    let named = aws_sdk_ec2::types::Filter::builder().name("tag:workstation:name").values(name).build();
+    block_on(client.describe_volumes().filters(named).send()).unwrap().volumes().to_vec()
+}
+
 /// What tester's box dev holds in moto beside its one instance: the
 /// instances, key pairs and volumes a clean run would not have.
 fn left_behind(env: &TestEnv) -> usize {
-    use aws_sdk_ec2::types::Filter;
     let client = env.moto.as_ref().unwrap().client();
     let live = instances(env, "dev");
-    let named = Filter::builder().name("tag:workstation:name").values("dev").build();
-    let volumes = block_on(client.describe_volumes().filters(named).send()).unwrap();
-    let loose = volumes.volumes().iter().filter(|v| !v.attachments().iter().any(|a| live.iter().any(|i| Some(i.as_str()) == a.instance_id()))).count();
+    let loose = volumes(env, "dev").iter().filter(|v| !v.attachments().iter().any(|a| live.iter().any(|i| Some(i.as_str()) == a.instance_id()))).count();
     let pairs = block_on(client.describe_key_pairs().send()).unwrap();
     let keys = pairs.key_pairs().iter().filter(|k| k.key_name().is_some_and(|n| n.starts_with("workstation.tester."))).count();
     live.len().saturating_sub(1) + loose + keys.saturating_sub(1)
@@ -180,7 +184,7 @@ fn left_behind(env: &TestEnv) -> usize {
 /// then leaves nothing.
 #[test]
 fn create_on_aws_interrupted_anywhere_under_ec2_faults_converges() {
-    use workstation_tests::interrupt::{points, timed, Left, Points, Sweep};
+    use workstation_tests::interrupt::{points, rerun, timed, Left, Points, Sweep};
     use workstation_tests::shim::Bucket;
     let mut env = TestEnv::aws();
     let shim = Shim::start(&env.moto.as_ref().unwrap().url.clone(), 0, &[Bucket { action: "DescribeInstances", capacity: 4.0, refill: 4.0 }]);
@@ -190,10 +194,7 @@ fn create_on_aws_interrupted_anywhere_under_ec2_faults_converges() {
     shim.no_capacity(&["us-east-1a"], &[]);
     let destroy = |env: &TestEnv| {
         env.ok(&["destroy", "dev", "--purge", "--yes"]);
-        let client = env.moto.as_ref().unwrap().client();
-        let named = aws_sdk_ec2::types::Filter::builder().name("tag:workstation:name").values("dev").build();
-        let kept = block_on(client.describe_volumes().filters(named).send()).unwrap().volumes().len();
-        instances(env, "dev").len() + kept
+        instances(env, "dev").len() + volumes(env, "dev").len()
     };
     assert_eq!(env.json(&["create", "dev"])["up"]["healthy"], true);
     assert_eq!(placed(&env).0, second, "no capacity in the first zone");
@@ -208,10 +209,9 @@ fn create_on_aws_interrupted_anywhere_under_ec2_faults_converges() {
         Points { clean, seed: 0xa75_5eed, n: points(8) },
         |_| {},
         || {
-            let again = env.run(&["create", "dev", "-o", "json"]);
-            let out: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap_or_default();
+            let out = rerun(&env, &["create", "dev"])?;
             if out["up"]["healthy"] != true {
-                return Err(format!("the re-run is not healthy: {}", String::from_utf8_lossy(&again.stderr)));
+                return Err(format!("the re-run is not healthy: {out:#}"));
             }
             if placed(&env).0 != second {
                 return Err("the box is not in the zone with capacity".into());

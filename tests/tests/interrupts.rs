@@ -14,8 +14,7 @@ use workstation_tests::{write_csv_snapshot, write_resp_snapshot, TestEnv};
 /// The re-run is healthy and dev is one running box; a second box named
 /// dev is a leak.
 fn one_healthy_box(env: &TestEnv, args: &[&str]) -> Result<Left, String> {
-    let again = env.run(&[args, &["-o", "json"]].concat());
-    let out: serde_json::Value = serde_json::from_slice(&again.stdout).map_err(|_| format!("the re-run said: {}", String::from_utf8_lossy(&again.stderr)))?;
+    let out = rerun(env, args)?;
     let healthy = if out.get("up").is_some() { &out["up"]["healthy"] } else { &out["healthy"] };
     if healthy != true {
         return Err(format!("the re-run is not healthy: {out:#}"));

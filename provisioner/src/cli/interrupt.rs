@@ -33,6 +33,13 @@ pub struct Interrupted {
     pub again: String,
 }
 
+impl Interrupted {
+    /// This run, interrupted now: at the last step it showed.
+    fn now(left: &'static str) -> Interrupted {
+        Interrupted { step: crate::progress::last_step(), left, again: command_line() }
+    }
+}
+
 /// What an interrupted run of `command` leaves, when Ctrl-C is ours to
 /// handle; None for the verbs that own it or change nothing.
 pub fn left_by(command: &Command) -> Option<&'static str> {
@@ -68,8 +75,7 @@ pub async fn or_interrupted(left: Option<&'static str>, verb: impl std::future::
             if tokio::signal::ctrl_c().await.is_ok() {
                 tokio::time::sleep(BLOCKED_GRACE).await;
                 if !handled.load(Ordering::SeqCst) {
-                    let i = Interrupted { step: crate::progress::last_step(), left, again: command_line() };
-                    eprintln!("error: {i}");
+                    eprintln!("error: {}", Interrupted::now(left));
                     std::process::exit(EXIT_INTERRUPTED.into());
                 }
             }
@@ -83,7 +89,7 @@ pub async fn or_interrupted(left: Option<&'static str>, verb: impl std::future::
         signal = tokio::signal::ctrl_c() => match signal {
             Ok(()) => {
                 handled.store(true, Ordering::SeqCst);
-                Err(Interrupted { step: crate::progress::last_step(), left, again: command_line() }.into())
+                Err(Interrupted::now(left).into())
             }
             // No handler could be installed: the verb runs on, and SIGINT
             // ends the process as before (as kill -9 would).

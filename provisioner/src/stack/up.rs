@@ -179,6 +179,7 @@ fn bring_up_script(l: &Layout, manifest: &Manifest, rendered: &supervisor::Rende
     for (user, path) in &rendered.inits {
         script += &format!("runuser -u {user} -- /bin/sh {} </dev/null >/dev/null 2>&1 &\n", sh(&format!("{dir}/{path}")));
     }
+    let applied = format!("{}/applied", l.supervisor_dir());
     // Whether supervisord has taken this configuration is `applied`,
     // written once it has: an `up` interrupted between the switch of
     // `current` and supervisord's update (or during the update, which stops
@@ -199,12 +200,13 @@ fn bring_up_script(l: &Layout, manifest: &Manifest, rendered: &supervisor::Rende
          if [ $changed = 1 ]; then said=$({ctl} update 2>&1) || {{ echo \"supervisorctl update: $said\" >&2; exit 1; }}\n\
          {ctl} status 2>/dev/null | awk '$2 == \"STOPPED\" {{ print $1 }}' | while read -r p; do \
          f={holds}/\"$p\".lock; if [ -e \"$f\" ]; then flock -n \"$f\" {ctl} start \"$p\" >/dev/null || true; else {ctl} start \"$p\" >/dev/null || true; fi; done\n\
-         echo {hash} > {applied}.new && mv {applied}.new {applied}; echo updated; else echo unchanged; fi\n\
+         {record}; echo updated; else echo unchanged; fi\n\
          else {start} || {{ sleep 1; pid=$(cat {pidfile} 2>/dev/null || true); [ -n \"$pid\" ] && grep -qsF {conf} /proc/\"$pid\"/cmdline && \
-         {{ [ $changed = 0 ] || {ctl} update >/dev/null; }}; }}; echo {hash} > {applied}.new && mv {applied}.new {applied}; echo started; fi\n",
+         {{ [ $changed = 0 ] || {ctl} update >/dev/null; }}; }}; {record}; echo started; fi\n",
         current = sh(&l.current()),
         sup = sh(&l.supervisor_dir()),
-        applied = sh(&format!("{}/applied", l.supervisor_dir())),
+        applied = sh(&applied),
+        record = format!("echo {hash} > {a}.new && mv {a}.new {a}", a = sh(&applied)),
         holds = sh(&super::holds::dir(l)),
         pidfile = sh(&format!("{}/supervisord.pid", l.run_dir())),
         ctl = format!("supervisorctl -c {}", sh(&l.conf())),

@@ -325,6 +325,11 @@ pub(super) fn code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> Option<&st
     e.as_service_error().and_then(|s| s.code())
 }
 
+/// EC2's message with the error [`code`].
+pub(super) fn message<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> Option<&str> {
+    e.as_service_error().and_then(|s| s.message())
+}
+
 pub(super) use crate::provider::error::aws_failure as api;
 
 type StopResult = std::result::Result<(), aws_sdk_ec2::error::SdkError<aws_sdk_ec2::operation::stop_instances::StopInstancesError>>;

@@ -10,15 +10,16 @@ use aws_sdk_ec2::types::{
 };
 use sha2::{Digest, Sha256};
 
-use super::instances::{api, code, preview_tags, state, tag, team_tags, NO_CAPACITY};
+use super::instances::{api, code, message, preview_tags, state, tag, team_tags, NO_CAPACITY};
 use super::AwsProvider;
 use crate::manifest::name::{BoxName, Owner};
 use crate::provider::{data, tags, BoxState, LaunchSpec, ProviderError, Result};
 
-/// A ClientToken stays bound to its instance after termination, so a
-/// re-create of a destroyed name gets the old, terminated instance back.
-/// We then salt the token with that instance's id; two rounds cover a name
-/// destroyed and re-created several times in a row.
+/// A ClientToken stays bound to its instance after termination: EC2 then
+/// answers with that instance (or IdempotentInstanceTerminated), and the
+/// token is salted again. A launch's nonce (laptop/launches.rs) makes this
+/// rare (a name re-created after a create that was never seen running);
+/// these rounds bound it.
 const TOKEN_ROUNDS: usize = 6;
 
 impl AwsProvider {
@@ -90,7 +91,7 @@ impl AwsProvider {
                 return Err(ProviderError::InstanceType {
                     field: "box.instance_type or box.fallback_instance_types",
                     instance_type: types.join(", "),
-                    why: format!("EC2 says: {}", e.as_service_error().and_then(|s| s.meta().message()).unwrap_or("one is unknown in this region")),
+                    why: format!("EC2 says: {}", message(&e).unwrap_or("one is unknown in this region")),
                 })
             }
             other => other.map_err(api("DescribeInstanceTypes"))?,
@@ -310,7 +311,7 @@ impl AwsProvider {
                 Some("Unsupported") => ProviderError::NotOffered {
                     instance_type: instance_type.into(),
                     place: place(),
-                    said: e.as_service_error().and_then(|s| s.meta().message()).unwrap_or_default().to_owned(),
+                    said: message(&e).unwrap_or_default().to_owned(),
                 },
                 _ => api("RunInstances")(e),
             })?;
