@@ -8,7 +8,7 @@
 //! missing one stops its program's start with a message naming the
 //! reference, not a value.
 
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use workstation_tests::{manifest_text, moto::block_on, run_ok, TestEnv};
 
@@ -47,14 +47,27 @@ fn assert_nowhere(env: &TestEnv, root: Option<&std::path::Path>, values: &[&str]
         for text in &shown {
             assert!(!text.contains(value), "{value} shown:\n{text}");
         }
-        if let Some(root) = root {
-            let grep = Command::new("grep").args(["-r", "-l", "-F", value]).arg(root).output().unwrap();
-            assert!(grep.stdout.is_empty(), "{value} written under the box root: {}", String::from_utf8_lossy(&grep.stdout));
-        }
+    }
+    // The values go to grep on its stdin, never in its argv: another test's
+    // `ps` above would see them there (as the secrets' own code must not).
+    let patterns = values.join("\n");
+    if let Some(root) = root {
+        let mut grep = Command::new("grep");
+        grep.args(["-r", "-l", "-F", "-f", "-"]).arg(root);
+        let found = with_stdin(&mut grep, &patterns);
+        assert!(found.is_empty(), "values written under the box root: {found}");
     }
     // And on the box, its whole root, the running configuration included.
-    let on_box = env.run(&["ssh", "dev", "--", &format!("grep -r -l -F -e {} \"$WORKSTATION_BOX_ROOT\"", values.join(" -e "))]);
-    assert!(on_box.stdout.is_empty(), "values in files on the box: {}", String::from_utf8_lossy(&on_box.stdout));
+    let found = with_stdin(&mut env.cmd(&["ssh", "dev", "--", "grep -r -l -F -f - \"$WORKSTATION_BOX_ROOT\""]), &patterns);
+    assert!(found.is_empty(), "values in files on the box: {found}");
+}
+
+/// `command`'s stdout, given `input` on its stdin.
+fn with_stdin(command: &mut Command, input: &str) -> String {
+    use std::io::Write;
+    let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout).into_owned()
 }
 
 /// A rotated value (`secrets set` again) takes effect at restart.
