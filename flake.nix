@@ -121,6 +121,24 @@
           touch $out
         '';
         box = (box system ./examples/workstation.toml).config.system.build.toplevel;
+        # box.hibernate's options evaluate to what images/lib.nix says
+        # (tests/tests/nix.rs evaluates lib.nix itself with Nix 2.8): the
+        # systemd initrd's resume=, GRUB's offset variable, logind's sleep
+        # button, and the service that prepares the swap file.
+        hibernation =
+          let
+            manifest = builtins.toFile "hibernating.toml"
+              (builtins.replaceStrings [ "[box]\n" ] [ "[box]\nhibernate = true\n" ] (builtins.readFile ./examples/workstation.toml));
+            c = (box system manifest).config;
+            h = wslib.hibernation;
+            ok = c.boot.resumeDevice == h.resumeDevice
+              && builtins.elem "resume=${h.resumeDevice}" c.boot.kernelParams
+              && builtins.all (p: builtins.elem p c.boot.kernelParams) h.kernelParams
+              && c.services.logind.settings.Login.HandleSuspendKey == "hibernate"
+              && builtins.elem "multi-user.target" c.systemd.services.workstation-hibernation.wantedBy
+              && !(builtins.elem (builtins.head h.kernelParams) (box system ./examples/workstation.toml).config.boot.kernelParams);
+          in
+          assert ok; pkgs.writeText "workstation-hibernation-check" "box.hibernate's options evaluate as images/lib.nix says";
       });
     };
 }

@@ -98,6 +98,28 @@ rec {
   # snapshot. The raw file is sparse and publish skips zero blocks.
   diskSizeMB = manifest: manifest.box.disk_gib * 1024;
 
+  # box.hibernate: the guest side of EC2 hibernation (images/hibernation.nix,
+  # provisioner/src/boxside/hibernation.rs, docs/images.md "Hibernation").
+  hibernates = manifest: manifest.box.hibernate or false;
+  hibernation = {
+    # On the root, which EC2 requires encrypted for hibernation, as AWS's
+    # hibinit agent puts its /swap.
+    swapFile = "/swapfile";
+    # The root of nixpkgs' amazon-image.nix: fileSystems."/".device.
+    resumeDevice = "/dev/disk/by-label/nixos";
+    # GRUB's environment block: install-grub.pl's header loads
+    # $prefix/grubenv (load_env) before the menu entries.
+    grubEnv = "/boot/grub/grubenv";
+    # What the last boot found, for `workstation doctor`
+    # (provisioner/src/boxes/doctor.rs HIBERNATION_STATUS).
+    status = "${rootState}/hibernation";
+    # GRUB expands the variable in the kernel command line from that block
+    # ("resume_offset=N", set at each boot); unset, to nothing: an empty
+    # `resume_offset=` would stop systemd's resume generator. One word, as
+    # boot.kernelParams' type demands (system/boot/kernel.nix).
+    kernelParams = [ "\${ws_resume_args}" ];
+  };
+
   # The idle check runs every minute (docs/idle.md).
   idleCheckCalendar = "*-*-* *:*:00";
 }

@@ -7,6 +7,7 @@
 #   mongodb, opensearch, mysql) on loopback, at the manifest's ports;
 # - first boot publishes the SSH host key as an EC2 tag (the laptop pins it);
 # - a timer runs `workstation box idle-check` every minute;
+# - with box.hibernate, it can hibernate and resume (hibernation.nix);
 # - the owner's account and key come from instance metadata.
 { config, lib, pkgs, ... }:
 
@@ -53,6 +54,9 @@ let
   '';
 in
 {
+  # box.hibernate's guest side.
+  imports = [ ./hibernation.nix ];
+
   options.workstation = {
     manifest = lib.mkOption {
       type = lib.types.path;

@@ -24,7 +24,7 @@ locals {
   # Tags an engineer's workstation writes on a running box, and no other:
   # an allow-list, so a new tag is a decision (never host-key, which CI and
   # laptops pin from, nor owner or last-active).
-  engineer_tags = ["workstation:keep-until", "workstation:shareable", "workstation:bring-up", "workstation:manifest-hash", "workstation:ref", "workstation:expires", "workstation:image-id"]
+  engineer_tags = ["workstation:usage", "workstation:keep-until", "workstation:shareable", "workstation:bring-up", "workstation:manifest-hash", "workstation:ref", "workstation:expires", "workstation:image-id"]
   # Root volume replacement tasks (`workstation upgrade`) have ARNs of their own.
   root_tasks = "arn:${local.partition}:ec2:${var.region}:${local.account}:replace-root-volume-task/*"
   # Boxes' queues (sqs stores): `ws_<owner>_<box>_<queue>`
@@ -45,6 +45,14 @@ data "aws_iam_policy_document" "engineer" {
       "ec2:DescribeInstances", "ec2:DescribeImages", "ec2:DescribeInstanceTypes", "ec2:DescribeKeyPairs", "ec2:DescribeSnapshots",
       "ec2:DescribeVolumes", "ec2:DescribeReplaceRootVolumeTasks", "ec2:DescribeSubnets",
     ]
+    resources = ["*"]
+  }
+
+  # List prices for `workstation cost`'s estimate and `status`'s cost line
+  # (cost/prices.rs); the Price List API has no resources to scope.
+  statement {
+    sid       = "ListPrices"
+    actions   = ["pricing:GetProducts"]
     resources = ["*"]
   }
 

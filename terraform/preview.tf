@@ -345,7 +345,7 @@ data "aws_iam_policy_document" "preview" {
     condition {
       test     = "ForAllValues:StringEquals"
       variable = "aws:TagKeys"
-      values   = ["workstation:ref", "workstation:expires", "workstation:bring-up", "workstation:manifest-hash"]
+      values   = ["workstation:ref", "workstation:expires", "workstation:bring-up", "workstation:manifest-hash", "workstation:usage"]
     }
   }
 

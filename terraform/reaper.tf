@@ -139,14 +139,15 @@ data "aws_iam_policy_document" "reaper" {
   }
 
   statement {
-    sid       = "OnlyTheStoppedByTag"
+    sid       = "OnlyItsOwnTags"
     effect    = "Deny"
     actions   = ["ec2:CreateTags"]
     resources = ["*"]
     condition {
       test     = "ForAnyValue:StringNotEquals"
       variable = "aws:TagKeys"
-      values   = ["workstation:stopped-by"]
+      # And the hours ledger a start of a team box writes (provider/usage.rs).
+      values = ["workstation:stopped-by", "workstation:usage"]
     }
   }
 

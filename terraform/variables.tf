@@ -195,7 +195,7 @@ variable "engineer_max_disk_gib" {
 }
 
 variable "activate_owner_cost_tag" {
-  description = "Activate workstation:owner as a cost-allocation tag (Cost Explorer, budgets per owner). Only the organisation's management (payer) account, or a standalone account, may: elsewhere activate it there (Billing > Cost allocation tags) and leave this false. The tag can be activated only once it appears in billing data (a day after the first tagged box)."
+  description = "Activate workstation:owner and workstation:name as cost-allocation tags (Cost Explorer, `workstation cost`, budgets per owner). Only the organisation's management (payer) account, or a standalone account, may: elsewhere activate it there (Billing > Cost allocation tags) and leave this false. The tag can be activated only once it appears in billing data (a day after the first tagged box)."
   type        = bool
   default     = false
 }

@@ -8,6 +8,7 @@ pub mod boxes;
 pub mod boxside;
 pub mod child;
 pub mod cli;
+pub mod cost;
 pub mod env;
 pub mod idle;
 pub mod image;

@@ -79,6 +79,12 @@ impl Shim {
         self.http("POST", "/__fail", &serde_json::json!({ "capacity": { "zones": zones, "types": types } }).to_string());
     }
 
+    /// The Price List API's catalogue (tests/support/shim_pricing.py):
+    /// `[{"attributes": {...}, "usd": "0.0416"}, ...]`.
+    pub fn set_prices(&self, products: serde_json::Value) {
+        self.http("POST", "/__prices", &serde_json::json!({ "products": products }).to_string());
+    }
+
     /// The next root volume replacement task fails (the old root stays).
     pub fn fail_next_root_task(&self) {
         self.http("POST", "/__fail", r#"{"task": "fail"}"#);

@@ -43,6 +43,11 @@ test fleet does the replacement (a new root for the box) and reports the
 end state: GET /__root_tasks lists tasks, POST /__root_tasks/ID {"state": S}
 sets one's state.
 
+The Price List API's GetProducts, which moto lacks (shim_pricing.py):
+POST /__prices sets the catalogue. JSON-protocol calls (X-Amz-Target, e.g.
+Cost Explorer's, which moto answers) are counted and failed by their
+target's action name, with JSON errors.
+
 Usage: throttle_shim.py UPSTREAM_URL THROTTLE_COUNT [ACTION=CAPACITY/REFILL]...
 """
 
@@ -59,6 +64,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from shim_lag import Lag
+from shim_pricing import Catalogue
 
 UPSTREAM = urllib.parse.urlparse(sys.argv[1])
 LIMIT = int(sys.argv[2])
@@ -66,6 +72,7 @@ STATE = {"throttled": 0, "forwarded": 0, "actions": {}}
 REQUESTS = []
 LOCK = threading.Lock()
 CLOCK = {"now": None}
+PRICES = Catalogue()
 
 
 def parse_bucket(arg):
@@ -163,6 +170,11 @@ class Shim(BaseHTTPRequestHandler):
                 else:
                     FAULTS[fault["action"]] = [fault["code"], int(fault.get("count", 1))]
             return self.reply(204, b"")
+        if self.path == "/__prices":
+            products = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))["products"]
+            with LOCK:
+                PRICES.set(products)
+            return self.reply(204, b"")
         if self.path.startswith("/__root_tasks/"):
             update = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
             with LOCK:
@@ -175,7 +187,12 @@ class Shim(BaseHTTPRequestHandler):
 
     def forward(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        params = dict(urllib.parse.parse_qsl(body.decode("utf-8", "replace")))
+        target = self.headers.get("X-Amz-Target")
+        if target:
+            # JSON 1.1 services: the action is the target's last word.
+            params = {"Action": target.rsplit(".", 1)[-1], **json.loads(body or b"{}")}
+        else:
+            params = dict(urllib.parse.parse_qsl(body.decode("utf-8", "replace")))
         action = params.get("Action", "")
         with LOCK:
             throttle = STATE["throttled"] < LIMIT or not take(action)
@@ -191,7 +208,14 @@ class Shim(BaseHTTPRequestHandler):
             fault = FAULTS.get(action)
             if fault and fault[1] > 0:
                 fault[1] -= 1
+                if target:
+                    error = json.dumps({"__type": fault[0], "message": "injected by the test shim"}).encode()
+                    return self.reply(400, error, [("Content-Type", "application/x-amz-json-1.1")])
                 return self.reply(400, error_xml(fault[0], "injected by the test shim"), [("Content-Type", "text/xml")])
+        if target and action == "GetProducts":
+            with LOCK:
+                answer = PRICES.answer(params)
+            return self.reply(200, json.dumps(answer).encode(), [("Content-Type", "application/x-amz-json-1.1")])
         if action == "CreateReplaceRootVolumeTask":
             return self.reply(*create_root_task(params, self.headers))
         if action == "DescribeReplaceRootVolumeTasks":

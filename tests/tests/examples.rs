@@ -14,7 +14,8 @@ use workstation_tests::mountns::MountNs;
 use workstation_tests::{binary, repo_root, TestEnv};
 
 /// Examples a test cannot run as written, by prefix, and why.
-const ELSEWHERE: [(&str, &str); 23] = [
+const ELSEWHERE: [(&str, &str); 24] = [
+    ("workstation cost", "needs EC2, Cost Explorer and the Price List API: tests/tests/cost.rs (moto and the shim)"),
     ("workstation init", "sets up a laptop (interactive, or against AWS): tests/tests/setup.rs"),
     ("workstation image", "needs Nix >= 2.18 and an AWS account: tests/tests/image.rs"),
     ("workstation manifest publish", "needs the platform's S3 bucket: tests/tests/admin.rs (moto)"),

@@ -4,6 +4,7 @@
 mod activity;
 mod admin;
 mod cli;
+mod cost;
 mod dotfiles;
 mod e2e;
 mod examples;

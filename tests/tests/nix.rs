@@ -133,3 +133,38 @@ fn nix_hashes_a_manifest_as_the_cli_does() {
         assert_eq!(nix, Manifest::load(&path).unwrap().hash, "{rel}");
     }
 }
+
+/// box.hibernate's image side as images/lib.nix says it (the flake's
+/// `hibernation` check evaluates the NixOS options themselves, which needs
+/// a current Nix): the kernel parameter is one word by nixpkgs' kernelParam
+/// type (system/boot/kernel.nix) and expands the GRUB variable the box side
+/// sets, the status file is the one `doctor` reads, only a hibernating
+/// manifest gets any of it, and the service runs a verb that exists.
+#[test]
+fn hibernation_options_are_what_the_box_side_sets_and_reads() {
+    let expr = format!(
+        r#"let l = import {lib}; in {{ h = l.hibernation; on = l.hibernates (builtins.fromTOML "[box]\nhibernate = true"); off = l.hibernates (builtins.fromTOML "[box]\n"); words = builtins.all (p: builtins.match "([^\"[:space:]]|\"[^\"]*\")+" p != null) l.hibernation.kernelParams; }}"#,
+        lib = repo_root().join("images/lib.nix").display(),
+    );
+    let facts: serde_json::Value = serde_json::from_str(&run_ok(Command::new("nix-instantiate").args(["--eval", "--strict", "--json", "-E", &expr]))).unwrap();
+    assert_eq!((facts["on"].as_bool(), facts["off"].as_bool(), facts["words"].as_bool()), (Some(true), Some(false), Some(true)), "{facts:#}");
+    let h = &facts["h"];
+    assert_eq!(h["status"], workstation::boxes::doctor::HIBERNATION_STATUS);
+    assert_eq!(h["kernelParams"], serde_json::json!([format!("${{{}}}", workstation::boxside::hibernation::GRUB_VARIABLE)]));
+    assert_eq!((h["swapFile"].as_str(), h["resumeDevice"].as_str()), (Some("/swapfile"), Some("/dev/disk/by-label/nixos")), "{h:#}");
+    let module = std::fs::read_to_string(repo_root().join("images/hibernation.nix")).unwrap();
+    for line in [
+        "config = lib.mkIf (wslib.hibernates manifest) {",
+        "boot.resumeDevice = h.resumeDevice;",
+        "boot.kernelParams = h.kernelParams;",
+        "services.logind.settings.Login.HandleSuspendKey = \"hibernate\";",
+        "box hibernation --swap-file ${h.swapFile} --resume-device ${h.resumeDevice} --grub-env ${h.grubEnv} --status ${h.status}",
+    ] {
+        assert!(module.contains(line), "images/hibernation.nix lacks {line:?}");
+    }
+    assert!(std::fs::read_to_string(repo_root().join("images/workstation.nix")).unwrap().contains("imports = [ ./hibernation.nix ];"));
+    let help = run_ok(Command::new(binary()).args(["box", "hibernation", "--help"]));
+    for flag in ["--swap-file", "--resume-device", "--grub-env", "--status"] {
+        assert!(help.contains(flag), "{help}");
+    }
+}

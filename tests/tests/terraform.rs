@@ -220,6 +220,13 @@ fn each_policy_allows_exactly_the_actions_its_code_calls() {
     let team_access: BTreeSet<String> = ["ec2-instance-connect:SendSSHPublicKey".to_owned()].into();
     assert!(engineer.contains("ec2-instance-connect:SendSSHPublicKey"), "team boxes admit pushed keys: {engineer:?}");
     let preview: BTreeSet<String> = engineer.difference(&own_secrets).filter(|a| !team_access.contains(*a)).cloned().collect();
+    // List prices (`cost`'s estimate, `status`'s cost line): engineers' and
+    // the platform's, not a preview run's; the bill is the platform's only.
+    let price_list = sdk_actions(&source("cost/prices.rs"), "pricing");
+    engineer.extend(price_list.iter().cloned());
+    let mut cost_reader = sdk_actions(&source("cost/billed.rs"), "ce");
+    cost_reader.extend(price_list.iter().cloned());
+    assert_eq!(cost_reader, ["ce:GetCostAndUsage".to_owned(), "pricing:GetProducts".to_owned()].into());
     let preview_dns = sdk_actions(&source("preview"), "route53");
     assert!(engineer.contains("ec2:DescribeSnapshots"), "create checks an image's snapshot: {engineer:?}");
     assert!(own_secrets.contains("ssm:PutParameter") && on_box.contains("secretsmanager:GetSecretValue"), "{own_secrets:?} {on_box:?}");
@@ -241,7 +248,7 @@ fn each_policy_allows_exactly_the_actions_its_code_calls() {
     // route53, ssm's parameters, secretsmanager and sqs's queue actions.
     let api = |name: &str| -> BTreeSet<String> {
         let called = |a: &&String| {
-            ["ec2:", "ebs:", "s3:", "iam:", "route53:", "secretsmanager:", "ec2-instance-connect:"].iter().any(|p| a.starts_with(p))
+            ["ec2:", "ebs:", "s3:", "iam:", "route53:", "secretsmanager:", "ec2-instance-connect:", "ce:", "pricing:"].iter().any(|p| a.starts_with(p))
                 || (a.starts_with("ssm:") && a.contains("Parameter"))
                 || (a.starts_with("sqs:") && *a != "sqs:SendMessage")
         };
@@ -260,6 +267,7 @@ fn each_policy_allows_exactly_the_actions_its_code_calls() {
         ("admin", &admin),
         ("manifest_publisher", &manifest_publisher),
         ("webhooks", &webhooks),
+        ("cost_reader", &cost_reader),
     ] {
         let allowed = api(name);
         let missing: Vec<_> = derived.difference(&allowed).collect();
@@ -382,6 +390,8 @@ fn nobody_can_touch_another_engineers_box_or_key() {
         ("deny", "bob terminates alice's box", engineer("bob", "ec2:TerminateInstances", alices_box.clone(), owned_by("alice"))),
         ("allow", "alice keeps her box", engineer("alice", "ec2:CreateTags", alices_box.clone(), tags_on("alice", &["workstation:keep-until"]))),
         ("deny", "bob tags alice's box", engineer("bob", "ec2:CreateTags", alices_box.clone(), tags_on("alice", &["workstation:keep-until"]))),
+        ("allow", "alice's start records her box's hours", engineer("alice", "ec2:CreateTags", alices_box.clone(), tags_on("alice", &["workstation:usage"]))),
+        ("deny", "bob rewrites alice's hours", engineer("bob", "ec2:CreateTags", alices_box.clone(), tags_on("alice", &["workstation:usage"]))),
         (
             "allow",
             "alice records her box's bring-up and manifest",
@@ -425,6 +435,7 @@ fn nobody_can_touch_another_engineers_box_or_key() {
         ("allow", "the reaper stops a box", reaper("ec2:StopInstances", owned_by("alice"))),
         ("deny", "the reaper stops a stranger's instance", reaper("ec2:StopInstances", serde_json::json!({}))),
         ("deny", "the reaper extends a keep", reaper("ec2:CreateTags", tags_on("alice", &["workstation:keep-until"]))),
+        ("allow", "the reaper records a team box's hours as it starts it", reaper("ec2:CreateTags", tags_on("team-a", &["workstation:usage"]))),
         (
             "allow",
             "the reaper starts a team box in its working hours",
@@ -878,6 +889,23 @@ fn the_admin_policy_offboards_any_owner_and_nothing_else() {
         ("deny", "it deletes another key pair", admin("ec2:DeleteKeyPair", arn("key-pair", "prod-bastion"), serde_json::json!({}))),
         ("allow", "it deletes a leaver's kept volume", admin("ec2:DeleteVolume", arn("volume", "vol-1"), owned_by("leaver"))),
         ("deny", "it deletes a database's volume", admin("ec2:DeleteVolume", arn("volume", "vol-db"), serde_json::json!({}))),
+    ]);
+}
+
+/// The bill is the platform team's: Cost Explorer cannot be scoped to an
+/// owner, so engineers read list prices only (`cost --estimate`, `status`).
+#[test]
+fn only_the_platform_reads_the_bill_and_everyone_reads_prices() {
+    let platform = |action: &str| {
+        request(&["cost_reader"], &format!("arn:aws:sts::{ACCOUNT}:assumed-role/workstation-admin/platform"), action, "*", serde_json::json!({}))
+    };
+    check(&[
+        ("allow", "the platform reads the month's bill", platform("ce:GetCostAndUsage")),
+        ("allow", "the platform reads list prices", platform("pricing:GetProducts")),
+        ("deny", "the platform's bill read changes no budget", platform("budgets:ModifyBudget")),
+        ("allow", "alice reads list prices", engineer("alice", "pricing:GetProducts", "*".into(), serde_json::json!({}))),
+        ("deny", "alice reads the account's bill", engineer("alice", "ce:GetCostAndUsage", "*".into(), serde_json::json!({}))),
+        ("deny", "a preview run reads the bill", preview(7, "ce:GetCostAndUsage", "*".into(), serde_json::json!({}))),
     ]);
 }
 

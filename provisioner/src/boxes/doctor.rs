@@ -81,7 +81,7 @@ pub async fn run(ctx: &Context, manifest: &LoadedManifest, name: &BoxName) -> Ve
     checks.extend(hosts_checks(ctx, manifest, running).await);
 
     let Some(info) = running else {
-        for c in ["bring-up", "ssh", "services", "seeds", "idle timer"] {
+        for c in ["bring-up", "ssh", "services", "seeds", "idle timer", "hibernation"] {
             checks.push(skip(c, "the box is not running"));
         }
         return checks;
@@ -106,7 +106,7 @@ pub async fn run(ctx: &Context, manifest: &LoadedManifest, name: &BoxName) -> Ve
         }
         Err(e) => {
             checks.push(fail("ssh", e.to_string(), ssh_fix(&e, name)));
-            for c in ["services", "seeds", "idle timer"] {
+            for c in ["services", "seeds", "idle timer", "hibernation"] {
                 checks.push(skip(c, "no SSH session"));
             }
             return checks;
@@ -289,5 +289,29 @@ async fn box_checks(onbox: &BoxShell, manifest: &LoadedManifest, name: &BoxName,
             Err(e) => out.push(fail("idle timer", e.to_string(), format!("workstation ssh {name}"))),
         }
     }
+    out.push(hibernation_check(onbox, manifest, name, kind).await);
     out
+}
+
+/// What the image's hibernation service found at this boot
+/// (boxside/hibernation.rs, images/hibernation.nix).
+pub const HIBERNATION_STATUS: &str = "/var/lib/workstation-root/hibernation";
+
+async fn hibernation_check(onbox: &BoxShell, manifest: &LoadedManifest, name: &BoxName, kind: ProviderKind) -> Check {
+    if !manifest.manifest.machine.hibernate {
+        return skip("hibernation", "box.hibernate is off: idle stops are plain stops");
+    }
+    if kind == ProviderKind::Local || onbox.layout.stores == StoreRunner::Supervisord {
+        return skip("hibernation", "not an image-built box: only an image prepares hibernation, and a local box has no memory image to keep");
+    }
+    match onbox.output(&format!("cat {HIBERNATION_STATUS} 2>/dev/null || true")).await {
+        Ok(line) if line.starts_with("ready:") => ok("hibernation", line.trim()),
+        Ok(line) if line.trim().is_empty() => fail(
+            "hibernation",
+            "this box has not prepared hibernation: its image was built without box.hibernate, or workstation-hibernation.service has not run",
+            format!("workstation upgrade {name} to an image built with box.hibernate = true (docs/images.md)"),
+        ),
+        Ok(line) => fail("hibernation", line.trim(), format!("workstation ssh {name} -- sudo journalctl -b -u workstation-hibernation")),
+        Err(e) => fail("hibernation", e.to_string(), format!("workstation ssh {name}")),
+    }
 }

@@ -3,14 +3,15 @@
 //! activity signals it reads (both act on the box through one client,
 //! [`self_api::SelfApi`]), start programs with their secrets, and run the
 //! HTTP proxy in front of services with its personal routes and data branches,
-//! admit (and record) the keys engineers push to a team box, and make a
-//! local box's queues in its SQS server.
+//! admit (and record) the keys engineers push to a team box, make a
+//! local box's queues in its SQS server, and prepare it to hibernate.
 
 pub mod access;
 pub mod activity;
 pub mod branch;
 pub mod front;
 pub mod held;
+pub mod hibernation;
 pub mod host_key;
 pub mod idle_check;
 pub mod launch;

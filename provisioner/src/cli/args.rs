@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use super::{boxes, boxside, cp, env, hosts, idle, image, intercept, platform, preview, secrets, setup, ssh, stack, sync, upgrade, webhooks};
+use super::{boxes, boxside, cost, cp, env, hosts, idle, image, intercept, platform, preview, secrets, setup, ssh, stack, sync, upgrade, webhooks};
 use crate::provider::ProviderKind;
 
 const EXAMPLES: &str = "\
@@ -161,6 +161,7 @@ pub enum Command {
     Webhooks(webhooks::WebhooksArgs),
     Keep(idle::KeepArgs),
     Reap(idle::ReapArgs),
+    Cost(cost::CostArgs),
     Hosts(hosts::HostsArgs),
     Share(hosts::ShareArgs),
     Ssh(ssh::SshArgs),

@@ -187,8 +187,13 @@ pub async fn status(global: &Global, args: NameArg) -> Result<ExitCode> {
     let ctx = global.context(manifest.as_ref()).await?;
     let status = ctx.status(&args.target.get(), manifest.as_ref()).await?;
     let info = &status.info;
+    let cost = super::cost::of_box(global, manifest.as_ref(), info).await;
     match global.output {
-        Output::Json => output::json(&status)?,
+        Output::Json => {
+            let mut json = serde_json::to_value(&status)?;
+            json["cost"] = serde_json::to_value(&cost)?;
+            output::json(&json)?
+        }
         Output::Text => {
             println!("{}", output::boxes_table(std::slice::from_ref(info), false));
             println!("\nhost key: {}", if status.host_key_pinned { "pinned" } else { "not pinned (run `workstation pin`)" });
@@ -217,6 +222,9 @@ pub async fn status(global: &Global, args: NameArg) -> Result<ExitCode> {
             }
             if let Some(by) = &info.stopped_by {
                 println!("last stopped by: {by}");
+            }
+            if let Some(c) = &cost {
+                println!("{}", crate::cost::report::status_line(c, crate::provider::usage::Month::of(chrono::Utc::now())));
             }
             if info.bring_up_unfinished {
                 println!("stack: the last bring-up did not finish healthy; run `workstation up {}`", info.name);

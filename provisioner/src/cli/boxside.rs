@@ -21,6 +21,32 @@ pub enum BoxCommand {
     Route(RouteArgs),
     AuthorizedKeys(AuthorizedKeysArgs),
     Queues(QueuesArgs),
+    Hibernation(HibernationArgs),
+}
+
+/// Prepare this box to hibernate: what an image built with box.hibernate
+/// runs at every boot (images/hibernation.nix).
+///
+/// A swap file the size of RAM on the root, swapped on at the highest
+/// priority; its offset and device written to /sys/power and its offset
+/// to GRUB's environment block, which the kernel command line expands
+/// (resume_offset). Prints `ready: ...` or `not ready: why` and writes the
+/// same line to --status, which `workstation doctor` reads.
+///
+/// Examples:
+///   workstation box hibernation --swap-file /swapfile --resume-device /dev/disk/by-label/nixos --grub-env /boot/grub/grubenv --status /var/lib/workstation-root/hibernation
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct HibernationArgs {
+    #[arg(long, value_name = "PATH")]
+    swap_file: PathBuf,
+    /// The root's block device, as the kernel command line's resume= names it.
+    #[arg(long, value_name = "PATH")]
+    resume_device: PathBuf,
+    #[arg(long, value_name = "PATH")]
+    grub_env: PathBuf,
+    #[arg(long, value_name = "PATH")]
+    status: PathBuf,
 }
 
 /// Make a local box's queues in the SQS server beside its services.
@@ -302,6 +328,21 @@ pub async fn run(global: &super::context::Global, cmd: BoxCommand) -> Result<Exi
             crate::boxside::queues::make(&args.endpoint, &args.queues, args.check).await?;
             println!("queues {}: {}", if args.check { "there" } else { "ready" }, args.queues.join(" "));
             Ok(ExitCode::SUCCESS)
+        }
+        BoxCommand::Hibernation(args) => {
+            let setup = crate::boxside::hibernation::Setup {
+                swap_file: args.swap_file,
+                resume_device: args.resume_device,
+                grub_env: args.grub_env,
+                status: args.status,
+            };
+            match crate::boxside::hibernation::prepare_and_record(&setup) {
+                Ok(ready) => {
+                    println!("{ready}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(why) => anyhow::bail!("not ready to hibernate: {why}"),
+            }
         }
         BoxCommand::PublishHostKey(args) => {
             let key = host_key::read_host_key(&args.host_key_file)?;

@@ -171,6 +171,12 @@ impl Global {
         let sqs = aws_sdk_sqs::config::Builder::from(&sdk).interceptor(calls.clone()).build();
         Ok((AwsProvider::new(aws_sdk_ec2::Client::from_conf(config), aws_sdk_sqs::Client::from_conf(sqs), aws.address), calls))
     }
+
+    /// The SDK configuration of [`Global::aws`], for other services.
+    pub async fn sdk(&self, manifest: Option<&LoadedManifest>) -> Result<aws_config::SdkConfig> {
+        let aws = self.aws_settings()?;
+        Ok(sdk::config(aws.profile.as_deref(), aws_region(&aws, manifest)).await)
+    }
 }
 
 impl Global {

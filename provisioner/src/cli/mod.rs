@@ -5,6 +5,7 @@ mod box_arg;
 mod boxes;
 mod boxside;
 mod context;
+mod cost;
 mod cp;
 mod duration;
 mod env;
@@ -25,12 +26,10 @@ mod sync;
 mod upgrade;
 mod webhooks;
 
-use std::process::ExitCode;
-
 use anyhow::Result;
 pub use args::{Cli, Command, Format};
-use clap::CommandFactory;
 pub use output::Output;
+use std::process::ExitCode;
 
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     interrupt::or_interrupted(interrupt::left_by(&cli.command), dispatch(cli)).await
@@ -39,9 +38,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
 async fn dispatch(cli: Cli) -> Result<ExitCode> {
     let global = cli.global();
     match cli.command {
-        Command::Init(args) => setup::init(&global, args, Cli::command()).await,
+        Command::Init(args) => setup::init(&global, args, <Cli as clap::CommandFactory>::command()).await,
         Command::Doctor(args) => setup::doctor(&global, args).await,
-        Command::Completions(args) => setup::completions(args, Cli::command()),
+        Command::Completions(args) => setup::completions(args, <Cli as clap::CommandFactory>::command()),
         Command::Create(args) => boxes::create(&global, args).await,
         Command::List(args) => boxes::list(&global, args).await,
         Command::Status(args) => boxes::status(&global, args).await,
@@ -63,6 +62,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Webhooks(args) => webhooks::run(&global, args).await,
         Command::Keep(args) => idle::keep(&global, args).await,
         Command::Reap(args) => idle::reap(&global, args).await,
+        Command::Cost(args) => cost::cost(&global, args).await,
         Command::Hosts(args) => hosts::hosts(&global, args).await,
         Command::Share(args) => hosts::share(&global, args).await,
         Command::Ssh(args) => ssh::ssh(&global, args).await,

@@ -94,8 +94,8 @@ pub fn decide(policy: &IdlePolicy, seen: &Seen, now: DateTime<Utc>) -> Verdict {
     // a keep-until years away.
     let keep_until = seen.keep_until.filter(|k| *k <= now + dur(policy.max_keep));
     let last = last_active.max(started_at).unwrap_or(now);
-    let idle_stop = last + dur(policy.timeout);
-    let (mut stop_at, mut why) = (idle_stop, format!("idle since {} (timeout {})", hm(last), humantime::format_duration(policy.timeout)));
+    let idle_stop = last + dur(policy.timeout());
+    let (mut stop_at, mut why) = (idle_stop, format!("idle since {} (timeout {})", hm(last), humantime::format_duration(policy.timeout())));
     if let Some(tick) = policy.schedules.iter().filter(|s| s.action == ScheduleAction::Stop).filter_map(|s| next_tick(s, last + warning)).min() {
         if tick < stop_at {
             (stop_at, why) = (tick, format!("scheduled stop at {} and idle since {}", hm(tick), hm(last)));
@@ -254,7 +254,7 @@ mod tests {
         assert_eq!(stopped, Some(at(2026, 6, 3, 16, 44)));
         // In use at 19:56 Paris: 20:00 does not stop it (a 4h timeout later would).
         let mut long = p.clone();
-        long.timeout = std::time::Duration::from_secs(4 * 3600);
+        long.timeout = Some(std::time::Duration::from_secs(4 * 3600));
         let (stopped, _) = simulate(&long, at(2026, 6, 3, 15, 0), 5 * 60, None, |t| t < at(2026, 6, 3, 17, 57));
         assert_eq!(stopped, None);
     }
@@ -262,7 +262,7 @@ mod tests {
     #[test]
     fn schedules_follow_daylight_saving_time() {
         let mut p = policy("[[schedules]]\naction = \"stop\"\ncron = \"0 0 20 * * *\"\ntimezone = \"Europe/Paris\"\n");
-        p.timeout = std::time::Duration::from_secs(24 * 3600);
+        p.timeout = Some(std::time::Duration::from_secs(24 * 3600));
         // Paris leaves summer time on 2026-10-25: 20:00 is 18:00Z on the
         // 24th and 19:00Z on the 25th.
         let idle_since = Seen { started_at: Some(at(2026, 10, 24, 8, 0)), ..Default::default() };

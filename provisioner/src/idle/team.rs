@@ -64,8 +64,8 @@ mod tests {
         let p = Policies::of(&m);
         let boxes =
             [team_box("team-stopped", BoxState::Stopped, true), team_box("team-up", BoxState::Running, true), team_box("mine", BoxState::Stopped, false)];
-        assert_eq!(p.of_box(&boxes[0]).timeout, std::time::Duration::from_secs(7200));
-        assert_eq!(p.of_box(&boxes[2]).timeout, m.idle.timeout);
+        assert_eq!(p.of_box(&boxes[0]).timeout(), std::time::Duration::from_secs(7200));
+        assert_eq!(p.of_box(&boxes[2]).timeout(), m.idle.timeout());
         // Tuesday 09:00 in Paris is inside; 19:00 and Saturday are not.
         let tuesday_9 = Utc.with_ymd_and_hms(2026, 12, 8, 8, 0, 0).unwrap();
         assert_eq!(to_start(p.teams, &boxes, tuesday_9), ["team-stopped"]);

@@ -58,7 +58,8 @@ mod tests {
     #[test]
     fn a_nonce_lasts_until_the_launch_is_done_and_a_bad_file_is_replaced() {
         let dir = tempfile::tempdir().unwrap();
-        let paths = Paths { home: dir.path().into(), config_dir: dir.path().join("cfg"), state_dir: dir.path().join("state") };
+        let paths =
+            Paths { home: dir.path().into(), config_dir: dir.path().join("cfg"), state_dir: dir.path().join("state"), cache_dir: dir.path().join("cache") };
         let (o, n): (Owner, BoxName) = ("alice".parse().unwrap(), "dev".parse().unwrap());
         let first = nonce(&paths, &o, &n).unwrap();
         assert_eq!(nonce(&paths, &o, &n).unwrap(), first, "a re-run reuses it");

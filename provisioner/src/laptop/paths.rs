@@ -15,6 +15,8 @@ pub struct Paths {
     /// `~/.local/state/workstation`: pinned host keys, generated SSH config,
     /// local-provider boxes.
     pub state_dir: PathBuf,
+    /// `~/.cache/workstation`: what can be fetched again (prices).
+    pub cache_dir: PathBuf,
 }
 
 impl Paths {
@@ -23,7 +25,12 @@ impl Paths {
         let xdg = |var: &str, default: &str| {
             std::env::var_os(var).map(PathBuf::from).filter(|p| p.is_absolute()).unwrap_or_else(|| home.join(default)).join("workstation")
         };
-        Ok(Self { config_dir: xdg("XDG_CONFIG_HOME", ".config"), state_dir: xdg("XDG_STATE_HOME", ".local/state"), home })
+        Ok(Self {
+            config_dir: xdg("XDG_CONFIG_HOME", ".config"),
+            state_dir: xdg("XDG_STATE_HOME", ".local/state"),
+            cache_dir: xdg("XDG_CACHE_HOME", ".cache"),
+            home,
+        })
     }
 
     pub fn settings_file(&self) -> PathBuf {

@@ -242,7 +242,7 @@ mod tests {
     use super::*;
 
     fn paths(dir: &Path) -> Paths {
-        Paths { home: dir.into(), config_dir: dir.join("cfg"), state_dir: dir.join("state") }
+        Paths { home: dir.into(), config_dir: dir.join("cfg"), state_dir: dir.join("state"), cache_dir: dir.join("cache") }
     }
 
     #[test]

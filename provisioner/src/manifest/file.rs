@@ -100,7 +100,12 @@ impl Manifest {
     }
 
     pub fn parse(text: &str) -> Result<Self, ParseError> {
-        let manifest: Manifest = toml::from_str(text).map_err(|e| ParseError::Syntax(plain(&e.to_string())))?;
+        let mut manifest: Manifest = toml::from_str(text).map_err(|e| ParseError::Syntax(plain(&e.to_string())))?;
+        // A box that resumes from hibernation can stop sooner (docs/idle.md).
+        let default = super::default_idle_timeout(manifest.machine.hibernate);
+        for policy in std::iter::once(&mut manifest.idle).chain(manifest.team_idle.as_mut()) {
+            policy.timeout.get_or_insert(default);
+        }
         let problems = manifest.validate();
         if problems.is_empty() {
             Ok(manifest)
@@ -204,7 +209,10 @@ image_id = "ami-0123456789abcdef0"
     #[test]
     fn minimal_manifest_gets_defaults() {
         let m = Manifest::parse(MINIMAL).unwrap();
-        assert_eq!(m.idle.timeout, Duration::from_secs(45 * 60));
+        assert_eq!(m.idle.timeout(), Duration::from_secs(45 * 60));
+        let hibernating = Manifest::parse(&MINIMAL.replace("[box]\n", "[box]\nhibernate = true\n")).unwrap();
+        assert_eq!(hibernating.idle.timeout(), super::super::default_idle_timeout(true));
+        assert!(hibernating.idle.timeout() < m.idle.timeout());
         assert!(m.services.is_empty());
     }
 

@@ -7,9 +7,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdlePolicy {
-    /// Stop after this long without activity.
-    #[serde(with = "humantime_serde", default = "default_idle_timeout")]
-    pub timeout: Duration,
+    /// Stop after this long without activity. Unset, the parsed manifest
+    /// holds [`default_idle_timeout`] for its box (see [`IdlePolicy::timeout`]).
+    #[serde(with = "humantime_serde", default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
     /// Warn logged-in users this long before stopping.
     #[serde(with = "humantime_serde", default = "default_warning")]
     pub warning: Duration,
@@ -23,11 +24,17 @@ pub struct IdlePolicy {
     pub schedules: Vec<Schedule>,
 }
 
-/// 45 minutes: the shortest timeout that keeps wakes under two a day in
-/// bench/idle-month.sh's month (docs/idle.md has the table).
-fn default_idle_timeout() -> Duration {
-    Duration::from_secs(45 * 60)
+/// The month of bench/idle-month.sh chooses (docs/idle.md has the table,
+/// tests/tests/idle_month.rs checks these are its choices): the timeout
+/// that bills least while no box stops at its engineer, cold wakes stay
+/// under two a day and warnings at most five. That is 45 minutes for a box
+/// that boots when woken (shorter ones wake it more often), and 20 for one
+/// that resumes from hibernation (`box.hibernate`: no wake is cold, and
+/// shorter ones warn too often).
+pub fn default_idle_timeout(hibernate: bool) -> Duration {
+    Duration::from_secs(if hibernate { HIBERNATING_MIN } else { 45 } * 60)
 }
+const HIBERNATING_MIN: u64 = 20;
 fn default_warning() -> Duration {
     Duration::from_secs(5 * 60)
 }
@@ -38,15 +45,17 @@ fn default_cpu_threshold() -> f64 {
     25.0
 }
 
+impl IdlePolicy {
+    /// The idle timeout: the manifest's, else the default of a box that
+    /// boots when woken (a parsed manifest has filled in its box's).
+    pub fn timeout(&self) -> Duration {
+        self.timeout.unwrap_or_else(|| default_idle_timeout(false))
+    }
+}
+
 impl Default for IdlePolicy {
     fn default() -> Self {
-        Self {
-            timeout: default_idle_timeout(),
-            warning: default_warning(),
-            max_keep: default_max_keep(),
-            cpu_percent: default_cpu_threshold(),
-            schedules: Vec::new(),
-        }
+        Self { timeout: None, warning: default_warning(), max_keep: default_max_keep(), cpu_percent: default_cpu_threshold(), schedules: Vec::new() }
     }
 }
 

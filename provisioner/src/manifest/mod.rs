@@ -21,7 +21,7 @@ mod webhooks;
 
 pub use deployed::S3Url;
 pub use file::{ConfigError, LoadedManifest, Manifest, ParseError, Problem, UnknownName, FILE_NAME};
-pub use idle::{IdlePolicy, Schedule, ScheduleAction};
+pub use idle::{default_idle_timeout, IdlePolicy, Schedule, ScheduleAction};
 pub use machine::{ImageRef, MachineSpec};
 pub use queue::QueuePlan;
 pub use secret::SecretRef;

@@ -272,10 +272,10 @@ impl Manifest {
 
 /// An idle policy's problems, its fields named under `section`.
 fn check_idle(section: &str, idle: &IdlePolicy, problem: &mut impl FnMut(String, String)) {
-    if idle.timeout < Duration::from_secs(60) {
+    if idle.timeout() < Duration::from_secs(60) {
         problem(format!("{section}.timeout"), "must be at least 1m (the idle check runs once a minute)".into());
     }
-    if idle.warning >= idle.timeout {
+    if idle.warning >= idle.timeout() {
         problem(format!("{section}.warning"), format!("must be shorter than {section}.timeout"));
     }
     if !(0.0..=100.0 * 1024.0).contains(&idle.cpu_percent) {

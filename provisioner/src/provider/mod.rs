@@ -15,6 +15,7 @@ pub mod netns;
 pub mod pushed_keys;
 pub mod queues;
 pub mod tags;
+pub mod usage;
 
 pub use api::Provider;
 pub use data::{DataVolume, ImageSummary, RootReplaced};

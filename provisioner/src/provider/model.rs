@@ -57,6 +57,11 @@ pub struct BoxInfo {
     pub last_active: Option<DateTime<Utc>>,
     pub keep_until: Option<DateTime<Utc>>,
     pub stopped_by: Option<String>,
+    /// When it was last stopped, while it is stopped (EC2's
+    /// StateTransitionReason).
+    pub stopped_at: Option<DateTime<Utc>>,
+    /// Its hours by month, as its tag tells (`cost`).
+    pub usage: super::usage::Usage,
     /// Launched with hibernation enabled: stops hibernate it.
     pub hibernate: bool,
     /// The owner lets colleagues start it (`share --start`).
@@ -94,6 +99,8 @@ impl BoxInfo {
             last_active: None,
             keep_until: None,
             stopped_by: None,
+            stopped_at: None,
+            usage: Default::default(),
             hibernate: false,
             shareable: false,
             bring_up_unfinished: false,

@@ -15,6 +15,9 @@ pub const LAST_ACTIVE: &str = "workstation:last-active";
 pub const KEEP_UNTIL: &str = "workstation:keep-until";
 /// Who stopped the box and why (the box itself, or `reap`).
 pub const STOPPED_BY: &str = "workstation:stopped-by";
+/// The box's hours by month (provider/usage.rs), written by each start
+/// through workstation; for `cost`'s estimate only.
+pub const USAGE: &str = "workstation:usage";
 /// "unfinished" from the start of a bring-up (create, start, up, a wake)
 /// until it ends healthy, then "finished" (with [`MANIFEST_HASH`] set to the
 /// manifest it brought up): `status` and `doctor` say when a box's stack

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 
 use crate::manifest::name::{BoxName, Owner};
 use crate::manifest::MachineSpec;
-use crate::provider::{data, tags, BoxInfo, BoxState, LaunchSpec, Launched, Preview, Provider, ProviderError, Result, TeamEnv};
+use crate::provider::{data, tags, usage, BoxInfo, BoxState, LaunchSpec, Launched, Preview, Provider, ProviderError, Result, TeamEnv};
 use crate::provider::{AddressKind, ProviderKind};
 use crate::provider::{DataVolume, ImageSummary, RootReplaced};
 
@@ -89,6 +89,8 @@ impl AwsProvider {
             last_active: crate::provider::parse_time(tags.get(tags::LAST_ACTIVE).copied()),
             keep_until: crate::provider::parse_time(tags.get(tags::KEEP_UNTIL).copied()),
             stopped_by: tags.get(tags::STOPPED_BY).map(|k| k.to_string()),
+            stopped_at: matches!(state(i), BoxState::Stopped | BoxState::Stopping).then(|| i.state_transition_reason().and_then(usage::stopped_at)).flatten(),
+            usage: usage::Usage::parse(tags.get(tags::USAGE).copied()),
             hibernate: i.hibernation_options().and_then(|h| h.configured()).unwrap_or(false),
             shareable: tags.get(tags::SHAREABLE) == Some(&"true"),
             bring_up_unfinished: tags.get(tags::BRING_UP) == Some(&"unfinished"),
@@ -168,9 +170,17 @@ impl Provider for AwsProvider {
     }
 
     async fn start(&self, id: &str) -> Result<()> {
+        // What the start ends, for the hours ledger (only an estimate
+        // rides on it: a failed look does not stop the start).
+        let before = self.describe(id).await.ok();
         let started = self.client.start_instances().instance_ids(id).send().await;
         match started {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                if let Some(before) = &before {
+                    self.record_usage(before).await;
+                }
+                Ok(())
+            }
             // Its volumes are in its zone: it can run nowhere else.
             Err(e) if code(&e) == Some(NO_CAPACITY) => Err(ProviderError::NoCapacity {
                 instance_type: self.describe(id).await.ok().and_then(|b| b.instance_type).unwrap_or_else(|| "instance".into()),
@@ -343,6 +353,19 @@ impl AwsProvider {
             // (reap retries a rejected batch one by one).
             Err(e) if hibernate && ids.len() == 1 && hibernation_refused(&e) => stop(false).await.map(drop),
             result => result.map(drop),
+        }
+    }
+
+    /// Adds the run and the stop that this start ended to the box's usage
+    /// tag (provider/usage.rs). Only `cost`'s estimate rides on it, so a
+    /// failure (a colleague's `share --start` may not tag the box) is noted
+    /// in the debug log, not a failed start.
+    pub(super) async fn record_usage(&self, before: &BoxInfo) {
+        let Some(stopped_at) = before.stopped_at.filter(|_| before.state == BoxState::Stopped) else { return };
+        let by = usage::StoppedBy::of(before.stopped_by.as_deref(), stopped_at);
+        let next = before.usage.after_start(before.launched_at, stopped_at, by, Utc::now());
+        if let Err(e) = self.client.create_tags().resources(&before.id).tags(tag(tags::USAGE, &next.to_tag())).send().await {
+            tracing::debug!("recording box {}'s hours for `cost` failed: {}", before.name, aws_sdk_ec2::error::DisplayErrorContext(&e));
         }
     }
 }

@@ -119,6 +119,9 @@ impl LocalProvider {
             last_active: r.last_active,
             keep_until: r.keep_until,
             stopped_by: r.stopped_by.clone(),
+            // A namespace costs nothing: no ledger for `cost`.
+            stopped_at: None,
+            usage: Default::default(),
             // A namespace has no memory image to keep.
             hibernate: false,
             shareable: r.shareable,
