@@ -1,4 +1,4 @@
-# `workstation cost` (docs/operator.md, "Cost"): Cost Explorer groups the
+# `workstation cost` (docs/operator.md, "Costs"): Cost Explorer groups the
 # bill by the owner tag (budgets.tf activates it, with
 # activate_owner_cost_tag) and by the box's name tag, activated here under
 # the same switch; the platform team reads the bill; everyone reads list

@@ -24,7 +24,7 @@ use crate::provider::{Provider, ProviderKind};
 /// what that saved; data volumes kept without a box.
 ///
 /// Billed figures need Cost Explorer's read, which terraform grants to the
-/// platform role (docs/operator.md, "Cost"); they lag usage by up to a
+/// platform role (docs/operator.md, "Costs"); they lag usage by up to a
 /// day, and Cost Explorer charges $0.01 a request. The estimate needs only
 /// the Price List API; prices are cached for a day.
 ///
@@ -146,7 +146,7 @@ fn print(r: &CostReport, all: bool) {
     if r.month < Month::of(r.as_of).previous() {
         eprintln!("estimate: boxes' ledgers keep this month and the last, so {}'s hours are not known; the bill is", r.month);
     }
-    eprintln!("estimate: hours from each box's workstation:usage ledger (starts through workstation), at on-demand prices; see docs/operator.md, \"Cost\"");
+    eprintln!("estimate: hours from each box's workstation:usage ledger (starts through workstation), at on-demand prices; see docs/operator.md, \"Costs\"");
 }
 
 /// `status`'s cost of one EC2 box this month so far, at cached list

@@ -23,12 +23,12 @@ impl CostError {
     }
 }
 
-/// What grants `action` (terraform/cost.tf; docs/operator.md "Cost").
+/// What grants `action` (terraform/cost.tf; docs/operator.md "Costs").
 fn fix(action: &str) -> &'static str {
     match action {
         "ce:GetCostAndUsage" => {
-            "billed dollars come from Cost Explorer, which terraform grants to the platform role only (docs/operator.md, \"Cost\"); run with that profile, or `workstation cost --estimate` for the estimate alone"
+            "billed dollars come from Cost Explorer, which terraform grants to the platform role only (docs/operator.md, \"Costs\"); run with that profile, or `workstation cost --estimate` for the estimate alone"
         }
-        _ => "terraform grants pricing:GetProducts to engineers and the platform role (docs/operator.md, \"Cost\"); ask your platform team to apply it",
+        _ => "terraform grants pricing:GetProducts to engineers and the platform role (docs/operator.md, \"Costs\"); ask your platform team to apply it",
     }
 }
