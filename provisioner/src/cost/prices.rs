@@ -71,6 +71,10 @@ impl PriceList {
     /// `region`'s prices for `types`, from the day-old cache when it has
     /// them all, else asked again (and cached).
     pub async fn prices(&self, region: &str, types: &[String], now: DateTime<Utc>) -> Result<Prices, CostError> {
+        // It names the cache file (and comes from settings or AWS_REGION).
+        if region.is_empty() || !region.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(CostError::Api { action: "pricing:GetProducts", message: format!("region {region:?} is not an AWS region name (e.g. eu-west-1)") });
+        }
         let cached: Option<Prices> = std::fs::read(self.cache_file(region)).ok().and_then(|b| serde_json::from_slice(&b).ok());
         let fresh = cached.filter(|p| p.region == region && p.fetched_at.is_some_and(|t| now - t < FRESH_FOR && t <= now));
         if let Some(p) = &fresh {
