@@ -26,6 +26,9 @@ pub struct Prices {
     pub fetched_at: Option<DateTime<Utc>>,
     /// USD per hour, Linux, shared tenancy, by instance type.
     pub instance_hourly: BTreeMap<String, f64>,
+    /// Types the Price List has no such price for (asked again after a day).
+    #[serde(default)]
+    pub unpriced: std::collections::BTreeSet<String>,
     /// USD per GiB-month of a gp3 volume (workstation's root and data).
     pub gp3_gib_month: Option<f64>,
     /// USD per GiB-month of an EBS snapshot (images' snapshots).
@@ -78,7 +81,7 @@ impl PriceList {
         let cached: Option<Prices> = std::fs::read(self.cache_file(region)).ok().and_then(|b| serde_json::from_slice(&b).ok());
         let fresh = cached.filter(|p| p.region == region && p.fetched_at.is_some_and(|t| now - t < FRESH_FOR && t <= now));
         if let Some(p) = &fresh {
-            if types.iter().all(|t| p.instance_hourly.contains_key(t)) && p.gp3_gib_month.is_some() {
+            if types.iter().all(|t| p.instance_hourly.contains_key(t) || p.unpriced.contains(t)) && p.gp3_gib_month.is_some() {
                 return Ok(p.clone());
             }
         }
@@ -103,12 +106,14 @@ impl PriceList {
 
     async fn fetch(&self, region: &str, types: &[String], fresh: Option<Prices>) -> Result<Prices, CostError> {
         let mut prices = fresh.unwrap_or_else(|| Prices { region: region.into(), ..Default::default() });
-        let missing: Vec<&String> = types.iter().filter(|t| !prices.instance_hourly.contains_key(*t)).collect();
+        let missing: Vec<&String> = types.iter().filter(|t| !prices.instance_hourly.contains_key(*t) && !prices.unpriced.contains(*t)).collect();
         for t in missing {
             let compute =
                 [("instanceType", t.as_str()), ("operatingSystem", "Linux"), ("tenancy", "Shared"), ("preInstalledSw", "NA"), ("capacitystatus", "Used")];
             if let Some(usd) = self.one_price(region, &compute, |_| true).await? {
                 prices.instance_hourly.insert(t.clone(), usd);
+            } else {
+                prices.unpriced.insert(t.clone());
             }
         }
         if prices.gp3_gib_month.is_none() {
