@@ -45,7 +45,9 @@ pub struct MachineSpec {
     /// Hibernate instead of stopping (idle check, `reap`, `stop`): a woken
     /// box resumes with its processes and caches. The launch enables it
     /// (HibernationOptions) after checking that the instance type supports
-    /// it and that the encrypted root volume holds the RAM.
+    /// it and that the encrypted root volume holds the RAM; an image built
+    /// with it prepares the guest (images/hibernation.nix), and `[idle]`
+    /// timeout defaults to 20 minutes instead of 45 (docs/idle.md).
     #[serde(default)]
     pub hibernate: bool,
     /// The most boxes one owner may have (running or stopped): `create`
