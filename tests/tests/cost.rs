@@ -42,12 +42,11 @@ fn instance(moto: &Moto, owner: &str, name: &str, instance_type: &str, tags: &[(
 
 /// Queues moto's Cost Explorer answers, one per distinct request.
 fn bill(moto: &Moto, results: serde_json::Value) {
-    let out = std::process::Command::new("curl")
-        .args(["-sf", "-X", "POST", "-H", "Content-Type: application/json", "--data-binary", &results.to_string()])
-        .arg(format!("{}/moto-api/static/ce/cost-and-usage-results", moto.url))
-        .status()
-        .unwrap();
-    assert!(out.success());
+    workstation_tests::run_ok(
+        std::process::Command::new("curl")
+            .args(["-sf", "-X", "POST", "-H", "Content-Type: application/json", "--data-binary", &results.to_string()])
+            .arg(format!("{}/moto-api/static/ce/cost-and-usage-results", moto.url)),
+    );
 }
 
 fn page(groups: &[(&str, &str, &str)], token: Option<&str>) -> serde_json::Value {

@@ -79,10 +79,8 @@ pub fn prepare_and_record(setup: &Setup) -> Result<String, String> {
         Ok(ready) => ready.clone(),
         Err(why) => format!("not ready: {why}"),
     };
-    if let Some(dir) = setup.status.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    std::fs::write(&setup.status, format!("{line}\n")).map_err(|e| format!("writing {}: {e}", setup.status.display()))?;
+    workstation_hosts_protocol::atomic::write(&setup.status, format!("{line}\n").as_bytes(), 0o644)
+        .map_err(|e| format!("writing {}: {e}", setup.status.display()))?;
     outcome
 }
 

@@ -28,6 +28,7 @@ use crate::idle::policy::{self, Seen, Verdict};
 use crate::idle::report;
 use crate::manifest::IdlePolicy;
 use crate::provider::tags;
+use crate::provider::usage::StoppedBy;
 
 const NFT_TABLE: &str = "workstation";
 
@@ -128,7 +129,7 @@ impl Check<'_> {
                     state.warned_for = Some(*stop_at);
                 }
                 Verdict::Stop { reason, .. } => {
-                    self.api.tag(tags::STOPPED_BY, &format!("box idle-check at {}: {reason}", rfc3339(now)).chars().take(256).collect::<String>()).await?;
+                    self.api.tag(tags::STOPPED_BY, &StoppedBy::IdleCheck.tag(now, reason)).await?;
                     // Saved first: a box that starts again must not see the
                     // old samples as fresh.
                     state.sample = None;

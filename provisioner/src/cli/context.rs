@@ -164,12 +164,16 @@ impl Global {
     /// The aws provider itself, whatever the settings say (reap works on
     /// every owner's instances), with its API calls counted.
     pub async fn aws(&self, manifest: Option<&LoadedManifest>) -> Result<(AwsProvider, ApiCalls)> {
-        let aws = self.aws_settings()?;
-        let sdk = sdk::config(aws.profile.as_deref(), aws_region(&aws, manifest)).await;
+        self.aws_on(&self.sdk(manifest).await?)
+    }
+
+    /// [`Global::aws`] on an SDK configuration the verb also uses for
+    /// other services.
+    pub fn aws_on(&self, sdk: &aws_config::SdkConfig) -> Result<(AwsProvider, ApiCalls)> {
         let calls = ApiCalls::default();
-        let config = sdk::ec2_config(&sdk).interceptor(calls.clone()).build();
-        let sqs = aws_sdk_sqs::config::Builder::from(&sdk).interceptor(calls.clone()).build();
-        Ok((AwsProvider::new(aws_sdk_ec2::Client::from_conf(config), aws_sdk_sqs::Client::from_conf(sqs), aws.address), calls))
+        let config = sdk::ec2_config(sdk).interceptor(calls.clone()).build();
+        let sqs = aws_sdk_sqs::config::Builder::from(sdk).interceptor(calls.clone()).build();
+        Ok((AwsProvider::new(aws_sdk_ec2::Client::from_conf(config), aws_sdk_sqs::Client::from_conf(sqs), self.aws_settings()?.address), calls))
     }
 
     /// The SDK configuration of [`Global::aws`], for other services.

@@ -61,14 +61,14 @@ pub async fn cost(global: &Global, args: CostArgs) -> Result<ExitCode> {
     }
     let manifest = global.manifest_for_lookup();
     let owner = global.settings()?.owner;
-    let (provider, _) = global.aws(manifest.as_ref()).await?;
     let sdk = global.sdk(manifest.as_ref()).await?;
-    let region = sdk.region().map(|r| r.to_string()).context("no AWS region: set [aws] region in your settings, box.region in the manifest, or --region")?;
+    let (provider, _) = global.aws_on(&sdk)?;
+    let (price_list, region) = price_list(&sdk, false)?;
     let mine = (!args.all).then_some(&owner);
     let boxes = provider.list(mine).await?;
     let volumes = provider.volumes(mine).await?;
     let types: Vec<String> = boxes.iter().filter_map(|b| b.instance_type.clone()).collect::<BTreeSet<_>>().into_iter().collect();
-    let prices = PriceList::new(&sdk, Paths::from_env()?.cache_dir).prices(&region, &types, now).await?;
+    let prices = price_list.prices(&region, &types, now).await?;
     let bill = if args.estimate {
         Ok(None)
     } else {
@@ -88,6 +88,14 @@ pub async fn cost(global: &Global, args: CostArgs) -> Result<ExitCode> {
         Output::Text => print(&report, args.all),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The Price List on `sdk` (quick: `status`'s, which must not wait), and
+/// the region whose prices are asked.
+fn price_list(sdk: &aws_config::SdkConfig, quick: bool) -> Result<(PriceList, String)> {
+    let region = sdk.region().map(|r| r.to_string()).context("no AWS region: set [aws] region in your settings, box.region in the manifest, or --region")?;
+    let cache = Paths::from_env()?.cache_dir;
+    Ok((if quick { PriceList::quick(sdk, cache) } else { PriceList::new(sdk, cache) }, region))
 }
 
 fn usd(v: Option<f64>) -> String {
@@ -158,9 +166,9 @@ pub async fn of_box(global: &Global, manifest: Option<&crate::manifest::LoadedMa
     }
     let now = Utc::now();
     let sdk = global.sdk(manifest).await.ok()?;
-    let region = sdk.region()?.to_string();
+    let (price_list, region) = price_list(&sdk, true).ok()?;
     let types = Vec::from_iter(info.instance_type.clone());
-    let prices = match PriceList::quick(&sdk, Paths::from_env().ok()?.cache_dir).prices(&region, &types, now).await {
+    let prices = match price_list.prices(&region, &types, now).await {
         Ok(p) => p,
         Err(e) => {
             tracing::debug!("no cost line: {e}");

@@ -143,15 +143,12 @@ impl PriceList {
         Ok(None)
     }
 
-    /// Writes the cache beside itself and renames it in: a reader never
-    /// sees half a file. A cache that cannot be written is only slower.
+    /// Replaces the cache whole (a reader never sees half a file). A cache
+    /// that cannot be written is only slower.
     fn save(&self, prices: &Prices) {
         let file = self.cache_file(&prices.region);
-        let tmp = file.with_extension("json.tmp");
-        let wrote = std::fs::create_dir_all(&self.cache_dir)
-            .and_then(|()| std::fs::write(&tmp, serde_json::to_vec_pretty(prices).expect("prices serialize")))
-            .and_then(|()| std::fs::rename(&tmp, &file));
-        if let Err(e) = wrote {
+        let json = serde_json::to_vec_pretty(prices).expect("prices serialize");
+        if let Err(e) = workstation_hosts_protocol::atomic::write(&file, &json, 0o600) {
             tracing::warn!("could not cache prices in {}: {e}", file.display());
         }
     }

@@ -19,6 +19,7 @@ pub use crate::idle::team::{to_start, Policies};
 use crate::manifest::deployed;
 use crate::manifest::{IdlePolicy, Manifest, S3Url};
 use crate::provider::aws::AwsProvider;
+use crate::provider::usage::StoppedBy;
 use crate::provider::{BoxInfo, BoxState, Provider, ProviderError};
 
 /// Instance ids per StopInstances call (the API takes more, but a smaller
@@ -205,7 +206,7 @@ pub async fn reap(provider: &AwsProvider, run: &Run<'_>) -> Result<ReapReport, P
         report.gone.extend(done.gone);
         report.failed.extend(done.failed.into_iter().map(|(id, error)| Failed { id, error }));
     }
-    let reason = format!("reap at {}: idle per policy", run.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    let reason = StoppedBy::Reap.tag(run.at, "idle per policy");
     // One StopInstances call hibernates all its instances or none.
     let ids = |hibernate: bool| report.plan.iter().filter(|p| p.hibernate == hibernate).map(|p| p.id.clone()).collect::<Vec<_>>();
     let (plain, hibernating) = (ids(false), ids(true));

@@ -87,20 +87,34 @@ pub enum StoppedBy {
 }
 
 impl StoppedBy {
+    /// How the stopper's `workstation:stopped-by` tag begins.
+    fn prefix(self) -> Option<&'static str> {
+        match self {
+            StoppedBy::IdleCheck => Some("box idle-check at "),
+            StoppedBy::Reap => Some("reap at "),
+            StoppedBy::Other => None,
+        }
+    }
+
+    /// The `workstation:stopped-by` value the idle check or reap writes
+    /// as it stops a box at `at` (at most 256 characters, EC2's limit for
+    /// a tag value); [`StoppedBy::of`] reads it back.
+    pub fn tag(self, at: DateTime<Utc>, why: &str) -> String {
+        let at = at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        format!("{}{at}: {why}", self.prefix().unwrap_or_default()).chars().take(256).collect()
+    }
+
     /// The stopper that tagged the box within 15 minutes before the stop
     /// at `stopped_at` (a tag from an earlier stop tells nothing of this one).
     pub fn of(tag: Option<&str>, stopped_at: DateTime<Utc>) -> StoppedBy {
         let Some(tag) = tag else { return StoppedBy::Other };
-        let by = if tag.starts_with("box idle-check at ") {
-            StoppedBy::IdleCheck
-        } else if tag.starts_with("reap at ") {
-            StoppedBy::Reap
-        } else {
+        let Some((by, rest)) = [StoppedBy::IdleCheck, StoppedBy::Reap].into_iter().find_map(|by| Some((by, tag.strip_prefix(by.prefix()?)?))) else {
             return StoppedBy::Other;
         };
-        let at = tag.split_once(" at ").and_then(|(_, rest)| rest.split([' ', ',']).next()).map(|t| t.trim_end_matches(':'));
-        match at.and_then(|t| DateTime::parse_from_rfc3339(t).ok()) {
-            Some(t) if (stopped_at - t.with_timezone(&Utc)).num_minutes().abs() <= 15 => by,
+        // (model.rs's parse_time would make a module cycle: model holds a Usage.)
+        let at = rest.split_once(": ").and_then(|(at, _)| DateTime::parse_from_rfc3339(at).ok());
+        match at.map(|t| t.with_timezone(&Utc)) {
+            Some(t) if (stopped_at - t).num_minutes().abs() <= 15 => by,
             _ => StoppedBy::Other,
         }
     }
@@ -296,6 +310,10 @@ mod tests {
         assert_eq!(StoppedBy::of(Some("reap at 2026-12-05T10:11:00Z: idle per policy"), at), StoppedBy::Reap);
         assert_eq!(StoppedBy::of(Some("reap at 2026-12-01T10:11:00Z: idle per policy"), at), StoppedBy::Other);
         assert_eq!(StoppedBy::of(Some("someone"), at), StoppedBy::Other);
+        // What the stoppers write is what is read back.
+        let written = t("2026-12-05T10:10:00Z");
+        assert_eq!(StoppedBy::of(Some(&StoppedBy::IdleCheck.tag(written, "idle since 09:25 (timeout 45m)")), at), StoppedBy::IdleCheck);
+        assert_eq!(StoppedBy::of(Some(&StoppedBy::Reap.tag(written, "idle per policy")), at), StoppedBy::Reap);
         assert_eq!(stopped_at("User initiated (2026-12-05 10:11:12 GMT)"), Some(at));
         assert_eq!(stopped_at("User initiated (2026-12-05 10:11:12 UTC)"), Some(at));
         assert_eq!(stopped_at("Server.ScheduledStop"), None);
