@@ -4,7 +4,8 @@
 //! [`self_api::SelfApi`]), start programs with their secrets, and run the
 //! HTTP proxy in front of services with its personal routes and data branches,
 //! admit (and record) the keys engineers push to a team box, make a
-//! local box's queues in its SQS server, and prepare it to hibernate.
+//! local box's queues in its SQS server, load a mysql seed on several
+//! sessions, and prepare it to hibernate.
 
 pub mod access;
 pub mod activity;
@@ -15,6 +16,7 @@ pub mod hibernation;
 pub mod host_key;
 pub mod idle_check;
 pub mod launch;
+pub mod mysql_load;
 pub mod queues;
 pub mod route;
 pub mod secret_read;

@@ -21,6 +21,7 @@ pub enum BoxCommand {
     Route(RouteArgs),
     AuthorizedKeys(AuthorizedKeysArgs),
     Queues(QueuesArgs),
+    MysqlLoad(MysqlLoadArgs),
     Hibernation(HibernationArgs),
 }
 
@@ -69,6 +70,49 @@ pub struct QueuesArgs {
     /// Only check that every queue is there (exit status 1 if not).
     #[arg(long)]
     check: bool,
+}
+
+/// Load a mysql store's seed from stdin on several sessions at once.
+///
+/// What `workstation seed` runs on the box for a mysql store: a dump
+/// (`mysqldump` of one database) cut into statements, its rows spread over
+/// the sessions and everything else in order; or one CSV file cut at
+/// record ends, the pieces loaded by `LOAD DATA LOCAL INFILE` at once.
+/// Each session is the `mariadb` client (`--sandbox` for a dump).
+///
+/// Examples:
+///   workstation box mysql-load --port 3306 --user workstation_load --database shop__ws_load dump < shop.sql
+///   workstation box mysql-load --port 3306 --user workstation_load --database shop__ws_load csv --table items --header < items.csv
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct MysqlLoadArgs {
+    /// The server's port on the box's loopback.
+    #[arg(long)]
+    port: u16,
+    #[arg(long)]
+    user: String,
+    /// The database statements run in (the staging one).
+    #[arg(long)]
+    database: String,
+    /// Sessions at once [default: the box's cores, 2 to 8].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
+    sessions: Option<u16>,
+    #[command(subcommand)]
+    format: MysqlSeed,
+}
+
+#[derive(Debug, Subcommand)]
+enum MysqlSeed {
+    /// SQL statements, as mysqldump writes them.
+    Dump,
+    /// One table's CSV file.
+    Csv {
+        #[arg(long)]
+        table: String,
+        /// The first line names the columns; skip it.
+        #[arg(long)]
+        header: bool,
+    },
 }
 
 /// Print the keys pushed for this login, and record who logged in.
@@ -327,6 +371,19 @@ pub async fn run(global: &super::context::Global, cmd: BoxCommand) -> Result<Exi
         BoxCommand::Queues(args) => {
             crate::boxside::queues::make(&args.endpoint, &args.queues, args.check).await?;
             println!("queues {}: {}", if args.check { "there" } else { "ready" }, args.queues.join(" "));
+            Ok(ExitCode::SUCCESS)
+        }
+        BoxCommand::MysqlLoad(args) => {
+            use crate::boxside::mysql_load;
+            let client = mysql_load::Client { port: args.port, user: args.user, database: args.database };
+            let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+            let sessions = args.sessions.map_or(cores.clamp(2, 8), usize::from);
+            let loaded = match args.format {
+                MysqlSeed::Dump => mysql_load::dump(&client, sessions, tokio::io::stdin()).await,
+                MysqlSeed::Csv { table, header } => mysql_load::csv(&client, sessions, &table, header, tokio::io::stdin()).await,
+            };
+            let loaded = loaded.map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("loaded {} statements, {} of them beside others, on up to {} sessions", loaded.statements, loaded.spread, loaded.sessions);
             Ok(ExitCode::SUCCESS)
         }
         BoxCommand::Hibernation(args) => {

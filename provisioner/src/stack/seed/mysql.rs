@@ -1,6 +1,7 @@
-//! MySQL (MariaDB): a `mysqldump` file (`mariadb < dump`) or CSV files
-//! (`LOAD DATA LOCAL INFILE`, tables at once) loaded into a staging
-//! database, then swapped in table by table in one `RENAME TABLE`.
+//! MySQL (MariaDB): a `mysqldump` file or CSV files (`LOAD DATA LOCAL
+//! INFILE`, tables at once), loaded on several sessions by `workstation
+//! box mysql-load` on the box into a staging database, then swapped in
+//! table by table in one `RENAME TABLE`.
 //!
 //! MySQL cannot rename a database, and `RENAME TABLE` moves base tables
 //! only (a view, trigger, routine or event cannot change database), so a
@@ -33,10 +34,11 @@ impl Loader<'_> {
         mysql_client(self.store, "root")
     }
 
-    /// The loading account's client, in the staging database.
+    /// The loading account's client, in the staging database, refusing
+    /// client commands (`\!` runs a shell).
     fn mysql_loader(&self) -> String {
         let (load, _, _) = self.mysql_databases();
-        format!("{} --database={load} --max-allowed-packet=1G", mysql_client(self.store, LOAD_USER))
+        format!("{} --database={load} --max-allowed-packet=1G --sandbox", mysql_client(self.store, LOAD_USER))
     }
 
     /// A fresh staging database, and the account that loads into it.
@@ -54,10 +56,18 @@ impl Loader<'_> {
         Ok(())
     }
 
-    /// `mysqldump` output, streamed into the client.
+    /// `workstation box mysql-load` into the staging database, as the
+    /// loading account: the seed on stdin, on several sessions at once.
+    fn mysql_box_loader(&self, format: &str) -> String {
+        let (load, _, _) = self.mysql_databases();
+        format!("{} box mysql-load --port {} --user {LOAD_USER} --database {} {format}", sh(&self.onbox.layout.bin), self.store.port(), sh(&load))
+    }
+
+    /// `mysqldump` output, streamed into `box mysql-load`: its rows on
+    /// several sessions, everything else in order.
     pub(super) async fn mysql_dump(&self) -> Result<(), SeedError> {
         self.mysql_fresh_staging().await?;
-        match self.stream(&self.mysql_loader()).await {
+        match self.stream(&self.mysql_box_loader("dump")).await {
             Err(SeedError::Shell(ShellError::Failed { stderr, .. })) => {
                 let detail = if stderr.contains("Access denied") && stderr.contains("to database") {
                     format!(
@@ -75,7 +85,8 @@ impl Loader<'_> {
     }
 
     /// `schema.sql`, then every table's CSV files at once, each table's
-    /// in order, by `LOAD DATA LOCAL INFILE` from the SSH channel.
+    /// in order, each file cut into pieces that load at once (`box
+    /// mysql-load csv`, `LOAD DATA LOCAL INFILE`).
     pub(super) async fn mysql_csv(&self) -> Result<(), SeedError> {
         let csv = self.csv_snapshot()?;
         self.mysql_fresh_staging().await?;
@@ -88,32 +99,14 @@ impl Loader<'_> {
         self.mysql_swap().await
     }
 
-    /// A table's CSV files, one after the other, foreign key checks off
-    /// (tables load at once, in any order). Into a table still empty,
-    /// unique checks are off too, which is InnoDB's bulk insert: rows
-    /// sorted into the indexes at commit, no undo log (MariaDB 10.6+), a
-    /// duplicate failing the whole statement. Into a table with rows
-    /// already (a table's later files), they stay on: there a skipped
-    /// check could let a duplicate in. `LOCAL` makes the server take bad
-    /// rows (a duplicate key, a value that does not fit) as warnings,
-    /// since it cannot stop the client mid-file: any warning fails the
-    /// load, naming the file.
+    /// A table's CSV files, one after the other. A duplicate key or a
+    /// value that does not fit fails the load, naming the file: `LOCAL`
+    /// makes the server take such rows as warnings (it cannot stop the
+    /// client mid-file), and `box mysql-load` fails on any warning.
     async fn load_table(&self, table: &str, files: &[PathBuf]) -> Result<(), SeedError> {
-        let load = format!(
-            "SET SESSION foreign_key_checks = 0; \
-             SET @empty = NOT EXISTS (SELECT 1 FROM `{table}`); SET SESSION unique_checks = IF(@empty, 0, 1); \
-             LOAD DATA LOCAL INFILE '/dev/stdin' INTO TABLE `{table}` CHARACTER SET utf8mb4 \
-             FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '' LINES TERMINATED BY '\\n' IGNORE 1 LINES; \
-             SHOW WARNINGS LIMIT 5"
-        );
         for file in files {
-            let command = format!("{} --local-infile=1 -N -e {}", self.mysql_loader(), sh(&load));
-            let out =
-                self.named(self.run_input(&format!("loading {}", file_name(file)), &command, self.open(file).await?).await, std::slice::from_ref(file))?;
-            let warnings: Vec<&str> = out.lines().filter(|l| l.starts_with("Warning") || l.starts_with("Error")).collect();
-            if !warnings.is_empty() {
-                return Err(self.malformed(format!("{}: {}", file_name(file), warnings.join("; ").replace('\t', " "))));
-            }
+            let command = self.mysql_box_loader(&format!("csv --header --table {}", sh(table)));
+            self.named(self.run_input(&format!("loading {}", file_name(file)), &command, self.open(file).await?).await, std::slice::from_ref(file))?;
         }
         Ok(())
     }

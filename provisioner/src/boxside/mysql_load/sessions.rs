@@ -1,0 +1,267 @@
+//! Sessions of the `mariadb` client, fed statements on stdin, and the
+//! router that hands a dump's statements to them: rows to whichever
+//! session is free, session state to all, anything else to the first
+//! once the others are done (see statements.rs for which is which).
+//!
+//! The client is the same one `mariadb < dump` runs (its parser, its
+//! errors, `--sandbox` against a dump's `\!`). When a session has done
+//! what it was given is learned by a marker: `SELECT 'marker';` after
+//! it, and its line on stdout (`--unbuffered`: the client flushes each).
+
+use std::process::Stdio;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout};
+use tokio::sync::{mpsc, oneshot};
+
+use super::statements::Kind;
+use super::{Client, LoadError};
+
+/// One `mariadb` process, reading statements from its stdin.
+struct Session {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: Lines<BufReader<ChildStdout>>,
+    synced: u64,
+}
+
+impl Session {
+    fn spawn(client: &Client) -> Result<Session, LoadError> {
+        let mut child = client
+            .command()
+            .args(["--batch", "--unbuffered", "--skip-column-names", "--sandbox"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(LoadError::spawn)?;
+        let (stdin, stdout) = (child.stdin.take().expect("piped"), child.stdout.take().expect("piped"));
+        Ok(Session { child, stdin, stdout: BufReader::new(stdout).lines(), synced: 0 })
+    }
+
+    async fn send(&mut self, statement: &[u8]) -> Result<(), LoadError> {
+        let written = async {
+            self.stdin.write_all(statement).await?;
+            self.stdin.write_all(b";\n").await
+        };
+        match written.await {
+            Ok(()) => Ok(()),
+            Err(_) => Err(self.failure().await),
+        }
+    }
+
+    /// Returns once the server has run all this session was sent.
+    async fn sync(&mut self) -> Result<(), LoadError> {
+        self.synced += 1;
+        let marker = format!("workstation-sync-{}", self.synced);
+        self.send(format!("SELECT '{marker}'").as_bytes()).await?;
+        // The dump's own SELECTs print too; only the marker's line counts.
+        while let Ok(Some(line)) = self.stdout.next_line().await {
+            if line == marker {
+                return Ok(());
+            }
+        }
+        Err(self.failure().await)
+    }
+
+    /// Ends the session; its exit status says whether all went in.
+    async fn finish(mut self) -> Result<(), LoadError> {
+        drop(self.stdin);
+        let status = self.child.wait().await.map_err(LoadError::spawn)?;
+        if status.success() {
+            return Ok(());
+        }
+        Err(failure(&mut self.child).await)
+    }
+
+    async fn failure(&mut self) -> LoadError {
+        failure(&mut self.child).await
+    }
+}
+
+/// What the client said when it stopped (it stops at the first error).
+async fn failure(child: &mut Child) -> LoadError {
+    let _ = child.wait().await;
+    let mut stderr = String::new();
+    if let Some(mut err) = child.stderr.take() {
+        let _ = err.read_to_string(&mut stderr).await;
+    }
+    LoadError::Client(stderr.trim().to_string())
+}
+
+enum Job {
+    /// A statement; `rows`: say when it is written (the session is free).
+    Run {
+        statement: Vec<u8>,
+        rows: bool,
+    },
+    Sync(oneshot::Sender<Result<(), LoadError>>),
+}
+
+/// A session's task: its jobs in order, then the session's end.
+async fn work(id: usize, mut session: Session, mut jobs: mpsc::Receiver<Job>, free: mpsc::UnboundedSender<Result<usize, LoadError>>) -> Result<(), LoadError> {
+    while let Some(job) = jobs.recv().await {
+        let done = match job {
+            Job::Run { statement, rows } => {
+                let sent = session.send(&statement).await;
+                if rows && sent.is_ok() {
+                    let _ = free.send(Ok(id));
+                }
+                sent
+            }
+            Job::Sync(reply) => {
+                let synced = session.sync().await;
+                let _ = reply.send(synced.clone());
+                synced
+            }
+        };
+        if let Err(e) = done {
+            let _ = free.send(Err(e.clone()));
+            return Err(e);
+        }
+    }
+    session.finish().await
+}
+
+/// Hands statements to the sessions (see the module's doc).
+pub struct Router {
+    jobs: Vec<mpsc::Sender<Job>>,
+    tasks: tokio::task::JoinSet<Result<(), LoadError>>,
+    free: mpsc::UnboundedReceiver<Result<usize, LoadError>>,
+    idle: Vec<usize>,
+    /// Rows sent since every session was last synced.
+    rows_out: bool,
+    /// In-order statements sent to the first session since its last sync.
+    first_out: bool,
+    /// A transaction began: one session, in order, from here on.
+    one_session: bool,
+    /// Statements that went to more than one session at once.
+    pub spread: u64,
+}
+
+impl Router {
+    pub fn start(client: &Client, sessions: usize) -> Result<Router, LoadError> {
+        let (free_tx, free) = mpsc::unbounded_channel();
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut jobs = Vec::new();
+        for id in 0..sessions {
+            let (tx, rx) = mpsc::channel(4);
+            tasks.spawn(work(id, Session::spawn(client)?, rx, free_tx.clone()));
+            jobs.push(tx);
+        }
+        let idle = (0..sessions).rev().collect();
+        Ok(Router { jobs, tasks, free, idle, rows_out: false, first_out: false, one_session: false, spread: 0 })
+    }
+
+    pub async fn route(&mut self, kind: Kind, statement: Vec<u8>) -> Result<(), LoadError> {
+        match kind {
+            Kind::Nothing => Ok(()),
+            Kind::Delimiter => Err(LoadError::Dump(
+                "the dump sets DELIMITER, as it does around triggers and routines; a mysql store swaps in base tables only: remove them from the snapshot"
+                    .into(),
+            )),
+            Kind::Lock if !self.one_session => Ok(()),
+            Kind::Transaction if !self.one_session => {
+                self.sync_all().await?;
+                self.one_session = true;
+                self.run(0, statement, false).await
+            }
+            _ if self.one_session => self.run(0, statement, false).await,
+            Kind::Rows => {
+                if self.first_out {
+                    self.sync(&[0]).await?;
+                    self.first_out = false;
+                }
+                let id = match self.idle.pop() {
+                    Some(id) => id,
+                    None => self.next_free().await?,
+                };
+                self.rows_out = true;
+                self.spread += 1;
+                self.run(id, statement, true).await
+            }
+            Kind::Everywhere => {
+                for id in 1..self.jobs.len() {
+                    self.run(id, statement.clone(), false).await?;
+                }
+                self.run(0, statement, false).await
+            }
+            Kind::InOrder | Kind::Lock | Kind::Transaction => {
+                if self.rows_out {
+                    self.sync_all().await?;
+                    self.rows_out = false;
+                }
+                self.first_out = true;
+                self.run(0, statement, false).await
+            }
+        }
+    }
+
+    /// Waits for every session to run all it was given, and for each to
+    /// end well.
+    pub async fn finish(mut self) -> Result<(), LoadError> {
+        self.jobs.clear();
+        let mut first = Ok(());
+        while let Some(joined) = self.tasks.join_next().await {
+            let ended = joined.unwrap_or_else(|e| Err(LoadError::Client(format!("a session's task failed: {e}"))));
+            if first.is_ok() {
+                first = ended;
+            }
+        }
+        first
+    }
+
+    async fn run(&mut self, id: usize, statement: Vec<u8>, rows: bool) -> Result<(), LoadError> {
+        if self.jobs[id].send(Job::Run { statement, rows }).await.is_err() {
+            return Err(self.failed().await);
+        }
+        Ok(())
+    }
+
+    async fn next_free(&mut self) -> Result<usize, LoadError> {
+        match self.free.recv().await {
+            Some(Ok(id)) => Ok(id),
+            Some(Err(e)) => Err(e),
+            None => Err(self.failed().await),
+        }
+    }
+
+    /// Every session free, then each synced.
+    async fn sync_all(&mut self) -> Result<(), LoadError> {
+        while self.idle.len() < self.jobs.len() {
+            let id = self.next_free().await?;
+            self.idle.push(id);
+        }
+        let all: Vec<usize> = (0..self.jobs.len()).collect();
+        self.sync(&all).await
+    }
+
+    async fn sync(&mut self, ids: &[usize]) -> Result<(), LoadError> {
+        let mut replies = Vec::new();
+        for &id in ids {
+            let (tx, rx) = oneshot::channel();
+            if self.jobs[id].send(Job::Sync(tx)).await.is_err() {
+                return Err(self.failed().await);
+            }
+            replies.push(rx);
+        }
+        for reply in replies {
+            match reply.await {
+                Ok(synced) => synced?,
+                Err(_) => return Err(self.failed().await),
+            }
+        }
+        Ok(())
+    }
+
+    /// A session's task ended early: its error, as it reported it.
+    async fn failed(&mut self) -> LoadError {
+        while let Some(reported) = self.free.recv().await {
+            if let Err(e) = reported {
+                return e;
+            }
+        }
+        LoadError::Client("a session ended without saying why".into())
+    }
+}
