@@ -1,9 +1,11 @@
 //! MySQL stores (Debian's MariaDB) on a local preview, through the
-//! `workstation` binary: seeded from a mysqldump file, then from a CSV
-//! directory by `--reset`; every bad snapshot (a duplicate key in either
-//! format, a dump that names its own database, one that makes a view)
-//! leaves the live tables and the marker as they were; services get the
-//! store's URL.
+//! `workstation` binary: seeded from a mysqldump file (its rows on several
+//! sessions, or on one when it turns autocommit off), then from a CSV
+//! directory by `--reset` (a file bigger than a piece cut at record ends);
+//! every bad snapshot (a duplicate key in either format, a dump that names
+//! its own database, one that makes a view or a trigger, one with a client
+//! command) leaves the live tables and the marker as they were; services
+//! get the store's URL.
 
 use std::io::Write;
 use std::path::Path;
@@ -123,6 +125,21 @@ fn mysql_stores_load_dumps_and_csv_and_a_bad_snapshot_leaves_them_as_they_were()
     write_dump(&seeds.join("shop.sql"), 10, 1, "");
     std::fs::write(seeds.join("shop.sql"), read(seeds.join("shop.sql")) + "CREATE VIEW recent AS SELECT * FROM orders;\n").unwrap();
     refused("a dump that makes a view", &["view recent", "base tables only"]);
+    write_dump(&seeds.join("shop.sql"), 10, 1, "DELIMITER ;;\nCREATE TRIGGER t BEFORE INSERT ON users FOR EACH ROW SET NEW.id = NEW.id;;\nDELIMITER ;");
+    refused("a dump that makes a trigger", &["DELIMITER", "base tables only"]);
+    // A client command (`\!` runs a shell on the box) never reaches a client.
+    let owned = env.root.path().join("owned");
+    write_dump(&seeds.join("shop.sql"), 10, 1, &format!("\\! touch {}", owned.display()));
+    refused("a dump with a client command", &["client command", "`\\!`"]);
+    assert!(!owned.exists(), "the dump's shell command ran");
+
+    // A dump that turns autocommit off (mysqldump --no-autocommit) runs
+    // on one session, in order, and all of it is committed.
+    write_dump(&seeds.join("shop.sql"), 200, 2, "SET autocommit=0;");
+    std::fs::write(seeds.join("shop.sql"), read(seeds.join("shop.sql")).replace("UNLOCK TABLES;", "commit;\nUNLOCK TABLES;")).unwrap();
+    let reset = env.json(&["seed", "shop", "--reset", "--box", "pr-1"]);
+    assert_eq!(reset[0]["outcome"], "loaded", "{reset:#}");
+    assert_eq!(counts(), "200\t400");
 
     // A CSV snapshot replaces the dump's data with --reset.
     let csv = seeds.join("shop");
@@ -135,19 +152,30 @@ fn mysql_stores_load_dumps_and_csv_and_a_bad_snapshot_leaves_them_as_they_were()
     // The foreign key moved with the tables: it refers to the live users.
     let err = env.fails(&["ssh", "pr-1", "--", "mariadb -h 127.0.0.1 -u root shop -e 'INSERT INTO orders VALUES (99999, 77777, NULL)'"]);
     assert!(err.contains("foreign key constraint fails"), "{err}");
-    let loaded = marker();
     let again = env.json(&["seed", "--box", "pr-1"]);
     assert_eq!(again[0]["outcome"], "already-loaded", "{again:#}");
     // Nothing staged or replaced is left behind (dropped in the background).
     let leftovers = || sql("SELECT count(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE 'shop\\\\_\\\\_ws%'");
     wait_until(Duration::from_secs(15), || leftovers() == "0", || format!("{} staging or replaced databases left", leftovers()));
 
+    // A file bigger than a piece (4 MiB) is cut at record ends, never
+    // inside a quoted field with a newline, and loads whole.
+    let note = format!("line one\nline \"\"two\"\", {}", "x".repeat(60));
+    let big: String = (1000..61000).map(|i| format!("{i},{},\"{note}\"\n", i % 500)).collect();
+    std::fs::write(csv.join("03-orders.csv"), format!("id,user_id,note\n{big}")).unwrap();
+    assert!(big.len() > 5 << 20, "{} bytes", big.len());
+    let reset = env.json(&["seed", "shop", "--reset", "--box", "pr-1"]);
+    assert_eq!(reset[0]["outcome"], "loaded", "{reset:#}");
+    assert_eq!(counts(), "500\t61000");
+    assert_eq!(sql("SELECT count(*) FROM orders WHERE LOCATE(CHAR(10), note) = 9 AND LENGTH(note) = 81"), "60000");
+    let loaded = marker();
+
     // A duplicate key in the second file of a table: LOAD DATA LOCAL takes
     // it as a warning, which fails the load.
     std::fs::write(csv.join("03-orders.csv"), "id,user_id,note\n5,1,twice\n").unwrap();
     let err = env.fails(&["seed", "shop", "--reset", "--box", "pr-1"]);
     assert!(err.contains("03-orders.csv") && err.contains("Duplicate entry '5'") && err.contains("left as it was"), "{err}");
-    assert_eq!(counts(), "500\t2000");
+    assert_eq!(counts(), "500\t61000");
     assert_eq!(marker(), loaded);
 
     env.ok(&["preview", "down", "1"]);

@@ -134,7 +134,7 @@ impl Piece {
         drop(stdin);
         let out = child.wait_with_output().await.map_err(LoadError::spawn)?;
         if !out.status.success() || written.is_err() {
-            return Err(LoadError::Client(String::from_utf8_lossy(&out.stderr).trim().to_string()));
+            return Err(LoadError::Client(super::sessions::client_error(&String::from_utf8_lossy(&out.stderr))));
         }
         let stdout = String::from_utf8_lossy(&out.stdout);
         let warnings: Vec<&str> = stdout.lines().filter(|l| l.starts_with("Warning") || l.starts_with("Error")).collect();

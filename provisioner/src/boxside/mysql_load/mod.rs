@@ -67,8 +67,9 @@ pub async fn dump(client: &Client, sessions: usize, mut input: impl AsyncRead + 
         let n = input.read(&mut buf).await.map_err(|e| LoadError::Read(e.to_string()))?;
         splitter.feed(&buf[..n]);
         while let Some(statement) = splitter.next(n == 0).map_err(|e| LoadError::Dump(e.to_string()))? {
-            loaded.statements += 1;
-            router.route(statements::kind(&statement), statement).await?;
+            let kind = statements::kind(&statement);
+            loaded.statements += u64::from(kind != statements::Kind::Nothing);
+            router.route(kind, statement).await?;
         }
         if n == 0 {
             break;

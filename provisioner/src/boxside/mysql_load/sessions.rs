@@ -87,7 +87,19 @@ async fn failure(child: &mut Child) -> LoadError {
     if let Some(mut err) = child.stderr.take() {
         let _ = err.read_to_string(&mut stderr).await;
     }
-    LoadError::Client(stderr.trim().to_string())
+    LoadError::Client(client_error(&stderr))
+}
+
+/// The client's error without its echo of the whole statement (a dump's
+/// may be megabytes) and without its line number, which counts the
+/// session's input, not the dump's.
+pub(super) fn client_error(stderr: &str) -> String {
+    let Some(at) = stderr.rfind("ERROR ") else { return stderr.trim().to_string() };
+    let error = stderr[at..].trim();
+    match (error.find(" at line "), error.find(": ")) {
+        (Some(line), Some(colon)) if line < colon => format!("{}{}", &error[..line], &error[colon..]),
+        _ => error.to_string(),
+    }
 }
 
 enum Job {
@@ -263,5 +275,16 @@ impl Router {
             }
         }
         LoadError::Client("a session ended without saying why".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_client_error_is_its_last_error_line_without_the_statement() {
+        let stderr = "--------------\nINSERT INTO t VALUES (1),(1)\n--------------\n\nERROR 1062 (23000) at line 18: Duplicate entry '1' for key 'PRIMARY'\n";
+        assert_eq!(super::client_error(stderr), "ERROR 1062 (23000): Duplicate entry '1' for key 'PRIMARY'");
+        assert_eq!(super::client_error("ERROR 2002 (HY000): Can't connect\n"), "ERROR 2002 (HY000): Can't connect");
+        assert_eq!(super::client_error(" other\n"), "other");
     }
 }

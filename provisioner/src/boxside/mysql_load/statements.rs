@@ -48,8 +48,8 @@ pub enum SplitError {
 impl std::fmt::Display for SplitError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SplitError::ClientCommand(near) => {
-                write!(f, "the dump has a mariadb client command (a backslash outside quotes) near `{near}`; a seed may hold SQL only")
+            SplitError::ClientCommand(command) => {
+                write!(f, "the dump has a mariadb client command, `{command}` (a backslash outside quotes); a seed may hold SQL only")
             }
             SplitError::DelimiterInComment => write!(f, "the dump has a `;` inside a /*! */ comment; cut that statement in two"),
             SplitError::Unterminated(what) => write!(f, "the dump ends inside {what}; is it whole?"),
@@ -119,10 +119,14 @@ impl Splitter {
                         self.executable = false;
                         2
                     }
-                    b'\\' => {
-                        let end = (self.at + 20).min(self.buf.len());
-                        return Err(SplitError::ClientCommand(String::from_utf8_lossy(&self.buf[self.at..end]).into_owned()));
-                    }
+                    b'\\' => match next {
+                        None if !eof => return Ok(None),
+                        _ => {
+                            return Err(SplitError::ClientCommand(
+                                String::from_utf8_lossy(&self.buf[self.at..self.at + 1 + usize::from(next.is_some())]).into_owned(),
+                            ))
+                        }
+                    },
                     b';' if self.executable => return Err(SplitError::DelimiterInComment),
                     b';' => {
                         let statement: Vec<u8> = self.buf.drain(..=self.at).take(self.at).collect();
@@ -319,5 +323,121 @@ fn skip_comments(mut s: &[u8]) -> &[u8] {
         } else {
             return s;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every statement of `input` fed `piece` bytes at a time.
+    fn split(input: &str, piece: usize) -> Result<Vec<String>, SplitError> {
+        let mut splitter = Splitter::default();
+        let mut out = Vec::new();
+        for bytes in input.as_bytes().chunks(piece) {
+            splitter.feed(bytes);
+            while let Some(s) = splitter.next(false)? {
+                out.push(String::from_utf8(s).unwrap());
+            }
+        }
+        while let Some(s) = splitter.next(true)? {
+            out.push(String::from_utf8(s).unwrap());
+        }
+        Ok(out)
+    }
+
+    /// The same statements however the bytes arrive.
+    fn statements(input: &str) -> Result<Vec<String>, SplitError> {
+        let whole = split(input, input.len().max(1));
+        for piece in [1, 2, 3, 7] {
+            assert_eq!(split(input, piece), whole, "fed {piece} bytes at a time");
+        }
+        whole
+    }
+
+    #[test]
+    fn statements_end_at_a_semicolon_outside_quotes_and_comments() {
+        let input = "SELECT 'a;b', 'it''s;', 'back\\';slash';\nSELECT \"c;\\\"d\"; SELECT `e;``f`;\n\
+                     -- g; 'h\nSELECT 1 # i; `j\n; /* k; ' */ SELECT 2;SELECT 3--4;\nSELECT 5--\n;\n-- the end";
+        assert_eq!(
+            statements(input).unwrap(),
+            [
+                "SELECT 'a;b', 'it''s;', 'back\\';slash'",
+                "\nSELECT \"c;\\\"d\"",
+                " SELECT `e;``f`",
+                "\n-- g; 'h\nSELECT 1 # i; `j\n",
+                " /* k; ' */ SELECT 2",
+                "SELECT 3--4",
+                "\nSELECT 5--\n",
+                "\n-- the end",
+            ]
+        );
+    }
+
+    #[test]
+    fn mariadb_dumps_sandbox_line_goes_and_any_other_client_command_is_refused() {
+        let dump = "/*M!999999\\- enable the sandbox mode */ \n-- MariaDB dump\n/*!40101 SET NAMES utf8mb4 */;\n/*M!100616 SET @x=1 */;";
+        assert_eq!(statements(dump).unwrap(), [" \n-- MariaDB dump\n/*!40101 SET NAMES utf8mb4 */", "\n/*M!100616 SET @x=1 */"]);
+        let shell = "SELECT 1;\n\\! touch /tmp/owned\n;";
+        assert_eq!(statements(shell), Err(SplitError::ClientCommand("\\!".into())));
+        // Inside quotes and comments a backslash is no command.
+        assert_eq!(statements("SELECT '\\\\!'; -- \\!\n/* \\! */").unwrap(), ["SELECT '\\\\!'", " -- \\!\n/* \\! */"]);
+        assert_eq!(statements("/*!50001 CREATE VIEW v AS SELECT 1; */;"), Err(SplitError::DelimiterInComment));
+        assert_eq!(statements("SELECT 'open;"), Err(SplitError::Unterminated("a quoted string")));
+        assert_eq!(statements("SELECT 1 /* open;"), Err(SplitError::Unterminated("a /* comment")));
+        assert_eq!(statements("/*Me*/ SELECT 1;").unwrap(), ["/*Me*/ SELECT 1"]);
+    }
+
+    #[test]
+    fn only_plain_rows_run_beside_others() {
+        let kinds = |sql: &[&str]| sql.iter().map(|s| kind(s.as_bytes())).collect::<Vec<_>>();
+        // What mysqldump and mariadb-dump write.
+        assert_eq!(
+            kinds(&[
+                "/*!40101 SET @OLD_CHARACTER_SET_CLIENT=@@CHARACTER_SET_CLIENT */",
+                "\n\n--\n-- Table structure for table `items`\n--\n\nDROP TABLE IF EXISTS `items`",
+                "CREATE TABLE `items` (\n  `id` int(11) NOT NULL,\n  PRIMARY KEY (`id`)\n) ENGINE=InnoDB",
+                "LOCK TABLES `items` WRITE",
+                "/*!40000 ALTER TABLE `items` DISABLE KEYS */",
+                "INSERT INTO `items` VALUES\n(0,'item number 0',0.00),\n(1,'a ''b'' (c), @d',-1.5e3),\n(2,NULL,_binary 'x\\'),(')",
+                "insert into shop.items (`id`, name) value (1, 'x')",
+                "INSERT INTO `items` (`id`, `name`) VALUES (1,'a'),(2,'b')",
+                "UNLOCK TABLES",
+                "\n-- Dump completed\n",
+                "USE `shop`",
+            ]),
+            [
+                Kind::Everywhere,
+                Kind::InOrder,
+                Kind::InOrder,
+                Kind::Lock,
+                Kind::InOrder,
+                Kind::Rows,
+                Kind::Rows,
+                Kind::Rows,
+                Kind::Lock,
+                Kind::Nothing,
+                Kind::Everywhere
+            ]
+        );
+        // Order or session matters: in order.
+        assert_eq!(
+            kinds(&[
+                "INSERT IGNORE INTO t VALUES (1)",
+                "INSERT INTO t VALUES (1) ON DUPLICATE KEY UPDATE a = VALUES(a)",
+                "INSERT INTO t VALUES (@x)",
+                "INSERT INTO t VALUES (LAST_INSERT_ID())",
+                "INSERT INTO t SELECT * FROM u",
+                "INSERT INTO t VALUES (1) /* c */",
+                "REPLACE INTO t VALUES (1)",
+                "INSERT INTO t (a, `b)`) VALUES (1)",
+            ]),
+            [Kind::InOrder; 8]
+        );
+        assert_eq!(
+            kinds(&["SET autocommit=0", "/*!40101 SET @@SESSION.AUTOCOMMIT = 0 */", "START TRANSACTION", "commit", "CREATE TEMPORARY TABLE x (a int)"]),
+            [Kind::Transaction; 5]
+        );
+        assert_eq!(kinds(&["DELIMITER ;;", "SET NAMES utf8mb4"]), [Kind::Delimiter, Kind::Everywhere]);
     }
 }

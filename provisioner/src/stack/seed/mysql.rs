@@ -57,29 +57,35 @@ impl Loader<'_> {
     }
 
     /// `workstation box mysql-load` into the staging database, as the
-    /// loading account: the seed on stdin, on several sessions at once.
-    fn mysql_box_loader(&self, format: &str) -> String {
+    /// loading account: the seed on stdin, on several sessions at once
+    /// (or `sessions`).
+    fn mysql_box_loader(&self, sessions: Option<u8>, format: &str) -> String {
         let (load, _, _) = self.mysql_databases();
-        format!("{} box mysql-load --port {} --user {LOAD_USER} --database {} {format}", sh(&self.onbox.layout.bin), self.store.port(), sh(&load))
+        let sessions = sessions.map(|n| format!(" --sessions {n}")).unwrap_or_default();
+        format!("{} box mysql-load --port {} --user {LOAD_USER} --database {}{sessions} {format}", sh(&self.onbox.layout.bin), self.store.port(), sh(&load))
     }
 
     /// `mysqldump` output, streamed into `box mysql-load`: its rows on
     /// several sessions, everything else in order.
     pub(super) async fn mysql_dump(&self) -> Result<(), SeedError> {
-        self.mysql_fresh_staging().await?;
-        match self.stream(&self.mysql_box_loader("dump")).await {
-            Err(SeedError::Shell(ShellError::Failed { stderr, .. })) => {
-                let detail = if stderr.contains("Access denied") && stderr.contains("to database") {
-                    format!(
-                        "the dump names a database of its own (made with mysqldump --databases or --all-databases); dump one database without them: {}",
-                        stderr.trim()
-                    )
-                } else {
-                    stderr.trim().to_string()
-                };
-                return Err(self.malformed(detail));
+        let mut sessions = None;
+        loop {
+            self.mysql_fresh_staging().await?;
+            match self.stream(&self.mysql_box_loader(sessions, "dump")).await {
+                Err(SeedError::Shell(ShellError::Failed { stderr, .. })) if sessions.is_none() && lock_conflict(&stderr) => sessions = Some(1),
+                Err(SeedError::Shell(ShellError::Failed { stderr, .. })) => {
+                    let detail = if stderr.contains("Access denied") && stderr.contains("to database") {
+                        format!(
+                            "the dump names a database of its own (made with mysqldump --databases or --all-databases); dump one database without them: {}",
+                            stderr.trim()
+                        )
+                    } else {
+                        stderr.trim().to_string()
+                    };
+                    return Err(self.malformed(detail));
+                }
+                other => break drop(other?),
             }
-            other => drop(other?),
         }
         self.mysql_swap().await
     }
@@ -105,8 +111,14 @@ impl Loader<'_> {
     /// client mid-file), and `box mysql-load` fails on any warning.
     async fn load_table(&self, table: &str, files: &[PathBuf]) -> Result<(), SeedError> {
         for file in files {
-            let command = self.mysql_box_loader(&format!("csv --header --table {}", sh(table)));
-            self.named(self.run_input(&format!("loading {}", file_name(file)), &command, self.open(file).await?).await, std::slice::from_ref(file))?;
+            let mut sessions = None;
+            loop {
+                let command = self.mysql_box_loader(sessions, &format!("csv --header --table {}", sh(table)));
+                match self.run_input(&format!("loading {}", file_name(file)), &command, self.open(file).await?).await {
+                    Err(ShellError::Failed { stderr, .. }) if sessions.is_none() && lock_conflict(&stderr) => sessions = Some(1),
+                    loaded => break drop(self.named(loaded, std::slice::from_ref(file))?),
+                }
+            }
         }
         Ok(())
     }
@@ -161,6 +173,13 @@ impl Loader<'_> {
         }
         Ok(())
     }
+}
+
+/// Sessions loading one table at once can deadlock, but only where a
+/// row is refused anyway (a duplicate key takes a shared lock): loaded
+/// again on one session, the load fails with the row's own error.
+fn lock_conflict(stderr: &str) -> bool {
+    stderr.contains("Deadlock found") || stderr.contains("Lock wait timeout")
 }
 
 /// Lists what the staging database holds besides plain base tables:

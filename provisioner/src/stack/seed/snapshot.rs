@@ -222,10 +222,13 @@ type FileHash = Arc<Mutex<(Sha256, u64)>>;
 
 impl StreamHash {
     /// `inner` (the content of `file`), read through the returned reader,
-    /// counts toward the hash.
+    /// counts toward the hash, in place of an earlier read of `file` (a
+    /// load tried again reads it again).
     pub(super) fn reader<R>(&self, file: &Path, inner: R) -> HashingReader<R> {
         let hash = FileHash::default();
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).push((file.to_owned(), hash.clone()));
+        let mut files = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        files.retain(|(read, _)| read != file);
+        files.push((file.to_owned(), hash.clone()));
         HashingReader { inner, hash: Some(hash) }
     }
 
