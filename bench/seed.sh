@@ -5,14 +5,16 @@
 #
 # (b) snapshot streamed from the laptop over SSH:
 #       ours:   workstation seed --reset (local file: RESP checked while
-#               streaming; CSV through \copy FROM STDIN; staged, swapped in)
+#               streaming; CSV through \copy FROM STDIN; mysql through
+#               box mysql-load, on several sessions; staged, swapped in)
 #       native: OpenSSH piping the same file: ssh box redis-cli --pipe < file,
 #               ssh box psql -c '\copy ... FROM STDIN' < file,
 #               ssh box mariadb -e 'LOAD DATA LOCAL INFILE ...' < file,
 #               ssh box mariadb < dump                              goal >= 1.0x
 # (a) snapshot fetched on the box (S3, served by moto on the bridge):
-#       ours:   workstation seed --reset (s3:// RESP and pg_dump -Fc objects:
-#               presigned, curl | redis-cli --pipe; pg_restore -j)
+#       ours:   workstation seed --reset (s3:// RESP, pg_dump -Fc and SQL
+#               objects: presigned, curl | redis-cli --pipe; pg_restore -j;
+#               curl | box mysql-load)
 #       native: the loader run on the box on a file already there:
 #               redis-cli --pipe < file, \copy FROM file, pg_restore -j,
 #               mariadb < dump                                      goal >= 0.9x
@@ -157,7 +159,8 @@ done
 m() { printf '%s\n' ${T[$1]} | median; }
 row() { # label ours native
     local o n; o=$(m "$2"); n=$(m "$3")
-    awk -v l="$1" -v o="$o" -v n="$n" 'BEGIN { printf "%-44s ours %6.2f s   native %6.2f s   ratio %.2fx\n", l, o, n, n / o }'
+    # The label through the environment: -v would take \copy's backslash as an escape.
+    L="$1" awk -v o="$o" -v n="$n" 'BEGIN { printf "%-44s ours %6.2f s   native %6.2f s   ratio %.2fx\n", ENVIRON["L"], o, n, n / o }'
 }
 echo
 echo "runs: $RUNS (medians), $KEYS redis keys ($(du -h "$work/seeds/cache.resp" | cut -f1)), $ROWS postgres and mysql rows ($(du -h "$work/seeds/main/01-items.csv" | cut -f1) CSV, $(du -h "$work/seeds/shop.sql" | cut -f1) mysqldump)"
