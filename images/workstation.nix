@@ -129,7 +129,9 @@ in
     };
 
     # MariaDB (`pkgs.mariadb`, an alias of mariadb_114 in
-    # pkgs/top-level/all-packages.nix), on loopback. The seeders and
+    # pkgs/top-level/all-packages.nix; 11.4.12 in
+    # pkgs/servers/sql/mariadb/default.nix of a 2026 nixpkgs, Swarsel/nixpkgs@4aa6836,
+    # so its client has `--sandbox`, new in 11.4.2, which seeds load with), on loopback. The seeders and
     # services use `root@127.0.0.1` without a password, as loopback trust
     # does for postgres and as local boxes' mariadb-install-db makes it
     # (stack/stores.rs): nixpkgs' MariaDB root uses unix_socket only, so
