@@ -118,7 +118,11 @@ fn mysql_stores_load_dumps_and_csv_and_a_bad_snapshot_leaves_them_as_they_were()
         assert_eq!(marker(), loaded, "{why}");
     };
     write_dump(&seeds.join("shop.sql"), 1000, 3, "");
-    std::fs::write(seeds.join("shop.sql"), read(seeds.join("shop.sql")) + "INSERT INTO `users` VALUES (1,'again@example.test');\n").unwrap();
+    // In a statement bigger than a pipe's 64 KiB: the client's error must
+    // not wait on a full pipe.
+    let many: Vec<String> = (5000..8000).map(|i| format!("({i},'more{i}@example.test')")).collect();
+    let duplicate = format!("INSERT INTO `users` VALUES {},(1,'again@example.test');\n", many.join(","));
+    std::fs::write(seeds.join("shop.sql"), read(seeds.join("shop.sql")) + &duplicate).unwrap();
     refused("a duplicate key in a dump", &["shop.sql", "Duplicate entry '1'"]);
     write_dump(&seeds.join("shop.sql"), 10, 1, "CREATE DATABASE /*!32312 IF NOT EXISTS*/ `shop`;\nUSE `shop`;");
     refused("a dump of --databases", &["names a database of its own", "--databases"]);

@@ -383,7 +383,7 @@ pub async fn run(global: &super::context::Global, cmd: BoxCommand) -> Result<Exi
                 MysqlSeed::Csv { table, header } => mysql_load::csv(&client, sessions, &table, header, tokio::io::stdin()).await,
             };
             let loaded = loaded.map_err(|e| anyhow::anyhow!("{e}"))?;
-            println!("loaded {} statements, {} of them beside others, on up to {} sessions", loaded.statements, loaded.spread, loaded.sessions);
+            println!("loaded {} {}, {} of them beside others, on up to {} sessions", loaded.statements, loaded.unit, loaded.spread, loaded.sessions);
             Ok(ExitCode::SUCCESS)
         }
         BoxCommand::Hibernation(args) => {

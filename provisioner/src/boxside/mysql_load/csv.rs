@@ -20,23 +20,26 @@ const PIECE: usize = 4 << 20;
 pub async fn load(client: &Client, sessions: usize, table: &str, header: bool, mut input: impl AsyncRead + Unpin) -> Result<Loaded, LoadError> {
     let mut loading = JoinSet::new();
     let mut buf = Vec::with_capacity(PIECE + PIECE / 2);
-    let (mut pieces, mut line) = (0u64, 1u64);
+    let (mut pieces, mut offset) = (0u64, 0u64);
     let mut eof = false;
     while !eof {
-        let mut cut = None;
-        while cut.is_none() && !eof {
+        let cut = loop {
             eof = fill(&mut input, &mut buf, PIECE).await?;
-            cut = if eof { Some(buf.len()) } else { last_record_end(&buf) };
-        }
-        let cut = cut.unwrap_or(buf.len());
+            match (eof, last_record_end(&buf)) {
+                (true, _) => break buf.len(),
+                (false, Some(cut)) => break cut,
+                // A record longer than a piece: read on.
+                (false, None) => {}
+            }
+        };
         if cut == 0 {
             break;
         }
         let rest = buf.split_off(cut);
         let piece = std::mem::replace(&mut buf, rest);
         let first = pieces == 0;
-        let load = Piece { client: client.clone(), table: table.into(), header: first && header, bulk: first && eof, line };
-        line += piece.iter().filter(|b| **b == b'\n').count() as u64;
+        let load = Piece { client: client.clone(), table: table.into(), header: first && header, bulk: first && eof, offset };
+        offset += piece.len() as u64;
         pieces += 1;
         while loading.len() >= sessions {
             joined(loading.join_next().await)?;
@@ -46,7 +49,7 @@ pub async fn load(client: &Client, sessions: usize, table: &str, header: bool, m
     while let Some(done) = loading.join_next().await {
         joined(Some(done))?;
     }
-    Ok(Loaded { statements: pieces, spread: if pieces > 1 { pieces } else { 0 }, sessions })
+    Ok(Loaded { statements: pieces, spread: if pieces > 1 { pieces } else { 0 }, sessions, unit: "pieces" })
 }
 
 fn joined(done: Option<Result<Result<(), LoadError>, tokio::task::JoinError>>) -> Result<(), LoadError> {
@@ -109,8 +112,9 @@ struct Piece {
     header: bool,
     /// The whole file: bulk insert if the table is empty.
     bulk: bool,
-    /// The file's line the piece starts at, for warnings' line numbers.
-    line: u64,
+    /// Where in the file the piece starts: a warning's row numbers count
+    /// from there.
+    offset: u64,
 }
 
 impl Piece {
@@ -141,7 +145,7 @@ impl Piece {
         if warnings.is_empty() {
             return Ok(());
         }
-        let from = if self.line > 1 { format!(" (rows counted from line {} of the file)", self.line) } else { String::new() };
+        let from = if self.offset > 0 { format!(" (rows counted from byte {} of the file)", self.offset) } else { String::new() };
         Err(LoadError::Dump(format!("{}{from}", warnings.join("; ").replace('\t', " "))))
     }
 }

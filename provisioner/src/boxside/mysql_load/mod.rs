@@ -51,23 +51,26 @@ impl LoadError {
 /// What a load did, for its one line of output.
 #[derive(Debug, Default)]
 pub struct Loaded {
+    /// Statements of a dump, pieces of a CSV file.
     pub statements: u64,
-    /// Statements (or CSV pieces) that ran beside others.
+    /// Those that ran beside others.
     pub spread: u64,
     pub sessions: usize,
+    pub unit: &'static str,
 }
 
 /// Loads a dump read from `input`.
 pub async fn dump(client: &Client, sessions: usize, mut input: impl AsyncRead + Unpin) -> Result<Loaded, LoadError> {
     let mut router = sessions::Router::start(client, sessions)?;
     let mut splitter = statements::Splitter::default();
+    let mut dialect = statements::Dialect::default();
     let mut buf = vec![0; 256 * 1024];
-    let mut loaded = Loaded { sessions, ..Loaded::default() };
+    let mut loaded = Loaded { sessions, unit: "statements", ..Loaded::default() };
     loop {
         let n = input.read(&mut buf).await.map_err(|e| LoadError::Read(e.to_string()))?;
         splitter.feed(&buf[..n]);
         while let Some(statement) = splitter.next(n == 0).map_err(|e| LoadError::Dump(e.to_string()))? {
-            let kind = statements::kind(&statement);
+            let kind = dialect.kind(&statement);
             loaded.statements += u64::from(kind != statements::Kind::Nothing);
             router.route(kind, statement).await?;
         }

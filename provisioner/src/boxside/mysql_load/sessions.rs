@@ -10,18 +10,26 @@
 
 use std::process::Stdio;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin};
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 
 use super::statements::Kind;
 use super::{Client, LoadError};
 
-/// One `mariadb` process, reading statements from its stdin.
+/// The most of a client's stderr kept: its last error is at the end.
+const STDERR_KEPT: usize = 64 * 1024;
+
+/// One `mariadb` process, reading statements from its stdin. Its stdout
+/// and stderr are read all along (a client blocked writing either would
+/// stop reading its stdin): the markers' lines are passed on, the rest of
+/// stdout (a dump's own SELECTs) dropped, the end of stderr kept.
 struct Session {
     child: Child,
     stdin: ChildStdin,
-    stdout: Lines<BufReader<ChildStdout>>,
+    markers: mpsc::UnboundedReceiver<Vec<u8>>,
+    stderr: JoinHandle<String>,
     synced: u64,
 }
 
@@ -29,15 +37,27 @@ impl Session {
     fn spawn(client: &Client) -> Result<Session, LoadError> {
         let mut child = client
             .command()
-            .args(["--batch", "--unbuffered", "--skip-column-names", "--sandbox"])
+            .args(["--batch", "--unbuffered", "--skip-column-names", "--sandbox", "--skip-print-query-on-error"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .map_err(LoadError::spawn)?;
-        let (stdin, stdout) = (child.stdin.take().expect("piped"), child.stdout.take().expect("piped"));
-        Ok(Session { child, stdin, stdout: BufReader::new(stdout).lines(), synced: 0 })
+        let stdin = child.stdin.take().expect("piped");
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
+        let (tx, markers) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut line = Vec::new();
+            while stdout.read_until(b'\n', &mut line).await.is_ok_and(|n| n > 0) {
+                if line.starts_with(MARKER) {
+                    let _ = tx.send(line.trim_ascii_end().to_vec());
+                }
+                line.clear();
+            }
+        });
+        let stderr = tokio::spawn(tail(child.stderr.take().expect("piped")));
+        Ok(Session { child, stdin, markers, stderr, synced: 0 })
     }
 
     async fn send(&mut self, statement: &[u8]) -> Result<(), LoadError> {
@@ -54,10 +74,9 @@ impl Session {
     /// Returns once the server has run all this session was sent.
     async fn sync(&mut self) -> Result<(), LoadError> {
         self.synced += 1;
-        let marker = format!("workstation-sync-{}", self.synced);
-        self.send(format!("SELECT '{marker}'").as_bytes()).await?;
-        // The dump's own SELECTs print too; only the marker's line counts.
-        while let Ok(Some(line)) = self.stdout.next_line().await {
+        let marker = [MARKER, self.synced.to_string().as_bytes()].concat();
+        self.send(&[b"SELECT '", &marker[..], b"'"].concat()).await?;
+        while let Some(line) = self.markers.recv().await {
             if line == marker {
                 return Ok(());
             }
@@ -68,26 +87,47 @@ impl Session {
     /// Ends the session; its exit status says whether all went in.
     async fn finish(mut self) -> Result<(), LoadError> {
         drop(self.stdin);
-        let status = self.child.wait().await.map_err(LoadError::spawn)?;
+        let status = self.child.wait().await.map_err(|e| LoadError::Client(format!("waiting for mariadb: {e}")))?;
         if status.success() {
             return Ok(());
         }
-        Err(failure(&mut self.child).await)
+        Err(failure(&mut self.child, self.stderr).await)
     }
 
     async fn failure(&mut self) -> LoadError {
-        failure(&mut self.child).await
+        let stderr = std::mem::replace(&mut self.stderr, tokio::spawn(async { String::new() }));
+        failure(&mut self.child, stderr).await
     }
 }
 
-/// What the client said when it stopped (it stops at the first error).
-async fn failure(child: &mut Child) -> LoadError {
-    let _ = child.wait().await;
-    let mut stderr = String::new();
-    if let Some(mut err) = child.stderr.take() {
-        let _ = err.read_to_string(&mut stderr).await;
+/// What a session's marker lines start with.
+const MARKER: &[u8] = b"workstation-sync-";
+
+/// The end of what `from` writes, at most STDERR_KEPT bytes of it.
+async fn tail(mut from: impl AsyncRead + Unpin) -> String {
+    let (mut kept, mut buf) = (Vec::new(), vec![0; 8192]);
+    while let Ok(n @ 1..) = from.read(&mut buf).await {
+        kept.extend_from_slice(&buf[..n]);
+        if kept.len() > 2 * STDERR_KEPT {
+            kept.drain(..kept.len() - STDERR_KEPT);
+        }
     }
-    LoadError::Client(client_error(&stderr))
+    String::from_utf8_lossy(&kept).into_owned()
+}
+
+/// What the client said when it stopped (it stops at the first error).
+/// A client that stopped reading without exiting is ended first.
+async fn failure(child: &mut Child, stderr: JoinHandle<String>) -> LoadError {
+    if !matches!(child.try_wait(), Ok(Some(_))) {
+        let _ = child.start_kill();
+    }
+    let status = child.wait().await.ok();
+    let said = stderr.await.unwrap_or_default();
+    match (client_error(&said), status) {
+        (error, _) if !error.is_empty() => LoadError::Client(error),
+        (_, Some(status)) => LoadError::Client(format!("mariadb stopped ({status}) without saying why")),
+        (_, None) => LoadError::Client("mariadb stopped without saying why".into()),
+    }
 }
 
 /// The client's error without its echo of the whole statement (a dump's
@@ -146,7 +186,8 @@ pub struct Router {
     rows_out: bool,
     /// In-order statements sent to the first session since its last sync.
     first_out: bool,
-    /// A transaction began: one session, in order, from here on.
+    /// Something only one session may see began (a transaction): one
+    /// session, in order, from here on.
     one_session: bool,
     /// Statements that went to more than one session at once.
     pub spread: u64,
@@ -168,18 +209,18 @@ impl Router {
 
     pub async fn route(&mut self, kind: Kind, statement: Vec<u8>) -> Result<(), LoadError> {
         match kind {
-            Kind::Nothing => Ok(()),
-            Kind::Delimiter => Err(LoadError::Dump(
-                "the dump sets DELIMITER, as it does around triggers and routines; a mysql store swaps in base tables only: remove them from the snapshot"
-                    .into(),
-            )),
-            Kind::Lock if !self.one_session => Ok(()),
-            Kind::Transaction if !self.one_session => {
+            Kind::Nothing => return Ok(()),
+            Kind::Refused(why) => return Err(LoadError::Dump(why.into())),
+            _ if self.one_session => return self.run(0, statement, false).await,
+            _ => {}
+        }
+        match kind {
+            Kind::Lock => Ok(()),
+            Kind::OneSession => {
                 self.sync_all().await?;
                 self.one_session = true;
                 self.run(0, statement, false).await
             }
-            _ if self.one_session => self.run(0, statement, false).await,
             Kind::Rows => {
                 if self.first_out {
                     self.sync(&[0]).await?;
@@ -199,7 +240,8 @@ impl Router {
                 }
                 self.run(0, statement, false).await
             }
-            Kind::InOrder | Kind::Lock | Kind::Transaction => {
+            // InOrder (Nothing and Refused went above).
+            _ => {
                 if self.rows_out {
                     self.sync_all().await?;
                     self.rows_out = false;

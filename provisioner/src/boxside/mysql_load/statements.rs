@@ -30,11 +30,16 @@ enum State {
 #[derive(Debug)]
 pub struct Splitter {
     buf: Vec<u8>,
-    /// How far `buf` has been read, and in what state.
+    /// Where the statement being read starts in `buf`, how far it has
+    /// been read, and in what state.
+    start: usize,
     at: usize,
     state: State,
     /// Inside a `/*! */` comment (SQL, but a `*/` ends it).
     executable: bool,
+    /// Nothing but blanks and comments read of this statement yet: the
+    /// client takes `--` as a comment here even without a blank after it.
+    fresh: bool,
     started: bool,
 }
 
@@ -59,12 +64,17 @@ impl std::fmt::Display for SplitError {
 
 impl Default for Splitter {
     fn default() -> Self {
-        Splitter { buf: Vec::new(), at: 0, state: State::Sql, executable: false, started: false }
+        Splitter { buf: Vec::new(), start: 0, at: 0, state: State::Sql, executable: false, fresh: true, started: false }
     }
 }
 
 impl Splitter {
     pub fn feed(&mut self, bytes: &[u8]) {
+        // Statements already cut go first, once per read rather than once
+        // per statement (a dump of one-row INSERTs has millions).
+        self.buf.drain(..self.start);
+        self.at -= self.start;
+        self.start = 0;
         self.buf.extend_from_slice(bytes);
     }
 
@@ -78,36 +88,38 @@ impl Splitter {
             }
             self.started = true;
             if self.buf.starts_with(SANDBOX_LINE) {
-                self.buf.drain(..SANDBOX_LINE.len());
+                self.start = SANDBOX_LINE.len();
+                self.at = self.start;
             }
         }
         while self.at < self.buf.len() {
             let b = self.buf[self.at];
-            // Up to two bytes of look-ahead; wait for them unless at the end.
-            let (next, after) = (self.buf.get(self.at + 1).copied(), self.buf.get(self.at + 2).copied());
+            // Up to three bytes of look-ahead; wait for them unless at the end.
+            let ahead = |n: usize| self.buf.get(self.at + n).copied();
+            let (next, after) = (ahead(1), ahead(2));
             let step = match self.state {
                 State::Sql => match b {
-                    b'\'' | b'"' | b'`' => {
-                        self.state = State::Quoted(b);
-                        1
-                    }
-                    b'#' => {
-                        self.state = State::LineComment;
-                        1
-                    }
                     b'-' | b'/' | b'*' if next.is_none() && !eof => return Ok(None),
                     b'-' if next == Some(b'-') => match after {
-                        None if !eof => return Ok(None),
-                        Some(c) if !c.is_ascii_whitespace() && !c.is_ascii_control() => 2,
+                        None if !eof && !self.fresh => return Ok(None),
+                        Some(c) if !self.fresh && !c.is_ascii_whitespace() && !c.is_ascii_control() => {
+                            self.fresh = false;
+                            2
+                        }
                         _ => {
                             self.state = State::LineComment;
                             2
                         }
                     },
-                    b'/' if next == Some(b'*') => match (after, self.buf.get(self.at + 3)) {
+                    b'#' => {
+                        self.state = State::LineComment;
+                        1
+                    }
+                    b'/' if next == Some(b'*') => match (after, ahead(3)) {
                         (None, _) | (Some(b'M'), None) if !eof => return Ok(None),
                         (Some(b'!'), _) | (Some(b'M'), Some(b'!')) => {
                             self.executable = true;
+                            self.fresh = false;
                             2
                         }
                         _ => {
@@ -122,20 +134,29 @@ impl Splitter {
                     b'\\' => match next {
                         None if !eof => return Ok(None),
                         _ => {
-                            return Err(SplitError::ClientCommand(
-                                String::from_utf8_lossy(&self.buf[self.at..self.at + 1 + usize::from(next.is_some())]).into_owned(),
-                            ))
+                            let command = &self.buf[self.at..self.at + 1 + usize::from(next.is_some())];
+                            return Err(SplitError::ClientCommand(String::from_utf8_lossy(command).into_owned()));
                         }
                     },
                     b';' if self.executable => return Err(SplitError::DelimiterInComment),
                     b';' => {
-                        let statement: Vec<u8> = self.buf.drain(..=self.at).take(self.at).collect();
-                        self.at = 0;
+                        let statement = self.buf[self.start..self.at].to_vec();
+                        self.at += 1;
+                        self.start = self.at;
+                        self.fresh = true;
                         return Ok(Some(statement));
                     }
-                    _ => 1,
+                    _ => {
+                        if b == b'\'' || b == b'"' || b == b'`' {
+                            self.state = State::Quoted(b);
+                        }
+                        self.fresh &= b.is_ascii_whitespace();
+                        1
+                    }
                 },
-                State::Quoted(q) if b == b'\\' => {
+                // The client's own rule: a backslash escapes inside '' and
+                // "", not inside a `name`.
+                State::Quoted(q) if b == b'\\' && q != b'`' => {
                     self.state = State::Escaped(q);
                     1
                 }
@@ -172,9 +193,9 @@ impl Splitter {
             _ if self.executable => return Err(SplitError::Unterminated("a /*! comment")),
             _ => {}
         }
-        self.at = 0;
-        self.state = State::Sql;
-        let rest = std::mem::take(&mut self.buf);
+        let rest = self.buf[self.start..].to_vec();
+        self.buf.clear();
+        (self.start, self.at, self.state, self.fresh) = (0, 0, State::Sql, true);
         Ok((!rest.is_empty()).then_some(rest))
     }
 }
@@ -184,81 +205,144 @@ impl Splitter {
 pub enum Kind {
     /// Rows only: on any session, beside other rows.
     Rows,
-    /// Session state (`SET`, `USE`): on every session.
+    /// Session state (`SET`): on every session.
     Everywhere,
     /// On one session, after everything before it.
     InOrder,
-    /// Opens or ends a transaction (or sets autocommit, or makes a
-    /// temporary table): a transaction is one session's, so from here on
-    /// everything runs on one session, in order.
-    Transaction,
+    /// Opens or ends a transaction, sets autocommit, makes a temporary
+    /// table or sets what the session's next INSERT gets (INSERT_ID,
+    /// TIMESTAMP): that is one session's, so from here on everything runs
+    /// on one session, in order.
+    OneSession,
     /// `LOCK TABLES`/`UNLOCK TABLES`: the staging database is the load's
     /// alone, and a lock would hold the other sessions up.
     Lock,
     /// Comments and blanks only: nothing to send.
     Nothing,
-    /// `DELIMITER` (the client's, for triggers and routines).
-    Delimiter,
+    /// Not loaded at all, and why.
+    Refused(&'static str),
 }
 
-/// Sorts a statement; unsure means `InOrder`, which is always right.
-pub fn kind(statement: &[u8]) -> Kind {
-    let body = skip_comments(statement);
-    let (first, rest) = word(body);
-    let rest = skip_space(rest);
-    let upper = || statement.to_ascii_uppercase();
-    match first.as_slice() {
-        b"" if body.is_empty() => Kind::Nothing,
-        b"SET" => {
-            let text = upper();
-            let has = |w: &[u8]| text.windows(w.len()).any(|x| x == w);
-            if has(b"AUTOCOMMIT") || has(b"TRANSACTION") {
-                Kind::Transaction
-            } else {
+/// The mariadb client's own commands (client/mysql.cc `commands[]`): at
+/// a statement's start it runs them itself, a line without `;` included.
+const CLIENT_COMMANDS: [&[u8]; 21] = [
+    b"CHARSET",
+    b"CLEAR",
+    b"CONNECT",
+    b"EDIT",
+    b"EGO",
+    b"EXIT",
+    b"GO",
+    b"HELP",
+    b"NOPAGER",
+    b"NOTEE",
+    b"NOWARNING",
+    b"PAGER",
+    b"PRINT",
+    b"PROMPT",
+    b"QUIT",
+    b"REHASH",
+    b"SOURCE",
+    b"STATUS",
+    b"SYSTEM",
+    b"TEE",
+    b"WARNINGS",
+];
+
+/// What the dump's session state says so far, as far as spreading rows
+/// depends on it.
+#[derive(Debug, Default)]
+pub struct Dialect {
+    /// `FOREIGN_KEY_CHECKS=0`, as mysqldump's header sets: rows of a child
+    /// table may go in before their parents'.
+    foreign_keys_off: bool,
+    /// `NO_AUTO_VALUE_ON_ZERO` (also mysqldump's header): a 0 id is a value.
+    zero_is_a_value: bool,
+}
+
+impl Dialect {
+    /// Sorts a statement (and notes the session state a `SET` changes);
+    /// unsure means in order, which is always right.
+    pub fn kind(&mut self, statement: &[u8]) -> Kind {
+        let body = skip_comments(statement);
+        let (first, rest) = word(body);
+        let upper = statement.to_ascii_uppercase();
+        let has = |w: &[u8]| upper.windows(w.len()).any(|x| x == w);
+        match first.as_slice() {
+            b"" if body.is_empty() => Kind::Nothing,
+            b"DELIMITER" => Kind::Refused(
+                "the dump sets DELIMITER, as it does around triggers and routines; a mysql store swaps in base tables only: remove them from the snapshot",
+            ),
+            b"USE" => {
+                Kind::Refused("the dump names a database of its own (USE; made with mysqldump --databases or --all-databases); dump one database without them")
+            }
+            w if CLIENT_COMMANDS.contains(&w) || body.starts_with(b"?") => {
+                Kind::Refused("the dump has a mariadb client command at a statement's start (quit, source, system, ...); a seed may hold SQL only")
+            }
+            b"SET" if has(b"NO_BACKSLASH_ESCAPES") => {
+                Kind::Refused("the dump sets NO_BACKSLASH_ESCAPES, which changes where the client's statements end; dump without it")
+            }
+            b"SET" if has(b"AUTOCOMMIT") || has(b"TRANSACTION") || has(b"INSERT_ID") || has(b"TIMESTAMP") => Kind::OneSession,
+            // `SET STATEMENT ... FOR` runs a statement; a subquery reads rows.
+            b"SET" if has(b" FOR ") || has(b"SELECT") => Kind::InOrder,
+            b"SET" => {
+                let squeezed: Vec<u8> = upper.iter().copied().filter(|c| !c.is_ascii_whitespace()).collect();
+                let says = |w: &[u8]| squeezed.windows(w.len()).any(|x| x == w);
+                if says(b"FOREIGN_KEY_CHECKS") {
+                    self.foreign_keys_off = says(b"FOREIGN_KEY_CHECKS=0");
+                }
+                if says(b"SQL_MODE") {
+                    self.zero_is_a_value = says(b"NO_AUTO_VALUE_ON_ZERO");
+                }
                 Kind::Everywhere
             }
+            b"START" | b"BEGIN" | b"COMMIT" | b"ROLLBACK" | b"SAVEPOINT" | b"RELEASE" | b"XA" => Kind::OneSession,
+            b"CREATE"
+                if upper
+                    .split(|c| *c == b'(')
+                    .next()
+                    .is_some_and(|head| head.split(|c| !c.is_ascii_alphanumeric() && *c != b'_').any(|w| w == b"TEMPORARY")) =>
+            {
+                Kind::OneSession
+            }
+            b"LOCK" | b"UNLOCK" if matches!(word(skip_space(rest)).0.as_slice(), b"TABLES" | b"TABLE") => Kind::Lock,
+            b"INSERT" if self.foreign_keys_off && rows_only(skip_space(rest), self.zero_is_a_value) => Kind::Rows,
+            _ => Kind::InOrder,
         }
-        b"USE" => Kind::Everywhere,
-        b"START" | b"BEGIN" | b"COMMIT" | b"ROLLBACK" | b"SAVEPOINT" | b"RELEASE" | b"XA" => Kind::Transaction,
-        b"CREATE" if word(rest).0 == b"TEMPORARY" => Kind::Transaction,
-        b"LOCK" | b"UNLOCK" if matches!(word(rest).0.as_slice(), b"TABLES" | b"TABLE") => Kind::Lock,
-        b"DELIMITER" => Kind::Delimiter,
-        b"INSERT" if rows_only(rest) => Kind::Rows,
-        _ => Kind::InOrder,
     }
 }
 
-/// After `INSERT`: `INTO name [(columns)] VALUES (...), (...)` and
-/// nothing else: no IGNORE or ON DUPLICATE KEY (their outcome depends on
-/// order), no variable, subquery or function call (a session's own).
-fn rows_only(after_insert: &[u8]) -> bool {
+/// After `INSERT`: `INTO name VALUES (...), (...)` and nothing else: no
+/// IGNORE or ON DUPLICATE KEY (their outcome depends on order), no
+/// variable, subquery or function call (a session's own), and every row's
+/// first value given (not NULL, DEFAULT or an auto 0): an AUTO_INCREMENT
+/// id, usually the first column, would otherwise depend on which
+/// statement ran first. A column list, which could leave the id out,
+/// runs in order too.
+fn rows_only(after_insert: &[u8], zero_is_a_value: bool) -> bool {
     let (into, s) = word(after_insert);
     if into != b"INTO" {
         return false;
     }
     let Some(s) = skip_name(skip_space(s)) else { return false };
-    let mut s = skip_space(s);
-    if s.first() == Some(&b'(') {
-        let Some(close) = s.iter().position(|c| *c == b')') else { return false };
-        // Column names: no quote or paren inside that could hide a ')'.
-        if s[1..close].iter().any(|c| matches!(c, b'\'' | b'"' | b'(')) {
-            return false;
-        }
-        s = skip_space(&s[close + 1..]);
-    }
-    let (values, s) = word(s);
+    let (values, s) = word(skip_space(s));
     if values != b"VALUES" && values != b"VALUE" {
         return false;
     }
+    let auto = |value: &[u8]| {
+        let (w, _) = word(value);
+        w == b"NULL" || w == b"DEFAULT" || (w == b"0" && !zero_is_a_value)
+    };
     let (mut depth, mut quote, mut escaped, mut rows) = (0u8, None, false, 0);
-    for &c in s {
+    for (i, &c) in s.iter().enumerate() {
         match quote {
             Some(_) if escaped => escaped = false,
-            Some(_) if c == b'\\' => escaped = true,
+            Some(q) if c == b'\\' && q != b'`' => escaped = true,
             Some(q) if c == q => quote = None,
             Some(_) => {}
             None => match (depth, c) {
-                (_, b'\'' | b'"' | b'`') if depth == 1 => quote = Some(c),
+                (1, b'\'' | b'"' | b'`') => quote = Some(c),
+                (0, b'(') if auto(skip_space(&s[i + 1..])) => return false,
                 (0, b'(') => {
                     depth = 1;
                     rows += 1;
@@ -374,6 +458,18 @@ mod tests {
         );
     }
 
+    /// Where the real client (MariaDB 10.11's) was seen to differ from the
+    /// plain rules: `--` with no blank after it is a comment at a
+    /// statement's start (only there), and a backslash does not escape
+    /// inside a `name`.
+    #[test]
+    fn statements_end_where_the_client_ends_them() {
+        assert_eq!(statements("--don't\nSELECT 1;  --y'\nSELECT 2;").unwrap(), ["--don't\nSELECT 1", "  --y'\nSELECT 2"]);
+        // Inside a statement it is SQL, and its quote opens a string.
+        assert_eq!(statements("SELECT 1\n--don't\n;SELECT 'a';"), Err(SplitError::Unterminated("a quoted string")));
+        assert_eq!(statements("SELECT 1 AS `a\\`; SELECT 'b';").unwrap(), ["SELECT 1 AS `a\\`", " SELECT 'b'"]);
+    }
+
     #[test]
     fn mariadb_dumps_sandbox_line_goes_and_any_other_client_command_is_refused() {
         let dump = "/*M!999999\\- enable the sandbox mode */ \n-- MariaDB dump\n/*!40101 SET NAMES utf8mb4 */;\n/*M!100616 SET @x=1 */;";
@@ -388,56 +484,92 @@ mod tests {
         assert_eq!(statements("/*Me*/ SELECT 1;").unwrap(), ["/*Me*/ SELECT 1"]);
     }
 
+    fn kinds(dialect: &mut Dialect, sql: &[&str]) -> Vec<Kind> {
+        sql.iter().map(|s| dialect.kind(s.as_bytes())).collect()
+    }
+
+    /// What mysqldump's and mariadb-dump's header sets.
+    fn dumps_header() -> Dialect {
+        let mut dialect = Dialect::default();
+        let header = [
+            "/*!40014 SET @OLD_FOREIGN_KEY_CHECKS=@@FOREIGN_KEY_CHECKS, FOREIGN_KEY_CHECKS=0 */",
+            "/*!40101 SET @OLD_SQL_MODE=@@SQL_MODE, SQL_MODE='NO_AUTO_VALUE_ON_ZERO' */",
+        ];
+        assert_eq!(kinds(&mut dialect, &header), [Kind::Everywhere; 2]);
+        dialect
+    }
+
     #[test]
-    fn only_plain_rows_run_beside_others() {
-        let kinds = |sql: &[&str]| sql.iter().map(|s| kind(s.as_bytes())).collect::<Vec<_>>();
-        // What mysqldump and mariadb-dump write.
+    fn only_plain_rows_with_their_ids_run_beside_others_once_foreign_keys_are_off() {
+        let rows = "INSERT INTO `items` VALUES\n(0,'item number 0',0.00),\n(1,'a ''b'' (c), @d',-1.5e3),\n(2,NULL,_binary 'x\\'),(')";
+        // Before the header: a child's rows could go in before its parent's.
+        assert_eq!(Dialect::default().kind(rows.as_bytes()), Kind::InOrder);
+        let mut dialect = dumps_header();
         assert_eq!(
-            kinds(&[
-                "/*!40101 SET @OLD_CHARACTER_SET_CLIENT=@@CHARACTER_SET_CLIENT */",
-                "\n\n--\n-- Table structure for table `items`\n--\n\nDROP TABLE IF EXISTS `items`",
-                "CREATE TABLE `items` (\n  `id` int(11) NOT NULL,\n  PRIMARY KEY (`id`)\n) ENGINE=InnoDB",
-                "LOCK TABLES `items` WRITE",
-                "/*!40000 ALTER TABLE `items` DISABLE KEYS */",
-                "INSERT INTO `items` VALUES\n(0,'item number 0',0.00),\n(1,'a ''b'' (c), @d',-1.5e3),\n(2,NULL,_binary 'x\\'),(')",
-                "insert into shop.items (`id`, name) value (1, 'x')",
-                "INSERT INTO `items` (`id`, `name`) VALUES (1,'a'),(2,'b')",
-                "UNLOCK TABLES",
-                "\n-- Dump completed\n",
-                "USE `shop`",
-            ]),
-            [
-                Kind::Everywhere,
-                Kind::InOrder,
-                Kind::InOrder,
-                Kind::Lock,
-                Kind::InOrder,
-                Kind::Rows,
-                Kind::Rows,
-                Kind::Rows,
-                Kind::Lock,
-                Kind::Nothing,
-                Kind::Everywhere
-            ]
+            kinds(
+                &mut dialect,
+                &[
+                    "\n\n--\n-- Table structure for table `items`\n--\n\nDROP TABLE IF EXISTS `items`",
+                    "CREATE TABLE `items` (\n  `id` int(11) NOT NULL,\n  PRIMARY KEY (`id`)\n) ENGINE=InnoDB",
+                    "LOCK TABLES `items` WRITE",
+                    "/*!40000 ALTER TABLE `items` DISABLE KEYS */",
+                    rows,
+                    "insert into shop.items value (1, 'x')",
+                    "UNLOCK TABLES",
+                    "\n-- Dump completed\n",
+                ]
+            ),
+            [Kind::InOrder, Kind::InOrder, Kind::Lock, Kind::InOrder, Kind::Rows, Kind::Rows, Kind::Lock, Kind::Nothing]
         );
         // Order or session matters: in order.
         assert_eq!(
-            kinds(&[
-                "INSERT IGNORE INTO t VALUES (1)",
-                "INSERT INTO t VALUES (1) ON DUPLICATE KEY UPDATE a = VALUES(a)",
-                "INSERT INTO t VALUES (@x)",
-                "INSERT INTO t VALUES (LAST_INSERT_ID())",
-                "INSERT INTO t SELECT * FROM u",
-                "INSERT INTO t VALUES (1) /* c */",
-                "REPLACE INTO t VALUES (1)",
-                "INSERT INTO t (a, `b)`) VALUES (1)",
-            ]),
-            [Kind::InOrder; 8]
+            kinds(
+                &mut dialect,
+                &[
+                    "INSERT IGNORE INTO t VALUES (1)",
+                    "INSERT INTO t VALUES (1) ON DUPLICATE KEY UPDATE a = VALUES(a)",
+                    "INSERT INTO t VALUES (1, @x)",
+                    "INSERT INTO t VALUES (1, LAST_INSERT_ID())",
+                    "INSERT INTO t SELECT * FROM u",
+                    "INSERT INTO t VALUES (1) /* c */",
+                    "REPLACE INTO t VALUES (1)",
+                    "INSERT INTO t (`name`) VALUES ('alice')",
+                    "INSERT INTO t VALUES (1, 'a'), (NULL, 'b')",
+                    "INSERT INTO t VALUES ( default, 'b')",
+                    "SET STATEMENT max_statement_time=1 FOR INSERT INTO t VALUES (1)",
+                    "SET @m = (SELECT MAX(id) FROM t)",
+                ]
+            ),
+            [Kind::InOrder; 12]
         );
+        // An id of 0 is AUTO_INCREMENT's unless the sql_mode says otherwise.
+        assert_eq!(dialect.kind(b"SET SQL_MODE=''"), Kind::Everywhere);
+        assert_eq!(dialect.kind(b"INSERT INTO t VALUES (0, 'a')"), Kind::InOrder);
+        assert_eq!(dialect.kind(b"INSERT INTO t VALUES (7, 'a')"), Kind::Rows);
+    }
+
+    #[test]
+    fn what_one_session_must_see_and_what_a_seed_may_not_hold() {
+        let mut dialect = dumps_header();
         assert_eq!(
-            kinds(&["SET autocommit=0", "/*!40101 SET @@SESSION.AUTOCOMMIT = 0 */", "START TRANSACTION", "commit", "CREATE TEMPORARY TABLE x (a int)"]),
-            [Kind::Transaction; 5]
+            kinds(
+                &mut dialect,
+                &[
+                    "SET autocommit=0",
+                    "/*!40101 SET @@SESSION.AUTOCOMMIT = 0 */",
+                    "START TRANSACTION",
+                    "commit",
+                    "SET INSERT_ID = 5",
+                    "CREATE TEMPORARY TABLE x (a int)",
+                    "CREATE OR REPLACE TEMPORARY TABLE x (a int)",
+                    "CREATE /*!32312 TEMPORARY*/ TABLE x (a int)",
+                ]
+            ),
+            [Kind::OneSession; 8]
         );
-        assert_eq!(kinds(&["DELIMITER ;;", "SET NAMES utf8mb4"]), [Kind::Delimiter, Kind::Everywhere]);
+        assert_eq!(dialect.kind(b"CREATE TABLE temporary_rows (a int)"), Kind::InOrder);
+        for refused in ["DELIMITER ;;", "USE `shop`", "use shop\nSELECT 1", "quit", "source /tmp/x.sql", "SET sql_mode = 'NO_BACKSLASH_ESCAPES'"] {
+            assert!(matches!(dialect.kind(refused.as_bytes()), Kind::Refused(_)), "{refused}");
+        }
     }
 }

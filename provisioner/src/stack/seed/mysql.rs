@@ -90,34 +90,45 @@ impl Loader<'_> {
         self.mysql_swap().await
     }
 
-    /// `schema.sql`, then every table's CSV files at once, each table's
-    /// in order, each file cut into pieces that load at once (`box
-    /// mysql-load csv`, `LOAD DATA LOCAL INFILE`).
+    /// `schema.sql`, then the tables' CSV files, four tables at once (a
+    /// file may take up to eight sessions of its own: 32 stays well under
+    /// the server's default 151 connections).
     pub(super) async fn mysql_csv(&self) -> Result<(), SeedError> {
+        use futures::StreamExt;
         let csv = self.csv_snapshot()?;
-        self.mysql_fresh_staging().await?;
-        if let Some(schema) = &csv.schema {
-            let loaded = self.run_input("loading schema.sql", &self.mysql_loader(), self.open(schema).await?).await;
-            self.named(loaded, &[])?;
+        let mut sessions = None;
+        loop {
+            self.mysql_fresh_staging().await?;
+            if let Some(schema) = &csv.schema {
+                let loaded = self.run_input("loading schema.sql", &self.mysql_loader(), self.open(schema).await?).await;
+                self.named(loaded, &[])?;
+            }
+            let loads = futures::stream::iter(csv.tables.iter().map(|(table, files)| self.load_table(table, files, sessions))).buffer_unordered(4);
+            let loaded: Result<Vec<()>, SeedError> = loads.collect::<Vec<_>>().await.into_iter().collect();
+            match loaded {
+                // Pieces that went in before the conflict are in the
+                // staging tables: all of it is loaded again, from fresh.
+                Err(SeedError::Shell(ShellError::Failed { stderr, .. })) if sessions.is_none() && lock_conflict(&stderr) => sessions = Some(1),
+                other => break drop(other?),
+            }
         }
-        let loads = csv.tables.iter().map(|(table, files)| self.load_table(table, files));
-        futures::future::join_all(loads).await.into_iter().collect::<Result<Vec<()>, _>>()?;
         self.mysql_swap().await
     }
 
-    /// A table's CSV files, one after the other. A duplicate key or a
-    /// value that does not fit fails the load, naming the file: `LOCAL`
-    /// makes the server take such rows as warnings (it cannot stop the
-    /// client mid-file), and `box mysql-load` fails on any warning.
-    async fn load_table(&self, table: &str, files: &[PathBuf]) -> Result<(), SeedError> {
+    /// A table's CSV files, one after the other, each cut into pieces that
+    /// load at once (`box mysql-load csv`). A duplicate key or a value
+    /// that does not fit fails the load, naming the file: `LOCAL` makes
+    /// the server take such rows as warnings (it cannot stop the client
+    /// mid-file), and `box mysql-load` fails on any warning.
+    async fn load_table(&self, table: &str, files: &[PathBuf], sessions: Option<u8>) -> Result<(), SeedError> {
         for file in files {
-            let mut sessions = None;
-            loop {
-                let command = self.mysql_box_loader(sessions, &format!("csv --header --table {}", sh(table)));
-                match self.run_input(&format!("loading {}", file_name(file)), &command, self.open(file).await?).await {
-                    Err(ShellError::Failed { stderr, .. }) if sessions.is_none() && lock_conflict(&stderr) => sessions = Some(1),
-                    loaded => break drop(self.named(loaded, std::slice::from_ref(file))?),
+            let command = self.mysql_box_loader(sessions, &format!("csv --header --table {}", sh(table)));
+            match self.run_input(&format!("loading {}", file_name(file)), &command, self.open(file).await?).await {
+                // Left as it is: mysql_csv loads all again on one session.
+                Err(e @ ShellError::Failed { .. }) if sessions.is_none() && matches!(&e, ShellError::Failed { stderr, .. } if lock_conflict(stderr)) => {
+                    return Err(SeedError::Shell(e))
                 }
+                loaded => drop(self.named(loaded, std::slice::from_ref(file))?),
             }
         }
         Ok(())
