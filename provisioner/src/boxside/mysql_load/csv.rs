@@ -10,7 +10,7 @@ use std::process::Stdio;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinSet;
 
-use super::{Client, LoadError, Loaded};
+use super::client::{Client, LoadError, Loaded};
 
 /// About how much of a file one session loads at a time.
 const PIECE: usize = 4 << 20;

@@ -15,8 +15,8 @@ use tokio::process::{Child, ChildStdin};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::statements::Kind;
-use super::{Client, LoadError};
+use super::client::{Client, LoadError};
+use super::kinds::Kind;
 
 /// The most of a client's stderr kept: its last error is at the end.
 const STDERR_KEPT: usize = 64 * 1024;
