@@ -137,6 +137,16 @@ fn mysql_stores_load_dumps_and_csv_and_a_bad_snapshot_leaves_them_as_they_were()
     refused("a dump with a client command", &["client command", "`\\!`"]);
     assert!(!owned.exists(), "the dump's shell command ran");
 
+    // mariadb-dump's own output (its header, its session state saved and
+    // restored around each table) of the live tables loads back whole.
+    let real = seeds.join("real.sql");
+    env.ok(&["ssh", "pr-1", "--", &format!("mariadb-dump --no-defaults -h 127.0.0.1 -u root shop > {}", real.display())]);
+    std::fs::copy(&real, seeds.join("shop.sql")).unwrap();
+    let reset = env.json(&["seed", "shop", "--reset", "--box", "pr-1"]);
+    assert_eq!(reset[0]["outcome"], "loaded", "{reset:#}");
+    assert_eq!(counts(), "1000\t3000");
+    assert_eq!(sql("SELECT count(DISTINCT email), max(id) FROM users"), "1000\t999");
+
     // A dump that turns autocommit off (mysqldump --no-autocommit) runs
     // on one session, in order, and all of it is committed.
     write_dump(&seeds.join("shop.sql"), 200, 2, "SET autocommit=0;");

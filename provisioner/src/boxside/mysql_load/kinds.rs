@@ -69,7 +69,8 @@ impl Dialect {
     pub fn kind(&mut self, statement: &[u8]) -> Kind {
         let body = skip_comments(statement);
         let (first, rest) = word(body);
-        let upper = statement.to_ascii_uppercase();
+        // The statement past its leading comments (a dump's header says "for debian").
+        let upper = body.to_ascii_uppercase();
         let has = |w: &[u8]| upper.windows(w.len()).any(|x| x == w);
         match first.as_slice() {
             b"" if body.is_empty() => Kind::Nothing,
@@ -225,10 +226,11 @@ mod tests {
     fn dumps_header() -> Dialect {
         let mut dialect = Dialect::default();
         let header = [
+            "-- MariaDB dump 10.19  Distrib 10.11.19-MariaDB, for debian-linux-gnu (x86_64)\n/*!40101 SET @OLD_CHARACTER_SET_CLIENT=@@CHARACTER_SET_CLIENT */",
             "/*!40014 SET @OLD_FOREIGN_KEY_CHECKS=@@FOREIGN_KEY_CHECKS, FOREIGN_KEY_CHECKS=0 */",
             "/*!40101 SET @OLD_SQL_MODE=@@SQL_MODE, SQL_MODE='NO_AUTO_VALUE_ON_ZERO' */",
         ];
-        assert_eq!(kinds(&mut dialect, &header), [Kind::Everywhere; 2]);
+        assert_eq!(kinds(&mut dialect, &header), [Kind::Everywhere; 3]);
         dialect
     }
 
