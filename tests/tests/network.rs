@@ -13,13 +13,13 @@ use workstation_tests::{repo_root, run_ok};
 const HCL2_PYTHON: &str = "/opt/workstation-ci/hcl2/bin/python";
 
 fn read(rel: &str) -> String {
-    let path = repo_root().join(rel);
+    read_path(&repo_root().join(rel))
+}
+
+/// A file, or every file under a folder.
+fn read_path(path: &std::path::Path) -> String {
     if path.is_dir() {
-        let mut out = String::new();
-        for e in std::fs::read_dir(&path).unwrap() {
-            out += &std::fs::read_to_string(e.unwrap().path()).unwrap();
-        }
-        out
+        std::fs::read_dir(path).unwrap().map(|e| read_path(&e.unwrap().path())).collect()
     } else {
         std::fs::read_to_string(path).unwrap()
     }

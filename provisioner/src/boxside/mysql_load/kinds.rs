@@ -52,6 +52,10 @@ const CLIENT_COMMANDS: [&[u8]; 21] = [
     b"WARNINGS",
 ];
 
+/// sql_modes that make `"` quote names, inside which the client then
+/// takes a backslash as itself (ANSI_QUOTES, and the modes that include it).
+const QUOTE_MODES: [&[u8]; 7] = [b"ANSI", b"ORACLE", b"POSTGRESQL", b"MSSQL", b"DB2", b"MAXDB", b"ANSI_QUOTES"];
+
 /// What the dump's session state says so far, as far as spreading rows
 /// depends on it.
 #[derive(Debug, Default)]
@@ -83,12 +87,12 @@ impl Dialect {
             w if CLIENT_COMMANDS.contains(&w) || body.starts_with(b"?") => {
                 Kind::Refused("the dump has a mariadb client command at a statement's start (quit, source, system, ...); a seed may hold SQL only")
             }
-            b"SET" if has(b"NO_BACKSLASH_ESCAPES") => {
-                Kind::Refused("the dump sets NO_BACKSLASH_ESCAPES, which changes where the client's statements end; dump without it")
+            b"SET" if has(b"NO_BACKSLASH_ESCAPES") || (has(b"SQL_MODE") && QUOTE_MODES.iter().any(|m| has(m))) => {
+                Kind::Refused("the dump sets NO_BACKSLASH_ESCAPES or ANSI_QUOTES (or a mode that includes it), which changes where the client's statements end; dump without them")
             }
             b"SET" if has(b"AUTOCOMMIT") || has(b"TRANSACTION") || has(b"INSERT_ID") || has(b"TIMESTAMP") => Kind::OneSession,
             // `SET STATEMENT ... FOR` runs a statement; a subquery reads rows.
-            b"SET" if has(b" FOR ") || has(b"SELECT") => Kind::InOrder,
+            b"SET" if word(skip_space(rest)).0 == b"STATEMENT" || has(b"SELECT") => Kind::InOrder,
             b"SET" => {
                 let squeezed: Vec<u8> = upper.iter().copied().filter(|c| !c.is_ascii_whitespace()).collect();
                 let says = |w: &[u8]| squeezed.windows(w.len()).any(|x| x == w);
@@ -135,7 +139,7 @@ fn rows_only(after_insert: &[u8], zero_is_a_value: bool) -> bool {
     }
     let auto = |value: &[u8]| {
         let (w, _) = word(value);
-        w == b"NULL" || w == b"DEFAULT" || (w == b"0" && !zero_is_a_value)
+        w == b"NULL" || w == b"DEFAULT" || (w == b"0" && !zero_is_a_value) || value.starts_with(b")")
     };
     let (mut depth, mut quote, mut escaped, mut rows) = (0u8, None, false, 0);
     for (i, &c) in s.iter().enumerate() {
@@ -202,7 +206,8 @@ fn skip_space(s: &[u8]) -> &[u8] {
 fn skip_comments(mut s: &[u8]) -> &[u8] {
     loop {
         s = skip_space(s);
-        if s.starts_with(b"#") || (s.starts_with(b"--") && s.get(2).is_none_or(|c| c.is_ascii_whitespace())) {
+        // At a statement's start `--` is a comment even with no blank after it.
+        if s.starts_with(b"#") || s.starts_with(b"--") {
             s = s.iter().position(|c| *c == b'\n').map_or(&[], |n| &s[n + 1..]);
         } else if let Some(inner) = s.strip_prefix(b"/*!").or_else(|| s.strip_prefix(b"/*M!")) {
             return skip_space(&inner[inner.iter().take_while(|c| c.is_ascii_digit()).count()..]);
@@ -271,11 +276,13 @@ mod tests {
                     "INSERT INTO t (`name`) VALUES ('alice')",
                     "INSERT INTO t VALUES (1, 'a'), (NULL, 'b')",
                     "INSERT INTO t VALUES ( default, 'b')",
+                    "INSERT INTO t VALUES ()",
                     "SET STATEMENT max_statement_time=1 FOR INSERT INTO t VALUES (1)",
+                    "SET STATEMENT max_statement_time=1\nFOR INSERT INTO t VALUES (1)",
                     "SET @m = (SELECT MAX(id) FROM t)",
                 ]
             ),
-            [Kind::InOrder; 12]
+            [Kind::InOrder; 14]
         );
         // An id of 0 is AUTO_INCREMENT's unless the sql_mode says otherwise.
         assert_eq!(dialect.kind(b"SET SQL_MODE=''"), Kind::Everywhere);
@@ -303,7 +310,16 @@ mod tests {
             [Kind::OneSession; 8]
         );
         assert_eq!(dialect.kind(b"CREATE TABLE temporary_rows (a int)"), Kind::InOrder);
-        for refused in ["DELIMITER ;;", "USE `shop`", "use shop\nSELECT 1", "quit", "source /tmp/x.sql", "SET sql_mode = 'NO_BACKSLASH_ESCAPES'"] {
+        for refused in [
+            "DELIMITER ;;",
+            "USE `shop`",
+            "use shop\nSELECT 1",
+            "--x\nuse shop",
+            "quit",
+            "source /tmp/x.sql",
+            "SET sql_mode = 'NO_BACKSLASH_ESCAPES'",
+            "/*!40101 SET SQL_MODE='ANSI' */",
+        ] {
             assert!(matches!(dialect.kind(refused.as_bytes()), Kind::Refused(_)), "{refused}");
         }
     }

@@ -75,7 +75,9 @@ impl Session {
     async fn sync(&mut self) -> Result<(), LoadError> {
         self.synced += 1;
         let marker = [MARKER, self.synced.to_string().as_bytes()].concat();
-        self.send(&[b"SELECT '", &marker[..], b"'"].concat()).await?;
+        // Binary, and its own LIMIT: what the dump set for results
+        // (character_set_results, sql_select_limit) leaves it as it is.
+        self.send(&[b"SELECT _binary'", &marker[..], b"' LIMIT 1"].concat()).await?;
         while let Some(line) = self.markers.recv().await {
             if line == marker {
                 return Ok(());
@@ -255,6 +257,9 @@ impl Router {
     /// Waits for every session to run all it was given, and for each to
     /// end well.
     pub async fn finish(mut self) -> Result<(), LoadError> {
+        // A session that ended early but well (the dump's `exit`) would
+        // leave what was in its pipe unrun: every one must answer first.
+        self.sync_all().await?;
         self.jobs.clear();
         let mut first = Ok(());
         while let Some(joined) = self.tasks.join_next().await {

@@ -84,10 +84,10 @@ impl Splitter {
                 return Ok(None);
             }
             self.started = true;
-            if self.buf.starts_with(SANDBOX_LINE) {
-                self.start = SANDBOX_LINE.len();
-                self.at = self.start;
-            }
+            // A UTF-8 byte order mark, then mariadb-dump's first line.
+            let bom = if self.buf.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
+            self.start = bom + if self.buf[bom..].starts_with(SANDBOX_LINE) { SANDBOX_LINE.len() } else { 0 };
+            self.at = self.start;
         }
         while self.at < self.buf.len() {
             let b = self.buf[self.at];
@@ -99,10 +99,9 @@ impl Splitter {
                     b'-' | b'/' | b'*' if next.is_none() && !eof => return Ok(None),
                     b'-' if next == Some(b'-') => match after {
                         None if !eof && !self.fresh => return Ok(None),
-                        Some(c) if !self.fresh && !c.is_ascii_whitespace() && !c.is_ascii_control() => {
-                            self.fresh = false;
-                            2
-                        }
+                        // One byte on: in `---x` the second and third dashes
+                        // start a comment, as the client reads them.
+                        Some(c) if !self.fresh && !c.is_ascii_whitespace() && !c.is_ascii_control() => 1,
                         _ => {
                             self.state = State::LineComment;
                             2
@@ -269,5 +268,7 @@ mod tests {
         assert_eq!(statements("SELECT 'open;"), Err(SplitError::Unterminated("a quoted string")));
         assert_eq!(statements("SELECT 1 /* open;"), Err(SplitError::Unterminated("a /* comment")));
         assert_eq!(statements("/*Me*/ SELECT 1;").unwrap(), ["/*Me*/ SELECT 1"]);
+        assert_eq!(statements("\u{feff}/*!40101 SET NAMES utf8mb4 */;").unwrap(), ["/*!40101 SET NAMES utf8mb4 */"]);
+        assert_eq!(statements("SELECT 1 --- it's;\nSELECT 2;").unwrap(), ["SELECT 1 --- it's;\nSELECT 2"]);
     }
 }
