@@ -29,7 +29,8 @@ struct Session {
     child: Child,
     stdin: ChildStdin,
     markers: mpsc::UnboundedReceiver<Vec<u8>>,
-    stderr: JoinHandle<String>,
+    /// The end of its stderr, once it has ended (taken by the first failure).
+    stderr: Option<JoinHandle<String>>,
     synced: u64,
 }
 
@@ -57,7 +58,7 @@ impl Session {
             }
         });
         let stderr = tokio::spawn(tail(child.stderr.take().expect("piped")));
-        Ok(Session { child, stdin, markers, stderr, synced: 0 })
+        Ok(Session { child, stdin, markers, stderr: Some(stderr), synced: 0 })
     }
 
     async fn send(&mut self, statement: &[u8]) -> Result<(), LoadError> {
@@ -93,12 +94,11 @@ impl Session {
         if status.success() {
             return Ok(());
         }
-        Err(failure(&mut self.child, self.stderr).await)
+        Err(failure(&mut self.child, self.stderr.take()).await)
     }
 
     async fn failure(&mut self) -> LoadError {
-        let stderr = std::mem::replace(&mut self.stderr, tokio::spawn(async { String::new() }));
-        failure(&mut self.child, stderr).await
+        failure(&mut self.child, self.stderr.take()).await
     }
 }
 
@@ -119,12 +119,15 @@ async fn tail(mut from: impl AsyncRead + Unpin) -> String {
 
 /// What the client said when it stopped (it stops at the first error).
 /// A client that stopped reading without exiting is ended first.
-async fn failure(child: &mut Child, stderr: JoinHandle<String>) -> LoadError {
+async fn failure(child: &mut Child, stderr: Option<JoinHandle<String>>) -> LoadError {
     if !matches!(child.try_wait(), Ok(Some(_))) {
         let _ = child.start_kill();
     }
     let status = child.wait().await.ok();
-    let said = stderr.await.unwrap_or_default();
+    let said = match stderr {
+        Some(tail) => tail.await.unwrap_or_default(),
+        None => String::new(),
+    };
     match (client_error(&said), status) {
         (error, _) if !error.is_empty() => LoadError::Client(error),
         (_, Some(status)) => LoadError::Client(format!("mariadb stopped ({status}) without saying why")),
